@@ -1,0 +1,1 @@
+"""The contract service: contracts, decisions, usage and the admission webhook."""

@@ -1,0 +1,1 @@
+"""The download service: models streamed into the platform store, verified, recorded."""

@@ -1,0 +1,1 @@
+"""The gateway: auth, model management and the OpenAI-compatible proxy."""

@@ -1,0 +1,79 @@
+"""`modelserve-testbed build` makes everything ahead of time; `up` runs the local platform."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+
+from modelserve.testbed import gobuild, llm, postgres
+from modelserve.testbed.cache import cache_root
+from modelserve.testbed.stack import Ports, start_stack
+
+
+def build() -> None:
+    started = time.monotonic()
+    for folder, module in gobuild.MODULES.items():
+        step = time.monotonic()
+        target = gobuild.build(module)
+        print(
+            f"testbed: {folder} {module.version()} ready in {target} "
+            f"({time.monotonic() - step:.0f}s)",
+            flush=True,
+        )
+    step = time.monotonic()
+    bindir = postgres.ensure_installed()
+    print(f"testbed: PostgreSQL in {bindir} ({time.monotonic() - step:.0f}s)", flush=True)
+    step = time.monotonic()
+    runtime = llm.ensure_runtime()
+    print(
+        f"testbed: llama-cpp-python {llm.LLAMA_CPP_PYTHON_VERSION} with {runtime.model.name} "
+        f"({time.monotonic() - step:.0f}s)",
+        flush=True,
+    )
+    print(f"testbed: built in {time.monotonic() - started:.0f}s; cache {cache_root()}", flush=True)
+
+
+def up(state: Path) -> None:
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with ExitStack() as resources:
+        stack = start_stack(state.resolve(), Ports(), resources)
+        stack.write_env()
+        print(stack.summary(), flush=True)
+        stop.wait()
+        print("\ntestbed: stopping", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="modelserve-testbed", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("build", help="build and cache every component of the test bed")
+    run_up = commands.add_parser("up", help="start the local platform until Ctrl-C")
+    run_up.add_argument(
+        "--state",
+        type=Path,
+        default=Path(".dev"),
+        help="folder for data, logs and the env file (wiped at start)",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        build()
+    else:
+        up(args.state)
+
+
+if __name__ == "__main__":
+    main()

