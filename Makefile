@@ -25,7 +25,7 @@ testbed: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy common operator services testbed tests
+	$(BIN)/mypy common operator services testbed tests bench
 
 ## test: lint, type-check and run every test against the real components
 test: testbed lint

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import sys
 from pathlib import Path
 
 import httpx
@@ -14,8 +14,9 @@ from modelserve.testbed.processes import ManagedProcess, free_port
 
 @pytest.mark.parametrize("service", ["gateway", "contract", "download"])
 def test_service_answers_health(service: str, tmp_path: Path) -> None:
-    script = shutil.which(f"modelserve-{service}")
-    assert script, f"modelserve-{service} is not installed"
+    # Console scripts sit beside the interpreter of the environment they are installed in.
+    script = Path(sys.executable).parent / f"modelserve-{service}"
+    assert script.exists(), f"{script} is not installed"
     port = free_port()
     process = ManagedProcess(
         service, [script], tmp_path / f"{service}.log", env={f"{service.upper()}_PORT": str(port)}

@@ -29,6 +29,7 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 KWOK_NODE_LABEL = "type"
 KWOK_NODE_VALUE = "kwok"
+STAGES = Path(__file__).with_name("kwok_stages.yaml")
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,7 @@ def start_cluster(
                 f"--cidr={POD_CIDR}",
                 "--node-ip=10.0.0.1",
                 f"--server-address=127.0.0.1:{kwok_port}",
+                f"--config={STAGES}",
             ],
             logs / "kwok.log",
         )
