@@ -18,14 +18,14 @@ from modelserve.testbed.kube import start_cluster
 from modelserve.testbed.llm import start_llm
 from modelserve.testbed.objectstores import UPSTREAM_BUCKET, start_minio
 from modelserve.testbed.postgres import start_postgres
-from modelserve.testbed.processes import ManagedProcess
+from modelserve.testbed.processes import ManagedProcess, descendants
 
 
 def rss_mib(processes: Iterable[ManagedProcess]) -> float:
     """Resident memory of the processes and their children, from /proc."""
     pids = [p.pid for p in processes if p.pid]
     total_kib = 0
-    for pid in _with_descendants(pids):
+    for pid in descendants(pids):
         status = Path(f"/proc/{pid}/status")
         try:
             for line in status.read_text().splitlines():
@@ -34,23 +34,6 @@ def rss_mib(processes: Iterable[ManagedProcess]) -> float:
         except FileNotFoundError:
             continue  # exited in the meantime
     return total_kib / 1024
-
-
-def _with_descendants(pids: list[int]) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = set(), list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, []))
-    return found
 
 
 def measure(

@@ -39,7 +39,7 @@ def build() -> None:
     print(f"testbed: built in {time.monotonic() - started:.0f}s; cache {cache_root()}", flush=True)
 
 
-def up(state: Path) -> None:
+def up(state: Path, ports: Ports) -> None:
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     stop = threading.Event()
@@ -50,10 +50,11 @@ def up(state: Path) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with ExitStack() as resources:
-        stack = start_stack(state.resolve(), Ports(), resources)
+        stack = start_stack(state.resolve(), ports, resources)
         stack.write_env()
         print(stack.summary(), flush=True)
-        stop.wait()
+        while not stop.wait(timeout=1.0):
+            continue
         print("\ntestbed: stopping", flush=True)
 
 
@@ -68,11 +69,16 @@ def main(argv: list[str] | None = None) -> None:
         default=Path(".dev"),
         help="folder for data, logs and the env file (wiped at start)",
     )
+    run_up.add_argument(
+        "--any-ports",
+        action="store_true",
+        help="use free ports instead of the well-known ones (6443, 5432, 9000, ...)",
+    )
     args = parser.parse_args(argv)
     if args.command == "build":
         build()
     else:
-        up(args.state)
+        up(args.state, Ports.any() if args.any_ports else Ports())
 
 
 if __name__ == "__main__":

@@ -126,6 +126,25 @@ class ManagedProcess:
             os.killpg(pid, sig)
 
 
+def descendants(pids: list[int]) -> set[int]:
+    """The given processes and every process below them, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,

@@ -32,6 +32,10 @@ class Ports:
     upstream_console: int = 9101
     llm: int = 8100
 
+    @classmethod
+    def any(cls) -> Ports:
+        return cls(**{name: 0 for name in vars(cls())})
+
     def busy(self) -> list[str]:
         return [f"{name}={port}" for name, port in vars(self).items() if port and port_open(port)]
 
