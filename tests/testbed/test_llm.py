@@ -42,3 +42,20 @@ def test_completion_returns_logprobs(llm: LlmServer) -> None:
     logprobs = response.json()["choices"][0]["logprobs"]
     assert len(logprobs["tokens"]) == len(logprobs["token_logprobs"]) > 0
     assert all(value <= 0 for value in logprobs["token_logprobs"] if value is not None)
+
+
+def test_n_above_one_is_ignored(llm: LlmServer) -> None:
+    """llama-cpp-python's server answers one choice whatever `n` says: callers that need
+    several samples (best-of-N, self-consistency) must send several requests."""
+    response = httpx.post(
+        f"{llm.url}/chat/completions",
+        json={
+            "model": llm.alias,
+            "messages": [{"role": "user", "content": "Say a colour."}],
+            "max_tokens": 4,
+            "n": 3,
+        },
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.json()["choices"]) == 1

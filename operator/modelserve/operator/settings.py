@@ -1,7 +1,12 @@
-"""Settings of the operator, read from OPERATOR_* environment variables."""
+"""Settings of the operator, read from OPERATOR_* environment variables.
+
+Images, ports and the other defaults of the servers the operator deploys live here,
+so that a cluster can pin its own images without a change of code.
+"""
 
 from __future__ import annotations
 
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -12,6 +17,33 @@ class OperatorSettings(BaseSettings):
     namespaces: str = ""
     health_host: str = "127.0.0.1"
     health_port: int = 8210
+    # How many resources kopf reconciles at once; the rest wait their turn.
+    worker_limit: int = Field(default=32, ge=1)
+
+    # Runtimes
+    vllm_image: str = "vllm/vllm-openai:v0.11.0"
+    vllm_port: int = 8000
+    llamacpp_image: str = "ghcr.io/ggml-org/llama.cpp:server"
+    llamacpp_cuda_image: str = "ghcr.io/ggml-org/llama.cpp:server-cuda"
+    llamacpp_port: int = 8080
+    shm_size: str = "8Gi"
+    # Minutes a server may take to load its model before Kubernetes restarts it.
+    startup_minutes: int = Field(default=30, ge=1)
+
+    # The init step that copies the model from the platform store into the pod.
+    fetch_image: str = "modelserve/modelserve:0.1.0"
+    model_store_endpoint: str = "modelserve-minio.modelserve.svc:9000"
+    model_store_secure: bool = False
+    model_store_access_key: SecretStr = SecretStr("")
+    model_store_secret_key: SecretStr = SecretStr("")
+
+    # Routes
+    route_entrypoints: str = "web"
+    gateway_auth_url: str = "http://modelserve-gateway.modelserve.svc:8200/auth/verify"
+
+    # `external` servers
+    external_probe_interval: float = Field(default=30.0, gt=0)
+    external_probe_timeout: float = Field(default=5.0, gt=0)
 
     def namespace_list(self) -> list[str]:
         return [name.strip() for name in self.namespaces.split(",") if name.strip()]

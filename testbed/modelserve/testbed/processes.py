@@ -120,6 +120,12 @@ class ManagedProcess:
             self._log.close()
             self._log = None
 
+    def kill(self) -> None:
+        """SIGKILL the process group at once: a crash, not a shutdown."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._signal_group(self._proc.pid, signal.SIGKILL)
+        self.stop()
+
     @staticmethod
     def _signal_group(pid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):  # already gone

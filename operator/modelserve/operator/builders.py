@@ -1,0 +1,289 @@
+"""Pure builders: a ModelServe in, the Kubernetes objects it needs out (as dicts).
+
+Nothing here talks to the cluster; the handlers apply what these return.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from modelserve.operator.runtimes import MODEL_DIR, ServerContainer, server_container
+from modelserve.operator.settings import OperatorSettings
+from modelserve.operator.spec import ModelServe, Runtime
+
+OPERATOR = "modelserve-operator"
+NAME_LABEL = "llm.modelserve.io/modelserve"
+RUNTIME_LABEL = "llm.modelserve.io/runtime"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+Obj = dict[str, Any]
+
+
+def labels(ms: ModelServe) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "modelserve-server",
+        "app.kubernetes.io/instance": ms.name,
+        MANAGED_BY: OPERATOR,
+        NAME_LABEL: ms.name,
+        RUNTIME_LABEL: ms.spec.runtime.value,
+    }
+
+
+def selector(ms: ModelServe) -> dict[str, str]:
+    return {NAME_LABEL: ms.name}
+
+
+def selector_string(ms: ModelServe) -> str:
+    return ",".join(f"{key}={value}" for key, value in selector(ms).items())
+
+
+def _meta(ms: ModelServe, name: str) -> Obj:
+    return {
+        "name": name,
+        "namespace": ms.namespace,
+        "labels": labels(ms),
+        "ownerReferences": [
+            {
+                "apiVersion": "llm.modelserve.io/v1alpha1",
+                "kind": "ModelServe",
+                "name": ms.name,
+                "uid": ms.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
+def store_secret_name(ms: ModelServe) -> str:
+    return f"{ms.name}-model-store"
+
+
+def cache_claim_name(ms: ModelServe) -> str:
+    return f"{ms.name}-model-cache"
+
+
+def endpoint(ms: ModelServe, settings: OperatorSettings) -> str:
+    """The URL the gateway sends OpenAI requests to (ends in /v1)."""
+    if ms.spec.runtime is Runtime.EXTERNAL:
+        assert ms.spec.external is not None  # the CRD requires it
+        return ms.spec.external.url.rstrip("/")
+    port = server_container(ms, settings).port
+    return f"http://{ms.name}.{ms.namespace}.svc.cluster.local:{port}/v1"
+
+
+def route_prefix(ms: ModelServe) -> str:
+    return f"/{ms.server_id}"
+
+
+def build_store_secret(ms: ModelServe, settings: OperatorSettings) -> Obj:
+    """Credentials of the platform store for the init step, in the ModelServe's namespace."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(ms, store_secret_name(ms)),
+        "type": "Opaque",
+        # `data`, not `stringData`: a write-only field would make every apply a change.
+        "data": {
+            key: base64.b64encode(value.encode()).decode()
+            for key, value in {
+                "endpoint": settings.model_store_endpoint,
+                "secure": "true" if settings.model_store_secure else "false",
+                "access-key": settings.model_store_access_key.get_secret_value(),
+                "secret-key": settings.model_store_secret_key.get_secret_value(),
+            }.items()
+        },
+    }
+
+
+def build_cache_claim(ms: ModelServe) -> Obj:
+    cache = ms.spec.model.cache
+    spec: Obj = {
+        # Every replica mounts the same cache, on whichever node it runs.
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": cache.size}},
+    }
+    if cache.storage_class_name:
+        spec["storageClassName"] = cache.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(ms, cache_claim_name(ms)),
+        "spec": spec,
+    }
+
+
+def _fetch_container(ms: ModelServe, settings: OperatorSettings) -> Obj:
+    secret = store_secret_name(ms)
+
+    def from_secret(key: str) -> Obj:
+        return {"secretKeyRef": {"name": secret, "key": key}}
+
+    return {
+        "name": "fetch-model",
+        "image": settings.fetch_image,
+        "command": ["modelserve-fetch-model"],
+        "env": [
+            {"name": "MODEL_URI", "value": ms.spec.model.uri},
+            {"name": "MODEL_DIR", "value": str(MODEL_DIR)},
+            {"name": "MODEL_STORE_ENDPOINT", "valueFrom": from_secret("endpoint")},
+            {"name": "MODEL_STORE_SECURE", "valueFrom": from_secret("secure")},
+            {"name": "MODEL_STORE_ACCESS_KEY", "valueFrom": from_secret("access-key")},
+            {"name": "MODEL_STORE_SECRET_KEY", "valueFrom": from_secret("secret-key")},
+        ],
+        "volumeMounts": [{"name": "model", "mountPath": str(MODEL_DIR)}],
+        # A failed fetch says why in the pod's status, not only in its logs.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _probe(path: str, port: int, period: int, failures: int) -> Obj:
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 5,
+    }
+
+
+def _server_container(ms: ModelServe, settings: OperatorSettings, server: ServerContainer) -> Obj:
+    resources: Obj = {}
+    requests = {
+        key: value
+        for key, value in (("cpu", ms.spec.resources.cpu), ("memory", ms.spec.resources.memory))
+        if value
+    }
+    if requests:
+        resources["requests"] = requests
+    if ms.spec.resources.gpus:
+        resources["limits"] = {GPU_RESOURCE: str(ms.spec.resources.gpus)}
+    mounts = [{"name": "model", "mountPath": str(MODEL_DIR), "readOnly": True}]
+    if ms.spec.runtime is Runtime.VLLM:
+        mounts.append({"name": "shm", "mountPath": "/dev/shm"})
+    return {
+        "name": "server",
+        "image": server.image,
+        "args": list(server.args),
+        "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],
+        "env": [{"name": env.name, "value": env.value} for env in ms.spec.env],
+        "resources": resources,
+        "volumeMounts": mounts,
+        # Loading a large model takes minutes: liveness starts counting only after this.
+        "startupProbe": _probe("/health", server.port, 10, settings.startup_minutes * 6),
+        "readinessProbe": _probe("/health", server.port, 5, 3),
+        "livenessProbe": _probe("/health", server.port, 10, 3),
+    }
+
+
+def build_deployment(ms: ModelServe, settings: OperatorSettings) -> Obj:
+    server = server_container(ms, settings)
+    gpus = ms.spec.resources.gpus
+    volumes: list[Obj] = [
+        {"name": "model", "persistentVolumeClaim": {"claimName": cache_claim_name(ms)}}
+        if ms.spec.model.cache.enabled
+        else {"name": "model", "emptyDir": {}}
+    ]
+    if ms.spec.runtime is Runtime.VLLM:
+        # NCCL and PyTorch workers share tensors through /dev/shm.
+        volumes.append(
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}}
+        )
+    pod_spec: Obj = {
+        "initContainers": [_fetch_container(ms, settings)],
+        "containers": [_server_container(ms, settings, server)],
+        "volumes": volumes,
+        "enableServiceLinks": False,
+    }
+    if gpus:
+        pod_spec["tolerations"] = [
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+        ]
+        if ms.spec.resources.gpu_type:
+            pod_spec["nodeSelector"] = {GPU_PRODUCT_LABEL: ms.spec.resources.gpu_type}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(ms, ms.name),
+        "spec": {
+            "replicas": ms.spec.replicas,
+            "selector": {"matchLabels": selector(ms)},
+            # GPUs are scarce: replace pods one by one rather than asking for a surge.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            },
+            "template": {"metadata": {"labels": labels(ms)}, "spec": pod_spec},
+        },
+    }
+
+
+def build_service(ms: ModelServe, settings: OperatorSettings) -> Obj:
+    port = server_container(ms, settings).port
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(ms, ms.name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(ms),
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_route(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:
+    """Traefik: `/{server-id}/` → the Service, behind the gateway's forward auth."""
+    strip, auth = f"{ms.name}-strip-prefix", f"{ms.name}-auth"
+    port = server_container(ms, settings).port
+    middlewares = [
+        {
+            "apiVersion": "traefik.io/v1alpha1",
+            "kind": "Middleware",
+            "metadata": _meta(ms, strip),
+            "spec": {"stripPrefix": {"prefixes": [route_prefix(ms)]}},
+        },
+        {
+            "apiVersion": "traefik.io/v1alpha1",
+            "kind": "Middleware",
+            "metadata": _meta(ms, auth),
+            "spec": {
+                "forwardAuth": {
+                    "address": f"{settings.gateway_auth_url}?server={ms.server_id}",
+                    "authResponseHeaders": ["X-ModelServe-User", "X-ModelServe-Team"],
+                }
+            },
+        },
+    ]
+    route = {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "IngressRoute",
+        "metadata": _meta(ms, ms.name),
+        "spec": {
+            "entryPoints": [e.strip() for e in settings.route_entrypoints.split(",") if e.strip()],
+            "routes": [
+                {
+                    "kind": "Rule",
+                    "match": f"PathPrefix(`{route_prefix(ms)}/`)",
+                    # Auth first: an unauthenticated request never reaches the server.
+                    "middlewares": [{"name": auth}, {"name": strip}],
+                    "services": [{"name": ms.name, "port": port}],
+                }
+            ],
+        },
+    }
+    return [*middlewares, route]
+
+
+def build_children(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:
+    """Everything the cluster runs for `ms`, in the order it should be applied."""
+    if ms.spec.runtime is Runtime.EXTERNAL:
+        return []
+    children = [build_store_secret(ms, settings)]
+    if ms.spec.model.cache.enabled:
+        children.append(build_cache_claim(ms))
+    children += [build_deployment(ms, settings), build_service(ms, settings)]
+    children += build_route(ms, settings)
+    return children

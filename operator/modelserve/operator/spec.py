@@ -1,0 +1,148 @@
+"""The ModelServe resource as typed models: the spec a user writes, parsed once per reconcile.
+
+The CRD in crds/ validates manifests at the API server; these models are what the
+operator's builders read, with the same names (camelCase on the wire) and defaults.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "llm.modelserve.io"
+VERSION = "v1alpha1"
+PLURAL = "modelserves"
+KIND = "ModelServe"
+
+
+class Runtime(StrEnum):
+    VLLM = "vllm"
+    LLAMACPP = "llamacpp"
+    EXTERNAL = "external"
+
+
+class ModelFormat(StrEnum):
+    GGUF = "gguf"
+    SAFETENSORS = "safetensors"
+
+
+class Wire(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are the CRD's business."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class ModelCache(Wire):
+    enabled: bool = False
+    size: str = "50Gi"
+    storage_class_name: str | None = None
+
+
+class ModelSource(Wire):
+    uri: str | None = None  # s3://bucket/key (a file) or s3://bucket/prefix/ (a folder)
+    model_id: str | None = None
+    format: ModelFormat | None = None
+    served_name: str | None = None
+    cache: ModelCache = ModelCache()
+
+    def bucket_and_key(self) -> tuple[str, str]:
+        if not self.uri or not self.uri.startswith("s3://"):
+            raise ValueError(f"model.uri must be s3://bucket/key, got {self.uri!r}")
+        bucket, _, key = self.uri.removeprefix("s3://").partition("/")
+        return bucket, key
+
+    @property
+    def is_folder(self) -> bool:
+        return bool(self.uri and self.uri.endswith("/"))
+
+
+class Resources(Wire):
+    gpus: int = Field(default=0, ge=0)
+    gpu_type: str | None = None
+    # Quantities: the CRD takes 8 as well as "8" or "500m"; the builders want strings.
+    cpu: str | None = None
+    memory: str | None = None
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: object) -> object:
+        return str(value) if isinstance(value, int | float) else value
+
+
+class EnvVar(Wire):
+    name: str
+    value: str = ""
+
+
+class VllmOptions(Wire):
+    gpu_memory_utilization: float = 0.9
+    prefix_caching: bool = True
+    max_model_len: int | None = None
+
+
+class LlamacppOptions(Wire):
+    context_size: int = 4096
+
+
+class SecretKeyRef(Wire):
+    name: str
+    key: str = "api-key"
+
+
+class ExternalServer(Wire):
+    url: str
+    api_key_secret_ref: SecretKeyRef | None = None
+
+
+class Scaling(Wire):
+    algorithm: str = "none"
+    budget: int = Field(default=1, ge=1)
+    reward_model: str | None = None
+
+
+class ModelServeSpec(Wire):
+    runtime: Runtime
+    model: ModelSource = ModelSource()
+    replicas: int = Field(default=1, ge=0)
+    resources: Resources = Resources()
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    vllm: VllmOptions = VllmOptions()
+    llamacpp: LlamacppOptions = LlamacppOptions()
+    external: ExternalServer | None = None
+    scaling: Scaling = Scaling()
+
+
+class ModelServe(BaseModel):
+    """What the builders need of a ModelServe object: identity and spec."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: ModelServeSpec
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any] | Any) -> ModelServe:
+        meta = body["metadata"]
+        return cls(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            generation=meta.get("generation", 1),
+            spec=ModelServeSpec.model_validate(dict(body["spec"])),
+        )
+
+    @property
+    def served_name(self) -> str:
+        return self.spec.model.served_name or self.name
+
+    @property
+    def server_id(self) -> str:
+        """The id in the route (`/{server-id}/`): the object's UID, unique across namespaces."""
+        return self.uid

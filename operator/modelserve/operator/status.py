@@ -1,0 +1,213 @@
+"""A ModelServe's status, computed from what its children report (pure functions).
+
+The handlers feed in the Deployment and the pods as the cluster last showed them;
+nothing here guesses: every phase and message comes from a field of a child.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelserve.operator.builders import endpoint, route_prefix, selector_string
+from modelserve.operator.settings import OperatorSettings
+from modelserve.operator.spec import ModelServe, Runtime
+
+PENDING, DEPLOYING, READY, DEGRADED, FAILED = "Pending", "Deploying", "Ready", "Degraded", "Failed"
+# Container states that will not fix themselves without a change of spec or image.
+FAILING_REASONS = {
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+}
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    generation: int
+    observed_generation: int
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+    progress_deadline_exceeded: bool
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> DeploymentView:
+        status = body.get("status") or {}
+        conditions = status.get("conditions") or []
+        return cls(
+            generation=body["metadata"].get("generation", 0),
+            observed_generation=status.get("observedGeneration", 0),
+            replicas=status.get("replicas", 0),
+            ready_replicas=status.get("readyReplicas", 0),
+            updated_replicas=status.get("updatedReplicas", 0),
+            progress_deadline_exceeded=any(
+                c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+                for c in conditions
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    unschedulable: str | None  # the scheduler's message, when it could not place the pod
+    fetch_failure: str | None  # why the init step that fetches the model failed
+    failure: str | None  # a server container stuck in a failing state
+    deleting: bool
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> PodView:
+        status = body.get("status") or {}
+        unschedulable = next(
+            (
+                c.get("message") or c.get("reason")
+                for c in status.get("conditions") or []
+                if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+            ),
+            None,
+        )
+        return cls(
+            name=body["metadata"]["name"],
+            unschedulable=unschedulable,
+            fetch_failure=_failure(status.get("initContainerStatuses") or [], init=True),
+            failure=_failure(status.get("containerStatuses") or [], init=False),
+            deleting=bool(body["metadata"].get("deletionTimestamp")),
+        )
+
+
+def _failure(statuses: Iterable[Mapping[str, Any]], *, init: bool) -> str | None:
+    for container in statuses:
+        state = container.get("state") or {}
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in FAILING_REASONS:
+            return f"{container['name']}: {waiting['reason']}: {waiting.get('message', '')}".strip()
+        terminated = state.get("terminated") or {}
+        if init and terminated and terminated.get("exitCode", 0) != 0:
+            reason = terminated.get("message") or terminated.get("reason") or "failed"
+            return f"{container['name']} exited with code {terminated['exitCode']}: {reason}"
+    return None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the last probe of an `external` server found."""
+
+    ok: bool
+    message: str
+
+
+def _condition(
+    kind: str, ok: bool, reason: str, message: str, generation: int, previous: Sequence[Any]
+) -> dict[str, Any]:
+    status = "True" if ok else "False"
+    before = next((c for c in previous if c.get("type") == kind), None)
+    unchanged = before is not None and before.get("status") == status
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": before["lastTransitionTime"] if unchanged and before else now,
+    }
+
+
+def compute_status(
+    ms: ModelServe,
+    settings: OperatorSettings,
+    *,
+    deployment: DeploymentView | None,
+    pods: Sequence[PodView],
+    probe: ProbeResult | None = None,
+    previous: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The whole `status` of `ms`, given what its children report right now."""
+    previous_conditions = (previous or {}).get("conditions") or []
+    if ms.spec.runtime is Runtime.EXTERNAL:
+        phase, message, conditions = _external(ms, probe)
+        ready_replicas = 1 if phase == READY else 0
+    else:
+        phase, message, conditions = _deployed(ms, deployment, pods)
+        ready_replicas = deployment.ready_replicas if deployment else 0
+    return {
+        "phase": phase,
+        "message": message,
+        "replicas": deployment.replicas if deployment else 0,
+        "readyReplicas": ready_replicas,
+        "selector": selector_string(ms),
+        "endpoint": endpoint(ms, settings),
+        "serverId": ms.server_id,
+        "route": f"{route_prefix(ms)}/" if ms.spec.runtime is not Runtime.EXTERNAL else "",
+        "observedGeneration": ms.generation,
+        "conditions": [
+            _condition(kind, ok, reason, text, ms.generation, previous_conditions)
+            for kind, ok, reason, text in conditions
+        ],
+    }
+
+
+Conditions = list[tuple[str, bool, str, str]]
+
+
+def _external(ms: ModelServe, probe: ProbeResult | None) -> tuple[str, str, Conditions]:
+    if probe is None:
+        return PENDING, "waiting for the first probe", [("Ready", False, "NotProbed", "")]
+    if probe.ok:
+        return READY, probe.message, [("Ready", True, "ProbeSucceeded", probe.message)]
+    return DEGRADED, probe.message, [("Ready", False, "ProbeFailed", probe.message)]
+
+
+def _deployed(
+    ms: ModelServe, deployment: DeploymentView | None, pods: Sequence[PodView]
+) -> tuple[str, str, Conditions]:
+    desired = ms.spec.replicas
+    if deployment is None:
+        return PENDING, "creating the Deployment", [("Ready", False, "Creating", "")]
+    live = [pod for pod in pods if not pod.deleting]
+    ready = deployment.ready_replicas
+    unschedulable = [pod.unschedulable for pod in live if pod.unschedulable]
+    fetch_failures = [pod.fetch_failure for pod in live if pod.fetch_failure]
+    failures = [pod.failure for pod in live if pod.failure]
+    rolled_out = (
+        deployment.observed_generation >= deployment.generation
+        and deployment.updated_replicas >= desired
+    )
+    counts = f"{ready}/{desired} replicas ready"
+    conditions: Conditions = [
+        (
+            "Scheduled",
+            not unschedulable,
+            "Unschedulable" if unschedulable else "Scheduled",
+            unschedulable[0] if unschedulable else "",
+        ),
+        (
+            "ModelAvailable",
+            not fetch_failures,
+            "FetchFailed" if fetch_failures else "Fetched",
+            fetch_failures[0] if fetch_failures else "",
+        ),
+    ]
+    problems = fetch_failures or failures
+    if desired == 0:
+        phase, message = PENDING, "scaled to zero replicas"
+    elif ready >= desired and rolled_out:
+        phase, message = READY, counts
+    elif deployment.progress_deadline_exceeded or (problems and not ready):
+        detail = (problems or ["the rollout missed its progress deadline"])[0]
+        phase, message = FAILED, f"{counts}: {detail}"
+    elif unschedulable and not ready:
+        phase, message = PENDING, f"{counts}: no node can take the pods: {unschedulable[0]}"
+    elif unschedulable or problems:
+        # Serving, but some replicas cannot run: that needs a person, not patience.
+        phase, message = DEGRADED, f"{counts}: {(unschedulable or problems)[0]}"
+    else:
+        phase, message = DEPLOYING, f"{counts}: {'rolling out' if ready else 'starting'}"
+    conditions.append(("Ready", phase == READY, phase, message))
+    return phase, message, conditions

@@ -1,0 +1,54 @@
+"""ModelServe's own processes on the test bed: the operator (the services join later)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.request import urlopen
+
+from modelserve.testbed.processes import ManagedProcess, free_port
+
+
+@dataclass
+class RunningOperator:
+    """The operator process, which tests may crash and start again."""
+
+    process: ManagedProcess
+    health_port: int
+
+    def start(self) -> None:
+        self.process.start()
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        self.process.wait_until(lambda: urlopen(url, timeout=2).status == 200, 60, "healthy")
+
+    def crash(self) -> None:
+        """SIGKILL: no cleanup, as when the node under the operator dies."""
+        self.process.kill()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_operator(
+    kubeconfig: Path, log_folder: Path, settings: Mapping[str, str] | None = None
+) -> RunningOperator:
+    """Run `modelserve-operator` against the cluster of `kubeconfig`.
+
+    `settings` are OPERATOR_* environment variables (see modelserve.operator.settings).
+    """
+    health = free_port()
+    process = ManagedProcess(
+        "modelserve-operator",
+        [Path(sys.executable).parent / "modelserve-operator"],
+        log_folder / "operator.log",
+        env={
+            "KUBECONFIG": str(kubeconfig),
+            "OPERATOR_HEALTH_PORT": str(health),
+            **(settings or {}),
+        },
+    )
+    operator = RunningOperator(process, health)
+    operator.start()
+    return operator

@@ -1,0 +1,251 @@
+"""The operator against the real control plane: ModelServes become running servers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelserve.testbed.kube import KubeCluster
+from modelserve.testbed.llm import LlmServer
+from modelserve.testbed.platform import RunningOperator
+from modelserve.testbed.polling import wait_for
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def manifest(example: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load((EXAMPLES / example).read_text())
+    for path, value in changes.items():
+        target = body
+        *parents, leaf = path.split("__")
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = value
+    return body
+
+
+def apply(kube: KubeCluster, namespace: str, body: dict[str, Any]) -> str:
+    kube.kubectl("apply", "-n", namespace, stdin=yaml.safe_dump(body))
+    name: str = body["metadata"]["name"]
+    return name
+
+
+def get(kube: KubeCluster, namespace: str, *what: str) -> Any:
+    return kube.get_json("-n", namespace, *what)
+
+
+def wait_phase(
+    kube: KubeCluster, namespace: str, name: str, phase: str, timeout: float = 90
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        status: dict[str, Any] = get(kube, namespace, "ms", name).get("status") or {}
+        return status if status.get("phase") == phase else None
+
+    try:
+        return wait_for(reached, timeout=timeout, what=f"{name} to be {phase}")
+    except TimeoutError as error:
+        status = get(kube, namespace, "ms", name).get("status")
+        raise AssertionError(
+            f"{name} never became {phase}; status: {json.dumps(status)}"
+        ) from error
+
+
+@pytest.mark.parametrize(
+    ("example", "replicas", "gpus", "node"),
+    [
+        ("vllm-1gpu.yaml", 1, 1, None),
+        ("vllm-tp2.yaml", 1, 2, "gpu-l4-0"),
+        ("llamacpp-cpu.yaml", 2, 0, "cpu-0"),
+        ("llamacpp-gpu.yaml", 1, 1, None),
+    ],
+)
+def test_example_becomes_ready(
+    crds: KubeCluster, namespace: str, example: str, replicas: int, gpus: int, node: str | None
+) -> None:
+    name = apply(crds, namespace, manifest(example))
+    status = wait_phase(crds, namespace, name, "Ready")
+
+    assert status["readyReplicas"] == replicas
+    assert status["endpoint"].startswith(f"http://{name}.{namespace}.svc.cluster.local:")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    pods = get(crds, namespace, "pods", "-l", f"llm.modelserve.io/modelserve={name}")["items"]
+    assert len(pods) == replicas
+    for pod in pods:
+        assert pod["status"]["phase"] == "Running"
+        limits = pod["spec"]["containers"][0]["resources"].get("limits", {})
+        assert int(limits.get("nvidia.com/gpu", 0)) == gpus
+        if node:
+            assert pod["spec"]["nodeName"] == node
+    route = get(crds, namespace, "ingressroutes", name)
+    assert route["spec"]["routes"][0]["match"] == f"PathPrefix(`/{status['serverId']}/`)"
+    events = get(crds, namespace, "events", "--field-selector", f"involvedObject.name={name}")
+    assert "Ready" in {event["reason"] for event in events["items"]}
+
+
+def test_external_server_becomes_ready(crds: KubeCluster, namespace: str, llm: LlmServer) -> None:
+    crds.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "hosted-smollm2-key",
+        "-n",
+        namespace,
+        "--from-literal=api-key=not-checked-by-llama-cpp",
+    )
+    name = apply(crds, namespace, manifest("external.yaml", spec__external__url=llm.url))
+    status = wait_phase(crds, namespace, name, "Ready")
+    assert status["endpoint"] == llm.url
+    assert "smollm2-135m-instruct" in status["message"]
+
+
+def test_unreachable_external_server_is_not_ready_with_the_reason(
+    crds: KubeCluster, namespace: str
+) -> None:
+    body = manifest("external.yaml", spec__external__url="http://127.0.0.1:9/v1")
+    del body["spec"]["external"]["apiKeySecretRef"]
+    name = apply(crds, namespace, body)
+    status = wait_phase(crds, namespace, name, "Degraded")
+    assert "unreachable" in status["message"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ProbeFailed")
+
+
+def test_too_many_gpus_stay_pending_with_the_schedulers_reason(
+    crds: KubeCluster, namespace: str
+) -> None:
+    body = manifest("vllm-1gpu.yaml", spec__resources={"gpus": 8})
+    name = apply(crds, namespace, body)
+    status = wait_phase(crds, namespace, name, "Pending")
+    wait_for(
+        lambda: (
+            "Insufficient nvidia.com/gpu"
+            in (get(crds, namespace, "ms", name)["status"].get("message") or "")
+        ),
+        timeout=60,
+        what="the scheduler's reason in the status",
+    )
+    status = get(crds, namespace, "ms", name)["status"]
+    scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
+
+
+def test_scale_follows(crds: KubeCluster, namespace: str) -> None:
+    name = apply(crds, namespace, manifest("llamacpp-cpu.yaml", spec__replicas=1))
+    wait_phase(crds, namespace, name, "Ready")
+    crds.kubectl("scale", "-n", namespace, f"ms/{name}", "--replicas=3")
+    wait_for(
+        lambda: (
+            get(crds, namespace, "ms", name)["status"].get("readyReplicas") == 3
+            and get(crds, namespace, "ms", name)["status"]["phase"] == "Ready"
+        ),
+        timeout=60,
+        what="three ready replicas",
+    )
+    assert get(crds, namespace, "deployment", name)["spec"]["replicas"] == 3
+
+
+def test_spec_change_rolls_the_deployment(crds: KubeCluster, namespace: str) -> None:
+    name = apply(crds, namespace, manifest("llamacpp-cpu.yaml", spec__replicas=1))
+    wait_phase(crds, namespace, name, "Ready")
+    before = get(crds, namespace, "deployment", name)["metadata"]["generation"]
+    apply(
+        crds,
+        namespace,
+        manifest("llamacpp-cpu.yaml", spec__replicas=1, spec__args=["--ctx-size", "1024"]),
+    )
+
+    def rolled() -> Any:
+        deployment = get(crds, namespace, "deployment", name)
+        ms = get(crds, namespace, "ms", name)
+        return (
+            deployment["metadata"]["generation"] > before
+            and ms["status"].get("observedGeneration") == ms["metadata"]["generation"]
+            and ms["status"]["phase"] == "Ready"
+            and deployment
+        )
+
+    deployment = wait_for(rolled, timeout=60, what="the new template to roll out")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-2:] == ["--ctx-size", "1024"]
+    assert args.count("--ctx-size") == 1
+
+
+def test_deleting_the_modelserve_removes_every_child(crds: KubeCluster, namespace: str) -> None:
+    name = apply(crds, namespace, manifest("llamacpp-cpu.yaml"))
+    wait_phase(crds, namespace, name, "Ready")
+    kinds = "deployments,services,secrets,ingressroutes,middlewares,pods"
+    selector = f"llm.modelserve.io/modelserve={name}"
+    assert len(get(crds, namespace, kinds, "-l", selector)["items"]) >= 7
+    crds.kubectl("delete", "-n", namespace, f"ms/{name}", "--wait=true")
+    wait_for(
+        lambda: not get(crds, namespace, kinds, "-l", selector)["items"],
+        timeout=60,
+        what="garbage collection of every child",
+    )
+
+
+def test_children_changed_by_hand_are_restored(crds: KubeCluster, namespace: str) -> None:
+    name = apply(crds, namespace, manifest("llamacpp-cpu.yaml", spec__replicas=1))
+    wait_phase(crds, namespace, name, "Ready")
+    service_uid = get(crds, namespace, "service", name)["metadata"]["uid"]
+
+    crds.kubectl("delete", "-n", namespace, "service", name)
+    crds.kubectl("scale", "-n", namespace, f"deployment/{name}", "--replicas=4")
+    crds.kubectl(
+        "patch",
+        "-n",
+        namespace,
+        "middleware",
+        f"{name}-auth",
+        "--type=merge",
+        "-p",
+        '{"spec": {"forwardAuth": {"address": "http://evil.example/allow-all"}}}',
+    )
+
+    wait_for(
+        lambda: get(crds, namespace, "service", name)["metadata"]["uid"] != service_uid,
+        timeout=60,
+        what="the deleted Service to be recreated",
+    )
+    wait_for(
+        lambda: get(crds, namespace, "deployment", name)["spec"]["replicas"] == 1,
+        timeout=60,
+        what="the Deployment's replicas to be restored",
+    )
+    wait_for(
+        lambda: (
+            "evil"
+            not in get(crds, namespace, "middleware", f"{name}-auth")["spec"]["forwardAuth"][
+                "address"
+            ]
+        ),
+        timeout=60,
+        what="the forward-auth middleware to be restored",
+    )
+
+
+def test_operator_crash_midway_leaves_no_duplicates_or_orphans(
+    crds: KubeCluster, namespace: str, operator: RunningOperator
+) -> None:
+    names = [f"crash-{i}" for i in range(6)]
+    for name in names:
+        apply(crds, namespace, manifest("llamacpp-cpu.yaml", metadata__name=name, spec__replicas=1))
+    # Crash as soon as the first children exist: the rest is half done.
+    wait_for(lambda: get(crds, namespace, "deployments")["items"], timeout=60, what="a first child")
+    operator.crash()
+    operator.start()
+
+    for name in names:
+        wait_phase(crds, namespace, name, "Ready")
+    deployments = get(crds, namespace, "deployments")["items"]
+    assert sorted(d["metadata"]["name"] for d in deployments) == sorted(names)
+    owned = get(crds, namespace, "deployments,services,secrets,ingressroutes,middlewares")
+    for child in owned["items"]:
+        owners = child["metadata"].get("ownerReferences") or []
+        assert [o["name"] for o in owners if o["kind"] == "ModelServe"], child["metadata"]["name"]
