@@ -8,6 +8,7 @@ someone edited by hand are taken back.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from kubernetes import client as k8s
@@ -22,9 +23,11 @@ from modelserve.operator.spec import GROUP, PLURAL, VERSION
 class ClusterError(RuntimeError):
     """An API call failed; `retryable` says whether trying again later can help."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, gone: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        # The object's namespace is gone or going: there is nothing left to reconcile.
+        self.gone = gone
 
     @property
     def retryable(self) -> bool:
@@ -42,8 +45,15 @@ def load_api_client() -> k8s.ApiClient:
 
 
 def _error(action: str, error: ApiException) -> ClusterError:
+    try:
+        causes = json.loads(error.body or "{}").get("details", {}).get("causes", [])
+    except (ValueError, AttributeError):
+        causes = []
+    terminating = any(cause.get("reason") == "NamespaceTerminating" for cause in causes)
     return ClusterError(
-        f"{action}: {error.status} {error.reason}: {error.body}", status=error.status
+        f"{action}: {error.status} {error.reason}: {error.body}",
+        status=error.status,
+        gone=terminating or (error.status == 404 and "namespaces" in str(error.body)),
     )
 
 

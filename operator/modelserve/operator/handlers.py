@@ -65,6 +65,8 @@ class Reconciler:
         try:
             stored = self.cluster.apply(obj)
         except ClusterError as error:
+            if error.gone:
+                return  # deleted with its namespace: nothing left to reconcile
             if error.retryable:
                 raise kopf.TemporaryError(str(error), delay=5) from error
             raise kopf.PermanentError(str(error)) from error

@@ -1,0 +1,154 @@
+"""Builders: a ModelServe spec in, Kubernetes objects out, checked without a cluster."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from modelserve.operator.builders import (
+    build_children,
+    build_deployment,
+    build_route,
+    build_service,
+    endpoint,
+)
+from modelserve.operator.settings import OperatorSettings
+from modelserve.operator.spec import ModelServe
+
+SETTINGS = OperatorSettings(
+    model_store_endpoint="minio.platform:9000",
+    model_store_access_key="ak",  # type: ignore[arg-type]  # pydantic turns str into SecretStr
+    model_store_secret_key="sk",  # type: ignore[arg-type]
+)
+
+
+def modelserve(**spec: Any) -> ModelServe:
+    return ModelServe.from_body(
+        {
+            "metadata": {"name": "m", "namespace": "team-a", "uid": "uid-1", "generation": 3},
+            "spec": {
+                "runtime": "vllm",
+                "model": {"uri": "s3://models/qwen/"},
+                "resources": {"gpus": 1},
+                **spec,
+            },
+        }
+    )
+
+
+def server(deployment: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def test_vllm_deployment_asks_for_gpus_and_runs_tensor_parallel() -> None:
+    ms = modelserve(resources={"gpus": 2, "gpuType": "NVIDIA-L4"})
+    deployment = build_deployment(ms, SETTINGS)
+    pod = deployment["spec"]["template"]["spec"]
+    container = server(deployment)
+
+    assert container["image"] == SETTINGS.vllm_image
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    args = container["args"]
+    assert args[0] == "/models/model"  # a folder model
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    assert args[args.index("--served-model-name") + 1] == "m"
+    assert "--enable-prefix-caching" in args
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.9"
+    assert {"name": "shm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert {v["name"] for v in pod["volumes"]} == {"model", "shm"}
+
+
+def test_probes_are_on_health_and_startup_is_patient() -> None:
+    container = server(build_deployment(modelserve(), SETTINGS))
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": 8000}
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 30 * 60
+
+
+def test_users_args_come_last_and_replace_our_defaults() -> None:
+    ms = modelserve(
+        args=["--gpu-memory-utilization=0.5", "--max-num-seqs", "8"], vllm={"prefixCaching": False}
+    )
+    args = server(build_deployment(ms, SETTINGS))["args"]
+    assert args[-3:] == ["--gpu-memory-utilization=0.5", "--max-num-seqs", "8"]
+    assert "--gpu-memory-utilization" not in args
+    assert "--no-enable-prefix-caching" in args
+
+
+@pytest.mark.parametrize(("gpus", "image", "offload"), [(0, "server", False), (1, "cuda", True)])
+def test_llamacpp_picks_the_cpu_or_cuda_image(gpus: int, image: str, offload: bool) -> None:
+    ms = modelserve(
+        runtime="llamacpp",
+        model={"uri": "s3://models/smol/model.gguf"},
+        resources={"gpus": gpus},
+        llamacpp={"contextSize": 2048},
+    )
+    deployment = build_deployment(ms, SETTINGS)
+    container = server(deployment)
+    expected = SETTINGS.llamacpp_cuda_image if gpus else SETTINGS.llamacpp_image
+    assert container["image"] == expected and image in expected
+    args = container["args"]
+    assert args[args.index("--model") + 1] == "/models/model.gguf"
+    assert args[args.index("--ctx-size") + 1] == "2048"
+    assert ("--n-gpu-layers" in args) is offload
+    assert "tolerations" in deployment["spec"]["template"]["spec"] if gpus else True
+    assert all(m["name"] != "shm" for m in container["volumeMounts"])
+
+
+def test_init_step_fetches_the_model_with_credentials_from_a_secret() -> None:
+    ms = modelserve()
+    children = {(c["kind"], c["metadata"]["name"]): c for c in build_children(ms, SETTINGS)}
+    secret = children[("Secret", "m-model-store")]
+    assert base64.b64decode(secret["data"]["access-key"]) == b"ak"
+    init = build_deployment(ms, SETTINGS)["spec"]["template"]["spec"]["initContainers"][0]
+    env = {e["name"]: e for e in init["env"]}
+    assert env["MODEL_URI"]["value"] == "s3://models/qwen/"
+    assert env["MODEL_STORE_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "m-model-store",
+        "key": "secret-key",
+    }
+
+
+def test_cache_option_mounts_a_shared_claim() -> None:
+    ms = modelserve(model={"uri": "s3://models/qwen/", "cache": {"enabled": True, "size": "80Gi"}})
+    children = {(c["kind"], c["metadata"]["name"]): c for c in build_children(ms, SETTINGS)}
+    claim = children[("PersistentVolumeClaim", "m-model-cache")]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "80Gi"
+    volumes = build_deployment(ms, SETTINGS)["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "model", "persistentVolumeClaim": {"claimName": "m-model-cache"}} in volumes
+
+
+def test_route_is_behind_forward_auth_and_strips_the_prefix() -> None:
+    ms = modelserve()
+    strip, auth, route = build_route(ms, SETTINGS)
+    assert strip["spec"]["stripPrefix"]["prefixes"] == ["/uid-1"]
+    assert auth["spec"]["forwardAuth"]["address"].startswith(SETTINGS.gateway_auth_url)
+    rule = route["spec"]["routes"][0]
+    assert rule["match"] == "PathPrefix(`/uid-1/`)"
+    assert [m["name"] for m in rule["middlewares"]] == ["m-auth", "m-strip-prefix"]
+    assert rule["services"] == [{"name": "m", "port": 8000}]
+
+
+def test_every_child_is_owned_by_the_modelserve() -> None:
+    for child in build_children(modelserve(), SETTINGS):
+        owner = child["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["uid"], owner["controller"]) == ("ModelServe", "uid-1", True)
+        assert child["metadata"]["namespace"] == "team-a"
+
+
+def test_service_and_endpoint_agree() -> None:
+    ms = modelserve()
+    assert build_service(ms, SETTINGS)["spec"]["ports"][0]["port"] == 8000
+    assert endpoint(ms, SETTINGS) == "http://m.team-a.svc.cluster.local:8000/v1"
+
+
+def test_external_runs_nothing_in_the_cluster() -> None:
+    ms = modelserve(runtime="external", resources={}, external={"url": "https://x.example/v1/"})
+    assert build_children(ms, SETTINGS) == []
+    assert endpoint(ms, SETTINGS) == "https://x.example/v1"
