@@ -8,32 +8,27 @@ from pathlib import Path
 import pytest
 
 from modelserve.testbed.kube import KubeCluster
-from modelserve.testbed.platform import RunningOperator, start_operator
-
-ROOT = Path(__file__).resolve().parents[2]
-TRAEFIK_CRDS = ROOT / "testbed" / "modelserve" / "testbed" / "traefik_crds.yaml"
+from modelserve.testbed.platform import (
+    RunningOperator,
+    install_crds,
+    operator_kubeconfig,
+    start_operator,
+)
 
 
 @pytest.fixture(scope="session")
 def crds(kube: KubeCluster) -> KubeCluster:
     """The cluster, with every CRD of crds/ and Traefik's stand-ins established."""
-    kube.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"), "-f", str(TRAEFIK_CRDS))
-    kube.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        "crd/modelserves.llm.modelserve.io",
-        "crd/ingressroutes.traefik.io",
-        "crd/middlewares.traefik.io",
-    )
+    install_crds(kube)
     return kube
 
 
 @pytest.fixture(scope="session")
 def operator(crds: KubeCluster, testbed_dir: Path) -> Iterator[RunningOperator]:
-    """`modelserve-operator` running against the test cluster, as a process of its own."""
+    """`modelserve-operator` running against the test cluster, as a process of its own,
+    with the credentials of its service account: every test also checks its RBAC."""
     running = start_operator(
-        crds.kubeconfig,
+        operator_kubeconfig(crds),
         testbed_dir / "logs",
         {
             "OPERATOR_EXTERNAL_PROBE_INTERVAL": "1",

@@ -249,3 +249,14 @@ def test_operator_crash_midway_leaves_no_duplicates_or_orphans(
     for child in owned["items"]:
         owners = child["metadata"].get("ownerReferences") or []
         assert [o["name"] for o in owners if o["kind"] == "ModelServe"], child["metadata"]["name"]
+
+
+def test_the_operator_needed_nothing_beyond_its_rbac(operator: RunningOperator) -> None:
+    """The operator runs as its service account (see conftest): no call was forbidden."""
+    refused = [
+        line
+        for line in operator.process.log_path.read_text().splitlines()
+        # Writes into a namespace being deleted are refused whatever the RBAC says.
+        if "forbidden" in line.lower() and "being terminated" not in line
+    ]
+    assert not refused, "\n".join(refused)

@@ -38,7 +38,8 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
         assert up.poll() is None, (tmp_path / "up.log").read_text()
         env = read_env(env_file)
         started = descendants([up.pid]) - {up.pid}
-        assert len(started) >= 8  # etcd, 3 control-plane programs, kwok, postgres, 2 minio, llm
+        # etcd, 3 control-plane programs, kwok, postgres, 2 minio, llm, operator
+        assert len(started) >= 10
 
         nodes = subprocess.run(
             ["kubectl", "get", "nodes", "-o", "name"], env=env, capture_output=True, text=True
@@ -50,6 +51,22 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
         assert minio.status_code == 200
         models = httpx.get(f"{env['MODEL_SERVER_URL']}/models", timeout=5).json()
         assert models["data"][0]["id"] == env["MODEL_SERVER_MODEL"]
+        # The operator reconciles what is applied: the CPU example becomes Ready.
+        example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "llamacpp-cpu.yaml"
+        subprocess.run(["kubectl", "apply", "-f", example], env=env, check=True)
+        wait_for(
+            lambda: (
+                subprocess.run(
+                    ["kubectl", "get", "ms", "smollm2-cpu", "-o", "jsonpath={.status.phase}"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+                == "Ready"
+            ),
+            timeout=60,
+            what="the example ModelServe to become Ready",
+        )
 
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=120) == 0, (tmp_path / "up.log").read_text()

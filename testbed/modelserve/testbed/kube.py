@@ -134,6 +134,16 @@ class KubeCluster:
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json"))
 
+    def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
+        """A kubeconfig that acts as a service account: its RBAC, nothing more."""
+        token = self.kubectl("create", "token", name, "-n", namespace, "--duration=24h").strip()
+        config = build_kubeconfig(self.server, self.ca, self.admin)
+        config["users"] = [{"name": "admin", "user": {"token": token}}]
+        path = self.folder / f"kubeconfig-{namespace}-{name}"
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()

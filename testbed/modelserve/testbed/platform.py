@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
 
+from modelserve.testbed.cache import repo_root
+from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.processes import ManagedProcess, free_port
+
+TRAEFIK_CRDS = Path(__file__).with_name("traefik_crds.yaml")
+OPERATOR_NAMESPACE = "modelserve-system"
 
 
 @dataclass
@@ -29,6 +34,29 @@ class RunningOperator:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+def install_crds(cluster: KubeCluster) -> None:
+    """The ModelServe CRD from crds/, and stand-ins for Traefik's, ready to use."""
+    cluster.kubectl(
+        "apply", "--server-side", "-f", str(repo_root() / "crds"), "-f", str(TRAEFIK_CRDS)
+    )
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/modelserves.llm.modelserve.io",
+        "crd/ingressroutes.traefik.io",
+        "crd/middlewares.traefik.io",
+    )
+
+
+def operator_kubeconfig(cluster: KubeCluster) -> Path:
+    """Credentials of the operator's service account, bound to operator/deploy/rbac.yaml."""
+    if OPERATOR_NAMESPACE not in cluster.kubectl("get", "namespaces", "-o", "name"):
+        cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE)
+    cluster.kubectl("apply", "-f", str(repo_root() / "operator" / "deploy" / "rbac.yaml"))
+    return cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, "modelserve-operator")
 
 
 def start_operator(

@@ -16,6 +16,12 @@ from modelserve.testbed.objectstores import (
     MinioServer,
     start_minio,
 )
+from modelserve.testbed.platform import (
+    RunningOperator,
+    install_crds,
+    operator_kubeconfig,
+    start_operator,
+)
 from modelserve.testbed.postgres import PostgresServer, start_postgres
 from modelserve.testbed.processes import port_open
 
@@ -49,6 +55,7 @@ class Stack:
     upstream: MinioServer
     platform: MinioServer
     llm: LlmServer
+    operator: RunningOperator
 
     def environment(self) -> dict[str, str]:
         """What the platform's services read to find the test bed's components."""
@@ -83,6 +90,8 @@ class Stack:
             f"               upstream {self.upstream.url} bucket {self.upstream.bucket} "
             f"(access key {self.upstream.access_key}, secret {self.upstream.secret_key})",
             f"  Model server {self.llm.url}  model {self.llm.alias}",
+            f"  Operator     modelserve-operator (health http://127.0.0.1:"
+            f"{self.operator.health_port}/healthz); try: kubectl apply -f docs/examples/",
             f"  Logs         {self.folder / 'logs'}",
             f"Use it from another shell:  source {env_file} && kubectl get nodes",
             "Ctrl-C stops everything.",
@@ -128,4 +137,15 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
     resources.callback(platform.stop)
     llm = start_llm(folder, port=ports.llm)
     resources.callback(llm.stop)
-    return Stack(folder, kube, postgres, database_url, upstream, platform, llm)
+    install_crds(kube)
+    operator = start_operator(
+        operator_kubeconfig(kube),
+        folder / "logs",
+        {
+            "OPERATOR_MODEL_STORE_ENDPOINT": platform.endpoint,
+            "OPERATOR_MODEL_STORE_ACCESS_KEY": platform.access_key,
+            "OPERATOR_MODEL_STORE_SECRET_KEY": platform.secret_key,
+        },
+    )
+    resources.callback(operator.stop)
+    return Stack(folder, kube, postgres, database_url, upstream, platform, llm, operator)
