@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import sys
@@ -67,6 +68,10 @@ OPERATOR_SETTINGS = {
 SAMPLE_INTERVAL = 0.25
 PROGRESS_INTERVAL = 10.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+KLOG_ERROR = re.compile(r"E\d{4} ")
+KLOG_WARNING = re.compile(r"W\d{4} ")
+# `[time] logger [LEVEL   ] ` (kopf) or `E1123 19:52:07.123456  42 file.go:12] ` (klog).
+LOG_PREFIX = re.compile(r"^\[[^]]*\] \S+\s+\[[A-Z ]+\] |^[EWI]\d{4} \S+\s+\d+ [^]]+\] ")
 
 Obj = dict[str, Any]
 
@@ -339,10 +344,11 @@ def run_size(
         measure(api, [*cluster.processes, operator.process], operator, run, options)
         report(run, settings)
     finally:
+        # Stopped first: its retries against a terminating namespace are not what we measure.
+        operator.stop()
         core.delete_namespace(run.namespace)
         gone = wait_namespace_gone(core, run.namespace, options.cleanup_timeout)
-        print(f"    namespace deleted in {gone}", flush=True)
-        operator.stop()
+        print(f"    namespace deleted in {gone}\n", flush=True)
     return run
 
 
@@ -378,10 +384,17 @@ def until_all(run: Run, seen: Mapping[str, float]) -> str:
     return f"{max(seen.values()) - run.began:6.1f} s"
 
 
-def log_summary(lines: Sequence[str]) -> str:
-    errors = [line for line in lines if "ERROR" in line or "Traceback" in line]
-    warnings = [line for line in lines if "WARNING" in line]
-    return f"{len(errors)} error lines, {len(warnings)} warning lines"
+def log_problems(lines: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Error and warning lines, in kopf's `[ERROR   ]` and klog's `E1123 ...` forms."""
+    errors = [line for line in lines if KLOG_ERROR.match(line) or "[ERROR" in line]
+    warnings = [line for line in lines if KLOG_WARNING.match(line) or "[WARNING" in line]
+    return errors, warnings
+
+
+def common_messages(lines: Sequence[str], top: int = 3) -> list[tuple[int, str]]:
+    """The most frequent messages, with timestamps cut and numbers blurred to group them."""
+    kinds = Counter(re.sub(r"\d+", "N", LOG_PREFIX.sub("", line))[:110] for line in lines)
+    return [(count, text) for text, count in kinds.most_common(top)]
 
 
 def report(run: Run, settings: Mapping[str, str]) -> None:
@@ -407,8 +420,14 @@ def report(run: Run, settings: Mapping[str, str]) -> None:
     usage = ", ".join(f"{name} {100 * s / wall:.0f}%" for name, s in sorted(run.cpu.items()))
     print(f"    CPU over the {wall:.0f} s run, % of one core: {usage}")
     for name, lines in sorted(run.logs.items()):
+        errors, warnings = log_problems(lines)
         throttled = sum("client-side throttling" in line for line in lines)
-        print(f"    log {name}: {log_summary(lines)}, {throttled} client-side throttling lines")
+        print(
+            f"    log {name}: {len(errors)} errors, {len(warnings)} warnings,"
+            f" {throttled} client-side throttling lines"
+        )
+        for count, text in common_messages(errors + warnings):
+            print(f"      {count:5d} x {text}")
     for error in run.watch_errors:
         print(f"    a watch of this benchmark failed: {error}")
     print(flush=True)
@@ -429,7 +448,7 @@ def print_header(sizes: Sequence[int], nodes: Sequence[FakeNode]) -> None:
     print(f"  Python {platform.python_version()}, {platform.system()} {platform.release()}")
     print(f"  load average at start: {load} (figures are noisy on a shared machine)")
     print(
-        f"  nodes: {len(nodes)} KWOK CPU nodes of 64 CPU / 256Gi: build_node caps each at"
+        f"  nodes: {len(nodes)} KWOK CPU node(s) of 64 CPU / 256Gi: build_node caps each at"
         " 110 pods, so the benchmark adds nodes rather than raising the cap"
     )
     print("  times: monotonic clock of this process; events are timed when they arrive here")

@@ -84,6 +84,8 @@ def test_example_becomes_ready(
             assert pod["spec"]["nodeName"] == node
     route = get(crds, namespace, "ingressroutes", name)
     assert route["spec"]["routes"][0]["match"] == f"PathPrefix(`/{status['serverId']}/`)"
+    # Children go with owner references: no finalizer that a dead operator would leave stuck.
+    assert not get(crds, namespace, "ms", name)["metadata"].get("finalizers")
     events = get(crds, namespace, "events", "--field-selector", f"involvedObject.name={name}")
     assert "Ready" in {event["reason"] for event in events["items"]}
 

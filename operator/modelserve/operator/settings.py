@@ -21,7 +21,7 @@ class OperatorSettings(BaseSettings):
     worker_limit: int = Field(default=32, ge=1)
 
     # Runtimes
-    vllm_image: str = "vllm/vllm-openai:v0.11.0"
+    vllm_image: str = "vllm/vllm-openai:v0.33.0"
     vllm_port: int = 8000
     llamacpp_image: str = "ghcr.io/ggml-org/llama.cpp:server"
     llamacpp_cuda_image: str = "ghcr.io/ggml-org/llama.cpp:server-cuda"
