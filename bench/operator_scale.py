@@ -401,8 +401,8 @@ def report(run: Run, settings: Mapping[str, str]) -> None:
     created = max(run.created_at.values()) - run.began
     not_ready = run.n - run.phases.get("Ready", 0)
     wall = max(run.ended - run.began, 1e-9)
-    limit = settings.get("OPERATOR_WORKER_LIMIT", "32 (default)")
-    print(f"  N = {run.n}: namespace {run.namespace}, fresh operator, worker_limit {limit}")
+    limit = settings.get("OPERATOR_API_THREADS", "32 (default)")
+    print(f"  N = {run.n}: namespace {run.namespace}, fresh operator, api_threads {limit}")
     print(
         f"    all {run.n} create calls returned after   {created:6.1f} s ({run.n / created:.0f}/s)"
     )

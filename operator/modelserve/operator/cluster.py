@@ -34,13 +34,18 @@ class ClusterError(RuntimeError):
         return self.status is None or self.status >= 500 or self.status in (409, 429)
 
 
-def load_api_client() -> k8s.ApiClient:
-    """In a pod: its service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
+def load_api_client(connections: int) -> k8s.ApiClient:
+    """In a pod: its service account; elsewhere: $KUBECONFIG or ~/.kube/config.
+
+    `connections` should match the threads that share the client: a smaller pool makes
+    each extra thread open (and throw away) a new TLS connection per call.
+    """
     configuration = k8s.Configuration()
     try:
         k8s_config.load_incluster_config(client_configuration=configuration)
     except k8s_config.ConfigException:
         k8s_config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = connections
     return k8s.ApiClient(configuration)
 
 

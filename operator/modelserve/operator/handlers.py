@@ -121,14 +121,15 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(id="start", registry=registry)
     async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        settings.batching.worker_limit = operator_settings.worker_limit
-        settings.execution.max_workers = operator_settings.worker_limit
+        settings.execution.max_workers = operator_settings.api_threads
         settings.posting.level = logging.INFO
         # Progress in annotations: the CRD's status schema is ours, kopf's state is not in it.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
         memo.http = httpx.AsyncClient(timeout=operator_settings.external_probe_timeout)
-        cluster = await asyncio.to_thread(Cluster, load_api_client())
+        cluster = await asyncio.to_thread(
+            Cluster, load_api_client(operator_settings.api_threads + 4)
+        )
         prober = ExternalProber(
             memo.http,
             operator_settings.external_probe_interval,
@@ -196,7 +197,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     # --- children: status follows them, drift is repaired ---------------------------------
 
     def owner(namespace: str, labels: kopf.Labels, index: kopf.Index[Any, Any]) -> Any:
-        return _one(index.get((namespace, labels.get(NAME_LABEL, ""))))
+        """The child's ModelServe as last seen, unless it is gone or going."""
+        parent = _one(index.get((namespace, labels.get(NAME_LABEL, ""))))
+        return None if parent is None or parent["metadata"].get("deletionTimestamp") else parent
 
     @kopf.on.event(
         "apps", "v1", "deployments", id="deployment-changed", labels=OURS, registry=registry
@@ -214,7 +217,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     ) -> None:
         reconciler: Reconciler = memo.reconciler
         parent = owner(namespace, labels, modelserves)
-        if parent is None or parent["metadata"].get("deletionTimestamp"):
+        if parent is None:
             return
         ms = parse(parent)
         applied = reconciler.applied_generations.get((namespace, body.metadata.name))
@@ -234,10 +237,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     ) -> None:
         reconciler: Reconciler = memo.reconciler
         parent = owner(namespace, labels, modelserves)
-        if parent is None or parent["metadata"].get("deletionTimestamp"):
-            return
-        ms = parse(parent)
-        reconciler.report(parent, reconciler.status(ms, deployments, pods, parent.get("status")))
+        if parent is not None:
+            status = reconciler.status(parse(parent), deployments, pods, parent.get("status"))
+            reconciler.report(parent, status)
 
     for resource in CHILD_KINDS:
 
@@ -252,7 +254,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             **_: Any,
         ) -> None:
             parent = owner(namespace, labels, modelserves)
-            if type is None or parent is None or parent["metadata"].get("deletionTimestamp"):
+            if type is None or parent is None:
                 return  # the initial listing is the resume handler's business
             reconciler: Reconciler = memo.reconciler
             wanted = {

@@ -17,8 +17,10 @@ class OperatorSettings(BaseSettings):
     namespaces: str = ""
     health_host: str = "127.0.0.1"
     health_port: int = 8210
-    # How many resources kopf reconciles at once; the rest wait their turn.
-    worker_limit: int = Field(default=32, ge=1)
+    # Threads for API calls (the Kubernetes client is synchronous). kopf keeps one worker per
+    # object, idle for a few seconds after its last event, so capping kopf's workers would
+    # stall busy clusters: they stay unlimited and these threads bound the API calls.
+    api_threads: int = Field(default=32, ge=1)
 
     # Runtimes
     vllm_image: str = "vllm/vllm-openai:v0.33.0"
