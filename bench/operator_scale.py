@@ -8,26 +8,37 @@ command line, in a fresh namespace and with a fresh `modelserve-operator` proces
 
 - creates N llama.cpp-on-CPU ModelServes (1 replica, 10m CPU, 16Mi) from a pool of
   client threads, noting the monotonic time at which each create call returned;
-- watches Deployments and ModelServes from this process and notes when each
-  Deployment's first event and each ModelServe's first `phase: Ready` arrive here;
+- watches Deployments and ModelServes from this process, noting when each Deployment
+  is first seen, when it first reports its replicas ready, and when each ModelServe
+  first reports `phase: Ready`: the gaps split the time between the operator (create to
+  Deployment, Deployment ready to ModelServe Ready) and the test bed's controllers;
 - samples the operator's VmRSS (and reads VmHWM, the kernel's own peak) every 0.25 s,
-  and the CPU time of the operator and of each control-plane process.
+  the CPU time of the operator and of each control-plane process, and the API server's
+  request counters (`/metrics`), to see which calls the run cost.
 
 Watches rather than polling: they give each object's time to within the event's
 delivery, and a list of 1,000 objects every second would compete for the same CPUs.
 One list at the end is the authority for how many ModelServes are Ready. Nothing
-asserts on time: the figures are printed, with the machine they come from.
+asserts on time: the figures are printed, with the machine and the commit they come from.
+
+Two stand-ins for what the test bed lacks, both said in the output: more fake nodes
+(`build_node` caps each at 110 pods) and node leases renewed here (see `NodeLeases`).
+`--timeout` bounds each size (300 s), `--setting OPERATOR_X=v` passes settings (or any
+environment variable) to the operator, `--keep-logs DIR` keeps every process's log.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import math
 import os
 import platform
 import re
 import shlex
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -46,7 +57,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from modelserve.testbed.kube import FakeNode, KubeCluster, start_cluster
-from modelserve.testbed.platform import RunningOperator, start_operator
+from modelserve.testbed.platform import start_operator
 from modelserve.testbed.processes import ManagedProcess, descendants
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,15 +76,31 @@ OPERATOR_SETTINGS = {
     "OPERATOR_MODEL_STORE_ACCESS_KEY": "bench-access-key",
     "OPERATOR_MODEL_STORE_SECRET_KEY": "bench-secret-key",
 }
+# Client threads creating ModelServes: enough to outpace the operator on a small machine.
+CREATE_THREADS = 16
 SAMPLE_INTERVAL = 0.25
+NODE_LEASES = "kube-node-lease"
+LEASE_RENEWAL = 10.0  # seconds; the node controller's grace period is 50 s
 PROGRESS_INTERVAL = 10.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# What the watches note, per object: the keys of Run.seen.
+DEPLOYMENT_SEEN, DEPLOYMENT_READY, MS_READY = "deployment", "deployment ready", "ready"
+MACHINE, CPU_WAIT = "whole machine", "cpu pressure"
 KLOG_ERROR = re.compile(r"E\d{4} ")
 KLOG_WARNING = re.compile(r"W\d{4} ")
+ERROR_MARKS = re.compile(r'\[ERROR|"level":"ERROR"')
+WARNING_MARKS = re.compile(r'\[WARNING|"level":"WARN"')
+# Lines worth counting even at info level: a throttled client, fake nodes missing heartbeats
+# (the node controller then marks their pods not ready).
+NOTABLE = ("client-side throttling", "all Nodes are not-Ready")
 # `[time] logger [LEVEL   ] ` (kopf) or `E1123 19:52:07.123456  42 file.go:12] ` (klog).
 LOG_PREFIX = re.compile(r"^\[[^]]*\] \S+\s+\[[A-Z ]+\] |^[EWI]\d{4} \S+\s+\d+ [^]]+\] ")
+# The API server's latency histogram leaves out watches; its count is every other request.
+REQUEST_METRIC = re.compile(r"^apiserver_request_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$")
+METRIC_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 Obj = dict[str, Any]
+Check = Callable[[Obj], bool]
 
 
 # --- what the cluster and the operator get ------------------------------------------------
@@ -112,29 +139,73 @@ def api_client(kubeconfig: Path, connections: int) -> k8s.ApiClient:
     return k8s.ApiClient(configuration)
 
 
-# --- measuring ------------------------------------------------------------------------------
+class NodeLeases:
+    """Renews a Lease per fake node, as each node's kubelet would.
+
+    The test bed's KWOK neither renews node leases nor refreshes node heartbeats, so about
+    once a minute the node controller finds all nodes not Ready and marks their pods not
+    Ready; KWOK's stages only ready Pending pods, so those pods stay not Ready. Runs longer
+    than a minute would measure that, not the operator: the benchmark renews the leases.
+    """
+
+    def __init__(self, api: k8s.ApiClient, nodes: Iterable[FakeNode]) -> None:
+        self._leases = k8s.CoordinationV1Api(api)
+        self._names = [node.name for node in nodes]
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.failures = 0
+
+    def start(self) -> None:
+        for name in self._names:
+            self._leases.create_namespaced_lease(NODE_LEASES, _lease(name))
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(LEASE_RENEWAL):
+            for name in self._names:
+                try:
+                    self._leases.patch_namespaced_lease(name, NODE_LEASES, _lease(name))
+                except (ApiException, urllib3.exceptions.HTTPError):
+                    self.failures += 1  # the next round tries again, well within the grace
+
+
+def _lease(node: str) -> Obj:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {
+        "metadata": {"name": node, "namespace": NODE_LEASES},
+        "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": now},
+    }
+
+
+# --- watching -------------------------------------------------------------------------------
 
 
 class Watcher:
-    """Notes when each object of one kind in one namespace first satisfies `reached`."""
+    """Notes, for each check, when each object of one kind first passed it (in a thread)."""
 
     def __init__(
         self,
         api: k8s.ApiClient,
         resource: tuple[str, str, str],
         namespace: str,
-        reached: Callable[[Obj], bool],
+        checks: Mapping[str, Check],
     ) -> None:
         # The custom-objects API reads any kind as plain dicts: no model classes to build.
         self._custom = k8s.CustomObjectsApi(api)
         self._args = (*resource[:2], namespace, resource[2])
-        self._reached = reached
+        self._checks = dict(checks)
+        self._first: dict[str, dict[str, float]] = {mark: {} for mark in checks}
         self._watch = watch.Watch()
         self._lock = threading.Lock()
-        self._first: dict[str, float] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.error: str | None = None
+        self.relapses: Counter[str] = Counter()
 
     def start(self) -> None:
         self._thread.start()
@@ -144,28 +215,45 @@ class Watcher:
         self._watch.stop()
         self._thread.join(timeout=2)
 
-    def times(self) -> dict[str, float]:
+    def times(self, mark: str) -> dict[str, float]:
         with self._lock:
-            return dict(self._first)
+            return dict(self._first[mark])
 
     def _run(self) -> None:
-        listing = self._custom.list_namespaced_custom_object(*self._args)
-        version = listing["metadata"]["resourceVersion"]
         try:
-            for event in self._watch.stream(
+            listing = self._custom.list_namespaced_custom_object(*self._args)
+            version = listing["metadata"]["resourceVersion"]
+            stream = self._watch.stream(
                 self._custom.list_namespaced_custom_object, *self._args, resource_version=version
-            ):
-                obj = event["object"]
-                if event["type"] in ("ADDED", "MODIFIED") and self._reached(obj):
-                    with self._lock:
-                        self._first.setdefault(obj["metadata"]["name"], time.monotonic())
+            )
+            for event in stream:
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    self._note(event["object"], time.monotonic())
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
             if not self._stopping.is_set():
                 self.error = f"{type(error).__name__}: {error}"
 
+    def _note(self, obj: Obj, now: float) -> None:
+        name = obj["metadata"]["name"]
+        with self._lock:
+            for mark, check in self._checks.items():
+                passed = check(obj)
+                if name not in self._first[mark] and passed:
+                    self._first[mark][name] = now
+                elif name in self._first[mark] and not passed:
+                    self.relapses[mark] += 1  # passed once, fails again: a flapping status
 
-def is_ready(obj: Obj) -> bool:
+
+def deployment_ready(obj: Obj) -> bool:
+    wanted = (obj.get("spec") or {}).get("replicas", 1)
+    return bool((obj.get("status") or {}).get("readyReplicas", 0) >= wanted)
+
+
+def modelserve_ready(obj: Obj) -> bool:
     return bool((obj.get("status") or {}).get("phase") == "Ready")
+
+
+# --- processes and the API server ------------------------------------------------------------
 
 
 def _proc_status(pid: int) -> dict[str, int]:
@@ -193,13 +281,49 @@ def cpu_seconds(pid: int | None) -> float:
     return ticks / CLOCK_TICKS
 
 
+def cpu_snapshot(processes: Iterable[ManagedProcess]) -> dict[str, float]:
+    figures = {process.name: cpu_seconds(process.pid) for process in processes}
+    figures["this benchmark"] = sum(os.times()[:2])  # its client threads share the CPUs
+    # The whole machine, other people's work included: busy = all but idle and iowait.
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    figures[MACHINE] = (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
+    figures[CPU_WAIT] = cpu_pressure()
+    return figures
+
+
+def cpu_pressure() -> float:
+    """Seconds in which some runnable task waited for a CPU (PSI), 0 where not available."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (FileNotFoundError, OSError):
+        return 0.0
+    return int(some.rsplit("total=", 1)[1]) / 1e6
+
+
+def open_sockets(pid: int) -> int:
+    """Sockets the process holds open: mostly its connections to the API server."""
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return sum(_link(fd).startswith("socket:") for fd in fds)
+
+
+def _link(path: Path) -> str:
+    try:
+        return str(path.readlink())
+    except FileNotFoundError:
+        return ""  # closed in the meantime
+
+
 class MemorySampler:
-    """Peak resident memory of a process and its children, sampled in a thread."""
+    """Peak resident memory and open sockets of a process and its children, in a thread."""
 
     def __init__(self, pid: int) -> None:
         self._pid = pid
         self.peak_rss_kib = 0
         self.peak_hwm_kib = 0
+        self.peak_sockets = 0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -212,17 +336,41 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stopping.wait(SAMPLE_INTERVAL):
-            figures = [_proc_status(pid) for pid in descendants([self._pid])]
+            pids = descendants([self._pid])
+            figures = [_proc_status(pid) for pid in pids]
             rss = sum(f.get("VmRSS", 0) for f in figures)
             hwm = sum(f.get("VmHWM", 0) for f in figures)
             self.peak_rss_kib = max(self.peak_rss_kib, rss)
             self.peak_hwm_kib = max(self.peak_hwm_kib, hwm)
+            self.peak_sockets = max(self.peak_sockets, sum(map(open_sockets, pids)))
 
 
-def cpu_snapshot(processes: Iterable[ManagedProcess]) -> dict[str, float]:
-    figures = {process.name: cpu_seconds(process.pid) for process in processes}
-    figures["this benchmark"] = sum(os.times()[:2])  # its client threads share the CPUs
+def api_requests(cluster: KubeCluster) -> dict[str, tuple[float, float]]:
+    """Requests the API server has served, by verb and resource: (count, seconds)."""
+    figures: dict[str, tuple[float, float]] = {}
+    for line in cluster.kubectl("get", "--raw", "/metrics").splitlines():
+        match = REQUEST_METRIC.match(line)
+        if match is None:
+            continue
+        labels = dict(METRIC_LABEL.findall(match.group(2)))
+        group = f"{labels['group']}/" if labels.get("group") else ""
+        sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+        key = f"{labels.get('verb')} {group}{labels.get('resource')}{sub}"
+        count, seconds = figures.get(key, (0.0, 0.0))
+        value = float(match.group(3))
+        figures[key] = (count + value, seconds) if match.group(1) == "count" else (count, value)
     return figures
+
+
+def requests_since(
+    before: Mapping[str, tuple[float, float]], after: Mapping[str, tuple[float, float]]
+) -> dict[str, tuple[float, float]]:
+    zero = (0.0, 0.0)
+    return {
+        key: (count - before.get(key, zero)[0], seconds - before.get(key, zero)[1])
+        for key, (count, seconds) in after.items()
+        if count > before.get(key, zero)[0]
+    }
 
 
 def log_offsets(processes: Iterable[ManagedProcess]) -> dict[str, int]:
@@ -235,30 +383,28 @@ def log_lines_since(process: ManagedProcess, offset: int) -> list[str]:
         return log.read().decode(errors="replace").splitlines()
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 # --- one size -------------------------------------------------------------------------------
 
 
 @dataclass
 class Run:
-    """What one size's run saw, in monotonic seconds."""
+    """What one size's run saw; times are this process's monotonic clock."""
 
     n: int
     namespace: str
+    settings: dict[str, str]
+    code: str
     began: float = 0.0
-    created_at: dict[str, float] = field(default_factory=dict)
     ended: float = 0.0
-    deployments: dict[str, float] = field(default_factory=dict)
-    ready: dict[str, float] = field(default_factory=dict)
+    created_at: dict[str, float] = field(default_factory=dict)
+    seen: dict[str, dict[str, float]] = field(default_factory=dict)
     phases: Counter[str] = field(default_factory=Counter)
     cpu: dict[str, float] = field(default_factory=dict)
+    requests: dict[str, tuple[float, float]] = field(default_factory=dict)
     peak_rss_kib: int = 0
     peak_hwm_kib: int = 0
+    peak_sockets: int = 0
+    relapses: int = 0
     logs: dict[str, list[str]] = field(default_factory=dict)
     watch_errors: list[str] = field(default_factory=list)
 
@@ -276,16 +422,18 @@ def create_all(api: k8s.ApiClient, namespace: str, n: int, workers: int) -> dict
         return dict(pool.map(create, range(n)))
 
 
-def wait_ready(run: Run, deployments: Watcher, ready: Watcher, timeout: float) -> None:
+def wait_ready(run: Run, deployments: Watcher, modelserves: Watcher, timeout: float) -> None:
     deadline = run.began + timeout
     last_report = time.monotonic()
-    while time.monotonic() < deadline and len(ready.times()) < run.n:
+    while time.monotonic() < deadline and len(modelserves.times(MS_READY)) < run.n:
         time.sleep(0.5)
         if time.monotonic() - last_report >= PROGRESS_INTERVAL:
             last_report = time.monotonic()
             print(
-                f"    t={last_report - run.began:6.1f} s  deployments {len(deployments.times())}"
-                f"/{run.n}  Ready {len(ready.times())}/{run.n}",
+                f"    t={last_report - run.began:6.1f} s"
+                f"  deployments {len(deployments.times(DEPLOYMENT_SEEN))}"
+                f"  deployments ready {len(deployments.times(DEPLOYMENT_READY))}"
+                f"  ModelServes Ready {len(modelserves.times(MS_READY))} of {run.n}",
                 flush=True,
             )
 
@@ -300,56 +448,69 @@ def final_phases(api: k8s.ApiClient, namespace: str) -> Counter[str]:
 
 
 def measure(
-    api: k8s.ApiClient,
-    processes: Sequence[ManagedProcess],
-    operator: RunningOperator,
-    run: Run,
-    options: argparse.Namespace,
+    cluster: KubeCluster, api: k8s.ApiClient, operator: ManagedProcess, run: Run, timeout: float
 ) -> None:
-    deployments = Watcher(api, DEPLOYMENTS, run.namespace, lambda _: True)
-    ready = Watcher(api, MODELSERVES, run.namespace, is_ready)
-    sampler = MemorySampler(operator.process.pid or 0)
-    for started in (deployments, ready, sampler):
+    deployments = Watcher(
+        api,
+        DEPLOYMENTS,
+        run.namespace,
+        {DEPLOYMENT_SEEN: lambda _: True, DEPLOYMENT_READY: deployment_ready},
+    )
+    modelserves = Watcher(api, MODELSERVES, run.namespace, {MS_READY: modelserve_ready})
+    sampler = MemorySampler(operator.pid or 0)
+    for started in (deployments, modelserves, sampler):
         started.start()
     time.sleep(1.0)  # let both watches connect before the first create
-    offsets, cpu_before = log_offsets(processes), cpu_snapshot(processes)
+    processes = [*cluster.processes, operator]
+    offsets, cpu_before, requests_before = (
+        log_offsets(processes),
+        cpu_snapshot(processes),
+        api_requests(cluster),
+    )
     try:
         run.began = time.monotonic()
-        run.created_at = create_all(api, run.namespace, run.n, options.workers)
+        run.created_at = create_all(api, run.namespace, run.n, CREATE_THREADS)
         print(f"    created {run.n} in {time.monotonic() - run.began:.1f} s", flush=True)
-        wait_ready(run, deployments, ready, options.timeout)
+        wait_ready(run, deployments, modelserves, timeout)
         run.ended = time.monotonic()
     finally:
         cpu_after = cpu_snapshot(processes)
-        for stopped in (deployments, ready, sampler):
+        for stopped in (deployments, modelserves, sampler):
             stopped.stop()
     run.cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
-    run.deployments, run.ready = deployments.times(), ready.times()
+    run.requests = requests_since(requests_before, api_requests(cluster))
+    run.seen = {
+        DEPLOYMENT_SEEN: deployments.times(DEPLOYMENT_SEEN),
+        DEPLOYMENT_READY: deployments.times(DEPLOYMENT_READY),
+        MS_READY: modelserves.times(MS_READY),
+    }
     run.peak_rss_kib, run.peak_hwm_kib = sampler.peak_rss_kib, sampler.peak_hwm_kib
+    run.peak_sockets = sampler.peak_sockets
     run.logs = {p.name: log_lines_since(p, offsets.get(p.name, 0)) for p in processes}
-    run.watch_errors = [w.error for w in (deployments, ready) if w.error]
+    run.watch_errors = [w.error for w in (deployments, modelserves) if w.error]
+    run.relapses = modelserves.relapses[MS_READY]
     run.phases = final_phases(api, run.namespace)
 
 
 def run_size(
     cluster: KubeCluster, api: k8s.ApiClient, folder: Path, n: int, options: argparse.Namespace
-) -> Run:
+) -> None:
     """One size in its own namespace, with an operator of its own; the namespace goes after."""
-    run = Run(n, f"bench-{n}")
+    overrides = dict(setting.split("=", 1) for setting in options.setting)
+    run = Run(n, f"bench-{n}", overrides, revision())
     core = k8s.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": run.namespace}})
-    settings = {**OPERATOR_SETTINGS, **dict(s.split("=", 1) for s in options.setting)}
-    operator = start_operator(cluster.kubeconfig, folder / "logs" / f"n{n}", settings)
+    logs = folder / "logs" / f"n{n}"
+    operator = start_operator(cluster.kubeconfig, logs, {**OPERATOR_SETTINGS, **overrides})
     try:
-        measure(api, [*cluster.processes, operator.process], operator, run, options)
-        report(run, settings)
+        measure(cluster, api, operator.process, run, options.timeout)
+        report(run)
     finally:
         # Stopped first: its retries against a terminating namespace are not what we measure.
         operator.stop()
         core.delete_namespace(run.namespace)
         gone = wait_namespace_gone(core, run.namespace, options.cleanup_timeout)
         print(f"    namespace deleted in {gone}\n", flush=True)
-    return run
 
 
 def wait_namespace_gone(core: k8s.CoreV1Api, namespace: str, timeout: float) -> str:
@@ -368,26 +529,32 @@ def wait_namespace_gone(core: k8s.CoreV1Api, namespace: str, timeout: float) -> 
 # --- printing -------------------------------------------------------------------------------
 
 
-def latencies(run: Run, seen: Mapping[str, float]) -> str:
-    values = [seen[name] - run.created_at[name] for name in seen if name in run.created_at]
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def gaps(start: Mapping[str, float], end: Mapping[str, float]) -> str:
+    values = [end[name] - start[name] for name in end if name in start]
     if not values:
         return "none seen"
     return (
-        f"p50 {percentile(values, 50):6.2f} s   p99 {percentile(values, 99):6.2f} s   "
-        f"min {min(values):6.2f} s   max {max(values):6.2f} s   ({len(values)} objects)"
+        f"p50 {percentile(values, 50):6.2f}  p99 {percentile(values, 99):6.2f}"
+        f"  max {max(values):6.2f} s  ({len(values)})"
     )
 
 
 def until_all(run: Run, seen: Mapping[str, float]) -> str:
     if len(seen) < run.n:
-        return f"not reached: {len(seen)}/{run.n} after {run.ended - run.began:.1f} s"
+        return f"not reached: {len(seen)} of {run.n} after {run.ended - run.began:.1f} s"
     return f"{max(seen.values()) - run.began:6.1f} s"
 
 
 def log_problems(lines: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Error and warning lines, in kopf's `[ERROR   ]` and klog's `E1123 ...` forms."""
-    errors = [line for line in lines if KLOG_ERROR.match(line) or "[ERROR" in line]
-    warnings = [line for line in lines if KLOG_WARNING.match(line) or "[WARNING" in line]
+    """Error and warning lines: kopf's `[ERROR   ]`, klog's `E1123 ...`, KWOK's JSON."""
+    errors = [line for line in lines if KLOG_ERROR.match(line) or ERROR_MARKS.search(line)]
+    warnings = [line for line in lines if KLOG_WARNING.match(line) or WARNING_MARKS.search(line)]
     return errors, warnings
 
 
@@ -397,43 +564,102 @@ def common_messages(lines: Sequence[str], top: int = 3) -> list[tuple[int, str]]
     return [(count, text) for text, count in kinds.most_common(top)]
 
 
-def report(run: Run, settings: Mapping[str, str]) -> None:
-    created = max(run.created_at.values()) - run.began
+def report_times(run: Run) -> None:
+    created_at, seen = run.created_at, run.seen
+    created = max(created_at.values()) - run.began
     not_ready = run.n - run.phases.get("Ready", 0)
-    wall = max(run.ended - run.began, 1e-9)
-    limit = settings.get("OPERATOR_API_THREADS", "32 (default)")
-    print(f"  N = {run.n}: namespace {run.namespace}, fresh operator, api_threads {limit}")
     print(
         f"    all {run.n} create calls returned after   {created:6.1f} s ({run.n / created:.0f}/s)"
     )
-    print(f"    every Deployment exists after             {until_all(run, run.deployments)}")
-    print(f"    every ModelServe Ready after              {until_all(run, run.ready)}")
-    print(f"    ModelServes not Ready at the end: {not_ready}  (phases: {dict(run.phases)})")
-    print("    per object, first Deployment event here - its ModelServe create returned:")
-    print(f"      {latencies(run, run.deployments)}")
-    print("    per object, first phase=Ready event here - its ModelServe create returned:")
-    print(f"      {latencies(run, run.ready)}")
+    print(f"    every Deployment exists after             {until_all(run, seen[DEPLOYMENT_SEEN])}")
+    print(f"    every Deployment was once replica-ready   {until_all(run, seen[DEPLOYMENT_READY])}")
+    print(f"    every ModelServe was once Ready           {until_all(run, seen[MS_READY])}")
+    print(
+        f"    ModelServes not Ready at the end: {not_ready} (phases listed then:"
+        f" {dict(run.phases)}); Ready at some point: {len(seen[MS_READY])};"
+        f" events of a ModelServe no longer Ready after it was: {run.relapses}"
+    )
+    print("    per object, between events as they reached this process (seconds):")
+    stages = (
+        ("create returned -> Deployment seen (operator)", created_at, seen[DEPLOYMENT_SEEN]),
+        (
+            "Deployment seen -> its replica ready (test bed)",
+            seen[DEPLOYMENT_SEEN],
+            seen[DEPLOYMENT_READY],
+        ),
+        ("Deployment ready -> ModelServe Ready (operator)", seen[DEPLOYMENT_READY], seen[MS_READY]),
+        ("create returned -> ModelServe Ready (end to end)", created_at, seen[MS_READY]),
+    )
+    for label, start, end in stages:
+        print(f"      {label:<50} {gaps(start, end)}")
+
+
+def report_resources(run: Run) -> None:
+    wall = max(run.ended - run.began, 1e-9)
     print(
         f"    operator memory: peak VmRSS {run.peak_rss_kib / 1024:.1f} MiB "
-        f"(sampled every {SAMPLE_INTERVAL} s), peak VmHWM {run.peak_hwm_kib / 1024:.1f} MiB"
+        f"(sampled every {SAMPLE_INTERVAL} s), peak VmHWM {run.peak_hwm_kib / 1024:.1f} MiB,"
+        f" peak open sockets {run.peak_sockets}"
     )
-    usage = ", ".join(f"{name} {100 * s / wall:.0f}%" for name, s in sorted(run.cpu.items()))
+    ours = {name: s for name, s in run.cpu.items() if name not in (MACHINE, CPU_WAIT)}
+    usage = ", ".join(f"{name} {100 * s / wall:.0f}%" for name, s in sorted(ours.items()))
     print(f"    CPU over the {wall:.0f} s run, % of one core: {usage}")
+    cpus = len(os.sched_getaffinity(0))
+    machine, others = run.cpu.get(MACHINE, 0.0), run.cpu.get(MACHINE, 0.0) - sum(ours.values())
+    print(
+        f"    whole machine busy {100 * machine / wall / cpus:.0f}% of its {cpus} CPUs;"
+        f" processes outside this benchmark used {100 * others / wall:.0f}% of one core;"
+        f" some task waited for a CPU {100 * run.cpu.get(CPU_WAIT, 0.0) / wall:.0f}% of the time"
+    )
+    total = sum(count for count, _ in run.requests.values())
+    print(
+        f"    API server requests (watches aside): {total:.0f}, {total / run.n:.1f} per ModelServe"
+    )
+    busiest = sorted(run.requests.items(), key=lambda item: -item[1][0])[:12]
+    for key, (count, seconds) in busiest:
+        mean = 1000 * seconds / count if count else 0.0
+        print(f"      {key:<44} {count / run.n:6.2f} per ModelServe, mean {mean:5.0f} ms")
+
+
+def report_logs(run: Run) -> None:
     for name, lines in sorted(run.logs.items()):
         errors, warnings = log_problems(lines)
-        throttled = sum("client-side throttling" in line for line in lines)
-        print(
-            f"    log {name}: {len(errors)} errors, {len(warnings)} warnings,"
-            f" {throttled} client-side throttling lines"
+        notable = "".join(
+            f", {count} {what!r}"
+            for what in NOTABLE
+            if (count := sum(what in line for line in lines))
         )
+        print(f"    log {name}: {len(errors)} errors, {len(warnings)} warnings{notable}")
         for count, text in common_messages(errors + warnings):
             print(f"      {count:5d} x {text}")
     for error in run.watch_errors:
         print(f"    a watch of this benchmark failed: {error}")
-    print(flush=True)
 
 
-def print_header(sizes: Sequence[int], nodes: Sequence[FakeNode]) -> None:
+def report(run: Run) -> None:
+    settings = " ".join(f"{k}={v}" for k, v in run.settings.items()) or "defaults"
+    print(f"  N = {run.n}: namespace {run.namespace}, a fresh operator, settings: {settings}")
+    print(f"    operator code when it started: {run.code}")
+    report_times(run)
+    report_resources(run)
+    report_logs(run)
+
+
+def revision() -> str:
+    """The commit measured, and the files that differ from it: others edit as we run."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
+        )
+        return result.stdout.rstrip()
+
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines()]
+    edits = f" + uncommitted changes to {', '.join(changed)}" if changed else ""
+    return f"commit {git('rev-parse', '--short', 'HEAD') or 'unknown'}{edits}"
+
+
+def print_header(sizes: Sequence[int], nodes: Sequence[FakeNode], leases: bool) -> None:
     cpu_model = next(
         (
             line.split(":", 1)[1].strip()
@@ -451,7 +677,13 @@ def print_header(sizes: Sequence[int], nodes: Sequence[FakeNode]) -> None:
         f"  nodes: {len(nodes)} KWOK CPU node(s) of 64 CPU / 256Gi: build_node caps each at"
         " 110 pods, so the benchmark adds nodes rather than raising the cap"
     )
+    if leases:
+        print(
+            "  node leases: renewed by this benchmark every 10 s, as kubelets would (KWOK here"
+            " does not; without them every pod is marked not Ready after ~1 minute)"
+        )
     print("  times: monotonic clock of this process; events are timed when they arrive here")
+    print(f"  code: {revision()}")
     print(f"  reproduce: .venv/bin/python bench/operator_scale.py {shlex.join(sys.argv[1:])}")
     print(flush=True)
 
@@ -463,40 +695,52 @@ def parse_options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[100, 1000])
     parser.add_argument("--timeout", type=float, default=300.0, help="per size, seconds")
-    parser.add_argument("--workers", type=int, default=16, help="client threads creating")
     parser.add_argument("--cleanup-timeout", type=float, default=300.0)
     parser.add_argument(
         "--setting", action="append", default=[], help="OPERATOR_X=value for the operator"
     )
     parser.add_argument("--keep-logs", type=Path, help="copy every process's log here")
+    parser.add_argument(
+        "--no-node-leases",
+        dest="node_leases",
+        action="store_false",
+        help="leave the fake nodes' leases alone (see NodeLeases)",
+    )
     return parser.parse_args()
 
 
 def main() -> None:
     options = parse_options()
+    # A `kill` ends the run through the finally blocks: no control plane left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     nodes = cpu_nodes(max(options.sizes))
-    print_header(options.sizes, nodes)
+    print_header(options.sizes, nodes, options.node_leases)
     with tempfile.TemporaryDirectory(prefix="modelserve-bench-") as tmp:
         folder = Path(tmp)
         began = time.monotonic()
         cluster = start_cluster(folder / "kube", nodes=nodes)
+        api = api_client(cluster.kubeconfig, connections=CREATE_THREADS + 8)  # + watches
+        leases = NodeLeases(api, nodes)
         try:
+            if options.node_leases:
+                leases.start()
             install_crds(cluster)
             print(f"  control plane and CRDs ready in {time.monotonic() - began:.1f} s\n")
-            api = api_client(cluster.kubeconfig, options.workers + 8)
-            try:
-                for n in options.sizes:
-                    run_size(cluster, api, folder, n, options)
-            finally:
-                api.close()
+            for n in options.sizes:
+                run_size(cluster, api, folder, n, options)
         finally:
+            leases.stop()
+            if leases.failures:
+                print(f"  node lease renewals that failed: {leases.failures}")
+            api.close()
             cluster.stop()
             if options.keep_logs:
                 for name, logs in (
                     ("kube", folder / "kube" / "logs"),
                     ("operator", folder / "logs"),
                 ):
-                    shutil.copytree(logs, options.keep_logs / name, dirs_exist_ok=True)
+                    if logs.exists():
+                        shutil.copytree(logs, options.keep_logs / name, dirs_exist_ok=True)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from modelserve.testbed.objectstores import (
     MinioServer,
     start_minio,
 )
+from modelserve.testbed.polling import wait_for
 from modelserve.testbed.postgres import PostgresServer, start_postgres
 
 
@@ -61,6 +62,15 @@ def namespace(kube_api: k8s.ApiClient) -> Iterator[str]:
     name = _unique("t")
     core = k8s.CoreV1Api(kube_api)
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    # Pods are refused until the controllers made the namespace's default service account;
+    # a ReplicaSet that hits that backs off for up to a minute.
+    wait_for(
+        lambda: (
+            core.list_namespaced_service_account(name, field_selector="metadata.name=default").items
+        ),
+        timeout=30,
+        what=f"the default service account of {name}",
+    )
     yield name
     core.delete_namespace(name)
 

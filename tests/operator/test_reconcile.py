@@ -50,8 +50,9 @@ def wait_phase(
         return wait_for(reached, timeout=timeout, what=f"{name} to be {phase}")
     except TimeoutError as error:
         status = get(kube, namespace, "ms", name).get("status")
+        children = kube.kubectl("get", "-n", namespace, "deployments,pods", "-o", "wide")
         raise AssertionError(
-            f"{name} never became {phase}; status: {json.dumps(status)}"
+            f"{name} never became {phase}; status: {json.dumps(status)}\n{children}"
         ) from error
 
 

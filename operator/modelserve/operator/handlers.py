@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import threading
 from typing import Any
 
+import aiohttp
 import httpx
 import kopf
 from pydantic import ValidationError
@@ -58,21 +59,61 @@ class Reconciler:
         self.settings = settings
         self.cluster = cluster
         self.prober = prober
-        # Deployment generations as we last applied them: another generation is a hand edit.
-        self.applied_generations: dict[tuple[str, str], int] = {}
+        # Each child as we last applied it, keyed by (namespace, owner, kind, name): a child
+        # seen in another version was changed by someone else.
+        self.applied: dict[tuple[str, str, str, str], str] = {}
+        # The status last written per ModelServe: the watch's copy lags our own writes, and
+        # comparing with it would write the same status again on every child event.
+        self.reported: dict[tuple[str, str], Any] = {}
+        # Events of one ModelServe's children are handled in parallel: the status is computed
+        # and written under a lock per ModelServe, from the indexes as they are at that moment,
+        # so that a status computed from older data is never written after a newer one.
+        self._status_locks: dict[tuple[str, str], threading.Lock] = {}
 
-    def apply(self, obj: dict[str, Any]) -> None:
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply one child; returns it as stored (None if its namespace is going away)."""
         try:
             stored = self.cluster.apply(obj)
         except ClusterError as error:
             if error.gone:
-                return  # deleted with its namespace: nothing left to reconcile
+                return None  # deleted with its namespace: nothing left to reconcile
             if error.retryable:
                 raise kopf.TemporaryError(str(error), delay=5) from error
             raise kopf.PermanentError(str(error)) from error
-        if obj["kind"] == "Deployment":
-            meta = stored["metadata"]
-            self.applied_generations[(meta["namespace"], meta["name"])] = meta["generation"]
+        self.applied[_child_key(stored)] = _version(stored)
+        return stored
+
+    def drifted(self, event: str | None, body: kopf.Body) -> bool:
+        """Whether someone else deleted or changed a child since we last applied it.
+
+        The initial listing (no event type) is left to the resume handler, which applies
+        every child anyway; our own writes come back as events with the version we recorded.
+        """
+        if event == "DELETED":
+            return True
+        applied = self.applied.get(_child_key(body))
+        return event is not None and applied is not None and applied != _version(body)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.prober.forget(namespace, name)
+        self.reported.pop((namespace, name), None)
+        self._status_locks.pop((namespace, name), None)
+        for key in [key for key in self.applied if key[:2] == (namespace, name)]:
+            del self.applied[key]
+
+    def refresh(
+        self,
+        ms: ModelServe,
+        body: kopf.Body | dict[str, Any],
+        deployments: kopf.Index[Any, Any],
+        pods: kopf.Index[Any, Any],
+        applied: DeploymentView | None = None,
+    ) -> None:
+        """Recompute the status of `ms` (whose object is `body`) and write it if it changed."""
+        lock = self._status_locks.setdefault((ms.namespace, ms.name), threading.Lock())
+        with lock:
+            status = self.status(ms, deployments, pods, dict(body.get("status") or {}), applied)
+            self.report(body, status)
 
     def status(
         self,
@@ -80,27 +121,48 @@ class Reconciler:
         deployments: kopf.Index[Any, Any],
         pods: kopf.Index[Any, Any],
         previous: dict[str, Any] | None,
+        applied: DeploymentView | None = None,
     ) -> dict[str, Any]:
+        """The status from the indexes; `applied`, a Deployment just written, until it is there.
+
+        The index wins when it has the Deployment: events may have updated it after the
+        apply returned, and a status from the older copy would be written last.
+        """
         key = (ms.namespace, ms.name)
         return compute_status(
             ms,
             self.settings,
-            deployment=_one(deployments.get(key)),
+            deployment=_one(deployments.get(key)) or applied,
             pods=list(pods.get(key, [])),
             probe=self.prober.results.get(key),
             previous=previous,
         )
 
     def report(self, body: kopf.Body | dict[str, Any], status: dict[str, Any]) -> None:
-        """Patch the status if anything but timestamps changed; an Event on a new phase."""
-        previous = dict(body.get("status") or {})
-        if _comparable(previous) == _comparable(status):
-            return
+        """Write the status if anything but timestamps changed; an Event on a new phase."""
         meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        previous = self.reported.get(key) or _comparable(dict(body.get("status") or {}))
+        if previous == _comparable(status):
+            return
+        if status["observedGeneration"] < previous.get("observedGeneration", 0):
+            return  # computed from a copy of the ModelServe older than the last status written
         self.cluster.patch_status(meta["namespace"], meta["name"], status)
+        self.reported[key] = _comparable(status)
         if previous.get("phase") != status["phase"]:
             kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
             kopf.event(body, type=kind, reason=status["phase"], message=status["message"])
+
+
+def _child_key(obj: Any) -> tuple[str, str, str, str]:
+    meta = obj["metadata"]
+    return (meta["namespace"], meta["labels"][NAME_LABEL], obj["kind"], meta["name"])
+
+
+def _version(obj: Any) -> str:
+    """A Deployment's generation (its status changes all the time), else resourceVersion."""
+    meta = obj["metadata"]
+    return str(meta["generation"]) if obj["kind"] == "Deployment" else str(meta["resourceVersion"])
 
 
 def _comparable(status: dict[str, Any]) -> Any:
@@ -116,13 +178,38 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     operator_settings = settings
 
     @kopf.on.login(id="login", registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+        """kopf's own session, with a bounded connection pool.
+
+        kopf's default pool is unbounded: with thousands of objects changing at once it
+        opened hundreds of TLS connections, each with its buffers, and that was most of
+        the operator's memory. Each watch holds one connection, hence the headroom.
+        """
+        info = kopf.login_via_client(**kwargs)
+        if info is None:
+            return None
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=operator_settings.watch_connections, ssl=info.as_ssl_context()
+            ),
+            headers=info.as_http_headers(),
+            auth=info.as_aiohttp_basic_auth(),
+        )
+        return kopf.AiohttpSession(
+            aiohttp_session=session,
+            server=info.server,
+            default_namespace=info.default_namespace,
+            expiration=info.expiration,
+        )
 
     @kopf.on.startup(id="start", registry=registry)
     async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.execution.max_workers = operator_settings.api_threads
-        settings.posting.level = logging.INFO
+        # kopf keeps a worker per object until it has been idle this long (5 s by default);
+        # with thousands of children changing at once, idle workers are most of the memory.
+        settings.batching.idle_timeout = 0.5
+        # Events are ours (a phase change each), not one per log line of every handler.
+        settings.posting.loggers = False
         # Progress in annotations: the CRD's status schema is ours, kopf's state is not in it.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
@@ -151,9 +238,12 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 
     @kopf.index(*MS, id="modelserves", registry=registry)
     def modelserves(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
+        # Only what the child handlers read: not managedFields, not kopf's annotations.
+        meta = body.metadata
+        kept = ("name", "namespace", "uid", "generation", "deletionTimestamp")
         return {
             (namespace, name): {
-                "metadata": dict(body.metadata),
+                "metadata": {key: meta[key] for key in kept if key in meta},
                 "spec": dict(body.spec),
                 "status": dict(body.status),
             }
@@ -183,16 +273,18 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         ms = parse(body)
         if ms.spec.runtime is Runtime.EXTERNAL:
             reconciler.prober.track(ms)
-        for child in build_children(ms, reconciler.settings):
-            reconciler.apply(child)
+        stored = [reconciler.apply(child) for child in build_children(ms, reconciler.settings)]
         if ms.spec.runtime is Runtime.EXTERNAL and body.status.get("phase"):
             return  # the prober reports; until its first result, the last status stands
-        reconciler.report(body, reconciler.status(ms, deployments, pods, dict(body.status)))
+        applied = next(
+            (DeploymentView.from_body(o) for o in stored if o and o["kind"] == "Deployment"), None
+        )
+        reconciler.refresh(ms, body, deployments, pods, applied)
 
     @kopf.on.delete(*MS, id="forget", optional=True, registry=registry)
     def forget(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
         # Children go with the owner references; only in-memory state is ours to drop.
-        memo.reconciler.prober.forget(namespace, name)
+        memo.reconciler.forget(namespace, name)
 
     # --- children: status follows them, drift is repaired ---------------------------------
 
@@ -220,10 +312,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         if parent is None:
             return
         ms = parse(parent)
-        applied = reconciler.applied_generations.get((namespace, body.metadata.name))
-        if type == "DELETED" or (type and applied and body.metadata.get("generation") != applied):
+        if reconciler.drifted(type, body):
             reconciler.apply(build_deployment(ms, reconciler.settings))
-        reconciler.report(parent, reconciler.status(ms, deployments, pods, parent.get("status")))
+        reconciler.refresh(ms, parent, deployments, pods)
 
     @kopf.on.event("v1", "pods", id="pod-changed", labels=OURS, registry=registry)
     def pod_changed(
@@ -238,8 +329,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         reconciler: Reconciler = memo.reconciler
         parent = owner(namespace, labels, modelserves)
         if parent is not None:
-            status = reconciler.status(parse(parent), deployments, pods, parent.get("status"))
-            reconciler.report(parent, status)
+            reconciler.refresh(parse(parent), parent, deployments, pods)
 
     for resource in CHILD_KINDS:
 
@@ -253,16 +343,16 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             modelserves: kopf.Index[Any, Any],
             **_: Any,
         ) -> None:
-            parent = owner(namespace, labels, modelserves)
-            if type is None or parent is None:
-                return  # the initial listing is the resume handler's business
             reconciler: Reconciler = memo.reconciler
+            parent = owner(namespace, labels, modelserves)
+            if parent is None or not reconciler.drifted(type, body):
+                return
             wanted = {
                 (child["kind"], child["metadata"]["name"]): child
                 for child in build_children(parse(parent), reconciler.settings)
             }
             child = wanted.get((body["kind"], body.metadata.name))
-            if child is not None:  # a no-op when nothing drifted: the apply changes nothing
+            if child is not None:
                 reconciler.apply(child)
 
     return registry

@@ -21,6 +21,9 @@ class OperatorSettings(BaseSettings):
     # object, idle for a few seconds after its last event, so capping kopf's workers would
     # stall busy clusters: they stay unlimited and these threads bound the API calls.
     api_threads: int = Field(default=32, ge=1)
+    # Connections of kopf's own client (watches, its patches, Events); at least one per
+    # watched kind (about ten) plus room for writes.
+    watch_connections: int = Field(default=48, ge=16)
 
     # Runtimes
     vllm_image: str = "vllm/vllm-openai:v0.33.0"

@@ -296,6 +296,9 @@ def start_cluster(
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}={KWOK_NODE_VALUE}",
                 f"--cidr={POD_CIDR}",
+                # Renew a Lease per node as kubelets do: without it the node controller
+                # marks every node, and then every pod, not Ready about once a minute.
+                "--node-lease-duration-seconds=40",
                 "--node-ip=10.0.0.1",
                 f"--server-address=127.0.0.1:{kwok_port}",
                 f"--config={STAGES}",

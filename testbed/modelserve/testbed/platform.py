@@ -78,5 +78,9 @@ def start_operator(
         },
     )
     operator = RunningOperator(process, health)
-    operator.start()
+    try:
+        operator.start()
+    except BaseException:
+        operator.stop()
+        raise
     return operator
