@@ -21,8 +21,8 @@ delivery, and a list of 1,000 objects every second would compete for the same CP
 One list at the end is the authority for how many ModelServes are Ready. Nothing
 asserts on time: the figures are printed, with the machine and the commit they come from.
 
-Two stand-ins for what the test bed lacks, both said in the output: more fake nodes
-(`build_node` caps each at 110 pods) and node leases renewed here (see `NodeLeases`).
+One stand-in for what the test bed lacks, said in the output: more fake nodes
+(`build_node` caps each at 110 pods).
 `--timeout` bounds each size (300 s), `--setting OPERATOR_X=v` passes settings (or any
 environment variable) to the operator, `--keep-logs DIR` keeps every process's log.
 """
@@ -30,7 +30,6 @@ environment variable) to the operator, `--keep-logs DIR` keeps every process's l
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import os
 import platform
@@ -57,16 +56,10 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from modelserve.testbed.kube import FakeNode, KubeCluster, start_cluster
-from modelserve.testbed.platform import start_operator
+from modelserve.testbed.platform import install_crds, start_operator
 from modelserve.testbed.processes import ManagedProcess, descendants
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAEFIK_CRDS = ROOT / "testbed" / "modelserve" / "testbed" / "traefik_crds.yaml"
-CRD_NAMES = (
-    "crd/modelserves.llm.modelserve.io",
-    "crd/ingressroutes.traefik.io",
-    "crd/middlewares.traefik.io",
-)
 MODELSERVES = ("llm.modelserve.io", "v1alpha1", "modelserves")
 DEPLOYMENTS = ("apps", "v1", "deployments")
 # build_node caps every fake node at 110 pods: room for 1,000 pods means more nodes.
@@ -79,8 +72,6 @@ OPERATOR_SETTINGS = {
 # Client threads creating ModelServes: enough to outpace the operator on a small machine.
 CREATE_THREADS = 16
 SAMPLE_INTERVAL = 0.25
-NODE_LEASES = "kube-node-lease"
-LEASE_RENEWAL = 10.0  # seconds; the node controller's grace period is 50 s
 PROGRESS_INTERVAL = 10.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # What the watches note, per object: the keys of Run.seen.
@@ -126,60 +117,12 @@ def build_modelserve(index: int) -> Obj:
     }
 
 
-def install_crds(cluster: KubeCluster) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"), "-f", str(TRAEFIK_CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", *CRD_NAMES)
-
-
 def api_client(kubeconfig: Path, connections: int) -> k8s.ApiClient:
     configuration = k8s.Configuration()
     k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
     # One pooled connection per thread: urllib3 would otherwise open and drop extra ones.
     configuration.connection_pool_maxsize = connections
     return k8s.ApiClient(configuration)
-
-
-class NodeLeases:
-    """Renews a Lease per fake node, as each node's kubelet would.
-
-    The test bed's KWOK neither renews node leases nor refreshes node heartbeats, so about
-    once a minute the node controller finds all nodes not Ready and marks their pods not
-    Ready; KWOK's stages only ready Pending pods, so those pods stay not Ready. Runs longer
-    than a minute would measure that, not the operator: the benchmark renews the leases.
-    """
-
-    def __init__(self, api: k8s.ApiClient, nodes: Iterable[FakeNode]) -> None:
-        self._leases = k8s.CoordinationV1Api(api)
-        self._names = [node.name for node in nodes]
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.failures = 0
-
-    def start(self) -> None:
-        for name in self._names:
-            self._leases.create_namespaced_lease(NODE_LEASES, _lease(name))
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(LEASE_RENEWAL):
-            for name in self._names:
-                try:
-                    self._leases.patch_namespaced_lease(name, NODE_LEASES, _lease(name))
-                except (ApiException, urllib3.exceptions.HTTPError):
-                    self.failures += 1  # the next round tries again, well within the grace
-
-
-def _lease(node: str) -> Obj:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return {
-        "metadata": {"name": node, "namespace": NODE_LEASES},
-        "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": now},
-    }
 
 
 # --- watching -------------------------------------------------------------------------------
@@ -659,7 +602,7 @@ def revision() -> str:
     return f"commit {git('rev-parse', '--short', 'HEAD') or 'unknown'}{edits}"
 
 
-def print_header(sizes: Sequence[int], nodes: Sequence[FakeNode], leases: bool) -> None:
+def print_header(sizes: Sequence[int], nodes: Sequence[FakeNode]) -> None:
     cpu_model = next(
         (
             line.split(":", 1)[1].strip()
@@ -677,11 +620,6 @@ def print_header(sizes: Sequence[int], nodes: Sequence[FakeNode], leases: bool) 
         f"  nodes: {len(nodes)} KWOK CPU node(s) of 64 CPU / 256Gi: build_node caps each at"
         " 110 pods, so the benchmark adds nodes rather than raising the cap"
     )
-    if leases:
-        print(
-            "  node leases: renewed by this benchmark every 10 s, as kubelets would (KWOK here"
-            " does not; without them every pod is marked not Ready after ~1 minute)"
-        )
     print("  times: monotonic clock of this process; events are timed when they arrive here")
     print(f"  code: {revision()}")
     print(f"  reproduce: .venv/bin/python bench/operator_scale.py {shlex.join(sys.argv[1:])}")
@@ -700,12 +638,6 @@ def parse_options() -> argparse.Namespace:
         "--setting", action="append", default=[], help="OPERATOR_X=value for the operator"
     )
     parser.add_argument("--keep-logs", type=Path, help="copy every process's log here")
-    parser.add_argument(
-        "--no-node-leases",
-        dest="node_leases",
-        action="store_false",
-        help="leave the fake nodes' leases alone (see NodeLeases)",
-    )
     return parser.parse_args()
 
 
@@ -714,24 +646,18 @@ def main() -> None:
     # A `kill` ends the run through the finally blocks: no control plane left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     nodes = cpu_nodes(max(options.sizes))
-    print_header(options.sizes, nodes, options.node_leases)
+    print_header(options.sizes, nodes)
     with tempfile.TemporaryDirectory(prefix="modelserve-bench-") as tmp:
         folder = Path(tmp)
         began = time.monotonic()
         cluster = start_cluster(folder / "kube", nodes=nodes)
         api = api_client(cluster.kubeconfig, connections=CREATE_THREADS + 8)  # + watches
-        leases = NodeLeases(api, nodes)
         try:
-            if options.node_leases:
-                leases.start()
             install_crds(cluster)
             print(f"  control plane and CRDs ready in {time.monotonic() - began:.1f} s\n")
             for n in options.sizes:
                 run_size(cluster, api, folder, n, options)
         finally:
-            leases.stop()
-            if leases.failures:
-                print(f"  node lease renewals that failed: {leases.failures}")
             api.close()
             cluster.stop()
             if options.keep_logs:
