@@ -279,6 +279,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         applied = next(
             (DeploymentView.from_body(o) for o in stored if o and o["kind"] == "Deployment"), None
         )
+        if applied is not None and not body.status:
+            # A new ModelServe: the event of its new Deployment reports the first status. A
+            # write from here would reach kopf before kopf's own record that it handled the
+            # object, and at scale kopf would handle the creation a second time.
+            return
         reconciler.refresh(ms, body, deployments, pods, applied)
 
     @kopf.on.delete(*MS, id="forget", optional=True, registry=registry)
