@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -109,34 +110,23 @@ class Reconciler:
         pods: kopf.Index[Any, Any],
         applied: DeploymentView | None = None,
     ) -> None:
-        """Recompute the status of `ms` (whose object is `body`) and write it if it changed."""
-        lock = self._status_locks.setdefault((ms.namespace, ms.name), threading.Lock())
-        with lock:
-            status = self.status(ms, deployments, pods, dict(body.get("status") or {}), applied)
-            self.report(body, status)
+        """Recompute the status of `ms` (whose object is `body`) and write it if it changed.
 
-    def status(
-        self,
-        ms: ModelServe,
-        deployments: kopf.Index[Any, Any],
-        pods: kopf.Index[Any, Any],
-        previous: dict[str, Any] | None,
-        applied: DeploymentView | None = None,
-    ) -> dict[str, Any]:
-        """The status from the indexes; `applied`, a Deployment just written, until it is there.
-
-        The index wins when it has the Deployment: events may have updated it after the
-        apply returned, and a status from the older copy would be written last.
+        `applied`, a Deployment just written, stands in until the index has the Deployment;
+        then the index wins: events may have updated it after the apply returned, and a
+        status from the older copy would be written last.
         """
         key = (ms.namespace, ms.name)
-        return compute_status(
-            ms,
-            self.settings,
-            deployment=_one(deployments.get(key)) or applied,
-            pods=list(pods.get(key, [])),
-            probe=self.prober.results.get(key),
-            previous=previous,
-        )
+        with self._status_locks.setdefault(key, threading.Lock()):
+            status = compute_status(
+                ms,
+                self.settings,
+                deployment=_one(deployments.get(key)) or applied,
+                pods=list(pods.get(key, [])),
+                probe=self.prober.results.get(key),
+                previous=dict(body.get("status") or {}),
+            )
+            self.report(body, status)
 
     def report(self, body: kopf.Body | dict[str, Any], status: dict[str, Any]) -> None:
         """Write the status if anything but timestamps changed; an Event on a new phase."""
@@ -301,7 +291,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     @kopf.on.event(
         "apps", "v1", "deployments", id="deployment-changed", labels=OURS, registry=registry
     )
-    def deployment_changed(
+    @kopf.on.event("v1", "pods", id="pod-changed", labels=OURS, registry=registry)
+    def workload_changed(
         type: str | None,
         body: kopf.Body,
         namespace: str,
@@ -312,29 +303,15 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         pods: kopf.Index[Any, Any],
         **_: Any,
     ) -> None:
+        """A Deployment or pod changed: repair the Deployment if it drifted, then the status."""
         reconciler: Reconciler = memo.reconciler
         parent = owner(namespace, labels, modelserves)
         if parent is None:
             return
         ms = parse(parent)
-        if reconciler.drifted(type, body):
+        if body["kind"] == "Deployment" and reconciler.drifted(type, body):
             reconciler.apply(build_deployment(ms, reconciler.settings))
         reconciler.refresh(ms, parent, deployments, pods)
-
-    @kopf.on.event("v1", "pods", id="pod-changed", labels=OURS, registry=registry)
-    def pod_changed(
-        namespace: str,
-        labels: kopf.Labels,
-        memo: kopf.Memo,
-        modelserves: kopf.Index[Any, Any],
-        deployments: kopf.Index[Any, Any],
-        pods: kopf.Index[Any, Any],
-        **_: Any,
-    ) -> None:
-        reconciler: Reconciler = memo.reconciler
-        parent = owner(namespace, labels, modelserves)
-        if parent is not None:
-            reconciler.refresh(parse(parent), parent, deployments, pods)
 
     for resource in CHILD_KINDS:
 
@@ -363,7 +340,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     return registry
 
 
-def _api_key_reader(cluster: Cluster) -> Any:
+def _api_key_reader(cluster: Cluster) -> Callable[[ModelServe], Awaitable[str | None]]:
     async def read(ms: ModelServe) -> str | None:
         ref = ms.spec.external.api_key_secret_ref if ms.spec.external else None
         if ref is None:
@@ -373,7 +350,7 @@ def _api_key_reader(cluster: Cluster) -> Any:
     return read
 
 
-def _probe_reporter(memo: kopf.Memo) -> Any:
+def _probe_reporter(memo: kopf.Memo) -> Callable[[ModelServe, ProbeResult], Awaitable[None]]:
     async def report(ms: ModelServe, result: ProbeResult) -> None:
         reconciler: Reconciler = memo.reconciler
         status = compute_status(ms, reconciler.settings, deployment=None, pods=[], probe=result)

@@ -8,6 +8,7 @@ machine builds nothing and a change of pin builds again.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import time
@@ -99,6 +100,7 @@ MODULES: dict[str, GoModule] = {
 }
 
 
+@functools.cache
 def go_version() -> str:
     return run(["go", "env", "GOVERSION"]).strip()
 
@@ -148,13 +150,11 @@ def build(module: GoModule, *, log: bool = True) -> Path:
     return target
 
 
+@functools.cache
 def binary(name: str) -> Path:
-    """Path of a built binary, building its module first when needed."""
+    """Path of a built binary, building its module first when needed (once per process:
+    kubectl is called for nearly every step of a test)."""
     for module in MODULES.values():
         if name in module.binaries:
             return build(module) / name
     raise KeyError(f"no Go module of the test bed builds {name!r}")
-
-
-def build_all() -> dict[str, Path]:
-    return {folder: build(module) for folder, module in MODULES.items()}

@@ -7,10 +7,11 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+from modelserve.testbed.polling import wait_for
 
 
 class StartupError(RuntimeError):
@@ -87,8 +88,8 @@ class ManagedProcess:
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll `ready` until it holds; fail early, with the log, if the process dies."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def probe() -> bool:
             if not self.running():
                 code = self._proc.returncode if self._proc else None
                 raise StartupError(
@@ -96,15 +97,17 @@ class ManagedProcess:
                     f"log {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             try:
-                if ready():
-                    return
+                return ready()
             except OSError:
-                pass  # not listening yet: keep polling until the deadline
-            time.sleep(0.2)
-        raise StartupError(
-            f"{self.name} not {what} after {timeout:.0f}s; "
-            f"log {self.log_path}:\n{log_tail(self.log_path)}"
-        )
+                return False  # not listening yet: keep polling until the deadline
+
+        try:
+            wait_for(probe, timeout=timeout, what=what, interval=0.2)
+        except TimeoutError as error:
+            raise StartupError(
+                f"{self.name} not {what} after {timeout:.0f}s; "
+                f"log {self.log_path}:\n{log_tail(self.log_path)}"
+            ) from error
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the process group, SIGKILL it if it lingers."""

@@ -100,10 +100,9 @@ class Stack:
 
     def write_env(self) -> Path:
         env_file = self.folder / "env"
-        exports = [
-            f"export {key}={shlex.quote(value)}" for key, value in self.environment().items()
-        ]
-        kubectl_dir = Path(self.environment()["KUBECTL"]).parent
+        environment = self.environment()
+        exports = [f"export {key}={shlex.quote(value)}" for key, value in environment.items()]
+        kubectl_dir = Path(environment["KUBECTL"]).parent
         exports.append(f'export PATH={shlex.quote(str(kubectl_dir))}:"$PATH"')
         env_file.write_text("\n".join(exports) + "\n")
         return env_file
