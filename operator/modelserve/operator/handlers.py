@@ -7,8 +7,8 @@ importing this module does nothing and tests can run an operator with their sett
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
+import dataclasses
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,13 +24,16 @@ from modelserve.operator.builders import (
     build_children,
     build_deployment,
 )
-from modelserve.operator.cluster import Cluster, ClusterError, load_api_client
+from modelserve.operator.cluster import Cluster, ClusterError
+from modelserve.operator.cluster import login as cluster_login
 from modelserve.operator.probing import ExternalProber
 from modelserve.operator.settings import OperatorSettings
 from modelserve.operator.spec import GROUP, PLURAL, VERSION, ModelServe, Runtime
-from modelserve.operator.status import DeploymentView, PodView, ProbeResult, compute_status
+from modelserve.operator.status import DeploymentView, PodView, compute_status
+from modelserve.operator.workqueue import Key, WorkQueue
 
 MS = (GROUP, VERSION, PLURAL)
+logger = logging.getLogger(__name__)
 CHILD_KINDS: tuple[tuple[str, ...], ...] = (
     ("v1", "services"),
     ("v1", "secrets"),
@@ -41,7 +44,7 @@ CHILD_KINDS: tuple[tuple[str, ...], ...] = (
 OURS: dict[str, Any] = {MANAGED_BY: OPERATOR, NAME_LABEL: kopf.PRESENT}
 
 
-def parse(body: kopf.Body) -> ModelServe:
+def parse(body: kopf.Body | dict[str, Any]) -> ModelServe:
     try:
         return ModelServe.from_body(body)
     except ValidationError as error:
@@ -53,28 +56,43 @@ def _one(store: kopf.Store[Any] | None) -> Any:
     return next(iter(store), None) if store else None
 
 
-class Reconciler:
-    """What the handlers share: settings, the cluster, the prober, the last applied state."""
+@dataclasses.dataclass(frozen=True)
+class Indexes:
+    """kopf's indexes, live: what statuses are computed from, kept current by watches."""
 
-    def __init__(self, settings: OperatorSettings, cluster: Cluster, prober: ExternalProber):
+    modelserves: kopf.Index[Key, Any]
+    deployments: kopf.Index[Key, DeploymentView]
+    pods: kopf.Index[Key, PodView]
+
+
+class Reconciler:
+    """What the handlers share: settings, the cluster, the indexes, the last applied state."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        cluster: Cluster,
+        prober: ExternalProber,
+        indexes: Indexes,
+        statuses: WorkQueue,
+    ) -> None:
         self.settings = settings
         self.cluster = cluster
         self.prober = prober
+        self.indexes = indexes
+        # ModelServes whose status is to be computed again.
+        self.statuses = statuses
         # Each child as we last applied it, keyed by (namespace, owner, kind, name): a child
         # seen in another version was changed by someone else.
         self.applied: dict[tuple[str, str, str, str], str] = {}
         # The status last written per ModelServe: the watch's copy lags our own writes, and
         # comparing with it would write the same status again on every child event.
-        self.reported: dict[tuple[str, str], Any] = {}
-        # Events of one ModelServe's children are handled in parallel: the status is computed
-        # and written under a lock per ModelServe, from the indexes as they are at that moment,
-        # so that a status computed from older data is never written after a newer one.
-        self._status_locks: dict[tuple[str, str], threading.Lock] = {}
+        self.reported: dict[Key, Any] = {}
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Apply one child; returns it as stored (None if its namespace is going away)."""
         try:
-            stored = self.cluster.apply(obj)
+            stored = await self.cluster.apply(obj)
         except ClusterError as error:
             if error.gone:
                 return None  # deleted with its namespace: nothing left to reconcile
@@ -95,40 +113,40 @@ class Reconciler:
         applied = self.applied.get(_child_key(body))
         return event is not None and applied is not None and applied != _version(body)
 
+    def owner(self, namespace: str, labels: kopf.Labels) -> Any:
+        """A child's ModelServe as last seen, unless it is gone or going."""
+        parent = _one(self.indexes.modelserves.get((namespace, labels.get(NAME_LABEL, ""))))
+        return None if parent is None or parent["metadata"].get("deletionTimestamp") else parent
+
     def forget(self, namespace: str, name: str) -> None:
         self.prober.forget(namespace, name)
         self.reported.pop((namespace, name), None)
-        self._status_locks.pop((namespace, name), None)
         for key in [key for key in self.applied if key[:2] == (namespace, name)]:
             del self.applied[key]
 
-    def refresh(
-        self,
-        ms: ModelServe,
-        body: kopf.Body | dict[str, Any],
-        deployments: kopf.Index[Any, Any],
-        pods: kopf.Index[Any, Any],
-        applied: DeploymentView | None = None,
-    ) -> None:
-        """Recompute the status of `ms` (whose object is `body`) and write it if it changed.
+    async def refresh(self, key: Key) -> None:
+        """Compute the status of ModelServe `key` from the indexes; write it if it changed.
 
-        `applied`, a Deployment just written, stands in until the index has the Deployment;
-        then the index wins: events may have updated it after the apply returned, and a
-        status from the older copy would be written last.
+        Called by the status queue's drainers, never for one key twice at a time.
         """
-        key = (ms.namespace, ms.name)
-        with self._status_locks.setdefault(key, threading.Lock()):
-            status = compute_status(
-                ms,
-                self.settings,
-                deployment=_one(deployments.get(key)) or applied,
-                pods=list(pods.get(key, [])),
-                probe=self.prober.results.get(key),
-                previous=dict(body.get("status") or {}),
-            )
-            self.report(body, status)
+        parent = _one(self.indexes.modelserves.get(key))
+        if parent is None or parent["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            ms = ModelServe.from_body(parent)
+        except ValidationError:
+            return  # the reconcile handler reports an invalid spec
+        status = compute_status(
+            ms,
+            self.settings,
+            deployment=_one(self.indexes.deployments.get(key)),
+            pods=list(self.indexes.pods.get(key, [])),
+            probe=self.prober.results.get(key),
+            previous=dict(parent.get("status") or {}),
+        )
+        await self.report(parent, status)
 
-    def report(self, body: kopf.Body | dict[str, Any], status: dict[str, Any]) -> None:
+    async def report(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         """Write the status if anything but timestamps changed; an Event on a new phase."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
@@ -137,11 +155,15 @@ class Reconciler:
             return
         if status["observedGeneration"] < previous.get("observedGeneration", 0):
             return  # computed from a copy of the ModelServe older than the last status written
-        self.cluster.patch_status(meta["namespace"], meta["name"], status)
+        await self.cluster.patch_status(meta["namespace"], meta["name"], status)
         self.reported[key] = _comparable(status)
         if previous.get("phase") != status["phase"]:
             kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
-            kopf.event(body, type=kind, reason=status["phase"], message=status["message"])
+            try:
+                await self.cluster.post_event(body, kind, status["phase"], status["message"])
+            except ClusterError as error:  # the status is written; the Event is a courtesy
+                if not error.gone:
+                    logger.warning("no Event for %s/%s: %s", *key, error)
 
 
 def _child_key(obj: Any) -> tuple[str, str, str, str]:
@@ -168,22 +190,19 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     operator_settings = settings
 
     @kopf.on.login(id="login", registry=registry)
-    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+    async def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.AiohttpSession:
         """kopf's own session, with a bounded connection pool.
 
         kopf's default pool is unbounded: with thousands of objects changing at once it
-        opened hundreds of TLS connections, each with its buffers, and that was most of
-        the operator's memory. Each watch holds one connection, hence the headroom.
+        opened hundreds of TLS connections, each with its buffers. Each watch holds one
+        connection, hence the headroom.
         """
-        info = kopf.login_via_client(**kwargs)
-        if info is None:
-            return None
+        info = cluster_login(settings)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=operator_settings.watch_connections, ssl=info.as_ssl_context()
             ),
             headers=info.as_http_headers(),
-            auth=info.as_aiohttp_basic_auth(),
         )
         return kopf.AiohttpSession(
             aiohttp_session=session,
@@ -193,10 +212,16 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         )
 
     @kopf.on.startup(id="start", registry=registry)
-    async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        settings.execution.max_workers = operator_settings.api_threads
+    async def start(
+        settings: kopf.OperatorSettings,
+        memo: kopf.Memo,
+        modelserves: kopf.Index[Key, Any],
+        deployments: kopf.Index[Key, DeploymentView],
+        pods: kopf.Index[Key, PodView],
+        **_: Any,
+    ) -> None:
         # kopf keeps a worker per object until it has been idle this long (5 s by default);
-        # with thousands of children changing at once, idle workers are most of the memory.
+        # with thousands of children changing at once, idle workers add up.
         settings.batching.idle_timeout = 0.5
         # Events are ours (a phase change each), not one per log line of every handler.
         settings.posting.loggers = False
@@ -204,35 +229,47 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
         memo.http = httpx.AsyncClient(timeout=operator_settings.external_probe_timeout)
-        cluster = await asyncio.to_thread(
-            Cluster, load_api_client(operator_settings.api_threads + 4)
-        )
+        cluster = Cluster(settings, operator_settings.api_connections)
+        statuses = WorkQueue()
         prober = ExternalProber(
             memo.http,
             operator_settings.external_probe_interval,
             _api_key_reader(cluster),
-            _probe_reporter(memo),
+            statuses.mark,
         )
-        memo.reconciler = Reconciler(operator_settings, cluster, prober)
-        memo.prober_task = asyncio.create_task(prober.run())
+        reconciler = Reconciler(
+            operator_settings, cluster, prober, Indexes(modelserves, deployments, pods), statuses
+        )
+        memo.reconciler = reconciler
+        memo.tasks = [
+            asyncio.create_task(prober.run()),
+            *(
+                asyncio.create_task(statuses.drain(reconciler.refresh))
+                for _ in range(operator_settings.status_writers)
+            ),
+        ]
 
     @kopf.on.cleanup(id="stop", registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
-        memo.prober_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await memo.prober_task
+        for task in memo.tasks:
+            task.cancel()
+        await asyncio.gather(*memo.tasks, return_exceptions=True)
         await memo.http.aclose()
-        memo.reconciler.cluster.close()
+        await memo.reconciler.cluster.close()
 
     # --- indexes: what the status is computed from, kept up to date by watches ----------
+    # Every handler is a coroutine: kopf runs plain functions in a thread pool, where
+    # index updates would wait behind API calls while their events pile up in memory.
 
     @kopf.index(*MS, id="modelserves", registry=registry)
-    def modelserves(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
-        # Only what the child handlers read: not managedFields, not kopf's annotations.
+    async def modelserves(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
+        # Only what is read later: not managedFields, not kopf's annotations.
         meta = body.metadata
         kept = ("name", "namespace", "uid", "generation", "deletionTimestamp")
         return {
             (namespace, name): {
+                "apiVersion": body["apiVersion"],
+                "kind": body["kind"],
                 "metadata": {key: meta[key] for key in kept if key in meta},
                 "spec": dict(body.spec),
                 "status": dict(body.status),
@@ -240,11 +277,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         }
 
     @kopf.index("apps", "v1", "deployments", id="deployments", labels=OURS, registry=registry)
-    def deployments(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> Any:
+    async def deployments(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> Any:
         return {(namespace, labels[NAME_LABEL]): DeploymentView.from_body(body)}
 
     @kopf.index("v1", "pods", id="pods", labels=OURS, registry=registry)
-    def pods(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> Any:
+    async def pods(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> Any:
         return {(namespace, labels[NAME_LABEL]): PodView.from_body(body)}
 
     # --- the ModelServe itself ------------------------------------------------------------
@@ -252,81 +289,63 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     @kopf.on.resume(*MS, id="reconcile", registry=registry)
     @kopf.on.create(*MS, id="reconcile", registry=registry)
     @kopf.on.update(*MS, id="reconcile", field="spec", registry=registry)
-    def reconcile(
-        body: kopf.Body,
-        memo: kopf.Memo,
-        deployments: kopf.Index[Any, Any],
-        pods: kopf.Index[Any, Any],
-        **_: Any,
-    ) -> None:
+    async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         reconciler: Reconciler = memo.reconciler
         ms = parse(body)
         if ms.spec.runtime is Runtime.EXTERNAL:
             reconciler.prober.track(ms)
-        stored = [reconciler.apply(child) for child in build_children(ms, reconciler.settings)]
-        if ms.spec.runtime is Runtime.EXTERNAL and body.status.get("phase"):
-            return  # the prober reports; until its first result, the last status stands
-        applied = next(
-            (DeploymentView.from_body(o) for o in stored if o and o["kind"] == "Deployment"), None
-        )
-        if applied is not None and not body.status:
-            # A new ModelServe: the event of its new Deployment reports the first status. A
-            # write from here would reach kopf before kopf's own record that it handled the
-            # object, and at scale kopf would handle the creation a second time.
+        deployed = False
+        for child in build_children(ms, reconciler.settings):
+            stored = await reconciler.apply(child)
+            deployed = deployed or (stored is not None and stored["kind"] == "Deployment")
+        if deployed and not body.status:
+            # A new ModelServe: the event of its new Deployment marks it for its first
+            # status. Marked from here, its status could be written before kopf's own record
+            # that it handled the object, and at scale kopf would handle the creation twice.
             return
-        reconciler.refresh(ms, body, deployments, pods, applied)
+        reconciler.statuses.mark((ms.namespace, ms.name))
 
     @kopf.on.delete(*MS, id="forget", optional=True, registry=registry)
-    def forget(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    async def forget(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
         # Children go with the owner references; only in-memory state is ours to drop.
         memo.reconciler.forget(namespace, name)
 
     # --- children: status follows them, drift is repaired ---------------------------------
 
-    def owner(namespace: str, labels: kopf.Labels, index: kopf.Index[Any, Any]) -> Any:
-        """The child's ModelServe as last seen, unless it is gone or going."""
-        parent = _one(index.get((namespace, labels.get(NAME_LABEL, ""))))
-        return None if parent is None or parent["metadata"].get("deletionTimestamp") else parent
-
     @kopf.on.event(
         "apps", "v1", "deployments", id="deployment-changed", labels=OURS, registry=registry
     )
     @kopf.on.event("v1", "pods", id="pod-changed", labels=OURS, registry=registry)
-    def workload_changed(
+    async def workload_changed(
         type: str | None,
         body: kopf.Body,
         namespace: str,
         labels: kopf.Labels,
         memo: kopf.Memo,
-        modelserves: kopf.Index[Any, Any],
-        deployments: kopf.Index[Any, Any],
-        pods: kopf.Index[Any, Any],
         **_: Any,
     ) -> None:
-        """A Deployment or pod changed: repair the Deployment if it drifted, then the status."""
+        """A Deployment or pod changed: repair the Deployment if it drifted; mark the status."""
         reconciler: Reconciler = memo.reconciler
-        parent = owner(namespace, labels, modelserves)
+        parent = reconciler.owner(namespace, labels)
         if parent is None:
             return
-        ms = parse(parent)
         if body["kind"] == "Deployment" and reconciler.drifted(type, body):
-            reconciler.apply(build_deployment(ms, reconciler.settings))
-        reconciler.refresh(ms, parent, deployments, pods)
+            await reconciler.apply(build_deployment(parse(parent), reconciler.settings))
+        reconciler.statuses.mark((namespace, parent["metadata"]["name"]))
 
     for resource in CHILD_KINDS:
 
         @kopf.on.event(*resource, id=f"drift-{resource[-1]}", labels=OURS, registry=registry)
-        def child_changed(
+        async def child_changed(
             type: str | None,
             body: kopf.Body,
             namespace: str,
             labels: kopf.Labels,
             memo: kopf.Memo,
-            modelserves: kopf.Index[Any, Any],
             **_: Any,
         ) -> None:
             reconciler: Reconciler = memo.reconciler
-            parent = owner(namespace, labels, modelserves)
+            parent = reconciler.owner(namespace, labels)
             if parent is None or not reconciler.drifted(type, body):
                 return
             wanted = {
@@ -335,7 +354,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             }
             child = wanted.get((body["kind"], body.metadata.name))
             if child is not None:
-                reconciler.apply(child)
+                await reconciler.apply(child)
 
     return registry
 
@@ -345,26 +364,6 @@ def _api_key_reader(cluster: Cluster) -> Callable[[ModelServe], Awaitable[str | 
         ref = ms.spec.external.api_key_secret_ref if ms.spec.external else None
         if ref is None:
             return None
-        return await asyncio.to_thread(cluster.secret_value, ms.namespace, ref.name, ref.key)
+        return await cluster.secret_value(ms.namespace, ref.name, ref.key)
 
     return read
-
-
-def _probe_reporter(memo: kopf.Memo) -> Callable[[ModelServe, ProbeResult], Awaitable[None]]:
-    async def report(ms: ModelServe, result: ProbeResult) -> None:
-        reconciler: Reconciler = memo.reconciler
-        status = compute_status(ms, reconciler.settings, deployment=None, pods=[], probe=result)
-        await asyncio.to_thread(reconciler.cluster.patch_status, ms.namespace, ms.name, status)
-        owner: Any = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ModelServe",
-            "metadata": {"namespace": ms.namespace, "name": ms.name, "uid": ms.uid},
-        }
-        kopf.event(
-            owner,
-            type="Normal" if result.ok else "Warning",
-            reason=status["phase"],
-            message=result.message,
-        )
-
-    return report

@@ -46,19 +46,19 @@ async def probe(
 
 
 class ExternalProber:
-    """Keeps the `external` ModelServes to probe and calls `report` with each result."""
+    """Keeps the `external` ModelServes to probe; calls `changed` when a result changes."""
 
     def __init__(
         self,
         http: httpx.AsyncClient,
         interval: float,
         api_key: Callable[[ModelServe], Awaitable[str | None]],
-        report: Callable[[ModelServe, ProbeResult], Awaitable[None]],
+        changed: Callable[[Key], None],
     ) -> None:
         self._http = http
         self._interval = interval
         self._api_key = api_key
-        self._report = report
+        self._changed = changed
         self._targets: dict[Key, ModelServe] = {}
         self._wake = asyncio.Event()
         self.results: dict[Key, ProbeResult] = {}
@@ -88,7 +88,7 @@ class ExternalProber:
             return  # changed or deleted while we probed
         if self.results.get(key) != result:
             self.results[key] = result
-            await self._report(ms, result)
+            self._changed(key)
 
     async def run(self) -> None:
         while True:

@@ -17,10 +17,11 @@ class OperatorSettings(BaseSettings):
     namespaces: str = ""
     health_host: str = "127.0.0.1"
     health_port: int = 8210
-    # Threads for API calls (the Kubernetes client is synchronous). kopf keeps one worker per
-    # object, idle for a few seconds after its last event, so capping kopf's workers would
-    # stall busy clusters: they stay unlimited and these threads bound the API calls.
-    api_threads: int = Field(default=32, ge=1)
+    # Connections of the operator's own API client: at most this many applies and status
+    # writes are in flight at once.
+    api_connections: int = Field(default=32, ge=1)
+    # Tasks that compute and write statuses (each waits on one API call at a time).
+    status_writers: int = Field(default=16, ge=1)
     # Connections of kopf's own client (watches, its patches, Events); at least one per
     # watched kind (about ten) plus room for writes.
     watch_connections: int = Field(default=48, ge=16)
