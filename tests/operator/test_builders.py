@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from modelserve.common.modelserve import ModelServe
 from modelserve.operator.builders import (
     build_children,
     build_deployment,
@@ -15,7 +16,6 @@ from modelserve.operator.builders import (
     endpoint,
 )
 from modelserve.operator.settings import OperatorSettings
-from modelserve.operator.spec import ModelServe
 
 SETTINGS = OperatorSettings(
     model_store_endpoint="minio.platform:9000",

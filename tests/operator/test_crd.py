@@ -17,7 +17,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from modelserve.operator.spec import GROUP, KIND, PLURAL, VERSION, ModelServeSpec
+from modelserve.common.modelserve import GROUP, KIND, PLURAL, VERSION, ModelServeSpec
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.polling import wait_for
 

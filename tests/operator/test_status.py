@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelserve.common.modelserve import ModelServe
 from modelserve.operator.settings import OperatorSettings
-from modelserve.operator.spec import ModelServe
 from modelserve.operator.status import DeploymentView, PodView, ProbeResult, compute_status
 
 SETTINGS = OperatorSettings()

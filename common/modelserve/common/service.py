@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
 from modelserve.common import __version__
+from modelserve.common.errors import install_error_handlers
 from modelserve.common.settings import ServiceSettings
 
 
@@ -16,10 +19,12 @@ class Health(BaseModel):
     version: str
 
 
-def create_service_app(service: str, settings: ServiceSettings) -> FastAPI:
-    """A FastAPI app with the service's settings in `app.state` and a token-free /health."""
-    app = FastAPI(title=f"ModelServe {service}", version=__version__)
+def create_service_app(service: str, settings: ServiceSettings, **fastapi_options: Any) -> FastAPI:
+    """A FastAPI app with the service's settings in `app.state`, JSON errors and a
+    token-free /health. `fastapi_options` go to FastAPI (a lifespan, for example)."""
+    app = FastAPI(title=f"ModelServe {service}", version=__version__, **fastapi_options)
     app.state.settings = settings
+    install_error_handlers(app)
 
     @app.get("/health", tags=["health"])
     async def health() -> Health:

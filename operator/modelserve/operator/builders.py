@@ -8,9 +8,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from modelserve.common.modelserve import ModelServe, Runtime
 from modelserve.operator.runtimes import MODEL_DIR, ServerContainer, server_container
 from modelserve.operator.settings import OperatorSettings
-from modelserve.operator.spec import ModelServe, Runtime
 
 OPERATOR = "modelserve-operator"
 NAME_LABEL = "llm.modelserve.io/modelserve"

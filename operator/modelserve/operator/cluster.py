@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 import kopf
 
+from modelserve.common.modelserve import GROUP, PLURAL, VERSION
 from modelserve.operator.builders import OPERATOR
-from modelserve.operator.spec import GROUP, PLURAL, VERSION
 
 # The plural (URL) name of each kind the operator reads or writes.
 PLURALS = {

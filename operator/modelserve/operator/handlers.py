@@ -17,6 +17,7 @@ import httpx
 import kopf
 from pydantic import ValidationError
 
+from modelserve.common.modelserve import GROUP, PLURAL, VERSION, ModelServe, Runtime
 from modelserve.operator.builders import (
     MANAGED_BY,
     NAME_LABEL,
@@ -28,7 +29,6 @@ from modelserve.operator.cluster import Cluster, ClusterError
 from modelserve.operator.cluster import login as cluster_login
 from modelserve.operator.probing import ExternalProber
 from modelserve.operator.settings import OperatorSettings
-from modelserve.operator.spec import GROUP, PLURAL, VERSION, ModelServe, Runtime
 from modelserve.operator.status import DeploymentView, PodView, compute_status
 from modelserve.operator.workqueue import Key, WorkQueue
 

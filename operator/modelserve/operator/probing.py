@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from modelserve.operator.spec import ModelServe
+from modelserve.common.modelserve import ModelServe
 from modelserve.operator.status import ProbeResult
 
 Key = tuple[str, str]

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from modelserve.common.modelserve import ModelServe, Runtime
 from modelserve.operator.settings import OperatorSettings
-from modelserve.operator.spec import ModelServe, Runtime
 
 MODEL_DIR = PurePosixPath("/models")
 

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelserve.common.modelserve import ModelServe, Runtime
 from modelserve.operator.builders import endpoint, route_prefix, selector_string
 from modelserve.operator.settings import OperatorSettings
-from modelserve.operator.spec import ModelServe, Runtime
 
 PENDING, DEPLOYING, READY, DEGRADED, FAILED = "Pending", "Deploying", "Ready", "Degraded", "Failed"
 # Container states that will not fix themselves without a change of spec or image.

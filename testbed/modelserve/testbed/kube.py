@@ -118,6 +118,7 @@ class KubeCluster:
     ca: Path
     admin: KeyPair
     nodes: tuple[FakeNode, ...]
+    authority: CertificateAuthority
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -141,6 +142,15 @@ class KubeCluster:
         config["users"] = [{"name": "admin", "user": {"token": token}}]
         path = self.folder / f"kubeconfig-{namespace}-{name}"
         path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+    def user_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig that acts as the person `user` in `groups` (a client certificate, as
+        an identity provider would assert them); it may do what RBAC grants them."""
+        pair = self.authority.issue(f"user-{user}", user, organizations=groups, client=True)
+        path = self.folder / f"kubeconfig-user-{user}"
+        path.write_text(yaml.safe_dump(build_kubeconfig(self.server, self.ca, pair)))
         path.chmod(0o600)
         return path
 
@@ -192,12 +202,12 @@ def start_cluster(
         ),
         server=True,
     )
-    admin = ca.issue("admin", "modelserve-admin", organization="system:masters", client=True)
+    admin = ca.issue("admin", "modelserve-admin", organizations=("system:masters",), client=True)
     sa = service_account_keys(pki)
     server = f"https://127.0.0.1:{port}"
     kubeconfig = folder / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(build_kubeconfig(server, ca.pair.cert, admin)))
-    cluster = KubeCluster(folder, server, kubeconfig, ca.pair.cert, admin, nodes)
+    cluster = KubeCluster(folder, server, kubeconfig, ca.pair.cert, admin, nodes, ca)
     logs = folder / "logs"
     try:
         etcd_port, etcd_peer = free_port(), free_port()

@@ -32,10 +32,10 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) 
     path.chmod(0o600)
 
 
-def _name(common_name: str, organization: str | None = None) -> x509.Name:
+def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
+    """Kubernetes reads a client certificate's CN as the user, each O as one of its groups."""
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    attributes += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
     return x509.Name(attributes)
 
 
@@ -81,7 +81,7 @@ class CertificateAuthority:
         stem: str,
         common_name: str,
         *,
-        organization: str | None = None,
+        organizations: tuple[str, ...] = (),
         hosts: tuple[str, ...] = (),
         server: bool = False,
         client: bool = False,
@@ -99,7 +99,7 @@ class CertificateAuthority:
         ]
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(common_name, organization))
+            .subject_name(_name(common_name, organizations))
             .issuer_name(self._cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())

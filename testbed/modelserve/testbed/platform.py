@@ -1,4 +1,4 @@
-"""ModelServe's own processes on the test bed: the operator (the services join later)."""
+"""ModelServe's own processes on the test bed: the operator and the services."""
 
 from __future__ import annotations
 
@@ -84,3 +84,41 @@ def start_operator(
         operator.stop()
         raise
     return operator
+
+
+@dataclass
+class RunningService:
+    """A ModelServe service (`modelserve-<name>`) as a process, and where it answers."""
+
+    name: str
+    process: ManagedProcess
+    url: str
+
+    def start(self) -> None:
+        self.process.start()
+        health = f"{self.url}/health"
+        self.process.wait_until(lambda: urlopen(health, timeout=2).status == 200, 60, "healthy")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_service(
+    name: str, log_folder: Path, settings: Mapping[str, str], port: int | None = None
+) -> RunningService:
+    """Run `modelserve-<name>` with `settings` (its environment variables) on a free port
+    (or `port`), and wait until it answers /health."""
+    port = port or free_port()
+    process = ManagedProcess(
+        f"modelserve-{name}",
+        [Path(sys.executable).parent / f"modelserve-{name}"],
+        log_folder / f"{name}-{port}.log",
+        env={f"{name.upper()}_PORT": str(port), **settings},
+    )
+    service = RunningService(name, process, f"http://127.0.0.1:{port}")
+    try:
+        service.start()
+    except BaseException:
+        service.stop()
+        raise
+    return service

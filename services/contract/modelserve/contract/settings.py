@@ -1,13 +1,87 @@
-"""Settings of the contract service, read from CONTRACT_* environment variables."""
+"""Settings of the contract service, read from CONTRACT_* environment variables.
+
+The global defaults also answer to the seeds' names (MAX_REPLICAS, ALLOWED_NAMESPACES),
+which deployments of the first version already set.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from modelserve.common.settings import ServiceSettings
+from modelserve.common.tokens import TokenSettings
+
+
+def _default(name: str) -> AliasChoices:
+    return AliasChoices(f"CONTRACT_DEFAULT_{name}", name)
 
 
 class ContractSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="CONTRACT_")
+    model_config = SettingsConfigDict(env_prefix="CONTRACT_", populate_by_name=True)
 
     port: int = 8201
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
+    # libpq URL; `?options=-csearch_path%3Dname` puts the tables in a schema of their own.
+    database_url: SecretStr = SecretStr("postgresql://modelserve@localhost:5432/modelserve")
+    database_pool_size: int = Field(default=8, ge=1)
+    # How long a request waits for a database connection before it answers 503.
+    database_timeout: float = Field(default=2.0, gt=0)
+
+    # Global defaults: what a user or team without a contract of its own may do. A limit left
+    # unset (empty) is no limit; allowlists are comma-separated patterns, `*` for any.
+    default_models: str = Field(default="*", validation_alias=_default("MODELS"))
+    default_runtimes: str = Field(default="*", validation_alias=_default("RUNTIMES"))
+    default_namespaces: str = Field(
+        default="default,inference",
+        validation_alias=AliasChoices("CONTRACT_DEFAULT_NAMESPACES", "ALLOWED_NAMESPACES"),
+    )
+    default_max_replicas: int | None = Field(
+        default=5,
+        ge=0,
+        validation_alias=AliasChoices("CONTRACT_DEFAULT_MAX_REPLICAS", "MAX_REPLICAS"),
+    )
+    default_max_gpus: int | None = Field(default=None, ge=0, validation_alias=_default("MAX_GPUS"))
+    default_max_servers: int | None = Field(
+        default=None, ge=0, validation_alias=_default("MAX_SERVERS")
+    )
+    default_max_budget: int | None = Field(
+        default=None, ge=0, validation_alias=_default("MAX_BUDGET")
+    )
+    default_requests_per_minute: int | None = Field(
+        default=None, ge=0, validation_alias=_default("REQUESTS_PER_MINUTE")
+    )
+    default_tokens_per_minute: int | None = Field(
+        default=None, ge=0, validation_alias=_default("TOKENS_PER_MINUTE")
+    )
+    default_token_budget: int | None = Field(
+        default=None, ge=0, validation_alias=_default("TOKEN_BUDGET")
+    )
+    default_budget_period: str = Field(default="month", validation_alias=_default("BUDGET_PERIOD"))
+
+    # Token reservations not settled by a usage record within this time are given back.
+    reservation_seconds: float = Field(default=600.0, gt=0)
+    # Tokens reserved for an inference request that names no max_tokens.
+    default_reserved_tokens: int = Field(default=512, ge=0)
+
+    # The admission webhook: HTTPS on its own port (the API server accepts nothing else).
+    webhook_port: int = 8443
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Kubernetes users acting for someone else: the user is in the ModelServe's owner label.
+    delegating_users: str = "system:serviceaccount:modelserve:modelserve-gateway"
+    # A Kubernetes group named <prefix><team> makes its members part of the team.
+    team_group_prefix: str = "modelserve:team:"
+    admin_groups: str = "modelserve:admins"
+
+    # How often the record of running servers is compared with the cluster's ModelServes
+    # (0: never; then the service needs no Kubernetes credentials).
+    inventory_seconds: float = Field(default=30.0, ge=0)
+    # A server decided on but not seen in the cluster after this long was never created.
+    inventory_grace_seconds: float = Field(default=120.0, gt=0)
+
+
+def split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]

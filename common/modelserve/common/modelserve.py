@@ -1,4 +1,4 @@
-"""The ModelServe resource as typed models: the spec a user writes, parsed once per reconcile.
+"""The ModelServe resource as typed models: the spec a user writes, as every component reads it.
 
 The CRD in crds/ validates manifests at the API server; these models are what the
 operator's builders read, with the same names (camelCase on the wire) and defaults.

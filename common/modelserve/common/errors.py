@@ -1,0 +1,62 @@
+"""Errors as every ModelServe service answers them: JSON with a stable code and a message.
+
+    {"error": {"code": "token_expired", "message": "the token expired at …"}}
+
+Handlers raise `ApiError`; FastAPI's own errors (404 for an unknown route, 422 for a
+body that does not validate) are turned into the same shape. Nothing leaks a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+# Codes for the statuses FastAPI raises by itself.
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    503: "unavailable",
+}
+
+
+class ApiError(HTTPException):
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
+        self.code = code
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    code = getattr(error, "code", None) or _STATUS_CODES.get(error.status_code, "error")
+    return JSONResponse(
+        error_body(code, str(error.detail)), status_code=error.status_code, headers=error.headers
+    )
+
+
+async def _invalid(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = [
+        {"field": ".".join(str(part) for part in e["loc"]), "problem": e["msg"]}
+        for e in error.errors()
+    ]
+    message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
+    return JSONResponse(error_body("invalid_request", message, details=problems), status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid)

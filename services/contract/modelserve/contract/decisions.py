@@ -1,0 +1,170 @@
+"""One decision: the rules of `policy` over contracts held in memory, counts in the store.
+
+Contracts are read at every decision from an in-memory copy (`ContractBook`) that each
+replica reloads when PostgreSQL notifies a change, so the common case costs no query;
+what must be counted (servers, rates, budgets) is counted in one database call.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from modelserve.contract import policy
+from modelserve.contract.policy import Action, Decision, Principal, Reason, Resource
+from modelserve.contract.settings import ContractSettings, split
+from modelserve.contract.store import Store
+from modelserve.contract.tables import Contract, Limits, Period, SubjectKind
+
+
+def default_limits(settings: ContractSettings) -> Limits:
+    def patterns(value: str) -> list[str] | None:
+        items = split(value)
+        return None if items == ["*"] else items
+
+    return Limits(
+        models=patterns(settings.default_models),
+        runtimes=patterns(settings.default_runtimes),
+        namespaces=patterns(settings.default_namespaces),
+        max_replicas=settings.default_max_replicas,
+        max_gpus=settings.default_max_gpus,
+        max_servers=settings.default_max_servers,
+        max_budget=settings.default_max_budget,
+        requests_per_minute=settings.default_requests_per_minute,
+        tokens_per_minute=settings.default_tokens_per_minute,
+        token_budget=settings.default_token_budget,
+        budget_period=Period(settings.default_budget_period),
+    )
+
+
+class ContractBook:
+    """The contracts as last loaded: the global defaults, then one per user and team."""
+
+    def __init__(self, defaults: Limits) -> None:
+        self.defaults = defaults
+        self.users: dict[str, Limits] = {}
+        self.teams: dict[str, Limits] = {}
+
+    def load(self, contracts: list[Contract]) -> None:
+        users: dict[str, Limits] = {}
+        teams: dict[str, Limits] = {}
+        for contract in contracts:
+            limits = Limits.model_validate(contract.model_dump(include=set(Limits.model_fields)))
+            (users if contract.kind == SubjectKind.USER else teams)[contract.name] = limits
+        self.users, self.teams = users, teams
+
+    def scopes(self, principal: Principal, team: str | None) -> list[policy.Scope]:
+        return policy.scopes(principal, team, self.defaults, self.users, self.teams)
+
+
+class Decider:
+    def __init__(self, settings: ContractSettings, store: Store, book: ContractBook) -> None:
+        self.settings = settings
+        self.store = store
+        self.book = book
+
+    async def reload(self) -> None:
+        self.book.load(await self.store.contracts())
+
+    async def decide(
+        self, principal: Principal, action: Action, resource: Resource, *, record: bool = True
+    ) -> Decision:
+        """Allow or deny `action` on `resource` for `principal`. An allowed serve is
+        recorded in the server ledger (unless not `record`: a dry run); an allowed
+        inference holds its tokens under the returned reservation."""
+        team = policy.acting_team(principal, resource)
+        if isinstance(team, Decision):
+            return team
+        if action is Action.SCALE:
+            resource = await self._with_recorded_server(resource)
+        scopes = self.book.scopes(principal, team)
+        if principal.is_admin:
+            if action in (Action.SERVE, Action.SCALE):
+                await self.store.claim_server(
+                    scopes,
+                    resource,
+                    owner=principal.subject,
+                    team=team,
+                    record=record,
+                    limited=False,
+                )
+            return Decision(
+                allowed=True, reason=Reason.ADMIN, message="admins are not limited", team=team
+            )
+        for scope in scopes:
+            denial = policy.check_request(action, resource, scope)
+            if denial is not None:
+                return denial
+        if action in (Action.SERVE, Action.SCALE):
+            denial = await self.store.claim_server(
+                scopes, resource, owner=principal.subject, team=team, record=record
+            )
+            return denial or policy.allow(f"{action} {resource.name} allowed", team)
+        if action is Action.STOP:
+            return await self._stop(principal, resource, team)
+        tokens = (
+            resource.max_tokens
+            if resource.max_tokens is not None
+            else self.settings.default_reserved_tokens
+        )
+        reservation = uuid.uuid4()
+        over = await self.store.charge(
+            policy.inference_charges(scopes, tokens),
+            reservation,
+            self.settings.reservation_seconds,
+        )
+        if over is not None:
+            return policy.hit(over)
+        decision = policy.allow(f"inference on {resource.model} allowed", team)
+        decision.reservation = reservation
+        return decision
+
+    async def _with_recorded_server(self, resource: Resource) -> Resource:
+        """A scale names only the replicas: the rest is what the ledger knows of the server."""
+        if not (resource.namespace and resource.name):
+            return resource
+        server = await self.store.server(resource.namespace, resource.name)
+        if server is None:
+            return resource
+        return resource.model_copy(
+            update={
+                "model": resource.model or server.model,
+                "runtime": resource.runtime or server.runtime,
+                "gpus": resource.gpus or server.gpus,
+            }
+        )
+
+    async def _stop(self, principal: Principal, resource: Resource, team: str | None) -> Decision:
+        if resource.namespace and resource.name:
+            server = await self.store.server(resource.namespace, resource.name)
+            theirs = server is not None and server.owner not in ("", principal.subject)
+            if server is not None and theirs and server.team not in principal.teams:
+                return policy.deny(
+                    Reason.NOT_OWNER,
+                    f"{resource.namespace}/{resource.name} belongs to {server.owner}",
+                )
+        return policy.allow(f"stop {resource.name} allowed", team)
+
+    async def record_usage(
+        self,
+        principal: Principal,
+        *,
+        team: str | None,
+        model: str,
+        reservation: uuid.UUID | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> bool:
+        token_charges = [
+            charge
+            for charge in policy.inference_charges(self.book.scopes(principal, team), 0)
+            if charge.metric.startswith("tokens/")
+        ]
+        return await self.store.record_usage(
+            reservation=reservation,
+            charges=token_charges,
+            subject=principal.subject,
+            team=team,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )

@@ -1,0 +1,277 @@
+"""The rules, as pure functions: who is limited by what, and whether a request fits.
+
+Limits nest. A user is held to their own contract, with the global defaults filling in
+whatever it leaves unset. When they act for a team (the team named in the request, else
+their first team), that team's contract, if it has one, holds as well: its allowlists
+apply to every member and its totals, rates and budgets to all members together.
+Admins are not limited. Counting what already runs and what was already spent is the
+store's part; these functions say what to count and what the answer means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from enum import StrEnum
+from fnmatch import fnmatchcase
+
+from pydantic import BaseModel, Field
+
+from modelserve.common.tokens import ADMIN
+from modelserve.contract.tables import Limits, Period
+
+
+class Action(StrEnum):
+    SERVE = "serve"  # create or change a server (ModelServe)
+    SCALE = "scale"  # change only its replicas
+    STOP = "stop"  # delete a server
+    INFER = "infer"  # one inference request
+
+
+class Reason(StrEnum):
+    ALLOWED = "allowed"
+    ADMIN = "admin"
+    NOT_A_MEMBER = "team_not_member"
+    NOT_OWNER = "not_owner"
+    MODEL = "model_not_allowed"
+    RUNTIME = "runtime_not_allowed"
+    NAMESPACE = "namespace_not_allowed"
+    REPLICAS = "max_replicas_exceeded"
+    GPUS = "max_gpus_exceeded"
+    SERVERS = "max_servers_exceeded"
+    BUDGET = "max_budget_exceeded"
+    REQUEST_RATE = "request_rate_exceeded"
+    TOKEN_RATE = "token_rate_exceeded"
+    TOKEN_BUDGET = "token_budget_exhausted"
+
+
+class Principal(BaseModel):
+    subject: str = Field(min_length=1)
+    teams: list[str] = []
+    roles: list[str] = []
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.roles
+
+
+class Resource(BaseModel):
+    """What the action is about; each action reads the fields it needs."""
+
+    namespace: str | None = None
+    name: str | None = None
+    model: str | None = None
+    runtime: str | None = None
+    replicas: int = Field(default=1, ge=0)
+    gpus: int = Field(default=0, ge=0, description="per replica")
+    budget: int | None = Field(default=None, ge=0, description="inference-time scaling budget")
+    max_tokens: int | None = Field(default=None, ge=0)
+    team: str | None = None
+
+
+class Decision(BaseModel):
+    allowed: bool
+    reason: Reason
+    message: str
+    # The limit that was hit (a number, or the allowed patterns).
+    limit: int | list[str] | None = None
+    team: str | None = None
+    # For an allowed inference: the tokens held until its usage is recorded.
+    reservation: uuid.UUID | None = None
+
+
+def allow(message: str, team: str | None = None) -> Decision:
+    return Decision(allowed=True, reason=Reason.ALLOWED, message=message, team=team)
+
+
+def deny(reason: Reason, message: str, limit: int | list[str] | None = None) -> Decision:
+    return Decision(allowed=False, reason=reason, message=message, limit=limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """One party whose limits apply: the user, or the team they act for."""
+
+    key: str  # user:alice, team:nlp (counters and locks are keyed by it)
+    label: str  # user alice, team nlp (for messages)
+    limits: Limits
+
+
+def effective_limits(defaults: Limits, own: Limits | None) -> Limits:
+    """The contract's own values where set, the defaults elsewhere."""
+    if own is None:
+        return defaults
+    values = {
+        name: getattr(own, name) if getattr(own, name) is not None else getattr(defaults, name)
+        for name in Limits.model_fields
+    }
+    return Limits.model_validate(values)
+
+
+def acting_team(principal: Principal, resource: Resource) -> str | Decision | None:
+    """The team the request is for: the one named (if the principal belongs to it), else
+    the principal's first team, else none."""
+    if resource.team:
+        if resource.team not in principal.teams:
+            return deny(
+                Reason.NOT_A_MEMBER,
+                f"{principal.subject} is not a member of team {resource.team}",
+            )
+        return resource.team
+    return principal.teams[0] if principal.teams else None
+
+
+def scopes(
+    principal: Principal,
+    team: str | None,
+    defaults: Limits,
+    users: dict[str, Limits],
+    teams: dict[str, Limits],
+) -> list[Scope]:
+    user = Scope(
+        f"user:{principal.subject}",
+        f"user {principal.subject}",
+        effective_limits(defaults, users.get(principal.subject)),
+    )
+    team_limits = teams.get(team) if team else None
+    if team is None or team_limits is None:
+        return [user]
+    return [user, Scope(f"team:{team}", f"team {team}", team_limits)]
+
+
+def _matches(value: str | None, patterns: list[str] | None) -> bool:
+    return patterns is None or any(fnmatchcase(value or "", p) for p in patterns)
+
+
+def check_request(action: Action, resource: Resource, scope: Scope) -> Decision | None:
+    """What one scope's contract says of the request alone, counting nothing; None: fine."""
+    limits, who = scope.limits, scope.label
+    if not _matches(resource.model, limits.models):
+        return deny(
+            Reason.MODEL,
+            f"{who} may not use model {resource.model!r} "
+            f"(allowed: {', '.join(limits.models or [])})",
+            limits.models,
+        )
+    if action is Action.INFER:
+        if (
+            resource.budget is not None
+            and limits.max_budget is not None
+            and resource.budget > limits.max_budget
+        ):
+            return deny(
+                Reason.BUDGET,
+                f"a scaling budget of {resource.budget} is over the limit of "
+                f"{limits.max_budget} per request for {who}",
+                limits.max_budget,
+            )
+        return None
+    if action in (Action.SERVE, Action.SCALE):
+        if not _matches(resource.namespace, limits.namespaces):
+            return deny(
+                Reason.NAMESPACE,
+                f"{who} may not run servers in namespace {resource.namespace!r} "
+                f"(allowed: {', '.join(limits.namespaces or [])})",
+                limits.namespaces,
+            )
+        if action is Action.SERVE and not _matches(resource.runtime, limits.runtimes):
+            return deny(
+                Reason.RUNTIME,
+                f"{who} may not use runtime {resource.runtime!r} "
+                f"(allowed: {', '.join(limits.runtimes or [])})",
+                limits.runtimes,
+            )
+        if limits.max_replicas is not None and resource.replicas > limits.max_replicas:
+            return deny(
+                Reason.REPLICAS,
+                f"{resource.replicas} replicas is over the limit of {limits.max_replicas} "
+                f"per server for {who}",
+                limits.max_replicas,
+            )
+    return None
+
+
+def check_totals(scope: Scope, servers: int, gpus: int, resource: Resource) -> Decision | None:
+    """Whether one more server like `resource` fits next to the `servers` and `gpus` the
+    scope already runs (the server itself not among them)."""
+    limits, who = scope.limits, scope.label
+    if limits.max_servers is not None and servers + 1 > limits.max_servers:
+        return deny(
+            Reason.SERVERS,
+            f"{who} already runs {servers} servers; the limit is {limits.max_servers}",
+            limits.max_servers,
+        )
+    wanted = resource.gpus * resource.replicas
+    if limits.max_gpus is not None and gpus + wanted > limits.max_gpus:
+        return deny(
+            Reason.GPUS,
+            f"{who} would use {gpus + wanted} GPUs ({gpus} already, {wanted} more); "
+            f"the limit is {limits.max_gpus}",
+            limits.max_gpus,
+        )
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class CounterCharge:
+    """One counter an inference request adds to, and the decision if it would go over."""
+
+    scope: str
+    metric: str
+    unit: str  # the window: minute, day or month
+    used: int
+    reserved: int
+    limit: int | None
+    reason: Reason
+    message: str
+
+
+def inference_charges(scopes: list[Scope], tokens: int) -> list[CounterCharge]:
+    """One request counted and `tokens` reserved in each scope's rate and budget windows.
+
+    Every scope is counted, limited or not, so that a limit set later starts from the
+    truth of its window.
+    """
+    charges: list[CounterCharge] = []
+    for scope in scopes:
+        limits, who = scope.limits, scope.label
+        period = (limits.budget_period or Period.MONTH).value
+        charges += [
+            CounterCharge(
+                scope.key,
+                "requests/minute",
+                "minute",
+                1,
+                0,
+                limits.requests_per_minute,
+                Reason.REQUEST_RATE,
+                f"{who} reached the limit of {limits.requests_per_minute} requests per minute",
+            ),
+            CounterCharge(
+                scope.key,
+                "tokens/minute",
+                "minute",
+                0,
+                tokens,
+                limits.tokens_per_minute,
+                Reason.TOKEN_RATE,
+                f"{tokens} more tokens would take {who} over the limit of "
+                f"{limits.tokens_per_minute} tokens per minute",
+            ),
+            CounterCharge(
+                scope.key,
+                f"tokens/{period}",
+                period,
+                0,
+                tokens,
+                limits.token_budget,
+                Reason.TOKEN_BUDGET,
+                f"{tokens} more tokens would take {who} over the token budget of "
+                f"{limits.token_budget} per {period}",
+            ),
+        ]
+    return charges
+
+
+def hit(charge: CounterCharge) -> Decision:
+    return deny(charge.reason, charge.message, charge.limit)

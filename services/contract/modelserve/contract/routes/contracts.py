@@ -1,0 +1,72 @@
+"""Contracts: admins write them; everyone reads what applies to them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+
+from modelserve.common.auth import Admin, Caller
+from modelserve.common.errors import ApiError
+from modelserve.contract.deps import DeciderDep
+from modelserve.contract.policy import Principal
+from modelserve.contract.tables import Contract, Limits, SubjectKind
+
+router = APIRouter(prefix="/contracts", tags=["contracts"])
+
+
+class MyContract(BaseModel):
+    user: str
+    # Your limits: your contract where it sets them, the global defaults elsewhere.
+    limits: Limits
+    team: str | None
+    # The contract of the team you act for by default, if it has one.
+    team_limits: Limits | None
+
+
+@router.get("")
+async def list_contracts(_: Admin, decider: DeciderDep) -> list[Contract]:
+    return await decider.store.contracts()
+
+
+@router.get("/defaults")
+async def defaults(_: Caller, decider: DeciderDep) -> Limits:
+    return decider.book.defaults
+
+
+@router.get("/me")
+async def my_contract(claims: Caller, decider: DeciderDep) -> MyContract:
+    principal = Principal(subject=claims.sub, teams=claims.teams, roles=claims.roles)
+    team = principal.teams[0] if principal.teams else None
+    scopes = decider.book.scopes(principal, team)
+    return MyContract(
+        user=claims.sub,
+        limits=scopes[0].limits,
+        team=team,
+        team_limits=scopes[1].limits if len(scopes) > 1 else None,
+    )
+
+
+@router.get("/{kind}/{name}")
+async def read_contract(kind: SubjectKind, name: str, _: Admin, decider: DeciderDep) -> Contract:
+    for contract in await decider.store.contracts():
+        if contract.kind == kind and contract.name == name:
+            return contract
+    raise ApiError(404, "contract_not_found", f"no contract for {kind} {name}")
+
+
+@router.put("/{kind}/{name}")
+async def put_contract(
+    kind: SubjectKind, name: str, limits: Limits, _: Admin, decider: DeciderDep
+) -> Contract:
+    """Create or replace: fields left out are not set (defaults or no limit apply)."""
+    contract = await decider.store.put_contract(kind, name, limits)
+    await decider.reload()  # this replica at once; the others on PostgreSQL's notification
+    return contract
+
+
+@router.delete("/{kind}/{name}", status_code=204)
+async def delete_contract(kind: SubjectKind, name: str, _: Admin, decider: DeciderDep) -> Response:
+    if not await decider.store.delete_contract(kind, name):
+        raise ApiError(404, "contract_not_found", f"no contract for {kind} {name}")
+    await decider.reload()
+    return Response(status_code=204)

@@ -1,0 +1,99 @@
+"""Usage: recorded by the gateway after each inference, read per user or team."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from modelserve.common.auth import Caller, ServiceOrAdmin
+from modelserve.common.errors import ApiError
+from modelserve.contract.deps import DeciderDep
+from modelserve.contract.policy import Principal
+
+router = APIRouter(tags=["usage"])
+
+
+class UsageRecord(BaseModel):
+    principal: Principal
+    team: str | None = None
+    model: str
+    # The reservation of the decision that allowed the request: its held tokens are
+    # replaced by the tokens really used.
+    reservation: uuid.UUID | None = None
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+
+
+class Recorded(BaseModel):
+    recorded: bool
+    reservation_found: bool
+
+
+class ModelUsage(BaseModel):
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class UsageReport(BaseModel):
+    user: str | None
+    team: str | None
+    period: Literal["day", "month"]
+    since: dt.date
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    models: list[ModelUsage]
+
+
+@router.post("/usage")
+async def record_usage(body: UsageRecord, _: ServiceOrAdmin, decider: DeciderDep) -> Recorded:
+    found = await decider.record_usage(
+        body.principal,
+        team=body.team,
+        model=body.model,
+        reservation=body.reservation,
+        prompt_tokens=body.prompt_tokens,
+        completion_tokens=body.completion_tokens,
+    )
+    return Recorded(recorded=True, reservation_found=found)
+
+
+@router.get("/usage")
+async def read_usage(
+    claims: Caller,
+    decider: DeciderDep,
+    period: Literal["day", "month"] = "month",
+    user: str | None = None,
+    team: str | None = None,
+) -> UsageReport:
+    """Totals since the start of this UTC day or month: your own by default; a team's
+    for its members; anyone's for admins."""
+    if user is not None and team is not None:
+        raise ApiError(400, "bad_request", "ask for a user or a team, not both")
+    if team is None and user is None:
+        user = claims.sub
+    if not claims.is_admin:
+        if user is not None and user != claims.sub:
+            raise ApiError(403, "forbidden", "only admins read another user's usage")
+        if team is not None and team not in claims.teams:
+            raise ApiError(403, "forbidden", f"you are not a member of team {team}")
+    today = await decider.store.today()
+    since = today if period == "day" else today.replace(day=1)
+    rows = await decider.store.usage(subject=user, team=team, since=since)
+    models = [ModelUsage.model_validate(row) for row in rows]
+    return UsageReport(
+        user=user,
+        team=team,
+        period=period,
+        since=since,
+        requests=sum(m.requests for m in models),
+        prompt_tokens=sum(m.prompt_tokens for m in models),
+        completion_tokens=sum(m.completion_tokens for m in models),
+        models=models,
+    )

@@ -1,0 +1,408 @@
+"""Everything the contract service keeps in PostgreSQL, behind one class.
+
+Decisions that count (servers, rates, budgets) are settled inside PostgreSQL, under its
+row and advisory locks, so that any number of service replicas agree: nothing is counted
+in a replica's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from importlib.resources import files
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from sqlalchemy import create_engine
+from sqlmodel import SQLModel
+
+from modelserve.contract.policy import CounterCharge, Decision, Resource, Scope, check_totals
+from modelserve.contract.tables import (
+    Contract,
+    Counter,
+    Limits,
+    Reservation,
+    Server,
+    SubjectKind,
+    Usage,
+)
+
+CHANNEL = "modelserve_contracts"
+TABLES = [Contract, Counter, Reservation, Server, Usage]
+OVER_LIMIT = "MS001"  # raised by contract_reserve; see functions.sql
+logger = logging.getLogger(__name__)
+
+
+class StoreUnavailable(RuntimeError):
+    """PostgreSQL cannot be reached right now; the caller answers 503 and retries later."""
+
+
+def create_schema(url: str) -> None:
+    """Tables and functions, created if missing; safe with several replicas starting."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('modelserve-contract'))")
+            SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in TABLES])  # type: ignore[attr-defined]
+            functions = files("modelserve.contract").joinpath("functions.sql").read_text()
+            # Straight to psycopg: without parameters it reads `%` (as in %ROWTYPE) as text.
+            driver: Any = conn.connection.driver_connection
+            driver.execute(functions)
+    finally:
+        engine.dispose()
+
+
+class Store:
+    def __init__(self, url: str, pool: AsyncConnectionPool) -> None:
+        self._url = url
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, size: int, wait: float) -> Store:
+        await asyncio.to_thread(create_schema, url)
+        pool = AsyncConnectionPool(
+            url,
+            min_size=min(2, size),
+            max_size=size,
+            timeout=wait,
+            kwargs={"autocommit": True},
+            open=False,
+        )
+        await pool.open()
+        return cls(url, pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]) -> Any:
+        """`work` on a pooled connection; an unreachable database is StoreUnavailable."""
+        try:
+            async with self._pool.connection() as conn:
+                return await work(conn)
+        except PoolTimeout as error:
+            raise StoreUnavailable("no database connection within the time allowed") from error
+        except psycopg.OperationalError as error:
+            raise StoreUnavailable(f"the database is unavailable: {error}") from error
+
+    # --- contracts ------------------------------------------------------------------------
+
+    async def contracts(self) -> list[Contract]:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[Contract]:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute("SELECT * FROM contracts ORDER BY kind, name")
+                return [Contract.model_validate(row) for row in await cur.fetchall()]
+
+        result: list[Contract] = await self._run(work)
+        return result
+
+    async def put_contract(self, kind: SubjectKind, name: str, limits: Limits) -> Contract:
+        """Create or replace the contract of `kind` `name`; every replica hears of it."""
+        values = limits.model_dump()
+        columns = list(values)
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> Contract:
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    f"INSERT INTO contracts (kind, name, {', '.join(columns)}, updated_at)"
+                    f" VALUES (%(kind)s, %(name)s, {', '.join(f'%({c})s' for c in columns)}, now())"
+                    " ON CONFLICT (kind, name) DO UPDATE SET "
+                    + ", ".join(f"{c} = excluded.{c}" for c in [*columns, "updated_at"])
+                    + " RETURNING *",
+                    {"kind": kind.value, "name": name, **values},
+                )
+                row = await cur.fetchone()
+                await cur.execute(f"NOTIFY {CHANNEL}")
+            return Contract.model_validate(row)
+
+        result: Contract = await self._run(work)
+        return result
+
+    async def delete_contract(self, kind: SubjectKind, name: str) -> bool:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> bool:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "DELETE FROM contracts WHERE kind = %s AND name = %s", [kind.value, name]
+                )
+                await conn.execute(f"NOTIFY {CHANNEL}")
+                return cur.rowcount > 0
+
+        result: bool = await self._run(work)
+        return result
+
+    async def listen(self, changed: Callable[[], Awaitable[None]], retry: float = 2.0) -> None:
+        """Call `changed` whenever any replica changes a contract, and after every
+        (re)connection, since notifications sent meanwhile are lost. Runs until cancelled."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    await changed()
+                    async for _ in conn.notifies():
+                        await changed()
+            except (psycopg.OperationalError, StoreUnavailable) as error:
+                logger.warning("contract changes: %s; listening again in %.0f s", error, retry)
+            await asyncio.sleep(retry)
+
+    # --- counters -------------------------------------------------------------------------
+
+    async def charge(
+        self,
+        charges: Sequence[CounterCharge],
+        reservation: uuid.UUID | None,
+        ttl: float,
+    ) -> CounterCharge | None:
+        """Count and reserve every charge, or none of them: returns the charge that would go
+        over its limit (nothing counted then), or None when all were counted."""
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> CounterCharge | None:
+            try:
+                await conn.execute(
+                    "SELECT contract_reserve(%s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        [c.scope for c in charges],
+                        [c.metric for c in charges],
+                        [c.unit for c in charges],
+                        [c.used for c in charges],
+                        [c.reserved for c in charges],
+                        [c.limit for c in charges],
+                        reservation,
+                        ttl,
+                    ],
+                )
+            except psycopg.Error as error:
+                if error.sqlstate != OVER_LIMIT:
+                    raise
+                return charges[int(error.diag.message_primary or "1") - 1]
+            return None
+
+        result: CounterCharge | None = await self._run(work)
+        return result
+
+    async def record_usage(
+        self,
+        *,
+        reservation: uuid.UUID | None,
+        charges: Sequence[CounterCharge],
+        subject: str,
+        team: str | None,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> bool:
+        """Settle the reservation with the tokens really used (or, when it is unknown or
+        expired, count them in `charges`' windows); add them to the day's usage.
+        Returns whether the reservation was found."""
+        tokens = prompt_tokens + completion_tokens
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> bool:
+            async with conn.transaction():
+                found = False
+                if reservation is not None:
+                    cur = await conn.execute(
+                        "SELECT contract_settle(%s, %s)", [reservation, tokens]
+                    )
+                    row = await cur.fetchone()
+                    found = bool(row and row[0])
+                if not found:
+                    await conn.execute(
+                        "SELECT contract_reserve(%s, %s, %s, %s, %s, %s, NULL, 0)",
+                        [
+                            [c.scope for c in charges],
+                            [c.metric for c in charges],
+                            [c.unit for c in charges],
+                            [tokens for _ in charges],
+                            [0 for _ in charges],
+                            [None for _ in charges],
+                        ],
+                    )
+                await conn.execute(
+                    "INSERT INTO usage AS u (day, subject, team, model, requests,"
+                    " prompt_tokens, completion_tokens)"
+                    " VALUES ((now() AT TIME ZONE 'UTC')::date, %s, %s, %s, 1, %s, %s)"
+                    " ON CONFLICT (day, subject, team, model) DO UPDATE SET"
+                    " requests = u.requests + 1,"
+                    " prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,"
+                    " completion_tokens = u.completion_tokens + excluded.completion_tokens",
+                    [subject, team or "", model, prompt_tokens, completion_tokens],
+                )
+                return found
+
+        result: bool = await self._run(work)
+        return result
+
+    async def release_expired(self) -> int:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+            cur = await conn.execute("SELECT contract_release_expired()")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+        result: int = await self._run(work)
+        return result
+
+    async def usage(
+        self, *, subject: str | None, team: str | None, since: dt.date
+    ) -> list[dict[str, Any]]:
+        """Totals per model since `since` (a UTC day), for one user or one team."""
+        column, value = ("subject", subject) if subject is not None else ("team", team)
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    "SELECT model, sum(requests)::bigint AS requests,"
+                    " sum(prompt_tokens)::bigint AS prompt_tokens,"
+                    " sum(completion_tokens)::bigint AS completion_tokens"
+                    f" FROM usage WHERE {column} = %s AND day >= %s GROUP BY model ORDER BY model",
+                    [value, since],
+                )
+                return list(await cur.fetchall())
+
+        result: list[dict[str, Any]] = await self._run(work)
+        return result
+
+    async def today(self) -> dt.date:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> dt.date:
+            cur = await conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date")
+            row = await cur.fetchone()
+            assert row is not None
+            return row[0]  # type: ignore[no-any-return]
+
+        result: dt.date = await self._run(work)
+        return result
+
+    # --- the server ledger ----------------------------------------------------------------
+
+    async def claim_server(
+        self,
+        scopes: Sequence[Scope],
+        resource: Resource,
+        *,
+        owner: str,
+        team: str | None,
+        record: bool,
+        limited: bool = True,
+    ) -> Decision | None:
+        """Whether the server `resource` fits next to what each scope already runs; if so
+        (and `record`), it is written into the ledger in the same transaction. Decisions for
+        the same user or team wait for each other, so two cannot both squeeze under a limit.
+        """
+        assert resource.namespace and resource.name
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> Decision | None:
+            async with conn.transaction():
+                for key in sorted(scope.key for scope in scopes):
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                        [f"servers:{key}"],
+                    )
+                for scope in scopes if limited else ():
+                    kind, _, name = scope.key.partition(":")
+                    column = "owner" if kind == SubjectKind.USER else "team"
+                    cur = await conn.execute(
+                        "SELECT count(*), coalesce(sum(replicas * gpus), 0) FROM servers"
+                        f" WHERE {column} = %s AND NOT (namespace = %s AND name = %s)",
+                        [name, resource.namespace, resource.name],
+                    )
+                    row = await cur.fetchone()
+                    assert row is not None
+                    denial = check_totals(scope, int(row[0]), int(row[1]), resource)
+                    if denial is not None:
+                        return denial
+                if record:
+                    await conn.execute(
+                        "INSERT INTO servers (namespace, name, owner, team, replicas, gpus,"
+                        " model, runtime, confirmed, updated_at) VALUES (%s, %s, %s, %s, %s,"
+                        " %s, %s, %s, false, now()) ON CONFLICT (namespace, name) DO UPDATE SET"
+                        " owner = excluded.owner, team = excluded.team,"
+                        " replicas = excluded.replicas, gpus = excluded.gpus,"
+                        " model = excluded.model, runtime = excluded.runtime,"
+                        " updated_at = now()",
+                        [
+                            resource.namespace,
+                            resource.name,
+                            owner,
+                            team or "",
+                            resource.replicas,
+                            resource.gpus,
+                            resource.model or "",
+                            resource.runtime or "",
+                        ],
+                    )
+            return None
+
+        result: Decision | None = await self._run(work)
+        return result
+
+    async def server(self, namespace: str, name: str) -> Server | None:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> Server | None:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    "SELECT * FROM servers WHERE namespace = %s AND name = %s", [namespace, name]
+                )
+                row = await cur.fetchone()
+                return Server.model_validate(row) if row else None
+
+        result: Server | None = await self._run(work)
+        return result
+
+    async def forget_server(self, namespace: str, name: str) -> None:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(
+                "DELETE FROM servers WHERE namespace = %s AND name = %s", [namespace, name]
+            )
+
+        await self._run(work)
+
+    async def sync_servers(self, running: Sequence[Server], grace: float) -> tuple[int, int]:
+        """Make the ledger match the cluster's ModelServes (`running`, as listed just now).
+
+        A listed server keeps its recorded owner (the webhook knew who created it), else
+        takes the one in its labels; replicas and GPUs come from the cluster. Recorded
+        servers not listed are dropped once seen before, or once older than `grace`
+        seconds (decided on, but never created). Returns (added, dropped).
+        """
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> tuple[int, int]:
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE servers IN SHARE ROW EXCLUSIVE MODE")
+                cur = await conn.execute("SELECT namespace, name FROM servers")
+                known = {(row[0], row[1]) for row in await cur.fetchall()}
+                listed = {(s.namespace, s.name) for s in running}
+                for server in running:
+                    await conn.execute(
+                        "INSERT INTO servers (namespace, name, owner, team, replicas, gpus,"
+                        " model, runtime, confirmed, updated_at)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, true, now())"
+                        " ON CONFLICT (namespace, name) DO UPDATE SET"
+                        " replicas = excluded.replicas, gpus = excluded.gpus,"
+                        " model = excluded.model, runtime = excluded.runtime, confirmed = true",
+                        [
+                            server.namespace,
+                            server.name,
+                            server.owner,
+                            server.team,
+                            server.replicas,
+                            server.gpus,
+                            server.model,
+                            server.runtime,
+                        ],
+                    )
+                gone = [key for key in known - listed]
+                dropped = 0
+                for namespace, name in gone:
+                    cur = await conn.execute(
+                        "DELETE FROM servers WHERE namespace = %s AND name = %s AND (confirmed"
+                        " OR updated_at < now() - make_interval(secs => %s))",
+                        [namespace, name, grace],
+                    )
+                    dropped += cur.rowcount
+                return len(listed - known), dropped
+
+        result: tuple[int, int] = await self._run(work)
+        return result

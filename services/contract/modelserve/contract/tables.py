@@ -1,0 +1,123 @@
+"""The contract service's tables (SQLModel), created at start-up when missing.
+
+Counters, reservations and the server ledger are written only through the SQL functions
+of `functions.sql`, one statement per decision, so that every replica of the service
+sees and changes the same numbers under PostgreSQL's row locks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Column, DateTime, String, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlmodel import Field, SQLModel
+
+
+class SubjectKind(StrEnum):
+    USER = "user"
+    TEAM = "team"
+
+
+class Period(StrEnum):
+    DAY = "day"
+    MONTH = "month"
+
+
+def _patterns() -> Column[list[str] | None]:
+    return Column(ARRAY(String), nullable=True)
+
+
+class Limits(SQLModel):
+    """What a contract may set. None: not set here (a default or no limit applies)."""
+
+    models: list[str] | None = Field(
+        default=None, sa_column=_patterns(), description="model name patterns (fnmatch)"
+    )
+    runtimes: list[str] | None = Field(default=None, sa_column=_patterns())
+    namespaces: list[str] | None = Field(default=None, sa_column=_patterns())
+    max_replicas: int | None = Field(default=None, ge=0, description="per server")
+    max_gpus: int | None = Field(default=None, ge=0, description="in total, all servers")
+    max_servers: int | None = Field(default=None, ge=0)
+    max_budget: int | None = Field(default=None, ge=0, description="scaling budget per request")
+    requests_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_minute: int | None = Field(default=None, ge=0, sa_type=BigInteger)
+    token_budget: int | None = Field(default=None, ge=0, sa_type=BigInteger)
+    budget_period: Period | None = Field(default=None, sa_type=String)
+
+
+class Contract(Limits, table=True):
+    __tablename__ = "contracts"
+    __table_args__ = (UniqueConstraint("kind", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: SubjectKind = Field(sa_type=String)
+    name: str
+    updated_at: dt.datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), server_default=func.now(), nullable=False),
+    )
+
+
+class Counter(SQLModel, table=True):
+    """Requests or tokens of one scope (`user:alice`, `team:nlp`) in one time window."""
+
+    __tablename__ = "counters"
+
+    scope: str = Field(primary_key=True)
+    metric: str = Field(primary_key=True)  # requests/minute, tokens/minute, tokens/day, …
+    window_start: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    used: int = Field(default=0, sa_type=BigInteger)
+    reserved: int = Field(default=0, sa_type=BigInteger)
+
+
+class Reservation(SQLModel, table=True):
+    """Tokens held for an inference request until its usage is recorded (or it expires)."""
+
+    __tablename__ = "reservations"
+
+    id: uuid.UUID = Field(primary_key=True)
+    scopes: list[str] = Field(sa_column=Column(ARRAY(String), nullable=False))
+    metrics: list[str] = Field(sa_column=Column(ARRAY(String), nullable=False))
+    window_starts: list[dt.datetime] = Field(
+        sa_column=Column(ARRAY(DateTime(timezone=True)), nullable=False)
+    )
+    tokens: int = Field(sa_type=BigInteger)
+    expires_at: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), index=True))
+
+
+class Server(SQLModel, table=True):
+    """The ledger of servers (ModelServes) per owner: what serve decisions count."""
+
+    __tablename__ = "servers"
+
+    namespace: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    owner: str = Field(index=True)
+    team: str = Field(default="", index=True)
+    replicas: int
+    gpus: int  # per replica
+    model: str
+    runtime: str
+    # Seen in the cluster; a server decided on but never seen is dropped after a grace time.
+    confirmed: bool = False
+    updated_at: dt.datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), server_default=func.now(), nullable=False),
+    )
+
+
+class Usage(SQLModel, table=True):
+    """Requests and tokens per day, user, team (empty for none) and model."""
+
+    __tablename__ = "usage"
+
+    day: dt.date = Field(primary_key=True)
+    subject: str = Field(primary_key=True)
+    team: str = Field(primary_key=True)
+    model: str = Field(primary_key=True)
+    requests: int = Field(default=0, sa_type=BigInteger)
+    prompt_tokens: int = Field(default=0, sa_type=BigInteger)
+    completion_tokens: int = Field(default=0, sa_type=BigInteger)
