@@ -13,14 +13,20 @@ from modelserve.testbed.processes import ManagedProcess, free_port
 
 
 @pytest.mark.parametrize("service", ["gateway", "contract", "download"])
-def test_service_answers_health(service: str, tmp_path: Path) -> None:
+def test_service_answers_health(
+    service: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     # Console scripts sit beside the interpreter of the environment they are installed in.
     script = Path(sys.executable).parent / f"modelserve-{service}"
     assert script.exists(), f"{script} is not installed"
     port = free_port()
-    process = ManagedProcess(
-        service, [script], tmp_path / f"{service}.log", env={f"{service.upper()}_PORT": str(port)}
-    )
+    env = {f"{service.upper()}_PORT": str(port), "MODELSERVE_DEVELOPMENT": "true"}
+    if service == "contract":  # it keeps its tables in PostgreSQL from the start
+        env |= {
+            "CONTRACT_DATABASE_URL": request.getfixturevalue("database_url"),
+            "CONTRACT_INVENTORY_SECONDS": "0",
+        }
+    process = ManagedProcess(service, [script], tmp_path / f"{service}.log", env=env)
     process.start()
     try:
 

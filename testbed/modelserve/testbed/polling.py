@@ -21,3 +21,12 @@ def wait_for(
             return last
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def early_in_a_minute(margin: float = 15.0) -> None:
+    """Wait, if need be, until a new minute has begun. For tests of per-minute rate
+    windows (calendar minutes of PostgreSQL's clock, on this same machine): a test that
+    counts requests in one minute must not straddle two."""
+    into = time.time() % 60
+    if into > 60 - margin:
+        time.sleep(60 - into + 0.5)

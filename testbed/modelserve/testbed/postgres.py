@@ -6,6 +6,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +68,27 @@ class PostgresServer:
             )
 
     def stop(self) -> None:
+        """Stop for good: the data goes too."""
         self.process.stop()
         shutil.rmtree(self.data, ignore_errors=True)
+
+    def pause(self) -> None:
+        """Stop the server but keep its data: an outage, ended by `resume`."""
+        self.process.stop()
+
+    def resume(self, timeout: float = 60.0) -> None:
+        self.process.start()
+        self.wait_accepting(timeout)
+
+    def wait_accepting(self, timeout: float) -> None:
+        def accepting() -> bool:
+            try:
+                with psycopg.connect(self.dsn(), connect_timeout=2):
+                    return True
+            except psycopg.OperationalError:
+                return False
+
+        self.process.wait_until(accepting, timeout, "accepting connections")
 
 
 def _server_user() -> str | None:
@@ -137,19 +157,13 @@ def start_postgres(
         ],
         log_folder / "postgres.log",
         user=server_user,
+        # Fast shutdown: SIGTERM would wait for every client to disconnect first.
+        stop_signal=signal.SIGINT,
     )
     server = PostgresServer("127.0.0.1", port, user, password, process, data_root)
     process.start()
-
-    def accepting() -> bool:
-        try:
-            with psycopg.connect(server.dsn(), connect_timeout=2):
-                return True
-        except psycopg.OperationalError:
-            return False
-
     try:
-        process.wait_until(accepting, timeout, "accepting connections")
+        server.wait_accepting(timeout)
     except BaseException:
         server.stop()
         raise

@@ -55,8 +55,10 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         user: str | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
     ) -> None:
         self.name = name
+        self.stop_signal = stop_signal
         self.argv = [str(arg) for arg in argv]
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
@@ -110,10 +112,10 @@ class ManagedProcess:
             ) from error
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the process group, SIGKILL it if it lingers."""
+        """`stop_signal` (SIGTERM) to the process group, SIGKILL if it lingers."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            self._signal_group(proc.pid, signal.SIGTERM)
+            self._signal_group(proc.pid, self.stop_signal)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

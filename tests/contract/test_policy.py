@@ -1,0 +1,107 @@
+"""The rules alone: limits merged, requests checked, totals counted, charges listed."""
+
+from __future__ import annotations
+
+from modelserve.contract.policy import (
+    Action,
+    Principal,
+    Reason,
+    Resource,
+    Scope,
+    acting_team,
+    check_request,
+    check_totals,
+    effective_limits,
+    inference_charges,
+    scopes,
+)
+from modelserve.contract.tables import Limits, Period
+
+DEFAULTS = Limits(namespaces=["default", "inference"], max_replicas=5)
+
+
+def scope(**limits: object) -> Scope:
+    return Scope("user:alice", "user alice", Limits.model_validate(limits))
+
+
+def test_a_contract_overrides_the_defaults_only_where_it_sets_something() -> None:
+    merged = effective_limits(DEFAULTS, Limits(max_replicas=2, max_gpus=4))
+    assert merged.max_replicas == 2
+    assert merged.max_gpus == 4
+    assert merged.namespaces == ["default", "inference"]
+    assert effective_limits(DEFAULTS, None) == DEFAULTS
+
+
+def test_the_acting_team_must_be_one_of_the_principals() -> None:
+    alice = Principal(subject="alice", teams=["nlp", "vision"])
+    assert acting_team(alice, Resource()) == "nlp"
+    assert acting_team(alice, Resource(team="vision")) == "vision"
+    denial = acting_team(alice, Resource(team="finance"))
+    assert not isinstance(denial, str) and denial is not None
+    assert denial.reason is Reason.NOT_A_MEMBER
+    assert acting_team(Principal(subject="bob"), Resource()) is None
+
+
+def test_a_team_scope_applies_only_when_the_team_has_a_contract() -> None:
+    alice = Principal(subject="alice", teams=["nlp"])
+    only_user = scopes(alice, "nlp", DEFAULTS, {}, {})
+    assert [s.key for s in only_user] == ["user:alice"]
+    both = scopes(alice, "nlp", DEFAULTS, {}, {"nlp": Limits(max_servers=3)})
+    assert [s.key for s in both] == ["user:alice", "team:nlp"]
+    assert both[1].limits.max_replicas is None  # defaults are for people, not teams
+
+
+def test_serve_is_checked_against_each_allowlist_and_the_replica_limit() -> None:
+    limits = scope(
+        models=["smollm2-*"], runtimes=["llamacpp"], namespaces=["team-a"], max_replicas=2
+    )
+    fine = Resource(namespace="team-a", model="smollm2-135m", runtime="llamacpp", replicas=2)
+    assert check_request(Action.SERVE, fine, limits) is None
+    cases = {
+        Reason.MODEL: fine.model_copy(update={"model": "llama-70b"}),
+        Reason.RUNTIME: fine.model_copy(update={"runtime": "vllm"}),
+        Reason.NAMESPACE: fine.model_copy(update={"namespace": "team-b"}),
+        Reason.REPLICAS: fine.model_copy(update={"replicas": 3}),
+    }
+    for reason, resource in cases.items():
+        denial = check_request(Action.SERVE, resource, limits)
+        assert denial is not None and denial.reason is reason, reason
+        assert not denial.allowed
+    replicas = check_request(Action.SERVE, cases[Reason.REPLICAS], limits)
+    assert replicas is not None
+    assert replicas.limit == 2
+    assert "3 replicas is over the limit of 2" in replicas.message
+
+
+def test_inference_checks_the_model_and_the_scaling_budget() -> None:
+    limits = scope(models=["smollm2-*"], max_budget=8)
+    assert check_request(Action.INFER, Resource(model="smollm2-1", budget=8), limits) is None
+    over = check_request(Action.INFER, Resource(model="smollm2-1", budget=9), limits)
+    assert over is not None and over.reason is Reason.BUDGET and over.limit == 8
+    other = check_request(Action.INFER, Resource(model="gpt"), limits)
+    assert other is not None and other.reason is Reason.MODEL
+
+
+def test_totals_count_the_new_server_on_top_of_what_runs() -> None:
+    limits = scope(max_servers=2, max_gpus=4)
+    one_gpu = Resource(namespace="n", name="x", gpus=1, replicas=2)
+    assert check_totals(limits, servers=1, gpus=2, resource=one_gpu) is None
+    servers = check_totals(limits, servers=2, gpus=0, resource=one_gpu)
+    assert servers is not None and servers.reason is Reason.SERVERS
+    gpus = check_totals(limits, servers=0, gpus=3, resource=one_gpu)
+    assert gpus is not None and gpus.reason is Reason.GPUS
+    assert "would use 5 GPUs (3 already, 2 more); the limit is 4" in gpus.message
+
+
+def test_an_inference_counts_a_request_and_reserves_tokens_in_each_window() -> None:
+    user = scope(requests_per_minute=10, token_budget=1000, budget_period=Period.DAY)
+    team = Scope("team:nlp", "team nlp", Limits(tokens_per_minute=500))
+    charges = inference_charges([user, team], tokens=100)
+    assert [(c.scope, c.metric, c.unit, c.used, c.reserved, c.limit) for c in charges] == [
+        ("user:alice", "requests/minute", "minute", 1, 0, 10),
+        ("user:alice", "tokens/minute", "minute", 0, 100, None),
+        ("user:alice", "tokens/day", "day", 0, 100, 1000),
+        ("team:nlp", "requests/minute", "minute", 1, 0, None),
+        ("team:nlp", "tokens/minute", "minute", 0, 100, 500),
+        ("team:nlp", "tokens/month", "month", 0, 100, None),
+    ]
