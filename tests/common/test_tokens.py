@@ -385,3 +385,13 @@ def test_a_failing_key_set_refuses_the_token_and_is_not_hammered(
     assert len(errors) == 3
     assert "could not be fetched" in errors[0].message
     assert server.requests == 1
+
+
+def test_a_verified_token_is_remembered_only_until_it_expires() -> None:
+    settings = hs256(leeway_seconds=0)
+    signer, verifier = TokenSigner.from_settings(settings), TokenVerifier.from_settings(settings)
+    token = signer.sign("alice", expires_in=1)
+    first = verify(verifier, token)
+    assert verify(verifier, token) is first  # the second time from memory, unchecked
+    time.sleep(1.1)
+    assert refusal(verifier, token).code == "token_expired"

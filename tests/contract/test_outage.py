@@ -43,10 +43,13 @@ def test_an_outage_of_the_database_is_a_503_and_passes(tmp_path: Path, signer: T
         assert "database" in error["message"]
         assert service.process.running()  # it does not crash; it waits for the database
         postgres.resume()
+
         # The pool replaces the connections it lost; no restart of the service.
-        recovered = wait_for(
-            lambda: (r := decide()).status_code == 200 and r, timeout=30, what="a decision"
-        )
+        def answered() -> httpx.Response | None:
+            response = decide()
+            return response if response.status_code == 200 else None
+
+        recovered = wait_for(answered, timeout=30, what="a decision")
         assert recovered.json()["allowed"]
     finally:
         if service is not None:

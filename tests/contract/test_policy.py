@@ -97,11 +97,12 @@ def test_an_inference_counts_a_request_and_reserves_tokens_in_each_window() -> N
     user = scope(requests_per_minute=10, token_budget=1000, budget_period=Period.DAY)
     team = Scope("team:nlp", "team nlp", Limits(tokens_per_minute=500))
     charges = inference_charges([user, team], tokens=100)
+    # In the order every writer locks counter rows: by scope, then metric.
     assert [(c.scope, c.metric, c.unit, c.used, c.reserved, c.limit) for c in charges] == [
-        ("user:alice", "requests/minute", "minute", 1, 0, 10),
-        ("user:alice", "tokens/minute", "minute", 0, 100, None),
-        ("user:alice", "tokens/day", "day", 0, 100, 1000),
         ("team:nlp", "requests/minute", "minute", 1, 0, None),
         ("team:nlp", "tokens/minute", "minute", 0, 100, 500),
         ("team:nlp", "tokens/month", "month", 0, 100, None),
+        ("user:alice", "requests/minute", "minute", 1, 0, 10),
+        ("user:alice", "tokens/day", "day", 0, 100, 1000),
+        ("user:alice", "tokens/minute", "minute", 0, 100, None),
     ]

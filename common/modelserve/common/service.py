@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 from pydantic import BaseModel
 
@@ -35,3 +37,16 @@ def create_service_app(service: str, settings: ServiceSettings, **fastapi_option
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+def serve_all(configs: list[uvicorn.Config]) -> None:
+    """Several uvicorn servers in one process and event loop (uvloop, as `uvicorn.run`
+    would pick): for example an API over HTTP and the same app over HTTPS. Only the
+    first should run the app's lifespan (`lifespan="off"` on the others)."""
+    servers = [uvicorn.Server(config) for config in configs]
+
+    async def run() -> None:
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run())

@@ -36,6 +36,7 @@ MIN_RSA_BITS = 2048
 # A token naming an unknown kid may mean the issuer rotated its key; refetching the key set for
 # every such token would let a flood of forged kids hammer the issuer.
 JWKS_REFETCH_INTERVAL = 30.0
+VERIFIED_TOKENS_KEPT = 10_000
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
 
 TokenErrorCode = Literal["token_missing", "token_expired", "token_invalid"]
@@ -263,6 +264,9 @@ class TokenVerifier:
         self._refetch_interval = refetch_interval
         self._fetched_at: float | None = None
         self._fetch_lock = asyncio.Lock()
+        # Tokens already verified, until they expire: a client sends the same token with
+        # every request, and checking its signature again each time is most of the cost.
+        self._verified: dict[str, Claims] = {}
 
     @classmethod
     def from_settings(
@@ -288,6 +292,16 @@ class TokenVerifier:
         """The claims of `token`, or TokenError saying why it is refused."""
         if not token:
             raise TokenError("token_missing", "no token")
+        known = self._verified.get(token)
+        if known is not None and known.exp > time.time():
+            return known
+        claims = await self._verify(token)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            self._verified.pop(next(iter(self._verified)))  # the oldest goes
+        self._verified[token] = claims
+        return claims
+
+    async def _verify(self, token: str) -> Claims:
         key: RSAPublicKey | str
         if self._settings.algorithm == "HS256":
             key = self._settings.secret.get_secret_value()

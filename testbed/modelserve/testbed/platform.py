@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from urllib.request import urlopen
 
 from modelserve.testbed.cache import repo_root
 from modelserve.testbed.kube import KubeCluster
+from modelserve.testbed.pki import CertificateAuthority
 from modelserve.testbed.processes import ManagedProcess, free_port
 
 TRAEFIK_CRDS = Path(__file__).with_name("traefik_crds.yaml")
@@ -122,3 +124,69 @@ def start_service(
         service.stop()
         raise
     return service
+
+
+@dataclass
+class RunningContract:
+    """The contract service, its webhook registered with the cluster."""
+
+    service: RunningService
+    webhook_url: str
+    webhook_configuration: str
+
+    def stop(self, cluster: KubeCluster) -> None:
+        # The webhook fails closed: left registered, it would refuse every ModelServe.
+        cluster.kubectl(
+            "delete",
+            "validatingwebhookconfiguration",
+            self.webhook_configuration,
+            "--ignore-not-found",
+        )
+        self.service.stop()
+
+
+def start_contract(
+    cluster: KubeCluster,
+    folder: Path,
+    database_url: str,
+    settings: Mapping[str, str],
+    *,
+    port: int | None = None,
+    webhook_port: int | None = None,
+    namespace_selector: dict[str, object] | None = None,
+    name: str = "modelserve-contract",
+) -> RunningContract:
+    """`modelserve-contract` with its admission webhook over TLS (a certificate for
+    127.0.0.1 from a CA of its own) registered as ValidatingWebhookConfiguration `name`.
+    The service lists ModelServes with the cluster's admin credentials."""
+    from modelserve.contract.admission import build_webhook_configuration
+
+    authority = CertificateAuthority(folder / f"{name}-pki")
+    serving = authority.issue("webhook", "modelserve-contract", hosts=("127.0.0.1",), server=True)
+    webhook_port = webhook_port or free_port()
+    service = start_service(
+        "contract",
+        folder / "logs",
+        {
+            "CONTRACT_DATABASE_URL": database_url,
+            "CONTRACT_WEBHOOK_PORT": str(webhook_port),
+            "CONTRACT_TLS_CERT_FILE": str(serving.cert),
+            "CONTRACT_TLS_KEY_FILE": str(serving.key),
+            "KUBECONFIG": str(cluster.kubeconfig),
+            **settings,
+        },
+        port=port,
+    )
+    url = f"https://127.0.0.1:{webhook_port}"
+    configuration = build_webhook_configuration(
+        ca_bundle=authority.pair.cert.read_bytes(),
+        url=url,
+        namespace_selector=namespace_selector,
+        name=name,
+    )
+    try:
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(configuration))
+    except BaseException:
+        service.stop()
+        raise
+    return RunningContract(service, url, name)

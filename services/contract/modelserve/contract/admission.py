@@ -3,7 +3,8 @@
 Who is asking. The API server names the Kubernetes user that sent the request:
 - one of the delegating users (the gateway's service account) acts for the platform user
   in the ModelServe's `llm.modelserve.io/owner` label, of the team in
-  `llm.modelserve.io/team`: the gateway sets both from the bearer token it checked;
+  `llm.modelserve.io/team`: the gateway sets both from the bearer token it checked (a
+  Scale object has no labels: a scale acts for the server's owner in the ledger);
 - anyone else is the platform user of the same name; their Kubernetes groups named
   `<team prefix><team>` are their teams, and the admin groups make them admins.
 
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from modelserve.common.modelserve import GROUP, PLURAL, VERSION, ModelServe
 from modelserve.contract.policy import Action, Decision, Principal, Resource
 from modelserve.contract.settings import ContractSettings, split
+from modelserve.contract.tables import Server
 
 OWNER_LABEL = f"{GROUP}/owner"
 TEAM_LABEL = f"{GROUP}/team"
@@ -75,9 +77,24 @@ class Refused(ValueError):
     """The request cannot be decided on as sent (the message says why)."""
 
 
-def principal(review: Review, settings: ContractSettings) -> Principal:
-    """The platform principal behind the Kubernetes user (see the module's docstring)."""
-    if review.user in split(settings.delegating_users):
+def delegated(review: Review, settings: ContractSettings) -> bool:
+    """Whether the Kubernetes user acts for someone else (the gateway)."""
+    return review.user in split(settings.delegating_users)
+
+
+def principal(
+    review: Review, settings: ContractSettings, recorded: Server | None = None
+) -> Principal:
+    """The platform principal behind the Kubernetes user (see the module's docstring);
+    `recorded`: the ledger's row of the server, which a delegated scale acts for."""
+    if delegated(review, settings):
+        if review.action is Action.SCALE:
+            if recorded is None or not recorded.owner:
+                raise Refused(
+                    f"{review.user} acts for a user: no owner of {review.namespace}/"
+                    f"{review.name} is recorded yet"
+                )
+            return Principal(subject=recorded.owner, teams=[recorded.team] if recorded.team else [])
         source = review.object or review.old_object
         labels = (source.get("metadata") or {}).get("labels") or {}
         owner = labels.get(OWNER_LABEL)

@@ -45,12 +45,16 @@ class ContractBook:
         self.teams: dict[str, Limits] = {}
 
     def load(self, contracts: list[Contract]) -> None:
-        users: dict[str, Limits] = {}
-        teams: dict[str, Limits] = {}
+        self.users, self.teams = {}, {}
         for contract in contracts:
-            limits = Limits.model_validate(contract.model_dump(include=set(Limits.model_fields)))
-            (users if contract.kind == SubjectKind.USER else teams)[contract.name] = limits
-        self.users, self.teams = users, teams
+            self.put(contract)
+
+    def put(self, contract: Contract) -> None:
+        limits = Limits.model_validate(contract.model_dump(include=set(Limits.model_fields)))
+        (self.users if contract.kind == SubjectKind.USER else self.teams)[contract.name] = limits
+
+    def remove(self, kind: SubjectKind, name: str) -> None:
+        (self.users if kind == SubjectKind.USER else self.teams).pop(name, None)
 
     def scopes(self, principal: Principal, team: str | None) -> list[policy.Scope]:
         return policy.scopes(principal, team, self.defaults, self.users, self.teams)
@@ -62,8 +66,17 @@ class Decider:
         self.store = store
         self.book = book
 
-    async def reload(self) -> None:
-        self.book.load(await self.store.contracts())
+    async def reload(self, changed: str | None = None) -> None:
+        """All contracts again, or (`changed` = "kind/name") the one that changed."""
+        if changed is None:
+            self.book.load(await self.store.contracts())
+            return
+        kind, _, name = changed.partition("/")
+        contract = await self.store.contract(SubjectKind(kind), name)
+        if contract is None:
+            self.book.remove(SubjectKind(kind), name)
+        else:
+            self.book.put(contract)
 
     async def decide(
         self, principal: Principal, action: Action, resource: Resource, *, record: bool = True

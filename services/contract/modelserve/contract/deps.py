@@ -13,12 +13,12 @@ from modelserve.contract.policy import Principal
 from modelserve.contract.settings import ContractSettings
 
 
-def _decider(request: Request) -> Decider:
+async def _decider(request: Request) -> Decider:
     decider: Decider = request.app.state.decider
     return decider
 
 
-def _settings(request: Request) -> ContractSettings:
+async def _settings(request: Request) -> ContractSettings:
     settings: ContractSettings = request.app.state.settings
     return settings
 

@@ -2,6 +2,31 @@
 -- under PostgreSQL's row locks, so that limits hold across every replica of the service.
 -- Windows start at the database's clock (UTC), never at a replica's.
 
+-- Every writer takes the counter rows it needs here first, creating the missing ones, in
+-- one order (scope, metric, window): two transactions that need the same rows then wait
+-- for each other instead of deadlocking.
+CREATE OR REPLACE FUNCTION contract_lock(p_scopes text[], p_metrics text[], p_windows timestamptz[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO counters (scope, metric, window_start, used, reserved)
+    SELECT DISTINCT k.scope, k.metric, k.window_start, 0::bigint, 0::bigint
+    FROM unnest(p_scopes, p_metrics, p_windows) AS k(scope, metric, window_start)
+    ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM counters AS c
+    JOIN unnest(p_scopes, p_metrics, p_windows) AS k(scope, metric, window_start)
+      ON c.scope = k.scope AND c.metric = k.metric AND c.window_start = k.window_start
+    ORDER BY c.scope, c.metric, c.window_start
+    FOR UPDATE OF c;
+END
+$$;
+
+-- The start of the window of `unit` (minute, day, month) that now is in, by UTC.
+CREATE OR REPLACE FUNCTION contract_window(unit text) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT date_trunc(unit, now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+$$;
+
 -- Count p_used[i] and reserve p_reserved[i] in counter i, unless that would take it over
 -- p_limits[i] (NULL: no limit). The first counter that would go over aborts the whole
 -- statement with SQLSTATE MS001 and i as its message: nothing is counted then.
@@ -20,8 +45,10 @@ DECLARE
     held_windows timestamptz[] := '{}';
     held bigint := 0;
 BEGIN
+    -- The charges come sorted by (scope, metric), the order of contract_lock: the upserts
+    -- below take their rows in it.
     FOR i IN 1 .. coalesce(array_length(p_scopes, 1), 0) LOOP
-        v_window := date_trunc(p_units[i], now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+        v_window := contract_window(p_units[i]);
         IF p_limits[i] IS NOT NULL AND p_used[i] + p_reserved[i] > p_limits[i] THEN
             RAISE EXCEPTION USING ERRCODE = 'MS001', MESSAGE = i::text;
         END IF;
@@ -62,6 +89,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
+    PERFORM contract_lock(r.scopes, r.metrics, r.window_starts);
     UPDATE counters AS c
     SET reserved = greatest(c.reserved - r.tokens, 0), used = c.used + p_tokens
     FROM unnest(r.scopes, r.metrics, r.window_starts) AS w(scope, metric, window_start)
@@ -70,25 +98,33 @@ BEGIN
 END
 $$;
 
--- Give back the tokens of reservations nobody settled in time; returns the counters changed.
+-- Give back the tokens of reservations nobody settled in time; returns how many.
 CREATE OR REPLACE FUNCTION contract_release_expired() RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
+    v_scopes text[];
+    v_metrics text[];
+    v_windows timestamptz[];
+    v_tokens bigint[];
     released integer;
 BEGIN
-    WITH gone AS (
-        DELETE FROM reservations WHERE expires_at < now()
-        RETURNING tokens, scopes, metrics, window_starts
-    ), held AS (
-        SELECT w.scope, w.metric, w.window_start, sum(gone.tokens) AS tokens
-        FROM gone, unnest(gone.scopes, gone.metrics, gone.window_starts)
-            AS w(scope, metric, window_start)
+    WITH gone AS (DELETE FROM reservations WHERE expires_at < now() RETURNING *)
+    SELECT array_agg(w.scope), array_agg(w.metric), array_agg(w.window_start),
+           array_agg(gone.tokens), count(DISTINCT gone.id)
+    INTO v_scopes, v_metrics, v_windows, v_tokens, released
+    FROM gone, unnest(gone.scopes, gone.metrics, gone.window_starts)
+        AS w(scope, metric, window_start);
+    IF released = 0 THEN
+        RETURN 0;
+    END IF;
+    PERFORM contract_lock(v_scopes, v_metrics, v_windows);
+    UPDATE counters AS c SET reserved = greatest(c.reserved - t.tokens, 0)
+    FROM (
+        SELECT k.scope, k.metric, k.window_start, sum(k.tokens) AS tokens
+        FROM unnest(v_scopes, v_metrics, v_windows, v_tokens)
+            AS k(scope, metric, window_start, tokens)
         GROUP BY 1, 2, 3
-    )
-    UPDATE counters AS c SET reserved = greatest(c.reserved - held.tokens, 0)
-    FROM held
-    WHERE c.scope = held.scope AND c.metric = held.metric
-      AND c.window_start = held.window_start;
-    GET DIAGNOSTICS released = ROW_COUNT;
+    ) AS t
+    WHERE c.scope = t.scope AND c.metric = t.metric AND c.window_start = t.window_start;
     RETURN released;
 END
 $$;

@@ -40,6 +40,8 @@ def server_of(body: dict[str, Any]) -> Server | None:
         ms = ModelServe.from_body(body)
     except ValidationError:
         return None
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return None  # going: its DELETE already took it out of the ledger
     labels = (body.get("metadata") or {}).get("labels") or {}
     return Server(
         namespace=ms.namespace,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import uvicorn
 
+from modelserve.common.service import serve_all
 from modelserve.contract.app import create_app
 from modelserve.contract.settings import ContractSettings
 
@@ -13,30 +12,20 @@ from modelserve.contract.settings import ContractSettings
 def main() -> None:
     settings = ContractSettings()
     app = create_app(settings)
-    servers = [
-        uvicorn.Server(
-            uvicorn.Config(
-                app, host=settings.host, port=settings.port, log_level=settings.log_level
-            )
-        )
+    configs = [
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     ]
     if settings.tls_cert_file and settings.tls_key_file:
-        # The same app over HTTPS for the API server; the first server runs the lifespan.
-        servers.append(
-            uvicorn.Server(
-                uvicorn.Config(
-                    app,
-                    host=settings.host,
-                    port=settings.webhook_port,
-                    log_level=settings.log_level,
-                    ssl_certfile=settings.tls_cert_file,
-                    ssl_keyfile=settings.tls_key_file,
-                    lifespan="off",
-                )
+        # The same app over HTTPS, for the API server; the first server runs the lifespan.
+        configs.append(
+            uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.webhook_port,
+                log_level=settings.log_level,
+                ssl_certfile=settings.tls_cert_file,
+                ssl_keyfile=settings.tls_key_file,
+                lifespan="off",
             )
         )
-
-    async def run() -> None:
-        await asyncio.gather(*(server.serve() for server in servers))
-
-    asyncio.run(run())
+    serve_all(configs)

@@ -230,7 +230,8 @@ def inference_charges(scopes: list[Scope], tokens: int) -> list[CounterCharge]:
     """One request counted and `tokens` reserved in each scope's rate and budget windows.
 
     Every scope is counted, limited or not, so that a limit set later starts from the
-    truth of its window.
+    truth of its window. Sorted by (scope, metric): the order in which every writer locks
+    counter rows, so that concurrent decisions never deadlock.
     """
     charges: list[CounterCharge] = []
     for scope in scopes:
@@ -270,7 +271,7 @@ def inference_charges(scopes: list[Scope], tokens: int) -> list[CounterCharge]:
                 f"{limits.token_budget} per {period}",
             ),
         ]
-    return charges
+    return sorted(charges, key=lambda charge: (charge.scope, charge.metric))
 
 
 def hit(charge: CounterCharge) -> Decision:

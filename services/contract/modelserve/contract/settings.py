@@ -26,7 +26,8 @@ class ContractSettings(ServiceSettings):
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     # libpq URL; `?options=-csearch_path%3Dname` puts the tables in a schema of their own.
     database_url: SecretStr = SecretStr("postgresql://modelserve@localhost:5432/modelserve")
-    database_pool_size: int = Field(default=8, ge=1)
+    # Few: on a small machine more connections only add contention (bench/contract_decisions.py).
+    database_pool_size: int = Field(default=4, ge=1)
     # How long a request waits for a database connection before it answers 503.
     database_timeout: float = Field(default=2.0, gt=0)
 

@@ -91,6 +91,18 @@ class Store:
 
     # --- contracts ------------------------------------------------------------------------
 
+    async def contract(self, kind: SubjectKind, name: str) -> Contract | None:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> Contract | None:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    "SELECT * FROM contracts WHERE kind = %s AND name = %s", [kind.value, name]
+                )
+                row = await cur.fetchone()
+                return Contract.model_validate(row) if row else None
+
+        result: Contract | None = await self._run(work)
+        return result
+
     async def contracts(self) -> list[Contract]:
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[Contract]:
             async with conn.cursor(row_factory=dict_row) as cur:
@@ -116,7 +128,7 @@ class Store:
                     {"kind": kind.value, "name": name, **values},
                 )
                 row = await cur.fetchone()
-                await cur.execute(f"NOTIFY {CHANNEL}")
+                await cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, f"{kind}/{name}"])
             return Contract.model_validate(row)
 
         result: Contract = await self._run(work)
@@ -128,24 +140,27 @@ class Store:
                 cur = await conn.execute(
                     "DELETE FROM contracts WHERE kind = %s AND name = %s", [kind.value, name]
                 )
-                await conn.execute(f"NOTIFY {CHANNEL}")
+                await conn.execute("SELECT pg_notify(%s, %s)", [CHANNEL, f"{kind}/{name}"])
                 return cur.rowcount > 0
 
         result: bool = await self._run(work)
         return result
 
-    async def listen(self, changed: Callable[[], Awaitable[None]], retry: float = 2.0) -> None:
-        """Call `changed` whenever any replica changes a contract, and after every
-        (re)connection, since notifications sent meanwhile are lost. Runs until cancelled."""
+    async def listen(
+        self, changed: Callable[[str | None], Awaitable[None]], retry: float = 2.0
+    ) -> None:
+        """Call `changed("kind/name")` whenever any replica changes that contract, and
+        `changed(None)` after every (re)connection, since notifications sent meanwhile are
+        lost. Runs until cancelled."""
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self._url, autocommit=True
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    await changed()
-                    async for _ in conn.notifies():
-                        await changed()
+                    await changed(None)
+                    async for notification in conn.notifies():
+                        await changed(notification.payload)
             except (psycopg.OperationalError, StoreUnavailable) as error:
                 logger.warning("contract changes: %s; listening again in %.0f s", error, retry)
             await asyncio.sleep(retry)
@@ -159,7 +174,7 @@ class Store:
         ttl: float,
     ) -> CounterCharge | None:
         """Count and reserve every charge, or none of them: returns the charge that would go
-        over its limit (nothing counted then), or None when all were counted."""
+        over its limit (nothing counted then), or None when all were counted. One call."""
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> CounterCharge | None:
             try:

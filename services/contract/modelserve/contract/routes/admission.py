@@ -7,9 +7,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from modelserve.contract import admission
+from modelserve.contract.decisions import Decider
 from modelserve.contract.deps import DeciderDep, SettingsDep
 from modelserve.contract.policy import Action
+from modelserve.contract.settings import ContractSettings
 from modelserve.contract.store import StoreUnavailable
+from modelserve.contract.tables import Server
 
 router = APIRouter(tags=["admission"])
 
@@ -26,18 +29,27 @@ async def review(body: dict[str, Any], decider: DeciderDep, settings: SettingsDe
             await decider.store.forget_server(request.namespace, request.name)
         return admission.response(request.uid, True)
     try:
-        principal = admission.principal(request, settings)
+        recorded = await _scaled_server(request, decider, settings)
+        principal = admission.principal(request, settings, recorded)
         resource = admission.resource(request)
-    except admission.Refused as error:
-        return admission.response(request.uid, False, str(error))
-    try:
         decision = await decider.decide(
             principal, request.action, resource, record=not request.dry_run
         )
+    except admission.Refused as error:
+        return admission.response(request.uid, False, str(error))
     except StoreUnavailable as error:
         # Fail closed, as the webhook's failurePolicy does when the service is down.
         return admission.response(request.uid, False, f"[policy_store_unavailable] {error}")
     return admission.decision_response(request.uid, decision)
+
+
+async def _scaled_server(
+    request: admission.Review, decider: Decider, settings: ContractSettings
+) -> Server | None:
+    """The ledger's row of the server a delegated scale is about: a Scale has no labels."""
+    if request.action is Action.SCALE and admission.delegated(request, settings):
+        return await decider.store.server(request.namespace, request.name)
+    return None
 
 
 def _same_server(request: admission.Review) -> bool:

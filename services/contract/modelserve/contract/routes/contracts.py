@@ -48,9 +48,9 @@ async def my_contract(claims: Caller, decider: DeciderDep) -> MyContract:
 
 @router.get("/{kind}/{name}")
 async def read_contract(kind: SubjectKind, name: str, _: Admin, decider: DeciderDep) -> Contract:
-    for contract in await decider.store.contracts():
-        if contract.kind == kind and contract.name == name:
-            return contract
+    contract = await decider.store.contract(kind, name)
+    if contract is not None:
+        return contract
     raise ApiError(404, "contract_not_found", f"no contract for {kind} {name}")
 
 
@@ -60,7 +60,7 @@ async def put_contract(
 ) -> Contract:
     """Create or replace: fields left out are not set (defaults or no limit apply)."""
     contract = await decider.store.put_contract(kind, name, limits)
-    await decider.reload()  # this replica at once; the others on PostgreSQL's notification
+    decider.book.put(contract)  # this replica at once; the others on PostgreSQL's notification
     return contract
 
 
@@ -68,5 +68,5 @@ async def put_contract(
 async def delete_contract(kind: SubjectKind, name: str, _: Admin, decider: DeciderDep) -> Response:
     if not await decider.store.delete_contract(kind, name):
         raise ApiError(404, "contract_not_found", f"no contract for {kind} {name}")
-    await decider.reload()
+    decider.book.remove(kind, name)
     return Response(status_code=204)
