@@ -93,16 +93,15 @@ def test_totals_count_the_new_server_on_top_of_what_runs() -> None:
     assert "would use 5 GPUs (3 already, 2 more); the limit is 4" in gpus.message
 
 
-def test_an_inference_counts_a_request_and_reserves_tokens_in_each_window() -> None:
+def test_an_inference_counts_a_request_and_reserves_tokens_in_each_limited_window() -> None:
     user = scope(requests_per_minute=10, token_budget=1000, budget_period=Period.DAY)
     team = Scope("team:nlp", "team nlp", Limits(tokens_per_minute=500))
     charges = inference_charges([user, team], tokens=100)
-    # In the order every writer locks counter rows: by scope, then metric.
+    # In the order every writer locks counter rows: by scope, then metric. Budgets are
+    # always counted; a minute's window only under a limit.
     assert [(c.scope, c.metric, c.unit, c.used, c.reserved, c.limit) for c in charges] == [
-        ("team:nlp", "requests/minute", "minute", 1, 0, None),
         ("team:nlp", "tokens/minute", "minute", 0, 100, 500),
         ("team:nlp", "tokens/month", "month", 0, 100, None),
         ("user:alice", "requests/minute", "minute", 1, 0, 10),
         ("user:alice", "tokens/day", "day", 0, 100, 1000),
-        ("user:alice", "tokens/minute", "minute", 0, 100, None),
     ]

@@ -51,12 +51,17 @@ class ContractBook:
 
     def put(self, contract: Contract) -> None:
         limits = Limits.model_validate(contract.model_dump(include=set(Limits.model_fields)))
-        (self.users if contract.kind == SubjectKind.USER else self.teams)[contract.name] = limits
+        if contract.kind == SubjectKind.USER:
+            # Merged with the defaults once here, not at every decision.
+            self.users[contract.name] = policy.effective_limits(self.defaults, limits)
+        else:
+            self.teams[contract.name] = limits
 
     def remove(self, kind: SubjectKind, name: str) -> None:
         (self.users if kind == SubjectKind.USER else self.teams).pop(name, None)
 
     def scopes(self, principal: Principal, team: str | None) -> list[policy.Scope]:
+        """The user's scope (their merged limits) and their team's, if it has a contract."""
         return policy.scopes(principal, team, self.defaults, self.users, self.teams)
 
 

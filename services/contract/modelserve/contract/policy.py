@@ -128,10 +128,11 @@ def scopes(
     users: dict[str, Limits],
     teams: dict[str, Limits],
 ) -> list[Scope]:
+    """`users`: each user's contract already merged with the defaults (effective_limits)."""
     user = Scope(
         f"user:{principal.subject}",
         f"user {principal.subject}",
-        effective_limits(defaults, users.get(principal.subject)),
+        users.get(principal.subject, defaults),
     )
     team_limits = teams.get(team) if team else None
     if team is None or team_limits is None:
@@ -214,65 +215,57 @@ def check_totals(scope: Scope, servers: int, gpus: int, resource: Resource) -> D
 
 @dataclasses.dataclass(frozen=True)
 class CounterCharge:
-    """One counter an inference request adds to, and the decision if it would go over."""
+    """One counter an inference request adds to; `hit` says what going over it means."""
 
     scope: str
-    metric: str
+    metric: str  # requests/minute, tokens/minute, tokens/day or tokens/month
     unit: str  # the window: minute, day or month
     used: int
     reserved: int
     limit: int | None
-    reason: Reason
-    message: str
+    label: str  # whose counter, for the message
 
 
 def inference_charges(scopes: list[Scope], tokens: int) -> list[CounterCharge]:
     """One request counted and `tokens` reserved in each scope's rate and budget windows.
 
-    Every scope is counted, limited or not, so that a limit set later starts from the
-    truth of its window. Sorted by (scope, metric): the order in which every writer locks
-    counter rows, so that concurrent decisions never deadlock.
+    Budget windows (a day, a month) are counted whether limited or not, so that a budget
+    set later starts from the truth; per-minute windows only under a limit, since a new
+    one is a minute away. Sorted by (scope, metric): the order in which every writer
+    locks counter rows, so that concurrent decisions never deadlock.
     """
     charges: list[CounterCharge] = []
-    for scope in scopes:
-        limits, who = scope.limits, scope.label
+    for scope in sorted(scopes, key=lambda scope: scope.key):
+        limits, key, who = scope.limits, scope.key, scope.label
         period = (limits.budget_period or Period.MONTH).value
+        by_metric = {
+            "requests/minute": ("minute", 1, 0, limits.requests_per_minute),
+            f"tokens/{period}": (period, 0, tokens, limits.token_budget),
+            "tokens/minute": ("minute", 0, tokens, limits.tokens_per_minute),
+        }
         charges += [
-            CounterCharge(
-                scope.key,
-                "requests/minute",
-                "minute",
-                1,
-                0,
-                limits.requests_per_minute,
-                Reason.REQUEST_RATE,
-                f"{who} reached the limit of {limits.requests_per_minute} requests per minute",
-            ),
-            CounterCharge(
-                scope.key,
-                "tokens/minute",
-                "minute",
-                0,
-                tokens,
-                limits.tokens_per_minute,
-                Reason.TOKEN_RATE,
-                f"{tokens} more tokens would take {who} over the limit of "
-                f"{limits.tokens_per_minute} tokens per minute",
-            ),
-            CounterCharge(
-                scope.key,
-                f"tokens/{period}",
-                period,
-                0,
-                tokens,
-                limits.token_budget,
-                Reason.TOKEN_BUDGET,
-                f"{tokens} more tokens would take {who} over the token budget of "
-                f"{limits.token_budget} per {period}",
-            ),
+            CounterCharge(key, metric, unit, used, reserved, limit, who)
+            for metric, (unit, used, reserved, limit) in sorted(by_metric.items())
+            if unit != "minute" or limit is not None
         ]
-    return sorted(charges, key=lambda charge: (charge.scope, charge.metric))
+    return charges
 
 
 def hit(charge: CounterCharge) -> Decision:
-    return deny(charge.reason, charge.message, charge.limit)
+    """The denial for a charge that would take its counter over the limit."""
+    who, limit, tokens = charge.label, charge.limit, charge.reserved
+    if charge.metric == "requests/minute":
+        return deny(
+            Reason.REQUEST_RATE, f"{who} reached the limit of {limit} requests per minute", limit
+        )
+    if charge.metric == "tokens/minute":
+        return deny(
+            Reason.TOKEN_RATE,
+            f"{tokens} more tokens would take {who} over the limit of {limit} tokens per minute",
+            limit,
+        )
+    return deny(
+        Reason.TOKEN_BUDGET,
+        f"{tokens} more tokens would take {who} over the token budget of {limit} per {charge.unit}",
+        limit,
+    )
