@@ -136,13 +136,15 @@ class RunningContract:
 
     def stop(self, cluster: KubeCluster) -> None:
         # The webhook fails closed: left registered, it would refuse every ModelServe.
-        cluster.kubectl(
-            "delete",
-            "validatingwebhookconfiguration",
-            self.webhook_configuration,
-            "--ignore-not-found",
-        )
-        self.service.stop()
+        try:
+            cluster.kubectl(
+                "delete",
+                "validatingwebhookconfiguration",
+                self.webhook_configuration,
+                "--ignore-not-found",
+            )
+        finally:
+            self.service.stop()
 
 
 def start_contract(

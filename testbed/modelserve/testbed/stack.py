@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shlex
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ from modelserve.testbed.objectstores import (
     start_minio,
 )
 from modelserve.testbed.platform import (
+    RunningContract,
     RunningOperator,
     install_crds,
     operator_kubeconfig,
+    start_contract,
     start_operator,
 )
 from modelserve.testbed.postgres import PostgresServer, start_postgres
@@ -37,6 +40,8 @@ class Ports:
     upstream_minio: int = 9100
     upstream_console: int = 9101
     llm: int = 8100
+    contract: int = 8201
+    contract_webhook: int = 8443
 
     @classmethod
     def any(cls) -> Ports:
@@ -56,6 +61,8 @@ class Stack:
     platform: MinioServer
     llm: LlmServer
     operator: RunningOperator
+    contract: RunningContract
+    jwt_secret: str
 
     def environment(self) -> dict[str, str]:
         """What the platform's services read to find the test bed's components."""
@@ -75,6 +82,8 @@ class Stack:
             "MODEL_SERVER_MODEL": self.llm.alias,
             "HELM": str(binary("helm")),
             "KUBECTL": str(binary("kubectl")),
+            "JWT_SECRET": self.jwt_secret,
+            "CONTRACT_URL": self.contract.service.url,
         }
 
     def summary(self) -> str:
@@ -92,6 +101,8 @@ class Stack:
             f"  Model server {self.llm.url}  model {self.llm.alias}",
             f"  Operator     modelserve-operator (health http://127.0.0.1:"
             f"{self.operator.health_port}/healthz); try: kubectl apply -f docs/examples/",
+            f"  Contract     {self.contract.service.url} (webhook {self.contract.webhook_url},"
+            " registered; tokens signed with $JWT_SECRET)",
             f"  Logs         {self.folder / 'logs'}",
             f"Use it from another shell:  source {env_file} && kubectl get nodes",
             "Ctrl-C stops everything.",
@@ -147,4 +158,29 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         },
     )
     resources.callback(operator.stop)
-    return Stack(folder, kube, postgres, database_url, upstream, platform, llm, operator)
+    jwt_secret = secrets.token_urlsafe(36)
+    contract = start_contract(
+        kube,
+        folder,
+        database_url,
+        {
+            "JWT_SECRET": jwt_secret,
+            # The cluster's admin (kubectl here) is a platform admin: not limited.
+            "CONTRACT_ADMIN_GROUPS": "modelserve:admins,system:masters",
+        },
+        port=ports.contract or None,
+        webhook_port=ports.contract_webhook or None,
+    )
+    resources.callback(contract.stop, kube)
+    return Stack(
+        folder,
+        kube,
+        postgres,
+        database_url,
+        upstream,
+        platform,
+        llm,
+        operator,
+        contract,
+        jwt_secret,
+    )
