@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from modelserve.common.modelserve import GROUP, KIND, PLURAL, VERSION
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.contract.admission import build_webhook_configuration
+from modelserve.testbed.cache import repo_root
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.pki import CertificateAuthority
 from modelserve.testbed.platform import RunningService, install_crds, start_service
@@ -193,6 +194,11 @@ def admission(
     authority = CertificateAuthority(tmp_path_factory.mktemp("webhook-pki"))
     serving = authority.issue("webhook", "modelserve-contract", hosts=("127.0.0.1",), server=True)
     port = free_port()
+    # The inventory lists ModelServes as the service's own account: its RBAC is tested too.
+    if "namespace/modelserve\n" not in kube.kubectl("get", "namespaces", "-o", "name") + "\n":
+        kube.kubectl("create", "namespace", "modelserve")
+    kube.kubectl("apply", "-f", str(repo_root() / "services/contract/deploy/rbac.yaml"))
+    contract_kubeconfig = kube.service_account_kubeconfig("modelserve", "modelserve-contract")
     service: RunningService | None = None
     try:
         service = start_service(
@@ -207,7 +213,7 @@ def admission(
                 CONTRACT_DEFAULT_NAMESPACES="",
                 CONTRACT_INVENTORY_SECONDS="1",
                 CONTRACT_INVENTORY_GRACE_SECONDS="5",
-                KUBECONFIG=str(kube.kubeconfig),
+                KUBECONFIG=str(contract_kubeconfig),
             ),
         )
         configuration = build_webhook_configuration(
