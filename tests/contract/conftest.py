@@ -18,13 +18,15 @@ from pydantic import SecretStr
 
 from modelserve.common.modelserve import GROUP, KIND, PLURAL, VERSION
 from modelserve.common.tokens import TokenSettings, TokenSigner
-from modelserve.contract.admission import build_webhook_configuration
-from modelserve.testbed.cache import repo_root
 from modelserve.testbed.kube import KubeCluster
-from modelserve.testbed.pki import CertificateAuthority
-from modelserve.testbed.platform import RunningService, install_crds, start_service
+from modelserve.testbed.platform import (
+    RunningContract,
+    RunningService,
+    install_crds,
+    start_contract,
+    start_service,
+)
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.processes import free_port
 
 SECRET = "contract-tests-secret-of-at-least-32-bytes"
 
@@ -191,38 +193,23 @@ def admission(
         f"--resource={PLURAL}.{GROUP},{PLURAL}.{GROUP}/scale",
     )
     gateway_user = f"system:serviceaccount:{gateway_namespace}:{GATEWAY_ACCOUNT}"
-    authority = CertificateAuthority(tmp_path_factory.mktemp("webhook-pki"))
-    serving = authority.issue("webhook", "modelserve-contract", hosts=("127.0.0.1",), server=True)
-    port = free_port()
-    # The inventory lists ModelServes as the service's own account: its RBAC is tested too.
-    if "namespace/modelserve\n" not in kube.kubectl("get", "namespaces", "-o", "name") + "\n":
-        kube.kubectl("create", "namespace", "modelserve")
-    kube.kubectl("apply", "-f", str(repo_root() / "services/contract/deploy/rbac.yaml"))
-    contract_kubeconfig = kube.service_account_kubeconfig("modelserve", "modelserve-contract")
-    service: RunningService | None = None
+    contract: RunningContract | None = None
     try:
-        service = start_service(
-            "contract",
-            testbed_dir / "logs",
+        # The inventory lists ModelServes as the service's own account: its RBAC is tested too.
+        contract = start_contract(
+            kube,
+            testbed_dir,
+            f"{database_url}?options=-csearch_path%3D{schema}",
             contract_settings(
                 f"{database_url}?options=-csearch_path%3D{schema}",
-                CONTRACT_WEBHOOK_PORT=str(port),
-                CONTRACT_TLS_CERT_FILE=str(serving.cert),
-                CONTRACT_TLS_KEY_FILE=str(serving.key),
                 CONTRACT_DELEGATING_USERS=gateway_user,
                 CONTRACT_DEFAULT_NAMESPACES="",
                 CONTRACT_INVENTORY_SECONDS="1",
                 CONTRACT_INVENTORY_GRACE_SECONDS="5",
-                KUBECONFIG=str(contract_kubeconfig),
             ),
-        )
-        configuration = build_webhook_configuration(
-            ca_bundle=authority.pair.cert.read_bytes(),
-            url=f"https://127.0.0.1:{port}",
             namespace_selector={"matchLabels": ENFORCED},
             name=webhook_name,
         )
-        kube.kubectl("apply", stdin=json.dumps(configuration))
         # The API server picks the configuration up from its informer, a moment later.
         wait_for(
             functools.partial(_refused_by_webhook, kube, probe_namespace),
@@ -231,17 +218,15 @@ def admission(
         )
         yield AdmissionBed(
             kube=kube,
-            service=service,
+            service=contract.service,
             admin_token=signer.sign("root", roles=("admin",)),
             cluster_role=cluster_role,
             gateway_user=gateway_user,
             gateway_kubeconfig=kube.service_account_kubeconfig(gateway_namespace, GATEWAY_ACCOUNT),
         )
     finally:
-        # Deregistered first: with the service gone, writes it judged would be refused.
-        kube.kubectl("delete", "validatingwebhookconfiguration", webhook_name, "--ignore-not-found")
-        if service is not None:
-            service.stop()
+        if contract is not None:
+            contract.stop(kube)  # deregistered first, then stopped
         kube.kubectl("delete", "namespace", gateway_namespace, probe_namespace, "--wait=false")
         kube.kubectl("delete", "clusterrole", cluster_role)
         with psycopg.connect(database_url, autocommit=True) as conn:

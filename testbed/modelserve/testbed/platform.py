@@ -16,6 +16,7 @@ from modelserve.testbed.processes import ManagedProcess, free_port
 
 TRAEFIK_CRDS = Path(__file__).with_name("traefik_crds.yaml")
 OPERATOR_NAMESPACE = "modelserve-system"
+CONTRACT_NAMESPACE = "modelserve"
 
 
 @dataclass
@@ -53,12 +54,24 @@ def install_crds(cluster: KubeCluster) -> None:
     )
 
 
+def _account_kubeconfig(cluster: KubeCluster, namespace: str, rbac: Path, account: str) -> Path:
+    """Credentials of a service account, with the RBAC manifest that binds it applied."""
+    if not cluster.kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name"):
+        cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl("apply", "-f", str(rbac))
+    return cluster.service_account_kubeconfig(namespace, account)
+
+
 def operator_kubeconfig(cluster: KubeCluster) -> Path:
     """Credentials of the operator's service account, bound to operator/deploy/rbac.yaml."""
-    if OPERATOR_NAMESPACE not in cluster.kubectl("get", "namespaces", "-o", "name"):
-        cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE)
-    cluster.kubectl("apply", "-f", str(repo_root() / "operator" / "deploy" / "rbac.yaml"))
-    return cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, "modelserve-operator")
+    rbac = repo_root() / "operator" / "deploy" / "rbac.yaml"
+    return _account_kubeconfig(cluster, OPERATOR_NAMESPACE, rbac, "modelserve-operator")
+
+
+def contract_kubeconfig(cluster: KubeCluster) -> Path:
+    """Credentials of the contract service's account (services/contract/deploy/rbac.yaml)."""
+    rbac = repo_root() / "services" / "contract" / "deploy" / "rbac.yaml"
+    return _account_kubeconfig(cluster, CONTRACT_NAMESPACE, rbac, "modelserve-contract")
 
 
 def start_operator(
@@ -160,7 +173,7 @@ def start_contract(
 ) -> RunningContract:
     """`modelserve-contract` with its admission webhook over TLS (a certificate for
     127.0.0.1 from a CA of its own) registered as ValidatingWebhookConfiguration `name`.
-    The service lists ModelServes with the cluster's admin credentials."""
+    The service lists ModelServes as its own service account."""
     from modelserve.contract.admission import build_webhook_configuration
 
     authority = CertificateAuthority(folder / f"{name}-pki")
@@ -174,7 +187,7 @@ def start_contract(
             "CONTRACT_WEBHOOK_PORT": str(webhook_port),
             "CONTRACT_TLS_CERT_FILE": str(serving.cert),
             "CONTRACT_TLS_KEY_FILE": str(serving.key),
-            "KUBECONFIG": str(cluster.kubeconfig),
+            "KUBECONFIG": str(contract_kubeconfig(cluster)),
             **settings,
         },
         port=port,
@@ -187,7 +200,7 @@ def start_contract(
         name=name,
     )
     try:
-        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(configuration))
+        cluster.kubectl("apply", stdin=json.dumps(configuration))
     except BaseException:
         service.stop()
         raise

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelserve.common.modelserve import GROUP, PLURAL, VERSION, ModelServe
-from modelserve.contract.policy import Action, Decision, Principal, Resource
+from modelserve.contract.policy import Action, Decision, Principal, Resource, with_recorded
 from modelserve.contract.settings import ContractSettings, split
 from modelserve.contract.tables import Server
 
@@ -111,11 +111,12 @@ def principal(
     )
 
 
-def resource(review: Review) -> Resource:
-    """The server as the request would leave it."""
+def resource(review: Review, recorded: Server | None = None) -> Resource:
+    """The server as the request would leave it; for a scale, the rest of it as `recorded`."""
     if review.action is Action.SCALE:
         replicas = int((review.object.get("spec") or {}).get("replicas") or 0)
-        return Resource(namespace=review.namespace, name=review.name, replicas=replicas)
+        scaled = Resource(namespace=review.namespace, name=review.name, replicas=replicas)
+        return with_recorded(scaled, recorded)
     if review.action is Action.STOP:
         return Resource(namespace=review.namespace, name=review.name)
     try:

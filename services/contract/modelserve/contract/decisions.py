@@ -137,18 +137,12 @@ class Decider:
         return decision
 
     async def _with_recorded_server(self, resource: Resource) -> Resource:
-        """A scale names only the replicas: the rest is what the ledger knows of the server."""
-        if not (resource.namespace and resource.name):
+        """A scale names only the replicas: the rest is what the ledger knows of the server
+        (unless the caller, the webhook, has read it already)."""
+        if resource.model is not None or not (resource.namespace and resource.name):
             return resource
-        server = await self.store.server(resource.namespace, resource.name)
-        if server is None:
-            return resource
-        return resource.model_copy(
-            update={
-                "model": resource.model or server.model,
-                "runtime": resource.runtime or server.runtime,
-                "gpus": resource.gpus or server.gpus,
-            }
+        return policy.with_recorded(
+            resource, await self.store.server(resource.namespace, resource.name)
         )
 
     async def _stop(self, principal: Principal, resource: Resource, team: str | None) -> Decision:

@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from pydantic import BaseModel, Field
 
 from modelserve.common.tokens import ADMIN
-from modelserve.contract.tables import Limits, Period
+from modelserve.contract.tables import Limits, Period, Server
 
 
 class Action(StrEnum):
@@ -78,6 +78,19 @@ class Decision(BaseModel):
     team: str | None = None
     # For an allowed inference: the tokens held until its usage is recorded.
     reservation: uuid.UUID | None = None
+
+
+def with_recorded(resource: Resource, server: Server | None) -> Resource:
+    """`resource` completed with what the ledger recorded of its server."""
+    if server is None:
+        return resource
+    return resource.model_copy(
+        update={
+            "model": resource.model or server.model,
+            "runtime": resource.runtime or server.runtime,
+            "gpus": resource.gpus or server.gpus,
+        }
+    )
 
 
 def allow(message: str, team: str | None = None) -> Decision:
@@ -140,20 +153,21 @@ def scopes(
     return [user, Scope(f"team:{team}", f"team {team}", team_limits)]
 
 
-def _matches(value: str | None, patterns: list[str] | None) -> bool:
-    return patterns is None or any(fnmatchcase(value or "", p) for p in patterns)
+def _outside(
+    reason: Reason, refused: str, value: str | None, patterns: list[str] | None
+) -> Decision | None:
+    """A denial when `value` matches none of `patterns` (None: anything goes)."""
+    if patterns is None or any(fnmatchcase(value or "", p) for p in patterns):
+        return None
+    return deny(reason, f"{refused} {value!r} (allowed: {', '.join(patterns)})", patterns)
 
 
 def check_request(action: Action, resource: Resource, scope: Scope) -> Decision | None:
     """What one scope's contract says of the request alone, counting nothing; None: fine."""
     limits, who = scope.limits, scope.label
-    if not _matches(resource.model, limits.models):
-        return deny(
-            Reason.MODEL,
-            f"{who} may not use model {resource.model!r} "
-            f"(allowed: {', '.join(limits.models or [])})",
-            limits.models,
-        )
+    model = _outside(Reason.MODEL, f"{who} may not use model", resource.model, limits.models)
+    if model is not None:
+        return model
     if action is Action.INFER:
         if (
             resource.budget is not None
@@ -168,20 +182,19 @@ def check_request(action: Action, resource: Resource, scope: Scope) -> Decision 
             )
         return None
     if action in (Action.SERVE, Action.SCALE):
-        if not _matches(resource.namespace, limits.namespaces):
-            return deny(
-                Reason.NAMESPACE,
-                f"{who} may not run servers in namespace {resource.namespace!r} "
-                f"(allowed: {', '.join(limits.namespaces or [])})",
-                limits.namespaces,
-            )
-        if action is Action.SERVE and not _matches(resource.runtime, limits.runtimes):
-            return deny(
-                Reason.RUNTIME,
-                f"{who} may not use runtime {resource.runtime!r} "
-                f"(allowed: {', '.join(limits.runtimes or [])})",
-                limits.runtimes,
-            )
+        namespace = _outside(
+            Reason.NAMESPACE,
+            f"{who} may not run servers in namespace",
+            resource.namespace,
+            limits.namespaces,
+        )
+        if namespace is not None:
+            return namespace
+        runtime = _outside(
+            Reason.RUNTIME, f"{who} may not use runtime", resource.runtime, limits.runtimes
+        )
+        if action is Action.SERVE and runtime is not None:
+            return runtime
         if limits.max_replicas is not None and resource.replicas > limits.max_replicas:
             return deny(
                 Reason.REPLICAS,

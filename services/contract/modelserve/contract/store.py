@@ -12,8 +12,9 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -34,8 +35,31 @@ from modelserve.contract.tables import (
 
 CHANNEL = "modelserve_contracts"
 TABLES = [Contract, Counter, Reservation, Server, Usage]
+T = TypeVar("T")
 OVER_LIMIT = "MS001"  # raised by contract_reserve; see functions.sql
 logger = logging.getLogger(__name__)
+
+
+async def _reserve(
+    conn: psycopg.AsyncConnection[Any],
+    charges: Sequence[CounterCharge],
+    reservation: uuid.UUID | None,
+    ttl: float,
+) -> None:
+    """contract_reserve (functions.sql) for `charges`; over a limit it raises OVER_LIMIT."""
+    await conn.execute(
+        "SELECT contract_reserve(%s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            [c.scope for c in charges],
+            [c.metric for c in charges],
+            [c.unit for c in charges],
+            [c.used for c in charges],
+            [c.reserved for c in charges],
+            [c.limit for c in charges],
+            reservation,
+            ttl,
+        ],
+    )
 
 
 class StoreUnavailable(RuntimeError):
@@ -79,7 +103,7 @@ class Store:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]) -> Any:
+    async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """`work` on a pooled connection; an unreachable database is StoreUnavailable."""
         try:
             async with self._pool.connection() as conn:
@@ -100,8 +124,7 @@ class Store:
                 row = await cur.fetchone()
                 return Contract.model_validate(row) if row else None
 
-        result: Contract | None = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def contracts(self) -> list[Contract]:
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[Contract]:
@@ -109,8 +132,7 @@ class Store:
                 await cur.execute("SELECT * FROM contracts ORDER BY kind, name")
                 return [Contract.model_validate(row) for row in await cur.fetchall()]
 
-        result: list[Contract] = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def put_contract(self, kind: SubjectKind, name: str, limits: Limits) -> Contract:
         """Create or replace the contract of `kind` `name`; every replica hears of it."""
@@ -131,8 +153,7 @@ class Store:
                 await cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, f"{kind}/{name}"])
             return Contract.model_validate(row)
 
-        result: Contract = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def delete_contract(self, kind: SubjectKind, name: str) -> bool:
         async def work(conn: psycopg.AsyncConnection[Any]) -> bool:
@@ -143,8 +164,7 @@ class Store:
                 await conn.execute("SELECT pg_notify(%s, %s)", [CHANNEL, f"{kind}/{name}"])
                 return cur.rowcount > 0
 
-        result: bool = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def listen(
         self, changed: Callable[[str | None], Awaitable[None]], retry: float = 2.0
@@ -178,27 +198,14 @@ class Store:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> CounterCharge | None:
             try:
-                await conn.execute(
-                    "SELECT contract_reserve(%s, %s, %s, %s, %s, %s, %s, %s)",
-                    [
-                        [c.scope for c in charges],
-                        [c.metric for c in charges],
-                        [c.unit for c in charges],
-                        [c.used for c in charges],
-                        [c.reserved for c in charges],
-                        [c.limit for c in charges],
-                        reservation,
-                        ttl,
-                    ],
-                )
+                await _reserve(conn, charges, reservation, ttl)
             except psycopg.Error as error:
                 if error.sqlstate != OVER_LIMIT:
                     raise
                 return charges[int(error.diag.message_primary or "1") - 1]
             return None
 
-        result: CounterCharge | None = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def record_usage(
         self,
@@ -225,18 +232,9 @@ class Store:
                     )
                     row = await cur.fetchone()
                     found = bool(row and row[0])
-                if not found:
-                    await conn.execute(
-                        "SELECT contract_reserve(%s, %s, %s, %s, %s, %s, NULL, 0)",
-                        [
-                            [c.scope for c in charges],
-                            [c.metric for c in charges],
-                            [c.unit for c in charges],
-                            [tokens for _ in charges],
-                            [0 for _ in charges],
-                            [None for _ in charges],
-                        ],
-                    )
+                if not found:  # the tokens are counted all the same, over any limit
+                    used = [replace(c, used=tokens, reserved=0, limit=None) for c in charges]
+                    await _reserve(conn, used, None, 0)
                 await conn.execute(
                     "INSERT INTO usage AS u (day, subject, team, model, requests,"
                     " prompt_tokens, completion_tokens)"
@@ -249,8 +247,7 @@ class Store:
                 )
                 return found
 
-        result: bool = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def release_expired(self) -> int:
         async def work(conn: psycopg.AsyncConnection[Any]) -> int:
@@ -258,8 +255,7 @@ class Store:
             row = await cur.fetchone()
             return int(row[0]) if row else 0
 
-        result: int = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def usage(
         self, *, subject: str | None, team: str | None, since: dt.date
@@ -278,8 +274,7 @@ class Store:
                 )
                 return list(await cur.fetchall())
 
-        result: list[dict[str, Any]] = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def today(self) -> dt.date:
         async def work(conn: psycopg.AsyncConnection[Any]) -> dt.date:
@@ -288,8 +283,7 @@ class Store:
             assert row is not None
             return row[0]  # type: ignore[no-any-return]
 
-        result: dt.date = await self._run(work)
-        return result
+        return await self._run(work)
 
     # --- the server ledger ----------------------------------------------------------------
 
@@ -351,8 +345,7 @@ class Store:
                     )
             return None
 
-        result: Decision | None = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def server(self, namespace: str, name: str) -> Server | None:
         async def work(conn: psycopg.AsyncConnection[Any]) -> Server | None:
@@ -363,8 +356,7 @@ class Store:
                 row = await cur.fetchone()
                 return Server.model_validate(row) if row else None
 
-        result: Server | None = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def forget_server(self, namespace: str, name: str) -> None:
         async def work(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -419,5 +411,4 @@ class Store:
                     dropped += cur.rowcount
                 return len(listed - known), dropped
 
-        result: tuple[int, int] = await self._run(work)
-        return result
+        return await self._run(work)

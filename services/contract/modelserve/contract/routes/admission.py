@@ -10,7 +10,6 @@ from modelserve.contract import admission
 from modelserve.contract.decisions import Decider
 from modelserve.contract.deps import DeciderDep, SettingsDep
 from modelserve.contract.policy import Action
-from modelserve.contract.settings import ContractSettings
 from modelserve.contract.store import StoreUnavailable
 from modelserve.contract.tables import Server
 
@@ -29,9 +28,9 @@ async def review(body: dict[str, Any], decider: DeciderDep, settings: SettingsDe
             await decider.store.forget_server(request.namespace, request.name)
         return admission.response(request.uid, True)
     try:
-        recorded = await _scaled_server(request, decider, settings)
+        recorded = await _scaled_server(request, decider)
         principal = admission.principal(request, settings, recorded)
-        resource = admission.resource(request)
+        resource = admission.resource(request, recorded)
         decision = await decider.decide(
             principal, request.action, resource, record=not request.dry_run
         )
@@ -43,11 +42,9 @@ async def review(body: dict[str, Any], decider: DeciderDep, settings: SettingsDe
     return admission.decision_response(request.uid, decision)
 
 
-async def _scaled_server(
-    request: admission.Review, decider: Decider, settings: ContractSettings
-) -> Server | None:
-    """The ledger's row of the server a delegated scale is about: a Scale has no labels."""
-    if request.action is Action.SCALE and admission.delegated(request, settings):
+async def _scaled_server(request: admission.Review, decider: Decider) -> Server | None:
+    """The ledger's row of the server a scale is about: a Scale names only the replicas."""
+    if request.action is Action.SCALE:
         return await decider.store.server(request.namespace, request.name)
     return None
 
