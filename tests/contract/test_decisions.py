@@ -154,6 +154,32 @@ def test_the_scaling_budget_per_request(client: Client, user: str) -> None:
     assert decide(me, infer(budget=16))["reason"] == "max_budget_exceeded"
 
 
+def test_downloads_only_for_those_whose_contract_allows_them(client: Client, user: str) -> None:
+    download = {"action": "download", "resource": {"model": "smollm2"}}
+    put_contract(client, "user", user, downloads=True)
+    allowed = decide(client(user), download)
+    assert allowed["allowed"] and allowed["reason"] == "allowed"
+    assert "reservation" not in allowed  # nothing is held for a download
+    assert client(user).get("/contracts/me").json()["limits"]["downloads"] is True
+    admin = client("root", roles=("admin",))
+    assert admin.get(f"/contracts/user/{user}").json()["downloads"] is True
+    # Without a contract that allows them: the default, no.
+    other = f"{user}-other"
+    assert client(other).get("/contracts/defaults").json()["downloads"] is False
+    assert decide(client(other), download) == {
+        "allowed": False,
+        "reason": "downloads_not_allowed",
+        "message": f"user {other} may not download models",
+    }
+    # A team can forbid them to a member whose own contract allows them.
+    team = f"team-{uuid.uuid4().hex[:6]}"
+    put_contract(client, "team", team, downloads=False)
+    refused = decide(client(user, teams=(team,)), download)
+    assert refused["reason"] == "downloads_not_allowed"
+    assert refused["message"] == f"team {team} may not download models"
+    assert decide(admin, download)["reason"] == "admin"
+
+
 def test_only_services_and_admins_act_for_someone_else(client: Client, user: str) -> None:
     body = {**infer(), "principal": {"subject": "someone-else"}}
     refused = client(user).post("/decide", json=body)

@@ -17,7 +17,7 @@ from modelserve.contract.policy import (
 )
 from modelserve.contract.tables import Limits, Period
 
-DEFAULTS = Limits(namespaces=["default", "inference"], max_replicas=5)
+DEFAULTS = Limits(namespaces=["default", "inference"], max_replicas=5, downloads=False)
 
 
 def scope(**limits: object) -> Scope:
@@ -80,6 +80,51 @@ def test_inference_checks_the_model_and_the_scaling_budget() -> None:
     assert over is not None and over.reason is Reason.BUDGET and over.limit == 8
     other = check_request(Action.INFER, Resource(model="gpt"), limits)
     assert other is not None and other.reason is Reason.MODEL
+
+
+def first_denial(action: Action, resource: Resource, checked: list[Scope]) -> Reason | None:
+    """What the decider does with the scopes of a request: the first denial, if any."""
+    for each in checked:
+        denial = check_request(action, resource, each)
+        if denial is not None:
+            return denial.reason
+    return None
+
+
+def test_a_download_needs_a_contract_that_allows_it() -> None:
+    alice = Principal(subject="alice")
+    smollm2 = Resource(model="smollm2-135m")
+    # A contract that says nothing of downloads leaves the default: no.
+    users = {"alice": effective_limits(DEFAULTS, Limits(max_gpus=1))}
+    denial = check_request(Action.DOWNLOAD, smollm2, scopes(alice, None, DEFAULTS, users, {})[0])
+    assert denial is not None and denial.reason is Reason.DOWNLOADS
+    assert not denial.allowed
+    assert denial.message == "user alice may not download models"
+    assert check_request(Action.DOWNLOAD, smollm2, scope(downloads=True)) is None
+    # The model allowlist holds for downloads too.
+    elsewhere = Resource(model="llama-70b")
+    other = check_request(Action.DOWNLOAD, elsewhere, scope(downloads=True, models=["smollm2-*"]))
+    assert other is not None and other.reason is Reason.MODEL
+
+
+def test_a_team_contract_can_forbid_downloads_but_not_grant_them() -> None:
+    alice = Principal(subject="alice", teams=["nlp"])
+    smollm2 = Resource(model="smollm2-135m")
+    allowed = {"alice": effective_limits(DEFAULTS, Limits(downloads=True))}
+
+    def reason(users: dict[str, Limits], team: Limits) -> Reason | None:
+        return first_denial(
+            Action.DOWNLOAD, smollm2, scopes(alice, "nlp", DEFAULTS, users, {"nlp": team})
+        )
+
+    assert reason(allowed, Limits(downloads=False)) is Reason.DOWNLOADS
+    # A team contract that leaves downloads unset leaves them to each member's own.
+    assert reason(allowed, Limits(max_servers=3)) is None
+    assert reason({}, Limits(downloads=True)) is Reason.DOWNLOADS
+    forbidden = check_request(
+        Action.DOWNLOAD, smollm2, Scope("team:nlp", "team nlp", Limits(downloads=False))
+    )
+    assert forbidden is not None and forbidden.message == "team nlp may not download models"
 
 
 def test_totals_count_the_new_server_on_top_of_what_runs() -> None:

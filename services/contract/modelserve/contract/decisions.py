@@ -33,6 +33,7 @@ def default_limits(settings: ContractSettings) -> Limits:
         tokens_per_minute=settings.default_tokens_per_minute,
         token_budget=settings.default_token_budget,
         budget_period=Period(settings.default_budget_period),
+        downloads=settings.default_downloads,
     )
 
 
@@ -119,6 +120,9 @@ class Decider:
             return denial or policy.allow(f"{action} {resource.name} allowed", team)
         if action is Action.STOP:
             return await self._stop(principal, resource, team)
+        if action is Action.DOWNLOAD:
+            # A download holds no server and no tokens: nothing to count or record.
+            return policy.allow(f"download of {resource.model} allowed", team)
         tokens = (
             resource.max_tokens
             if resource.max_tokens is not None

@@ -26,6 +26,7 @@ class Action(StrEnum):
     SCALE = "scale"  # change only its replicas
     STOP = "stop"  # delete a server
     INFER = "infer"  # one inference request
+    DOWNLOAD = "download"  # bring a model into the platform's store
 
 
 class Reason(StrEnum):
@@ -43,6 +44,7 @@ class Reason(StrEnum):
     REQUEST_RATE = "request_rate_exceeded"
     TOKEN_RATE = "token_rate_exceeded"
     TOKEN_BUDGET = "token_budget_exhausted"
+    DOWNLOADS = "downloads_not_allowed"
 
 
 class Principal(BaseModel):
@@ -168,6 +170,12 @@ def check_request(action: Action, resource: Resource, scope: Scope) -> Decision 
     model = _outside(Reason.MODEL, f"{who} may not use model", resource.model, limits.models)
     if model is not None:
         return model
+    if action is Action.DOWNLOAD:
+        # False denies; None (a team contract that leaves it unset) leaves it to the user,
+        # whose merged limits always hold the default.
+        if limits.downloads is False:
+            return deny(Reason.DOWNLOADS, f"{who} may not download models")
+        return None
     if action is Action.INFER:
         if (
             resource.budget is not None

@@ -61,6 +61,8 @@ class ContractSettings(ServiceSettings):
         default=None, ge=0, validation_alias=_default("TOKEN_BUDGET")
     )
     default_budget_period: str = Field(default="month", validation_alias=_default("BUDGET_PERIOD"))
+    # Whether users may download models into the platform (a contract may say otherwise).
+    default_downloads: bool = False
 
     # Token reservations not settled by a usage record within this time are given back.
     reservation_seconds: float = Field(default=600.0, gt=0)

@@ -37,6 +37,9 @@ CHANNEL = "modelserve_contracts"
 TABLES = [Contract, Counter, Reservation, Server, Usage]
 T = TypeVar("T")
 OVER_LIMIT = "MS001"  # raised by contract_reserve; see functions.sql
+# Columns added after a table's first release: create_all makes missing tables, never
+# missing columns, so databases created before get them here.
+ADDED_COLUMNS = ["ALTER TABLE contracts ADD COLUMN IF NOT EXISTS downloads boolean"]
 logger = logging.getLogger(__name__)
 
 
@@ -73,6 +76,8 @@ def create_schema(url: str) -> None:
         with engine.begin() as conn:
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('modelserve-contract'))")
             SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in TABLES])  # type: ignore[attr-defined]
+            for statement in ADDED_COLUMNS:
+                conn.exec_driver_sql(statement)
             functions = files("modelserve.contract").joinpath("functions.sql").read_text()
             # Straight to psycopg: without parameters it reads `%` (as in %ROWTYPE) as text.
             driver: Any = conn.connection.driver_connection

@@ -46,6 +46,9 @@ class Limits(SQLModel):
     tokens_per_minute: int | None = Field(default=None, ge=0, sa_type=BigInteger)
     token_budget: int | None = Field(default=None, ge=0, sa_type=BigInteger)
     budget_period: Period | None = Field(default=None, sa_type=String)
+    downloads: bool | None = Field(
+        default=None, description="may download models into the platform's store"
+    )
 
 
 class Contract(Limits, table=True):
