@@ -26,7 +26,9 @@ class GoModule:
     folder: str
     module: str
     binaries: dict[str, str]  # binary name -> main package
-    version_flags: tuple[str, ...] = field(default=())  # -X name=value, {version} filled in
+    # -X name=value, with {version}, {major}, {minor} and {commit} (a pseudo-version's
+    # revision) filled in
+    version_flags: tuple[str, ...] = field(default=())
 
     @property
     def path(self) -> Path:
@@ -44,8 +46,10 @@ class GoModule:
     def ldflags(self) -> str:
         version = self.version()
         major, minor = version.lstrip("v").split(".")[:2]
+        commit = version.rsplit("-", 1)[-1]
         stamps = [
-            flag.format(version=version, major=major, minor=minor) for flag in self.version_flags
+            flag.format(version=version, major=major, minor=minor, commit=commit)
+            for flag in self.version_flags
         ]
         return " ".join(["-s", "-w", *(f"-X {stamp}" for stamp in stamps)])
 
@@ -95,6 +99,18 @@ MODULES: dict[str, GoModule] = {
             module="helm.sh/helm/v3",
             binaries={"helm": "helm.sh/helm/v3/cmd/helm"},
             version_flags=("helm.sh/helm/v3/internal/version.version={version}",),
+        ),
+        GoModule(
+            folder="mc",
+            module="github.com/minio/mc",
+            binaries={"mc": "github.com/minio/mc"},
+            # What `mc --version` reports; without it "DEVELOPMENT.GOGET". Not the RELEASE.*
+            # tag: with one, a bare `mc` checks dl.min.io for updates.
+            version_flags=(
+                "github.com/minio/mc/cmd.Version={version}",
+                "github.com/minio/mc/cmd.ReleaseTag={version}",
+                "github.com/minio/mc/cmd.CommitID={commit}",
+            ),
         ),
     )
 }
