@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import secrets
 import shutil
 import urllib.request
@@ -41,6 +43,32 @@ class MinioServer:
 
     def client(self) -> Minio:
         return Minio(self.endpoint, self.access_key, self.secret_key, secure=False)
+
+    def put(self, bucket: str, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        """Store `data` (with `sha256` in its metadata, if given); its real SHA-256."""
+        metadata: dict[str, str | list[str] | tuple[str]] | None = (
+            {"sha256": sha256} if sha256 else None
+        )
+        self.client().put_object(bucket, key, io.BytesIO(data), len(data), metadata=metadata)
+        return hashlib.sha256(data).hexdigest()
+
+    def contents(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
+        """Every object under `prefix`, read whole: for small test data only."""
+        client = self.client()
+        found = {}
+        for item in client.list_objects(bucket, prefix=prefix, recursive=True):
+            response = client.get_object(bucket, item.object_name)
+            try:
+                found[str(item.object_name)] = response.read()
+            finally:
+                response.close()
+                response.release_conn()
+        return found
+
+    def open_uploads(self, bucket: str, key: str) -> list[str]:
+        """Ids of the multipart uploads still open for `key`."""
+        result = self.client()._list_multipart_uploads(bucket, prefix=key)
+        return [str(upload.upload_id) for upload in result.uploads]
 
     def stop(self) -> None:
         self.process.stop()
@@ -99,3 +127,17 @@ def start_minio(
         server.stop()
         raise
     return server
+
+
+def mc_env(*aliases: tuple[str, MinioServer], config_dir: Path) -> dict[str, str]:
+    """Environment for `mc` that names each server by an alias and keeps mc's state in
+    `config_dir`, so that nothing is written under ~/.mc.
+
+    The credentials go into MC_HOST_<alias> as they are: mc splits them off with a
+    pattern and does not URL-decode them.
+    """
+    env = {"MC_CONFIG_DIR": str(config_dir), "MC_UPDATE": "off"}
+    for alias, server in aliases:
+        credentials = f"{server.access_key}:{server.secret_key}"
+        env[f"MC_HOST_{alias}"] = f"http://{credentials}@{server.endpoint}"
+    return env

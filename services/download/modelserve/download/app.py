@@ -1,12 +1,64 @@
-"""The download service's FastAPI application."""
+"""The download service's FastAPI application: the API, and the workers beside it."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from modelserve.common.errors import error_body
 from modelserve.common.service import create_service_app
+from modelserve.common.tokens import TokenVerifier
+from modelserve.download.jobs import DatabaseUnavailable, Jobs
+from modelserve.download.objects import ObjectStore
+from modelserve.download.routes import downloads, models
 from modelserve.download.settings import DownloadSettings
+from modelserve.download.worker import Workers
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: DownloadSettings = app.state.settings
+    connections = settings.jobs * settings.parallel_parts + 2
+    upstream = ObjectStore("upstream", settings.upstream(), connections)
+    platform = ObjectStore("platform", settings.platform(), connections)
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        app.state.http = http
+        app.state.verifier = TokenVerifier.from_settings(settings.tokens, http)
+        jobs = await Jobs.open(
+            settings.database_url.get_secret_value(), settings.database_pool_size
+        )
+        app.state.jobs = jobs
+        workers = asyncio.create_task(Workers(settings, jobs, upstream, platform).run())
+        try:
+            yield
+        finally:
+            workers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await workers
+            await jobs.close()
+            upstream.close()
+            platform.close()
+
+
+async def _unavailable(_: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(
+        error_body("database_unavailable", str(error)),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
 
 
 def create_app(settings: DownloadSettings) -> FastAPI:
-    return create_service_app("download", settings)
+    app = create_service_app("download", settings, lifespan=lifespan)
+    app.add_exception_handler(DatabaseUnavailable, _unavailable)
+    app.include_router(downloads.router)
+    app.include_router(models.router)
+    return app

@@ -1,13 +1,101 @@
-"""Settings of the download service, read from DOWNLOAD_* environment variables."""
+"""Settings of the download service, read from DOWNLOAD_* environment variables.
+
+The platform store also answers to the seeds' names (MINIO_ENDPOINT, MINIO_BUCKET,
+MINIO_ACCESS_KEY, MINIO_SECRET_KEY, MINIO_SECURE) and the database to DATABASE_URL.
+"""
 
 from __future__ import annotations
 
+import socket
+
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from modelserve.common.settings import ServiceSettings
+from modelserve.common.tokens import TokenSettings
+from modelserve.download.objects import MIN_PART_SIZE, StoreConfig
+
+
+def _alias(name: str, seed: str | None = None) -> AliasChoices:
+    return AliasChoices(f"DOWNLOAD_{name}", *([seed] if seed else []))
 
 
 class DownloadSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="DOWNLOAD_")
+    model_config = SettingsConfigDict(env_prefix="DOWNLOAD_", populate_by_name=True)
 
     port: int = 8202
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://modelserve@localhost:5432/modelserve"),
+        validation_alias=_alias("DATABASE_URL", "DATABASE_URL"),
+    )
+    database_pool_size: int = Field(default=4, ge=1)
+
+    # The upstream ("quant") store models come from. Only the buckets listed may be named
+    # in a request; the first is where POST /download/{model_id} looks, under <model_id>/.
+    upstream_endpoint: str = "localhost:9000"
+    upstream_access_key: str = ""
+    upstream_secret_key: SecretStr = SecretStr("")
+    upstream_secure: bool = False
+    upstream_region: str | None = None
+    upstream_buckets: str = "llm-models"
+
+    # The platform store that model servers load from.
+    platform_endpoint: str = Field(
+        default="localhost:9000", validation_alias=_alias("PLATFORM_ENDPOINT", "MINIO_ENDPOINT")
+    )
+    platform_access_key: str = Field(
+        default="", validation_alias=_alias("PLATFORM_ACCESS_KEY", "MINIO_ACCESS_KEY")
+    )
+    platform_secret_key: SecretStr = Field(
+        default=SecretStr(""), validation_alias=_alias("PLATFORM_SECRET_KEY", "MINIO_SECRET_KEY")
+    )
+    platform_secure: bool = Field(
+        default=False, validation_alias=_alias("PLATFORM_SECURE", "MINIO_SECURE")
+    )
+    platform_region: str | None = None
+    platform_bucket: str = Field(
+        default="inference-models", validation_alias=_alias("PLATFORM_BUCKET", "MINIO_BUCKET")
+    )
+
+    # Users who are not admins may download when their contract allows it; without a
+    # contract service only admins and platform services may.
+    contract_url: str | None = Field(default=None, validation_alias=_alias("CONTRACT_URL"))
+
+    # Transfers: jobs run at once per replica, parts in flight per job and their size.
+    # Memory is about jobs x parallel_parts x part_size (bench/download_throughput.py).
+    jobs: int = Field(default=2, ge=1)
+    parallel_parts: int = Field(default=4, ge=1, le=64)
+    part_size: int = Field(default=16 << 20, ge=MIN_PART_SIZE)
+    # The first bytes of a GGUF file kept to read its header (vocabularies make it long).
+    gguf_header_bytes: int = Field(default=64 << 20, ge=1 << 20)
+    # A worker renews its hold on a job every progress_seconds; a job whose hold is older
+    # than lease_seconds belongs to a worker that died and is taken over.
+    progress_seconds: float = Field(default=1.0, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # Names this replica in the jobs table. Stable across restarts (a pod's name, the
+    # host's), so that a restarted service takes its own jobs back without waiting.
+    worker_id: str = Field(default_factory=socket.gethostname)
+    # How often idle workers look for jobs besides being told by PostgreSQL.
+    poll_seconds: float = Field(default=5.0, gt=0)
+
+    def upstream(self) -> StoreConfig:
+        return StoreConfig(
+            self.upstream_endpoint,
+            self.upstream_access_key,
+            self.upstream_secret_key,
+            self.upstream_secure,
+            self.upstream_region,
+        )
+
+    def platform(self) -> StoreConfig:
+        return StoreConfig(
+            self.platform_endpoint,
+            self.platform_access_key,
+            self.platform_secret_key,
+            self.platform_secure,
+            self.platform_region,
+        )
+
+    def allowed_buckets(self) -> list[str]:
+        return [bucket.strip() for bucket in self.upstream_buckets.split(",") if bucket.strip()]

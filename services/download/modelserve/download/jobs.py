@@ -1,0 +1,349 @@
+"""Download jobs and model records in PostgreSQL.
+
+Workers of any number of replicas claim jobs with `FOR UPDATE SKIP LOCKED` and hold
+them under a lease they renew with every progress report. Every write a worker makes
+is fenced by (claimed_by, attempts): a worker that lost its job (its lease ran out and
+another took over, or the job was cancelled) changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from sqlalchemy import create_engine
+from sqlmodel import SQLModel
+
+from modelserve.download.sources import Source
+from modelserve.download.tables import ACTIVE, RUNNING, Download, ModelRecord, State
+
+CHANNEL = "modelserve_downloads"
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """PostgreSQL cannot be reached right now: a 503 for clients, a pause for workers."""
+
+
+def create_schema(url: str) -> None:
+    """Tables created if missing; safe with several replicas starting at once."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('modelserve-download'))")
+            tables = [Download.__table__, ModelRecord.__table__]  # type: ignore[attr-defined]
+            SQLModel.metadata.create_all(conn, tables=tables)
+    finally:
+        engine.dispose()
+
+
+def _states(states: tuple[State, ...]) -> list[str]:
+    return [state.value for state in states]
+
+
+class Jobs:
+    def __init__(self, url: str, pool: AsyncConnectionPool) -> None:
+        self._url = url
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, size: int) -> Jobs:
+        await asyncio.to_thread(create_schema, url)
+        pool = AsyncConnectionPool(
+            url, min_size=1, max_size=size, timeout=5.0, kwargs={"autocommit": True}, open=False
+        )
+        await pool.open()
+        return cls(url, pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        try:
+            async with self._pool.connection() as conn:
+                return await work(conn)
+        except PoolTimeout as error:
+            raise DatabaseUnavailable("no database connection within 5 s") from error
+        except psycopg.OperationalError as error:
+            raise DatabaseUnavailable(f"the database is unavailable: {error}") from error
+
+    async def _one(self, query: str, params: dict[str, Any] | list[Any]) -> dict[str, Any] | None:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any] | None:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(query, params)
+                return await cur.fetchone()
+
+        return await self._run(work)
+
+    async def _all(self, query: str, params: dict[str, Any] | list[Any]) -> list[dict[str, Any]]:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(query, params)
+                return await cur.fetchall()
+
+        return await self._run(work)
+
+    # --- what clients ask -----------------------------------------------------------------
+
+    async def submit(
+        self,
+        model_id: str,
+        source: Source,
+        *,
+        name: str | None,
+        sha256: str | None,
+        requested_by: str,
+    ) -> tuple[Download, bool]:
+        """Queue a download of `model_id`, or return the one that is queued, running or
+        ready already. The flag says whether this call queued it."""
+        params = {
+            "model_id": model_id,
+            "bucket": source.bucket,
+            "key": source.key,
+            "prefix": source.prefix,
+            "name": name,
+            "sha256": sha256,
+            "requested_by": requested_by,
+            "finished": _states((State.FAILED, State.CANCELLED)),
+        }
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> tuple[Download, bool]:
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                # A failed or cancelled job is queued again; any other is left as it is.
+                await cur.execute(
+                    """
+                    INSERT INTO downloads (model_id, source_bucket, source_key, source_prefix,
+                                           name, expected_sha256, state, requested_by)
+                    VALUES (%(model_id)s, %(bucket)s, %(key)s, %(prefix)s, %(name)s,
+                            %(sha256)s, 'queued', %(requested_by)s)
+                    ON CONFLICT (model_id) DO UPDATE SET
+                        source_bucket = excluded.source_bucket,
+                        source_key = excluded.source_key,
+                        source_prefix = excluded.source_prefix,
+                        name = excluded.name,
+                        expected_sha256 = excluded.expected_sha256,
+                        requested_by = excluded.requested_by,
+                        state = 'queued', error_code = NULL, error = NULL, bytes_done = 0,
+                        files_done = 0, rate = NULL, claimed_by = NULL, lease_until = NULL,
+                        created_at = now(), updated_at = now(), started_at = NULL,
+                        finished_at = NULL
+                    WHERE downloads.state = ANY(%(finished)s)
+                    RETURNING *
+                    """,
+                    params,
+                )
+                row = await cur.fetchone()
+                if row is not None:
+                    await cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, model_id])
+                    return Download.model_validate(row), True
+                await cur.execute("SELECT * FROM downloads WHERE model_id = %s", [model_id])
+                existing = await cur.fetchone()
+                return Download.model_validate(existing), False
+
+        return await self._run(work)
+
+    async def get(self, model_id: str) -> Download | None:
+        row = await self._one("SELECT * FROM downloads WHERE model_id = %s", [model_id])
+        return Download.model_validate(row) if row else None
+
+    async def recent(
+        self, *, state: State | None = None, requested_by: str | None = None, limit: int = 100
+    ) -> list[Download]:
+        rows = await self._all(
+            """
+            SELECT * FROM downloads
+            WHERE (%(state)s::text IS NULL OR state = %(state)s)
+              AND (%(who)s::text IS NULL OR requested_by = %(who)s)
+            ORDER BY created_at DESC LIMIT %(limit)s
+            """,
+            {"state": state.value if state else None, "who": requested_by, "limit": limit},
+        )
+        return [Download.model_validate(row) for row in rows]
+
+    async def cancel(self, model_id: str) -> Download | None:
+        """Cancel a queued or running job (its worker notices at its next report)."""
+        row = await self._one(
+            """
+            UPDATE downloads SET state = 'cancelled', error_code = 'cancelled',
+                error = 'cancelled on request', finished_at = now(), updated_at = now()
+            WHERE model_id = %s AND state = ANY(%s) RETURNING *
+            """,
+            [model_id, _states(ACTIVE)],
+        )
+        return Download.model_validate(row) if row else None
+
+    async def retry(self, model_id: str) -> Download | None:
+        """Queue a failed or cancelled job again."""
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> Download | None:
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    """
+                    UPDATE downloads SET state = 'queued', error_code = NULL, error = NULL,
+                        bytes_done = 0, files_done = 0, rate = NULL, claimed_by = NULL,
+                        lease_until = NULL, started_at = NULL, finished_at = NULL,
+                        updated_at = now()
+                    WHERE model_id = %s AND state = ANY(%s) RETURNING *
+                    """,
+                    [model_id, _states((State.FAILED, State.CANCELLED))],
+                )
+                row = await cur.fetchone()
+                if row is not None:
+                    await cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, model_id])
+                return Download.model_validate(row) if row else None
+
+        return await self._run(work)
+
+    async def models(self) -> list[ModelRecord]:
+        rows = await self._all("SELECT * FROM models WHERE state = 'ready' ORDER BY name, id", [])
+        return [ModelRecord.model_validate(row) for row in rows]
+
+    async def model(self, model_id: str) -> ModelRecord | None:
+        row = await self._one("SELECT * FROM models WHERE id = %s", [model_id])
+        return ModelRecord.model_validate(row) if row else None
+
+    # --- what workers do ------------------------------------------------------------------
+
+    async def release_own(self, worker: str) -> int:
+        """At start-up: give up the jobs this worker held before a restart, so that they
+        are taken over now rather than when their lease runs out."""
+        rows = await self._all(
+            """
+            UPDATE downloads SET lease_until = now() - interval '1 second', updated_at = now()
+            WHERE claimed_by = %s AND state = ANY(%s) RETURNING model_id
+            """,
+            [worker, _states(RUNNING)],
+        )
+        return len(rows)
+
+    async def claim(self, worker: str, lease: float) -> Download | None:
+        """The oldest queued job, or one whose worker died (its lease ran out)."""
+        row = await self._one(
+            """
+            UPDATE downloads SET state = 'transferring', attempts = attempts + 1,
+                claimed_by = %(worker)s, lease_until = now() + make_interval(secs => %(lease)s),
+                bytes_done = 0, files_done = 0, rate = NULL,
+                started_at = now(), updated_at = now()
+            WHERE model_id = (
+                SELECT model_id FROM downloads
+                WHERE state = 'queued' OR (state = ANY(%(running)s) AND lease_until < now())
+                ORDER BY created_at
+                FOR UPDATE SKIP LOCKED
+                LIMIT 1
+            )
+            RETURNING *
+            """,
+            {"worker": worker, "lease": lease, "running": _states(RUNNING)},
+        )
+        return Download.model_validate(row) if row else None
+
+    async def report(
+        self,
+        job: Download,
+        lease: float,
+        *,
+        state: State | None = None,
+        bytes_done: int | None = None,
+        bytes_total: int | None = None,
+        files_done: int | None = None,
+        files_total: int | None = None,
+        rate: float | None = None,
+    ) -> bool:
+        """Progress, and the lease renewed; False when the job is no longer this worker's
+        (cancelled, or taken over)."""
+        row = await self._one(
+            """
+            UPDATE downloads SET
+                state = coalesce(%(state)s, state),
+                bytes_done = coalesce(%(bytes_done)s, bytes_done),
+                bytes_total = coalesce(%(bytes_total)s, bytes_total),
+                files_done = coalesce(%(files_done)s, files_done),
+                files_total = coalesce(%(files_total)s, files_total),
+                rate = coalesce(%(rate)s, rate),
+                lease_until = now() + make_interval(secs => %(lease)s),
+                updated_at = now()
+            WHERE model_id = %(model_id)s AND claimed_by = %(worker)s
+              AND attempts = %(attempts)s AND state = ANY(%(running)s)
+            RETURNING model_id
+            """,
+            {
+                "state": state.value if state else None,
+                "bytes_done": bytes_done,
+                "bytes_total": bytes_total,
+                "files_done": files_done,
+                "files_total": files_total,
+                "rate": rate,
+                "lease": lease,
+                "model_id": job.model_id,
+                "worker": job.claimed_by,
+                "attempts": job.attempts,
+                "running": _states(RUNNING),
+            },
+        )
+        return row is not None
+
+    async def fail(self, job: Download, code: str, message: str) -> bool:
+        row = await self._one(
+            """
+            UPDATE downloads SET state = 'failed', error_code = %s, error = %s,
+                finished_at = now(), updated_at = now(), lease_until = NULL
+            WHERE model_id = %s AND claimed_by = %s AND attempts = %s AND state = ANY(%s)
+            RETURNING model_id
+            """,
+            [code, message, job.model_id, job.claimed_by, job.attempts, _states(RUNNING)],
+        )
+        return row is not None
+
+    async def finish(self, job: Download, record: ModelRecord) -> bool:
+        """Mark the job ready and write its model record, both or neither."""
+        values = record.model_dump(exclude={"created_at", "updated_at"})
+        values["files"] = Jsonb(values["files"])
+        columns = list(values)
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> bool:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    """
+                    UPDATE downloads SET state = 'ready', finished_at = now(), updated_at = now(),
+                        lease_until = NULL, bytes_done = coalesce(bytes_total, bytes_done),
+                        files_done = coalesce(files_total, files_done)
+                    WHERE model_id = %s AND claimed_by = %s AND attempts = %s
+                      AND state = ANY(%s)
+                    """,
+                    [job.model_id, job.claimed_by, job.attempts, _states(RUNNING)],
+                )
+                if cur.rowcount != 1:
+                    return False
+                await conn.execute(
+                    f"INSERT INTO models ({', '.join(columns)})"
+                    f" VALUES ({', '.join(f'%({c})s' for c in columns)})"
+                    " ON CONFLICT (id) DO UPDATE SET "
+                    + ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
+                    + ", updated_at = now()",
+                    values,
+                )
+                return True
+
+        return await self._run(work)
+
+    async def listen(self, wake: asyncio.Event, retry: float = 2.0) -> None:
+        """Set `wake` whenever a job is queued, by any replica; runs until cancelled."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    wake.set()  # notifications sent while not listening are lost
+                    async for _ in conn.notifies():
+                        wake.set()
+            except psycopg.OperationalError as error:
+                logger.warning("job notifications: %s; listening again in %.0f s", error, retry)
+            await asyncio.sleep(retry)

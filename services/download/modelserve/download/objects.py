@@ -1,0 +1,225 @@
+"""The two object stores, behind the few calls a transfer needs.
+
+Parts are uploaded one by one so that a model stays invisible until every file of it is
+complete and verified: S3 shows a multipart upload only once it is completed, and an
+aborted one leaves nothing. The `minio` package does multipart uploads only inside
+`put_object`, which completes them itself, so this module calls its per-request methods
+(`_create_multipart_upload`, `_upload_part`, ...) and nothing else does; the package is
+pinned below 8 for that reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from minio import Minio
+from minio.datatypes import Part
+from minio.error import S3Error
+from pydantic import SecretStr
+
+# S3's limits on multipart uploads.
+MIN_PART_SIZE = 5 << 20
+MAX_PARTS = 10_000
+
+# S3 error codes, in the words a person asking for a download needs.
+_CREDENTIALS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+
+
+class StoreError(RuntimeError):
+    """A store refused or failed a request; `code` is stable, `message` for people."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+def explain(error: BaseException, store: str, what: str) -> StoreError:
+    """`error` from a request about `what` on the `store` store, as a StoreError."""
+    if isinstance(error, StoreError):
+        return error
+    if isinstance(error, S3Error):
+        if error.code == "NoSuchBucket":
+            return StoreError("unknown_bucket", f"the {store} store has no bucket {what}")
+        if error.code in ("NoSuchKey", "NoSuchObject"):
+            return StoreError("object_not_found", f"the {store} store has no object {what}")
+        if error.code == "PreconditionFailed":
+            return StoreError("source_changed", f"{what} changed in the {store} store meanwhile")
+        if error.code in _CREDENTIALS:
+            return StoreError(
+                "store_credentials",
+                f"the {store} store refused the credentials for {what} ({error.code})",
+            )
+        return StoreError(
+            "store_error", f"the {store} store answered {error.code} for {what}: {error.message}"
+        )
+    return StoreError(
+        "store_unreachable", f"the {store} store is unreachable ({error})", retryable=True
+    )
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    endpoint: str  # host:port
+    access_key: str
+    secret_key: SecretStr
+    secure: bool = False
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    metadata: dict[str, str]
+
+    @property
+    def sha256(self) -> str | None:
+        """A checksum the producer put in the object's metadata (x-amz-meta-sha256)."""
+        for name, value in self.metadata.items():
+            if name.lower() in ("x-amz-meta-sha256", "sha256"):
+                return value.strip().lower()
+        return None
+
+
+class ObjectStore:
+    """One store, one connection pool, used from many threads at once."""
+
+    def __init__(self, name: str, config: StoreConfig, connections: int) -> None:
+        self.name = name
+        http = urllib3.PoolManager(
+            maxsize=connections,
+            block=True,
+            timeout=urllib3.Timeout(connect=10, read=120),
+            retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503)),
+        )
+        self._client = Minio(
+            config.endpoint,
+            access_key=config.access_key,
+            secret_key=config.secret_key.get_secret_value(),
+            secure=config.secure,
+            region=config.region,
+            http_client=http,
+        )
+        self._http = http
+
+    def close(self) -> None:
+        self._http.clear()
+
+    def _fail(self, error: BaseException, what: str) -> StoreError:
+        return explain(error, self.name, what)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo:
+        try:
+            stat = self._client.stat_object(bucket, key)
+        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
+            raise self._fail(error, f"s3://{bucket}/{key}") from error
+        return ObjectInfo(
+            key, int(stat.size or 0), str(stat.etag).strip('"'), dict(stat.metadata or {})
+        )
+
+    def objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            for item in self._client.list_objects(bucket, prefix=prefix, recursive=True):
+                if item.is_dir:
+                    continue
+                yield ObjectInfo(
+                    str(item.object_name), int(item.size or 0), str(item.etag).strip('"'), {}
+                )
+        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
+            raise self._fail(error, f"s3://{bucket}/{prefix}") from error
+
+    def read(
+        self, bucket: str, key: str, offset: int, length: int, etag: str | None = None
+    ) -> bytes:
+        """`length` bytes of an object from `offset` (of the version with `etag`, if
+        given); a short read is an error."""
+        response: Any = None
+        headers: dict[str, str | list[str] | tuple[str]] | None = (
+            {"If-Match": f'"{etag}"'} if etag else None
+        )
+        try:
+            response = self._client.get_object(
+                bucket, key, offset=offset, length=length, request_headers=headers
+            )
+            data: bytes = response.read()
+        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
+            raise self._fail(error, f"s3://{bucket}/{key}") from error
+        finally:
+            if response is not None:
+                response.close()
+                response.release_conn()
+        if len(data) != length:
+            raise StoreError(
+                "short_read",
+                f"s3://{bucket}/{key} gave {len(data)} bytes at {offset}, not {length}: "
+                "did it change during the download?",
+                retryable=True,
+            )
+        return data
+
+    def exists(self, bucket: str) -> bool:
+        try:
+            return bool(self._client.bucket_exists(bucket))
+        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
+            raise self._fail(error, bucket) from error
+
+    # --- writing: multipart uploads -------------------------------------------------------
+
+    def create_upload(self, bucket: str, key: str) -> str:
+        try:
+            upload_id: str = self._client._create_multipart_upload(
+                bucket, key, {"Content-Type": "application/octet-stream"}
+            )
+        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
+            raise self._fail(error, f"s3://{bucket}/{key}") from error
+        return upload_id
+
+    def upload_part(self, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> str:
+        try:
+            etag: str = self._client._upload_part(bucket, key, data, None, upload_id, number)
+        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
+            raise self._fail(error, f"s3://{bucket}/{key}") from error
+        return etag
+
+    def complete_upload(self, bucket: str, key: str, upload_id: str, etags: list[str]) -> None:
+        parts = [Part(number, etag) for number, etag in enumerate(etags, start=1)]
+        try:
+            self._client._complete_multipart_upload(bucket, key, upload_id, parts)
+        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
+            raise self._fail(error, f"s3://{bucket}/{key}") from error
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            self._client._abort_multipart_upload(bucket, key, upload_id)
+        except S3Error as error:
+            if error.code != "NoSuchUpload":
+                raise self._fail(error, f"s3://{bucket}/{key}") from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise self._fail(error, f"s3://{bucket}/{key}") from error
+
+    def open_uploads(self, bucket: str, key: str) -> list[str]:
+        """Ids of multipart uploads still open for `key` (one page: call again after
+        aborting them). MinIO lists uploads by object name, not by folder."""
+        try:
+            result = self._client._list_multipart_uploads(bucket, prefix=key)
+        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
+            raise self._fail(error, f"s3://{bucket}/{key}") from error
+        return [str(upload.upload_id) for upload in result.uploads if upload.object_name == key]
+
+    def remove_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object under `prefix`; how many there were."""
+        removed = 0
+        for info in list(self.objects(bucket, prefix)):
+            try:
+                self._client.remove_object(bucket, info.key)
+            except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
+                raise self._fail(error, f"s3://{bucket}/{info.key}") from error
+            removed += 1
+        return removed

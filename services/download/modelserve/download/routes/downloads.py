@@ -1,0 +1,199 @@
+"""Download jobs: start one (the seeds' form or naming the source), follow, list, cancel,
+retry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from modelserve.common.auth import Caller
+from modelserve.common.errors import ApiError
+from modelserve.common.tokens import Claims
+from modelserve.download.access import check_download, may_manage
+from modelserve.download.deps import HttpDep, JobsDep, SettingsDep
+from modelserve.download.jobs import Jobs
+from modelserve.download.records import DownloadStatus, status
+from modelserve.download.settings import DownloadSettings
+from modelserve.download.sources import (
+    InvalidSource,
+    Source,
+    check_model_id,
+    check_sha256,
+    source_model_id,
+)
+from modelserve.download.tables import Download, State
+
+router = APIRouter(tags=["downloads"])
+
+
+class DownloadOptions(BaseModel):
+    """The optional body of POST /download/{model_id}."""
+
+    name: str | None = Field(default=None, max_length=256)
+    sha256: str | None = Field(default=None, description="expected SHA-256 of a single file")
+
+
+class DownloadRequest(DownloadOptions):
+    """POST /downloads: a download naming its source."""
+
+    bucket: str | None = Field(default=None, description="upstream bucket; the default if left out")
+    key: str | None = Field(default=None, description="one object: a single-file model")
+    prefix: str | None = Field(default=None, description="a folder: every object under it")
+    model_id: str | None = Field(
+        default=None, description="the model's id; left out, one derived from the source"
+    )
+
+
+def _invalid(error: InvalidSource) -> ApiError:
+    return ApiError(422, error.code, str(error))
+
+
+async def _start(
+    model_id: str,
+    source: Source,
+    options: DownloadOptions,
+    *,
+    claims: Claims,
+    request: Request,
+    response: Response,
+    jobs: Jobs,
+    settings: DownloadSettings,
+    http: HttpDep,
+) -> DownloadStatus:
+    allowed = settings.allowed_buckets()
+    if "*" not in allowed and source.bucket not in allowed:
+        raise ApiError(
+            422,
+            "bucket_not_allowed",
+            f"downloads come from bucket {', '.join(allowed)}, not {source.bucket}",
+        )
+    try:
+        sha256 = check_sha256(options.sha256)
+    except InvalidSource as error:
+        raise _invalid(error) from error
+    await check_download(
+        claims,
+        request.headers.get("authorization"),
+        options.name or model_id,
+        contract_url=settings.contract_url,
+        http=http,
+    )
+    job, queued = await jobs.submit(
+        model_id, source, name=options.name, sha256=sha256, requested_by=claims.sub
+    )
+    response.status_code = 202 if queued else 200
+    return status(job)
+
+
+@router.post("/download/{model_id}", status_code=202)
+async def download_model(
+    model_id: str,
+    claims: Caller,
+    request: Request,
+    response: Response,
+    jobs: JobsDep,
+    settings: SettingsDep,
+    http: HttpDep,
+    options: Annotated[DownloadOptions | None, Body()] = None,
+) -> DownloadStatus:
+    """Copy the upstream model `<model_id>/` of the default bucket (the seeds' call).
+
+    202 when this queued it; 200 when it was already queued, copying or ready.
+    """
+    try:
+        source = Source(settings.allowed_buckets()[0], prefix=check_model_id(model_id))
+    except InvalidSource as error:
+        raise _invalid(error) from error
+    return await _start(
+        model_id,
+        source,
+        options or DownloadOptions(),
+        claims=claims,
+        request=request,
+        response=response,
+        jobs=jobs,
+        settings=settings,
+        http=http,
+    )
+
+
+@router.post("/downloads", status_code=202)
+async def download_source(
+    body: DownloadRequest,
+    claims: Caller,
+    request: Request,
+    response: Response,
+    jobs: JobsDep,
+    settings: SettingsDep,
+    http: HttpDep,
+) -> DownloadStatus:
+    """Copy one object (`key`) or a folder (`prefix`) of an upstream bucket."""
+    try:
+        source = Source(
+            body.bucket or settings.allowed_buckets()[0], key=body.key, prefix=body.prefix
+        )
+        model_id = check_model_id(body.model_id) if body.model_id else source_model_id(source)
+    except InvalidSource as error:
+        raise _invalid(error) from error
+    return await _start(
+        model_id,
+        source,
+        body,
+        claims=claims,
+        request=request,
+        response=response,
+        jobs=jobs,
+        settings=settings,
+        http=http,
+    )
+
+
+async def _job(jobs: Jobs, model_id: str) -> Download:
+    job = await jobs.get(model_id)
+    if job is None:
+        raise ApiError(404, "download_not_found", f"no download of model {model_id}")
+    return job
+
+
+@router.get("/status/{model_id}")
+async def download_status(model_id: str, _: Caller, jobs: JobsDep) -> DownloadStatus:
+    """State, bytes done and total, rate and ETA of the model's download."""
+    return status(await _job(jobs, model_id))
+
+
+@router.get("/downloads")
+async def list_downloads(
+    claims: Caller,
+    jobs: JobsDep,
+    state: State | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DownloadStatus]:
+    """Newest first: every download for admins and services, one's own for users."""
+    mine = None if claims.is_admin or claims.is_service else claims.sub
+    return [status(job) for job in await jobs.recent(state=state, requested_by=mine, limit=limit)]
+
+
+@router.post("/download/{model_id}/cancel")
+async def cancel_download(model_id: str, claims: Caller, jobs: JobsDep) -> DownloadStatus:
+    """Stop a queued or running download; it leaves nothing in the platform store."""
+    job = await _job(jobs, model_id)
+    if not may_manage(claims, job.requested_by):
+        raise ApiError(403, "not_owner", f"the download of {model_id} is {job.requested_by}'s")
+    cancelled = await jobs.cancel(model_id)
+    if cancelled is None:
+        raise ApiError(409, "not_running", f"the download of {model_id} is {job.state}")
+    return status(cancelled)
+
+
+@router.post("/download/{model_id}/retry", status_code=202)
+async def retry_download(model_id: str, claims: Caller, jobs: JobsDep) -> DownloadStatus:
+    """Queue a failed or cancelled download again."""
+    job = await _job(jobs, model_id)
+    if not may_manage(claims, job.requested_by):
+        raise ApiError(403, "not_owner", f"the download of {model_id} is {job.requested_by}'s")
+    queued = await jobs.retry(model_id)
+    if queued is None:
+        raise ApiError(409, "not_finished", f"the download of {model_id} is {job.state}")
+    return status(queued)

@@ -1,0 +1,198 @@
+"""The workers of one replica: claim a job, copy it, report progress, finish or fail.
+
+The copy runs in threads (`transfers`); this module only orchestrates it from the event
+loop: a report every `progress_seconds` renews the job's lease, and a report that finds
+the job cancelled (or taken over) stops the copy, which then leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from modelserve.download.gguf_metadata import GgufMetadata, read_metadata
+from modelserve.download.jobs import DatabaseUnavailable, Jobs
+from modelserve.download.objects import ObjectStore, StoreError
+from modelserve.download.records import build_record
+from modelserve.download.settings import DownloadSettings
+from modelserve.download.sources import InvalidSource, Source, check_sha256
+from modelserve.download.tables import Download, State
+from modelserve.download.transfers import Cancelled, Transfer, TransferFailed, plan
+
+logger = logging.getLogger(__name__)
+
+
+class Lost(RuntimeError):
+    """The job is no longer this worker's: cancelled, or taken over by another."""
+
+
+def job_source(job: Download) -> Source:
+    return Source(job.source_bucket, key=job.source_key, prefix=job.source_prefix)
+
+
+class Workers:
+    def __init__(
+        self, settings: DownloadSettings, jobs: Jobs, upstream: ObjectStore, platform: ObjectStore
+    ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.upstream = upstream
+        self.platform = platform
+        self.wake = asyncio.Event()
+
+    async def run(self) -> None:
+        """`settings.jobs` workers and a listener that wakes them; until cancelled."""
+        await self._take_back()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.jobs.listen(self.wake))
+            for _ in range(self.settings.jobs):
+                group.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                job = await self.jobs.claim(self.settings.worker_id, self.settings.lease_seconds)
+            except DatabaseUnavailable as error:
+                logger.warning("no jobs claimed: %s", error)
+                job = None
+            if job is None:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.settings.poll_seconds)
+                continue
+            await self.process(job)
+
+    async def _take_back(self) -> None:
+        """Jobs this worker held before it restarted are taken over at once."""
+        while True:
+            try:
+                released = await self.jobs.release_own(self.settings.worker_id)
+            except DatabaseUnavailable as error:
+                logger.warning("jobs of an earlier run not released yet: %s", error)
+                await asyncio.sleep(self.settings.poll_seconds)
+                continue
+            if released:
+                logger.info("taking back %d download(s) interrupted by a restart", released)
+            return
+
+    async def process(self, job: Download) -> None:
+        """One attempt at one job, to ready or failed (or nothing, if it was lost)."""
+        logger.info("download %s: attempt %d", job.model_id, job.attempts)
+        transfer: Transfer | None = None
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"download-{job.model_id}-") as workdir:
+                transfer = await self._prepare(job, Path(workdir))
+                await self._copy(job, transfer)
+                await self._report(job, transfer, state=State.VERIFYING)
+                outcome = transfer.verify()
+                metadata = await self._metadata(outcome.header)
+                record = build_record(
+                    job, transfer.plan, outcome, metadata, self.settings.platform_bucket
+                )
+                await asyncio.to_thread(transfer.commit)
+                if not await self.jobs.finish(job, record):
+                    raise Lost("cancelled or taken over before it was recorded")
+                logger.info("download %s: ready (%s)", job.model_id, record.uri)
+        except (Lost, Cancelled) as error:
+            logger.info("download %s stopped: %s", job.model_id, error)
+            await self._discard(transfer)
+        except (TransferFailed, StoreError, InvalidSource) as error:
+            logger.warning("download %s failed: %s", job.model_id, error)
+            await self._discard(transfer)
+            await self._fail(job, error.code, str(error))
+        except DatabaseUnavailable as error:
+            # Nothing can be recorded; the lease runs out and the job is claimed again.
+            logger.warning("download %s: %s", job.model_id, error)
+            await self._discard(transfer)
+
+    async def _prepare(self, job: Download, workdir: Path) -> Transfer:
+        source = job_source(job)
+        copy = await asyncio.to_thread(
+            plan, self.upstream, source, job.model_id, check_sha256(job.expected_sha256)
+        )
+        transfer = Transfer(
+            self.upstream,
+            self.platform,
+            self.settings.platform_bucket,
+            copy,
+            part_size=self.settings.part_size,
+            parallel=self.settings.parallel_parts,
+            workdir=workdir,
+            header_bytes=self.settings.gguf_header_bytes,
+        )
+        if not await self.jobs.report(
+            job,
+            self.settings.lease_seconds,
+            bytes_total=copy.size,
+            files_total=len(copy.files),
+        ):
+            raise Lost("cancelled before it started")
+        if job.attempts > 1:
+            await asyncio.to_thread(transfer.clear_leftovers)
+        return transfer
+
+    async def _copy(self, job: Download, transfer: Transfer) -> None:
+        started = time.monotonic()
+        copying = asyncio.ensure_future(asyncio.to_thread(transfer.copy))
+        try:
+            while True:
+                done, _ = await asyncio.wait({copying}, timeout=self.settings.progress_seconds)
+                elapsed = max(time.monotonic() - started, 1e-3)
+                rate = transfer.progress.bytes_done / elapsed
+                if done:
+                    copying.result()
+                    await self._report(job, transfer, rate=rate)
+                    return
+                await self._report(job, transfer, rate=rate)
+        except BaseException:
+            transfer.stop.set()
+            with contextlib.suppress(BaseException):
+                await copying
+            raise
+
+    async def _report(
+        self,
+        job: Download,
+        transfer: Transfer,
+        *,
+        state: State | None = None,
+        rate: float | None = None,
+    ) -> None:
+        progress = transfer.progress
+        if not await self.jobs.report(
+            job,
+            self.settings.lease_seconds,
+            state=state,
+            bytes_done=progress.bytes_done,
+            files_done=progress.files_done,
+            rate=rate,
+        ):
+            raise Lost("cancelled, or taken over by another worker")
+
+    async def _metadata(self, header: Path | None) -> GgufMetadata | None:
+        if header is None:
+            return None
+        try:
+            return await asyncio.to_thread(read_metadata, header)
+        except ValueError as error:
+            # A model whose header cannot be read is still a model; its record says less.
+            logger.warning("GGUF metadata not read: %s", error)
+            return None
+
+    async def _discard(self, transfer: Transfer | None) -> None:
+        if transfer is None:
+            return
+        try:
+            await asyncio.to_thread(transfer.discard)
+        except StoreError as error:
+            logger.warning("leftovers of %s not removed: %s", transfer.plan.model_id, error)
+
+    async def _fail(self, job: Download, code: str, message: str) -> None:
+        try:
+            await self.jobs.fail(job, code, message)
+        except DatabaseUnavailable as error:
+            logger.warning("failure of %s not recorded: %s", job.model_id, error)

@@ -1,0 +1,127 @@
+"""Fixtures for the download service: the real service as a process, on real PostgreSQL
+and the test bed's two real MinIO stores."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+from pydantic import SecretStr
+
+from modelserve.common.tokens import TokenSettings, TokenSigner
+from modelserve.testbed.objectstores import MinioServer
+from modelserve.testbed.platform import RunningService, start_service
+from modelserve.testbed.polling import wait_for
+
+SECRET = "download-tests-secret-of-at-least-32-bytes"
+FINISHED = ("ready", "failed", "cancelled")
+
+
+@pytest.fixture(scope="session")
+def signer() -> TokenSigner:
+    return TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET)))
+
+
+@pytest.fixture
+def download_database(database_url: str) -> Iterator[str]:
+    """The service's tables in a schema of their own, for one test."""
+    schema = f"download_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    yield f"{database_url}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def download_env(
+    download_database: str,
+    upstream_store: MinioServer,
+    upstream_bucket: str,
+    platform_store: MinioServer,
+    platform_bucket: str,
+) -> dict[str, str]:
+    """The service's settings for this test's buckets and schema (override as needed)."""
+    return {
+        "JWT_SECRET": SECRET,
+        "DOWNLOAD_DATABASE_URL": download_database,
+        "DOWNLOAD_UPSTREAM_ENDPOINT": upstream_store.endpoint,
+        "DOWNLOAD_UPSTREAM_ACCESS_KEY": upstream_store.access_key,
+        "DOWNLOAD_UPSTREAM_SECRET_KEY": upstream_store.secret_key,
+        "DOWNLOAD_UPSTREAM_BUCKETS": upstream_bucket,
+        "DOWNLOAD_PLATFORM_ENDPOINT": platform_store.endpoint,
+        "DOWNLOAD_PLATFORM_ACCESS_KEY": platform_store.access_key,
+        "DOWNLOAD_PLATFORM_SECRET_KEY": platform_store.secret_key,
+        "DOWNLOAD_PLATFORM_BUCKET": platform_bucket,
+        "DOWNLOAD_WORKER_ID": f"worker-{uuid.uuid4().hex[:6]}",
+        # Small parts: a test model of a few MiB still spans several parts.
+        "DOWNLOAD_PART_SIZE": str(5 << 20),
+        "DOWNLOAD_PROGRESS_SECONDS": "0.2",
+        "DOWNLOAD_POLL_SECONDS": "1",
+    }
+
+
+@pytest.fixture
+def start_download(
+    download_env: dict[str, str], testbed_dir: Path
+) -> Iterator[Callable[..., RunningService]]:
+    """`start_download(**overrides)`: the service as a process, stopped after the test."""
+    started: list[RunningService] = []
+
+    def start(**overrides: str) -> RunningService:
+        service = start_service("download", testbed_dir / "logs", {**download_env, **overrides})
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def download(start_download: Callable[..., RunningService]) -> RunningService:
+    return start_download()
+
+
+@pytest.fixture
+def client(download: RunningService, signer: TokenSigner) -> Iterator[Callable[..., httpx.Client]]:
+    """`client(subject, roles=…)`: an HTTP client of the service with that person's token."""
+    clients: list[httpx.Client] = []
+
+    def make(subject: str = "alice", roles: tuple[str, ...] = ()) -> httpx.Client:
+        made = httpx.Client(
+            base_url=download.url,
+            headers={"Authorization": f"Bearer {signer.sign(subject, roles=roles)}"},
+            timeout=30,
+        )
+        clients.append(made)
+        return made
+
+    yield make
+    for made in clients:
+        made.close()
+
+
+@pytest.fixture
+def admin(client: Callable[..., httpx.Client]) -> httpx.Client:
+    return client("root", roles=("admin",))
+
+
+@pytest.fixture
+def wait_finished() -> Callable[..., dict[str, Any]]:
+    """`wait_finished(client, model_id)`: the download's status once it has ended."""
+
+    def wait(client: httpx.Client, model_id: str, timeout: float = 120) -> dict[str, Any]:
+        def finished() -> dict[str, Any] | None:
+            job: dict[str, Any] = client.get(f"/status/{model_id}").json()
+            return job if job["state"] in FINISHED else None
+
+        return wait_for(finished, timeout=timeout, what=f"the download of {model_id} to end")
+
+    return wait
