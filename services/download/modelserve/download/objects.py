@@ -126,12 +126,17 @@ class ObjectStore:
 
     def objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         try:
-            for item in self._client.list_objects(bucket, prefix=prefix, recursive=True):
+            # With user metadata (a MinIO extension; S3 ignores it): a checksum the
+            # producer set is then known without one HEAD request per file.
+            listing = self._client.list_objects(
+                bucket, prefix=prefix, recursive=True, include_user_meta=True
+            )
+            for item in listing:
                 if item.is_dir:
                     continue
-                yield ObjectInfo(
-                    str(item.object_name), int(item.size or 0), str(item.etag).strip('"'), {}
-                )
+                metadata = {str(k): str(v) for k, v in (item.metadata or {}).items()}
+                etag = str(item.etag).strip('"')
+                yield ObjectInfo(str(item.object_name), int(item.size or 0), etag, metadata)
         except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
             raise self._fail(error, f"s3://{bucket}/{prefix}") from error
 

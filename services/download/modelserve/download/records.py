@@ -7,7 +7,13 @@ import datetime as dt
 from pydantic import BaseModel
 
 from modelserve.download.gguf_metadata import GgufMetadata
-from modelserve.download.sources import default_name, model_format, storage_prefix
+from modelserve.download.sources import (
+    MANIFEST,
+    default_name,
+    folder_digest,
+    model_format,
+    storage_prefix,
+)
 from modelserve.download.tables import Download, ModelRecord, State
 from modelserve.download.transfers import Outcome, Plan
 
@@ -15,9 +21,14 @@ from modelserve.download.transfers import Outcome, Plan
 def build_record(
     job: Download, plan: Plan, outcome: Outcome, metadata: GgufMetadata | None, bucket: str
 ) -> ModelRecord:
+    """A model of one file (besides a manifest) is that file: its key and SHA-256. Any
+    other is its folder, with the digest of its listing (`sources.folder_digest`)."""
     paths = [file.path for file in plan.files]
-    single = plan.source.key is not None
-    storage_key = plan.files[0].key if single else storage_prefix(plan.model_id)
+    weights = [file for file in plan.files if file.path != MANIFEST]
+    if len(weights) == 1:
+        storage_key, sha256 = weights[0].key, outcome.files[weights[0].path]
+    else:
+        storage_key, sha256 = storage_prefix(plan.model_id), folder_digest(outcome.files)
     manifest = plan.manifest
     name = (
         job.name
@@ -30,7 +41,7 @@ def build_record(
         name=name,
         format=(manifest.format if manifest and manifest.format else None) or model_format(paths),
         size=plan.size,
-        sha256=outcome.sha256,
+        sha256=sha256,
         verified=outcome.verified,
         source=plan.source.uri,
         bucket=bucket,

@@ -26,7 +26,6 @@ from modelserve.download.sources import (
     Manifest,
     Source,
     check_path,
-    folder_digest,
     parse_manifest,
     storage_prefix,
 )
@@ -186,7 +185,6 @@ class _Upload:
 
 @dataclass(frozen=True)
 class Outcome:
-    sha256: str  # the file's, or the folder's digest (`sources.folder_digest`)
     files: dict[str, str]  # path -> sha256
     verified: bool  # every file (but the manifest) had an expected checksum, and matched it
     header: Path | None  # the first bytes of the first GGUF file, in a sparse copy
@@ -317,9 +315,7 @@ class Transfer:
             # The manifest is what vouches for the others; nothing vouches for it.
             verified = verified and (expected is not None or upload.file.path == MANIFEST)
             files[upload.file.path] = digest
-        single = self.plan.source.key is not None
-        sha256 = next(iter(files.values())) if single else folder_digest(files)
-        return Outcome(sha256, files, verified, self.header)
+        return Outcome(files, verified, self.header)
 
     # --- the end: commit or discard -------------------------------------------------------
 

@@ -1,0 +1,124 @@
+"""Unit tests of the pure parts: names, manifests, part sizes, status figures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import pytest
+
+from modelserve.download.gguf_metadata import quantization
+from modelserve.download.objects import MAX_PARTS, MIN_PART_SIZE
+from modelserve.download.records import status
+from modelserve.download.sources import (
+    InvalidSource,
+    Source,
+    check_path,
+    folder_digest,
+    model_format,
+    parse_manifest,
+    source_model_id,
+)
+from modelserve.download.tables import Download, State
+from modelserve.download.transfers import part_size_for
+
+
+@pytest.mark.parametrize(
+    "path", ["", "../x", "a/../b", "a/./b", "a//b", "/abs", "a\\b", "a\x00b", "a\x7fb", "a\tb"]
+)
+def test_unsafe_paths_are_refused(path: str) -> None:
+    with pytest.raises(InvalidSource) as refused:
+        check_path(path)
+    assert refused.value.code == "invalid_key"
+
+
+def test_safe_paths_pass() -> None:
+    for path in ["model.gguf", "org/model/model-00001-of-00002.safetensors", "a..b/c", "dir/"]:
+        assert check_path(path) == path
+
+
+def test_a_source_is_a_key_or_a_prefix() -> None:
+    single = Source("llm-models", key="org/model.Q4_1.gguf")
+    assert single.uri == "s3://llm-models/org/model.Q4_1.gguf"
+    assert single.relative("org/model.Q4_1.gguf") == "model.Q4_1.gguf"
+    folder = Source("llm-models", prefix="org/model")
+    assert folder.folder == "org/model/"
+    assert folder.relative("org/model/tokenizer/vocab.json") == "tokenizer/vocab.json"
+    # The same source, written two ways, is the same model.
+    assert source_model_id(folder) == source_model_id(Source("llm-models", prefix="org/model/"))
+    assert source_model_id(folder) != source_model_id(single)
+    for bad in ({"key": "a", "prefix": "b"}, {}, {"key": "dir/"}):
+        with pytest.raises(InvalidSource):
+            Source("llm-models", **bad)
+
+
+def test_manifest() -> None:
+    digest = "ab" * 32
+    manifest = parse_manifest(
+        json.dumps(
+            {
+                "name": "Tiny",
+                "format": "safetensors",
+                "files": [{"path": "model.safetensors", "size": 10, "sha256": digest.upper()}],
+            }
+        ).encode()
+    )
+    assert manifest.name == "Tiny"
+    assert manifest.sha256 == {"model.safetensors": digest}
+    assert manifest.sizes == {"model.safetensors": 10}
+    for broken in [b"{", b"[]", b'{"files": [{"path": "../x"}]}', b'{"files": [{"sha256": "1"}]}']:
+        with pytest.raises(InvalidSource) as refused:
+            parse_manifest(broken)
+        assert refused.value.code == "invalid_manifest"
+
+
+def test_part_sizes_keep_under_s3_limits() -> None:
+    assert part_size_for(100, 16 << 20) == 16 << 20
+    huge = 1 << 40  # 1 TiB needs parts of over 100 MiB
+    size = part_size_for(huge, 16 << 20)
+    assert -(-huge // size) <= MAX_PARTS
+    assert size % MIN_PART_SIZE == 0
+    assert part_size_for(10, 1) == MIN_PART_SIZE
+
+
+def test_folder_digest_is_that_of_a_sha256sum_listing() -> None:
+    files = {"b.json": "1" * 64, "a.safetensors": "2" * 64}
+    listing = f"{'2' * 64}  a.safetensors\n{'1' * 64}  b.json\n"
+    assert folder_digest(files) == hashlib.sha256(listing.encode()).hexdigest()
+
+
+def test_formats_and_quantizations() -> None:
+    assert model_format(["config.json", "model.safetensors"]) == "safetensors"
+    assert model_format(["m.Q4_K_M.gguf", "manifest.json"]) == "gguf"
+    assert model_format(["pytorch_model.bin"]) == "pytorch"
+    assert quantization(3) == "Q4_1"
+    assert quantization(1) == "F16"
+    assert quantization(None) is None
+    assert quantization(9999) == "file_type 9999"
+
+
+def test_status_figures() -> None:
+    now = dt.datetime.now(dt.UTC)
+    job = Download(
+        model_id="m",
+        source_bucket="llm-models",
+        source_prefix="m/",
+        state=State.TRANSFERRING,
+        bytes_done=25,
+        bytes_total=100,
+        rate=5.0,
+        requested_by="alice",
+        created_at=now,
+    )
+    figures = status(job)
+    assert figures.progress == 0.25
+    assert figures.eta_seconds == 15.0
+    assert figures.source == "s3://llm-models/m/"
+    assert figures.error is None
+    failed = status(
+        job.model_copy(update={"state": State.FAILED, "error_code": "x", "error": "why"})
+    )
+    assert failed.eta_seconds is None
+    assert failed.rate_bytes_per_second is None
+    assert failed.error is not None and failed.error.message == "why"
