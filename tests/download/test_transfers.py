@@ -8,12 +8,14 @@ import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from modelserve.download.sources import folder_digest
+from modelserve.operator.fetch import fetch
 from modelserve.testbed.llm import ensure_runtime
 from modelserve.testbed.objectstores import MinioServer
 
@@ -27,6 +29,7 @@ def test_smollm2_gguf_by_model_uuid(
     platform_store: MinioServer,
     platform_bucket: str,
     wait_finished: Callable[..., dict[str, Any]],
+    tmp_path: Path,
 ) -> None:
     model = ensure_runtime().model
     data = model.read_bytes()
@@ -71,6 +74,11 @@ def test_smollm2_gguf_by_model_uuid(
     )
     assert platform_store.open_uploads(platform_bucket, f"models/{model_id}/{model.name}") == []
 
+    # The record's uri is what a ModelServe names; its init step loads the file from it.
+    fetched = fetch(platform_store.client(), record["uri"], tmp_path)
+    assert fetched == [tmp_path / model.name]
+    assert hashlib.sha256(fetched[0].read_bytes()).hexdigest() == digest
+
 
 def test_folder_model_with_shards_tokenizer_and_config(
     admin: httpx.Client,
@@ -79,6 +87,7 @@ def test_folder_model_with_shards_tokenizer_and_config(
     platform_store: MinioServer,
     platform_bucket: str,
     wait_finished: Callable[..., dict[str, Any]],
+    tmp_path: Path,
 ) -> None:
     files = {
         "config.json": b'{"architectures": ["LlamaForCausalLM"]}',
@@ -116,6 +125,8 @@ def test_folder_model_with_shards_tokenizer_and_config(
 
     copied = platform_store.contents(platform_bucket)
     assert copied == {f"models/{model_id}/{path}": data for path, data in files.items()}
+    fetched = fetch(platform_store.client(), record["uri"], tmp_path)
+    assert {p.relative_to(tmp_path / "model").as_posix(): p.read_bytes() for p in fetched} == files
 
     # The same source again is the same model: nothing is copied twice.
     again = admin.post("/downloads", json={"bucket": upstream_bucket, "prefix": "org/llama-tiny/"})

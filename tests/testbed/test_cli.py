@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import descendants
+from modelserve.testbed.seeding import SMOLLM2_MODEL_UUID, SMOLLM2_NAME
+from modelserve.testbed.stack import FIRST_DOWNLOAD
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -38,8 +42,9 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
         assert up.poll() is None, (tmp_path / "up.log").read_text()
         env = read_env(env_file)
         started = descendants([up.pid]) - {up.pid}
-        # etcd, 3 control-plane programs, kwok, postgres, 2 minio, llm, operator
-        assert len(started) >= 10
+        # etcd, 3 control-plane programs, kwok, postgres, 2 minio, llm, operator,
+        # contract, download
+        assert len(started) >= 12
 
         nodes = subprocess.run(
             ["kubectl", "get", "nodes", "-o", "name"], env=env, capture_output=True, text=True
@@ -67,6 +72,7 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
             timeout=60,
             what="the example ModelServe to become Ready",
         )
+        _first_download_works(env)
 
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=120) == 0, (tmp_path / "up.log").read_text()
@@ -76,6 +82,30 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
         if up.poll() is None:
             up.kill()
         log.close()
+
+
+def _first_download_works(env: dict[str, str]) -> None:
+    """The summary's curl, run as printed, copies the seeded SmolLM2 into the platform."""
+    assert env["SMOLLM2_MODEL_UUID"] == SMOLLM2_MODEL_UUID
+    curl = ["bash", "-c", f"{FIRST_DOWNLOAD} -sS -w ' %{{http_code}}'"]
+    answer = subprocess.run(curl, env=env, capture_output=True, text=True, check=True).stdout
+    body, status = answer.rsplit(" ", 1)
+    assert status == "202", answer
+    assert json.loads(body)["state"] == "queued"
+
+    headers = {"Authorization": f"Bearer {env['MODELSERVE_TOKEN']}"}
+    with httpx.Client(base_url=env["DOWNLOAD_URL"], headers=headers, timeout=10) as client:
+
+        def finished() -> dict[str, Any] | None:
+            job: dict[str, Any] = client.get(f"/status/{SMOLLM2_MODEL_UUID}").json()
+            return job if job["state"] in ("ready", "failed", "cancelled") else None
+
+        job = wait_for(finished, timeout=120, what="the first download to end")
+        assert job["state"] == "ready", job
+        models = client.get("/models").json()
+    assert [(m["id"], m["name"], m["architecture"], m["verified"]) for m in models] == [
+        (SMOLLM2_MODEL_UUID, SMOLLM2_NAME, "llama", True)
+    ]
 
 
 def _zombie(pid: int) -> bool:

@@ -8,6 +8,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from modelserve.common.tokens import ADMIN, TokenSettings, TokenSigner
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.kube import KubeCluster, start_cluster
 from modelserve.testbed.llm import LlmServer, start_llm
@@ -20,13 +23,25 @@ from modelserve.testbed.objectstores import (
 from modelserve.testbed.platform import (
     RunningContract,
     RunningOperator,
+    RunningService,
     install_crds,
     operator_kubeconfig,
     start_contract,
     start_operator,
+    start_service,
 )
 from modelserve.testbed.postgres import PostgresServer, start_postgres
 from modelserve.testbed.processes import port_open
+from modelserve.testbed.seeding import SMOLLM2_MODEL_UUID, SMOLLM2_NAME, seed_smollm2
+
+# What the summary tells a developer to run, after `source .dev/env`.
+FIRST_DOWNLOAD = (
+    'curl -X POST "$DOWNLOAD_URL/download/$SMOLLM2_MODEL_UUID"'
+    ' -H "Authorization: Bearer $MODELSERVE_TOKEN"'
+)
+# The secret is new with each `up`, so the token dies with the stack whatever its expiry;
+# and whoever can read it in .dev/env can read $JWT_SECRET beside it.
+ADMIN_TOKEN_SECONDS = 365 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,7 @@ class Ports:
     llm: int = 8100
     contract: int = 8201
     contract_webhook: int = 8443
+    download: int = 8202
 
     @classmethod
     def any(cls) -> Ports:
@@ -62,7 +78,10 @@ class Stack:
     llm: LlmServer
     operator: RunningOperator
     contract: RunningContract
+    download: RunningService
+    download_database_url: str
     jwt_secret: str
+    admin_token: str
 
     def environment(self) -> dict[str, str]:
         """What the platform's services read to find the test bed's components."""
@@ -84,6 +103,12 @@ class Stack:
             "KUBECTL": str(binary("kubectl")),
             "JWT_SECRET": self.jwt_secret,
             "CONTRACT_URL": self.contract.service.url,
+            "DOWNLOAD_URL": self.download.url,
+            "DOWNLOAD_DATABASE_URL": self.download_database_url,
+            # What `modelserve-download get|status|list` reads.
+            "MODELSERVE_DOWNLOAD_URL": self.download.url,
+            "MODELSERVE_TOKEN": self.admin_token,
+            "SMOLLM2_MODEL_UUID": SMOLLM2_MODEL_UUID,
         }
 
     def summary(self) -> str:
@@ -103,8 +128,14 @@ class Stack:
             f"{self.operator.health_port}/healthz); try: kubectl apply -f docs/examples/",
             f"  Contract     {self.contract.service.url} (webhook {self.contract.webhook_url},"
             " registered; tokens signed with $JWT_SECRET)",
+            f"  Download     {self.download.url} (upstream holds {SMOLLM2_NAME} under "
+            f"{self.upstream.bucket}/{SMOLLM2_MODEL_UUID}/)",
+            "  Token        $MODELSERVE_TOKEN: an admin token, signed with $JWT_SECRET",
             f"  Logs         {self.folder / 'logs'}",
             f"Use it from another shell:  source {env_file} && kubectl get nodes",
+            f"A first download:  {FIRST_DOWNLOAD}",
+            '                   then curl "$DOWNLOAD_URL/status/$SMOLLM2_MODEL_UUID"'
+            ' -H "Authorization: Bearer $MODELSERVE_TOKEN"',
             "Ctrl-C stops everything.",
         ]
         return "\n".join(lines)
@@ -172,6 +203,30 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         webhook_port=ports.contract_webhook or None,
     )
     resources.callback(contract.stop, kube)
+    seed_smollm2(upstream, llm.model_path)
+    # A database of its own: its `models` table is no business of the other services.
+    download_database_url = postgres.create_database("modelserve_download")
+    download = start_service(
+        "download",
+        folder / "logs",
+        {
+            "JWT_SECRET": jwt_secret,
+            "DOWNLOAD_DATABASE_URL": download_database_url,
+            "DOWNLOAD_UPSTREAM_ENDPOINT": upstream.endpoint,
+            "DOWNLOAD_UPSTREAM_ACCESS_KEY": upstream.access_key,
+            "DOWNLOAD_UPSTREAM_SECRET_KEY": upstream.secret_key,
+            "DOWNLOAD_UPSTREAM_BUCKETS": upstream.bucket,
+            "DOWNLOAD_PLATFORM_ENDPOINT": platform.endpoint,
+            "DOWNLOAD_PLATFORM_ACCESS_KEY": platform.access_key,
+            "DOWNLOAD_PLATFORM_SECRET_KEY": platform.secret_key,
+            "DOWNLOAD_PLATFORM_BUCKET": platform.bucket,
+            "DOWNLOAD_CONTRACT_URL": contract.service.url,
+        },
+        port=ports.download or None,
+    )
+    resources.callback(download.stop)
+    signer = TokenSigner(TokenSettings(secret=SecretStr(jwt_secret)))
+    admin_token = signer.sign("developer", roles=(ADMIN,), expires_in=ADMIN_TOKEN_SECONDS)
     return Stack(
         folder,
         kube,
@@ -182,5 +237,8 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         llm,
         operator,
         contract,
+        download,
+        download_database_url,
         jwt_secret,
+        admin_token,
     )

@@ -1,0 +1,55 @@
+"""Models put in the upstream store as the producers of models would put them there."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from minio import Minio
+from minio.error import S3Error
+
+from modelserve.testbed.objectstores import UPSTREAM_BUCKET, MinioServer
+
+# The model the upstream store holds from the start, so that a first download needs no
+# upload: uuid5(NAMESPACE_URL, "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct"),
+# written out so that docs and scripts can name it.
+SMOLLM2_MODEL_UUID = "ac04b7c6-f776-5cf1-a9d8-ac936e7357c1"
+SMOLLM2_NAME = "SmolLM2-135M-Instruct"
+
+
+def _stored_size(client: Minio, bucket: str, key: str) -> int | None:
+    try:
+        size = client.stat_object(bucket, key).size
+    except S3Error as error:
+        if error.code == "NoSuchKey":
+            return None
+        raise
+    return size
+
+
+def seed_smollm2(store: MinioServer, model: Path, bucket: str = UPSTREAM_BUCKET) -> bool:
+    """Put the SmolLM2 GGUF `model` and a manifest.json naming it under
+    `<SMOLLM2_MODEL_UUID>/` of `bucket`, as the upstream store holds a model.
+
+    False, and nothing written, where both are there already with the model's size.
+    """
+    client = store.client()
+    folder = f"{SMOLLM2_MODEL_UUID}/"
+    size = model.stat().st_size
+    if (
+        _stored_size(client, bucket, folder + model.name) == size
+        and _stored_size(client, bucket, folder + "manifest.json") is not None
+    ):
+        return False
+    with model.open("rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    metadata: dict[str, str | list[str] | tuple[str]] = {"sha256": digest}
+    client.fput_object(bucket, folder + model.name, str(model), metadata=metadata)
+    manifest = {
+        "name": SMOLLM2_NAME,
+        "format": "gguf",
+        "files": [{"path": model.name, "size": size, "sha256": digest}],
+    }
+    store.put(bucket, folder + "manifest.json", json.dumps(manifest, indent=2).encode())
+    return True
