@@ -108,6 +108,11 @@ class Workers:
             # Nothing can be recorded; the lease runs out and the job is claimed again.
             logger.warning("download %s: %s", job.model_id, error)
             await self._discard(transfer)
+        except Exception as error:
+            # A bug: this job fails with what is known, and the worker goes on with others.
+            logger.exception("download %s: unexpected error", job.model_id)
+            await self._discard(transfer)
+            await self._fail(job, "internal_error", f"{type(error).__name__}: {error}")
 
     async def _prepare(self, job: Download, workdir: Path) -> Transfer:
         source = job_source(job)
