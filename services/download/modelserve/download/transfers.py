@@ -213,7 +213,8 @@ class Transfer:
         self.stop = threading.Event()  # set from outside: cancel
         self._failed = threading.Event()
         self._uploads: list[_Upload] = []
-        self._completed: list[str] = []
+        self._completed: set[str] = set()
+        self._completing = threading.Lock()
         ggufs = [f for f in plan.files if f.path.lower().endswith(".gguf")]
         self.header = workdir / "header.gguf" if ggufs else None
         self._header_file = ggufs[0] if ggufs else None
@@ -320,14 +321,21 @@ class Transfer:
     # --- the end: commit or discard -------------------------------------------------------
 
     def commit(self) -> None:
-        """Complete every upload: the files appear at their final keys."""
-        for upload in self._uploads:
+        """Complete every upload: the files appear at their final keys. In parallel, as a
+        folder of many small files has one completion per file."""
+
+        def complete(upload: _Upload) -> None:
             if upload.upload_id is None:
                 raise TransferFailed("incomplete", f"{upload.file.path} was never uploaded")
             self.platform.complete_upload(
                 self.bucket, upload.file.key, upload.upload_id, upload.etags
             )
-            self._completed.append(upload.file.key)
+            with self._completing:
+                self._completed.add(upload.file.key)
+
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="commit") as pool:
+            for _ in pool.map(complete, self._uploads):
+                pass
 
     def discard(self) -> None:
         """Leave nothing behind: abort open uploads, remove files already completed."""

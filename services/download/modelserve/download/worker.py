@@ -54,13 +54,14 @@ class Workers:
 
     async def _loop(self) -> None:
         while True:
+            # Cleared before looking, so that a job queued while we look still wakes us.
+            self.wake.clear()
             try:
                 job = await self.jobs.claim(self.settings.worker_id, self.settings.lease_seconds)
             except DatabaseUnavailable as error:
                 logger.warning("no jobs claimed: %s", error)
                 job = None
             if job is None:
-                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.settings.poll_seconds)
                 continue
