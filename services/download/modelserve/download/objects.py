@@ -218,13 +218,8 @@ class ObjectStore:
             raise self._fail(error, f"s3://{bucket}/{key}") from error
         return [str(upload.upload_id) for upload in result.uploads if upload.object_name == key]
 
-    def remove_prefix(self, bucket: str, prefix: str) -> int:
-        """Delete every object under `prefix`; how many there were."""
-        removed = 0
-        for info in list(self.objects(bucket, prefix)):
-            try:
-                self._client.remove_object(bucket, info.key)
-            except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
-                raise self._fail(error, f"s3://{bucket}/{info.key}") from error
-            removed += 1
-        return removed
+    def remove(self, bucket: str, key: str) -> None:
+        try:
+            self._client.remove_object(bucket, key)
+        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
+            raise self._fail(error, f"s3://{bucket}/{key}") from error

@@ -337,13 +337,21 @@ class Transfer:
             for _ in pool.map(complete, self._uploads):
                 pass
 
-    def discard(self) -> None:
-        """Leave nothing behind: abort open uploads, remove files already completed."""
+    @property
+    def committed(self) -> bool:
+        """Whether some file already sits at its final key."""
+        return bool(self._completed)
+
+    def discard(self, *, remove_committed: bool) -> None:
+        """Abort the uploads still open; with `remove_committed`, also delete the files
+        this transfer completed (only while its job is still this worker's: the same keys
+        may by now hold another worker's verified copy)."""
         for upload in self._uploads:
             if upload.upload_id is not None and upload.file.key not in self._completed:
                 try:
                     self.platform.abort_upload(self.bucket, upload.file.key, upload.upload_id)
                 except StoreError as error:
                     logger.warning("upload of %s not aborted: %s", upload.file.key, error)
-        if self._completed:
-            self.platform.remove_prefix(self.bucket, storage_prefix(self.plan.model_id))
+        if remove_committed:
+            for key in sorted(self._completed):
+                self.platform.remove(self.bucket, key)

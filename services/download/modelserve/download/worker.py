@@ -94,25 +94,26 @@ class Workers:
                 record = build_record(
                     job, transfer.plan, outcome, metadata, self.settings.platform_bucket
                 )
+                await self._report(job, transfer)  # still ours? nothing is visible yet
                 await asyncio.to_thread(transfer.commit)
                 if not await self.jobs.finish(job, record):
                     raise Lost("cancelled or taken over before it was recorded")
                 logger.info("download %s: ready (%s)", job.model_id, record.uri)
         except (Lost, Cancelled) as error:
             logger.info("download %s stopped: %s", job.model_id, error)
-            await self._discard(transfer)
+            await self._discard(job, transfer, owned=False)
         except (TransferFailed, StoreError, InvalidSource) as error:
             logger.warning("download %s failed: %s", job.model_id, error)
-            await self._discard(transfer)
+            await self._discard(job, transfer)
             await self._fail(job, error.code, str(error))
         except DatabaseUnavailable as error:
             # Nothing can be recorded; the lease runs out and the job is claimed again.
             logger.warning("download %s: %s", job.model_id, error)
-            await self._discard(transfer)
+            await self._discard(job, transfer, owned=False)
         except Exception as error:
             # A bug: this job fails with what is known, and the worker goes on with others.
             logger.exception("download %s: unexpected error", job.model_id)
-            await self._discard(transfer)
+            await self._discard(job, transfer)
             await self._fail(job, "internal_error", f"{type(error).__name__}: {error}")
 
     async def _prepare(self, job: Download, workdir: Path) -> Transfer:
@@ -189,12 +190,21 @@ class Workers:
             logger.warning("GGUF metadata not read: %s", error)
             return None
 
-    async def _discard(self, transfer: Transfer | None) -> None:
+    async def _discard(
+        self, job: Download, transfer: Transfer | None, *, owned: bool = True
+    ) -> None:
+        """Leave no partial model: open uploads aborted, and files this attempt already
+        committed removed, if the job is still this worker's (renewing the lease makes
+        sure no other worker takes it meanwhile). A job that was lost may have been
+        taken over: the files at its keys may be the new owner's."""
         if transfer is None:
             return
         try:
-            await asyncio.to_thread(transfer.discard)
-        except StoreError as error:
+            remove = owned and transfer.committed
+            if remove:
+                remove = await self.jobs.report(job, self.settings.lease_seconds)
+            await asyncio.to_thread(transfer.discard, remove_committed=remove)
+        except (StoreError, DatabaseUnavailable) as error:
             logger.warning("leftovers of %s not removed: %s", transfer.plan.model_id, error)
 
     async def _fail(self, job: Download, code: str, message: str) -> None:
