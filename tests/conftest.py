@@ -26,6 +26,12 @@ from modelserve.testbed.objectstores import (
     MinioServer,
     start_minio,
 )
+from modelserve.testbed.platform import (
+    RunningOperator,
+    install_crds,
+    operator_kubeconfig,
+    start_operator,
+)
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.postgres import PostgresServer, start_postgres
 
@@ -139,6 +145,35 @@ def upstream_bucket(upstream_store: MinioServer) -> Iterator[str]:
 @pytest.fixture
 def platform_bucket(platform_store: MinioServer) -> Iterator[str]:
     yield from _fresh_bucket(platform_store)
+
+
+# --- The ModelServe CRD and the operator ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def crds(kube: KubeCluster) -> KubeCluster:
+    """The cluster, with every CRD of crds/ and Traefik's stand-ins established."""
+    install_crds(kube)
+    return kube
+
+
+@pytest.fixture(scope="session")
+def operator(crds: KubeCluster, testbed_dir: Path) -> Iterator[RunningOperator]:
+    """`modelserve-operator` running against the test cluster, as a process of its own,
+    with the credentials of its service account: every test also checks its RBAC."""
+    running = start_operator(
+        operator_kubeconfig(crds),
+        testbed_dir / "logs",
+        {
+            "OPERATOR_EXTERNAL_PROBE_INTERVAL": "1",
+            "OPERATOR_EXTERNAL_PROBE_TIMEOUT": "2",
+            "OPERATOR_MODEL_STORE_ENDPOINT": "modelserve-minio.modelserve.svc:9000",
+            "OPERATOR_MODEL_STORE_ACCESS_KEY": "test-access-key",
+            "OPERATOR_MODEL_STORE_SECRET_KEY": "test-secret-key",
+        },
+    )
+    yield running
+    running.stop()
 
 
 # --- The LLM and helm -------------------------------------------------------------------
