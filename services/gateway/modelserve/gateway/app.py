@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from modelserve.common.service import create_service_app
 from modelserve.common.tokens import TokenVerifier
+from modelserve.gateway.kube import load_api_client
 from modelserve.gateway.settings import GatewaySettings
 
 
@@ -26,6 +27,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
         app.state.services = services
         app.state.verifier = TokenVerifier.from_settings(settings.tokens, services)
+        # Kubernetes (None without a cluster): servers are ModelServes, routes come from them.
+        kube = load_api_client(settings)
+        if kube is not None:
+            stack.callback(kube.close)
+        app.state.kube = kube
         # components: each opens here and pushes its close on `stack`.
         yield
 

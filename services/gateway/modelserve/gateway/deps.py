@@ -6,7 +6,9 @@ from typing import Annotated
 
 import httpx
 from fastapi import Depends, Request
+from kubernetes import client as k8s
 
+from modelserve.common.errors import ApiError
 from modelserve.gateway.settings import GatewaySettings
 
 
@@ -20,6 +22,15 @@ async def _services(request: Request) -> httpx.AsyncClient:
     return services
 
 
+async def _kube(request: Request) -> k8s.ApiClient:
+    kube: k8s.ApiClient | None = request.app.state.kube
+    if kube is None:
+        raise ApiError(503, "no_cluster", "this gateway is not connected to a cluster")
+    return kube
+
+
 SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
 # The client for the platform's own services (contract, download).
 ServicesDep = Annotated[httpx.AsyncClient, Depends(_services)]
+# The Kubernetes client; 503 where the gateway has no cluster.
+KubeDep = Annotated[k8s.ApiClient, Depends(_kube)]
