@@ -101,6 +101,11 @@ MODULES: dict[str, GoModule] = {
             version_flags=("helm.sh/helm/v3/internal/version.version={version}",),
         ),
         GoModule(
+            folder="hey",
+            module="github.com/rakyll/hey",
+            binaries={"hey": "github.com/rakyll/hey"},
+        ),
+        GoModule(
             folder="mc",
             module="github.com/minio/mc",
             binaries={"mc": "github.com/minio/mc"},
