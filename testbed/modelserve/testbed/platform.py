@@ -17,6 +17,7 @@ from modelserve.testbed.processes import ManagedProcess, free_port
 TRAEFIK_CRDS = Path(__file__).with_name("traefik_crds.yaml")
 OPERATOR_NAMESPACE = "modelserve-system"
 CONTRACT_NAMESPACE = "modelserve"
+GATEWAY_NAMESPACE = "modelserve"
 
 
 @dataclass
@@ -72,6 +73,12 @@ def contract_kubeconfig(cluster: KubeCluster) -> Path:
     """Credentials of the contract service's account (services/contract/deploy/rbac.yaml)."""
     rbac = repo_root() / "services" / "contract" / "deploy" / "rbac.yaml"
     return _account_kubeconfig(cluster, CONTRACT_NAMESPACE, rbac, "modelserve-contract")
+
+
+def gateway_kubeconfig(cluster: KubeCluster) -> Path:
+    """Credentials of the gateway's account (services/gateway/deploy/rbac.yaml)."""
+    rbac = repo_root() / "services" / "gateway" / "deploy" / "rbac.yaml"
+    return _account_kubeconfig(cluster, GATEWAY_NAMESPACE, rbac, "modelserve-gateway")
 
 
 def start_operator(
