@@ -3,17 +3,22 @@ servers and the proxy, the real control plane with the operator and the SmolLM2 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
 from pydantic import SecretStr
 
 from modelserve.common.tokens import TokenSettings, TokenSigner
+from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningService, start_service
+from modelserve.testbed.polling import wait_for
 
 SECRET = "gateway-tests-secret-of-at-least-32-bytes"
 ADMIN_PASSWORD = "first-admin-password-for-tests"
@@ -62,3 +67,190 @@ def start_gateway(
     yield start
     for service in started:
         service.stop()
+
+
+# --- Model records: the real download service, with two small models copied ----------
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStore:
+    """A download service that holds two ready models: a GGUF file and a safetensors folder."""
+
+    url: str
+    gguf: dict[str, Any]
+    folder: dict[str, Any]
+
+
+def _schema(database_url: str, prefix: str) -> tuple[str, str]:
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    return schema, f"{database_url}?options=-csearch_path%3D{schema}"
+
+
+def _drop_schema(database_url: str, schema: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(scope="session")
+def model_store(
+    database_url: str,
+    upstream_store: MinioServer,
+    platform_store: MinioServer,
+    testbed_dir: Path,
+    signer: TokenSigner,
+) -> Iterator[ModelStore]:
+    """The download service (tokens of the gateway tests' secret), once per session, with
+    `Tiny-Chat` (one .gguf file) and `Tiny-ST` (a safetensors folder) downloaded through it
+    from the upstream store."""
+    upstream, platform = f"gw-up-{uuid.uuid4().hex[:8]}", f"gw-pf-{uuid.uuid4().hex[:8]}"
+    upstream_store.client().make_bucket(upstream)
+    platform_store.client().make_bucket(platform)
+    upstream_store.put(upstream, "tiny/Tiny-Chat.Q4_0.gguf", b"GGUF" + bytes(4096))
+    upstream_store.put(upstream, "tiny-st/model.safetensors", bytes(2048))
+    upstream_store.put(upstream, "tiny-st/config.json", b'{"architectures": ["LlamaForCausalLM"]}')
+    schema, database = _schema(database_url, "gateway_download")
+    service = start_service(
+        "download",
+        testbed_dir / "logs",
+        {
+            "JWT_SECRET": SECRET,
+            "DOWNLOAD_DATABASE_URL": database,
+            "DOWNLOAD_UPSTREAM_ENDPOINT": upstream_store.endpoint,
+            "DOWNLOAD_UPSTREAM_ACCESS_KEY": upstream_store.access_key,
+            "DOWNLOAD_UPSTREAM_SECRET_KEY": upstream_store.secret_key,
+            "DOWNLOAD_UPSTREAM_BUCKETS": upstream,
+            "DOWNLOAD_PLATFORM_ENDPOINT": platform_store.endpoint,
+            "DOWNLOAD_PLATFORM_ACCESS_KEY": platform_store.access_key,
+            "DOWNLOAD_PLATFORM_SECRET_KEY": platform_store.secret_key,
+            "DOWNLOAD_PLATFORM_BUCKET": platform,
+            "DOWNLOAD_WORKER_ID": f"worker-{uuid.uuid4().hex[:6]}",
+            "DOWNLOAD_POLL_SECONDS": "1",
+        },
+    )
+    token = signer.sign("root", roles=("admin",))
+    try:
+        with httpx.Client(
+            base_url=service.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as admin:
+            for source in (
+                {"key": "tiny/Tiny-Chat.Q4_0.gguf", "name": "Tiny-Chat", "model_id": "tiny-chat"},
+                {"prefix": "tiny-st/", "name": "Tiny-ST", "model_id": "tiny-st"},
+            ):
+                started = admin.post("/downloads", json=source)
+                assert started.status_code == 202, started.text
+
+            def ready() -> dict[str, Any] | None:
+                records = {record["id"]: record for record in admin.get("/models").json()}
+                return records if len(records) == 2 else None
+
+            records = wait_for(ready, timeout=60, what="the two test models to be downloaded")
+        yield ModelStore(service.url, records["tiny-chat"], records["tiny-st"])
+    finally:
+        service.stop()
+        _drop_schema(database_url, schema)
+
+
+@pytest.fixture
+def contract_service(database_url: str, testbed_dir: Path) -> Iterator[RunningService]:
+    """A contract service (no webhook) on its own schema, trusting the gateway tests' tokens."""
+    schema, database = _schema(database_url, "gateway_contract")
+    service = start_service(
+        "contract",
+        testbed_dir / "logs",
+        {
+            "CONTRACT_DATABASE_URL": database,
+            "JWT_SECRET": SECRET,
+            "CONTRACT_INVENTORY_SECONDS": "0",
+            "CONTRACT_DEFAULT_NAMESPACES": "*",
+        },
+    )
+    yield service
+    service.stop()
+    _drop_schema(database_url, schema)
+
+
+# --- Accounts: one gateway per test module, people made through its API -----------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountsGateway:
+    url: str
+    database: str
+    """Its database URL, the search path set to its own schema."""
+    admin_password: str
+    """Of its first admin, `admin`."""
+    secret: str
+    """JWT_SECRET."""
+
+    def sign_in(self, username: str, password: str) -> str:
+        answer = httpx.post(
+            f"{self.url}/auth/token", json={"username": username, "password": password}
+        )
+        assert answer.status_code == 200, answer.text
+        token: str = answer.json()["access_token"]
+        return token
+
+    def client(self, token: str) -> httpx.Client:
+        """A client that sends `token` (a JWT or an API key); the caller closes it."""
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@dataclasses.dataclass(frozen=True)
+class Person:
+    username: str
+    password: str
+    client: httpx.Client
+    """Sends this person's token."""
+
+
+@pytest.fixture(scope="module")
+def accounts_gateway(database_url: str, testbed_dir: Path) -> Iterator[AccountsGateway]:
+    """A gateway with its first admin, shared by a test module."""
+    schema, database = _schema(database_url, "gateway_accounts")
+    service = start_service(
+        "gateway",
+        testbed_dir / "logs",
+        {
+            "JWT_SECRET": SECRET,
+            "GATEWAY_DATABASE_URL": database,
+            "GATEWAY_ADMIN_USERNAME": "admin",
+            "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        },
+    )
+    try:
+        yield AccountsGateway(service.url, database, ADMIN_PASSWORD, SECRET)
+    finally:
+        service.stop()
+        _drop_schema(database_url, schema)
+
+
+@pytest.fixture(scope="module")
+def accounts_admin(accounts_gateway: AccountsGateway) -> Iterator[httpx.Client]:
+    """A client with the first admin's token."""
+    token = accounts_gateway.sign_in("admin", ADMIN_PASSWORD)
+    with accounts_gateway.client(token) as client:
+        yield client
+
+
+@pytest.fixture
+def new_person(
+    accounts_gateway: AccountsGateway, accounts_admin: httpx.Client
+) -> Iterator[Callable[..., Person]]:
+    """`new_person(role="user", teams=())`: a user made by the admin, signed in."""
+    clients: list[httpx.Client] = []
+
+    def make(role: str = "user", teams: tuple[str, ...] = ()) -> Person:
+        username, password = f"u-{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+        body = {"username": username, "password": password, "role": role, "teams": list(teams)}
+        created = accounts_admin.post("/users", json=body)
+        assert created.status_code == 201, created.text
+        client = accounts_gateway.client(accounts_gateway.sign_in(username, password))
+        clients.append(client)
+        return Person(username, password, client)
+
+    yield make
+    for client in clients:
+        client.close()

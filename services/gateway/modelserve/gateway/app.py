@@ -13,8 +13,14 @@ import httpx
 from fastapi import FastAPI
 
 from modelserve.common.service import create_service_app
-from modelserve.common.tokens import TokenVerifier
+from modelserve.common.tokens import TokenSigner, TokenVerifier
+from modelserve.gateway.contracts import ContractClient
+from modelserve.gateway.identity import Identity
 from modelserve.gateway.kube import load_api_client
+from modelserve.gateway.models import ModelCatalog
+from modelserve.gateway.openai_errors import install_openai_errors
+from modelserve.gateway.proxy_components import open_proxy
+from modelserve.gateway.routes import auth, metrics, models, openai, servers, users, verify
 from modelserve.gateway.settings import GatewaySettings
 
 
@@ -33,10 +39,38 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             stack.callback(kube.close)
         app.state.kube = kube
         # components: each opens here and pushes its close on `stack`.
+        # Users, teams and API keys (PostgreSQL, migrated here); `auth` resolves keys with it.
+        identity = await Identity.open(settings)
+        stack.push_async_callback(identity.close)
+        app.state.identity = identity
+        app.state.api_keys = identity
+        # Model records and serve decisions, asked with the gateway's own service token.
+        signer = TokenSigner.from_settings(settings.tokens)
+        app.state.catalog = ModelCatalog(settings.download_url, services, signer)
+        app.state.contracts = (
+            ContractClient(settings.contract_url, services, signer)
+            if settings.contract_url
+            else None
+        )
+        # The OpenAI proxy: routes from watching ModelServes, the pool of connections to
+        # model servers, metrics, inference accounting.
+        proxy = await open_proxy(settings, kube, stack)
+        app.state.proxy = proxy
+        app.state.routes = proxy.table
+        app.state.metrics = proxy.metrics
         yield
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     app = create_service_app("gateway", settings, lifespan=lifespan)
     # routers: one per resource.
+    app.include_router(auth.router)
+    app.include_router(users.router)
+    app.include_router(models.router)
+    app.include_router(servers.router)
+    app.include_router(openai.router)
+    app.include_router(verify.router)
+    app.include_router(metrics.router)
+    # Errors under /v1 in OpenAI's shape, the platform's elsewhere.
+    install_openai_errors(app)
     return app

@@ -9,6 +9,13 @@ from fastapi import Depends, Request
 from kubernetes import client as k8s
 
 from modelserve.common.errors import ApiError
+from modelserve.gateway.contracts import ContractClient
+from modelserve.gateway.identity import Identity
+from modelserve.gateway.kubeservers import ServerStore, served_namespaces
+from modelserve.gateway.metrics import GatewayMetrics
+from modelserve.gateway.models import ModelCatalog
+from modelserve.gateway.proxy import Proxy
+from modelserve.gateway.routing import RouteTable
 from modelserve.gateway.settings import GatewaySettings
 
 
@@ -34,3 +41,55 @@ SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
 ServicesDep = Annotated[httpx.AsyncClient, Depends(_services)]
 # The Kubernetes client; 503 where the gateway has no cluster.
 KubeDep = Annotated[k8s.ApiClient, Depends(_kube)]
+
+
+async def _catalog(request: Request) -> ModelCatalog:
+    catalog: ModelCatalog = request.app.state.catalog
+    return catalog
+
+
+async def _contracts(request: Request) -> ContractClient | None:
+    contracts: ContractClient | None = request.app.state.contracts
+    return contracts
+
+
+async def _servers(kube: KubeDep, settings: SettingsDep) -> ServerStore:
+    return ServerStore(kube, served_namespaces(settings.watch_namespaces, settings.namespace))
+
+
+# The download service's model records.
+CatalogDep = Annotated[ModelCatalog, Depends(_catalog)]
+# The contract service; None where the gateway has none (then nothing is limited).
+ContractsDep = Annotated[ContractClient | None, Depends(_contracts)]
+# ModelServes in the namespaces this gateway serves; 503 where it has no cluster.
+ServersDep = Annotated[ServerStore, Depends(_servers)]
+
+
+async def _identity(request: Request) -> Identity:
+    identity: Identity = request.app.state.identity
+    return identity
+
+
+# Users, teams and API keys.
+IdentityDep = Annotated[Identity, Depends(_identity)]
+
+
+async def _proxy(request: Request) -> Proxy:
+    proxy: Proxy = request.app.state.proxy
+    return proxy
+
+
+async def _routes(request: Request) -> RouteTable:
+    routes: RouteTable = request.app.state.routes
+    return routes
+
+
+async def _metrics(request: Request) -> GatewayMetrics:
+    metrics: GatewayMetrics = request.app.state.metrics
+    return metrics
+
+
+# The OpenAI proxy; the route table it reads (kept current by discovery); its metrics.
+ProxyDep = Annotated[Proxy, Depends(_proxy)]
+RoutesDep = Annotated[RouteTable, Depends(_routes)]
+MetricsDep = Annotated[GatewayMetrics, Depends(_metrics)]

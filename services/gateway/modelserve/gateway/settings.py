@@ -30,6 +30,12 @@ class GatewaySettings(ServiceSettings):
     # it is admin/admin.
     admin_username: str = "admin"
     admin_password: SecretStr | None = None
+    # Bring the schema to the newest revision at start-up (under a lock, so replicas may
+    # start together). Off where a deployment migrates in a job of its own.
+    migrate: bool = True
+    # How long a replica trusts what it looked up about an API key: a key revoked (or a
+    # user disabled) through another replica still works here for up to this long.
+    api_key_cache_seconds: float = Field(default=30.0, ge=0)
 
     # The other services. Without a contract service nothing is limited (and no usage is
     # recorded); without a download service /models lists nothing.
@@ -42,6 +48,9 @@ class GatewaySettings(ServiceSettings):
     kubeconfig: Path | None = None
     # Watch ModelServes in every namespace (needs cluster-wide list/watch) or only these.
     watch_namespaces: str = "*"
+    # The public base URL of the platform's ingress (Traefik), where each server answers
+    # at /{server-id}/v1 (the seeds' http://localhost:8080). Unset: /status shows the path.
+    ingress_url: str | None = None
 
     # The proxy: connections kept to model servers, and how long to wait for them.
     upstream_connections: int = Field(default=256, ge=1)
@@ -52,3 +61,17 @@ class GatewaySettings(ServiceSettings):
     max_body_bytes: int = Field(default=8 << 20, ge=1024)
     # Token usage is sent to the contract service in batches, this often.
     usage_flush_seconds: float = Field(default=1.0, gt=0)
+    # Usage records waiting for the contract service; past this, new ones are dropped
+    # (and counted) rather than held in memory.
+    usage_queue_size: int = Field(default=10_000, ge=1)
+    # How long an inference waits for the contract service's decision (connect, then read).
+    contract_timeout: float = Field(default=2.0, gt=0)
+    # Ask streamed requests for their usage (`stream_options.include_usage`) when the
+    # client did not, taking the extra usage chunk out of what the client receives. Off
+    # for model servers that refuse the option.
+    inject_stream_usage: bool = True
+    # ModelServes are listed again this often (a watch only sends changes), which also
+    # re-reads the API keys of external servers.
+    discovery_resync_seconds: float = Field(default=300.0, gt=0)
+    # With a value, GET /metrics needs `Authorization: Bearer <it>`; without, it is open.
+    metrics_token: SecretStr | None = None

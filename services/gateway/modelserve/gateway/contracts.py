@@ -1,0 +1,95 @@
+"""The gateway's questions to the contract service: may this user do this, and which models
+may they use. Both fail closed: a contract service that does not answer refuses (503).
+
+Decisions are asked as the platform service the gateway is (a service token) for the user
+named in `principal`, with the roles and teams of the token the gateway verified. A user's
+limits (`GET /contracts/me`) are only told to that user, so for them the gateway signs a
+short-lived token of the caller's own claims: it is the issuer of user tokens anyway, and
+an API key cannot be forwarded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from modelserve.common.errors import ApiError
+from modelserve.common.tokens import Claims, TokenSigner
+
+SERVICE_NAME = "gateway"
+USER_TOKEN_SECONDS = 60
+
+
+class Decision(BaseModel):
+    """The contract service's answer to POST /decide (the fields the gateway reads)."""
+
+    allowed: bool
+    reason: str
+    message: str
+    team: str | None = None
+
+
+class _Limits(BaseModel):
+    models: list[str] | None = None
+
+
+class _MyContract(BaseModel):
+    limits: _Limits
+    team_limits: _Limits | None = None
+
+
+def _unavailable(detail: str) -> ApiError:
+    return ApiError(503, "contract_unavailable", f"the contract service {detail}")
+
+
+class ContractClient:
+    def __init__(self, url: str, http: httpx.AsyncClient, signer: TokenSigner) -> None:
+        self._url = url.rstrip("/")
+        self._http = http
+        self._signer = signer
+
+    async def _call(self, method: str, path: str, token: str, body: Any = None) -> Any:
+        try:
+            response = await self._http.request(
+                method,
+                f"{self._url}{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as error:
+            raise _unavailable(f"cannot be reached: {error}") from error
+        if response.status_code != 200:
+            raise _unavailable(f"answered {response.status_code}: {response.text[:200]}")
+        return response.json()
+
+    async def decide(
+        self, claims: Claims, action: str, resource: dict[str, Any], *, dry_run: bool = False
+    ) -> Decision:
+        """The decision on `action` by the user of `claims` (a denial is an answer)."""
+        body = {
+            "principal": {"subject": claims.sub, "teams": claims.teams, "roles": claims.roles},
+            "action": action,
+            "resource": resource,
+            "dry_run": dry_run,
+        }
+        answer = await self._call("POST", "/decide", self._signer.service_token(SERVICE_NAME), body)
+        try:
+            return Decision.model_validate(answer)
+        except ValidationError as error:
+            raise _unavailable(f"sent a decision the gateway cannot read: {error}") from error
+
+    async def model_allowlists(self, claims: Claims) -> list[list[str]]:
+        """The `models` patterns that hold for the user: their own (or the defaults'), and
+        their first team's; none where a contract leaves models open."""
+        token = self._signer.sign(
+            claims.sub, roles=claims.roles, teams=claims.teams, expires_in=USER_TOKEN_SECONDS
+        )
+        answer = await self._call("GET", "/contracts/me", token)
+        try:
+            mine = _MyContract.model_validate(answer)
+        except ValidationError as error:
+            raise _unavailable(f"sent limits the gateway cannot read: {error}") from error
+        scopes = [mine.limits, mine.team_limits]
+        return [scope.models for scope in scopes if scope is not None and scope.models is not None]

@@ -1,0 +1,168 @@
+"""Servers in the cluster: ModelServes created, listed and deleted through the Kubernetes API.
+
+The `kubernetes` client is synchronous: every call runs in a thread. Its `ApiException`s
+become `ApiError`s here, so that routes never see one. A refusal by the contract
+service's admission webhook keeps its reason code and message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from modelserve.common.errors import ApiError
+from modelserve.common.modelserve import GROUP, PLURAL, VERSION
+from modelserve.gateway.servers import OWNER_LABEL, is_label_value
+
+T = TypeVar("T")
+# How the API server words a webhook's refusal; the contract service's message starts with
+# its reason code in brackets ("[max_replicas_exceeded] 3 replicas is over …").
+_WEBHOOK_DENIAL = re.compile(r'admission webhook "[^"]*" denied the request: (.*)', re.DOTALL)
+_REASON = re.compile(r"^\[([a-z_]+)\]\s*(.*)", re.DOTALL)
+
+
+def _status_of(error: ApiException) -> tuple[str, str]:
+    """The message and details kind of the Status object in an API error's body."""
+    try:
+        status = json.loads(error.body or "{}")
+    except ValueError:
+        return str(error.reason or error), ""
+    if not isinstance(status, dict):
+        return str(status), ""
+    details = status.get("details") or {}
+    return str(status.get("message") or error.reason), str(details.get("kind") or "")
+
+
+def api_error(error: ApiException, *, action: str) -> ApiError:
+    """What the gateway answers for an API server's refusal of `action`."""
+    message, kind = _status_of(error)
+    if error.status == 403:
+        denial = _WEBHOOK_DENIAL.search(message)
+        if denial is None:
+            return ApiError(403, "cluster_forbidden", f"the cluster refused to {action}: {message}")
+        reason = _REASON.match(denial.group(1).strip())
+        if reason is None:
+            return ApiError(403, "admission_denied", denial.group(1).strip())
+        return ApiError(403, reason.group(1), reason.group(2).strip())
+    if error.status == 400:
+        return ApiError(400, "bad_request", message)
+    if error.status == 404:
+        if kind == "namespaces":
+            return ApiError(404, "namespace_not_found", message)
+        return ApiError(404, "server_not_found", message)
+    if error.status == 409:
+        return ApiError(409, "conflict", message)
+    if error.status == 422:
+        return ApiError(422, "invalid_server", message)
+    return ApiError(503, "cluster_unavailable", f"the cluster could not {action}: {message}")
+
+
+async def _call(action: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return await asyncio.to_thread(call, *args, **kwargs)
+    except ApiException as error:
+        raise api_error(error, action=action) from error
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise ApiError(
+            503, "cluster_unavailable", f"the cluster cannot be reached: {error}"
+        ) from error
+
+
+def served_namespaces(watched: str, default: str) -> list[str] | None:
+    """The namespaces whose servers the gateway manages: None for all (`watched` is "*"),
+    else those listed and the default one."""
+    names = [name.strip() for name in watched.split(",") if name.strip()]
+    if "*" in names:
+        return None
+    return sorted({*names, default})
+
+
+class ServerStore:
+    """ModelServes, in every namespace or in those of `namespaces` (None: all)."""
+
+    def __init__(self, api: k8s.ApiClient, namespaces: list[str] | None) -> None:
+        self._objects = k8s.CustomObjectsApi(api)
+        self.namespaces = namespaces
+
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The created object (with its uid); 409 `conflict` when the name is taken."""
+        namespace = manifest["metadata"]["namespace"]
+        created: dict[str, Any] = await _call(
+            "create the server",
+            self._objects.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            manifest,
+        )
+        return created
+
+    async def list(self, owner: str | None) -> list[dict[str, Any]]:
+        """Every ModelServe, or only those labelled for `owner`."""
+        if owner is not None and not is_label_value(owner):
+            return []  # no label can name them: the gateway made no server for them
+        selector = f"{OWNER_LABEL}={owner}" if owner is not None else ""
+        if self.namespaces is None:
+            found = await _call(
+                "list servers",
+                self._objects.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                PLURAL,
+                label_selector=selector,
+            )
+            items: list[dict[str, Any]] = found["items"]
+            return items
+        lists = await asyncio.gather(
+            *(
+                _call(
+                    "list servers",
+                    self._objects.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    label_selector=selector,
+                )
+                for namespace in self.namespaces
+            )
+        )
+        return [item for found in lists for item in found["items"]]
+
+    async def find(self, server_id: str, owner: str | None) -> dict[str, Any] | None:
+        """The ModelServe whose uid is `server_id`, among those of `owner` (None: anyone's).
+
+        Custom resources cannot be selected by uid: this lists and looks."""
+        return next(
+            (item for item in await self.list(owner) if item["metadata"]["uid"] == server_id),
+            None,
+        )
+
+    async def delete(self, body: dict[str, Any]) -> None:
+        """Delete that very object (not another one since created under its name); its
+        children follow by garbage collection. Already gone counts as deleted."""
+        metadata = body["metadata"]
+        options = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=metadata["uid"]))
+        try:
+            await _call(
+                "stop the server",
+                self._objects.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                metadata["namespace"],
+                PLURAL,
+                metadata["name"],
+                body=options,
+            )
+        except ApiError as error:
+            # 404: gone already; 409: the uid precondition failed, so ours is gone too.
+            if error.status_code not in (404, 409):
+                raise

@@ -1,0 +1,71 @@
+"""The gateway's Prometheus metrics, in a registry of the app's own (no module globals).
+
+Label values stay bounded: `model` is a served name the route table knows ("" for a
+request that named none or an unknown one, so that clients cannot mint series), `route`
+is a route's path template, `status` an HTTP status. Per-user token counts carry the
+platform user name: users are the platform's accounts, not arbitrary client input.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "modelserve_gateway"
+# Request latency: from a millisecond (errors, cached answers) to long generations.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+FIRST_TOKEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            f"{PREFIX}_requests",
+            "OpenAI-compatible requests answered, by served model, route and HTTP status.",
+            ["model", "route", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "Time from a request's arrival to the last byte of its answer.",
+            ["model", "route"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_token = Histogram(
+            f"{PREFIX}_time_to_first_token_seconds",
+            "Time from a streamed request's arrival to its first chunk from the model server.",
+            ["model", "route"],
+            buckets=FIRST_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            f"{PREFIX}_tokens",
+            "Tokens by direction: in (prompt) and out (completion), as the model server "
+            "reported them (or, for a stream that reported none, one per content chunk).",
+            ["user", "model", "direction"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            f"{PREFIX}_in_flight_requests",
+            "Requests being forwarded to a model server right now.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            f"{PREFIX}_upstream_errors",
+            "Failures of model servers: unreachable, timeout, 5xx answer, or a broken stream.",
+            ["model", "kind"],
+            registry=self.registry,
+        )
+        self.usage_dropped = Counter(
+            f"{PREFIX}_usage_records_dropped",
+            "Usage records not delivered to the contract service (queue full or refused).",
+            registry=self.registry,
+        )
+
+    def record_tokens(self, user: str, model: str, prompt: int, completion: int) -> None:
+        if prompt:
+            self.tokens.labels(user, model, "in").inc(prompt)
+        if completion:
+            self.tokens.labels(user, model, "out").inc(completion)

@@ -1,0 +1,159 @@
+"""Errors under /v1 in OpenAI's shape; everywhere else the platform's.
+
+    {"error": {"message": "...", "type": "invalid_request_error", "param": "model",
+               "code": "model_not_found"}}
+
+OpenAI's SDKs read `error.message` and map the status to an exception class
+(401 AuthenticationError, 404 NotFoundError, 429 RateLimitError, ...), so every error
+a /v1 route can produce goes through here: the proxy's own (`OpenAIError`), 401 and 403
+from authentication (`ApiError`), FastAPI's 404/405/422, and anything unexpected (500,
+without a traceback). Other routes keep the handlers `common.errors` installed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from modelserve.common.errors import error_body
+from modelserve.gateway.metrics import GatewayMetrics
+
+OPENAI_PREFIX = "/v1"
+
+# OpenAI's error types by status, for errors that do not name one.
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class OpenAIError(HTTPException):
+    """An error of the OpenAI-compatible routes. `model` labels its metrics (a served
+    name the route table knows, or "")."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        type: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        model: str = "",
+    ) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
+        self.message = message
+        self.code = code
+        self.type = type or error_type(status)
+        self.param = param
+        self.model = model
+
+
+def error_type(status: int) -> str:
+    return _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+def openai_body(
+    message: str, *, type: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def openai_response(error: OpenAIError) -> JSONResponse:
+    body = openai_body(error.message, type=error.type, code=error.code, param=error.param)
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+
+def _is_openai(request: Request) -> bool:
+    path: str = request.scope["path"]
+    return path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/")
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "")) or "other"
+
+
+def _count(request: Request, error: OpenAIError) -> None:
+    metrics: GatewayMetrics | None = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.requests.labels(error.model, _route(request), str(error.status_code)).inc()
+
+
+def _as_openai(error: Exception) -> OpenAIError:
+    if isinstance(error, OpenAIError):
+        return error
+    if isinstance(error, RequestValidationError):
+        problems = [
+            ("body" if not e["loc"] else ".".join(str(p) for p in e["loc"][1:]), e["msg"])
+            for e in error.errors()
+        ]
+        message = "; ".join(f"{field}: {problem}" for field, problem in problems)
+        return OpenAIError(
+            400,
+            message or "invalid request",
+            code="invalid_request",
+            param=problems[0][0] if problems else None,
+        )
+    if isinstance(error, HTTPException):
+        code = getattr(error, "code", None)
+        return OpenAIError(
+            error.status_code, str(error.detail), code=code, headers=dict(error.headers or {})
+        )
+    return OpenAIError(500, "the gateway failed on this request", code="internal_error")
+
+
+async def _call(handler: Any, request: Request, error: Exception) -> Response:
+    response = handler(request, error)
+    if inspect.isawaitable(response):
+        response = await response
+    assert isinstance(response, Response)
+    return response
+
+
+def install_openai_errors(app: FastAPI) -> None:
+    """Route errors by path: OpenAI's shape under /v1, the installed handlers elsewhere."""
+    platform_http = app.exception_handlers[HTTPException]
+    platform_invalid = app.exception_handlers[RequestValidationError]
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        if not _is_openai(request):
+            return await _call(platform_http, request, error)
+        openai = _as_openai(error)
+        _count(request, openai)
+        return openai_response(openai)
+
+    async def invalid(request: Request, error: Exception) -> Response:
+        if not _is_openai(request):
+            return await _call(platform_invalid, request, error)
+        openai = _as_openai(error)
+        _count(request, openai)
+        return openai_response(openai)
+
+    async def unexpected(request: Request, error: Exception) -> Response:
+        # Starlette logs the exception after this answer; the client sees no traceback.
+        if not _is_openai(request):
+            return JSONResponse(
+                error_body("internal_error", "the gateway failed on this request"),
+                status_code=500,
+            )
+        openai = _as_openai(error)
+        _count(request, openai)
+        return openai_response(openai)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,75 @@
+"""The OpenAI proxy's components, opened together at start-up and closed at shutdown:
+metrics, the route table and the discovery that fills it (none without a cluster), the
+pool of connections to model servers, and (with a contract service) accounting."""
+
+from __future__ import annotations
+
+import contextlib
+
+from kubernetes import client as k8s
+
+from modelserve.common.tokens import TokenSigner
+from modelserve.gateway.accounting import Accounting, ServiceToken
+from modelserve.gateway.discovery import Discovery
+from modelserve.gateway.kubeservers import served_namespaces
+from modelserve.gateway.metrics import GatewayMetrics
+from modelserve.gateway.proxy import Proxy
+from modelserve.gateway.routing import RouteTable
+from modelserve.gateway.settings import GatewaySettings
+from modelserve.gateway.upstream import UpstreamClient
+
+# Connections to the contract service: /decide is on the hot path, /usage is batched.
+CONTRACT_CONNECTIONS = 64
+
+
+async def open_proxy(
+    settings: GatewaySettings, kube: k8s.ApiClient | None, stack: contextlib.AsyncExitStack
+) -> Proxy:
+    metrics = GatewayMetrics()
+    table = RouteTable()
+    if kube is not None:
+        discovery = Discovery(
+            kube,
+            table,
+            namespaces=served_namespaces(settings.watch_namespaces, settings.namespace),
+            resync_seconds=settings.discovery_resync_seconds,
+        )
+        await discovery.start()
+        stack.push_async_callback(discovery.close)
+    else:
+        table.synced = True  # nothing to load: no model is served
+    upstream = UpstreamClient(
+        connections=settings.upstream_connections,
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+    )
+    stack.push_async_callback(upstream.close)
+    accounting = None
+    if settings.contract_url:
+        contract_http = UpstreamClient(
+            connections=CONTRACT_CONNECTIONS,
+            connect_timeout=settings.contract_timeout,
+            read_timeout=settings.contract_timeout,
+        )
+        stack.push_async_callback(contract_http.close)
+        token = ServiceToken(
+            TokenSigner.from_settings(settings.tokens), settings.tokens.expiry_hours * 3600
+        )
+        accounting = Accounting(
+            settings.contract_url,
+            contract_http,
+            token,
+            metrics,
+            queue_size=settings.usage_queue_size,
+            flush_seconds=settings.usage_flush_seconds,
+        )
+        await accounting.start()
+        stack.push_async_callback(accounting.close)  # before its client closes
+    return Proxy(
+        table,
+        upstream,
+        metrics,
+        max_body_bytes=settings.max_body_bytes,
+        inject_stream_usage=settings.inject_stream_usage,
+        accounting=accounting,
+    )

@@ -1,0 +1,217 @@
+"""Where a request for a model goes: pure logic over the ModelServes the gateway knows.
+
+Discovery turns each ModelServe into a `Target` and keeps the `RouteTable` current; the
+proxy asks it for a model's target, and /auth/verify for a server by id. Nothing here
+does I/O: the table is plain data that one event loop reads and writes.
+
+Who may use a server: its owner (label `llm.modelserve.io/owner`), the members of its
+team (`llm.modelserve.io/team`), admins and platform services. A server without an owner
+label was not made through the gateway (e.g. `kubectl apply` by an operator of the
+platform), so it is left to admins and services. A model the caller may not use does
+not exist for them: it answers as unknown, the way OpenAI's API does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from modelserve.common.modelserve import ModelServe, Runtime
+from modelserve.common.tokens import Claims
+from modelserve.gateway.servers import OWNER_LABEL, TEAM_LABEL
+
+READY = "Ready"
+# Seconds a client is told to wait for a server that exists but does not serve yet.
+RETRY_AFTER_SECONDS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One server (ModelServe) and what the proxy needs to reach it."""
+
+    server_id: str
+    namespace: str
+    name: str
+    served_name: str
+    endpoint: str  # the OpenAI base URL, ending in /v1; "" until the operator sets it
+    ready: bool
+    phase: str
+    message: str
+    owner: str | None = None
+    team: str | None = None
+    created: int = 0  # the ModelServe's creation time, in seconds since the epoch
+    # An external server's key: where it is, and (filled in by discovery) its value.
+    api_key_secret: tuple[str, str] | None = None  # (Secret name, key) in `namespace`
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+
+    def may_use(self, claims: Claims) -> bool:
+        if claims.is_admin or claims.is_service:
+            return True
+        if self.owner is not None and claims.sub == self.owner:
+            return True
+        return self.team is not None and self.team in claims.teams
+
+
+@dataclasses.dataclass(frozen=True)
+class Unknown:
+    """No server the caller may use serves this model (HTTP 404)."""
+
+    model: str
+
+
+@dataclasses.dataclass(frozen=True)
+class NotReady:
+    """Servers exist for the model but none is ready (HTTP 503 with Retry-After)."""
+
+    model: str
+    message: str
+    retry_after: int = RETRY_AFTER_SECONDS
+
+
+Lookup = Target | Unknown | NotReady
+
+
+def target_from_body(body: Mapping[str, Any]) -> Target:
+    """The target of a ModelServe as the API server returns it (spec, labels, status).
+
+    Raises ValueError (pydantic's ValidationError is one) for a spec it cannot read.
+    """
+    ms = ModelServe.from_body(body)
+    meta = body["metadata"]
+    labels = meta.get("labels") or {}
+    status = body.get("status") or {}
+    phase = str(status.get("phase") or "Pending")
+    endpoint = str(status.get("endpoint") or "").rstrip("/")
+    deleting = bool(meta.get("deletionTimestamp"))
+    secret = None
+    if ms.spec.runtime is Runtime.EXTERNAL and ms.spec.external is not None:
+        ref = ms.spec.external.api_key_secret_ref
+        secret = (ref.name, ref.key) if ref is not None else None
+    message = "it is being deleted" if deleting else str(status.get("message") or "")
+    return Target(
+        server_id=ms.server_id,
+        namespace=ms.namespace,
+        name=ms.name,
+        served_name=ms.served_name,
+        endpoint=endpoint,
+        ready=phase == READY and bool(endpoint) and not deleting,
+        phase=phase,
+        message=message,
+        owner=labels.get(OWNER_LABEL) or None,
+        team=labels.get(TEAM_LABEL) or None,
+        created=_epoch(meta.get("creationTimestamp")),
+        api_key_secret=secret,
+    )
+
+
+def _epoch(timestamp: object) -> int:
+    if isinstance(timestamp, dt.datetime):
+        return int(timestamp.timestamp())
+    if isinstance(timestamp, str) and timestamp:
+        try:
+            return int(dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            return 0
+    return 0
+
+
+def least_loaded(candidates: Sequence[Target], load: Mapping[str, int], turn: int) -> Target:
+    """The candidate with the fewest requests in flight; ties go round-robin by `turn`."""
+    count = len(candidates)
+    best = candidates[turn % count]
+    best_load = load.get(best.server_id, 0)
+    for offset in range(1, count):
+        candidate = candidates[(turn + offset) % count]
+        candidate_load = load.get(candidate.server_id, 0)
+        if candidate_load < best_load:
+            best, best_load = candidate, candidate_load
+    return best
+
+
+class RouteTable:
+    """Every known server by id, and by served name; with the requests each has in flight."""
+
+    def __init__(self) -> None:
+        self._servers: dict[str, Target] = {}
+        self._by_name: dict[str, list[Target]] = {}
+        self._load: dict[str, int] = {}
+        self._turn = 0
+        # False until discovery has listed every watched namespace once: until then an
+        # unknown model may just not be loaded yet (503 rather than 404).
+        self.synced = False
+
+    def __len__(self) -> int:
+        return len(self._servers)
+
+    # --- Kept current by discovery ---------------------------------------------------
+
+    def upsert(self, target: Target) -> None:
+        if self._servers.get(target.server_id) != target:
+            self._servers[target.server_id] = target
+            self._index()
+
+    def remove(self, server_id: str) -> None:
+        if self._servers.pop(server_id, None) is not None:
+            self._index()
+
+    def replace(self, targets: Iterable[Target], *, namespace: str | None = None) -> None:
+        """All servers (of `namespace`, when given) are now exactly `targets`."""
+        kept = {
+            key: target
+            for key, target in self._servers.items()
+            if namespace is not None and target.namespace != namespace
+        }
+        self._servers = {**kept, **{target.server_id: target for target in targets}}
+        self._index()
+
+    def _index(self) -> None:
+        by_name: dict[str, list[Target]] = {}
+        for target in sorted(self._servers.values(), key=lambda t: (t.namespace, t.name)):
+            by_name.setdefault(target.served_name, []).append(target)
+        self._by_name = by_name
+
+    # --- Read by the routes ----------------------------------------------------------
+
+    def server(self, server_id: str) -> Target | None:
+        return self._servers.get(server_id)
+
+    def lookup(self, model: str, claims: Claims) -> Lookup:
+        allowed = [t for t in self._by_name.get(model, ()) if t.may_use(claims)]
+        if not allowed:
+            if not self.synced:
+                return NotReady(model, "the gateway is still loading its routes", retry_after=1)
+            return Unknown(model)
+        ready = [t for t in allowed if t.ready]
+        if not ready:
+            reasons = "; ".join(
+                f"{t.namespace}/{t.name} is {t.phase}" + (f": {t.message}" if t.message else "")
+                for t in allowed
+            )
+            return NotReady(model, f"the model {model!r} is not ready yet ({reasons})")
+        if len(ready) == 1:
+            return ready[0]
+        self._turn += 1
+        return least_loaded(ready, self._load, self._turn)
+
+    def models(self, claims: Claims) -> list[Target]:
+        """One target per served name the caller may use (the oldest server of each)."""
+        found: dict[str, Target] = {}
+        for name, targets in self._by_name.items():
+            allowed = [t for t in targets if t.may_use(claims)]
+            if allowed:
+                found[name] = min(allowed, key=lambda t: t.created)
+        return [found[name] for name in sorted(found)]
+
+    # --- Load, counted by the proxy --------------------------------------------------
+
+    def acquire(self, target: Target) -> None:
+        self._load[target.server_id] = self._load.get(target.server_id, 0) + 1
+
+    def release(self, target: Target) -> None:
+        left = self._load.get(target.server_id, 0) - 1
+        if left > 0:
+            self._load[target.server_id] = left
+        else:
+            self._load.pop(target.server_id, None)

@@ -1,0 +1,257 @@
+"""Servers as the seeds' API shows them, and the ModelServes behind them (pure functions).
+
+`build_modelserve` turns a `POST /serve` request and the model record it names into the
+ModelServe manifest the gateway creates; `server_status` reads a ModelServe object back as
+what `GET /status` answers. Nothing here talks to the cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shlex
+import string
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from modelserve.common.errors import ApiError
+from modelserve.common.modelserve import GROUP, KIND, VERSION, ModelFormat, Runtime
+from modelserve.gateway.models import ModelRecord
+
+# The labels the contract service's admission webhook reads when the gateway creates a
+# ModelServe for someone (modelserve.contract.admission): the user, and the team they act for.
+OWNER_LABEL = f"{GROUP}/owner"
+TEAM_LABEL = f"{GROUP}/team"
+
+# The CRD's rule on names: at most 50 of [a-z0-9-], starting with a letter.
+MAX_NAME = 50
+SUFFIX_LENGTH = 6
+_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+# A Kubernetes label value: at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends.
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+# RFC 1123 label: what a namespace name is.
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+DEFAULT_RUNTIME = {ModelFormat.GGUF: Runtime.LLAMACPP, ModelFormat.SAFETENSORS: Runtime.VLLM}
+# Before the operator has written a status.
+NO_STATUS_YET = "Pending"
+STOPPING = "Stopping"
+
+
+class ServeRequest(BaseModel):
+    """The body of `POST /serve`: the seeds' fields, and the ModelServe's others."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_uuid: str | None = Field(
+        default=None, min_length=1, description="the model record's id; wins over model_name"
+    )
+    model_name: str | None = Field(default=None, min_length=1, description="the record's name")
+    runtime: Literal["vllm", "llamacpp"] | None = Field(
+        default=None, description="default: llamacpp for gguf models, vllm for safetensors"
+    )
+    replicas: int = Field(default=1, ge=0, le=100)
+    gpus: int | None = Field(
+        default=None, ge=0, le=16, description="per replica; default 1 for vllm, 0 for llamacpp"
+    )
+    gpu_type: str | None = Field(default=None, min_length=1, max_length=63)
+    runtime_params: str | list[str] = Field(
+        default="",
+        description='flags for the model server, as a shell would split them ("--ctx-size 2048")',
+    )
+    namespace: str | None = Field(default=None, description="default: the gateway's namespace")
+    served_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="the name for the `model` field of OpenAI requests; default: the model's",
+    )
+    team: str | None = Field(
+        default=None, min_length=1, description="default: the caller's first team"
+    )
+
+    @model_validator(mode="after")
+    def _names_a_model(self) -> Self:
+        if self.model_uuid is None and self.model_name is None:
+            raise ValueError("name the model to serve: model_uuid or model_name")
+        return self
+
+    def args(self) -> list[str]:
+        if isinstance(self.runtime_params, list):
+            return list(self.runtime_params)
+        try:
+            return shlex.split(self.runtime_params)
+        except ValueError as error:
+            raise ApiError(
+                422, "invalid_runtime_params", f"runtime_params cannot be split: {error}"
+            ) from error
+
+
+def slug(text: str) -> str:
+    """`text` as the start of a ModelServe name: lowercase letters, digits and '-',
+    starting with a letter (at most MAX_NAME - SUFFIX_LENGTH - 1 characters)."""
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if not words or not words[0].isalpha():
+        words = f"m-{words}".rstrip("-")
+    return words[: MAX_NAME - SUFFIX_LENGTH - 1].rstrip("-")
+
+
+def new_suffix() -> str:
+    return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(SUFFIX_LENGTH))
+
+
+def server_name(model_name: str, suffix: str) -> str:
+    return f"{slug(model_name)}-{suffix}"
+
+
+def is_label_value(value: str) -> bool:
+    return bool(_LABEL_VALUE.match(value))
+
+
+def check_label_value(what: str, value: str) -> str:
+    """`value`, if a Kubernetes label can hold it (the owner and team labels must)."""
+    if not is_label_value(value):
+        raise ApiError(
+            422,
+            "invalid_label_value",
+            f"the {what} {value!r} cannot be stored in a Kubernetes label (at most 63 "
+            "letters, digits, '-', '_' and '.', starting and ending alphanumeric): servers "
+            "cannot be created for it",
+        )
+    return value
+
+
+def check_namespace(namespace: str) -> str:
+    if not _NAMESPACE.match(namespace):
+        raise ApiError(422, "invalid_namespace", f"{namespace!r} is not a namespace name")
+    return namespace
+
+
+def _runtime(request: ServeRequest, record: ModelRecord) -> Runtime:
+    try:
+        model_format = ModelFormat(record.format)
+    except ValueError:
+        raise ApiError(
+            422,
+            "unsupported_format",
+            f"model {record.id} is in format {record.format!r}; only gguf and safetensors "
+            "models can be served",
+        ) from None
+    runtime = Runtime(request.runtime) if request.runtime else DEFAULT_RUNTIME[model_format]
+    if runtime is Runtime.LLAMACPP and model_format is not ModelFormat.GGUF:
+        raise ApiError(
+            422,
+            "unsupported_format",
+            f"runtime llamacpp only loads gguf models; {record.id} is {record.format}: "
+            "use runtime vllm",
+        )
+    return runtime
+
+
+def build_modelserve(
+    request: ServeRequest,
+    record: ModelRecord,
+    *,
+    owner: str,
+    team: str | None,
+    namespace: str,
+    suffix: str,
+) -> dict[str, Any]:
+    """The ModelServe that serves `record` as `request` asks, labelled for `owner`."""
+    runtime = _runtime(request, record)
+    gpus = request.gpus if request.gpus is not None else (1 if runtime is Runtime.VLLM else 0)
+    if runtime is Runtime.VLLM and gpus < 1:
+        raise ApiError(422, "gpus_required", "runtime vllm needs at least one GPU per replica")
+    if request.gpu_type is not None and gpus < 1:
+        raise ApiError(422, "invalid_gpu_type", "gpu_type only applies with gpus of 1 or more")
+    labels = {OWNER_LABEL: check_label_value("user name", owner)}
+    if team is not None:
+        labels[TEAM_LABEL] = check_label_value("team", team)
+    resources: dict[str, Any] = {"gpus": gpus}
+    if request.gpu_type is not None:
+        resources["gpuType"] = request.gpu_type
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {
+            "name": server_name(record.name, suffix),
+            "namespace": check_namespace(namespace),
+            "labels": labels,
+        },
+        "spec": {
+            "runtime": runtime.value,
+            "model": {
+                "uri": record.uri,
+                "modelId": record.id,
+                "format": record.format,
+                "servedName": request.served_name or record.name,
+            },
+            "replicas": request.replicas,
+            "resources": resources,
+            "args": request.args(),
+        },
+    }
+
+
+class ServerStatus(BaseModel):
+    """One server (a ModelServe) as `GET /status` shows it."""
+
+    server_id: str = Field(description="the ModelServe's UID: the id in /status/{id}, /stop/{id}")
+    name: str
+    namespace: str
+    owner: str | None
+    team: str | None
+    model: str | None = Field(description="the served name: `model` in OpenAI requests")
+    model_id: str | None
+    runtime: str
+    replicas: int
+    ready_replicas: int
+    status: str = Field(description="Pending, Deploying, Ready, Degraded, Failed or Stopping")
+    message: str
+    endpoint: str = Field(description="the OpenAI base URL of this server, through the ingress")
+    route: str
+    created: str | None
+
+
+def route(server_id: str) -> str:
+    """The path under which the ingress exposes a server (the operator's route prefix)."""
+    return f"/{server_id}/"
+
+
+def endpoint(server_id: str, ingress_url: str | None) -> str:
+    """The server's OpenAI base: the ingress URL and its route (only the path without one)."""
+    return f"{(ingress_url or '').rstrip('/')}{route(server_id)}v1"
+
+
+def server_status(body: dict[str, Any], *, ingress_url: str | None) -> ServerStatus:
+    """What `GET /status` says of the ModelServe object `body`."""
+    metadata = body["metadata"]
+    labels = metadata.get("labels") or {}
+    spec = body.get("spec") or {}
+    model = spec.get("model") or {}
+    status = body.get("status") or {}
+    server_id = status.get("serverId") or metadata["uid"]
+    if metadata.get("deletionTimestamp"):
+        phase, message = STOPPING, "being deleted"
+    elif status.get("phase"):
+        phase, message = status["phase"], status.get("message") or ""
+    else:
+        phase, message = NO_STATUS_YET, "waiting for the operator"
+    return ServerStatus(
+        server_id=server_id,
+        name=metadata["name"],
+        namespace=metadata["namespace"],
+        owner=labels.get(OWNER_LABEL),
+        team=labels.get(TEAM_LABEL),
+        model=model.get("servedName") or metadata["name"],
+        model_id=model.get("modelId"),
+        runtime=spec.get("runtime", ""),
+        replicas=spec.get("replicas", 1),
+        ready_replicas=status.get("readyReplicas", 0),
+        status=phase,
+        message=message,
+        endpoint=endpoint(server_id, ingress_url),
+        route=status.get("route") or route(server_id),
+        created=metadata.get("creationTimestamp"),
+    )

@@ -1,0 +1,144 @@
+"""The HTTP client of the hot path: to model servers (and the contract's /decide).
+
+aiohttp, chosen on measurement (bench/gateway_http_clients.py, loopback, uvloop): it
+spent 60-130 µs of CPU per proxied JSON request where httpx spent 540-2,100 µs, and
+httpx's throughput fell from 1,800 to 470 requests/s between 1 and 256 requests in
+flight while aiohttp's stayed at 13,000-17,000. Only this module knows the library: the
+proxy sees `UpstreamClient`, `UpstreamResponse` and `UpstreamError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+
+# Not passed on to the client: hop-by-hop headers, and those the gateway's own server
+# writes (a second Date or Server, or a Content-Length for a body it re-frames).
+_NOT_PASSED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"date",
+        b"server",
+    }
+)
+
+
+class UpstreamError(Exception):
+    """A model server could not be reached, or broke off its answer.
+
+    The message is for the client and names no address; `detail` is for the log.
+    """
+
+    status = 502
+    kind = "unreachable"
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail or message
+
+
+class UpstreamTimeout(UpstreamError):
+    """A model server took longer than the connect or read timeout."""
+
+    status = 504
+    kind = "timeout"
+
+
+class BrokenStream(UpstreamError):
+    kind = "stream"
+
+
+class UpstreamResponse:
+    """An answer whose head has arrived; its body is read whole or chunk by chunk."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.content_type = response.content_type
+        self.headers = [
+            (name, value) for name, value in response.raw_headers if name.lower() not in _NOT_PASSED
+        ]
+
+    async def read(self) -> bytes:
+        try:
+            return await self._response.read()
+        except TimeoutError as error:
+            raise UpstreamTimeout("the model server stopped sending its answer") from error
+        except aiohttp.ClientError as error:
+            raise BrokenStream("the model server broke off its answer", repr(error)) from error
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, in the pieces the network delivers."""
+        content = self._response.content
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    return
+                yield chunk
+        except TimeoutError as error:
+            raise UpstreamTimeout("the model server stopped sending its answer") from error
+        except aiohttp.ClientError as error:
+            raise BrokenStream("the model server broke off its answer", repr(error)) from error
+
+    def release(self) -> None:
+        """Done with a fully read answer: its connection goes back to the pool."""
+        self._response.release()
+
+    def abort(self) -> None:
+        """Give up on an answer mid-way: its connection is closed, which tells the model
+        server that nobody waits for the rest (vLLM and llama.cpp then stop generating)."""
+        self._response.close()
+
+
+class UpstreamClient:
+    """One pool of keep-alive connections, made at start-up and closed at shutdown.
+
+    `connections` limits the connections to each server (host and port), so that one
+    busy server cannot take every connection from the others.
+    """
+
+    def __init__(self, *, connections: int, connect_timeout: float, read_timeout: float) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=connections),
+            # No total: a long generation streams for minutes. The read timeout applies
+            # between two reads, so a silent server is caught and a talking one is not.
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=connect_timeout, sock_read=read_timeout
+            ),
+            # Bodies pass through as the server sent them (we ask for identity anyway).
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
+        """POST `body` to `url` and wait for the head of the answer."""
+        try:
+            response = await self._session.post(url, data=body, headers=headers)
+        except TimeoutError as error:
+            detail = f"{url}: {error!r}"
+            raise UpstreamTimeout("the model server did not answer in time", detail) from error
+        except aiohttp.ClientError as error:
+            detail = f"{url}: {error!r}"
+            raise UpstreamError("the model server is unreachable", detail) from error
+        return UpstreamResponse(response)
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """A whole exchange: the status and body of the answer."""
+        response = await self.send(url, body, headers)
+        try:
+            return response.status, await response.read()
+        finally:
+            response.release()
+
+    async def close(self) -> None:
+        await self._session.close()

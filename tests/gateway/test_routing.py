@@ -1,0 +1,246 @@
+"""The route table as pure logic: ModelServe objects in, targets and lookups out."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+
+from modelserve.common.tokens import Claims
+from modelserve.gateway.routing import (
+    NotReady,
+    RouteTable,
+    Target,
+    Unknown,
+    least_loaded,
+    target_from_body,
+)
+
+
+def claims(sub: str, *, teams: tuple[str, ...] = (), roles: tuple[str, ...] = ()) -> Claims:
+    now = int(time.time())
+    return Claims(
+        sub=sub,
+        teams=list(teams),
+        roles=list(roles),
+        iss="modelserve",
+        aud="modelserve",
+        exp=now + 60,
+        iat=now,
+        jti="t",
+    )
+
+
+ALICE = claims("alice", teams=("nlp",))
+CAROL = claims("carol", teams=("vision", "nlp"))
+BOB = claims("bob")
+ADMIN = claims("root", roles=("admin",))
+SERVICE = claims("service:bench", roles=("service",))
+
+
+def body(
+    name: str,
+    *,
+    uid: str | None = None,
+    namespace: str = "team-a",
+    served: str | None = "qwen-7b",
+    phase: str | None = "Ready",
+    owner: str | None = "alice",
+    team: str | None = "nlp",
+    external: dict[str, Any] | None = None,
+    deleting: bool = False,
+) -> dict[str, Any]:
+    labels = {}
+    if owner:
+        labels["llm.modelserve.io/owner"] = owner
+    if team:
+        labels["llm.modelserve.io/team"] = team
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "uid": uid or f"uid-{name}",
+        "generation": 1,
+        "labels": labels,
+        "creationTimestamp": "2025-01-02T03:04:05Z",
+    }
+    if deleting:
+        metadata["deletionTimestamp"] = "2025-01-02T04:00:00Z"
+    spec: dict[str, Any] = {"runtime": "external" if external else "vllm"}
+    if served:
+        spec["model"] = {"servedName": served}
+    if external:
+        spec["external"] = external
+    status = {}
+    if phase:
+        endpoint = (external or {}).get("url") or f"http://{name}.{namespace}.svc:8000/v1"
+        status = {"phase": phase, "endpoint": endpoint, "message": f"it is {phase}"}
+    return {"metadata": metadata, "spec": spec, "status": status}
+
+
+def loaded() -> RouteTable:
+    """A table that discovery has filled (with nothing, so far)."""
+    table = RouteTable()
+    table.synced = True
+    return table
+
+
+def test_a_ready_server_becomes_a_target() -> None:
+    target = target_from_body(body("qwen"))
+    assert target.server_id == "uid-qwen"
+    assert (target.namespace, target.name, target.served_name) == ("team-a", "qwen", "qwen-7b")
+    assert target.endpoint == "http://qwen.team-a.svc:8000/v1"
+    assert target.ready
+    assert (target.owner, target.team) == ("alice", "nlp")
+    assert target.created == 1735787045
+    assert target.api_key_secret is None
+
+
+def test_the_served_name_defaults_to_the_object_name() -> None:
+    assert target_from_body(body("llama", served=None)).served_name == "llama"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"phase": "Deploying"}, {"phase": None}, {"deleting": True}, {"phase": "Degraded"}],
+)
+def test_only_a_ready_server_that_stays_is_ready(changes: dict[str, Any]) -> None:
+    assert not target_from_body(body("qwen", **changes)).ready
+
+
+def test_an_external_server_names_its_key_secret() -> None:
+    external = {
+        "url": "https://api.example.com/v1/",
+        "apiKeySecretRef": {"name": "hosted-key", "key": "token"},
+    }
+    target = target_from_body(body("hosted", external=external))
+    assert target.endpoint == "https://api.example.com/v1"
+    assert target.api_key_secret == ("hosted-key", "token")
+    with_key = dataclasses.replace(target, api_key="sk-secret")
+    assert "sk-secret" not in repr(with_key)
+
+
+def test_a_spec_that_does_not_validate_is_refused() -> None:
+    broken = body("qwen")
+    broken["spec"]["runtime"] = "teleport"
+    with pytest.raises(ValueError):
+        target_from_body(broken)
+
+
+@pytest.mark.parametrize(
+    ("who", "allowed"),
+    [(ALICE, True), (CAROL, True), (BOB, False), (ADMIN, True), (SERVICE, True)],
+)
+def test_owner_team_admins_and_services_may_use_a_server(who: Claims, allowed: bool) -> None:
+    assert target_from_body(body("qwen")).may_use(who) is allowed
+
+
+def test_a_server_without_owner_is_for_admins_and_services() -> None:
+    target = target_from_body(body("shared", owner=None, team=None))
+    assert not target.may_use(ALICE)
+    assert target.may_use(ADMIN)
+    assert target.may_use(SERVICE)
+
+
+def test_lookup_unknown_not_ready_and_ready() -> None:
+    table = loaded()
+    table.upsert(target_from_body(body("qwen", phase="Deploying")))
+    assert table.lookup("llama", ALICE) == Unknown("llama")
+    found = table.lookup("qwen-7b", ALICE)
+    assert isinstance(found, NotReady)
+    assert "team-a/qwen is Deploying" in found.message
+    assert found.retry_after > 0
+    table.upsert(target_from_body(body("qwen")))
+    found = table.lookup("qwen-7b", ALICE)
+    assert isinstance(found, Target)
+    assert found.name == "qwen"
+
+
+def test_before_discovery_has_listed_the_servers_nothing_is_unknown() -> None:
+    table = RouteTable()
+    found = table.lookup("qwen-7b", ALICE)
+    assert isinstance(found, NotReady)
+    assert found.message == "the gateway is still loading its routes"
+    table.replace([target_from_body(body("qwen"))])
+    table.synced = True
+    assert isinstance(table.lookup("qwen-7b", ALICE), Target)
+    assert table.lookup("llama", ALICE) == Unknown("llama")
+
+
+def test_a_model_the_caller_may_not_use_is_unknown_to_them() -> None:
+    table = loaded()
+    table.upsert(target_from_body(body("qwen")))
+    assert table.lookup("qwen-7b", BOB) == Unknown("qwen-7b")
+    assert table.models(BOB) == []
+    assert [t.served_name for t in table.models(ALICE)] == ["qwen-7b"]
+
+
+def test_same_name_in_two_namespaces_keeps_tenants_apart() -> None:
+    table = loaded()
+    table.upsert(target_from_body(body("qwen", namespace="team-a")))
+    table.upsert(
+        target_from_body(body("qwen", uid="uid-b", namespace="team-b", owner="bob", team=None))
+    )
+    for _ in range(4):
+        mine = table.lookup("qwen-7b", BOB)
+        assert isinstance(mine, Target)
+        assert mine.namespace == "team-b"
+
+
+def test_ready_servers_of_one_name_share_the_load() -> None:
+    table = loaded()
+    for name in ("a", "b", "c"):
+        table.upsert(target_from_body(body(name)))
+    picked = []
+    for _ in range(6):
+        found = table.lookup("qwen-7b", ALICE)
+        assert isinstance(found, Target)
+        picked.append(found.name)
+    assert sorted(picked) == ["a", "a", "b", "b", "c", "c"]  # round-robin when idle
+
+    busy = table.lookup("qwen-7b", ALICE)
+    assert isinstance(busy, Target)
+    table.acquire(busy)
+    table.acquire(busy)
+    for _ in range(4):
+        found = table.lookup("qwen-7b", ALICE)
+        assert isinstance(found, Target)
+        assert found.name != busy.name
+    table.release(busy)
+    table.release(busy)
+    table.release(busy)  # one too many is harmless
+
+
+def test_not_ready_servers_take_no_requests() -> None:
+    table = loaded()
+    table.upsert(target_from_body(body("a", phase="Failed")))
+    table.upsert(target_from_body(body("b")))
+    for _ in range(3):
+        found = table.lookup("qwen-7b", ALICE)
+        assert isinstance(found, Target)
+        assert found.name == "b"
+
+
+def test_least_loaded_prefers_the_idle_and_rotates_ties() -> None:
+    targets = [target_from_body(body(name)) for name in ("a", "b", "c")]
+    load = {"uid-a": 3, "uid-b": 1, "uid-c": 1}
+    assert {least_loaded(targets, load, turn).name for turn in range(6)} == {"b", "c"}
+    assert least_loaded(targets, {}, 0).name == "a"
+    assert least_loaded(targets, {}, 1).name == "b"
+
+
+def test_remove_and_replace_by_namespace() -> None:
+    table = loaded()
+    table.upsert(target_from_body(body("a", namespace="one")))
+    table.upsert(target_from_body(body("b", namespace="two")))
+    table.replace([target_from_body(body("c", namespace="one"))], namespace="one")
+    assert [t.served_name for t in table.models(ADMIN)] == ["qwen-7b"]
+    assert table.server("uid-a") is None
+    assert table.server("uid-c") is not None
+    assert len(table) == 2
+    table.remove("uid-b")
+    table.remove("uid-missing")
+    assert len(table) == 1
+    table.replace([])
+    assert len(table) == 0

@@ -1,0 +1,97 @@
+"""Reading token usage from answers as they pass (pure functions, real answer shapes)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from modelserve.gateway.usage import StreamMeter, Usage, inject_usage, usage_from_body
+
+
+def chunk(content: str | None = None, *, usage: dict[str, int] | None = None) -> dict[str, Any]:
+    choices = [] if content is None else [{"index": 0, "delta": {"content": content}}]
+    event: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "choices": choices}
+    if usage is not None:
+        event["usage"] = usage
+    return event
+
+
+def sse(*events: dict[str, Any], newline: bytes = b"\n\n") -> bytes:
+    body = b"".join(b"data: " + json.dumps(e).encode() + newline for e in events)
+    return body + b"data: [DONE]" + newline
+
+
+def test_usage_of_a_whole_answer() -> None:
+    answer = {
+        "choices": [{"message": {"content": 'a "usage": {"prompt_tokens": 99}'}}],
+        "usage": {
+            "prompt_tokens": 12,
+            "completion_tokens": 5,
+            "total_tokens": 17,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
+    }
+    assert usage_from_body(json.dumps(answer).encode()) == Usage(12, 5)
+
+
+def test_usage_of_an_embedding_answer_and_of_none() -> None:
+    embedding = {"data": [{"embedding": [0.1] * 1000}], "usage": {"prompt_tokens": 7}}
+    assert usage_from_body(json.dumps(embedding).encode()) == Usage(7, 0)
+    assert usage_from_body(b'{"choices": []}') is None
+    assert usage_from_body(b'{"usage": null}') is None
+    assert usage_from_body(b'{"usage": {"prompt_tokens": ') is None
+
+
+def test_asking_a_stream_for_usage() -> None:
+    payload: dict[str, Any] = {"stream": True}
+    assert inject_usage(payload)
+    assert payload["stream_options"] == {"include_usage": True}
+    payload = {"stream": True, "stream_options": {"continuous_usage_stats": False}}
+    assert inject_usage(payload)
+    assert payload["stream_options"] == {"continuous_usage_stats": False, "include_usage": True}
+    payload = {"stream": True, "stream_options": {"include_usage": True}}
+    assert not inject_usage(payload)
+
+
+@pytest.mark.parametrize("newline", [b"\n\n", b"\r\n\r\n"])
+def test_the_usage_chunk_nobody_asked_for_is_taken_out(newline: bytes) -> None:
+    events = [chunk("Hel"), chunk("lo"), chunk(usage={"prompt_tokens": 9, "completion_tokens": 2})]
+    stream = sse(*events, newline=newline)
+    meter = StreamMeter(strip_usage=True)
+    # Cut the stream anywhere: events are whole again on the way out.
+    passed = b"".join(meter.feed(stream[i : i + 7]) for i in range(0, len(stream), 7))
+    passed += meter.finish()
+    assert passed == sse(chunk("Hel"), chunk("lo"), newline=newline)
+    assert meter.reported() == Usage(9, 2)
+
+
+def test_a_client_that_asked_for_usage_gets_every_byte() -> None:
+    stream = sse(chunk("Hi"), chunk(usage={"prompt_tokens": 3, "completion_tokens": 1}))
+    meter = StreamMeter(strip_usage=False)
+    pieces = [stream[:10], stream[10:50], stream[50:]]
+    assert [meter.feed(piece) for piece in pieces] == pieces
+    assert meter.finish() == b""
+    assert meter.reported() == Usage(3, 1)
+
+
+def test_a_stream_without_usage_counts_its_text_chunks() -> None:
+    role = {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+    done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    stream = sse(role, chunk("One"), chunk(" two"), chunk(""), chunk(" three"), done)
+    meter = StreamMeter(strip_usage=True)
+    assert meter.feed(stream) + meter.finish() == stream
+    assert meter.reported() == Usage(0, 3)
+
+
+def test_usage_in_every_chunk_is_read_from_the_last() -> None:
+    # vLLM's continuous_usage_stats: usage rides on each chunk; none is taken out.
+    events = [
+        chunk("a", usage={"prompt_tokens": 4, "completion_tokens": 1}),
+        chunk("b", usage={"prompt_tokens": 4, "completion_tokens": 2}),
+    ]
+    stream = sse(*events)
+    meter = StreamMeter(strip_usage=True)
+    assert meter.feed(stream) == stream
+    assert meter.reported() == Usage(4, 2)
