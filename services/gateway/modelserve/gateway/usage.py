@@ -26,6 +26,15 @@ _TEXT = re.compile(rb'"(?:content|text)"\s*:\s*"[^"]')
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
+_SEPARATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
+
+
+def _last_event_end(data: bytes) -> int:
+    """Where the last complete event of `data` ends (0: none is complete)."""
+    ends = [data.rfind(separator) + len(separator) for separator in _SEPARATORS]
+    return max((end for end, s in zip(ends, _SEPARATORS, strict=True) if end >= len(s)), default=0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Usage:
     prompt_tokens: int = 0
@@ -85,15 +94,23 @@ class StreamMeter:
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._pending + chunk if self._pending else chunk
+        cut = _last_event_end(data)
+        self._pending = data[cut:]
+        if b'"usage"' not in data[:cut]:
+            # The common case, kept to a few scans in C over the whole chunk: no event
+            # here reports usage, so none is split out; text events are only counted.
+            self.text_chunks += len(_TEXT.findall(data, 0, cut))
+            if not self._strip:
+                return chunk
+            return data[:cut]
         passed: list[bytes] = []
         start = 0
-        for end in _EVENT_END.finditer(data):
+        for end in _EVENT_END.finditer(data, 0, cut):
             event = data[start : end.end()]
             start = end.end()
             if self._scan(event) and self._strip:
                 continue
             passed.append(event)
-        self._pending = data[start:]
         if not self._strip:
             return chunk
         return b"".join(passed)
