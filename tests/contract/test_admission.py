@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from modelserve.common.modelserve import GROUP, KIND, VERSION
-from modelserve.contract.admission import OWNER_LABEL, WEBHOOK
+from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, VERSION
+from modelserve.contract.admission import WEBHOOK
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.polling import wait_for
 

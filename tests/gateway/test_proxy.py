@@ -28,8 +28,8 @@ from kubernetes import client as k8s
 from psycopg import sql
 from pydantic import SecretStr
 
+from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
 from modelserve.common.tokens import TokenSettings, TokenSigner
-from modelserve.gateway.servers import OWNER_LABEL, TEAM_LABEL
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
 from modelserve.testbed.platform import RunningOperator, RunningService, start_service

@@ -11,13 +11,11 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelserve.common.errors import ApiError
-from modelserve.common.modelserve import ModelServeSpec
+from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL, ModelServeSpec
 from modelserve.gateway.kubeservers import api_error, served_namespaces
 from modelserve.gateway.models import ModelRecord, allowed
 from modelserve.gateway.servers import (
     MAX_NAME,
-    OWNER_LABEL,
-    TEAM_LABEL,
     ServeRequest,
     build_modelserve,
     server_name,

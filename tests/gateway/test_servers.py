@@ -15,9 +15,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from psycopg import sql
 
-from modelserve.common.modelserve import GROUP, PLURAL, VERSION
+from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, TEAM_LABEL, VERSION
 from modelserve.common.tokens import TokenSigner
-from modelserve.gateway.servers import OWNER_LABEL, TEAM_LABEL
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.platform import RunningContract, RunningOperator, RunningService
 from modelserve.testbed.platform import start_contract as start_contract_service

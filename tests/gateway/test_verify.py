@@ -11,8 +11,8 @@ import httpx
 import pytest
 import yaml
 
+from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
 from modelserve.common.tokens import TokenSigner
-from modelserve.gateway.servers import OWNER_LABEL, TEAM_LABEL
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.platform import RunningService
 from modelserve.testbed.polling import wait_for

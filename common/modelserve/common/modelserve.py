@@ -16,6 +16,9 @@ GROUP = "llm.modelserve.io"
 VERSION = "v1alpha1"
 PLURAL = "modelserves"
 KIND = "ModelServe"
+# Who a ModelServe is for: the user it was made for, and the team it counts against.
+OWNER_LABEL = f"{GROUP}/owner"
+TEAM_LABEL = f"{GROUP}/team"
 
 
 class Runtime(StrEnum):

@@ -21,13 +21,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelserve.common.modelserve import GROUP, PLURAL, VERSION, ModelServe
+from modelserve.common.modelserve import (
+    GROUP,
+    OWNER_LABEL,
+    PLURAL,
+    TEAM_LABEL,
+    VERSION,
+    ModelServe,
+)
 from modelserve.contract.policy import Action, Decision, Principal, Resource, with_recorded
 from modelserve.contract.settings import ContractSettings, split
 from modelserve.contract.tables import Server
 
-OWNER_LABEL = f"{GROUP}/owner"
-TEAM_LABEL = f"{GROUP}/team"
 ADMIN_ROLE = "admin"
 WEBHOOK = f"{PLURAL}.contract.modelserve.io"
 DELETION_WEBHOOK = f"{PLURAL}-deletions.contract.modelserve.io"

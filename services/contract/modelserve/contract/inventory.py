@@ -15,8 +15,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from pydantic import ValidationError
 
-from modelserve.common.modelserve import GROUP, PLURAL, VERSION, ModelServe
-from modelserve.contract.admission import OWNER_LABEL, TEAM_LABEL
+from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, TEAM_LABEL, VERSION, ModelServe
 from modelserve.contract.store import Store, StoreUnavailable
 from modelserve.contract.tables import Server
 

@@ -18,8 +18,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from modelserve.common.errors import ApiError
-from modelserve.common.modelserve import GROUP, PLURAL, VERSION
-from modelserve.gateway.servers import OWNER_LABEL, is_label_value
+from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, VERSION
+from modelserve.gateway.servers import is_label_value
 
 T = TypeVar("T")
 # How the API server words a webhook's refusal; the contract service's message starts with

@@ -18,9 +18,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from modelserve.common.modelserve import ModelServe, Runtime
+from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL, ModelServe, Runtime
 from modelserve.common.tokens import Claims
-from modelserve.gateway.servers import OWNER_LABEL, TEAM_LABEL
 
 READY = "Ready"
 # Seconds a client is told to wait for a server that exists but does not serve yet.

@@ -16,13 +16,19 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelserve.common.errors import ApiError
-from modelserve.common.modelserve import GROUP, KIND, VERSION, ModelFormat, Runtime
+from modelserve.common.modelserve import (
+    GROUP,
+    KIND,
+    OWNER_LABEL,
+    TEAM_LABEL,
+    VERSION,
+    ModelFormat,
+    Runtime,
+)
 from modelserve.gateway.models import ModelRecord
 
 # The labels the contract service's admission webhook reads when the gateway creates a
 # ModelServe for someone (modelserve.contract.admission): the user, and the team they act for.
-OWNER_LABEL = f"{GROUP}/owner"
-TEAM_LABEL = f"{GROUP}/team"
 
 # The CRD's rule on names: at most 50 of [a-z0-9-], starting with a letter.
 MAX_NAME = 50
