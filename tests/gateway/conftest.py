@@ -16,8 +16,9 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from modelserve.common.tokens import TokenSettings, TokenSigner
+from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.objectstores import MinioServer
-from modelserve.testbed.platform import RunningService, start_service
+from modelserve.testbed.platform import RunningService, gateway_kubeconfig, start_service
 from modelserve.testbed.polling import wait_for
 
 SECRET = "gateway-tests-secret-of-at-least-32-bytes"
@@ -254,3 +255,10 @@ def new_person(
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def gateway_kube(crds: KubeCluster) -> str:
+    """Credentials of the gateway's own service account (services/gateway/deploy/rbac.yaml),
+    so that every test that talks to the cluster also checks those permissions."""
+    return str(gateway_kubeconfig(crds))

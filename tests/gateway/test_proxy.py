@@ -214,7 +214,11 @@ def servers(
 
 @pytest.fixture(scope="module")
 def gateway(
-    crds: KubeCluster, database_url: str, testbed_dir: Path, servers: dict[str, str]
+    crds: KubeCluster,
+    gateway_kube: str,
+    database_url: str,
+    testbed_dir: Path,
+    servers: dict[str, str],
 ) -> Iterator[str]:
     schema = f"gateway_proxy_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -226,7 +230,7 @@ def gateway(
             "JWT_SECRET": SECRET,
             "GATEWAY_DATABASE_URL": f"{database_url}?options=-csearch_path%3D{schema}",
             "GATEWAY_ADMIN_PASSWORD": "proxy-tests-admin-password",
-            "GATEWAY_KUBECONFIG": str(crds.kubeconfig),
+            "GATEWAY_KUBECONFIG": gateway_kube,
             "GATEWAY_UPSTREAM_READ_TIMEOUT": str(READ_TIMEOUT),
             "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY),
         },
@@ -663,6 +667,7 @@ def test_metrics_count_requests_latency_first_tokens_and_tokens(
 
 def test_the_contract_decides_and_learns_the_usage(
     crds: KubeCluster,
+    gateway_kube: str,
     servers: dict[str, str],
     llm: LlmServer,
     signer: TokenSigner,
@@ -674,7 +679,7 @@ def test_the_contract_decides_and_learns_the_usage(
         limits = {"models": ["fake-*"], "requests_per_minute": 2}
         assert contracts.put("/contracts/user/alice", json=limits).status_code == 200
         gateway = start_gateway(
-            GATEWAY_KUBECONFIG=str(crds.kubeconfig),
+            GATEWAY_KUBECONFIG=gateway_kube,
             GATEWAY_CONTRACT_URL=contract_service.url,
             GATEWAY_USAGE_FLUSH_SECONDS="0.2",
         )

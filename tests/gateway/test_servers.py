@@ -29,7 +29,6 @@ pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.minio]
 
 # The test bed's admin certificate: the gateway's Kubernetes identity in these tests (no
 # RBAC manifest of the gateway's own exists yet).
-GATEWAY_KUBE_USER = "modelserve-admin"
 
 
 @pytest.fixture
@@ -74,6 +73,7 @@ def in_namespace(servers: list[dict[str, Any]], namespace: str) -> set[str]:
 
 def test_users_serve_see_and_stop_their_own_servers_and_admins_all(
     crds: KubeCluster,
+    gateway_kube: str,
     operator: RunningOperator,
     namespace: str,
     kube_api: k8s.ApiClient,
@@ -82,7 +82,7 @@ def test_users_serve_see_and_stop_their_own_servers_and_admins_all(
     as_user: Callable[..., httpx.Client],
 ) -> None:
     gateway = start_gateway(
-        GATEWAY_KUBECONFIG=str(crds.kubeconfig),
+        GATEWAY_KUBECONFIG=gateway_kube,
         GATEWAY_DOWNLOAD_URL=model_store.url,
         GATEWAY_NAMESPACE=namespace,
         GATEWAY_INGRESS_URL="http://localhost:8080",
@@ -186,7 +186,6 @@ def contract_with_webhook(
         {
             "JWT_SECRET": "gateway-tests-secret-of-at-least-32-bytes",
             "CONTRACT_INVENTORY_SECONDS": "0",
-            "CONTRACT_DELEGATING_USERS": GATEWAY_KUBE_USER,
             "CONTRACT_DEFAULT_NAMESPACES": "*",
         },
         namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": namespace}},
@@ -200,6 +199,7 @@ def contract_with_webhook(
 
 def test_the_contract_refuses_through_its_decision_and_through_its_webhook(
     crds: KubeCluster,
+    gateway_kube: str,
     namespace: str,
     kube_api: k8s.ApiClient,
     contract_with_webhook: RunningContract,
@@ -212,7 +212,7 @@ def test_the_contract_refuses_through_its_decision_and_through_its_webhook(
     limits = {"max_replicas": 1, "models": ["Tiny-Chat"]}
     assert root.put("/contracts/user/alice", json=limits).status_code == 200
     env = {
-        "GATEWAY_KUBECONFIG": str(crds.kubeconfig),
+        "GATEWAY_KUBECONFIG": gateway_kube,
         "GATEWAY_DOWNLOAD_URL": model_store.url,
         "GATEWAY_NAMESPACE": namespace,
     }

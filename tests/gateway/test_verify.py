@@ -44,13 +44,14 @@ def verify(gateway: RunningService, server: str, token: str | None, method: str 
 
 def test_only_who_may_use_a_server_gets_through(
     crds: KubeCluster,
+    gateway_kube: str,
     namespace: str,
     signer: TokenSigner,
     start_gateway: Callable[..., RunningService],
 ) -> None:
     owned = create_server(crds, namespace, "owned", {OWNER_LABEL: "alice", TEAM_LABEL: "nlp"})
     unowned = create_server(crds, namespace, "unowned", {})
-    gateway = start_gateway(GATEWAY_KUBECONFIG=str(crds.kubeconfig))
+    gateway = start_gateway(GATEWAY_KUBECONFIG=gateway_kube)
     alice = signer.sign("alice", teams=["nlp"])
     carol = signer.sign("carol", teams=["vision", "nlp"])
     bob = signer.sign("bob", teams=["vision"])
@@ -99,11 +100,12 @@ def test_only_who_may_use_a_server_gets_through(
 
 def test_a_deleted_server_lets_nobody_through(
     crds: KubeCluster,
+    gateway_kube: str,
     namespace: str,
     signer: TokenSigner,
     start_gateway: Callable[..., RunningService],
 ) -> None:
-    gateway = start_gateway(GATEWAY_KUBECONFIG=str(crds.kubeconfig))
+    gateway = start_gateway(GATEWAY_KUBECONFIG=gateway_kube)
     alice = signer.sign("alice")
     # Made after the gateway started: the watch brings it, then its deletion.
     server = create_server(crds, namespace, "brief", {OWNER_LABEL: "alice"})

@@ -146,6 +146,11 @@ def start_llm(folder: Path, *, port: int = 0, timeout: float = 120.0) -> LlmServ
             # Needed for `logprobs` on completions (reward and scoring use them).
             "--logits_all",
             "true",
+            # By default a request arriving while another streams cuts that stream short
+            # (a bare "[DONE]"), and any GET /v1/models, such as the operator's probe of an
+            # external server, counts: real model servers queue requests instead.
+            "--interrupt_requests",
+            "false",
         ],
         folder / "logs" / "llama-cpp-server.log",
     )
