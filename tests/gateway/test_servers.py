@@ -27,9 +27,6 @@ if TYPE_CHECKING:  # a fixture's type: conftest modules are pytest's to import
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.minio]
 
-# The test bed's admin certificate: the gateway's Kubernetes identity in these tests (no
-# RBAC manifest of the gateway's own exists yet).
-
 
 @pytest.fixture
 def as_user(signer: TokenSigner) -> Iterator[Callable[..., httpx.Client]]:
