@@ -15,7 +15,7 @@ import psycopg
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import descendants
 from modelserve.testbed.seeding import SMOLLM2_MODEL_UUID, SMOLLM2_NAME
-from modelserve.testbed.stack import FIRST_DOWNLOAD
+from modelserve.testbed.stack import FIRST_DOWNLOAD, GATEWAY_CHAT, GATEWAY_SIGN_IN
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -41,10 +41,18 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
         )
         assert up.poll() is None, (tmp_path / "up.log").read_text()
         env = read_env(env_file)
+
+        def summary() -> str | None:
+            printed = (tmp_path / "up.log").read_text()
+            return printed if "Ctrl-C stops everything." in printed else None
+
+        printed = wait_for(summary, timeout=10, what="the summary")
+        assert FIRST_DOWNLOAD in printed
+        assert GATEWAY_SIGN_IN in printed and GATEWAY_CHAT in printed
         started = descendants([up.pid]) - {up.pid}
         # etcd, 3 control-plane programs, kwok, postgres, 2 minio, llm, operator,
-        # contract, download
-        assert len(started) >= 12
+        # contract, download, gateway
+        assert len(started) >= 13
 
         nodes = subprocess.run(
             ["kubectl", "get", "nodes", "-o", "name"], env=env, capture_output=True, text=True
@@ -56,6 +64,9 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
         assert minio.status_code == 200
         models = httpx.get(f"{env['MODEL_SERVER_URL']}/models", timeout=5).json()
         assert models["data"][0]["id"] == env["MODEL_SERVER_MODEL"]
+        # Before the example below: its llamacpp server on KWOK serves the same model name
+        # without a real server behind it.
+        _gateway_chat_works(env)
         # The operator reconciles what is applied: the CPU example becomes Ready.
         example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "llamacpp-cpu.yaml"
         subprocess.run(["kubectl", "apply", "-f", example], env=env, check=True)
@@ -106,6 +117,31 @@ def _first_download_works(env: dict[str, str]) -> None:
     assert [(m["id"], m["name"], m["architecture"], m["verified"]) for m in models] == [
         (SMOLLM2_MODEL_UUID, SMOLLM2_NAME, "llama", True)
     ]
+
+
+def _gateway_chat_works(env: dict[str, str]) -> None:
+    """The summary's two commands, run as printed: a token, then a chat completion through
+    the gateway; the same token lists the model in GET /v1/models."""
+    script = f'{GATEWAY_SIGN_IN}\nprintf "%s\\n" "$TOKEN"\n{GATEWAY_CHAT}'
+    answer = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert answer.returncode == 0, answer.stderr
+    token, body = answer.stdout.split("\n", 1)
+    chat = json.loads(body)
+    assert chat["object"] == "chat.completion", chat
+    assert chat["model"] == env["MODEL_SERVER_MODEL"], chat
+    assert chat["choices"][0]["message"]["content"].strip(), chat
+
+    models = httpx.get(
+        f"{env['GATEWAY_URL']}/v1/models", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert models.status_code == 200, models.text
+    assert env["MODEL_SERVER_MODEL"] in [model["id"] for model in models.json()["data"]]
 
 
 def _zombie(pid: int) -> bool:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import shlex
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 from pydantic import SecretStr
 
+from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, VERSION
 from modelserve.common.tokens import ADMIN, TokenSettings, TokenSigner
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.kube import KubeCluster, start_cluster
-from modelserve.testbed.llm import LlmServer, start_llm
+from modelserve.testbed.llm import MODEL_ALIAS, LlmServer, start_llm
 from modelserve.testbed.objectstores import (
     PLATFORM_BUCKET,
     UPSTREAM_BUCKET,
@@ -24,12 +28,14 @@ from modelserve.testbed.platform import (
     RunningContract,
     RunningOperator,
     RunningService,
+    gateway_kubeconfig,
     install_crds,
     operator_kubeconfig,
     start_contract,
     start_operator,
     start_service,
 )
+from modelserve.testbed.polling import wait_for
 from modelserve.testbed.postgres import PostgresServer, start_postgres
 from modelserve.testbed.processes import port_open
 from modelserve.testbed.seeding import SMOLLM2_MODEL_UUID, SMOLLM2_NAME, seed_smollm2
@@ -39,6 +45,22 @@ FIRST_DOWNLOAD = (
     'curl -X POST "$DOWNLOAD_URL/download/$SMOLLM2_MODEL_UUID"'
     ' -H "Authorization: Bearer $MODELSERVE_TOKEN"'
 )
+# The gateway's first admin; their password is new with each `up` ($GATEWAY_ADMIN_PASSWORD).
+GATEWAY_ADMIN = "admin"
+GATEWAY_SIGN_IN = (
+    "TOKEN=$(curl -s -X POST \"$GATEWAY_URL/auth/token\" -H 'Content-Type: application/json'"
+    ' -d "{\\"username\\": \\"admin\\", \\"password\\": \\"$GATEWAY_ADMIN_PASSWORD\\"}"'
+    " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
+)
+GATEWAY_CHAT = (
+    'curl "$GATEWAY_URL/v1/chat/completions" -H "Authorization: Bearer $TOKEN"'
+    " -H 'Content-Type: application/json'"
+    f""" -d '{{"model": "{MODEL_ALIAS}", "max_tokens": 64,"""
+    """ "messages": [{"role": "user", "content": "Hi"}]}'"""
+)
+# The `external` ModelServe that puts the SmolLM2 server behind the gateway.
+SMOLLM2_SERVER = "smollm2"
+SMOLLM2_SERVER_NAMESPACE = "default"
 # The secret is new with each `up`, so the token dies with the stack whatever its expiry;
 # and whoever can read it in .dev/env can read $JWT_SECRET beside it.
 ADMIN_TOKEN_SECONDS = 365 * 24 * 3600
@@ -55,6 +77,7 @@ class Ports:
     upstream_minio: int = 9100
     upstream_console: int = 9101
     llm: int = 8100
+    gateway: int = 8200
     contract: int = 8201
     contract_webhook: int = 8443
     download: int = 8202
@@ -80,6 +103,9 @@ class Stack:
     contract: RunningContract
     download: RunningService
     download_database_url: str
+    gateway: RunningService
+    gateway_database_url: str
+    gateway_admin_password: str
     jwt_secret: str
     admin_token: str
 
@@ -105,6 +131,9 @@ class Stack:
             "CONTRACT_URL": self.contract.service.url,
             "DOWNLOAD_URL": self.download.url,
             "DOWNLOAD_DATABASE_URL": self.download_database_url,
+            "GATEWAY_URL": self.gateway.url,
+            "GATEWAY_DATABASE_URL": self.gateway_database_url,
+            "GATEWAY_ADMIN_PASSWORD": self.gateway_admin_password,
             # What `modelserve-download get|status|list` reads.
             "MODELSERVE_DOWNLOAD_URL": self.download.url,
             "MODELSERVE_TOKEN": self.admin_token,
@@ -130,12 +159,18 @@ class Stack:
             " registered; tokens signed with $JWT_SECRET)",
             f"  Download     {self.download.url} (upstream holds {SMOLLM2_NAME} under "
             f"{self.upstream.bucket}/{SMOLLM2_MODEL_UUID}/)",
+            f"  Gateway      {self.gateway.url} (OpenAI API under /v1; sign in as "
+            f"{GATEWAY_ADMIN} with $GATEWAY_ADMIN_PASSWORD; {self.llm.alias} is served by "
+            f"ModelServe {SMOLLM2_SERVER_NAMESPACE}/{SMOLLM2_SERVER})",
             "  Token        $MODELSERVE_TOKEN: an admin token, signed with $JWT_SECRET",
             f"  Logs         {self.folder / 'logs'}",
             f"Use it from another shell:  source {env_file} && kubectl get nodes",
             f"A first download:  {FIRST_DOWNLOAD}",
             '                   then curl "$DOWNLOAD_URL/status/$SMOLLM2_MODEL_UUID"'
             ' -H "Authorization: Bearer $MODELSERVE_TOKEN"',
+            "A chat through the gateway, as its first admin:",
+            f"  {GATEWAY_SIGN_IN}",
+            f"  {GATEWAY_CHAT}",
             "Ctrl-C stops everything.",
         ]
         return "\n".join(lines)
@@ -148,6 +183,51 @@ class Stack:
         exports.append(f'export PATH={shlex.quote(str(kubectl_dir))}:"$PATH"')
         env_file.write_text("\n".join(exports) + "\n")
         return env_file
+
+
+def build_smollm2_server(llm: LlmServer) -> dict[str, Any]:
+    """An `external` ModelServe for the test bed's SmolLM2 server, owned by the gateway's
+    first admin."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {
+            "name": SMOLLM2_SERVER,
+            "namespace": SMOLLM2_SERVER_NAMESPACE,
+            "labels": {OWNER_LABEL: GATEWAY_ADMIN},
+        },
+        "spec": {
+            "runtime": "external",
+            "model": {"servedName": llm.alias},
+            "external": {"url": llm.url},  # ends in /v1, as the operator and gateway expect
+        },
+    }
+
+
+def serve_smollm2(kube: KubeCluster, llm: LlmServer, timeout: float = 60.0) -> None:
+    """Apply `build_smollm2_server` and wait until the operator's probe finds it Ready."""
+    kube.kubectl("apply", stdin=json.dumps(build_smollm2_server(llm)))
+
+    def ready() -> bool:
+        found = kube.get_json("ms", SMOLLM2_SERVER, "-n", SMOLLM2_SERVER_NAMESPACE)
+        return bool((found.get("status") or {}).get("phase") == "Ready")
+
+    wait_for(ready, timeout=timeout, what=f"ModelServe {SMOLLM2_SERVER} to become Ready")
+
+
+def wait_until_listed(gateway: RunningService, password: str, model: str) -> None:
+    """Sign in as the gateway's first admin and wait until GET /v1/models lists `model`."""
+    with httpx.Client(base_url=gateway.url, timeout=10) as http:
+        signed_in = http.post("/auth/token", json={"username": GATEWAY_ADMIN, "password": password})
+        signed_in.raise_for_status()
+        token = signed_in.json()["access_token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+
+        def listed() -> bool:
+            models = http.get("/v1/models").json()["data"]
+            return any(entry["id"] == model for entry in models)
+
+        wait_for(listed, timeout=30, what=f"the gateway to list {model}")
 
 
 def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
@@ -225,6 +305,29 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         port=ports.download or None,
     )
     resources.callback(download.stop)
+    # As the cluster's admin, before the gateway starts: its first list of routes has the
+    # server Ready.
+    serve_smollm2(kube, llm)
+    gateway_database_url = postgres.create_database("modelserve_gateway")
+    gateway_admin_password = secrets.token_urlsafe(18)
+    gateway = start_service(
+        "gateway",
+        folder / "logs",
+        {
+            "JWT_SECRET": jwt_secret,
+            "GATEWAY_DATABASE_URL": gateway_database_url,
+            "GATEWAY_ADMIN_USERNAME": GATEWAY_ADMIN,
+            "GATEWAY_ADMIN_PASSWORD": gateway_admin_password,
+            "GATEWAY_CONTRACT_URL": contract.service.url,
+            "GATEWAY_DOWNLOAD_URL": download.url,
+            # Its own service account, which the contract's webhook lets act for users
+            # (CONTRACT_DELEGATING_USERS).
+            "GATEWAY_KUBECONFIG": str(gateway_kubeconfig(kube)),
+        },
+        port=ports.gateway or None,
+    )
+    resources.callback(gateway.stop)
+    wait_until_listed(gateway, gateway_admin_password, llm.alias)
     signer = TokenSigner(TokenSettings(secret=SecretStr(jwt_secret)))
     admin_token = signer.sign("developer", roles=(ADMIN,), expires_in=ADMIN_TOKEN_SECONDS)
     return Stack(
@@ -239,6 +342,9 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         contract,
         download,
         download_database_url,
+        gateway,
+        gateway_database_url,
+        gateway_admin_password,
         jwt_secret,
         admin_token,
     )
