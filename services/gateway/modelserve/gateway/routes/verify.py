@@ -27,7 +27,9 @@ RETRY = {"Retry-After": "1"}
 
 
 @router.api_route(
-    "/auth/verify", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    "/auth/verify",
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    include_in_schema=False,  # Traefik's, not a client's; one operation per method otherwise
 )
 async def verify(claims: Caller, routes: RoutesDep, server: str = "") -> Response:
     """200 with the caller's name and team for the server's owner, members of its team,
