@@ -21,14 +21,14 @@ def test_service_answers_health(
     assert script.exists(), f"{script} is not installed"
     port = free_port()
     env = {f"{service.upper()}_PORT": str(port), "MODELSERVE_DEVELOPMENT": "true"}
-    # Both keep their tables in PostgreSQL from the start.
+    # Each keeps its tables in PostgreSQL from the start.
     if service == "contract":
         env |= {
             "CONTRACT_DATABASE_URL": request.getfixturevalue("database_url"),
             "CONTRACT_INVENTORY_SECONDS": "0",
         }
-    if service == "download":
-        env["DOWNLOAD_DATABASE_URL"] = request.getfixturevalue("database_url")
+    if service in ("download", "gateway"):
+        env[f"{service.upper()}_DATABASE_URL"] = request.getfixturevalue("database_url")
     process = ManagedProcess(service, [script], tmp_path / f"{service}.log", env=env)
     process.start()
     try:

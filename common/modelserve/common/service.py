@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import uvicorn
@@ -35,7 +36,15 @@ def create_service_app(service: str, settings: ServiceSettings, **fastapi_option
     return app
 
 
+def configure_logging(settings: ServiceSettings) -> None:
+    """The service's own loggers at its log level, beside uvicorn's."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    configure_logging(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uvicorn
 
-from modelserve.common.service import serve_all
+from modelserve.common.service import configure_logging, serve_all
 from modelserve.contract.app import create_app
 from modelserve.contract.settings import ContractSettings
 
 
 def main() -> None:
     settings = ContractSettings()
+    configure_logging(settings)
     app = create_app(settings)
     configs = [
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)

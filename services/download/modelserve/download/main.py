@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from modelserve.common.service import serve
@@ -13,9 +12,6 @@ from modelserve.download.settings import DownloadSettings
 
 def serve_download() -> None:
     settings = DownloadSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     serve(create_app(settings), settings)
 
 
