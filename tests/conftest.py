@@ -157,10 +157,13 @@ def crds(kube: KubeCluster) -> KubeCluster:
     return kube
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(crds: KubeCluster, testbed_dir: Path) -> Iterator[RunningOperator]:
     """`modelserve-operator` running against the test cluster, as a process of its own,
-    with the credentials of its service account: every test also checks its RBAC."""
+    with the credentials of its service account: every test also checks its RBAC.
+
+    One per test module, not per session: the CRD's own tests write status by hand and
+    need a cluster where no operator writes it too."""
     running = start_operator(
         operator_kubeconfig(crds),
         testbed_dir / "logs",
