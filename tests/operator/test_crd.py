@@ -151,7 +151,12 @@ def test_vllm_manifest_is_accepted_and_defaulted(crds: KubeCluster, namespace: s
     assert spec["model"]["cache"] == {"enabled": False, "size": "50Gi"}
     assert spec["vllm"] == {"gpuMemoryUtilization": 0.9, "prefixCaching": True}
     assert spec["llamacpp"] == {"contextSize": 4096}
-    assert spec["scaling"] == {"algorithm": "none", "budget": 1}
+    assert spec["scaling"] == {
+        "algorithm": "none",
+        "budget": 1,
+        "rewardAggregation": "min",
+        "stepDelimiter": "\n\n",
+    }
     assert "servedName" not in spec["model"]  # the operator falls back to metadata.name
 
 

@@ -100,10 +100,38 @@ class ExternalServer(Wire):
     api_key_secret_ref: SecretKeyRef | None = None
 
 
+class Algorithm(StrEnum):
+    NONE = "none"
+    BEST_OF_N = "best-of-n"
+    SELF_CONSISTENCY = "self-consistency"
+    PARTICLE_FILTERING = "particle-filtering"
+    BEAM_SEARCH = "beam-search"
+
+
+class RewardKind(StrEnum):
+    MODEL = "model"  # a reward model served by another ModelServe (vLLM pooling)
+    JUDGE = "judge"  # a served model asked whether the answer is correct: P("yes")
+    LOGPROB = "logprob"  # the candidate's mean token log-probability
+
+
+class Aggregation(StrEnum):
+    MIN = "min"
+    LAST = "last"
+    PRODUCT = "product"
+    MEAN = "mean"
+
+
 class Scaling(Wire):
-    algorithm: str = "none"
-    budget: int = Field(default=1, ge=1)
+    """Defaults of inference-time scaling for requests to this model (see the gateway)."""
+
+    algorithm: Algorithm = Algorithm.NONE
+    budget: int = Field(default=1, ge=1, le=1024)
     reward_model: str | None = None
+    # None: a reward model when one is named, else the candidates' mean log-probability.
+    reward: RewardKind | None = None
+    reward_aggregation: Aggregation = Aggregation.MIN
+    answer_pattern: str | None = None
+    step_delimiter: str = "\n\n"
 
 
 class ModelServeSpec(Wire):

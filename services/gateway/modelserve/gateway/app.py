@@ -20,7 +20,16 @@ from modelserve.gateway.kube import load_api_client
 from modelserve.gateway.models import ModelCatalog
 from modelserve.gateway.openai_errors import install_openai_errors
 from modelserve.gateway.proxy_components import open_proxy
-from modelserve.gateway.routes import auth, metrics, models, openai, servers, users, verify
+from modelserve.gateway.routes import (
+    auth,
+    configure,
+    metrics,
+    models,
+    openai,
+    servers,
+    users,
+    verify,
+)
 from modelserve.gateway.settings import GatewaySettings
 
 
@@ -68,6 +77,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(users.router)
     app.include_router(models.router)
     app.include_router(servers.router)
+    app.include_router(configure.router)
     app.include_router(openai.router)
     app.include_router(verify.router)
     app.include_router(metrics.router)

@@ -166,3 +166,18 @@ class ServerStore:
             # 404: gone already; 409: the uid precondition failed, so ours is gone too.
             if error.status_code not in (404, 409):
                 raise
+
+    async def set_scaling(self, body: dict[str, Any], scaling: dict[str, Any]) -> dict[str, Any]:
+        """Merge `scaling` (camelCase fields) into the ModelServe's spec.scaling."""
+        metadata = body["metadata"]
+        patched: dict[str, Any] = await _call(
+            "configure the server",
+            self._objects.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            metadata["namespace"],
+            PLURAL,
+            metadata["name"],
+            {"spec": {"scaling": scaling}},
+        )
+        return patched

@@ -18,7 +18,13 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL, ModelServe, Runtime
+from modelserve.common.modelserve import (
+    OWNER_LABEL,
+    TEAM_LABEL,
+    ModelServe,
+    Runtime,
+    Scaling,
+)
 from modelserve.common.tokens import Claims
 
 READY = "Ready"
@@ -44,6 +50,8 @@ class Target:
     # An external server's key: where it is, and (filled in by discovery) its value.
     api_key_secret: tuple[str, str] | None = None  # (Secret name, key) in `namespace`
     api_key: str | None = dataclasses.field(default=None, repr=False)
+    # Inference-time scaling defaults for requests to this model (spec.scaling).
+    scaling: Scaling = dataclasses.field(default_factory=Scaling)
 
     def may_use(self, claims: Claims) -> bool:
         if claims.is_admin or claims.is_service:
@@ -102,6 +110,7 @@ def target_from_body(body: Mapping[str, Any]) -> Target:
         team=labels.get(TEAM_LABEL) or None,
         created=_epoch(meta.get("creationTimestamp")),
         api_key_secret=secret,
+        scaling=ms.spec.scaling,
     )
 
 

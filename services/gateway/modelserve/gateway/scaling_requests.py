@@ -1,0 +1,109 @@
+"""What a chat completion asks of inference-time scaling, over its model's defaults.
+
+A request names `budget` and `algorithm` (the seeds' `alg` too) as body fields (the
+openai SDK's `extra_body`) or as headers (X-ModelServe-Budget, X-ModelServe-Algorithm);
+the body wins. What it leaves out comes from the ModelServe's `spec.scaling`. A budget
+of 1 or the algorithm `none` is a plain pass-through. `scaling_trace: true` (or
+X-ModelServe-Trace: 1) adds the algorithm's trace to the answer, in `scaling`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from modelserve.common.modelserve import Aggregation, Algorithm, RewardKind, Scaling
+from modelserve.gateway.openai_errors import OpenAIError
+
+BUDGET_HEADER = "x-modelserve-budget"
+ALGORITHM_HEADER = "x-modelserve-algorithm"
+TRACE_HEADER = "x-modelserve-trace"
+# Body fields of ours: taken out before a request goes to a model server.
+FIELDS = ("budget", "algorithm", "alg", "scaling_trace")
+MAX_BUDGET = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalingRequest:
+    algorithm: Algorithm
+    budget: int
+    trace: bool
+    reward: RewardKind
+    reward_model: str | None
+    aggregation: Aggregation
+    answer_pattern: re.Pattern[str] | None
+    step_delimiter: str
+
+    @property
+    def active(self) -> bool:
+        return self.algorithm is not Algorithm.NONE and self.budget > 1
+
+
+def _invalid(message: str, param: str) -> OpenAIError:
+    return OpenAIError(400, message, code="invalid_scaling", param=param)
+
+
+def _budget(value: Any, param: str) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BUDGET:
+        raise _invalid(f"budget must be an integer from 1 to {MAX_BUDGET}", param)
+    return value
+
+
+def _algorithm(value: Any, param: str) -> Algorithm:
+    try:
+        return Algorithm(str(value).strip().lower())
+    except ValueError:
+        names = ", ".join(algorithm.value for algorithm in Algorithm)
+        raise _invalid(f"unknown algorithm {value!r}; one of {names}", param) from None
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("1", "true", "yes")
+
+
+def answer_pattern(pattern: str | None) -> re.Pattern[str] | None:
+    """The model's answer pattern, compiled; one with no group is used whole."""
+    if not pattern:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        # The CRD lets any string through: a bad pattern is the model owner's mistake,
+        # said to whoever hits it.
+        raise OpenAIError(
+            500, f"the model's answerPattern does not compile: {error}", code="bad_model_config"
+        ) from error
+
+
+def scaling_request(
+    payload: dict[str, Any], headers: Mapping[str, str], defaults: Scaling
+) -> ScalingRequest:
+    """The request's scaling, its own fields taken out of `payload`. 400 for a bad value."""
+    body = {field: payload.pop(field) for field in FIELDS if field in payload}
+    budget = defaults.budget
+    if BUDGET_HEADER in headers:
+        budget = _budget(headers[BUDGET_HEADER], BUDGET_HEADER)
+    if "budget" in body:
+        budget = _budget(body["budget"], "budget")
+    algorithm = defaults.algorithm
+    if ALGORITHM_HEADER in headers:
+        algorithm = _algorithm(headers[ALGORITHM_HEADER], ALGORITHM_HEADER)
+    for field in ("alg", "algorithm"):
+        if field in body:
+            algorithm = _algorithm(body[field], field)
+    trace = _flag(body.get("scaling_trace", headers.get(TRACE_HEADER, False)))
+    reward = defaults.reward or (RewardKind.MODEL if defaults.reward_model else RewardKind.LOGPROB)
+    return ScalingRequest(
+        algorithm=algorithm,
+        budget=budget,
+        trace=trace,
+        reward=reward,
+        reward_model=defaults.reward_model,
+        aggregation=defaults.reward_aggregation,
+        answer_pattern=answer_pattern(defaults.answer_pattern),
+        step_delimiter=defaults.step_delimiter,
+    )
