@@ -65,10 +65,14 @@ class ExternalProber:
 
     def track(self, ms: ModelServe) -> None:
         key = (ms.namespace, ms.name)
-        if self._targets.get(key) != ms:
-            self._targets[key] = ms
+        known = self._targets.get(key)
+        self._targets[key] = ms
+        if known is None or _probed(known) != _probed(ms):
+            # A new server, or another URL, name or key: the last result says nothing of
+            # it. A change elsewhere in the spec (scaling defaults, say) keeps the result,
+            # so the model does not drop out of service while it is probed again.
             self.results.pop(key, None)
-            self._wake.set()  # a new or changed server is probed at once
+            self._wake.set()
 
     def forget(self, namespace: str, name: str) -> None:
         self._targets.pop((namespace, name), None)
@@ -99,3 +103,8 @@ class ExternalProber:
                 logger.exception("probing external servers failed; retrying next round")
             with contextlib.suppress(TimeoutError):  # the interval passed: probe again
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+
+
+def _probed(ms: ModelServe) -> tuple[object, str]:
+    """What a probe of an external server depends on."""
+    return ms.spec.external, ms.served_name

@@ -116,11 +116,13 @@ class Accounting:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": self._token.header(), "Content-Type": "application/json"}
 
-    async def decide(self, claims: Claims, model: str, max_tokens: int | None) -> Decision:
+    async def decide(
+        self, claims: Claims, model: str, max_tokens: int | None, budget: int | None = None
+    ) -> Decision:
         body = {
             "principal": {"subject": claims.sub, "teams": claims.teams, "roles": claims.roles},
             "action": "infer",
-            "resource": {"model": model, "max_tokens": max_tokens},
+            "resource": {"model": model, "max_tokens": max_tokens, "budget": budget},
         }
         try:
             status, answer = await self._http.post(

@@ -46,6 +46,39 @@ class GatewayMetrics:
             ["user", "model", "direction"],
             registry=self.registry,
         )
+        self.scaling_requests = Counter(
+            f"{PREFIX}_scaling_requests",
+            "Chat completions answered by an inference-time scaling algorithm.",
+            ["model", "algorithm", "status"],
+            registry=self.registry,
+        )
+        self.scaling_budget = Histogram(
+            f"{PREFIX}_scaling_budget",
+            "The budget (candidates, particles, beams x expansions) of scaled requests.",
+            ["algorithm"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
+            registry=self.registry,
+        )
+        self.scaling_calls = Counter(
+            f"{PREFIX}_scaling_upstream_calls",
+            "Calls to model servers (generation and reward) made by scaled requests.",
+            ["model", "algorithm"],
+            registry=self.registry,
+        )
+        self.scaling_reward_seconds = Histogram(
+            f"{PREFIX}_scaling_reward_seconds",
+            "Time a scaled request spent scoring candidates.",
+            ["model", "algorithm"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.scaling_added_seconds = Histogram(
+            f"{PREFIX}_scaling_added_seconds",
+            "Time a scaled request spent beyond generating and scoring: the gateway's own.",
+            ["model", "algorithm"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             f"{PREFIX}_in_flight_requests",
             "Requests being forwarded to a model server right now.",

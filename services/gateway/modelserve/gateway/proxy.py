@@ -32,6 +32,9 @@ from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decis
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError, error_type, openai_body
 from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
+from modelserve.gateway.scaled import ScaledExchange, Scaler
+from modelserve.gateway.scaling_requests import FIELDS as SCALING_FIELDS
+from modelserve.gateway.scaling_requests import scaling_request
 from modelserve.gateway.upstream import UpstreamClient, UpstreamError, UpstreamResponse
 from modelserve.gateway.usage import StreamMeter, Usage, inject_usage, usage_from_body
 
@@ -122,11 +125,13 @@ class Proxy:
         max_body_bytes: int,
         inject_stream_usage: bool,
         accounting: Accounting | None = None,
+        scaler: Scaler | None = None,
     ) -> None:
         self.table = table
         self.upstream = upstream
         self.metrics = metrics
         self.accounting = accounting
+        self.scaler = scaler
         self._max_body = max_body_bytes
         self._inject = inject_stream_usage
 
@@ -151,7 +156,21 @@ class Proxy:
                 headers={"Retry-After": str(found.retry_after)},
                 model=model,
             )
-        decision = await self._decide(claims, model, payload)
+        scaling = None
+        if endpoint is CHAT:
+            # Inference-time scaling: its fields are ours, never a model server's.
+            ours = any(field in payload for field in SCALING_FIELDS)
+            scaling = scaling_request(payload, request.headers, found.scaling)
+            if ours:
+                body = json.dumps(payload, separators=(",", ":")).encode()
+        scaled = scaling is not None and scaling.active and self.scaler is not None
+        decision = await self._decide(
+            claims, model, payload, scaling.budget if scaled and scaling else None
+        )
+        if scaled and scaling is not None and self.scaler is not None:
+            return self.scaler.response(
+                ScaledExchange(found, claims, payload, scaling, decision, started)
+            )
         stream = payload.get("stream") is True
         strip_usage = False
         if stream and self._inject and inject_usage(payload):
@@ -179,11 +198,17 @@ class Proxy:
             ),
         )
 
-    async def _decide(self, claims: Claims, model: str, payload: dict[str, Any]) -> Decision | None:
+    async def _decide(
+        self, claims: Claims, model: str, payload: dict[str, Any], budget: int | None
+    ) -> Decision | None:
+        """The contract's word; a scaled request holds tokens for all its candidates."""
         if self.accounting is None:
             return None
+        tokens = _max_tokens(payload)
+        if tokens is not None and budget is not None:
+            tokens *= budget
         try:
-            decision = await self.accounting.decide(claims, model, _max_tokens(payload))
+            decision = await self.accounting.decide(claims, model, tokens, budget)
         except ContractUnavailable as error:
             raise OpenAIError(
                 503,

@@ -15,6 +15,7 @@ from modelserve.gateway.kubeservers import served_namespaces
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.proxy import Proxy
 from modelserve.gateway.routing import RouteTable
+from modelserve.gateway.scaled import Scaler
 from modelserve.gateway.settings import GatewaySettings
 from modelserve.gateway.upstream import UpstreamClient
 
@@ -65,6 +66,14 @@ async def open_proxy(
         )
         await accounting.start()
         stack.push_async_callback(accounting.close)  # before its client closes
+    scaler = Scaler(
+        table,
+        upstream,
+        metrics,
+        accounting,
+        max_concurrency=settings.scaling_concurrency,
+        keepalive_seconds=settings.scaling_keepalive_seconds,
+    )
     return Proxy(
         table,
         upstream,
@@ -72,4 +81,5 @@ async def open_proxy(
         max_body_bytes=settings.max_body_bytes,
         inject_stream_usage=settings.inject_stream_usage,
         accounting=accounting,
+        scaler=scaler,
     )

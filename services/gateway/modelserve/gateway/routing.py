@@ -50,6 +50,7 @@ class Target:
     # An external server's key: where it is, and (filled in by discovery) its value.
     api_key_secret: tuple[str, str] | None = None  # (Secret name, key) in `namespace`
     api_key: str | None = dataclasses.field(default=None, repr=False)
+    runtime: Runtime = Runtime.EXTERNAL
     # Inference-time scaling defaults for requests to this model (spec.scaling).
     scaling: Scaling = dataclasses.field(default_factory=Scaling)
 
@@ -110,6 +111,7 @@ def target_from_body(body: Mapping[str, Any]) -> Target:
         team=labels.get(TEAM_LABEL) or None,
         created=_epoch(meta.get("creationTimestamp")),
         api_key_secret=secret,
+        runtime=ms.spec.runtime,
         scaling=ms.spec.scaling,
     )
 

@@ -61,6 +61,11 @@ class GatewaySettings(ServiceSettings):
     max_body_bytes: int = Field(default=8 << 20, ge=1024)
     # Token usage is sent to the contract service in batches, this often.
     usage_flush_seconds: float = Field(default=1.0, gt=0)
+    # Inference-time scaling: upstream calls one scaled request may have in flight (per
+    # model it calls), and how often a streamed one sends a keep-alive comment while its
+    # candidates are generated.
+    scaling_concurrency: int = Field(default=8, ge=1, le=256)
+    scaling_keepalive_seconds: float = Field(default=5.0, gt=0)
     # Usage records waiting for the contract service; past this, new ones are dropped
     # (and counted) rather than held in memory.
     usage_queue_size: int = Field(default=10_000, ge=1)

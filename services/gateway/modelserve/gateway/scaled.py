@@ -1,0 +1,449 @@
+"""A chat completion answered by an inference-time scaling algorithm.
+
+The proxy hands over a request whose scaling is active (`scaling_requests`). This module
+builds the language model and the reward for its target (`scaling`), runs the algorithm
+in a task of its own, and answers in OpenAI's shape:
+
+- not streamed: one chat.completion with the chosen answer, `usage` summed over every
+  upstream call (generation and reward), and the algorithm's trace in `scaling` when asked;
+- streamed: SSE at once, a keep-alive comment every `keepalive_seconds` while candidates
+  are generated, then the chosen answer in chunks, its usage when asked, and `[DONE]`.
+
+A client that goes away cancels the algorithm's task, and with it every upstream call in
+flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from modelserve.common.modelserve import Algorithm, RewardKind
+from modelserve.common.tokens import SERVICE, Claims
+from modelserve.gateway.accounting import Accounting, Decision, UsageRecord
+from modelserve.gateway.metrics import GatewayMetrics
+from modelserve.gateway.openai_errors import OpenAIError, openai_body
+from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
+from modelserve.gateway.scaling import algorithms
+from modelserve.gateway.scaling.lm import Prompt
+from modelserve.gateway.scaling.openai_lm import MalformedAnswer, OpenAIChatLM, Post
+from modelserve.gateway.scaling.results import Options, Result
+from modelserve.gateway.scaling.reward_model import ProcessRewardModel
+from modelserve.gateway.scaling.rewards import LlmJudge, MeanLogprob, Reward, RewardError
+from modelserve.gateway.scaling_requests import ScalingRequest
+from modelserve.gateway.upstream import UpstreamClient, UpstreamError
+
+logger = logging.getLogger(__name__)
+ROUTE = "/v1/chat/completions"
+# Fields the algorithms set themselves, or that make no sense for several candidates.
+_NOT_SAMPLING = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "n",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "stop",
+        "logprobs",
+        "top_logprobs",
+        "seed",
+    }
+)
+# Pieces of the chosen answer in a stream (characters): small enough to look like one.
+_PIECE = 32
+# The gateway looks reward models up as a platform service: the model's owner chose it.
+_GATEWAY = Claims(
+    sub="service:gateway", roles=[SERVICE], iss="", aud="", exp=0, iat=0, jti="gateway"
+)
+
+
+class UpstreamStatus(UpstreamError):
+    """A model server answered an error status to one of the algorithm's calls."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(
+            f"the model server answered {status} to a scaling call", body[:300].decode("replace")
+        )
+
+
+def poster(upstream: UpstreamClient, target: Target) -> Post:
+    """POST JSON to a path of `target`'s server (from its root: "/v1/…", "/pooling")."""
+    base = target.endpoint.removesuffix("/v1")
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+    if target.api_key:
+        headers["Authorization"] = f"Bearer {target.api_key}"
+
+    async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        status, data = await upstream.post(base + path, json.dumps(body).encode(), headers)
+        if status >= 400:
+            raise UpstreamStatus(status, data)
+        try:
+            found = json.loads(data)
+        except ValueError as error:
+            raise MalformedAnswer("the model server's answer is not JSON") from error
+        if not isinstance(found, dict):
+            raise MalformedAnswer("the model server's answer is not a JSON object")
+        return found
+
+    return post
+
+
+def options(payload: Mapping[str, Any], scaling: ScalingRequest) -> Options:
+    tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
+    temperature = payload.get("temperature")
+    stop = payload.get("stop")
+    stops = (stop,) if isinstance(stop, str) else tuple(s for s in stop or () if isinstance(s, str))
+    return Options(
+        max_tokens=tokens if isinstance(tokens, int) and tokens > 0 else None,
+        temperature=float(temperature) if isinstance(temperature, int | float) else None,
+        stop=stops,
+        answer_pattern=scaling.answer_pattern,
+        step_delimiter=scaling.step_delimiter,
+    )
+
+
+def completion(
+    model: str, result: Result, scaling: ScalingRequest, *, trace: bool
+) -> dict[str, Any]:
+    """The chat.completion of a finished algorithm."""
+    used = result.generation + result.reward
+    answer: dict[str, Any] = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "finish_reason": result.chosen.finish_reason or "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": used.prompt_tokens,
+            "completion_tokens": used.completion_tokens,
+            "total_tokens": used.total_tokens,
+        },
+    }
+    if trace:
+        answer["scaling"] = trace_of(result, scaling)
+    return answer
+
+
+def trace_of(result: Result, scaling: ScalingRequest) -> dict[str, Any]:
+    return {
+        "algorithm": result.algorithm.value,
+        "budget": scaling.budget,
+        "reward": None if result.algorithm is Algorithm.SELF_CONSISTENCY else scaling.reward.value,
+        "selected": result.selected,
+        "candidates": [
+            {
+                "index": index,
+                "score": candidate.score,
+                "answer": candidate.answer,
+                "finish_reason": candidate.finish_reason,
+                "steps": candidate.steps,
+                "text": candidate.text,
+            }
+            for index, candidate in enumerate(result.candidates)
+        ],
+        "rounds": result.rounds,
+        "upstream_calls": result.upstream_calls,
+        "generation_seconds": round(result.generation_seconds, 4),
+        "reward_seconds": round(result.reward_seconds, 4),
+    }
+
+
+def chunks(model: str, result: Result, *, usage: bool, trace: dict[str, Any] | None) -> list[bytes]:
+    """The chosen answer as chat.completion.chunk events, then [DONE]."""
+    base: dict[str, Any] = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n"
+
+    text = result.text
+    events = [event([{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}])]
+    events += [
+        event([{"index": 0, "delta": {"content": text[i : i + _PIECE]}, "finish_reason": None}])
+        for i in range(0, len(text), _PIECE)
+    ]
+    last = {"index": 0, "delta": {}, "finish_reason": result.chosen.finish_reason or "stop"}
+    events.append(event([last], **({"scaling": trace} if trace is not None else {})))
+    if usage:
+        used = result.generation + result.reward
+        counts = {
+            "prompt_tokens": used.prompt_tokens,
+            "completion_tokens": used.completion_tokens,
+            "total_tokens": used.total_tokens,
+        }
+        events.append(event([], usage=counts))
+    return [*events, b"data: [DONE]\n\n"]
+
+
+@dataclasses.dataclass
+class ScaledExchange:
+    target: Target
+    claims: Claims
+    payload: dict[str, Any]
+    scaling: ScalingRequest
+    decision: Decision | None
+    started: float
+
+
+class Scaler:
+    """Runs scaled chat completions; made once, shared by every request."""
+
+    def __init__(
+        self,
+        table: RouteTable,
+        upstream: UpstreamClient,
+        metrics: GatewayMetrics,
+        accounting: Accounting | None,
+        *,
+        max_concurrency: int,
+        keepalive_seconds: float,
+    ) -> None:
+        self.table = table
+        self.upstream = upstream
+        self.metrics = metrics
+        self.accounting = accounting
+        self._concurrency = max_concurrency
+        self._keepalive = keepalive_seconds
+
+    def response(self, exchange: ScaledExchange) -> ScaledResponse:
+        return ScaledResponse(self, exchange)
+
+    def _reward(self, exchange: ScaledExchange) -> Reward | None:
+        scaling, target = exchange.scaling, exchange.target
+        if scaling.algorithm is Algorithm.SELF_CONSISTENCY:
+            return None
+        if scaling.reward is RewardKind.LOGPROB:
+            return MeanLogprob()
+        judge = self._reward_target(scaling.reward_model) if scaling.reward_model else target
+        post = poster(self.upstream, judge)
+        if scaling.reward is RewardKind.JUDGE:
+            return LlmJudge(post, model=judge.served_name, max_concurrency=self._concurrency)
+        if not scaling.reward_model:
+            raise OpenAIError(
+                400,
+                f"{scaling.algorithm.value} with reward 'model' needs the model's rewardModel",
+                code="invalid_scaling",
+            )
+        return ProcessRewardModel(
+            post,
+            model=judge.served_name,
+            aggregation=scaling.aggregation,
+            step_delimiter=scaling.step_delimiter,
+            max_concurrency=self._concurrency,
+        )
+
+    def _reward_target(self, name: str) -> Target:
+        found = self.table.lookup(name, _GATEWAY)
+        if isinstance(found, Unknown):
+            raise OpenAIError(
+                503, f"the reward model {name!r} is not served", code="reward_model_unavailable"
+            )
+        if isinstance(found, NotReady):
+            raise OpenAIError(
+                503,
+                f"the reward model {name!r} is not ready: {found.message}",
+                code="reward_model_unavailable",
+                headers={"Retry-After": str(found.retry_after)},
+            )
+        return found
+
+    async def run(self, exchange: ScaledExchange) -> Result:
+        payload, target, scaling = exchange.payload, exchange.target, exchange.scaling
+        lm = OpenAIChatLM.for_runtime(
+            poster(self.upstream, target),
+            model=target.served_name,
+            runtime=target.runtime,
+            max_concurrency=self._concurrency,
+            sampling={k: v for k, v in payload.items() if k not in _NOT_SAMPLING},
+        )
+        seed = payload.get("seed")
+        return await algorithms.run(
+            scaling.algorithm,
+            lm,
+            Prompt.of(payload["messages"]),
+            budget=scaling.budget,
+            reward=self._reward(exchange),
+            options=options(payload, scaling),
+            rng=random.Random(seed) if isinstance(seed, int) else None,
+        )
+
+    def account(self, exchange: ScaledExchange, result: Result | None, status: int) -> None:
+        """Metrics, and usage for the contract service (queued, never waited for)."""
+        metrics, model = self.metrics, exchange.target.served_name
+        algorithm = exchange.scaling.algorithm.value
+        elapsed = time.perf_counter() - exchange.started
+        metrics.requests.labels(model, ROUTE, str(status)).inc()
+        metrics.duration.labels(model, ROUTE).observe(elapsed)
+        metrics.scaling_requests.labels(model, algorithm, str(status)).inc()
+        metrics.scaling_budget.labels(algorithm).observe(exchange.scaling.budget)
+        if result is None:
+            return
+        metrics.scaling_calls.labels(model, algorithm).inc(result.upstream_calls)
+        metrics.scaling_reward_seconds.labels(model, algorithm).observe(result.reward_seconds)
+        added = max(0.0, elapsed - result.generation_seconds - result.reward_seconds)
+        metrics.scaling_added_seconds.labels(model, algorithm).observe(added)
+        used = result.generation + result.reward
+        user = exchange.claims.sub
+        metrics.tokens.labels(user, model, "in").inc(used.prompt_tokens)
+        metrics.tokens.labels(user, model, "out").inc(used.completion_tokens)
+        if self.accounting is not None:
+            decision = exchange.decision
+            self.accounting.record(
+                UsageRecord(
+                    claims=exchange.claims,
+                    model=model,
+                    prompt_tokens=used.prompt_tokens,
+                    completion_tokens=used.completion_tokens,
+                    team=decision.team if decision else None,
+                    reservation=decision.reservation if decision else None,
+                )
+            )
+
+
+# What an algorithm may fail with, short of a bug.
+FAILURES = (OpenAIError, UpstreamError, MalformedAnswer, RewardError)
+
+
+def _error(error: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """What the client gets for a failure of the algorithm: status, body, headers."""
+    if isinstance(error, OpenAIError):
+        body = openai_body(error.message, type=error.type, code=error.code, param=error.param)
+        return error.status_code, body, dict(error.headers or {})
+    if isinstance(error, UpstreamError):
+        body = openai_body(str(error), type="server_error", code=f"upstream_{error.kind}")
+        return error.status, body, {}
+    return 502, openai_body(str(error), type="server_error", code="scaling_failed"), {}
+
+
+class ScaledResponse(Response):
+    """An ASGI response that runs the algorithm, minding the client's disconnect."""
+
+    def __init__(self, scaler: Scaler, exchange: ScaledExchange) -> None:
+        # Response.__init__ would render a body; this one has none of its own.
+        self.status_code = 200
+        self.background = None
+        self._scaler = scaler
+        self._exchange = exchange
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = self._exchange
+        work = asyncio.create_task(self._scaler.run(exchange), name="scaling")
+        gone = asyncio.create_task(_client_gone(receive), name="scaling-client")
+        status, result = 499, None
+        try:
+            if exchange.payload.get("stream") is True:
+                status, result = await self._stream(send, work, gone)
+            else:
+                status, result = await self._whole(send, work, gone)
+        finally:
+            for task in (work, gone):
+                task.cancel()
+            # Its outcome, if any, was read above; a cancelled one ends here.
+            with contextlib.suppress(asyncio.CancelledError, *FAILURES):
+                await work
+            self._scaler.account(exchange, result, status)
+
+    async def _whole(
+        self, send: Send, work: asyncio.Task[Result], gone: asyncio.Task[None]
+    ) -> tuple[int, Result | None]:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            return 499, None  # the client left: `finally` cancels the algorithm
+        try:
+            result = work.result()
+        except FAILURES as error:
+            status, body, headers = _error(error)
+            self._log(error)
+            await _send_json(send, status, body, headers)
+            return status, None
+        exchange = self._exchange
+        answer = completion(
+            exchange.target.served_name, result, exchange.scaling, trace=exchange.scaling.trace
+        )
+        await _send_json(send, 200, answer, {})
+        return 200, result
+
+    async def _stream(
+        self, send: Send, work: asyncio.Task[Result], gone: asyncio.Task[None]
+    ) -> tuple[int, Result | None]:
+        headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        keepalive = self._scaler._keepalive
+        while not work.done():
+            await asyncio.wait({work, gone}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
+            if gone.done():
+                return 499, None
+            if not work.done():
+                # A comment line: clients ignore it; proxies see the connection alive.
+                await _body(send, b": generating candidates\n\n")
+        exchange = self._exchange
+        try:
+            result = work.result()
+        except FAILURES as error:
+            status, body, _ = _error(error)
+            self._log(error)
+            await _body(send, b"data: " + json.dumps(body).encode() + b"\n\n", more=False)
+            return status, None
+        options = exchange.payload.get("stream_options") or {}
+        usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        trace = trace_of(result, exchange.scaling) if exchange.scaling.trace else None
+        events = chunks(exchange.target.served_name, result, usage=usage, trace=trace)
+        for event in events[:-1]:
+            await _body(send, event)
+        await _body(send, events[-1], more=False)
+        return 200, result
+
+    def _log(self, error: BaseException) -> None:
+        detail = getattr(error, "detail", "")
+        logger.warning(
+            "scaling for %s failed: %s %s", self._exchange.target.served_name, error, detail
+        )
+
+
+async def _client_gone(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _body(send: Send, data: bytes, *, more: bool = True) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": more})
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    data = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+    raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": data})

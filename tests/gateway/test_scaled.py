@@ -1,0 +1,401 @@
+"""Inference-time scaling through the gateway, end to end: the real SmolLM2 server behind
+an external ModelServe, the operator, PostgreSQL, and (for budget caps) the contract
+service."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import psycopg
+import pytest
+import yaml
+from kubernetes import client as k8s
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from psycopg import sql
+from pydantic import SecretStr
+
+from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
+from modelserve.common.tokens import TokenSettings, TokenSigner
+from modelserve.testbed.kube import KubeCluster
+from modelserve.testbed.llm import LlmServer
+from modelserve.testbed.platform import RunningOperator, RunningService, start_service
+from modelserve.testbed.polling import wait_for
+
+pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
+
+SECRET = "gateway-tests-secret-of-at-least-32-bytes"
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is 2 + 3? Answer with the number only."}
+]
+SHORT = 12  # tokens per candidate: SmolLM2 on two CPU cores
+
+
+def modelserve(name: str, url: str, served: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "llm.modelserve.io/v1alpha1",
+        "kind": "ModelServe",
+        "metadata": {"name": name, "labels": {OWNER_LABEL: "alice", TEAM_LABEL: "nlp"}},
+        "spec": {"runtime": "external", "model": {"servedName": served}, "external": {"url": url}},
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster_namespace(kube_api: k8s.ApiClient) -> Iterator[str]:
+    name = f"scaled-{uuid.uuid4().hex[:8]}"
+    core = k8s.CoreV1Api(kube_api)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def model(
+    crds: KubeCluster, operator: RunningOperator, cluster_namespace: str, llm: LlmServer
+) -> str:
+    """The served name of an external ModelServe `smollm2` for the SmolLM2 server (the
+    operator's probe wants the server to list the served name: its alias)."""
+    body = modelserve("smollm2", llm.url, llm.alias)
+    crds.kubectl("apply", "-n", cluster_namespace, "-f", "-", stdin=yaml.safe_dump(body))
+
+    def ready() -> bool:
+        status = crds.get_json("ms", "smollm2", "-n", cluster_namespace).get("status") or {}
+        return bool(status.get("phase") == "Ready")
+
+    wait_for(ready, timeout=90, what="the SmolLM2 ModelServe to be Ready")
+    return llm.alias
+
+
+@pytest.fixture(scope="module")
+def contract(database_url: str, testbed_dir: Path) -> Iterator[RunningService]:
+    schema = f"scaled_contract_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    service = start_service(
+        "contract",
+        testbed_dir / "logs",
+        {
+            "CONTRACT_DATABASE_URL": f"{database_url}?options=-csearch_path%3D{schema}",
+            "JWT_SECRET": SECRET,
+            "CONTRACT_INVENTORY_SECONDS": "0",
+        },
+    )
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    gateway_kube: str,
+    database_url: str,
+    testbed_dir: Path,
+    model: str,
+    contract: RunningService,
+) -> Iterator[str]:
+    schema = f"gateway_scaled_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    service = start_service(
+        "gateway",
+        testbed_dir / "logs",
+        {
+            "JWT_SECRET": SECRET,
+            "GATEWAY_DATABASE_URL": f"{database_url}?options=-csearch_path%3D{schema}",
+            "GATEWAY_ADMIN_PASSWORD": "scaled-tests-admin-password",
+            "GATEWAY_KUBECONFIG": gateway_kube,
+            "GATEWAY_CONTRACT_URL": contract.url,
+            "GATEWAY_SCALING_KEEPALIVE_SECONDS": "0.2",
+        },
+    )
+    try:
+        # Routed once the watch has both servers Ready.
+        headers = {"Authorization": f"Bearer {token('alice')}"}
+
+        def routed() -> bool:
+            body = {"model": model, "messages": QUESTION, "max_tokens": 1, "budget": 1}
+            answer = httpx.post(
+                f"{service.url}/v1/chat/completions", json=body, headers=headers, timeout=60
+            )
+            return answer.status_code == 200
+
+        wait_for(routed, timeout=30, what="the gateway to route the scaled servers")
+        yield service.url
+    finally:
+        service.stop()
+
+
+def token(subject: str, roles: tuple[str, ...] = ()) -> str:
+    signer = TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET)))
+    return signer.sign(subject, roles=roles, teams=("nlp",) if subject == "alice" else ())
+
+
+def client(gateway: str, subject: str = "alice") -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{gateway}/v1", api_key=token(subject), max_retries=0, timeout=120
+    )
+
+
+def metric(gateway: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in httpx.get(f"{gateway}/metrics").text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rpartition(" ")[2])
+    return total
+
+
+def scaled(gateway: str, body: dict[str, Any], subject: str = "alice", **headers: str) -> Any:
+    return httpx.post(
+        f"{gateway}/v1/chat/completions",
+        json={"messages": QUESTION, "max_tokens": SHORT, **body},
+        headers={"Authorization": f"Bearer {token(subject)}", **headers},
+        timeout=120,
+    )
+
+
+def test_self_consistency_with_the_openai_client(gateway: str, model: str) -> None:
+    before = metric(gateway, "modelserve_gateway_scaling_upstream_calls_total", model=model)
+    chat = client(gateway).chat.completions.create(
+        model=model,
+        messages=QUESTION,
+        max_tokens=SHORT,
+        temperature=0.8,
+        extra_body={"budget": 3, "algorithm": "self-consistency", "scaling_trace": True},
+    )
+    assert chat.choices[0].message.content
+    trace = (chat.model_extra or {})["scaling"]
+    assert trace["algorithm"] == "self-consistency"
+    assert trace["budget"] == 3
+    assert len(trace["candidates"]) == 3
+    assert 0 <= trace["selected"] < 3
+    chosen = trace["candidates"][trace["selected"]]
+    assert chat.choices[0].message.content == chosen["text"]
+    # llama.cpp ignores n: three requests, their usage summed.
+    assert trace["upstream_calls"] == 3
+    assert chat.usage is not None and chat.usage.completion_tokens >= 3
+    after = metric(gateway, "modelserve_gateway_scaling_upstream_calls_total", model=model)
+    assert after - before == 3
+
+
+@pytest.mark.parametrize("reward", ["logprob", "judge"])
+def test_best_of_n_with_a_reward(
+    gateway: str, model: str, admin_configures: Any, reward: str
+) -> None:
+    admin_configures({"model": model, "reward": reward})
+    answer = scaled(
+        gateway,
+        {"model": model, "temperature": 0.9},
+        **{"X-ModelServe-Budget": "3", "X-ModelServe-Algorithm": "best-of-n"},
+        **{"X-ModelServe-Trace": "1"},
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    trace = body["scaling"]
+    assert trace["algorithm"] == "best-of-n"
+    assert trace["reward"] == reward
+    scores = [candidate["score"] for candidate in trace["candidates"]]
+    assert len(scores) == 3 and all(isinstance(score, float) for score in scores)
+    assert scores[trace["selected"]] == max(scores)
+    if reward == "judge":
+        # SmolLM2 judged each distinct answer: more calls than the three candidates.
+        assert trace["upstream_calls"] > 3
+        assert all(0 <= score <= 1 for score in scores)
+    else:
+        assert all(score <= 0 for score in scores)  # mean log-probabilities
+    assert body["usage"]["total_tokens"] > 0
+
+
+@pytest.mark.parametrize("algorithm", ["particle-filtering", "beam-search"])
+def test_stepwise_algorithms_run_against_smollm2(gateway: str, model: str, algorithm: str) -> None:
+    answer = scaled(
+        gateway,
+        {"model": model, "budget": 4, "algorithm": algorithm, "scaling_trace": True},
+    )
+    assert answer.status_code == 200, answer.text
+    trace = answer.json()["scaling"]
+    assert trace["algorithm"] == algorithm
+    assert trace["rounds"] >= 1
+    assert trace["candidates"]
+    assert answer.json()["choices"][0]["message"]["content"] is not None
+
+
+def test_a_models_defaults_apply_and_budget_one_passes_through(
+    gateway: str, model: str, admin_configures: Any
+) -> None:
+    admin_configures({"model": model, "alg": "self-consistency", "budget": 3})
+
+    def defaulted() -> Any:
+        answer = scaled(gateway, {"model": model}, **{"X-ModelServe-Trace": "1"})
+        return answer if "scaling" in answer.json() else None
+
+    trace = wait_for(defaulted, timeout=30, what="the model's defaults").json()["scaling"]
+    assert trace["algorithm"] == "self-consistency"
+    assert trace["budget"] == 3
+    for body in ({"budget": 1}, {"algorithm": "none"}):
+        plain = scaled(gateway, {"model": model, "scaling_trace": True, **body})
+        assert plain.status_code == 200
+        assert "scaling" not in plain.json()  # the model server's own answer
+
+
+def test_streamed_scaling_sends_keepalives_then_the_answer(gateway: str, model: str) -> None:
+    body = {
+        "model": model,
+        "messages": QUESTION,
+        "max_tokens": SHORT,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "budget": 3,
+        "algorithm": "self-consistency",
+    }
+    lines = []
+    headers = {"Authorization": f"Bearer {token('alice')}"}
+    with httpx.stream(
+        "POST", f"{gateway}/v1/chat/completions", json=body, headers=headers, timeout=120
+    ) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in answer.iter_lines() if line]
+    assert any(line.startswith(":") for line in lines)  # keep-alive comments first
+    events = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    text = "".join(
+        chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks if chunk["choices"]
+    )
+    assert text
+    assert chunks[-1]["usage"]["completion_tokens"] >= 3
+
+    # And with the official client: the chosen answer arrives as chat.completion.chunk.
+    stream: openai.Stream[ChatCompletionChunk] = client(gateway).chat.completions.create(
+        model=model,
+        messages=QUESTION,
+        max_tokens=SHORT,
+        stream=True,
+        extra_body={"budget": 2, "algorithm": "best-of-n"},
+    )
+    pieces = [part.choices[0].delta.content or "" for part in stream if part.choices]
+    assert "".join(pieces)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ({"budget": 0}, {}),
+        ({"budget": "many"}, {}),
+        ({"budget": 5000}, {}),
+        ({"budget": True}, {}),
+        ({"algorithm": "monte-carlo"}, {}),
+        ({}, {"X-ModelServe-Budget": "-1"}),
+        ({}, {"X-ModelServe-Algorithm": "nope"}),
+    ],
+)
+def test_bad_scaling_fields_are_openai_400s(
+    gateway: str, model: str, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    answer = scaled(gateway, {"model": model, **body}, **headers)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_scaling"
+    assert error["type"] == "invalid_request_error"
+
+
+def test_the_contract_caps_the_budget(gateway: str, model: str, contract: RunningService) -> None:
+    capped = httpx.put(
+        f"{contract.url}/contracts/user/alice",
+        json={"max_budget": 2},
+        headers={"Authorization": f"Bearer {token('root', ('admin',))}"},
+    )
+    assert capped.status_code == 200, capped.text
+    ai = client(gateway)
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        ai.chat.completions.create(
+            model=model,
+            messages=QUESTION,
+            max_tokens=SHORT,
+            extra_body={"budget": 4, "algorithm": "self-consistency"},
+        )
+    assert denied.value.code == "max_budget_exceeded"
+    allowed = ai.chat.completions.create(
+        model=model,
+        messages=QUESTION,
+        max_tokens=SHORT,
+        extra_body={"budget": 2, "algorithm": "self-consistency"},
+    )
+    assert allowed.choices[0].message.content
+    # The same budget through a header is capped the same way.
+    headers = {"X-ModelServe-Budget": "3", "X-ModelServe-Algorithm": "best-of-n"}
+    assert scaled(gateway, {"model": model}, **headers).status_code == 403
+
+
+@pytest.fixture
+def admin_configures(gateway: str) -> Iterator[Any]:
+    """`admin_configures(body)`: POST /configure as an admin; the defaults are reset after."""
+    headers = {"Authorization": f"Bearer {token('root', ('admin',))}"}
+    configured: list[str] = []
+
+    def configure(body: dict[str, Any]) -> dict[str, Any]:
+        answer = httpx.post(f"{gateway}/configure", json=body, headers=headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+        configured.append(body["model"])
+        wanted = answer.json()["scaling"]
+
+        def applied() -> bool:  # the watch brings the change to the route table
+            probe = scaled(gateway, {"model": body["model"], "budget": 1})
+            return probe.status_code == 200 and bool(wanted)
+
+        wait_for(applied, timeout=30, what="the new defaults")
+        result: dict[str, Any] = answer.json()
+        return result
+
+    yield configure
+    for model in configured:
+        httpx.post(
+            f"{gateway}/configure",
+            json={"model": model, "alg": "none", "budget": 1, "reward": "logprob"},
+            headers=headers,
+            timeout=30,
+        )
+
+
+def test_configure_is_for_admins_and_sets_the_modelserve(
+    gateway: str, model: str, crds: KubeCluster, cluster_namespace: str, admin_configures: Any
+) -> None:
+    configured = admin_configures(
+        {
+            "model": model,
+            "alg": "best-of-n",
+            "budget": 2,
+            "rm_agg_method": "mean",
+            "endpoint": "http://ignored:8100/v1",
+            "rm_device": "cuda:1",
+        }
+    )
+    assert configured["status"] == "success"
+    spec = crds.get_json("ms", "smollm2", "-n", cluster_namespace)["spec"]["scaling"]
+    assert spec["algorithm"] == "best-of-n"
+    assert spec["budget"] == 2
+    assert spec["rewardAggregation"] == "mean"
+    user = {"Authorization": f"Bearer {token('alice')}"}
+    admin = {"Authorization": f"Bearer {token('root', ('admin',))}"}
+    assert (
+        httpx.post(f"{gateway}/configure", json={"model": model}, headers=user).status_code == 403
+    )
+    unknown = httpx.post(f"{gateway}/configure", json={"model": "nothing"}, headers=admin)
+    assert unknown.status_code == 404
+    bad = httpx.post(
+        f"{gateway}/configure", json={"model": model, "rm_agg_method": "median"}, headers=admin
+    )
+    assert bad.status_code == 400
+
+    def defaulted() -> bool:
+        answer = scaled(gateway, {"model": model, "scaling_trace": True})
+        return bool(
+            answer.status_code == 200
+            and answer.json().get("scaling", {}).get("algorithm") == "best-of-n"
+        )
+
+    wait_for(defaulted, timeout=30, what="requests to follow the configured defaults")
