@@ -40,29 +40,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import httpx
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from pydantic import SecretStr
 
-from modelserve.common.tokens import ADMIN, TokenSettings, TokenSigner
 from modelserve.testbed.cache import cache_root
 from modelserve.testbed.gobuild import binary
-from modelserve.testbed.kube import start_cluster
-from modelserve.testbed.platform import (
-    install_crds,
-    operator_kubeconfig,
-    start_operator,
-    start_service,
-)
-from modelserve.testbed.polling import wait_for
-from modelserve.testbed.postgres import start_postgres
 from modelserve.testbed.processes import ManagedProcess, free_port, run
+from modelserve.testbed.routed import routed_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 LITELLM_VERSION = "1.106.2"
@@ -185,82 +173,6 @@ def start_litellm(folder: Path, upstream: str) -> tuple[ManagedProcess, int]:
         lambda: _answers(f"http://127.0.0.1:{port}/health/liveliness"), 180, "serving"
     )
     return process, port
-
-
-@contextlib.contextmanager
-def gateway(folder: Path, upstream: str) -> Iterator[tuple[ManagedProcess, int, str]]:
-    """The gateway with an external ModelServe `stub` Ready on the real control plane."""
-    with contextlib.ExitStack() as stack:
-        cluster = start_cluster(folder / "kube")
-        stack.callback(cluster.stop)
-        install_crds(cluster)
-        postgres = start_postgres(log_folder=folder / "logs")
-        stack.callback(postgres.stop)
-        database = postgres.create_database("gateway_bench")
-        operator = start_operator(
-            operator_kubeconfig(cluster),
-            folder / "logs",
-            {
-                "OPERATOR_EXTERNAL_PROBE_INTERVAL": "5",
-                "OPERATOR_MODEL_STORE_ENDPOINT": "unused:9000",
-                "OPERATOR_MODEL_STORE_ACCESS_KEY": "unused",
-                "OPERATOR_MODEL_STORE_SECRET_KEY": "unused",
-            },
-        )
-        stack.callback(operator.stop)
-        api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        stack.callback(api.close)
-        custom = k8s.CustomObjectsApi(api)
-        custom.create_namespaced_custom_object(
-            "llm.modelserve.io",
-            "v1alpha1",
-            "default",
-            "modelserves",
-            {
-                "apiVersion": "llm.modelserve.io/v1alpha1",
-                "kind": "ModelServe",
-                "metadata": {"name": "stub"},
-                "spec": {
-                    "runtime": "external",
-                    "model": {"servedName": MODEL},
-                    "external": {"url": upstream},
-                },
-            },
-        )
-
-        def ready() -> bool:
-            body = custom.get_namespaced_custom_object(
-                "llm.modelserve.io", "v1alpha1", "default", "modelserves", "stub"
-            )
-            return bool((body.get("status") or {}).get("phase") == "Ready")
-
-        wait_for(ready, timeout=60, what="the stub's ModelServe to be Ready")
-        service = start_service(
-            "gateway",
-            folder / "logs",
-            {
-                "JWT_SECRET": SECRET,
-                "GATEWAY_DATABASE_URL": database,
-                "GATEWAY_KUBECONFIG": str(cluster.kubeconfig),
-                "GATEWAY_ADMIN_PASSWORD": "bench-admin-password",
-                "GATEWAY_LOG_LEVEL": "warning",
-            },
-        )
-        stack.callback(service.stop)
-        token = TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET))).sign(
-            "bench", roles=(ADMIN,)
-        )
-        headers = {"Authorization": f"Bearer {token}"}
-        port = int(service.url.rsplit(":", 1)[1])
-        wait_for(
-            lambda: (
-                _answers(f"{service.url}/v1/models", headers)
-                and MODEL in httpx.get(f"{service.url}/v1/models", headers=headers).text
-            ),
-            timeout=60,
-            what="the gateway to route the stub",
-        )
-        yield service.process, port, token
 
 
 # --- measurements -----------------------------------------------------------------------
@@ -405,9 +317,10 @@ def main() -> None:
             stack.callback(stub.stop)
             upstream = f"http://127.0.0.1:{port}/v1"
             targets = [Target("direct", "127.0.0.1", port, "/v1", {}, stub)]
-            process, gateway_port, token = stack.enter_context(gateway(folder, upstream))
-            headers = {"Authorization": f"Bearer {token}"}
-            targets.append(Target("gateway", "127.0.0.1", gateway_port, "/v1", headers, process))
+            routed = stack.enter_context(routed_gateway(folder, upstream, MODEL))
+            targets.append(
+                Target("gateway", "127.0.0.1", routed.port, "/v1", routed.headers, routed.process)
+            )
             if not args.skip_litellm:
                 litellm, litellm_port = start_litellm(folder, upstream)
                 stack.callback(litellm.stop)
