@@ -47,6 +47,9 @@ async def ask(
         "algorithm": algorithm if budget > 1 else "none",
     }
     answer = await http.post("/v1/chat/completions", json=body)
+    while answer.status_code == 503:  # not ready for a moment: as a client would, wait
+        await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
+        answer = await http.post("/v1/chat/completions", json=body)
     answer.raise_for_status()
     text = answer.json()["choices"][0]["message"]["content"] or ""
     found = extract_answer(text)

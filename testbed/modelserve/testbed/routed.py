@@ -60,6 +60,9 @@ def routed_gateway(
             folder / "logs",
             {
                 "OPERATOR_EXTERNAL_PROBE_INTERVAL": "5",
+                # llama-cpp-python answers GET /v1/models only between two generations
+                # (it takes the model's lock): under load a probe waits its turn.
+                "OPERATOR_EXTERNAL_PROBE_TIMEOUT": "120",
                 "OPERATOR_MODEL_STORE_ENDPOINT": "unused:9000",
                 "OPERATOR_MODEL_STORE_ACCESS_KEY": "unused",
                 "OPERATOR_MODEL_STORE_SECRET_KEY": "unused",
