@@ -22,6 +22,11 @@ NAMES = {
     "modelserve_gateway_in_flight_requests": "gauge",
     "modelserve_gateway_upstream_errors": "counter",
     "modelserve_gateway_usage_records_dropped": "counter",
+    "modelserve_gateway_scaling_requests": "counter",
+    "modelserve_gateway_scaling_budget": "histogram",
+    "modelserve_gateway_scaling_upstream_calls": "counter",
+    "modelserve_gateway_scaling_reward_seconds": "histogram",
+    "modelserve_gateway_scaling_added_seconds": "histogram",
 }
 
 
