@@ -641,10 +641,21 @@ def test_metrics_count_requests_latency_first_tokens_and_tokens(
     messages: list[Any] = [{"role": "user", "content": "Hi"}]
     ai.chat.completions.create(model=smollm2, messages=messages, max_tokens=2)
     list(ai.chat.completions.create(model=smollm2, messages=messages, max_tokens=2, stream=True))
-    after = metric(
-        gateway, "modelserve_gateway_requests_total", model=smollm2, route=route, status="200"
+    # A stream is counted once its last byte is sent, which the client may read first.
+    wait_for(
+        lambda: (
+            metric(
+                gateway,
+                "modelserve_gateway_requests_total",
+                model=smollm2,
+                route=route,
+                status="200",
+            )
+            == before + 2
+        ),
+        timeout=10,
+        what="both requests to be counted",
     )
-    assert after == before + 2
     durations = metric(
         gateway, "modelserve_gateway_request_duration_seconds_count", model=smollm2, route=route
     )
