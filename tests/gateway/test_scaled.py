@@ -177,8 +177,15 @@ def test_self_consistency_with_the_openai_client(gateway: str, model: str) -> No
     # llama.cpp ignores n: three requests, their usage summed.
     assert trace["upstream_calls"] == 3
     assert chat.usage is not None and chat.usage.completion_tokens >= 3
-    after = metric(gateway, "modelserve_gateway_scaling_upstream_calls_total", model=model)
-    assert after - before == 3
+    # Counted once the answer is sent, which the client may read first.
+    wait_for(
+        lambda: (
+            metric(gateway, "modelserve_gateway_scaling_upstream_calls_total", model=model)
+            == before + 3
+        ),
+        timeout=10,
+        what="the three calls to be counted",
+    )
 
 
 @pytest.mark.parametrize("reward", ["logprob", "judge"])
