@@ -38,13 +38,19 @@ pytestmark = [pytest.mark.postgres, pytest.mark.minio]
         ({"key": "a.gguf", "model_id": "../x"}, "invalid_model_id"),
     ],
 )
-def test_bad_sources_are_refused_before_any_job(
+def test_bad_sources_are_refused_and_recorded_as_failed_jobs(
     admin: httpx.Client, body: dict[str, str], code: str
 ) -> None:
     response = admin.post("/downloads", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == code
-    assert admin.get("/downloads").json() == []
+    # Nothing is copied, and the refusal stays on record with its reason.
+    (job,) = admin.get("/downloads").json()
+    assert job["state"] == "failed"
+    assert job["error"]["code"] == code
+    assert job["error"]["message"] in response.json()["error"]["message"]
+    assert job["model_id"] in response.json()["error"]["message"]
+    assert admin.get(f"/status/{job['model_id']}").json()["state"] == "failed"
 
 
 def test_bad_model_id_in_the_seeds_call(admin: httpx.Client) -> None:

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-from modelserve.download.sources import Source
+from modelserve.download.sources import Source, printable
 from modelserve.download.tables import ACTIVE, RUNNING, Download, ModelRecord, State
 
 CHANNEL = "modelserve_downloads"
@@ -148,6 +148,51 @@ class Jobs:
                 return Download.model_validate(existing), False
 
         return await self._run(work)
+
+    async def refuse(
+        self,
+        model_id: str,
+        *,
+        bucket: str,
+        key: str | None,
+        prefix: str | None,
+        name: str | None,
+        code: str,
+        message: str,
+        requested_by: str,
+    ) -> None:
+        """Record a request that can never succeed as a failed job, with its reason; a job
+        of the same model that is queued, running or ready is left as it is."""
+        params = {
+            "model_id": model_id,
+            "bucket": printable(bucket),
+            "key": printable(key),
+            "prefix": printable(prefix),
+            "name": printable(name),
+            "code": code,
+            "message": printable(message),
+            "requested_by": requested_by,
+            "finished": _states((State.FAILED, State.CANCELLED)),
+        }
+        await self._one(
+            """
+            INSERT INTO downloads (model_id, source_bucket, source_key, source_prefix, name,
+                                   state, error_code, error, requested_by, finished_at)
+            VALUES (%(model_id)s, %(bucket)s, %(key)s, %(prefix)s, %(name)s, 'failed',
+                    %(code)s, %(message)s, %(requested_by)s, now())
+            ON CONFLICT (model_id) DO UPDATE SET
+                source_bucket = excluded.source_bucket,
+                source_key = excluded.source_key,
+                source_prefix = excluded.source_prefix,
+                name = excluded.name,
+                state = 'failed', error_code = excluded.error_code, error = excluded.error,
+                requested_by = excluded.requested_by, bytes_done = 0, files_done = 0,
+                rate = NULL, created_at = now(), updated_at = now(), finished_at = now()
+            WHERE downloads.state = ANY(%(finished)s)
+            RETURNING model_id
+            """,
+            params,
+        )
 
     async def get(self, model_id: str) -> Download | None:
         row = await self._one("SELECT * FROM downloads WHERE model_id = %s", [model_id])

@@ -117,6 +117,25 @@ def source_model_id(source: Source) -> str:
     return str(uuid.uuid5(_SOURCE_NAMESPACE, source.uri))
 
 
+def refused_model_id(model_id: str | None, bucket: str, key: str | None, prefix: str | None) -> str:
+    """Where a refused request is recorded: its model id if that is valid, else one made
+    from what it named (as `source_model_id` would, had the source been valid)."""
+    if model_id and _MODEL_ID.match(model_id):
+        return model_id
+    named = key if key is not None else (prefix or "")
+    return str(uuid.uuid5(_SOURCE_NAMESPACE, f"s3://{bucket}/{named}"))
+
+
+def printable(text: str | None, limit: int = 1100) -> str | None:
+    """`text` safe to store and show: control characters escaped (PostgreSQL text holds no
+    NUL), and cut to `limit` characters."""
+    if text is None:
+        return None
+    if _CONTROL.search(text):
+        text = text.encode("unicode_escape").decode("ascii")
+    return text[:limit]
+
+
 def storage_prefix(model_id: str) -> str:
     return f"{MODELS_PREFIX}{model_id}/"
 

@@ -21,6 +21,7 @@ from modelserve.download.sources import (
     Source,
     check_model_id,
     check_sha256,
+    refused_model_id,
     source_model_id,
 )
 from modelserve.download.tables import Download, State
@@ -46,13 +47,29 @@ class DownloadRequest(DownloadOptions):
     )
 
 
-def _invalid(error: InvalidSource) -> ApiError:
-    return ApiError(422, error.code, str(error))
+def _checked(
+    bucket: str,
+    key: str | None,
+    prefix: str | None,
+    model_id: str | None,
+    sha256: str | None,
+    allowed: list[str],
+) -> tuple[str, Source, str | None]:
+    """The model id, source and expected checksum a request names, or InvalidSource."""
+    source = Source(bucket, key=key, prefix=prefix)
+    if "*" not in allowed and bucket not in allowed:
+        raise InvalidSource(
+            "bucket_not_allowed", f"downloads come from bucket {', '.join(allowed)}, not {bucket}"
+        )
+    checksum = check_sha256(sha256)
+    return (check_model_id(model_id) if model_id else source_model_id(source)), source, checksum
 
 
 async def _start(
-    model_id: str,
-    source: Source,
+    bucket: str,
+    key: str | None,
+    prefix: str | None,
+    model_id: str | None,
     options: DownloadOptions,
     *,
     claims: Claims,
@@ -62,24 +79,34 @@ async def _start(
     settings: DownloadSettings,
     http: HttpDep,
 ) -> DownloadStatus:
-    allowed = settings.allowed_buckets()
-    if "*" not in allowed and source.bucket not in allowed:
-        raise ApiError(
-            422,
-            "bucket_not_allowed",
-            f"downloads come from bucket {', '.join(allowed)}, not {source.bucket}",
-        )
-    try:
-        sha256 = check_sha256(options.sha256)
-    except InvalidSource as error:
-        raise _invalid(error) from error
+    """Queue the download, or record a request that can never succeed as a failed job
+    with its reason and answer 422 (either only for callers who may download)."""
+    recorded = refused_model_id(model_id, bucket, key, prefix)
     await check_download(
         claims,
         request.headers.get("authorization"),
-        options.name or model_id,
+        options.name or recorded,
         contract_url=settings.contract_url,
         http=http,
     )
+    try:
+        model_id, source, sha256 = _checked(
+            bucket, key, prefix, model_id, options.sha256, settings.allowed_buckets()
+        )
+    except InvalidSource as error:
+        await jobs.refuse(
+            recorded,
+            bucket=bucket,
+            key=key,
+            prefix=prefix,
+            name=options.name,
+            code=error.code,
+            message=str(error),
+            requested_by=claims.sub,
+        )
+        raise ApiError(
+            422, error.code, f"{error} (recorded as the failed download {recorded})"
+        ) from error
     job, queued = await jobs.submit(
         model_id, source, name=options.name, sha256=sha256, requested_by=claims.sub
     )
@@ -102,13 +129,11 @@ async def download_model(
 
     202 when this queued it; 200 when it was already queued, copying or ready.
     """
-    try:
-        source = Source(settings.allowed_buckets()[0], prefix=check_model_id(model_id))
-    except InvalidSource as error:
-        raise _invalid(error) from error
     return await _start(
+        settings.allowed_buckets()[0],
+        None,
         model_id,
-        source,
+        model_id,
         options or DownloadOptions(),
         claims=claims,
         request=request,
@@ -130,16 +155,11 @@ async def download_source(
     http: HttpDep,
 ) -> DownloadStatus:
     """Copy one object (`key`) or a folder (`prefix`) of an upstream bucket."""
-    try:
-        source = Source(
-            body.bucket or settings.allowed_buckets()[0], key=body.key, prefix=body.prefix
-        )
-        model_id = check_model_id(body.model_id) if body.model_id else source_model_id(source)
-    except InvalidSource as error:
-        raise _invalid(error) from error
     return await _start(
-        model_id,
-        source,
+        body.bucket or settings.allowed_buckets()[0],
+        body.key,
+        body.prefix,
+        body.model_id,
         body,
         claims=claims,
         request=request,
