@@ -57,6 +57,18 @@ async def _invalid(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse(error_body("invalid_request", message, details=problems), status_code=422)
 
 
+def answer_unavailable(app: FastAPI, error_type: type[Exception], code: str) -> None:
+    """Answer `error_type` (a store that cannot be reached, say) with 503 `code` and a
+    Retry-After: the client may try again in a moment."""
+
+    async def unavailable(_: Request, error: Exception) -> JSONResponse:
+        return JSONResponse(
+            error_body(code, str(error)), status_code=503, headers={"Retry-After": "1"}
+        )
+
+    app.add_exception_handler(error_type, unavailable)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)

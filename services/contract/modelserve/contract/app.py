@@ -8,17 +8,17 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from modelserve.common.errors import error_body
+from modelserve.common.database import DatabaseUnavailable
+from modelserve.common.errors import answer_unavailable
 from modelserve.common.service import create_service_app
 from modelserve.common.tokens import TokenVerifier
 from modelserve.contract.decisions import ContractBook, Decider, default_limits
 from modelserve.contract.inventory import Inventory, load_api_client
 from modelserve.contract.routes import admission, contracts, decide, usage
 from modelserve.contract.settings import ContractSettings
-from modelserve.contract.store import Store, StoreUnavailable
+from modelserve.contract.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ async def _release_expired(store: Store, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             await store.release_expired()
-        except StoreUnavailable as error:
+        except DatabaseUnavailable as error:
             logger.warning("expired reservations not released yet: %s", error)
 
 
@@ -67,18 +67,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 api.close()
 
 
-async def _unavailable(_: Request, error: Exception) -> JSONResponse:
-    # Nothing is decided without the database (fail closed); the client may retry.
-    return JSONResponse(
-        error_body("policy_store_unavailable", str(error)),
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
-
-
 def create_app(settings: ContractSettings) -> FastAPI:
     app = create_service_app("contract", settings, lifespan=lifespan)
-    app.add_exception_handler(StoreUnavailable, _unavailable)
+    # Nothing is decided without the database (fail closed); the client may retry.
+    answer_unavailable(app, DatabaseUnavailable, "policy_store_unavailable")
     for module in (decide, usage, contracts, admission):
         app.include_router(module.router)
     return app

@@ -15,8 +15,9 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from pydantic import ValidationError
 
+from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, TEAM_LABEL, VERSION, ModelServe
-from modelserve.contract.store import Store, StoreUnavailable
+from modelserve.contract.store import Store
 from modelserve.contract.tables import Server
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,6 @@ class Inventory:
                 added, dropped = await self.sync()
                 if added or dropped:
                     logger.info("server ledger: %d added, %d dropped", added, dropped)
-            except (StoreUnavailable, k8s.ApiException, OSError) as error:
+            except (DatabaseUnavailable, k8s.ApiException, OSError) as error:
                 logger.warning("server ledger not synced: %s", error)
             await asyncio.sleep(self._interval)

@@ -18,10 +18,9 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from sqlalchemy import create_engine
-from sqlmodel import SQLModel
+from psycopg_pool import AsyncConnectionPool
 
+from modelserve.common.database import connection, create_tables, listen, open_pool
 from modelserve.contract.policy import CounterCharge, Decision, Resource, Scope, check_totals
 from modelserve.contract.tables import (
     Contract,
@@ -65,25 +64,18 @@ async def _reserve(
     )
 
 
-class StoreUnavailable(RuntimeError):
-    """PostgreSQL cannot be reached right now; the caller answers 503 and retries later."""
-
-
 def create_schema(url: str) -> None:
     """Tables and functions, created if missing; safe with several replicas starting."""
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('modelserve-contract'))")
-            SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in TABLES])  # type: ignore[attr-defined]
-            for statement in ADDED_COLUMNS:
-                conn.exec_driver_sql(statement)
-            functions = files("modelserve.contract").joinpath("functions.sql").read_text()
-            # Straight to psycopg: without parameters it reads `%` (as in %ROWTYPE) as text.
-            driver: Any = conn.connection.driver_connection
-            driver.execute(functions)
-    finally:
-        engine.dispose()
+
+    def columns_and_functions(conn: Any) -> None:
+        for statement in ADDED_COLUMNS:
+            conn.exec_driver_sql(statement)
+        functions = files("modelserve.contract").joinpath("functions.sql").read_text()
+        # Straight to psycopg: without parameters it reads `%` (as in %ROWTYPE) as text.
+        driver: Any = conn.connection.driver_connection
+        driver.execute(functions)
+
+    create_tables(url, "modelserve-contract", TABLES, columns_and_functions)
 
 
 class Store:
@@ -94,29 +86,15 @@ class Store:
     @classmethod
     async def open(cls, url: str, size: int, wait: float) -> Store:
         await asyncio.to_thread(create_schema, url)
-        pool = AsyncConnectionPool(
-            url,
-            min_size=min(2, size),
-            max_size=size,
-            timeout=wait,
-            kwargs={"autocommit": True},
-            open=False,
-        )
-        await pool.open()
-        return cls(url, pool)
+        return cls(url, await open_pool(url, size=size, wait=wait, min_size=2))
 
     async def close(self) -> None:
         await self._pool.close()
 
     async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-        """`work` on a pooled connection; an unreachable database is StoreUnavailable."""
-        try:
-            async with self._pool.connection() as conn:
-                return await work(conn)
-        except PoolTimeout as error:
-            raise StoreUnavailable("no database connection within the time allowed") from error
-        except psycopg.OperationalError as error:
-            raise StoreUnavailable(f"the database is unavailable: {error}") from error
+        """`work` on a pooled connection; an unreachable database is DatabaseUnavailable."""
+        async with connection(self._pool) as conn:
+            return await work(conn)
 
     # --- contracts ------------------------------------------------------------------------
 
@@ -171,24 +149,10 @@ class Store:
 
         return await self._run(work)
 
-    async def listen(
-        self, changed: Callable[[str | None], Awaitable[None]], retry: float = 2.0
-    ) -> None:
+    async def listen(self, changed: Callable[[str | None], Awaitable[None]]) -> None:
         """Call `changed("kind/name")` whenever any replica changes that contract, and
-        `changed(None)` after every (re)connection, since notifications sent meanwhile are
-        lost. Runs until cancelled."""
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    await changed(None)
-                    async for notification in conn.notifies():
-                        await changed(notification.payload)
-            except (psycopg.OperationalError, StoreUnavailable) as error:
-                logger.warning("contract changes: %s; listening again in %.0f s", error, retry)
-            await asyncio.sleep(retry)
+        `changed(None)` after every (re)connection. Runs until cancelled."""
+        await listen(self._url, CHANNEL, changed, what="contract changes")
 
     # --- counters -------------------------------------------------------------------------
 

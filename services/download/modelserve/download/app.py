@@ -8,13 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from modelserve.common.errors import error_body
+from modelserve.common.database import DatabaseUnavailable
+from modelserve.common.errors import answer_unavailable
 from modelserve.common.service import create_service_app
 from modelserve.common.tokens import TokenVerifier
-from modelserve.download.jobs import DatabaseUnavailable, Jobs
+from modelserve.download.jobs import Jobs
 from modelserve.download.objects import ObjectStore
 from modelserve.download.routes import downloads, models
 from modelserve.download.settings import DownloadSettings
@@ -48,17 +48,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             platform.close()
 
 
-async def _unavailable(_: Request, error: Exception) -> JSONResponse:
-    return JSONResponse(
-        error_body("database_unavailable", str(error)),
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
-
-
 def create_app(settings: DownloadSettings) -> FastAPI:
     app = create_service_app("download", settings, lifespan=lifespan)
-    app.add_exception_handler(DatabaseUnavailable, _unavailable)
+    answer_unavailable(app, DatabaseUnavailable, "database_unavailable")
     app.include_router(downloads.router)
     app.include_router(models.router)
     return app

@@ -16,10 +16,17 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from sqlalchemy import create_engine
-from sqlmodel import SQLModel
+from psycopg_pool import AsyncConnectionPool
 
+from modelserve.common.database import (
+    Params,
+    connection,
+    create_tables,
+    fetch_all,
+    fetch_one,
+    listen,
+    open_pool,
+)
 from modelserve.download.sources import Source, printable
 from modelserve.download.tables import ACTIVE, RUNNING, Download, ModelRecord, State
 
@@ -28,20 +35,9 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
-class DatabaseUnavailable(RuntimeError):
-    """PostgreSQL cannot be reached right now: a 503 for clients, a pause for workers."""
-
-
 def create_schema(url: str) -> None:
     """Tables created if missing; safe with several replicas starting at once."""
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('modelserve-download'))")
-            tables = [Download.__table__, ModelRecord.__table__]  # type: ignore[attr-defined]
-            SQLModel.metadata.create_all(conn, tables=tables)
-    finally:
-        engine.dispose()
+    create_tables(url, "modelserve-download", [Download, ModelRecord])
 
 
 def _states(states: tuple[State, ...]) -> list[str]:
@@ -56,39 +52,20 @@ class Jobs:
     @classmethod
     async def open(cls, url: str, size: int) -> Jobs:
         await asyncio.to_thread(create_schema, url)
-        pool = AsyncConnectionPool(
-            url, min_size=1, max_size=size, timeout=5.0, kwargs={"autocommit": True}, open=False
-        )
-        await pool.open()
-        return cls(url, pool)
+        return cls(url, await open_pool(url, size=size, wait=5.0))
 
     async def close(self) -> None:
         await self._pool.close()
 
     async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-        try:
-            async with self._pool.connection() as conn:
-                return await work(conn)
-        except PoolTimeout as error:
-            raise DatabaseUnavailable("no database connection within 5 s") from error
-        except psycopg.OperationalError as error:
-            raise DatabaseUnavailable(f"the database is unavailable: {error}") from error
+        async with connection(self._pool) as conn:
+            return await work(conn)
 
-    async def _one(self, query: str, params: dict[str, Any] | list[Any]) -> dict[str, Any] | None:
-        async def work(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any] | None:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(query, params)
-                return await cur.fetchone()
+    async def _one(self, query: str, params: Params) -> dict[str, Any] | None:
+        return await fetch_one(self._pool, query, params)
 
-        return await self._run(work)
-
-    async def _all(self, query: str, params: dict[str, Any] | list[Any]) -> list[dict[str, Any]]:
-        async def work(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(query, params)
-                return await cur.fetchall()
-
-        return await self._run(work)
+    async def _all(self, query: str, params: Params) -> list[dict[str, Any]]:
+        return await fetch_all(self._pool, query, params)
 
     # --- what clients ask -----------------------------------------------------------------
 
@@ -378,17 +355,11 @@ class Jobs:
 
         return await self._run(work)
 
-    async def listen(self, wake: asyncio.Event, retry: float = 2.0) -> None:
-        """Set `wake` whenever a job is queued, by any replica; runs until cancelled."""
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    wake.set()  # notifications sent while not listening are lost
-                    async for _ in conn.notifies():
-                        wake.set()
-            except psycopg.OperationalError as error:
-                logger.warning("job notifications: %s; listening again in %.0f s", error, retry)
-            await asyncio.sleep(retry)
+    async def listen(self, wake: asyncio.Event) -> None:
+        """Set `wake` whenever a job is queued, by any replica (and after every
+        reconnection: what was sent meanwhile is lost); runs until cancelled."""
+
+        async def notified(_: str | None) -> None:
+            wake.set()
+
+        await listen(self._url, CHANNEL, notified, what="job notifications")

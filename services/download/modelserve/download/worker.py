@@ -14,8 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from modelserve.common.database import DatabaseUnavailable
 from modelserve.download.gguf_metadata import GgufMetadata, read_metadata
-from modelserve.download.jobs import DatabaseUnavailable, Jobs
+from modelserve.download.jobs import Jobs
 from modelserve.download.objects import ObjectStore, StoreError
 from modelserve.download.records import build_record
 from modelserve.download.settings import DownloadSettings

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
+from modelserve.common.database import DatabaseUnavailable, connection, open_pool
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims, TokenSigner
 from modelserve.gateway import migrations
@@ -108,15 +109,7 @@ class Identity:
         url = settings.database_url.get_secret_value()
         if settings.migrate:
             await asyncio.to_thread(migrations.upgrade, url)
-        pool = AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=settings.database_pool_size,
-            timeout=5.0,
-            kwargs={"autocommit": True},
-            open=False,
-        )
-        await pool.open()
+        pool = await open_pool(url, size=settings.database_pool_size, wait=5.0)
         try:
             identity = cls(settings, pool, await hash_password(new_key().secret))
             await identity.ensure_first_admin()
@@ -130,9 +123,9 @@ class Identity:
 
     async def _run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
         try:
-            async with self._pool.connection() as conn:
+            async with connection(self._pool) as conn:
                 return await work(conn)
-        except (PoolTimeout, psycopg.OperationalError) as error:
+        except DatabaseUnavailable as error:
             # The details (hosts, users) are for the operator's log, not for clients.
             logger.warning("accounts database: %s", error)
             raise IdentityUnavailable("the accounts database is unavailable") from error

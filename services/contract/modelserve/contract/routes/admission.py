@@ -6,11 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from modelserve.common.database import DatabaseUnavailable
 from modelserve.contract import admission
 from modelserve.contract.decisions import Decider
 from modelserve.contract.deps import DeciderDep, SettingsDep
 from modelserve.contract.policy import Action
-from modelserve.contract.store import StoreUnavailable
 from modelserve.contract.tables import Server
 
 router = APIRouter(tags=["admission"])
@@ -36,7 +36,7 @@ async def review(body: dict[str, Any], decider: DeciderDep, settings: SettingsDe
         )
     except admission.Refused as error:
         return admission.response(request.uid, False, str(error))
-    except StoreUnavailable as error:
+    except DatabaseUnavailable as error:
         # Fail closed, as the webhook's failurePolicy does when the service is down.
         return admission.response(request.uid, False, f"[policy_store_unavailable] {error}")
     return admission.decision_response(request.uid, decision)

@@ -15,15 +15,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine
 
+from modelserve.common.database import sqlalchemy_url
+
 # Every replica migrates as it starts: the first takes this lock, the others wait for it
 # and then find the schema at its head, with nothing left to do.
 LOCK = "modelserve-gateway-migrations"
 logger = logging.getLogger(__name__)
-
-
-def sqlalchemy_url(url: str) -> str:
-    """`url` (as psycopg takes it) for SQLAlchemy with the psycopg 3 driver."""
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -11,8 +11,8 @@ from sqlalchemy import Connection, create_engine
 from sqlalchemy.schema import SchemaItem
 from sqlmodel import SQLModel
 
+from modelserve.common.database import sqlalchemy_url
 from modelserve.gateway import accounts
-from modelserve.gateway.migrations import sqlalchemy_url
 
 
 def _ours(item: SchemaItem, name: str | None, kind: str, reflected: bool, _: object) -> bool:
