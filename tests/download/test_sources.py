@@ -7,10 +7,13 @@ import hashlib
 import json
 
 import pytest
+from pydantic import ValidationError
 
+from modelserve.common.tokens import TokenSettings
 from modelserve.download.gguf_metadata import quantization
 from modelserve.download.objects import MAX_PARTS, MIN_PART_SIZE
 from modelserve.download.records import status
+from modelserve.download.settings import DownloadSettings
 from modelserve.download.sources import (
     InvalidSource,
     Source,
@@ -18,6 +21,7 @@ from modelserve.download.sources import (
     folder_digest,
     model_format,
     parse_manifest,
+    refused_model_id,
     source_model_id,
 )
 from modelserve.download.tables import Download, State
@@ -122,3 +126,20 @@ def test_status_figures() -> None:
     assert failed.eta_seconds is None
     assert failed.rate_bytes_per_second is None
     assert failed.error is not None and failed.error.message == "why"
+
+
+def test_a_refused_request_is_recorded_under_the_id_its_source_would_have() -> None:
+    for prefix in ("org/model", "org/model/"):
+        source = Source("llm-models", prefix=prefix)
+        assert refused_model_id(None, "llm-models", None, prefix) == source_model_id(source)
+    key = Source("llm-models", key="org/model.gguf")
+    assert refused_model_id(None, "llm-models", "org/model.gguf", None) == source_model_id(key)
+    assert refused_model_id("mine", "llm-models", "../x", None) == "mine"
+    assert refused_model_id("../bad", "b", "k", None) != "../bad"
+
+
+def test_the_service_needs_an_upstream_bucket() -> None:
+    with pytest.raises(ValidationError, match="at least one upstream bucket"):
+        DownloadSettings(upstream_buckets=" , ", tokens=TokenSettings(development=True))
+    dev = TokenSettings(development=True)
+    assert DownloadSettings(upstream_buckets="a, b", tokens=dev).allowed_buckets() == ["a", "b"]

@@ -18,6 +18,7 @@ from argon2 import PasswordHasher, extract_parameters
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
+from modelserve.common.database import sqlalchemy_url
 from modelserve.common.tokens import DEVELOPMENT_SECRET
 from modelserve.gateway import accounts, migrations
 from modelserve.testbed.platform import RunningService
@@ -124,7 +125,7 @@ def test_the_tables_match_the_migrations(gateway_database: str) -> None:
     """What autogenerate would write for a new revision: nothing, as long as the models of
     `accounts` and the migrations agree."""
     migrations.upgrade(gateway_database)
-    engine = create_engine(migrations.sqlalchemy_url(gateway_database))
+    engine = create_engine(sqlalchemy_url(gateway_database))
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(

@@ -131,7 +131,9 @@ def gateway(
 
 def token(subject: str, roles: tuple[str, ...] = ()) -> str:
     signer = TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET)))
-    return signer.sign(subject, roles=roles, teams=("nlp",) if subject == "alice" else ())
+    # alice owns the server; dora shares it through team nlp.
+    teams = ("nlp",) if subject in ("alice", "dora") else ()
+    return signer.sign(subject, roles=roles, teams=teams)
 
 
 def client(gateway: str, subject: str = "alice") -> openai.OpenAI:
@@ -406,3 +408,62 @@ def test_configure_is_for_admins_and_sets_the_modelserve(
         )
 
     wait_for(defaulted, timeout=30, what="requests to follow the configured defaults")
+
+
+def test_a_model_servers_error_answers_502_with_its_message(gateway: str, model: str) -> None:
+    # A field the model server cannot take (llama-cpp-python answers a bad top_p with 500):
+    # an OpenAI-shaped 502 that says what the server said.
+    body = {"model": model, "budget": 2, "algorithm": "self-consistency", "top_p": "most"}
+    answer = scaled(gateway, body)
+    assert answer.status_code == 502, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "upstream_status"
+    assert "answered 500" in error["message"] and "top_p" in error["message"]
+
+
+def test_an_abandoned_request_gives_its_reserved_tokens_back(
+    gateway: str, model: str, contract: RunningService
+) -> None:
+    budget = httpx.put(
+        f"{contract.url}/contracts/user/dora",
+        json={"token_budget": 100},
+        headers={"Authorization": f"Bearer {token('root', ('admin',))}"},
+    )
+    assert budget.status_code == 200, budget.text
+    body = {"model": model, "budget": 2, "algorithm": "self-consistency", "max_tokens": 40}
+    # 2 x 40 tokens are held while it runs; the client does not wait for the answer.
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(
+            f"{gateway}/v1/chat/completions",
+            json={"messages": QUESTION, **body},
+            headers={"Authorization": f"Bearer {token('dora')}"},
+            timeout=0.3,
+        )
+
+    # Held until the contract expired it (minutes), a second request would be over the
+    # budget of 100; given back at once, it fits.
+    def fits() -> bool:
+        return bool(scaled(gateway, body, "dora").status_code == 200)
+
+    wait_for(fits, timeout=30, what="the abandoned request's tokens to be given back")
+
+
+def test_a_bad_answer_pattern_fails_only_scaled_requests(
+    gateway: str, model: str, admin_configures: Any, crds: KubeCluster, cluster_namespace: str
+) -> None:
+    # /configure refuses a bad pattern; kubectl does not (the CRD takes any string).
+    patch = json.dumps({"spec": {"scaling": {"answerPattern": "(unclosed"}}})
+    crds.kubectl("patch", "ms", "smollm2", "-n", cluster_namespace, "--type=merge", "-p", patch)
+    try:
+
+        def broken() -> Any:
+            answer = scaled(gateway, {"model": model, "budget": 2, "algorithm": "self-consistency"})
+            return answer if answer.status_code == 500 else None
+
+        assert wait_for(broken, timeout=30, what="the bad pattern").json()["error"]["code"] == (
+            "bad_model_config"
+        )
+        assert scaled(gateway, {"model": model}).status_code == 200
+    finally:
+        undo = json.dumps({"spec": {"scaling": {"answerPattern": None}}})
+        crds.kubectl("patch", "ms", "smollm2", "-n", cluster_namespace, "--type=merge", "-p", undo)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from modelserve.common.settings import ServiceSettings
@@ -98,4 +98,15 @@ class DownloadSettings(ServiceSettings):
         )
 
     def allowed_buckets(self) -> list[str]:
-        return [bucket.strip() for bucket in self.upstream_buckets.split(",") if bucket.strip()]
+        return split(self.upstream_buckets)
+
+    @field_validator("upstream_buckets")
+    @classmethod
+    def _some_bucket(cls, value: str) -> str:
+        if not split(value):
+            raise ValueError("name at least one upstream bucket (or *)")
+        return value
+
+
+def split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]

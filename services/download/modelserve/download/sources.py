@@ -122,7 +122,8 @@ def refused_model_id(model_id: str | None, bucket: str, key: str | None, prefix:
     from what it named (as `source_model_id` would, had the source been valid)."""
     if model_id and _MODEL_ID.match(model_id):
         return model_id
-    named = key if key is not None else (prefix or "")
+    # As Source.uri writes it: a prefix ends in exactly one "/".
+    named = key if key is not None else (prefix or "").rstrip("/") + "/"
     return str(uuid.uuid5(_SOURCE_NAMESPACE, f"s3://{bucket}/{named}"))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -180,9 +181,12 @@ class Discovery:
         assert target.api_key_secret is not None
         name, key = target.api_key_secret
         cache_key = (target.namespace, name, key)
-        if cache_key not in self._secrets:
-            self._secrets[cache_key] = self._read_secret(target.namespace, name, key)
-        return self._secrets[cache_key]
+        # Threads of other namespaces may clear the cache between a check and a read.
+        with contextlib.suppress(KeyError):
+            return self._secrets[cache_key]
+        found = self._read_secret(target.namespace, name, key)
+        self._secrets[cache_key] = found
+        return found
 
     def _read_secret(self, namespace: str, name: str, key: str) -> str | None:
         try:

@@ -36,7 +36,7 @@ from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError, openai_body
 from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
 from modelserve.gateway.scaling import algorithms
-from modelserve.gateway.scaling.lm import Prompt
+from modelserve.gateway.scaling.lm import Prompt, Usage
 from modelserve.gateway.scaling.openai_lm import MalformedAnswer, OpenAIChatLM, Post
 from modelserve.gateway.scaling.results import Options, Result
 from modelserve.gateway.scaling.reward_model import ProcessRewardModel
@@ -60,7 +60,6 @@ _NOT_SAMPLING = frozenset(
         "stop",
         "logprobs",
         "top_logprobs",
-        "seed",
     }
 )
 # Pieces of the chosen answer in a stream (characters): small enough to look like one.
@@ -72,12 +71,15 @@ _GATEWAY = Claims(
 
 
 class UpstreamStatus(UpstreamError):
-    """A model server answered an error status to one of the algorithm's calls."""
+    """A model server answered an error status to one of the algorithm's calls: its 4xx
+    (a request it refuses, as the proxy passes them on) keeps its status; a 5xx is 502."""
+
+    kind = "status"
 
     def __init__(self, status: int, body: bytes) -> None:
-        super().__init__(
-            f"the model server answered {status} to a scaling call", body[:300].decode("replace")
-        )
+        detail = body[:300].decode(errors="replace")
+        super().__init__(f"the model server answered {status}: {detail}", detail)
+        self.status = status if status < 500 else 502
 
 
 def poster(upstream: UpstreamClient, target: Target) -> Post:
@@ -300,16 +302,18 @@ class Scaler:
         metrics.duration.labels(model, ROUTE).observe(elapsed)
         metrics.scaling_requests.labels(model, algorithm, str(status)).inc()
         metrics.scaling_budget.labels(algorithm).observe(exchange.scaling.budget)
-        if result is None:
-            return
-        metrics.scaling_calls.labels(model, algorithm).inc(result.upstream_calls)
-        metrics.scaling_reward_seconds.labels(model, algorithm).observe(result.reward_seconds)
-        added = max(0.0, elapsed - result.generation_seconds - result.reward_seconds)
-        metrics.scaling_added_seconds.labels(model, algorithm).observe(added)
-        used = result.generation + result.reward
-        user = exchange.claims.sub
-        metrics.tokens.labels(user, model, "in").inc(used.prompt_tokens)
-        metrics.tokens.labels(user, model, "out").inc(used.completion_tokens)
+        used = Usage()
+        if result is not None:
+            metrics.scaling_calls.labels(model, algorithm).inc(result.upstream_calls)
+            metrics.scaling_reward_seconds.labels(model, algorithm).observe(result.reward_seconds)
+            added = max(0.0, elapsed - result.generation_seconds - result.reward_seconds)
+            metrics.scaling_added_seconds.labels(model, algorithm).observe(added)
+            used = result.generation + result.reward
+            metrics.record_tokens(
+                exchange.claims.sub, model, used.prompt_tokens, used.completion_tokens
+            )
+        # Always, as the proxy does: a failed or abandoned request gives its reserved
+        # tokens back now rather than when the reservation expires.
         if self.accounting is not None:
             decision = exchange.decision
             self.accounting.record(

@@ -97,6 +97,7 @@ def scaling_request(
             algorithm = _algorithm(body[field], field)
     trace = _flag(body.get("scaling_trace", headers.get(TRACE_HEADER, False)))
     reward = defaults.reward or (RewardKind.MODEL if defaults.reward_model else RewardKind.LOGPROB)
+    active = algorithm is not Algorithm.NONE and budget > 1
     return ScalingRequest(
         algorithm=algorithm,
         budget=budget,
@@ -104,6 +105,7 @@ def scaling_request(
         reward=reward,
         reward_model=defaults.reward_model,
         aggregation=defaults.reward_aggregation,
-        answer_pattern=answer_pattern(defaults.answer_pattern),
+        # Only a scaled request reads it: a bad pattern must not fail plain requests.
+        answer_pattern=answer_pattern(defaults.answer_pattern) if active else None,
         step_delimiter=defaults.step_delimiter,
     )
