@@ -100,6 +100,13 @@ def test_a_dry_run_decides_without_recording(client: Client, user: str) -> None:
     me = client(user)
     assert decide(me, {**serve("a"), "dry_run": True})["allowed"]
     assert decide(me, serve("b"))["allowed"]
+    # Nor does a dry run hold tokens: twice 80 fits a budget of 100.
+    put_contract(client, "user", user, token_budget=100)
+    for _ in range(2):
+        dry = decide(me, {**infer(max_tokens=80), "dry_run": True})
+        assert dry["allowed"] and "reservation" not in dry
+    assert decide(me, infer(max_tokens=80))["allowed"]
+    assert not decide(me, infer(max_tokens=80))["allowed"]
 
 
 def test_a_team_contract_holds_for_its_members_together(client: Client, user: str) -> None:

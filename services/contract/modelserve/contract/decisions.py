@@ -133,11 +133,13 @@ class Decider:
             policy.inference_charges(scopes, tokens),
             reservation,
             self.settings.reservation_seconds,
+            keep=record,
         )
         if over is not None:
             return policy.hit(over)
         decision = policy.allow(f"inference on {resource.model} allowed", team)
-        decision.reservation = reservation
+        # A dry run holds no tokens: there is nothing to settle.
+        decision.reservation = reservation if record else None
         return decision
 
     async def _with_recorded_server(self, resource: Resource) -> Resource:

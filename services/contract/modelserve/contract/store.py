@@ -161,13 +161,19 @@ class Store:
         charges: Sequence[CounterCharge],
         reservation: uuid.UUID | None,
         ttl: float,
+        *,
+        keep: bool = True,
     ) -> CounterCharge | None:
         """Count and reserve every charge, or none of them: returns the charge that would go
-        over its limit (nothing counted then), or None when all were counted. One call."""
+        over its limit (nothing counted then), or None when all fit. One call. Without
+        `keep` (a dry run) nothing is counted either way."""
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> CounterCharge | None:
             try:
-                await _reserve(conn, charges, reservation, ttl)
+                async with conn.transaction():
+                    await _reserve(conn, charges, reservation, ttl)
+                    if not keep:
+                        raise psycopg.Rollback()
             except psycopg.Error as error:
                 if error.sqlstate != OVER_LIMIT:
                     raise
