@@ -17,3 +17,8 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+
+def split(value: str) -> list[str]:
+    """A comma-separated setting as its items, blanks left out."""
+    return [item.strip() for item in value.split(",") if item.strip()]

@@ -29,8 +29,9 @@ from modelserve.common.modelserve import (
     VERSION,
     ModelServe,
 )
+from modelserve.common.settings import split
 from modelserve.contract.policy import Action, Decision, Principal, Resource, with_recorded
-from modelserve.contract.settings import ContractSettings, split
+from modelserve.contract.settings import ContractSettings
 from modelserve.contract.tables import Server
 
 ADMIN_ROLE = "admin"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 
+from modelserve.common.settings import split
 from modelserve.contract import policy
 from modelserve.contract.policy import Action, Decision, Principal, Reason, Resource
-from modelserve.contract.settings import ContractSettings, split
+from modelserve.contract.settings import ContractSettings
 from modelserve.contract.store import Store
 from modelserve.contract.tables import Contract, Limits, Period, SubjectKind
 

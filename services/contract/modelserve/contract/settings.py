@@ -84,7 +84,3 @@ class ContractSettings(ServiceSettings):
     inventory_seconds: float = Field(default=30.0, ge=0)
     # A server decided on but not seen in the cluster after this long was never created.
     inventory_grace_seconds: float = Field(default=120.0, gt=0)
-
-
-def split(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]

@@ -28,7 +28,7 @@ from modelserve.common.database import (
     open_pool,
 )
 from modelserve.download.sources import Source, printable
-from modelserve.download.tables import ACTIVE, RUNNING, Download, ModelRecord, State
+from modelserve.download.tables import ACTIVE, RETRYABLE, RUNNING, Download, ModelRecord, State
 
 CHANNEL = "modelserve_downloads"
 T = TypeVar("T")
@@ -38,6 +38,18 @@ logger = logging.getLogger(__name__)
 def create_schema(url: str) -> None:
     """Tables created if missing; safe with several replicas starting at once."""
     create_tables(url, "modelserve-download", [Download, ModelRecord])
+
+
+# A job queued again (a new request for a failed model, or a retry): nothing of the last
+# attempt is left in it but its source.
+_REQUEUE = """state = 'queued', error_code = NULL, error = NULL, bytes_done = 0,
+    files_done = 0, rate = NULL, claimed_by = NULL, lease_until = NULL,
+    started_at = NULL, finished_at = NULL, updated_at = now()"""
+
+
+async def _notify(cur: psycopg.AsyncCursor[Any], model_id: str) -> None:
+    """Wake the workers of every replica: a job is queued."""
+    await cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, model_id])
 
 
 def _states(states: tuple[State, ...]) -> list[str]:
@@ -88,14 +100,14 @@ class Jobs:
             "name": name,
             "sha256": sha256,
             "requested_by": requested_by,
-            "finished": _states((State.FAILED, State.CANCELLED)),
+            "finished": _states(RETRYABLE),
         }
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> tuple[Download, bool]:
             async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                 # A failed or cancelled job is queued again; any other is left as it is.
                 await cur.execute(
-                    """
+                    f"""
                     INSERT INTO downloads (model_id, source_bucket, source_key, source_prefix,
                                            name, expected_sha256, state, requested_by)
                     VALUES (%(model_id)s, %(bucket)s, %(key)s, %(prefix)s, %(name)s,
@@ -107,10 +119,7 @@ class Jobs:
                         name = excluded.name,
                         expected_sha256 = excluded.expected_sha256,
                         requested_by = excluded.requested_by,
-                        state = 'queued', error_code = NULL, error = NULL, bytes_done = 0,
-                        files_done = 0, rate = NULL, claimed_by = NULL, lease_until = NULL,
-                        created_at = now(), updated_at = now(), started_at = NULL,
-                        finished_at = NULL
+                        created_at = now(), {_REQUEUE}
                     WHERE downloads.state = ANY(%(finished)s)
                     RETURNING *
                     """,
@@ -118,7 +127,7 @@ class Jobs:
                 )
                 row = await cur.fetchone()
                 if row is not None:
-                    await cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, model_id])
+                    await _notify(cur, model_id)
                     return Download.model_validate(row), True
                 await cur.execute("SELECT * FROM downloads WHERE model_id = %s", [model_id])
                 existing = await cur.fetchone()
@@ -149,7 +158,7 @@ class Jobs:
             "code": code,
             "message": printable(message),
             "requested_by": requested_by,
-            "finished": _states((State.FAILED, State.CANCELLED)),
+            "finished": _states(RETRYABLE),
         }
         await self._one(
             """
@@ -207,18 +216,15 @@ class Jobs:
         async def work(conn: psycopg.AsyncConnection[Any]) -> Download | None:
             async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(
-                    """
-                    UPDATE downloads SET state = 'queued', error_code = NULL, error = NULL,
-                        bytes_done = 0, files_done = 0, rate = NULL, claimed_by = NULL,
-                        lease_until = NULL, started_at = NULL, finished_at = NULL,
-                        updated_at = now()
+                    f"""
+                    UPDATE downloads SET {_REQUEUE}
                     WHERE model_id = %s AND state = ANY(%s) RETURNING *
                     """,
-                    [model_id, _states((State.FAILED, State.CANCELLED))],
+                    [model_id, _states(RETRYABLE)],
                 )
                 row = await cur.fetchone()
                 if row is not None:
-                    await cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, model_id])
+                    await _notify(cur, model_id)
                 return Download.model_validate(row) if row else None
 
         return await self._run(work)

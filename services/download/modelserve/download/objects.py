@@ -10,6 +10,7 @@ pinned below 8 for that reason.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,8 @@ def explain(error: BaseException, store: str, what: str) -> StoreError:
         return error
     if isinstance(error, S3Error):
         if error.code == "NoSuchBucket":
-            return StoreError("unknown_bucket", f"the {store} store has no bucket {what}")
+            bucket = error.bucket_name or what
+            return StoreError("unknown_bucket", f"the {store} store has no bucket {bucket}")
         if error.code in ("NoSuchKey", "NoSuchObject"):
             return StoreError("object_not_found", f"the {store} store has no object {what}")
         if error.code == "PreconditionFailed":
@@ -110,22 +112,24 @@ class ObjectStore:
     def close(self) -> None:
         self._http.clear()
 
-    def _fail(self, error: BaseException, what: str) -> StoreError:
-        return explain(error, self.name, what)
+    @contextlib.contextmanager
+    def _request(self, what: str) -> Iterator[None]:
+        """One request to the store about `what`: its failures become StoreErrors."""
+        try:
+            yield
+        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
+            raise explain(error, self.name, what) from error
 
     # --- reading --------------------------------------------------------------------------
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
-        try:
+        with self._request(f"s3://{bucket}/{key}"):
             stat = self._client.stat_object(bucket, key)
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
-            raise self._fail(error, f"s3://{bucket}/{key}") from error
-        return ObjectInfo(
-            key, int(stat.size or 0), str(stat.etag).strip('"'), dict(stat.metadata or {})
-        )
+        etag = str(stat.etag).strip('"')
+        return ObjectInfo(key, int(stat.size or 0), etag, dict(stat.metadata or {}))
 
     def objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
-        try:
+        with self._request(f"s3://{bucket}/{prefix}"):
             # With user metadata (a MinIO extension; S3 ignores it): a checksum the
             # producer set is then known without one HEAD request per file.
             listing = self._client.list_objects(
@@ -137,8 +141,6 @@ class ObjectStore:
                 metadata = {str(k): str(v) for k, v in (item.metadata or {}).items()}
                 etag = str(item.etag).strip('"')
                 yield ObjectInfo(str(item.object_name), int(item.size or 0), etag, metadata)
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
-            raise self._fail(error, f"s3://{bucket}/{prefix}") from error
 
     def read(
         self, bucket: str, key: str, offset: int, length: int, etag: str | None = None
@@ -150,12 +152,11 @@ class ObjectStore:
             {"If-Match": f'"{etag}"'} if etag else None
         )
         try:
-            response = self._client.get_object(
-                bucket, key, offset=offset, length=length, request_headers=headers
-            )
-            data: bytes = response.read()
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
-            raise self._fail(error, f"s3://{bucket}/{key}") from error
+            with self._request(f"s3://{bucket}/{key}"):
+                response = self._client.get_object(
+                    bucket, key, offset=offset, length=length, request_headers=headers
+                )
+                data: bytes = response.read()
         finally:
             if response is not None:
                 response.close()
@@ -169,57 +170,41 @@ class ObjectStore:
             )
         return data
 
-    def exists(self, bucket: str) -> bool:
-        try:
-            return bool(self._client.bucket_exists(bucket))
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
-            raise self._fail(error, bucket) from error
-
     # --- writing: multipart uploads -------------------------------------------------------
 
     def create_upload(self, bucket: str, key: str) -> str:
-        try:
+        with self._request(f"s3://{bucket}/{key}"):
             upload_id: str = self._client._create_multipart_upload(
                 bucket, key, {"Content-Type": "application/octet-stream"}
             )
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
-            raise self._fail(error, f"s3://{bucket}/{key}") from error
         return upload_id
 
     def upload_part(self, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> str:
-        try:
+        with self._request(f"s3://{bucket}/{key}"):
             etag: str = self._client._upload_part(bucket, key, data, None, upload_id, number)
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
-            raise self._fail(error, f"s3://{bucket}/{key}") from error
         return etag
 
     def complete_upload(self, bucket: str, key: str, upload_id: str, etags: list[str]) -> None:
         parts = [Part(number, etag) for number, etag in enumerate(etags, start=1)]
-        try:
+        with self._request(f"s3://{bucket}/{key}"):
             self._client._complete_multipart_upload(bucket, key, upload_id, parts)
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
-            raise self._fail(error, f"s3://{bucket}/{key}") from error
 
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         try:
-            self._client._abort_multipart_upload(bucket, key, upload_id)
-        except S3Error as error:
-            if error.code != "NoSuchUpload":
-                raise self._fail(error, f"s3://{bucket}/{key}") from error
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise self._fail(error, f"s3://{bucket}/{key}") from error
+            with self._request(f"s3://{bucket}/{key}"):
+                self._client._abort_multipart_upload(bucket, key, upload_id)
+        except StoreError as error:
+            # Aborted already (or completed): nothing is left open either way.
+            if not isinstance(error.__cause__, S3Error) or error.__cause__.code != "NoSuchUpload":
+                raise
 
     def open_uploads(self, bucket: str, key: str) -> list[str]:
         """Ids of multipart uploads still open for `key` (one page: call again after
         aborting them). MinIO lists uploads by object name, not by folder."""
-        try:
+        with self._request(f"s3://{bucket}/{key}"):
             result = self._client._list_multipart_uploads(bucket, prefix=key)
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
-            raise self._fail(error, f"s3://{bucket}/{key}") from error
         return [str(upload.upload_id) for upload in result.uploads if upload.object_name == key]
 
     def remove(self, bucket: str, key: str) -> None:
-        try:
+        with self._request(f"s3://{bucket}/{key}"):
             self._client.remove_object(bucket, key)
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as error:
-            raise self._fail(error, f"s3://{bucket}/{key}") from error

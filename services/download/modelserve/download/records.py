@@ -12,6 +12,7 @@ from modelserve.download.sources import (
     default_name,
     folder_digest,
     model_format,
+    source_uri,
     storage_prefix,
 )
 from modelserve.download.tables import Download, ModelRecord, State
@@ -89,11 +90,7 @@ class DownloadStatus(BaseModel):
 
 
 def status(job: Download) -> DownloadStatus:
-    source = (
-        f"s3://{job.source_bucket}/{job.source_key}"
-        if job.source_key is not None
-        else f"s3://{job.source_bucket}/{(job.source_prefix or '').rstrip('/')}/"
-    )
+    source = source_uri(job.source_bucket, job.source_key, job.source_prefix)
     total, done = job.bytes_total, job.bytes_done
     if job.state == State.READY:
         done = total or done

@@ -11,7 +11,7 @@ import socket
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from modelserve.common.settings import ServiceSettings
+from modelserve.common.settings import ServiceSettings, split
 from modelserve.common.tokens import TokenSettings
 from modelserve.download.objects import MIN_PART_SIZE, StoreConfig
 
@@ -106,7 +106,3 @@ class DownloadSettings(ServiceSettings):
         if not split(value):
             raise ValueError("name at least one upstream bucket (or *)")
         return value
-
-
-def split(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]

@@ -104,13 +104,20 @@ class Source:
 
     @property
     def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key if self.key is not None else self.folder}"
+        return source_uri(self.bucket, self.key, self.prefix)
 
     def relative(self, key: str) -> str:
         """The path of an upstream object inside the model."""
         if self.key is not None:
             return posixpath.basename(self.key)
         return key[len(self.folder) :]
+
+
+def source_uri(bucket: str, key: str | None, prefix: str | None) -> str:
+    """s3://bucket/key, or s3://bucket/prefix/ (one trailing "/") for a folder."""
+    if key is not None:
+        return f"s3://{bucket}/{key}"
+    return f"s3://{bucket}/{(prefix or '').rstrip('/')}/"
 
 
 def source_model_id(source: Source) -> str:
@@ -122,9 +129,7 @@ def refused_model_id(model_id: str | None, bucket: str, key: str | None, prefix:
     from what it named (as `source_model_id` would, had the source been valid)."""
     if model_id and _MODEL_ID.match(model_id):
         return model_id
-    # As Source.uri writes it: a prefix ends in exactly one "/".
-    named = key if key is not None else (prefix or "").rstrip("/") + "/"
-    return str(uuid.uuid5(_SOURCE_NAMESPACE, f"s3://{bucket}/{named}"))
+    return str(uuid.uuid5(_SOURCE_NAMESPACE, source_uri(bucket, key, prefix)))
 
 
 def printable(text: str | None, limit: int = 1100) -> str | None:

@@ -27,7 +27,8 @@ class State(StrEnum):
 
 
 ACTIVE = (State.QUEUED, State.TRANSFERRING, State.VERIFYING)
-FINISHED = (State.READY, State.FAILED, State.CANCELLED)
+# Jobs that a new request or a retry queues again.
+RETRYABLE = (State.FAILED, State.CANCELLED)
 RUNNING = (State.TRANSFERRING, State.VERIFYING)
 
 

@@ -82,8 +82,6 @@ def plan(upstream: ObjectStore, source: Source, model_id: str, sha256: str | Non
             [FilePlan(path, info.key, info.size, info.etag, expected, prefix + path)],
             None,
         )
-    if not upstream.exists(source.bucket):
-        raise StoreError("unknown_bucket", f"the upstream store has no bucket {source.bucket}")
     objects = sorted(upstream.objects(source.bucket, source.folder), key=lambda o: o.key)
     if not objects:
         raise StoreError("object_not_found", f"there is nothing under {source.uri}")
@@ -176,7 +174,6 @@ class _OrderedDigest:
 @dataclass
 class _Upload:
     file: FilePlan
-    parts: int
     digest: _OrderedDigest
     upload_id: str | None = None
     etags: list[str] = field(default_factory=list)
@@ -265,7 +262,7 @@ class Transfer:
             parts = max(1, -(-file.size // size))
             keep = self._header_bytes if file is self._header_file else 0
             digest = _OrderedDigest(parts, self._failed, self.header if keep else None, keep)
-            upload = _Upload(file, parts, digest, etags=[""] * parts)
+            upload = _Upload(file, digest, etags=[""] * parts)
             self._uploads.append(upload)
             for index in range(parts):
                 offset = index * size

@@ -177,6 +177,14 @@ async def _job(jobs: Jobs, model_id: str) -> Download:
     return job
 
 
+async def _managed_job(jobs: Jobs, model_id: str, claims: Claims) -> Download:
+    """The job, if the caller may cancel or retry it (see `access.may_manage`)."""
+    job = await _job(jobs, model_id)
+    if not may_manage(claims, job.requested_by):
+        raise ApiError(403, "not_owner", f"the download of {model_id} is {job.requested_by}'s")
+    return job
+
+
 @router.get("/status/{model_id}")
 async def download_status(model_id: str, _: Caller, jobs: JobsDep) -> DownloadStatus:
     """State, bytes done and total, rate and ETA of the model's download."""
@@ -198,9 +206,7 @@ async def list_downloads(
 @router.post("/download/{model_id}/cancel")
 async def cancel_download(model_id: str, claims: Caller, jobs: JobsDep) -> DownloadStatus:
     """Stop a queued or running download; it leaves nothing in the platform store."""
-    job = await _job(jobs, model_id)
-    if not may_manage(claims, job.requested_by):
-        raise ApiError(403, "not_owner", f"the download of {model_id} is {job.requested_by}'s")
+    job = await _managed_job(jobs, model_id, claims)
     cancelled = await jobs.cancel(model_id)
     if cancelled is None:
         raise ApiError(409, "not_running", f"the download of {model_id} is {job.state}")
@@ -210,9 +216,7 @@ async def cancel_download(model_id: str, claims: Caller, jobs: JobsDep) -> Downl
 @router.post("/download/{model_id}/retry", status_code=202)
 async def retry_download(model_id: str, claims: Caller, jobs: JobsDep) -> DownloadStatus:
     """Queue a failed or cancelled download again."""
-    job = await _job(jobs, model_id)
-    if not may_manage(claims, job.requested_by):
-        raise ApiError(403, "not_owner", f"the download of {model_id} is {job.requested_by}'s")
+    job = await _managed_job(jobs, model_id, claims)
     queued = await jobs.retry(model_id)
     if queued is None:
         raise ApiError(409, "not_finished", f"the download of {model_id} is {job.state}")
