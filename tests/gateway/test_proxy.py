@@ -56,7 +56,15 @@ def _chunk(content: str | None, **extra: Any) -> bytes:
 class FakeServer:
     """OpenAI-shaped, on loopback, in a thread; each model name picks a behaviour."""
 
-    MODELS = ("fake-echo", "fake-gated", "fake-slow", "fake-reset", "fake-error", "fake-silent")
+    MODELS = (
+        "fake-echo",
+        "fake-gated",
+        "fake-slow",
+        "fake-reset",
+        "fake-error",
+        "fake-silent",
+        "fake-lingering",
+    )
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -140,6 +148,8 @@ class FakeServer:
                 usage = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
                 await response.write(_chunk(None, usage=usage))
         await response.write(b"data: [DONE]\n\n")
+        if model == "fake-lingering":
+            await asyncio.sleep(1)  # the body ends well after its last event
         await response.write_eof()
         return response
 
@@ -612,6 +622,32 @@ def test_a_client_leaving_mid_stream_cancels_the_upstream_request(
     )
     left = metric(gateway, "modelserve_gateway_requests_total", model="fake-slow", status="499")
     assert left == left_before + 1
+
+
+def test_a_stream_the_client_closes_after_its_last_event_counts_as_answered(
+    gateway: str, tokens: dict[str, str]
+) -> None:
+    # The openai client closes a stream as soon as it reads `[DONE]`; the model server's
+    # body may end later. The client had its whole answer: a 200, not a 499.
+    ai = client(gateway, tokens["alice"])
+    messages: list[Any] = [{"role": "user", "content": "Hi"}]
+    chunks = list(
+        ai.chat.completions.create(model="fake-lingering", messages=messages, stream=True)
+    )
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == "Hello there!"
+    wait_for(
+        lambda: (
+            metric(gateway, "modelserve_gateway_in_flight_requests", model="fake-lingering") == 0
+        ),
+        timeout=10,
+        what="no request in flight",
+    )
+    answered = metric(gateway, "modelserve_gateway_requests_total", model="fake-lingering")
+    assert answered == 1
+    assert (
+        metric(gateway, "modelserve_gateway_requests_total", model="fake-lingering", status="200")
+        == 1
+    )
 
 
 def test_a_client_leaving_before_the_answer_cancels_the_upstream_request(

@@ -238,6 +238,7 @@ class Exchange:
     started: float
     status: int = 500  # until the exchange says otherwise
     usage: Usage | None = None
+    delivered: bool = False  # the client has had the whole answer
 
 
 async def _client_gone(receive: Receive) -> None:
@@ -272,7 +273,10 @@ class ProxyResponse(Response):
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # the server is shutting down, not just the client leaving
-            exchange.status = CLIENT_CLOSED
+            if not exchange.delivered:
+                # A client may close a stream once it read `[DONE]` (openai's does),
+                # before the model server's body ends: that one was answered.
+                exchange.status = CLIENT_CLOSED
         finally:
             watcher.cancel()
             proxy.table.release(target)
@@ -343,6 +347,7 @@ class ProxyResponse(Response):
                 passed = meter.feed(chunk)
                 if passed:
                     await send({"type": "http.response.body", "body": passed, "more_body": True})
+                exchange.delivered = meter.done
         except UpstreamError as error:
             # The head is out: say it the way OpenAI's clients read errors in a stream.
             self._log(error)

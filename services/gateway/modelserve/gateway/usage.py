@@ -91,11 +91,14 @@ class StreamMeter:
         self._pending = b""
         self.usage: Usage | None = None
         self.text_chunks = 0
+        self.done = False  # the stream's last event, `data: [DONE]`, went by
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._pending + chunk if self._pending else chunk
         cut = _last_event_end(data)
         self._pending = data[cut:]
+        if not self.done and b"data: [DONE]" in data[:cut]:
+            self.done = True
         if b'"usage"' not in data[:cut]:
             # The common case, kept to a few scans in C over the whole chunk: no event
             # here reports usage, so none is split out; text events are only counted.
