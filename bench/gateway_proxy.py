@@ -47,10 +47,10 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from modelserve.testbed.cache import cache_root
 from modelserve.testbed.gobuild import binary
-from modelserve.testbed.processes import ManagedProcess, free_port, run
+from modelserve.testbed.processes import ManagedProcess, free_port
 from modelserve.testbed.routed import routed_gateway
+from modelserve.testbed.venvs import tool_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 LITELLM_VERSION = "1.106.2"
@@ -130,15 +130,7 @@ def _answers(url: str, headers: dict[str, str] | None = None) -> bool:
 
 def litellm_venv() -> Path:
     """LiteLLM's proxy in a virtual environment of its own, made once per version."""
-    venv = cache_root() / "venvs" / f"litellm-{LITELLM_VERSION}"
-    if not (venv / ".complete").exists():
-        print(f"bench: installing litellm[proxy]=={LITELLM_VERSION} (once)", flush=True)
-        shutil.rmtree(venv, ignore_errors=True)
-        run([sys.executable, "-m", "venv", venv])
-        python = venv / "bin" / "python"
-        run([python, "-m", "pip", "install", "--quiet", f"litellm[proxy]=={LITELLM_VERSION}"])
-        (venv / ".complete").write_text("")
-    return venv
+    return tool_venv("litellm", LITELLM_VERSION, [f"litellm[proxy]=={LITELLM_VERSION}"])
 
 
 def start_litellm(folder: Path, upstream: str) -> tuple[ManagedProcess, int]:

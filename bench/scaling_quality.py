@@ -5,7 +5,8 @@
 
 The task set is `modelserve.testbed.arithmetic` (seeded: the same questions every run).
 Each question goes through the gateway (`routed_gateway`: the real control plane, the
-operator and an external ModelServe for the SmolLM2 server of the test bed) as a chat
+operator and an external ModelServe for SmolLM2 on llama.cpp's native server with
+`--parallel 8`, what the platform's `llamacpp` runtime runs) as a chat
 completion with `budget` and `algorithm`; budget 1 is the plain answer, shared by every
 algorithm. An answer is right when the number it ends with (the same extraction as
 self-consistency's vote) is the task's. Prints the accuracy per algorithm and budget,
@@ -25,7 +26,8 @@ import httpx
 
 from modelserve.gateway.scaling.answers import extract_answer, normalize
 from modelserve.testbed.arithmetic import Task, tasks
-from modelserve.testbed.llm import start_llm
+from modelserve.testbed.llama_server import start_llama_server
+from modelserve.testbed.llm import MODEL_ALIAS
 from modelserve.testbed.routed import RoutedGateway, routed_gateway
 
 
@@ -89,7 +91,7 @@ def main() -> None:
     parser.add_argument("--algorithms", default="self-consistency,best-of-n")
     parser.add_argument("--reward", default="logprob", choices=["logprob", "judge"])
     parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
     budgets = [int(budget) for budget in args.budgets.split(",")]
     algorithms = [name.strip() for name in args.algorithms.split(",")]
@@ -97,12 +99,12 @@ def main() -> None:
     print(f"scaling_quality: {len(questions)} arithmetic questions, {os.cpu_count()} CPUs")
     print(f"  algorithms {', '.join(algorithms)}; budgets {budgets}; reward {args.reward}")
     with tempfile.TemporaryDirectory(prefix="modelserve-quality-") as folder:
-        llm = start_llm(Path(folder))
+        llm = start_llama_server(Path(folder), parallel=8)
         try:
-            with routed_gateway(Path(folder), llm.url, llm.alias) as gateway:
+            with routed_gateway(Path(folder), llm.url, MODEL_ALIAS) as gateway:
                 configured = httpx.post(
                     f"{gateway.url}/configure",
-                    json={"model": llm.alias, "reward": args.reward},
+                    json={"model": MODEL_ALIAS, "reward": args.reward},
                     headers=gateway.headers,
                     timeout=30,
                 )
@@ -114,7 +116,7 @@ def main() -> None:
                         results[(algorithm, budget)] = asyncio.run(
                             accuracy(
                                 gateway,
-                                llm.alias,
+                                MODEL_ALIAS,
                                 questions,
                                 algorithm=algorithm,
                                 budget=budget,

