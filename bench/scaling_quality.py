@@ -52,7 +52,8 @@ async def ask(
     while answer.status_code == 503:  # not ready for a moment: as a client would, wait
         await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
         answer = await http.post("/v1/chat/completions", json=body)
-    answer.raise_for_status()
+    if answer.status_code != 200:
+        raise RuntimeError(f"the gateway answered {answer.status_code}: {answer.text}")
     text = answer.json()["choices"][0]["message"]["content"] or ""
     found = extract_answer(text)
     return found is not None and normalize(found) == task.answer
