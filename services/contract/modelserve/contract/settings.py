@@ -7,8 +7,9 @@ which deployments of the first version already set.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from modelserve.common.settings import ServiceSettings
@@ -61,6 +62,21 @@ class ContractSettings(ServiceSettings):
         default=None, ge=0, validation_alias=_default("TOKEN_BUDGET")
     )
     default_budget_period: str = Field(default="month", validation_alias=_default("BUDGET_PERIOD"))
+
+    @field_validator(
+        "default_max_replicas",
+        "default_max_gpus",
+        "default_max_servers",
+        "default_max_budget",
+        "default_requests_per_minute",
+        "default_tokens_per_minute",
+        "default_token_budget",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_no_limit(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     # Whether users may download models into the platform (a contract may say otherwise).
     default_downloads: bool = False
 

@@ -1,0 +1,484 @@
+"""The chart as rendered: lint, schema, one source for CRDs and RBAC, settings the services
+accept, checksums, the dashboard's metrics; and the real API server accepting all of it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from modelserve.common.tokens import DEVELOPMENT_SECRET, TokenSettings
+from modelserve.contract.admission import build_webhook_configuration
+from modelserve.contract.settings import ContractSettings
+from modelserve.download.settings import DownloadSettings
+from modelserve.gateway.metrics import GatewayMetrics
+from modelserve.gateway.settings import GatewaySettings
+from modelserve.operator.settings import OperatorSettings
+from modelserve.testbed.cache import repo_root
+from modelserve.testbed.helm import CHART, Helm, find
+from modelserve.testbed.kube import KubeCluster
+
+RELEASE = "modelserve"
+NAMESPACE = "modelserve"
+COMPONENTS = ("operator", "gateway", "contract", "download")
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "operator": OperatorSettings,
+    "gateway": GatewaySettings,
+    "contract": ContractSettings,
+    "download": DownloadSettings,
+}
+RBAC_FILES = {
+    "operator": repo_root() / "operator" / "deploy" / "rbac.yaml",
+    "gateway": repo_root() / "services" / "gateway" / "deploy" / "rbac.yaml",
+    "contract": repo_root() / "services" / "contract" / "deploy" / "rbac.yaml",
+}
+EXTERNAL: dict[str, Any] = {
+    "postgresql": {"enabled": False},
+    "externalDatabase": {"existingSecret": "my-database", "existingSecretKey": "dsn"},
+    "minio": {"enabled": False},
+    "externalS3": {
+        "endpoint": "s3.example.com:443",
+        "secure": True,
+        "region": "eu-west-1",
+        "existingSecret": "my-s3",
+    },
+    "download": {
+        "upstream": {"endpoint": "quant.example.com:9000", "accessKey": "a", "secretKey": "b"}
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(offline_helm: Helm) -> list[dict[str, Any]]:
+    return offline_helm.template(RELEASE, NAMESPACE)
+
+
+def _deployment(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    return find(objects, "Deployment", f"{RELEASE}-{component}")
+
+
+def _lint_problems(output: str) -> list[str]:
+    return [line for line in output.splitlines() if re.match(r"\[(WARNING|ERROR)\]", line)]
+
+
+def test_lint_is_clean_in_strict_mode(offline_helm: Helm) -> None:
+    assert _lint_problems(offline_helm("lint", "--strict", str(CHART))) == []
+    external = offline_helm.values_file(EXTERNAL, "external")
+    assert _lint_problems(offline_helm("lint", "--strict", str(CHART), "-f", str(external))) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--set", "gateway.replica=3"), "additional properties 'replica' not allowed"),
+        (("--set", "auth.jwtSecret=too-short"), "/auth/jwtSecret"),
+        (("--set", "contract.webhook.failurePolicy=Maybe"), "failurePolicy"),
+        (("--set", "image.pullPolicy=Sometimes"), "pullPolicy"),
+        (("--set", "postgresql.enabled=false"), "externalDatabase"),
+        (("--set", "minio.enabled=false"), "externalS3"),
+    ],
+)
+def test_bad_values_are_refused_with_a_reason(
+    offline_helm: Helm, args: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(RuntimeError, match=re.escape(message)):
+        offline_helm("template", RELEASE, str(CHART), *args)
+
+
+def test_crds_are_the_repository_crds_not_a_copy(offline_helm: Helm, tmp_path: Path) -> None:
+    link = CHART / "crds"
+    assert link.is_symlink() and link.resolve() == (repo_root() / "crds").resolve()
+    sources = sorted((repo_root() / "crds").glob("*.yaml"))
+    assert sources
+    shown = offline_helm("show", "crds", str(CHART))
+    assert [doc for doc in yaml.safe_load_all(shown) if doc] == [
+        yaml.safe_load(path.read_text()) for path in sources
+    ]
+    # A packaged chart carries the files themselves, byte for byte.
+    offline_helm("package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("modelserve-*.tgz")
+    with tarfile.open(archive) as tar:
+        for path in sources:
+            member = tar.extractfile(f"modelserve/crds/{path.name}")
+            assert member is not None and member.read() == path.read_bytes()
+        assert "modelserve/crds/README.md" not in tar.getnames()
+
+
+def _rules(path: Path) -> Any:
+    (role,) = [doc for doc in yaml.safe_load_all(path.read_text()) if doc["kind"] == "ClusterRole"]
+    return role["rules"]
+
+
+@pytest.mark.parametrize("component", sorted(RBAC_FILES))
+def test_rbac_rules_are_those_of_the_deploy_files(
+    rendered: list[dict[str, Any]], component: str
+) -> None:
+    name = f"{RELEASE}-{component}"
+    assert find(rendered, "ClusterRole", name)["rules"] == _rules(RBAC_FILES[component])
+    binding = find(rendered, "ClusterRoleBinding", name)
+    assert binding["roleRef"]["name"] == name
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
+    assert _deployment(rendered, component)["spec"]["template"]["spec"]["serviceAccountName"] == (
+        name
+    )
+
+
+def test_the_download_service_gets_no_kubernetes_credentials(
+    rendered: list[dict[str, Any]],
+) -> None:
+    assert not [obj for obj in rendered if obj["metadata"]["name"].endswith("download-role")]
+    account = find(rendered, "ServiceAccount", f"{RELEASE}-download")
+    assert account["automountServiceAccountToken"] is False
+    assert "ClusterRole" not in {
+        obj["kind"] for obj in rendered if obj["metadata"]["name"] == f"{RELEASE}-download"
+    }
+
+
+def test_every_component_runs_the_one_image_with_its_command(
+    rendered: list[dict[str, Any]],
+) -> None:
+    for component in COMPONENTS:
+        (container,) = _deployment(rendered, component)["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == "modelserve/modelserve:0.1.0"
+        assert container["imagePullPolicy"] == "IfNotPresent"
+        assert container["command"] == [f"modelserve-{component}"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    pyproject = (repo_root() / "pyproject.toml").read_text()
+    assert f'version = "{chart["appVersion"]}"' in pyproject
+
+
+def _secrets(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    return {
+        obj["metadata"]["name"]: {
+            key: base64.b64decode(value).decode() for key, value in obj.get("data", {}).items()
+        }
+        for obj in objects
+        if obj["kind"] == "Secret"
+    }
+
+
+def _environment(
+    objects: list[dict[str, Any]], component: str, external: dict[str, dict[str, str]]
+) -> dict[str, str]:
+    """The environment a component's container starts with (Secrets of the render, or
+    `external` ones given by name)."""
+    secrets = {**_secrets(objects), **external}
+    (container,) = _deployment(objects, component)["spec"]["template"]["spec"]["containers"]
+    env: dict[str, str] = {}
+    for source in container["envFrom"]:
+        env.update(find(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for var in container["env"]:
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif "secretKeyRef" in var["valueFrom"]:
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[var["name"]] = secrets[ref["name"]][ref["key"]]
+        else:
+            env[var["name"]] = f"{component}-pod-0"
+    return env
+
+
+def _names(settings: type[BaseSettings]) -> set[str]:
+    """Every environment variable a settings class reads."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    names: set[str] = set()
+    for field, info in settings.model_fields.items():
+        if isinstance(info.validation_alias, AliasChoices):
+            names |= {str(choice) for choice in info.validation_alias.choices}
+        elif field != "tokens":
+            names.add(f"{prefix}{field}".upper())
+    return names
+
+
+TOKEN_NAMES = _names(TokenSettings) | {"MODELSERVE_DEVELOPMENT"}
+
+
+SETTING_NAME = re.compile(r"(GATEWAY|CONTRACT|DOWNLOAD|OPERATOR|JWT|MINIO|MODELSERVE)_|DATABASE")
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """No setting of this machine's environment leaks into the settings under test."""
+    for name in list(os.environ):
+        if SETTING_NAME.match(name):
+            monkeypatch.delenv(name)
+    yield monkeypatch
+
+
+@pytest.mark.parametrize("values", [{}, EXTERNAL], ids=["in-chart stores", "external stores"])
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_each_service_accepts_the_settings_it_is_given(
+    offline_helm: Helm,
+    clean_environment: pytest.MonkeyPatch,
+    component: str,
+    values: dict[str, Any],
+) -> None:
+    objects = offline_helm.template(RELEASE, NAMESPACE, values)
+    external = {
+        "my-database": {"dsn": "postgresql://u:p@db.example.com:5432/modelserve"},
+        "my-s3": {"access-key": "ak", "secret-key": "sk"},
+    }
+    env = _environment(objects, component, external)
+    settings_class = SETTINGS[component]
+    unknown = set(env) - _names(settings_class) - TOKEN_NAMES
+    assert not unknown, f"{component} reads no {sorted(unknown)}"
+    for name, value in env.items():
+        clean_environment.setenv(name, value)
+    settings: Any = settings_class()
+
+    assert "MODELSERVE_DEVELOPMENT" not in env and "JWT_DEVELOPMENT" not in env
+    if component != "operator":
+        assert settings.host == "0.0.0.0"
+        secret = settings.tokens.secret.get_secret_value()
+        assert len(secret) >= 32 and secret != DEVELOPMENT_SECRET
+        database = settings.database_url.get_secret_value()
+        if values:
+            assert database == external["my-database"]["dsn"]
+        else:
+            assert f"@{RELEASE}-postgresql.{NAMESPACE}.svc:5432/modelserve" in database
+    contract_url = f"http://{RELEASE}-contract.{NAMESPACE}.svc:8201"
+    store = (
+        "s3.example.com:443" if values else f"{RELEASE}-minio.{NAMESPACE}.svc:9000",
+        "ak" if values else _secrets(objects)[f"{RELEASE}-minio"]["access-key"],
+    )
+    if component == "operator":
+        assert settings.health_host == "0.0.0.0" and settings.health_port == 8210
+        assert settings.fetch_image == "modelserve/modelserve:0.1.0"
+        assert settings.gateway_auth_url == (
+            f"http://{RELEASE}-gateway.{NAMESPACE}.svc:8200/auth/verify"
+        )
+        assert settings.model_store_endpoint == store[0]
+        assert settings.model_store_access_key.get_secret_value() == store[1]
+        assert settings.model_store_secure is bool(values)
+    elif component == "gateway":
+        assert settings.port == 8200
+        assert settings.contract_url == contract_url
+        assert settings.download_url == f"http://{RELEASE}-download.{NAMESPACE}.svc:8202"
+        assert settings.admin_password is not None and settings.metrics_token is not None
+        assert len(settings.admin_password.get_secret_value()) >= 8
+    elif component == "contract":
+        assert (settings.port, settings.webhook_port) == (8201, 8443)
+        assert settings.delegating_users == (f"system:serviceaccount:{NAMESPACE}:{RELEASE}-gateway")
+        assert str(settings.tls_cert_file) == "/etc/modelserve/webhook/tls.crt"
+    else:
+        assert settings.port == 8202
+        assert settings.contract_url == contract_url
+        assert settings.worker_id == "download-pod-0"
+        assert (settings.platform_endpoint, settings.platform_access_key) == store
+        if values:
+            assert settings.upstream_endpoint == "quant.example.com:9000"
+            assert settings.upstream_access_key == "a"
+            assert settings.platform_region == "eu-west-1"
+        else:
+            assert (settings.upstream_endpoint, settings.upstream_access_key) == store
+
+
+def test_services_share_one_signing_secret_and_the_servers_stores_keys(
+    rendered: list[dict[str, Any]],
+) -> None:
+    secrets = _secrets(rendered)
+    auth = secrets[f"{RELEASE}-auth"]
+    assert len(auth["jwt-secret"]) >= 32
+    for component in ("gateway", "contract", "download"):
+        env = _environment(rendered, component, {})
+        assert env["JWT_SECRET"] == auth["jwt-secret"]
+    minio = find(rendered, "StatefulSet", f"{RELEASE}-minio")["spec"]["template"]["spec"]
+    (init,) = minio["initContainers"]
+    assert init["command"] == ["mkdir", "-p", "/data/inference-models", "/data/llm-models"]
+
+
+def test_external_stores_replace_the_in_chart_ones(offline_helm: Helm) -> None:
+    objects = offline_helm.template(RELEASE, NAMESPACE, EXTERNAL)
+    assert not [obj for obj in objects if obj["kind"] == "StatefulSet"]
+    assert set(_secrets(objects)) == {
+        f"{RELEASE}-auth",
+        f"{RELEASE}-upstream",
+        f"{RELEASE}-contract-webhook",
+    }
+    policies = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "NetworkPolicy"}
+    assert policies == {f"{RELEASE}-{component}" for component in COMPONENTS}
+
+
+def test_no_fixed_passwords_two_renders_generate_different_ones(offline_helm: Helm) -> None:
+    first = _secrets(offline_helm.template(RELEASE, NAMESPACE))
+    second = _secrets(offline_helm.template(RELEASE, NAMESPACE))
+    for name, keys in (
+        (f"{RELEASE}-auth", ("jwt-secret", "admin-password", "metrics-token")),
+        (f"{RELEASE}-postgresql", ("password",)),
+        (f"{RELEASE}-minio", ("access-key", "secret-key")),
+        (f"{RELEASE}-contract-webhook", ("tls.key",)),
+    ):
+        for key in keys:
+            assert first[name][key] != second[name][key], f"{name}/{key} is fixed"
+
+
+def test_webhook_is_the_contract_service_s_own_configuration(
+    rendered: list[dict[str, Any]],
+) -> None:
+    webhook = find(rendered, "ValidatingWebhookConfiguration", f"{RELEASE}-contract")
+    tls = _secrets(rendered)[f"{RELEASE}-contract-webhook"]
+    selector = {
+        "matchExpressions": [
+            {
+                "key": "kubernetes.io/metadata.name",
+                "operator": "NotIn",
+                "values": ["kube-system", NAMESPACE],
+            }
+        ]
+    }
+    expected = build_webhook_configuration(
+        ca_bundle=tls["ca.crt"].encode(),
+        service=(NAMESPACE, f"{RELEASE}-contract", 8443),
+        namespace_selector=selector,
+        name=f"{RELEASE}-contract",
+    )
+    assert webhook["webhooks"] == expected["webhooks"]
+
+
+def _pod_templates(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        f"{obj['kind']}/{obj['metadata']['name']}": obj["spec"]["template"]
+        for obj in objects
+        if obj["kind"] in ("Deployment", "StatefulSet")
+    }
+
+
+def test_a_changed_setting_changes_only_its_component_s_pods(
+    offline_helm: Helm, rendered: list[dict[str, Any]]
+) -> None:
+    before = _pod_templates(rendered)
+    after = _pod_templates(
+        offline_helm.template(RELEASE, NAMESPACE, {"gateway": {"upstreamReadTimeout": 120}})
+    )
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {f"Deployment/{RELEASE}-gateway"}
+
+
+def _exposed_names() -> set[str]:
+    names: set[str] = set()
+    for family in GatewayMetrics().registry.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+        names |= {family.name + suffix for suffix in suffixes.get(family.type, [""])}
+    return names
+
+
+def test_the_dashboard_charts_the_gateway_s_real_metrics(rendered: list[dict[str, Any]]) -> None:
+    config = find(rendered, "ConfigMap", f"{RELEASE}-dashboard")
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config["data"]["modelserve-gateway.json"])
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for query in queries for name in re.findall(r"modelserve_gateway_\w+", query)}
+    assert used and used <= _exposed_names(), used - _exposed_names()
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in used}
+    assert len(families) >= 10
+    assert len(dashboard["panels"]) >= 10
+
+
+def test_probes_ask_each_component_s_health_endpoint(rendered: list[dict[str, Any]]) -> None:
+    expected = {"operator": ("/healthz", "health", 8210)}
+    for component in COMPONENTS:
+        (container,) = _deployment(rendered, component)["spec"]["template"]["spec"]["containers"]
+        path, port_name, port = expected.get(component, ("/health", "http", 0))
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"] == {"path": path, "port": port_name}
+        ports = {item["name"]: item["containerPort"] for item in container["ports"]}
+        wanted = {"gateway": 8200, "contract": 8201, "download": 8202}.get(component, port)
+        assert ports[port_name] == wanted
+        assert container["resources"]["requests"]
+
+
+def test_optional_objects_follow_their_switches(offline_helm: Helm) -> None:
+    objects = offline_helm.template(
+        RELEASE,
+        NAMESPACE,
+        {
+            "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+            "networkPolicy": {"enabled": False},
+            "ingressRoute": {"host": "llm.example.com", "tls": {"enabled": True}},
+            "dashboards": {"enabled": False},
+        },
+    )
+    monitor = find(objects, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["authorization"]["credentials"] == {
+        "name": f"{RELEASE}-auth",
+        "key": "metrics-token",
+    }
+    assert not [obj for obj in objects if obj["kind"] == "NetworkPolicy"]
+    assert not [obj for obj in objects if obj["metadata"]["name"].endswith("-dashboard")]
+    route = find(objects, "IngressRoute")
+    assert route["spec"]["routes"][0]["match"] == "Host(`llm.example.com`) && PathPrefix(`/`)"
+    assert "tls" in route["spec"]
+
+
+def test_component_switches_leave_the_others_alone(offline_helm: Helm) -> None:
+    infra = offline_helm.template(
+        RELEASE,
+        NAMESPACE,
+        {name: {"enabled": False} for name in COMPONENTS},
+        extra=("--set", "contract.enabled=false"),
+    )
+    workloads = {
+        f"{obj['kind']}/{obj['metadata']['name']}"
+        for obj in infra
+        if "spec" in obj and "template" in obj["spec"]
+    }
+    assert workloads == {f"StatefulSet/{RELEASE}-postgresql", f"StatefulSet/{RELEASE}-minio"}
+    assert not [obj for obj in infra if obj["kind"] == "ValidatingWebhookConfiguration"]
+
+
+@pytest.mark.kube
+def test_the_api_server_accepts_every_rendered_object(
+    cluster_helm: Helm, crds: KubeCluster, namespace: str
+) -> None:
+    manifest = cluster_helm(
+        "template", f"modelserve-{namespace}", str(CHART), "--namespace", namespace
+    )
+    out = crds.kubectl("apply", "--dry-run=server", stdin=manifest)
+    kinds = {line.split("/")[0] for line in out.splitlines()}
+    assert {
+        "deployment.apps",
+        "statefulset.apps",
+        "validatingwebhookconfiguration.admissionregistration.k8s.io",
+        "ingressroute.traefik.io",
+        "networkpolicy.networking.k8s.io",
+        "pod",
+    } <= kinds
+
+
+def _documented_keys() -> Iterator[tuple[str, bool]]:
+    """Each key of values.yaml that the schema describes (its dotted path), and whether a
+    comment line precedes it. Keys inside free-form maps (resources, labels) are not."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    stack: list[tuple[int, str, dict[str, Any]]] = [(-1, "", schema)]
+    previous = ""
+    for line in (CHART / "values.yaml").read_text().splitlines():
+        match = re.match(r"^( *)([A-Za-z_][\w-]*):", line)
+        if match:
+            indent, key = len(match[1]), match[2]
+            while stack[-1][0] >= indent:
+                stack.pop()
+            path = f"{stack[-1][1]}.{key}".lstrip(".")
+            node = stack[-1][2].get("properties", {}).get(key)
+            if node is not None:
+                yield path, previous.lstrip().startswith("#")
+            stack.append((indent, path, node or {}))
+        if line.strip():
+            previous = line
+
+
+def test_every_value_is_documented() -> None:
+    keys = dict(_documented_keys())
+    assert len(keys) > 150
+    assert [key for key, commented in keys.items() if not commented] == []
