@@ -21,6 +21,7 @@ import yaml
 
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.polling import wait_for
+from modelserve.testbed.processes import outside_make
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "docs" / "quickstart.md"
@@ -78,7 +79,12 @@ def test_the_page_has_both_modes() -> None:
 def test_make_dev_is_modelserve_testbed_up() -> None:
     """The local test below starts `modelserve-testbed up` itself, on free ports."""
     planned = subprocess.run(
-        ["make", "-n", "dev"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", "-n", "dev"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=outside_make(),
     ).stdout
     assert planned.strip().splitlines()[-1].endswith("/modelserve-testbed up")
 
@@ -216,7 +222,12 @@ def test_k3d_make_targets_exist() -> None:
     missing = []
     for target in targets:
         planned = subprocess.run(
-            ["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60
+            ["make", "--no-print-directory", "-n", target],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=outside_make(),
         )
         if planned.returncode != 0:
             missing.append(f"{target}: {planned.stderr.strip()}")
@@ -241,7 +252,12 @@ def test_k3d_helm_command_is_what_make_all_runs() -> None:
     helm = "helm upgrade --install modelserve charts/modelserve -n modelserve --create-namespace"
     assert helm in section_text(markdown, K3D)
     planned = subprocess.run(
-        ["make", "-n", "services-deploy"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", "-n", "services-deploy"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=outside_make(),
     ).stdout
     assert "upgrade --install modelserve charts/modelserve" in planned
     assert "--namespace modelserve --create-namespace" in planned

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tomllib
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from modelserve.testbed.cache import repo_root
+from modelserve.testbed.processes import outside_make
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +114,7 @@ def make(root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         return subprocess.run(
             ["make", "--no-print-directory", *args],
             cwd=root,
-            env={**os.environ, **(env or {})},
+            env={**outside_make(), **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -124,7 +124,8 @@ def helm_switches(line: str) -> dict[str, str]:
 def test_make_all_goes_from_nothing_to_the_whole_release_in_order(
     make: MakeRunner, version: str
 ) -> None:
-    result = make("-n", "all")
+    # --always-make: the virtual environment's recipe shows even where .venv is up to date.
+    result = make("-n", "--always-make", "all")
     assert result.returncode == 0, result.stderr
     lines = recipes(result.stdout)
 
@@ -425,21 +426,27 @@ def test_each_install_step_is_accepted_by_the_chart_and_the_api_server(
     kubeconfig: dict[str, str],
     crds: KubeCluster,
     root: Path,
+    namespace: str,
 ) -> None:
     """The switches each step sets exist in the chart (its values schema), and what it
     renders from them is accepted by the real API server (a server-side dry run: nothing
     is installed, so no simulated pod has to run PostgreSQL)."""
     if not (root / "charts" / "modelserve" / "values.yaml").exists():
         pytest.skip("the chart is not written yet")
-    result = make(step, *cluster_vars, "HELM_FLAGS=--dry-run=server", env=kubeconfig)
+    # A release of its own: cluster-scoped names (ClusterRoles, the webhook) derive from
+    # it, and the test bed's services hold `modelserve-*` ones in this cluster already.
+    release = f"modelserve-{namespace}"
+    result = make(
+        step, *cluster_vars, f"RELEASE={release}", "HELM_FLAGS=--dry-run=server", env=kubeconfig
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "STATUS: pending-install" in result.stdout
     manifest = result.stdout.split("MANIFEST:", 1)[1].split("\nNOTES:", 1)[0]
     objects = {(o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(manifest) if o}
     # Every step keeps the chart's PostgreSQL and MinIO, and runs just its components.
-    assert {("StatefulSet", "modelserve-postgresql"), ("StatefulSet", "modelserve-minio")} <= (
+    assert {("StatefulSet", f"{release}-postgresql"), ("StatefulSet", f"{release}-minio")} <= (
         objects
     )
     assert {name for kind, name in objects if kind == "Deployment"} == {
-        f"modelserve-{component}" for component in deployments
+        f"{release}-{component}" for component in deployments
     }

@@ -180,3 +180,11 @@ def run(
             f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
         )
     return result.stdout
+
+
+def outside_make() -> dict[str, str]:
+    """This environment without what a calling make passes down (`make test` runs the
+    tests): a make started from a test would otherwise print its directory and share the
+    caller's jobserver."""
+    inherited = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
+    return {key: value for key, value in os.environ.items() if key not in inherited}
