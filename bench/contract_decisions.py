@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import random
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ import httpx
 from pydantic import SecretStr
 
 from modelserve.common.tokens import TokenSettings, TokenSigner
+from modelserve.testbed.measuring import CLOCK_TICKS, cpu_seconds, percentile
 from modelserve.testbed.platform import RunningService, start_service
 from modelserve.testbed.postgres import start_postgres
 from modelserve.testbed.processes import ManagedProcess
@@ -38,22 +37,9 @@ from modelserve.testbed.processes import ManagedProcess
 SECRET = "bench-secret-of-at-least-thirty-two-bytes"
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def cpu_seconds(process: ManagedProcess) -> float:
-    """User + system CPU of the process and its children so far, from /proc."""
-    ticks = 0
-    pids = [process.pid] if process.pid else []
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-    return ticks / 100
+def service_cpu_seconds(process: ManagedProcess) -> float:
+    """User + system CPU of the process and its waited-for children so far."""
+    return cpu_seconds([process.pid] if process.pid else [], waited_children=True)
 
 
 def postgres_cpu_seconds() -> float:
@@ -67,7 +53,7 @@ def postgres_cpu_seconds() -> float:
         if "(postgres)" in text:
             fields = text.rsplit(")", 1)[1].split()
             total += sum(int(value) for value in fields[11:13])
-    return total / 100
+    return total / CLOCK_TICKS
 
 
 def setup_contracts(url: str, admin: str, users: list[str], teams: list[str]) -> None:
@@ -216,14 +202,14 @@ def main() -> None:
             urls = [service.url for service in services]
             asyncio.run(sequential(urls, tokens, bodies(users, 300, seed=1)))  # warm up
             report("one at a time", asyncio.run(sequential(urls, tokens, bodies(users, 3000, 2))))
-            cpu_before = [cpu_seconds(s.process) for s in services], postgres_cpu_seconds()
+            cpu_before = [service_cpu_seconds(s.process) for s in services], postgres_cpu_seconds()
             client_before = time.process_time()
             latencies, denied, elapsed = asyncio.run(
                 concurrent(
                     urls, tokens, bodies(users, 20000, 3), options.concurrency, options.seconds
                 )
             )
-            service_cpu = sum(cpu_seconds(s.process) for s in services) - sum(cpu_before[0])
+            service_cpu = sum(service_cpu_seconds(s.process) for s in services) - sum(cpu_before[0])
             pg_cpu = postgres_cpu_seconds() - cpu_before[1]
             client_cpu = time.process_time() - client_before
             report(f"{options.concurrency} in flight", latencies)

@@ -65,6 +65,7 @@ from pydantic import SecretStr
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.download.settings import DownloadSettings
 from modelserve.testbed.gobuild import binary
+from modelserve.testbed.measuring import cpu_seconds, machine_busy, proc_status, revision
 from modelserve.testbed.objectstores import (
     PLATFORM_BUCKET,
     UPSTREAM_BUCKET,
@@ -83,7 +84,6 @@ POLL_INTERVAL = 0.2
 SAMPLE_INTERVAL = 0.05
 GNU_TIME = Path("/usr/bin/time")
 GNU_TIME_PEAK = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CHUNK = 8 * MIB  # what the generator hands out per read
 UPLOAD_PART = 32 * MIB  # parts of the uploads that create the sources
 # Disk: every byte upstream once, then in the platform store by mc and by the service.
@@ -200,37 +200,6 @@ def stored_bytes(client: Minio, bucket: str, prefix: str) -> int:
 
 
 # --- processes ------------------------------------------------------------------------------
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """The kB figures of /proc/<pid>/status; empty if the process is gone."""
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except (FileNotFoundError, ProcessLookupError):
-        return {}
-    return {
-        key: int(value.split()[0])
-        for key, _, value in (line.partition(":") for line in lines)
-        if value.strip().endswith("kB")
-    }
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU of the processes (all their threads) so far."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / CLOCK_TICKS
-
-
-def machine_busy() -> float:
-    """CPU seconds the whole machine has been busy (all but idle and iowait)."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
 
 
 @dataclass
@@ -603,20 +572,6 @@ def report_targets(results: list[Result]) -> None:
         )
 
 
-def revision() -> str:
-    """The commit measured, and the files that differ from it: others edit as we run."""
-
-    def git(*args: str) -> str:
-        result = subprocess.run(
-            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
-        )
-        return result.stdout.rstrip()
-
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines()]
-    edits = f" + uncommitted changes to {', '.join(changed)}" if changed else ""
-    return f"commit {git('rev-parse', '--short', 'HEAD') or 'unknown'}{edits}"
-
-
 def print_header(options: argparse.Namespace, folder: Path) -> None:
     cpu_model = next(
         (
@@ -642,7 +597,7 @@ def print_header(options: argparse.Namespace, folder: Path) -> None:
     how = "GNU time's report" if GNU_TIME.exists() else f"VmHWM every {SAMPLE_INTERVAL} s"
     print(f"  peak RSS: the service's VmHWM (a fresh process per run), mc's from {how}")
     print(f"  data: on disk under {folder}; MinIO and PostgreSQL on loopback")
-    print(f"  code: {revision()}")
+    print(f"  code: {revision(ROOT)}")
     print(f"  reproduce: .venv/bin/python bench/download_throughput.py {shlex.join(sys.argv[1:])}")
     print(flush=True)
 

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import httpx
 import uvloop
 
+from modelserve.testbed.measuring import percentile
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import free_port, port_open
 
@@ -173,11 +173,6 @@ CLIENTS: dict[str, Callable[[str, int], tuple[Client, Callable[[], Awaitable[Non
 
 
 # --- Measuring --------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 async def measure(call: Client, *, stream: bool, requests: int, concurrency: int) -> dict[str, Any]:

@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +47,7 @@ import aiohttp
 import httpx
 
 from modelserve.testbed.gobuild import binary
+from modelserve.testbed.measuring import cpu_seconds, percentile, revision
 from modelserve.testbed.processes import ManagedProcess, free_port
 from modelserve.testbed.routed import routed_gateway
 from modelserve.testbed.venvs import tool_venv
@@ -58,7 +58,6 @@ SECRET = "bench-secret-of-at-least-thirty-two-bytes"
 LITELLM_KEY = "sk-bench-master-key-0123456789abcdef"
 MODEL = "stub"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}]}
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -85,17 +84,11 @@ class Figures:
     cpu_seconds: float = math.nan
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def cpu_seconds(process: ManagedProcess) -> float:
+def process_cpu_seconds(process: ManagedProcess) -> float:
     """User + system CPU of the process (and its waited-for children) so far."""
     if not process.pid:
         return math.nan
-    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+    return cpu_seconds([process.pid], waited_children=True)
 
 
 # --- the three ways in ------------------------------------------------------------------
@@ -241,12 +234,12 @@ def measure(target: Target, args: argparse.Namespace) -> Figures:
     figures = Figures()
     print(f"  {target.name}: latency", flush=True)
     figures.p50_ms, figures.p99_ms = latency(target, args.requests)
-    before = cpu_seconds(target.process)
+    before = process_cpu_seconds(target.process)
     print(f"  {target.name}: throughput ({args.seconds:.0f} s)", flush=True)
     figures.rps, figures.errors = throughput(target, args.seconds, args.concurrency)
     print(f"  {target.name}: streaming ({args.seconds:.0f} s)", flush=True)
     figures.tokens_per_second = streaming(target, args.seconds, args.streams)
-    figures.cpu_seconds = cpu_seconds(target.process) - before
+    figures.cpu_seconds = process_cpu_seconds(target.process) - before
     return figures
 
 
@@ -295,12 +288,9 @@ def main() -> None:
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--keep-logs", type=Path)
     args = parser.parse_args()
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     print(f"gateway_proxy: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
     print(f"  load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"  code: commit {commit}; stub streams {args.chunks} events per answer")
+    print(f"  code: {revision(ROOT)}; stub streams {args.chunks} events per answer")
     folder = Path(tempfile.mkdtemp(prefix="modelserve-gateway-bench-"))
     results: dict[str, Figures] = {}
     try:

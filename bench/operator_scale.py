@@ -30,14 +30,12 @@ environment variable) to the operator, `--keep-logs DIR` keeps every process's l
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import re
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -56,6 +54,13 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from modelserve.testbed.kube import FakeNode, KubeCluster, start_cluster
+from modelserve.testbed.measuring import (
+    cpu_seconds,
+    machine_busy,
+    percentile,
+    proc_status,
+    revision,
+)
 from modelserve.testbed.platform import install_crds, start_operator
 from modelserve.testbed.processes import ManagedProcess, descendants
 
@@ -73,7 +78,6 @@ OPERATOR_SETTINGS = {
 CREATE_THREADS = 16
 SAMPLE_INTERVAL = 0.25
 PROGRESS_INTERVAL = 10.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # What the watches note, per object: the keys of Run.seen.
 DEPLOYMENT_SEEN, DEPLOYMENT_READY, MS_READY = "deployment", "deployment ready", "ready"
 MACHINE, CPU_WAIT = "whole machine", "cpu pressure"
@@ -199,37 +203,16 @@ def modelserve_ready(obj: Obj) -> bool:
 # --- processes and the API server ------------------------------------------------------------
 
 
-def _proc_status(pid: int) -> dict[str, int]:
-    """The kB figures of /proc/<pid>/status; empty if the process is gone."""
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except (FileNotFoundError, ProcessLookupError):
-        return {}
-    return {
-        key: int(value.split()[0])
-        for key, _, value in (line.partition(":") for line in lines)
-        if value.strip().endswith("kB")
-    }
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User and system CPU time of the process and its children, from /proc/<pid>/stat."""
-    ticks = 0
-    for each in descendants([pid]) if pid else ():
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # exited in the meantime
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / CLOCK_TICKS
+def tree_cpu_seconds(pid: int | None) -> float:
+    """User and system CPU time of the process and its children, from /proc."""
+    return cpu_seconds(descendants([pid])) if pid else 0.0
 
 
 def cpu_snapshot(processes: Iterable[ManagedProcess]) -> dict[str, float]:
-    figures = {process.name: cpu_seconds(process.pid) for process in processes}
+    figures = {process.name: tree_cpu_seconds(process.pid) for process in processes}
     figures["this benchmark"] = sum(os.times()[:2])  # its client threads share the CPUs
     # The whole machine, other people's work included: busy = all but idle and iowait.
-    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    figures[MACHINE] = (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
+    figures[MACHINE] = machine_busy()
     figures[CPU_WAIT] = cpu_pressure()
     return figures
 
@@ -280,7 +263,7 @@ class MemorySampler:
     def _run(self) -> None:
         while not self._stopping.wait(SAMPLE_INTERVAL):
             pids = descendants([self._pid])
-            figures = [_proc_status(pid) for pid in pids]
+            figures = [proc_status(pid) for pid in pids]
             rss = sum(f.get("VmRSS", 0) for f in figures)
             hwm = sum(f.get("VmHWM", 0) for f in figures)
             self.peak_rss_kib = max(self.peak_rss_kib, rss)
@@ -440,7 +423,7 @@ def run_size(
 ) -> None:
     """One size in its own namespace, with an operator of its own; the namespace goes after."""
     overrides = dict(setting.split("=", 1) for setting in options.setting)
-    run = Run(n, f"bench-{n}", overrides, revision())
+    run = Run(n, f"bench-{n}", overrides, revision(ROOT))
     core = k8s.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": run.namespace}})
     logs = folder / "logs" / f"n{n}"
@@ -470,12 +453,6 @@ def wait_namespace_gone(core: k8s.CoreV1Api, namespace: str, timeout: float) -> 
 
 
 # --- printing -------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def gaps(start: Mapping[str, float], end: Mapping[str, float]) -> str:
@@ -588,20 +565,6 @@ def report(run: Run) -> None:
     report_logs(run)
 
 
-def revision() -> str:
-    """The commit measured, and the files that differ from it: others edit as we run."""
-
-    def git(*args: str) -> str:
-        result = subprocess.run(
-            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
-        )
-        return result.stdout.rstrip()
-
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines()]
-    edits = f" + uncommitted changes to {', '.join(changed)}" if changed else ""
-    return f"commit {git('rev-parse', '--short', 'HEAD') or 'unknown'}{edits}"
-
-
 def print_header(sizes: Sequence[int], nodes: Sequence[FakeNode]) -> None:
     cpu_model = next(
         (
@@ -621,7 +584,7 @@ def print_header(sizes: Sequence[int], nodes: Sequence[FakeNode]) -> None:
         " 110 pods, so the benchmark adds nodes rather than raising the cap"
     )
     print("  times: monotonic clock of this process; events are timed when they arrive here")
-    print(f"  code: {revision()}")
+    print(f"  code: {revision(ROOT)}")
     print(f"  reproduce: .venv/bin/python bench/operator_scale.py {shlex.join(sys.argv[1:])}")
     print(flush=True)
 

@@ -35,7 +35,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -47,6 +46,7 @@ import httpx
 
 from modelserve.testbed.llama_server import start_llama_server
 from modelserve.testbed.llm import MODEL_ALIAS
+from modelserve.testbed.measuring import revision
 from modelserve.testbed.processes import ManagedProcess, free_port
 from modelserve.testbed.routed import routed_gateway
 from modelserve.testbed.venvs import tool_venv
@@ -229,12 +229,10 @@ def main() -> None:
     parser.add_argument("--keep-logs", type=Path)
     args = parser.parse_args()
     budgets = [int(budget) for budget in args.budgets.split(",")]
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     print(f"scaling_speed: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
     print(f"  load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"  code: commit {commit}; {args.max_tokens} tokens per candidate; {args.rounds} rounds")
+    print(f"  code: {revision(ROOT)}")
+    print(f"  {args.max_tokens} tokens per candidate; {args.rounds} rounds")
     folder = Path(tempfile.mkdtemp(prefix="modelserve-scaling-bench-"))
     try:
         with contextlib.ExitStack() as stack:
