@@ -10,12 +10,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from minio import Minio
-from psycopg import sql
 
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.kube import KubeCluster, start_cluster
@@ -33,7 +31,7 @@ from modelserve.testbed.platform import (
     start_operator,
 )
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.postgres import PostgresServer, start_postgres
+from modelserve.testbed.postgres import PostgresServer, fresh_schema, start_postgres
 
 
 def _unique(prefix: str) -> str:
@@ -100,12 +98,8 @@ def database_url(postgres: PostgresServer) -> str:
 @pytest.fixture
 def db_schema(database_url: str) -> Iterator[str]:
     """A schema of its own for one test, dropped with everything in it afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    yield schema
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_schema(database_url) as schema:
+        yield schema
 
 
 # --- MinIO ------------------------------------------------------------------------------

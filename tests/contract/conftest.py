@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 from pydantic import SecretStr
 
 from modelserve.common.modelserve import GROUP, KIND, PLURAL, VERSION
@@ -27,6 +25,7 @@ from modelserve.testbed.platform import (
     start_service,
 )
 from modelserve.testbed.polling import wait_for
+from modelserve.testbed.postgres import create_schema, drop_schema, schema_url
 
 SECRET = "contract-tests-secret-of-at-least-32-bytes"
 
@@ -39,10 +38,7 @@ def signer() -> TokenSigner:
 @pytest.fixture(scope="session")
 def contract_database(database_url: str) -> str:
     """The contract service's tables in a schema of their own."""
-    schema = f"contract_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    return f"{database_url}?options=-csearch_path%3D{schema}"
+    return schema_url(database_url, create_schema(database_url, "contract"))
 
 
 def contract_settings(database: str, **more: str) -> dict[str, str]:
@@ -174,9 +170,7 @@ def admission(
     before it stops. Without a contract nobody may run servers anywhere."""
     kube = modelserve_crd
     suffix = uuid.uuid4().hex[:8]
-    schema = f"contract_admission_{suffix}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    schema = create_schema(database_url, "contract_admission")
     gateway_namespace = f"gateway-{suffix}"
     probe_namespace = f"probe-{suffix}"
     cluster_role = f"modelserve-contract-test-{suffix}"
@@ -199,9 +193,9 @@ def admission(
         contract = start_contract(
             kube,
             testbed_dir,
-            f"{database_url}?options=-csearch_path%3D{schema}",
+            schema_url(database_url, schema),
             contract_settings(
-                f"{database_url}?options=-csearch_path%3D{schema}",
+                schema_url(database_url, schema),
                 CONTRACT_DELEGATING_USERS=gateway_user,
                 CONTRACT_DEFAULT_NAMESPACES="",
                 CONTRACT_INVENTORY_SECONDS="1",
@@ -229,8 +223,7 @@ def admission(
             contract.stop(kube)  # deregistered first, then stopped
         kube.kubectl("delete", "namespace", gateway_namespace, probe_namespace, "--wait=false")
         kube.kubectl("delete", "clusterrole", cluster_role)
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        drop_schema(database_url, schema)
 
 
 def _can_write_modelserves(kube: KubeCluster, namespace: str, *who: str) -> bool:

@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 from pydantic import SecretStr
 
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningService, start_service
 from modelserve.testbed.polling import wait_for
+from modelserve.testbed.postgres import fresh_schema, schema_url
 
 SECRET = "download-tests-secret-of-at-least-32-bytes"
 FINISHED = ("ready", "failed", "cancelled")
@@ -31,12 +30,8 @@ def signer() -> TokenSigner:
 @pytest.fixture
 def download_database(database_url: str) -> Iterator[str]:
     """The service's tables in a schema of their own, for one test."""
-    schema = f"download_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    yield f"{database_url}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_schema(database_url, "download") as schema:
+        yield schema_url(database_url, schema)
 
 
 @pytest.fixture

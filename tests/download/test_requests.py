@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 
 from modelserve.common.tokens import TokenSigner
 from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningService, start_service
+from modelserve.testbed.postgres import fresh_schema, schema_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.minio]
 
@@ -158,22 +157,18 @@ def contract_service(
     database_url: str, testbed_dir: Path, download_env: dict[str, str]
 ) -> Iterator[RunningService]:
     """A contract service on its own schema, trusting the same tokens."""
-    schema = f"{download_env['DOWNLOAD_WORKER_ID'].replace('-', '_')}_contract"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    service = start_service(
-        "contract",
-        testbed_dir / "logs",
-        {
-            "CONTRACT_DATABASE_URL": f"{database_url}?options=-csearch_path%3D{schema}",
-            "JWT_SECRET": download_env["JWT_SECRET"],
-            "CONTRACT_INVENTORY_SECONDS": "0",
-        },
-    )
-    yield service
-    service.stop()
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_schema(database_url, "download_contract") as schema:
+        service = start_service(
+            "contract",
+            testbed_dir / "logs",
+            {
+                "CONTRACT_DATABASE_URL": schema_url(database_url, schema),
+                "JWT_SECRET": download_env["JWT_SECRET"],
+                "CONTRACT_INVENTORY_SECONDS": "0",
+            },
+        )
+        yield service
+        service.stop()
 
 
 def test_users_whose_contract_allows_it_may_download(

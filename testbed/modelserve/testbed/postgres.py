@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
 import shutil
 import signal
 import tempfile
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,3 +171,36 @@ def start_postgres(
         server.stop()
         raise
     return server
+
+
+# --- Schemas: one per test or per service, in a shared database -----------------------------
+
+
+def schema_url(database_url: str, schema: str) -> str:
+    """`database_url` with libpq's options putting every table of its connections in
+    `schema` (how each service is given a schema of its own)."""
+    return f"{database_url}?options=-csearch_path%3D{schema}"
+
+
+def create_schema(database_url: str, prefix: str) -> str:
+    """A new, empty schema named `prefix_` and a random suffix; its name."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    return schema
+
+
+def drop_schema(database_url: str, schema: str) -> None:
+    """Drop `schema` with everything in it."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@contextlib.contextmanager
+def fresh_schema(database_url: str, prefix: str = "t") -> Iterator[str]:
+    """A new schema for the block's length (its name), dropped with its tables afterwards."""
+    schema = create_schema(database_url, prefix)
+    try:
+        yield schema
+    finally:
+        drop_schema(database_url, schema)
