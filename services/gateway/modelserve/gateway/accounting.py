@@ -22,11 +22,11 @@ import time
 from typing import Any
 
 from modelserve.common.tokens import Claims, TokenSigner
+from modelserve.gateway.contracts import SERVICE_NAME, principal_of
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.upstream import UpstreamClient, UpstreamError
 
 logger = logging.getLogger(__name__)
-SERVICE_NAME = "gateway"
 # Attempts to deliver one usage record while the contract service is unreachable.
 DELIVERY_ATTEMPTS = 3
 # Usage records sent at once during a flush.
@@ -57,14 +57,9 @@ class UsageRecord:
     attempts: int = 0
 
     def body(self) -> bytes:
-        principal = {
-            "subject": self.claims.sub,
-            "teams": self.claims.teams,
-            "roles": self.claims.roles,
-        }
         return json.dumps(
             {
-                "principal": principal,
+                "principal": principal_of(self.claims),
                 "team": self.team,
                 "model": self.model,
                 "reservation": self.reservation,
@@ -120,7 +115,7 @@ class Accounting:
         self, claims: Claims, model: str, max_tokens: int | None, budget: int | None = None
     ) -> Decision:
         body = {
-            "principal": {"subject": claims.sub, "teams": claims.teams, "roles": claims.roles},
+            "principal": principal_of(claims),
             "action": "infer",
             "resource": {"model": model, "max_tokens": max_tokens, "budget": budget},
         }

@@ -17,6 +17,7 @@ from modelserve.common.tokens import TokenSigner, TokenVerifier
 from modelserve.gateway.contracts import ContractClient
 from modelserve.gateway.identity import Identity
 from modelserve.gateway.kube import load_api_client
+from modelserve.gateway.kubeservers import ServerStore, served_namespaces
 from modelserve.gateway.models import ModelCatalog
 from modelserve.gateway.openai_errors import install_openai_errors
 from modelserve.gateway.proxy_components import open_proxy
@@ -40,21 +41,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Calls to the platform's own services (contract, download, a JWKS): not the
         # proxy's client, which has its own limits.
         services = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
-        app.state.services = services
         app.state.verifier = TokenVerifier.from_settings(settings.tokens, services)
         # Kubernetes (None without a cluster): servers are ModelServes, routes come from them.
         kube = load_api_client(settings)
         if kube is not None:
             stack.callback(kube.close)
-        app.state.kube = kube
+        # ModelServes in the namespaces this gateway serves (None without a cluster).
+        app.state.servers = (
+            ServerStore(kube, served_namespaces(settings.watch_namespaces, settings.namespace))
+            if kube is not None
+            else None
+        )
+        # The one signer of the gateway's tokens: users', and its own as a service.
+        signer = TokenSigner.from_settings(settings.tokens)
         # components: each opens here and pushes its close on `stack`.
         # Users, teams and API keys (PostgreSQL, migrated here); `auth` resolves keys with it.
-        identity = await Identity.open(settings)
+        identity = await Identity.open(settings, signer)
         stack.push_async_callback(identity.close)
         app.state.identity = identity
         app.state.api_keys = identity
         # Model records and serve decisions, asked with the gateway's own service token.
-        signer = TokenSigner.from_settings(settings.tokens)
         app.state.catalog = ModelCatalog(settings.download_url, services, signer)
         app.state.contracts = (
             ContractClient(settings.contract_url, services, signer)
@@ -63,7 +69,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         # The OpenAI proxy: routes from watching ModelServes, the pool of connections to
         # model servers, metrics, inference accounting.
-        proxy = await open_proxy(settings, kube, stack)
+        proxy = await open_proxy(settings, kube, signer, stack)
         app.state.proxy = proxy
         app.state.routes = proxy.table
         app.state.metrics = proxy.metrics

@@ -18,8 +18,14 @@ from pydantic import BaseModel, ValidationError
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims, TokenSigner
 
+# The name in the gateway's service token, for the contract and download services.
 SERVICE_NAME = "gateway"
 USER_TOKEN_SECONDS = 60
+
+
+def principal_of(claims: Claims) -> dict[str, Any]:
+    """The user the gateway acts for, as the contract service reads `principal`."""
+    return {"subject": claims.sub, "teams": claims.teams, "roles": claims.roles}
 
 
 class Decision(BaseModel):
@@ -69,7 +75,7 @@ class ContractClient:
     ) -> Decision:
         """The decision on `action` by the user of `claims` (a denial is an answer)."""
         body = {
-            "principal": {"subject": claims.sub, "teams": claims.teams, "roles": claims.roles},
+            "principal": principal_of(claims),
             "action": action,
             "resource": resource,
             "dry_run": dry_run,

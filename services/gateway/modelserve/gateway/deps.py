@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import httpx
 from fastapi import Depends, Request
-from kubernetes import client as k8s
 
 from modelserve.common.errors import ApiError
 from modelserve.gateway.contracts import ContractClient
 from modelserve.gateway.identity import Identity
-from modelserve.gateway.kubeservers import ServerStore, served_namespaces
+from modelserve.gateway.kubeservers import ServerStore
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.models import ModelCatalog
 from modelserve.gateway.proxy import Proxy
@@ -24,23 +22,7 @@ async def _settings(request: Request) -> GatewaySettings:
     return settings
 
 
-async def _services(request: Request) -> httpx.AsyncClient:
-    services: httpx.AsyncClient = request.app.state.services
-    return services
-
-
-async def _kube(request: Request) -> k8s.ApiClient:
-    kube: k8s.ApiClient | None = request.app.state.kube
-    if kube is None:
-        raise ApiError(503, "no_cluster", "this gateway is not connected to a cluster")
-    return kube
-
-
 SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
-# The client for the platform's own services (contract, download).
-ServicesDep = Annotated[httpx.AsyncClient, Depends(_services)]
-# The Kubernetes client; 503 where the gateway has no cluster.
-KubeDep = Annotated[k8s.ApiClient, Depends(_kube)]
 
 
 async def _catalog(request: Request) -> ModelCatalog:
@@ -53,8 +35,11 @@ async def _contracts(request: Request) -> ContractClient | None:
     return contracts
 
 
-async def _servers(kube: KubeDep, settings: SettingsDep) -> ServerStore:
-    return ServerStore(kube, served_namespaces(settings.watch_namespaces, settings.namespace))
+async def _servers(request: Request) -> ServerStore:
+    servers: ServerStore | None = request.app.state.servers
+    if servers is None:
+        raise ApiError(503, "no_cluster", "this gateway is not connected to a cluster")
+    return servers
 
 
 # The download service's model records.

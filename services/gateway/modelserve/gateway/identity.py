@@ -93,11 +93,15 @@ def _not_found(kind: str, name: str) -> ApiError:
 
 class Identity:
     def __init__(
-        self, settings: GatewaySettings, pool: AsyncConnectionPool, dummy_hash: str
+        self,
+        settings: GatewaySettings,
+        pool: AsyncConnectionPool,
+        dummy_hash: str,
+        signer: TokenSigner,
     ) -> None:
         self._settings = settings
         self._pool = pool
-        self._signer = TokenSigner.from_settings(settings.tokens)
+        self._signer = signer
         # Checked for unknown users, so that they take as long to refuse as known ones.
         self._dummy_hash = dummy_hash
         self._hashing = asyncio.Semaphore(HASHES_AT_ONCE)
@@ -105,13 +109,13 @@ class Identity:
         self._keys: dict[str, tuple[float, str, Claims]] = {}
 
     @classmethod
-    async def open(cls, settings: GatewaySettings) -> Identity:
+    async def open(cls, settings: GatewaySettings, signer: TokenSigner) -> Identity:
         url = settings.database_url.get_secret_value()
         if settings.migrate:
             await asyncio.to_thread(migrations.upgrade, url)
         pool = await open_pool(url, size=settings.database_pool_size, wait=5.0)
         try:
-            identity = cls(settings, pool, await hash_password(new_key().secret))
+            identity = cls(settings, pool, await hash_password(new_key().secret), signer)
             await identity.ensure_first_admin()
         except BaseException:
             await pool.close()

@@ -19,9 +19,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims, TokenSigner
-from modelserve.gateway.contracts import ContractClient
+from modelserve.gateway.contracts import SERVICE_NAME, ContractClient
 
-SERVICE_NAME = "gateway"
 # The ids the download service gives models (its check_model_id).
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

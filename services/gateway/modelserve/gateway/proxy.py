@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decision, UsageRecord
+from modelserve.gateway.disconnect import client_gone
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError, error_type, openai_body
 from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
@@ -110,6 +111,11 @@ def parse_body(body: bytes, endpoint: Endpoint) -> dict[str, Any]:
     return payload
 
 
+def _compact(payload: dict[str, Any]) -> bytes:
+    """A request the gateway changed, as JSON without spaces for its model server."""
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 def _max_tokens(payload: dict[str, Any]) -> int | None:
     value = payload.get("max_completion_tokens", payload.get("max_tokens"))
     return value if isinstance(value, int) and value >= 0 else None
@@ -162,7 +168,7 @@ class Proxy:
             ours = any(field in payload for field in SCALING_FIELDS)
             scaling = scaling_request(payload, request.headers, found.scaling)
             if ours:
-                body = json.dumps(payload, separators=(",", ":")).encode()
+                body = _compact(payload)
         scaled = scaling is not None and scaling.active and self.scaler is not None
         decision = await self._decide(
             claims, model, payload, scaling.budget if scaled and scaling else None
@@ -175,7 +181,7 @@ class Proxy:
         strip_usage = False
         if stream and self._inject and inject_usage(payload):
             strip_usage = True
-            body = json.dumps(payload, separators=(",", ":")).encode()
+            body = _compact(payload)
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         for name in _PASSED_HEADERS:
             value = request.headers.get(name)
@@ -241,11 +247,6 @@ class Exchange:
     delivered: bool = False  # the client has had the whole answer
 
 
-async def _client_gone(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 class ProxyResponse(Response):
     """The answer of the model server, fetched while it is sent (an ASGI response)."""
 
@@ -264,7 +265,7 @@ class ProxyResponse(Response):
         proxy.table.acquire(target)
         work = asyncio.ensure_future(self._exchange_with(send))
         # The body was read: what `receive` says next is that the client went away.
-        watcher = asyncio.ensure_future(_client_gone(receive))
+        watcher = asyncio.ensure_future(client_gone(receive))
         watcher.add_done_callback(lambda _: work.cancel())
         try:
             await work

@@ -24,7 +24,10 @@ CONTRACT_CONNECTIONS = 64
 
 
 async def open_proxy(
-    settings: GatewaySettings, kube: k8s.ApiClient | None, stack: contextlib.AsyncExitStack
+    settings: GatewaySettings,
+    kube: k8s.ApiClient | None,
+    signer: TokenSigner,
+    stack: contextlib.AsyncExitStack,
 ) -> Proxy:
     metrics = GatewayMetrics()
     table = RouteTable()
@@ -53,9 +56,7 @@ async def open_proxy(
             read_timeout=settings.contract_timeout,
         )
         stack.push_async_callback(contract_http.close)
-        token = ServiceToken(
-            TokenSigner.from_settings(settings.tokens), settings.tokens.expiry_hours * 3600
-        )
+        token = ServiceToken(signer, settings.tokens.expiry_hours * 3600)
         accounting = Accounting(
             settings.contract_url,
             contract_http,

@@ -188,7 +188,15 @@ class RouteTable:
         return self._servers.get(server_id)
 
     def lookup(self, model: str, claims: Claims) -> Lookup:
-        allowed = [t for t in self._by_name.get(model, ()) if t.may_use(claims)]
+        """The target for the caller of `claims`: servers they may not use are unknown."""
+        return self._pick(model, [t for t in self._by_name.get(model, ()) if t.may_use(claims)])
+
+    def find(self, model: str) -> Lookup:
+        """The target among all servers of `model`, for the gateway's own calls (a reward
+        model that the owner of the scaled model chose)."""
+        return self._pick(model, list(self._by_name.get(model, ())))
+
+    def _pick(self, model: str, allowed: list[Target]) -> Lookup:
         if not allowed:
             if not self.synced:
                 return NotReady(model, "the gateway is still loading its routes", retry_after=1)

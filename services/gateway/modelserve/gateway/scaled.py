@@ -30,8 +30,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from modelserve.common.modelserve import Algorithm, RewardKind
-from modelserve.common.tokens import SERVICE, Claims
+from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, Decision, UsageRecord
+from modelserve.gateway.disconnect import client_gone
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError, openai_body
 from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
@@ -64,10 +65,6 @@ _NOT_SAMPLING = frozenset(
 )
 # Pieces of the chosen answer in a stream (characters): small enough to look like one.
 _PIECE = 32
-# The gateway looks reward models up as a platform service: the model's owner chose it.
-_GATEWAY = Claims(
-    sub="service:gateway", roles=[SERVICE], iss="", aud="", exp=0, iat=0, jti="gateway"
-)
 
 
 class UpstreamStatus(UpstreamError):
@@ -118,11 +115,20 @@ def options(payload: Mapping[str, Any], scaling: ScalingRequest) -> Options:
     )
 
 
+def usage_of(result: Result) -> dict[str, int]:
+    """OpenAI's `usage`, summed over every upstream call: generation and reward."""
+    used = result.generation + result.reward
+    return {
+        "prompt_tokens": used.prompt_tokens,
+        "completion_tokens": used.completion_tokens,
+        "total_tokens": used.total_tokens,
+    }
+
+
 def completion(
     model: str, result: Result, scaling: ScalingRequest, *, trace: bool
 ) -> dict[str, Any]:
     """The chat.completion of a finished algorithm."""
-    used = result.generation + result.reward
     answer: dict[str, Any] = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -135,11 +141,7 @@ def completion(
                 "finish_reason": result.chosen.finish_reason or "stop",
             }
         ],
-        "usage": {
-            "prompt_tokens": used.prompt_tokens,
-            "completion_tokens": used.completion_tokens,
-            "total_tokens": used.total_tokens,
-        },
+        "usage": usage_of(result),
     }
     if trace:
         answer["scaling"] = trace_of(result, scaling)
@@ -191,13 +193,7 @@ def chunks(model: str, result: Result, *, usage: bool, trace: dict[str, Any] | N
     last = {"index": 0, "delta": {}, "finish_reason": result.chosen.finish_reason or "stop"}
     events.append(event([last], **({"scaling": trace} if trace is not None else {})))
     if usage:
-        used = result.generation + result.reward
-        counts = {
-            "prompt_tokens": used.prompt_tokens,
-            "completion_tokens": used.completion_tokens,
-            "total_tokens": used.total_tokens,
-        }
-        events.append(event([], usage=counts))
+        events.append(event([], usage=usage_of(result)))
     return [*events, b"data: [DONE]\n\n"]
 
 
@@ -259,7 +255,8 @@ class Scaler:
         )
 
     def _reward_target(self, name: str) -> Target:
-        found = self.table.lookup(name, _GATEWAY)
+        # Any server of it will do: the scaled model's owner chose it, not the caller.
+        found = self.table.find(name)
         if isinstance(found, Unknown):
             raise OpenAIError(
                 503, f"the reward model {name!r} is not served", code="reward_model_unavailable"
@@ -356,7 +353,7 @@ class ScaledResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = self._exchange
         work = asyncio.create_task(self._scaler.run(exchange), name="scaling")
-        gone = asyncio.create_task(_client_gone(receive), name="scaling-client")
+        gone = asyncio.create_task(client_gone(receive), name="scaling-client")
         status, result = 499, None
         try:
             if exchange.payload.get("stream") is True:
@@ -430,13 +427,6 @@ class ScaledResponse(Response):
         logger.warning(
             "scaling for %s failed: %s %s", self._exchange.target.served_name, error, detail
         )
-
-
-async def _client_gone(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 async def _body(send: Send, data: bytes, *, more: bool = True) -> None:

@@ -7,12 +7,15 @@ exist: its id tells nobody that it is there.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.deps import CatalogDep, ContractsDep, ServersDep, SettingsDep
+from modelserve.gateway.kubeservers import ServerStore
 from modelserve.gateway.models import find_model
 from modelserve.gateway.servers import (
     STOPPING,
@@ -44,8 +47,12 @@ def _team(claims: Claims, asked: str | None) -> str | None:
     return asked
 
 
-def _not_found(server_id: str) -> ApiError:
-    return ApiError(404, "server_not_found", f"no server {server_id}")
+async def _owned(servers: ServerStore, server_id: str, claims: Claims) -> dict[str, Any]:
+    """The server's ModelServe; 404 unless the caller owns it or is an admin."""
+    item = await servers.find(server_id, _owner(claims))
+    if item is None:
+        raise ApiError(404, "server_not_found", f"no server {server_id}")
+    return item
 
 
 @router.post("/serve", status_code=201)
@@ -117,9 +124,7 @@ async def list_servers(
 async def get_server(
     server_id: str, claims: Caller, settings: SettingsDep, servers: ServersDep
 ) -> ServerStatus:
-    item = await servers.find(server_id, _owner(claims))
-    if item is None:
-        raise _not_found(server_id)
+    item = await _owned(servers, server_id, claims)
     return server_status(item, ingress_url=settings.ingress_url)
 
 
@@ -128,9 +133,7 @@ async def stop(
     server_id: str, claims: Caller, settings: SettingsDep, servers: ServersDep
 ) -> ServerStatus:
     """Delete the server's ModelServe; its Deployment, Service and route go with it."""
-    item = await servers.find(server_id, _owner(claims))
-    if item is None:
-        raise _not_found(server_id)
+    item = await _owned(servers, server_id, claims)
     await servers.delete(item)
     stopped = server_status(item, ingress_url=settings.ingress_url)
     return stopped.model_copy(update={"status": STOPPING, "message": "deleted"})
