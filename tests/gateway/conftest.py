@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 from pydantic import SecretStr
 
 from modelserve.common.tokens import TokenSettings, TokenSigner
@@ -20,6 +18,7 @@ from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningService, gateway_kubeconfig, start_service
 from modelserve.testbed.polling import wait_for
+from modelserve.testbed.postgres import create_schema, drop_schema, fresh_schema, schema_url
 
 SECRET = "gateway-tests-secret-of-at-least-32-bytes"
 ADMIN_PASSWORD = "first-admin-password-for-tests"
@@ -34,12 +33,8 @@ def signer() -> TokenSigner:
 @pytest.fixture
 def gateway_database(database_url: str) -> Iterator[str]:
     """The gateway's tables in a schema of their own, for one test."""
-    schema = f"gateway_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    yield f"{database_url}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_schema(database_url, "gateway") as schema:
+        yield schema_url(database_url, schema)
 
 
 @pytest.fixture
@@ -83,15 +78,8 @@ class ModelStore:
 
 
 def _schema(database_url: str, prefix: str) -> tuple[str, str]:
-    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    return schema, f"{database_url}?options=-csearch_path%3D{schema}"
-
-
-def _drop_schema(database_url: str, schema: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    schema = create_schema(database_url, prefix)
+    return schema, schema_url(database_url, schema)
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +138,7 @@ def model_store(
         yield ModelStore(service.url, records["tiny-chat"], records["tiny-st"])
     finally:
         service.stop()
-        _drop_schema(database_url, schema)
+        drop_schema(database_url, schema)
 
 
 @pytest.fixture
@@ -169,7 +157,7 @@ def contract_service(database_url: str, testbed_dir: Path) -> Iterator[RunningSe
     )
     yield service
     service.stop()
-    _drop_schema(database_url, schema)
+    drop_schema(database_url, schema)
 
 
 # --- Accounts: one gateway per test module, people made through its API -----------------
@@ -225,7 +213,7 @@ def accounts_gateway(database_url: str, testbed_dir: Path) -> Iterator[AccountsG
         yield AccountsGateway(service.url, database, ADMIN_PASSWORD, SECRET)
     finally:
         service.stop()
-        _drop_schema(database_url, schema)
+        drop_schema(database_url, schema)
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,10 @@ from typing import Any
 import httpx
 import jwt
 import openai
-import psycopg
 import pytest
 import yaml
 from aiohttp import web
 from kubernetes import client as k8s
-from psycopg import sql
 from pydantic import SecretStr
 
 from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
@@ -34,6 +32,7 @@ from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
 from modelserve.testbed.platform import RunningOperator, RunningService, start_service
 from modelserve.testbed.polling import early_in_a_minute, wait_for
+from modelserve.testbed.postgres import create_schema, drop_schema, schema_url
 from modelserve.testbed.processes import free_port
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
@@ -230,15 +229,13 @@ def gateway(
     testbed_dir: Path,
     servers: dict[str, str],
 ) -> Iterator[str]:
-    schema = f"gateway_proxy_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    schema = create_schema(database_url, "gateway_proxy")
     service = start_service(
         "gateway",
         testbed_dir / "logs",
         {
             "JWT_SECRET": SECRET,
-            "GATEWAY_DATABASE_URL": f"{database_url}?options=-csearch_path%3D{schema}",
+            "GATEWAY_DATABASE_URL": schema_url(database_url, schema),
             "GATEWAY_ADMIN_PASSWORD": "proxy-tests-admin-password",
             "GATEWAY_KUBECONFIG": gateway_kube,
             "GATEWAY_UPSTREAM_READ_TIMEOUT": str(READ_TIMEOUT),
@@ -249,8 +246,7 @@ def gateway(
         yield service.url
     finally:
         service.stop()
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        drop_schema(database_url, schema)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,10 @@ from typing import Any
 
 import httpx
 import openai
-import psycopg
 import pytest
 import yaml
 from kubernetes import client as k8s
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
-from psycopg import sql
 from pydantic import SecretStr
 
 from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
@@ -26,6 +24,7 @@ from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
 from modelserve.testbed.platform import RunningOperator, RunningService, start_service
 from modelserve.testbed.polling import wait_for
+from modelserve.testbed.postgres import create_schema, schema_url
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
 
@@ -73,14 +72,12 @@ def model(
 
 @pytest.fixture(scope="module")
 def contract(database_url: str, testbed_dir: Path) -> Iterator[RunningService]:
-    schema = f"scaled_contract_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    schema = create_schema(database_url, "scaled_contract")
     service = start_service(
         "contract",
         testbed_dir / "logs",
         {
-            "CONTRACT_DATABASE_URL": f"{database_url}?options=-csearch_path%3D{schema}",
+            "CONTRACT_DATABASE_URL": schema_url(database_url, schema),
             "JWT_SECRET": SECRET,
             "CONTRACT_INVENTORY_SECONDS": "0",
         },
@@ -97,15 +94,13 @@ def gateway(
     model: str,
     contract: RunningService,
 ) -> Iterator[str]:
-    schema = f"gateway_scaled_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    schema = create_schema(database_url, "gateway_scaled")
     service = start_service(
         "gateway",
         testbed_dir / "logs",
         {
             "JWT_SECRET": SECRET,
-            "GATEWAY_DATABASE_URL": f"{database_url}?options=-csearch_path%3D{schema}",
+            "GATEWAY_DATABASE_URL": schema_url(database_url, schema),
             "GATEWAY_ADMIN_PASSWORD": "scaled-tests-admin-password",
             "GATEWAY_KUBECONFIG": gateway_kube,
             "GATEWAY_CONTRACT_URL": contract.url,

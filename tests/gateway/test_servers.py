@@ -3,17 +3,14 @@ the real download service's records and the real contract service, decisions and
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import psycopg
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from psycopg import sql
 
 from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, TEAM_LABEL, VERSION
 from modelserve.common.tokens import TokenSigner
@@ -21,6 +18,7 @@ from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.platform import RunningContract, RunningOperator, RunningService
 from modelserve.testbed.platform import start_contract as start_contract_service
 from modelserve.testbed.polling import wait_for
+from modelserve.testbed.postgres import create_schema, drop_schema, schema_url
 
 if TYPE_CHECKING:  # a fixture's type: conftest modules are pytest's to import
     from tests.gateway.conftest import ModelStore
@@ -173,13 +171,11 @@ def contract_with_webhook(
 ) -> Iterator[RunningContract]:
     """The contract service with its admission webhook, for this test's namespace only,
     letting the gateway's Kubernetes user act for the owners it labels."""
-    schema = f"gateway_webhook_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    schema = create_schema(database_url, "gateway_webhook")
     contract = start_contract_service(
         crds,
         testbed_dir,
-        f"{database_url}?options=-csearch_path%3D{schema}",
+        schema_url(database_url, schema),
         {
             "JWT_SECRET": "gateway-tests-secret-of-at-least-32-bytes",
             "CONTRACT_INVENTORY_SECONDS": "0",
@@ -190,8 +186,7 @@ def contract_with_webhook(
     )
     yield contract
     contract.stop(crds)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    drop_schema(database_url, schema)
 
 
 def test_the_contract_refuses_through_its_decision_and_through_its_webhook(
