@@ -26,7 +26,7 @@ from aiohttp import web
 from kubernetes import client as k8s
 from pydantic import SecretStr
 
-from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
+from modelserve.common.modelserve import API_KEY_LABEL, OWNER_LABEL, TEAM_LABEL
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
@@ -63,6 +63,7 @@ class FakeServer:
         "fake-error",
         "fake-silent",
         "fake-lingering",
+        "fake-unlabelled",
     )
 
     def __init__(self) -> None:
@@ -194,13 +195,17 @@ def servers(
 ) -> dict[str, str]:
     """ModelServes for SmolLM2, each fake model, and one whose server is unreachable;
     served name -> phase, once each has its phase."""
-    crds.kubectl(
-        "create", "secret", "generic", "fake-key", "-n", cluster_namespace,
-        f"--from-literal=api-key={FAKE_KEY}",
-    )  # fmt: skip
+    for secret in ("fake-key", "fake-key-unlabelled"):
+        crds.kubectl(
+            "create", "secret", "generic", secret, "-n", cluster_namespace,
+            f"--from-literal=api-key={FAKE_KEY}",
+        )  # fmt: skip
+    # Only a Secret given to ModelServes by its label is read for a key.
+    crds.kubectl("label", "secret", "fake-key", "-n", cluster_namespace, f"{API_KEY_LABEL}=true")
+    secrets = {"fake-echo": "fake-key", "fake-unlabelled": "fake-key-unlabelled"}
     bodies = [modelserve("smollm2", llm.url, llm.alias)]
     for model in FakeServer.MODELS:
-        ref = {"apiKeySecretRef": {"name": "fake-key"}} if model == "fake-echo" else {}
+        ref = {"apiKeySecretRef": {"name": secrets[model]}} if model in secrets else {}
         bodies.append(modelserve(model, fake.url, model, **ref))
     bodies.append(modelserve("fake-unready", "http://127.0.0.1:9/v1", "fake-unready"))
     crds.kubectl(
@@ -618,6 +623,20 @@ def test_a_client_leaving_mid_stream_cancels_the_upstream_request(
     )
     left = metric(gateway, "modelserve_gateway_requests_total", model="fake-slow", status="499")
     assert left == left_before + 1
+
+
+def test_a_secret_not_labelled_for_api_keys_is_never_sent_upstream(
+    gateway: str, tokens: dict[str, str], fake: FakeServer, servers: dict[str, str]
+) -> None:
+    # The ModelServe names a Secret that nobody gave to ModelServes: whoever may create a
+    # ModelServe must not get a namespace's Secrets sent to a URL of their choosing.
+    ai = client(gateway, tokens["alice"])
+    messages: list[Any] = [{"role": "user", "content": "Hi"}]
+    ai.chat.completions.create(model="fake-unlabelled", messages=messages)
+    headers, body = fake.requests[-1]
+    assert body["model"] == "fake-unlabelled"
+    assert FAKE_KEY not in headers.get("authorization", "")
+    assert "authorization" not in headers
 
 
 def test_a_stream_the_client_closes_after_its_last_event_counts_as_answered(

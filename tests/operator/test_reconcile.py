@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modelserve.common.modelserve import API_KEY_LABEL
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
 from modelserve.testbed.platform import RunningOperator
@@ -101,6 +102,7 @@ def test_external_server_becomes_ready(crds: KubeCluster, namespace: str, llm: L
         namespace,
         "--from-literal=api-key=not-checked-by-llama-cpp",
     )
+    crds.kubectl("label", "secret", "hosted-smollm2-key", "-n", namespace, f"{API_KEY_LABEL}=true")
     name = apply(crds, namespace, manifest("external.yaml", spec__external__url=llm.url))
     status = wait_phase(crds, namespace, name, "Ready")
     assert status["endpoint"] == llm.url

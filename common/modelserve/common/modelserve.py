@@ -6,6 +6,7 @@ operator's builders read, with the same names (camelCase on the wire) and defaul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +20,15 @@ KIND = "ModelServe"
 # Who a ModelServe is for: the user it was made for, and the team it counts against.
 OWNER_LABEL = f"{GROUP}/owner"
 TEAM_LABEL = f"{GROUP}/team"
+# A Secret that an external ModelServe may name for its API key carries this label with the
+# value "true": the operator and the gateway read no other Secret for a ModelServe, so a
+# user who may create ModelServes cannot have any Secret of a namespace sent to their URL.
+API_KEY_LABEL = f"{GROUP}/api-key"
+
+
+def holds_api_key(labels: Mapping[str, str] | None) -> bool:
+    """Whether a Secret with these labels was given to ModelServes for an API key."""
+    return (labels or {}).get(API_KEY_LABEL) == "true"
 
 
 class Runtime(StrEnum):

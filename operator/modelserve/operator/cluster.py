@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import logging
 from typing import Any
 
 import aiohttp
 import kopf
 
-from modelserve.common.modelserve import GROUP, PLURAL, VERSION
+from modelserve.common.modelserve import API_KEY_LABEL, GROUP, PLURAL, VERSION, holds_api_key
 from modelserve.operator.builders import OPERATOR
 
 # The plural (URL) name of each kind the operator reads or writes.
@@ -36,6 +37,8 @@ PLURALS = {
 }
 APPLY = "application/apply-patch+yaml"  # JSON is YAML
 MERGE = "application/merge-patch+json"
+
+logger = logging.getLogger(__name__)
 
 
 class ClusterError(RuntimeError):
@@ -160,7 +163,9 @@ class Cluster:
             if error.status != 404:
                 raise  # a 404: deleted meanwhile, nothing left to report on
 
-    async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+    async def api_key(self, namespace: str, name: str, key: str) -> str | None:
+        """The API key in `key` of the Secret, if it is one given to ModelServes for that
+        (labelled API_KEY_LABEL=true); None for a missing, unlabelled or keyless Secret."""
         try:
             secret = await self._call(
                 f"read secret {namespace}/{name}", "GET", path("v1", "Secret", namespace, name)
@@ -169,6 +174,14 @@ class Cluster:
             if error.status == 404:
                 return None
             raise
+        if not holds_api_key(secret.get("metadata", {}).get("labels")):
+            logger.warning(
+                "the Secret %s/%s is not labelled %s=true: probing without its key",
+                namespace,
+                name,
+                API_KEY_LABEL,
+            )
+            return None
         encoded = (secret.get("data") or {}).get(key)
         return base64.b64decode(encoded).decode() if encoded is not None else None
 

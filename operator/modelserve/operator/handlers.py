@@ -364,6 +364,6 @@ def _api_key_reader(cluster: Cluster) -> Callable[[ModelServe], Awaitable[str | 
         ref = ms.spec.external.api_key_secret_ref if ms.spec.external else None
         if ref is None:
             return None
-        return await cluster.secret_value(ms.namespace, ref.name, ref.key)
+        return await cluster.api_key(ms.namespace, ref.name, ref.key)
 
     return read

@@ -29,7 +29,7 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from modelserve.common.modelserve import GROUP, PLURAL, VERSION
+from modelserve.common.modelserve import API_KEY_LABEL, GROUP, PLURAL, VERSION, holds_api_key
 from modelserve.gateway.routing import RouteTable, Target, target_from_body
 
 logger = logging.getLogger(__name__)
@@ -199,6 +199,14 @@ class Discovery:
                 namespace,
                 name,
                 error.status,
+            )
+            return None
+        if not holds_api_key(secret.metadata.labels if secret.metadata else None):
+            logger.warning(
+                "the Secret %s/%s is not labelled %s=true: requests go without a key",
+                namespace,
+                name,
+                API_KEY_LABEL,
             )
             return None
         encoded = (secret.data or {}).get(key)
