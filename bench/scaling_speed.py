@@ -95,19 +95,23 @@ def start_its_iaas(folder: Path, upstream: str) -> tuple[ManagedProcess, str]:
         folder / "logs" / "its-iaas.log",
     )
     process.start()
-    process.wait_until(lambda: _serving(f"{url}/openapi.json"), 60, "serving")
-    configured = httpx.post(
-        f"{url}/configure",
-        json={
-            "endpoint": upstream,
-            "api_key": "none",  # its `openai` provider insists on one
-            "model": MODEL_ALIAS,
-            "alg": "self-consistency",
-            "regex_patterns": [LAST_NUMBER],
-        },
-        timeout=30,
-    )
-    configured.raise_for_status()
+    try:
+        process.wait_until(lambda: _serving(f"{url}/openapi.json"), 60, "serving")
+        configured = httpx.post(
+            f"{url}/configure",
+            json={
+                "endpoint": upstream,
+                "api_key": "none",  # its `openai` provider insists on one
+                "model": MODEL_ALIAS,
+                "alg": "self-consistency",
+                "regex_patterns": [LAST_NUMBER],
+            },
+            timeout=30,
+        )
+        configured.raise_for_status()
+    except BaseException:
+        process.stop()  # nothing is left running when it cannot start
+        raise
     return process, url
 
 
