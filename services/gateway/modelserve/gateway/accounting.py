@@ -146,6 +146,28 @@ class Accounting:
             return
         self._queue.append(record)
 
+    def settle(
+        self,
+        claims: Claims,
+        model: str,
+        decision: Decision | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        """Queue what a request used. Always, even nothing, and even for a failed or
+        abandoned request: its reserved tokens come back now rather than when the
+        reservation expires."""
+        self.record(
+            UsageRecord(
+                claims=claims,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                team=decision.team if decision else None,
+                reservation=decision.reservation if decision else None,
+            )
+        )
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="usage-flush")
 

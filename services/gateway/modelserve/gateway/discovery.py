@@ -29,7 +29,8 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from modelserve.common.modelserve import API_KEY_LABEL, GROUP, PLURAL, VERSION, holds_api_key
+from modelserve.common.modelserve import API_KEY_LABEL, holds_api_key
+from modelserve.gateway.kubeservers import list_call
 from modelserve.gateway.routing import RouteTable, Target, target_from_body
 
 logger = logging.getLogger(__name__)
@@ -107,14 +108,8 @@ class Discovery:
             backoff = min(backoff * 2, MAX_BACKOFF)
 
     def _list(self, namespace: str | None) -> str:
-        if namespace is None:
-            found = self._custom.list_cluster_custom_object(
-                GROUP, VERSION, PLURAL, _request_timeout=REQUEST_SECONDS
-            )
-        else:
-            found = self._custom.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, _request_timeout=REQUEST_SECONDS
-            )
+        call, args = list_call(self._custom, namespace)
+        found = call(*args, _request_timeout=REQUEST_SECONDS)
         self._secrets.clear()  # a resync reads API keys again
         targets = [t for t in (self._target(body) for body in found["items"]) if t is not None]
         self._call(self._replace, targets, namespace)
@@ -131,12 +126,7 @@ class Discovery:
         watch = k8s_watch.Watch()
         self._watches.append(watch)
         resync_at = time.monotonic() + self._resync_seconds
-        args: tuple[str, ...]
-        if namespace is None:
-            call, args = self._custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)
-        else:
-            call = self._custom.list_namespaced_custom_object
-            args = (GROUP, VERSION, namespace, PLURAL)
+        call, args = list_call(self._custom, namespace)
         try:
             while not self._stopped.is_set() and time.monotonic() < resync_at:
                 for event in watch.stream(

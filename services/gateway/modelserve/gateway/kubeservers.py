@@ -75,6 +75,16 @@ async def _call(action: str, call: Callable[..., T], *args: Any, **kwargs: Any) 
         ) from error
 
 
+def list_call(
+    objects: k8s.CustomObjectsApi, namespace: str | None
+) -> tuple[Callable[..., Any], tuple[str, ...]]:
+    """The call that lists (or watches) the ModelServes of `namespace` (None: of every
+    namespace), and its positional arguments."""
+    if namespace is None:
+        return objects.list_cluster_custom_object, (GROUP, VERSION, PLURAL)
+    return objects.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL)
+
+
 def served_namespaces(watched: str, default: str) -> list[str] | None:
     """The namespaces whose servers the gateway manages: None for all (`watched` is "*"),
     else those listed and the default one."""
@@ -110,30 +120,10 @@ class ServerStore:
         if owner is not None and not is_label_value(owner):
             return []  # no label can name them: the gateway made no server for them
         selector = f"{OWNER_LABEL}={owner}" if owner is not None else ""
-        if self.namespaces is None:
-            found = await _call(
-                "list servers",
-                self._objects.list_cluster_custom_object,
-                GROUP,
-                VERSION,
-                PLURAL,
-                label_selector=selector,
-            )
-            items: list[dict[str, Any]] = found["items"]
-            return items
+        scopes = [None] if self.namespaces is None else self.namespaces
+        calls = [list_call(self._objects, namespace) for namespace in scopes]
         lists = await asyncio.gather(
-            *(
-                _call(
-                    "list servers",
-                    self._objects.list_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    label_selector=selector,
-                )
-                for namespace in self.namespaces
-            )
+            *(_call("list servers", call, *args, label_selector=selector) for call, args in calls)
         )
         return [item for found in lists for item in found["items"]]
 

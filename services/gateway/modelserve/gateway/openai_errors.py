@@ -13,6 +13,7 @@ without a traceback). Other routes keep the handlers `common.errors` installed.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -60,6 +61,16 @@ class OpenAIError(HTTPException):
         self.type = type or error_type(status)
         self.param = param
         self.model = model
+
+
+def model_not_found(model: str) -> OpenAIError:
+    """OpenAI's answer for a model that does not exist, or that the caller may not use."""
+    return OpenAIError(
+        404,
+        f"The model `{model}` does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
 
 
 def error_type(status: int) -> str:
@@ -124,36 +135,28 @@ async def _call(handler: Any, request: Request, error: Exception) -> Response:
     return response
 
 
+async def _internal_error(_: Request, __: Exception) -> Response:
+    # Starlette logs the exception after this answer; the client sees no traceback.
+    return JSONResponse(
+        error_body("internal_error", "the gateway failed on this request"), status_code=500
+    )
+
+
+def _by_path(platform: Callable[..., Any]) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A handler that answers in OpenAI's shape under /v1, and with `platform` elsewhere."""
+
+    async def handle(request: Request, error: Exception) -> Response:
+        if not _is_openai(request):
+            return await _call(platform, request, error)
+        openai = _as_openai(error)
+        _count(request, openai)
+        return openai_response(openai)
+
+    return handle
+
+
 def install_openai_errors(app: FastAPI) -> None:
     """Route errors by path: OpenAI's shape under /v1, the installed handlers elsewhere."""
-    platform_http = app.exception_handlers[HTTPException]
-    platform_invalid = app.exception_handlers[RequestValidationError]
-
-    async def http_error(request: Request, error: Exception) -> Response:
-        if not _is_openai(request):
-            return await _call(platform_http, request, error)
-        openai = _as_openai(error)
-        _count(request, openai)
-        return openai_response(openai)
-
-    async def invalid(request: Request, error: Exception) -> Response:
-        if not _is_openai(request):
-            return await _call(platform_invalid, request, error)
-        openai = _as_openai(error)
-        _count(request, openai)
-        return openai_response(openai)
-
-    async def unexpected(request: Request, error: Exception) -> Response:
-        # Starlette logs the exception after this answer; the client sees no traceback.
-        if not _is_openai(request):
-            return JSONResponse(
-                error_body("internal_error", "the gateway failed on this request"),
-                status_code=500,
-            )
-        openai = _as_openai(error)
-        _count(request, openai)
-        return openai_response(openai)
-
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, invalid)
-    app.add_exception_handler(Exception, unexpected)
+    for error_class in (HTTPException, RequestValidationError):
+        app.add_exception_handler(error_class, _by_path(app.exception_handlers[error_class]))
+    app.add_exception_handler(Exception, _by_path(_internal_error))

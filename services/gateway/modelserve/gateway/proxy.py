@@ -28,10 +28,10 @@ from fastapi import Request, Response
 from starlette.types import Receive, Scope, Send
 
 from modelserve.common.tokens import Claims
-from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decision, UsageRecord
-from modelserve.gateway.disconnect import client_gone
+from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decision
+from modelserve.gateway.asgi import ExchangeResponse, client_gone, send_json
 from modelserve.gateway.metrics import GatewayMetrics
-from modelserve.gateway.openai_errors import OpenAIError, error_type, openai_body
+from modelserve.gateway.openai_errors import OpenAIError, error_type, model_not_found, openai_body
 from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
 from modelserve.gateway.scaled import ScaledExchange, Scaler
 from modelserve.gateway.scaling_requests import FIELDS as SCALING_FIELDS
@@ -148,12 +148,7 @@ class Proxy:
         model: str = payload["model"]
         found = self.table.lookup(model, claims)
         if isinstance(found, Unknown):
-            raise OpenAIError(
-                404,
-                f"The model `{model}` does not exist or you do not have access to it.",
-                code="model_not_found",
-                param="model",
-            )
+            raise model_not_found(model)
         if isinstance(found, NotReady):
             raise OpenAIError(
                 503,
@@ -162,21 +157,18 @@ class Proxy:
                 headers={"Retry-After": str(found.retry_after)},
                 model=model,
             )
-        scaling = None
         if endpoint is CHAT:
             # Inference-time scaling: its fields are ours, never a model server's.
             ours = any(field in payload for field in SCALING_FIELDS)
             scaling = scaling_request(payload, request.headers, found.scaling)
             if ours:
                 body = _compact(payload)
-        scaled = scaling is not None and scaling.active and self.scaler is not None
-        decision = await self._decide(
-            claims, model, payload, scaling.budget if scaled and scaling else None
-        )
-        if scaled and scaling is not None and self.scaler is not None:
-            return self.scaler.response(
-                ScaledExchange(found, claims, payload, scaling, decision, started)
-            )
+            if scaling.active and self.scaler is not None:
+                decision = await self._decide(claims, model, payload, scaling.budget)
+                return self.scaler.response(
+                    ScaledExchange(found, claims, payload, scaling, decision, started)
+                )
+        decision = await self._decide(claims, model, payload, None)
         stream = payload.get("stream") is True
         strip_usage = False
         if stream and self._inject and inject_usage(payload):
@@ -247,13 +239,11 @@ class Exchange:
     delivered: bool = False  # the client has had the whole answer
 
 
-class ProxyResponse(Response):
+class ProxyResponse(ExchangeResponse):
     """The answer of the model server, fetched while it is sent (an ASGI response)."""
 
     def __init__(self, proxy: Proxy, exchange: Exchange) -> None:
-        # Response.__init__ would render a body; this one has none of its own.
-        self.status_code = 200
-        self.background = None
+        super().__init__()
         self._proxy = proxy
         self._exchange = exchange
 
@@ -351,8 +341,7 @@ class ProxyResponse(Response):
                 exchange.delivered = meter.done
         except UpstreamError as error:
             # The head is out: say it the way OpenAI's clients read errors in a stream.
-            self._log(error)
-            proxy.metrics.upstream_errors.labels(model, error.kind).inc()
+            self._report(error)
             event = json.dumps(openai_body(str(error), type="server_error", code="upstream_broken"))
             await send({"type": "http.response.body", "body": f"data: {event}\n\n".encode()})
             return False
@@ -375,21 +364,17 @@ class ProxyResponse(Response):
         return read
 
     async def _fail(self, send: Send, error: UpstreamError, code: str) -> None:
-        exchange = self._exchange
-        self._log(error)
-        self._proxy.metrics.upstream_errors.labels(exchange.target.served_name, error.kind).inc()
-        exchange.status = error.status
+        self._report(error)
+        self._exchange.status = error.status
         if error.status == 504:
             code = "upstream_timeout"
-        body = json.dumps(
-            openai_body(str(error), type=error_type(error.status), code=code)
-        ).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": error.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        body = openai_body(str(error), type=error_type(error.status), code=code)
+        await send_json(send, error.status, body)
 
-    def _log(self, error: UpstreamError) -> None:
+    def _report(self, error: UpstreamError) -> None:
+        """A failure of the model server, into the log and the metrics."""
         target = self._exchange.target
+        self._proxy.metrics.upstream_errors.labels(target.served_name, error.kind).inc()
         logger.warning(
             "model server of %s/%s failed (%s): %s",
             target.namespace,
@@ -406,15 +391,11 @@ class ProxyResponse(Response):
         proxy.metrics.record_tokens(
             exchange.claims.sub, model, usage.prompt_tokens, usage.completion_tokens
         )
-        if proxy.accounting is not None and exchange.decision is not None:
-            # Even an answer that used nothing settles its reservation.
-            proxy.accounting.record(
-                UsageRecord(
-                    claims=exchange.claims,
-                    model=model,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    team=exchange.decision.team,
-                    reservation=exchange.decision.reservation,
-                )
+        if proxy.accounting is not None:
+            proxy.accounting.settle(
+                exchange.claims,
+                model,
+                exchange.decision,
+                usage.prompt_tokens,
+                usage.completion_tokens,
             )

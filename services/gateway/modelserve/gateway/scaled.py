@@ -26,13 +26,12 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from modelserve.common.modelserve import Algorithm, RewardKind
 from modelserve.common.tokens import Claims
-from modelserve.gateway.accounting import Accounting, Decision, UsageRecord
-from modelserve.gateway.disconnect import client_gone
+from modelserve.gateway.accounting import Accounting, Decision
+from modelserve.gateway.asgi import ExchangeResponse, client_gone, send_json
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError, openai_body
 from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
@@ -309,19 +308,13 @@ class Scaler:
             metrics.record_tokens(
                 exchange.claims.sub, model, used.prompt_tokens, used.completion_tokens
             )
-        # Always, as the proxy does: a failed or abandoned request gives its reserved
-        # tokens back now rather than when the reservation expires.
         if self.accounting is not None:
-            decision = exchange.decision
-            self.accounting.record(
-                UsageRecord(
-                    claims=exchange.claims,
-                    model=model,
-                    prompt_tokens=used.prompt_tokens,
-                    completion_tokens=used.completion_tokens,
-                    team=decision.team if decision else None,
-                    reservation=decision.reservation if decision else None,
-                )
+            self.accounting.settle(
+                exchange.claims,
+                model,
+                exchange.decision,
+                used.prompt_tokens,
+                used.completion_tokens,
             )
 
 
@@ -340,13 +333,11 @@ def _error(error: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
     return 502, openai_body(str(error), type="server_error", code="scaling_failed"), {}
 
 
-class ScaledResponse(Response):
+class ScaledResponse(ExchangeResponse):
     """An ASGI response that runs the algorithm, minding the client's disconnect."""
 
     def __init__(self, scaler: Scaler, exchange: ScaledExchange) -> None:
-        # Response.__init__ would render a body; this one has none of its own.
-        self.status_code = 200
-        self.background = None
+        super().__init__()
         self._scaler = scaler
         self._exchange = exchange
 
@@ -379,13 +370,13 @@ class ScaledResponse(Response):
         except FAILURES as error:
             status, body, headers = _error(error)
             self._log(error)
-            await _send_json(send, status, body, headers)
+            await send_json(send, status, body, headers)
             return status, None
         exchange = self._exchange
         answer = completion(
             exchange.target.served_name, result, exchange.scaling, trace=exchange.scaling.trace
         )
-        await _send_json(send, 200, answer, {})
+        await send_json(send, 200, answer)
         return 200, result
 
     async def _stream(
@@ -431,13 +422,3 @@ class ScaledResponse(Response):
 
 async def _body(send: Send, data: bytes, *, more: bool = True) -> None:
     await send({"type": "http.response.body", "body": data, "more_body": more})
-
-
-async def _send_json(
-    send: Send, status: int, body: dict[str, Any], headers: dict[str, str]
-) -> None:
-    data = json.dumps(body).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
-    raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": data})

@@ -27,9 +27,6 @@ from modelserve.common.modelserve import (
 )
 from modelserve.gateway.models import ModelRecord
 
-# The labels the contract service's admission webhook reads when the gateway creates a
-# ModelServe for someone (modelserve.contract.admission): the user, and the team they act for.
-
 # The CRD's rule on names: at most 50 of [a-z0-9-], starting with a letter.
 MAX_NAME = 50
 SUFFIX_LENGTH = 6

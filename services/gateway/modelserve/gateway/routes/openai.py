@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.deps import ProxyDep, RoutesDep
-from modelserve.gateway.openai_errors import OpenAIError
+from modelserve.gateway.openai_errors import model_not_found
 from modelserve.gateway.proxy import CHAT, COMPLETIONS, EMBEDDINGS
 from modelserve.gateway.routing import Target
 
@@ -38,12 +38,7 @@ async def retrieve_model(model: str, claims: Caller, routes: RoutesDep) -> dict[
     for target in routes.models(claims):
         if target.served_name == model:
             return _model(target)
-    raise OpenAIError(
-        404,
-        f"The model `{model}` does not exist or you do not have access to it.",
-        code="model_not_found",
-        param="model",
-    )
+    raise model_not_found(model)
 
 
 @router.post("/chat/completions")

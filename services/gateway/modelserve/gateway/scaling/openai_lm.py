@@ -212,16 +212,19 @@ def parse_answer(answer: Mapping[str, Any], *, stopped_by_strings: bool) -> Gene
         raise MalformedAnswer("the model server's answer has no choices")
     try:
         ordered = sorted(choices, key=lambda choice: int(choice.get("index", 0)))
-        usage = answer.get("usage") or {}
-        counted = Usage(
-            1, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        )
+        counted = call_usage(answer)
         samples = tuple(_sample(choice, stopped_by_strings) for choice in ordered)
     except (AttributeError, TypeError, ValueError) as error:
         raise MalformedAnswer(f"the model server's answer is malformed: {error}") from error
-    if len(samples) == 1 and samples[0].completion_tokens is None and usage:
+    if len(samples) == 1 and samples[0].completion_tokens is None and answer.get("usage"):
         samples = (dataclasses.replace(samples[0], completion_tokens=counted.completion_tokens),)
     return Generations(samples, counted)
+
+
+def call_usage(answer: Mapping[str, Any]) -> Usage:
+    """One upstream call, with the tokens its answer reports."""
+    usage = answer.get("usage") or {}
+    return Usage(1, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
 
 def _sample(choice: Mapping[str, Any], stopped_by_strings: bool) -> Generation:

@@ -20,7 +20,13 @@ from typing import Any, Protocol
 from modelserve.common.modelserve import Aggregation
 from modelserve.gateway.scaling.concurrency import gather_all
 from modelserve.gateway.scaling.lm import Prompt, Usage, total
-from modelserve.gateway.scaling.openai_lm import CHAT_PATH, MalformedAnswer, Post, message_text
+from modelserve.gateway.scaling.openai_lm import (
+    CHAT_PATH,
+    MalformedAnswer,
+    Post,
+    call_usage,
+    message_text,
+)
 
 
 class RewardError(Exception):
@@ -157,10 +163,7 @@ class LlmJudge:
         }
         async with self._slots:
             answer = await self._post(CHAT_PATH, body)
-        usage = answer.get("usage") or {}
-        counted = Usage(
-            1, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        )
+        counted = call_usage(answer)
         return p_yes(answer), counted
 
 

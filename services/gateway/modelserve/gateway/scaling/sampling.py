@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from modelserve.common.modelserve import Algorithm
 from modelserve.gateway.scaling.answers import extract_answer, majority
-from modelserve.gateway.scaling.lm import LanguageModel, Prompt
+from modelserve.gateway.scaling.lm import Generation, LanguageModel, Prompt
 from modelserve.gateway.scaling.results import (
     DEFAULT_OPTIONS,
     Candidate,
@@ -30,21 +30,8 @@ async def best_of_n(
 ) -> Result:
     """N candidates, each scored by an outcome reward; the best-scoring one wins (the
     first of equal scores). Equal texts are scored once."""
-    _check(budget)
     meter = Meter()
-    (generated,) = await meter.generate(
-        [
-            lm.generate(
-                prompt,
-                n=budget,
-                max_tokens=options.max_tokens,
-                stop=options.stop,
-                temperature=options.temperature,
-                logprobs=reward.needs_logprobs,
-            )
-        ]
-    )
-    samples = generated.samples
+    samples = await _samples(meter, lm, prompt, budget, options, logprobs=reward.needs_logprobs)
     first_of: dict[str, int] = {}
     for index, sample in enumerate(samples):
         first_of.setdefault(sample.text, index)
@@ -68,20 +55,9 @@ async def self_consistency(
     """N samples, their final answers extracted (`answers.extract_answer`) and voted on;
     the first sample with the winning answer is returned (`answers.majority`). A
     candidate's score is its answer's share of the votes (0 without an answer)."""
-    _check(budget)
     meter = Meter()
-    (generated,) = await meter.generate(
-        [
-            lm.generate(
-                prompt,
-                n=budget,
-                max_tokens=options.max_tokens,
-                stop=options.stop,
-                temperature=options.temperature,
-            )
-        ]
-    )
-    answers = [extract_answer(sample.text, options.answer_pattern) for sample in generated.samples]
+    samples = await _samples(meter, lm, prompt, budget, options)
+    answers = [extract_answer(sample.text, options.answer_pattern) for sample in samples]
     vote = majority(answers)
     candidates = [
         Candidate(
@@ -90,11 +66,33 @@ async def self_consistency(
             answer=answer,
             finish_reason=sample.finish_reason,
         )
-        for sample, answer in zip(generated.samples, answers, strict=True)
+        for sample, answer in zip(samples, answers, strict=True)
     ]
     return meter.result(Algorithm.SELF_CONSISTENCY, candidates, vote.selected)
 
 
-def _check(budget: int) -> None:
+async def _samples(
+    meter: Meter,
+    lm: LanguageModel,
+    prompt: Prompt,
+    budget: int,
+    options: Options,
+    *,
+    logprobs: bool = False,
+) -> tuple[Generation, ...]:
+    """`budget` samples of the whole answer, in one `generate`."""
     if budget < 1:
         raise ValueError("the budget must be at least 1")
+    (generated,) = await meter.generate(
+        [
+            lm.generate(
+                prompt,
+                n=budget,
+                max_tokens=options.max_tokens,
+                stop=options.stop,
+                temperature=options.temperature,
+                logprobs=logprobs,
+            )
+        ]
+    )
+    return generated.samples
