@@ -35,20 +35,17 @@ import math
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import httpx
 
 from modelserve.testbed.gobuild import binary
-from modelserve.testbed.measuring import cpu_seconds, percentile, revision
-from modelserve.testbed.processes import ManagedProcess, free_port
+from modelserve.testbed.measuring import cpu_seconds, percentile, revision, scratch_folder
+from modelserve.testbed.processes import ManagedProcess, free_port, http_ok
 from modelserve.testbed.routed import routed_gateway
 from modelserve.testbed.venvs import tool_venv
 
@@ -110,15 +107,8 @@ def start_stub(folder: Path, chunks: int) -> tuple[ManagedProcess, int]:
         folder / "stub.log",
     )
     process.start()
-    process.wait_until(lambda: _answers(f"http://127.0.0.1:{port}/v1/models"), 30, "serving")
+    process.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/v1/models"), 30, "serving")
     return process, port
-
-
-def _answers(url: str, headers: dict[str, str] | None = None) -> bool:
-    try:
-        return httpx.get(url, headers=headers, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def litellm_venv() -> Path:
@@ -155,7 +145,7 @@ def start_litellm(folder: Path, upstream: str) -> tuple[ManagedProcess, int]:
     )
     process.start()
     process.wait_until(
-        lambda: _answers(f"http://127.0.0.1:{port}/health/liveliness"), 180, "serving"
+        lambda: http_ok(f"http://127.0.0.1:{port}/health/liveliness"), 180, "serving"
     )
     return process, port
 
@@ -291,32 +281,27 @@ def main() -> None:
     print(f"gateway_proxy: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
     print(f"  load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"  code: {revision(ROOT)}; stub streams {args.chunks} events per answer")
-    folder = Path(tempfile.mkdtemp(prefix="modelserve-gateway-bench-"))
     results: dict[str, Figures] = {}
-    try:
-        with contextlib.ExitStack() as stack:
-            stub, port = start_stub(folder, args.chunks)
-            stack.callback(stub.stop)
-            upstream = f"http://127.0.0.1:{port}/v1"
-            targets = [Target("direct", "127.0.0.1", port, "/v1", {}, stub)]
-            routed = stack.enter_context(routed_gateway(folder, upstream, MODEL))
-            targets.append(
-                Target("gateway", "127.0.0.1", routed.port, "/v1", routed.headers, routed.process)
-            )
-            if not args.skip_litellm:
-                litellm, litellm_port = start_litellm(folder, upstream)
-                stack.callback(litellm.stop)
-                headers = {"Authorization": f"Bearer {LITELLM_KEY}"}
-                targets.append(
-                    Target("litellm", "127.0.0.1", litellm_port, "/v1", headers, litellm)
-                )
-            for target in targets:
-                results[target.name] = measure(target, args)
-        report(results, args)
-    finally:
-        if args.keep_logs:
-            shutil.copytree(folder, args.keep_logs, dirs_exist_ok=True)
-        shutil.rmtree(folder, ignore_errors=True)
+    with (
+        scratch_folder("modelserve-gateway-bench-", args.keep_logs) as folder,
+        contextlib.ExitStack() as stack,
+    ):
+        stub, port = start_stub(folder, args.chunks)
+        stack.callback(stub.stop)
+        upstream = f"http://127.0.0.1:{port}/v1"
+        targets = [Target("direct", "127.0.0.1", port, "/v1", {}, stub)]
+        routed = stack.enter_context(routed_gateway(folder, upstream, MODEL))
+        targets.append(
+            Target("gateway", "127.0.0.1", routed.port, "/v1", routed.headers, routed.process)
+        )
+        if not args.skip_litellm:
+            litellm, litellm_port = start_litellm(folder, upstream)
+            stack.callback(litellm.stop)
+            headers = {"Authorization": f"Bearer {LITELLM_KEY}"}
+            targets.append(Target("litellm", "127.0.0.1", litellm_port, "/v1", headers, litellm))
+        for target in targets:
+            results[target.name] = measure(target, args)
+    report(results, args)
 
 
 if __name__ == "__main__":

@@ -103,14 +103,7 @@ def main() -> None:
         llm = start_llama_server(Path(folder), parallel=8)
         try:
             with routed_gateway(Path(folder), llm.url, MODEL_ALIAS) as gateway:
-                configured = httpx.post(
-                    f"{gateway.url}/configure",
-                    json={"model": MODEL_ALIAS, "reward": args.reward},
-                    headers=gateway.headers,
-                    timeout=30,
-                )
-                configured.raise_for_status()
-                time.sleep(2)  # the watch brings the new defaults to the route table
+                gateway.configure(MODEL_ALIAS, reward=args.reward)
                 results: dict[tuple[str, int], tuple[float, float]] = {}
                 for budget in budgets:
                     for algorithm in algorithms if budget > 1 else algorithms[:1]:

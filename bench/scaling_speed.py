@@ -33,9 +33,7 @@ import asyncio
 import contextlib
 import os
 import platform
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,8 +44,8 @@ import httpx
 
 from modelserve.testbed.llama_server import start_llama_server
 from modelserve.testbed.llm import MODEL_ALIAS
-from modelserve.testbed.measuring import revision
-from modelserve.testbed.processes import ManagedProcess, free_port
+from modelserve.testbed.measuring import revision, scratch_folder
+from modelserve.testbed.processes import ManagedProcess, free_port, http_ok
 from modelserve.testbed.routed import routed_gateway
 from modelserve.testbed.venvs import tool_venv
 
@@ -78,13 +76,6 @@ def its_hub_venv() -> Path:
     return tool_venv("its-hub", ITS_HUB_VERSION, [f"its-hub[iaas]=={ITS_HUB_VERSION}"])
 
 
-def _serving(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 def start_its_iaas(folder: Path, upstream: str) -> tuple[ManagedProcess, str]:
     """its_hub's server, configured for self-consistency on `upstream`."""
     port = free_port()
@@ -96,7 +87,7 @@ def start_its_iaas(folder: Path, upstream: str) -> tuple[ManagedProcess, str]:
     )
     process.start()
     try:
-        process.wait_until(lambda: _serving(f"{url}/openapi.json"), 60, "serving")
+        process.wait_until(lambda: http_ok(f"{url}/openapi.json"), 60, "serving")
         configured = httpx.post(
             f"{url}/configure",
             json={
@@ -237,45 +228,35 @@ def main() -> None:
     print(f"  load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"  code: {revision(ROOT)}")
     print(f"  {args.max_tokens} tokens per candidate; {args.rounds} rounds")
-    folder = Path(tempfile.mkdtemp(prefix="modelserve-scaling-bench-"))
-    try:
-        with contextlib.ExitStack() as stack:
-            options = ["--n-predict", str(args.max_tokens), "--ignore-eos"]
-            llama = start_llama_server(folder, parallel=8, options=options)
-            stack.callback(llama.stop)
-            gateway = stack.enter_context(routed_gateway(folder, llama.url, MODEL_ALIAS))
-            configured = httpx.post(
-                f"{gateway.url}/configure",
-                json={"model": MODEL_ALIAS, "reward": "logprob"},
-                headers=gateway.headers,
-                timeout=30,
-            )
-            configured.raise_for_status()
-            time.sleep(2)  # the watch brings the new defaults to the route table
-            its_hub = None
-            if not args.skip_its_hub:
-                its_process, its_hub = start_its_iaas(folder, llama.url)
-                stack.callback(its_process.stop)
+    with (
+        scratch_folder("modelserve-scaling-bench-", args.keep_logs) as folder,
+        contextlib.ExitStack() as stack,
+    ):
+        options = ["--n-predict", str(args.max_tokens), "--ignore-eos"]
+        llama = start_llama_server(folder, parallel=8, options=options)
+        stack.callback(llama.stop)
+        gateway = stack.enter_context(routed_gateway(folder, llama.url, MODEL_ALIAS))
+        gateway.configure(MODEL_ALIAS, reward="logprob")
+        its_hub = None
+        if not args.skip_its_hub:
+            its_process, its_hub = start_its_iaas(folder, llama.url)
+            stack.callback(its_process.stop)
 
-            async def run() -> dict[tuple[str, int], Samples]:
-                limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-                async with httpx.AsyncClient(timeout=300, limits=limits) as http:
-                    chosen = contenders(
-                        http,
-                        upstream=llama.url,
-                        gateway=f"{gateway.url}/v1",
-                        gateway_headers=gateway.headers,
-                        its_hub=its_hub,
-                        max_tokens=args.max_tokens,
-                    )
-                    return await measure(chosen, budgets, args.rounds)
+        async def run() -> dict[tuple[str, int], Samples]:
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+                chosen = contenders(
+                    http,
+                    upstream=llama.url,
+                    gateway=f"{gateway.url}/v1",
+                    gateway_headers=gateway.headers,
+                    its_hub=its_hub,
+                    max_tokens=args.max_tokens,
+                )
+                return await measure(chosen, budgets, args.rounds)
 
-            results = asyncio.run(run())
-        report(results, budgets)
-    finally:
-        if args.keep_logs:
-            shutil.copytree(folder, args.keep_logs, dirs_exist_ok=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        results = asyncio.run(run())
+    report(results, budgets)
 
 
 if __name__ == "__main__":

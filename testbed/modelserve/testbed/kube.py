@@ -20,7 +20,7 @@ import yaml
 
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.pki import CertificateAuthority, KeyPair, service_account_keys
-from modelserve.testbed.processes import ManagedProcess, free_port, run
+from modelserve.testbed.processes import ManagedProcess, free_port, http_ok, run
 
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
@@ -171,11 +171,6 @@ def _https_ok(url: str, ca: Path, client: KeyPair | None = None) -> bool:
         return bool(response.status == 200)
 
 
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return bool(response.status == 200)
-
-
 def start_cluster(
     folder: Path,
     *,
@@ -230,7 +225,7 @@ def start_cluster(
         )
         cluster.processes.append(etcd)
         etcd.start()
-        etcd.wait_until(lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"), 30, "healthy")
+        etcd.wait_until(lambda: http_ok(f"http://127.0.0.1:{etcd_port}/health"), 30, "healthy")
 
         apiserver = ManagedProcess(
             "kube-apiserver",
@@ -326,7 +321,7 @@ def start_cluster(
             60,
             "healthy",
         )
-        kwok.wait_until(lambda: _http_ok(f"http://127.0.0.1:{kwok_port}/healthz"), 60, "healthy")
+        kwok.wait_until(lambda: http_ok(f"http://127.0.0.1:{kwok_port}/healthz"), 60, "healthy")
 
         cluster.kubectl("apply", stdin=yaml.safe_dump_all(build_node(node) for node in nodes))
         kwok.wait_until(lambda: _nodes_ready(cluster), timeout, "reporting all nodes Ready")

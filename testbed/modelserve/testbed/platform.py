@@ -7,11 +7,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.request import urlopen
 
+from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, VERSION
 from modelserve.testbed.cache import repo_root
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.pki import CertificateAuthority
+from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import ManagedProcess, free_port
 
 TRAEFIK_CRDS = Path(__file__).with_name("traefik_crds.yaml")
@@ -53,6 +56,36 @@ def install_crds(cluster: KubeCluster) -> None:
         "crd/ingressroutes.traefik.io",
         "crd/middlewares.traefik.io",
     )
+
+
+def build_external_server(
+    name: str, namespace: str, *, owner: str, served_name: str, url: str
+) -> dict[str, Any]:
+    """An `external` ModelServe for an OpenAI server at `url` (ending in /v1, as the
+    operator and gateway expect), serving `served_name`, owned by `owner`."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": {OWNER_LABEL: owner}},
+        "spec": {
+            "runtime": "external",
+            "model": {"servedName": served_name},
+            "external": {"url": url},
+        },
+    }
+
+
+def serve_external(cluster: KubeCluster, server: dict[str, Any], timeout: float = 60.0) -> None:
+    """Apply `server` (see `build_external_server`) as the cluster's admin and wait until
+    the operator's probe finds it Ready."""
+    cluster.kubectl("apply", stdin=json.dumps(server))
+    name, namespace = server["metadata"]["name"], server["metadata"]["namespace"]
+
+    def ready() -> bool:
+        found = cluster.get_json("ms", name, "-n", namespace)
+        return bool((found.get("status") or {}).get("phase") == "Ready")
+
+    wait_for(ready, timeout=timeout, what=f"ModelServe {namespace}/{name} to become Ready")
 
 
 def _account_kubeconfig(cluster: KubeCluster, namespace: str, rbac: Path, account: str) -> Path:

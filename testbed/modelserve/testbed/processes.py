@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -30,6 +31,13 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    """Whether GET `url` answers 200; raises OSError when nothing answers (or with an
+    HTTP error), which `ManagedProcess.wait_until` takes as "not yet"."""
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

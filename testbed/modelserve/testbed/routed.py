@@ -5,21 +5,21 @@ server, and `modelserve-gateway` routing to it once the operator reports it Read
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from pydantic import SecretStr
 
-from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, PLURAL, VERSION
 from modelserve.common.tokens import ADMIN, TokenSettings, TokenSigner
 from modelserve.testbed.kube import start_cluster
 from modelserve.testbed.platform import (
+    build_external_server,
     install_crds,
     operator_kubeconfig,
+    serve_external,
     start_operator,
     start_service,
 )
@@ -33,13 +33,28 @@ SECRET = "routed-gateway-secret-of-at-least-32-bytes"
 @dataclass(frozen=True)
 class RoutedGateway:
     url: str
-    port: int
     process: ManagedProcess
     token: str  # an admin's
 
     @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    def configure(self, model: str, **defaults: str) -> None:
+        """Set `model`'s scaling defaults (POST /configure), and give the watch a moment to
+        bring them to the route table."""
+        configured = httpx.post(
+            f"{self.url}/configure",
+            json={"model": model, **defaults},
+            headers=self.headers,
+            timeout=30,
+        )
+        configured.raise_for_status()
+        time.sleep(2)
 
 
 @contextlib.contextmanager
@@ -69,33 +84,12 @@ def routed_gateway(
             },
         )
         stack.callback(operator.stop)
-        api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        stack.callback(api.close)
-        custom = k8s.CustomObjectsApi(api)
-        custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            "default",
-            PLURAL,
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": KIND,
-                "metadata": {"name": "upstream", "labels": {OWNER_LABEL: "bench"}},
-                "spec": {
-                    "runtime": "external",
-                    "model": {"servedName": served_name},
-                    "external": {"url": upstream},
-                },
-            },
+        serve_external(
+            cluster,
+            build_external_server(
+                "upstream", "default", owner="bench", served_name=served_name, url=upstream
+            ),
         )
-
-        def ready() -> bool:
-            body = custom.get_namespaced_custom_object(
-                GROUP, VERSION, "default", PLURAL, "upstream"
-            )
-            return bool((body.get("status") or {}).get("phase") == "Ready")
-
-        wait_for(ready, timeout=60, what="the upstream's ModelServe to be Ready")
         service = start_service(
             "gateway",
             folder / "logs",
@@ -112,9 +106,7 @@ def routed_gateway(
         token = TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET))).sign(
             "bench", roles=(ADMIN,)
         )
-        gateway = RoutedGateway(
-            service.url, int(service.url.rsplit(":", 1)[1]), service.process, token
-        )
+        gateway = RoutedGateway(service.url, service.process, token)
 
         def routed() -> bool:
             try:

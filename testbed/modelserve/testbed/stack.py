@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import shlex
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, VERSION
 from modelserve.common.tokens import ADMIN, TokenSettings, TokenSigner
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.kube import KubeCluster, start_cluster
@@ -28,9 +25,11 @@ from modelserve.testbed.platform import (
     RunningContract,
     RunningOperator,
     RunningService,
+    build_external_server,
     gateway_kubeconfig,
     install_crds,
     operator_kubeconfig,
+    serve_external,
     start_contract,
     start_operator,
     start_service,
@@ -185,36 +184,6 @@ class Stack:
         return env_file
 
 
-def build_smollm2_server(llm: LlmServer) -> dict[str, Any]:
-    """An `external` ModelServe for the test bed's SmolLM2 server, owned by the gateway's
-    first admin."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
-        "metadata": {
-            "name": SMOLLM2_SERVER,
-            "namespace": SMOLLM2_SERVER_NAMESPACE,
-            "labels": {OWNER_LABEL: GATEWAY_ADMIN},
-        },
-        "spec": {
-            "runtime": "external",
-            "model": {"servedName": llm.alias},
-            "external": {"url": llm.url},  # ends in /v1, as the operator and gateway expect
-        },
-    }
-
-
-def serve_smollm2(kube: KubeCluster, llm: LlmServer, timeout: float = 60.0) -> None:
-    """Apply `build_smollm2_server` and wait until the operator's probe finds it Ready."""
-    kube.kubectl("apply", stdin=json.dumps(build_smollm2_server(llm)))
-
-    def ready() -> bool:
-        found = kube.get_json("ms", SMOLLM2_SERVER, "-n", SMOLLM2_SERVER_NAMESPACE)
-        return bool((found.get("status") or {}).get("phase") == "Ready")
-
-    wait_for(ready, timeout=timeout, what=f"ModelServe {SMOLLM2_SERVER} to become Ready")
-
-
 def wait_until_listed(gateway: RunningService, password: str, model: str) -> None:
     """Sign in as the gateway's first admin and wait until GET /v1/models lists `model`."""
     with httpx.Client(base_url=gateway.url, timeout=10) as http:
@@ -307,7 +276,14 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
     resources.callback(download.stop)
     # As the cluster's admin, before the gateway starts: its first list of routes has the
     # server Ready.
-    serve_smollm2(kube, llm)
+    smollm2 = build_external_server(
+        SMOLLM2_SERVER,
+        SMOLLM2_SERVER_NAMESPACE,
+        owner=GATEWAY_ADMIN,
+        served_name=llm.alias,
+        url=llm.url,
+    )
+    serve_external(kube, smollm2)
     gateway_database_url = postgres.create_database("modelserve_gateway")
     gateway_admin_password = secrets.token_urlsafe(18)
     gateway = start_service(

@@ -20,7 +20,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from modelserve.common.database import connection, create_tables, listen, open_pool
+from modelserve.common.database import (
+    connection,
+    create_tables,
+    fetch_all,
+    fetch_one,
+    listen,
+    open_pool,
+)
 from modelserve.contract.policy import CounterCharge, Decision, Resource, Scope, check_totals
 from modelserve.contract.tables import (
     Contract,
@@ -99,23 +106,14 @@ class Store:
     # --- contracts ------------------------------------------------------------------------
 
     async def contract(self, kind: SubjectKind, name: str) -> Contract | None:
-        async def work(conn: psycopg.AsyncConnection[Any]) -> Contract | None:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(
-                    "SELECT * FROM contracts WHERE kind = %s AND name = %s", [kind.value, name]
-                )
-                row = await cur.fetchone()
-                return Contract.model_validate(row) if row else None
-
-        return await self._run(work)
+        row = await fetch_one(
+            self._pool, "SELECT * FROM contracts WHERE kind = %s AND name = %s", [kind.value, name]
+        )
+        return Contract.model_validate(row) if row else None
 
     async def contracts(self) -> list[Contract]:
-        async def work(conn: psycopg.AsyncConnection[Any]) -> list[Contract]:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute("SELECT * FROM contracts ORDER BY kind, name")
-                return [Contract.model_validate(row) for row in await cur.fetchall()]
-
-        return await self._run(work)
+        rows = await fetch_all(self._pool, "SELECT * FROM contracts ORDER BY kind, name", [])
+        return [Contract.model_validate(row) for row in rows]
 
     async def put_contract(self, kind: SubjectKind, name: str, limits: Limits) -> Contract:
         """Create or replace the contract of `kind` `name`; every replica hears of it."""
@@ -237,19 +235,14 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Totals per model since `since` (a UTC day), for one user or one team."""
         column, value = ("subject", subject) if subject is not None else ("team", team)
-
-        async def work(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(
-                    "SELECT model, sum(requests)::bigint AS requests,"
-                    " sum(prompt_tokens)::bigint AS prompt_tokens,"
-                    " sum(completion_tokens)::bigint AS completion_tokens"
-                    f" FROM usage WHERE {column} = %s AND day >= %s GROUP BY model ORDER BY model",
-                    [value, since],
-                )
-                return list(await cur.fetchall())
-
-        return await self._run(work)
+        return await fetch_all(
+            self._pool,
+            "SELECT model, sum(requests)::bigint AS requests,"
+            " sum(prompt_tokens)::bigint AS prompt_tokens,"
+            " sum(completion_tokens)::bigint AS completion_tokens"
+            f" FROM usage WHERE {column} = %s AND day >= %s GROUP BY model ORDER BY model",
+            [value, since],
+        )
 
     async def today(self) -> dt.date:
         async def work(conn: psycopg.AsyncConnection[Any]) -> dt.date:
@@ -323,15 +316,12 @@ class Store:
         return await self._run(work)
 
     async def server(self, namespace: str, name: str) -> Server | None:
-        async def work(conn: psycopg.AsyncConnection[Any]) -> Server | None:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(
-                    "SELECT * FROM servers WHERE namespace = %s AND name = %s", [namespace, name]
-                )
-                row = await cur.fetchone()
-                return Server.model_validate(row) if row else None
-
-        return await self._run(work)
+        row = await fetch_one(
+            self._pool,
+            "SELECT * FROM servers WHERE namespace = %s AND name = %s",
+            [namespace, name],
+        )
+        return Server.model_validate(row) if row else None
 
     async def forget_server(self, namespace: str, name: str) -> None:
         async def work(conn: psycopg.AsyncConnection[Any]) -> None:

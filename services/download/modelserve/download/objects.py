@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import urllib3
 from minio import Minio
@@ -147,18 +146,16 @@ class ObjectStore:
     ) -> bytes:
         """`length` bytes of an object from `offset` (of the version with `etag`, if
         given); a short read is an error."""
-        response: Any = None
         headers: dict[str, str | list[str] | tuple[str]] | None = (
             {"If-Match": f'"{etag}"'} if etag else None
         )
-        try:
-            with self._request(f"s3://{bucket}/{key}"):
-                response = self._client.get_object(
-                    bucket, key, offset=offset, length=length, request_headers=headers
-                )
+        with self._request(f"s3://{bucket}/{key}"):
+            response = self._client.get_object(
+                bucket, key, offset=offset, length=length, request_headers=headers
+            )
+            try:
                 data: bytes = response.read()
-        finally:
-            if response is not None:
+            finally:
                 response.close()
                 response.release_conn()
         if len(data) != length:
@@ -190,13 +187,13 @@ class ObjectStore:
             self._client._complete_multipart_upload(bucket, key, upload_id, parts)
 
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        try:
-            with self._request(f"s3://{bucket}/{key}"):
+        with self._request(f"s3://{bucket}/{key}"):
+            try:
                 self._client._abort_multipart_upload(bucket, key, upload_id)
-        except StoreError as error:
-            # Aborted already (or completed): nothing is left open either way.
-            if not isinstance(error.__cause__, S3Error) or error.__cause__.code != "NoSuchUpload":
-                raise
+            except S3Error as error:
+                # Aborted already (or completed): nothing is left open either way.
+                if error.code != "NoSuchUpload":
+                    raise
 
     def open_uploads(self, bucket: str, key: str) -> list[str]:
         """Ids of multipart uploads still open for `key` (one page: call again after
