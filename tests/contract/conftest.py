@@ -26,6 +26,7 @@ from modelserve.testbed.platform import (
 )
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.postgres import create_schema, drop_schema, schema_url
+from modelserve.testbed.testing_clients import token_clients
 
 SECRET = "contract-tests-secret-of-at-least-32-bytes"
 
@@ -61,21 +62,14 @@ def contract(contract_database: str, testbed_dir: Path) -> Iterator[RunningServi
 @pytest.fixture
 def client(contract: RunningService, signer: TokenSigner) -> Iterator[Callable[..., httpx.Client]]:
     """`client(subject, roles=…, teams=…)`: an HTTP client with that person's token."""
-    clients: list[httpx.Client] = []
+    with token_clients(signer) as make:
 
-    def make(
-        subject: str, roles: tuple[str, ...] = (), teams: tuple[str, ...] = ()
-    ) -> httpx.Client:
-        token = signer.sign(subject, roles=roles, teams=teams)
-        made = httpx.Client(
-            base_url=contract.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
-        clients.append(made)
-        return made
+        def as_person(
+            subject: str, roles: tuple[str, ...] = (), teams: tuple[str, ...] = ()
+        ) -> httpx.Client:
+            return make(contract.url, subject, roles, teams)
 
-    yield make
-    for made in clients:
-        made.close()
+        yield as_person
 
 
 @pytest.fixture

@@ -69,6 +69,19 @@ def section_text(markdown: str, section: str) -> str:
     return markdown[start : end if end >= 0 else len(markdown)]
 
 
+def dry_run(target: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`make -n TARGET` in the repository: what it would run (stdout and stderr apart)."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "-n", target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+        env=outside_make(),
+    )
+
+
 def test_the_page_has_both_modes() -> None:
     blocks = shell_blocks(QUICKSTART.read_text())
     assert {block.section for block in blocks} >= {LOCAL, K3D}
@@ -78,14 +91,7 @@ def test_the_page_has_both_modes() -> None:
 
 def test_make_dev_is_modelserve_testbed_up() -> None:
     """The local test below starts `modelserve-testbed up` itself, on free ports."""
-    planned = subprocess.run(
-        ["make", "--no-print-directory", "-n", "dev"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env=outside_make(),
-    ).stdout
+    planned = dry_run("dev").stdout
     assert planned.strip().splitlines()[-1].endswith("/modelserve-testbed up")
 
 
@@ -221,14 +227,7 @@ def test_k3d_make_targets_exist() -> None:
     assert {"all", "check-deps", "status", "port-forward", "stop", "clean"} <= set(targets)
     missing = []
     for target in targets:
-        planned = subprocess.run(
-            ["make", "--no-print-directory", "-n", target],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=outside_make(),
-        )
+        planned = dry_run(target, check=False)
         if planned.returncode != 0:
             missing.append(f"{target}: {planned.stderr.strip()}")
     assert missing == []
@@ -251,14 +250,7 @@ def test_k3d_helm_command_is_what_make_all_runs() -> None:
     markdown = QUICKSTART.read_text()
     helm = "helm upgrade --install modelserve charts/modelserve -n modelserve --create-namespace"
     assert helm in section_text(markdown, K3D)
-    planned = subprocess.run(
-        ["make", "--no-print-directory", "-n", "services-deploy"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env=outside_make(),
-    ).stdout
+    planned = dry_run("services-deploy").stdout
     assert "upgrade --install modelserve charts/modelserve" in planned
     assert "--namespace modelserve --create-namespace" in planned
 

@@ -14,9 +14,11 @@ from pydantic import SecretStr
 
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.testbed.objectstores import MinioServer
-from modelserve.testbed.platform import RunningService, start_service
+from modelserve.testbed.platform import RunningService
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.postgres import fresh_schema, schema_url
+from modelserve.testbed.testing_clients import token_clients
+from modelserve.testbed.testing_services import service_starter
 
 SECRET = "download-tests-secret-of-at-least-32-bytes"
 FINISHED = ("ready", "failed", "cancelled")
@@ -67,16 +69,8 @@ def start_download(
     download_env: dict[str, str], testbed_dir: Path
 ) -> Iterator[Callable[..., RunningService]]:
     """`start_download(**overrides)`: the service as a process, stopped after the test."""
-    started: list[RunningService] = []
-
-    def start(**overrides: str) -> RunningService:
-        service = start_service("download", testbed_dir / "logs", {**download_env, **overrides})
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
+    with service_starter("download", testbed_dir / "logs", download_env) as start:
+        yield start
 
 
 @pytest.fixture
@@ -87,20 +81,12 @@ def download(start_download: Callable[..., RunningService]) -> RunningService:
 @pytest.fixture
 def client(download: RunningService, signer: TokenSigner) -> Iterator[Callable[..., httpx.Client]]:
     """`client(subject, roles=…)`: an HTTP client of the service with that person's token."""
-    clients: list[httpx.Client] = []
+    with token_clients(signer) as make:
 
-    def make(subject: str = "alice", roles: tuple[str, ...] = ()) -> httpx.Client:
-        made = httpx.Client(
-            base_url=download.url,
-            headers={"Authorization": f"Bearer {signer.sign(subject, roles=roles)}"},
-            timeout=30,
-        )
-        clients.append(made)
-        return made
+        def as_person(subject: str = "alice", roles: tuple[str, ...] = ()) -> httpx.Client:
+            return make(download.url, subject, roles)
 
-    yield make
-    for made in clients:
-        made.close()
+        yield as_person
 
 
 @pytest.fixture

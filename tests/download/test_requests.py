@@ -14,8 +14,8 @@ import pytest
 
 from modelserve.common.tokens import TokenSigner
 from modelserve.testbed.objectstores import MinioServer
-from modelserve.testbed.platform import RunningService, start_service
-from modelserve.testbed.postgres import fresh_schema, schema_url
+from modelserve.testbed.platform import RunningService
+from modelserve.testbed.testing_services import service_on_fresh_schema
 
 pytestmark = [pytest.mark.postgres, pytest.mark.minio]
 
@@ -157,18 +157,11 @@ def contract_service(
     database_url: str, testbed_dir: Path, download_env: dict[str, str]
 ) -> Iterator[RunningService]:
     """A contract service on its own schema, trusting the same tokens."""
-    with fresh_schema(database_url, "download_contract") as schema:
-        service = start_service(
-            "contract",
-            testbed_dir / "logs",
-            {
-                "CONTRACT_DATABASE_URL": schema_url(database_url, schema),
-                "JWT_SECRET": download_env["JWT_SECRET"],
-                "CONTRACT_INVENTORY_SECONDS": "0",
-            },
-        )
+    settings = {"JWT_SECRET": download_env["JWT_SECRET"], "CONTRACT_INVENTORY_SECONDS": "0"}
+    with service_on_fresh_schema(
+        "contract", database_url, testbed_dir / "logs", settings, prefix="download_contract"
+    ) as service:
         yield service
-        service.stop()
 
 
 def test_users_whose_contract_allows_it_may_download(

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kubernetes import client as k8s
 from pydantic import SecretStr
 
 from modelserve.common.tokens import TokenSettings, TokenSigner
@@ -18,7 +19,9 @@ from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningService, gateway_kubeconfig, start_service
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.postgres import create_schema, drop_schema, fresh_schema, schema_url
+from modelserve.testbed.postgres import fresh_schema, schema_url
+from modelserve.testbed.testing_clients import token_clients
+from modelserve.testbed.testing_services import service_on_fresh_schema, service_starter
 
 SECRET = "gateway-tests-secret-of-at-least-32-bytes"
 ADMIN_PASSWORD = "first-admin-password-for-tests"
@@ -31,6 +34,32 @@ def signer() -> TokenSigner:
 
 
 @pytest.fixture
+def as_user(signer: TokenSigner) -> Iterator[Callable[..., httpx.Client]]:
+    """`as_user(service, subject, roles=…, teams=…)`: a client of `service` with that token."""
+    with token_clients(signer) as make:
+
+        def client(
+            service: RunningService,
+            subject: str,
+            roles: tuple[str, ...] = (),
+            teams: tuple[str, ...] = (),
+        ) -> httpx.Client:
+            return make(service.url, subject, roles, teams)
+
+        yield client
+
+
+def _gateway_settings(database: str) -> dict[str, str]:
+    """The gateway's settings on `database`, with its first admin `admin`."""
+    return {
+        "JWT_SECRET": SECRET,
+        "GATEWAY_DATABASE_URL": database,
+        "GATEWAY_ADMIN_USERNAME": "admin",
+        "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
+
+
+@pytest.fixture
 def gateway_database(database_url: str) -> Iterator[str]:
     """The gateway's tables in a schema of their own, for one test."""
     with fresh_schema(database_url, "gateway") as schema:
@@ -40,12 +69,7 @@ def gateway_database(database_url: str) -> Iterator[str]:
 @pytest.fixture
 def gateway_env(gateway_database: str) -> dict[str, str]:
     """The gateway's settings for this test (override as needed)."""
-    return {
-        "JWT_SECRET": SECRET,
-        "GATEWAY_DATABASE_URL": gateway_database,
-        "GATEWAY_ADMIN_USERNAME": "admin",
-        "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
-    }
+    return _gateway_settings(gateway_database)
 
 
 @pytest.fixture
@@ -53,16 +77,8 @@ def start_gateway(
     gateway_env: dict[str, str], testbed_dir: Path
 ) -> Iterator[Callable[..., RunningService]]:
     """`start_gateway(**overrides)`: the gateway as a process, stopped after the test."""
-    started: list[RunningService] = []
-
-    def start(**overrides: str) -> RunningService:
-        service = start_service("gateway", testbed_dir / "logs", {**gateway_env, **overrides})
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
+    with service_starter("gateway", testbed_dir / "logs", gateway_env) as start:
+        yield start
 
 
 # --- Model records: the real download service, with two small models copied ----------
@@ -75,11 +91,6 @@ class ModelStore:
     url: str
     gguf: dict[str, Any]
     folder: dict[str, Any]
-
-
-def _schema(database_url: str, prefix: str) -> tuple[str, str]:
-    schema = create_schema(database_url, prefix)
-    return schema, schema_url(database_url, schema)
 
 
 @pytest.fixture(scope="session")
@@ -99,27 +110,24 @@ def model_store(
     upstream_store.put(upstream, "tiny/Tiny-Chat.Q4_0.gguf", b"GGUF" + bytes(4096))
     upstream_store.put(upstream, "tiny-st/model.safetensors", bytes(2048))
     upstream_store.put(upstream, "tiny-st/config.json", b'{"architectures": ["LlamaForCausalLM"]}')
-    schema, database = _schema(database_url, "gateway_download")
-    service = start_service(
-        "download",
-        testbed_dir / "logs",
-        {
-            "JWT_SECRET": SECRET,
-            "DOWNLOAD_DATABASE_URL": database,
-            "DOWNLOAD_UPSTREAM_ENDPOINT": upstream_store.endpoint,
-            "DOWNLOAD_UPSTREAM_ACCESS_KEY": upstream_store.access_key,
-            "DOWNLOAD_UPSTREAM_SECRET_KEY": upstream_store.secret_key,
-            "DOWNLOAD_UPSTREAM_BUCKETS": upstream,
-            "DOWNLOAD_PLATFORM_ENDPOINT": platform_store.endpoint,
-            "DOWNLOAD_PLATFORM_ACCESS_KEY": platform_store.access_key,
-            "DOWNLOAD_PLATFORM_SECRET_KEY": platform_store.secret_key,
-            "DOWNLOAD_PLATFORM_BUCKET": platform,
-            "DOWNLOAD_WORKER_ID": f"worker-{uuid.uuid4().hex[:6]}",
-            "DOWNLOAD_POLL_SECONDS": "1",
-        },
-    )
+    settings = {
+        "JWT_SECRET": SECRET,
+        "DOWNLOAD_UPSTREAM_ENDPOINT": upstream_store.endpoint,
+        "DOWNLOAD_UPSTREAM_ACCESS_KEY": upstream_store.access_key,
+        "DOWNLOAD_UPSTREAM_SECRET_KEY": upstream_store.secret_key,
+        "DOWNLOAD_UPSTREAM_BUCKETS": upstream,
+        "DOWNLOAD_PLATFORM_ENDPOINT": platform_store.endpoint,
+        "DOWNLOAD_PLATFORM_ACCESS_KEY": platform_store.access_key,
+        "DOWNLOAD_PLATFORM_SECRET_KEY": platform_store.secret_key,
+        "DOWNLOAD_PLATFORM_BUCKET": platform,
+        "DOWNLOAD_WORKER_ID": f"worker-{uuid.uuid4().hex[:6]}",
+        "DOWNLOAD_POLL_SECONDS": "1",
+    }
     token = signer.sign("root", roles=("admin",))
-    try:
+    logs = testbed_dir / "logs"
+    with service_on_fresh_schema(
+        "download", database_url, logs, settings, prefix="gateway_download"
+    ) as service:
         with httpx.Client(
             base_url=service.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
         ) as admin:
@@ -136,28 +144,20 @@ def model_store(
 
             records = wait_for(ready, timeout=60, what="the two test models to be downloaded")
         yield ModelStore(service.url, records["tiny-chat"], records["tiny-st"])
-    finally:
-        service.stop()
-        drop_schema(database_url, schema)
 
 
 @pytest.fixture
 def contract_service(database_url: str, testbed_dir: Path) -> Iterator[RunningService]:
     """A contract service (no webhook) on its own schema, trusting the gateway tests' tokens."""
-    schema, database = _schema(database_url, "gateway_contract")
-    service = start_service(
-        "contract",
-        testbed_dir / "logs",
-        {
-            "CONTRACT_DATABASE_URL": database,
-            "JWT_SECRET": SECRET,
-            "CONTRACT_INVENTORY_SECONDS": "0",
-            "CONTRACT_DEFAULT_NAMESPACES": "*",
-        },
-    )
-    yield service
-    service.stop()
-    drop_schema(database_url, schema)
+    settings = {
+        "JWT_SECRET": SECRET,
+        "CONTRACT_INVENTORY_SECONDS": "0",
+        "CONTRACT_DEFAULT_NAMESPACES": "*",
+    }
+    with service_on_fresh_schema(
+        "contract", database_url, testbed_dir / "logs", settings, prefix="gateway_contract"
+    ) as service:
+        yield service
 
 
 # --- Accounts: one gateway per test module, people made through its API -----------------
@@ -198,22 +198,13 @@ class Person:
 @pytest.fixture(scope="module")
 def accounts_gateway(database_url: str, testbed_dir: Path) -> Iterator[AccountsGateway]:
     """A gateway with its first admin, shared by a test module."""
-    schema, database = _schema(database_url, "gateway_accounts")
-    service = start_service(
-        "gateway",
-        testbed_dir / "logs",
-        {
-            "JWT_SECRET": SECRET,
-            "GATEWAY_DATABASE_URL": database,
-            "GATEWAY_ADMIN_USERNAME": "admin",
-            "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        },
-    )
-    try:
-        yield AccountsGateway(service.url, database, ADMIN_PASSWORD, SECRET)
-    finally:
-        service.stop()
-        drop_schema(database_url, schema)
+    with fresh_schema(database_url, "gateway_accounts") as schema:
+        database = schema_url(database_url, schema)
+        service = start_service("gateway", testbed_dir / "logs", _gateway_settings(database))
+        try:
+            yield AccountsGateway(service.url, database, ADMIN_PASSWORD, SECRET)
+        finally:
+            service.stop()
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +234,20 @@ def new_person(
     yield make
     for client in clients:
         client.close()
+
+
+# --- The cluster, as the gateway sees it -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster_namespace(kube_api: k8s.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace shared by a test module, named after it (`proxy-…` for test_proxy.py)."""
+    prefix = request.module.__name__.rpartition(".")[2].removeprefix("test_").replace("_", "-")
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    core = k8s.CoreV1Api(kube_api)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
 
 
 @pytest.fixture(scope="session")

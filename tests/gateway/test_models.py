@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from modelserve.common.tokens import TokenSigner
 from modelserve.testbed.platform import RunningService
 
 if TYPE_CHECKING:  # a fixture's type: conftest modules are pytest's to import
@@ -16,35 +15,11 @@ if TYPE_CHECKING:  # a fixture's type: conftest modules are pytest's to import
 
 pytestmark = [pytest.mark.postgres, pytest.mark.minio]
 
-Client = Callable[..., httpx.Client]
-
-
-@pytest.fixture
-def client(signer: TokenSigner) -> Iterator[Client]:
-    """`client(service, subject, roles, teams)`: an HTTP client of `service` with that token."""
-    made: list[httpx.Client] = []
-
-    def make(
-        service: RunningService,
-        subject: str,
-        roles: tuple[str, ...] = (),
-        teams: tuple[str, ...] = (),
-    ) -> httpx.Client:
-        token = signer.sign(subject, roles=roles, teams=teams)
-        made.append(
-            httpx.Client(
-                base_url=service.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-            )
-        )
-        return made[-1]
-
-    yield make
-    for one in made:
-        one.close()
+AsUser = Callable[..., httpx.Client]
 
 
 def test_models_lists_the_downloaded_records_to_anyone_with_a_token(
-    start_gateway: Callable[..., RunningService], model_store: ModelStore, client: Client
+    start_gateway: Callable[..., RunningService], model_store: ModelStore, as_user: AsUser
 ) -> None:
     gateway = start_gateway(GATEWAY_DOWNLOAD_URL=model_store.url)
     health = httpx.get(f"{gateway.url}/health")
@@ -54,7 +29,7 @@ def test_models_lists_the_downloaded_records_to_anyone_with_a_token(
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "token_missing"
 
-    listed = client(gateway, "alice").get("/models")
+    listed = as_user(gateway, "alice").get("/models")
     assert listed.status_code == 200, listed.text
     records = {record["id"]: record for record in listed.json()}
     assert records == {"tiny-chat": model_store.gguf, "tiny-st": model_store.folder}
@@ -67,9 +42,9 @@ def test_a_contracts_model_allowlist_narrows_the_list(
     start_gateway: Callable[..., RunningService],
     model_store: ModelStore,
     contract_service: RunningService,
-    client: Client,
+    as_user: AsUser,
 ) -> None:
-    root = client(contract_service, "root", roles=("admin",))
+    root = as_user(contract_service, "root", roles=("admin",))
     assert root.put("/contracts/user/alice", json={"models": ["Tiny-C*"]}).status_code == 200
     assert root.put("/contracts/user/carol", json={"models": ["Tiny-ST"]}).status_code == 200
     team = {"models": ["Tiny-Chat", "Other"]}
@@ -79,7 +54,7 @@ def test_a_contracts_model_allowlist_narrows_the_list(
     )
 
     def names(subject: str, roles: tuple[str, ...] = (), teams: tuple[str, ...] = ()) -> set[str]:
-        listed = client(gateway, subject, roles, teams).get("/models")
+        listed = as_user(gateway, subject, roles, teams).get("/models")
         assert listed.status_code == 200, listed.text
         return {record["name"] for record in listed.json()}
 
@@ -93,6 +68,6 @@ def test_a_contracts_model_allowlist_narrows_the_list(
 
     # A contract service that does not answer refuses rather than shows everything.
     contract_service.stop()
-    refused = client(gateway, "alice").get("/models")
+    refused = as_user(gateway, "alice").get("/models")
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "contract_unavailable"

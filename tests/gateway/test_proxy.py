@@ -12,7 +12,6 @@ import asyncio
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,17 +22,17 @@ import openai
 import pytest
 import yaml
 from aiohttp import web
-from kubernetes import client as k8s
 from pydantic import SecretStr
 
 from modelserve.common.modelserve import API_KEY_LABEL, OWNER_LABEL, TEAM_LABEL
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
-from modelserve.testbed.platform import RunningOperator, RunningService, start_service
+from modelserve.testbed.platform import RunningOperator, RunningService
 from modelserve.testbed.polling import early_in_a_minute, wait_for
-from modelserve.testbed.postgres import create_schema, drop_schema, schema_url
 from modelserve.testbed.processes import free_port
+from modelserve.testbed.testing_clients import metric
+from modelserve.testbed.testing_services import service_on_fresh_schema
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
 
@@ -169,15 +168,6 @@ def modelserve(name: str, url: str, served: str, **extra: Any) -> dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def cluster_namespace(kube_api: k8s.ApiClient) -> Iterator[str]:
-    name = f"proxy-{uuid.uuid4().hex[:8]}"
-    core = k8s.CoreV1Api(kube_api)
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
-
-
-@pytest.fixture(scope="module")
 def fake() -> Iterator[FakeServer]:
     server = FakeServer()
     server.start()
@@ -234,24 +224,17 @@ def gateway(
     testbed_dir: Path,
     servers: dict[str, str],
 ) -> Iterator[str]:
-    schema = create_schema(database_url, "gateway_proxy")
-    service = start_service(
-        "gateway",
-        testbed_dir / "logs",
-        {
-            "JWT_SECRET": SECRET,
-            "GATEWAY_DATABASE_URL": schema_url(database_url, schema),
-            "GATEWAY_ADMIN_PASSWORD": "proxy-tests-admin-password",
-            "GATEWAY_KUBECONFIG": gateway_kube,
-            "GATEWAY_UPSTREAM_READ_TIMEOUT": str(READ_TIMEOUT),
-            "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY),
-        },
-    )
-    try:
+    settings = {
+        "JWT_SECRET": SECRET,
+        "GATEWAY_ADMIN_PASSWORD": "proxy-tests-admin-password",
+        "GATEWAY_KUBECONFIG": gateway_kube,
+        "GATEWAY_UPSTREAM_READ_TIMEOUT": str(READ_TIMEOUT),
+        "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY),
+    }
+    with service_on_fresh_schema(
+        "gateway", database_url, testbed_dir / "logs", settings, prefix="gateway_proxy"
+    ) as service:
         yield service.url
-    finally:
-        service.stop()
-        drop_schema(database_url, schema)
 
 
 @pytest.fixture(scope="module")
@@ -292,19 +275,6 @@ def smollm2(gateway: str, tokens: dict[str, str], llm: LlmServer) -> str:
         answer = routed(http, {**body, "max_tokens": 1})
         assert answer.status_code == 200, answer.text
     return llm.alias
-
-
-def metric(gateway: str, name: str, **labels: str) -> float:
-    """A sample of /metrics (0 when absent)."""
-    text = httpx.get(f"{gateway}/metrics").text
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        sample, _, value = line.rpartition(" ")
-        if all(f'{key}="{wanted}"' in sample for key, wanted in labels.items()):
-            total += float(value)
-    return total
 
 
 def error_of(answer: httpx.Response) -> dict[str, Any]:

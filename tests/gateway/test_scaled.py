@@ -5,7 +5,6 @@ service."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import httpx
 import openai
 import pytest
 import yaml
-from kubernetes import client as k8s
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from pydantic import SecretStr
 
@@ -22,9 +20,10 @@ from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
-from modelserve.testbed.platform import RunningOperator, RunningService, start_service
+from modelserve.testbed.platform import RunningOperator, RunningService
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.postgres import create_schema, schema_url
+from modelserve.testbed.testing_clients import metric
+from modelserve.testbed.testing_services import service_on_fresh_schema
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
 
@@ -42,15 +41,6 @@ def modelserve(name: str, url: str, served: str) -> dict[str, Any]:
         "metadata": {"name": name, "labels": {OWNER_LABEL: "alice", TEAM_LABEL: "nlp"}},
         "spec": {"runtime": "external", "model": {"servedName": served}, "external": {"url": url}},
     }
-
-
-@pytest.fixture(scope="module")
-def cluster_namespace(kube_api: k8s.ApiClient) -> Iterator[str]:
-    name = f"scaled-{uuid.uuid4().hex[:8]}"
-    core = k8s.CoreV1Api(kube_api)
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
 
 
 @pytest.fixture(scope="module")
@@ -72,18 +62,11 @@ def model(
 
 @pytest.fixture(scope="module")
 def contract(database_url: str, testbed_dir: Path) -> Iterator[RunningService]:
-    schema = create_schema(database_url, "scaled_contract")
-    service = start_service(
-        "contract",
-        testbed_dir / "logs",
-        {
-            "CONTRACT_DATABASE_URL": schema_url(database_url, schema),
-            "JWT_SECRET": SECRET,
-            "CONTRACT_INVENTORY_SECONDS": "0",
-        },
-    )
-    yield service
-    service.stop()
+    settings = {"JWT_SECRET": SECRET, "CONTRACT_INVENTORY_SECONDS": "0"}
+    with service_on_fresh_schema(
+        "contract", database_url, testbed_dir / "logs", settings, prefix="scaled_contract"
+    ) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")
@@ -94,20 +77,16 @@ def gateway(
     model: str,
     contract: RunningService,
 ) -> Iterator[str]:
-    schema = create_schema(database_url, "gateway_scaled")
-    service = start_service(
-        "gateway",
-        testbed_dir / "logs",
-        {
-            "JWT_SECRET": SECRET,
-            "GATEWAY_DATABASE_URL": schema_url(database_url, schema),
-            "GATEWAY_ADMIN_PASSWORD": "scaled-tests-admin-password",
-            "GATEWAY_KUBECONFIG": gateway_kube,
-            "GATEWAY_CONTRACT_URL": contract.url,
-            "GATEWAY_SCALING_KEEPALIVE_SECONDS": "0.2",
-        },
-    )
-    try:
+    settings = {
+        "JWT_SECRET": SECRET,
+        "GATEWAY_ADMIN_PASSWORD": "scaled-tests-admin-password",
+        "GATEWAY_KUBECONFIG": gateway_kube,
+        "GATEWAY_CONTRACT_URL": contract.url,
+        "GATEWAY_SCALING_KEEPALIVE_SECONDS": "0.2",
+    }
+    with service_on_fresh_schema(
+        "gateway", database_url, testbed_dir / "logs", settings, prefix="gateway_scaled"
+    ) as service:
         # Routed once the watch has both servers Ready.
         headers = {"Authorization": f"Bearer {token('alice')}"}
 
@@ -120,8 +99,6 @@ def gateway(
 
         wait_for(routed, timeout=30, what="the gateway to route the scaled servers")
         yield service.url
-    finally:
-        service.stop()
 
 
 def token(subject: str, roles: tuple[str, ...] = ()) -> str:
@@ -135,14 +112,6 @@ def client(gateway: str, subject: str = "alice") -> openai.OpenAI:
     return openai.OpenAI(
         base_url=f"{gateway}/v1", api_key=token(subject), max_retries=0, timeout=120
     )
-
-
-def metric(gateway: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in httpx.get(f"{gateway}/metrics").text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rpartition(" ")[2])
-    return total
 
 
 def scaled(gateway: str, body: dict[str, Any], subject: str = "alice", **headers: str) -> Any:
@@ -255,7 +224,6 @@ def test_streamed_scaling_sends_keepalives_then_the_answer(gateway: str, model: 
         "budget": 3,
         "algorithm": "self-consistency",
     }
-    lines = []
     headers = {"Authorization": f"Bearer {token('alice')}"}
     with httpx.stream(
         "POST", f"{gateway}/v1/chat/completions", json=body, headers=headers, timeout=120

@@ -13,7 +13,6 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, TEAM_LABEL, VERSION
-from modelserve.common.tokens import TokenSigner
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.platform import RunningContract, RunningOperator, RunningService
 from modelserve.testbed.platform import start_contract as start_contract_service
@@ -24,30 +23,6 @@ if TYPE_CHECKING:  # a fixture's type: conftest modules are pytest's to import
     from tests.gateway.conftest import ModelStore
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.minio]
-
-
-@pytest.fixture
-def as_user(signer: TokenSigner) -> Iterator[Callable[..., httpx.Client]]:
-    """`as_user(service, subject, roles=…, teams=…)`: a client of `service` with that token."""
-    made: list[httpx.Client] = []
-
-    def make(
-        service: RunningService,
-        subject: str,
-        roles: tuple[str, ...] = (),
-        teams: tuple[str, ...] = (),
-    ) -> httpx.Client:
-        token = signer.sign(subject, roles=roles, teams=teams)
-        made.append(
-            httpx.Client(
-                base_url=service.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-            )
-        )
-        return made[-1]
-
-    yield make
-    for one in made:
-        one.close()
 
 
 def get_modelserve(kube_api: k8s.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
