@@ -254,9 +254,9 @@ def test_each_service_accepts_the_settings_it_is_given(
     if component == "operator":
         assert settings.health_host == "0.0.0.0" and settings.health_port == 8210
         assert settings.fetch_image == "modelserve/modelserve:0.1.0"
-        assert settings.gateway_auth_url == (
-            f"http://{RELEASE}-gateway.{NAMESPACE}.svc:8200/auth/verify"
-        )
+        assert settings.route_service == f"{RELEASE}-gateway"
+        assert settings.route_service_namespace == NAMESPACE
+        assert settings.route_service_port == 8200
         assert settings.model_store_endpoint == store[0]
         assert settings.model_store_access_key.get_secret_value() == store[1]
         assert settings.model_store_secure is bool(values)

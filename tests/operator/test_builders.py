@@ -124,15 +124,30 @@ def test_cache_option_mounts_a_shared_claim() -> None:
     assert {"name": "model", "persistentVolumeClaim": {"claimName": "m-model-cache"}} in volumes
 
 
-def test_route_is_behind_forward_auth_and_strips_the_prefix() -> None:
+def test_route_leads_to_the_gateway_with_the_path_kept() -> None:
     ms = modelserve()
-    strip, auth, route = build_route(ms, SETTINGS)
-    assert strip["spec"]["stripPrefix"]["prefixes"] == ["/uid-1"]
-    assert auth["spec"]["forwardAuth"]["address"].startswith(SETTINGS.gateway_auth_url)
+    (route,) = build_route(ms, SETTINGS)
     rule = route["spec"]["routes"][0]
     assert rule["match"] == "PathPrefix(`/uid-1/`)"
-    assert [m["name"] for m in rule["middlewares"]] == ["m-auth", "m-strip-prefix"]
-    assert rule["services"] == [{"name": "m", "port": 8000}]
+    assert "middlewares" not in rule  # the gateway authenticates and strips nothing
+    assert rule["services"] == [
+        {"name": "modelserve-gateway", "namespace": "modelserve", "port": 8200}
+    ]
+
+
+def test_route_to_a_traefik_service_of_another_provider() -> None:
+    settings = SETTINGS.model_copy(update={"route_service": "modelserve-gateway@file"})
+    (route,) = build_route(modelserve(), settings)
+    assert route["spec"]["routes"][0]["services"] == [
+        {"name": "modelserve-gateway@file", "kind": "TraefikService"}
+    ]
+
+
+def test_a_replaced_replica_drains_before_it_stops() -> None:
+    pod = build_deployment(modelserve(), SETTINGS)["spec"]["template"]["spec"]
+    server = pod["containers"][0]
+    assert server["lifecycle"] == {"preStop": {"sleep": {"seconds": SETTINGS.drain_seconds}}}
+    assert pod["terminationGracePeriodSeconds"] > SETTINGS.drain_seconds
 
 
 def test_every_child_is_owned_by_the_modelserve() -> None:

@@ -184,7 +184,7 @@ def test_spec_change_rolls_the_deployment(crds: KubeCluster, namespace: str) -> 
 def test_deleting_the_modelserve_removes_every_child(crds: KubeCluster, namespace: str) -> None:
     name = apply(crds, namespace, manifest("llamacpp-cpu.yaml"))
     wait_phase(crds, namespace, name, "Ready")
-    kinds = "deployments,services,secrets,ingressroutes,middlewares,pods"
+    kinds = "deployments,services,secrets,ingressroutes,pods"
     selector = f"llm.modelserve.io/modelserve={name}"
     assert len(get(crds, namespace, kinds, "-l", selector)["items"]) >= 7
     crds.kubectl("delete", "-n", namespace, f"ms/{name}", "--wait=true")
@@ -206,11 +206,11 @@ def test_children_changed_by_hand_are_restored(crds: KubeCluster, namespace: str
         "patch",
         "-n",
         namespace,
-        "middleware",
-        f"{name}-auth",
-        "--type=merge",
+        "ingressroute",
+        name,
+        "--type=json",
         "-p",
-        '{"spec": {"forwardAuth": {"address": "http://evil.example/allow-all"}}}',
+        '[{"op": "replace", "path": "/spec/routes/0/services/0/name", "value": "evil"}]',
     )
 
     wait_for(
@@ -225,13 +225,11 @@ def test_children_changed_by_hand_are_restored(crds: KubeCluster, namespace: str
     )
     wait_for(
         lambda: (
-            "evil"
-            not in get(crds, namespace, "middleware", f"{name}-auth")["spec"]["forwardAuth"][
-                "address"
-            ]
+            get(crds, namespace, "ingressroute", name)["spec"]["routes"][0]["services"][0]["name"]
+            != "evil"
         ),
         timeout=60,
-        what="the forward-auth middleware to be restored",
+        what="the route to the gateway to be restored",
     )
 
 
@@ -250,7 +248,7 @@ def test_operator_crash_midway_leaves_no_duplicates_or_orphans(
         wait_phase(crds, namespace, name, "Ready")
     deployments = get(crds, namespace, "deployments")["items"]
     assert sorted(d["metadata"]["name"] for d in deployments) == sorted(names)
-    owned = get(crds, namespace, "deployments,services,secrets,ingressroutes,middlewares")
+    owned = get(crds, namespace, "deployments,services,secrets,ingressroutes")
     for child in owned["items"]:
         owners = child["metadata"].get("ownerReferences") or []
         assert [o["name"] for o in owners if o["kind"] == "ModelServe"], child["metadata"]["name"]

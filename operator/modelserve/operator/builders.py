@@ -172,6 +172,9 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
         "resources": resources,
         "volumeMounts": mounts,
         # Loading a large model takes minutes: liveness starts counting only after this.
+        # A replica being replaced leaves the Service's Ready endpoints at once, so the
+        # gateway sends it nothing new; the requests it is answering finish meanwhile.
+        "lifecycle": {"preStop": {"sleep": {"seconds": settings.drain_seconds}}},
         "startupProbe": _probe("/health", server.port, 10, settings.startup_minutes * 6),
         "readinessProbe": _probe("/health", server.port, 5, 3),
         "livenessProbe": _probe("/health", server.port, 10, 3),
@@ -196,6 +199,8 @@ def build_deployment(ms: ModelServe, settings: OperatorSettings) -> Obj:
         "containers": [_server_container(ms, settings, server)],
         "volumes": volumes,
         "enableServiceLinks": False,
+        # The drain, then time for the server to stop on SIGTERM.
+        "terminationGracePeriodSeconds": settings.drain_seconds + 30,
     }
     if gpus:
         pod_spec["tolerations"] = [
@@ -234,29 +239,26 @@ def build_service(ms: ModelServe, settings: OperatorSettings) -> Obj:
     }
 
 
+def route_service(settings: OperatorSettings) -> Obj:
+    """Where a per-server route leads: the gateway, a Kubernetes Service (by default) or a
+    Traefik service of another provider (`name@provider`, e.g. the test bed's
+    `modelserve-gateway@file`)."""
+    if "@" in settings.route_service:
+        return {"name": settings.route_service, "kind": "TraefikService"}
+    return {
+        "name": settings.route_service,
+        "namespace": settings.route_service_namespace,
+        "port": settings.route_service_port,
+    }
+
+
 def build_route(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:
-    """Traefik: `/{server-id}/` → the Service, behind the gateway's forward auth."""
-    strip, auth = f"{ms.name}-strip-prefix", f"{ms.name}-auth"
-    port = server_container(ms, settings).port
-    middlewares = [
-        {
-            "apiVersion": "traefik.io/v1alpha1",
-            "kind": "Middleware",
-            "metadata": _meta(ms, strip),
-            "spec": {"stripPrefix": {"prefixes": [route_prefix(ms)]}},
-        },
-        {
-            "apiVersion": "traefik.io/v1alpha1",
-            "kind": "Middleware",
-            "metadata": _meta(ms, auth),
-            "spec": {
-                "forwardAuth": {
-                    "address": f"{settings.gateway_auth_url}?server={ms.server_id}",
-                    "authResponseHeaders": ["X-ModelServe-User", "X-ModelServe-Team"],
-                }
-            },
-        },
-    ]
+    """Traefik: `/{server-id}/` → the gateway, path kept.
+
+    The gateway serves `/{server-id}/v1/...` itself: a request on this route passes the
+    same authentication, limits, token budgets and usage accounting as one on `/v1`, and
+    reaches a Ready endpoint of the server chosen by the gateway (one data path).
+    """
     route = {
         "apiVersion": "traefik.io/v1alpha1",
         "kind": "IngressRoute",
@@ -267,14 +269,12 @@ def build_route(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:
                 {
                     "kind": "Rule",
                     "match": f"PathPrefix(`{route_prefix(ms)}/`)",
-                    # Auth first: an unauthenticated request never reaches the server.
-                    "middlewares": [{"name": auth}, {"name": strip}],
-                    "services": [{"name": ms.name, "port": port}],
+                    "services": [route_service(settings)],
                 }
             ],
         },
     }
-    return [*middlewares, route]
+    return [route]
 
 
 def build_children(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:

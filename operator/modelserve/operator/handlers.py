@@ -39,7 +39,6 @@ CHILD_KINDS: tuple[tuple[str, ...], ...] = (
     ("v1", "secrets"),
     ("v1", "persistentvolumeclaims"),
     ("traefik.io", "v1alpha1", "ingressroutes"),
-    ("traefik.io", "v1alpha1", "middlewares"),
 )
 OURS: dict[str, Any] = {MANAGED_BY: OPERATOR, NAME_LABEL: kopf.PRESENT}
 

@@ -43,9 +43,16 @@ class OperatorSettings(BaseSettings):
     model_store_access_key: SecretStr = SecretStr("")
     model_store_secret_key: SecretStr = SecretStr("")
 
-    # Routes
+    # Seconds a replica being replaced keeps answering the requests it has (preStop).
+    drain_seconds: int = Field(default=10, ge=1)
+
+    # Routes: Traefik's `/{server-id}/` leads to the gateway. A name with `@` is a Traefik
+    # service of another provider; else a Kubernetes Service (in another namespace than the
+    # ModelServe's, Traefik must allow cross-namespace references).
     route_entrypoints: str = "web"
-    gateway_auth_url: str = "http://modelserve-gateway.modelserve.svc:8200/auth/verify"
+    route_service: str = "modelserve-gateway"
+    route_service_namespace: str = "modelserve"
+    route_service_port: int = 8200
 
     # `external` servers
     external_probe_interval: float = Field(default=30.0, gt=0)

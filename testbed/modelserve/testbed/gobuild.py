@@ -9,6 +9,7 @@ machine builds nothing and a change of pin builds again.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import shutil
 import time
@@ -169,6 +170,20 @@ def build(module: GoModule, *, log: bool = True) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
+
+
+@functools.cache
+def module_dir(module: GoModule) -> Path:
+    """The upstream module's source in Go's module cache (for the manifests it ships, such
+    as KWOK's CRDs), downloaded at the pinned version and checked against go.sum."""
+    found = json.loads(
+        run(
+            ["go", "mod", "download", "-json", f"{module.module}@{module.version()}"],
+            cwd=module.path,
+            env={"GOTOOLCHAIN": "local"},
+        )
+    )
+    return Path(found["Dir"])
 
 
 @functools.cache

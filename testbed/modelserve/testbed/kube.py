@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -18,12 +19,14 @@ from typing import Any
 
 import yaml
 
-from modelserve.testbed.gobuild import binary
+from modelserve.testbed.gobuild import MODULES, binary, module_dir
+from modelserve.testbed.llama_server import ensure_llama_server
 from modelserve.testbed.pki import CertificateAuthority, KeyPair, service_account_keys
+from modelserve.testbed.pods.containers import Programs
+from modelserve.testbed.pods.network import PodNetwork, create_pod_network
+from modelserve.testbed.pods.runner import RUN_SELECTOR, PodRunner
 from modelserve.testbed.processes import ManagedProcess, free_port, http_ok, run
 
-SERVICE_CIDR = "10.96.0.0/16"
-POD_CIDR = "10.244.0.0/16"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_TAINT_KEY = "nvidia.com/gpu"
@@ -119,7 +122,9 @@ class KubeCluster:
     admin: KeyPair
     nodes: tuple[FakeNode, ...]
     authority: CertificateAuthority
+    network: PodNetwork
     processes: list[ManagedProcess] = field(default_factory=list)
+    runner: PodRunner | None = None
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         argv = [str(binary("kubectl")), f"--kubeconfig={self.kubeconfig}", *args]
@@ -155,9 +160,13 @@ class KubeCluster:
         return path
 
     def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()  # every pod's processes end first
+            self.runner = None
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+        self.network.remove()
 
 
 def _https_ok(url: str, ca: Path, client: KeyPair | None = None) -> bool:
@@ -178,11 +187,14 @@ def start_cluster(
     nodes: tuple[FakeNode, ...] = DEFAULT_NODES,
     timeout: float = 120.0,
 ) -> KubeCluster:
-    """Start etcd, the control plane and KWOK; register `nodes`; wait until all are Ready."""
+    """Start etcd, the control plane, KWOK and the pod runner on a pod network of its own;
+    register `nodes`; wait until all are Ready."""
     folder.mkdir(parents=True, exist_ok=True)
     pki = folder / "pki"
     ca = CertificateAuthority(pki)
     port = apiserver_port or free_port()
+    network = create_pod_network()
+    layout = network.layout
     serving = ca.issue(
         "apiserver",
         "kube-apiserver",
@@ -193,16 +205,22 @@ def start_cluster(
             "kubernetes.default",
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
-            "10.96.0.1",
+            layout.first_service_ip,
         ),
         server=True,
     )
     admin = ca.issue("admin", "modelserve-admin", organizations=("system:masters",), client=True)
+    # The nodes' kubelet endpoint is KWOK's server on loopback, over TLS, as the API
+    # server expects of a kubelet (`kubectl logs` goes there).
+    kubelet = ca.issue("kubelet", "kwok-kubelet", hosts=("127.0.0.1",), server=True)
+    kubelet_client = ca.issue(
+        "apiserver-kubelet-client", "kube-apiserver-kubelet-client", client=True
+    )
     sa = service_account_keys(pki)
     server = f"https://127.0.0.1:{port}"
     kubeconfig = folder / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(build_kubeconfig(server, ca.pair.cert, admin)))
-    cluster = KubeCluster(folder, server, kubeconfig, ca.pair.cert, admin, nodes, ca)
+    cluster = KubeCluster(folder, server, kubeconfig, ca.pair.cert, admin, nodes, ca, network)
     logs = folder / "logs"
     try:
         etcd_port, etcd_peer = free_port(), free_port()
@@ -245,7 +263,13 @@ def start_cluster(
                 f"--service-account-key-file={sa.cert}",
                 f"--service-account-signing-key-file={sa.key}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-cluster-ip-range={layout.services}",
+                # Nodes are reached at their InternalIP (loopback: KWOK's server), never
+                # by a host name that would have to resolve.
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-certificate-authority={ca.pair.cert}",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
                 "--authorization-mode=RBAC",
                 "--allow-privileged=true",
                 "--storage-backend=etcd3",
@@ -280,7 +304,7 @@ def start_cluster(
                 f"--root-ca-file={ca.pair.cert}",
                 f"--cluster-signing-cert-file={ca.pair.cert}",
                 f"--cluster-signing-key-file={ca.pair.key}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-cluster-ip-range={layout.services}",
                 "--use-service-account-credentials=true",
                 "--v=1",
             ],
@@ -300,15 +324,28 @@ def start_cluster(
                 f"--kubeconfig={kubeconfig}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}={KWOK_NODE_VALUE}",
-                f"--cidr={POD_CIDR}",
+                # Simulated pods get addresses in the pod network, where nothing listens.
+                f"--cidr={layout.simulated_pods}",
                 # Renew a Lease per node as kubelets do: without it the node controller
                 # marks every node, and then every pod, not Ready about once a minute.
                 "--node-lease-duration-seconds=40",
-                "--node-ip=10.0.0.1",
+                # The API server dials a node's address for logs: it stays on loopback.
+                "--node-ip=127.0.0.1",
+                f"--node-port={kwok_port}",
                 f"--server-address=127.0.0.1:{kwok_port}",
+                f"--tls-cert-file={kubelet.cert}",
+                f"--tls-private-key-file={kubelet.key}",
                 f"--config={STAGES}",
+                # `kubectl logs` of the pods the runner runs: a Logs resource per pod.
+                "--enable-crds=Logs",
+                # Those pods are the runner's: KWOK leaves their status alone.
+                f"--disregard-status-with-label-selector={RUN_SELECTOR}",
             ],
             logs / "kwok.log",
+        )
+        cluster.kubectl("apply", "--server-side", "-f", str(kwok_logs_crd()))
+        cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=30s", "crd/logs.kwok.x-k8s.io"
         )
         for process in (controller_manager, scheduler, kwok):
             cluster.processes.append(process)
@@ -321,7 +358,11 @@ def start_cluster(
             60,
             "healthy",
         )
-        kwok.wait_until(lambda: http_ok(f"http://127.0.0.1:{kwok_port}/healthz"), 60, "healthy")
+        kwok.wait_until(
+            lambda: _https_ok(f"https://127.0.0.1:{kwok_port}/healthz", ca.pair.cert),
+            60,
+            "healthy",
+        )
 
         cluster.kubectl("apply", stdin=yaml.safe_dump_all(build_node(node) for node in nodes))
         kwok.wait_until(lambda: _nodes_ready(cluster), timeout, "reporting all nodes Ready")
@@ -331,10 +372,23 @@ def start_cluster(
             timeout,
             "creating the default service account",
         )
+        cluster.runner = PodRunner(
+            kubeconfig,
+            network,
+            folder / "runner",
+            Programs(llama_server=ensure_llama_server, scripts=Path(sys.executable).parent),
+            node_ip="127.0.0.1",
+        )
+        cluster.runner.start()
     except BaseException:
         cluster.stop()
         raise
     return cluster
+
+
+def kwok_logs_crd() -> Path:
+    """KWOK's own definition of its `Logs` resource, from the pinned module's source."""
+    return module_dir(MODULES["kwok"]) / "kustomize" / "crd" / "bases" / "kwok.x-k8s.io_logs.yaml"
 
 
 def _nodes_ready(cluster: KubeCluster) -> bool:

@@ -64,12 +64,13 @@ class ManagedProcess:
         cwd: Path | None = None,
         user: str | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
+        inherit_env: bool = True,
     ) -> None:
         self.name = name
         self.stop_signal = stop_signal
         self.argv = [str(arg) for arg in argv]
         self.log_path = log_path
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**(os.environ if inherit_env else {}), **(env or {})}
         self.cwd = cwd
         self.user = user
         self._proc: subprocess.Popen[bytes] | None = None
@@ -92,6 +93,11 @@ class ManagedProcess:
             user=self.user,
             start_new_session=True,
         )
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the process ended (negative: killed by that signal)."""
+        return self._proc.poll() if self._proc is not None else None
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
