@@ -613,7 +613,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="modelserve-bench-") as tmp:
         folder = Path(tmp)
         began = time.monotonic()
-        cluster = start_cluster(folder / "kube", nodes=nodes)
+        # Thousands of servers: their pods stay simulated (KWOK), not run.
+        cluster = start_cluster(folder / "kube", nodes=nodes, run_pods=False)
         api = api_client(cluster.kubeconfig, connections=CREATE_THREADS + 8)  # + watches
         try:
             install_crds(cluster)

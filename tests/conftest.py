@@ -17,7 +17,7 @@ from minio import Minio
 
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.kube import KubeCluster, start_cluster
-from modelserve.testbed.llm import LlmServer, start_llm
+from modelserve.testbed.llm import LlmServer, ensure_runtime, start_llm
 from modelserve.testbed.objectstores import (
     PLATFORM_BUCKET,
     UPSTREAM_BUCKET,
@@ -32,6 +32,7 @@ from modelserve.testbed.platform import (
 )
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.postgres import PostgresServer, fresh_schema, start_postgres
+from modelserve.testbed.seeding import place_smollm2
 
 
 def _unique(prefix: str) -> str:
@@ -151,23 +152,39 @@ def crds(kube: KubeCluster) -> KubeCluster:
     return kube
 
 
+@pytest.fixture(scope="session")
+def smollm2_uri(platform_store: MinioServer) -> str:
+    """The SmolLM2 GGUF in the platform store, where the download service puts it (and
+    where docs/examples/llamacpp-cpu.yaml looks for it)."""
+    return place_smollm2(platform_store, ensure_runtime().model)
+
+
+def operator_settings(crds: KubeCluster, platform_store: MinioServer) -> dict[str, str]:
+    """The operator's settings on the test bed: pods fetch from the platform MinIO (reached
+    from the pod network), routes lead to the gateway known to Traefik's file provider."""
+    return {
+        "OPERATOR_EXTERNAL_PROBE_INTERVAL": "1",
+        "OPERATOR_EXTERNAL_PROBE_TIMEOUT": "2",
+        "OPERATOR_MODEL_STORE_ENDPOINT": crds.expose_to_pods(platform_store.port),
+        "OPERATOR_MODEL_STORE_ACCESS_KEY": platform_store.access_key,
+        "OPERATOR_MODEL_STORE_SECRET_KEY": platform_store.secret_key,
+        "OPERATOR_ROUTE_SERVICE": "modelserve-gateway@file",
+        # Short requests here: a replaced replica need not wait the production 10 s.
+        "OPERATOR_DRAIN_SECONDS": "2",
+    }
+
+
 @pytest.fixture(scope="module")
-def operator(crds: KubeCluster, testbed_dir: Path) -> Iterator[RunningOperator]:
+def operator(
+    crds: KubeCluster, testbed_dir: Path, platform_store: MinioServer, smollm2_uri: str
+) -> Iterator[RunningOperator]:
     """`modelserve-operator` running against the test cluster, as a process of its own,
     with the credentials of its service account: every test also checks its RBAC.
 
     One per test module, not per session: the CRD's own tests write status by hand and
     need a cluster where no operator writes it too."""
     running = start_operator(
-        operator_kubeconfig(crds),
-        testbed_dir / "logs",
-        {
-            "OPERATOR_EXTERNAL_PROBE_INTERVAL": "1",
-            "OPERATOR_EXTERNAL_PROBE_TIMEOUT": "2",
-            "OPERATOR_MODEL_STORE_ENDPOINT": "modelserve-minio.modelserve.svc:9000",
-            "OPERATOR_MODEL_STORE_ACCESS_KEY": "test-access-key",
-            "OPERATOR_MODEL_STORE_SECRET_KEY": "test-secret-key",
-        },
+        operator_kubeconfig(crds), testbed_dir / "logs", operator_settings(crds, platform_store)
     )
     yield running
     running.stop()

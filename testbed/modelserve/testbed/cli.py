@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import threading
@@ -11,7 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from modelserve.testbed import gobuild, llm, postgres
+from modelserve.testbed import gobuild, llm, postgres, traefik
 from modelserve.testbed.cache import cache_root
 from modelserve.testbed.stack import Ports, start_stack
 
@@ -30,6 +31,14 @@ def build() -> None:
     bindir = postgres.ensure_installed()
     print(f"testbed: PostgreSQL in {bindir} ({time.monotonic() - step:.0f}s)", flush=True)
     step = time.monotonic()
+    traefik_bin = traefik.ensure_traefik()
+    crds = traefik.traefik_crds()  # fetched into Go's module cache, which CI keeps
+    print(
+        f"testbed: Traefik {traefik.TRAEFIK_VERSION} in {traefik_bin}, its CRDs in {crds} "
+        f"({time.monotonic() - step:.0f}s)",
+        flush=True,
+    )
+    step = time.monotonic()
     runtime = llm.ensure_runtime()
     print(
         f"testbed: llama-cpp-python {llm.LLAMA_CPP_PYTHON_VERSION} with {runtime.model.name} "
@@ -37,6 +46,43 @@ def build() -> None:
         flush=True,
     )
     print(f"testbed: built in {time.monotonic() - started:.0f}s; cache {cache_root()}", flush=True)
+
+
+FATAL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _caught_signals(pid: int) -> int | None:
+    """The signals process `pid` catches (/proc's SigCgt mask), None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return int(line.split()[1], 16)
+    except OSError:
+        return None
+    return None
+
+
+class ParentWatch:
+    """Whether the process that started us (make, for `make dev`) is going away.
+
+    A script's SIGINT to make reaches make alone, not its child; make then waits for the
+    child forever. But make's handler of a fatal signal first resets that signal to its
+    default, which shows in /proc: a handler that disappears, or a parent that exits,
+    means stop.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getppid()
+        caught = _caught_signals(self.pid) or 0
+        self._watched = [s for s in FATAL_SIGNALS if caught & (1 << (s - 1))]
+
+    def gone(self) -> bool:
+        if os.getppid() != self.pid:
+            return True
+        caught = _caught_signals(self.pid)
+        if caught is None:
+            return True
+        return any(not caught & (1 << (s - 1)) for s in self._watched)
 
 
 def up(state: Path, ports: Ports) -> None:
@@ -49,6 +95,14 @@ def up(state: Path, ports: Ports) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    parent = ParentWatch()
+
+    def watch_parent() -> None:
+        while not stop.wait(timeout=0.5):
+            if parent.gone():
+                stop.set()
+
+    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     with ExitStack() as resources:
         stack = start_stack(state.resolve(), ports, resources)
         stack.write_env()

@@ -23,6 +23,7 @@ from modelserve.testbed.gobuild import MODULES, binary, module_dir
 from modelserve.testbed.llama_server import ensure_llama_server
 from modelserve.testbed.pki import CertificateAuthority, KeyPair, service_account_keys
 from modelserve.testbed.pods.containers import Programs
+from modelserve.testbed.pods.forwarding import Forwarder
 from modelserve.testbed.pods.network import PodNetwork, create_pod_network
 from modelserve.testbed.pods.runner import RUN_SELECTOR, PodRunner
 from modelserve.testbed.processes import ManagedProcess, free_port, http_ok, run
@@ -125,6 +126,7 @@ class KubeCluster:
     network: PodNetwork
     processes: list[ManagedProcess] = field(default_factory=list)
     runner: PodRunner | None = None
+    forwarders: dict[int, Forwarder] = field(default_factory=dict)
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         argv = [str(binary("kubectl")), f"--kubeconfig={self.kubeconfig}", *args]
@@ -159,7 +161,16 @@ class KubeCluster:
         path.chmod(0o600)
         return path
 
+    def expose_to_pods(self, port: int) -> str:
+        """The address (host:port) at which pods reach the host's loopback `port`."""
+        if port not in self.forwarders:
+            self.forwarders[port] = Forwarder(self.network.layout.host_address, port)
+        return self.forwarders[port].endpoint
+
     def stop(self) -> None:
+        for forwarder in self.forwarders.values():
+            forwarder.stop()
+        self.forwarders.clear()
         if self.runner is not None:
             self.runner.stop()  # every pod's processes end first
             self.runner = None
@@ -186,9 +197,11 @@ def start_cluster(
     apiserver_port: int = 0,
     nodes: tuple[FakeNode, ...] = DEFAULT_NODES,
     timeout: float = 120.0,
+    run_pods: bool = True,
 ) -> KubeCluster:
     """Start etcd, the control plane, KWOK and the pod runner on a pod network of its own;
-    register `nodes`; wait until all are Ready."""
+    register `nodes`; wait until all are Ready. `run_pods=False` leaves every pod to KWOK
+    (simulated), as a benchmark of thousands of servers needs."""
     folder.mkdir(parents=True, exist_ok=True)
     pki = folder / "pki"
     ca = CertificateAuthority(pki)
@@ -339,7 +352,7 @@ def start_cluster(
                 # `kubectl logs` of the pods the runner runs: a Logs resource per pod.
                 "--enable-crds=Logs",
                 # Those pods are the runner's: KWOK leaves their status alone.
-                f"--disregard-status-with-label-selector={RUN_SELECTOR}",
+                *([f"--disregard-status-with-label-selector={RUN_SELECTOR}"] if run_pods else []),
             ],
             logs / "kwok.log",
         )
@@ -372,6 +385,8 @@ def start_cluster(
             timeout,
             "creating the default service account",
         )
+        if not run_pods:
+            return cluster
         cluster.runner = PodRunner(
             kubeconfig,
             network,

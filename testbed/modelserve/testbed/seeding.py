@@ -9,13 +9,16 @@ from pathlib import Path
 from minio import Minio
 from minio.error import S3Error
 
-from modelserve.testbed.objectstores import UPSTREAM_BUCKET, MinioServer
+from modelserve.testbed.objectstores import PLATFORM_BUCKET, UPSTREAM_BUCKET, MinioServer
 
 # The model the upstream store holds from the start, so that a first download needs no
 # upload: uuid5(NAMESPACE_URL, "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct"),
 # written out so that docs and scripts can name it.
 SMOLLM2_MODEL_UUID = "ac04b7c6-f776-5cf1-a9d8-ac936e7357c1"
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Where the download service puts it in the platform store (docs/examples/llamacpp-cpu.yaml).
+SMOLLM2_PLATFORM_KEY = f"models/{SMOLLM2_MODEL_UUID}/{SMOLLM2_FILE}"
 
 
 def _stored_size(client: Minio, bucket: str, key: str) -> int | None:
@@ -53,3 +56,12 @@ def seed_smollm2(store: MinioServer, model: Path, bucket: str = UPSTREAM_BUCKET)
     }
     store.put(bucket, folder + "manifest.json", json.dumps(manifest, indent=2).encode())
     return True
+
+
+def place_smollm2(store: MinioServer, model: Path, bucket: str = PLATFORM_BUCKET) -> str:
+    """Put the SmolLM2 GGUF where a download would have left it in the platform store, for
+    tests of serving that do not test downloading; its s3:// URI."""
+    client = store.client()
+    if _stored_size(client, bucket, SMOLLM2_PLATFORM_KEY) != model.stat().st_size:
+        client.fput_object(bucket, SMOLLM2_PLATFORM_KEY, str(model))
+    return f"s3://{bucket}/{SMOLLM2_PLATFORM_KEY}"

@@ -36,8 +36,10 @@ from modelserve.testbed.platform import (
 )
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.postgres import PostgresServer, start_postgres
-from modelserve.testbed.processes import port_open
+from modelserve.testbed.processes import free_port, port_open
 from modelserve.testbed.seeding import SMOLLM2_MODEL_UUID, SMOLLM2_NAME, seed_smollm2
+from modelserve.testbed.serving import ServedModel, download_model, serve
+from modelserve.testbed.traefik import GATEWAY_SERVICE, RunningTraefik, start_traefik
 
 # What the summary tells a developer to run, after `source .dev/env`.
 FIRST_DOWNLOAD = (
@@ -57,9 +59,27 @@ GATEWAY_CHAT = (
     f""" -d '{{"model": "{MODEL_ALIAS}", "max_tokens": 64,"""
     """ "messages": [{"role": "user", "content": "Hi"}]}'"""
 )
-# The `external` ModelServe that puts the SmolLM2 server behind the gateway.
-SMOLLM2_SERVER = "smollm2"
+# The same server through Traefik's per-server route, with the seeds' body (no `model`).
+ROUTE_CHAT = (
+    'curl "$TRAEFIK_URL/$SMOLLM2_SERVER_ID/v1/chat/completions" -H "Authorization: Bearer $TOKEN"'
+    " -H 'Content-Type: application/json'"
+    """ -d '{"messages": [{"role": "user", "content": "Hi"}], "temperature": 0.7,"""
+    """ "max_tokens": 64}'"""
+)
+# What `make dev` serves with POST /serve: the downloaded SmolLM2 on llama.cpp, CPU node.
+SMOLLM2_SERVE_REQUEST = {
+    "model_uuid": SMOLLM2_MODEL_UUID,
+    "runtime": "llamacpp",
+    "served_name": MODEL_ALIAS,
+    "runtime_params": "--ctx-size 2048 --threads 2 --parallel 4",
+}
+# How the operator's per-server routes name the gateway: a service of Traefik's file provider.
+GATEWAY_TRAEFIK_SERVICE = f"{GATEWAY_SERVICE}@file"
+# The `external` ModelServe that puts the llama-cpp-python server behind the gateway too:
+# an example of a server that runs outside the cluster.
+SMOLLM2_SERVER = "smollm2-external"
 SMOLLM2_SERVER_NAMESPACE = "default"
+SMOLLM2_EXTERNAL_NAME = f"{MODEL_ALIAS}-external"
 # The secret is new with each `up`, so the token dies with the stack whatever its expiry;
 # and whoever can read it in .dev/env can read $JWT_SECRET beside it.
 ADMIN_TOKEN_SECONDS = 365 * 24 * 3600
@@ -77,6 +97,7 @@ class Ports:
     upstream_console: int = 9101
     llm: int = 8100
     gateway: int = 8200
+    traefik: int = 8080
     contract: int = 8201
     contract_webhook: int = 8443
     download: int = 8202
@@ -107,6 +128,8 @@ class Stack:
     gateway_admin_password: str
     jwt_secret: str
     admin_token: str
+    traefik: RunningTraefik
+    served: ServedModel
 
     def environment(self) -> dict[str, str]:
         """What the platform's services read to find the test bed's components."""
@@ -137,6 +160,8 @@ class Stack:
             "MODELSERVE_DOWNLOAD_URL": self.download.url,
             "MODELSERVE_TOKEN": self.admin_token,
             "SMOLLM2_MODEL_UUID": SMOLLM2_MODEL_UUID,
+            "TRAEFIK_URL": self.traefik.url,
+            "SMOLLM2_SERVER_ID": self.served.server_id,
         }
 
     def summary(self) -> str:
@@ -159,8 +184,12 @@ class Stack:
             f"  Download     {self.download.url} (upstream holds {SMOLLM2_NAME} under "
             f"{self.upstream.bucket}/{SMOLLM2_MODEL_UUID}/)",
             f"  Gateway      {self.gateway.url} (OpenAI API under /v1; sign in as "
-            f"{GATEWAY_ADMIN} with $GATEWAY_ADMIN_PASSWORD; {self.llm.alias} is served by "
-            f"ModelServe {SMOLLM2_SERVER_NAMESPACE}/{SMOLLM2_SERVER})",
+            f"{GATEWAY_ADMIN} with $GATEWAY_ADMIN_PASSWORD)",
+            f"  Traefik      {self.traefik.url} (/{{server-id}}/v1/... through the gateway)",
+            f"  Served       {self.served.served_name}: ModelServe {self.served.namespace}/"
+            f"{self.served.name} (llamacpp, downloaded and served with POST /serve; server id "
+            f"$SMOLLM2_SERVER_ID); {SMOLLM2_EXTERNAL_NAME}: ModelServe "
+            f"{SMOLLM2_SERVER_NAMESPACE}/{SMOLLM2_SERVER} (external, the model server above)",
             "  Token        $MODELSERVE_TOKEN: an admin token, signed with $JWT_SECRET",
             f"  Logs         {self.folder / 'logs'}",
             f"Use it from another shell:  source {env_file} && kubectl get nodes",
@@ -170,6 +199,8 @@ class Stack:
             "A chat through the gateway, as its first admin:",
             f"  {GATEWAY_SIGN_IN}",
             f"  {GATEWAY_CHAT}",
+            "The same server through Traefik's route, with the seeds' body:",
+            f"  {ROUTE_CHAT}",
             "Ctrl-C stops everything.",
         ]
         return "\n".join(lines)
@@ -184,8 +215,9 @@ class Stack:
         return env_file
 
 
-def wait_until_listed(gateway: RunningService, password: str, model: str) -> None:
-    """Sign in as the gateway's first admin and wait until GET /v1/models lists `model`."""
+def wait_until_listed(gateway: RunningService, password: str, model: str) -> str:
+    """Sign in as the gateway's first admin and wait until GET /v1/models lists `model`;
+    the admin's token."""
     with httpx.Client(base_url=gateway.url, timeout=10) as http:
         signed_in = http.post("/auth/token", json={"username": GATEWAY_ADMIN, "password": password})
         signed_in.raise_for_status()
@@ -197,6 +229,7 @@ def wait_until_listed(gateway: RunningService, password: str, model: str) -> Non
             return any(entry["id"] == model for entry in models)
 
         wait_for(listed, timeout=30, what=f"the gateway to list {model}")
+    return str(token)
 
 
 def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
@@ -232,6 +265,8 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         operator_kubeconfig(kube),
         folder / "logs",
         {
+            # Per-server routes lead to the gateway, which Traefik knows from its file.
+            "OPERATOR_ROUTE_SERVICE": GATEWAY_TRAEFIK_SERVICE,
             "OPERATOR_MODEL_STORE_ENDPOINT": platform.endpoint,
             "OPERATOR_MODEL_STORE_ACCESS_KEY": platform.access_key,
             "OPERATOR_MODEL_STORE_SECRET_KEY": platform.secret_key,
@@ -280,12 +315,13 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         SMOLLM2_SERVER,
         SMOLLM2_SERVER_NAMESPACE,
         owner=GATEWAY_ADMIN,
-        served_name=llm.alias,
+        served_name=SMOLLM2_EXTERNAL_NAME,
         url=llm.url,
     )
     serve_external(kube, smollm2)
     gateway_database_url = postgres.create_database("modelserve_gateway")
     gateway_admin_password = secrets.token_urlsafe(18)
+    traefik_port = ports.traefik or free_port()
     gateway = start_service(
         "gateway",
         folder / "logs",
@@ -299,13 +335,21 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
             # Its own service account, which the contract's webhook lets act for users
             # (CONTRACT_DELEGATING_USERS).
             "GATEWAY_KUBECONFIG": str(gateway_kubeconfig(kube)),
+            # What GET /status shows as each server's endpoint.
+            "GATEWAY_INGRESS_URL": f"http://127.0.0.1:{traefik_port}",
         },
         port=ports.gateway or None,
     )
     resources.callback(gateway.stop)
-    wait_until_listed(gateway, gateway_admin_password, llm.alias)
+    traefik = start_traefik(folder / "traefik", kube, port=traefik_port, gateway_url=gateway.url)
+    resources.callback(traefik.stop)
+    gateway_token = wait_until_listed(gateway, gateway_admin_password, SMOLLM2_EXTERNAL_NAME)
     signer = TokenSigner(TokenSettings(secret=SecretStr(jwt_secret)))
     admin_token = signer.sign("developer", roles=(ADMIN,), expires_in=ADMIN_TOKEN_SECONDS)
+    # The core loop: download, serve on llama.cpp (its pods really run), chat.
+    print("testbed: downloading SmolLM2 and serving it on llama.cpp", flush=True)
+    download_model(download.url, admin_token, SMOLLM2_MODEL_UUID)
+    served = serve(gateway.url, gateway_token, SMOLLM2_SERVE_REQUEST)
     return Stack(
         folder,
         kube,
@@ -323,4 +367,6 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         gateway_admin_password,
         jwt_secret,
         admin_token,
+        traefik,
+        served,
     )

@@ -3,12 +3,13 @@
 The runner runs two kinds of containers:
 
 - the platform's own commands (`command: [modelserve-…]`, e.g. the init step
-  `modelserve-fetch-model`): the console script of this checkout's virtual environment,
-  on the host's network, where the test bed's MinIO listens on loopback;
+  `modelserve-fetch-model`): the console script of this checkout's virtual environment;
 - the server of the llama.cpp images (`ghcr.io/ggml-org/llama.cpp:server…`, CPU and CUDA
-  alike): the native `llama-server`, with the container's own `args`, inside the pod
-  network, bound to the pod's IP (`--host 0.0.0.0` becomes the pod IP, since every pod
-  of the namespace shares it and two servers on port 8080 would clash).
+  alike): the native `llama-server`, with the container's own `args`, bound to the pod's
+  IP (`--host 0.0.0.0` becomes the pod IP, since every pod of the namespace shares it and
+  two servers on port 8080 would clash).
+
+Both run inside the pod network: what a pod dials stays there (see `network`).
 
 Volume mounts become folders: an `emptyDir` one per pod, a PersistentVolumeClaim one per
 claim (replicas share it, as they share a ReadWriteMany volume); arguments and
@@ -52,7 +53,6 @@ class Programs:
 class LocalProcess:
     argv: tuple[str, ...]
     env: dict[str, str]
-    in_pod_network: bool
 
 
 def is_llamacpp_server(image: str) -> bool:
@@ -186,10 +186,10 @@ def local_process(
         if not script.exists():
             raise ContainerError("RunContainerError", f"no platform command {command[0]!r}")
         argv = [str(script), *[map_path(arg, mounts) for arg in command[1:]], *args]
-        return LocalProcess(tuple(argv), env, in_pod_network=False)
+        return LocalProcess(tuple(argv), env)
     if is_llamacpp_server(image) and not command:
         argv = [str(programs.llama_server()), *bind_to_pod(args, pod_ip)]
-        return LocalProcess(tuple(argv), env, in_pod_network=True)
+        return LocalProcess(tuple(argv), env)
     raise ContainerError(
         "ImageNotRunnable",
         f"the test bed runs llama.cpp server images and the platform's own commands, "

@@ -11,8 +11,14 @@ routes nowhere yet):
 The host routes the whole /16 into the veth (`src` a link-local address of the host
 end); inside the namespace the /16 is a `local` route, so any of its addresses can be
 bound and nothing sent there leaves the namespace. Traffic to pods therefore never
-reaches another machine, whatever the host's default route says. Making it needs root
-(CAP_NET_ADMIN), as `ip netns` does.
+reaches another machine, whatever the host's default route says.
+
+The other way round, the namespace routes nothing but the /16 and the host end's address,
+and its resolver (`/etc/netns/<name>/resolv.conf`, which `ip netns exec` mounts over
+/etc/resolv.conf) is its own loopback, where nothing answers: whatever a pod dials, it
+reaches no other machine either. What pods may reach on the host (the platform's MinIO)
+is forwarded to them on the host end's address (`forwarding`). Making the network needs
+root (CAP_NET_ADMIN), as `ip netns` does.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ import fcntl
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from modelserve.testbed.cache import cache_root
 
@@ -111,6 +119,7 @@ def remove_stale_namespaces() -> None:
         if owner.isdigit() and not _alive(int(owner)):
             with contextlib.suppress(PodNetworkError):
                 _ip("netns", "del", name)
+            shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -166,6 +175,11 @@ class PodNetwork:
                 f"{self.host_device!r}: refusing to start a pod there"
             )
 
+    @property
+    def config_folder(self) -> Path:
+        """Files `ip netns exec` mounts over /etc inside the namespace."""
+        return Path("/etc/netns") / self.name
+
     def remove(self) -> None:
         # Deleting the namespace destroys its veth end, hence the pair and its routes, but
         # the kernel frees a namespace lazily: remove the host end now.
@@ -173,6 +187,7 @@ class PodNetwork:
             _ip("link", "del", self.host_device)
         with contextlib.suppress(PodNetworkError):
             _ip("netns", "del", self.name)
+        shutil.rmtree(self.config_folder, ignore_errors=True)
 
 
 def _commands(name: str, layout: Layout, host: str, inner: str) -> Sequence[tuple[str, ...]]:
@@ -226,6 +241,9 @@ def create_pod_network() -> PodNetwork:
                 _ip(*args)
             for args in _inner_commands(layout, inner):
                 _ip(*args, netns=name)
+            network.config_folder.mkdir(parents=True, exist_ok=True)
+            # No resolver: a name a pod looks up is never asked of any server.
+            (network.config_folder / "resolv.conf").write_text("nameserver 127.0.0.1\n")
         except BaseException:
             network.remove()
             raise

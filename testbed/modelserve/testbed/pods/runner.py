@@ -207,10 +207,9 @@ class PodWorker:
         current.parent.mkdir(parents=True, exist_ok=True)
         if current.exists():
             current.replace(previous)
-        prefix = self.runner.network.exec_prefix() if process.in_pod_network else []
         managed = ManagedProcess(
             f"{self.key}/{spec['name']}",
-            [*prefix, *process.argv],
+            [*self.runner.network.exec_prefix(), *process.argv],
             current,
             # A container gets its own environment, not the test bed's.
             env={
