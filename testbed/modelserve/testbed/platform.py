@@ -16,8 +16,8 @@ from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.pki import CertificateAuthority
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import ManagedProcess, free_port
+from modelserve.testbed.traefik import traefik_crds
 
-TRAEFIK_CRDS = Path(__file__).with_name("traefik_crds.yaml")
 OPERATOR_NAMESPACE = "modelserve-system"
 CONTRACT_NAMESPACE = "modelserve"
 GATEWAY_NAMESPACE = "modelserve"
@@ -44,18 +44,13 @@ class RunningOperator:
 
 
 def install_crds(cluster: KubeCluster) -> None:
-    """The ModelServe CRD from crds/, and stand-ins for Traefik's, ready to use."""
-    cluster.kubectl(
-        "apply", "--server-side", "-f", str(repo_root() / "crds"), "-f", str(TRAEFIK_CRDS)
-    )
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        "crd/modelserves.llm.modelserve.io",
-        "crd/ingressroutes.traefik.io",
-        "crd/middlewares.traefik.io",
-    )
+    """The ModelServe CRD from crds/ and Traefik's own CRDs (from its Go module), ready to
+    use."""
+    # Server-side, as Traefik's documentation applies them: a client-side apply would keep
+    # a second copy of each (up to 95 kB) in its last-applied annotation.
+    files = ["-f", str(repo_root() / "crds"), "-f", str(traefik_crds())]
+    cluster.kubectl("apply", "--server-side", *files)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", *files)
 
 
 def build_external_server(
