@@ -173,9 +173,10 @@ def build(module: GoModule, *, log: bool = True) -> Path:
 
 
 @functools.cache
-def module_dir(module: GoModule) -> Path:
-    """The upstream module's source in Go's module cache (for the manifests it ships, such
-    as KWOK's CRDs), downloaded at the pinned version and checked against go.sum."""
+def module_dir(folder: str) -> Path:
+    """The source of the upstream module that the wrapper `folder` pins, in Go's module
+    cache (for the manifests it ships, such as KWOK's CRDs), checked against go.sum."""
+    module = MODULES[folder]
     found = json.loads(
         run(
             ["go", "mod", "download", "-json", f"{module.module}@{module.version()}"],

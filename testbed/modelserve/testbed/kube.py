@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from modelserve.testbed.gobuild import MODULES, binary, module_dir
+from modelserve.testbed.gobuild import binary, module_dir
 from modelserve.testbed.llama_server import ensure_llama_server
 from modelserve.testbed.pki import CertificateAuthority, KeyPair, service_account_keys
 from modelserve.testbed.pods.containers import Programs
@@ -403,7 +403,7 @@ def start_cluster(
 
 def kwok_logs_crd() -> Path:
     """KWOK's own definition of its `Logs` resource, from the pinned module's source."""
-    return module_dir(MODULES["kwok"]) / "kustomize" / "crd" / "bases" / "kwok.x-k8s.io_logs.yaml"
+    return module_dir("kwok") / "kustomize" / "crd" / "bases" / "kwok.x-k8s.io_logs.yaml"
 
 
 def _nodes_ready(cluster: KubeCluster) -> bool:
