@@ -15,7 +15,7 @@ import psycopg
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import descendants
 from modelserve.testbed.seeding import SMOLLM2_MODEL_UUID, SMOLLM2_NAME
-from modelserve.testbed.stack import FIRST_DOWNLOAD, GATEWAY_CHAT, GATEWAY_SIGN_IN
+from modelserve.testbed.stack import FIRST_DOWNLOAD, GATEWAY_CHAT, GATEWAY_SIGN_IN, ROUTE_CHAT
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -48,11 +48,12 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
 
         printed = wait_for(summary, timeout=10, what="the summary")
         assert FIRST_DOWNLOAD in printed
-        assert GATEWAY_SIGN_IN in printed and GATEWAY_CHAT in printed
+        assert GATEWAY_SIGN_IN in printed and GATEWAY_CHAT in printed and ROUTE_CHAT in printed
         started = descendants([up.pid]) - {up.pid}
         # etcd, 3 control-plane programs, kwok, postgres, 2 minio, llm, operator,
-        # contract, download, gateway
-        assert len(started) >= 13
+        # contract, download, gateway, traefik, and the served model's llama-server
+        assert len(started) >= 15
+        assert any("llama-server" in _command(pid) for pid in started)
 
         nodes = subprocess.run(
             ["kubectl", "get", "nodes", "-o", "name"], env=env, capture_output=True, text=True
@@ -64,10 +65,9 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
         assert minio.status_code == 200
         models = httpx.get(f"{env['MODEL_SERVER_URL']}/models", timeout=5).json()
         assert models["data"][0]["id"] == env["MODEL_SERVER_MODEL"]
-        # Before the example below: its llamacpp server on KWOK serves the same model name
-        # without a real server behind it.
         _gateway_chat_works(env)
-        # The operator reconciles what is applied: the CPU example becomes Ready.
+        # The operator reconciles what is applied: the CPU example's pods run the model
+        # make dev downloaded, and become Ready.
         example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "llamacpp-cpu.yaml"
         subprocess.run(["kubectl", "apply", "-f", example], env=env, check=True)
         wait_for(
@@ -80,7 +80,7 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
                 ).stdout
                 == "Ready"
             ),
-            timeout=60,
+            timeout=180,
             what="the example ModelServe to become Ready",
         )
         _first_download_works(env)
@@ -96,13 +96,14 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
 
 
 def _first_download_works(env: dict[str, str]) -> None:
-    """The summary's curl, run as printed, copies the seeded SmolLM2 into the platform."""
+    """make dev downloaded the seeded SmolLM2 into the platform: the summary's curl, run as
+    printed, answers with that job, ready."""
     assert env["SMOLLM2_MODEL_UUID"] == SMOLLM2_MODEL_UUID
     curl = ["bash", "-c", f"{FIRST_DOWNLOAD} -sS -w ' %{{http_code}}'"]
     answer = subprocess.run(curl, env=env, capture_output=True, text=True, check=True).stdout
     body, status = answer.rsplit(" ", 1)
-    assert status == "202", answer
-    assert json.loads(body)["state"] == "queued"
+    assert status == "200", answer
+    assert json.loads(body)["state"] == "ready"
 
     headers = {"Authorization": f"Bearer {env['MODELSERVE_TOKEN']}"}
     with httpx.Client(base_url=env["DOWNLOAD_URL"], headers=headers, timeout=10) as client:
@@ -120,8 +121,8 @@ def _first_download_works(env: dict[str, str]) -> None:
 
 
 def _gateway_chat_works(env: dict[str, str]) -> None:
-    """The summary's two commands, run as printed: a token, then a chat completion through
-    the gateway; the same token lists the model in GET /v1/models."""
+    """The summary's commands, run as printed: a token, a chat completion through the
+    gateway, the same through Traefik's route; the token lists the model in /v1/models."""
     script = f'{GATEWAY_SIGN_IN}\nprintf "%s\\n" "$TOKEN"\n{GATEWAY_CHAT}'
     answer = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", script],
@@ -137,11 +138,31 @@ def _gateway_chat_works(env: dict[str, str]) -> None:
     assert chat["model"] == env["MODEL_SERVER_MODEL"], chat
     assert chat["choices"][0]["message"]["content"].strip(), chat
 
+    # Traefik's per-server route, the seeds' body (no model): the same server answers.
+    routed = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", f"TOKEN={token}\n{ROUTE_CHAT}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert routed.returncode == 0, routed.stderr
+    chat = json.loads(routed.stdout)
+    assert chat["object"] == "chat.completion", chat
+    assert chat["choices"][0]["message"]["content"].strip(), chat
+
     models = httpx.get(
         f"{env['GATEWAY_URL']}/v1/models", headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
     assert models.status_code == 200, models.text
     assert env["MODEL_SERVER_MODEL"] in [model["id"] for model in models.json()["data"]]
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _zombie(pid: int) -> bool:

@@ -193,8 +193,8 @@ class Stack:
             "  Token        $MODELSERVE_TOKEN: an admin token, signed with $JWT_SECRET",
             f"  Logs         {self.folder / 'logs'}",
             f"Use it from another shell:  source {env_file} && kubectl get nodes",
-            f"A first download:  {FIRST_DOWNLOAD}",
-            '                   then curl "$DOWNLOAD_URL/status/$SMOLLM2_MODEL_UUID"'
+            f"SmolLM2 was downloaded (asking again answers 200 with its job):  {FIRST_DOWNLOAD}",
+            '                   and curl "$DOWNLOAD_URL/status/$SMOLLM2_MODEL_UUID"'
             ' -H "Authorization: Bearer $MODELSERVE_TOKEN"',
             "A chat through the gateway, as its first admin:",
             f"  {GATEWAY_SIGN_IN}",
