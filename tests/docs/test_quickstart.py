@@ -172,7 +172,7 @@ def test_local_mode_runs_as_written(tmp_path: Path) -> None:
     )
 
     nodes = by_heading[LOCAL].split()
-    assert {"cpu-0", "gpu-a100-0", "gpu-l4-0", "smollm2"} <= set(nodes)
+    assert {"cpu-0", "gpu-a100-0", "gpu-l4-0", "smollm2-external", "llamacpp"} <= set(nodes)
 
     (me,) = json_lines(by_heading["1. Sign in"])
     assert me["username"] == "admin" and "admin" in me["roles"]
@@ -181,6 +181,10 @@ def test_local_mode_runs_as_written(tmp_path: Path) -> None:
     assert "smollm2-135m-instruct" in [model["id"] for model in models["data"]]
     assert chat["object"] == "chat.completion"
     assert chat["choices"][0]["message"]["content"].strip()
+
+    (routed,) = json_lines(by_heading["2b. Chat through Traefik's per-server route"])
+    assert routed["object"] == "chat.completion"
+    assert routed["choices"][0]["message"]["content"].strip()
 
     (models,) = json_lines(by_heading["3. An API key for a program"])
     assert "smollm2-135m-instruct" in [model["id"] for model in models["data"]]
