@@ -75,6 +75,7 @@ class ManagedProcess:
         self.user = user
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._returncode: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -97,7 +98,7 @@ class ManagedProcess:
     @property
     def returncode(self) -> int | None:
         """The exit status once the process ended (negative: killed by that signal)."""
-        return self._proc.poll() if self._proc is not None else None
+        return self._proc.poll() if self._proc is not None else self._returncode
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -135,6 +136,8 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self._signal_group(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=timeout)
+        if proc is not None:
+            self._returncode = proc.poll()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -12,8 +12,10 @@ The runner runs two kinds of containers:
 Both run inside the pod network: what a pod dials stays there (see `network`).
 
 Volume mounts become folders: an `emptyDir` one per pod, a PersistentVolumeClaim one per
-claim (replicas share it, as they share a ReadWriteMany volume); arguments and
-environment values under a mount path are rewritten to the folder.
+claim (replicas share it, as they share a ReadWriteMany volume); `projected`, `secret`,
+`configMap` and `downwardAPI` volumes (the service account's token is one) are empty
+folders, since the runtimes read none. Arguments and environment values under a mount
+path are rewritten to the folder.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 LLAMACPP_REPOSITORIES = ("ghcr.io/ggml-org/llama.cpp",)
 PLATFORM_COMMAND_PREFIX = "modelserve-"
 ANY_ADDRESS = ("0.0.0.0", "::")
+UNWRITTEN_VOLUMES = ("projected", "secret", "configMap", "downwardAPI")
 
 # (kind, name, key) -> value: how a `valueFrom` reference is read (None: missing).
 Lookup = Callable[[str, str, str], "str | None"]
@@ -73,6 +76,10 @@ def volume_folders(pod: Mapping[str, Any], pod_dir: Path, claims_dir: Path) -> d
         elif "persistentVolumeClaim" in volume:
             claim = volume["persistentVolumeClaim"]["claimName"]
             folders[name] = claims_dir / namespace / claim
+        elif any(kind in volume for kind in UNWRITTEN_VOLUMES):
+            # The service account's token (projected into every pod) and the like: mounted
+            # as an empty folder, since neither runtime reads them.
+            folders[name] = pod_dir / "volumes" / name
         else:
             kinds = sorted(key for key in volume if key != "name")
             raise ContainerError(

@@ -81,6 +81,11 @@ class Layout:
         return str(self.services.network_address + 1)
 
     @property
+    def namespace_address(self) -> str:
+        """The namespace's own source address towards the host: never a pod's."""
+        return str(self.running_pods.broadcast_address - 1)
+
+    @property
     def host_address(self) -> str:
         """The host end's source address: link-local, outside the /16, one per octet."""
         return f"169.254.{self.network.network_address.packed[1]}.1"
@@ -153,7 +158,7 @@ class PodNetwork:
         with self._lock:
             for address in self.layout.running_pods.hosts():
                 text = str(address)
-                if text not in self._used:
+                if text not in self._used and text != self.layout.namespace_address:
                     self._used.add(text)
                     return text
         raise PodNetworkError(f"no free pod IP left in {self.layout.running_pods}")
@@ -206,7 +211,17 @@ def _inner_commands(layout: Layout, inner: str) -> Sequence[tuple[str, ...]]:
         ("link", "set", inner, "up"),
         # Every address of the /16 is this namespace's own: bindable, and never forwarded.
         ("route", "add", "local", str(layout.network), "dev", "lo", "table", "local"),
-        ("route", "add", f"{layout.host_address}/32", "dev", inner),
+        # What the namespace dials itself (a host service) leaves from an address of its own.
+        ("addr", "add", f"{layout.namespace_address}/32", "dev", inner),
+        (
+            "route",
+            "add",
+            f"{layout.host_address}/32",
+            "dev",
+            inner,
+            "src",
+            layout.namespace_address,
+        ),
     )
 
 

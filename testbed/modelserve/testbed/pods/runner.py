@@ -44,6 +44,7 @@ from modelserve.testbed.pods.containers import (
     local_process,
     volume_folders,
 )
+from modelserve.testbed.pods.logs import CriLog
 from modelserve.testbed.pods.network import PodNetwork, PodNetworkError
 from modelserve.testbed.pods.statuses import (
     ContainerRecord,
@@ -135,6 +136,7 @@ class PodWorker:
         self.init = [ContainerRecord(c["name"], c.get("image", "")) for c in self._init_specs]
         self.main = [ContainerRecord(c["name"], c.get("image", "")) for c in self._main_specs]
         self.processes: dict[str, ManagedProcess] = {}
+        self.logs: dict[str, CriLog] = {}
         self.started_at: dict[str, dt.datetime] = {}
         self._conditions: list[dict[str, Any]] = []
         self._written: dict[str, Any] | None = None
@@ -205,12 +207,15 @@ class PodWorker:
         )
         current, previous = self._log_files()[spec["name"]]
         current.parent.mkdir(parents=True, exist_ok=True)
-        if current.exists():
+        if current.exists() and current.stat().st_size:
             current.replace(previous)
+        current.touch()
+        raw = current.with_suffix(".raw")
+        raw.unlink(missing_ok=True)
         managed = ManagedProcess(
             f"{self.key}/{spec['name']}",
             [*self.runner.network.exec_prefix(), *process.argv],
-            current,
+            raw,
             # A container gets its own environment, not the test bed's.
             env={
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -221,6 +226,9 @@ class PodWorker:
             inherit_env=False,
         )
         managed.start()
+        follower = CriLog(raw, current, lambda: not managed.running())
+        follower.start()
+        self.logs[spec["name"]] = follower
         self.processes[spec["name"]] = managed
         self.started_at[spec["name"]] = _now()
         return managed
@@ -230,6 +238,7 @@ class PodWorker:
     ) -> int:
         """Record the end of a container's process; its exit code."""
         process.stop(timeout=1)
+        self.logs.pop(spec["name"]).close()
         code = exit_code(process.returncode if process.returncode is not None else -9)
         message = why
         if (
@@ -399,6 +408,9 @@ class PodWorker:
             for process in list(self.processes.values()):
                 process.stop(timeout=2)
         self.processes.clear()
+        for follower in self.logs.values():
+            follower.close()
+        self.logs.clear()
         if self.deleting.is_set() and not self.gone.is_set():
             self.runner.remove_pod(self.pod)
         if self.pod_ip:
