@@ -21,6 +21,7 @@ NAMES = {
     "modelserve_gateway_tokens": "counter",
     "modelserve_gateway_in_flight_requests": "gauge",
     "modelserve_gateway_upstream_errors": "counter",
+    "modelserve_gateway_upstream_retries": "counter",
     "modelserve_gateway_usage_records_dropped": "counter",
     "modelserve_gateway_scaling_requests": "counter",
     "modelserve_gateway_scaling_budget": "histogram",

@@ -1,4 +1,5 @@
-"""The route table as pure logic: ModelServe objects in, targets and lookups out."""
+"""The route table as pure logic: ModelServe objects (and their Services' endpoints) in,
+targets, lookups and endpoints out."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import pytest
 
 from modelserve.common.tokens import Claims
+from modelserve.gateway.balancing import Endpoint
+from modelserve.gateway.endpoints import ServiceSlice
 from modelserve.gateway.routing import (
     NotReady,
     RouteTable,
@@ -86,6 +89,18 @@ def loaded() -> RouteTable:
     return table
 
 
+def add(table: RouteTable, server: dict[str, Any], *, ready: bool = True) -> Target:
+    """The server in `table`, with one endpoint of its Service (ready or not)."""
+    target = target_from_body(server)
+    table.upsert(target)
+    url = f"http://10.244.{len(target.namespace)}.{len(table)}:8000/v1"
+    found = ServiceSlice(
+        target.namespace, f"{target.name}-abcde", target.name, (Endpoint(url, ready=ready),)
+    )
+    table.endpoints.upsert(found)
+    return target
+
+
 def test_a_ready_server_becomes_a_target() -> None:
     target = target_from_body(body("qwen"))
     assert target.server_id == "uid-qwen"
@@ -151,7 +166,7 @@ def test_lookup_unknown_not_ready_and_ready() -> None:
     assert isinstance(found, NotReady)
     assert "team-a/qwen is Deploying" in found.message
     assert found.retry_after > 0
-    table.upsert(target_from_body(body("qwen")))
+    add(table, body("qwen"))
     found = table.lookup("qwen-7b", ALICE)
     assert isinstance(found, Target)
     assert found.name == "qwen"
@@ -162,7 +177,7 @@ def test_before_discovery_has_listed_the_servers_nothing_is_unknown() -> None:
     found = table.lookup("qwen-7b", ALICE)
     assert isinstance(found, NotReady)
     assert found.message == "the gateway is still loading its routes"
-    table.replace([target_from_body(body("qwen"))])
+    table.replace([add(table, body("qwen"))])
     table.synced = True
     assert isinstance(table.lookup("qwen-7b", ALICE), Target)
     assert table.lookup("llama", ALICE) == Unknown("llama")
@@ -178,10 +193,8 @@ def test_a_model_the_caller_may_not_use_is_unknown_to_them() -> None:
 
 def test_same_name_in_two_namespaces_keeps_tenants_apart() -> None:
     table = loaded()
-    table.upsert(target_from_body(body("qwen", namespace="team-a")))
-    table.upsert(
-        target_from_body(body("qwen", uid="uid-b", namespace="team-b", owner="bob", team=None))
-    )
+    add(table, body("qwen", namespace="team-a"))
+    add(table, body("qwen", uid="uid-b", namespace="team-b", owner="bob", team=None))
     for _ in range(4):
         mine = table.lookup("qwen-7b", BOB)
         assert isinstance(mine, Target)
@@ -191,7 +204,7 @@ def test_same_name_in_two_namespaces_keeps_tenants_apart() -> None:
 def test_ready_servers_of_one_name_share_the_load() -> None:
     table = loaded()
     for name in ("a", "b", "c"):
-        table.upsert(target_from_body(body(name)))
+        add(table, body(name))
     picked = []
     for _ in range(6):
         found = table.lookup("qwen-7b", ALICE)
@@ -199,23 +212,26 @@ def test_ready_servers_of_one_name_share_the_load() -> None:
         picked.append(found.name)
     assert sorted(picked) == ["a", "a", "b", "b", "c", "c"]  # round-robin when idle
 
+    # A server's load is what its endpoints have in flight.
     busy = table.lookup("qwen-7b", ALICE)
     assert isinstance(busy, Target)
-    table.acquire(busy)
-    table.acquire(busy)
+    (endpoint,) = table.endpoints_of(busy)
+    table.endpoints.acquire(endpoint)
+    table.endpoints.acquire(endpoint)
     for _ in range(4):
         found = table.lookup("qwen-7b", ALICE)
         assert isinstance(found, Target)
         assert found.name != busy.name
-    table.release(busy)
-    table.release(busy)
-    table.release(busy)  # one too many is harmless
+    table.endpoints.release(endpoint)
+    table.endpoints.release(endpoint)
+    table.endpoints.release(endpoint)  # one too many is harmless
+    assert table.endpoints.load([endpoint]) == 0
 
 
 def test_not_ready_servers_take_no_requests() -> None:
     table = loaded()
-    table.upsert(target_from_body(body("a", phase="Failed")))
-    table.upsert(target_from_body(body("b")))
+    add(table, body("a", phase="Failed"))
+    add(table, body("b"))
     for _ in range(3):
         found = table.lookup("qwen-7b", ALICE)
         assert isinstance(found, Target)
@@ -244,3 +260,42 @@ def test_remove_and_replace_by_namespace() -> None:
     assert len(table) == 1
     table.replace([])
     assert len(table) == 0
+
+
+def test_a_ready_server_without_a_ready_endpoint_takes_no_requests() -> None:
+    table = loaded()
+    waiting = add(table, body("a"), ready=False)
+    found = table.lookup("qwen-7b", ALICE)
+    assert isinstance(found, NotReady)
+    assert "team-a/a has no ready endpoint" in found.message
+    assert table.readiness(waiting) == found
+    assert table.choose(waiting) is None
+    add(table, body("b"))
+    for _ in range(3):
+        found = table.lookup("qwen-7b", ALICE)
+        assert isinstance(found, Target)
+        assert found.name == "b"
+
+
+def test_a_server_in_the_cluster_is_ready_without_a_status_endpoint() -> None:
+    # Requests go to its Service's endpoints, not to status.endpoint (a cluster DNS name).
+    server = body("qwen")
+    del server["status"]["endpoint"]
+    assert target_from_body(server).ready
+    external = body("hosted", external={"url": "https://api.example.com/v1"})
+    del external["status"]["endpoint"]
+    assert not target_from_body(external).ready
+
+
+def test_endpoints_of_a_server() -> None:
+    table = loaded()
+    external = target_from_body(body("hosted", external={"url": "https://api.example.com/v1"}))
+    assert table.endpoints_of(external) == (Endpoint("https://api.example.com/v1"),)
+    assert table.serving(external)
+    in_cluster = target_from_body(body("qwen"))
+    assert table.endpoints_of(in_cluster) == ()
+    assert not table.serving(in_cluster)
+    add(table, body("qwen"))
+    (endpoint,) = table.endpoints_of(in_cluster)
+    assert table.choose(in_cluster) == endpoint
+    assert table.choose(in_cluster, exclude=[endpoint.url]) is None

@@ -27,6 +27,7 @@ from modelserve.gateway.routes import (
     metrics,
     models,
     openai,
+    server_openai,
     servers,
     users,
     verify,
@@ -87,6 +88,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(verify.router)
     app.include_router(metrics.router)
-    # Errors under /v1 in OpenAI's shape, the platform's elsewhere.
+    # A server's own paths (/{server_id}/v1/…), after every other router: only a UUID
+    # followed by /v1 matches them, so they could shadow none of the gateway's paths.
+    app.include_router(server_openai.router)
+    # Errors under /v1 and /{server_id}/v1 in OpenAI's shape, the platform's elsewhere.
     install_openai_errors(app)
     return app

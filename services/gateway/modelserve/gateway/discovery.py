@@ -1,10 +1,10 @@
-"""Keeps the route table current by watching ModelServes: no API call per request.
+"""Keeps the route table current by watching the cluster: no API call per request.
 
-One thread per watched scope (the whole cluster, or each of `watch_namespaces`) lists
-the ModelServes, then watches from the list's resourceVersion; each change is handed to
-the event loop, which alone touches the `RouteTable`. The thread lists again when the
-API server says the version is too old (410 Gone), after any other error (with
-backoff), and every `discovery_resync_seconds`, which also reads API keys again.
+Two kinds of objects are watched (list, then watch; see `watching`) in each watched
+scope: ModelServes, which become the table's targets, and the EndpointSlices of the
+operator's Services, which say where a `vllm` or `llamacpp` server answers and which
+of its pods are ready. Each change is handed to the event loop, which alone touches the
+`RouteTable`. The table counts as synced once every kind was listed in every scope.
 
 An `external` server's API key lives in a Secret of its namespace
 (`spec.external.apiKeySecretRef`); the thread reads it when the server appears or
@@ -19,27 +19,20 @@ import base64
 import contextlib
 import dataclasses
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client as k8s
-from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelserve.common.modelserve import API_KEY_LABEL, holds_api_key
+from modelserve.gateway.endpoints import SLICE_SELECTOR, ServiceSlice, slice_from_body
 from modelserve.gateway.kubeservers import list_call
 from modelserve.gateway.routing import RouteTable, Target, target_from_body
+from modelserve.gateway.watching import REQUEST_SECONDS, Scope, Watched, Watches
 
 logger = logging.getLogger(__name__)
-GONE = 410
-# Server-side timeout of one watch request: the thread gets control back this often.
-WATCH_SECONDS = 60
-MAX_BACKOFF = 30.0
-# How long one list (or a watch past its server-side timeout) may take.
-REQUEST_SECONDS = 30
 
 
 class Discovery:
@@ -51,105 +44,77 @@ class Discovery:
         namespaces: list[str] | None,
         resync_seconds: float,
     ) -> None:
-        self._custom = k8s.CustomObjectsApi(api)
-        self._core = k8s.CoreV1Api(api)
         self._table = table
-        self._scopes: list[str | None] = list(namespaces) if namespaces else [None]
-        self._resync_seconds = resync_seconds
-        self._stopped = threading.Event()
-        self._watches: list[k8s_watch.Watch] = []
-        self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._unlisted = set(self._scopes)
-        # (namespace, secret, key) -> value: a Secret read once serves every server naming it.
-        self._secrets: dict[tuple[str, str, str], str | None] = {}
+        scopes: list[Scope] = list(namespaces) if namespaces else [None]
+        kinds: list[Watched] = [
+            ModelServes(api, table, self._hand_over, self._listed),
+            EndpointSlices(api, table, self._hand_over, self._listed),
+        ]
+        self._unlisted = {(kind.what, scope) for kind in kinds for scope in scopes}
+        self._watches = Watches(kinds, scopes, resync_seconds=resync_seconds)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        for scope in self._scopes:
-            thread = threading.Thread(
-                target=self._run, args=(scope,), name=f"discovery-{scope or 'cluster'}", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
+        self._watches.start()
 
     async def close(self) -> None:
-        self._stopped.set()
-        for watch in list(self._watches):
-            watch.stop()
-        deadline = time.monotonic() + 5
-        for thread in self._threads:
-            await asyncio.to_thread(thread.join, max(0.0, deadline - time.monotonic()))
+        await self._watches.close()
 
-    # --- In the threads -------------------------------------------------------------
-
-    def _call(self, callback: Callable[..., None], *args: Any) -> None:
-        if self._loop is not None and not self._stopped.is_set():
+    def _hand_over(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run `callback` on the event loop (called from the threads)."""
+        if self._loop is not None and not self._watches.stopped:
             self._loop.call_soon_threadsafe(callback, *args)
 
-    def _run(self, namespace: str | None) -> None:
-        backoff = 1.0
-        while not self._stopped.is_set():
-            try:
-                version = self._list(namespace)
-                self._watch(namespace, version)
-                backoff = 1.0
-            except ApiException as error:
-                if error.status == GONE:
-                    continue  # our version is too old: list again now
-                logger.warning("watching ModelServes failed (%s): %s", error.status, error.reason)
-            except Exception:
-                if self._stopped.is_set():
-                    return  # `close` cut the watch's connection
-                # A thread that died here would leave the routes frozen: log and go on.
-                logger.exception("watching ModelServes failed")
-            if self._stopped.wait(backoff):
-                return
-            backoff = min(backoff * 2, MAX_BACKOFF)
-
-    def _list(self, namespace: str | None) -> str:
-        call, args = list_call(self._custom, namespace)
-        found = call(*args, _request_timeout=REQUEST_SECONDS)
-        self._secrets.clear()  # a resync reads API keys again
-        targets = [t for t in (self._target(body) for body in found["items"]) if t is not None]
-        self._call(self._replace, targets, namespace)
-        version: str = found["metadata"]["resourceVersion"]
-        return version
-
-    def _replace(self, targets: list[Target], namespace: str | None) -> None:
-        self._table.replace(targets, namespace=namespace)
-        self._unlisted.discard(namespace)
+    def _listed(self, what: str, namespace: Scope) -> None:
+        """On the loop, after a list of `what` in `namespace` reached the table."""
+        self._unlisted.discard((what, namespace))
         if not self._unlisted:
             self._table.synced = True  # the table now holds every watched namespace
 
-    def _watch(self, namespace: str | None, version: str) -> None:
-        watch = k8s_watch.Watch()
-        self._watches.append(watch)
-        resync_at = time.monotonic() + self._resync_seconds
-        call, args = list_call(self._custom, namespace)
-        try:
-            while not self._stopped.is_set() and time.monotonic() < resync_at:
-                for event in watch.stream(
-                    call,
-                    *args,
-                    resource_version=version,
-                    timeout_seconds=WATCH_SECONDS,
-                    allow_watch_bookmarks=True,
-                    _request_timeout=WATCH_SECONDS + REQUEST_SECONDS,
-                ):
-                    kind, body = event["type"], event["raw_object"]
-                    version = body.get("metadata", {}).get("resourceVersion") or version
-                    if kind in ("ADDED", "MODIFIED"):
-                        target = self._target(body)
-                        if target is not None:
-                            self._call(self._table.upsert, target)
-                    elif kind == "DELETED":
-                        self._call(self._table.remove, body["metadata"]["uid"])
-                    if self._stopped.is_set() or time.monotonic() >= resync_at:
-                        break
-        finally:
-            watch.stop()
-            self._watches.remove(watch)
+
+# Runs a callback on the event loop (called from the threads).
+HandOver = Callable[..., None]
+# Called on the loop once a list of a kind in a scope reached the table.
+Listed = Callable[[str, Scope], None]
+
+
+class ModelServes:
+    """ModelServes become targets; an external server's API key is read with it."""
+
+    what = "ModelServes"
+    selector = ""
+
+    def __init__(
+        self, api: k8s.ApiClient, table: RouteTable, hand_over: HandOver, listed: Listed
+    ) -> None:
+        self._custom = k8s.CustomObjectsApi(api)
+        self._core = k8s.CoreV1Api(api)
+        self._table = table
+        self._hand_over = hand_over
+        self._done = listed
+        # (namespace, secret, key) -> value: a Secret read once serves every server naming it.
+        self._secrets: dict[tuple[str, str, str], str | None] = {}
+
+    def call(self, namespace: Scope) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        return list_call(self._custom, namespace)
+
+    def listed(self, namespace: Scope, items: list[dict[str, Any]]) -> None:
+        self._secrets.clear()  # a resync reads API keys again
+        targets = [t for t in (self._target(body) for body in items) if t is not None]
+        self._hand_over(self._replace, targets, namespace)
+
+    def _replace(self, targets: list[Target], namespace: Scope) -> None:
+        self._table.replace(targets, namespace=namespace)
+        self._done(self.what, namespace)
+
+    def changed(self, event: str, body: dict[str, Any]) -> None:
+        if event == "DELETED":
+            self._hand_over(self._table.remove, body["metadata"]["uid"])
+            return
+        target = self._target(body)
+        if target is not None:
+            self._hand_over(self._table.upsert, target)
 
     def _target(self, body: dict[str, Any]) -> Target | None:
         try:
@@ -204,3 +169,48 @@ class Discovery:
             logger.warning("the Secret %s/%s has no key %r", namespace, name, key)
             return None
         return base64.b64decode(encoded).decode().strip()
+
+
+class EndpointSlices:
+    """The EndpointSlices of the operator's Services: where each server's pods answer."""
+
+    what = "EndpointSlices"
+    selector = SLICE_SELECTOR
+
+    def __init__(
+        self, api: k8s.ApiClient, table: RouteTable, hand_over: HandOver, listed: Listed
+    ) -> None:
+        self._api = k8s.DiscoveryV1Api(api)
+        self._endpoints = table.endpoints
+        self._hand_over = hand_over
+        self._done = listed
+
+    def call(self, namespace: Scope) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        if namespace is None:
+            return self._api.list_endpoint_slice_for_all_namespaces, ()
+        return self._api.list_namespaced_endpoint_slice, (namespace,)
+
+    def listed(self, namespace: Scope, items: list[dict[str, Any]]) -> None:
+        slices = [s for s in (self._slice(body) for body in items) if s is not None]
+        self._hand_over(self._replace, slices, namespace)
+
+    def _replace(self, slices: list[ServiceSlice], namespace: Scope) -> None:
+        self._endpoints.replace(slices, namespace=namespace)
+        self._done(self.what, namespace)
+
+    def changed(self, event: str, body: dict[str, Any]) -> None:
+        found = self._slice(body)
+        if found is None:
+            return
+        if event == "DELETED":
+            self._hand_over(self._endpoints.remove, found.namespace, found.name)
+        else:
+            self._hand_over(self._endpoints.upsert, found)
+
+    def _slice(self, body: dict[str, Any]) -> ServiceSlice | None:
+        try:
+            return slice_from_body(body)
+        except (KeyError, TypeError, AttributeError) as error:
+            # The API server validated it: a slice this fails on is one we misread.
+            logger.warning("an EndpointSlice is left out of the routes: %r", error)
+            return None

@@ -91,6 +91,13 @@ class GatewayMetrics:
             ["model", "kind"],
             registry=self.registry,
         )
+        self.upstream_retries = Counter(
+            f"{PREFIX}_upstream_retries",
+            "Requests sent to another endpoint of their server after a connection failed "
+            "before any answer (refused, reset or closed).",
+            ["model"],
+            registry=self.registry,
+        )
         self.usage_dropped = Counter(
             f"{PREFIX}_usage_records_dropped",
             "Usage records not delivered to the contract service (queue full or refused).",

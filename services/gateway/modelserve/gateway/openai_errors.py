@@ -1,4 +1,5 @@
-"""Errors under /v1 in OpenAI's shape; everywhere else the platform's.
+"""Errors under /v1 (and a server's own /{server_id}/v1) in OpenAI's shape; everywhere
+else the platform's.
 
     {"error": {"message": "...", "type": "invalid_request_error", "param": "model",
                "code": "model_not_found"}}
@@ -13,6 +14,7 @@ without a traceback). Other routes keep the handlers `common.errors` installed.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +27,11 @@ from modelserve.common.errors import error_body
 from modelserve.gateway.metrics import GatewayMetrics
 
 OPENAI_PREFIX = "/v1"
+# A server's own OpenAI paths: its id (a UUID, as Starlette's `uuid` convertor takes it),
+# then /v1.
+_SERVER_OPENAI = re.compile(
+    r"/[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}/v1(/|$)"
+)
 
 # OpenAI's error types by status, for errors that do not name one.
 _TYPES = {
@@ -90,12 +97,15 @@ def openai_response(error: OpenAIError) -> JSONResponse:
 
 def _is_openai(request: Request) -> bool:
     path: str = request.scope["path"]
-    return path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/")
+    if path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/"):
+        return True
+    return _SERVER_OPENAI.match(path) is not None
 
 
 def _route(request: Request) -> str:
+    # The template without convertors ("/{server_id}/v1/…"), as the proxy labels routes.
     route = request.scope.get("route")
-    return str(getattr(route, "path", "")) or "other"
+    return str(getattr(route, "path_format", "")) or "other"
 
 
 def _count(request: Request, error: OpenAIError) -> None:
@@ -156,7 +166,8 @@ def _by_path(platform: Callable[..., Any]) -> Callable[[Request, Exception], Awa
 
 
 def install_openai_errors(app: FastAPI) -> None:
-    """Route errors by path: OpenAI's shape under /v1, the installed handlers elsewhere."""
+    """Route errors by path: OpenAI's shape under /v1 and /{server_id}/v1, the installed
+    handlers elsewhere."""
     for error_class in (HTTPException, RequestValidationError):
         app.add_exception_handler(error_class, _by_path(app.exception_handlers[error_class]))
     app.add_exception_handler(Exception, _by_path(_internal_error))

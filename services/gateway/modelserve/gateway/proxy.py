@@ -1,9 +1,15 @@
 """Forwarding an OpenAI request to a server of its model, and the answer back as it comes.
 
-The route reads and checks the body (size, JSON, `model`, the fields the endpoint
-needs), finds the target in the route table and, with a contract service, gets the
-inference decided; then it returns a `ProxyResponse`, which does the exchange with the
-model server while the gateway's server sends the answer:
+Two doors lead here, and everything past the choice of the server is the same for both:
+`/v1/…` finds a server of the body's `model`, and a server's own path `/{server_id}/v1/…`
+(where Traefik's per-server route leads) names the server by id and fills in its served
+name when the body has no `model`.
+
+The proxy reads and checks the body (size, JSON, `model`, the fields the operation
+needs) and finds the target in the route table (`proxy_requests`); with a contract
+service, it gets the inference decided; then it returns a `ProxyResponse`, which does
+the exchange with an endpoint of the server (`dispatch`: chosen per request, another
+one when a connection is refused) while the gateway's server sends the answer:
 
 - the body goes upstream as the client sent it (extra fields such as `logprobs`,
   `echo`, `top_k` pass through), except that a stream is asked for its usage;
@@ -18,6 +24,7 @@ model server while the gateway's server sends the answer:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -30,13 +37,24 @@ from starlette.types import Receive, Scope, Send
 from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decision
 from modelserve.gateway.asgi import ExchangeResponse, client_gone, send_json
+from modelserve.gateway.dispatch import Dispatcher, NoReadyEndpoint
 from modelserve.gateway.metrics import GatewayMetrics
-from modelserve.gateway.openai_errors import OpenAIError, error_type, model_not_found, openai_body
-from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
+from modelserve.gateway.openai_errors import OpenAIError, error_type, openai_body
+from modelserve.gateway.proxy_requests import (
+    Operation,
+    compact,
+    invalid,
+    max_tokens,
+    parse_body,
+    read_body,
+    routed,
+    server_for,
+)
+from modelserve.gateway.routing import RouteTable, Target
 from modelserve.gateway.scaled import ScaledExchange, Scaler
 from modelserve.gateway.scaling_requests import FIELDS as SCALING_FIELDS
 from modelserve.gateway.scaling_requests import scaling_request
-from modelserve.gateway.upstream import UpstreamClient, UpstreamError, UpstreamResponse
+from modelserve.gateway.upstream import UpstreamError, UpstreamResponse
 from modelserve.gateway.usage import StreamMeter, Usage, inject_usage, usage_from_body
 
 logger = logging.getLogger(__name__)
@@ -48,84 +66,11 @@ RATE_REASONS = frozenset({"request_rate_exceeded", "token_rate_exceeded", "token
 _PASSED_HEADERS = ("accept", "x-request-id")
 
 
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
-    route: str  # the gateway's route, as metrics label it
-    path: str  # appended to the server's endpoint, which ends in /v1
-    required: tuple[str, ...]  # fields besides `model`
-    streams: bool = True
-
-
-CHAT = Endpoint("/v1/chat/completions", "/chat/completions", ("messages",))
-COMPLETIONS = Endpoint("/v1/completions", "/completions", ("prompt",))
-EMBEDDINGS = Endpoint("/v1/embeddings", "/embeddings", ("input",), streams=False)
-
-
-def invalid(
-    message: str, *, param: str | None = None, code: str = "invalid_request"
-) -> OpenAIError:
-    return OpenAIError(400, message, code=code, param=param)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to be over `limit`."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise invalid("the Content-Length header is not a number")
-        if int(declared) > limit:
-            raise OpenAIError(413, f"the request body is over {limit} bytes", code="body_too_large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise OpenAIError(413, f"the request body is over {limit} bytes", code="body_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_body(body: bytes, endpoint: Endpoint) -> dict[str, Any]:
-    """The request as a JSON object with the fields `endpoint` needs, or a 400."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise invalid("the request body is not valid JSON", code="invalid_json") from None
-    if not isinstance(payload, dict):
-        raise invalid("the request body must be a JSON object", code="invalid_json")
-    model = payload.get("model")
-    if not isinstance(model, str) or not model:
-        raise invalid(
-            "you must provide a model parameter", param="model", code="missing_required_parameter"
-        )
-    for field in endpoint.required:
-        if payload.get(field) is None:
-            raise invalid(
-                f"'{field}' is a required property", param=field, code="missing_required_parameter"
-            )
-    stream = payload.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise invalid("'stream' must be true or false", param="stream")
-    if stream and not endpoint.streams:
-        raise invalid(f"{endpoint.route} does not stream", param="stream")
-    return payload
-
-
-def _compact(payload: dict[str, Any]) -> bytes:
-    """A request the gateway changed, as JSON without spaces for its model server."""
-    return json.dumps(payload, separators=(",", ":")).encode()
-
-
-def _max_tokens(payload: dict[str, Any]) -> int | None:
-    value = payload.get("max_completion_tokens", payload.get("max_tokens"))
-    return value if isinstance(value, int) and value >= 0 else None
-
-
 class Proxy:
     def __init__(
         self,
         table: RouteTable,
-        upstream: UpstreamClient,
+        dispatcher: Dispatcher,
         metrics: GatewayMetrics,
         *,
         max_body_bytes: int,
@@ -134,46 +79,77 @@ class Proxy:
         scaler: Scaler | None = None,
     ) -> None:
         self.table = table
-        self.upstream = upstream
+        self.dispatcher = dispatcher
         self.metrics = metrics
         self.accounting = accounting
         self.scaler = scaler
         self._max_body = max_body_bytes
         self._inject = inject_stream_usage
 
-    async def forward(self, request: Request, claims: Claims, endpoint: Endpoint) -> Response:
+    async def forward(self, request: Request, claims: Claims, operation: Operation) -> Response:
+        """A request of `/v1/…`: to a server of its `model` that the caller may use."""
         started = time.perf_counter()
         body = await read_body(request, self._max_body)
-        payload = parse_body(body, endpoint)
+        payload = parse_body(body, operation)
         model: str = payload["model"]
-        found = self.table.lookup(model, claims)
-        if isinstance(found, Unknown):
-            raise model_not_found(model)
-        if isinstance(found, NotReady):
-            raise OpenAIError(
-                503,
-                f"{found.message}; retry in {found.retry_after} s",
-                code="model_not_ready",
-                headers={"Retry-After": str(found.retry_after)},
-                model=model,
+        found = routed(self.table.lookup(model, claims), model)
+        return await self._send(request, claims, operation, found, payload, body, started)
+
+    async def forward_to_server(
+        self, request: Request, claims: Claims, operation: Operation, server_id: str
+    ) -> Response:
+        """A request of a server's own path: to that server, whatever `model` it names
+        (none: the server's served name; another: 400)."""
+        started = time.perf_counter()
+        target = server_for(self.table, server_id, claims)
+        target = routed(self.table.readiness(target), target.served_name)
+        operation = operation.on_server()
+        body = await read_body(request, self._max_body)
+        payload = parse_body(body, operation, model_required=False)
+        if "model" not in payload:
+            payload["model"] = target.served_name
+            body = compact(payload)
+        elif payload["model"] != target.served_name:
+            raise invalid(
+                f"the server {server_id} serves the model {target.served_name!r}, not "
+                f"{payload['model']!r}: leave `model` out, or name that one",
+                param="model",
+                code="model_mismatch",
             )
-        if endpoint is CHAT:
+        return await self._send(request, claims, operation, target, payload, body, started)
+
+    async def _send(
+        self,
+        request: Request,
+        claims: Claims,
+        operation: Operation,
+        found: Target,
+        payload: dict[str, Any],
+        body: bytes,
+        started: float,
+    ) -> Response:
+        """Past the choice of the server, both doors alike: scaling, the contract's
+        decision, then the exchange with an endpoint of `found`."""
+        model = found.served_name
+        if operation.scalable:
             # Inference-time scaling: its fields are ours, never a model server's.
             ours = any(field in payload for field in SCALING_FIELDS)
             scaling = scaling_request(payload, request.headers, found.scaling)
             if ours:
-                body = _compact(payload)
+                body = compact(payload)
             if scaling.active and self.scaler is not None:
                 decision = await self._decide(claims, model, payload, scaling.budget)
                 return self.scaler.response(
-                    ScaledExchange(found, claims, payload, scaling, decision, started)
+                    ScaledExchange(
+                        found, claims, payload, scaling, decision, started, operation.route
+                    )
                 )
         decision = await self._decide(claims, model, payload, None)
         stream = payload.get("stream") is True
         strip_usage = False
         if stream and self._inject and inject_usage(payload):
             strip_usage = True
-            body = _compact(payload)
+            body = compact(payload)
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         for name in _PASSED_HEADERS:
             value = request.headers.get(name)
@@ -185,7 +161,7 @@ class Proxy:
             self,
             Exchange(
                 target=found,
-                endpoint=endpoint,
+                operation=operation,
                 claims=claims,
                 body=body,
                 headers=headers,
@@ -202,7 +178,7 @@ class Proxy:
         """The contract's word; a scaled request holds tokens for all its candidates."""
         if self.accounting is None:
             return None
-        tokens = _max_tokens(payload)
+        tokens = max_tokens(payload)
         if tokens is not None and budget is not None:
             tokens *= budget
         try:
@@ -226,7 +202,7 @@ class Exchange:
     """One proxied request, and what became of it."""
 
     target: Target
-    endpoint: Endpoint
+    operation: Operation
     claims: Claims
     body: bytes
     headers: dict[str, str]
@@ -250,9 +226,8 @@ class ProxyResponse(ExchangeResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         proxy, exchange = self._proxy, self._exchange
         target = exchange.target
-        model, route = target.served_name, exchange.endpoint.route
+        model, route = target.served_name, exchange.operation.route
         proxy.metrics.in_flight.labels(model).inc()
-        proxy.table.acquire(target)
         work = asyncio.ensure_future(self._exchange_with(send))
         # The body was read: what `receive` says next is that the client went away.
         watcher = asyncio.ensure_future(client_gone(receive))
@@ -270,7 +245,6 @@ class ProxyResponse(ExchangeResponse):
                 exchange.status = CLIENT_CLOSED
         finally:
             watcher.cancel()
-            proxy.table.release(target)
             proxy.metrics.in_flight.labels(model).dec()
             proxy.metrics.requests.labels(model, route, str(exchange.status)).inc()
             proxy.metrics.duration.labels(model, route).observe(
@@ -282,27 +256,36 @@ class ProxyResponse(ExchangeResponse):
 
     async def _exchange_with(self, send: Send) -> None:
         proxy, exchange = self._proxy, self._exchange
-        target = exchange.target
-        url = target.endpoint + exchange.endpoint.path
-        try:
-            answer = await proxy.upstream.send(url, exchange.body, exchange.headers)
-        except UpstreamError as error:
-            await self._fail(send, error, "upstream_unreachable")
-            return
-        completed = False
-        try:
-            if answer.status >= 500 and answer.status not in (503, 504):
-                completed = await self._fail_status(send, answer)
-            elif exchange.stream and answer.content_type == "text/event-stream":
-                completed = await self._relay_stream(send, answer)
-            else:
-                completed = await self._relay_whole(send, answer)
-        finally:
-            # A connection whose answer was not read to its end cannot serve another.
-            if completed:
-                answer.release()
-            else:
-                answer.abort()
+        async with contextlib.AsyncExitStack() as stack:
+            # The endpoint counts the request in flight until the stack closes.
+            try:
+                answer = await stack.enter_async_context(
+                    proxy.dispatcher.exchange(
+                        exchange.target, exchange.operation.path, exchange.body, exchange.headers
+                    )
+                )
+            except NoReadyEndpoint as error:
+                exchange.status = error.status_code
+                body = openai_body(error.message, type=error.type, code=error.code)
+                await send_json(send, error.status_code, body, dict(error.headers or {}))
+                return
+            except UpstreamError as error:
+                await self._fail(send, error, "upstream_unreachable")
+                return
+            completed = False
+            try:
+                if answer.status >= 500 and answer.status not in (503, 504):
+                    completed = await self._fail_status(send, answer)
+                elif exchange.stream and answer.content_type == "text/event-stream":
+                    completed = await self._relay_stream(send, answer)
+                else:
+                    completed = await self._relay_whole(send, answer)
+            finally:
+                # A connection whose answer was not read to its end cannot serve another.
+                if completed:
+                    answer.release()
+                else:
+                    answer.abort()
 
     async def _relay_whole(self, send: Send, answer: UpstreamResponse) -> bool:
         exchange = self._exchange
@@ -322,7 +305,7 @@ class ProxyResponse(ExchangeResponse):
     async def _relay_stream(self, send: Send, answer: UpstreamResponse) -> bool:
         """Chunks as they arrive; True when the server finished its answer."""
         proxy, exchange = self._proxy, self._exchange
-        model, route = exchange.target.served_name, exchange.endpoint.route
+        model, route = exchange.target.served_name, exchange.operation.route
         meter = StreamMeter(strip_usage=exchange.strip_usage)
         exchange.status = answer.status
         await send(

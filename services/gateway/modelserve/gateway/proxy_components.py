@@ -1,6 +1,7 @@
 """The OpenAI proxy's components, opened together at start-up and closed at shutdown:
 metrics, the route table and the discovery that fills it (none without a cluster), the
-pool of connections to model servers, and (with a contract service) accounting."""
+pool of connections to model servers and the dispatcher that sends each request to an
+endpoint, and (with a contract service) accounting."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from kubernetes import client as k8s
 from modelserve.common.tokens import TokenSigner
 from modelserve.gateway.accounting import Accounting, ServiceToken
 from modelserve.gateway.discovery import Discovery
+from modelserve.gateway.dispatch import Dispatcher
 from modelserve.gateway.kubeservers import served_namespaces
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.proxy import Proxy
@@ -67,9 +69,10 @@ async def open_proxy(
         )
         await accounting.start()
         stack.push_async_callback(accounting.close)  # before its client closes
+    dispatcher = Dispatcher(table, upstream, metrics)
     scaler = Scaler(
         table,
-        upstream,
+        dispatcher,
         metrics,
         accounting,
         max_concurrency=settings.scaling_concurrency,
@@ -77,7 +80,7 @@ async def open_proxy(
     )
     return Proxy(
         table,
-        upstream,
+        dispatcher,
         metrics,
         max_body_bytes=settings.max_body_bytes,
         inject_stream_usage=settings.inject_stream_usage,

@@ -1,8 +1,13 @@
 """Where a request for a model goes: pure logic over the ModelServes the gateway knows.
 
-Discovery turns each ModelServe into a `Target` and keeps the `RouteTable` current; the
-proxy asks it for a model's target, and /auth/verify for a server by id. Nothing here
-does I/O: the table is plain data that one event loop reads and writes.
+Discovery turns each ModelServe into a `Target` and keeps the `RouteTable` current, with
+the endpoints of the servers' Services (`endpoints`); the proxy asks it for a model's
+target or a server by id, then for an endpoint of that target (`choose`), and
+/auth/verify for a server by id. Nothing here does I/O: the table is plain data that one
+event loop reads and writes.
+
+A server takes requests when its ModelServe is Ready and it has a ready endpoint: an
+external server's URL, or a ready endpoint of a `vllm`/`llamacpp` server's Service.
 
 Who may use a server: its owner (label `llm.modelserve.io/owner`), the members of its
 team (`llm.modelserve.io/team`), admins and platform services. A server without an owner
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from modelserve.common.modelserve import (
@@ -26,6 +31,8 @@ from modelserve.common.modelserve import (
     Scaling,
 )
 from modelserve.common.tokens import Claims
+from modelserve.gateway.balancing import Endpoint
+from modelserve.gateway.endpoints import EndpointTable
 
 READY = "Ready"
 # Seconds a client is told to wait for a server that exists but does not serve yet.
@@ -40,7 +47,10 @@ class Target:
     namespace: str
     name: str
     served_name: str
-    endpoint: str  # the OpenAI base URL, ending in /v1; "" until the operator sets it
+    # status.endpoint: an external server's OpenAI base URL, where requests go. A `vllm` or
+    # `llamacpp` server's (its Service's cluster DNS name) is not used: requests go to
+    # its Service's endpoints, from EndpointSlices.
+    endpoint: str
     ready: bool
     phase: str
     message: str
@@ -93,8 +103,9 @@ def target_from_body(body: Mapping[str, Any]) -> Target:
     phase = str(status.get("phase") or "Pending")
     endpoint = str(status.get("endpoint") or "").rstrip("/")
     deleting = bool(meta.get("deletionTimestamp"))
+    external = ms.spec.runtime is Runtime.EXTERNAL
     secret = None
-    if ms.spec.runtime is Runtime.EXTERNAL and ms.spec.external is not None:
+    if external and ms.spec.external is not None:
         ref = ms.spec.external.api_key_secret_ref
         secret = (ref.name, ref.key) if ref is not None else None
     message = "it is being deleted" if deleting else str(status.get("message") or "")
@@ -104,7 +115,7 @@ def target_from_body(body: Mapping[str, Any]) -> Target:
         name=ms.name,
         served_name=ms.served_name,
         endpoint=endpoint,
-        ready=phase == READY and bool(endpoint) and not deleting,
+        ready=phase == READY and not deleting and (bool(endpoint) or not external),
         phase=phase,
         message=message,
         owner=labels.get(OWNER_LABEL) or None,
@@ -141,13 +152,14 @@ def least_loaded(candidates: Sequence[Target], load: Mapping[str, int], turn: in
 
 
 class RouteTable:
-    """Every known server by id, and by served name; with the requests each has in flight."""
+    """Every known server by id, and by served name; the endpoints of their Services, and
+    the requests in flight on each endpoint (`endpoints`)."""
 
     def __init__(self) -> None:
         self._servers: dict[str, Target] = {}
         self._by_name: dict[str, list[Target]] = {}
-        self._load: dict[str, int] = {}
         self._turn = 0
+        self.endpoints = EndpointTable()
         # False until discovery has listed every watched namespace once: until then an
         # unknown model may just not be loaded yet (503 rather than 404).
         self.synced = False
@@ -196,22 +208,36 @@ class RouteTable:
         model that the owner of the scaled model chose)."""
         return self._pick(model, list(self._by_name.get(model, ())))
 
+    def readiness(self, target: Target) -> Target | NotReady:
+        """`target` when it takes requests, else why not (a server named by its id)."""
+        if self.serving(target):
+            return target
+        return self._not_ready(target.served_name, [target])
+
     def _pick(self, model: str, allowed: list[Target]) -> Lookup:
         if not allowed:
             if not self.synced:
                 return NotReady(model, "the gateway is still loading its routes", retry_after=1)
             return Unknown(model)
-        ready = [t for t in allowed if t.ready]
+        ready = [t for t in allowed if self.serving(t)]
         if not ready:
-            reasons = "; ".join(
-                f"{t.namespace}/{t.name} is {t.phase}" + (f": {t.message}" if t.message else "")
-                for t in allowed
-            )
-            return NotReady(model, f"the model {model!r} is not ready yet ({reasons})")
+            return self._not_ready(model, allowed)
         if len(ready) == 1:
             return ready[0]
         self._turn += 1
-        return least_loaded(ready, self._load, self._turn)
+        load = {t.server_id: self.endpoints.load(self.endpoints_of(t)) for t in ready}
+        return least_loaded(ready, load, self._turn)
+
+    def _not_ready(self, model: str, targets: list[Target]) -> NotReady:
+        reasons = []
+        for target in targets:
+            where = f"{target.namespace}/{target.name}"
+            if target.ready:
+                reasons.append(f"{where} has no ready endpoint")
+            else:
+                detail = f": {target.message}" if target.message else ""
+                reasons.append(f"{where} is {target.phase}{detail}")
+        return NotReady(model, f"the model {model!r} is not ready yet ({'; '.join(reasons)})")
 
     def models(self, claims: Claims) -> list[Target]:
         """One target per served name the caller may use (the oldest server of each)."""
@@ -222,14 +248,19 @@ class RouteTable:
                 found[name] = min(allowed, key=lambda t: t.created)
         return [found[name] for name in sorted(found)]
 
-    # --- Load, counted by the proxy --------------------------------------------------
+    # --- Endpoints, for the dispatcher -----------------------------------------------
 
-    def acquire(self, target: Target) -> None:
-        self._load[target.server_id] = self._load.get(target.server_id, 0) + 1
+    def endpoints_of(self, target: Target) -> tuple[Endpoint, ...]:
+        """Where `target` answers: an external server's URL; else its Service's endpoints."""
+        if target.runtime is Runtime.EXTERNAL:
+            return (Endpoint(target.endpoint),) if target.endpoint else ()
+        return self.endpoints.of(target.namespace, target.name)
 
-    def release(self, target: Target) -> None:
-        left = self._load.get(target.server_id, 0) - 1
-        if left > 0:
-            self._load[target.server_id] = left
-        else:
-            self._load.pop(target.server_id, None)
+    def serving(self, target: Target) -> bool:
+        """Ready, with an endpoint that takes new requests."""
+        return target.ready and any(e.ready for e in self.endpoints_of(target))
+
+    def choose(self, target: Target, exclude: Collection[str] = ()) -> Endpoint | None:
+        """The endpoint of `target` for a request (see `balancing`), leaving out the URLs
+        of `exclude`; None when it has no ready endpoint left."""
+        return self.endpoints.choose(self.endpoints_of(target), exclude)

@@ -32,6 +32,7 @@ from modelserve.common.modelserve import Algorithm, RewardKind
 from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, Decision
 from modelserve.gateway.asgi import ExchangeResponse, client_gone, send_json
+from modelserve.gateway.dispatch import Dispatcher
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError, openai_body
 from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
@@ -42,10 +43,9 @@ from modelserve.gateway.scaling.results import Options, Result
 from modelserve.gateway.scaling.reward_model import ProcessRewardModel
 from modelserve.gateway.scaling.rewards import LlmJudge, MeanLogprob, Reward, RewardError
 from modelserve.gateway.scaling_requests import ScalingRequest
-from modelserve.gateway.upstream import UpstreamClient, UpstreamError
+from modelserve.gateway.upstream import UpstreamError
 
 logger = logging.getLogger(__name__)
-ROUTE = "/v1/chat/completions"
 # Fields the algorithms set themselves, or that make no sense for several candidates.
 _NOT_SAMPLING = frozenset(
     {
@@ -78,15 +78,15 @@ class UpstreamStatus(UpstreamError):
         self.status = status if status < 500 else 502
 
 
-def poster(upstream: UpstreamClient, target: Target) -> Post:
-    """POST JSON to a path of `target`'s server (from its root: "/v1/…", "/pooling")."""
-    base = target.endpoint.removesuffix("/v1")
+def poster(dispatcher: Dispatcher, target: Target) -> Post:
+    """POST JSON to a path of `target`'s server (from its root: "/v1/…", "/pooling"),
+    each call to the endpoint that the balancing policy chooses for it."""
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
     if target.api_key:
         headers["Authorization"] = f"Bearer {target.api_key}"
 
     async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        status, data = await upstream.post(base + path, json.dumps(body).encode(), headers)
+        status, data = await dispatcher.post(target, path, json.dumps(body).encode(), headers)
         if status >= 400:
             raise UpstreamStatus(status, data)
         try:
@@ -204,6 +204,7 @@ class ScaledExchange:
     scaling: ScalingRequest
     decision: Decision | None
     started: float
+    route: str  # the gateway's route, as metrics label it
 
 
 class Scaler:
@@ -212,7 +213,7 @@ class Scaler:
     def __init__(
         self,
         table: RouteTable,
-        upstream: UpstreamClient,
+        dispatcher: Dispatcher,
         metrics: GatewayMetrics,
         accounting: Accounting | None,
         *,
@@ -220,7 +221,7 @@ class Scaler:
         keepalive_seconds: float,
     ) -> None:
         self.table = table
-        self.upstream = upstream
+        self.dispatcher = dispatcher
         self.metrics = metrics
         self.accounting = accounting
         self._concurrency = max_concurrency
@@ -236,7 +237,7 @@ class Scaler:
         if scaling.reward is RewardKind.LOGPROB:
             return MeanLogprob()
         judge = self._reward_target(scaling.reward_model) if scaling.reward_model else target
-        post = poster(self.upstream, judge)
+        post = poster(self.dispatcher, judge)
         if scaling.reward is RewardKind.JUDGE:
             return LlmJudge(post, model=judge.served_name, max_concurrency=self._concurrency)
         if not scaling.reward_model:
@@ -272,7 +273,7 @@ class Scaler:
     async def run(self, exchange: ScaledExchange) -> Result:
         payload, target, scaling = exchange.payload, exchange.target, exchange.scaling
         lm = OpenAIChatLM.for_runtime(
-            poster(self.upstream, target),
+            poster(self.dispatcher, target),
             model=target.served_name,
             runtime=target.runtime,
             max_concurrency=self._concurrency,
@@ -294,8 +295,8 @@ class Scaler:
         metrics, model = self.metrics, exchange.target.served_name
         algorithm = exchange.scaling.algorithm.value
         elapsed = time.perf_counter() - exchange.started
-        metrics.requests.labels(model, ROUTE, str(status)).inc()
-        metrics.duration.labels(model, ROUTE).observe(elapsed)
+        metrics.requests.labels(model, exchange.route, str(status)).inc()
+        metrics.duration.labels(model, exchange.route).observe(elapsed)
         metrics.scaling_requests.labels(model, algorithm, str(status)).inc()
         metrics.scaling_budget.labels(algorithm).observe(exchange.scaling.budget)
         used = Usage()

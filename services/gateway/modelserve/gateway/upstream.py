@@ -32,6 +32,12 @@ _NOT_PASSED = frozenset(
 )
 
 
+# Raised by `post` before the head of an answer arrived, with no answer byte read: a
+# refused or failed connect (ClientConnectorError is a ClientOSError), a reset, or a
+# connection the server closed. Timeouts are caught before these.
+_NO_ANSWER = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+
+
 class UpstreamError(Exception):
     """A model server could not be reached, or broke off its answer.
 
@@ -44,6 +50,12 @@ class UpstreamError(Exception):
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail or message
+
+
+class NoAnswer(UpstreamError):
+    """The connection failed before any byte of an answer: refused, reset or closed
+    before the response head (not a timeout). Another endpoint of the server may take
+    the request."""
 
 
 class UpstreamTimeout(UpstreamError):
@@ -127,6 +139,9 @@ class UpstreamClient:
         except TimeoutError as error:
             detail = f"{url}: {error!r}"
             raise UpstreamTimeout("the model server did not answer in time", detail) from error
+        except _NO_ANSWER as error:
+            detail = f"{url}: {error!r}"
+            raise NoAnswer("the model server is unreachable", detail) from error
         except aiohttp.ClientError as error:
             detail = f"{url}: {error!r}"
             raise UpstreamError("the model server is unreachable", detail) from error

@@ -1,5 +1,6 @@
 """The OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions,
-/v1/embeddings, routed by `model` to a server that serves it (see `proxy`)."""
+/v1/embeddings, routed by `model` to a server that serves it (see `proxy`). A server's
+own paths, `/{server_id}/v1/…`, are in `server_openai`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from fastapi import APIRouter, Request, Response
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.deps import ProxyDep, RoutesDep
 from modelserve.gateway.openai_errors import model_not_found
-from modelserve.gateway.proxy import CHAT, COMPLETIONS, EMBEDDINGS
+from modelserve.gateway.proxy_requests import CHAT, COMPLETIONS, EMBEDDINGS
 from modelserve.gateway.routing import Target
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-def _model(target: Target) -> dict[str, Any]:
+def model_object(target: Target) -> dict[str, Any]:
     return {
         "id": target.served_name,
         "object": "model",
@@ -29,7 +30,7 @@ def _model(target: Target) -> dict[str, Any]:
 async def list_models(claims: Caller, routes: RoutesDep) -> dict[str, Any]:
     """The models the caller may use, among the servers the gateway knows (ready or not:
     a request for one that is not ready yet answers 503 with a Retry-After)."""
-    return {"object": "list", "data": [_model(target) for target in routes.models(claims)]}
+    return {"object": "list", "data": [model_object(target) for target in routes.models(claims)]}
 
 
 # `:path`: served names may hold a slash (`meta-llama/Llama-3.1-8B-Instruct`).
@@ -37,7 +38,7 @@ async def list_models(claims: Caller, routes: RoutesDep) -> dict[str, Any]:
 async def retrieve_model(model: str, claims: Caller, routes: RoutesDep) -> dict[str, Any]:
     for target in routes.models(claims):
         if target.served_name == model:
-            return _model(target)
+            return model_object(target)
     raise model_not_found(model)
 
 

@@ -1,0 +1,52 @@
+"""A server's own OpenAI paths: `/{server_id}/v1/chat/completions`, `/completions`,
+`/embeddings` and `/models`, where Traefik's per-server route `/{server-id}/` leads
+(the path kept). They pass the same proxy as `/v1/…` (the contract's limits, usage,
+metrics, inference-time scaling), with the server named by its id instead of by `model`.
+
+`server_id` must be a UUID (a ModelServe's uid), so these paths never shadow the
+gateway's own (`/v1/…`, `/auth/…`, `/models`, `/status/{id}`, …).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from modelserve.gateway.auth import Caller
+from modelserve.gateway.deps import ProxyDep, RoutesDep
+from modelserve.gateway.proxy_requests import CHAT, COMPLETIONS, EMBEDDINGS, server_for
+from modelserve.gateway.routes.openai import model_object
+
+router = APIRouter(prefix="/{server_id:uuid}/v1", tags=["openai"])
+
+
+@router.get("/models")
+async def list_server_models(
+    server_id: uuid.UUID, claims: Caller, routes: RoutesDep
+) -> dict[str, Any]:
+    """The one model the server serves (ready or not), as `/v1/models` lists models."""
+    target = server_for(routes, str(server_id), claims)
+    return {"object": "list", "data": [model_object(target)]}
+
+
+@router.post("/chat/completions")
+async def server_chat_completions(
+    server_id: uuid.UUID, request: Request, claims: Caller, proxy: ProxyDep
+) -> Response:
+    return await proxy.forward_to_server(request, claims, CHAT, str(server_id))
+
+
+@router.post("/completions")
+async def server_completions(
+    server_id: uuid.UUID, request: Request, claims: Caller, proxy: ProxyDep
+) -> Response:
+    return await proxy.forward_to_server(request, claims, COMPLETIONS, str(server_id))
+
+
+@router.post("/embeddings")
+async def server_embeddings(
+    server_id: uuid.UUID, request: Request, claims: Caller, proxy: ProxyDep
+) -> Response:
+    return await proxy.forward_to_server(request, claims, EMBEDDINGS, str(server_id))
