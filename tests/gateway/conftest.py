@@ -146,6 +146,20 @@ def model_store(
         yield ModelStore(service.url, records["tiny-chat"], records["tiny-st"])
 
 
+@pytest.fixture(scope="module")
+def module_contract(
+    database_url: str, testbed_dir: Path, request: pytest.FixtureRequest
+) -> Iterator[RunningService]:
+    """A contract service for one test module (no webhook, no inventory), on a schema named
+    after the module, trusting the gateway tests' tokens."""
+    prefix = request.module.__name__.rpartition(".")[2].removeprefix("test_") + "_contract"
+    settings = {"JWT_SECRET": SECRET, "CONTRACT_INVENTORY_SECONDS": "0"}
+    with service_on_fresh_schema(
+        "contract", database_url, testbed_dir / "logs", settings, prefix=prefix
+    ) as service:
+        yield service
+
+
 @pytest.fixture
 def contract_service(database_url: str, testbed_dir: Path) -> Iterator[RunningService]:
     """A contract service (no webhook) on its own schema, trusting the gateway tests' tokens."""

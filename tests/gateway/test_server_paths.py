@@ -68,12 +68,8 @@ def server_id(
 
 
 @pytest.fixture(scope="module")
-def contract(database_url: str, testbed_dir: Path) -> Iterator[RunningService]:
-    settings = {"JWT_SECRET": SECRET, "CONTRACT_INVENTORY_SECONDS": "0"}
-    with service_on_fresh_schema(
-        "contract", database_url, testbed_dir / "logs", settings, prefix="paths_contract"
-    ) as service:
-        yield service
+def contract(module_contract: RunningService) -> RunningService:
+    return module_contract
 
 
 @pytest.fixture(scope="module")
