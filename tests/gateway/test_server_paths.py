@@ -25,7 +25,7 @@ from modelserve.testbed.testing_services import service_on_fresh_schema
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
 
-SECRET = "server-paths-tests-secret-of-32-bytes!!"
+SECRET = "gateway-tests-secret-of-at-least-32-bytes"  # the contract fixture's too
 # The seeds' bodies, which name no model (a short answer asked of the chat one).
 SEED_CHAT = {"messages": [{"role": "user", "content": "Say hello."}], "temperature": 0.7}
 SEED_COMPLETION = {"prompt": "Once upon a time", "max_tokens": 100}
