@@ -116,12 +116,26 @@ def test_the_served_name_defaults_to_the_object_name() -> None:
     assert target_from_body(body("llama", served=None)).served_name == "llama"
 
 
+EXTERNAL = {"url": "https://api.example.com/v1"}
+
+
 @pytest.mark.parametrize(
     "changes",
     [{"phase": "Deploying"}, {"phase": None}, {"deleting": True}, {"phase": "Degraded"}],
 )
-def test_only_a_ready_server_that_stays_is_ready(changes: dict[str, Any]) -> None:
-    assert not target_from_body(body("qwen", **changes)).ready
+def test_only_an_external_server_that_is_ready_and_stays_is_ready(
+    changes: dict[str, Any],
+) -> None:
+    assert not target_from_body(body("qwen", external=EXTERNAL, **changes)).ready
+
+
+@pytest.mark.parametrize("phase", ["Ready", "Degraded", "Deploying", None])
+def test_a_server_of_pods_is_as_ready_as_its_endpoints(phase: str | None) -> None:
+    """Degraded still has ready replicas, Deploying (a new spec) too: the endpoints decide."""
+    table = loaded()
+    add(table, body("a", phase=phase), ready=True)
+    assert isinstance(table.lookup("qwen-7b", ALICE), Target)
+    assert not target_from_body(body("a", phase=phase, deleting=True)).ready
 
 
 def test_an_external_server_names_its_key_secret() -> None:
@@ -230,7 +244,7 @@ def test_ready_servers_of_one_name_share_the_load() -> None:
 
 def test_not_ready_servers_take_no_requests() -> None:
     table = loaded()
-    add(table, body("a", phase="Failed"))
+    add(table, body("a", phase="Failed"), ready=False)
     add(table, body("b"))
     for _ in range(3):
         found = table.lookup("qwen-7b", ALICE)

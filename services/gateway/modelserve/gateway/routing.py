@@ -115,7 +115,10 @@ def target_from_body(body: Mapping[str, Any]) -> Target:
         name=ms.name,
         served_name=ms.served_name,
         endpoint=endpoint,
-        ready=phase == READY and not deleting and (bool(endpoint) or not external),
+        # An external server is as ready as the operator's probe says. A server of pods
+        # takes requests whenever one of its pods is ready, whatever its phase: a Degraded
+        # server still has ready replicas, and so has one that is Deploying a new spec.
+        ready=not deleting and (phase == READY and bool(endpoint) if external else True),
         phase=phase,
         message=message,
         owner=labels.get(OWNER_LABEL) or None,
@@ -232,7 +235,7 @@ class RouteTable:
         reasons = []
         for target in targets:
             where = f"{target.namespace}/{target.name}"
-            if target.ready:
+            if target.ready and target.phase == READY:
                 reasons.append(f"{where} has no ready endpoint")
             else:
                 detail = f": {target.message}" if target.message else ""
