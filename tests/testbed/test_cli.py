@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from modelserve.testbed.llm import MODEL_ALIAS
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import descendants
 from modelserve.testbed.seeding import SMOLLM2_MODEL_UUID, SMOLLM2_NAME
@@ -135,7 +136,7 @@ def _gateway_chat_works(env: dict[str, str]) -> None:
     token, body = answer.stdout.split("\n", 1)
     chat = json.loads(body)
     assert chat["object"] == "chat.completion", chat
-    assert chat["model"] == env["MODEL_SERVER_MODEL"], chat
+    assert chat["model"] == MODEL_ALIAS, chat
     assert chat["choices"][0]["message"]["content"].strip(), chat
 
     # Traefik's per-server route, the seeds' body (no model): the same server answers.

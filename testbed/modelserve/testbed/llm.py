@@ -138,7 +138,10 @@ def _serves_model(url: str, alias: str) -> bool:
     return any(model.get("id") == alias for model in body.get("data", []))
 
 
-def start_llm(folder: Path, *, port: int = 0, timeout: float = 120.0) -> LlmServer:
+def start_llm(
+    folder: Path, *, port: int = 0, timeout: float = 120.0, alias: str = MODEL_ALIAS
+) -> LlmServer:
+    """The server on `port` (0: a free one), serving the model as `alias`."""
     runtime = ensure_runtime()
     port = port or free_port()
     process = ManagedProcess(
@@ -150,7 +153,7 @@ def start_llm(folder: Path, *, port: int = 0, timeout: float = 120.0) -> LlmServ
             "--model",
             runtime.model,
             "--model_alias",
-            MODEL_ALIAS,
+            alias,
             "--host",
             "127.0.0.1",
             "--port",
@@ -170,10 +173,10 @@ def start_llm(folder: Path, *, port: int = 0, timeout: float = 120.0) -> LlmServ
         ],
         folder / "logs" / "llama-cpp-server.log",
     )
-    server = LlmServer(port, runtime.model, MODEL_ALIAS, process)
+    server = LlmServer(port, runtime.model, alias, process)
     process.start()
     try:
-        process.wait_until(lambda: _serves_model(server.url, MODEL_ALIAS), timeout, "serving")
+        process.wait_until(lambda: _serves_model(server.url, alias), timeout, "serving")
     except BaseException:
         server.stop()
         raise

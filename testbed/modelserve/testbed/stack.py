@@ -258,7 +258,7 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         console_port=ports.platform_console,
     )
     resources.callback(platform.stop)
-    llm = start_llm(folder, port=ports.llm)
+    llm = start_llm(folder, port=ports.llm, alias=SMOLLM2_EXTERNAL_NAME)
     resources.callback(llm.stop)
     install_crds(kube)
     operator = start_operator(
@@ -315,7 +315,7 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         SMOLLM2_SERVER,
         SMOLLM2_SERVER_NAMESPACE,
         owner=GATEWAY_ADMIN,
-        served_name=SMOLLM2_EXTERNAL_NAME,
+        served_name=llm.alias,
         url=llm.url,
     )
     serve_external(kube, smollm2)
