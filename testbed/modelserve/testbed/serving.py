@@ -4,12 +4,16 @@ until its pods really answer."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from modelserve.testbed.polling import wait_for
+
+# How long a server may stay Failed (restarting a container) before the loop gives up.
+FAILED_FOR = 60.0
 
 
 class ServingError(RuntimeError):
@@ -56,9 +60,16 @@ def serve(
         server: dict[str, Any] = created.json()
         server_id = server["server_id"]
 
+        failing_since: list[float] = []
+
         def ready() -> dict[str, Any] | None:
             found: dict[str, Any] = client.get(f"/status/{server_id}").json()
-            if found.get("status") == "Failed":
+            if found.get("status") != "Failed":
+                failing_since.clear()
+            elif not failing_since:
+                failing_since.append(time.monotonic())
+            elif time.monotonic() - failing_since[0] > FAILED_FOR:
+                # A container that failed once is restarted; one that keeps failing will not do.
                 raise ServingError(f"server {server_id} failed: {found.get('message')}")
             return found if found.get("status") == "Ready" else None
 

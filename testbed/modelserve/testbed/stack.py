@@ -267,7 +267,8 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         {
             # Per-server routes lead to the gateway, which Traefik knows from its file.
             "OPERATOR_ROUTE_SERVICE": GATEWAY_TRAEFIK_SERVICE,
-            "OPERATOR_MODEL_STORE_ENDPOINT": platform.endpoint,
+            # Pods reach the platform MinIO through the pod network's forwarder.
+            "OPERATOR_MODEL_STORE_ENDPOINT": kube.expose_to_pods(platform.port),
             "OPERATOR_MODEL_STORE_ACCESS_KEY": platform.access_key,
             "OPERATOR_MODEL_STORE_SECRET_KEY": platform.secret_key,
         },
