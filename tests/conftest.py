@@ -164,7 +164,9 @@ def operator_settings(crds: KubeCluster, platform_store: MinioServer) -> dict[st
     from the pod network), routes lead to the gateway known to Traefik's file provider."""
     return {
         "OPERATOR_EXTERNAL_PROBE_INTERVAL": "1",
-        "OPERATOR_EXTERNAL_PROBE_TIMEOUT": "2",
+        # llama-cpp-python answers GET /v1/models only between two generations: a probe
+        # that arrives during a scaled request's candidates waits its turn.
+        "OPERATOR_EXTERNAL_PROBE_TIMEOUT": "60",
         "OPERATOR_MODEL_STORE_ENDPOINT": crds.expose_to_pods(platform_store.port),
         "OPERATOR_MODEL_STORE_ACCESS_KEY": platform_store.access_key,
         "OPERATOR_MODEL_STORE_SECRET_KEY": platform_store.secret_key,
