@@ -72,6 +72,7 @@ class Samples:
     ttft: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
     errors: int = 0
+    failures: list[str] = field(default_factory=list)  # what the first few errors said
 
 
 @contextlib.contextmanager
@@ -149,11 +150,26 @@ async def one_stream(
     if path.with_model:
         body["model"] = SERVED
     started = time.perf_counter()
+    try:
+        return await _read_stream(session, path, body, started, samples)
+    except aiohttp.ClientError as error:
+        samples.errors += 1
+        samples.failures.append(repr(error))
+        return 0
+
+
+async def _read_stream(
+    session: aiohttp.ClientSession,
+    path: Path_,
+    body: dict[str, object],
+    started: float,
+    samples: Samples,
+) -> int:
     got = 0
     async with session.post(path.url, json=body, headers=path.headers) as answer:
         if answer.status != 200:
             samples.errors += 1
-            await answer.read()
+            samples.failures.append(f"{answer.status} {(await answer.read())[:300]!r}")
             return 0
         async for line in answer.content:
             if not line.startswith(b"data: {"):
@@ -161,6 +177,7 @@ async def one_stream(
             event = json.loads(line[6:])
             if "error" in event:
                 samples.errors += 1
+                samples.failures.append(str(event["error"])[:300])
                 return got
             choices = event.get("choices") or []
             if choices and choices[0].get("delta", {}).get("content"):
@@ -184,7 +201,9 @@ async def measure(
     paths: list[Path_], levels: list[int], rounds: int, tokens: int
 ) -> dict[tuple[str, int], Samples]:
     results = {(path.name, level): Samples() for path in paths for level in levels}
-    connector = aiohttp.TCPConnector(limit=0)
+    # Below the servers' 5 s idle timeout (uvicorn's, httplib's): no request on a connection
+    # the server is closing.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=3)
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         for path in paths:  # warm-up: connections, the server's first prompt
@@ -242,6 +261,9 @@ def main() -> None:
         results = asyncio.run(measure(paths, levels, args.rounds, args.tokens))
     print(f"serving_path at {revision(ROOT)}, {args.rounds} rounds, {args.tokens} tokens a stream")
     print(report(results, paths, levels))
+    for (name, level), samples in sorted(results.items()):
+        for failure in samples.failures[:3]:
+            print(f"{name} at {level}: {failure}")
 
 
 if __name__ == "__main__":

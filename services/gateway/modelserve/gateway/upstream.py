@@ -38,6 +38,10 @@ _NOT_PASSED = frozenset(
 _NO_ANSWER = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
 
 
+# Seconds a pooled connection to a model server may stay idle (below their 5 s).
+IDLE_SECONDS = 4.0
+
+
 class UpstreamError(Exception):
     """A model server could not be reached, or broke off its answer.
 
@@ -121,7 +125,15 @@ class UpstreamClient:
 
     def __init__(self, *, connections: int, connect_timeout: float, read_timeout: float) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=connections),
+            connector=aiohttp.TCPConnector(
+                limit=0,
+                limit_per_host=connections,
+                # Model servers close idle connections after 5 s (llama-server's httplib,
+                # vLLM's uvicorn). A pooled connection reused just as the server closes it
+                # fails before any answer, and a server with one replica has no other
+                # endpoint to retry on: let idle ones go first.
+                keepalive_timeout=IDLE_SECONDS,
+            ),
             # No total: a long generation streams for minutes. The read timeout applies
             # between two reads, so a silent server is caught and a talking one is not.
             timeout=aiohttp.ClientTimeout(
