@@ -242,10 +242,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--levels", default="1,4,16")
+    parser.add_argument("--keep", type=Path, help="copy the run's logs here")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
     with (
-        scratch_folder("serving-path") as folder,
+        scratch_folder("serving-path", args.keep) as folder,
         served(folder, max(levels)) as (
             _,
             bases,

@@ -96,6 +96,7 @@ class Dispatcher:
         if endpoint is None:
             raise NoReadyEndpoint(target)
         tried: list[str] = []
+        reconnected = False
         while True:
             # Counted from the choice on: the next choice sees this request.
             self._table.endpoints.acquire(endpoint)
@@ -104,6 +105,12 @@ class Dispatcher:
                 return endpoint, await self._upstream.send(base + path, body, headers)
             except NoAnswer as error:
                 self._table.endpoints.release(endpoint)
+                if error.closed and not reconnected:
+                    # A kept-alive connection the server had closed: once per request,
+                    # the same endpoint again (the pool has dropped that connection).
+                    reconnected = True
+                    self._retried(target, endpoint, endpoint, error)
+                    continue
                 tried.append(endpoint.url)
                 following = self._table.choose(target, exclude=tried)
                 if following is None:

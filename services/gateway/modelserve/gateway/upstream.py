@@ -59,7 +59,15 @@ class UpstreamError(Exception):
 class NoAnswer(UpstreamError):
     """The connection failed before any byte of an answer: refused, reset or closed
     before the response head (not a timeout). Another endpoint of the server may take
-    the request."""
+    the request.
+
+    `closed`: the server closed the connection without a word, as it closes a kept-alive
+    connection it no longer wants (llama-server does so even within our idle limit). The
+    request was not taken; the same endpoint may take it on a new connection."""
+
+    def __init__(self, message: str, detail: str = "", *, closed: bool = False) -> None:
+        super().__init__(message, detail)
+        self.closed = closed
 
 
 class UpstreamTimeout(UpstreamError):
@@ -153,7 +161,8 @@ class UpstreamClient:
             raise UpstreamTimeout("the model server did not answer in time", detail) from error
         except _NO_ANSWER as error:
             detail = f"{url}: {error!r}"
-            raise NoAnswer("the model server is unreachable", detail) from error
+            closed = isinstance(error, aiohttp.ServerDisconnectedError)
+            raise NoAnswer("the model server is unreachable", detail, closed=closed) from error
         except aiohttp.ClientError as error:
             detail = f"{url}: {error!r}"
             raise UpstreamError("the model server is unreachable", detail) from error
