@@ -172,7 +172,8 @@ class Decider:
         reservation: uuid.UUID | None,
         prompt_tokens: int,
         completion_tokens: int,
-    ) -> bool:
+        usage_id: uuid.UUID | None = None,
+    ) -> bool | None:
         token_charges = [
             charge
             for charge in policy.inference_charges(self.book.scopes(principal, team), 0)
@@ -186,4 +187,5 @@ class Decider:
             model=model,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            usage_id=usage_id,
         )

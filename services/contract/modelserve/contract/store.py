@@ -37,12 +37,16 @@ from modelserve.contract.tables import (
     Server,
     SubjectKind,
     Usage,
+    UsageReceipt,
 )
 
 CHANNEL = "modelserve_contracts"
-TABLES = [Contract, Counter, Reservation, Server, Usage]
+TABLES = [Contract, Counter, Reservation, Server, Usage, UsageReceipt]
 T = TypeVar("T")
 OVER_LIMIT = "MS001"  # raised by contract_reserve; see functions.sql
+# How long the id of a recorded usage is remembered, so that a sender's retry of it is
+# not counted again (the gateway retries an unsure delivery within minutes or hours).
+RECEIPT_DAYS = 7
 # Columns added after a table's first release: create_all makes missing tables, never
 # missing columns, so databases created before get them here.
 ADDED_COLUMNS = ["ALTER TABLE contracts ADD COLUMN IF NOT EXISTS downloads boolean"]
@@ -190,14 +194,24 @@ class Store:
         model: str,
         prompt_tokens: int,
         completion_tokens: int,
-    ) -> bool:
+        usage_id: uuid.UUID | None = None,
+    ) -> bool | None:
         """Settle the reservation with the tokens really used (or, when it is unknown or
         expired, count them in `charges`' windows); add them to the day's usage.
-        Returns whether the reservation was found."""
+        Returns whether the reservation was found; None, counting nothing, when a usage
+        of this `usage_id` was recorded before."""
         tokens = prompt_tokens + completion_tokens
 
-        async def work(conn: psycopg.AsyncConnection[Any]) -> bool:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> bool | None:
             async with conn.transaction():
+                if usage_id is not None:
+                    cur = await conn.execute(
+                        "INSERT INTO usage_receipts (id) VALUES (%s)"
+                        " ON CONFLICT DO NOTHING RETURNING id",
+                        [usage_id],
+                    )
+                    if await cur.fetchone() is None:
+                        return None
                 found = False
                 if reservation is not None:
                     cur = await conn.execute(
@@ -226,6 +240,10 @@ class Store:
         async def work(conn: psycopg.AsyncConnection[Any]) -> int:
             cur = await conn.execute("SELECT contract_release_expired()")
             row = await cur.fetchone()
+            await conn.execute(
+                "DELETE FROM usage_receipts WHERE recorded_at < now() - make_interval(days => %s)",
+                [RECEIPT_DAYS],
+            )
             return int(row[0]) if row else 0
 
         return await self._run(work)

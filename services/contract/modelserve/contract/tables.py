@@ -124,3 +124,19 @@ class Usage(SQLModel, table=True):
     requests: int = Field(default=0, sa_type=BigInteger)
     prompt_tokens: int = Field(default=0, sa_type=BigInteger)
     completion_tokens: int = Field(default=0, sa_type=BigInteger)
+
+
+class UsageReceipt(SQLModel, table=True):
+    """The id of a usage record already counted: a sender that retries one it is unsure
+    about (its answer lost, a lease run out) has it counted once. Kept for
+    `store.RECEIPT_DAYS` days."""
+
+    __tablename__ = "usage_receipts"
+
+    id: uuid.UUID = Field(primary_key=True)
+    recorded_at: dt.datetime | None = Field(
+        default=None,
+        sa_column=Column(
+            DateTime(timezone=True), server_default=func.now(), nullable=False, index=True
+        ),
+    )

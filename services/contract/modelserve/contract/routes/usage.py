@@ -18,6 +18,9 @@ router = APIRouter(tags=["usage"])
 
 
 class UsageRecord(BaseModel):
+    # The sender's id for this record: one it sends again is counted once (the gateway
+    # retries deliveries it is unsure of). Without one, every delivery counts.
+    id: uuid.UUID | None = None
     principal: Principal
     team: str | None = None
     model: str
@@ -31,6 +34,9 @@ class UsageRecord(BaseModel):
 class Recorded(BaseModel):
     recorded: bool
     reservation_found: bool
+    # True: this record's id was recorded before, and nothing was counted again (the
+    # field is left out otherwise).
+    duplicate: bool | None = None
 
 
 class ModelUsage(BaseModel):
@@ -51,7 +57,7 @@ class UsageReport(BaseModel):
     models: list[ModelUsage]
 
 
-@router.post("/usage")
+@router.post("/usage", response_model_exclude_none=True)
 async def record_usage(body: UsageRecord, _: ServiceOrAdmin, decider: DeciderDep) -> Recorded:
     found = await decider.record_usage(
         body.principal,
@@ -60,7 +66,10 @@ async def record_usage(body: UsageRecord, _: ServiceOrAdmin, decider: DeciderDep
         reservation=body.reservation,
         prompt_tokens=body.prompt_tokens,
         completion_tokens=body.completion_tokens,
+        usage_id=body.id,
     )
+    if found is None:
+        return Recorded(recorded=True, reservation_found=False, duplicate=True)
     return Recorded(recorded=True, reservation_found=found)
 
 
