@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import Tags
 from minio.datatypes import Part
 from minio.error import S3Error
 from pydantic import SecretStr
@@ -201,6 +202,21 @@ class ObjectStore:
         with self._request(f"s3://{bucket}/{key}"):
             result = self._client._list_multipart_uploads(bucket, prefix=key)
         return [str(upload.upload_id) for upload in result.uploads if upload.object_name == key]
+
+    # --- object tags ----------------------------------------------------------------------
+
+    def tags(self, bucket: str, key: str) -> dict[str, str]:
+        """The object's tags ({} when it has none)."""
+        with self._request(f"s3://{bucket}/{key}"):
+            tags = self._client.get_object_tags(bucket, key)
+        return dict(tags or {})
+
+    def set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        """Replace the object's tags with `tags`."""
+        object_tags = Tags.new_object_tags()
+        object_tags.update(tags)
+        with self._request(f"s3://{bucket}/{key}"):
+            self._client.set_object_tags(bucket, key, object_tags)
 
     def remove(self, bucket: str, key: str) -> None:
         with self._request(f"s3://{bucket}/{key}"):

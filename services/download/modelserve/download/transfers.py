@@ -29,6 +29,7 @@ from modelserve.download.sources import (
     parse_manifest,
     storage_prefix,
 )
+from modelserve.download.tagging import file_tags
 
 logger = logging.getLogger(__name__)
 _MANIFEST_LIMIT = 1 << 20
@@ -317,9 +318,10 @@ class Transfer:
 
     # --- the end: commit or discard -------------------------------------------------------
 
-    def commit(self) -> None:
-        """Complete every upload: the files appear at their final keys. In parallel, as a
-        folder of many small files has one completion per file."""
+    def commit(self, outcome: Outcome) -> None:
+        """Complete every upload: the files appear at their final keys, each then tagged
+        with its SHA-256 and the model's id (`tagging.file_tags`). In parallel, as a folder
+        of many small files has one completion per file."""
 
         def complete(upload: _Upload) -> None:
             if upload.upload_id is None:
@@ -329,6 +331,8 @@ class Transfer:
             )
             with self._completing:
                 self._completed.add(upload.file.key)
+            tags = file_tags(self.plan.model_id, outcome.files[upload.file.path])
+            self.platform.set_tags(self.bucket, upload.file.key, tags)
 
         with ThreadPoolExecutor(self.parallel, thread_name_prefix="commit") as pool:
             for _ in pool.map(complete, self._uploads):

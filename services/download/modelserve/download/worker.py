@@ -22,6 +22,7 @@ from modelserve.download.records import build_record
 from modelserve.download.settings import DownloadSettings
 from modelserve.download.sources import InvalidSource, Source, check_sha256
 from modelserve.download.tables import Download, State
+from modelserve.download.tagging import backfill
 from modelserve.download.transfers import Cancelled, Transfer, TransferFailed, plan
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Workers:
         await self._take_back()
         async with asyncio.TaskGroup() as group:
             group.create_task(self.jobs.listen(self.wake))
+            group.create_task(self._backfill_tags())
             for _ in range(self.settings.jobs):
                 group.create_task(self._loop())
 
@@ -81,6 +83,12 @@ class Workers:
                 logger.info("taking back %d download(s) interrupted by a restart", released)
             return
 
+    async def _backfill_tags(self) -> None:
+        """Tag the stored files of records written before the service tagged them."""
+        tagged = await asyncio.to_thread(backfill, self.platform, await self.jobs.models())
+        if tagged:
+            logger.info("tagged %d stored file(s) of earlier model records", tagged)
+
     async def process(self, job: Download) -> None:
         """One attempt at one job, to ready or failed (or nothing, if it was lost)."""
         logger.info("download %s: attempt %d", job.model_id, job.attempts)
@@ -96,7 +104,7 @@ class Workers:
                     job, transfer.plan, outcome, metadata, self.settings.platform_bucket
                 )
                 await self._report(job, transfer)  # still ours? nothing is visible yet
-                await asyncio.to_thread(transfer.commit)
+                await asyncio.to_thread(transfer.commit, outcome)
                 if not await self.jobs.finish(job, record):
                     raise Lost("cancelled or taken over before it was recorded")
                 logger.info("download %s: ready (%s)", job.model_id, record.uri)
