@@ -18,7 +18,7 @@ from modelserve.testbed.platform import RunningService
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.postgres import fresh_schema, schema_url
 from modelserve.testbed.testing_clients import token_clients
-from modelserve.testbed.testing_services import service_starter
+from modelserve.testbed.testing_services import service_on_fresh_schema, service_starter
 
 SECRET = "download-tests-secret-of-at-least-32-bytes"
 FINISHED = ("ready", "failed", "cancelled")
@@ -71,6 +71,18 @@ def start_download(
     """`start_download(**overrides)`: the service as a process, stopped after the test."""
     with service_starter("download", testbed_dir / "logs", download_env) as start:
         yield start
+
+
+@pytest.fixture
+def contract_service(
+    database_url: str, testbed_dir: Path, download_env: dict[str, str]
+) -> Iterator[RunningService]:
+    """A contract service on its own schema, trusting the same tokens."""
+    settings = {"JWT_SECRET": download_env["JWT_SECRET"], "CONTRACT_INVENTORY_SECONDS": "0"}
+    with service_on_fresh_schema(
+        "contract", database_url, testbed_dir / "logs", settings, prefix="download_contract"
+    ) as service:
+        yield service
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ so. The contract service decides, asked with the user's own token."""
 
 from __future__ import annotations
 
+import posixpath
+
 import httpx
 
 from modelserve.common.errors import ApiError
@@ -49,6 +51,20 @@ async def check_download(
             str(decision.get("reason", "downloads_not_allowed")),
             str(decision.get("message", "the contract does not allow this download")),
         )
+
+
+def visible_to(claims: Claims) -> str | None:
+    """Whose downloads and models the caller sees: everyone's (None) for admins and
+    services, else their own: those they asked for (`Jobs.get` and the others filter)."""
+    return None if claims.is_admin or claims.is_service else claims.sub
+
+
+def decision_name(bucket: str, key: str | None, prefix: str | None) -> str:
+    """The model name a download decision judges: what the source is called (the key's
+    basename, or the folder's: the model id in the seeds' call), never a name the caller
+    gives, which only labels the record."""
+    path = key if key is not None else (prefix or "").rstrip("/")
+    return posixpath.basename(path) or bucket
 
 
 def may_manage(claims: Claims, requested_by: str) -> bool:

@@ -28,7 +28,15 @@ from modelserve.common.database import (
     open_pool,
 )
 from modelserve.download.sources import Source, printable
-from modelserve.download.tables import ACTIVE, RETRYABLE, RUNNING, Download, ModelRecord, State
+from modelserve.download.tables import (
+    ACTIVE,
+    RETRYABLE,
+    RUNNING,
+    Download,
+    ModelRecord,
+    Requester,
+    State,
+)
 
 CHANNEL = "modelserve_downloads"
 T = TypeVar("T")
@@ -37,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 def create_schema(url: str) -> None:
     """Tables created if missing; safe with several replicas starting at once."""
-    create_tables(url, "modelserve-download", [Download, ModelRecord])
+    create_tables(url, "modelserve-download", [Download, ModelRecord, Requester])
 
 
 # A job queued again (a new request for a failed model, or a retry): nothing of the last
@@ -54,6 +62,17 @@ async def _notify(cur: psycopg.AsyncCursor[Any], model_id: str) -> None:
 
 def _states(states: tuple[State, ...]) -> list[str]:
     return [state.value for state in states]
+
+
+def _visible(model_id: str) -> str:
+    """A condition: the model (whose id is the column `model_id`) is visible to the
+    parameter `who`: everyone's when it is NULL (admins, services), else whoever queued
+    its current attempt or ever asked for it."""
+    return f"""(%(who)s::text IS NULL
+        OR EXISTS (SELECT 1 FROM downloads d
+                   WHERE d.model_id = {model_id} AND d.requested_by = %(who)s)
+        OR EXISTS (SELECT 1 FROM download_requesters r
+                   WHERE r.model_id = {model_id} AND r.subject = %(who)s))"""
 
 
 class Jobs:
@@ -126,6 +145,11 @@ class Jobs:
                     params,
                 )
                 row = await cur.fetchone()
+                await cur.execute(
+                    "INSERT INTO download_requesters (model_id, subject) VALUES (%s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    [model_id, requested_by],
+                )
                 if row is not None:
                     await _notify(cur, model_id)
                     return Download.model_validate(row), True
@@ -180,21 +204,25 @@ class Jobs:
             params,
         )
 
-    async def get(self, model_id: str) -> Download | None:
-        row = await self._one("SELECT * FROM downloads WHERE model_id = %s", [model_id])
+    async def get(self, model_id: str, *, visible_to: str | None = None) -> Download | None:
+        """The job of `model_id`; with `visible_to`, only if that subject may see it."""
+        row = await self._one(
+            f"SELECT * FROM downloads WHERE model_id = %(id)s AND {_visible('%(id)s')}",
+            {"id": model_id, "who": visible_to},
+        )
         return Download.model_validate(row) if row else None
 
     async def recent(
-        self, *, state: State | None = None, requested_by: str | None = None, limit: int = 100
+        self, *, state: State | None = None, visible_to: str | None = None, limit: int = 100
     ) -> list[Download]:
         rows = await self._all(
-            """
+            f"""
             SELECT * FROM downloads
             WHERE (%(state)s::text IS NULL OR state = %(state)s)
-              AND (%(who)s::text IS NULL OR requested_by = %(who)s)
+              AND {_visible("downloads.model_id")}
             ORDER BY created_at DESC LIMIT %(limit)s
             """,
-            {"state": state.value if state else None, "who": requested_by, "limit": limit},
+            {"state": state.value if state else None, "who": visible_to, "limit": limit},
         )
         return [Download.model_validate(row) for row in rows]
 
@@ -229,12 +257,22 @@ class Jobs:
 
         return await self._run(work)
 
-    async def models(self) -> list[ModelRecord]:
-        rows = await self._all("SELECT * FROM models WHERE state = 'ready' ORDER BY name, id", [])
+    async def models(self, *, visible_to: str | None = None) -> list[ModelRecord]:
+        """Ready records; with `visible_to`, those of the models that subject may see."""
+        rows = await self._all(
+            f"""
+            SELECT * FROM models WHERE state = 'ready' AND {_visible("models.id")}
+            ORDER BY name, id
+            """,
+            {"who": visible_to},
+        )
         return [ModelRecord.model_validate(row) for row in rows]
 
-    async def model(self, model_id: str) -> ModelRecord | None:
-        row = await self._one("SELECT * FROM models WHERE id = %s", [model_id])
+    async def model(self, model_id: str, *, visible_to: str | None = None) -> ModelRecord | None:
+        row = await self._one(
+            f"SELECT * FROM models WHERE id = %(id)s AND {_visible('%(id)s')}",
+            {"id": model_id, "who": visible_to},
+        )
         return ModelRecord.model_validate(row) if row else None
 
     # --- what workers do ------------------------------------------------------------------

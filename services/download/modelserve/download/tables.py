@@ -81,6 +81,16 @@ class Download(SQLModel, table=True):
     finished_at: dt.datetime | None = _timestamp()
 
 
+class Requester(SQLModel, table=True):
+    """Who asked for a model's download: each of them sees its job and its record (the
+    job's `requested_by` is whoever queued its current attempt)."""
+
+    __tablename__ = "download_requesters"
+
+    model_id: str = Field(primary_key=True)
+    subject: str = Field(primary_key=True)
+
+
 class ModelRecord(SQLModel, table=True):
     """A model in the platform store: what the gateway lists and a server loads."""
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from modelserve.common.auth import Caller
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
-from modelserve.download.access import check_download, may_manage
+from modelserve.download.access import check_download, decision_name, may_manage, visible_to
 from modelserve.download.deps import HttpDep, JobsDep, SettingsDep
 from modelserve.download.jobs import Jobs
 from modelserve.download.records import DownloadStatus, status
@@ -85,7 +85,7 @@ async def _start(
     await check_download(
         claims,
         request.headers.get("authorization"),
-        options.name or recorded,
+        decision_name(bucket, key, prefix),
         contract_url=settings.contract_url,
         http=http,
     )
@@ -170,8 +170,10 @@ async def download_source(
     )
 
 
-async def _job(jobs: Jobs, model_id: str) -> Download:
-    job = await jobs.get(model_id)
+async def _job(jobs: Jobs, model_id: str, claims: Claims) -> Download:
+    """The job, if the caller may see it; 404 alike for one they may not and one that is
+    not, so that ids do not leak."""
+    job = await jobs.get(model_id, visible_to=visible_to(claims))
     if job is None:
         raise ApiError(404, "download_not_found", f"no download of model {model_id}")
     return job
@@ -179,16 +181,16 @@ async def _job(jobs: Jobs, model_id: str) -> Download:
 
 async def _managed_job(jobs: Jobs, model_id: str, claims: Claims) -> Download:
     """The job, if the caller may cancel or retry it (see `access.may_manage`)."""
-    job = await _job(jobs, model_id)
+    job = await _job(jobs, model_id, claims)
     if not may_manage(claims, job.requested_by):
         raise ApiError(403, "not_owner", f"the download of {model_id} is {job.requested_by}'s")
     return job
 
 
 @router.get("/status/{model_id}")
-async def download_status(model_id: str, _: Caller, jobs: JobsDep) -> DownloadStatus:
+async def download_status(model_id: str, claims: Caller, jobs: JobsDep) -> DownloadStatus:
     """State, bytes done and total, rate and ETA of the model's download."""
-    return status(await _job(jobs, model_id))
+    return status(await _job(jobs, model_id, claims))
 
 
 @router.get("/downloads")
@@ -199,8 +201,8 @@ async def list_downloads(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DownloadStatus]:
     """Newest first: every download for admins and services, one's own for users."""
-    mine = None if claims.is_admin or claims.is_service else claims.sub
-    return [status(job) for job in await jobs.recent(state=state, requested_by=mine, limit=limit)]
+    mine = visible_to(claims)
+    return [status(job) for job in await jobs.recent(state=state, visible_to=mine, limit=limit)]
 
 
 @router.post("/download/{model_id}/cancel")

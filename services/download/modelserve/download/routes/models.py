@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from modelserve.common.auth import Caller
 from modelserve.common.errors import ApiError
+from modelserve.download.access import visible_to
 from modelserve.download.deps import JobsDep
 from modelserve.download.tables import ModelRecord
 
@@ -13,14 +14,16 @@ router = APIRouter(tags=["models"])
 
 
 @router.get("/models")
-async def list_models(_: Caller, jobs: JobsDep) -> list[ModelRecord]:
-    """Every model downloaded and verified, by name."""
-    return await jobs.models()
+async def list_models(claims: Caller, jobs: JobsDep) -> list[ModelRecord]:
+    """The models downloaded and verified, by name: every one for admins and services,
+    those one asked for for users."""
+    return await jobs.models(visible_to=visible_to(claims))
 
 
 @router.get("/models/{model_id}")
-async def get_model(model_id: str, _: Caller, jobs: JobsDep) -> ModelRecord:
-    record = await jobs.model(model_id)
+async def get_model(model_id: str, claims: Caller, jobs: JobsDep) -> ModelRecord:
+    """One model record; 404 for one the caller may not see, as for one that is not."""
+    record = await jobs.model(model_id, visible_to=visible_to(claims))
     if record is None:
         raise ApiError(404, "model_not_found", f"no model {model_id} in the platform store")
     return record
