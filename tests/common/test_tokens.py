@@ -106,10 +106,12 @@ def test_a_short_secret_is_refused_even_in_development(monkeypatch: pytest.Monke
 def test_settings_are_read_from_the_jwt_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JWT_SECRET", SECRET)
     monkeypatch.setenv("JWT_ALGORITHM", "HS256")
-    monkeypatch.setenv("JWT_EXPIRY_HOURS", "2")
+    monkeypatch.setenv("JWT_EXPIRY_MINUTES", "2")
+    monkeypatch.setenv("JWT_GATEWAY_URL", "http://gateway:8200")
     settings = TokenSettings()
     assert settings.secret.get_secret_value() == SECRET
-    assert settings.expiry_hours == 2
+    assert settings.expiry_seconds == 120
+    assert settings.gateway_url == "http://gateway:8200"
     assert SECRET not in repr(settings)
 
 
@@ -143,7 +145,7 @@ def test_hs256_round_trip() -> None:
     assert claims.is_admin
     assert not claims.is_service
     assert (claims.iss, claims.aud) == ("modelserve", "modelserve")
-    assert claims.exp - claims.iat == 24 * 3600
+    assert claims.exp - claims.iat == 15 * 60  # short: revocation is for what lives longer
     assert len(claims.jti) == 32
     assert TokenSigner.from_settings(settings).public_jwks() == {"keys": []}
 

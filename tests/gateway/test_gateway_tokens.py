@@ -60,7 +60,7 @@ def test_a_token_for_the_first_admin_verifies_everywhere(accounts_gateway: Accou
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["token_type"] == "bearer"
-    assert body["expires_in"] == 24 * 3600
+    assert body["expires_in"] == 15 * 60
 
     # What every other service does with it: the shared verifier, the shared secret.
     settings = TokenSettings(secret=SecretStr(accounts_gateway.secret))

@@ -1,6 +1,9 @@
-"""Bearer tokens on FastAPI routes: `Caller` for any valid token, narrower ones on top.
+"""Bearer tokens on FastAPI routes: `Caller` for any valid token (a JWT or an API key),
+narrower ones on top.
 
-A service puts its `TokenVerifier` in `app.state.verifier` at start-up.
+A service puts its `TokenVerifier` in `app.state.verifier` at start-up. A token that
+cannot be checked right now (no current revocation list, or the gateway cannot say what
+an API key stands for) is refused with 503 and Retry-After, never let through.
 """
 
 from __future__ import annotations
@@ -10,15 +13,28 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from modelserve.common.errors import ApiError
-from modelserve.common.tokens import Claims, TokenError, TokenVerifier, bearer
+from modelserve.common.tokens import (
+    Claims,
+    TokenCheckUnavailable,
+    TokenError,
+    TokenVerifier,
+    bearer,
+)
+
+
+async def verified(verifier: TokenVerifier, authorization: str | None) -> Claims:
+    """The claims of an Authorization header's token, or the ApiError to answer."""
+    try:
+        return await verifier.verify(bearer(authorization))
+    except TokenError as error:
+        raise ApiError(401, error.code, str(error), {"WWW-Authenticate": "Bearer"}) from error
+    except TokenCheckUnavailable as error:
+        raise ApiError(503, error.code, str(error), {"Retry-After": "1"}) from error
 
 
 async def caller(request: Request) -> Claims:
     verifier: TokenVerifier = request.app.state.verifier
-    try:
-        return await verifier.verify(bearer(request.headers.get("authorization")))
-    except TokenError as error:
-        raise ApiError(401, error.code, str(error), {"WWW-Authenticate": "Bearer"}) from error
+    return await verified(verifier, request.headers.get("authorization"))
 
 
 async def admin(claims: Annotated[Claims, Depends(caller)]) -> Claims:

@@ -3,6 +3,11 @@
 Every service reads the same JWT_* variables so that a token the gateway issues is accepted
 everywhere. HS256 shares one secret; RS256 lets only the issuer hold the private key while the
 others check signatures against the published key set (the gateway's /.well-known/jwks.json).
+
+A platform token is a JWT or an API key (`msk_…`). The gateway resolves keys in its database;
+the other services ask it (`POST /auth/introspect`) when JWT_GATEWAY_URL is set, and read its
+revocation list (`GET /auth/revocations`), so that a disabled user, a demoted admin or a
+revoked key is refused everywhere within JWT_REVOCATION_SECONDS.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ import asyncio
 import base64
 import hashlib
 import json
+import math
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -25,8 +31,20 @@ from jwt.algorithms import RSAAlgorithm
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelserve.common.revocations import (
+    RevocationList,
+    Revocations,
+    RevocationSource,
+    RevocationsUnavailable,
+    http_source,
+)
+
 ADMIN = "admin"
 SERVICE = "service"
+# API keys start with this, so a bearer token is a key or a JWT without a guess.
+API_KEY_PREFIX = "msk_"
+# The `jti` of the claims a key stands for: `key:<key id>`.
+KEY_JTI_PREFIX = "key:"
 
 # Public, so that no deployment can run on it unnoticed: refused unless MODELSERVE_DEVELOPMENT.
 DEVELOPMENT_SECRET = "modelserve-development-secret-never-use-outside-development"
@@ -37,9 +55,10 @@ MIN_RSA_BITS = 2048
 # every such token would let a flood of forged kids hammer the issuer.
 JWKS_REFETCH_INTERVAL = 30.0
 VERIFIED_TOKENS_KEPT = 10_000
+API_KEYS_KEPT = 10_000
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti"]
 
-TokenErrorCode = Literal["token_missing", "token_expired", "token_invalid"]
+TokenErrorCode = Literal["token_missing", "token_expired", "token_invalid", "token_revoked"]
 
 
 class TokenSettings(BaseSettings):
@@ -56,9 +75,36 @@ class TokenSettings(BaseSettings):
     """Allows DEVELOPMENT_SECRET; never set in a deployment."""
     issuer: str = "modelserve"
     audience: str = "modelserve"
-    expiry_hours: float = Field(default=24, gt=0)
+    expiry_minutes: float = Field(default=15, gt=0)
+    """How long a token from POST /auth/token (and the claims of an API key) live; sign in
+    again (or use an API key) after that. Revocation lists cover at least this long."""
     leeway_seconds: int = Field(default=30, ge=0)
     """Clock skew tolerated between the issuer and the verifying service."""
+    gateway_url: str | None = None
+    """The gateway's base URL, in every service but the gateway: API keys are checked at
+    {url}/auth/introspect and revocations read from {url}/auth/revocations. Unset: this
+    service refuses API keys and honours no revocation before a token expires."""
+    revocation_seconds: float = Field(default=2.0, gt=0)
+    """The revocation list is asked for again at most this often (on the next token)."""
+    revocation_max_stale_seconds: float = Field(default=30.0, gt=0)
+    """Without a fresh revocation list for this long (the gateway cannot be reached),
+    tokens are refused with 503 `token_check_unavailable` rather than trusted."""
+    api_key_cache_seconds: float = Field(default=5.0, ge=0)
+    """What a key stands for is remembered this long (and checked against the revocation
+    list on every use)."""
+    api_key_negative_cache_seconds: float = Field(default=10.0, ge=0)
+    """A key found unknown, revoked or of a disabled user is refused without asking again
+    for this long (a re-enabled user's keys work again after it)."""
+
+    @property
+    def expiry_seconds(self) -> float:
+        return self.expiry_minutes * 60
+
+    @property
+    def expiry_hours(self) -> float:
+        """The same lifetime in hours, for readers written before JWT_EXPIRY_MINUTES."""
+        return self.expiry_minutes / 60
+
     private_key_file: Path | None = None
     """RS256: the PEM private key; only the issuing service has it."""
     jwks_url: str | None = None
@@ -68,6 +114,8 @@ class TokenSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_keys(self) -> Self:
+        if self.revocation_max_stale_seconds < self.revocation_seconds:
+            raise ValueError("JWT_REVOCATION_MAX_STALE_SECONDS is below JWT_REVOCATION_SECONDS")
         if self.algorithm == "HS256":
             length = len(self.secret.get_secret_value().encode())
             if length < MIN_SECRET_BYTES:
@@ -109,6 +157,13 @@ class Claims(BaseModel):
     def is_service(self) -> bool:
         return SERVICE in self.roles
 
+    @property
+    def key_id(self) -> str | None:
+        """The id of the API key these claims came from, if they came from one."""
+        return (
+            self.jti.removeprefix(KEY_JTI_PREFIX) if self.jti.startswith(KEY_JTI_PREFIX) else None
+        )
+
 
 class TokenError(Exception):
     """A request's token was refused; `code` is stable for clients, the message is for humans.
@@ -120,6 +175,18 @@ class TokenError(Exception):
         super().__init__(message)
         self.code: TokenErrorCode = code
         self.message = message
+
+
+class TokenCheckUnavailable(Exception):
+    """A token cannot be checked right now (the gateway, which knows API keys and
+    revocations, cannot be reached): the request is refused with 503, never let through."""
+
+    code = "token_check_unavailable"
+
+
+KeyResolver = Callable[[str], Awaitable[Claims | None]]
+"""What an API key stands for: its claims, or None for an unknown, expired or revoked key
+(or one of a disabled user); TokenCheckUnavailable when that cannot be known now."""
 
 
 def bearer(authorization: str | None) -> str:
@@ -199,12 +266,15 @@ class TokenSigner:
         roles: Iterable[str] = (),
         teams: Iterable[str] = (),
         expires_in: float | None = None,
+        issued_at: int | None = None,
     ) -> str:
-        """A token for `subject`, valid for `expires_in` seconds (JWT_EXPIRY_HOURS by default)."""
-        lifetime = self._settings.expiry_hours * 3600 if expires_in is None else expires_in
+        """A token for `subject`, valid for `expires_in` seconds (JWT_EXPIRY_MINUTES by
+        default) from `issued_at` (now by default; the gateway gives a later second when
+        the subject's not-before is in the current one)."""
+        lifetime = self._settings.expiry_seconds if expires_in is None else expires_in
         if lifetime <= 0:
             raise ValueError(f"a token must live a positive time, not {lifetime} s")
-        now = int(time.time())
+        now = int(time.time()) if issued_at is None else issued_at
         payload: dict[str, Any] = {
             "sub": subject,
             "roles": list(roles),
@@ -235,7 +305,8 @@ class TokenSigner:
 
 
 class TokenVerifier:
-    """Checks tokens: signature, expiry, issuer and audience, then parses the claims.
+    """Checks tokens: signature, expiry, issuer and audience, then parses the claims; API
+    keys through `key_resolver`; both against the revocation list, when there is one.
 
     With HS256 verification is pure CPU. With RS256 the keys come from the private key file
     and the key set file, read once, and from JWT_JWKS_URL, fetched with the service's shared
@@ -250,6 +321,9 @@ class TokenVerifier:
         keys: Mapping[str, RSAPublicKey] | None = None,
         http: httpx.AsyncClient | None = None,
         refetch_interval: float = JWKS_REFETCH_INTERVAL,
+        revocations: RevocationList | None = None,
+        key_resolver: KeyResolver | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         rs256 = settings.algorithm == "RS256"
         if rs256 and settings.jwks_url and http is None:
@@ -267,6 +341,12 @@ class TokenVerifier:
         # Tokens already verified, until they expire: a client sends the same token with
         # every request, and checking its signature again each time is most of the cost.
         self._verified: dict[str, Claims] = {}
+        self._revocations = revocations
+        self._resolve_key = key_resolver
+        self._clock = clock
+        # SHA-256 of an API key -> (until, its claims) and -> until it may be asked again.
+        self._keys: dict[bytes, tuple[float, Claims]] = {}
+        self._refused_keys: dict[bytes, float] = {}
 
     @classmethod
     def from_settings(
@@ -275,7 +355,12 @@ class TokenVerifier:
         http: httpx.AsyncClient | None = None,
         *,
         refetch_interval: float = JWKS_REFETCH_INTERVAL,
+        revocation_source: RevocationSource | None = None,
+        key_resolver: KeyResolver | None = None,
     ) -> TokenVerifier:
+        """The verifier a service's settings describe. With JWT_GATEWAY_URL, API keys and
+        revocations come from the gateway (through `http`); the gateway itself passes its
+        own `revocation_source` and `key_resolver` (its database)."""
         keys: dict[str, RSAPublicKey] = {}
         if settings.algorithm == "RS256":
             if settings.private_key_file:
@@ -286,19 +371,93 @@ class TokenVerifier:
                 if not file_keys:
                     raise ValueError(f"{settings.jwks_file} holds no RS256 key with a kid")
                 keys.update(file_keys)
-        return cls(settings, keys=keys, http=http, refetch_interval=refetch_interval)
+        if settings.gateway_url and (revocation_source is None or key_resolver is None):
+            if http is None:
+                raise ValueError("JWT_GATEWAY_URL needs the service's shared httpx.AsyncClient")
+            base = settings.gateway_url.rstrip("/")
+            revocation_source = revocation_source or http_source(http, f"{base}/auth/revocations")
+            key_resolver = key_resolver or introspection(http, f"{base}/auth/introspect", settings)
+        revocations = (
+            RevocationList(
+                revocation_source,
+                refresh_seconds=settings.revocation_seconds,
+                max_stale_seconds=settings.revocation_max_stale_seconds,
+            )
+            if revocation_source is not None
+            else None
+        )
+        return cls(
+            settings,
+            keys=keys,
+            http=http,
+            refetch_interval=refetch_interval,
+            revocations=revocations,
+            key_resolver=key_resolver,
+        )
 
     async def verify(self, token: str) -> Claims:
-        """The claims of `token`, or TokenError saying why it is refused."""
+        """The claims of `token` (a JWT or an API key), or TokenError saying why it is
+        refused; TokenCheckUnavailable when that cannot be known now."""
         if not token:
             raise TokenError("token_missing", "no token")
+        if token.startswith(API_KEY_PREFIX):
+            return await self._verify_key(token)
         known = self._verified.get(token)
         if known is not None and known.exp > time.time():
-            return known
-        claims = await self._verify(token)
-        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
-            self._verified.pop(next(iter(self._verified)))  # the oldest goes
-        self._verified[token] = claims
+            claims = known
+        else:
+            claims = await self._verify(token)
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                self._verified.pop(next(iter(self._verified)))  # the oldest goes
+            self._verified[token] = claims
+        reason = await self._revoked(claims)
+        if reason is not None:
+            raise TokenError("token_revoked", f"token was revoked: {reason}")
+        return claims
+
+    def forget(self) -> None:
+        """Something was revoked through this process: forget what API keys stood for,
+        and ask for the revocation list before the next token."""
+        self._keys.clear()
+        self._refused_keys.clear()
+        if self._revocations is not None:
+            self._revocations.invalidate()
+
+    async def _revoked(self, claims: Claims) -> str | None:
+        if self._revocations is None:
+            return None
+        try:
+            revocations: Revocations = await self._revocations.current()
+        except RevocationsUnavailable as error:
+            raise TokenCheckUnavailable(str(error)) from None
+        return revocations.reason(claims.sub, claims.iat, claims.key_id)
+
+    async def _verify_key(self, key: str) -> Claims:
+        if self._resolve_key is None:
+            raise TokenError(
+                "token_invalid", "API keys are not accepted here: this service has no gateway"
+            )
+        digest = hashlib.sha256(key.encode()).digest()
+        now = self._clock()
+        if self._refused_keys.get(digest, -math.inf) > now:
+            raise TokenError("token_invalid", "unknown or revoked API key")
+        cached = self._keys.get(digest)
+        if cached is not None and cached[0] > now and await self._revoked(cached[1]) is None:
+            return cached[1]
+        # Unknown here, expired here, or changed since: ask the one that knows.
+        self._keys.pop(digest, None)
+        claims = await self._resolve_key(key)
+        if claims is None:
+            _remember(
+                self._refused_keys, digest, now + self._settings.api_key_negative_cache_seconds
+            )
+            raise TokenError("token_invalid", "unknown or revoked API key")
+        reason = await self._revoked(claims)
+        if reason is not None:
+            raise TokenError("token_revoked", f"API key was revoked: {reason}")
+        keep = min(self._settings.api_key_cache_seconds, claims.exp - time.time())
+        if keep > 0:
+            _remember(self._keys, digest, (now + keep, claims))
         return claims
 
     async def _verify(self, token: str) -> Claims:
@@ -377,3 +536,37 @@ def _kid(token: str) -> str:
     if not isinstance(kid, str) or not kid:
         raise TokenError("token_invalid", "token has no key id (kid) header")
     return kid
+
+
+def _remember(cache: dict[bytes, Any], key: bytes, value: Any) -> None:
+    cache.pop(key, None)
+    if len(cache) >= API_KEYS_KEPT:
+        cache.pop(next(iter(cache)))  # the oldest goes
+    cache[key] = value
+
+
+def introspection(http: httpx.AsyncClient, url: str, settings: TokenSettings) -> KeyResolver:
+    """Resolves API keys at the gateway's `url` (…/auth/introspect): its claims on 200,
+    None on 401, TokenCheckUnavailable on anything else."""
+
+    async def resolve(key: str) -> Claims | None:
+        try:
+            response = await http.post(url, json={"token": key})
+        except httpx.HTTPError as error:
+            raise TokenCheckUnavailable(f"the gateway cannot check API keys: {error}") from None
+        if response.status_code == 401:
+            return None
+        if response.status_code != 200:
+            message = f"the gateway answered {response.status_code} when asked about an API key"
+            raise TokenCheckUnavailable(message)
+        try:
+            claims = Claims.model_validate_json(response.content)
+        except ValidationError:
+            raise TokenCheckUnavailable(
+                "the gateway's answer about an API key is not claims"
+            ) from None
+        if (claims.iss, claims.aud) != (settings.issuer, settings.audience):
+            return None
+        return claims
+
+    return resolve

@@ -50,6 +50,9 @@ class User(SQLModel, table=True):
     role: Role = Field(sa_type=String(16))
     disabled: bool = False
     created_at: dt.datetime | None = _created_at()
+    # Tokens (and API-key claims) of this user issued before this are void: moved on when
+    # the user is disabled, changes role, loses a team or changes password.
+    not_before: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class Team(SQLModel, table=True):

@@ -13,13 +13,13 @@ import secrets
 import string
 from dataclasses import dataclass
 
-from modelserve.gateway.auth import API_KEY_PREFIX
+from modelserve.common.tokens import API_KEY_PREFIX, KEY_JTI_PREFIX
+
+__all__ = ["KEY_JTI_PREFIX", "ApiKeyParts", "new_key", "parse_key", "secret_matches"]
 
 _ALPHABET = string.ascii_letters + string.digits
 ID_LENGTH = 12  # 71 bits: ids only need to be unique, and are not secret
 SECRET_LENGTH = 43  # 256 bits of base62
-# The `jti` of the claims a key stands for: `key:<key id>`.
-KEY_JTI_PREFIX = "key:"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import httpx
 from fastapi import FastAPI
 
 from modelserve.common.service import create_service_app
-from modelserve.common.tokens import TokenSigner, TokenVerifier
+from modelserve.common.tokens import TokenSigner
 from modelserve.gateway.contracts import ContractClient
 from modelserve.gateway.identity import Identity
 from modelserve.gateway.kube import load_api_client
@@ -42,7 +42,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Calls to the platform's own services (contract, download, a JWKS): not the
         # proxy's client, which has its own limits.
         services = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
-        app.state.verifier = TokenVerifier.from_settings(settings.tokens, services)
         # Kubernetes (None without a cluster): servers are ModelServes, routes come from them.
         kube = load_api_client(settings)
         if kube is not None:
@@ -56,11 +55,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The one signer of the gateway's tokens: users', and its own as a service.
         signer = TokenSigner.from_settings(settings.tokens)
         # components: each opens here and pushes its close on `stack`.
-        # Users, teams and API keys (PostgreSQL, migrated here); `auth` resolves keys with it.
-        identity = await Identity.open(settings, signer)
+        # Users, teams and API keys (PostgreSQL, migrated here), and the verifier of every
+        # token the gateway takes (API keys and revocations from that database).
+        identity = await Identity.open(settings, signer, services)
         stack.push_async_callback(identity.close)
         app.state.identity = identity
-        app.state.api_keys = identity
+        app.state.verifier = identity.verifier
         # Model records and serve decisions, asked with the gateway's own service token.
         app.state.catalog = ModelCatalog(settings.download_url, services, signer)
         app.state.contracts = (
@@ -74,6 +74,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.proxy = proxy
         app.state.routes = proxy.table
         app.state.metrics = proxy.metrics
+        identity.metrics.register(proxy.metrics.registry)
         yield
 
 

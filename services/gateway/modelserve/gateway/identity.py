@@ -1,5 +1,11 @@
-"""Who may use the platform: users, teams and API keys in PostgreSQL, and the tokens the
-gateway issues for them, behind one class opened at start-up.
+"""Who may use the platform: users, teams and API keys in PostgreSQL, the tokens the
+gateway issues for them, and what is revoked, behind one class opened at start-up.
+
+Revocation: each user has a not-before time, moved to the next whole second whenever the
+user is disabled, changes role, loses a team or changes password; tokens (and API-key
+claims) issued before it are void. With the revoked keys it makes the revocation list
+that this gateway's verifier reads from the database, and that `GET /auth/revocations`
+publishes to the other services.
 
 Failures a client causes (an unknown name, a name taken) are `ApiError`s with their own
 codes, so that routes stay one call long.
@@ -8,21 +14,28 @@ codes, so that routes stay one call long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import hashlib
+import json
 import logging
+import math
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import httpx
 import psycopg
+from prometheus_client import CollectorRegistry, Counter
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from modelserve.common.database import DatabaseUnavailable, connection, open_pool
 from modelserve.common.errors import ApiError
-from modelserve.common.tokens import Claims, TokenSigner
+from modelserve.common.revocations import Revocations, RevocationsUnavailable, subject_digest
+from modelserve.common.tokens import Claims, TokenSigner, TokenVerifier
 from modelserve.gateway import migrations
 from modelserve.gateway.accounts import (
     MIN_PASSWORD,
@@ -40,12 +53,15 @@ from modelserve.gateway.accounts import (
 from modelserve.gateway.apikeys import KEY_JTI_PREFIX, new_key, parse_key, secret_matches
 from modelserve.gateway.passwords import hash_password, needs_rehash, verify_password
 from modelserve.gateway.settings import GatewaySettings
+from modelserve.gateway.throttling import BoundedGate, Busy, SlidingWindow
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
-# Each Argon2 hash holds 64 MiB while it runs: a flood of logins must not exhaust memory.
-HASHES_AT_ONCE = 4
 KEYS_KEPT = 10_000
+# Users whose not-before is this recent are listed even when tokens live shorter.
+REVOCATIONS_KEPT_SECONDS = 3600
+# Moves a user's not-before to %(not_before)s (set by `_not_before`).
+_BUMP = "not_before = to_timestamp(%(not_before)s)"
 DEVELOPMENT_ADMIN_PASSWORD = "admin"
 _USERS = """
     SELECT u.*, ARRAY(SELECT t.name FROM memberships m JOIN teams t ON t.id = m.team_id
@@ -91,6 +107,47 @@ def _not_found(kind: str, name: str) -> ApiError:
     return ApiError(404, f"{kind}_not_found", f"no {kind} named {name!r}")
 
 
+def _not_before() -> int:
+    """A not-before from now: the next whole second, so that a token issued (`iat`, whole
+    seconds) earlier in this second is void too. Tokens issued after it say at least this
+    second (see `_issued_at`)."""
+    return math.floor(time.time()) + 1
+
+
+def _issued_at(not_before: dt.datetime | None) -> int:
+    """`iat` for a token issued now: never before the subject's not-before, which may be
+    up to a second ahead (within every verifier's leeway)."""
+    now = int(time.time())
+    return max(now, int(not_before.timestamp())) if not_before is not None else now
+
+
+class IdentityMetrics:
+    """Counters of sign-ins and of the work they and API keys cost; registered in the
+    gateway's registry by the app (none of them carries a label a client chooses)."""
+
+    def __init__(self) -> None:
+        self.sign_ins = Counter(
+            "modelserve_gateway_sign_ins",
+            "POST /auth/token answers: ok, invalid (401), throttled (429), busy (503).",
+            ["result"],
+            registry=None,
+        )
+        self.password_checks = Counter(
+            "modelserve_gateway_password_checks",
+            "Argon2 password verifications run (sign-ins and password changes).",
+            registry=None,
+        )
+        self.api_key_queries = Counter(
+            "modelserve_gateway_api_key_queries",
+            "Database lookups of API keys (unknown key ids are then remembered a while).",
+            registry=None,
+        )
+
+    def register(self, registry: CollectorRegistry) -> None:
+        for counter in (self.sign_ins, self.password_checks, self.api_key_queries):
+            registry.register(counter)
+
+
 class Identity:
     def __init__(
         self,
@@ -98,24 +155,42 @@ class Identity:
         pool: AsyncConnectionPool,
         dummy_hash: str,
         signer: TokenSigner,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         self._settings = settings
         self._pool = pool
         self._signer = signer
         # Checked for unknown users, so that they take as long to refuse as known ones.
         self._dummy_hash = dummy_hash
-        self._hashing = asyncio.Semaphore(HASHES_AT_ONCE)
-        # API key -> (until, key id, claims): a program sends its key with every request.
-        self._keys: dict[str, tuple[float, str, Claims]] = {}
+        # Each Argon2 hash holds 64 MiB while it runs: a flood of sign-ins must neither
+        # exhaust memory nor queue without end.
+        self._hashing = BoundedGate(settings.password_checks_at_once, settings.password_check_queue)
+        window = settings.sign_in_window_seconds
+        self._user_failures = SlidingWindow(settings.sign_in_failures_per_user, window)
+        self._address_attempts = SlidingWindow(settings.sign_in_attempts_per_address, window)
+        # Key id -> until when it is known not to resolve (unknown, revoked, expired, or
+        # its user disabled): a flood of one made-up key costs one query.
+        self._unknown_keys: dict[str, float] = {}
+        self.metrics = IdentityMetrics()
+        # Every token the gateway takes goes through this: JWTs and API keys, against the
+        # revocation list read from this database.
+        self.verifier = TokenVerifier.from_settings(
+            settings.tokens,
+            http,
+            revocation_source=self._revocation_source,
+            key_resolver=self.claims_for_key,
+        )
 
     @classmethod
-    async def open(cls, settings: GatewaySettings, signer: TokenSigner) -> Identity:
+    async def open(
+        cls, settings: GatewaySettings, signer: TokenSigner, http: httpx.AsyncClient | None = None
+    ) -> Identity:
         url = settings.database_url.get_secret_value()
         if settings.migrate:
             await asyncio.to_thread(migrations.upgrade, url)
         pool = await open_pool(url, size=settings.database_pool_size, wait=5.0)
         try:
-            identity = cls(settings, pool, await hash_password(new_key().secret), signer)
+            identity = cls(settings, pool, await hash_password(new_key().secret), signer, http)
             await identity.ensure_first_admin()
         except BaseException:
             await pool.close()
@@ -147,8 +222,19 @@ class Identity:
         return await self._run(work)
 
     async def _hash(self, password: str) -> str:
-        async with self._hashing:
+        async with self._argon2():
             return await hash_password(password)
+
+    @contextlib.asynccontextmanager
+    async def _argon2(self) -> AsyncIterator[None]:
+        """A turn for Argon2 work, or 503 `sign_in_busy` when too many wait already."""
+        try:
+            async with self._hashing.slot():
+                yield
+        except Busy:
+            raise ApiError(
+                503, "sign_in_busy", "too many sign-ins at once; try again", {"Retry-After": "1"}
+            ) from None
 
     # --- sign-in ----------------------------------------------------------------------
 
@@ -183,28 +269,101 @@ class Identity:
         await self._run(work)
         logger.info("first admin %r created", name)
 
-    async def authenticate(self, username: str, password: str) -> Account | None:
-        """The account of `username` if `password` is its password and it is enabled."""
+    async def authenticate(self, username: str, password: str, address: str) -> Account | None:
+        """The account of `username` if `password` is its password and it is enabled.
+
+        Throttled: 429 `too_many_sign_ins` (with Retry-After) once `username` failed
+        `sign_in_failures_per_user` times, or `address` tried `sign_in_attempts_per_address`
+        times, within the window; 503 `sign_in_busy` when the Argon2 queue is full. A
+        refused attempt costs no Argon2 work."""
+        wait = max(
+            self._user_failures.retry_after(username) or 0,
+            self._address_attempts.retry_after(address) or 0,
+        )
+        if wait:
+            self.metrics.sign_ins.labels("throttled").inc()
+            raise ApiError(
+                429,
+                "too_many_sign_ins",
+                f"too many sign-in attempts; try again in {wait} s",
+                {"Retry-After": str(wait)},
+            )
+        self._address_attempts.record(address)
+        try:
+            account = await self._check_password(username, password)
+        except ApiError as error:
+            if error.code == "sign_in_busy":
+                self.metrics.sign_ins.labels("busy").inc()
+            raise
+        if account is None:
+            self._user_failures.record(username)
+        self.metrics.sign_ins.labels("ok" if account else "invalid").inc()
+        return account
+
+    async def _check_password(self, username: str, password: str) -> Account | None:
         account = await self._account(username)
         stored = account.user.password_hash if account else self._dummy_hash
-        async with self._hashing:
+        async with self._argon2():
+            self.metrics.password_checks.inc()
             matches = await verify_password(stored, password)
         if account is None or not matches or account.user.disabled:
             return None
         if needs_rehash(stored):
-            await self._store_password(username, await self._hash(password))
+            await self._store_password(username, await self._hash(password), revoke=False)
         return account
 
     def issue_token(self, account: Account) -> tuple[str, int]:
         """A token for `account` and how many seconds it lives."""
-        lifetime = max(1, int(self._settings.tokens.expiry_hours * 3600))
+        lifetime = max(1, int(self._settings.tokens.expiry_seconds))
         token = self._signer.sign(
             account.user.username,
             roles=[account.user.role.value],
             teams=account.teams,
             expires_in=lifetime,
+            issued_at=_issued_at(account.user.not_before),
         )
         return token, lifetime
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """The public keys of the gateway's tokens (none with HS256)."""
+        return self._signer.public_jwks()
+
+    # --- revocation -------------------------------------------------------------------
+
+    async def revocations(self) -> Revocations:
+        """Users whose not-before may still void an unexpired token, and revoked keys."""
+        tokens = self._settings.tokens
+        window = max(tokens.expiry_seconds + tokens.leeway_seconds, REVOCATIONS_KEPT_SECONDS)
+        users = await self._rows(
+            "SELECT username, not_before FROM users"
+            " WHERE not_before > now() - make_interval(secs => %s) ORDER BY username",
+            [window],
+        )
+        keys = await self._rows(
+            "SELECT id FROM api_keys WHERE revoked_at > now() - make_interval(secs => %s)"
+            " ORDER BY id",
+            [window],
+        )
+        listed = {
+            "users": {
+                subject_digest(row["username"]): int(row["not_before"].timestamp()) for row in users
+            },
+            "keys": [row["id"] for row in keys],
+        }
+        canonical = json.dumps(listed, sort_keys=True, separators=(",", ":")).encode()
+        version = hashlib.sha256(canonical).hexdigest()[:32]
+        return Revocations.model_validate({"version": version, **listed})
+
+    async def _revocation_source(self) -> Revocations:
+        try:
+            return await self.revocations()
+        except ApiError as error:  # IdentityUnavailable: the database cannot be reached
+            raise RevocationsUnavailable(str(error.detail)) from None
+
+    def _revoked_here(self) -> None:
+        """Something was revoked through this replica: it holds from the next request."""
+        self._unknown_keys.clear()
+        self.verifier.forget()
 
     # --- users ------------------------------------------------------------------------
 
@@ -242,33 +401,57 @@ class Identity:
         return await self.user(new.username)
 
     async def update_user(self, username: str, update: UserUpdate) -> Account:
+        """Disabling, a new role or fewer teams revoke the user's tokens and keys' claims
+        (they move the not-before on); enabling or more teams do not."""
+
         async def work(conn: Conn) -> None:
             async with conn.transaction():
                 cur = await conn.execute(
-                    "UPDATE users SET role = coalesce(%s, role), disabled = coalesce(%s, disabled)"
-                    " WHERE username = %s RETURNING id",
-                    [update.role.value if update.role else None, update.disabled, username],
+                    "SELECT id, role, disabled, ARRAY(SELECT t.name FROM memberships m"
+                    " JOIN teams t ON t.id = m.team_id WHERE m.user_id = users.id)"
+                    " FROM users WHERE username = %s FOR UPDATE",
+                    [username],
                 )
                 row = await cur.fetchone()
                 if row is None:
                     raise _not_found("user", username)
+                user_id, role, disabled, teams = row
+                revoke = (
+                    (update.role is not None and update.role.value != role)
+                    or (update.disabled is True and not disabled)
+                    or (update.teams is not None and bool(set(teams) - set(update.teams)))
+                )
+                await conn.execute(
+                    "UPDATE users SET role = coalesce(%(role)s, role),"
+                    " disabled = coalesce(%(disabled)s, disabled),"
+                    f" {_BUMP if revoke else 'not_before = not_before'} WHERE id = %(id)s",
+                    {
+                        "role": update.role.value if update.role else None,
+                        "disabled": update.disabled,
+                        "not_before": _not_before(),
+                        "id": user_id,
+                    },
+                )
                 if update.teams is not None:
-                    await conn.execute("DELETE FROM memberships WHERE user_id = %s", [row[0]])
-                    await _set_teams(conn, row[0], update.teams)
+                    await conn.execute("DELETE FROM memberships WHERE user_id = %s", [user_id])
+                    await _set_teams(conn, user_id, update.teams)
 
         await self._run(work)
-        self._keys.clear()  # the user's keys now stand for other claims, or none
+        self._revoked_here()  # the user's keys may now stand for other claims, or none
         return await self.user(username)
 
     async def set_password(self, username: str, password: str) -> None:
-        if not await self._store_password(username, await self._hash(password)):
+        """Also revokes the user's tokens: whoever held the old password signs in again."""
+        if not await self._store_password(username, await self._hash(password), revoke=True):
             raise _not_found("user", username)
+        self._revoked_here()
 
-    async def _store_password(self, username: str, password_hash: str) -> bool:
+    async def _store_password(self, username: str, password_hash: str, *, revoke: bool) -> bool:
         async def work(conn: Conn) -> bool:
             cur = await conn.execute(
-                "UPDATE users SET password_hash = %s WHERE username = %s",
-                [password_hash, username],
+                "UPDATE users SET password_hash = %(hash)s"
+                f"{', ' + _BUMP if revoke else ''} WHERE username = %(username)s",
+                {"hash": password_hash, "username": username, "not_before": _not_before()},
             )
             return cur.rowcount > 0
 
@@ -298,13 +481,21 @@ class Identity:
         return await self.team(name)
 
     async def delete_team(self, name: str) -> None:
+        """Its members' tokens name the team: they are revoked."""
+
         async def work(conn: Conn) -> int:
-            cur = await conn.execute("DELETE FROM teams WHERE name = %s", [name])
-            return cur.rowcount
+            async with conn.transaction():
+                await conn.execute(
+                    f"UPDATE users SET {_BUMP} WHERE id IN (SELECT m.user_id FROM memberships m"
+                    " JOIN teams t ON t.id = m.team_id WHERE t.name = %(name)s)",
+                    {"name": name, "not_before": _not_before()},
+                )
+                cur = await conn.execute("DELETE FROM teams WHERE name = %s", [name])
+                return cur.rowcount
 
         if not await self._run(work):
             raise _not_found("team", name)
-        self._keys.clear()
+        self._revoked_here()
 
     async def add_member(self, team: str, username: str) -> TeamPublic:
         """Idempotent: adding a member twice keeps the first joining time."""
@@ -316,7 +507,7 @@ class Identity:
             await _set_teams(conn, account.user.id, [team])
 
         await self._run(work)
-        self._keys.clear()
+        self._revoked_here()
         return await self.team(team)
 
     async def remove_member(self, team: str, username: str) -> TeamPublic:
@@ -325,14 +516,20 @@ class Identity:
         account = await self.user(username)
 
         async def work(conn: Conn) -> None:
-            await conn.execute(
-                "DELETE FROM memberships WHERE user_id = %s"
-                " AND team_id = (SELECT id FROM teams WHERE name = %s)",
-                [account.user.id, team],
-            )
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "DELETE FROM memberships WHERE user_id = %s"
+                    " AND team_id = (SELECT id FROM teams WHERE name = %s)",
+                    [account.user.id, team],
+                )
+                if cur.rowcount:  # the user's tokens name the team they left
+                    await conn.execute(
+                        f"UPDATE users SET {_BUMP} WHERE id = %(id)s",
+                        {"id": account.user.id, "not_before": _not_before()},
+                    )
 
         await self._run(work)
-        self._keys.clear()
+        self._revoked_here()
         return await self.team(found.name)
 
     # --- API keys ---------------------------------------------------------------------
@@ -379,51 +576,55 @@ class Identity:
 
         if not await self._run(work):
             raise _not_found("key", key_id)
-        for key in [key for key, (_, cached_id, _) in self._keys.items() if cached_id == key_id]:
-            del self._keys[key]
+        self._revoked_here()
 
     async def claims_for_key(self, key: str) -> Claims | None:
         """The claims of the key's user, or None for an unknown, expired or revoked key
-        (or a disabled user). Remembered for `api_key_cache_seconds`."""
-        cached = self._keys.get(key)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[2]
-        self._keys.pop(key, None)
+        (or a disabled user). Not cached here: the verifier remembers answers for a few
+        seconds and checks them against the revocation list; key ids found unknown are
+        remembered for JWT_API_KEY_NEGATIVE_CACHE_SECONDS, so that a flood of one made-up
+        key costs one query."""
         parts = parse_key(key)
         if parts is None:
             return None
+        now = time.monotonic()
+        if self._unknown_keys.get(parts.key_id, -math.inf) > now:
+            return None
+        self.metrics.api_key_queries.inc()
         rows = await self._rows(
-            "SELECT k.secret_sha256, k.expires_at, a.username, a.role, a.teams"
+            "SELECT k.secret_sha256, k.expires_at, a.username, a.role, a.teams, a.not_before"
             f" FROM api_keys k JOIN ({_USERS}) a ON a.id = k.user_id"
             " WHERE k.id = %s AND k.revoked_at IS NULL AND NOT a.disabled"
             " AND (k.expires_at IS NULL OR k.expires_at > now())",
             [parts.key_id],
         )
-        if not rows or not secret_matches(parts, bytes(rows[0]["secret_sha256"])):
+        if not rows:
+            self._unknown_keys.pop(parts.key_id, None)
+            if len(self._unknown_keys) >= KEYS_KEPT:
+                self._unknown_keys.pop(next(iter(self._unknown_keys)))  # the oldest goes
+            negative = self._settings.tokens.api_key_negative_cache_seconds
+            self._unknown_keys[parts.key_id] = now + negative
             return None
-        row, now = rows[0], time.time()
+        row = rows[0]
+        if not secret_matches(parts, bytes(row["secret_sha256"])):
+            return None
+        issued_at = _issued_at(row["not_before"])
         expires_at: dt.datetime | None = row["expires_at"]
         # Like a token issued now, unless the key expires sooner.
-        lifetime = self._settings.tokens.expiry_hours * 3600
+        expiry = issued_at + int(self._settings.tokens.expiry_seconds)
         if expires_at is not None:
-            lifetime = min(lifetime, expires_at.timestamp() - now)
+            expiry = min(expiry, int(expires_at.timestamp()))
         tokens = self._settings.tokens
-        claims = Claims(
+        return Claims(
             sub=row["username"],
             roles=[row["role"]],
             teams=list(row["teams"]),
             iss=tokens.issuer,
             aud=tokens.audience,
-            iat=int(now),
-            exp=int(now + lifetime),
+            iat=issued_at,
+            exp=expiry,
             jti=f"{KEY_JTI_PREFIX}{parts.key_id}",
         )
-        keep = min(self._settings.api_key_cache_seconds, lifetime)
-        if keep > 0:
-            if len(self._keys) >= KEYS_KEPT:
-                self._keys.pop(next(iter(self._keys)))  # the oldest goes
-            self._keys[key] = (time.monotonic() + keep, parts.key_id, claims)
-        return claims
 
 
 async def _set_teams(conn: Conn, user_id: int, teams: list[str]) -> None:

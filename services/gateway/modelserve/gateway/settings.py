@@ -33,9 +33,19 @@ class GatewaySettings(ServiceSettings):
     # Bring the schema to the newest revision at start-up (under a lock, so replicas may
     # start together). Off where a deployment migrates in a job of its own.
     migrate: bool = True
-    # How long a replica trusts what it looked up about an API key: a key revoked (or a
-    # user disabled) through another replica still works here for up to this long.
-    api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    # Signing in (POST /auth/token), counted per gateway process: with N replicas behind a
+    # load balancer, N times as many attempts get through. Client addresses are the
+    # peer's, or X-Forwarded-For's from a proxy in FORWARDED_ALLOW_IPS (uvicorn's setting).
+    sign_in_window_seconds: float = Field(default=60.0, gt=0)
+    """The sliding window the two limits below count in."""
+    sign_in_failures_per_user: int = Field(default=5, ge=1)
+    """Failed sign-ins of one user name (from anywhere) per window; past it, 429."""
+    sign_in_attempts_per_address: int = Field(default=20, ge=1)
+    """Sign-ins from one client address (any user, any outcome) per window; past it, 429."""
+    password_checks_at_once: int = Field(default=4, ge=1)
+    """Argon2 hashes running at once (each holds 64 MiB)."""
+    password_check_queue: int = Field(default=32, ge=0)
+    """Argon2 hashes waiting for their turn; past it, 503 `sign_in_busy`."""
 
     # The other services. Without a contract service nothing is limited (and no usage is
     # recorded); without a download service /models lists nothing.

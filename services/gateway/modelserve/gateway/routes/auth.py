@@ -1,24 +1,31 @@
-"""Signing in (`POST /auth/token`), who am I, and one's own API keys."""
+"""Signing in (`POST /auth/token`), who am I, one's own API keys, and what the other
+services ask the gateway about tokens: the key set (`/.well-known/jwks.json`), what an API
+key stands for (`POST /auth/introspect`) and what is revoked (`GET /auth/revocations`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from modelserve.common.auth import verified
 from modelserve.common.errors import ApiError
+from modelserve.common.revocations import Revocations
+from modelserve.common.tokens import Claims
 from modelserve.gateway.accounts import MAX_PASSWORD, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
-from modelserve.gateway.apikeys import KEY_JTI_PREFIX
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.deps import IdentityDep
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(tags=["auth"])
+_auth = APIRouter(prefix="/auth")
 
 FORM = "application/x-www-form-urlencoded"
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class Credentials(BaseModel):
@@ -36,6 +43,16 @@ class Token(BaseModel):
     """Seconds."""
 
 
+class Introspected(Claims):
+    """What a token stands for (RFC 7662's `active`, then the platform's claims)."""
+
+    active: Literal[True] = True
+
+
+class IntrospectionRequest(BaseModel):
+    token: str = Field(max_length=4096)
+
+
 class Me(BaseModel):
     username: str
     roles: list[str]
@@ -49,15 +66,21 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"schema": model.model_json_schema()}
 
 
-async def _credentials(request: Request) -> Credentials:
-    """Read by hand: FastAPI's forms need python-multipart, a dependency for one route."""
+def _client_address(request: Request) -> str:
+    """The peer, or (uvicorn's proxy headers, from FORWARDED_ALLOW_IPS) the client that a
+    trusted proxy names in X-Forwarded-For."""
+    return request.client.host if request.client else ""
+
+
+async def _form_or_json(request: Request, model: type[ModelT]) -> ModelT:
+    """Read by hand: FastAPI's forms need python-multipart, a dependency for two routes."""
     body = await request.body()
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     try:
         if media_type == FORM:
             fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
-            return Credentials.model_validate(fields)
-        return Credentials.model_validate_json(body)
+            return model.model_validate(fields)
+        return model.model_validate_json(body)
     except ValidationError as error:
         errors = error.errors(include_url=False, include_context=False, include_input=False)
         raise RequestValidationError(
@@ -69,7 +92,11 @@ async def _credentials(request: Request) -> Credentials:
         ) from None
 
 
-@router.post(
+async def _credentials(request: Request) -> Credentials:
+    return await _form_or_json(request, Credentials)
+
+
+@_auth.post(
     "/token",
     openapi_extra={
         "requestBody": {
@@ -79,9 +106,15 @@ async def _credentials(request: Request) -> Credentials:
     },
 )
 async def token(
-    credentials: Annotated[Credentials, Depends(_credentials)], identity: IdentityDep
+    request: Request,
+    credentials: Annotated[Credentials, Depends(_credentials)],
+    identity: IdentityDep,
 ) -> Token:
-    account = await identity.authenticate(credentials.username, credentials.password)
+    """429 `too_many_sign_ins` (Retry-After) past the per-user and per-address limits;
+    503 `sign_in_busy` when too many sign-ins wait for their password check."""
+    account = await identity.authenticate(
+        credentials.username, credentials.password, _client_address(request)
+    )
     if account is None:
         # One answer for an unknown user, a wrong password and a disabled account.
         raise ApiError(
@@ -94,32 +127,79 @@ async def token(
     return Token(access_token=access_token, expires_in=lifetime)
 
 
-@router.get("/me")
+@_auth.get("/me")
 async def me(claims: Caller) -> Me:
     return Me(
         username=claims.sub,
         roles=claims.roles,
         teams=claims.teams,
         expires_at=dt.datetime.fromtimestamp(claims.exp, dt.UTC),
-        api_key=claims.jti.removeprefix(KEY_JTI_PREFIX)
-        if claims.jti.startswith(KEY_JTI_PREFIX)
-        else None,
+        api_key=claims.key_id,
     )
 
 
-@router.post("/keys", status_code=201)
+@_auth.post("/keys", status_code=201)
 async def create_key(new: ApiKeyCreate, claims: Caller, identity: IdentityDep) -> ApiKeyCreated:
     """The key is in this answer and nowhere else: the gateway keeps only its hash."""
     return await identity.create_key(claims.sub, new)
 
 
-@router.get("/keys")
+@_auth.get("/keys")
 async def list_keys(claims: Caller, identity: IdentityDep) -> list[ApiKeyPublic]:
     return await identity.keys(claims.sub)
 
 
-@router.delete("/keys/{key_id}", status_code=204)
+@_auth.delete("/keys/{key_id}", status_code=204)
 async def revoke_key(key_id: str, claims: Caller, identity: IdentityDep) -> Response:
     """Your own keys; admins revoke anyone's."""
     await identity.revoke_key(key_id, None if claims.is_admin else claims.sub)
     return Response(status_code=204)
+
+
+@_auth.post(
+    "/introspect",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": _schema(IntrospectionRequest),
+                FORM: _schema(IntrospectionRequest),
+            },
+        }
+    },
+)
+async def introspect(request: Request, identity: IdentityDep) -> Introspected:
+    """What a platform token (an API key or a JWT), given as `{"token"}` (JSON or form,
+    as RFC 7662) or as the bearer, stands for now: 401 when it is unknown, expired or
+    revoked. Knowing a token is all it takes: the answer says no more than `/auth/me`
+    would say to its holder. The contract and download services check API keys here."""
+    if await request.body():
+        token = (await _form_or_json(request, IntrospectionRequest)).token
+        authorization: str | None = f"Bearer {token}"
+    else:
+        authorization = request.headers.get("authorization")
+    claims = await verified(identity.verifier, authorization)
+    return Introspected(**claims.model_dump())
+
+
+@_auth.get("/revocations", responses={304: {"description": "unchanged since If-None-Match"}})
+async def revocations(request: Request, identity: IdentityDep) -> Any:
+    """Users (as the SHA-256 of their name) whose tokens issued before a time are void,
+    and revoked API key ids, as long as a token they void could still be unexpired. Read
+    by every other service every JWT_REVOCATION_SECONDS; no token needed (it names no one
+    in clear, and key ids are not secret)."""
+    listed: Revocations = await identity.revocations()
+    etag = f'"{listed.version}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return JSONResponse(listed.model_dump(), headers={"ETag": etag})
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(identity: IdentityDep) -> dict[str, list[dict[str, str]]]:
+    """The public keys of the gateway's RS256 tokens (JWT_JWKS_URL of the other
+    services); empty with HS256."""
+    return identity.jwks()
+
+
+router.include_router(_auth)

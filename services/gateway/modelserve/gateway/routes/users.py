@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from modelserve.common.errors import ApiError
 from modelserve.gateway.accounts import (
@@ -38,21 +38,24 @@ async def read_user(username: str, _: Admin, identity: IdentityDep) -> UserPubli
 async def update_user(
     username: str, update: UserUpdate, _: Admin, identity: IdentityDep
 ) -> UserPublic:
-    """Role, disabled (a disabled user cannot sign in and their API keys stop working;
-    tokens already issued live until they expire), teams."""
+    """Role, disabled (a disabled user cannot sign in), teams. Disabling, a new role or
+    fewer teams revoke the user's tokens and their API keys' claims on every service
+    within JWT_REVOCATION_SECONDS (on this replica at once)."""
     return (await identity.update_user(username, update)).public()
 
 
 @router.put("/users/{username}/password", status_code=204)
 async def set_password(
-    username: str, change: PasswordChange, claims: Caller, identity: IdentityDep
+    username: str, change: PasswordChange, claims: Caller, identity: IdentityDep, request: Request
 ) -> Response:
-    """Admins set anyone's password; people change their own, giving the current one."""
+    """Admins set anyone's password; people change their own, giving the current one
+    (checked, and throttled, as a sign-in). Tokens issued before are revoked."""
     if not claims.is_admin:
         if claims.sub != username:
             raise ApiError(403, "admin_only", "only admins set other people's passwords")
         current = change.current_password or ""
-        if await identity.authenticate(username, current) is None:
+        address = request.client.host if request.client else ""
+        if await identity.authenticate(username, current, address) is None:
             raise ApiError(403, "wrong_password", "the current password is wrong")
     await identity.set_password(username, change.password)
     return Response(status_code=204)
