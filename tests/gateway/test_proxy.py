@@ -24,7 +24,12 @@ import yaml
 from aiohttp import web
 from pydantic import SecretStr
 
-from modelserve.common.modelserve import API_KEY_LABEL, OWNER_LABEL, TEAM_LABEL
+from modelserve.common.modelserve import (
+    API_KEY_HOSTS_ANNOTATION,
+    API_KEY_LABEL,
+    OWNER_LABEL,
+    TEAM_LABEL,
+)
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
@@ -192,6 +197,9 @@ def servers(
         )  # fmt: skip
     # Only a Secret given to ModelServes by its label is read for a key.
     crds.kubectl("label", "secret", "fake-key", "-n", cluster_namespace, f"{API_KEY_LABEL}=true")
+    # ... and sent only to the hosts it names.
+    hosts = f"{API_KEY_HOSTS_ANNOTATION}=127.0.0.1:{fake.port}"
+    crds.kubectl("annotate", "secret", "fake-key", "-n", cluster_namespace, hosts)
     secrets = {"fake-echo": "fake-key", "fake-unlabelled": "fake-key-unlabelled"}
     bodies = [modelserve("smollm2", llm.url, llm.alias)]
     for model in FakeServer.MODELS:

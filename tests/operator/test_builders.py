@@ -13,8 +13,11 @@ from modelserve.operator.builders import (
     build_deployment,
     build_route,
     build_service,
+    build_store_secret,
     endpoint,
+    wanted_children,
 )
+from modelserve.operator.refusals import spec_refusal
 from modelserve.operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(
@@ -60,7 +63,7 @@ def test_vllm_deployment_asks_for_gpus_and_runs_tensor_parallel() -> None:
     assert "--enable-prefix-caching" in args
     assert args[args.index("--gpu-memory-utilization") + 1] == "0.9"
     assert {"name": "shm", "mountPath": "/dev/shm"} in container["volumeMounts"]
-    assert {v["name"] for v in pod["volumes"]} == {"model", "shm"}
+    assert {v["name"] for v in pod["volumes"]} == {"model", "shm", "tmp"}
 
 
 def test_probes_are_on_health_and_startup_is_patient() -> None:
@@ -101,18 +104,23 @@ def test_llamacpp_picks_the_cpu_or_cuda_image(gpus: int, image: str, offload: bo
     assert all(m["name"] != "shm" for m in container["volumeMounts"])
 
 
-def test_init_step_fetches_the_model_with_credentials_from_a_secret() -> None:
+def test_init_step_fetches_the_model_with_urls_from_a_secret_and_no_credential() -> None:
     ms = modelserve()
-    children = {(c["kind"], c["metadata"]["name"]): c for c in build_children(ms, SETTINGS)}
-    secret = children[("Secret", "m-model-store")]
-    assert base64.b64decode(secret["data"]["access-key"]) == b"ak"
+    files = '{"uri":"s3://models/qwen/","files":[]}'
+    secret = build_store_secret(ms, files)
+    assert secret["metadata"]["name"] == "m-model-store"
+    assert {key: base64.b64decode(value).decode() for key, value in secret["data"].items()} == {
+        "files": files
+    }
     init = build_deployment(ms, SETTINGS)["spec"]["template"]["spec"]["initContainers"][0]
     env = {e["name"]: e for e in init["env"]}
+    assert set(env) == {"MODEL_URI", "MODEL_DIR", "MODEL_FILES"}
     assert env["MODEL_URI"]["value"] == "s3://models/qwen/"
-    assert env["MODEL_STORE_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {
+    assert env["MODEL_FILES"]["valueFrom"]["secretKeyRef"] == {
         "name": "m-model-store",
-        "key": "secret-key",
+        "key": "files",
     }
+    assert ("Secret", "m-model-store") in wanted_children(ms, SETTINGS)
 
 
 def test_cache_option_mounts_a_shared_claim() -> None:
@@ -166,4 +174,41 @@ def test_service_and_endpoint_agree() -> None:
 def test_external_runs_nothing_in_the_cluster() -> None:
     ms = modelserve(runtime="external", resources={}, external={"url": "https://x.example/v1/"})
     assert build_children(ms, SETTINGS) == []
+    assert wanted_children(ms, SETTINGS) == set()
     assert endpoint(ms, SETTINGS) == "https://x.example/v1"
+
+
+@pytest.mark.parametrize("runtime", ["vllm", "llamacpp"])
+def test_model_server_pods_run_without_privileges_or_a_token(runtime: str) -> None:
+    pod = build_deployment(modelserve(runtime=runtime), SETTINGS)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["readOnlyRootFilesystem"] is True
+        # What a runtime writes goes to an emptyDir: /tmp, writable.
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert mounts["/tmp"]["name"] == "tmp"
+    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+
+
+@pytest.mark.parametrize(
+    ("runtime", "spec", "named"),
+    [
+        ("llamacpp", {"args": ["--ctx-size", "512", "-hf", "evil/model"]}, "'-hf'"),
+        ("llamacpp", {"args": ["--model=/etc/passwd"]}, "'--model=/etc/passwd'"),
+        ("vllm", {"args": ["--served_model_name", "gpt-4"]}, "'--served_model_name'"),
+        ("llamacpp", {"env": [{"name": "LLAMA_ARG_HF_REPO", "value": "x"}]}, "LLAMA_ARG_HF_REPO"),
+    ],
+)
+def test_args_that_set_an_operator_owned_flag_are_refused(
+    runtime: str, spec: dict[str, Any], named: str
+) -> None:
+    refusal = spec_refusal(modelserve(runtime=runtime, **spec))
+    assert refusal is not None
+    assert (refusal.condition, refusal.reason) == ("Ready", "OwnedFlag")
+    assert named in refusal.message
+    assert spec_refusal(modelserve(runtime=runtime, args=["--max-num-seqs", "8"])) is None

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from modelserve.common.modelserve import ModelServe
-from modelserve.operator.probing import ExternalProber
+from modelserve.operator.probing import ApiKey, ExternalProber
 from modelserve.operator.status import ProbeResult
 
 
@@ -24,8 +24,8 @@ def external(**spec: Any) -> ModelServe:
     return ModelServe.from_body(body)
 
 
-async def no_key(_: ModelServe) -> str | None:
-    return None
+async def no_key(_: ModelServe) -> ApiKey:
+    return ApiKey()
 
 
 def test_only_what_is_probed_resets_the_result() -> None:

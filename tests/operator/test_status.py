@@ -6,7 +6,13 @@ from typing import Any
 
 from modelserve.common.modelserve import ModelServe
 from modelserve.operator.settings import OperatorSettings
-from modelserve.operator.status import DeploymentView, PodView, ProbeResult, compute_status
+from modelserve.operator.status import (
+    DeploymentView,
+    PodView,
+    ProbeResult,
+    Refusal,
+    compute_status,
+)
 
 SETTINGS = OperatorSettings()
 MS = ModelServe.from_body(
@@ -132,3 +138,33 @@ def test_external_status_follows_the_probe() -> None:
     assert (down["phase"], conditions(down)["Ready"]) == ("Degraded", ("False", "ProbeFailed"))
     up = compute_status(ms, SETTINGS, deployment=None, pods=[], probe=ProbeResult(True, "ok"))
     assert (up["phase"], up["readyReplicas"], up["endpoint"]) == ("Ready", 1, "http://h/v1")
+
+
+def test_a_refused_modelserve_is_failed_with_the_reason() -> None:
+    refusal = Refusal("ModelAvailable", "NotRecorded", "m.gguf is not a recorded download")
+    status = compute_status(MS, SETTINGS, deployment=None, pods=[], refusal=refusal)
+    assert (status["phase"], status["message"]) == ("Failed", refusal.message)
+    assert conditions(status) == {
+        "ModelAvailable": ("False", "NotRecorded"),
+        "Ready": ("False", "NotRecorded"),
+    }
+
+
+def test_an_init_step_backing_off_reports_why_its_last_try_failed() -> None:
+    backing_off = pod(
+        initContainerStatuses=[
+            {
+                "name": "fetch-model",
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}},
+                "lastState": {
+                    "terminated": {"exitCode": 1, "message": "fetch-model: refusing m.gguf"}
+                },
+            }
+        ]
+    )
+    status = compute_status(MS, SETTINGS, deployment=deployment(0), pods=[backing_off])
+    assert status["phase"] == "Failed"
+    assert status["message"].endswith(
+        "fetch-model exited with code 1: fetch-model: refusing m.gguf"
+    )
+    assert conditions(status)["ModelAvailable"] == ("False", "FetchFailed")

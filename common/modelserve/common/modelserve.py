@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -26,9 +27,44 @@ TEAM_LABEL = f"{GROUP}/team"
 API_KEY_LABEL = f"{GROUP}/api-key"
 
 
+# ... and this annotation: the hosts (`host` or `host:port`, comma-separated) its key may be
+# sent to. A key goes to no other host, and nowhere from a Secret without the annotation.
+API_KEY_HOSTS_ANNOTATION = f"{GROUP}/api-key-hosts"
+
+
 def holds_api_key(labels: Mapping[str, str] | None) -> bool:
     """Whether a Secret with these labels was given to ModelServes for an API key."""
     return (labels or {}).get(API_KEY_LABEL) == "true"
+
+
+def _host_and_port(netloc: str, default: int | None) -> tuple[str, int | None] | None:
+    try:
+        parts = urlsplit(f"//{netloc}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host or parts.username is not None or parts.path:
+        return None
+    return host.lower().rstrip("."), port if port is not None else default
+
+
+def key_may_go_to(annotations: Mapping[str, str] | None, url: str) -> bool:
+    """Whether the API key of a Secret with these annotations may be sent to `url`: its
+    host is among API_KEY_HOSTS_ANNOTATION's. An entry without a port stands for the
+    scheme's default one (443 for https, 80 for http); no annotation, no host."""
+    try:
+        target = urlsplit(url)
+        port = target.port
+    except ValueError:
+        return False
+    if target.scheme not in ("http", "https") or not target.hostname:
+        return False
+    default = 443 if target.scheme == "https" else 80
+    wanted = (target.hostname.lower().rstrip("."), port if port is not None else default)
+    entries = (annotations or {}).get(API_KEY_HOSTS_ANNOTATION, "").split(",")
+    return any(
+        _host_and_port(entry.strip(), default) == wanted for entry in entries if entry.strip()
+    )
 
 
 class Runtime(StrEnum):

@@ -18,6 +18,13 @@ RUNTIME_LABEL = "llm.modelserve.io/runtime"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# Every container of a model-server pod: no privilege to gain, no capability, nothing
+# written outside its volumes (/tmp is an emptyDir).
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+}
 
 Obj = dict[str, Any]
 
@@ -79,23 +86,18 @@ def route_prefix(ms: ModelServe) -> str:
     return f"/{ms.server_id}"
 
 
-def build_store_secret(ms: ModelServe, settings: OperatorSettings) -> Obj:
-    """Credentials of the platform store for the init step, in the ModelServe's namespace."""
+def build_store_secret(ms: ModelServe, files: str) -> Obj:
+    """What the init step may fetch, in the ModelServe's namespace: presigned GET URLs of
+    exactly this model's objects and the SHA-256 each must have (`files`, JSON from
+    `store.ModelStore.presign`). No credential of the store: the URLs expire, and the
+    operator signs new ones before they do."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": _meta(ms, store_secret_name(ms)),
         "type": "Opaque",
         # `data`, not `stringData`: a write-only field would make every apply a change.
-        "data": {
-            key: base64.b64encode(value.encode()).decode()
-            for key, value in {
-                "endpoint": settings.model_store_endpoint,
-                "secure": "true" if settings.model_store_secure else "false",
-                "access-key": settings.model_store_access_key.get_secret_value(),
-                "secret-key": settings.model_store_secret_key.get_secret_value(),
-            }.items()
-        },
+        "data": {"files": base64.b64encode(files.encode()).decode()},
     }
 
 
@@ -117,11 +119,6 @@ def build_cache_claim(ms: ModelServe) -> Obj:
 
 
 def _fetch_container(ms: ModelServe, settings: OperatorSettings) -> Obj:
-    secret = store_secret_name(ms)
-
-    def from_secret(key: str) -> Obj:
-        return {"secretKeyRef": {"name": secret, "key": key}}
-
     return {
         "name": "fetch-model",
         "image": settings.fetch_image,
@@ -129,12 +126,17 @@ def _fetch_container(ms: ModelServe, settings: OperatorSettings) -> Obj:
         "env": [
             {"name": "MODEL_URI", "value": ms.spec.model.uri},
             {"name": "MODEL_DIR", "value": str(MODEL_DIR)},
-            {"name": "MODEL_STORE_ENDPOINT", "valueFrom": from_secret("endpoint")},
-            {"name": "MODEL_STORE_SECURE", "valueFrom": from_secret("secure")},
-            {"name": "MODEL_STORE_ACCESS_KEY", "valueFrom": from_secret("access-key")},
-            {"name": "MODEL_STORE_SECRET_KEY", "valueFrom": from_secret("secret-key")},
+            # Read when the container starts: a restarted pod gets the latest URLs.
+            {
+                "name": "MODEL_FILES",
+                "valueFrom": {"secretKeyRef": {"name": store_secret_name(ms), "key": "files"}},
+            },
         ],
-        "volumeMounts": [{"name": "model", "mountPath": str(MODEL_DIR)}],
+        "volumeMounts": [
+            {"name": "model", "mountPath": str(MODEL_DIR)},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": CONTAINER_SECURITY,
         # A failed fetch says why in the pod's status, not only in its logs.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -160,7 +162,10 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
         resources["requests"] = requests
     if ms.spec.resources.gpus:
         resources["limits"] = {GPU_RESOURCE: str(ms.spec.resources.gpus)}
-    mounts = [{"name": "model", "mountPath": str(MODEL_DIR), "readOnly": True}]
+    mounts = [
+        {"name": "model", "mountPath": str(MODEL_DIR), "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
     if ms.spec.runtime is Runtime.VLLM:
         mounts.append({"name": "shm", "mountPath": "/dev/shm"})
     return {
@@ -168,9 +173,15 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
         "image": server.image,
         "args": list(server.args),
         "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],
-        "env": [{"name": env.name, "value": env.value} for env in ms.spec.env],
+        # The root filesystem is read-only and the user has no home in the image: caches
+        # (vLLM's, Triton's, Hugging Face's) go below $HOME, on the /tmp emptyDir.
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            *({"name": env.name, "value": env.value} for env in ms.spec.env),
+        ],
         "resources": resources,
         "volumeMounts": mounts,
+        "securityContext": CONTAINER_SECURITY,
         # Loading a large model takes minutes: liveness starts counting only after this.
         # A replica being replaced leaves the Service's Ready endpoints at once, so the
         # gateway sends it nothing new; the requests it is answering finish meanwhile.
@@ -187,7 +198,8 @@ def build_deployment(ms: ModelServe, settings: OperatorSettings) -> Obj:
     volumes: list[Obj] = [
         {"name": "model", "persistentVolumeClaim": {"claimName": cache_claim_name(ms)}}
         if ms.spec.model.cache.enabled
-        else {"name": "model", "emptyDir": {}}
+        else {"name": "model", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
     ]
     if ms.spec.runtime is Runtime.VLLM:
         # NCCL and PyTorch workers share tensors through /dev/shm.
@@ -199,6 +211,16 @@ def build_deployment(ms: ModelServe, settings: OperatorSettings) -> Obj:
         "containers": [_server_container(ms, settings, server)],
         "volumes": volumes,
         "enableServiceLinks": False,
+        # A model server has nothing to ask of the Kubernetes API.
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            # The images' users are root (llama.cpp, vLLM): the pod names its own.
+            "runAsNonRoot": True,
+            "runAsUser": settings.pod_user,
+            "runAsGroup": settings.pod_user,
+            "fsGroup": settings.pod_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         # The drain, then time for the server to stop on SIGTERM.
         "terminationGracePeriodSeconds": settings.drain_seconds + 30,
     }
@@ -278,12 +300,28 @@ def build_route(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:
 
 
 def build_children(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:
-    """Everything the cluster runs for `ms`, in the order it should be applied."""
+    """What the cluster runs for `ms` besides its store Secret (which needs the store, see
+    `build_store_secret`), in the order it should be applied."""
     if ms.spec.runtime is Runtime.EXTERNAL:
         return []
-    children = [build_store_secret(ms, settings)]
-    if ms.spec.model.cache.enabled:
-        children.append(build_cache_claim(ms))
+    children = [build_cache_claim(ms)] if ms.spec.model.cache.enabled else []
     children += [build_deployment(ms, settings), build_service(ms, settings)]
     children += build_route(ms, settings)
     return children
+
+
+def wanted_children(ms: ModelServe, settings: OperatorSettings) -> set[tuple[str, str]]:
+    """(kind, name) of every child `ms` should have now, the store Secret included; any
+    other child it owns is stale."""
+    wanted = {(c["kind"], c["metadata"]["name"]) for c in build_children(ms, settings)}
+    if ms.spec.runtime is not Runtime.EXTERNAL:
+        wanted.add(("Secret", store_secret_name(ms)))
+    return wanted
+
+
+def controller_uid(obj: Obj | Any) -> str | None:
+    """The uid of the ModelServe that controls `obj`, if one does."""
+    for owner in obj["metadata"].get("ownerReferences") or []:
+        if owner.get("kind") == "ModelServe" and owner.get("controller"):
+            return str(owner.get("uid"))
+    return None

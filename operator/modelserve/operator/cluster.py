@@ -12,7 +12,6 @@ operator's memory).
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import logging
@@ -21,7 +20,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from modelserve.common.modelserve import API_KEY_LABEL, GROUP, PLURAL, VERSION, holds_api_key
+from modelserve.common.modelserve import GROUP, PLURAL, VERSION
 from modelserve.operator.builders import OPERATOR
 
 # The plural (URL) name of each kind the operator reads or writes.
@@ -163,27 +162,38 @@ class Cluster:
             if error.status != 404:
                 raise  # a 404: deleted meanwhile, nothing left to report on
 
-    async def api_key(self, namespace: str, name: str, key: str) -> str | None:
-        """The API key in `key` of the Secret, if it is one given to ModelServes for that
-        (labelled API_KEY_LABEL=true); None for a missing, unlabelled or keyless Secret."""
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One Secret, read by name in its namespace (the operator lists or watches none);
+        None if there is no such Secret."""
         try:
-            secret = await self._call(
+            secret: dict[str, Any] = await self._call(
                 f"read secret {namespace}/{name}", "GET", path("v1", "Secret", namespace, name)
             )
         except ClusterError as error:
             if error.status == 404:
                 return None
             raise
-        if not holds_api_key(secret.get("metadata", {}).get("labels")):
-            logger.warning(
-                "the Secret %s/%s is not labelled %s=true: probing without its key",
-                namespace,
-                name,
-                API_KEY_LABEL,
+        return secret
+
+    async def delete(self, obj: dict[str, Any]) -> None:
+        """Delete the child `obj` (as stored: its uid is a precondition, so an object made
+        meanwhile under the same name is kept). Gone already is fine."""
+        meta = obj["metadata"]
+        try:
+            await self._call(
+                f"delete {obj['kind']} {meta['name']}",
+                "DELETE",
+                path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]),
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "preconditions": {"uid": meta["uid"]},
+                    "propagationPolicy": "Background",
+                },
             )
-            return None
-        encoded = (secret.get("data") or {}).get(key)
-        return base64.b64decode(encoded).decode() if encoded is not None else None
+        except ClusterError as error:
+            if error.status not in (404, 409):  # 409: another object by now; not ours
+                raise
 
     async def post_event(
         self, involved: dict[str, Any], type: str, reason: str, message: str

@@ -23,23 +23,33 @@ from modelserve.operator.builders import (
     NAME_LABEL,
     OPERATOR,
     build_children,
-    build_deployment,
+    build_store_secret,
+    controller_uid,
+    store_secret_name,
+    wanted_children,
 )
 from modelserve.operator.cluster import Cluster, ClusterError
 from modelserve.operator.cluster import login as cluster_login
-from modelserve.operator.probing import ExternalProber
+from modelserve.operator.probing import ApiKey, ExternalProber, api_key_for
+from modelserve.operator.refusals import spec_refusal
 from modelserve.operator.settings import OperatorSettings
-from modelserve.operator.status import DeploymentView, PodView, compute_status
+from modelserve.operator.status import DeploymentView, PodView, Refusal, compute_status
+from modelserve.operator.store import ModelRefused, ModelStore, StoreUnavailable
 from modelserve.operator.workqueue import Key, WorkQueue
 
 MS = (GROUP, VERSION, PLURAL)
 logger = logging.getLogger(__name__)
+# Children watched for drift and kept in indexes, so that what a ModelServe no longer
+# wants is found and deleted. Not Secrets: the operator may not list or watch them (its
+# one Secret per ModelServe is known by name, rewritten at each renewal of its URLs).
 CHILD_KINDS: tuple[tuple[str, ...], ...] = (
     ("v1", "services"),
-    ("v1", "secrets"),
     ("v1", "persistentvolumeclaims"),
     ("traefik.io", "v1alpha1", "ingressroutes"),
+    # Made by earlier versions only (forward-auth): watched so that they are pruned.
+    ("traefik.io", "v1alpha1", "middlewares"),
 )
+OWNED_KINDS = (("apps", "v1", "deployments"), *CHILD_KINDS)
 OURS: dict[str, Any] = {MANAGED_BY: OPERATOR, NAME_LABEL: kopf.PRESENT}
 
 
@@ -56,12 +66,41 @@ def _one(store: kopf.Store[Any] | None) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
+class OwnedChild:
+    """A child as the owned-children indexes keep it: enough to prune it."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    owner_uid: str | None
+
+    @classmethod
+    def from_body(cls, body: kopf.Body) -> OwnedChild:
+        meta = body.metadata
+        return cls(
+            body["apiVersion"], body["kind"], meta["namespace"], meta["name"], meta["uid"],
+            controller_uid(body),
+        )  # fmt: skip
+
+    def ref(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
+        }
+
+
+@dataclasses.dataclass(frozen=True)
 class Indexes:
     """kopf's indexes, live: what statuses are computed from, kept current by watches."""
 
     modelserves: kopf.Index[Key, Any]
     deployments: kopf.Index[Key, DeploymentView]
     pods: kopf.Index[Key, PodView]
+    # Per child kind (plural), every child labelled as ours, by its ModelServe.
+    owned: dict[str, kopf.Index[Key, OwnedChild]]
 
 
 class Reconciler:
@@ -74,10 +113,16 @@ class Reconciler:
         prober: ExternalProber,
         indexes: Indexes,
         statuses: WorkQueue,
+        store: ModelStore,
     ) -> None:
         self.settings = settings
         self.cluster = cluster
         self.prober = prober
+        self.store = store
+        # Why the operator runs nothing for a ModelServe, where it refuses one.
+        self.refusals: dict[Key, Refusal] = {}
+        # One converge at a time per ModelServe: kopf's handlers and the URL renewals.
+        self.locks: dict[Key, asyncio.Lock] = {}
         self.indexes = indexes
         # ModelServes whose status is to be computed again.
         self.statuses = statuses
@@ -101,6 +146,115 @@ class Reconciler:
         self.applied[_child_key(stored)] = _version(stored)
         return stored
 
+    async def delete(self, obj: dict[str, Any]) -> None:
+        try:
+            await self.cluster.delete(obj)
+        except ClusterError as error:
+            if error.gone:
+                return
+            if error.retryable:
+                raise kopf.TemporaryError(str(error), delay=5) from error
+            raise kopf.PermanentError(str(error)) from error
+        logger.info("deleted %s %s/%s: no longer wanted", obj["kind"], *_where(obj))
+
+    def lock(self, key: Key) -> asyncio.Lock:
+        return self.locks.setdefault(key, asyncio.Lock())
+
+    async def model_files(self, ms: ModelServe) -> str:
+        """The store Secret's content for `ms`: its files' digests and fresh URLs."""
+        uri = ms.spec.model.uri or ""
+        files = await asyncio.to_thread(self.store.resolve, uri)
+        return self.store.presign(uri, files)
+
+    def wanted(self, ms: ModelServe) -> set[tuple[str, str]]:
+        """(kind, name) of the children `ms` should have: none while it is refused."""
+        if spec_refusal(ms) or (ms.namespace, ms.name) in self.refusals:
+            return set()
+        return wanted_children(ms, self.settings)
+
+    async def converge(self, ms: ModelServe) -> bool:
+        """Apply every child `ms` wants, delete every child it owns and no longer wants.
+        Whether a Deployment was applied. The caller holds the ModelServe's lock."""
+        key = (ms.namespace, ms.name)
+        refusal = spec_refusal(ms)
+        children: list[dict[str, Any]] = []
+        if refusal is None and ms.spec.runtime is not Runtime.EXTERNAL:
+            try:
+                children = [build_store_secret(ms, await self.model_files(ms))]
+            except ModelRefused as error:
+                refusal = Refusal("ModelAvailable", "NotRecorded", str(error))
+            except StoreUnavailable as error:
+                raise kopf.TemporaryError(str(error), delay=30) from error
+        if refusal is None:
+            self.refusals.pop(key, None)
+            children += build_children(ms, self.settings)
+        else:
+            if self.refusals.get(key) != refusal:
+                logger.warning("refusing %s/%s: %s", *key, refusal.message)
+            self.refusals[key] = refusal
+            children = []
+        deployed = False
+        for child in children:
+            stored = await self.apply(child)
+            deployed = deployed or (stored is not None and stored["kind"] == "Deployment")
+        await self.prune(ms, {(c["kind"], c["metadata"]["name"]) for c in children})
+        return deployed
+
+    async def prune(self, ms: ModelServe, wanted: set[tuple[str, str]]) -> None:
+        """Delete what `ms` controls and does not want: found in the indexes, and its
+        store Secret by name (Secrets are not watched)."""
+        key = (ms.namespace, ms.name)
+        for index in self.indexes.owned.values():
+            for child in list(index.get(key, [])):
+                if child.owner_uid == ms.uid and (child.kind, child.name) not in wanted:
+                    await self.delete(child.ref())
+        secret = store_secret_name(ms)
+        if ("Secret", secret) in wanted:
+            return
+        found = await self.cluster.read_secret(ms.namespace, secret)
+        if found is not None and controller_uid(found) == ms.uid:
+            await self.delete(found)
+
+    async def renew(self, key: Key) -> None:
+        """Sign new URLs for a served ModelServe's model (its objects and digests read
+        again); where that changes whether it is refused, converge it again."""
+        parent = _one(self.indexes.modelserves.get(key))
+        if parent is None or parent["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            ms = ModelServe.from_body(parent)
+        except ValidationError:
+            return
+        if ms.spec.runtime is Runtime.EXTERNAL or spec_refusal(ms):
+            return
+        async with self.lock(key):
+            try:
+                files = await self.model_files(ms)
+            except ModelRefused as error:
+                refused = Refusal("ModelAvailable", "NotRecorded", str(error))
+                if self.refusals.get(key) != refused:
+                    await self.converge(ms)
+                    self.statuses.mark(key)
+                return
+            except StoreUnavailable as error:
+                logger.warning("URLs of %s/%s not renewed: %s", *key, error)
+                return
+            if key in self.refusals:
+                await self.converge(ms)  # refused before, a recorded download now
+                self.statuses.mark(key)
+            else:
+                await self.apply(build_store_secret(ms, files))
+
+    async def renew_all(self) -> None:
+        """Every `model_url_refresh_seconds`, renew every served ModelServe's URLs."""
+        while True:
+            await asyncio.sleep(self.settings.model_url_refresh_seconds)
+            for key in list(self.indexes.modelserves):
+                try:
+                    await self.renew(key)
+                except Exception:  # one ModelServe's trouble stops no other renewal
+                    logger.exception("renewing the URLs of %s/%s failed", *key)
+
     def drifted(self, event: str | None, body: kopf.Body) -> bool:
         """Whether someone else deleted or changed a child since we last applied it.
 
@@ -120,6 +274,8 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         self.prober.forget(namespace, name)
         self.reported.pop((namespace, name), None)
+        self.refusals.pop((namespace, name), None)
+        self.locks.pop((namespace, name), None)
         for key in [key for key in self.applied if key[:2] == (namespace, name)]:
             del self.applied[key]
 
@@ -142,6 +298,7 @@ class Reconciler:
             pods=list(self.indexes.pods.get(key, [])),
             probe=self.prober.results.get(key),
             previous=dict(parent.get("status") or {}),
+            refusal=spec_refusal(ms) or self.refusals.get(key),
         )
         await self.report(parent, status)
 
@@ -163,6 +320,10 @@ class Reconciler:
             except ClusterError as error:  # the status is written; the Event is a courtesy
                 if not error.gone:
                     logger.warning("no Event for %s/%s: %s", *key, error)
+
+
+def _where(obj: Any) -> tuple[str, str]:
+    return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
 
 def _child_key(obj: Any) -> tuple[str, str, str, str]:
@@ -217,7 +378,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         modelserves: kopf.Index[Key, Any],
         deployments: kopf.Index[Key, DeploymentView],
         pods: kopf.Index[Key, PodView],
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
         # kopf keeps a worker per object until it has been idle this long (5 s by default);
         # with thousands of children changing at once, idle workers add up.
@@ -236,12 +397,19 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             _api_key_reader(cluster),
             statuses.mark,
         )
+        owned = {kind[-1]: kwargs[f"owned_{kind[-1]}"] for kind in OWNED_KINDS}
         reconciler = Reconciler(
-            operator_settings, cluster, prober, Indexes(modelserves, deployments, pods), statuses
+            operator_settings,
+            cluster,
+            prober,
+            Indexes(modelserves, deployments, pods, owned),
+            statuses,
+            ModelStore(operator_settings),
         )
         memo.reconciler = reconciler
         memo.tasks = [
             asyncio.create_task(prober.run()),
+            asyncio.create_task(reconciler.renew_all()),
             *(
                 asyncio.create_task(statuses.drain(reconciler.refresh))
                 for _ in range(operator_settings.status_writers)
@@ -283,6 +451,12 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     async def pods(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> Any:
         return {(namespace, labels[NAME_LABEL]): PodView.from_body(body)}
 
+    for kind in OWNED_KINDS:
+
+        @kopf.index(*kind, id=f"owned_{kind[-1]}", labels=OURS, registry=registry)
+        async def owned(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> Any:
+            return {(namespace, labels[NAME_LABEL]): OwnedChild.from_body(body)}
+
     # --- the ModelServe itself ------------------------------------------------------------
 
     @kopf.on.resume(*MS, id="reconcile", registry=registry)
@@ -293,10 +467,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         ms = parse(body)
         if ms.spec.runtime is Runtime.EXTERNAL:
             reconciler.prober.track(ms)
-        deployed = False
-        for child in build_children(ms, reconciler.settings):
-            stored = await reconciler.apply(child)
-            deployed = deployed or (stored is not None and stored["kind"] == "Deployment")
+        else:
+            reconciler.prober.forget(ms.namespace, ms.name)
+        async with reconciler.lock((ms.namespace, ms.name)):
+            deployed = await reconciler.converge(ms)
         if deployed and not body.status:
             # A new ModelServe: the event of its new Deployment marks it for its first
             # status. Marked from here, its status could be written before kopf's own record
@@ -323,13 +497,14 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
-        """A Deployment or pod changed: repair the Deployment if it drifted; mark the status."""
+        """A Deployment or pod changed: repair the Deployment if it drifted, delete it if it
+        is no longer wanted; mark the status."""
         reconciler: Reconciler = memo.reconciler
         parent = reconciler.owner(namespace, labels)
         if parent is None:
             return
-        if body["kind"] == "Deployment" and reconciler.drifted(type, body):
-            await reconciler.apply(build_deployment(parse(parent), reconciler.settings))
+        if body["kind"] == "Deployment":
+            await _repair(reconciler, parse(parent), type, body)
         reconciler.statuses.mark((namespace, parent["metadata"]["name"]))
 
     for resource in CHILD_KINDS:
@@ -345,24 +520,40 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         ) -> None:
             reconciler: Reconciler = memo.reconciler
             parent = reconciler.owner(namespace, labels)
-            if parent is None or not reconciler.drifted(type, body):
-                return
-            wanted = {
-                (child["kind"], child["metadata"]["name"]): child
-                for child in build_children(parse(parent), reconciler.settings)
-            }
-            child = wanted.get((body["kind"], body.metadata.name))
-            if child is not None:
-                await reconciler.apply(child)
+            if parent is not None:
+                await _repair(reconciler, parse(parent), type, body)
 
     return registry
 
 
-def _api_key_reader(cluster: Cluster) -> Callable[[ModelServe], Awaitable[str | None]]:
-    async def read(ms: ModelServe) -> str | None:
-        ref = ms.spec.external.api_key_secret_ref if ms.spec.external else None
-        if ref is None:
-            return None
-        return await cluster.api_key(ms.namespace, ref.name, ref.key)
+async def _repair(
+    reconciler: Reconciler, ms: ModelServe, event: str | None, body: kopf.Body
+) -> None:
+    """A child of `ms` changed: delete it if `ms` no longer wants it, put it back as we
+    built it if someone else changed or deleted it."""
+    if event == "DELETED" or (body["kind"], body.metadata.name) in reconciler.wanted(ms):
+        if reconciler.drifted(event, body):
+            built = {
+                (child["kind"], child["metadata"]["name"]): child
+                for child in build_children(ms, reconciler.settings)
+            }
+            child = built.get((body["kind"], body.metadata.name))
+            if child is not None:
+                await reconciler.apply(child)
+    elif controller_uid(body) == ms.uid:
+        await reconciler.delete(dict(body))
+
+
+def _api_key_reader(cluster: Cluster) -> Callable[[ModelServe], Awaitable[ApiKey]]:
+    async def read(ms: ModelServe) -> ApiKey:
+        external = ms.spec.external
+        ref = external.api_key_secret_ref if external else None
+        if external is None or ref is None:
+            return ApiKey()
+        try:
+            secret = await cluster.read_secret(ms.namespace, ref.name)
+        except ClusterError as error:
+            return ApiKey(refused=f"the API-key Secret {ref.name} cannot be read: {error}")
+        return api_key_for(secret, ms.namespace, ref.key, external.url)
 
     return read

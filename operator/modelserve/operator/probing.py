@@ -7,30 +7,78 @@ those need a finalizer, and an external server leaves nothing to clean up.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
-from modelserve.common.modelserve import ModelServe
+from modelserve.common.modelserve import (
+    API_KEY_HOSTS_ANNOTATION,
+    API_KEY_LABEL,
+    ModelServe,
+    holds_api_key,
+    key_may_go_to,
+)
 from modelserve.operator.status import ProbeResult
 
 Key = tuple[str, str]
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ApiKey:
+    """The key to probe with (None: none), or why the key the spec names is not sent."""
+
+    value: str | None = None
+    refused: str | None = None
+
+
+def api_key_for(secret: Mapping[str, Any] | None, namespace: str, key: str, url: str) -> ApiKey:
+    """The API key in `key` of `secret` for a probe of `url`: only from a Secret given to
+    ModelServes (labelled), and only to a host the Secret names (annotated)."""
+    if secret is None:
+        return ApiKey()
+    meta = secret.get("metadata") or {}
+    name = meta.get("name", "")
+    if not holds_api_key(meta.get("labels")):
+        logger.warning(
+            "the Secret %s/%s is not labelled %s=true: probing without its key",
+            namespace,
+            name,
+            API_KEY_LABEL,
+        )
+        return ApiKey()
+    if not key_may_go_to(meta.get("annotations"), url):
+        return ApiKey(
+            refused=f"the API key of Secret {name} is not sent to {url}: the Secret's "
+            f"{API_KEY_HOSTS_ANNOTATION} annotation does not name that host"
+        )
+    encoded = (secret.get("data") or {}).get(key)
+    return ApiKey(base64.b64decode(encoded).decode().strip() if encoded is not None else None)
+
+
 async def probe(
     http: httpx.AsyncClient, url: str, served_name: str, api_key: str | None
 ) -> ProbeResult:
-    """GET {url}/models: the server answers and lists the model it is meant to serve."""
+    """GET {url}/models: the server answers and lists the model it is meant to serve.
+
+    The message is fixed text and the status code: nothing of what the server answers
+    goes into the status, which the ModelServe's owner reads (a server could echo the key
+    it was sent). Redirects are not followed.
+    """
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = await http.get(f"{url.rstrip('/')}/models", headers=headers)
+        response = await http.get(
+            f"{url.rstrip('/')}/models", headers=headers, follow_redirects=False
+        )
     except httpx.TimeoutException:
         return ProbeResult(False, f"{url} did not answer in time")
     except httpx.TransportError as error:
-        return ProbeResult(False, f"{url} is unreachable: {error or type(error).__name__}")
+        return ProbeResult(False, f"{url} is unreachable ({type(error).__name__})")
     if response.status_code in (401, 403):
         return ProbeResult(False, f"{url} refused the API key ({response.status_code})")
     if response.status_code != 200:
@@ -40,8 +88,7 @@ async def probe(
     except (ValueError, AttributeError):
         return ProbeResult(False, f"{url}/models did not answer an OpenAI model list")
     if served_name not in served:
-        listed = ", ".join(sorted(str(name) for name in served)) or "none"
-        return ProbeResult(False, f"{url} does not serve {served_name!r} (it serves: {listed})")
+        return ProbeResult(False, f"{url}/models answered 200 without the served name")
     return ProbeResult(True, f"{url} serves {served_name!r}")
 
 
@@ -52,7 +99,7 @@ class ExternalProber:
         self,
         http: httpx.AsyncClient,
         interval: float,
-        api_key: Callable[[ModelServe], Awaitable[str | None]],
+        api_key: Callable[[ModelServe], Awaitable[ApiKey]],
         changed: Callable[[Key], None],
     ) -> None:
         self._http = http
@@ -84,15 +131,17 @@ class ExternalProber:
 
     async def _probe_one(self, ms: ModelServe) -> None:
         assert ms.spec.external is not None  # only external servers are tracked
-        result = await probe(
-            self._http, ms.spec.external.url, ms.served_name, await self._api_key(ms)
-        )
-        key = (ms.namespace, ms.name)
-        if self._targets.get(key) is not ms:
+        key = await self._api_key(ms)
+        if key.refused is not None:
+            result = ProbeResult(False, key.refused)
+        else:
+            result = await probe(self._http, ms.spec.external.url, ms.served_name, key.value)
+        target = (ms.namespace, ms.name)
+        if self._targets.get(target) is not ms:
             return  # changed or deleted while we probed
-        if self.results.get(key) != result:
-            self.results[key] = result
-            self._changed(key)
+        if self.results.get(target) != result:
+            self.results[target] = result
+            self._changed(target)
 
     async def run(self) -> None:
         while True:

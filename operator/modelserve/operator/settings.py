@@ -6,7 +6,7 @@ so that a cluster can pin its own images without a change of code.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,9 +39,27 @@ class OperatorSettings(BaseSettings):
     # The init step that copies the model from the platform store into the pod.
     fetch_image: str = "modelserve/modelserve:0.1.0"
     model_store_endpoint: str = "modelserve-minio.modelserve.svc:9000"
+    """The platform store (host:port) as the PODS reach it: the URLs are signed for it."""
+    model_store_read_endpoint: str = ""
+    """The store as the operator reaches it, to list a model's objects and read their
+    tags; empty: `model_store_endpoint`."""
     model_store_secure: bool = False
+    model_store_region: str = "us-east-1"
+    """The region URLs are signed for (MinIO's default); given, so signing is offline."""
     model_store_access_key: SecretStr = SecretStr("")
+    """The operator's own credentials of the store: they never leave its namespace. Read
+    access to the model bucket (objects, their tags, listing) is all it needs."""
     model_store_secret_key: SecretStr = SecretStr("")
+    model_url_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    """How long a presigned model URL in a ModelServe's Secret stays valid."""
+    model_url_refresh_seconds: float = Field(default=900, gt=0)
+    """How often every ModelServe's URLs are signed anew (and its model's objects and
+    digests read again): well within the expiry, so a pod starting at any time finds
+    URLs valid for at least the difference."""
+
+    pod_user: int = Field(default=10001, ge=1)
+    """The user and group model-server pods run as (the platform image's own user; the
+    llama.cpp and vLLM images would run as root)."""
 
     # Seconds a replica being replaced keeps answering the requests it has (preStop).
     drain_seconds: int = Field(default=10, ge=1)
@@ -57,6 +75,15 @@ class OperatorSettings(BaseSettings):
     # `external` servers
     external_probe_interval: float = Field(default=30.0, gt=0)
     external_probe_timeout: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _urls_refreshed_before_they_expire(self) -> OperatorSettings:
+        if self.model_url_refresh_seconds >= self.model_url_expiry_seconds:
+            raise ValueError(
+                "OPERATOR_MODEL_URL_REFRESH_SECONDS must be less than "
+                "OPERATOR_MODEL_URL_EXPIRY_SECONDS: URLs would expire before they are renewed"
+            )
+        return self
 
     def namespace_list(self) -> list[str]:
         return [name.strip() for name in self.namespaces.split(",") if name.strip()]

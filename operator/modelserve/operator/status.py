@@ -85,13 +85,25 @@ def _failure(statuses: Iterable[Mapping[str, Any]], *, init: bool) -> str | None
     for container in statuses:
         state = container.get("state") or {}
         waiting = state.get("waiting") or {}
-        if waiting.get("reason") in FAILING_REASONS:
-            return f"{container['name']}: {waiting['reason']}: {waiting.get('message', '')}".strip()
         terminated = state.get("terminated") or {}
+        if init and waiting.get("reason") == "CrashLoopBackOff":
+            # Between two tries the reason is the back-off; why it failed is the last try's.
+            terminated = (container.get("lastState") or {}).get("terminated") or {}
         if init and terminated and terminated.get("exitCode", 0) != 0:
             reason = terminated.get("message") or terminated.get("reason") or "failed"
             return f"{container['name']} exited with code {terminated['exitCode']}: {reason}"
+        if waiting.get("reason") in FAILING_REASONS:
+            return f"{container['name']}: {waiting['reason']}: {waiting.get('message', '')}".strip()
     return None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the operator runs nothing for a ModelServe (its children are deleted)."""
+
+    condition: str  # the condition that says it: ModelAvailable, or Ready for the spec
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -127,10 +139,17 @@ def compute_status(
     pods: Sequence[PodView],
     probe: ProbeResult | None = None,
     previous: Mapping[str, Any] | None = None,
+    refusal: Refusal | None = None,
 ) -> dict[str, Any]:
     """The whole `status` of `ms`, given what its children report right now."""
     previous_conditions = (previous or {}).get("conditions") or []
-    if ms.spec.runtime is Runtime.EXTERNAL:
+    if refusal is not None:
+        phase, message = FAILED, refusal.message
+        conditions: Conditions = [(refusal.condition, False, refusal.reason, refusal.message)]
+        if refusal.condition != "Ready":
+            conditions.append(("Ready", False, refusal.reason, refusal.message))
+        ready_replicas = 0
+    elif ms.spec.runtime is Runtime.EXTERNAL:
         phase, message, conditions = _external(ms, probe)
         ready_replicas = 1 if phase == READY else 0
     else:
@@ -139,7 +158,7 @@ def compute_status(
     return {
         "phase": phase,
         "message": message,
-        "replicas": deployment.replicas if deployment else 0,
+        "replicas": deployment.replicas if deployment and not refusal else 0,
         "readyReplicas": ready_replicas,
         "selector": selector_string(ms),
         "endpoint": endpoint(ms, settings),

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 from minio import Minio
+from minio.commonconfig import Tags
 from minio.error import S3Error
 
+from modelserve.common.store_tags import MODEL_ID_TAG, SHA256_TAG
 from modelserve.testbed.objectstores import PLATFORM_BUCKET, UPSTREAM_BUCKET, MinioServer
 
 # The model the upstream store holds from the start, so that a first download needs no
@@ -58,10 +60,23 @@ def seed_smollm2(store: MinioServer, model: Path, bucket: str = UPSTREAM_BUCKET)
     return True
 
 
+def tag_as_recorded(client: Minio, bucket: str, key: str, sha256: str, model_id: str) -> None:
+    """The tags the download service puts on each file it stores (common/store_tags.py):
+    without them the operator serves nothing from the object."""
+    tags = Tags.new_object_tags()
+    tags[SHA256_TAG] = sha256
+    tags[MODEL_ID_TAG] = model_id
+    client.set_object_tags(bucket, key, tags)
+
+
 def place_smollm2(store: MinioServer, model: Path, bucket: str = PLATFORM_BUCKET) -> str:
-    """Put the SmolLM2 GGUF where a download would have left it in the platform store, for
-    tests of serving that do not test downloading; its s3:// URI."""
+    """Put the SmolLM2 GGUF where a download would have left it in the platform store, with
+    the download service's tags, for tests of serving that do not test downloading; its
+    s3:// URI."""
     client = store.client()
     if _stored_size(client, bucket, SMOLLM2_PLATFORM_KEY) != model.stat().st_size:
         client.fput_object(bucket, SMOLLM2_PLATFORM_KEY, str(model))
+    with model.open("rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    tag_as_recorded(client, bucket, SMOLLM2_PLATFORM_KEY, digest, SMOLLM2_MODEL_UUID)
     return f"s3://{bucket}/{SMOLLM2_PLATFORM_KEY}"

@@ -26,7 +26,12 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from modelserve.common.modelserve import API_KEY_LABEL, holds_api_key
+from modelserve.common.modelserve import (
+    API_KEY_HOSTS_ANNOTATION,
+    API_KEY_LABEL,
+    holds_api_key,
+    key_may_go_to,
+)
 from modelserve.gateway.endpoints import SLICE_SELECTOR, ServiceSlice, slice_from_body
 from modelserve.gateway.kubeservers import list_call
 from modelserve.gateway.routing import RouteTable, Target, target_from_body
@@ -93,8 +98,9 @@ class ModelServes:
         self._table = table
         self._hand_over = hand_over
         self._done = listed
-        # (namespace, secret, key) -> value: a Secret read once serves every server naming it.
-        self._secrets: dict[tuple[str, str, str], str | None] = {}
+        # (namespace, secret, key, url) -> value: a Secret read once serves every server naming
+        # it with the same URL (whether the key may go there depends on the URL).
+        self._secrets: dict[tuple[str, str, str, str], str | None] = {}
 
     def call(self, namespace: Scope) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         return list_call(self._custom, namespace)
@@ -135,15 +141,15 @@ class ModelServes:
     def _api_key(self, target: Target) -> str | None:
         assert target.api_key_secret is not None
         name, key = target.api_key_secret
-        cache_key = (target.namespace, name, key)
+        cache_key = (target.namespace, name, key, target.endpoint)
         # Threads of other namespaces may clear the cache between a check and a read.
         with contextlib.suppress(KeyError):
             return self._secrets[cache_key]
-        found = self._read_secret(target.namespace, name, key)
+        found = self._read_secret(target.namespace, name, key, target.endpoint)
         self._secrets[cache_key] = found
         return found
 
-    def _read_secret(self, namespace: str, name: str, key: str) -> str | None:
+    def _read_secret(self, namespace: str, name: str, key: str, url: str) -> str | None:
         try:
             secret = self._core.read_namespaced_secret(
                 name, namespace, _request_timeout=REQUEST_SECONDS
@@ -162,6 +168,15 @@ class ModelServes:
                 namespace,
                 name,
                 API_KEY_LABEL,
+            )
+            return None
+        if not key_may_go_to(secret.metadata.annotations if secret.metadata else None, url):
+            logger.warning(
+                "the Secret %s/%s does not name the host of %s in %s: requests go without a key",
+                namespace,
+                name,
+                url,
+                API_KEY_HOSTS_ANNOTATION,
             )
             return None
         encoded = (secret.data or {}).get(key)

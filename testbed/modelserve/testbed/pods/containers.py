@@ -16,6 +16,12 @@ claim (replicas share it, as they share a ReadWriteMany volume); `projected`, `s
 `configMap` and `downwardAPI` volumes (the service account's token is one) are empty
 folders, since the runtimes read none. Arguments and environment values under a mount
 path are rewritten to the folder.
+
+Security settings are not applied: the pod's and its containers' `securityContext` (user,
+capabilities, seccomp, a read-only root filesystem) are ignored and every process runs as
+the test bed's user; `automountServiceAccountToken: false` only means the pod has no token
+volume, which changes nothing here. Environment values from `secretKeyRef` are read when a
+container starts (each start again), as the kubelet does.
 """
 
 from __future__ import annotations
