@@ -100,7 +100,13 @@ class GatewayMetrics:
         )
         self.usage_dropped = Counter(
             f"{PREFIX}_usage_records_dropped",
-            "Usage records not delivered to the contract service (queue full or refused).",
+            "Usage records lost before the outbox had them (the database down for long).",
+            registry=self.registry,
+        )
+        self.usage_retries = Counter(
+            f"{PREFIX}_usage_delivery_retries",
+            "Deliveries of usage records to the contract service that failed and wait for "
+            "their next try in the outbox.",
             registry=self.registry,
         )
 

@@ -179,8 +179,8 @@ class Proxy:
         if self.accounting is None:
             return None
         tokens = max_tokens(payload)
-        if tokens is not None and budget is not None:
-            tokens *= budget
+        if budget is not None and self.scaler is not None:
+            tokens = self.scaler.reservation(tokens, budget)
         try:
             decision = await self.accounting.decide(claims, model, tokens, budget)
         except ContractUnavailable as error:

@@ -10,7 +10,7 @@ import contextlib
 from kubernetes import client as k8s
 
 from modelserve.common.tokens import TokenSigner
-from modelserve.gateway.accounting import Accounting, ServiceToken
+from modelserve.gateway.accounting import Accounting, ServiceToken, usage_sender
 from modelserve.gateway.discovery import Discovery
 from modelserve.gateway.dispatch import Dispatcher
 from modelserve.gateway.kubeservers import served_namespaces
@@ -20,6 +20,7 @@ from modelserve.gateway.routing import RouteTable
 from modelserve.gateway.scaled import Scaler
 from modelserve.gateway.settings import GatewaySettings
 from modelserve.gateway.upstream import UpstreamClient
+from modelserve.gateway.usage_outbox import OutboxSettings, UsageOutbox
 
 # Connections to the contract service: /decide is on the hot path, /usage is batched.
 CONTRACT_CONNECTIONS = 64
@@ -59,16 +60,15 @@ async def open_proxy(
         )
         stack.push_async_callback(contract_http.close)
         token = ServiceToken(signer, settings.tokens.expiry_hours * 3600)
-        accounting = Accounting(
-            settings.contract_url,
-            contract_http,
-            token,
+        # Usage waits in the outbox (this database) until the contract service has it.
+        outbox = await UsageOutbox.open(
+            settings.database_url.get_secret_value(),
+            usage_sender(settings.contract_url, contract_http, token),
             metrics,
-            queue_size=settings.usage_queue_size,
-            flush_seconds=settings.usage_flush_seconds,
+            outbox_settings(settings),
         )
-        await accounting.start()
-        stack.push_async_callback(accounting.close)  # before its client closes
+        stack.push_async_callback(outbox.close)  # before its client closes
+        accounting = Accounting(settings.contract_url, contract_http, token, outbox)
     dispatcher = Dispatcher(table, upstream, metrics)
     scaler = Scaler(
         table,
@@ -77,6 +77,7 @@ async def open_proxy(
         accounting,
         max_concurrency=settings.scaling_concurrency,
         keepalive_seconds=settings.scaling_keepalive_seconds,
+        reserved_tokens=settings.scaling_reserved_tokens,
     )
     return Proxy(
         table,
@@ -86,4 +87,15 @@ async def open_proxy(
         inject_stream_usage=settings.inject_stream_usage,
         accounting=accounting,
         scaler=scaler,
+    )
+
+
+def outbox_settings(settings: GatewaySettings) -> OutboxSettings:
+    return OutboxSettings(
+        flush_seconds=settings.usage_flush_seconds,
+        retry_seconds=settings.usage_retry_seconds,
+        retry_max_seconds=settings.usage_retry_max_seconds,
+        batch_size=settings.usage_batch_size,
+        lease_seconds=settings.usage_lease_seconds,
+        queue_size=settings.usage_queue_size,
     )

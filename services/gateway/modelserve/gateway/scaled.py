@@ -11,6 +11,12 @@ in a task of its own, and answers in OpenAI's shape:
 
 A client that goes away cancels the algorithm's task, and with it every upstream call in
 flight.
+
+What the request costs is metered call by call (`CallMeter`, fed by `poster`): every
+upstream call that completed counts, whatever becomes of the request afterwards (a client
+that left, a failed reward, a model server's error on a later call), and that sum is what
+is settled with the contract. The reservation asked for beforehand covers every
+candidate: budget x max_tokens, or budget x `reserved_tokens` without one.
 """
 
 from __future__ import annotations
@@ -78,9 +84,34 @@ class UpstreamStatus(UpstreamError):
         self.status = status if status < 500 else 502
 
 
-def poster(dispatcher: Dispatcher, target: Target) -> Post:
+@dataclasses.dataclass
+class CallMeter:
+    """The usage of every upstream call of one scaled request that came back with an
+    answer, as the model servers reported it."""
+
+    used: Usage = dataclasses.field(default_factory=Usage)
+
+    def count(self, answer: Mapping[str, Any]) -> None:
+        self.used = self.used + call_usage_of(answer)
+
+
+def call_usage_of(answer: Mapping[str, Any]) -> Usage:
+    """One call and the tokens its answer reports (none, where it reports nonsense)."""
+    usage = answer.get("usage")
+    if not isinstance(usage, Mapping):
+        return Usage(1, 0, 0)
+
+    def tokens(name: str) -> int:
+        value = usage.get(name)
+        return value if isinstance(value, int) and value > 0 else 0
+
+    return Usage(1, tokens("prompt_tokens"), tokens("completion_tokens"))
+
+
+def poster(dispatcher: Dispatcher, target: Target, meter: CallMeter | None = None) -> Post:
     """POST JSON to a path of `target`'s server (from its root: "/v1/…", "/pooling"),
-    each call to the endpoint that the balancing policy chooses for it."""
+    each call to the endpoint that the balancing policy chooses for it; each answer the
+    server gave (a 2xx JSON object) counted in `meter`."""
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
     if target.api_key:
         headers["Authorization"] = f"Bearer {target.api_key}"
@@ -95,6 +126,8 @@ def poster(dispatcher: Dispatcher, target: Target) -> Post:
             raise MalformedAnswer("the model server's answer is not JSON") from error
         if not isinstance(found, dict):
             raise MalformedAnswer("the model server's answer is not a JSON object")
+        if meter is not None:
+            meter.count(found)
         return found
 
     return post
@@ -205,6 +238,7 @@ class ScaledExchange:
     decision: Decision | None
     started: float
     route: str  # the gateway's route, as metrics label it
+    meter: CallMeter = dataclasses.field(default_factory=CallMeter)
 
 
 class Scaler:
@@ -219,6 +253,7 @@ class Scaler:
         *,
         max_concurrency: int,
         keepalive_seconds: float,
+        reserved_tokens: int = 512,
     ) -> None:
         self.table = table
         self.dispatcher = dispatcher
@@ -226,6 +261,11 @@ class Scaler:
         self.accounting = accounting
         self._concurrency = max_concurrency
         self._keepalive = keepalive_seconds
+        self._reserved_tokens = reserved_tokens
+
+    def reservation(self, max_tokens: int | None, budget: int) -> int:
+        """The tokens to hold for a scaled request: every candidate's."""
+        return reservation(max_tokens, budget, self._reserved_tokens)
 
     def response(self, exchange: ScaledExchange) -> ScaledResponse:
         return ScaledResponse(self, exchange)
@@ -237,7 +277,7 @@ class Scaler:
         if scaling.reward is RewardKind.LOGPROB:
             return MeanLogprob()
         judge = self._reward_target(scaling.reward_model) if scaling.reward_model else target
-        post = poster(self.dispatcher, judge)
+        post = poster(self.dispatcher, judge, exchange.meter)
         if scaling.reward is RewardKind.JUDGE:
             return LlmJudge(post, model=judge.served_name, max_concurrency=self._concurrency)
         if not scaling.reward_model:
@@ -273,7 +313,7 @@ class Scaler:
     async def run(self, exchange: ScaledExchange) -> Result:
         payload, target, scaling = exchange.payload, exchange.target, exchange.scaling
         lm = OpenAIChatLM.for_runtime(
-            poster(self.dispatcher, target),
+            poster(self.dispatcher, target, exchange.meter),
             model=target.served_name,
             runtime=target.runtime,
             max_concurrency=self._concurrency,
@@ -291,7 +331,8 @@ class Scaler:
         )
 
     def account(self, exchange: ScaledExchange, result: Result | None, status: int) -> None:
-        """Metrics, and usage for the contract service (queued, never waited for)."""
+        """Metrics, and usage for the contract service (queued, never waited for): every
+        upstream call that answered, whether or not the request got its answer."""
         metrics, model = self.metrics, exchange.target.served_name
         algorithm = exchange.scaling.algorithm.value
         elapsed = time.perf_counter() - exchange.started
@@ -299,16 +340,15 @@ class Scaler:
         metrics.duration.labels(model, exchange.route).observe(elapsed)
         metrics.scaling_requests.labels(model, algorithm, str(status)).inc()
         metrics.scaling_budget.labels(algorithm).observe(exchange.scaling.budget)
-        used = Usage()
+        used = exchange.meter.used
+        metrics.scaling_calls.labels(model, algorithm).inc(used.calls)
+        metrics.record_tokens(
+            exchange.claims.sub, model, used.prompt_tokens, used.completion_tokens
+        )
         if result is not None:
-            metrics.scaling_calls.labels(model, algorithm).inc(result.upstream_calls)
             metrics.scaling_reward_seconds.labels(model, algorithm).observe(result.reward_seconds)
             added = max(0.0, elapsed - result.generation_seconds - result.reward_seconds)
             metrics.scaling_added_seconds.labels(model, algorithm).observe(added)
-            used = result.generation + result.reward
-            metrics.record_tokens(
-                exchange.claims.sub, model, used.prompt_tokens, used.completion_tokens
-            )
         if self.accounting is not None:
             self.accounting.settle(
                 exchange.claims,
@@ -317,6 +357,12 @@ class Scaler:
                 used.prompt_tokens,
                 used.completion_tokens,
             )
+
+
+def reservation(max_tokens: int | None, budget: int, per_candidate: int) -> int:
+    """Tokens held for `budget` candidates of `max_tokens` each (`per_candidate` each
+    when the request names none)."""
+    return budget * (max_tokens if max_tokens is not None else per_candidate)
 
 
 # What an algorithm may fail with, short of a bug.

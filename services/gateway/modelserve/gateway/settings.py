@@ -40,8 +40,9 @@ class GatewaySettings(ServiceSettings):
     """The sliding window the two limits below count in."""
     sign_in_failures_per_user: int = Field(default=5, ge=1)
     """Failed sign-ins of one user name (from anywhere) per window; past it, 429."""
-    sign_in_attempts_per_address: int = Field(default=20, ge=1)
-    """Sign-ins from one client address (any user, any outcome) per window; past it, 429."""
+    sign_in_failures_per_address: int = Field(default=20, ge=1)
+    """Failed sign-ins from one client address (any user names) per window; past it, 429.
+    Successful ones are not counted: many people may share an address (NAT)."""
     password_checks_at_once: int = Field(default=4, ge=1)
     """Argon2 hashes running at once (each holds 64 MiB)."""
     password_check_queue: int = Field(default=32, ge=0)
@@ -69,15 +70,31 @@ class GatewaySettings(ServiceSettings):
     upstream_read_timeout: float = Field(default=300.0, gt=0)
     # Request bodies over this are refused with 413 before they reach a model server.
     max_body_bytes: int = Field(default=8 << 20, ge=1024)
-    # Token usage is sent to the contract service in batches, this often.
+    # Token usage goes through a durable outbox (the table usage_outbox in this database):
+    # each settled request is written there (batched INSERTs, within milliseconds), and a
+    # sender delivers due rows to the contract service this often, under their ids (which
+    # it counts once), deleting each once the contract has it.
     usage_flush_seconds: float = Field(default=1.0, gt=0)
+    # A delivery that failed is tried again after this, doubled with every failure of
+    # the same record, up to `usage_retry_max_seconds`: nothing is ever dropped.
+    usage_retry_seconds: float = Field(default=1.0, gt=0)
+    usage_retry_max_seconds: float = Field(default=300.0, gt=0)
+    # Rows one sender claims at a time (FOR UPDATE SKIP LOCKED: replicas share the
+    # outbox), and how long a claim holds: a replica that dies while delivering leaves
+    # its rows to the others after this.
+    usage_batch_size: int = Field(default=200, ge=1, le=10_000)
+    usage_lease_seconds: float = Field(default=60.0, gt=0)
     # Inference-time scaling: upstream calls one scaled request may have in flight (per
     # model it calls), and how often a streamed one sends a keep-alive comment while its
     # candidates are generated.
     scaling_concurrency: int = Field(default=8, ge=1, le=256)
     scaling_keepalive_seconds: float = Field(default=5.0, gt=0)
-    # Usage records waiting for the contract service; past this, new ones are dropped
-    # (and counted) rather than held in memory.
+    # Tokens reserved with the contract per candidate of a scaled request that names no
+    # max_tokens (as the contract's CONTRACT_DEFAULT_RESERVED_TOKENS does for one answer):
+    # the reservation is budget x this.
+    scaling_reserved_tokens: int = Field(default=512, ge=0)
+    # Usage records waiting in memory to be written to the outbox (only while the
+    # database is slow or down); past this, new ones are dropped, logged and counted.
     usage_queue_size: int = Field(default=10_000, ge=1)
     # How long an inference waits for the contract service's decision (connect, then read).
     contract_timeout: float = Field(default=2.0, gt=0)

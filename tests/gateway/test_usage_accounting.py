@@ -1,0 +1,407 @@
+"""Usage is never lost or free: the gateway, the contract service and PostgreSQL as
+processes, the control plane with the operator, and an OpenAI-shaped server of this
+test's own on loopback (behind `external` ModelServes) whose answers report known usage
+and can be made to fail, hang or stream without end on demand.
+
+- a scaled request that fails or is abandoned settles every upstream call that answered;
+- a scaled request without max_tokens reserves tokens for every candidate;
+- usage goes through the durable outbox: a contract outage and a gateway killed with
+  SIGKILL lose none of it, and the contract counts each record once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import yaml
+from aiohttp import web
+
+from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
+from modelserve.common.tokens import TokenSigner
+from modelserve.testbed.kube import KubeCluster
+from modelserve.testbed.platform import RunningOperator, RunningService
+from modelserve.testbed.polling import wait_for
+from modelserve.testbed.processes import free_port
+
+pytestmark = [pytest.mark.kube, pytest.mark.postgres]
+
+# What every answer of the fake server reports.
+PROMPT, COMPLETION = 10, 5
+QUESTION = [{"role": "user", "content": "What is 2 + 3?"}]
+
+
+def _chunk(content: str) -> bytes:
+    event = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": content}}],
+    }
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+class FakeServer:
+    """OpenAI-shaped, on loopback, in a thread. Each model name picks a behaviour:
+
+    - acct-words: answers at once;
+    - acct-flaky: the first two calls of a round answer at once, the third answers 500;
+    - acct-hang: the first two calls answer at once, the third never does;
+    - acct-slow: a stream of a chunk every 50 ms for 30 s.
+    """
+
+    MODELS = ("acct-words", "acct-flaky", "acct-hang", "acct-slow")
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.answered: collections.Counter[str] = collections.Counter()
+        self.hanging = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.answered.clear()
+        self.hanging.clear()
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._answer)
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _models(self, _: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": m} for m in self.MODELS]})
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = body["model"]
+        self.calls[model] += 1
+        call = self.calls[model]
+        if body.get("stream"):
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for index in range(600):
+                await response.write(_chunk(f" {index}"))
+                await asyncio.sleep(0.05)
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
+        if model in ("acct-flaky", "acct-hang") and call % 3 == 0:
+            if model == "acct-hang":
+                self.hanging.set()
+                await asyncio.sleep(3600)
+            return web.json_response({"error": {"message": "out of memory"}}, status=500)
+        self.answered[model] += 1
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": "5"},
+            "finish_reason": "stop",
+        }
+        usage = {"prompt_tokens": PROMPT, "completion_tokens": COMPLETION, "total_tokens": 15}
+        return web.json_response({"choices": [choice], "usage": usage})
+
+
+def modelserve(name: str, url: str) -> dict[str, Any]:
+    """alice's server, shared with team nlp: every user of these tests is in it."""
+    return {
+        "apiVersion": "llm.modelserve.io/v1alpha1",
+        "kind": "ModelServe",
+        "metadata": {"name": name, "labels": {OWNER_LABEL: "alice", TEAM_LABEL: "nlp"}},
+        "spec": {"runtime": "external", "model": {"servedName": name}, "external": {"url": url}},
+    }
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeServer]:
+    server = FakeServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(
+    crds: KubeCluster, operator: RunningOperator, cluster_namespace: str, fake: FakeServer
+) -> None:
+    bodies = [modelserve(model, fake.url) for model in FakeServer.MODELS]
+    crds.kubectl("apply", "-n", cluster_namespace, "-f", "-", stdin=yaml.safe_dump_all(bodies))
+
+    def ready() -> bool:
+        items = crds.get_json("-n", cluster_namespace, "ms")["items"]
+        phases = [(item.get("status") or {}).get("phase") for item in items]
+        return phases == ["Ready"] * len(FakeServer.MODELS)
+
+    wait_for(ready, timeout=90, what="the fake servers to be Ready")
+
+
+@pytest.fixture
+def gateway(
+    servers: None,
+    gateway_kube: str,
+    contract_service: RunningService,
+    start_gateway: Callable[..., RunningService],
+    fake: FakeServer,
+) -> RunningService:
+    """A gateway that decides with the contract service and retries usage quickly."""
+    fake.reset()
+    return start_gateway(
+        GATEWAY_KUBECONFIG=gateway_kube,
+        GATEWAY_CONTRACT_URL=contract_service.url,
+        GATEWAY_USAGE_FLUSH_SECONDS="0.2",
+        GATEWAY_USAGE_RETRY_SECONDS="0.2",
+        GATEWAY_USAGE_RETRY_MAX_SECONDS="1",
+        GATEWAY_USAGE_LEASE_SECONDS="2",
+        GATEWAY_SCALING_KEEPALIVE_SECONDS="0.2",
+        # One call at a time: a candidate begins once the one before it was counted.
+        GATEWAY_SCALING_CONCURRENCY="1",
+    )
+
+
+def chat(gateway: RunningService, signer: TokenSigner, user: str, **body: Any) -> httpx.Response:
+    """A chat completion as `user`, once the watch routes the model."""
+    headers = {"Authorization": f"Bearer {signer.sign(user, teams=['nlp'])}"}
+
+    def attempt() -> httpx.Response | None:
+        answer = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"messages": QUESTION, **body},
+            headers=headers,
+            timeout=60,
+        )
+        unrouted = answer.status_code in (404, 503) and answer.json()["error"]["code"] in (
+            "model_not_found",
+            "model_not_ready",
+        )
+        return None if unrouted else answer
+
+    return wait_for(attempt, timeout=30, what=f"the gateway to route {body['model']}")
+
+
+def usage_of(contract: RunningService, signer: TokenSigner, user: str) -> dict[str, Any]:
+    """The user's usage today, as the contract service counted it."""
+    answer = httpx.get(
+        f"{contract.url}/usage",
+        params={"user": user, "period": "day"},
+        headers={"Authorization": f"Bearer {signer.sign('root', roles=['admin'])}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    usage: dict[str, Any] = answer.json()
+    return usage
+
+
+def recorded(contract: RunningService, signer: TokenSigner, user: str, requests: int) -> Any:
+    """The user's usage once `requests` requests of theirs are counted."""
+
+    def counted() -> dict[str, Any] | None:
+        usage = usage_of(contract, signer, user)
+        return usage if usage["requests"] >= requests else None
+
+    return wait_for(counted, timeout=30, what=f"{requests} requests of {user} to be counted")
+
+
+def put_contract(contract: RunningService, signer: TokenSigner, user: str, **limits: Any) -> None:
+    answer = httpx.put(
+        f"{contract.url}/contracts/user/{user}",
+        json=limits,
+        headers={"Authorization": f"Bearer {signer.sign('root', roles=['admin'])}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+# --- Scaled requests pay for what they made -----------------------------------------------
+
+
+def test_a_failed_scaled_request_pays_for_the_calls_that_answered(
+    gateway: RunningService, contract_service: RunningService, signer: TokenSigner
+) -> None:
+    # Three candidates: two answer, the third fails with a 500, so the request fails.
+    answer = chat(
+        gateway,
+        signer,
+        "fay",
+        model="acct-flaky",
+        budget=3,
+        algorithm="self-consistency",
+        max_tokens=8,
+    )
+    assert answer.status_code == 502, answer.text
+    usage = recorded(contract_service, signer, "fay", 1)
+    assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (
+        1,
+        2 * PROMPT,
+        2 * COMPLETION,
+    )
+
+
+def test_an_abandoned_scaled_request_pays_for_the_calls_that_answered(
+    gateway: RunningService, contract_service: RunningService, signer: TokenSigner, fake: FakeServer
+) -> None:
+    chat(gateway, signer, "abe", model="acct-words", max_tokens=8)  # routed, and counted once
+    headers = {"Authorization": f"Bearer {signer.sign('abe', teams=['nlp'])}"}
+    body = {
+        "model": "acct-hang",
+        "messages": QUESTION,
+        "budget": 3,
+        "algorithm": "self-consistency",
+        "max_tokens": 8,
+    }
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/v1/chat/completions",
+        json={**body, "stream": True},
+        headers=headers,
+        timeout=60,
+    ) as begun:
+        assert begun.status_code == 200
+        # Two candidates answered (one at a time), the third hangs: the client leaves.
+        assert fake.hanging.wait(30), "the third candidate never began"
+        assert fake.answered["acct-hang"] == 2
+    usage = recorded(contract_service, signer, "abe", 2)
+    assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (
+        2,
+        3 * PROMPT,
+        3 * COMPLETION,
+    )
+
+
+def test_a_scaled_request_without_max_tokens_reserves_for_every_candidate(
+    gateway: RunningService, contract_service: RunningService, signer: TokenSigner
+) -> None:
+    # 512 tokens held per candidate: one answer fits a budget of 1000, three do not.
+    put_contract(contract_service, signer, "rex", token_budget=1000)
+    assert chat(gateway, signer, "rex", model="acct-words").status_code == 200
+    recorded(contract_service, signer, "rex", 1)  # its 15 tokens settled, 512 given back
+    scaled = chat(
+        gateway, signer, "rex", model="acct-words", budget=3, algorithm="self-consistency"
+    )
+    assert scaled.status_code == 429, scaled.text
+    assert scaled.json()["error"]["code"] == "token_budget_exhausted"
+    # With max_tokens, budget x max_tokens: 3 x 100 fits.
+    allowed = chat(
+        gateway,
+        signer,
+        "rex",
+        model="acct-words",
+        budget=3,
+        algorithm="self-consistency",
+        max_tokens=100,
+    )
+    assert allowed.status_code == 200, allowed.text
+
+
+# --- The outbox: nothing lost, nothing counted twice ----------------------------------------
+
+
+def outbox(database: str) -> list[tuple[Any, ...]]:
+    """The gateway's outbox rows: (id, record, attempts)."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        return conn.execute("SELECT id, record, attempts FROM usage_outbox").fetchall()
+
+
+def test_usage_survives_a_contract_outage_and_a_killed_gateway(
+    gateway: RunningService,
+    contract_service: RunningService,
+    gateway_database: str,
+    signer: TokenSigner,
+) -> None:
+    # Three answers, delivered while all is well.
+    for _ in range(3):
+        assert chat(gateway, signer, "cai", model="acct-words", max_tokens=8).status_code == 200
+    # Two streams begin (decided while the contract service is up).
+    streams = {}
+    with httpx.Client(base_url=gateway.url, timeout=60) as http:
+        for user in ("ann", "bea"):
+            request = http.build_request(
+                "POST",
+                "/v1/chat/completions",
+                json={
+                    "model": "acct-slow",
+                    "messages": QUESTION,
+                    "stream": True,
+                    "max_tokens": 900,
+                },
+                headers={"Authorization": f"Bearer {signer.sign(user, teams=['nlp'])}"},
+            )
+            streams[user] = http.send(request, stream=True)
+            assert streams[user].status_code == 200
+        lines = {user: streams[user].iter_lines() for user in streams}
+        for user in streams:
+            assert '" 0"' in next(line for line in lines[user] if line)
+        recorded(contract_service, signer, "cai", 3)
+        contract_service.stop()
+        # ann leaves mid-stream while the contract service is down: her usage is settled
+        # (the chunks she was sent) and waits in the outbox, tried again and again.
+        received = sum(
+            1 for _ in zip(range(5), (line for line in lines["ann"] if line), strict=False)
+        )
+        streams["ann"].close()
+
+        def retried() -> list[tuple[Any, ...]] | None:
+            rows = outbox(gateway_database)
+            return rows if rows and rows[0][2] >= 3 else None
+
+        (row,) = wait_for(retried, timeout=60, what="ann's usage to be tried three times")
+        usage_id, record = row[0], row[1]
+        assert record["principal"]["subject"] == "ann"
+        assert record["completion_tokens"] >= 1 + received
+        # The gateway dies with bea's stream half-way: SIGKILL, nothing runs on the way out.
+        pid = gateway.process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(httpx.HTTPError):
+            for _ in lines["bea"]:
+                pass
+        streams["bea"].close()
+    # bea's request died with the gateway, unsettled (the contract gives her reservation
+    # back when it expires): ann's usage is all there is, and it waits in the outbox.
+    assert [found[0] for found in outbox(gateway_database)] == [usage_id]
+
+    # Both come back: ann's usage arrives, once.
+    contract_service.start()
+    gateway.start()
+    usage = recorded(contract_service, signer, "ann", 1)
+    assert (usage["requests"], usage["completion_tokens"]) == (1, record["completion_tokens"])
+    wait_for(lambda: not outbox(gateway_database), timeout=30, what="the outbox to be empty")
+    # The same record delivered again (a delivery whose answer was lost) is not counted again.
+    with psycopg.connect(gateway_database, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO usage_outbox (id, record) VALUES (%s, %s)",
+            [usage_id, json.dumps(record)],
+        )
+    wait_for(lambda: not outbox(gateway_database), timeout=30, what="the copy to be delivered")
+    assert usage_of(contract_service, signer, "ann")["requests"] == 1
+    cai = usage_of(contract_service, signer, "cai")
+    assert (cai["requests"], cai["prompt_tokens"], cai["completion_tokens"]) == (
+        3,
+        3 * PROMPT,
+        3 * COMPLETION,
+    )
