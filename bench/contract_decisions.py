@@ -195,19 +195,25 @@ def main() -> None:
                 f" process(es) on one PostgreSQL; 2 CPUs shared by all",
                 flush=True,
             )
-            tokens = [
-                signer.sign(user, teams=(teams[i % len(teams)],) if i % 2 else ())
+            # Asked as the gateway asks (only services decide for real): its service token,
+            # the user in `principal`.
+            principals = [
+                {"subject": user, "teams": [teams[i % len(teams)]] if i % 2 else []}
                 for i, user in enumerate(users)
             ]
+            tokens = [signer.sign("service:gateway", roles=("service",))] * len(users)
+
+            def work(count: int, seed: int) -> list[tuple[int, dict[str, Any]]]:
+                made = bodies(users, count, seed)
+                return [(who, {**body, "principal": principals[who]}) for who, body in made]
+
             urls = [service.url for service in services]
-            asyncio.run(sequential(urls, tokens, bodies(users, 300, seed=1)))  # warm up
-            report("one at a time", asyncio.run(sequential(urls, tokens, bodies(users, 3000, 2))))
+            asyncio.run(sequential(urls, tokens, work(300, 1)))  # warm up
+            report("one at a time", asyncio.run(sequential(urls, tokens, work(3000, 2))))
             cpu_before = [service_cpu_seconds(s.process) for s in services], postgres_cpu_seconds()
             client_before = time.process_time()
             latencies, denied, elapsed = asyncio.run(
-                concurrent(
-                    urls, tokens, bodies(users, 20000, 3), options.concurrency, options.seconds
-                )
+                concurrent(urls, tokens, work(20000, 3), options.concurrency, options.seconds)
             )
             service_cpu = sum(service_cpu_seconds(s.process) for s in services) - sum(cpu_before[0])
             pg_cpu = postgres_cpu_seconds() - cpu_before[1]

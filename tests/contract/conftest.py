@@ -52,6 +52,12 @@ def contract_settings(database: str, **more: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def contract_environment(contract_database: str) -> Callable[..., dict[str, str]]:
+    """`contract_environment(**more)`: the settings of a contract service of the tests."""
+    return functools.partial(contract_settings, contract_database)
+
+
+@pytest.fixture(scope="session")
 def contract(contract_database: str, testbed_dir: Path) -> Iterator[RunningService]:
     """One contract service for the tests that need no cluster."""
     service = start_service("contract", testbed_dir / "logs", contract_settings(contract_database))
@@ -115,6 +121,8 @@ class AdmissionBed:
     cluster_role: str
     gateway_user: str  # the delegating Kubernetes user: the gateway's service account
     gateway_kubeconfig: Path
+    webhook_url: str  # https://127.0.0.1:<port>, for the API server's certificate only
+    platform_namespace: str  # CONTRACT_PLATFORM_NAMESPACES: platform admins only
 
     def put_contract(self, user: str, **limits: Any) -> None:
         """Replace `user`'s contract (limits left out: the defaults apply)."""
@@ -126,9 +134,15 @@ class AdmissionBed:
         )
         assert response.status_code == 200, response.text
 
-    def kubeconfig(self, user: str) -> Path:
-        """Credentials of the person `user`, who may write ModelServes where RBAC binds them."""
-        return self.kube.user_kubeconfig(user, (TESTERS,))
+    def kubeconfig(self, user: str, teams: tuple[str, ...] = ()) -> Path:
+        """Credentials of the person `user` (in `teams`), who may write ModelServes where
+        RBAC binds them."""
+        groups = (TESTERS, *(f"modelserve:team:{team}" for team in teams))
+        return self.kube.user_kubeconfig(user, groups)
+
+    def admin_kubeconfig(self) -> Path:
+        """Credentials of a platform admin (CONTRACT_ADMIN_GROUPS), bound like the testers."""
+        return self.kube.user_kubeconfig("platform-admin", (TESTERS, "modelserve:admins"))
 
 
 def _probe_modelserve() -> str:
@@ -181,6 +195,7 @@ def admission(
         f"--resource={PLURAL}.{GROUP},{PLURAL}.{GROUP}/scale",
     )
     gateway_user = f"system:serviceaccount:{gateway_namespace}:{GATEWAY_ACCOUNT}"
+    platform_namespace = f"platform-{suffix}"
     contract: RunningContract | None = None
     try:
         # The inventory lists ModelServes as the service's own account: its RBAC is tested too.
@@ -192,8 +207,9 @@ def admission(
                 schema_url(database_url, schema),
                 CONTRACT_DELEGATING_USERS=gateway_user,
                 CONTRACT_DEFAULT_NAMESPACES="",
-                CONTRACT_INVENTORY_SECONDS="1",
+                CONTRACT_INVENTORY_SECONDS="5",
                 CONTRACT_INVENTORY_GRACE_SECONDS="5",
+                CONTRACT_PLATFORM_NAMESPACES=platform_namespace,
             ),
             namespace_selector={"matchLabels": ENFORCED},
             name=webhook_name,
@@ -211,6 +227,8 @@ def admission(
             cluster_role=cluster_role,
             gateway_user=gateway_user,
             gateway_kubeconfig=kube.service_account_kubeconfig(gateway_namespace, GATEWAY_ACCOUNT),
+            webhook_url=contract.webhook_url,
+            platform_namespace=platform_namespace,
         )
     finally:
         if contract is not None:
@@ -235,8 +253,8 @@ def enforced_namespace(admission: AdmissionBed) -> Iterator[Callable[..., str]]:
     kube = admission.kube
     made: list[str] = []
 
-    def make(labelled: bool = True) -> str:
-        name = f"t-{uuid.uuid4().hex[:8]}"
+    def make(labelled: bool = True, name: str | None = None) -> str:
+        name = name or f"t-{uuid.uuid4().hex[:8]}"
         namespace = {
             "apiVersion": "v1",
             "kind": "Namespace",

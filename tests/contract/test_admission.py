@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
-from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, VERSION
-from modelserve.contract.admission import WEBHOOK
+from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, TEAM_LABEL, VERSION
+from modelserve.contract.admission import PATH
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.polling import wait_for
 
@@ -30,7 +32,8 @@ if TYPE_CHECKING:  # a fixture's type: conftest modules are pytest's to import
 pytestmark = [pytest.mark.kube, pytest.mark.postgres]
 
 Namespaces = Callable[..., str]
-DENIED = f'admission webhook "{WEBHOOK}" denied the request:'
+# Any of the service's webhooks: the deletion and the mutating one answer with their names.
+ANY_DENIED = re.compile(r'admission webhook "[^"]*contract\.modelserve\.io" denied the request:')
 HOLD = "contract.modelserve.io/test-hold"  # a finalizer nobody removes but the test
 RELEASE = json.dumps([{"op": "remove", "path": "/metadata/finalizers"}])
 
@@ -93,8 +96,8 @@ class Kubectl:
         result = self.run(*args, manifest=manifest)
         assert result.returncode != 0, f"kubectl {' '.join(args)} was allowed: {result.stdout}"
         text = " ".join(result.stderr.split())  # kubectl wraps long lines
-        assert DENIED in text, text
-        return text.split(DENIED, 1)[1].strip()
+        assert ANY_DENIED.search(text), text
+        return ANY_DENIED.split(text, 1)[1].strip()
 
 
 def as_person(admission: AdmissionBed, user: str) -> Kubectl:
@@ -289,3 +292,262 @@ def test_updates_that_change_nothing_that_runs_are_allowed(
     changed = kubectl.refused("patch", "ms/smollm2", "--type=merge", "-p", patch, "-n", namespace)
     assert changed.startswith("[max_replicas_exceeded]")
     assert "3 replicas is over the limit of 1" in changed
+
+
+# --- Trust boundaries (issue 14) ------------------------------------------------------
+
+
+def test_nobody_but_the_owner_changes_or_deletes_a_server(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """A second user with RBAC in the same namespace, within every limit of their own, may
+    not scale, patch, relabel or delete the first user's server; admins may."""
+    namespace = enforced_namespace()
+    alice, bob = person("alice"), person("bob")
+    for who in (alice, bob):
+        admission.put_contract(who, max_replicas=3, namespaces=[namespace])
+    as_person(admission, alice).ok("apply", "-n", namespace, manifest=modelserve("hers"))
+    kubectl = as_person(admission, bob)
+
+    attempts = [
+        ("scale", "ms/hers", "--replicas=2"),
+        ("patch", "ms/hers", "--type=merge", "-p", json.dumps({"spec": {"replicas": 3}})),
+        ("patch", "ms/hers", "--type=merge", "-p", json.dumps({"spec": {"args": ["--temp", "2"]}})),
+        ("label", "ms/hers", "note=bob-was-here"),
+        ("label", "--overwrite", "ms/hers", f"{OWNER_LABEL}={bob}"),
+        ("delete", "ms/hers", "--wait=false"),
+    ]
+    for args in attempts:
+        refused = kubectl.refused(*args, "-n", namespace)
+        assert refused.startswith("[not_owner]"), (args, refused)
+        assert f"belongs to {alice}" in refused
+    stored = admission.kube.get_json("ms/hers", "-n", namespace)
+    assert stored["spec"]["replicas"] == 1
+    assert stored["metadata"]["labels"] == {OWNER_LABEL: alice}
+
+    as_person(admission, alice).ok("scale", "ms/hers", "--replicas=2", "-n", namespace)
+    admin = Kubectl(admission.admin_kubeconfig())
+    admin.ok("label", "ms/hers", "reviewed=yes", "-n", namespace)
+    admin.ok("delete", "ms/hers", "-n", namespace)
+
+
+def test_owner_and_team_labels_name_the_requester(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """The owner label is stamped from the requester; a label naming someone else (or a
+    team one is not in) is refused, on create and on a label-only update."""
+    namespace = enforced_namespace()
+    alice, bob = person("alice"), person("bob")
+    team = person("nlp")
+    for who in (alice, bob):
+        admission.put_contract(who, namespaces=[namespace])
+    kubectl = Kubectl(admission.kubeconfig(bob, teams=(team,)))
+
+    forged = kubectl.refused("apply", "-n", namespace, manifest=modelserve("x", owner=alice))
+    assert forged.startswith("[owner_label_forged]")
+    assert f"must name you ({bob})" in forged
+    other_team = modelserve("y")
+    other_team["metadata"]["labels"] = {TEAM_LABEL: "not-my-team"}
+    refused = kubectl.refused("apply", "-n", namespace, manifest=other_team)
+    assert refused.startswith("[team_label_forged]")
+
+    kubectl.ok("apply", "-n", namespace, manifest=modelserve("mine"))
+    labels = admission.kube.get_json("ms/mine", "-n", namespace)["metadata"]["labels"]
+    assert labels == {OWNER_LABEL: bob, TEAM_LABEL: team}
+    relabel = kubectl.refused(
+        "label", "--overwrite", "ms/mine", f"{OWNER_LABEL}={alice}", "-n", namespace
+    )
+    assert relabel.startswith("[owner_label_forged]")
+    steal_team = kubectl.refused(
+        "label", "--overwrite", "ms/mine", f"{TEAM_LABEL}=admins", "-n", namespace
+    )
+    assert steal_team.startswith("[team_label_forged]")
+
+    # A Kubernetes user name that cannot be a label value cannot own a server.
+    odd = Kubectl(admission.kubeconfig(f"oidc:{bob}"))
+    invalid = odd.refused("apply", "-n", namespace, manifest=modelserve("odd"))
+    assert invalid.startswith("[invalid_owner]")
+    assert set(modelserves(admission, namespace)) == {"mine"}
+
+
+def test_platform_namespaces_are_for_platform_admins(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    namespace = enforced_namespace(name=admission.platform_namespace)
+    alice = person("alice")
+    admission.put_contract(alice, namespaces=["*"])
+    refused = as_person(admission, alice).refused(
+        "apply", "-n", namespace, manifest=modelserve("reward")
+    )
+    assert refused.startswith("[platform_namespace]")
+    admin = Kubectl(admission.admin_kubeconfig())
+    admin.ok("apply", "-n", namespace, manifest=modelserve("reward", owner=alice))
+    for args in (("scale", "ms/reward", "--replicas=2"), ("delete", "ms/reward")):
+        denied = as_person(admission, alice).refused(*args, "-n", namespace)
+        assert denied.startswith("[platform_namespace]")
+    admin.ok("delete", "ms/reward", "-n", namespace)
+
+
+def test_what_runs_is_bounded_by_the_platform_not_the_args(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """Weights only from the platform's model prefix, allowed by model id as well as by
+    served name; no operator-owned flag in args; `external` for admins only."""
+    namespace = enforced_namespace()
+    alice = person("alice")
+    admission.put_contract(alice, namespaces=[namespace], models=["smollm2*"])
+    kubectl = as_person(admission, alice)
+
+    def with_spec(name: str, **spec: Any) -> dict[str, Any]:
+        manifest = modelserve(name)
+        manifest["spec"].update(spec)
+        return manifest
+
+    def with_uri(name: str, uri: str) -> dict[str, Any]:
+        manifest = modelserve(name)
+        manifest["spec"]["model"]["uri"] = uri
+        return manifest
+
+    outside = kubectl.refused(
+        "apply", "-n", namespace, manifest=with_uri("a", "s3://other/models/smollm2/m.gguf")
+    )
+    assert outside.startswith("[model_uri_refused]")
+    dotted = "s3://inference-models/models/smollm2/../llama-70b/m.gguf"
+    assert kubectl.refused("apply", "-n", namespace, manifest=with_uri("b", dotted)).startswith(
+        "[model_uri_refused]"
+    )
+    # The served name is allowed, the weights (model id llama-70b) are not.
+    llama = with_uri("c", "s3://inference-models/models/llama-70b/m.gguf")
+    weights = kubectl.refused("apply", "-n", namespace, manifest=llama)
+    assert weights.startswith("[model_not_allowed]")
+    assert "model id 'llama-70b'" in weights
+
+    for args, flag in ((["--port=9000"], "--port=9000"), (["-hf", "x/y"], "-hf")):
+        owned = kubectl.refused("apply", "-n", namespace, manifest=with_spec("d", args=args))
+        assert owned.startswith("[owned_flag]")
+        assert f"may not set {flag}" in owned
+
+    external = with_spec(
+        "e", runtime="external", external={"url": "http://127.0.0.1:1/v1"}, model={}
+    )
+    external["spec"]["model"] = {"servedName": "smollm2-external"}
+    refused = kubectl.refused("apply", "-n", namespace, manifest=external)
+    assert refused.startswith("[external_not_allowed]")
+    assert modelserves(admission, namespace) == {}
+    kubectl.ok("apply", "-n", namespace, manifest=modelserve("fine"))
+
+
+# --- The webhook endpoint itself: only the API server reaches it, and it writes nothing.
+# These tests call it as the API server does (with the client certificate of the test
+# bed's AdmissionConfiguration) and as others would.
+
+
+def review(
+    operation: str, namespace: str, name: str, user: str, groups: list[str], **objects: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "operation": operation,
+            "namespace": namespace,
+            "name": name,
+            "userInfo": {"username": user, "groups": groups},
+            **objects,
+        },
+    }
+
+
+def as_api_server(admission: AdmissionBed) -> httpx.Client:
+    client = admission.kube.webhook_client
+    assert client is not None
+    return httpx.Client(
+        base_url=admission.webhook_url,
+        cert=(str(client.cert), str(client.key)),
+        verify=False,  # the server's identity is not what these tests are about
+        timeout=30,
+    )
+
+
+def test_only_the_api_server_reaches_the_webhook(admission: AdmissionBed) -> None:
+    """Not on the API port; on the TLS port, not without a client certificate, not with a
+    certificate of the cluster's CA (every user has one), not with another subject of the
+    webhook client CA."""
+    body = review("DELETE", "default", "x", "someone", [])
+    on_api_port = httpx.post(f"{admission.service.url}{PATH}", json=body, timeout=30)
+    assert on_api_port.status_code == 404, on_api_port.text
+
+    kube = admission.kube
+    assert kube.webhook_authority is not None
+    strangers = [
+        None,
+        kube.authority.issue(f"user-{uuid.uuid4().hex[:6]}", "alice", client=True),
+        kube.webhook_authority.issue(f"other-{uuid.uuid4().hex[:6]}", "alice", client=True),
+    ]
+    for pair in strangers:
+        cert = (str(pair.cert), str(pair.key)) if pair is not None else None
+        with (
+            httpx.Client(base_url=admission.webhook_url, cert=cert, verify=False) as stranger,
+            pytest.raises(httpx.TransportError),
+        ):
+            stranger.post(PATH, json=body)
+
+    with as_api_server(admission) as api_server:
+        answer = api_server.post(PATH, json=body)
+        assert answer.status_code == 200
+        assert answer.json()["response"]["allowed"] is False  # no owner label: not someone's
+        assert api_server.get("/health").status_code == 404
+        assert api_server.post("/decide", json={}).status_code == 404
+
+
+def test_malformed_reviews_are_answered_not_crashed_on(admission: AdmissionBed) -> None:
+    with as_api_server(admission) as api_server:
+        for content in (b"", b"not json", b"[]", b"{}", json.dumps({"request": {}}).encode()):
+            answer = api_server.post(PATH, content=content)
+            assert answer.status_code == 400, (content, answer.text)
+            assert answer.json()["error"]["code"] == "invalid_admission_review"
+        odd = review("CREATE", "default", "x", "alice", [], object=[1])
+        answer = api_server.post(PATH, json=odd)
+        assert answer.status_code == 200
+        denial = answer.json()["response"]
+        assert denial["allowed"] is False
+        assert denial["status"]["message"].startswith("[invalid_review]")
+        nul = review("CREATE", "default", "x", "a\x00b", [], object={})
+        assert api_server.post(PATH, json=nul).json()["response"]["allowed"] is False
+        mutated = api_server.post(f"{PATH}/mutate", content=b"{}")
+        assert mutated.status_code == 400
+
+
+def test_reviews_write_nothing_the_ledger_follows_the_cluster(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """A review is a question: a DELETE review (the API server may still refuse the delete,
+    or a forger may send one) does not free a quota, and a CREATE review by an admin does
+    not hand someone's server to them. Only what the cluster holds counts."""
+    namespace = enforced_namespace()
+    alice, bob = person("alice"), person("bob")
+    admission.put_contract(alice, max_servers=1, namespaces=[namespace])
+    kubectl = as_person(admission, alice)
+    kubectl.ok("apply", "-n", namespace, manifest=modelserve("hers"))
+    second = kubectl.refused("apply", "-n", namespace, manifest=modelserve("second"))
+    assert second.startswith("[max_servers_exceeded]")
+
+    stored = admission.kube.get_json("ms/hers", "-n", namespace)
+    deletion = review("DELETE", namespace, "hers", alice, [], oldObject=stored)
+    grab = modelserve("hers", owner=bob)
+    grab["metadata"]["namespace"] = namespace
+    grab["metadata"]["uid"] = stored["metadata"]["uid"]
+    creation = review("CREATE", namespace, "hers", bob, ["modelserve:admins"], object=grab)
+    with as_api_server(admission) as api_server:
+        for body in (deletion, creation):
+            answer = api_server.post(PATH, json=body).json()["response"]
+            assert answer["allowed"] is True, answer
+    # Still counted, still hers.
+    again = kubectl.refused("apply", "-n", namespace, manifest=modelserve("second"))
+    assert again.startswith("[max_servers_exceeded]")
+    scaled = as_person(admission, bob).refused("scale", "ms/hers", "--replicas=2", "-n", namespace)
+    assert scaled.startswith("[not_owner]")
+    assert f"belongs to {alice}" in scaled
+    labels = admission.kube.get_json("ms/hers", "-n", namespace)["metadata"]["labels"]
+    assert labels == {OWNER_LABEL: alice}

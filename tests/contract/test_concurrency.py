@@ -31,9 +31,14 @@ def put_contract(
 
 
 def decide_in_parallel(
-    replicas: list[RunningService], tokens: list[str], bodies: list[dict[str, Any]]
+    replicas: list[RunningService],
+    signer: TokenSigner,
+    principals: list[dict[str, Any]],
+    bodies: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Every body at once, the i-th with the i-th token (cycled) to the i-th replica (cycled)."""
+    """Every body at once, the i-th for the i-th principal (cycled) to the i-th replica
+    (cycled), asked by the gateway (a service token): only services decide for real."""
+    token = signer.sign("service:gateway", roles=("service",))
 
     async def run() -> list[dict[str, Any]]:
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=200)) as c:
@@ -41,8 +46,8 @@ def decide_in_parallel(
                 *(
                     c.post(
                         f"{replicas[i % len(replicas)].url}/decide",
-                        json=body,
-                        headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"},
+                        json={**body, "principal": principals[i % len(principals)]},
+                        headers={"Authorization": f"Bearer {token}"},
                     )
                     for i, body in enumerate(bodies)
                 )
@@ -51,6 +56,10 @@ def decide_in_parallel(
         return [r.json() for r in responses]
 
     return asyncio.run(run())
+
+
+def person(subject: str, *teams: str) -> dict[str, Any]:
+    return {"subject": subject, "teams": list(teams)}
 
 
 def serve(name: str, gpus: int = 0) -> dict[str, Any]:
@@ -67,7 +76,7 @@ def test_servers_per_user(
 ) -> None:
     put_contract(contract_replicas, signer, "user", user, max_servers=5)
     decisions = decide_in_parallel(
-        contract_replicas, [signer.sign(user)], [serve(f"s{i}") for i in range(40)]
+        contract_replicas, signer, [person(user)], [serve(f"s{i}") for i in range(40)]
     )
     assert allowed(decisions) == 5
     assert {d["reason"] for d in decisions if not d["allowed"]} == {"max_servers_exceeded"}
@@ -78,7 +87,7 @@ def test_gpus_per_user(
 ) -> None:
     put_contract(contract_replicas, signer, "user", user, max_gpus=4)
     decisions = decide_in_parallel(
-        contract_replicas, [signer.sign(user)], [serve(f"s{i}", gpus=1) for i in range(20)]
+        contract_replicas, signer, [person(user)], [serve(f"s{i}", gpus=1) for i in range(20)]
     )
     assert allowed(decisions) == 4
 
@@ -88,8 +97,10 @@ def test_servers_per_team_across_its_members(
 ) -> None:
     team = f"team-{uuid.uuid4().hex[:6]}"
     put_contract(contract_replicas, signer, "team", team, max_servers=3)
-    members = [signer.sign(f"{user}-{i}", teams=(team,)) for i in range(4)]
-    decisions = decide_in_parallel(contract_replicas, members, [serve(f"s{i}") for i in range(32)])
+    members = [person(f"{user}-{i}", team) for i in range(4)]
+    decisions = decide_in_parallel(
+        contract_replicas, signer, members, [serve(f"s{i}") for i in range(32)]
+    )
     assert allowed(decisions) == 3
 
 
@@ -99,7 +110,7 @@ def test_requests_per_minute(
     put_contract(contract_replicas, signer, "user", user, requests_per_minute=10)
     early_in_a_minute()
     body = {"action": "infer", "resource": {"model": "m", "max_tokens": 1}}
-    decisions = decide_in_parallel(contract_replicas, [signer.sign(user)], [body] * 60)
+    decisions = decide_in_parallel(contract_replicas, signer, [person(user)], [body] * 60)
     assert allowed(decisions) == 10
     assert {d["reason"] for d in decisions if not d["allowed"]} == {"request_rate_exceeded"}
 
@@ -109,7 +120,7 @@ def test_token_budget(
 ) -> None:
     put_contract(contract_replicas, signer, "user", user, token_budget=1000, budget_period="day")
     body = {"action": "infer", "resource": {"model": "m", "max_tokens": 100}}
-    decisions = decide_in_parallel(contract_replicas, [signer.sign(user)], [body] * 30)
+    decisions = decide_in_parallel(contract_replicas, signer, [person(user)], [body] * 30)
     assert allowed(decisions) == 10
     reservations = {d["reservation"] for d in decisions if d["allowed"]}
     assert len(reservations) == 10

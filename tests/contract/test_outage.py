@@ -28,7 +28,7 @@ def test_an_outage_of_the_database_is_a_503_and_passes(tmp_path: Path, signer: T
             },
         )
         headers = {"Authorization": f"Bearer {signer.sign('alice')}"}
-        body = {"action": "infer", "resource": {"model": "m"}}
+        body = {"action": "infer", "resource": {"model": "m"}, "dry_run": True}
 
         def decide() -> httpx.Response:
             return httpx.post(f"{service.url}/decide", json=body, headers=headers, timeout=30)

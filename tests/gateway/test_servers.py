@@ -176,7 +176,8 @@ def test_the_contract_refuses_through_its_decision_and_through_its_webhook(
 ) -> None:
     contracts = contract_with_webhook.service
     root = as_user(contracts, "root", roles=("admin",))
-    limits = {"max_replicas": 1, "models": ["Tiny-Chat"]}
+    # The webhook holds the allowlist to the model id in the uri (tiny-chat) as well.
+    limits = {"max_replicas": 1, "models": ["Tiny-Chat", "tiny-chat"]}
     assert root.put("/contracts/user/alice", json=limits).status_code == 200
     env = {
         "GATEWAY_KUBECONFIG": gateway_kube,

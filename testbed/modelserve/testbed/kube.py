@@ -33,6 +33,8 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 KWOK_NODE_LABEL = "type"
 KWOK_NODE_VALUE = "kwok"
+# The subject of the client certificate the API server presents to admission webhooks.
+WEBHOOK_CLIENT_NAME = "kube-apiserver-webhook-client"
 STAGES = Path(__file__).with_name("kwok_stages.yaml")
 
 
@@ -126,6 +128,11 @@ class KubeCluster:
     network: PodNetwork
     processes: list[ManagedProcess] = field(default_factory=list)
     runner: PodRunner | None = None
+    # The CA of the client certificate the API server presents to every admission webhook
+    # (its AdmissionConfiguration), and that certificate: a webhook trusts only that CA.
+    webhook_authority: CertificateAuthority | None = None
+    webhook_client_ca: Path | None = None
+    webhook_client: KeyPair | None = None
     forwarders: dict[int, Forwarder] = field(default_factory=dict)
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -178,6 +185,43 @@ class KubeCluster:
             process.stop()
         self.processes.clear()
         self.network.remove()
+
+
+def build_admission_configuration(kubeconfig: Path) -> dict[str, Any]:
+    """The API server's AdmissionConfiguration: for every webhook, the credentials of
+    `kubeconfig` (its user `*`), so that webhooks can tell the API server from anyone else."""
+    webhooks = {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "WebhookAdmissionConfiguration",
+        "kubeConfigFile": str(kubeconfig),
+    }
+    return {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "AdmissionConfiguration",
+        "plugins": [
+            {"name": plugin, "configuration": webhooks}
+            for plugin in ("ValidatingAdmissionWebhook", "MutatingAdmissionWebhook")
+        ],
+    }
+
+
+def _webhook_client(pki: Path) -> tuple[CertificateAuthority, KeyPair, Path]:
+    """A CA of its own, the API server's client certificate for webhooks, and the
+    kubeconfig (user `*`: any webhook) and admission configuration that present it."""
+    authority = CertificateAuthority(pki / "webhook-client", "modelserve-webhook-client-ca")
+    client = authority.issue("apiserver-webhook-client", WEBHOOK_CLIENT_NAME, client=True)
+    kubeconfig = pki / "webhook-client" / "kubeconfig"
+    users = [
+        {
+            "name": "*",
+            "user": {"client-certificate": str(client.cert), "client-key": str(client.key)},
+        }
+    ]
+    kubeconfig.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "users": users}))
+    kubeconfig.chmod(0o600)
+    admission = pki / "webhook-client" / "admission.yaml"
+    admission.write_text(yaml.safe_dump(build_admission_configuration(kubeconfig)))
+    return authority, client, admission
 
 
 def _https_ok(url: str, ca: Path, client: KeyPair | None = None) -> bool:
@@ -234,6 +278,8 @@ def start_cluster(
     kubeconfig = folder / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(build_kubeconfig(server, ca.pair.cert, admin)))
     cluster = KubeCluster(folder, server, kubeconfig, ca.pair.cert, admin, nodes, ca, network)
+    cluster.webhook_authority, cluster.webhook_client, admission = _webhook_client(pki)
+    cluster.webhook_client_ca = cluster.webhook_authority.pair.cert
     logs = folder / "logs"
     try:
         etcd_port, etcd_peer = free_port(), free_port()
@@ -284,6 +330,7 @@ def start_cluster(
                 f"--kubelet-client-certificate={kubelet_client.cert}",
                 f"--kubelet-client-key={kubelet_client.key}",
                 "--authorization-mode=RBAC",
+                f"--admission-control-config-file={admission}",
                 "--allow-privileged=true",
                 "--storage-backend=etcd3",
                 "--v=1",

@@ -1,22 +1,26 @@
-"""The ModelServe admission webhook: AdmissionReview in, a decision's answer out (pure).
+"""The ModelServe admission webhooks: AdmissionReview in, an answer out (pure functions).
 
 Who is asking. The API server names the Kubernetes user that sent the request:
 - one of the delegating users (the gateway's service account) acts for the platform user
   in the ModelServe's `llm.modelserve.io/owner` label, of the team in
   `llm.modelserve.io/team`: the gateway sets both from the bearer token it checked (a
-  Scale object has no labels: a scale acts for the server's owner in the ledger);
+  Scale object has no labels: a scale acts for the server's owner);
 - anyone else is the platform user of the same name; their Kubernetes groups named
   `<team prefix><team>` are their teams, and the admin groups make them admins.
 
 What is asked. CREATE and UPDATE of a ModelServe are a `serve`, an update of its `scale`
-subresource a `scale`, DELETE a `stop`, which is always allowed: a deletion only takes the
-server out of the ledger.
+subresource a `scale`, DELETE a `stop`. Every one of them but a create is for the server's
+owner (its owner label) and platform admins only. The owner and team labels name the
+requester: the mutating webhook stamps them on CREATE, the validating webhook refuses
+labels that name someone else. Nothing here writes: the ledger follows the cluster.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import json
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,7 +32,9 @@ from modelserve.common.modelserve import (
     TEAM_LABEL,
     VERSION,
     ModelServe,
+    Runtime,
 )
+from modelserve.common.owned_flags import owned_env, owned_flags
 from modelserve.common.settings import split
 from modelserve.contract.policy import Action, Decision, Principal, Resource, with_recorded
 from modelserve.contract.settings import ContractSettings
@@ -37,7 +43,46 @@ from modelserve.contract.tables import Server
 ADMIN_ROLE = "admin"
 WEBHOOK = f"{PLURAL}.contract.modelserve.io"
 DELETION_WEBHOOK = f"{PLURAL}-deletions.contract.modelserve.io"
+MUTATING_WEBHOOK = f"{PLURAL}-owner.contract.modelserve.io"
 PATH = "/admission/modelserves"
+MUTATE_PATH = "/admission/modelserves/mutate"
+# A label value (Kubernetes): at most 63 characters of this shape.
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+class Malformed(ValueError):
+    """Not an AdmissionReview that can be answered (no request uid): a 400."""
+
+
+class Refused(ValueError):
+    """The request is refused; the message starts with its reason code in brackets."""
+
+
+def _text(value: Any, what: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or "\x00" in value:
+        raise Refused(f"[invalid_review] {what} must be a string")
+    return value
+
+
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Refused(f"[invalid_review] {what} must be an object")
+    return value
+
+
+def uid_of(body: Any) -> str:
+    """The request's uid, which every answer must carry; Malformed without one."""
+    request = body.get("request") if isinstance(body, dict) else None
+    uid = request.get("uid") if isinstance(request, dict) else None
+    if not isinstance(uid, str) or not uid or "\x00" in uid:
+        raise Malformed("not an AdmissionReview: request.uid is missing")
+    return uid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,19 +101,27 @@ class Review:
     dry_run: bool
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> Review:
+    def from_body(cls, body: Any) -> Review:
+        """Malformed without a uid; Refused (answerable) for anything else amiss."""
+        uid = uid_of(body)
         request = body["request"]
-        user = request.get("userInfo") or {}
+        user = _mapping(request.get("userInfo"), "request.userInfo")
+        groups = user.get("groups") or []
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise Refused("[invalid_review] request.userInfo.groups must be a list of strings")
+        operation = _text(request.get("operation"), "request.operation")
+        if operation not in ("CREATE", "UPDATE", "DELETE"):
+            raise Refused(f"[invalid_review] operation {operation!r} is not decided here")
         return cls(
-            uid=request["uid"],
-            operation=request["operation"],
-            sub_resource=request.get("subResource") or "",
-            user=user.get("username", ""),
-            groups=tuple(user.get("groups") or ()),
-            namespace=request.get("namespace") or "",
-            name=request.get("name") or "",
-            object=request.get("object") or {},
-            old_object=request.get("oldObject") or {},
+            uid=uid,
+            operation=operation,
+            sub_resource=_text(request.get("subResource"), "request.subResource"),
+            user=_text(user.get("username"), "request.userInfo.username"),
+            groups=tuple(groups),
+            namespace=_text(request.get("namespace"), "request.namespace"),
+            name=_text(request.get("name"), "request.name"),
+            object=_mapping(request.get("object"), "request.object"),
+            old_object=_mapping(request.get("oldObject"), "request.oldObject"),
             dry_run=bool(request.get("dryRun")),
         )
 
@@ -78,79 +131,323 @@ class Review:
             return Action.STOP
         return Action.SCALE if self.sub_resource == "scale" else Action.SERVE
 
+    @property
+    def changes_nothing_that_runs(self) -> bool:
+        """An update of the object's metadata other than its labels (kopf's annotations and
+        finalizers): it changes neither what runs nor whose it is."""
+        return (
+            self.operation == "UPDATE"
+            and self.sub_resource == ""
+            and bool(self.old_object)
+            and spec_of(self.object) == spec_of(self.old_object)
+            and labels_of(self.object) == labels_of(self.old_object)
+        )
 
-class Refused(ValueError):
-    """The request cannot be decided on as sent (the message says why)."""
+
+def spec_of(body: dict[str, Any]) -> Any:
+    return body.get("spec") or {}
 
 
-def delegated(review: Review, settings: ContractSettings) -> bool:
-    """Whether the Kubernetes user acts for someone else (the gateway)."""
-    return review.user in split(settings.delegating_users)
+def labels_of(body: dict[str, Any]) -> dict[str, str]:
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return labels if isinstance(labels, dict) else {}
 
 
-def principal(
-    review: Review, settings: ContractSettings, recorded: Server | None = None
-) -> Principal:
-    """The platform principal behind the Kubernetes user (see the module's docstring);
-    `recorded`: the ledger's row of the server, which a delegated scale acts for."""
-    if delegated(review, settings):
-        if review.action is Action.SCALE:
-            if recorded is None or not recorded.owner:
-                raise Refused(
-                    f"{review.user} acts for a user: no owner of {review.namespace}/"
-                    f"{review.name} is recorded yet"
-                )
-            return Principal(subject=recorded.owner, teams=[recorded.team] if recorded.team else [])
-        source = review.object or review.old_object
-        labels = (source.get("metadata") or {}).get("labels") or {}
-        owner = labels.get(OWNER_LABEL)
-        if not owner:
-            raise Refused(f"{review.user} acts for a user: the label {OWNER_LABEL} must name them")
-        team = labels.get(TEAM_LABEL)
-        return Principal(subject=owner, teams=[team] if team else [])
+def is_label_value(value: str) -> bool:
+    return len(value) <= 63 and bool(_LABEL_VALUE.match(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class Requester:
+    """The Kubernetes user behind the request, as the platform sees them."""
+
+    user: str
+    teams: tuple[str, ...]
+    admin: bool
+    delegating: bool
+
+
+def requester(review: Review, settings: ContractSettings) -> Requester:
     prefix = settings.team_group_prefix
-    admins = set(split(settings.admin_groups))
-    return Principal(
-        subject=review.user,
-        teams=[group.removeprefix(prefix) for group in review.groups if group.startswith(prefix)],
-        roles=[ADMIN_ROLE] if admins & set(review.groups) else [],
+    return Requester(
+        user=review.user,
+        teams=tuple(g.removeprefix(prefix) for g in review.groups if g.startswith(prefix)),
+        admin=bool(set(split(settings.admin_groups)) & set(review.groups)),
+        delegating=review.user in split(settings.delegating_users),
     )
 
 
-def resource(review: Review, recorded: Server | None = None) -> Resource:
-    """The server as the request would leave it; for a scale, the rest of it as `recorded`."""
+def principal(who: Requester, review: Review, recorded: Server | None = None) -> Principal:
+    """The platform principal the request is decided for: the requester, or (a delegating
+    user) the owner in the labels, or for a scale the owner of the `recorded` server."""
+    if not who.delegating:
+        return Principal(
+            subject=who.user, teams=list(who.teams), roles=[ADMIN_ROLE] if who.admin else []
+        )
     if review.action is Action.SCALE:
-        replicas = int((review.object.get("spec") or {}).get("replicas") or 0)
-        scaled = Resource(namespace=review.namespace, name=review.name, replicas=replicas)
-        return with_recorded(scaled, recorded)
-    if review.action is Action.STOP:
-        return Resource(namespace=review.namespace, name=review.name)
+        if recorded is None or not recorded.owner:
+            raise Refused(
+                f"[not_owner] {who.user} acts for a user: no owner of {review.namespace}/"
+                f"{review.name} is known"
+            )
+        return Principal(subject=recorded.owner, teams=[recorded.team] if recorded.team else [])
+    labels = labels_of(review.object or review.old_object)
+    owner = labels.get(OWNER_LABEL)
+    if not owner:
+        raise Refused(
+            f"[owner_label_missing] {who.user} acts for a user: the label {OWNER_LABEL} "
+            "must name them"
+        )
+    team = labels.get(TEAM_LABEL)
+    return Principal(subject=owner, teams=[team] if team else [])
+
+
+def platform_refusal(review: Review, who: Requester, settings: ContractSettings) -> str | None:
+    if who.admin or review.namespace not in split(settings.platform_namespaces):
+        return None
+    return (
+        f"[platform_namespace] {review.namespace} is a platform namespace: only platform "
+        "admins serve, scale or stop servers there"
+    )
+
+
+def owner_refusal(review: Review, subject: str, owner: str | None) -> str | None:
+    """Whether `subject` may change the server, whose owner is `owner`."""
+    if owner == subject:
+        return None
+    whose = f"belongs to {owner}" if owner else "has no owner label"
+    return (
+        f"[not_owner] {review.namespace}/{review.name} {whose}: only its owner and platform "
+        f"admins may change or delete it, not {subject}"
+    )
+
+
+def label_refusal(review: Review, who: Requester) -> str | None:
+    """Whether the owner and team labels the request would leave name someone else."""
+    if who.admin:
+        return None
+    new, old = labels_of(review.object), labels_of(review.old_object)
+    owner = new.get(OWNER_LABEL)
+    if who.delegating:
+        if review.operation == "UPDATE" and owner != old.get(OWNER_LABEL):
+            return (
+                f"[owner_label_forged] the owner of {review.namespace}/{review.name} is "
+                f"{old.get(OWNER_LABEL)!r}: {who.user} cannot change it"
+            )
+        return None
+    if owner != who.user:
+        return (
+            f"[owner_label_forged] the label {OWNER_LABEL} must name you ({who.user}), "
+            f"not {owner!r}"
+        )
+    team = new.get(TEAM_LABEL)
+    if team and team not in who.teams:
+        return (
+            f"[team_label_forged] the label {TEAM_LABEL} names team {team!r}: "
+            f"{who.user} is not a member"
+        )
+    return None
+
+
+def model_id_of(uri: str, prefix: str) -> str:
+    """The model record's id in a uri under `prefix` (`s3://bucket/models/<id>/…`);
+    Refused for a uri elsewhere or with odd segments."""
+    if _CONTROL.search(uri):
+        raise Refused(f"[model_uri_refused] spec.model.uri {uri!r} holds control characters")
+    if not uri.startswith(prefix):
+        raise Refused(f"[model_uri_refused] spec.model.uri {uri!r} is not under {prefix}")
+    parts = uri.removeprefix(prefix).split("/")
+    inner = parts[:-1] if len(parts) > 1 and parts[-1] == "" else parts
+    if len(inner) < 1 or any(part in ("", ".", "..") for part in inner):
+        raise Refused(
+            f"[model_uri_refused] spec.model.uri {uri!r} holds an empty, '.' or '..' segment"
+        )
+    if not _MODEL_ID.match(parts[0]) or len(parts) < 2:
+        raise Refused(
+            f"[model_uri_refused] spec.model.uri {uri!r} names no model: expected "
+            f"{prefix}<model-id>/<file or folder>"
+        )
+    return parts[0]
+
+
+def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> str | None:
+    """What the spec may not ask for, whatever the contract says (the URL of an external
+    server is checked apart: it needs the resolver)."""
+    runtime = ms.spec.runtime
+    flags = owned_flags(runtime.value, ms.spec.args)
+    if flags:
+        return (
+            f"[owned_flag] spec.args may not set {flags[0]}: the operator sets it "
+            "(model, address, served name, API key)"
+        )
+    names = owned_env(runtime.value, [var.name for var in ms.spec.env])
+    if names:
+        return f"[owned_flag] spec.env may not set {names[0]}: the operator owns that option"
+    if runtime is Runtime.EXTERNAL:
+        if not who.admin and settings.external_for == "admins":
+            return (
+                "[external_not_allowed] only platform admins may create external ModelServes "
+                "(CONTRACT_EXTERNAL_FOR=admins)"
+            )
+        return None
+    if not ms.spec.model.uri:
+        return "[model_uri_refused] spec.model.uri is required"
+    return None
+
+
+def resource(review: Review, who: Requester, settings: ContractSettings) -> Resource:
+    """The server as a create or update would leave it; Refused for a spec that may never run."""
     try:
         ms = ModelServe.from_body(review.object)
-    except ValidationError as error:
-        raise Refused(f"not a valid ModelServe: {error}") from error
-    labels = (review.object.get("metadata") or {}).get("labels") or {}
+    except (ValidationError, KeyError, TypeError) as error:
+        raise Refused(f"[invalid_modelserve] not a valid ModelServe: {error}") from error
+    refusal = spec_refusal(ms, who, settings)
+    if refusal is not None:
+        raise Refused(refusal)
+    model_id = None
+    if ms.spec.runtime is not Runtime.EXTERNAL and ms.spec.model.uri:
+        prefix = settings.model_prefix
+        if who.admin:
+            model_id = _admin_model_id(ms.spec.model.uri, prefix)
+        else:
+            model_id = model_id_of(ms.spec.model.uri, prefix)
     return Resource(
         namespace=review.namespace,
         name=review.name,
         model=ms.served_name,
+        model_id=model_id,
         runtime=ms.spec.runtime.value,
         replicas=ms.spec.replicas,
         gpus=ms.spec.resources.gpus,
-        team=labels.get(TEAM_LABEL),
+        team=labels_of(review.object).get(TEAM_LABEL),
     )
 
 
-def response(uid: str, allowed: bool, message: str = "") -> dict[str, Any]:
+def _admin_model_id(uri: str, prefix: str) -> str | None:
+    """Admins may serve from anywhere in the store; a uri under the prefix still names its model."""
+    try:
+        return model_id_of(uri, prefix)
+    except Refused:
+        return None
+
+
+def external_url(review: Review) -> str | None:
+    spec = spec_of(review.object)
+    external = spec.get("external") if isinstance(spec, dict) else None
+    url = external.get("url") if isinstance(external, dict) else None
+    return url if isinstance(url, str) and spec.get("runtime") == Runtime.EXTERNAL else None
+
+
+def scaled(review: Review, recorded: Server | None) -> Resource:
+    """The server as a scale would leave it: the replicas of the Scale, the rest recorded."""
+    spec = review.object.get("spec") or {}
+    replicas = spec.get("replicas") if isinstance(spec, dict) else None
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise Refused(f"[invalid_review] the Scale's spec.replicas {replicas!r} is not a count")
+    return with_recorded(
+        Resource(namespace=review.namespace, name=review.name, replicas=replicas), recorded
+    )
+
+
+def owner_patch(review: Review, who: Requester) -> list[dict[str, Any]]:
+    """JSON patch operations that stamp the owner label (and the team label, for a member
+    of exactly one team) on a ModelServe being created; Refused when the requester's name
+    cannot be a label value."""
+    if review.operation != "CREATE" or review.sub_resource or who.delegating:
+        return []
+    labels = labels_of(review.object)
+    wanted: dict[str, str] = {}
+    if OWNER_LABEL not in labels:
+        if is_label_value(who.user):
+            wanted[OWNER_LABEL] = who.user
+        elif not who.admin:
+            raise Refused(
+                f"[invalid_owner] the Kubernetes user name {who.user!r} cannot be a label "
+                f"value, so it cannot own a ModelServe ({OWNER_LABEL}); ask an admin or use "
+                "the gateway"
+            )
+    if TEAM_LABEL not in labels and len(who.teams) == 1 and is_label_value(who.teams[0]):
+        wanted[TEAM_LABEL] = who.teams[0]
+    if not wanted:
+        return []
+    if not (review.object.get("metadata") or {}).get("labels"):
+        return [{"op": "add", "path": "/metadata/labels", "value": wanted}]
+    return [
+        {
+            "op": "add",
+            "path": "/metadata/labels/" + key.replace("~", "~0").replace("/", "~1"),
+            "value": value,
+        }
+        for key, value in wanted.items()
+    ]
+
+
+def response(
+    uid: str, allowed: bool, message: str = "", patch: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     answer: dict[str, Any] = {"uid": uid, "allowed": allowed}
     if not allowed:
         answer["status"] = {"code": 403, "reason": "Forbidden", "message": message}
+    if patch:
+        answer["patchType"] = "JSONPatch"
+        answer["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": answer}
 
 
 def decision_response(uid: str, decision: Decision) -> dict[str, Any]:
     # kubectl prints the message after "admission webhook … denied the request: ".
     return response(uid, decision.allowed, f"[{decision.reason}] {decision.message}")
+
+
+def _client_config(
+    ca_bundle: bytes, path: str, url: str | None, service: tuple[str, str, int] | None
+) -> dict[str, Any]:
+    if (url is None) == (service is None):
+        raise ValueError("give the webhook a url or a service, not both")
+    client: dict[str, Any] = {"caBundle": base64.b64encode(ca_bundle).decode()}
+    if url is not None:
+        client["url"] = url.rstrip("/") + path
+    else:
+        assert service is not None
+        namespace, service_name, port = service
+        client["service"] = {
+            "namespace": namespace,
+            "name": service_name,
+            "port": port,
+            "path": path,
+        }
+    return client
+
+
+def _webhook(
+    hook: str,
+    client: dict[str, Any],
+    operations: list[str],
+    resources: list[str],
+    failure: str,
+    namespace_selector: dict[str, Any] | None,
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": hook,
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+        "timeoutSeconds": 5,
+        "failurePolicy": failure,
+        "matchPolicy": "Equivalent",
+        "clientConfig": client,
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "apiVersions": [VERSION],
+                "operations": operations,
+                "resources": resources,
+                "scope": "Namespaced",
+            }
+        ],
+    }
+    if namespace_selector is not None:
+        entry["namespaceSelector"] = namespace_selector
+    return entry
 
 
 def build_webhook_configuration(
@@ -166,55 +463,44 @@ def build_webhook_configuration(
     Reached by `url` (outside the cluster, as in the test bed) or `service`
     (namespace, name, port). Creates and updates fail closed: with the service down, no
     ModelServe is created or grown unchecked. Deletions fail open: an outage must never
-    keep anyone from stopping a server; the ledger catches up when the service lists the
-    cluster's ModelServes again.
+    keep anyone from stopping a server (the service itself refuses a non-owner's delete).
+    The webhook has no side effects: the ledger follows the cluster's ModelServes.
     """
-    if (url is None) == (service is None):
-        raise ValueError("give the webhook a url or a service, not both")
-    client: dict[str, Any] = {"caBundle": base64.b64encode(ca_bundle).decode()}
-    if url is not None:
-        client["url"] = url.rstrip("/") + PATH
-    else:
-        assert service is not None
-        namespace, service_name, port = service
-        client["service"] = {
-            "namespace": namespace,
-            "name": service_name,
-            "port": port,
-            "path": PATH,
-        }
-
-    def webhook(
-        hook: str, operations: list[str], resources: list[str], failure: str
-    ) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "name": hook,
-            "admissionReviewVersions": ["v1"],
-            "sideEffects": "NoneOnDryRun",
-            "timeoutSeconds": 5,
-            "failurePolicy": failure,
-            "matchPolicy": "Equivalent",
-            "clientConfig": client,
-            "rules": [
-                {
-                    "apiGroups": [GROUP],
-                    "apiVersions": [VERSION],
-                    "operations": operations,
-                    "resources": resources,
-                    "scope": "Namespaced",
-                }
-            ],
-        }
-        if namespace_selector is not None:
-            entry["namespaceSelector"] = namespace_selector
-        return entry
-
+    client = _client_config(ca_bundle, PATH, url, service)
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": name},
         "webhooks": [
-            webhook(WEBHOOK, ["CREATE", "UPDATE"], [PLURAL, f"{PLURAL}/scale"], "Fail"),
-            webhook(DELETION_WEBHOOK, ["DELETE"], [PLURAL], "Ignore"),
+            _webhook(
+                WEBHOOK,
+                client,
+                ["CREATE", "UPDATE"],
+                [PLURAL, f"{PLURAL}/scale"],
+                "Fail",
+                namespace_selector,
+            ),
+            _webhook(DELETION_WEBHOOK, client, ["DELETE"], [PLURAL], "Ignore", namespace_selector),
         ],
+    }
+
+
+def build_mutating_webhook_configuration(
+    *,
+    ca_bundle: bytes,
+    url: str | None = None,
+    service: tuple[str, str, int] | None = None,
+    namespace_selector: dict[str, Any] | None = None,
+    name: str = "modelserve-contract",
+) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration that stamps the owner (and team) label on every
+    ModelServe created, from the requester (fails closed, like creates)."""
+    client = _client_config(ca_bundle, MUTATE_PATH, url, service)
+    hook = _webhook(MUTATING_WEBHOOK, client, ["CREATE"], [PLURAL], "Fail", namespace_selector)
+    hook["reinvocationPolicy"] = "Never"
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [hook],
     }

@@ -1,17 +1,21 @@
-"""The contract service's FastAPI application."""
+"""The contract service's two FastAPI applications: the API (CONTRACT_PORT) and the
+admission webhook (TLS on CONTRACT_WEBHOOK_PORT, only the admission routes), sharing one
+store, one decider and the background loops that the API app's lifespan runs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
-from fastapi import FastAPI
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from modelserve.common.database import DatabaseUnavailable
-from modelserve.common.errors import answer_unavailable
+from modelserve.common.errors import answer_unavailable, error_body, install_error_handlers
 from modelserve.common.service import create_service_app
 from modelserve.common.tokens import TokenVerifier
 from modelserve.contract.decisions import ContractBook, Decider, default_limits
@@ -21,20 +25,47 @@ from modelserve.contract.settings import ContractSettings
 from modelserve.contract.store import Store
 
 logger = logging.getLogger(__name__)
+# Per-minute counters are read within their minute; older ones are deleted at each round.
+COUNTER_MINUTES = 2
 
 
-async def _release_expired(store: Store, interval: float) -> None:
+async def supervise(
+    name: str, loop: Callable[[], Awaitable[None]], *, first: float = 1.0, most: float = 60.0
+) -> None:
+    """Run `loop` forever: when it ends or fails it is logged and started again, after a
+    delay that doubles up to `most` (and starts over once a run lasted that long)."""
+    delay = first
+    clock = asyncio.get_running_loop()
+    while True:
+        started = clock.time()
+        try:
+            await loop()
+            logger.error("%s ended; starting it again in %.0f s", name, delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a supervisor: whatever ended the loop is logged, then it restarts
+            logger.exception("%s failed; starting it again in %.0f s", name, delay)
+        if clock.time() - started >= most:
+            delay = first
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, most)
+
+
+async def _housekeeping(store: Store, interval: float) -> None:
+    """Expired reservations given back, old per-minute counters deleted."""
     while True:
         await asyncio.sleep(interval)
         try:
             await store.release_expired()
+            await store.delete_old_counters(COUNTER_MINUTES)
         except DatabaseUnavailable as error:
-            logger.warning("expired reservations not released yet: %s", error)
+            logger.warning("reservations and counters not cleaned up yet: %s", error)
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ContractSettings = app.state.settings
+    apps: list[FastAPI] = [app, *app.state.peers]
     async with httpx.AsyncClient(timeout=5.0) as http:
         app.state.verifier = TokenVerifier.from_settings(settings.tokens, http)
         store = await Store.open(
@@ -44,18 +75,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         decider = Decider(settings, store, ContractBook(default_limits(settings)))
         await decider.reload()
-        app.state.decider = decider
         tasks = [
-            asyncio.create_task(store.listen(decider.reload)),
-            asyncio.create_task(_release_expired(store, min(60.0, settings.reservation_seconds))),
+            asyncio.create_task(supervise("contract reload", lambda: store.listen(decider.reload))),
+            asyncio.create_task(
+                supervise(
+                    "reservation release",
+                    lambda: _housekeeping(store, min(60.0, settings.reservation_seconds)),
+                )
+            ),
         ]
         api = None
+        inventory = None
         if settings.inventory_seconds > 0:
             api = load_api_client()
             inventory = Inventory(
                 store, api, settings.inventory_seconds, settings.inventory_grace_seconds
             )
-            tasks.append(asyncio.create_task(inventory.run()))
+            tasks.append(asyncio.create_task(supervise("server inventory", inventory.run)))
+        for each in apps:
+            each.state.decider = decider
+            each.state.inventory = inventory
         try:
             yield
         finally:
@@ -67,10 +106,31 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 api.close()
 
 
-def create_app(settings: ContractSettings) -> FastAPI:
+async def _invalid_value(_: Request, error: Exception) -> JSONResponse:
+    """PostgreSQL refused a value (a NUL byte, a number out of its range): the client's."""
+    return JSONResponse(error_body("invalid_value", f"a value cannot be stored: {error}"), 422)
+
+
+def create_webhook_app(settings: ContractSettings) -> FastAPI:
+    """Only the admission routes; no documentation, no health route. Its state (decider,
+    inventory) is set by the API app's lifespan (`create_app(settings, webhook)`)."""
+    app = FastAPI(
+        title="ModelServe contract admission", docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(admission.router)
+    return app
+
+
+def create_app(settings: ContractSettings, *peers: FastAPI) -> FastAPI:
+    """The API; its lifespan opens the store and runs the background loops, for itself
+    and for `peers` (the webhook app)."""
     app = create_service_app("contract", settings, lifespan=lifespan)
+    app.state.peers = list(peers)
     # Nothing is decided without the database (fail closed); the client may retry.
     answer_unavailable(app, DatabaseUnavailable, "policy_store_unavailable")
-    for module in (decide, usage, contracts, admission):
+    app.add_exception_handler(psycopg.DataError, _invalid_value)
+    for module in (decide, usage, contracts):
         app.include_router(module.router)
     return app

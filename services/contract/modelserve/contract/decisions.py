@@ -89,11 +89,21 @@ class Decider:
         self, principal: Principal, action: Action, resource: Resource, *, record: bool = True
     ) -> Decision:
         """Allow or deny `action` on `resource` for `principal`. An allowed serve is
-        recorded in the server ledger (unless not `record`: a dry run); an allowed
-        inference holds its tokens under the returned reservation."""
+        recorded in the server ledger as pending until the cluster has it (unless not
+        `record`: a dry run, and every admission review); an allowed inference holds its
+        tokens under the returned reservation. Serve, scale and stop of a recorded server
+        are for its owner and admins only; in platform namespaces for admins only."""
         team = policy.acting_team(principal, resource)
         if isinstance(team, Decision):
             return team
+        servers = (Action.SERVE, Action.SCALE, Action.STOP)
+        platform = split(self.settings.platform_namespaces)
+        if action in servers and not principal.is_admin and resource.namespace in platform:
+            return policy.deny(
+                Reason.PLATFORM_NAMESPACE,
+                f"{resource.namespace} is a platform namespace: only platform admins "
+                "serve, scale or stop servers there",
+            )
         if action is Action.SCALE:
             resource = await self._with_recorded_server(resource)
         scopes = self.book.scopes(principal, team)
@@ -106,6 +116,7 @@ class Decider:
                     team=team,
                     record=record,
                     limited=False,
+                    any_owner=True,
                 )
             return Decision(
                 allowed=True, reason=Reason.ADMIN, message="admins are not limited", team=team
@@ -153,13 +164,15 @@ class Decider:
         )
 
     async def _stop(self, principal: Principal, resource: Resource, team: str | None) -> Decision:
+        """Only the owner (or an admin, decided before) stops a recorded server."""
         if resource.namespace and resource.name:
             server = await self.store.server(resource.namespace, resource.name)
-            theirs = server is not None and server.owner not in ("", principal.subject)
-            if server is not None and theirs and server.team not in principal.teams:
+            if server is not None and server.owner != principal.subject:
+                whose = f"belongs to {server.owner}" if server.owner else "has no owner"
                 return policy.deny(
                     Reason.NOT_OWNER,
-                    f"{resource.namespace}/{resource.name} belongs to {server.owner}",
+                    f"{resource.namespace}/{resource.name} {whose}: only its owner and "
+                    f"platform admins may stop it, not {principal.subject}",
                 )
         return policy.allow(f"stop {resource.name} allowed", team)
 

@@ -14,7 +14,9 @@ from modelserve.contract.settings import ContractSettings
 
 
 async def _decider(request: Request) -> Decider:
-    decider: Decider = request.app.state.decider
+    decider: Decider | None = getattr(request.app.state, "decider", None)
+    if decider is None:  # the webhook app, before the API app's lifespan set it up
+        raise ApiError(503, "starting", "the contract service is starting", {"Retry-After": "1"})
     return decider
 
 

@@ -1,21 +1,28 @@
 """The server ledger kept in step with the cluster: what ModelServes really exist.
 
-The webhook records servers as they are admitted; this loop lists the cluster's
-ModelServes now and then and corrects the ledger: servers deleted while the webhook was
-not asked (its deletions fail open), servers admitted but never created, replica counts.
+Admission writes nothing; the ledger is written from the cluster. A list of every
+ModelServe makes the ledger match (servers deleted, servers the gateway's decision
+recorded but never created after a grace time), then a watch from that list's
+resourceVersion applies each change as it happens: a ModelServe added or changed is
+recorded with the owner and team of its labels, one deleted (or being deleted) is taken
+out. The watch is renewed with a new list every `interval` seconds, and after any error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
 from pydantic import ValidationError
 
-from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, TEAM_LABEL, VERSION, ModelServe
 from modelserve.contract.store import Store
 from modelserve.contract.tables import Server
@@ -34,14 +41,14 @@ def load_api_client() -> k8s.ApiClient:
 
 
 def server_of(body: dict[str, Any]) -> Server | None:
-    """A listed ModelServe as a ledger row; its owner only from labels (the ledger's own
-    record, made when the webhook admitted it, wins over this)."""
+    """A ModelServe as a ledger row, its owner and team from its labels; None for one
+    being deleted (it no longer counts) or one that is not valid."""
     try:
         ms = ModelServe.from_body(body)
-    except ValidationError:
+    except (ValidationError, KeyError, TypeError):
         return None
     if (body.get("metadata") or {}).get("deletionTimestamp"):
-        return None  # going: its DELETE already took it out of the ledger
+        return None
     labels = (body.get("metadata") or {}).get("labels") or {}
     return Server(
         namespace=ms.namespace,
@@ -55,6 +62,20 @@ def server_of(body: dict[str, Any]) -> Server | None:
     )
 
 
+def _in_thread(work: Callable[[], Any]) -> asyncio.Future[Any]:
+    """`work` in a daemon thread: a watch blocked on the socket never holds up the exit."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as error:  # noqa: BLE001 - handed on to the awaiting task
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="contract-inventory", daemon=True).start()
+    return asyncio.wrap_future(future)
+
+
 class Inventory:
     def __init__(self, store: Store, api: k8s.ApiClient, interval: float, grace: float) -> None:
         self._store = store
@@ -62,21 +83,65 @@ class Inventory:
         self._interval = interval
         self._grace = grace
 
-    def _list(self) -> list[Server]:
+    def _list(self) -> tuple[list[Server], str]:
         listing = self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
         servers = (server_of(item) for item in listing.get("items", []))
-        return [server for server in servers if server is not None]
+        version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
+        return [server for server in servers if server is not None], version
 
-    async def sync(self) -> tuple[int, int]:
-        running = await asyncio.to_thread(self._list)
-        return await self._store.sync_servers(running, self._grace)
+    async def sync(self) -> tuple[tuple[int, int], str]:
+        """The ledger made to match a list of the cluster: ((added, dropped), its version)."""
+        running, version = await asyncio.to_thread(self._list)
+        return await self._store.sync_servers(running, self._grace), version
+
+    async def read(self, namespace: str, name: str) -> Server | None:
+        """One ModelServe as the API server has it now (None: not there)."""
+
+        def get() -> dict[str, Any] | None:
+            try:
+                found: dict[str, Any] = self._api.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name
+                )
+            except k8s.ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
+            return found
+
+        body = await asyncio.to_thread(get)
+        return server_of(body) if body is not None else None
+
+    async def apply(self, kind: str, body: dict[str, Any]) -> None:
+        """One watch event on the ledger."""
+        metadata = body.get("metadata") or {}
+        server = server_of(body) if kind != "DELETED" else None
+        if server is not None:
+            await self._store.upsert_server(server)
+        elif metadata.get("namespace") and metadata.get("name"):
+            await self._store.remove_server(metadata["namespace"], metadata["name"])
+
+    def _watch(self, version: str, loop: asyncio.AbstractEventLoop) -> None:
+        stream = k8s_watch.Watch().stream(
+            self._api.list_cluster_custom_object,
+            GROUP,
+            VERSION,
+            PLURAL,
+            resource_version=version,
+            timeout_seconds=max(1, int(self._interval)),
+        )
+        for event in stream:
+            kind = event.get("type")
+            body = event.get("object") or {}
+            if kind == "ERROR":  # 410 Gone and the like: a new list is needed
+                raise RuntimeError(f"the watch of ModelServes ended: {body}")
+            if kind in ("ADDED", "MODIFIED", "DELETED") and isinstance(body, dict):
+                asyncio.run_coroutine_threadsafe(self.apply(kind, body), loop).result()
 
     async def run(self) -> None:
+        """List, then watch until the watch ends, forever; errors end the task (its
+        supervisor logs them and starts it again)."""
         while True:
-            try:
-                added, dropped = await self.sync()
-                if added or dropped:
-                    logger.info("server ledger: %d added, %d dropped", added, dropped)
-            except (DatabaseUnavailable, k8s.ApiException, OSError) as error:
-                logger.warning("server ledger not synced: %s", error)
-            await asyncio.sleep(self._interval)
+            (added, dropped), version = await self.sync()
+            if added or dropped:
+                logger.info("server ledger: %d added, %d dropped", added, dropped)
+            await _in_thread(functools.partial(self._watch, version, asyncio.get_running_loop()))

@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from pydantic import BaseModel, Field
 
 from modelserve.common.tokens import ADMIN
-from modelserve.contract.tables import Limits, Period, Server
+from modelserve.contract.tables import BIGINT_MAX, INT_MAX, Limits, Period, Server
 
 
 class Action(StrEnum):
@@ -34,6 +34,7 @@ class Reason(StrEnum):
     ADMIN = "admin"
     NOT_A_MEMBER = "team_not_member"
     NOT_OWNER = "not_owner"
+    PLATFORM_NAMESPACE = "platform_namespace"
     MODEL = "model_not_allowed"
     RUNTIME = "runtime_not_allowed"
     NAMESPACE = "namespace_not_allowed"
@@ -63,11 +64,16 @@ class Resource(BaseModel):
     namespace: str | None = None
     name: str | None = None
     model: str | None = None
+    # The model record the weights come from (`s3://<bucket>/models/<model-id>/…`): the
+    # model allowlists hold for it as well as for `model`, the served name.
+    model_id: str | None = None
     runtime: str | None = None
-    replicas: int = Field(default=1, ge=0)
-    gpus: int = Field(default=0, ge=0, description="per replica")
-    budget: int | None = Field(default=None, ge=0, description="inference-time scaling budget")
-    max_tokens: int | None = Field(default=None, ge=0)
+    replicas: int = Field(default=1, ge=0, le=INT_MAX)
+    gpus: int = Field(default=0, ge=0, le=INT_MAX, description="per replica")
+    budget: int | None = Field(
+        default=None, ge=0, le=INT_MAX, description="inference-time scaling budget"
+    )
+    max_tokens: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
     team: str | None = None
 
 
@@ -170,6 +176,12 @@ def check_request(action: Action, resource: Resource, scope: Scope) -> Decision 
     model = _outside(Reason.MODEL, f"{who} may not use model", resource.model, limits.models)
     if model is not None:
         return model
+    if resource.model_id is not None:
+        weights = _outside(
+            Reason.MODEL, f"{who} may not use model id", resource.model_id, limits.models
+        )
+        if weights is not None:
+            return weights
     if action is Action.DOWNLOAD:
         # False denies; None (a team contract that leaves it unset) leaves it to the user,
         # whose merged limits always hold the default.

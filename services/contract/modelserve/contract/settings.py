@@ -7,7 +7,7 @@ which deployments of the first version already set.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -49,8 +49,9 @@ class ContractSettings(ServiceSettings):
     default_max_servers: int | None = Field(
         default=None, ge=0, validation_alias=_default("MAX_SERVERS")
     )
+    # A finite cap: a scaling budget multiplies what one request costs (empty: no limit).
     default_max_budget: int | None = Field(
-        default=None, ge=0, validation_alias=_default("MAX_BUDGET")
+        default=16, ge=0, validation_alias=_default("MAX_BUDGET")
     )
     default_requests_per_minute: int | None = Field(
         default=None, ge=0, validation_alias=_default("REQUESTS_PER_MINUTE")
@@ -85,18 +86,50 @@ class ContractSettings(ServiceSettings):
     # Tokens reserved for an inference request that names no max_tokens.
     default_reserved_tokens: int = Field(default=512, ge=0)
 
-    # The admission webhook: HTTPS on its own port (the API server accepts nothing else).
+    # The admission webhook: HTTPS on its own port, an app with only the admission routes.
     webhook_port: int = 8443
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # The CA that signs the API server's client certificate for webhooks (its
+    # AdmissionConfiguration's kubeConfigFile): the webhook accepts no connection without a
+    # certificate of this CA, and the service refuses to start with TLS but without it.
+    webhook_client_ca_file: Path | None = None
+    # The certificate subjects (CN) accepted from that CA, comma-separated: other
+    # certificates of the same CA (a cluster CA also signs users') are turned away.
+    webhook_client_names: str = "kube-apiserver-webhook-client"
     # Kubernetes users acting for someone else: the user is in the ModelServe's owner label.
     delegating_users: str = "system:serviceaccount:modelserve:modelserve-gateway"
     # A Kubernetes group named <prefix><team> makes its members part of the team.
     team_group_prefix: str = "modelserve:team:"
     admin_groups: str = "modelserve:admins"
+    # Namespaces where only platform admins serve, scale or stop servers, whatever a
+    # contract says: the platform's own servers (reward models, shared models) live there.
+    platform_namespaces: str = "modelserve"
 
-    # How often the record of running servers is compared with the cluster's ModelServes
-    # (0: never; then the service needs no Kubernetes credentials).
+    # What a ModelServe may run. Its `spec.model.uri` must lie under this prefix (the
+    # platform bucket's `models/`, where the download service puts each model record as
+    # `models/<model-id>/`); contracts' model allowlists hold for that model id too.
+    model_prefix: str = "s3://inference-models/models/"
+    # Who may create `external` ModelServes (a URL the platform calls): `admins`, or
+    # `everyone` (then URLs are checked: see the next settings).
+    external_for: Literal["admins", "everyone"] = "admins"
+    # The cluster's pod and service ranges (CIDRs, comma-separated): refused as external
+    # URLs of non-admins, like loopback, link-local, private and CGNAT addresses.
+    cluster_cidrs: str = ""
+    # Hosts or CIDRs that admins open to everyone's external URLs, comma-separated.
+    external_allowed: str = ""
+
+    # The server ledger follows the cluster's ModelServes: a list, then a watch that is
+    # renewed (with a new list) every this many seconds (0: never; then the service needs no
+    # Kubernetes credentials, and nothing but decisions of the gateway enter the ledger).
     inventory_seconds: float = Field(default=30.0, ge=0)
-    # A server decided on but not seen in the cluster after this long was never created.
+    # A server the gateway's decision recorded but not seen in the cluster after this long
+    # was never created.
     inventory_grace_seconds: float = Field(default=120.0, gt=0)
+
+    @field_validator("webhook_client_names")
+    @classmethod
+    def _some_client(cls, value: str) -> str:
+        if not [name for name in value.split(",") if name.strip()]:
+            raise ValueError("name the API server's client certificate (its CN)")
+        return value

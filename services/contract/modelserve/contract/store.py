@@ -28,7 +28,15 @@ from modelserve.common.database import (
     listen,
     open_pool,
 )
-from modelserve.contract.policy import CounterCharge, Decision, Resource, Scope, check_totals
+from modelserve.contract.policy import (
+    CounterCharge,
+    Decision,
+    Reason,
+    Resource,
+    Scope,
+    check_totals,
+    deny,
+)
 from modelserve.contract.tables import (
     Contract,
     Counter,
@@ -73,6 +81,28 @@ async def _reserve(
             ttl,
         ],
     )
+
+
+_UPSERT_SEEN = (
+    "INSERT INTO servers (namespace, name, owner, team, replicas, gpus, model, runtime,"
+    " confirmed, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, true, now())"
+    " ON CONFLICT (namespace, name) DO UPDATE SET owner = excluded.owner,"
+    " team = excluded.team, replicas = excluded.replicas, gpus = excluded.gpus,"
+    " model = excluded.model, runtime = excluded.runtime, confirmed = true, updated_at = now()"
+)
+
+
+def _seen_values(server: Server) -> list[Any]:
+    return [
+        server.namespace,
+        server.name,
+        server.owner,
+        server.team,
+        server.replicas,
+        server.gpus,
+        server.model,
+        server.runtime,
+    ]
 
 
 def create_schema(url: str) -> None:
@@ -282,10 +312,14 @@ class Store:
         team: str | None,
         record: bool,
         limited: bool = True,
+        any_owner: bool = False,
     ) -> Decision | None:
         """Whether the server `resource` fits next to what each scope already runs; if so
         (and `record`), it is written into the ledger in the same transaction. Decisions for
         the same user or team wait for each other, so two cannot both squeeze under a limit.
+
+        A server the ledger records for someone else is theirs: the decision is `not_owner`
+        (unless `any_owner`: a platform admin), and a recorded owner is never replaced here.
         """
         assert resource.namespace and resource.name
 
@@ -296,25 +330,38 @@ class Store:
                         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                         [f"servers:{key}"],
                     )
+                cur = await conn.execute(
+                    "SELECT owner FROM servers WHERE namespace = %s AND name = %s FOR UPDATE",
+                    [resource.namespace, resource.name],
+                )
+                row = await cur.fetchone()
+                if row is not None and row[0] != owner and not any_owner:
+                    whose = f"belongs to {row[0]}" if row[0] else "has no owner"
+                    return deny(
+                        Reason.NOT_OWNER,
+                        f"{resource.namespace}/{resource.name} {whose}: only its owner and "
+                        f"platform admins may change it, not {owner}",
+                    )
                 for scope in scopes if limited else ():
                     kind, _, name = scope.key.partition(":")
                     column = "owner" if kind == SubjectKind.USER else "team"
                     cur = await conn.execute(
-                        "SELECT count(*), coalesce(sum(replicas * gpus), 0) FROM servers"
+                        "SELECT count(*), coalesce(sum(replicas::bigint * gpus), 0) FROM servers"
                         f" WHERE {column} = %s AND NOT (namespace = %s AND name = %s)",
                         [name, resource.namespace, resource.name],
                     )
-                    row = await cur.fetchone()
-                    assert row is not None
-                    denial = check_totals(scope, int(row[0]), int(row[1]), resource)
+                    counted = await cur.fetchone()
+                    assert counted is not None
+                    denial = check_totals(scope, int(counted[0]), int(counted[1]), resource)
                     if denial is not None:
                         return denial
                 if record:
+                    # Pending (unconfirmed) until the inventory sees the ModelServe; the
+                    # owner and team of a recorded server stay as they are.
                     await conn.execute(
                         "INSERT INTO servers (namespace, name, owner, team, replicas, gpus,"
                         " model, runtime, confirmed, updated_at) VALUES (%s, %s, %s, %s, %s,"
                         " %s, %s, %s, false, now()) ON CONFLICT (namespace, name) DO UPDATE SET"
-                        " owner = excluded.owner, team = excluded.team,"
                         " replicas = excluded.replicas, gpus = excluded.gpus,"
                         " model = excluded.model, runtime = excluded.runtime,"
                         " updated_at = now()",
@@ -341,7 +388,9 @@ class Store:
         )
         return Server.model_validate(row) if row else None
 
-    async def forget_server(self, namespace: str, name: str) -> None:
+    async def remove_server(self, namespace: str, name: str) -> None:
+        """The inventory saw the ModelServe go (or start going): it no longer counts."""
+
         async def work(conn: psycopg.AsyncConnection[Any]) -> None:
             await conn.execute(
                 "DELETE FROM servers WHERE namespace = %s AND name = %s", [namespace, name]
@@ -349,11 +398,33 @@ class Store:
 
         await self._run(work)
 
+    async def upsert_server(self, server: Server) -> None:
+        """The inventory saw the ModelServe as it is now: recorded as seen, with the owner
+        and team of its labels (which the webhook lets nobody but an admin change)."""
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(_UPSERT_SEEN, _seen_values(server))
+
+        await self._run(work)
+
+    async def delete_old_counters(self, minutes: int = 2) -> int:
+        """Per-minute counter rows of windows older than `minutes`: no decision reads them
+        again. Day and month windows are kept (usage reports and budgets read them)."""
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+            cur = await conn.execute(
+                "DELETE FROM counters WHERE metric LIKE '%%/minute'"
+                " AND window_start < now() - make_interval(mins => %s)",
+                [minutes],
+            )
+            return cur.rowcount
+
+        return await self._run(work)
+
     async def sync_servers(self, running: Sequence[Server], grace: float) -> tuple[int, int]:
         """Make the ledger match the cluster's ModelServes (`running`, as listed just now).
 
-        A listed server keeps its recorded owner (the webhook knew who created it), else
-        takes the one in its labels; replicas and GPUs come from the cluster. Recorded
+        A listed server is recorded as it is, its owner and team from its labels. Recorded
         servers not listed are dropped once seen before, or once older than `grace`
         seconds (decided on, but never created). Returns (added, dropped).
         """
@@ -365,24 +436,7 @@ class Store:
                 known = {(row[0], row[1]) for row in await cur.fetchall()}
                 listed = {(s.namespace, s.name) for s in running}
                 for server in running:
-                    await conn.execute(
-                        "INSERT INTO servers (namespace, name, owner, team, replicas, gpus,"
-                        " model, runtime, confirmed, updated_at)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, true, now())"
-                        " ON CONFLICT (namespace, name) DO UPDATE SET"
-                        " replicas = excluded.replicas, gpus = excluded.gpus,"
-                        " model = excluded.model, runtime = excluded.runtime, confirmed = true",
-                        [
-                            server.namespace,
-                            server.name,
-                            server.owner,
-                            server.team,
-                            server.replicas,
-                            server.gpus,
-                            server.model,
-                            server.runtime,
-                        ],
-                    )
+                    await conn.execute(_UPSERT_SEEN, _seen_values(server))
                 gone = [key for key in known - listed]
                 dropped = 0
                 for namespace, name in gone:

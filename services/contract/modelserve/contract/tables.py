@@ -15,6 +15,10 @@ from sqlalchemy import BigInteger, Column, DateTime, String, UniqueConstraint, f
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
+# PostgreSQL's integer and bigint: a larger number is a client's mistake (422), not a 500.
+INT_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+
 
 class SubjectKind(StrEnum):
     USER = "user"
@@ -38,13 +42,17 @@ class Limits(SQLModel):
     )
     runtimes: list[str] | None = Field(default=None, sa_column=_patterns())
     namespaces: list[str] | None = Field(default=None, sa_column=_patterns())
-    max_replicas: int | None = Field(default=None, ge=0, description="per server")
-    max_gpus: int | None = Field(default=None, ge=0, description="in total, all servers")
-    max_servers: int | None = Field(default=None, ge=0)
-    max_budget: int | None = Field(default=None, ge=0, description="scaling budget per request")
-    requests_per_minute: int | None = Field(default=None, ge=0)
-    tokens_per_minute: int | None = Field(default=None, ge=0, sa_type=BigInteger)
-    token_budget: int | None = Field(default=None, ge=0, sa_type=BigInteger)
+    max_replicas: int | None = Field(default=None, ge=0, le=INT_MAX, description="per server")
+    max_gpus: int | None = Field(
+        default=None, ge=0, le=INT_MAX, description="in total, all servers"
+    )
+    max_servers: int | None = Field(default=None, ge=0, le=INT_MAX)
+    max_budget: int | None = Field(
+        default=None, ge=0, le=INT_MAX, description="scaling budget per request"
+    )
+    requests_per_minute: int | None = Field(default=None, ge=0, le=INT_MAX)
+    tokens_per_minute: int | None = Field(default=None, ge=0, le=BIGINT_MAX, sa_type=BigInteger)
+    token_budget: int | None = Field(default=None, ge=0, le=BIGINT_MAX, sa_type=BigInteger)
     budget_period: Period | None = Field(default=None, sa_type=String)
     downloads: bool | None = Field(
         default=None, description="may download models into the platform's store"

@@ -1,55 +1,146 @@
-"""POST /admission/modelserves: the API server asks before a ModelServe is written."""
+"""The admission routes, served only by the webhook app (TLS, the API server's certificate):
+the validating review of every ModelServe write and the mutation that stamps the owner."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+import psycopg
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from modelserve.common.database import DatabaseUnavailable
+from modelserve.common.errors import error_body
+from modelserve.common.modelserve import OWNER_LABEL
+from modelserve.common.settings import split
 from modelserve.contract import admission
+from modelserve.contract.admission import Refused, Requester, Review
 from modelserve.contract.decisions import Decider
 from modelserve.contract.deps import DeciderDep, SettingsDep
+from modelserve.contract.external_urls import url_refusal
+from modelserve.contract.inventory import Inventory
 from modelserve.contract.policy import Action
+from modelserve.contract.settings import ContractSettings
 from modelserve.contract.tables import Server
 
 router = APIRouter(tags=["admission"])
 
 
-@router.post(admission.PATH)
-async def review(body: dict[str, Any], decider: DeciderDep, settings: SettingsDep) -> Any:
-    """Answers an AdmissionReview. Writes that do not change what runs (kopf's annotations,
-    labels, the same replica count) are allowed without a decision."""
-    request = admission.Review.from_body(body)
-    if request.operation == "UPDATE" and _same_server(request):
-        return admission.response(request.uid, True)
-    if request.action is Action.STOP:
-        if not request.dry_run:
-            await decider.store.forget_server(request.namespace, request.name)
-        return admission.response(request.uid, True)
+async def _body(request: Request) -> Any:
+    """The JSON body, or None when it is not JSON (answered as a malformed review)."""
     try:
-        recorded = await _scaled_server(request, decider)
-        principal = admission.principal(request, settings, recorded)
-        resource = admission.resource(request, recorded)
-        decision = await decider.decide(
-            principal, request.action, resource, record=not request.dry_run
-        )
-    except admission.Refused as error:
-        return admission.response(request.uid, False, str(error))
+        return await request.json()
+    except ValueError:
+        return None
+
+
+def _malformed(error: admission.Malformed) -> JSONResponse:
+    return JSONResponse(error_body("invalid_admission_review", str(error)), status_code=400)
+
+
+@router.post(admission.MUTATE_PATH)
+async def mutate(request: Request, settings: SettingsDep) -> Any:
+    """Stamps the owner label (and the team label of a member of one team) on a create."""
+    try:
+        review = Review.from_body(await _body(request))
+    except admission.Malformed as error:
+        return _malformed(error)
+    except Refused as error:
+        return admission.response(admission.uid_of(await _body(request)), False, str(error))
+    try:
+        patch = admission.owner_patch(review, admission.requester(review, settings))
+    except Refused as error:
+        return admission.response(review.uid, False, str(error))
+    return admission.response(review.uid, True, patch=patch)
+
+
+@router.post(admission.PATH)
+async def review(request: Request, decider: DeciderDep, settings: SettingsDep) -> Any:
+    """Answers an AdmissionReview; writes nothing (the ledger follows the cluster)."""
+    body = await _body(request)
+    try:
+        review = Review.from_body(body)
+    except admission.Malformed as error:
+        return _malformed(error)
+    except Refused as error:
+        return admission.response(admission.uid_of(body), False, str(error))
+    if review.changes_nothing_that_runs:
+        return admission.response(review.uid, True)
+    try:
+        return await _judge(review, request, decider, settings)
+    except Refused as error:
+        return admission.response(review.uid, False, str(error))
     except DatabaseUnavailable as error:
         # Fail closed, as the webhook's failurePolicy does when the service is down.
-        return admission.response(request.uid, False, f"[policy_store_unavailable] {error}")
-    return admission.decision_response(request.uid, decision)
+        return admission.response(review.uid, False, f"[policy_store_unavailable] {error}")
+    except psycopg.DataError as error:
+        return admission.response(review.uid, False, f"[invalid_value] {error}")
 
 
-async def _scaled_server(request: admission.Review, decider: Decider) -> Server | None:
-    """The ledger's row of the server a scale is about: a Scale names only the replicas."""
-    if request.action is Action.SCALE:
-        return await decider.store.server(request.namespace, request.name)
-    return None
+async def _judge(
+    review: Review, request: Request, decider: Decider, settings: ContractSettings
+) -> dict[str, Any]:
+    who = admission.requester(review, settings)
+    refusal = admission.platform_refusal(review, who, settings)
+    if refusal is not None:
+        raise Refused(refusal)
+    if review.action is Action.STOP:
+        # From the object's own labels: a deletion is judged even with the database away.
+        owner = admission.labels_of(review.old_object).get(OWNER_LABEL)
+        if not who.admin:
+            subject = admission.principal(who, review).subject
+            _refuse(admission.owner_refusal(review, subject, owner))
+        return admission.response(review.uid, True)
+    if review.action is Action.SCALE:
+        recorded = await _server(review, request, decider)
+        principal = admission.principal(who, review, recorded)
+        if not who.admin:
+            _refuse(admission.owner_refusal(review, principal.subject, recorded.owner))
+        resource = admission.scaled(review, recorded)
+    else:
+        principal = admission.principal(who, review)
+        if review.operation == "UPDATE" and not who.admin:
+            owner = admission.labels_of(review.old_object).get(OWNER_LABEL)
+            _refuse(admission.owner_refusal(review, principal.subject, owner))
+        _refuse(admission.label_refusal(review, who))
+        resource = admission.resource(review, who, settings)
+        await _check_external(review, who, settings)
+        if review.operation == "UPDATE" and admission.spec_of(review.object) == admission.spec_of(
+            review.old_object
+        ):
+            return admission.response(review.uid, True)  # labels only: nothing runs differently
+    decision = await decider.decide(principal, review.action, resource, record=False)
+    return admission.decision_response(review.uid, decision)
 
 
-def _same_server(request: admission.Review) -> bool:
-    return bool(request.old_object) and (
-        (request.object.get("spec") or {}) == (request.old_object.get("spec") or {})
+def _refuse(refusal: str | None) -> None:
+    if refusal is not None:
+        raise Refused(refusal)
+
+
+async def _check_external(review: Review, who: Requester, settings: ContractSettings) -> None:
+    url = admission.external_url(review)
+    if url is None or who.admin:
+        return
+    refusal = await url_refusal(
+        url,
+        cluster_cidrs=split(settings.cluster_cidrs),
+        allowed=split(settings.external_allowed),
     )
+    if refusal is not None:
+        raise Refused(f"[external_url_refused] {refusal}")
+
+
+async def _server(review: Review, request: Request, decider: Decider) -> Server:
+    """The server a scale is about (a Scale names only the replicas): the ledger's row, or
+    the ModelServe itself when the inventory has not seen it yet."""
+    recorded = await decider.store.server(review.namespace, review.name)
+    if recorded is not None:
+        return recorded
+    inventory: Inventory | None = getattr(request.app.state, "inventory", None)
+    found = await inventory.read(review.namespace, review.name) if inventory else None
+    if found is None:
+        raise Refused(
+            f"[server_unknown] {review.namespace}/{review.name} is not known yet; try again"
+        )
+    return found

@@ -13,6 +13,7 @@ from modelserve.common.auth import Caller, ServiceOrAdmin
 from modelserve.common.errors import ApiError
 from modelserve.contract.deps import DeciderDep
 from modelserve.contract.policy import Principal
+from modelserve.contract.tables import BIGINT_MAX
 
 router = APIRouter(tags=["usage"])
 
@@ -27,8 +28,8 @@ class UsageRecord(BaseModel):
     # The reservation of the decision that allowed the request: its held tokens are
     # replaced by the tokens really used.
     reservation: uuid.UUID | None = None
-    prompt_tokens: int = Field(ge=0)
-    completion_tokens: int = Field(ge=0)
+    prompt_tokens: int = Field(ge=0, le=BIGINT_MAX)
+    completion_tokens: int = Field(ge=0, le=BIGINT_MAX)
 
 
 class Recorded(BaseModel):

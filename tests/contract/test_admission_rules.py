@@ -1,0 +1,191 @@
+"""The admission webhook's pure rules: operator-owned flags, model uris, external URLs,
+the owner patch, and the supervisor of the background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
+from modelserve.common.owned_flags import flag_name, owned_env, owned_flags
+from modelserve.contract.admission import (
+    Malformed,
+    Refused,
+    Requester,
+    Review,
+    model_id_of,
+    owner_patch,
+    response,
+)
+from modelserve.contract.app import supervise
+from modelserve.contract.external_urls import url_refusal
+
+PREFIX = "s3://inference-models/models/"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "args", "flag"),
+    [
+        ("vllm", ["--model", "/etc/passwd"], "--model"),
+        ("vllm", ["--port=9000"], "--port=9000"),
+        ("vllm", ["--served_model_name", "gpt-4"], "--served_model_name"),
+        ("vllm", ["--download-dir", "/tmp"], "--download-dir"),
+        ("llamacpp", ["-hf", "someone/model"], "-hf"),
+        ("llamacpp", ["--hf-repo=someone/model"], "--hf-repo=someone/model"),
+        ("llamacpp", ["-mu", "http://evil/m.gguf"], "-mu"),
+        ("llamacpp", ["--ctx-size", "1024", "-m", "/other.gguf"], "-m"),
+        ("llamacpp", ["--api-key-file", "/k"], "--api-key-file"),
+        ("llamacpp", ["--alias", "gpt-4"], "--alias"),
+    ],
+)
+def test_operator_owned_flags_are_found(runtime: str, args: list[str], flag: str) -> None:
+    assert owned_flags(runtime, args) == [flag]
+
+
+def test_other_flags_and_values_pass() -> None:
+    assert owned_flags("llamacpp", ["--ctx-size", "1024", "--temp", "0.5", "--port-x"]) == []
+    assert owned_flags("vllm", ["--max-num-seqs", "64", "--model-impl", "auto"]) == []
+    assert flag_name("-") is None and flag_name("value") is None
+    assert owned_env("llamacpp", ["LLAMA_ARG_HF_REPO", "HF_HOME"]) == ["LLAMA_ARG_HF_REPO"]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://other-bucket/models/m/m.gguf",
+        "s3://inference-models/elsewhere/m.gguf",
+        "s3://inference-models/models/../secrets/x",
+        "s3://inference-models/models/m/../../x",
+        "s3://inference-models/models/m//x",
+        "s3://inference-models/models/m",
+        "s3://inference-models/models/m/a\x00b",
+        "s3://inference-models/models/.hidden/x",
+    ],
+)
+def test_model_uris_outside_the_prefix_or_odd_are_refused(uri: str) -> None:
+    with pytest.raises(Refused, match=r"^\[model_uri_refused\]"):
+        model_id_of(uri, PREFIX)
+
+
+def test_the_model_id_comes_from_the_uri() -> None:
+    assert model_id_of(f"{PREFIX}tiny-chat/Tiny-Chat.Q4_0.gguf", PREFIX) == "tiny-chat"
+    assert model_id_of(f"{PREFIX}tiny-st/", PREFIX) == "tiny-st"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/v1",
+        "http://localhost/v1",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.1.2.3/v1",
+        "http://172.20.0.1/v1",
+        "http://192.168.1.1/v1",
+        "http://100.64.0.1/v1",
+        "http://[::1]/v1",
+        "http://[fd00::1]/v1",
+        "http://[::ffff:127.0.0.1]/v1",
+        "http://0.0.0.0/v1",
+        "http://203.0.113.9/v1?",
+        "http://203.0.113.9/x#",
+        "http://user:pass@203.0.113.9/v1",
+        "file:///etc/passwd",
+        "http://198.18.0.5/v1",  # the cluster range given below
+    ],
+)
+def test_external_urls_that_lead_inside_are_refused(url: str) -> None:
+    refusal = asyncio.run(url_refusal(url, cluster_cidrs=["198.18.0.0/15"], allowed=[]))
+    assert refusal is not None, url
+
+
+def test_public_and_allowlisted_external_urls_pass() -> None:
+    assert asyncio.run(url_refusal("https://203.0.113.9/v1", cluster_cidrs=[], allowed=[])) is None
+    opened = ["10.9.0.0/16", "localhost"]
+    for url in ("http://10.9.1.1/v1", "http://localhost:8000/v1"):
+        assert asyncio.run(url_refusal(url, cluster_cidrs=[], allowed=opened)) is None
+
+
+def _review(**request: Any) -> dict[str, Any]:
+    body = {
+        "uid": "u1",
+        "operation": "CREATE",
+        "userInfo": {"username": "alice", "groups": []},
+        "namespace": "ns",
+        "name": "m",
+        "object": {"metadata": {"name": "m"}, "spec": {}},
+        **request,
+    }
+    return {"request": body}
+
+
+def test_the_owner_and_the_only_team_are_stamped_on_a_create() -> None:
+    review = Review.from_body(_review())
+    alice = Requester(user="alice", teams=("nlp",), admin=False, delegating=False)
+    assert owner_patch(review, alice) == [
+        {
+            "op": "add",
+            "path": "/metadata/labels",
+            "value": {OWNER_LABEL: "alice", TEAM_LABEL: "nlp"},
+        }
+    ]
+    two_teams = Requester(user="alice", teams=("a", "b"), admin=False, delegating=False)
+    labelled = Review.from_body(_review(object={"metadata": {"labels": {"x": "y"}}}))
+    assert owner_patch(labelled, two_teams) == [
+        {"op": "add", "path": "/metadata/labels/llm.modelserve.io~1owner", "value": "alice"}
+    ]
+    gateway = Requester(user="system:serviceaccount:a:b", teams=(), admin=False, delegating=True)
+    assert owner_patch(review, gateway) == []
+    colon = Requester(user="oidc:alice", teams=(), admin=False, delegating=False)
+    with pytest.raises(Refused, match=r"^\[invalid_owner\]"):
+        owner_patch(review, colon)
+    answer = response("u1", True, patch=owner_patch(review, alice))["response"]
+    assert json.loads(base64.b64decode(answer["patch"]))[0]["value"][OWNER_LABEL] == "alice"
+
+
+@pytest.mark.parametrize("body", [None, {}, [], {"request": {}}, {"request": {"uid": 3}}])
+def test_a_review_without_a_uid_is_malformed(body: Any) -> None:
+    with pytest.raises(Malformed):
+        Review.from_body(body)
+
+
+@pytest.mark.parametrize(
+    "request_fields",
+    [
+        {"operation": "CONNECT"},
+        {"userInfo": "root"},
+        {"userInfo": {"username": "a", "groups": "modelserve:admins"}},
+        {"object": []},
+        {"name": "a\x00b"},
+    ],
+)
+def test_a_review_with_odd_fields_is_refused(request_fields: dict[str, Any]) -> None:
+    with pytest.raises(Refused, match=r"^\[invalid_review\]"):
+        Review.from_body(_review(**request_fields))
+
+
+def test_a_failing_loop_is_logged_and_started_again(caplog: pytest.LogCaptureFixture) -> None:
+    runs: list[int] = []
+
+    async def run() -> None:
+        third = asyncio.Event()
+
+        async def flaky() -> None:
+            runs.append(len(runs))
+            if len(runs) < 3:
+                raise RuntimeError(f"failure {len(runs)}")
+            third.set()
+            await asyncio.sleep(3600)
+
+        task = asyncio.create_task(supervise("flaky loop", flaky, first=0.01, most=0.02))
+        await third.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    failures = [r for r in caplog.records if "flaky loop failed" in r.getMessage()]
+    assert len(failures) == 2 and failures[0].exc_info is not None
