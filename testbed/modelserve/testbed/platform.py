@@ -12,7 +12,7 @@ from urllib.request import urlopen
 
 from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, VERSION
 from modelserve.testbed.cache import repo_root
-from modelserve.testbed.kube import KubeCluster
+from modelserve.testbed.kube import WEBHOOK_CLIENT_NAME, KubeCluster
 from modelserve.testbed.pki import CertificateAuthority
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import ManagedProcess, free_port
@@ -183,14 +183,10 @@ class RunningContract:
     webhook_configuration: str
 
     def stop(self, cluster: KubeCluster) -> None:
-        # The webhook fails closed: left registered, it would refuse every ModelServe.
+        # The webhooks fail closed: left registered, they would refuse every ModelServe.
         try:
-            cluster.kubectl(
-                "delete",
-                "validatingwebhookconfiguration",
-                self.webhook_configuration,
-                "--ignore-not-found",
-            )
+            for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+                cluster.kubectl("delete", kind, self.webhook_configuration, "--ignore-not-found")
         finally:
             self.service.stop()
 
@@ -206,10 +202,16 @@ def start_contract(
     namespace_selector: dict[str, object] | None = None,
     name: str = "modelserve-contract",
 ) -> RunningContract:
-    """`modelserve-contract` with its admission webhook over TLS (a certificate for
-    127.0.0.1 from a CA of its own) registered as ValidatingWebhookConfiguration `name`.
-    The service lists ModelServes as its own service account."""
-    from modelserve.contract.admission import build_webhook_configuration
+    """`modelserve-contract` with its admission webhooks over TLS (a certificate for
+    127.0.0.1 from a CA of its own), for the API server's client certificate only,
+    registered as the Validating- and MutatingWebhookConfiguration `name`.
+    The service lists and watches ModelServes as its own service account."""
+    from modelserve.contract.admission import (
+        build_mutating_webhook_configuration,
+        build_webhook_configuration,
+    )
+
+    assert cluster.webhook_client_ca is not None, "the cluster presents no webhook client"
 
     authority = CertificateAuthority(folder / f"{name}-pki")
     serving = authority.issue("webhook", "modelserve-contract", hosts=("127.0.0.1",), server=True)
@@ -222,20 +224,26 @@ def start_contract(
             "CONTRACT_WEBHOOK_PORT": str(webhook_port),
             "CONTRACT_TLS_CERT_FILE": str(serving.cert),
             "CONTRACT_TLS_KEY_FILE": str(serving.key),
+            "CONTRACT_WEBHOOK_CLIENT_CA_FILE": str(cluster.webhook_client_ca),
+            "CONTRACT_WEBHOOK_CLIENT_NAMES": WEBHOOK_CLIENT_NAME,
             "KUBECONFIG": str(contract_kubeconfig(cluster)),
             **settings,
         },
         port=port,
     )
     url = f"https://127.0.0.1:{webhook_port}"
-    configuration = build_webhook_configuration(
-        ca_bundle=authority.pair.cert.read_bytes(),
-        url=url,
-        namespace_selector=namespace_selector,
-        name=name,
-    )
+    configurations = [
+        build(
+            ca_bundle=authority.pair.cert.read_bytes(),
+            url=url,
+            namespace_selector=namespace_selector,
+            name=name,
+        )
+        for build in (build_mutating_webhook_configuration, build_webhook_configuration)
+    ]
     try:
-        cluster.kubectl("apply", stdin=json.dumps(configuration))
+        for configuration in configurations:
+            cluster.kubectl("apply", stdin=json.dumps(configuration))
     except BaseException:
         service.stop()
         raise
