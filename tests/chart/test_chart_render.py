@@ -31,6 +31,8 @@ from modelserve.testbed.kube import KubeCluster
 RELEASE = "modelserve"
 NAMESPACE = "modelserve"
 COMPONENTS = ("operator", "gateway", "contract", "download")
+# Where ModelServes live by default: the contract's default namespaces and the release's.
+SERVER_NAMESPACES = ("default", "inference", NAMESPACE)
 SETTINGS: dict[str, type[BaseSettings]] = {
     "operator": OperatorSettings,
     "gateway": GatewaySettings,
@@ -114,9 +116,16 @@ def test_crds_are_the_repository_crds_not_a_copy(offline_helm: Helm, tmp_path: P
         assert "modelserve/crds/README.md" not in tar.getnames()
 
 
-def _rules(path: Path) -> Any:
-    (role,) = [doc for doc in yaml.safe_load_all(path.read_text()) if doc["kind"] == "ClusterRole"]
-    return role["rules"]
+def _rules(path: Path, kind: str = "ClusterRole") -> Any:
+    """The rules of the manifest's ClusterRole, or those of its Roles (the same in each
+    namespace where ModelServes live; none: [])."""
+    roles = [doc for doc in yaml.safe_load_all(path.read_text()) if doc["kind"] == kind]
+    if kind == "ClusterRole":
+        (role,) = roles
+        return role["rules"]
+    assert all(role["rules"] == roles[0]["rules"] for role in roles)
+    assert {role["metadata"]["namespace"] for role in roles} <= set(SERVER_NAMESPACES)
+    return roles[0]["rules"] if roles else []
 
 
 @pytest.mark.parametrize("component", sorted(RBAC_FILES))
@@ -124,10 +133,31 @@ def test_rbac_rules_are_those_of_the_deploy_files(
     rendered: list[dict[str, Any]], component: str
 ) -> None:
     name = f"{RELEASE}-{component}"
+    subjects = [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
     assert find(rendered, "ClusterRole", name)["rules"] == _rules(RBAC_FILES[component])
     binding = find(rendered, "ClusterRoleBinding", name)
     assert binding["roleRef"]["name"] == name
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
+    assert binding["subjects"] == subjects
+    namespaced = _rules(RBAC_FILES[component], "Role")
+    roles = {
+        obj["metadata"]["namespace"]: obj
+        for obj in rendered
+        if obj["kind"] == "Role" and obj["metadata"]["name"] == name
+    }
+    assert sorted(roles) == (sorted(SERVER_NAMESPACES) if namespaced else [])
+    for namespace, role in roles.items():
+        assert role["rules"] == namespaced
+        binding = find(
+            [obj for obj in rendered if obj["metadata"].get("namespace") == namespace],
+            "RoleBinding",
+            name,
+        )
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": name,
+        }
+        assert binding["subjects"] == subjects
     assert _deployment(rendered, component)["spec"]["template"]["spec"]["serviceAccountName"] == (
         name
     )
@@ -239,8 +269,17 @@ def test_each_service_accepts_the_settings_it_is_given(
     assert "MODELSERVE_DEVELOPMENT" not in env and "JWT_DEVELOPMENT" not in env
     if component != "operator":
         assert settings.host == "0.0.0.0"
-        secret = settings.tokens.secret.get_secret_value()
-        assert len(secret) >= 32 and secret != DEVELOPMENT_SECRET
+        # RS256: the gateway signs with its key file, the others verify with its key set.
+        tokens = settings.tokens
+        assert tokens.algorithm == "RS256" and "JWT_SECRET" not in env
+        if component == "gateway":
+            assert str(tokens.private_key_file) == "/etc/modelserve/jwt/private-key.pem"
+            assert tokens.jwks_url is None
+        else:
+            assert tokens.private_key_file is None
+            assert tokens.jwks_url == (
+                f"http://{RELEASE}-gateway.{NAMESPACE}.svc:8200/.well-known/jwks.json"
+            )
         database = settings.database_url.get_secret_value()
         if values:
             assert database == external["my-database"]["dsn"]
@@ -283,15 +322,24 @@ def test_each_service_accepts_the_settings_it_is_given(
             assert (settings.upstream_endpoint, settings.upstream_access_key) == store
 
 
-def test_services_share_one_signing_secret_and_the_servers_stores_keys(
-    rendered: list[dict[str, Any]],
+def test_with_hs256_the_services_share_one_signing_secret(
+    offline_helm: Helm, clean_environment: pytest.MonkeyPatch
 ) -> None:
-    secrets = _secrets(rendered)
-    auth = secrets[f"{RELEASE}-auth"]
+    objects = offline_helm.template(RELEASE, NAMESPACE, {"auth": {"algorithm": "HS256"}})
+    auth = _secrets(objects)[f"{RELEASE}-auth"]
     assert len(auth["jwt-secret"]) >= 32
     for component in ("gateway", "contract", "download"):
-        env = _environment(rendered, component, {})
+        env = _environment(objects, component, {})
         assert env["JWT_SECRET"] == auth["jwt-secret"]
+        assert env["JWT_ALGORITHM"] == "HS256"
+        assert "JWT_PRIVATE_KEY_FILE" not in env and "JWT_JWKS_URL" not in env
+        for name, value in env.items():
+            clean_environment.setenv(name, value)
+        secret = SETTINGS[component]().tokens.secret.get_secret_value()  # type: ignore[attr-defined]
+        assert secret == auth["jwt-secret"] and secret != DEVELOPMENT_SECRET
+
+
+def test_the_stores_buckets_exist_before_minio_starts(rendered: list[dict[str, Any]]) -> None:
     minio = find(rendered, "StatefulSet", f"{RELEASE}-minio")["spec"]["template"]["spec"]
     (init,) = minio["initContainers"]
     assert init["command"] == ["mkdir", "-p", "/data/inference-models", "/data/llm-models"]
@@ -302,18 +350,26 @@ def test_external_stores_replace_the_in_chart_ones(offline_helm: Helm) -> None:
     assert not [obj for obj in objects if obj["kind"] == "StatefulSet"]
     assert set(_secrets(objects)) == {
         f"{RELEASE}-auth",
+        f"{RELEASE}-jwt-key",
         f"{RELEASE}-upstream",
         f"{RELEASE}-contract-webhook",
     }
-    policies = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "NetworkPolicy"}
-    assert policies == {f"{RELEASE}-{component}" for component in COMPONENTS}
+    policies = {
+        obj["metadata"]["name"]
+        for obj in objects
+        if obj["kind"] == "NetworkPolicy" and obj["metadata"]["namespace"] == NAMESPACE
+    }
+    assert policies == {f"{RELEASE}-{component}" for component in COMPONENTS} | {
+        f"{RELEASE}-model-servers"
+    }
 
 
 def test_no_fixed_passwords_two_renders_generate_different_ones(offline_helm: Helm) -> None:
     first = _secrets(offline_helm.template(RELEASE, NAMESPACE))
     second = _secrets(offline_helm.template(RELEASE, NAMESPACE))
     for name, keys in (
-        (f"{RELEASE}-auth", ("jwt-secret", "admin-password", "metrics-token")),
+        (f"{RELEASE}-auth", ("admin-password", "metrics-token")),
+        (f"{RELEASE}-jwt-key", ("private-key.pem",)),
         (f"{RELEASE}-postgresql", ("password",)),
         (f"{RELEASE}-minio", ("access-key", "secret-key")),
         (f"{RELEASE}-contract-webhook", ("tls.key",)),
@@ -442,8 +498,16 @@ def test_component_switches_leave_the_others_alone(offline_helm: Helm) -> None:
 def test_the_api_server_accepts_every_rendered_object(
     cluster_helm: Helm, crds: KubeCluster, namespace: str
 ) -> None:
+    # The server namespaces must exist for their Roles (the chart makes them on install;
+    # a dry run makes nothing): the test's own namespace.
     manifest = cluster_helm(
-        "template", f"modelserve-{namespace}", str(CHART), "--namespace", namespace
+        "template",
+        f"modelserve-{namespace}",
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--set",
+        "serverNamespaces={}",
     )
     out = crds.kubectl("apply", "--dry-run=server", stdin=manifest)
     kinds = {line.split("/")[0] for line in out.splitlines()}
@@ -453,6 +517,8 @@ def test_the_api_server_accepts_every_rendered_object(
         "validatingwebhookconfiguration.admissionregistration.k8s.io",
         "ingressroute.traefik.io",
         "networkpolicy.networking.k8s.io",
+        "role.rbac.authorization.k8s.io",
+        "rolebinding.rbac.authorization.k8s.io",
         "pod",
     } <= kinds
 

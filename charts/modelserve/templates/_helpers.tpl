@@ -152,20 +152,61 @@ some of them to pods in other namespaces. */}}
 {{ toYaml .Values.containerSecurityContext }}
 {{- end }}
 
-{{/* JWT_* settings, the same in every service: (list . ) */}}
-{{- define "modelserve.jwtConfig" -}}
-JWT_ALGORITHM: HS256
-JWT_ISSUER: {{ .Values.auth.issuer | quote }}
-JWT_AUDIENCE: {{ .Values.auth.audience | quote }}
-JWT_EXPIRY_HOURS: {{ .Values.auth.expiryHours | quote }}
+{{/* --- Tokens -------------------------------------------------------------------- */}}
+
+{{- define "modelserve.rs256" -}}
+{{- if eq .Values.auth.algorithm "RS256" }}true{{ end }}
 {{- end }}
 
+{{/* The Secret holding the RS256 private key, which only the gateway's pods mount. */}}
+{{- define "modelserve.jwtKeySecret" -}}
+{{- .Values.auth.privateKey.existingSecret | default (include "modelserve.component" (list . "jwt-key")) }}
+{{- end }}
+
+{{- define "modelserve.jwtKeySecretKey" -}}
+{{- if .Values.auth.privateKey.existingSecret }}{{ .Values.auth.privateKey.existingSecretKey }}{{ else }}private-key.pem{{ end }}
+{{- end }}
+
+{{- define "modelserve.jwtKeyFolder" -}}/etc/modelserve/jwt{{- end }}
+
+{{/* JWT_* settings of a service, as a dict: (list . "gateway"). The gateway signs: with
+RS256 its private key file, with HS256 the shared secret (from jwtSecretEnv). The others
+only verify: with RS256 against the key set the gateway publishes. */}}
+{{- define "modelserve.jwtConfig" -}}
+{{- $root := index . 0 }}
+{{- $config := dict
+  "JWT_ALGORITHM" $root.Values.auth.algorithm
+  "JWT_ISSUER" $root.Values.auth.issuer
+  "JWT_AUDIENCE" $root.Values.auth.audience
+  "JWT_EXPIRY_MINUTES" $root.Values.auth.expiryMinutes
+  "JWT_REVOCATION_SECONDS" $root.Values.auth.revocationSeconds
+  "JWT_REVOCATION_MAX_STALE_SECONDS" $root.Values.auth.revocationMaxStaleSeconds
+  "JWT_API_KEY_CACHE_SECONDS" $root.Values.auth.apiKeyCacheSeconds
+  "JWT_API_KEY_NEGATIVE_CACHE_SECONDS" $root.Values.auth.apiKeyNegativeCacheSeconds
+}}
+{{- if ne (index . 1) "gateway" }}
+{{- /* API keys and revocations: the gateway knows them, the others ask it. */}}
+{{- $_ := set $config "JWT_GATEWAY_URL" (include "modelserve.url" (list $root "gateway" 8200)) }}
+{{- end }}
+{{- if include "modelserve.rs256" $root }}
+{{- if eq (index . 1) "gateway" }}
+{{- $_ := set $config "JWT_PRIVATE_KEY_FILE" (printf "%s/private-key.pem" (include "modelserve.jwtKeyFolder" $root)) }}
+{{- else }}
+{{- $_ := set $config "JWT_JWKS_URL" (printf "%s/.well-known/jwks.json" (include "modelserve.url" (list $root "gateway" 8200))) }}
+{{- end }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* The HS256 secret as an environment variable; nothing with RS256. */}}
 {{- define "modelserve.jwtSecretEnv" -}}
+{{- if not (include "modelserve.rs256" .) }}
 - name: JWT_SECRET
   valueFrom:
     secretKeyRef:
       name: {{ include "modelserve.authSecret" . }}
       key: jwt-secret
+{{- end }}
 {{- end }}
 
 {{/* Placement and the rest of a pod spec, from a component's values: (list . $values) */}}
@@ -209,26 +250,49 @@ imagePullSecrets:
 {{- end }}
 
 {{/*
-The ClusterRole rules of a component, read from the RBAC manifest that the test bed also
-applies (files/rbac/<component>.yaml links to <component>/deploy/rbac.yaml): one source.
+The rules of a component, read from the RBAC manifest that the test bed also applies
+(files/rbac/<component>.yaml links to <component>/deploy/rbac.yaml): one source.
+(list . "gateway" "ClusterRole") gives its ClusterRole's rules, which are granted in every
+namespace; (list . "gateway" "Role") the rules of its Roles (the same in each namespace
+where ModelServes live), granted in each of serverNamespaces, or "" when it has none.
 */}}
 {{- define "modelserve.rbacRules" -}}
 {{- $root := index . 0 }}
+{{- $kind := index . 2 }}
 {{- $file := printf "files/rbac/%s.yaml" (index . 1) }}
 {{- $rules := list }}
+{{- $found := false }}
 {{- range regexSplit "(?m)^---\\s*$" ($root.Files.Get $file) -1 }}
 {{- $doc := fromYaml . }}
-{{- if eq (get $doc "kind") "ClusterRole" }}
+{{- if eq (get $doc "kind") $kind }}
+{{- if and $found (ne (toYaml (get $doc "rules")) (toYaml $rules)) }}
+{{- fail (printf "the %ss of %s differ: each namespace gets the same rules" $kind $file) }}
+{{- end }}
 {{- $rules = get $doc "rules" }}
+{{- $found = true }}
 {{- end }}
 {{- end }}
-{{- if not $rules }}
+{{- if and (eq $kind "ClusterRole") (not $rules) }}
 {{- fail (printf "%s holds no ClusterRole rules" $file) }}
 {{- end }}
+{{- if $rules }}
 {{- toYaml $rules }}
 {{- end }}
+{{- end }}
 
-{{/* ServiceAccount, ClusterRole and binding of a component: (list . "gateway") */}}
+{{/* The namespaces where ModelServes live: serverNamespaces and the release's own, once
+each, comma-separated (OPERATOR_NAMESPACES, GATEWAY_WATCH_NAMESPACES). */}}
+{{- define "modelserve.serverNamespaces" -}}
+{{- $names := list }}
+{{- range .Values.serverNamespaces }}
+{{- $names = append $names . }}
+{{- end }}
+{{- $names = append $names .Release.Namespace }}
+{{- uniq $names | join "," }}
+{{- end }}
+
+{{/* ServiceAccount's ClusterRole and binding of a component, and its Role and binding in
+each namespace where ModelServes live when its manifest has Roles: (list . "gateway") */}}
 {{- define "modelserve.rbac" -}}
 {{- $root := index . 0 }}
 {{- $component := index . 1 }}
@@ -240,7 +304,7 @@ metadata:
   labels:
     {{- include "modelserve.componentLabels" (list $root $component) | nindent 4 }}
 rules:
-  {{- include "modelserve.rbacRules" (list $root $component) | nindent 2 }}
+  {{- include "modelserve.rbacRules" (list $root $component "ClusterRole") | nindent 2 }}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -256,6 +320,37 @@ subjects:
   - kind: ServiceAccount
     name: {{ $name }}
     namespace: {{ $root.Release.Namespace }}
+{{- $namespaced := include "modelserve.rbacRules" (list $root $component "Role") }}
+{{- if $namespaced }}
+{{- range splitList "," (include "modelserve.serverNamespaces" $root) }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ $name }}
+  namespace: {{ . }}
+  labels:
+    {{- include "modelserve.componentLabels" (list $root $component) | nindent 4 }}
+rules:
+  {{- $namespaced | nindent 2 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ $name }}
+  namespace: {{ . }}
+  labels:
+    {{- include "modelserve.componentLabels" (list $root $component) | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ $name }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ $name }}
+    namespace: {{ $root.Release.Namespace }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "modelserve.serviceAccount" -}}
@@ -317,3 +412,7 @@ livenessProbe:
   timeoutSeconds: 5
   failureThreshold: 3
 {{- end }}
+
+{{/* The ports model servers listen on: the operator sets them, their NetworkPolicy opens them. */}}
+{{- define "modelserve.vllmPort" -}}8000{{- end }}
+{{- define "modelserve.llamacppPort" -}}8080{{- end }}

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
+import yaml
+
 from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, VERSION
 from modelserve.testbed.cache import repo_root
 from modelserve.testbed.kube import WEBHOOK_CLIENT_NAME, KubeCluster
@@ -18,7 +20,7 @@ from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import ManagedProcess, free_port
 from modelserve.testbed.traefik import traefik_crds
 
-OPERATOR_NAMESPACE = "modelserve-system"
+OPERATOR_NAMESPACE = "modelserve"
 CONTRACT_NAMESPACE = "modelserve"
 GATEWAY_NAMESPACE = "modelserve"
 
@@ -83,11 +85,47 @@ def serve_external(cluster: KubeCluster, server: dict[str, Any], timeout: float 
     wait_for(ready, timeout=timeout, what=f"ModelServe {namespace}/{name} to become Ready")
 
 
+def testbed_rbac(documents: list[dict[str, Any]], account: str) -> list[dict[str, Any]]:
+    """A deploy RBAC manifest as the test bed applies it. Its Roles grant what a component
+    needs in each namespace where ModelServes live (Secrets); here every test makes a
+    namespace of its own and the operator and gateway watch them all, so those rules are
+    granted in every namespace instead (a ClusterRole `<account>-testbed`). The namespaced
+    grant itself is checked against the API server by tests/chart."""
+    kept = [doc for doc in documents if doc["kind"] not in ("Role", "RoleBinding")]
+    rules: list[Any] = []
+    for doc in documents:
+        if doc["kind"] == "Role":
+            rules += [rule for rule in doc["rules"] if rule not in rules]
+    if not rules:
+        return kept
+    name = f"{account}-testbed"
+    namespace = next(d for d in documents if d["kind"] == "ServiceAccount")["metadata"]
+    subject = {"kind": "ServiceAccount", "name": account, "namespace": namespace["namespace"]}
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}
+    return [
+        *kept,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": role_ref,
+            "subjects": [subject],
+        },
+    ]
+
+
 def _account_kubeconfig(cluster: KubeCluster, namespace: str, rbac: Path, account: str) -> Path:
     """Credentials of a service account, with the RBAC manifest that binds it applied."""
     if not cluster.kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name"):
         cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("apply", "-f", str(rbac))
+    documents = [doc for doc in yaml.safe_load_all(rbac.read_text()) if doc]
+    cluster.kubectl("apply", stdin=yaml.safe_dump_all(testbed_rbac(documents, account)))
     return cluster.service_account_kubeconfig(namespace, account)
 
 
