@@ -53,7 +53,10 @@ def test_a_gateway_without_a_cluster_serves_no_model_and_guards_its_metrics(
     headers = {"Authorization": f"Bearer {signer.sign('alice')}"}
     with httpx.Client(base_url=gateway.url, headers=headers) as http:
         assert http.get("/v1/models").json() == {"object": "list", "data": []}
-        missing = http.post("/v1/chat/completions", json={"model": "qwen", "messages": []})
+        missing = http.post(
+            "/v1/chat/completions",
+            json={"model": "qwen", "messages": [{"role": "user", "content": "Hi"}]},
+        )
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "model_not_found"
 

@@ -82,9 +82,13 @@ def body(
     return {"metadata": metadata, "spec": spec, "status": status}
 
 
+PLATFORM = "modelserve"
+
+
 def loaded() -> RouteTable:
-    """A table that discovery has filled (with nothing, so far)."""
-    table = RouteTable()
+    """A table that discovery has filled (with nothing, so far); the platform's servers
+    are in `modelserve`."""
+    table = RouteTable(platform_namespaces=[PLATFORM])
     table.synced = True
     return table
 
@@ -313,3 +317,85 @@ def test_endpoints_of_a_server() -> None:
     (endpoint,) = table.endpoints_of(in_cluster)
     assert table.choose(in_cluster) == endpoint
     assert table.choose(in_cluster, exclude=[endpoint.url]) is None
+
+
+# --- Nobody captures another's traffic: tiers of servers of one served name ---------------
+
+DORA = claims("dora")  # in no team, owns nothing: platform servers only
+
+
+def served_by(table: RouteTable, model: str, who: Claims, times: int = 6) -> set[str]:
+    """The servers (namespace/name) that `times` lookups of `model` by `who` went to."""
+    found = set()
+    for _ in range(times):
+        target = table.lookup(model, who)
+        assert isinstance(target, Target), target
+        found.add(f"{target.namespace}/{target.name}")
+    return found
+
+
+def test_a_team_mates_server_of_the_same_name_never_takes_my_traffic() -> None:
+    """carol (team nlp) serves `qwen-7b` for the team too: alice's requests stay on
+    alice's own server, carol's on carol's; a team member without one shares both."""
+    table = loaded()
+    add(table, body("alice-qwen"))
+    add(table, body("carol-qwen", namespace="team-c", owner="carol"))
+    assert served_by(table, "qwen-7b", ALICE) == {"team-a/alice-qwen"}
+    assert served_by(table, "qwen-7b", CAROL) == {"team-c/carol-qwen"}
+    dave = claims("dave", teams=("nlp",))
+    assert served_by(table, "qwen-7b", dave) == {"team-a/alice-qwen", "team-c/carol-qwen"}
+
+
+def test_a_users_server_never_replaces_a_platform_one() -> None:
+    """bob serves `llama` under the platform model's name: only bob's requests reach it."""
+    table = loaded()
+    add(table, body("llama", namespace=PLATFORM, served="llama", owner="root", team=None))
+    add(table, body("bobs-llama", namespace="team-b", served="llama", owner="bob", team=None))
+    for who in (ALICE, DORA, ADMIN, SERVICE):
+        assert served_by(table, "llama", who) == {f"{PLATFORM}/llama"}, who.sub
+    assert served_by(table, "llama", BOB) == {"team-b/bobs-llama"}
+    assert [t.namespace for t in table.models(DORA)] == [PLATFORM]
+    assert [t.namespace for t in table.models(BOB)] == ["team-b"]
+
+
+def test_platform_servers_are_for_everyone_others_without_owner_for_admins() -> None:
+    table = loaded()
+    platform = add(table, body("shared", namespace=PLATFORM, owner=None, team=None))
+    elsewhere = add(table, body("kubectl", namespace="ops", served="ops", owner=None, team=None))
+    stored = table.server(platform.server_id)  # the table marks where it is
+    assert stored is not None and stored.platform and stored.may_use(DORA)
+    assert not elsewhere.may_use(DORA)
+    assert table.lookup("ops", DORA) == Unknown("ops")
+    assert served_by(table, "ops", ADMIN) == {"ops/kubectl"}
+
+
+def test_a_nearer_tier_that_is_not_ready_does_not_fall_through() -> None:
+    """alice's own server is down: her requests wait for it (503), never go to another's."""
+    table = loaded()
+    add(table, body("alice-qwen", phase="Failed"), ready=False)
+    add(table, body("llama", namespace=PLATFORM, owner="root", team=None))
+    found = table.lookup("qwen-7b", ALICE)
+    assert isinstance(found, NotReady)
+    assert "team-a/alice-qwen" in found.message
+
+
+def test_admins_and_services_prefer_platform_servers_to_other_users() -> None:
+    table = loaded()
+    add(table, body("llama", namespace=PLATFORM, owner="root", team=None, served="llama"))
+    add(table, body("bob", namespace="team-b", served="llama", owner="bob", team=None))
+    add(table, body("carl", namespace="team-b", served="only-carl", owner="carl", team=None))
+    for who in (ADMIN, SERVICE):
+        assert served_by(table, "llama", who) == {f"{PLATFORM}/llama"}
+        assert served_by(table, "only-carl", who) == {"team-b/carl"}
+
+
+def test_the_gateways_own_lookups_see_platform_servers_only() -> None:
+    """A reward model named by a ModelServe: bob's server of that name is never used."""
+    table = loaded()
+    add(table, body("bobs-prm", namespace="team-b", served="prm", owner="bob", team=None))
+    assert table.find("prm") == Unknown("prm")
+    add(table, body("prm", namespace=PLATFORM, served="prm", owner=None, team=None))
+    for _ in range(4):
+        found = table.find("prm")
+        assert isinstance(found, Target)
+        assert (found.namespace, found.name) == (PLATFORM, "prm")

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from modelserve.common.errors import error_body
@@ -45,6 +46,19 @@ _TYPES = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error shape, for the OpenAPI schema."""
+
+    error: ErrorDetail
 
 
 class OpenAIError(HTTPException):
@@ -82,6 +96,17 @@ def model_not_found(model: str) -> OpenAIError:
 
 def error_type(status: int) -> str:
     return _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses` of a route under /v1: its errors, in OpenAI's shape."""
+    return {status: {"model": ErrorBody, "description": error_type(status)} for status in statuses}
+
+
+# What every OpenAI route may answer besides its success (FastAPI's 422 is a 400 here).
+OPENAI_ERRORS = error_responses(400, 401, 403, 404, 429, 503)
+# ... and what a proxied one adds: a body too large, a model server that failed or is slow.
+PROXIED_ERRORS = error_responses(400, 401, 403, 404, 413, 429, 502, 503, 504)
 
 
 def openai_body(

@@ -18,7 +18,10 @@ one when a connection is refused) while the gateway's server sends the answer:
 - a client that goes away cancels the exchange, which closes the upstream connection:
   the model server stops generating for nobody;
 - failures of the model server become OpenAI-shaped 502 (unreachable, 5xx) or 504
-  (timeout); its own 4xx answers (a prompt too long, ...) pass through unchanged.
+  (timeout), 503 and 504 answers keep their status (and Retry-After): the client gets a
+  message that names the server and its status, never the server's body (a traceback,
+  file paths), which goes to the gateway's log; its own 4xx answers (a prompt too long,
+  ...) pass through unchanged.
 """
 
 from __future__ import annotations
@@ -274,7 +277,7 @@ class ProxyResponse(ExchangeResponse):
                 return
             completed = False
             try:
-                if answer.status >= 500 and answer.status not in (503, 504):
+                if answer.status >= 500:
                     completed = await self._fail_status(send, answer)
                 elif exchange.stream and answer.content_type == "text/event-stream":
                     completed = await self._relay_stream(send, answer)
@@ -334,25 +337,39 @@ class ProxyResponse(ExchangeResponse):
         return True
 
     async def _fail_status(self, send: Send, answer: UpstreamResponse) -> bool:
-        """A 5xx of the model server (other than 503/504, which pass with their hints),
-        with what it said; True when its answer was read to the end."""
+        """A 5xx of the model server: what it said goes to the log, never to the client
+        (a traceback, file paths); True when its answer was read to the end."""
         try:
-            text, read = (await answer.read())[:500].decode(errors="replace"), True
+            text, read = (await answer.read())[:2000].decode(errors="replace"), True
         except UpstreamError:
             text, read = "", False
-        message = f"the model server answered {answer.status}"
-        error = UpstreamError(f"{message}: {text}" if text else message)
+        target = self._exchange.target
+        error = UpstreamError(
+            f"the model server {target.namespace}/{target.name} failed on this request "
+            f"(it answered {answer.status})",
+            f"{answer.status}: {text}" if text else str(answer.status),
+        )
         error.kind = "status"
-        await self._fail(send, error, "upstream_error")
+        # 503 (overloaded, starting) and 504 keep their status and Retry-After: clients
+        # retry those; any other 5xx is the gateway's bad gateway.
+        if answer.status in (503, 504):
+            error.status = answer.status
+        headers: dict[str, str] = {}
+        for name, value in answer.headers:
+            if name.lower() == b"retry-after" and error.status == 503:
+                headers["Retry-After"] = value.decode("latin-1")
+        await self._fail(send, error, "upstream_error", headers)
         return read
 
-    async def _fail(self, send: Send, error: UpstreamError, code: str) -> None:
+    async def _fail(
+        self, send: Send, error: UpstreamError, code: str, headers: dict[str, str] | None = None
+    ) -> None:
         self._report(error)
         self._exchange.status = error.status
         if error.status == 504:
             code = "upstream_timeout"
         body = openai_body(str(error), type=error_type(error.status), code=code)
-        await send_json(send, error.status, body)
+        await send_json(send, error.status, body, headers)
 
     def _report(self, error: UpstreamError) -> None:
         """A failure of the model server, into the log and the metrics."""

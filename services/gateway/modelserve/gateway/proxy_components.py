@@ -9,6 +9,7 @@ import contextlib
 
 from kubernetes import client as k8s
 
+from modelserve.common.settings import split
 from modelserve.common.tokens import TokenSigner
 from modelserve.gateway.accounting import Accounting, ServiceToken, usage_sender
 from modelserve.gateway.discovery import Discovery
@@ -33,12 +34,15 @@ async def open_proxy(
     stack: contextlib.AsyncExitStack,
 ) -> Proxy:
     metrics = GatewayMetrics()
-    table = RouteTable()
+    platform = split(settings.platform_namespaces)
+    table = RouteTable(platform)
     if kube is not None:
+        namespaces = served_namespaces(settings.watch_namespaces, settings.namespace)
         discovery = Discovery(
             kube,
             table,
-            namespaces=served_namespaces(settings.watch_namespaces, settings.namespace),
+            # The platform's servers are routed to wherever the gateway serves.
+            namespaces=None if namespaces is None else sorted({*namespaces, *platform}),
             resync_seconds=settings.discovery_resync_seconds,
         )
         await discovery.start()

@@ -1,8 +1,9 @@
 """What a request to the OpenAI proxy is, before anything is sent: its operation, its
 body read and checked, and its target found (by `model`, or by a server's id).
 
-Every failure here is an `OpenAIError` for the client: 400 for a malformed body, 413 for
-one too large, 404/403/503 for a target that is unknown, not the caller's or not ready.
+Every failure here is an `OpenAIError` for the client: 400 for a malformed body (not
+JSON, not an object, or not of the operation's shape: `openai_requests`), 413 for one
+too large, 404/403/503 for a target that is unknown, not the caller's or not ready.
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ from fastapi import Request
 
 from modelserve.common.tokens import Claims
 from modelserve.gateway.openai_errors import OpenAIError, model_not_found
+from modelserve.gateway.openai_requests import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    Shape,
+    ShapeError,
+    check_shape,
+)
 from modelserve.gateway.routing import Lookup, RouteTable, Target, Unknown
 
 # A server's own paths start with its id; metrics label them with this template.
@@ -27,7 +36,7 @@ class Operation:
 
     route: str  # the gateway's route, as metrics label it
     path: str  # appended to the endpoint's OpenAI base URL (…/v1)
-    required: tuple[str, ...]  # fields besides `model`
+    shape: Shape  # what its body must be (besides `model`)
     streams: bool = True
     scalable: bool = False  # inference-time scaling applies (chat completions)
 
@@ -36,9 +45,9 @@ class Operation:
         return dataclasses.replace(self, route=SERVER_PREFIX + self.route)
 
 
-CHAT = Operation("/v1/chat/completions", "/chat/completions", ("messages",), scalable=True)
-COMPLETIONS = Operation("/v1/completions", "/completions", ("prompt",))
-EMBEDDINGS = Operation("/v1/embeddings", "/embeddings", ("input",), streams=False)
+CHAT = Operation("/v1/chat/completions", "/chat/completions", ChatRequest, scalable=True)
+COMPLETIONS = Operation("/v1/completions", "/completions", CompletionRequest)
+EMBEDDINGS = Operation("/v1/embeddings", "/embeddings", EmbeddingRequest, streams=False)
 
 
 def invalid(
@@ -65,12 +74,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_body(body: bytes, operation: Operation, *, model_required: bool = True) -> dict[str, Any]:
-    """The request as a JSON object with the fields `operation` needs, or a 400. Without
+    """The request as a JSON object of the operation's shape, or a 400. Without
     `model_required`, `model` may be absent (a server's own path fills it in)."""
     try:
-        payload = json.loads(body)
-    except ValueError:
+        # NaN and Infinity are Python's, not JSON's: no model server would read them.
+        payload = json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
         raise invalid("the request body is not valid JSON", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise invalid("the request body must be a JSON object", code="invalid_json")
@@ -79,15 +93,11 @@ def parse_body(body: bytes, operation: Operation, *, model_required: bool = True
         raise invalid(
             "you must provide a model parameter", param="model", code="missing_required_parameter"
         )
-    for field in operation.required:
-        if payload.get(field) is None:
-            raise invalid(
-                f"'{field}' is a required property", param=field, code="missing_required_parameter"
-            )
-    stream = payload.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise invalid("'stream' must be true or false", param="stream")
-    if stream and not operation.streams:
+    try:
+        check_shape(payload, operation.shape)
+    except ShapeError as error:
+        raise invalid(error.message, param=error.param, code=error.code) from None
+    if payload.get("stream") and not operation.streams:
         raise invalid(f"{operation.route} does not stream", param="stream")
     return payload
 

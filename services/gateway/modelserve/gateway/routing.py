@@ -10,16 +10,27 @@ A server takes requests when its ModelServe is Ready and it has a ready endpoint
 external server's URL, or a ready endpoint of a `vllm`/`llamacpp` server's Service.
 
 Who may use a server: its owner (label `llm.modelserve.io/owner`), the members of its
-team (`llm.modelserve.io/team`), admins and platform services. A server without an owner
-label was not made through the gateway (e.g. `kubectl apply` by an operator of the
+team (`llm.modelserve.io/team`), everyone for a platform server (one in a namespace of
+`GATEWAY_PLATFORM_NAMESPACES`, where only admins may serve), and admins and platform
+services for every server. A server without an owner label outside the platform
+namespaces was not made through the gateway (e.g. `kubectl apply` by an operator of the
 platform), so it is left to admins and services. A model the caller may not use does
 not exist for them: it answers as unknown, the way OpenAI's API does.
+
+A served name is not unique: anyone may serve a model under any name. So that nobody
+captures traffic meant for another's server, a name resolves in tiers (`Tier`): the
+caller's own servers, then their teams', then the platform's, then (admins and services
+only) every other server. Only the first tier with a server of that name is used, ready
+or not: requests balance over the servers of that tier alone, and a tier whose servers
+are all down answers "not ready" rather than falling through to the next. The gateway's
+own lookups (a reward model a ModelServe names, `find`) see platform servers only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +48,15 @@ from modelserve.gateway.endpoints import EndpointTable
 READY = "Ready"
 # Seconds a client is told to wait for a server that exists but does not serve yet.
 RETRY_AFTER_SECONDS = 5
+
+
+class Tier(enum.IntEnum):
+    """Which servers of a name a caller's request goes to: the lowest tier that has any."""
+
+    OWN = 0  # the caller's own servers
+    TEAM = 1  # servers of one of the caller's teams
+    PLATFORM = 2  # servers in a platform namespace
+    OTHER = 3  # anyone else's: admins and services only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,13 +83,23 @@ class Target:
     runtime: Runtime = Runtime.EXTERNAL
     # Inference-time scaling defaults for requests to this model (spec.scaling).
     scaling: Scaling = dataclasses.field(default_factory=Scaling)
+    # In a platform namespace (set by the route table, from its settings).
+    platform: bool = False
 
     def may_use(self, claims: Claims) -> bool:
-        if claims.is_admin or claims.is_service:
-            return True
+        return self.tier(claims) is not None
+
+    def tier(self, claims: Claims) -> Tier | None:
+        """How close the server is to the caller; None: they may not use it."""
         if self.owner is not None and claims.sub == self.owner:
-            return True
-        return self.team is not None and self.team in claims.teams
+            return Tier.OWN
+        if self.team is not None and self.team in claims.teams:
+            return Tier.TEAM
+        if self.platform:
+            return Tier.PLATFORM
+        if claims.is_admin or claims.is_service:
+            return Tier.OTHER
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,9 +186,13 @@ def least_loaded(candidates: Sequence[Target], load: Mapping[str, int], turn: in
 
 class RouteTable:
     """Every known server by id, and by served name; the endpoints of their Services, and
-    the requests in flight on each endpoint (`endpoints`)."""
+    the requests in flight on each endpoint (`endpoints`).
 
-    def __init__(self) -> None:
+    `platform_namespaces`: where the platform's own servers are (everyone may use them;
+    the gateway resolves reward models among them alone)."""
+
+    def __init__(self, platform_namespaces: Collection[str] = ()) -> None:
+        self._platform = frozenset(platform_namespaces)
         self._servers: dict[str, Target] = {}
         self._by_name: dict[str, list[Target]] = {}
         self._turn = 0
@@ -172,7 +206,15 @@ class RouteTable:
 
     # --- Kept current by discovery ---------------------------------------------------
 
+    def _placed(self, target: Target) -> Target:
+        """`target`, marked as a platform server when it is in a platform namespace."""
+        platform = target.namespace in self._platform
+        if target.platform is platform:
+            return target
+        return dataclasses.replace(target, platform=platform)
+
     def upsert(self, target: Target) -> None:
+        target = self._placed(target)
         if self._servers.get(target.server_id) != target:
             self._servers[target.server_id] = target
             self._index()
@@ -188,7 +230,8 @@ class RouteTable:
             for key, target in self._servers.items()
             if namespace is not None and target.namespace != namespace
         }
-        self._servers = {**kept, **{target.server_id: target for target in targets}}
+        placed = (self._placed(target) for target in targets)
+        self._servers = {**kept, **{target.server_id: target for target in placed}}
         self._index()
 
     def _index(self) -> None:
@@ -203,13 +246,24 @@ class RouteTable:
         return self._servers.get(server_id)
 
     def lookup(self, model: str, claims: Claims) -> Lookup:
-        """The target for the caller of `claims`: servers they may not use are unknown."""
-        return self._pick(model, [t for t in self._by_name.get(model, ()) if t.may_use(claims)])
+        """The target for the caller of `claims`, among the servers of `model` in the
+        first tier that has any (servers they may not use are unknown)."""
+        return self._pick(model, self._nearest(model, claims))
 
     def find(self, model: str) -> Lookup:
-        """The target among all servers of `model`, for the gateway's own calls (a reward
-        model that the owner of the scaled model chose)."""
-        return self._pick(model, list(self._by_name.get(model, ())))
+        """The target among the platform's servers of `model`, for the gateway's own
+        calls (a reward model that a ModelServe names): never a tenant's server, which
+        anyone may give any name."""
+        return self._pick(model, [t for t in self._by_name.get(model, ()) if t.platform])
+
+    def _nearest(self, model: str, claims: Claims) -> list[Target]:
+        """The servers of `model` in the caller's first tier that has any."""
+        tiers: dict[Tier, list[Target]] = {}
+        for target in self._by_name.get(model, ()):
+            tier = target.tier(claims)
+            if tier is not None:
+                tiers.setdefault(tier, []).append(target)
+        return tiers[min(tiers)] if tiers else []
 
     def readiness(self, target: Target) -> Target | NotReady:
         """`target` when it takes requests, else why not (a server named by its id)."""
@@ -243,12 +297,13 @@ class RouteTable:
         return NotReady(model, f"the model {model!r} is not ready yet ({'; '.join(reasons)})")
 
     def models(self, claims: Claims) -> list[Target]:
-        """One target per served name the caller may use (the oldest server of each)."""
+        """One target per served name the caller may use: the oldest server of the tier
+        their requests go to."""
         found: dict[str, Target] = {}
-        for name, targets in self._by_name.items():
-            allowed = [t for t in targets if t.may_use(claims)]
-            if allowed:
-                found[name] = min(allowed, key=lambda t: t.created)
+        for name in self._by_name:
+            nearest = self._nearest(name, claims)
+            if nearest:
+                found[name] = min(nearest, key=lambda t: t.created)
         return [found[name] for name in sorted(found)]
 
     # --- Endpoints, for the dispatcher -----------------------------------------------

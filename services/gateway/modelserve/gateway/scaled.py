@@ -80,7 +80,9 @@ class UpstreamStatus(UpstreamError):
 
     def __init__(self, status: int, body: bytes) -> None:
         detail = body[:300].decode(errors="replace")
-        super().__init__(f"the model server answered {status}: {detail}", detail)
+        # A 5xx's body (a traceback, file paths) is for the log, never for the client.
+        shown = f": {detail}" if status < 500 else ""
+        super().__init__(f"the model server answered {status}{shown}", detail)
         self.status = status if status < 500 else 502
 
 

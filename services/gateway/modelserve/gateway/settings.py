@@ -59,6 +59,11 @@ class GatewaySettings(ServiceSettings):
     kubeconfig: Path | None = None
     # Watch ModelServes in every namespace (needs cluster-wide list/watch) or only these.
     watch_namespaces: str = "*"
+    # Namespaces of the platform's own servers (comma-separated; watched besides the
+    # above). Everyone may use a server there, after their own and their teams' servers
+    # of the same name; reward models resolve among these alone. Serving into them must be
+    # for admins only (the contract service's namespaces).
+    platform_namespaces: str = "modelserve"
     # The public base URL of the platform's ingress (Traefik), where each server answers
     # at /{server-id}/v1 (the seeds' http://localhost:8080). Unset: /status shows the path.
     ingress_url: str | None = None

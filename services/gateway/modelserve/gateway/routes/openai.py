@@ -4,17 +4,27 @@ own paths, `/{server_id}/v1/…`, are in `server_openai`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from modelserve.common.tokens import Claims
 from modelserve.gateway.auth import Caller
-from modelserve.gateway.deps import ProxyDep, RoutesDep
-from modelserve.gateway.openai_errors import model_not_found
+from modelserve.gateway.contracts import ContractClient
+from modelserve.gateway.deps import ContractsDep, ProxyDep, RoutesDep
+from modelserve.gateway.openai_errors import OPENAI_ERRORS, PROXIED_ERRORS, model_not_found
+from modelserve.gateway.openai_requests import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    request_body,
+)
 from modelserve.gateway.proxy_requests import CHAT, COMPLETIONS, EMBEDDINGS
-from modelserve.gateway.routing import Target
+from modelserve.gateway.routing import RouteTable, Target
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
 
 
 def model_object(target: Target) -> dict[str, Any]:
@@ -26,32 +36,57 @@ def model_object(target: Target) -> dict[str, Any]:
     }
 
 
+def allowed_name(name: str, allowlists: Sequence[Sequence[str]]) -> bool:
+    """Whether every allowlist has a pattern that matches the served name (as the
+    contract service matches a request's model)."""
+    return all(any(fnmatchcase(name, p) for p in patterns) for patterns in allowlists)
+
+
+async def usable_targets(
+    claims: Claims, routes: RouteTable, contracts: ContractClient | None
+) -> list[Target]:
+    """One target per model the caller may use: servers they may use (`routing`) whose
+    served name their contract allows, as GET /models narrows the platform's records;
+    every served name for admins, or without a contract service."""
+    targets = routes.models(claims)
+    if contracts is None or claims.is_admin or not targets:
+        return targets
+    allowlists = await contracts.model_allowlists(claims)
+    return [target for target in targets if allowed_name(target.served_name, allowlists)]
+
+
 @router.get("/models")
-async def list_models(claims: Caller, routes: RoutesDep) -> dict[str, Any]:
+async def list_models(claims: Caller, routes: RoutesDep, contracts: ContractsDep) -> dict[str, Any]:
     """The models the caller may use, among the servers the gateway knows (ready or not:
     a request for one that is not ready yet answers 503 with a Retry-After)."""
-    return {"object": "list", "data": [model_object(target) for target in routes.models(claims)]}
+    targets = await usable_targets(claims, routes, contracts)
+    return {"object": "list", "data": [model_object(target) for target in targets]}
 
 
 # `:path`: served names may hold a slash (`meta-llama/Llama-3.1-8B-Instruct`).
 @router.get("/models/{model:path}")
-async def retrieve_model(model: str, claims: Caller, routes: RoutesDep) -> dict[str, Any]:
-    for target in routes.models(claims):
+async def retrieve_model(
+    model: str, claims: Caller, routes: RoutesDep, contracts: ContractsDep
+) -> dict[str, Any]:
+    """One model the caller may use; any other is unknown (404), as OpenAI answers."""
+    for target in await usable_targets(claims, routes, contracts):
         if target.served_name == model:
             return model_object(target)
     raise model_not_found(model)
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=PROXIED_ERRORS, openapi_extra=request_body(ChatRequest))
 async def chat_completions(request: Request, claims: Caller, proxy: ProxyDep) -> Response:
     return await proxy.forward(request, claims, CHAT)
 
 
-@router.post("/completions")
+@router.post(
+    "/completions", responses=PROXIED_ERRORS, openapi_extra=request_body(CompletionRequest)
+)
 async def completions(request: Request, claims: Caller, proxy: ProxyDep) -> Response:
     return await proxy.forward(request, claims, COMPLETIONS)
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", responses=PROXIED_ERRORS, openapi_extra=request_body(EmbeddingRequest))
 async def embeddings(request: Request, claims: Caller, proxy: ProxyDep) -> Response:
     return await proxy.forward(request, claims, EMBEDDINGS)

@@ -16,10 +16,23 @@ from fastapi import APIRouter, Request, Response
 
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.deps import ProxyDep, RoutesDep
+from modelserve.gateway.openai_errors import OPENAI_ERRORS, PROXIED_ERRORS
+from modelserve.gateway.openai_requests import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    Shape,
+    request_body,
+)
 from modelserve.gateway.proxy_requests import CHAT, COMPLETIONS, EMBEDDINGS, server_for
 from modelserve.gateway.routes.openai import model_object
 
-router = APIRouter(prefix="/{server_id:uuid}/v1", tags=["openai"])
+router = APIRouter(prefix="/{server_id:uuid}/v1", tags=["openai"], responses=OPENAI_ERRORS)
+
+
+def _body(shape: Shape) -> dict[str, Any]:
+    """The request body in OpenAPI: `model` may be left out (the server's is filled in)."""
+    return request_body(shape, model_required=False)
 
 
 @router.get("/models")
@@ -31,21 +44,21 @@ async def list_server_models(
     return {"object": "list", "data": [model_object(target)]}
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=PROXIED_ERRORS, openapi_extra=_body(ChatRequest))
 async def server_chat_completions(
     server_id: uuid.UUID, request: Request, claims: Caller, proxy: ProxyDep
 ) -> Response:
     return await proxy.forward_to_server(request, claims, CHAT, str(server_id))
 
 
-@router.post("/completions")
+@router.post("/completions", responses=PROXIED_ERRORS, openapi_extra=_body(CompletionRequest))
 async def server_completions(
     server_id: uuid.UUID, request: Request, claims: Caller, proxy: ProxyDep
 ) -> Response:
     return await proxy.forward_to_server(request, claims, COMPLETIONS, str(server_id))
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", responses=PROXIED_ERRORS, openapi_extra=_body(EmbeddingRequest))
 async def server_embeddings(
     server_id: uuid.UUID, request: Request, claims: Caller, proxy: ProxyDep
 ) -> Response:
