@@ -1,4 +1,5 @@
-"""Reading token usage from answers as they pass (pure functions, real answer shapes)."""
+"""Reading token usage from answers as they pass (pure functions, real answer shapes); the
+outbox's retry delays; what scaled requests reserve and count."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 
 import pytest
 
+from modelserve.gateway.scaled import CallMeter, reservation
+from modelserve.gateway.scaling.lm import Usage as LmUsage
 from modelserve.gateway.usage import StreamMeter, Usage, inject_usage, usage_from_body
+from modelserve.gateway.usage_outbox import retry_delay
 
 
 def chunk(content: str | None = None, *, usage: dict[str, int] | None = None) -> dict[str, Any]:
@@ -95,3 +99,25 @@ def test_usage_in_every_chunk_is_read_from_the_last() -> None:
     meter = StreamMeter(strip_usage=True)
     assert meter.feed(stream) == stream
     assert meter.reported() == Usage(4, 2)
+
+
+def test_retries_wait_twice_as_long_each_time_up_to_a_cap() -> None:
+    delays = [retry_delay(attempts, 1.0, 300.0, 0.0) for attempts in (1, 2, 3, 9, 10, 100_000)]
+    assert delays == [1.0, 2.0, 4.0, 256.0, 300.0, 300.0]
+    # The jitter takes at most a tenth off, never adds.
+    assert 0.9 * 16 <= retry_delay(5, 1.0, 300.0, 1.0) < 16
+
+
+def test_a_scaled_request_reserves_for_every_candidate() -> None:
+    assert reservation(None, 3, 512) == 1536
+    assert reservation(100, 3, 512) == 300
+    assert reservation(0, 4, 512) == 0
+
+
+def test_each_answered_call_counts_with_the_tokens_it_reports() -> None:
+    meter = CallMeter()
+    meter.count({"usage": {"prompt_tokens": 10, "completion_tokens": 5}})
+    meter.count({"usage": {"prompt_tokens": 7}})  # a pooling answer
+    meter.count({"choices": []})  # no usage: one call, no tokens
+    meter.count({"usage": {"prompt_tokens": -3, "completion_tokens": "many"}})
+    assert meter.used == LmUsage(calls=4, prompt_tokens=17, completion_tokens=5)

@@ -367,9 +367,9 @@ def test_usage_survives_a_contract_outage_and_a_killed_gateway(
 
         def retried() -> list[tuple[Any, ...]] | None:
             rows = outbox(gateway_database)
-            return rows if rows and rows[0][2] >= 3 else None
+            return rows if rows and rows[0][2] >= 5 else None
 
-        (row,) = wait_for(retried, timeout=60, what="ann's usage to be tried three times")
+        (row,) = wait_for(retried, timeout=60, what="ann's usage to be tried five times")
         usage_id, record = row[0], row[1]
         assert record["principal"]["subject"] == "ann"
         assert record["completion_tokens"] >= 1 + received
@@ -405,3 +405,34 @@ def test_usage_survives_a_contract_outage_and_a_killed_gateway(
         3 * PROMPT,
         3 * COMPLETION,
     )
+
+
+def test_the_outbox_loops_fail_loudly_and_come_back(
+    gateway: RunningService,
+    contract_service: RunningService,
+    gateway_database: str,
+    signer: TokenSigner,
+) -> None:
+    assert chat(gateway, signer, "dov", model="acct-words", max_tokens=8).status_code == 200
+    recorded(contract_service, signer, "dov", 1)
+    # The outbox goes away under the running gateway: its writer and sender both fail.
+    with psycopg.connect(gateway_database, autocommit=True) as conn:
+        conn.execute("ALTER TABLE usage_outbox RENAME TO usage_outbox_away")
+    try:
+        assert chat(gateway, signer, "dov", model="acct-words", max_tokens=8).status_code == 200
+
+        def logged() -> bool:
+            log = gateway.process.log_path.read_text(errors="replace")
+            return all(
+                f"usage-outbox-{loop} failed" in log and "UndefinedTable" in log
+                for loop in ("writer", "sender")
+            )
+
+        wait_for(logged, timeout=30, what="both loops' failures in the gateway's log")
+    finally:
+        with psycopg.connect(gateway_database, autocommit=True) as conn:
+            conn.execute("ALTER TABLE usage_outbox_away RENAME TO usage_outbox")
+    # Started again, they write and send what waited: nothing lost, the gateway alive.
+    usage = recorded(contract_service, signer, "dov", 2)
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (2 * PROMPT, 2 * COMPLETION)
+    assert gateway.process.running()

@@ -144,6 +144,6 @@ def usage_sender(url: str, http: UpstreamClient, token: ServiceToken) -> Send:
         try:
             return await http.post(usage_url, record, token.headers())
         except UpstreamError as error:
-            return 0, str(error).encode()
+            return 0, f"the contract service is {error.kind}: {error.detail}".encode()
 
     return send

@@ -73,6 +73,12 @@ def retry_delay(attempts: int, first: float, cap: float, jitter: float) -> float
     return delay * (1 - 0.1 * jitter)
 
 
+def failure(status: int, answer: bytes) -> str:
+    """A failed delivery, for the log and the row's `last_error`."""
+    text = answer[:200].decode(errors="replace")
+    return f"the contract service answered {status}: {text}" if status else text
+
+
 @dataclasses.dataclass(frozen=True)
 class Claimed:
     id: uuid.UUID
@@ -157,7 +163,8 @@ class UsageOutbox:
 
     async def _write_loop(self) -> None:
         while True:
-            await self._queued.wait()
+            if not self._pending:  # after a restart, what failed to be written waits
+                await self._queued.wait()
             self._queued.clear()
             try:
                 await self.write_pending()
@@ -224,10 +231,7 @@ class UsageOutbox:
             )
             for row, _ in failed
         ]
-        errors = [
-            f"{status or 'unreachable'}: {answer[:200].decode(errors='replace')}"
-            for _, (status, answer) in failed
-        ]
+        errors = [failure(status, answer) for _, (status, answer) in failed]
         async with connection(self._pool) as conn, conn.transaction():
             if sent:
                 await conn.execute(_DELETE, [sent])
