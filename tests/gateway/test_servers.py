@@ -142,10 +142,17 @@ def test_users_serve_see_and_stop_their_own_servers_and_admins_all(
 
 @pytest.fixture
 def contract_with_webhook(
-    crds: KubeCluster, namespace: str, database_url: str, testbed_dir: Path
+    crds: KubeCluster,
+    namespace: str,
+    database_url: str,
+    testbed_dir: Path,
+    model_store: ModelStore,
 ) -> Iterator[RunningContract]:
     """The contract service with its admission webhook, for this test's namespace only,
-    letting the gateway's Kubernetes user act for the owners it labels."""
+    letting the gateway's Kubernetes user act for the owners it labels; models come from
+    the tests' platform bucket."""
+    uri = model_store.gguf["uri"]
+    prefix = uri[: uri.index("/models/") + len("/models/")]
     schema = create_schema(database_url, "gateway_webhook")
     contract = start_contract_service(
         crds,
@@ -155,6 +162,7 @@ def contract_with_webhook(
             "JWT_SECRET": "gateway-tests-secret-of-at-least-32-bytes",
             "CONTRACT_INVENTORY_SECONDS": "0",
             "CONTRACT_DEFAULT_NAMESPACES": "*",
+            "CONTRACT_MODEL_PREFIX": prefix,
         },
         namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": namespace}},
         name=f"gateway-tests-{namespace}",

@@ -128,6 +128,8 @@ class Inventory:
             PLURAL,
             resource_version=version,
             timeout_seconds=max(1, int(self._interval)),
+            # A connection that went silent ends the watch too, rather than hanging it.
+            _request_timeout=(10, self._interval + 30),
         )
         for event in stream:
             kind = event.get("type")
