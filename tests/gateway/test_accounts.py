@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # fixtures' types: conftest modules are pytest's to import
 pytestmark = pytest.mark.postgres
 
 NewPerson = Callable[..., "Person"]
-TABLES = {"alembic_version", "api_keys", "memberships", "teams", "users"}
+TABLES = {"alembic_version", "api_keys", "memberships", "teams", "users", "usage_outbox"}
+HEAD = "0003"  # the newest migration
 
 
 def _rows(database: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -108,14 +109,14 @@ def test_alembic_makes_the_schema_replicas_start_together_and_a_restart_changes_
         schema,
     )
     assert {name for (name,) in tables} == TABLES
-    assert _rows(gateway_database, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert _rows(gateway_database, "SELECT version_num FROM alembic_version") == [(HEAD,)]
     assert _rows(gateway_database, "SELECT username FROM users") == [("admin",)]
     for gateway in (first, second):
         assert _token(gateway.url, "admin", password).status_code == 200
         gateway.stop()
 
     third = start_gateway(GATEWAY_ADMIN_PASSWORD="another-password-entirely")
-    assert _rows(gateway_database, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert _rows(gateway_database, "SELECT version_num FROM alembic_version") == [(HEAD,)]
     # The admin existed already: the new setting does not reset the password.
     assert _token(third.url, "admin", password).status_code == 200
     assert _rows(gateway_database, "SELECT count(*) FROM users") == [(1,)]
@@ -366,3 +367,29 @@ def test_a_key_with_a_wrong_secret_or_bad_options_is_refused(
     for body in ({"name": ""}, {"name": "k", "expires_in_days": 0}, {}):
         answer = person.client.post("/auth/keys", json=body)
         assert answer.status_code == 422, (body, answer.text)
+
+
+def test_a_lost_team_or_a_new_password_revokes_tokens_at_once(
+    accounts_gateway: AccountsGateway, accounts_admin: httpx.Client, new_person: NewPerson
+) -> None:
+    accounts_admin.post("/teams", json={"name": "revoking-team"})
+    person = new_person(teams=("revoking-team",))
+    assert person.client.get("/auth/me").status_code == 200
+    removed = accounts_admin.delete(f"/teams/revoking-team/members/{person.username}")
+    assert removed.status_code == 200, removed.text
+    revoked = person.client.get("/auth/me")  # on this replica: at once
+    assert revoked.status_code == 401
+    assert revoked.json()["error"]["code"] == "token_revoked"
+
+    token = accounts_gateway.sign_in(person.username, person.password)  # within the second
+    with accounts_gateway.client(token) as client:
+        assert client.get("/auth/me").json()["teams"] == []
+        # Joining a team revokes nothing (the token lacks it until the next sign-in).
+        accounts_admin.put(f"/teams/revoking-team/members/{person.username}")
+        assert client.get("/auth/me").status_code == 200
+        change = {"password": "a-new-password", "current_password": person.password}
+        assert client.put(f"/users/{person.username}/password", json=change).status_code == 204
+        assert client.get("/auth/me").json()["error"]["code"] == "token_revoked"
+    token = accounts_gateway.sign_in(person.username, "a-new-password")
+    with accounts_gateway.client(token) as client:
+        assert client.get("/auth/me").json()["teams"] == ["revoking-team"]

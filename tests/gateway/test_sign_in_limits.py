@@ -54,18 +54,16 @@ def test_wrong_passwords_for_one_user_get_429_with_retry_after(
 def test_one_address_trying_many_users_gets_429(
     start_gateway: StartGateway, gateway_env: dict[str, str]
 ) -> None:
-    gateway = start_gateway(**WINDOW, GATEWAY_SIGN_IN_ATTEMPTS_PER_ADDRESS="20")
+    gateway = start_gateway(**WINDOW, GATEWAY_SIGN_IN_FAILURES_PER_ADDRESS="20")
     statuses = [
         _sign_in(gateway.url, f"user-{n}", "a-password", "10.1.0.1").status_code for n in range(50)
     ]
     assert statuses == [401] * 20 + [429] * 30, statuses
-    # Another address is not held up; the admin signs in from there.
-    assert (
-        _sign_in(
-            gateway.url, "admin", gateway_env["GATEWAY_ADMIN_PASSWORD"], "10.1.0.2"
-        ).status_code
-        == 200
-    )
+    # Another address is not held up: the admin signs in from there, again and again
+    # (successes are not counted; many people may share an address).
+    password = gateway_env["GATEWAY_ADMIN_PASSWORD"]
+    for _ in range(25):
+        assert _sign_in(gateway.url, "admin", password, "10.1.0.2").status_code == 200
 
 
 def test_the_argon2_queue_is_bounded_with_503(start_gateway: StartGateway) -> None:

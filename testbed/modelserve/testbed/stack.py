@@ -275,12 +275,17 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
     )
     resources.callback(operator.stop)
     jwt_secret = secrets.token_urlsafe(36)
+    # The contract and download services ask the gateway about API keys and revocations;
+    # its port is chosen now, as it starts after them.
+    gateway_port = ports.gateway or free_port()
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
     contract = start_contract(
         kube,
         folder,
         database_url,
         {
             "JWT_SECRET": jwt_secret,
+            "JWT_GATEWAY_URL": gateway_url,
             # The cluster's admin (kubectl here) is a platform admin: not limited.
             "CONTRACT_ADMIN_GROUPS": "modelserve:admins,system:masters",
         },
@@ -296,6 +301,7 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         folder / "logs",
         {
             "JWT_SECRET": jwt_secret,
+            "JWT_GATEWAY_URL": gateway_url,
             "DOWNLOAD_DATABASE_URL": download_database_url,
             "DOWNLOAD_UPSTREAM_ENDPOINT": upstream.endpoint,
             "DOWNLOAD_UPSTREAM_ACCESS_KEY": upstream.access_key,
@@ -339,7 +345,7 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
             # What GET /status shows as each server's endpoint.
             "GATEWAY_INGRESS_URL": f"http://127.0.0.1:{traefik_port}",
         },
-        port=ports.gateway or None,
+        port=gateway_port,
     )
     resources.callback(gateway.stop)
     traefik = start_traefik(folder / "traefik", kube, port=traefik_port, gateway_url=gateway.url)

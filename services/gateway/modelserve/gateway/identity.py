@@ -167,7 +167,7 @@ class Identity:
         self._hashing = BoundedGate(settings.password_checks_at_once, settings.password_check_queue)
         window = settings.sign_in_window_seconds
         self._user_failures = SlidingWindow(settings.sign_in_failures_per_user, window)
-        self._address_attempts = SlidingWindow(settings.sign_in_attempts_per_address, window)
+        self._address_failures = SlidingWindow(settings.sign_in_failures_per_address, window)
         # Key id -> until when it is known not to resolve (unknown, revoked, expired, or
         # its user disabled): a flood of one made-up key costs one query.
         self._unknown_keys: dict[str, float] = {}
@@ -273,12 +273,12 @@ class Identity:
         """The account of `username` if `password` is its password and it is enabled.
 
         Throttled: 429 `too_many_sign_ins` (with Retry-After) once `username` failed
-        `sign_in_failures_per_user` times, or `address` tried `sign_in_attempts_per_address`
-        times, within the window; 503 `sign_in_busy` when the Argon2 queue is full. A
-        refused attempt costs no Argon2 work."""
+        `sign_in_failures_per_user` times, or sign-ins from `address` failed
+        `sign_in_failures_per_address` times, within the window; 503 `sign_in_busy` when
+        the Argon2 queue is full. A refused attempt costs no Argon2 work."""
         wait = max(
             self._user_failures.retry_after(username) or 0,
-            self._address_attempts.retry_after(address) or 0,
+            self._address_failures.retry_after(address) or 0,
         )
         if wait:
             self.metrics.sign_ins.labels("throttled").inc()
@@ -288,7 +288,6 @@ class Identity:
                 f"too many sign-in attempts; try again in {wait} s",
                 {"Retry-After": str(wait)},
             )
-        self._address_attempts.record(address)
         try:
             account = await self._check_password(username, password)
         except ApiError as error:
@@ -297,6 +296,7 @@ class Identity:
             raise
         if account is None:
             self._user_failures.record(username)
+            self._address_failures.record(address)
         self.metrics.sign_ins.labels("ok" if account else "invalid").inc()
         return account
 

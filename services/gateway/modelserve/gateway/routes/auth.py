@@ -182,7 +182,11 @@ async def introspect(request: Request, identity: IdentityDep) -> Introspected:
     return Introspected(**claims.model_dump())
 
 
-@_auth.get("/revocations", responses={304: {"description": "unchanged since If-None-Match"}})
+@_auth.get(
+    "/revocations",
+    response_model=Revocations,
+    responses={304: {"description": "unchanged since If-None-Match"}},
+)
 async def revocations(request: Request, identity: IdentityDep) -> Any:
     """Users (as the SHA-256 of their name) whose tokens issued before a time are void,
     and revoked API key ids, as long as a token they void could still be unexpired. Read
