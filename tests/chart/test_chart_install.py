@@ -31,6 +31,7 @@ WAIT = ("--wait", "--timeout", "5m")
 NAMESPACE_DEFAULTS = {"ConfigMap/kube-root-ca.crt", "ServiceAccount/default"}
 # What the cluster writes about what happened; not the chart's to clean up.
 RECORDS = {"Event"}
+WEBHOOKS = ("mutatingwebhookconfiguration", "validatingwebhookconfiguration")
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,16 @@ def _storage(kube: KubeCluster, storage_class: str, volumes: int) -> None:
     kube.kubectl("apply", stdin=yaml.safe_dump_all(objects))
 
 
+def _servers(release: str) -> str:
+    """The namespace where the release's ModelServes live (its serverNamespaces)."""
+    return f"{release}-servers"
+
+
 def _values(release: str, storage_class: str) -> dict[str, Any]:
     persistence = {"storageClass": storage_class, "size": "1Gi"}
     return {
+        # A namespace of its own, which the chart makes (and keeps on uninstall).
+        "serverNamespaces": [_servers(release)],
         "postgresql": {"persistence": persistence},
         "minio": {"persistence": persistence},
         # Only namespaces labelled for this release: the contract pod is simulated and
@@ -96,6 +104,7 @@ def release(cluster_helm: Helm, crds: KubeCluster) -> Iterator[Release]:
     yield Release(name, name, storage_class, notes)
     cluster_helm("uninstall", name, "-n", name, "--ignore-not-found", "--wait")
     crds.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false")
+    crds.kubectl("delete", "namespace", _servers(name), "--ignore-not-found", "--wait=false")
     volumes = [f"{storage_class}-{index}" for index in range(2)]
     crds.kubectl("delete", "pv", *volumes, "--ignore-not-found", "--wait=false")
     crds.kubectl("delete", "storageclass", storage_class, "--ignore-not-found")
@@ -140,10 +149,46 @@ def test_cluster_wide_objects_are_the_release_s(release: Release, crds: KubeClus
     for component in ("operator", "gateway", "contract"):
         role = crds.get_json("clusterrole", f"{release.name}-{component}")
         assert role["metadata"]["annotations"]["meta.helm.sh/release-name"] == release.name
-    webhook = crds.get_json("validatingwebhookconfiguration", f"{release.name}-contract")
-    assert webhook["webhooks"][0]["clientConfig"]["service"]["namespace"] == release.namespace
+    for kind in WEBHOOKS:
+        webhook = crds.get_json(kind, f"{release.name}-contract")
+        assert webhook["webhooks"][0]["clientConfig"]["service"]["namespace"] == release.namespace
     route = crds.get_json("ingressroute", f"{release.name}-gateway", "-n", release.namespace)
     assert route["spec"]["routes"][0]["services"][0]["port"] == 8200
+
+
+def _allowed(kube: KubeCluster, account: str, verb: str, namespace: str) -> bool:
+    """The API server's answer to `account` asking to `verb` Secrets in `namespace`."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": account,
+            "groups": ["system:serviceaccounts", "system:authenticated"],
+            "resourceAttributes": {"verb": verb, "resource": "secrets", "namespace": namespace},
+        },
+    }
+    answer = json.loads(kube.kubectl("create", "-o", "json", stdin=json.dumps(review)))
+    return bool(answer["status"].get("allowed"))
+
+
+def test_secrets_only_in_the_server_namespaces(release: Release, crds: KubeCluster) -> None:
+    servers = crds.get_json("namespace", _servers(release.name))
+    assert servers["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    account = f"system:serviceaccount:{release.namespace}:{release.name}"
+    for where in (_servers(release.name), release.namespace):
+        assert _allowed(crds, f"{account}-operator", "create", where)
+        assert _allowed(crds, f"{account}-gateway", "get", where)
+    for where in ("default", "kube-system", ""):
+        for component in ("operator", "gateway", "contract", "download"):
+            assert not _allowed(crds, f"{account}-{component}", "get", where), (component, where)
+    for component in ("contract", "download"):
+        assert not _allowed(crds, f"{account}-{component}", "get", release.namespace)
+    policy = crds.get_json(
+        "networkpolicy", f"{release.name}-model-servers", "-n", _servers(release.name)
+    )
+    assert policy["spec"]["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/managed-by": "modelserve-operator"}
+    }
 
 
 def test_helm_test_calls_the_gateway(release: Release, cluster_helm: Helm) -> None:
@@ -173,7 +218,7 @@ def test_upgrade_rolls_what_changed_and_keeps_the_credentials(
 ) -> None:
     before = _workloads(crds, release.namespace)
     secrets = _secret_data(crds, release.namespace)
-    bundle = crds.get_json("validatingwebhookconfiguration", f"{release.name}-contract")
+    bundles = [crds.get_json(kind, f"{release.name}-contract") for kind in WEBHOOKS]
     gateway = f"deployment/{release.name}-gateway"
 
     cluster_helm(
@@ -197,13 +242,27 @@ def test_upgrade_rolls_what_changed_and_keeps_the_credentials(
             assert workload["metadata"]["generation"] == before[name]["metadata"]["generation"]
     config = crds.get_json("configmap", f"{release.name}-gateway", "-n", release.namespace)
     assert config["data"]["GATEWAY_UPSTREAM_READ_TIMEOUT"] == "120"
-    # Generated once, kept: tokens, passwords and the webhook's certificate still work.
-    assert len(secrets) == 4
+    # Generated once, kept: the signing key, passwords and the webhook's certificates
+    # (its serving one and the API server's client CA) still work.
+    assert sorted(secrets) == sorted(
+        f"{release.name}-{name}"
+        for name in (
+            "auth",
+            "jwt-key",
+            "postgresql",
+            "minio",
+            "contract-webhook",
+            "webhook-client",
+        )
+    )
     assert _secret_data(crds, release.namespace) == secrets
-    webhook = crds.get_json("validatingwebhookconfiguration", f"{release.name}-contract")
-    assert [hook["clientConfig"]["caBundle"] for hook in webhook["webhooks"]] == [
-        hook["clientConfig"]["caBundle"] for hook in bundle["webhooks"]
-    ]
+    for kind, bundle in zip(WEBHOOKS, bundles, strict=True):
+        webhook = crds.get_json(kind, f"{release.name}-contract")
+        assert [hook["clientConfig"]["caBundle"] for hook in webhook["webhooks"]] == [
+            hook["clientConfig"]["caBundle"] for hook in bundle["webhooks"]
+        ]
+    # The server namespace the first install made is still the release's.
+    assert crds.get_json("roles", "-n", _servers(release.name))["items"]
     # The new gateway pods replaced the old ones.
     selector = f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=gateway"
     sets = crds.get_json("replicasets", "-n", release.namespace, "-l", selector)["items"]
@@ -248,8 +307,13 @@ def test_uninstall_leaves_only_what_is_documented(
         timeout=60,
         what="the namespace to hold only the volumes' claims",
     )
-    for kind in ("clusterrole", "clusterrolebinding", "validatingwebhookconfiguration"):
+    for kind in ("clusterrole", "clusterrolebinding", *WEBHOOKS):
         names = crds.kubectl("get", kind, "-o", "name")
         assert f"/{release.name}-" not in names, kind
+    # The server namespace stays (it holds users' servers), without the release's grants.
+    servers = _servers(release.name)
+    assert crds.get_json("namespace", servers)["status"]["phase"] == "Active"
+    for kind in ("roles", "rolebindings", "networkpolicies"):
+        assert crds.get_json(kind, "-n", servers)["items"] == [], kind
     # The CRD stays, and with it every ModelServe.
     crds.kubectl("get", "crd", "modelserves.llm.modelserve.io")

@@ -18,7 +18,10 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from modelserve.common.tokens import DEVELOPMENT_SECRET, TokenSettings
-from modelserve.contract.admission import build_webhook_configuration
+from modelserve.contract.admission import (
+    build_mutating_webhook_configuration,
+    build_webhook_configuration,
+)
 from modelserve.contract.settings import ContractSettings
 from modelserve.download.settings import DownloadSettings
 from modelserve.gateway.metrics import GatewayMetrics
@@ -309,6 +312,10 @@ def test_each_service_accepts_the_settings_it_is_given(
         assert (settings.port, settings.webhook_port) == (8201, 8443)
         assert settings.delegating_users == (f"system:serviceaccount:{NAMESPACE}:{RELEASE}-gateway")
         assert str(settings.tls_cert_file) == "/etc/modelserve/webhook/tls.crt"
+        assert str(settings.webhook_client_ca_file) == "/etc/modelserve/webhook-client/ca.crt"
+        assert settings.webhook_client_names == "kube-apiserver-webhook-client"
+        assert settings.platform_namespaces == NAMESPACE
+        assert settings.model_prefix == "s3://inference-models/models/"
     else:
         assert settings.port == 8202
         assert settings.contract_url == contract_url
@@ -353,6 +360,7 @@ def test_external_stores_replace_the_in_chart_ones(offline_helm: Helm) -> None:
         f"{RELEASE}-jwt-key",
         f"{RELEASE}-upstream",
         f"{RELEASE}-contract-webhook",
+        f"{RELEASE}-webhook-client",
     }
     policies = {
         obj["metadata"]["name"]
@@ -373,38 +381,33 @@ def test_no_fixed_passwords_two_renders_generate_different_ones(offline_helm: He
         (f"{RELEASE}-postgresql", ("password",)),
         (f"{RELEASE}-minio", ("access-key", "secret-key")),
         (f"{RELEASE}-contract-webhook", ("tls.key",)),
+        (f"{RELEASE}-webhook-client", ("ca.crt", "tls.key")),
     ):
         for key in keys:
             assert first[name][key] != second[name][key], f"{name}/{key} is fixed"
 
 
-@pytest.mark.xfail(
-    reason="chart change pending (issue 14): the contract's webhooks now have sideEffects None "
-    "and a MutatingWebhookConfiguration (build_mutating_webhook_configuration, path "
-    "/admission/modelserves/mutate) beside the validating one",
-    strict=False,
-)
-def test_webhook_is_the_contract_service_s_own_configuration(
+def test_webhooks_are_the_contract_service_s_own_configurations(
     rendered: list[dict[str, Any]],
 ) -> None:
-    webhook = find(rendered, "ValidatingWebhookConfiguration", f"{RELEASE}-contract")
     tls = _secrets(rendered)[f"{RELEASE}-contract-webhook"]
     selector = {
         "matchExpressions": [
-            {
-                "key": "kubernetes.io/metadata.name",
-                "operator": "NotIn",
-                "values": ["kube-system", NAMESPACE],
-            }
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}
         ]
     }
-    expected = build_webhook_configuration(
-        ca_bundle=tls["ca.crt"].encode(),
-        service=(NAMESPACE, f"{RELEASE}-contract", 8443),
-        namespace_selector=selector,
-        name=f"{RELEASE}-contract",
-    )
-    assert webhook["webhooks"] == expected["webhooks"]
+    arguments: dict[str, Any] = {
+        "ca_bundle": tls["ca.crt"].encode(),
+        "service": (NAMESPACE, f"{RELEASE}-contract", 8443),
+        "namespace_selector": selector,
+        "name": f"{RELEASE}-contract",
+    }
+    for kind, build in (
+        ("ValidatingWebhookConfiguration", build_webhook_configuration),
+        ("MutatingWebhookConfiguration", build_mutating_webhook_configuration),
+    ):
+        webhook = find(rendered, kind, f"{RELEASE}-contract")
+        assert webhook["webhooks"] == build(**arguments)["webhooks"], kind
 
 
 def _pod_templates(objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -497,7 +500,7 @@ def test_component_switches_leave_the_others_alone(offline_helm: Helm) -> None:
         if "spec" in obj and "template" in obj["spec"]
     }
     assert workloads == {f"StatefulSet/{RELEASE}-postgresql", f"StatefulSet/{RELEASE}-minio"}
-    assert not [obj for obj in infra if obj["kind"] == "ValidatingWebhookConfiguration"]
+    assert not [obj for obj in infra if obj["kind"].endswith("WebhookConfiguration")]
 
 
 @pytest.mark.kube
@@ -512,8 +515,8 @@ def test_the_api_server_accepts_every_rendered_object(
         str(CHART),
         "--namespace",
         namespace,
-        "--set",
-        "serverNamespaces={}",
+        "--set-json",
+        "serverNamespaces=[]",
     )
     out = crds.kubectl("apply", "--dry-run=server", stdin=manifest)
     kinds = {line.split("/")[0] for line in out.splitlines()}
@@ -521,6 +524,7 @@ def test_the_api_server_accepts_every_rendered_object(
         "deployment.apps",
         "statefulset.apps",
         "validatingwebhookconfiguration.admissionregistration.k8s.io",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io",
         "ingressroute.traefik.io",
         "networkpolicy.networking.k8s.io",
         "role.rbac.authorization.k8s.io",

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.testbed.helm import CHART, Helm, find
@@ -410,3 +412,59 @@ def test_the_api_server_refuses_secrets_outside_the_server_namespaces(
         if cluster_wide:
             crds.kubectl("delete", *cluster_wide, "--ignore-not-found")
         crds.kubectl("delete", "namespace", servers, "--ignore-not-found", "--wait=false")
+
+
+# --- item 1: the webhook takes only the API server --------------------------------------
+
+
+def _contract_pod(objects: Objects) -> dict[str, Any]:
+    return _pod_spec(objects, "Deployment", f"{RELEASE}-contract")
+
+
+def _client_ca_volume(objects: Objects) -> dict[str, Any]:
+    pod = _contract_pod(objects)
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "webhook-client-ca"]
+    config = _config(objects, "contract")
+    assert config["CONTRACT_WEBHOOK_CLIENT_CA_FILE"] == f"{mount['mountPath']}/ca.crt"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "webhook-client-ca"]
+    secret: dict[str, Any] = volume["secret"]
+    return secret
+
+
+def test_the_webhook_trusts_a_client_ca_and_never_mounts_its_key(rendered: Objects) -> None:
+    """Without a client CA the contract service refuses to start (and before it, anyone
+    who reached 8443 was taken for the API server): the chart always gives one."""
+    volume = _client_ca_volume(rendered)
+    assert volume["secretName"] == f"{RELEASE}-webhook-client"
+    assert volume["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    config = _config(rendered, "contract")
+    assert config["CONTRACT_WEBHOOK_CLIENT_NAMES"] == "kube-apiserver-webhook-client"
+    # Made by the chart: a CA and the API server's client certificate, of that name.
+    client = find(rendered, "Secret", f"{RELEASE}-webhook-client")["data"]
+    authority = x509.load_pem_x509_certificate(base64.b64decode(client["ca.crt"]))
+    certificate = x509.load_pem_x509_certificate(base64.b64decode(client["tls.crt"]))
+    certificate.verify_directly_issued_by(authority)
+    (name,) = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    assert name.value == "kube-apiserver-webhook-client"
+    usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in usages
+
+
+def test_a_given_client_ca_is_used(offline_helm: Helm) -> None:
+    authority = find(
+        offline_helm.template(RELEASE, NAMESPACE), "Secret", f"{RELEASE}-webhook-client"
+    )["data"]["ca.crt"]
+    pem = base64.b64decode(authority).decode()
+    webhook = {"clientCA": {"pem": pem}, "clientNames": ["apiserver", "apiserver-2"]}
+    objects = offline_helm.template(RELEASE, NAMESPACE, {"contract": {"webhook": webhook}})
+    client = find(objects, "Secret", f"{RELEASE}-webhook-client")["data"]
+    assert set(client) == {"ca.crt"} and client["ca.crt"] == authority
+    assert _config(objects, "contract")["CONTRACT_WEBHOOK_CLIENT_NAMES"] == "apiserver,apiserver-2"
+
+    existing = {"clientCA": {"existingSecret": "apiserver-ca", "existingSecretKey": "pem"}}
+    objects = offline_helm.template(RELEASE, NAMESPACE, {"contract": {"webhook": existing}})
+    assert not [o for o in _of(objects, "Secret") if o["metadata"]["name"].endswith("-client")]
+    volume = _client_ca_volume(objects)
+    assert volume["secretName"] == "apiserver-ca"
+    assert volume["items"] == [{"key": "pem", "path": "ca.crt"}]
