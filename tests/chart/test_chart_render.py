@@ -234,6 +234,8 @@ def _names(settings: type[BaseSettings]) -> set[str]:
 
 
 TOKEN_NAMES = _names(TokenSettings) | {"MODELSERVE_DEVELOPMENT"}
+# Read by uvicorn itself: the proxies whose X-Forwarded-For it believes.
+SERVER_NAMES = {"FORWARDED_ALLOW_IPS"}
 
 
 SETTING_NAME = re.compile(r"(GATEWAY|CONTRACT|DOWNLOAD|OPERATOR|JWT|MINIO|MODELSERVE)_|DATABASE")
@@ -263,7 +265,7 @@ def test_each_service_accepts_the_settings_it_is_given(
     }
     env = _environment(objects, component, external)
     settings_class = SETTINGS[component]
-    unknown = set(env) - _names(settings_class) - TOKEN_NAMES
+    unknown = set(env) - _names(settings_class) - TOKEN_NAMES - SERVER_NAMES
     assert not unknown, f"{component} reads no {sorted(unknown)}"
     for name, value in env.items():
         clean_environment.setenv(name, value)
@@ -302,12 +304,17 @@ def test_each_service_accepts_the_settings_it_is_given(
         assert settings.model_store_endpoint == store[0]
         assert settings.model_store_access_key.get_secret_value() == store[1]
         assert settings.model_store_secure is bool(values)
+        assert settings.namespace_list() == list(SERVER_NAMESPACES)
+        assert settings.model_store_region == ("eu-west-1" if values else "us-east-1")
     elif component == "gateway":
         assert settings.port == 8200
         assert settings.contract_url == contract_url
         assert settings.download_url == f"http://{RELEASE}-download.{NAMESPACE}.svc:8202"
         assert settings.admin_password is not None and settings.metrics_token is not None
         assert len(settings.admin_password.get_secret_value()) >= 8
+        assert settings.watch_namespaces == ",".join(SERVER_NAMESPACES)
+        assert settings.platform_namespaces == NAMESPACE
+        assert "FORWARDED_ALLOW_IPS" not in env  # trusts no proxy unless told
     elif component == "contract":
         assert (settings.port, settings.webhook_port) == (8201, 8443)
         assert settings.delegating_users == (f"system:serviceaccount:{NAMESPACE}:{RELEASE}-gateway")
