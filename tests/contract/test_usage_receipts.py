@@ -16,8 +16,9 @@ def infer(max_tokens: int) -> dict[str, Any]:
     return {"action": "infer", "resource": {"model": "smollm2", "max_tokens": max_tokens}}
 
 
-def decide(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post("/decide", json=body)
+def decide(gateway: httpx.Client, user: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A decision for `user`, asked as the gateway does (only services decide for real)."""
+    response = gateway.post("/decide", json={"principal": {"subject": user}, **body})
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
     return result
@@ -31,8 +32,8 @@ def put_contract(client: Client, kind: str, name: str, **limits: Any) -> None:
 def test_a_usage_record_sent_twice_is_counted_once(client: Client, user: str) -> None:
     put_contract(client, "user", user, token_budget=1000)
     me = client(user)
-    held = decide(me, infer(max_tokens=400))
     gateway = client("service:gateway", roles=("service",))
+    held = decide(gateway, user, infer(max_tokens=400))
     record = {
         "id": str(uuid.uuid4()),
         "principal": {"subject": user},
@@ -50,7 +51,7 @@ def test_a_usage_record_sent_twice_is_counted_once(client: Client, user: str) ->
     assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (1, 200, 300)
     assert again.json()["duplicate"] is True
     # 500 used once: 500 more fit the budget of 1000 (counted twice, they would not).
-    assert decide(me, infer(max_tokens=500))["allowed"]
+    assert decide(gateway, user, infer(max_tokens=500))["allowed"]
     # A record without an id (an older sender) counts every time, as before.
     plain = {key: value for key, value in record.items() if key not in ("id", "reservation")}
     assert "duplicate" not in gateway.post("/usage", json=plain).json()

@@ -318,6 +318,17 @@ def test_a_scaled_request_without_max_tokens_reserves_for_every_candidate(
     assert allowed.status_code == 200, allowed.text
 
 
+def test_the_default_contract_caps_the_scaling_budget(
+    gateway: RunningService, signer: TokenSigner
+) -> None:
+    # No contract for "max": the contract service's defaults hold (max_budget 16).
+    body = {"model": "acct-words", "algorithm": "self-consistency", "max_tokens": 4}
+    over = chat(gateway, signer, "max", budget=17, **body)
+    assert over.status_code == 403, over.text
+    assert over.json()["error"]["code"] == "max_budget_exceeded"
+    assert chat(gateway, signer, "max", budget=16, **body).status_code == 200
+
+
 # --- The outbox: nothing lost, nothing counted twice ----------------------------------------
 
 
