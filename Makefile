@@ -37,6 +37,10 @@ RELEASE ?= modelserve
 CHART ?= charts/modelserve
 # --wait: a step is done when its pods are ready, so the next one finds them.
 HELM_FLAGS ?= --wait --timeout 10m
+# The client certificate the k3d API server presents to admission webhooks, and its CA,
+# which the chart's webhook trusts (k3d/webhook-client.sh makes them once; see k3d/README.md).
+# Without it (a cluster `make cluster` did not make) the chart makes a CA of its own.
+WEBHOOK_CLIENT_DIR ?= $(CURDIR)/.dev/k3d-webhook-client
 
 GATEWAY_SERVICE ?= $(RELEASE)-gateway
 GATEWAY_PORT ?= 8200
@@ -56,7 +60,8 @@ LOG_SELECTOR ?= app.kubernetes.io/instance=$(RELEASE)$(if $(COMPONENT),$(comma)a
 HELM_INSTALL = $(HELM_CMD) upgrade --install $(RELEASE) $(CHART) \
 	--namespace $(NAMESPACE) --create-namespace \
 	--set image.repository=$(IMAGE_REPOSITORY) --set image.tag=$(IMAGE_TAG) \
-	--set postgresql.enabled=true --set minio.enabled=true $(HELM_FLAGS)
+	--set postgresql.enabled=true --set minio.enabled=true $(HELM_FLAGS) \
+	$(if $(wildcard $(WEBHOOK_CLIENT_DIR)/ca.crt),--set-file contract.webhook.clientCA.pem=$(WEBHOOK_CLIENT_DIR)/ca.crt)
 
 .DEFAULT_GOAL := help
 # The steps of `make all` depend on each other in the order they are listed.
@@ -90,13 +95,13 @@ deps: venv
 testbed: venv
 	$(BIN)/modelserve-testbed build
 
-## lint: ruff, mypy, hadolint (the Dockerfile) and shellcheck (k3d/check-deps.sh)
+## lint: ruff, mypy, hadolint (the Dockerfile) and shellcheck (k3d/*.sh)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy common operator services testbed tests bench
 	$(BIN)/hadolint Dockerfile
-	$(BIN)/shellcheck k3d/check-deps.sh
+	$(BIN)/shellcheck k3d/check-deps.sh k3d/webhook-client.sh
 
 ## test: lint, type-check and run every test against the real components
 test: testbed lint
@@ -130,10 +135,12 @@ check-deps:
 ## cluster: create the k3d cluster inference-cluster from k3d/cluster.yaml (or start it
 ## when it exists)
 cluster:
+	@sh k3d/webhook-client.sh $(WEBHOOK_CLIENT_DIR)
 	@if $(K3D) cluster get $(CLUSTER) >/dev/null 2>&1; then \
 		echo "The k3d cluster $(CLUSTER) exists: starting it."; \
 		$(K3D) cluster start $(CLUSTER); \
 	else \
+		MODELSERVE_WEBHOOK_CLIENT_DIR=$(WEBHOOK_CLIENT_DIR) \
 		$(K3D) cluster create $(CLUSTER) --config $(K3D_CONFIG); \
 	fi
 

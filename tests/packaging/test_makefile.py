@@ -101,7 +101,7 @@ def test_existing_targets_still_run_what_they_ran(make: MakeRunner) -> None:
         ".venv/bin/ruff check .",
         ".venv/bin/mypy common operator services testbed tests bench",
         ".venv/bin/hadolint Dockerfile",
-        ".venv/bin/shellcheck k3d/check-deps.sh",
+        ".venv/bin/shellcheck k3d/check-deps.sh k3d/webhook-client.sh",
     ):
         assert command in lint.stdout
     assert ".venv/bin/pytest" in make("-n", "test").stdout
@@ -122,10 +122,14 @@ def helm_switches(line: str) -> dict[str, str]:
 
 
 def test_make_all_goes_from_nothing_to_the_whole_release_in_order(
-    make: MakeRunner, version: str
+    make: MakeRunner, version: str, tmp_path: Path
 ) -> None:
+    # The API server's webhook client certificate, as `make cluster` leaves it.
+    certificates = tmp_path / "webhook-client"
+    certificates.mkdir()
+    (certificates / "ca.crt").write_text("the CA of the API server's client certificate")
     # --always-make: the virtual environment's recipe shows even where .venv is up to date.
-    result = make("-n", "--always-make", "all")
+    result = make("-n", "--always-make", "all", f"WEBHOOK_CLIENT_DIR={certificates}")
     assert result.returncode == 0, result.stderr
     lines = recipes(result.stdout)
 
@@ -159,6 +163,13 @@ def test_make_all_goes_from_nothing_to_the_whole_release_in_order(
         assert switches["image.repository"] == "modelserve/modelserve"
         assert switches["image.tag"] == version
         assert switches["postgresql.enabled"] == switches["minio.enabled"] == "true"
+    for command in commands:
+        # The webhook trusts the CA of the client certificate `make cluster` gave the
+        # API server (k3d/webhook-client.sh, mounted by k3d/cluster.yaml).
+        assert f"--set-file contract.webhook.clientCA.pem={certificates}/ca.crt" in command
+    made = first(rf"sh k3d/webhook-client\.sh {certificates}$")
+    created = first(rf"MODELSERVE_WEBHOOK_CLIENT_DIR={certificates} ")
+    assert made < created == steps[2]
     assert {c: infra[f"{c}.enabled"] for c in COMPONENTS} == dict.fromkeys(COMPONENTS, "false")
     assert {c: operator[f"{c}.enabled"] for c in COMPONENTS} == {
         "operator": "true",
@@ -207,14 +218,18 @@ def test_cluster_starts_an_existing_cluster_and_creates_a_missing_one(
         "  exit 1\n"
         "fi",
     )
-    result = make("cluster", f"K3D={k3d}", env={"EXISTING": ""})
+    certificates = tmp_path / "webhook-client"
+    where = f"WEBHOOK_CLIENT_DIR={certificates}"
+    result = make("cluster", f"K3D={k3d}", where, env={"EXISTING": ""})
     assert result.returncode == 0, result.stderr
     assert calls.read_text().splitlines() == [
         "cluster get inference-cluster",
         "cluster create inference-cluster --config k3d/cluster.yaml",
     ]
+    # The API server's webhook client certificate, made before the cluster that mounts it.
+    assert (certificates / "admission.yaml").is_file() and (certificates / "ca.crt").is_file()
     calls.unlink()
-    result = make("cluster", f"K3D={k3d}", env={"EXISTING": "inference-cluster"})
+    result = make("cluster", f"K3D={k3d}", where, env={"EXISTING": "inference-cluster"})
     assert result.returncode == 0, result.stderr
     assert calls.read_text().splitlines() == [
         "cluster get inference-cluster",
