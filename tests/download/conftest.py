@@ -29,6 +29,12 @@ def signer() -> TokenSigner:
     return TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET)))
 
 
+@pytest.fixture(scope="session")
+def token_settings() -> dict[str, str]:
+    """The settings that make a service trust the tokens of `signer`."""
+    return {"JWT_SECRET": SECRET}
+
+
 @pytest.fixture
 def download_database(database_url: str) -> Iterator[str]:
     """The service's tables in a schema of their own, for one test."""

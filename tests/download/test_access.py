@@ -152,3 +152,8 @@ def test_the_decision_judges_the_source_not_the_name_the_caller_gives(
     )
     assert accepted.status_code == 202, accepted.text
     assert wait_finished(alice, accepted.json()["model_id"])["state"] == "ready"
+
+    # A name no source can have (a NUL byte) is judged escaped, then refused as a bad key.
+    bad = alice.post("/downloads", json={"bucket": upstream_bucket, "key": "smol\x00.gguf"})
+    assert bad.status_code == 422, bad.text
+    assert bad.json()["error"]["code"] == "invalid_key"

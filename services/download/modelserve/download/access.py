@@ -9,6 +9,7 @@ import httpx
 
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
+from modelserve.download.sources import printable
 
 
 async def check_download(
@@ -64,7 +65,9 @@ def decision_name(bucket: str, key: str | None, prefix: str | None) -> str:
     basename, or the folder's: the model id in the seeds' call), never a name the caller
     gives, which only labels the record."""
     path = key if key is not None else (prefix or "").rstrip("/")
-    return posixpath.basename(path) or bucket
+    # Escaped like what is recorded: a source that is refused later may hold a NUL byte or
+    # a lone surrogate, which the request to the contract service cannot carry.
+    return printable(posixpath.basename(path) or bucket, limit=1024) or bucket
 
 
 def may_manage(claims: Claims, requested_by: str) -> bool:

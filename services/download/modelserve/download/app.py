@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 
 import httpx
@@ -37,6 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         app.state.jobs = jobs
         workers = asyncio.create_task(Workers(settings, jobs, upstream, platform).run())
+        workers.add_done_callback(_exit_unless_cancelled)
         try:
             yield
         finally:
@@ -46,6 +48,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await jobs.close()
             upstream.close()
             platform.close()
+
+
+def _exit_unless_cancelled(workers: asyncio.Task[None]) -> None:
+    """The workers run until shut down (their loops are supervised); should they end all
+    the same, the process stops, so that it is restarted rather than serving without
+    anyone to do the downloads."""
+    if workers.cancelled():
+        return
+    logger.critical("the download workers ended: stopping", exc_info=workers.exception())
+    signal.raise_signal(signal.SIGTERM)
 
 
 def create_app(settings: DownloadSettings) -> FastAPI:

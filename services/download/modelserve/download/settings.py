@@ -78,6 +78,11 @@ class DownloadSettings(ServiceSettings):
     worker_id: str = Field(default_factory=socket.gethostname)
     # How often idle workers look for jobs besides being told by PostgreSQL.
     poll_seconds: float = Field(default=5.0, gt=0)
+    # A background loop (a job worker, the job listener, the tag back-fill) that fails is
+    # logged and started again after restart_seconds, doubling with each failure in a row
+    # up to restart_max_seconds.
+    restart_seconds: float = Field(default=1.0, gt=0)
+    restart_max_seconds: float = Field(default=60.0, gt=0)
 
     def upstream(self) -> StoreConfig:
         return StoreConfig(

@@ -40,6 +40,8 @@ def check_path(path: str, what: str = "key") -> str:
     """`path` if it is a safe relative object name, else InvalidSource."""
     if not path:
         raise InvalidSource("invalid_key", f"the {what} is empty")
+    if not is_unicode(path):
+        raise InvalidSource("invalid_key", f"the {what} is not valid Unicode (a lone surrogate)")
     if _CONTROL.search(path):
         raise InvalidSource("invalid_key", f"the {what} {path!r} holds control characters")
     if path.startswith("/") or "\\" in path:
@@ -54,6 +56,11 @@ def check_path(path: str, what: str = "key") -> str:
     if len(path.encode()) > 1024:
         raise InvalidSource("invalid_key", f"the {what} is longer than 1024 bytes")
     return path
+
+
+def is_model_id(model_id: str) -> bool:
+    """Whether `model_id` could name a model (no other is ever stored)."""
+    return bool(_MODEL_ID.match(model_id))
 
 
 def check_model_id(model_id: str) -> str:
@@ -129,15 +136,28 @@ def refused_model_id(model_id: str | None, bucket: str, key: str | None, prefix:
     from what it named (as `source_model_id` would, had the source been valid)."""
     if model_id and _MODEL_ID.match(model_id):
         return model_id
-    return str(uuid.uuid5(_SOURCE_NAMESPACE, source_uri(bucket, key, prefix)))
+    uri = source_uri(bucket, key, prefix)
+    if not is_unicode(uri):
+        uri = uri.encode("utf-8", "backslashreplace").decode()
+    return str(uuid.uuid5(_SOURCE_NAMESPACE, uri))
+
+
+def is_unicode(text: str) -> bool:
+    """Whether `text` can be written as UTF-8: JSON may carry lone surrogates (`\\ud800`),
+    which neither PostgreSQL nor a store nor a JSON answer can take."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def printable(text: str | None, limit: int = 1100) -> str | None:
-    """`text` safe to store and show: control characters escaped (PostgreSQL text holds no
-    NUL), and cut to `limit` characters."""
+    """`text` safe to store and show: control characters and lone surrogates escaped
+    (PostgreSQL text holds no NUL, and only UTF-8), and cut to `limit` characters."""
     if text is None:
         return None
-    if _CONTROL.search(text):
+    if _CONTROL.search(text) or not is_unicode(text):
         text = text.encode("unicode_escape").decode("ascii")
     return text[:limit]
 

@@ -21,6 +21,7 @@ from modelserve.download.objects import ObjectStore, StoreError
 from modelserve.download.records import build_record
 from modelserve.download.settings import DownloadSettings
 from modelserve.download.sources import InvalidSource, Source, check_sha256
+from modelserve.download.supervision import Backoff, supervised
 from modelserve.download.tables import Download, State
 from modelserve.download.tagging import backfill
 from modelserve.download.transfers import Cancelled, Transfer, TransferFailed, plan
@@ -47,13 +48,21 @@ class Workers:
         self.wake = asyncio.Event()
 
     async def run(self) -> None:
-        """`settings.jobs` workers and a listener that wakes them; until cancelled."""
-        await self._take_back()
+        """`settings.jobs` workers, a listener that wakes them and the back-fill of object
+        tags, each supervised (restarted with backoff when it fails); until cancelled."""
+        backoff = Backoff(self.settings.restart_seconds, self.settings.restart_max_seconds)
+        await supervised(
+            "taking back interrupted downloads", self._take_back, backoff, until_done=True
+        )
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.jobs.listen(self.wake))
-            group.create_task(self._backfill_tags())
-            for _ in range(self.settings.jobs):
-                group.create_task(self._loop())
+            group.create_task(
+                supervised("job notifications", lambda: self.jobs.listen(self.wake), backoff)
+            )
+            group.create_task(
+                supervised("object tag back-fill", self._backfill_tags, backoff, until_done=True)
+            )
+            for number in range(1, self.settings.jobs + 1):
+                group.create_task(supervised(f"download worker {number}", self._loop, backoff))
 
     async def _loop(self) -> None:
         while True:

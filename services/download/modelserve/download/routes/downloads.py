@@ -21,6 +21,7 @@ from modelserve.download.sources import (
     Source,
     check_model_id,
     check_sha256,
+    is_model_id,
     refused_model_id,
     source_model_id,
 )
@@ -32,7 +33,13 @@ router = APIRouter(tags=["downloads"])
 class DownloadOptions(BaseModel):
     """The optional body of POST /download/{model_id}."""
 
-    name: str | None = Field(default=None, max_length=256)
+    name: str | None = Field(
+        default=None,
+        max_length=256,
+        # No control characters: PostgreSQL text holds no NUL, and a name is shown to people.
+        pattern=r"^[^\x00-\x1f\x7f]*$",
+        description="what the record is called; the download decision judges the source's name",
+    )
     sha256: str | None = Field(default=None, description="expected SHA-256 of a single file")
 
 
@@ -173,7 +180,8 @@ async def download_source(
 async def _job(jobs: Jobs, model_id: str, claims: Claims) -> Download:
     """The job, if the caller may see it; 404 alike for one they may not and one that is
     not, so that ids do not leak."""
-    job = await jobs.get(model_id, visible_to=visible_to(claims))
+    # An id no model can have (a NUL byte, say, which PostgreSQL would refuse) is not asked.
+    job = await jobs.get(model_id, visible_to=visible_to(claims)) if is_model_id(model_id) else None
     if job is None:
         raise ApiError(404, "download_not_found", f"no download of model {model_id}")
     return job

@@ -8,6 +8,7 @@ from modelserve.common.auth import Caller
 from modelserve.common.errors import ApiError
 from modelserve.download.access import visible_to
 from modelserve.download.deps import JobsDep
+from modelserve.download.sources import is_model_id
 from modelserve.download.tables import ModelRecord
 
 router = APIRouter(tags=["models"])
@@ -23,7 +24,8 @@ async def list_models(claims: Caller, jobs: JobsDep) -> list[ModelRecord]:
 @router.get("/models/{model_id}")
 async def get_model(model_id: str, claims: Caller, jobs: JobsDep) -> ModelRecord:
     """One model record; 404 for one the caller may not see, as for one that is not."""
-    record = await jobs.model(model_id, visible_to=visible_to(claims))
+    visible = visible_to(claims)
+    record = await jobs.model(model_id, visible_to=visible) if is_model_id(model_id) else None
     if record is None:
         raise ApiError(404, "model_not_found", f"no model {model_id} in the platform store")
     return record
