@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -9,7 +10,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from modelserve.common.store_tags import MODEL_ID_TAG, SHA256_TAG
 from modelserve.common.tokens import TokenSettings
+from modelserve.download.access import decision_name
 from modelserve.download.gguf_metadata import quantization
 from modelserve.download.objects import MAX_PARTS, MIN_PART_SIZE
 from modelserve.download.records import status
@@ -21,10 +24,13 @@ from modelserve.download.sources import (
     folder_digest,
     model_format,
     parse_manifest,
+    printable,
     refused_model_id,
     source_model_id,
 )
-from modelserve.download.tables import Download, State
+from modelserve.download.supervision import Backoff, supervised
+from modelserve.download.tables import Download, ModelRecord, State
+from modelserve.download.tagging import record_objects
 from modelserve.download.transfers import part_size_for
 
 
@@ -143,3 +149,69 @@ def test_the_service_needs_an_upstream_bucket() -> None:
         DownloadSettings(upstream_buckets=" , ", tokens=TokenSettings(development=True))
     dev = TokenSettings(development=True)
     assert DownloadSettings(upstream_buckets="a, b", tokens=dev).allowed_buckets() == ["a", "b"]
+
+
+def test_text_that_is_not_unicode_is_refused_and_recorded_escaped() -> None:
+    with pytest.raises(InvalidSource, match="not valid Unicode") as refused:
+        check_path("org/\ud800.gguf")
+    assert refused.value.code == "invalid_key"
+    assert printable("a\ud800\x00b") == "a\\ud800\\x00b"
+    assert refused_model_id(None, "llm-models", "a\ud800", None) == refused_model_id(
+        None, "llm-models", "a\\ud800", None
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "prefix", "judged"),
+    [
+        ("org/evil-model.gguf", None, "evil-model.gguf"),
+        (None, "org/llama-3-8b/", "llama-3-8b"),
+        (None, "0b1c-uuid", "0b1c-uuid"),
+        ("smol\x00.gguf", None, "smol\\x00.gguf"),
+    ],
+)
+def test_a_download_decision_judges_the_name_of_the_source(
+    key: str | None, prefix: str | None, judged: str
+) -> None:
+    assert decision_name("llm-models", key, prefix) == judged
+
+
+def test_every_stored_file_of_a_record_has_its_tags() -> None:
+    record = ModelRecord(
+        id="m",
+        name="m",
+        format="safetensors",
+        size=3,
+        sha256="f" * 64,
+        verified=False,
+        source="s3://llm-models/m/",
+        bucket="inference-models",
+        storage_key="models/m/",
+        uri="s3://inference-models/models/m/",
+        files=[
+            {"path": "a.safetensors", "size": 2, "sha256": "A" * 64},
+            {"path": "manifest.json", "size": 1, "sha256": "b" * 64},
+        ],
+        requested_by="alice",
+    )
+    assert record_objects(record) == [
+        ("models/m/a.safetensors", {SHA256_TAG: "a" * 64, MODEL_ID_TAG: "m"}),
+        ("models/m/manifest.json", {SHA256_TAG: "b" * 64, MODEL_ID_TAG: "m"}),
+    ]
+
+
+def test_restart_pauses_double_up_to_the_cap() -> None:
+    backoff = Backoff(first=0.5, cap=4.0)
+    assert [backoff.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+
+def test_one_off_work_is_restarted_until_it_completes() -> None:
+    attempts: list[int] = []
+
+    async def flaky() -> None:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) < 3:
+            raise RuntimeError("not yet")
+
+    asyncio.run(supervised("flaky", flaky, Backoff(first=0.001, cap=0.002), until_done=True))
+    assert attempts == [1, 2, 3]
