@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import ssl
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import pytest
 from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, TEAM_LABEL, VERSION
 from modelserve.contract.admission import PATH
 from modelserve.testbed.gobuild import binary
+from modelserve.testbed.pki import KeyPair
 from modelserve.testbed.polling import wait_for
 
 if TYPE_CHECKING:  # a fixture's type: conftest modules are pytest's to import
@@ -459,15 +461,21 @@ def review(
     }
 
 
+def presenting(pair: KeyPair | None) -> ssl.SSLContext:
+    """A TLS client context that presents `pair` (none: no certificate). The server's
+    identity is not what these tests are about: it is not checked."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if pair is not None:
+        context.load_cert_chain(str(pair.cert), str(pair.key))
+    return context
+
+
 def as_api_server(admission: AdmissionBed) -> httpx.Client:
-    client = admission.kube.webhook_client
-    assert client is not None
-    return httpx.Client(
-        base_url=admission.webhook_url,
-        cert=(str(client.cert), str(client.key)),
-        verify=False,  # the server's identity is not what these tests are about
-        timeout=30,
-    )
+    context = presenting(admission.kube.webhook_client)
+    assert admission.kube.webhook_client is not None
+    return httpx.Client(base_url=admission.webhook_url, verify=context, timeout=30)
 
 
 def test_only_the_api_server_reaches_the_webhook(admission: AdmissionBed) -> None:
@@ -486,9 +494,8 @@ def test_only_the_api_server_reaches_the_webhook(admission: AdmissionBed) -> Non
         kube.webhook_authority.issue(f"other-{uuid.uuid4().hex[:6]}", "alice", client=True),
     ]
     for pair in strangers:
-        cert = (str(pair.cert), str(pair.key)) if pair is not None else None
         with (
-            httpx.Client(base_url=admission.webhook_url, cert=cert, verify=False) as stranger,
+            httpx.Client(base_url=admission.webhook_url, verify=presenting(pair)) as stranger,
             pytest.raises(httpx.TransportError),
         ):
             stranger.post(PATH, json=body)
