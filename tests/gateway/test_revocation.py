@@ -299,3 +299,38 @@ def test_an_unknown_key_at_the_contract_is_asked_about_once(services: Services) 
     for _ in range(30):
         assert _status(services.contract, CONTRACT_ANYONE, unknown) == 401
     assert metric(services.gateway, "modelserve_gateway_api_key_queries_total") - before <= 1
+
+
+def test_another_gateway_replica_refuses_within_seconds(
+    accounts_gateway: AccountsGateway,
+    accounts_admin: httpx.Client,
+    new_person: NewPerson,
+    testbed_dir: Path,
+) -> None:
+    """Two replicas on one database: a user disabled through the first is refused by the
+    second, which learns it from the database, not from the first."""
+    replica = start_service(
+        "gateway",
+        testbed_dir / "logs",
+        {
+            "JWT_SECRET": accounts_gateway.secret,
+            "GATEWAY_DATABASE_URL": accounts_gateway.database,
+            "GATEWAY_ADMIN_USERNAME": "admin",
+            "GATEWAY_ADMIN_PASSWORD": accounts_gateway.admin_password,
+        },
+    )
+    try:
+        person = new_person()
+        token = person.client.headers["Authorization"].removeprefix("Bearer ")
+        key = _key(person)["key"]
+        for credential in (token, key):
+            assert _status(replica.url, GATEWAY_ANYONE, credential) == 200
+        disabled = accounts_admin.patch(f"/users/{person.username}", json={"disabled": True})
+        assert disabled.status_code == 200, disabled.text
+
+        def refused() -> bool:
+            return {_status(replica.url, GATEWAY_ANYONE, c) for c in (token, key)} == {401}
+
+        wait_for(refused, timeout=20, what="the other replica to refuse the disabled user")
+    finally:
+        replica.stop()
