@@ -253,7 +253,11 @@ def test_a_failed_scaled_request_pays_for_the_calls_that_answered(
         algorithm="self-consistency",
         max_tokens=8,
     )
+    # A model server's 5xx in a scaling call is an OpenAI-shaped 502 naming its status.
     assert answer.status_code == 502, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "upstream_status"
+    assert "answered 500" in error["message"]
     usage = recorded(contract_service, signer, "fay", 1)
     assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (
         1,

@@ -1,0 +1,114 @@
+"""The usage outbox against real PostgreSQL: replicas claim disjoint rows, a claim holds
+for its lease, a failed delivery waits longer each time, a delivered one is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from modelserve.common.database import open_pool
+from modelserve.gateway import migrations
+from modelserve.gateway.metrics import GatewayMetrics
+from modelserve.gateway.usage_outbox import OutboxSettings, UsageOutbox
+
+pytestmark = pytest.mark.postgres
+
+SETTINGS = OutboxSettings(
+    flush_seconds=3600,  # the loops are not started: the test runs each step
+    retry_seconds=30,
+    retry_max_seconds=300,
+    batch_size=6,
+    lease_seconds=60,
+    queue_size=100,
+)
+
+
+def rows(database: str) -> dict[str, tuple[int, float]]:
+    """id -> (attempts, seconds until its next try)."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT id, attempts, extract(epoch FROM next_attempt_at - now()) FROM usage_outbox"
+        ).fetchall()
+    return {str(row[0]): (row[1], float(row[2])) for row in found}
+
+
+def run(
+    database: str,
+    sends: list[Callable[[bytes], Awaitable[tuple[int, bytes]]]],
+    work: Callable[[list[UsageOutbox]], Awaitable[Any]],
+) -> Any:
+    async def main() -> Any:
+        outboxes = [
+            UsageOutbox(await open_pool(database, size=2, wait=5), send, GatewayMetrics(), SETTINGS)
+            for send in sends
+        ]
+        try:
+            return await work(outboxes)
+        finally:
+            for outbox in outboxes:
+                await outbox.close()
+
+    return asyncio.run(main())
+
+
+def test_replicas_share_the_outbox_without_sending_a_row_twice(gateway_database: str) -> None:
+    migrations.upgrade(gateway_database)
+    sent: list[list[str]] = [[], []]
+
+    def sender(replica: int) -> Callable[[bytes], Awaitable[tuple[int, bytes]]]:
+        async def send(record: bytes) -> tuple[int, bytes]:
+            sent[replica].append(json.loads(record)["id"])
+            await asyncio.sleep(0.05)  # both replicas' claims overlap
+            return (200, b"{}") if replica == 0 else (503, b"down")
+
+        return send
+
+    ids = [str(uuid.uuid4()) for _ in range(10)]
+
+    async def work(outboxes: list[UsageOutbox]) -> None:
+        for usage_id in ids:
+            outboxes[0].add(uuid.UUID(usage_id), {"id": usage_id, "principal": {"subject": "a"}})
+        await outboxes[0].write_pending()
+        claimed = await asyncio.gather(*(outbox.send_due() for outbox in outboxes))
+        assert sorted(claimed) == [4, 6]  # a batch is 6 rows: 6 and the 4 left
+        # Nothing is due now: the delivered rows are gone, the failed ones wait.
+        assert await asyncio.gather(*(outbox.send_due() for outbox in outboxes)) == [0, 0]
+
+    run(gateway_database, [sender(0), sender(1)], work)
+    assert sorted(sent[0] + sent[1]) == sorted(ids)  # every row sent once, by one replica
+    left = rows(gateway_database)
+    assert sorted(left) == sorted(sent[1])  # replica 1's were refused: they stay
+    assert all(attempts == 1 and 25 < wait <= 30 for attempts, wait in left.values())
+
+
+def test_a_refused_row_waits_longer_each_time_and_is_never_dropped(gateway_database: str) -> None:
+    migrations.upgrade(gateway_database)
+
+    async def refuse(_: bytes) -> tuple[int, bytes]:
+        return 0, b"the contract service is unreachable"
+
+    usage_id = uuid.uuid4()
+
+    async def work(outboxes: list[UsageOutbox]) -> None:
+        (outbox,) = outboxes
+        outbox.add(usage_id, {"id": str(usage_id)})
+        await outbox.write_pending()
+        for attempt in range(1, 5):
+            assert await outbox.send_due() == 1
+            attempts, wait = rows(gateway_database)[str(usage_id)]
+            assert attempts == attempt
+            expected = min(300, 30 * 2 ** (attempt - 1))
+            assert 0.85 * expected < wait <= expected
+            with psycopg.connect(gateway_database, autocommit=True) as conn:
+                conn.execute("UPDATE usage_outbox SET next_attempt_at = now()")
+
+    run(gateway_database, [refuse], work)
+    with psycopg.connect(gateway_database, autocommit=True) as conn:
+        (error,) = conn.execute("SELECT last_error FROM usage_outbox").fetchone() or ("",)
+    assert error == "the contract service is unreachable"
