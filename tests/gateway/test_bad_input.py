@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import httpx
@@ -39,6 +40,11 @@ BODIES: list[tuple[str, bytes, str]] = [
 ]
 
 
+# Odd path parameters, as sent on the wire: a NUL byte, bytes that are not UTF-8, a
+# right-to-left override, a climb out of the path, a long one.
+ODD_PARAMETERS = ("%00", "a%00b", "%FF%FE", "%E2%80%AE", "..%2F..%2Fetc", "x" * 2000)
+
+
 def routes() -> list[tuple[str, str]]:
     """(method, path) of every route in the app's OpenAPI schema, path parameters filled."""
     app = create_app(GatewaySettings(tokens=TokenSettings(development=True)))
@@ -47,6 +53,20 @@ def routes() -> list[tuple[str, str]]:
     for path, operations in app.openapi()["paths"].items():
         filled = path.replace("{model}", "no/such").replace("{", "").replace("}", "")
         found += [(method.upper(), filled) for method in sorted(operations)]
+    return found
+
+
+def odd_routes() -> list[tuple[str, str]]:
+    """(method, path) of every route with path parameters, each filled with each odd value;
+    and the Traefik route's query with them."""
+    app = create_app(GatewaySettings(tokens=TokenSettings(development=True)))
+    found = [("GET", f"/auth/verify?server={odd}") for odd in ODD_PARAMETERS]
+    for path, operations in app.openapi()["paths"].items():
+        if "{" not in path:
+            continue
+        for odd in ODD_PARAMETERS:
+            filled = re.sub(r"\{[^}]+\}", odd, path)
+            found += [(method.upper(), filled) for method in sorted(operations)]
     return found
 
 
@@ -89,4 +109,14 @@ def test_no_route_answers_5xx_to_a_bad_request(
                             f"{method} {path} ({name}): {answer.status_code} {kind} "
                             f"{answer.text[:80]}"
                         )
+        # Odd values in the path (and in the query of /auth/verify): never a 5xx.
+        for method, path in odd_routes():
+            for token in (admin, user):
+                sent = {"Authorization": f"Bearer {token}", "Content-Type": JSON}
+                answer = client.request(method, path, content=b"{}", headers=sent)
+                kind = answer.headers.get("content-type", "")
+                if answer.status_code >= 500 or not kind.startswith(JSON):
+                    failures.append(
+                        f"{method} {path[:60]}: {answer.status_code} {kind} {answer.text[:80]}"
+                    )
     assert failures == []

@@ -28,11 +28,9 @@ from modelserve.common.errors import error_body
 from modelserve.gateway.metrics import GatewayMetrics
 
 OPENAI_PREFIX = "/v1"
-# A server's own OpenAI paths: its id (a UUID, as Starlette's `uuid` convertor takes it),
-# then /v1.
-_SERVER_OPENAI = re.compile(
-    r"/[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}/v1(/|$)"
-)
+# A server's own OpenAI paths: its id, then /v1. Any first segment counts, not only the
+# UUIDs the routes take: a client with a wrong id in its base URL is an OpenAI client too.
+_SERVER_OPENAI = re.compile(r"/[^/]+/v1(/|$)")
 
 # OpenAI's error types by status, for errors that do not name one.
 _TYPES = {
