@@ -4,6 +4,7 @@ for its lease, a failed delivery waits longer each time, a delivered one is gone
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -89,10 +90,6 @@ def test_replicas_share_the_outbox_without_sending_a_row_twice(gateway_database:
 
 def test_a_refused_row_waits_longer_each_time_and_is_never_dropped(gateway_database: str) -> None:
     migrations.upgrade(gateway_database)
-
-    async def refuse(_: bytes) -> tuple[int, bytes]:
-        return 0, b"the contract service is unreachable"
-
     usage_id = uuid.uuid4()
 
     async def work(outboxes: list[UsageOutbox]) -> None:
@@ -112,3 +109,28 @@ def test_a_refused_row_waits_longer_each_time_and_is_never_dropped(gateway_datab
     with psycopg.connect(gateway_database, autocommit=True) as conn:
         (error,) = conn.execute("SELECT last_error FROM usage_outbox").fetchone() or ("",)
     assert error == "the contract service is unreachable"
+
+
+def test_past_its_queue_a_record_is_dropped_and_counted(gateway_database: str) -> None:
+    migrations.upgrade(gateway_database)
+    metrics = GatewayMetrics()
+
+    async def main() -> None:
+        small = dataclasses.replace(SETTINGS, queue_size=3)
+        outbox = UsageOutbox(
+            await open_pool(gateway_database, size=1, wait=5), refuse, metrics, small
+        )
+        try:
+            for _ in range(5):  # the writer is not running: as if the database were down
+                usage_id = uuid.uuid4()
+                outbox.add(usage_id, {"id": str(usage_id)})
+        finally:
+            await outbox.close()  # writes the three that waited
+
+    asyncio.run(main())
+    assert metrics.registry.get_sample_value("modelserve_gateway_usage_records_dropped_total") == 2
+    assert len(rows(gateway_database)) == 3
+
+
+async def refuse(_: bytes) -> tuple[int, bytes]:
+    return 0, b"the contract service is unreachable"

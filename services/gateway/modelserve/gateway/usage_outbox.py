@@ -40,6 +40,8 @@ WRITE_BATCH = 500
 SEND_CONCURRENCY = 16
 # How long a shutting-down gateway waits to write what is still queued.
 CLOSE_SECONDS = 5.0
+# Records dropped (the queue full) per line in the log.
+DROPS_PER_LOG = 1000
 
 # POST a record's JSON to the contract service: (status, answer); status 0 when it
 # could not be reached.
@@ -111,6 +113,7 @@ class UsageOutbox:
         self._pending: list[tuple[uuid.UUID, str]] = []
         self._queued = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._dropped = 0
 
     @classmethod
     async def open(
@@ -150,11 +153,15 @@ class UsageOutbox:
         """Queue `record` for the outbox; never waits."""
         if len(self._pending) >= self._settings.queue_size:
             self._metrics.usage_dropped.inc()
-            logger.error(
-                "usage of %s dropped: %d records wait for the outbox (is the database down?)",
-                record.get("principal", {}).get("subject"),
-                len(self._pending),
-            )
+            self._dropped += 1
+            if self._dropped % DROPS_PER_LOG == 1:  # the first, then one line per thousand
+                logger.error(
+                    "usage of %s dropped (%d so far): %d records wait for the outbox (is the"
+                    " database down?)",
+                    record.get("principal", {}).get("subject"),
+                    self._dropped,
+                    len(self._pending),
+                )
             return
         self._pending.append((usage_id, json.dumps(record)))
         self._queued.set()
