@@ -61,19 +61,17 @@ from modelserve.testbed.measuring import (
     proc_status,
     revision,
 )
+from modelserve.testbed.objectstores import MinioServer, start_minio
 from modelserve.testbed.platform import install_crds, start_operator
 from modelserve.testbed.processes import ManagedProcess, descendants
+from modelserve.testbed.seeding import tag_as_recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELSERVES = ("llm.modelserve.io", "v1alpha1", "modelserves")
 DEPLOYMENTS = ("apps", "v1", "deployments")
 # build_node caps every fake node at 110 pods: room for 1,000 pods means more nodes.
 PODS_PER_NODE = 100
-OPERATOR_SETTINGS = {
-    "OPERATOR_MODEL_STORE_ENDPOINT": "modelserve-minio.modelserve.svc:9000",
-    "OPERATOR_MODEL_STORE_ACCESS_KEY": "bench-access-key",
-    "OPERATOR_MODEL_STORE_SECRET_KEY": "bench-secret-key",
-}
+BENCH_BUCKET, BENCH_MODEL = "bench-models", "tiny.gguf"
 # Client threads creating ModelServes: enough to outpace the operator on a small machine.
 CREATE_THREADS = 16
 SAMPLE_INTERVAL = 0.25
@@ -114,7 +112,7 @@ def build_modelserve(index: int) -> Obj:
         "metadata": {"name": f"ms-{index:05d}"},
         "spec": {
             "runtime": "llamacpp",
-            "model": {"uri": "s3://bench-models/tiny.gguf", "format": "gguf"},
+            "model": {"uri": f"s3://{BENCH_BUCKET}/{BENCH_MODEL}", "format": "gguf"},
             "replicas": 1,
             "resources": {"cpu": "10m", "memory": "16Mi"},
         },
@@ -418,8 +416,27 @@ def measure(
     run.phases = final_phases(api, run.namespace)
 
 
+def store_settings(folder: Path) -> tuple[MinioServer, dict[str, str]]:
+    """A platform store holding the ModelServes' model as a download leaves it (tagged with
+    its digest): each reconcile reads its tags and signs a URL, as in a cluster."""
+    store = start_minio("platform", folder / "minio", bucket=BENCH_BUCKET)
+    data = b"GGUF bench model"
+    digest = store.put(BENCH_BUCKET, BENCH_MODEL, data)
+    tag_as_recorded(store.client(), BENCH_BUCKET, BENCH_MODEL, digest, "bench")
+    return store, {
+        "OPERATOR_MODEL_STORE_ENDPOINT": store.endpoint,
+        "OPERATOR_MODEL_STORE_ACCESS_KEY": store.access_key,
+        "OPERATOR_MODEL_STORE_SECRET_KEY": store.secret_key,
+    }
+
+
 def run_size(
-    cluster: KubeCluster, api: k8s.ApiClient, folder: Path, n: int, options: argparse.Namespace
+    cluster: KubeCluster,
+    api: k8s.ApiClient,
+    folder: Path,
+    n: int,
+    options: argparse.Namespace,
+    settings: dict[str, str],
 ) -> None:
     """One size in its own namespace, with an operator of its own; the namespace goes after."""
     overrides = dict(setting.split("=", 1) for setting in options.setting)
@@ -427,7 +444,7 @@ def run_size(
     core = k8s.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": run.namespace}})
     logs = folder / "logs" / f"n{n}"
-    operator = start_operator(cluster.kubeconfig, logs, {**OPERATOR_SETTINGS, **overrides})
+    operator = start_operator(cluster.kubeconfig, logs, {**settings, **overrides})
     try:
         measure(cluster, api, operator.process, run, options.timeout)
         report(run)
@@ -616,13 +633,15 @@ def main() -> None:
         # Thousands of servers: their pods stay simulated (KWOK), not run.
         cluster = start_cluster(folder / "kube", nodes=nodes, run_pods=False)
         api = api_client(cluster.kubeconfig, connections=CREATE_THREADS + 8)  # + watches
+        store, settings = store_settings(folder)
         try:
             install_crds(cluster)
             print(f"  control plane and CRDs ready in {time.monotonic() - began:.1f} s\n")
             for n in options.sizes:
-                run_size(cluster, api, folder, n, options)
+                run_size(cluster, api, folder, n, options, settings)
         finally:
             api.close()
+            store.stop()
             cluster.stop()
             if options.keep_logs:
                 for name, logs in (

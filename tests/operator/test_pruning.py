@@ -42,6 +42,55 @@ def test_switching_a_server_to_external_deletes_what_ran_it(
     )
 
 
+def test_switching_a_gpu_server_with_a_cache_to_external_frees_its_gpu_and_claim(
+    crds: KubeCluster, namespace: str, smollm2_uri: str
+) -> None:
+    body = manifest(
+        "llamacpp-cpu.yaml",
+        spec__runtime="vllm",
+        spec__replicas=1,
+        spec__resources={"gpus": 1},
+        spec__model__cache={"enabled": True, "size": "1Gi"},
+    )
+    name = apply(crds, namespace, body)
+    wanted = {
+        f"Deployment/{name}",
+        f"Service/{name}",
+        f"Secret/{name}-model-store",
+        f"PersistentVolumeClaim/{name}-model-cache",
+        f"IngressRoute/{name}",
+    }
+    wait_for(
+        lambda: set(owned(crds, namespace, name)) == wanted,
+        timeout=60,
+        what="the GPU server's children",
+    )
+    external = {"url": "http://127.0.0.1:9/v1"}
+    patch = {"spec": {"runtime": "external", "external": external, "resources": {"gpus": 0}}}
+    crds.kubectl("patch", "-n", namespace, f"ms/{name}", "--type=merge", "-p", json.dumps(patch))
+    wait_for(
+        # A claim a pod still uses waits for it (its protection finalizer), deleted already.
+        lambda: all(
+            child.startswith("PersistentVolumeClaim/")
+            and _deleting(crds, namespace, child.split("/")[1])
+            for child in owned(crds, namespace, name)
+        ),
+        timeout=60,
+        what="the Deployment, Service, Secret, claim and route to be deleted",
+    )
+    wait_for(
+        lambda: not get(crds, namespace, "pods", "-l", SELECTOR.format(name))["items"],
+        timeout=90,
+        what="its pod (and the GPU it asked for) to go",
+    )
+
+
+def _deleting(kube: KubeCluster, namespace: str, claim: str) -> bool:
+    found = get(kube, namespace, "persistentvolumeclaims", "--field-selector",
+                f"metadata.name={claim}")["items"]  # fmt: skip
+    return not found or bool(found[0]["metadata"].get("deletionTimestamp"))
+
+
 def test_disabling_the_cache_leaves_no_claim(
     crds: KubeCluster, namespace: str, smollm2_uri: str
 ) -> None:

@@ -1,15 +1,21 @@
 """What tests of the operator do to the real API server: apply a ModelServe (from the
-docs' examples), read objects, wait for a phase."""
+docs' examples), read objects, wait for a phase; and what a pod's fetch step does."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
+from modelserve.operator.fetch import fetch, parse_files
+from modelserve.operator.settings import OperatorSettings
+from modelserve.operator.store import ModelStore
 from modelserve.testbed.cache import repo_root
 from modelserve.testbed.kube import KubeCluster
+from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.polling import wait_for
 
 EXAMPLES = repo_root() / "docs" / "examples"
@@ -52,3 +58,20 @@ def wait_phase(
         raise AssertionError(
             f"{name} never became {phase}; status: {json.dumps(status)}\n{children}"
         ) from error
+
+
+def fetch_as_a_pod(store: MinioServer, uri: str, model_dir: Path) -> list[Path]:
+    """What a model server's init step does with the Secret the operator writes for `uri`:
+    the objects' recorded digests and presigned URLs, then plain GETs, each file checked.
+    The files written."""
+    settings = OperatorSettings.model_validate(
+        {
+            "model_store_endpoint": store.endpoint,
+            "model_store_access_key": store.access_key,
+            "model_store_secret_key": store.secret_key,
+        }
+    )
+    model_store = ModelStore(settings)
+    files = model_store.presign(uri, model_store.resolve(uri))
+    with httpx.Client(follow_redirects=False) as http:
+        return fetch(http, uri, parse_files(files, model_dir), model_dir)
