@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from modelserve.download.sources import folder_digest
-from modelserve.operator.fetch import fetch
 from modelserve.testbed.llm import ensure_runtime
 from modelserve.testbed.objectstores import MinioServer
+from modelserve.testbed.testing_operator import fetch_as_a_pod
 
 pytestmark = [pytest.mark.postgres, pytest.mark.minio]
 
@@ -74,8 +74,9 @@ def test_smollm2_gguf_by_model_uuid(
     )
     assert platform_store.open_uploads(platform_bucket, f"models/{model_id}/{model.name}") == []
 
-    # The record's uri is what a ModelServe names; its init step loads the file from it.
-    fetched = fetch(platform_store.client(), record["uri"], tmp_path)
+    # The record's uri is what a ModelServe names; its init step loads the file from it
+    # with the URL and the digest (the object's tag) the operator gives it.
+    fetched = fetch_as_a_pod(platform_store, record["uri"], tmp_path)
     assert fetched == [tmp_path / model.name]
     assert hashlib.sha256(fetched[0].read_bytes()).hexdigest() == digest
 
@@ -125,7 +126,7 @@ def test_folder_model_with_shards_tokenizer_and_config(
 
     copied = platform_store.contents(platform_bucket)
     assert copied == {f"models/{model_id}/{path}": data for path, data in files.items()}
-    fetched = fetch(platform_store.client(), record["uri"], tmp_path)
+    fetched = fetch_as_a_pod(platform_store, record["uri"], tmp_path)
     assert {p.relative_to(tmp_path / "model").as_posix(): p.read_bytes() for p in fetched} == files
 
     # The same source again is the same model: nothing is copied twice.
