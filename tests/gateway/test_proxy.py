@@ -424,6 +424,20 @@ def test_upstream_failures_are_502_and_504(
     assert metric(gateway, "modelserve_gateway_upstream_errors_total", model=model) == before + 1
 
 
+def test_a_scaled_request_never_shows_the_model_servers_traceback(
+    gateway: str, tokens: dict[str, str], servers: dict[str, str]
+) -> None:
+    """Self-consistency over two candidates from a server that crashes: 502, its body
+    for the gateway's log only."""
+    body = {"model": "fake-error", "messages": HI, "budget": 2, "algorithm": "self-consistency"}
+    with raw(gateway, tokens["alice"]) as http:
+        answer = routed(http, body)
+    assert answer.status_code == 502, answer.text
+    assert "answered 500" in error_of(answer)["message"]
+    for leak in ("Traceback", "/opt/venv", "CUDA"):
+        assert leak not in answer.text
+
+
 def test_bad_requests_are_4xx_in_openai_shape(gateway: str, tokens: dict[str, str]) -> None:
     with raw(gateway, tokens["alice"]) as http:
         cases = [
