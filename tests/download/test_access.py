@@ -157,3 +157,34 @@ def test_the_decision_judges_the_source_not_the_name_the_caller_gives(
     bad = alice.post("/downloads", json={"bucket": upstream_bucket, "key": "smol\x00.gguf"})
     assert bad.status_code == 422, bad.text
     assert bad.json()["error"]["code"] == "invalid_key"
+
+
+def test_a_model_id_of_another_source_is_not_taken_over(
+    as_user: Callable[[str], httpx.Client],
+    contract_service: RunningService,
+    signer: TokenSigner,
+    upstream_store: MinioServer,
+    upstream_bucket: str,
+    wait_finished: Callable[..., dict[str, Any]],
+) -> None:
+    upstream_store.put(upstream_bucket, "smol-alice/weights.gguf", b"a" * 10)
+    upstream_store.put(upstream_bucket, "org/smol-bob.gguf", b"b" * 10)
+    allow(contract_service, signer, "alice", ["smol-*"])
+    allow(contract_service, signer, "bob", ["smol-*"])
+    alice, bob = as_user("alice"), as_user("bob")
+    assert alice.post("/download/smol-alice").status_code == 202
+    assert wait_finished(alice, "smol-alice")["state"] == "ready"
+    assert alice.post("/download/smol-missing").status_code == 202  # nothing upstream
+    assert wait_finished(alice, "smol-missing")["state"] == "failed"
+
+    # Bob names alice's ids for a source of his own: neither her ready model nor her
+    # failed one becomes his, nor does he get to see them.
+    for model_id in ("smol-alice", "smol-missing"):
+        body = {"bucket": upstream_bucket, "key": "org/smol-bob.gguf", "model_id": model_id}
+        taken = bob.post("/downloads", json=body)
+        assert taken.status_code == 409, taken.text
+        assert taken.json()["error"]["code"] == "model_id_taken"
+        assert bob.get(f"/status/{model_id}").status_code == 404
+        assert alice.get(f"/status/{model_id}").json()["requested_by"] == "alice"
+    assert bob.get("/downloads").json() == []
+    assert alice.get("/models/smol-alice").json()["source"].endswith("/smol-alice/")

@@ -27,7 +27,7 @@ from modelserve.common.database import (
     listen,
     open_pool,
 )
-from modelserve.download.sources import Source, printable
+from modelserve.download.sources import Source, printable, source_uri
 from modelserve.download.tables import (
     ACTIVE,
     RETRYABLE,
@@ -58,6 +58,14 @@ _REQUEUE = """state = 'queued', error_code = NULL, error = NULL, bytes_done = 0,
 async def _notify(cur: psycopg.AsyncCursor[Any], model_id: str) -> None:
     """Wake the workers of every replica: a job is queued."""
     await cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, model_id])
+
+
+class ModelIdTaken(RuntimeError):
+    """A request names the model id of another user's download of another source."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(f"model id {model_id} is taken by the download of another source")
+        self.model_id = model_id
 
 
 def _states(states: tuple[State, ...]) -> list[str]:
@@ -108,9 +116,21 @@ class Jobs:
         name: str | None,
         sha256: str | None,
         requested_by: str,
+        privileged: bool = False,
     ) -> tuple[Download, bool]:
         """Queue a download of `model_id`, or return the one that is queued, running or
-        ready already. The flag says whether this call queued it."""
+        ready already, and count the caller among those who asked for it. The flag says
+        whether this call queued it. ModelIdTaken when the job of `model_id` copies another
+        source and is not the caller's (unless `privileged`: admins and services)."""
+
+        def check(row: dict[str, Any] | None) -> None:
+            if row is None or privileged or row["requested_by"] == requested_by:
+                return
+            if source_uri(row["source_bucket"], row["source_key"], row["source_prefix"]) != (
+                source.uri
+            ):
+                raise ModelIdTaken(model_id)
+
         params = {
             "model_id": model_id,
             "bucket": source.bucket,
@@ -124,6 +144,9 @@ class Jobs:
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> tuple[Download, bool]:
             async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                select = "SELECT * FROM downloads WHERE model_id = %s FOR UPDATE"
+                await cur.execute(select, [model_id])
+                check(await cur.fetchone())
                 # A failed or cancelled job is queued again; any other is left as it is.
                 await cur.execute(
                     f"""
@@ -145,17 +168,20 @@ class Jobs:
                     params,
                 )
                 row = await cur.fetchone()
+                queued = row is not None
+                if row is None:
+                    # Left as it was (or inserted meanwhile by another request: checked again).
+                    await cur.execute(select, [model_id])
+                    row = await cur.fetchone()
+                    check(row)
                 await cur.execute(
                     "INSERT INTO download_requesters (model_id, subject) VALUES (%s, %s)"
                     " ON CONFLICT DO NOTHING",
                     [model_id, requested_by],
                 )
-                if row is not None:
+                if queued:
                     await _notify(cur, model_id)
-                    return Download.model_validate(row), True
-                await cur.execute("SELECT * FROM downloads WHERE model_id = %s", [model_id])
-                existing = await cur.fetchone()
-                return Download.model_validate(existing), False
+                return Download.model_validate(row), queued
 
         return await self._run(work)
 
@@ -170,9 +196,11 @@ class Jobs:
         code: str,
         message: str,
         requested_by: str,
-    ) -> None:
+        privileged: bool = False,
+    ) -> bool:
         """Record a request that can never succeed as a failed job, with its reason; a job
-        of the same model that is queued, running or ready is left as it is."""
+        of the same model that is queued, running or ready is left as it is, and so is
+        another user's (unless `privileged`). Whether it was recorded."""
         params = {
             "model_id": model_id,
             "bucket": printable(bucket),
@@ -183,8 +211,9 @@ class Jobs:
             "message": printable(message),
             "requested_by": requested_by,
             "finished": _states(RETRYABLE),
+            "privileged": privileged,
         }
-        await self._one(
+        recorded = await self._one(
             """
             INSERT INTO downloads (model_id, source_bucket, source_key, source_prefix, name,
                                    state, error_code, error, requested_by, finished_at)
@@ -199,10 +228,12 @@ class Jobs:
                 requested_by = excluded.requested_by, bytes_done = 0, files_done = 0,
                 rate = NULL, created_at = now(), updated_at = now(), finished_at = now()
             WHERE downloads.state = ANY(%(finished)s)
+              AND (%(privileged)s OR downloads.requested_by = %(requested_by)s)
             RETURNING model_id
             """,
             params,
         )
+        return recorded is not None
 
     async def get(self, model_id: str, *, visible_to: str | None = None) -> Download | None:
         """The job of `model_id`; with `visible_to`, only if that subject may see it."""

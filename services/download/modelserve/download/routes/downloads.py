@@ -13,7 +13,7 @@ from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
 from modelserve.download.access import check_download, decision_name, may_manage, visible_to
 from modelserve.download.deps import HttpDep, JobsDep, SettingsDep
-from modelserve.download.jobs import Jobs
+from modelserve.download.jobs import Jobs, ModelIdTaken
 from modelserve.download.records import DownloadStatus, status
 from modelserve.download.settings import DownloadSettings
 from modelserve.download.sources import (
@@ -101,7 +101,7 @@ async def _start(
             bucket, key, prefix, model_id, options.sha256, settings.allowed_buckets()
         )
     except InvalidSource as error:
-        await jobs.refuse(
+        recorded_as = await jobs.refuse(
             recorded,
             bucket=bucket,
             key=key,
@@ -110,13 +110,23 @@ async def _start(
             code=error.code,
             message=str(error),
             requested_by=claims.sub,
+            privileged=claims.is_admin or claims.is_service,
         )
+        where = f" (recorded as the failed download {recorded})" if recorded_as else ""
+        raise ApiError(422, error.code, f"{error}{where}") from error
+    try:
+        job, queued = await jobs.submit(
+            model_id,
+            source,
+            name=options.name,
+            sha256=sha256,
+            requested_by=claims.sub,
+            privileged=claims.is_admin or claims.is_service,
+        )
+    except ModelIdTaken as error:
         raise ApiError(
-            422, error.code, f"{error} (recorded as the failed download {recorded})"
+            409, "model_id_taken", f"{error}: leave model_id out, or name another"
         ) from error
-    job, queued = await jobs.submit(
-        model_id, source, name=options.name, sha256=sha256, requested_by=claims.sub
-    )
     response.status_code = 202 if queued else 200
     return status(job)
 
