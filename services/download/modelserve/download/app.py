@@ -43,8 +43,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
         finally:
             workers.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await workers
+            # Waited for, not awaited: workers that ended with an error were logged by
+            # `_exit_unless_cancelled` already.
+            await asyncio.wait({workers})
             await jobs.close()
             upstream.close()
             platform.close()
