@@ -191,6 +191,7 @@ def test_every_stored_file_of_a_record_has_its_tags() -> None:
         files=[
             {"path": "a.safetensors", "size": 2, "sha256": "A" * 64},
             {"path": "manifest.json", "size": 1, "sha256": "b" * 64},
+            {"path": "from-a-bug.bin", "size": 1},
         ],
         requested_by="alice",
     )

@@ -11,6 +11,7 @@ SHA-256 the service computed when it copied them.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 
 from modelserve.common.store_tags import MODEL_ID_TAG, SHA256_TAG
@@ -19,6 +20,7 @@ from modelserve.download.sources import storage_prefix
 from modelserve.download.tables import ModelRecord
 
 logger = logging.getLogger(__name__)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def file_tags(model_id: str, sha256: str) -> dict[str, str]:
@@ -27,11 +29,15 @@ def file_tags(model_id: str, sha256: str) -> dict[str, str]:
 
 
 def record_objects(record: ModelRecord) -> list[tuple[str, dict[str, str]]]:
-    """(key in `record.bucket`, tags) of every stored file of a record, manifest included."""
+    """(key in `record.bucket`, tags) of every stored file of a record, manifest included;
+    an entry without a path and a SHA-256 (which the service always records) is left out."""
     prefix = storage_prefix(record.id)
     return [
-        (prefix + str(entry["path"]), file_tags(record.id, str(entry["sha256"])))
+        (prefix + path, file_tags(record.id, digest))
         for entry in record.files
+        if isinstance(path := entry.get("path"), str)
+        and isinstance(digest := entry.get("sha256"), str)
+        and _SHA256.match(digest.lower())
     ]
 
 
