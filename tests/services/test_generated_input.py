@@ -1,15 +1,16 @@
 """Generated input against each service's own OpenAPI schema (schemathesis): every
-operation of the gateway and of the contract service gets a few dozen requests that
-hypothesis makes from the schema (valid ones and, in negative mode, invalid ones: wrong
-types, out-of-range numbers, odd strings), with a valid admin token so that they reach
-the handlers. No answer may be a 5xx, and an answer whose status the schema documents
-must have its documented content type and shape.
+operation of the gateway, the contract service and the download service gets a few
+dozen requests that hypothesis makes from the schema (valid ones and, in negative mode,
+invalid ones: wrong types, out-of-range numbers, odd strings), with a valid admin token
+so that they reach the handlers. No answer may be a 5xx, and an answer whose status the
+schema documents must have its documented content type and shape.
 
 The services run as processes on real PostgreSQL (the gateway with the control plane of
-the test bed, as in production). Their schemas are the ones they serve at /openapi.json,
-made from the same code when the module is collected (schemathesis' fixture-loaded
-schemas do not work with pytest 9). Bounded: `EXAMPLES` per operation, no shrinking, and
-past `SWEEP_SECONDS` of one service the rest of its examples are left out (never failed).
+the test bed, as in production; the download service with the MinIO stores). Their
+schemas are the ones they serve at /openapi.json, made from the same code when the module
+is collected (schemathesis' fixture-loaded schemas do not work with pytest 9). Bounded:
+`EXAMPLES` per operation, no shrinking, and past `SWEEP_SECONDS` of one service the rest
+of its examples are left out (never failed).
 """
 
 from __future__ import annotations
@@ -34,14 +35,17 @@ from schemathesis.specs.openapi.checks import (
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.contract.app import create_app as contract_app
 from modelserve.contract.settings import ContractSettings
+from modelserve.download.app import create_app as download_app
+from modelserve.download.settings import DownloadSettings
 from modelserve.gateway.app import create_app as gateway_app
 from modelserve.gateway.settings import GatewaySettings
 from modelserve.testbed.kube import KubeCluster
+from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningService, gateway_kubeconfig
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.testing_services import service_on_fresh_schema
 
-pytestmark = [pytest.mark.kube, pytest.mark.postgres]
+pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.minio]
 
 SECRET = "generated-input-secret-of-at-least-32-bytes"
 ADMIN_PASSWORD = "generated-input-admin-password"
@@ -63,9 +67,12 @@ BOUNDED = settings(
 class Sweep:
     """A service under the sweep: its URL, the token it is sent, and its time bound."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, *, reached: str) -> None:
         self.url = url
         self.headers = {"Authorization": f"Bearer {token}"}
+        # The token works: the sweep reaches the handlers, not only the token check.
+        answer = httpx.get(f"{url}{reached}", headers=self.headers, timeout=30)
+        assert answer.status_code == 200, answer.text
         self._ends = time.monotonic() + SWEEP_SECONDS
 
     @property
@@ -94,7 +101,7 @@ def gateway(crds: KubeCluster, database_url: str, testbed_dir: Path) -> Iterator
     with service_on_fresh_schema(
         "gateway", database_url, testbed_dir / "logs", settings, prefix="gateway_generated"
     ) as service:
-        yield Sweep(service.url, _sweeper_token(service))
+        yield Sweep(service.url, _sweeper_token(service), reached="/auth/me")
 
 
 def _sweeper_token(gateway: RunningService) -> str:
@@ -153,7 +160,7 @@ def contract(database_url: str, testbed_dir: Path) -> Iterator[Sweep]:
         "contract", database_url, testbed_dir / "logs", settings, prefix="contract_generated"
     ) as service:
         signer = TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET)))
-        yield Sweep(service.url, signer.sign("sweeper", roles=("admin",)))
+        yield Sweep(service.url, signer.sign("sweeper", roles=("admin",)), reached="/contracts")
 
 
 contract_api = schemathesis.openapi.from_dict(
@@ -169,3 +176,51 @@ def test_the_contract_service_answers_generated_input_without_5xx(
     _known(case, request)
     if not contract.over:
         case.call_and_validate(base_url=contract.url, headers=contract.headers, checks=CHECKS)
+
+
+# --- The download service ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def download(
+    database_url: str,
+    testbed_dir: Path,
+    upstream_store: MinioServer,
+    platform_store: MinioServer,
+) -> Iterator[Sweep]:
+    upstream, platform = f"gen-up-{uuid.uuid4().hex[:8]}", f"gen-pf-{uuid.uuid4().hex[:8]}"
+    upstream_store.client().make_bucket(upstream)
+    platform_store.client().make_bucket(platform)
+    upstream_store.put(upstream, "tiny/Tiny.Q4_0.gguf", b"GGUF" + bytes(1024))
+    settings = {
+        "JWT_SECRET": SECRET,
+        "DOWNLOAD_UPSTREAM_ENDPOINT": upstream_store.endpoint,
+        "DOWNLOAD_UPSTREAM_ACCESS_KEY": upstream_store.access_key,
+        "DOWNLOAD_UPSTREAM_SECRET_KEY": upstream_store.secret_key,
+        "DOWNLOAD_UPSTREAM_BUCKETS": upstream,
+        "DOWNLOAD_PLATFORM_ENDPOINT": platform_store.endpoint,
+        "DOWNLOAD_PLATFORM_ACCESS_KEY": platform_store.access_key,
+        "DOWNLOAD_PLATFORM_SECRET_KEY": platform_store.secret_key,
+        "DOWNLOAD_PLATFORM_BUCKET": platform,
+        "DOWNLOAD_WORKER_ID": f"worker-{uuid.uuid4().hex[:6]}",
+    }
+    with service_on_fresh_schema(
+        "download", database_url, testbed_dir / "logs", settings, prefix="download_generated"
+    ) as service:
+        signer = TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET)))
+        yield Sweep(service.url, signer.sign("sweeper", roles=("admin",)), reached="/downloads")
+
+
+download_api = schemathesis.openapi.from_dict(
+    download_app(DownloadSettings(tokens=DEVELOPMENT)).openapi()
+)
+
+
+@download_api.parametrize()
+@BOUNDED
+def test_the_download_service_answers_generated_input_without_5xx(
+    case: schemathesis.Case[Any], download: Sweep, request: pytest.FixtureRequest
+) -> None:
+    _known(case, request)
+    if not download.over:
+        case.call_and_validate(base_url=download.url, headers=download.headers, checks=CHECKS)
