@@ -75,6 +75,7 @@ class FakeServer:
         "fake-silent",
         "fake-lingering",
         "fake-unlabelled",
+        "fake-redirect",
     )
 
     def __init__(self) -> None:
@@ -84,6 +85,7 @@ class FakeServer:
         self.slow_closed = threading.Event()  # fake-slow found its client gone
         self.slow_sent = 0
         self.silent_closed = threading.Event()  # fake-silent's client went away
+        self.redirected: list[str] = []  # requests that followed fake-redirect's Location
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -108,6 +110,7 @@ class FakeServer:
         app.router.add_get("/v1/models", self._models)
         for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
             app.router.add_post(path, self._answer)
+        app.router.add_route("*", "/elsewhere", self._elsewhere)
         # A client that goes away cancels its handler, as in a real model server.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
         await self._runner.setup()
@@ -115,6 +118,10 @@ class FakeServer:
 
     async def _models(self, _: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": m} for m in self.MODELS]})
+
+    async def _elsewhere(self, request: web.Request) -> web.Response:
+        self.redirected.append(request.headers.get("Authorization", ""))
+        return web.json_response({"choices": [], "usage": {}})
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -126,6 +133,8 @@ class FakeServer:
             return web.Response()
         if model == "fake-error":
             return web.Response(text=TRACEBACK, status=500)
+        if model == "fake-redirect":
+            raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:{self.port}/elsewhere")
         if model == "fake-silent":
             try:
                 await asyncio.sleep(3600)
@@ -422,6 +431,21 @@ def test_upstream_failures_are_502_and_504(
         for leak in ("Traceback", "/opt/venv", "CUDA"):
             assert leak not in answer.text
     assert metric(gateway, "modelserve_gateway_upstream_errors_total", model=model) == before + 1
+
+
+def test_a_model_servers_redirect_is_never_followed(
+    gateway: str, tokens: dict[str, str], fake: FakeServer
+) -> None:
+    """An external server that answers 307 elsewhere: the gateway goes nowhere else (no
+    request, no key sent to the Location) and answers 502 in OpenAI's shape."""
+    with raw(gateway, tokens["alice"]) as http:
+        response = http.post(
+            "/v1/chat/completions", json={"model": "fake-redirect", "messages": HI}
+        )
+    assert response.status_code == 502, response.text
+    assert error_of(response)["code"] == "upstream_redirect"
+    assert "elsewhere" not in response.text
+    assert fake.redirected == []
 
 
 def test_a_scaled_request_never_shows_the_model_servers_traceback(

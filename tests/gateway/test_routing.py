@@ -358,6 +358,16 @@ def test_a_users_server_never_replaces_a_platform_one() -> None:
     assert [t.namespace for t in table.models(BOB)] == ["team-b"]
 
 
+def test_a_team_mate_cannot_take_over_a_name_the_platform_serves() -> None:
+    """carol (team nlp) serves `llama` for her team: alice, in that team with no `llama`
+    of her own, keeps reaching the platform's; carol reaches her own."""
+    table = loaded()
+    add(table, body("llama", namespace=PLATFORM, served="llama", owner="root", team=None))
+    add(table, body("carol-llama", namespace="team-c", served="llama", owner="carol"))
+    assert served_by(table, "llama", ALICE) == {f"{PLATFORM}/llama"}
+    assert served_by(table, "llama", CAROL) == {"team-c/carol-llama"}
+
+
 def test_platform_servers_are_for_everyone_others_without_owner_for_admins() -> None:
     table = loaded()
     platform = add(table, body("shared", namespace=PLATFORM, owner=None, team=None))

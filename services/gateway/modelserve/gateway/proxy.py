@@ -279,6 +279,8 @@ class ProxyResponse(ExchangeResponse):
             try:
                 if answer.status >= 500:
                     completed = await self._fail_status(send, answer)
+                elif 300 <= answer.status < 400:
+                    completed = await self._fail_redirect(send, answer)
                 elif exchange.stream and answer.content_type == "text/event-stream":
                     completed = await self._relay_stream(send, answer)
                 else:
@@ -359,6 +361,32 @@ class ProxyResponse(ExchangeResponse):
             if name.lower() == b"retry-after" and error.status == 503:
                 headers["Retry-After"] = value.decode("latin-1")
         await self._fail(send, error, "upstream_error", headers)
+        return read
+
+    async def _fail_redirect(self, send: Send, answer: UpstreamResponse) -> bool:
+        """A 3xx of the model server: not followed (it could send the request and the
+        server's key anywhere), not relayed (its Location is the server's business)."""
+        try:
+            await answer.read()
+            read = True
+        except UpstreamError:
+            read = False
+        target = self._exchange.target
+        location = next(
+            (
+                value.decode("latin-1")
+                for name, value in answer.headers
+                if name.lower() == b"location"
+            ),
+            "",
+        )
+        error = UpstreamError(
+            f"the model server {target.namespace}/{target.name} answered with a redirect "
+            f"({answer.status}), which the gateway does not follow",
+            f"{answer.status} to {location!r}",
+        )
+        error.kind = "redirect"
+        await self._fail(send, error, "upstream_redirect")
         return read
 
     async def _fail(

@@ -19,10 +19,11 @@ not exist for them: it answers as unknown, the way OpenAI's API does.
 
 A served name is not unique: anyone may serve a model under any name. So that nobody
 captures traffic meant for another's server, a name resolves in tiers (`Tier`): the
-caller's own servers, then their teams', then the platform's, then (admins and services
-only) every other server. Only the first tier with a server of that name is used, ready
-or not: requests balance over the servers of that tier alone, and a tier whose servers
-are all down answers "not ready" rather than falling through to the next. The gateway's
+caller's own servers, then the platform's, then their teams' (so a team mate cannot take
+over a name the platform serves), then (admins and services only) every other server.
+Only the first tier with a server of that name is used, ready or not: requests balance
+over the servers of that tier alone, and a tier whose servers are all down answers "not
+ready" rather than falling through to the next. The gateway's
 own lookups (a reward model a ModelServe names, `find`) see platform servers only.
 """
 
@@ -54,8 +55,8 @@ class Tier(enum.IntEnum):
     """Which servers of a name a caller's request goes to: the lowest tier that has any."""
 
     OWN = 0  # the caller's own servers
-    TEAM = 1  # servers of one of the caller's teams
-    PLATFORM = 2  # servers in a platform namespace
+    PLATFORM = 1  # servers in a platform namespace
+    TEAM = 2  # servers of one of the caller's teams (a name neither they nor the platform serve)
     OTHER = 3  # anyone else's: admins and services only
 
 
@@ -93,10 +94,10 @@ class Target:
         """How close the server is to the caller; None: they may not use it."""
         if self.owner is not None and claims.sub == self.owner:
             return Tier.OWN
-        if self.team is not None and self.team in claims.teams:
-            return Tier.TEAM
         if self.platform:
             return Tier.PLATFORM
+        if self.team is not None and self.team in claims.teams:
+            return Tier.TEAM
         if claims.is_admin or claims.is_service:
             return Tier.OTHER
         return None

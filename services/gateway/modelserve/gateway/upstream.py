@@ -155,7 +155,11 @@ class UpstreamClient:
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
         """POST `body` to `url` and wait for the head of the answer."""
         try:
-            response = await self._session.post(url, data=body, headers=headers)
+            # Never followed: a redirect would take the request, and an external server's
+            # key with it, wherever the server says (the answer is the caller's to judge).
+            response = await self._session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            )
         except TimeoutError as error:
             detail = f"{url}: {error!r}"
             raise UpstreamTimeout("the model server did not answer in time", detail) from error
