@@ -21,7 +21,6 @@ from modelserve.contract.admission import (
     owner_patch,
     response,
 )
-from modelserve.contract.app import supervise
 from modelserve.contract.external_urls import url_refusal
 
 PREFIX = "s3://inference-models/models/"
@@ -165,27 +164,3 @@ def test_a_review_without_a_uid_is_malformed(body: Any) -> None:
 def test_a_review_with_odd_fields_is_refused(request_fields: dict[str, Any]) -> None:
     with pytest.raises(Refused, match=r"^\[invalid_review\]"):
         Review.from_body(_review(**request_fields))
-
-
-def test_a_failing_loop_is_logged_and_started_again(caplog: pytest.LogCaptureFixture) -> None:
-    runs: list[int] = []
-
-    async def run() -> None:
-        third = asyncio.Event()
-
-        async def flaky() -> None:
-            runs.append(len(runs))
-            if len(runs) < 3:
-                raise RuntimeError(f"failure {len(runs)}")
-            third.set()
-            await asyncio.sleep(3600)
-
-        task = asyncio.create_task(supervise("flaky loop", flaky, first=0.01, most=0.02))
-        await third.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(run())
-    failures = [r for r in caplog.records if "flaky loop failed" in r.getMessage()]
-    assert len(failures) == 2 and failures[0].exc_info is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -28,7 +27,6 @@ from modelserve.download.sources import (
     refused_model_id,
     source_model_id,
 )
-from modelserve.download.supervision import Backoff, supervised
 from modelserve.download.tables import Download, ModelRecord, State
 from modelserve.download.tagging import record_objects
 from modelserve.download.transfers import part_size_for
@@ -199,20 +197,3 @@ def test_every_stored_file_of_a_record_has_its_tags() -> None:
         ("models/m/a.safetensors", {SHA256_TAG: "a" * 64, MODEL_ID_TAG: "m"}),
         ("models/m/manifest.json", {SHA256_TAG: "b" * 64, MODEL_ID_TAG: "m"}),
     ]
-
-
-def test_restart_pauses_double_up_to_the_cap() -> None:
-    backoff = Backoff(first=0.5, cap=4.0)
-    assert [backoff.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
-
-
-def test_one_off_work_is_restarted_until_it_completes() -> None:
-    attempts: list[int] = []
-
-    async def flaky() -> None:
-        attempts.append(len(attempts) + 1)
-        if len(attempts) < 3:
-            raise RuntimeError("not yet")
-
-    asyncio.run(supervised("flaky", flaky, Backoff(first=0.001, cap=0.002), until_done=True))
-    assert attempts == [1, 2, 3]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import psycopg
@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.errors import answer_unavailable, error_body, install_error_handlers
 from modelserve.common.service import create_service_app
+from modelserve.common.supervision import start_supervised
 from modelserve.common.tokens import TokenVerifier
 from modelserve.contract.decisions import ContractBook, Decider, default_limits
 from modelserve.contract.inventory import Inventory, load_api_client
@@ -27,28 +28,6 @@ from modelserve.contract.store import Store
 logger = logging.getLogger(__name__)
 # Per-minute counters are read within their minute; older ones are deleted at each round.
 COUNTER_MINUTES = 2
-
-
-async def supervise(
-    name: str, loop: Callable[[], Awaitable[None]], *, first: float = 1.0, most: float = 60.0
-) -> None:
-    """Run `loop` forever: when it ends or fails it is logged and started again, after a
-    delay that doubles up to `most` (and starts over once a run lasted that long)."""
-    delay = first
-    clock = asyncio.get_running_loop()
-    while True:
-        started = clock.time()
-        try:
-            await loop()
-            logger.error("%s ended; starting it again in %.0f s", name, delay)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a supervisor: whatever ended the loop is logged, then it restarts
-            logger.exception("%s failed; starting it again in %.0f s", name, delay)
-        if clock.time() - started >= most:
-            delay = first
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, most)
 
 
 async def _housekeeping(store: Store, interval: float) -> None:
@@ -76,12 +55,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         decider = Decider(settings, store, ContractBook(default_limits(settings)))
         await decider.reload()
         tasks = [
-            asyncio.create_task(supervise("contract reload", lambda: store.listen(decider.reload))),
-            asyncio.create_task(
-                supervise(
-                    "reservation release",
-                    lambda: _housekeeping(store, min(60.0, settings.reservation_seconds)),
-                )
+            start_supervised("contract reload", lambda: store.listen(decider.reload)),
+            start_supervised(
+                "reservation release",
+                lambda: _housekeeping(store, min(60.0, settings.reservation_seconds)),
             ),
         ]
         api = None
@@ -91,7 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             inventory = Inventory(
                 store, api, settings.inventory_seconds, settings.inventory_grace_seconds
             )
-            tasks.append(asyncio.create_task(supervise("server inventory", inventory.run)))
+            tasks.append(start_supervised("server inventory", inventory.run))
         for each in apps:
             each.state.decider = decider
             each.state.inventory = inventory

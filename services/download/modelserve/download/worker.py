@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 from modelserve.common.database import DatabaseUnavailable
+from modelserve.common.supervision import Backoff, supervised
 from modelserve.download.gguf_metadata import GgufMetadata, read_metadata
 from modelserve.download.jobs import Jobs
 from modelserve.download.objects import ObjectStore, StoreError
 from modelserve.download.records import build_record
 from modelserve.download.settings import DownloadSettings
 from modelserve.download.sources import InvalidSource, Source, check_sha256
-from modelserve.download.supervision import Backoff, supervised
 from modelserve.download.tables import Download, State
 from modelserve.download.tagging import backfill
 from modelserve.download.transfers import Cancelled, Transfer, TransferFailed, plan

@@ -30,8 +30,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from modelserve.common.database import DatabaseUnavailable, connection, open_pool
+from modelserve.common.supervision import start_supervised
 from modelserve.gateway.metrics import GatewayMetrics
-from modelserve.gateway.supervision import start_supervised
 
 logger = logging.getLogger(__name__)
 # Records put in the outbox with one INSERT.

@@ -1,10 +1,11 @@
-"""Background work that never dies silently.
+"""Background work that never dies silently: one supervisor for every service.
 
-Every loop of the workers (each job worker, the listener that wakes them, the start-up
-back-fill of object tags) runs under `supervised`: when it raises, the failure is logged
-with its traceback and the loop is started again after a pause that doubles with each
-failure in a row, up to a cap. A loop that fails for as long as an outage lasts shows in
-the log, and picks up by itself once the outage is over.
+A loop a service runs for its whole life (the contract's reload, housekeeping and
+inventory; the gateway's usage outbox; the download workers, their listener and the tag
+back-fill) runs under `supervised`: when it raises, the failure is logged with its
+traceback and the loop is started again after a pause that doubles with each failure in a
+row, up to a cap. A loop that fails for as long as an outage lasts shows in the log, and
+picks up by itself once the outage is over.
 """
 
 from __future__ import annotations
@@ -68,3 +69,10 @@ async def supervised(
 def _counted(failures: int, started: float, backoff: Backoff) -> int:
     """Failures in a row, this one included: a run that lasted long was healthy."""
     return (0 if time.monotonic() - started >= backoff.cap else failures) + 1
+
+
+def start_supervised(
+    name: str, work: Callable[[], Awaitable[None]], backoff: Backoff | None = None
+) -> asyncio.Task[None]:
+    """`supervised(name, work)` as a task named `name` (default backoff: 1 s to 60 s)."""
+    return asyncio.create_task(supervised(name, work, backoff or Backoff()), name=name)
