@@ -3,6 +3,7 @@ servers and the proxy, the real control plane with the operator and the SmolLM2 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
@@ -172,6 +173,31 @@ def contract_service(database_url: str, testbed_dir: Path) -> Iterator[RunningSe
         "contract", database_url, testbed_dir / "logs", settings, prefix="gateway_contract"
     ) as service:
         yield service
+
+
+@pytest.fixture
+def contract_with_database(
+    database_url: str, testbed_dir: Path
+) -> Iterator[Callable[..., tuple[RunningService, str]]]:
+    """`contract_with_database(**overrides)`: a contract service as `contract_service`, with
+    more settings, and the URL of its schema (to read its counters); stopped afterwards."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**overrides: str) -> tuple[RunningService, str]:
+            schema = stack.enter_context(fresh_schema(database_url, "gateway_contract"))
+            database = schema_url(database_url, schema)
+            settings = {
+                "CONTRACT_DATABASE_URL": database,
+                "JWT_SECRET": SECRET,
+                "CONTRACT_INVENTORY_SECONDS": "0",
+                "CONTRACT_DEFAULT_NAMESPACES": "*",
+                **overrides,
+            }
+            service = start_service("contract", testbed_dir / "logs", settings)
+            stack.callback(service.stop)
+            return service, database
+
+        yield start
 
 
 # --- Accounts: one gateway per test module, people made through its API -----------------

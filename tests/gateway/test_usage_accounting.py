@@ -6,7 +6,9 @@ and can be made to fail, hang or stream without end on demand.
 - a scaled request that fails or is abandoned settles every upstream call that answered;
 - a scaled request without max_tokens reserves tokens for every candidate;
 - usage goes through the durable outbox: a contract outage and a gateway killed with
-  SIGKILL lose none of it, and the contract counts each record once.
+  SIGKILL lose none of it, and the contract counts each record once;
+- a request cut off by a killed gateway, which never has a usage record, is charged the
+  tokens it reserved once its reservation expires: never free.
 """
 
 from __future__ import annotations
@@ -396,8 +398,8 @@ def test_usage_survives_a_contract_outage_and_a_killed_gateway(
             for _ in lines["bea"]:
                 pass
         streams["bea"].close()
-    # bea's request died with the gateway, unsettled (the contract gives her reservation
-    # back when it expires): ann's usage is all there is, and it waits in the outbox.
+    # bea's request died with the gateway, unsettled (the contract charges her its
+    # reservation when that expires): ann's usage is all there is, waiting in the outbox.
     assert [found[0] for found in outbox(gateway_database)] == [usage_id]
 
     # Both come back: ann's usage arrives, once.
@@ -451,3 +453,66 @@ def test_the_outbox_loops_fail_loudly_and_come_back(
     usage = recorded(contract_service, signer, "dov", 2)
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (2 * PROMPT, 2 * COMPLETION)
     assert gateway.process.running()
+
+
+def counters(database: str, user: str) -> dict[str, tuple[int, int]]:
+    """The contract's token counters of `user` in their windows now: metric: (used, reserved)."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT metric, used, reserved FROM counters WHERE scope = %s"
+            " AND metric LIKE 'tokens/%%' AND metric <> 'tokens/minute'",
+            [f"user:{user}"],
+        ).fetchall()
+    return {metric: (used, reserved) for metric, used, reserved in rows}
+
+
+def test_a_request_cut_off_by_a_killed_gateway_is_charged_its_reservation(
+    servers: None,
+    gateway_kube: str,
+    contract_with_database: Callable[..., tuple[RunningService, str]],
+    start_gateway: Callable[..., RunningService],
+    gateway_database: str,
+    signer: TokenSigner,
+    fake: FakeServer,
+) -> None:
+    # Reservations expire after 3 s here (the contract looks for expired ones as often).
+    contract, database = contract_with_database(CONTRACT_RESERVATION_SECONDS="3")
+    fake.reset()
+    gateway = start_gateway(GATEWAY_KUBECONFIG=gateway_kube, GATEWAY_CONTRACT_URL=contract.url)
+    chat(gateway, signer, "gus", model="acct-words", max_tokens=8)  # routed, and counted
+    recorded(contract, signer, "gus", 1)
+    with httpx.Client(base_url=gateway.url, timeout=60) as http:
+        request = http.build_request(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": "acct-slow", "messages": QUESTION, "stream": True, "max_tokens": 900},
+            headers={"Authorization": f"Bearer {signer.sign('gus', teams=['nlp'])}"},
+        )
+        stream = http.send(request, stream=True)
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        assert '" 0"' in next(line for line in lines if line)
+        # The gateway dies mid-stream: SIGKILL, no usage record is ever written.
+        pid = gateway.process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(httpx.HTTPError):
+            for _ in lines:
+                pass
+        stream.close()
+    assert not outbox(gateway_database)
+    before = PROMPT + COMPLETION  # the first request's, settled
+
+    def charged() -> dict[str, tuple[int, int]] | None:
+        now = counters(database, "gus")
+        return now if now and all(reserved == 0 for _, reserved in now.values()) else None
+
+    # Its 900 reserved tokens are used now, not given back; and it is one more request.
+    after = wait_for(charged, timeout=60, what="gus's reservation to expire")
+    assert after == {"tokens/month": (before + 900, 0)}
+    usage = recorded(contract, signer, "gus", 2)
+    assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (
+        2,
+        PROMPT,
+        COMPLETION + 900,
+    )

@@ -31,11 +31,11 @@ COUNTER_MINUTES = 2
 
 
 async def _housekeeping(store: Store, interval: float) -> None:
-    """Expired reservations given back, old per-minute counters deleted."""
+    """Expired reservations charged, old per-minute counters deleted."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await store.release_expired()
+            await store.charge_expired()
             await store.delete_old_counters(COUNTER_MINUTES)
         except DatabaseUnavailable as error:
             logger.warning("reservations and counters not cleaned up yet: %s", error)
@@ -57,7 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks = [
             start_supervised("contract reload", lambda: store.listen(decider.reload)),
             start_supervised(
-                "reservation release",
+                "reservation charging",
                 lambda: _housekeeping(store, min(60.0, settings.reservation_seconds)),
             ),
         ]

@@ -13,7 +13,7 @@ from modelserve.common.settings import split
 from modelserve.contract import policy
 from modelserve.contract.policy import Action, Decision, Principal, Reason, Resource
 from modelserve.contract.settings import ContractSettings
-from modelserve.contract.store import Store
+from modelserve.contract.store import Request, Store
 from modelserve.contract.tables import Contract, Limits, Period, SubjectKind
 
 
@@ -91,7 +91,8 @@ class Decider:
         """Allow or deny `action` on `resource` for `principal`. An allowed serve is
         recorded in the server ledger as pending until the cluster has it (unless not
         `record`: a dry run, and every admission review); an allowed inference holds its
-        tokens under the returned reservation. Serve, scale and stop of a recorded server
+        tokens under the returned reservation (charged to the principal, team and model
+        if nobody settles it in time). Serve, scale and stop of a recorded server
         are for its owner and admins only; in platform namespaces for admins only."""
         team = policy.acting_team(principal, resource)
         if isinstance(team, Decision):
@@ -146,6 +147,7 @@ class Decider:
             reservation,
             self.settings.reservation_seconds,
             keep=record,
+            request=Request(principal.subject, team, resource.model or ""),
         )
         if over is not None:
             return policy.hit(over)

@@ -81,7 +81,9 @@ class ContractSettings(ServiceSettings):
     # Whether users may download models into the platform (a contract may say otherwise).
     default_downloads: bool = False
 
-    # Token reservations not settled by a usage record within this time are given back.
+    # Token reservations not settled by a usage record within this time are charged: their
+    # tokens count as used (a late record corrects them). Looked for this often, at most
+    # every 60 s.
     reservation_seconds: float = Field(default=600.0, gt=0)
     # Tokens reserved for an inference request that names no max_tokens.
     default_reserved_tokens: int = Field(default=512, ge=0)

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from typing import Any, TypeVar
 
@@ -53,12 +53,28 @@ TABLES = [Contract, Counter, Reservation, Server, Usage, UsageReceipt]
 T = TypeVar("T")
 OVER_LIMIT = "MS001"  # raised by contract_reserve; see functions.sql
 # How long the id of a recorded usage is remembered, so that a sender's retry of it is
-# not counted again (the gateway retries an unsure delivery within minutes or hours).
+# not counted again (the gateway retries an unsure delivery within minutes or hours); and
+# how long a reservation charged at its expiry waits for a late usage record to correct it.
 RECEIPT_DAYS = 7
 # Columns added after a table's first release: create_all makes missing tables, never
 # missing columns, so databases created before get them here.
-ADDED_COLUMNS = ["ALTER TABLE contracts ADD COLUMN IF NOT EXISTS downloads boolean"]
+ADDED_COLUMNS = [
+    "ALTER TABLE contracts ADD COLUMN IF NOT EXISTS downloads boolean",
+    "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS subject varchar",
+    "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS team varchar",
+    "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS model varchar",
+    "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS charged_at timestamptz",
+]
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    """Whose inference request a reservation holds tokens for."""
+
+    subject: str
+    team: str | None
+    model: str
 
 
 async def _reserve(
@@ -66,10 +82,12 @@ async def _reserve(
     charges: Sequence[CounterCharge],
     reservation: uuid.UUID | None,
     ttl: float,
+    request: Request | None = None,
 ) -> None:
-    """contract_reserve (functions.sql) for `charges`; over a limit it raises OVER_LIMIT."""
+    """contract_reserve (functions.sql) for `charges`; over a limit it raises OVER_LIMIT.
+    A reservation records `request`: whose usage it is, should it be charged at expiry."""
     await conn.execute(
-        "SELECT contract_reserve(%s, %s, %s, %s, %s, %s, %s, %s)",
+        "SELECT contract_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         [
             [c.scope for c in charges],
             [c.metric for c in charges],
@@ -79,6 +97,9 @@ async def _reserve(
             [c.limit for c in charges],
             reservation,
             ttl,
+            request.subject if request else None,
+            request.team if request else None,
+            request.model if request else None,
         ],
     )
 
@@ -195,15 +216,17 @@ class Store:
         ttl: float,
         *,
         keep: bool = True,
+        request: Request | None = None,
     ) -> CounterCharge | None:
         """Count and reserve every charge, or none of them: returns the charge that would go
         over its limit (nothing counted then), or None when all fit. One call. Without
-        `keep` (a dry run) nothing is counted either way."""
+        `keep` (a dry run) nothing is counted either way. The reservation names `request`,
+        whose usage it becomes if nobody settles it in time."""
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> CounterCharge | None:
             try:
                 async with conn.transaction():
-                    await _reserve(conn, charges, reservation, ttl)
+                    await _reserve(conn, charges, reservation, ttl, request)
                     if not keep:
                         raise psycopg.Rollback()
             except psycopg.Error as error:
@@ -226,8 +249,11 @@ class Store:
         completion_tokens: int,
         usage_id: uuid.UUID | None = None,
     ) -> bool | None:
-        """Settle the reservation with the tokens really used (or, when it is unknown or
-        expired, count them in `charges`' windows); add them to the day's usage.
+        """Settle the reservation with the tokens really used (or, when it is unknown,
+        count them in `charges`' windows); add them to the day's usage. A reservation
+        charged at its expiry was counted then, as one request of its reserved tokens: it
+        is corrected to these tokens, in its windows and in the usage of the day it was
+        charged, and not counted as a second request.
         Returns whether the reservation was found; None, counting nothing, when a usage
         of this `usage_id` was recorded before."""
         tokens = prompt_tokens + completion_tokens
@@ -243,7 +269,18 @@ class Store:
                     if await cur.fetchone() is None:
                         return None
                 found = False
+                charged = None
                 if reservation is not None:
+                    # Locked first (as contract_charge_expired does), so that it is not
+                    # charged between this look and the settling.
+                    cur = await conn.execute(
+                        "SELECT (charged_at AT TIME ZONE 'UTC')::date, tokens, subject,"
+                        " coalesce(team, ''), model FROM reservations WHERE id = %s"
+                        " AND charged_at IS NOT NULL AND subject IS NOT NULL"
+                        " AND model IS NOT NULL FOR UPDATE",
+                        [reservation],
+                    )
+                    charged = await cur.fetchone()
                     cur = await conn.execute(
                         "SELECT contract_settle(%s, %s)", [reservation, tokens]
                     )
@@ -252,6 +289,15 @@ class Store:
                 if not found:  # the tokens are counted all the same, over any limit
                     used = [replace(c, used=tokens, reserved=0, limit=None) for c in charges]
                     await _reserve(conn, used, None, 0)
+                if charged is not None and found:
+                    day, held, *key = charged
+                    await conn.execute(
+                        "UPDATE usage SET prompt_tokens = prompt_tokens + %s,"
+                        " completion_tokens = greatest(completion_tokens + %s - %s, 0)"
+                        " WHERE day = %s AND subject = %s AND team = %s AND model = %s",
+                        [prompt_tokens, completion_tokens, held, day, *key],
+                    )
+                    return found
                 await conn.execute(
                     "INSERT INTO usage AS u (day, subject, team, model, requests,"
                     " prompt_tokens, completion_tokens)"
@@ -266,9 +312,12 @@ class Store:
 
         return await self._run(work)
 
-    async def release_expired(self) -> int:
+    async def charge_expired(self) -> int:
+        """Charge the reservations that expired unsettled (contract_charge_expired), delete
+        the charged ones and usage receipts older than RECEIPT_DAYS; how many were charged."""
+
         async def work(conn: psycopg.AsyncConnection[Any]) -> int:
-            cur = await conn.execute("SELECT contract_release_expired()")
+            cur = await conn.execute("SELECT contract_charge_expired(%s)", [RECEIPT_DAYS * 86400.0])
             row = await cur.fetchone()
             await conn.execute(
                 "DELETE FROM usage_receipts WHERE recorded_at < now() - make_interval(days => %s)",

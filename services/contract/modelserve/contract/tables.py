@@ -85,7 +85,10 @@ class Counter(SQLModel, table=True):
 
 
 class Reservation(SQLModel, table=True):
-    """Tokens held for an inference request until its usage is recorded (or it expires)."""
+    """Tokens held for an inference request until its usage is recorded. One that expires
+    unsettled is charged (its tokens counted as used) and kept, marked charged, until
+    `expires_at` again (`store.RECEIPT_DAYS` later), so that a late usage record corrects
+    it rather than counting the request twice."""
 
     __tablename__ = "reservations"
 
@@ -97,6 +100,14 @@ class Reservation(SQLModel, table=True):
     )
     tokens: int = Field(sa_type=BigInteger)
     expires_at: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), index=True))
+    # Whose request it is, for the usage of a charged one (None: made by an older release).
+    subject: str | None = None
+    team: str | None = None
+    model: str | None = None
+    # When it expired unsettled and was charged; None while it is held.
+    charged_at: dt.datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class Server(SQLModel, table=True):
