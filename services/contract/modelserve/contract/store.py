@@ -271,16 +271,17 @@ class Store:
                 found = False
                 charged = None
                 if reservation is not None:
-                    # Locked first (as contract_charge_expired does), so that it is not
-                    # charged between this look and the settling.
+                    # Locked first, charged or not, so that contract_charge_expired cannot
+                    # charge it between this look and the settling.
                     cur = await conn.execute(
-                        "SELECT (charged_at AT TIME ZONE 'UTC')::date, tokens, subject,"
-                        " coalesce(team, ''), model FROM reservations WHERE id = %s"
-                        " AND charged_at IS NOT NULL AND subject IS NOT NULL"
-                        " AND model IS NOT NULL FOR UPDATE",
+                        "SELECT charged_at IS NOT NULL AND subject IS NOT NULL"
+                        " AND model IS NOT NULL, (charged_at AT TIME ZONE 'UTC')::date,"
+                        " tokens, subject, coalesce(team, ''), model"
+                        " FROM reservations WHERE id = %s FOR UPDATE",
                         [reservation],
                     )
-                    charged = await cur.fetchone()
+                    row = await cur.fetchone()
+                    charged = row[1:] if row is not None and row[0] else None
                     cur = await conn.execute(
                         "SELECT contract_settle(%s, %s)", [reservation, tokens]
                     )

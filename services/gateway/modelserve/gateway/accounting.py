@@ -126,8 +126,8 @@ class Accounting:
         completion_tokens: int,
     ) -> None:
         """Put what a request used in the outbox. Always, even nothing, and even for a
-        failed or abandoned request: its reserved tokens come back now rather than when
-        the reservation expires. Never waits."""
+        failed or abandoned request: its reserved tokens come back now, rather than being
+        charged in full when the reservation expires. Never waits."""
         usage_id = uuid.uuid4()
         self._outbox.add(
             usage_id,
