@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import ipaddress
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from modelserve.testbed.kube import KubeCluster
+from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningOperator
 from modelserve.testbed.pods.containers import (
     ContainerError,
@@ -24,6 +26,7 @@ from modelserve.testbed.pods.containers import (
 from modelserve.testbed.pods.network import Layout, PodNetworkError
 from modelserve.testbed.pods.statuses import ContainerRecord, conditions, exit_code, pod_status
 from modelserve.testbed.polling import wait_for
+from modelserve.testbed.seeding import tag_as_recorded
 
 PROGRAMS = Programs(llama_server=lambda: Path("/bin/llama-server"), scripts=Path("/venv/bin"))
 NOW = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
@@ -247,22 +250,33 @@ def test_a_pod_runs_its_fetch_step_and_server_with_real_status_and_logs(
 
 @pytest.mark.kube
 @pytest.mark.minio
-def test_a_model_that_is_not_there_fails_the_fetch_step_with_its_reason(
-    crds: KubeCluster, operator: RunningOperator, namespace: str, smollm2_uri: str
+def test_a_failing_fetch_step_shows_its_reason(
+    crds: KubeCluster,
+    operator: RunningOperator,
+    namespace: str,
+    platform_store: MinioServer,
+    smollm2_uri: str,
 ) -> None:
-    missing = smollm2_uri.rsplit("/", 1)[0] + "/missing.gguf"
-    _server(crds, namespace, "missing", missing)
+    """An object whose bytes are not what its record says: the operator serves it (it is a
+    recorded download), the fetch step refuses it, and the pod shows why, as a kubelet
+    shows a failed init container's last words."""
+    bucket, _, key = smollm2_uri.removeprefix("s3://").partition("/")
+    key = key.rsplit("/", 1)[0] + f"/{namespace}-altered.gguf"
+    client = platform_store.client()
+    client.put_object(bucket, key, io.BytesIO(b"not the recorded bytes"), 22)
+    tag_as_recorded(client, bucket, key, "0" * 64, f"{namespace}-altered")
+    _server(crds, namespace, "altered", f"s3://{bucket}/{key}")
 
     def failed() -> dict[str, Any] | None:
-        found = _pod(crds, namespace, "missing")
+        found = _pod(crds, namespace, "altered")
         statuses = (found or {}).get("status", {}).get("initContainerStatuses") or []
         last = statuses[0].get("lastState", {}).get("terminated") if statuses else None
         return last if last else None
 
     last = wait_for(failed, timeout=90, what="the fetch step to fail")
     assert last["exitCode"] == 1
-    assert "NoSuchKey" in last.get("message", "")
-    ms = crds.get_json("ms", "missing", "-n", namespace)
+    assert "SHA-256" in last.get("message", ""), last
+    ms = crds.get_json("ms", "altered", "-n", namespace)
     assert ms["status"]["phase"] in ("Deploying", "Failed")
 
 
