@@ -3,9 +3,13 @@ admission webhook stands in front of it)."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 
 from modelserve.testbed.kube import KubeCluster
+from modelserve.testbed.polling import wait_for
 from modelserve.testbed.testing_operator import apply, get, manifest, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -21,3 +25,29 @@ def test_args_that_set_an_operator_owned_flag_run_nothing(
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "OwnedFlag")
     assert not get(crds, namespace, "deployments")["items"]
+
+
+def test_a_server_refused_after_it_ran_keeps_nothing(
+    crds: KubeCluster, namespace: str, smollm2_uri: str
+) -> None:
+    """Refused once running: its children are pruned and stay gone (their deletions are
+    not taken for drift to be repaired, which re-created them in a loop)."""
+    name = apply(crds, namespace, manifest("llamacpp-cpu.yaml"))
+    wait_for(
+        lambda: get(crds, namespace, "deployments")["items"],
+        timeout=60,
+        what="the server's Deployment",
+    )
+    patch = json.dumps({"spec": {"args": ["--port", "9999"]}})
+    crds.kubectl("patch", f"ms/{name}", "-n", namespace, "--type=merge", "-p", patch)
+    wait_phase(crds, namespace, name, "Failed")
+    wait_for(
+        lambda: not get(crds, namespace, "deployments")["items"],
+        timeout=60,
+        what="the refused server's Deployment to go",
+    )
+    watched_until = time.monotonic() + 5
+    while time.monotonic() < watched_until:
+        kinds = [get(crds, namespace, kind)["items"] for kind in ("deployments", "services")]
+        assert kinds == [[], []], kinds
+        time.sleep(0.5)

@@ -530,8 +530,9 @@ async def _repair(
     reconciler: Reconciler, ms: ModelServe, event: str | None, body: kopf.Body
 ) -> None:
     """A child of `ms` changed: delete it if `ms` no longer wants it, put it back as we
-    built it if someone else changed or deleted it."""
-    if event == "DELETED" or (body["kind"], body.metadata.name) in reconciler.wanted(ms):
+    built it if someone else changed or deleted it. A child `ms` no longer wants (pruned,
+    or `ms` is refused) is never put back: its deletion is the end of it."""
+    if (body["kind"], body.metadata.name) in reconciler.wanted(ms):
         if reconciler.drifted(event, body):
             built = {
                 (child["kind"], child["metadata"]["name"]): child
@@ -540,7 +541,7 @@ async def _repair(
             child = built.get((body["kind"], body.metadata.name))
             if child is not None:
                 await reconciler.apply(child)
-    elif controller_uid(body) == ms.uid:
+    elif event != "DELETED" and controller_uid(body) == ms.uid:
         await reconciler.delete(dict(body))
 
 
