@@ -364,12 +364,22 @@ def test_owner_and_team_labels_name_the_requester(
         "label", "--overwrite", "ms/mine", f"{TEAM_LABEL}=admins", "-n", namespace
     )
     assert steal_team.startswith("[team_label_forged]")
+    # Without its team label the server would count against no team's totals.
+    dropped = kubectl.refused("label", "ms/mine", f"{TEAM_LABEL}-", "-n", namespace)
+    assert dropped.startswith("[team_label_removed]")
 
     # A Kubernetes user name that cannot be a label value cannot own a server.
     odd = Kubectl(admission.kubeconfig(f"oidc:{bob}"))
     invalid = odd.refused("apply", "-n", namespace, manifest=modelserve("odd"))
     assert invalid.startswith("[invalid_owner]")
     assert set(modelserves(admission, namespace)) == {"mine"}
+
+    # A create with generateName (the request names no object): decided, not a 500.
+    generated = modelserve("unused")
+    generated["metadata"] = {"generateName": "gen-"}
+    kubectl.ok("create", "-n", namespace, manifest=generated)
+    names = set(modelserves(admission, namespace)) - {"mine"}
+    assert len(names) == 1 and names.pop().startswith("gen-"), names
 
 
 def test_platform_namespaces_are_for_platform_admins(

@@ -39,6 +39,12 @@ PREFIX = "s3://inference-models/models/"
         ("llamacpp", ["--ctx-size", "1024", "-m", "/other.gguf"], "-m"),
         ("llamacpp", ["--api-key-file", "/k"], "--api-key-file"),
         ("llamacpp", ["--alias", "gpt-4"], "--alias"),
+        # vLLM's argparse takes unambiguous prefixes of long options.
+        ("vllm", ["--hos", "0.0.0.0"], "--hos"),
+        ("vllm", ["--served-model", "gpt-4"], "--served-model"),
+        ("vllm", ["--api-ke=secret"], "--api-ke=secret"),
+        ("llamacpp", ["--hf-repo-draft", "someone/draft"], "--hf-repo-draft"),
+        ("llamacpp", ["-mmu", "http://evil/mmproj.gguf"], "-mmu"),
     ],
 )
 def test_operator_owned_flags_are_found(runtime: str, args: list[str], flag: str) -> None:
@@ -50,6 +56,9 @@ def test_other_flags_and_values_pass() -> None:
     assert owned_flags("vllm", ["--max-num-seqs", "64", "--model-impl", "auto"]) == []
     assert flag_name("-") is None and flag_name("value") is None
     assert owned_env("llamacpp", ["LLAMA_ARG_HF_REPO", "HF_HOME"]) == ["LLAMA_ARG_HF_REPO"]
+    assert owned_env("vllm", ["VLLM_API_KEY", "HF_HOME"]) == ["VLLM_API_KEY"]
+    # llama-server takes whole option names only: a prefix is another (unknown) option.
+    assert owned_flags("llamacpp", ["--hos", "x"]) == []
 
 
 @pytest.mark.parametrize(
@@ -94,6 +103,7 @@ def test_the_model_id_comes_from_the_uri() -> None:
         "http://user:pass@203.0.113.9/v1",
         "file:///etc/passwd",
         "http://198.18.0.5/v1",  # the cluster range given below
+        "http://" + "a" * 64 + ".example.com/v1",  # a label IDNA refuses: no 500
     ],
 )
 def test_external_urls_that_lead_inside_are_refused(url: str) -> None:
@@ -121,7 +131,13 @@ def _review(**request: Any) -> dict[str, Any]:
     return {"request": body}
 
 
-def test_the_owner_and_the_only_team_are_stamped_on_a_create() -> None:
+def test_a_generated_name_is_taken_from_the_object() -> None:
+    """A create with generateName: the request names nothing, the object has the name."""
+    body = _review(name="", object={"metadata": {"name": "m-x7k2p", "generateName": "m-"}})
+    assert Review.from_body(body).name == "m-x7k2p"
+
+
+def test_the_owner_and_the_first_team_are_stamped_on_a_create() -> None:
     review = Review.from_body(_review())
     alice = Requester(user="alice", teams=("nlp",), admin=False, delegating=False)
     assert owner_patch(review, alice) == [
@@ -133,8 +149,10 @@ def test_the_owner_and_the_only_team_are_stamped_on_a_create() -> None:
     ]
     two_teams = Requester(user="alice", teams=("a", "b"), admin=False, delegating=False)
     labelled = Review.from_body(_review(object={"metadata": {"labels": {"x": "y"}}}))
+    # The first team: the one the create is decided for, whose totals it then counts in.
     assert owner_patch(labelled, two_teams) == [
-        {"op": "add", "path": "/metadata/labels/llm.modelserve.io~1owner", "value": "alice"}
+        {"op": "add", "path": "/metadata/labels/llm.modelserve.io~1owner", "value": "alice"},
+        {"op": "add", "path": "/metadata/labels/llm.modelserve.io~1team", "value": "a"},
     ]
     gateway = Requester(user="system:serviceaccount:a:b", teams=(), admin=False, delegating=True)
     assert owner_patch(review, gateway) == []

@@ -34,6 +34,11 @@ LLAMACPP_FLAGS = frozenset(
         "--hf-file-v",
         "-mu",
         "--model-url",
+        "-hfd",
+        "-hfrd",
+        "--hf-repo-draft",
+        "-mmu",
+        "--mmproj-url",
         "-dr",
         "--docker-repo",
         "-a",
@@ -61,7 +66,12 @@ LLAMACPP_ENV = frozenset(
     }
 )
 OWNED_FLAGS = {"vllm": VLLM_FLAGS, "llamacpp": LLAMACPP_FLAGS}
-OWNED_ENV = {"vllm": frozenset[str](), "llamacpp": LLAMACPP_ENV}
+# vLLM reads its API key from the environment as well as from --api-key.
+VLLM_ENV = frozenset({"VLLM_API_KEY"})
+OWNED_ENV = {"vllm": VLLM_ENV, "llamacpp": LLAMACPP_ENV}
+# vLLM parses its options with argparse, which takes any unambiguous prefix of a long
+# option (`--hos` for `--host`); llama-server's own parser takes only whole names.
+ABBREVIATING = frozenset({"vllm"})
 
 
 def flag_name(arg: str) -> str | None:
@@ -76,9 +86,24 @@ def flag_name(arg: str) -> str | None:
 
 
 def owned_flags(runtime: str, args: Iterable[str]) -> list[str]:
-    """The arguments among `args` that set a flag the operator owns for `runtime`, as given."""
+    """The arguments among `args` that set a flag the operator owns for `runtime`, as given;
+    for a runtime that takes abbreviations, a long option that begins an owned one too."""
     owned = OWNED_FLAGS.get(runtime, frozenset())
-    return [arg for arg in args if flag_name(arg) in owned]
+    abbreviating = runtime in ABBREVIATING
+
+    def sets_owned(arg: str) -> bool:
+        name = flag_name(arg)
+        if name is None:
+            return False
+        if name in owned:
+            return True
+        return (
+            abbreviating
+            and name.startswith("--")
+            and any(flag.startswith(name) for flag in owned if flag.startswith("--"))
+        )
+
+    return [arg for arg in args if sets_owned(arg)]
 
 
 def owned_env(runtime: str, names: Iterable[str]) -> list[str]:

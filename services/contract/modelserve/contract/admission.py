@@ -112,6 +112,12 @@ class Review:
         operation = _text(request.get("operation"), "request.operation")
         if operation not in ("CREATE", "UPDATE", "DELETE"):
             raise Refused(f"[invalid_review] operation {operation!r} is not decided here")
+        obj = _mapping(request.get("object"), "request.object")
+        # A create with generateName names no object in the request; the validating webhook
+        # sees the generated name in the object (the mutating one sees none yet).
+        name = _text(request.get("name"), "request.name") or str(
+            (obj.get("metadata") or {}).get("name") or ""
+        )
         return cls(
             uid=uid,
             operation=operation,
@@ -119,8 +125,8 @@ class Review:
             user=_text(user.get("username"), "request.userInfo.username"),
             groups=tuple(groups),
             namespace=_text(request.get("namespace"), "request.namespace"),
-            name=_text(request.get("name"), "request.name"),
-            object=_mapping(request.get("object"), "request.object"),
+            name=name,
+            object=obj,
             old_object=_mapping(request.get("oldObject"), "request.oldObject"),
             dry_run=bool(request.get("dryRun")),
         )
@@ -351,8 +357,8 @@ def scaled(review: Review, recorded: Server | None) -> Resource:
 
 def owner_patch(review: Review, who: Requester) -> list[dict[str, Any]]:
     """JSON patch operations that stamp the owner label (and the team label, for a member
-    of exactly one team) on a ModelServe being created; Refused when the requester's name
-    cannot be a label value."""
+    of a team: their first, the one the create is decided for) on a ModelServe being
+    created; Refused when the requester's name cannot be a label value."""
     if review.operation != "CREATE" or review.sub_resource or who.delegating:
         return []
     labels = labels_of(review.object)
@@ -366,7 +372,9 @@ def owner_patch(review: Review, who: Requester) -> list[dict[str, Any]]:
                 f"value, so it cannot own a ModelServe ({OWNER_LABEL}); ask an admin or use "
                 "the gateway"
             )
-    if TEAM_LABEL not in labels and len(who.teams) == 1 and is_label_value(who.teams[0]):
+    # The team the create is decided for (the first of the requester's teams): stamped, so
+    # that the ledger counts the server against the team whose limits admitted it.
+    if TEAM_LABEL not in labels and who.teams and is_label_value(who.teams[0]):
         wanted[TEAM_LABEL] = who.teams[0]
     if not wanted:
         return []

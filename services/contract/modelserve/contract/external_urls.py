@@ -101,7 +101,8 @@ async def url_refusal(
     except ValueError:
         try:
             addresses = await _addresses(host)
-        except (OSError, TimeoutError) as error:
+        except (OSError, TimeoutError, UnicodeError) as error:
+            # UnicodeError: a label that is empty or over 63 characters (IDNA refuses it).
             return f"the host {host!r} of {url!r} cannot be resolved: {error}"
     cluster = networks(cluster_cidrs)
     for address in addresses:

@@ -107,8 +107,11 @@ async def _reserve(
 _UPSERT_SEEN = (
     "INSERT INTO servers (namespace, name, owner, team, replicas, gpus, model, runtime,"
     " confirmed, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, true, now())"
-    " ON CONFLICT (namespace, name) DO UPDATE SET owner = excluded.owner,"
-    " team = excluded.team, replicas = excluded.replicas, gpus = excluded.gpus,"
+    # A ModelServe from before owner labels were stamped keeps the owner the ledger has.
+    " ON CONFLICT (namespace, name) DO UPDATE SET"
+    " owner = coalesce(nullif(excluded.owner, ''), servers.owner),"
+    " team = CASE WHEN excluded.owner = '' THEN coalesce(nullif(excluded.team, ''),"
+    " servers.team) ELSE excluded.team END, replicas = excluded.replicas, gpus = excluded.gpus,"
     " model = excluded.model, runtime = excluded.runtime, confirmed = true, updated_at = now()"
 )
 
@@ -371,7 +374,9 @@ class Store:
         A server the ledger records for someone else is theirs: the decision is `not_owner`
         (unless `any_owner`: a platform admin), and a recorded owner is never replaced here.
         """
-        assert resource.namespace and resource.name
+        # A dry run may name no server yet (a create with generateName, before a name is
+        # generated): it is counted as a new one.
+        assert resource.namespace and (resource.name or not record)
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> Decision | None:
             async with conn.transaction():

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.errors import error_body
-from modelserve.common.modelserve import OWNER_LABEL
+from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
 from modelserve.common.settings import split
 from modelserve.contract import admission
 from modelserve.contract.admission import Refused, Requester, Review
@@ -105,10 +105,23 @@ async def _judge(
         _refuse(admission.label_refusal(review, who))
         resource = admission.resource(review, who, settings)
         await _check_external(review, who, settings)
-        if review.operation == "UPDATE" and admission.spec_of(review.object) == admission.spec_of(
-            review.old_object
+        team = admission.labels_of(review.object).get(TEAM_LABEL)
+        old_team = admission.labels_of(review.old_object).get(TEAM_LABEL)
+        if review.operation == "UPDATE" and old_team and not team and not who.admin:
+            # Without its label the server would count against no team's totals.
+            raise Refused(
+                f"[team_label_removed] {review.namespace}/{review.name} counts against team "
+                f"{old_team}: its label {TEAM_LABEL} stays (an admin may remove it)"
+            )
+        same_team = team == old_team
+        if (
+            review.operation == "UPDATE"
+            and same_team
+            and admission.spec_of(review.object) == admission.spec_of(review.old_object)
         ):
             return admission.response(review.uid, True)  # labels only: nothing runs differently
+        # A new (or removed) team label moves the server to another team's totals: decided
+        # like a serve, so that a team at its limit cannot shed a server by relabelling it.
     decision = await decider.decide(principal, review.action, resource, record=False)
     return admission.decision_response(review.uid, decision)
 
