@@ -51,6 +51,33 @@ def test_wrong_passwords_for_one_user_get_429_with_retry_after(
     assert _sign_in(gateway.url, "nobody", "x", "10.0.1.1").status_code == 401
 
 
+def test_concurrent_guesses_count_before_they_are_checked(
+    start_gateway: StartGateway,
+) -> None:
+    """30 wrong passwords for one user sent at once: only the limit's worth is checked;
+    the rest are refused without Argon2 work (an attempt counts from the moment it is
+    taken in, not once its check is over)."""
+    gateway = start_gateway(**WINDOW, GATEWAY_SIGN_IN_FAILURES_PER_USER="5")
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=120) as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        "/auth/token",
+                        json={"username": "admin", "password": f"guess-{n}"},
+                        headers={"X-Forwarded-For": f"10.2.0.{n + 1}"},
+                    )
+                    for n in range(30)
+                )
+            )
+        return [answer.status_code for answer in answers]
+
+    statuses = asyncio.run(burst())
+    assert sorted(statuses) == [401] * 5 + [429] * 25, statuses
+    assert metric(gateway.url, "modelserve_gateway_password_checks_total") == 5
+
+
 def test_one_address_trying_many_users_gets_429(
     start_gateway: StartGateway, gateway_env: dict[str, str]
 ) -> None:

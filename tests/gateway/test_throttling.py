@@ -4,9 +4,11 @@ gateway's use of them is tested in test_sign_in_limits.py)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
 
+from modelserve.gateway.identity import _issued_at
 from modelserve.gateway.throttling import BoundedGate, Busy, SlidingWindow
 
 
@@ -81,3 +83,26 @@ def test_a_gate_with_no_queue_refuses_while_full() -> None:
                     pass
 
     asyncio.run(scenario())
+
+
+def test_an_attempt_counted_ahead_can_be_taken_back() -> None:
+    clock = iter(range(100))
+    window = SlidingWindow(limit=2, window=60, clock=lambda: float(next(clock)))
+    window.record("alice")
+    window.record("alice")
+    assert window.retry_after("alice") is not None
+    window.forget_one("alice")  # that attempt turned out to be a success
+    assert window.retry_after("alice") is None
+    window.forget_one("nobody")  # nothing to take back: no error
+
+
+def test_a_token_is_issued_as_of_when_its_account_was_read() -> None:
+    """A revocation that lands during the password check (not-before = the next second)
+    must void the token: its iat is the time the row was read, not the time of signing."""
+    read_at = 1_800_000_000
+    assert _issued_at(None, read_at) == read_at
+    earlier = dt.datetime.fromtimestamp(read_at - 60, dt.UTC)
+    assert _issued_at(earlier, read_at) == read_at
+    # A not-before in the current second (the user's own bump): never before it.
+    ahead = dt.datetime.fromtimestamp(read_at + 1, dt.UTC)
+    assert _issued_at(ahead, read_at) == read_at + 1

@@ -41,8 +41,8 @@ class Revocations(BaseModel):
     users: dict[str, int] = {}
     """SHA-256 of a user's name -> not-before (seconds since the epoch): tokens and key
     claims of that user issued (`iat`) before it are void."""
-    keys: list[str] = []
-    """Ids of revoked API keys."""
+    keys: frozenset[str] = frozenset()
+    """Ids of revoked API keys (a set: looked up at every token check)."""
 
     def reason(self, subject: str, issued_at: int, key_id: str | None) -> str | None:
         """Why a token of `subject` issued at `issued_at` (through API key `key_id`, if

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -87,6 +88,8 @@ class IdentityUnavailable(ApiError):
 class Account:
     user: User
     teams: list[str]
+    # When the row was read (seconds since the epoch): a token made from it says so.
+    read_at: int = 0
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Account:
@@ -114,11 +117,12 @@ def _not_before() -> int:
     return math.floor(time.time()) + 1
 
 
-def _issued_at(not_before: dt.datetime | None) -> int:
-    """`iat` for a token issued now: never before the subject's not-before, which may be
-    up to a second ahead (within every verifier's leeway)."""
-    now = int(time.time())
-    return max(now, int(not_before.timestamp())) if not_before is not None else now
+def _issued_at(not_before: dt.datetime | None, read_at: int) -> int:
+    """`iat` for a token made from an account row read at `read_at`: never after that read
+    (a revocation that lands while the password is checked then voids the token), never
+    before the subject's not-before, which may be up to a second ahead (within every
+    verifier's leeway)."""
+    return max(read_at, int(not_before.timestamp())) if not_before is not None else read_at
 
 
 class IdentityMetrics:
@@ -288,15 +292,22 @@ class Identity:
                 f"too many sign-in attempts; try again in {wait} s",
                 {"Retry-After": str(wait)},
             )
+        # Counted as a failure before the check, so that attempts in flight at once count
+        # too (else a burst of concurrent guesses all pass the check above); a success or
+        # a busy refusal takes its count back.
+        self._user_failures.record(username)
+        self._address_failures.record(address)
         try:
             account = await self._check_password(username, password)
         except ApiError as error:
             if error.code == "sign_in_busy":
                 self.metrics.sign_ins.labels("busy").inc()
+            self._user_failures.forget_one(username)
+            self._address_failures.forget_one(address)
             raise
-        if account is None:
-            self._user_failures.record(username)
-            self._address_failures.record(address)
+        if account is not None:
+            self._user_failures.forget_one(username)
+            self._address_failures.forget_one(address)
         self.metrics.sign_ins.labels("ok" if account else "invalid").inc()
         return account
 
@@ -320,7 +331,7 @@ class Identity:
             roles=[account.user.role.value],
             teams=account.teams,
             expires_in=lifetime,
-            issued_at=_issued_at(account.user.not_before),
+            issued_at=_issued_at(account.user.not_before, account.read_at or int(time.time())),
         )
         return token, lifetime
 
@@ -368,8 +379,9 @@ class Identity:
     # --- users ------------------------------------------------------------------------
 
     async def _account(self, username: str) -> Account | None:
+        read_at = int(time.time())
         rows = await self._rows(f"{_USERS} WHERE u.username = %s", [username])
-        return Account.from_row(rows[0]) if rows else None
+        return dataclasses.replace(Account.from_row(rows[0]), read_at=read_at) if rows else None
 
     async def user(self, username: str) -> Account:
         account = await self._account(username)
@@ -591,6 +603,7 @@ class Identity:
         if self._unknown_keys.get(parts.key_id, -math.inf) > now:
             return None
         self.metrics.api_key_queries.inc()
+        read_at = int(time.time())
         rows = await self._rows(
             "SELECT k.secret_sha256, k.expires_at, a.username, a.role, a.teams, a.not_before"
             f" FROM api_keys k JOIN ({_USERS}) a ON a.id = k.user_id"
@@ -608,7 +621,7 @@ class Identity:
         row = rows[0]
         if not secret_matches(parts, bytes(row["secret_sha256"])):
             return None
-        issued_at = _issued_at(row["not_before"])
+        issued_at = _issued_at(row["not_before"], read_at)
         expires_at: dt.datetime | None = row["expires_at"]
         # Like a token issued now, unless the key expires sooner.
         expiry = issued_at + int(self._settings.tokens.expiry_seconds)

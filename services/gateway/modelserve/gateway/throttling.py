@@ -54,6 +54,12 @@ class SlidingWindow:
             return None
         return max(1, math.ceil(events[0] + self._window - self._clock()))
 
+    def forget_one(self, key: str) -> None:
+        """Take back the latest event of `key` (an attempt counted ahead that did not fail)."""
+        events = self._events.get(key)
+        if events:
+            events.pop()
+
     def record(self, key: str) -> None:
         events = self._recent(key)
         events.append(self._clock())

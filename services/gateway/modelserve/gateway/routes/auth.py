@@ -196,7 +196,7 @@ async def revocations(request: Request, identity: IdentityDep) -> Any:
     etag = f'"{listed.version}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    return JSONResponse(listed.model_dump(), headers={"ETag": etag})
+    return JSONResponse(listed.model_dump(mode="json"), headers={"ETag": etag})
 
 
 @router.get("/.well-known/jwks.json")
