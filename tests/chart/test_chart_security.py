@@ -13,6 +13,7 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -468,3 +469,28 @@ def test_a_given_client_ca_is_used(offline_helm: Helm) -> None:
     volume = _client_ca_volume(objects)
     assert volume["secretName"] == "apiserver-ca"
     assert volume["items"] == [{"key": "pem", "path": "ca.crt"}]
+
+
+def test_a_new_signing_key_rolls_the_gateway(offline_helm: Helm) -> None:
+    """The key is read at start: a key given by value is in the pod template's checksum."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+    def checksum(values: dict[str, Any]) -> str:
+        objects = offline_helm.template(RELEASE, NAMESPACE, values)
+        gateway = find(objects, "Deployment", f"{RELEASE}-gateway")
+        annotation: str = gateway["spec"]["template"]["metadata"]["annotations"]["checksum/jwt-key"]
+        return annotation
+
+    assert checksum({}) != checksum({"auth": {"privateKey": {"pem": pem}}})
+
+
+# --- item 8: a default budget cap ------------------------------------------------------
+
+
+def test_the_chart_caps_the_scaling_budget_by_default(rendered: Objects) -> None:
+    assert _config(rendered, "contract")["CONTRACT_DEFAULT_MAX_BUDGET"] == "16"
