@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from modelserve.contract.store import create_schema
+from modelserve.contract.store import _UPSERT_SEEN, _seen_values, create_schema
+from modelserve.contract.tables import Server
 
 
 def test_a_database_from_before_gets_the_columns_added_since(
@@ -43,3 +44,31 @@ def test_a_database_from_before_gets_the_reservation_columns(
             [db_schema, added],
         ).fetchall()
     assert [row[0] for row in rows] == added
+
+
+def test_the_ledgers_owner_outlives_a_modelserve_without_labels(
+    database_url: str, db_schema: str
+) -> None:
+    """A ModelServe from before owner labels were stamped keeps the owner the ledger
+    recorded for it: the inventory seeing it unlabelled does not make it nobody's."""
+    url = f"{database_url}?options=-csearch_path%3D{db_schema}"
+    create_schema(url)
+    old = Server(
+        namespace="ns",
+        name="m",
+        owner="alice",
+        team="nlp",
+        replicas=1,
+        gpus=1,
+        model="m",
+        runtime="vllm",
+    )
+    seen = old.model_copy(update={"owner": "", "team": "", "replicas": 2})
+    labelled = old.model_copy(update={"team": "vision"})
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(_UPSERT_SEEN, _seen_values(old))
+        conn.execute(_UPSERT_SEEN, _seen_values(seen))
+        row = conn.execute("SELECT owner, team, replicas FROM servers").fetchone()
+        assert row == ("alice", "nlp", 2)
+        conn.execute(_UPSERT_SEEN, _seen_values(labelled))  # labels, once there, win
+        assert conn.execute("SELECT owner, team FROM servers").fetchone() == ("alice", "vision")
