@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -215,6 +216,21 @@ def test_the_revocation_list_names_nobody_in_clear(
     assert answer.headers["etag"] == f'"{answer.json()["version"]}"'
     etag = {"If-None-Match": answer.headers["etag"]}
     assert httpx.get(f"{services.gateway}/auth/revocations", headers=etag).status_code == 304
+
+
+def test_asking_for_the_revocation_list_costs_no_query_each_time(services: Services) -> None:
+    """Anyone may ask for the list, without a token: it is the one the gateway checks
+    tokens against, read from the database at most every JWT_REVOCATION_SECONDS (2 s
+    here), not once per request (a flood of requests cannot starve that read)."""
+    name = "modelserve_gateway_revocation_queries_total"
+    before = metric(services.gateway, name)
+    started = time.monotonic()
+    with httpx.Client(base_url=services.gateway) as http:
+        for _ in range(200):
+            assert http.get("/auth/revocations").status_code == 200
+    elapsed = time.monotonic() - started
+    queries = metric(services.gateway, name) - before
+    assert queries <= elapsed / 2.0 + 2, (queries, elapsed)
 
 
 # --- RS256: only the gateway holds the private key -----------------------------------

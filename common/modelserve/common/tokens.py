@@ -395,6 +395,11 @@ class TokenVerifier:
             key_resolver=key_resolver,
         )
 
+    async def revocation_list(self) -> Revocations | None:
+        """The revocation list tokens are checked against now (None: this verifier has
+        none); RevocationsUnavailable when none is recent enough."""
+        return None if self._revocations is None else await self._revocations.current()
+
     async def verify(self, token: str) -> Claims:
         """The claims of `token` (a JWT or an API key), or TokenError saying why it is
         refused; TokenCheckUnavailable when that cannot be known now."""

@@ -146,9 +146,21 @@ class IdentityMetrics:
             "Database lookups of API keys (unknown key ids are then remembered a while).",
             registry=None,
         )
+        self.revocation_queries = Counter(
+            "modelserve_gateway_revocation_queries",
+            "Database reads of the revocation list (at most one per JWT_REVOCATION_SECONDS,"
+            " however often it is asked for).",
+            registry=None,
+        )
 
     def register(self, registry: CollectorRegistry) -> None:
-        for counter in (self.sign_ins, self.password_checks, self.api_key_queries):
+        counters = (
+            self.sign_ins,
+            self.password_checks,
+            self.api_key_queries,
+            self.revocation_queries,
+        )
+        for counter in counters:
             registry.register(counter)
 
 
@@ -342,7 +354,9 @@ class Identity:
     # --- revocation -------------------------------------------------------------------
 
     async def revocations(self) -> Revocations:
-        """Users whose not-before may still void an unexpired token, and revoked keys."""
+        """Users whose not-before may still void an unexpired token, and revoked keys, as
+        the database has them now (read by the verifier's list, `published_revocations`)."""
+        self.metrics.revocation_queries.inc()
         tokens = self._settings.tokens
         window = max(tokens.expiry_seconds + tokens.leeway_seconds, REVOCATIONS_KEPT_SECONDS)
         users = await self._rows(
@@ -364,6 +378,15 @@ class Identity:
         canonical = json.dumps(listed, sort_keys=True, separators=(",", ":")).encode()
         version = hashlib.sha256(canonical).hexdigest()[:32]
         return Revocations.model_validate({"version": version, **listed})
+
+    async def published_revocations(self) -> Revocations:
+        """The list this gateway checks tokens against (read from the database at most
+        every JWT_REVOCATION_SECONDS, at once after a change made here): what
+        `GET /auth/revocations` answers, so that asking for it costs no query."""
+        listed = await self.verifier.revocation_list()
+        if listed is None:  # not without revocations: the gateway always has a source
+            return await self.revocations()
+        return listed
 
     async def _revocation_source(self) -> Revocations:
         try:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from modelserve.common.auth import verified
 from modelserve.common.errors import ApiError
-from modelserve.common.revocations import Revocations
+from modelserve.common.revocations import Revocations, RevocationsUnavailable
 from modelserve.common.tokens import Claims
 from modelserve.gateway.accounts import MAX_PASSWORD, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from modelserve.gateway.auth import Caller
@@ -192,7 +192,10 @@ async def revocations(request: Request, identity: IdentityDep) -> Any:
     and revoked API key ids, as long as a token they void could still be unexpired. Read
     by every other service every JWT_REVOCATION_SECONDS; no token needed (it names no one
     in clear, and key ids are not secret)."""
-    listed: Revocations = await identity.revocations()
+    try:
+        listed: Revocations = await identity.published_revocations()
+    except RevocationsUnavailable as error:
+        raise ApiError(503, "revocations_unavailable", str(error), {"Retry-After": "1"}) from None
     etag = f'"{listed.version}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
