@@ -35,9 +35,9 @@ from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
 from modelserve.testbed.platform import RunningOperator, RunningService
 from modelserve.testbed.polling import early_in_a_minute, wait_for
-from modelserve.testbed.processes import free_port
 from modelserve.testbed.testing_clients import error_of, metric
 from modelserve.testbed.testing_services import service_on_fresh_schema
+from modelserve.testbed.threaded_http import ThreadedApp
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
 
@@ -63,7 +63,7 @@ def _chunk(content: str | None, **extra: Any) -> bytes:
     return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
-class FakeServer:
+class FakeServer(ThreadedApp):
     """OpenAI-shaped, on loopback, in a thread; each model name picks a behaviour."""
 
     MODELS = (
@@ -79,42 +79,25 @@ class FakeServer:
     )
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
         self.release = threading.Event()  # lets fake-gated send the rest of its stream
         self.slow_closed = threading.Event()  # fake-slow found its client gone
         self.slow_sent = 0
         self.silent_closed = threading.Event()  # fake-silent's client went away
         self.redirected: list[str] = []  # requests that followed fake-redirect's Location
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> None:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
 
     def stop(self) -> None:
         self.release.set()
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        super().stop()
 
-    async def _serve(self) -> None:
+    def application(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
             app.router.add_post(path, self._answer)
         app.router.add_route("*", "/elsewhere", self._elsewhere)
-        # A client that goes away cancels its handler, as in a real model server.
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return app
 
     async def _models(self, _: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": m} for m in self.MODELS]})

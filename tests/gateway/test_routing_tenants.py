@@ -10,8 +10,6 @@ must never reach bob's server.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +27,9 @@ from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.platform import RunningOperator, RunningService
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.processes import free_port
 from modelserve.testbed.testing_clients import error_of
 from modelserve.testbed.testing_services import service_on_fresh_schema
+from modelserve.testbed.threaded_http import ThreadedApp
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres]
 
@@ -42,41 +40,23 @@ CHAT = "rt-platform-chat"  # the platform's; bob serves that name for himself
 JUDGE = "rt-platform-judge"  # the platform's judge; bob serves that name too
 
 
-class RecordingServer:
+class RecordingServer(ThreadedApp):
     """An OpenAI-shaped server on loopback, in a thread, that lists `models` and answers
     every chat completion with its own name; it keeps the `model` of each request."""
+
+    handler_cancellation = False  # as aiohttp serves by default
 
     def __init__(self, name: str, models: tuple[str, ...]) -> None:
         self.name = name
         self.models = models
-        self.port = free_port()
+        super().__init__()
         self.requests: list[str] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __enter__(self) -> RecordingServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    async def _serve(self) -> None:
+    def application(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, shutdown_timeout=1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return app
 
     async def _models(self, _: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": m} for m in self.models]})

@@ -33,7 +33,7 @@ from modelserve.common.tokens import TokenSigner
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.platform import RunningOperator, RunningService
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.processes import free_port
+from modelserve.testbed.threaded_http import ThreadedApp
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres]
 
@@ -51,7 +51,7 @@ def _chunk(content: str) -> bytes:
     return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
-class FakeServer:
+class FakeServer(ThreadedApp):
     """OpenAI-shaped, on loopback, in a thread. Each model name picks a behaviour:
 
     - acct-words: answers at once;
@@ -63,40 +63,21 @@ class FakeServer:
     MODELS = ("acct-words", "acct-flaky", "acct-hang", "acct-slow")
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.calls: collections.Counter[str] = collections.Counter()
         self.answered: collections.Counter[str] = collections.Counter()
         self.hanging = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def reset(self) -> None:
         self.calls.clear()
         self.answered.clear()
         self.hanging.clear()
 
-    def start(self) -> None:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    async def _serve(self) -> None:
+    def application(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._answer)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return app
 
     async def _models(self, _: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": m} for m in self.MODELS]})
