@@ -320,14 +320,23 @@ def test_kubectl_scale_changes_spec_replicas(crds: KubeCluster, namespace: str) 
 @pytest.mark.kube
 def test_kubectl_get_shows_the_printer_columns(crds: KubeCluster, namespace: str) -> None:
     apply(crds, namespace, VLLM)
-    status = {"phase": "Ready", "endpoint": "http://smollm2.svc:8000", "readyReplicas": 1}
+    status = {
+        "phase": "Ready",
+        "endpoint": "http://smollm2.svc:8000",
+        "readyReplicas": 1,
+        "desiredReplicas": 1,
+        "lastRequestTime": "2026-01-02T03:04:05Z",
+    }
     patch_status(crds, namespace, status)
 
     header, row = crds.kubectl("get", "ms", "-n", namespace).splitlines()
 
-    columns = ["NAME", "RUNTIME", "MODEL", "REPLICAS", "READY", "PHASE", "ENDPOINT", "AGE"]
+    columns = [
+        "NAME", "RUNTIME", "MODEL", "REPLICAS", "READY", "PHASE", "LAST-REQUEST", "ENDPOINT", "AGE"
+    ]  # fmt: skip
     assert header.split() == columns
     values = dict(zip(columns, row.split(), strict=True))
+    assert values.pop("LAST-REQUEST").endswith(("d", "y"))  # a date, shown as its age
     del values["AGE"]
     assert values == {
         "NAME": NAME,

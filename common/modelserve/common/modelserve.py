@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "llm.modelserve.io"
@@ -180,6 +180,34 @@ class Scaling(Wire):
     step_delimiter: str = "\n\n"
 
 
+class Autoscaling(Wire):
+    """Dynamic loading (spec.autoscaling): the operator runs between `min_replicas` and
+    `max_replicas` replicas from the requests the gateways report; with `min_replicas`
+    0 the model sleeps after `idle_timeout_seconds` without a request and wakes on the
+    next one. Without this block a ModelServe runs `spec.replicas`, as always."""
+
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    max_replicas: int = Field(default=1, ge=1, le=1000)
+    # Seconds without a request after which a model with min_replicas 0 goes to sleep.
+    idle_timeout_seconds: int = Field(default=600, ge=10, le=7 * 24 * 3600)
+    # Requests in flight or held per replica that the operator aims for (KubeAI's
+    # targetRequests), averaged over `window_seconds` so that it does not flap.
+    target_requests: int = Field(default=4, ge=1, le=100_000)
+    window_seconds: int = Field(default=60, ge=1, le=3600)
+    # A model woken less than this long ago is not put to sleep for another (thrash guard).
+    min_residence_seconds: int = Field(default=120, ge=0, le=24 * 3600)
+    # Never put to sleep for another model (nor for idleness).
+    pinned: bool = False
+    # A model is put to sleep only for a model of the same or a higher priority.
+    priority: int = Field(default=0, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("autoscaling.minReplicas must not exceed autoscaling.maxReplicas")
+        return self
+
+
 class ModelServeSpec(Wire):
     runtime: Runtime
     model: ModelSource = ModelSource()
@@ -191,6 +219,15 @@ class ModelServeSpec(Wire):
     llamacpp: LlamacppOptions = LlamacppOptions()
     external: ExternalServer | None = None
     scaling: Scaling = Scaling()
+    autoscaling: Autoscaling | None = None
+
+    @property
+    def most_replicas(self) -> int:
+        """The most replicas this spec may run (what the contract's limits count): with
+        spec.autoscaling, the autoscaler may go up to maxReplicas."""
+        if self.autoscaling is None:
+            return self.replicas
+        return max(self.replicas, self.autoscaling.max_replicas)
 
 
 class ModelServe(BaseModel):

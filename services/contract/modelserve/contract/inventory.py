@@ -55,7 +55,7 @@ def server_of(body: dict[str, Any]) -> Server | None:
         name=ms.name,
         owner=labels.get(OWNER_LABEL, ""),
         team=labels.get(TEAM_LABEL, ""),
-        replicas=ms.spec.replicas,
+        replicas=ms.spec.most_replicas,
         gpus=ms.spec.resources.gpus,
         model=ms.served_name,
         runtime=ms.spec.runtime.value,
