@@ -262,6 +262,21 @@ def test_valid_manifests_are_accepted(
             'spec.env[1]: Duplicate value: {"name":"A"}',
             id="duplicate-env",
         ),
+        pytest.param(
+            with_changes(VLLM, autoscaling={"minReplicas": 3, "maxReplicas": 2}),
+            "spec.autoscaling.minReplicas must not exceed maxReplicas",
+            id="autoscaling-min-over-max",
+        ),
+        pytest.param(
+            with_changes(VLLM, autoscaling={"minReplicas": 0, "idleTimeoutSeconds": 1}),
+            "spec.autoscaling.idleTimeoutSeconds in body should be greater than or equal to 10",
+            id="autoscaling-idle-timeout-too-short",
+        ),
+        pytest.param(
+            with_changes(EXTERNAL, autoscaling={"minReplicas": 0}),
+            "runtime external runs elsewhere: the platform cannot scale it",
+            id="autoscaling-on-external",
+        ),
     ],
 )
 def test_bad_specs_are_refused_with_a_readable_message(
@@ -304,6 +319,26 @@ def test_kubectl_explain_prints_the_descriptions(
             return None
 
     assert phrase in wait_for(explained, timeout=30, what=f"kubectl explain {field}")
+
+
+@pytest.mark.kube
+def test_autoscaling_is_defaulted(crds: KubeCluster, namespace: str) -> None:
+    apply(crds, namespace, with_changes(LLAMACPP, autoscaling={"minReplicas": 0}))
+
+    stored = crds.get_json("ms", NAME, "-n", namespace)["spec"]["autoscaling"]
+
+    assert stored == {
+        "minReplicas": 0,
+        "maxReplicas": 1,
+        "idleTimeoutSeconds": 600,
+        "targetRequests": 4,
+        "windowSeconds": 60,
+        "minResidenceSeconds": 120,
+        "pinned": False,
+        "priority": 0,
+    }
+    parsed = ModelServeSpec.model_validate(crds.get_json("ms", NAME, "-n", namespace)["spec"])
+    assert parsed.autoscaling is not None and parsed.autoscaling.min_replicas == 0
 
 
 @pytest.mark.kube
