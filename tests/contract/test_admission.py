@@ -155,6 +155,27 @@ def test_the_scale_subresource_is_judged(
     assert modelserves(admission, namespace) == {"smollm2": 2}
 
 
+def test_an_autoscaled_server_counts_its_most_replicas(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """With spec.autoscaling the operator may run up to maxReplicas without asking anyone:
+    the contract's limits count that many at `kubectl apply`."""
+    namespace = enforced_namespace()
+    alice = person("alice")
+    admission.put_contract(alice, max_replicas=2, namespaces=[namespace])
+    kubectl = as_person(admission, alice)
+    sleeper = modelserve("sleeper", replicas=0)
+    sleeper["spec"]["autoscaling"] = {"minReplicas": 0, "maxReplicas": 3}
+
+    over = kubectl.refused("apply", "-n", namespace, manifest=sleeper)
+    assert over.startswith("[max_replicas_exceeded]")
+    assert "3 replicas is over the limit of 2" in over
+
+    sleeper["spec"]["autoscaling"]["maxReplicas"] = 2
+    kubectl.ok("apply", "-n", namespace, manifest=sleeper)
+    assert modelserves(admission, namespace) == {"sleeper": 0}
+
+
 def test_a_deleted_server_no_longer_counts(
     admission: AdmissionBed, enforced_namespace: Namespaces
 ) -> None:
