@@ -321,6 +321,18 @@ def test_kubectl_explain_prints_the_descriptions(
     assert phrase in wait_for(explained, timeout=30, what=f"kubectl explain {field}")
 
 
+EXAMPLES = sorted((CRD_FILE.parents[1] / "docs" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.kube
+@pytest.mark.parametrize("example", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+def test_the_documented_examples_are_accepted(
+    crds: KubeCluster, namespace: str, example: Path
+) -> None:
+    created = crds.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(example))
+    assert "created (server dry run)" in created
+
+
 @pytest.mark.kube
 def test_autoscaling_is_defaulted(crds: KubeCluster, namespace: str) -> None:
     apply(crds, namespace, with_changes(LLAMACPP, autoscaling={"minReplicas": 0}))
