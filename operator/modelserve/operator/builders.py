@@ -192,7 +192,11 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
     }
 
 
-def build_deployment(ms: ModelServe, settings: OperatorSettings) -> Obj:
+def build_deployment(
+    ms: ModelServe, settings: OperatorSettings, replicas: int | None = None
+) -> Obj:
+    """The Deployment of `ms` running `replicas` (the autoscaler's number with
+    spec.autoscaling; None: spec.replicas)."""
     server = server_container(ms, settings)
     gpus = ms.spec.resources.gpus
     volumes: list[Obj] = [
@@ -235,7 +239,7 @@ def build_deployment(ms: ModelServe, settings: OperatorSettings) -> Obj:
         "kind": "Deployment",
         "metadata": _meta(ms, ms.name),
         "spec": {
-            "replicas": ms.spec.replicas,
+            "replicas": ms.spec.replicas if replicas is None else replicas,
             "selector": {"matchLabels": selector(ms)},
             # GPUs are scarce: replace pods one by one rather than asking for a surge.
             "strategy": {
@@ -299,13 +303,16 @@ def build_route(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:
     return [route]
 
 
-def build_children(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:
+def build_children(
+    ms: ModelServe, settings: OperatorSettings, replicas: int | None = None
+) -> list[Obj]:
     """What the cluster runs for `ms` besides its store Secret (which needs the store, see
-    `build_store_secret`), in the order it should be applied."""
+    `build_store_secret`), in the order it should be applied; `replicas` as for
+    `build_deployment`."""
     if ms.spec.runtime is Runtime.EXTERNAL:
         return []
     children = [build_cache_claim(ms)] if ms.spec.model.cache.enabled else []
-    children += [build_deployment(ms, settings), build_service(ms, settings)]
+    children += [build_deployment(ms, settings, replicas), build_service(ms, settings)]
     children += build_route(ms, settings)
     return children
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -33,6 +34,7 @@ PLURALS = {
     "Middleware": "middlewares",
     "ModelServe": PLURAL,
     "Event": "events",
+    "Lease": "leases",
 }
 APPLY = "application/apply-patch+yaml"  # JSON is YAML
 MERGE = "application/merge-patch+json"
@@ -194,6 +196,47 @@ class Cluster:
         except ClusterError as error:
             if error.status not in (404, 409):  # 409: another object by now; not ours
                 raise
+
+    async def list_objects(self, api_version: str, kind: str, namespace: str, selector: str) -> Any:
+        """A list (items and metadata.resourceVersion) of the objects matching `selector`."""
+        return await self._call(
+            f"list {PLURALS[kind]} in {namespace}",
+            "GET",
+            path(api_version, kind, namespace),
+            params={"labelSelector": selector},
+        )
+
+    async def watch(
+        self, api_version: str, kind: str, namespace: str, selector: str, resource_version: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events ({type, object}) after `resource_version`, until the server
+        ends the watch (a few minutes); ClusterError if it fails or is refused (410: the
+        version is too old, list again)."""
+        params = {
+            "labelSelector": selector,
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "240",
+        }
+        url = path(api_version, kind, namespace)
+        try:
+            async with self._session.get(
+                url,
+                params=params,
+                headers=self._auth,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300),
+            ) as response:
+                if response.status >= 400:
+                    if response.status == 401:
+                        self._auth = login(self._settings).as_http_headers()
+                    raise _error(f"watch {PLURALS[kind]}", response.status, await response.text())
+                async for line in response.content:
+                    if line.strip():
+                        event: dict[str, Any] = json.loads(line)
+                        yield event
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise ClusterError(f"watch {PLURALS[kind]}: {error or type(error).__name__}") from error
 
     async def post_event(
         self, involved: dict[str, Any], type: str, reason: str, message: str

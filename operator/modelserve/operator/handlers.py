@@ -15,9 +15,13 @@ from typing import Any
 import aiohttp
 import httpx
 import kopf
+from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from modelserve.common.modelserve import GROUP, PLURAL, VERSION, ModelServe, Runtime
+from modelserve.operator.autoscaling.autoscaler import Autoscaler
+from modelserve.operator.autoscaling.metrics import AutoscalerMetrics
+from modelserve.operator.autoscaling.reports import follow_leases
 from modelserve.operator.builders import (
     MANAGED_BY,
     NAME_LABEL,
@@ -114,8 +118,12 @@ class Reconciler:
         indexes: Indexes,
         statuses: WorkQueue,
         store: ModelStore,
+        autoscaler: Autoscaler,
     ) -> None:
         self.settings = settings
+        # The replicas of ModelServes with spec.autoscaling: read by every build of a
+        # Deployment, so that no reconcile or repair resets them to spec.replicas.
+        self.autoscaler = autoscaler
         self.cluster = cluster
         self.prober = prober
         self.store = store
@@ -157,6 +165,11 @@ class Reconciler:
             raise kopf.PermanentError(str(error)) from error
         logger.info("deleted %s %s/%s: no longer wanted", obj["kind"], *_where(obj))
 
+    def replicas(self, ms: ModelServe) -> int:
+        """The replicas the Deployment of `ms` runs now."""
+        parent = _one(self.indexes.modelserves.get((ms.namespace, ms.name)))
+        return self.autoscaler.replicas(ms, (parent or {}).get("status"))
+
     def lock(self, key: Key) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
 
@@ -187,7 +200,7 @@ class Reconciler:
                 raise kopf.TemporaryError(str(error), delay=30) from error
         if refusal is None:
             self.refusals.pop(key, None)
-            children += build_children(ms, self.settings)
+            children += build_children(ms, self.settings, self.replicas(ms))
         else:
             if self.refusals.get(key) != refusal:
                 logger.warning("refusing %s/%s: %s", *key, refusal.message)
@@ -268,7 +281,11 @@ class Reconciler:
 
     def owner(self, namespace: str, labels: kopf.Labels) -> Any:
         """A child's ModelServe as last seen, unless it is gone or going."""
-        parent = _one(self.indexes.modelserves.get((namespace, labels.get(NAME_LABEL, ""))))
+        return self.parent(namespace, labels.get(NAME_LABEL, ""))
+
+    def parent(self, namespace: str, name: str) -> Any:
+        """A ModelServe as last seen, unless it is gone or going."""
+        parent = _one(self.indexes.modelserves.get((namespace, name)))
         return None if parent is None or parent["metadata"].get("deletionTimestamp") else parent
 
     def forget(self, namespace: str, name: str) -> None:
@@ -276,6 +293,7 @@ class Reconciler:
         self.reported.pop((namespace, name), None)
         self.refusals.pop((namespace, name), None)
         self.locks.pop((namespace, name), None)
+        self.autoscaler.forget((namespace, name))
         for key in [key for key in self.applied if key[:2] == (namespace, name)]:
             del self.applied[key]
 
@@ -299,6 +317,7 @@ class Reconciler:
             probe=self.prober.results.get(key),
             previous=dict(parent.get("status") or {}),
             refusal=spec_refusal(ms) or self.refusals.get(key),
+            autoscale=self.autoscaler.view(ms, parent.get("status")),
         )
         await self.report(parent, status)
 
@@ -310,6 +329,8 @@ class Reconciler:
         if previous == _comparable(status):
             return
         if status["observedGeneration"] < previous.get("observedGeneration", 0):
+            # Only the autoscaler's fields of this older copy could be news: left for the
+            # next computation, from the newer copy.
             return  # computed from a copy of the ModelServe older than the last status written
         await self.cluster.patch_status(meta["namespace"], meta["name"], status)
         self.reported[key] = _comparable(status)
@@ -342,7 +363,9 @@ def _comparable(status: dict[str, Any]) -> Any:
         {k: v for k, v in c.items() if k != "lastTransitionTime"}
         for c in status.get("conditions") or []
     ]
-    return {**{k: v for k, v in status.items() if k not in ("conditions", "kopf")}, "c": conditions}
+    # A None (a field the merge patch deletes) compares as an absent one.
+    kept = {k: v for k, v in status.items() if k not in ("conditions", "kopf") and v is not None}
+    return {**kept, "c": conditions}
 
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
@@ -398,6 +421,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             statuses.mark,
         )
         owned = {kind[-1]: kwargs[f"owned_{kind[-1]}"] for kind in OWNED_KINDS}
+        metrics = AutoscalerMetrics()
+        autoscaler = Autoscaler(operator_settings, metrics)
         reconciler = Reconciler(
             operator_settings,
             cluster,
@@ -405,9 +430,24 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             Indexes(modelserves, deployments, pods, owned),
             statuses,
             ModelStore(operator_settings),
+            autoscaler,
         )
         memo.reconciler = reconciler
+        memo.metrics_server = None
+        if operator_settings.metrics_port:
+            memo.metrics_server, _ = start_http_server(
+                operator_settings.metrics_port,
+                operator_settings.health_host,
+                registry=metrics.registry,
+            )
+        gateway_namespace = operator_settings.gateway_namespace
         memo.tasks = [
+            asyncio.create_task(autoscaler.run(reconciler)),
+            *(
+                [asyncio.create_task(follow_leases(cluster, gateway_namespace, autoscaler.reports))]
+                if gateway_namespace
+                else []
+            ),
             asyncio.create_task(prober.run()),
             asyncio.create_task(reconciler.renew_all()),
             *(
@@ -421,6 +461,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         for task in memo.tasks:
             task.cancel()
         await asyncio.gather(*memo.tasks, return_exceptions=True)
+        if memo.metrics_server is not None:
+            memo.metrics_server.shutdown()
         await memo.http.aclose()
         await memo.reconciler.cluster.close()
 
@@ -471,6 +513,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             reconciler.prober.forget(ms.namespace, ms.name)
         async with reconciler.lock((ms.namespace, ms.name)):
             deployed = await reconciler.converge(ms)
+        reconciler.autoscaler.wake()
         if deployed and not body.status:
             # A new ModelServe: the event of its new Deployment marks it for its first
             # status. Marked from here, its status could be written before kopf's own record
@@ -506,6 +549,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         if body["kind"] == "Deployment":
             await _repair(reconciler, parse(parent), type, body)
         reconciler.statuses.mark((namespace, parent["metadata"]["name"]))
+        reconciler.autoscaler.wake()
 
     for resource in CHILD_KINDS:
 
@@ -536,7 +580,7 @@ async def _repair(
         if reconciler.drifted(event, body):
             built = {
                 (child["kind"], child["metadata"]["name"]): child
-                for child in build_children(ms, reconciler.settings)
+                for child in build_children(ms, reconciler.settings, reconciler.replicas(ms))
             }
             child = built.get((body["kind"], body.metadata.name))
             if child is not None:

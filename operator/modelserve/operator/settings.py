@@ -72,6 +72,20 @@ class OperatorSettings(BaseSettings):
     route_service_namespace: str = "modelserve"
     route_service_port: int = 8200
 
+    # Dynamic loading (ModelServes with spec.autoscaling)
+    metrics_port: int = Field(default=8211, ge=0)
+    """Prometheus /metrics of the operator, on `health_host`; 0: none."""
+    gateway_namespace: str = "modelserve"
+    """Where the gateway replicas keep their load-report Leases; empty: no reports are read
+    (no activation from held requests; load counts as none)."""
+    autoscale_interval: float = Field(default=1.0, gt=0)
+    """Seconds between two passes of the autoscaler when nothing wakes it (idle timeouts,
+    drains and windows are counted at this pace; reports and pods wake it at once)."""
+    drain_ack_seconds: float = Field(default=5.0, gt=0)
+    """How long every live gateway replica has to acknowledge a drain before it is cancelled."""
+    last_request_write_seconds: float = Field(default=5.0, ge=0)
+    """status.lastRequestTime is written at most this often when nothing else changed."""
+
     # `external` servers
     external_probe_interval: float = Field(default=30.0, gt=0)
     external_probe_timeout: float = Field(default=5.0, gt=0)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelserve.common.modelserve import ModelServe, Runtime
+from modelserve.operator.autoscaling.decisions import AutoscaleView, stamp
 from modelserve.operator.builders import endpoint, route_prefix, selector_string
 from modelserve.operator.settings import OperatorSettings
 
 PENDING, DEPLOYING, READY, DEGRADED, FAILED = "Pending", "Deploying", "Ready", "Degraded", "Failed"
+SLEEPING = "Sleeping"
 # Container states that will not fix themselves without a change of spec or image.
 FAILING_REASONS = {
     "CrashLoopBackOff",
@@ -140,9 +142,12 @@ def compute_status(
     probe: ProbeResult | None = None,
     previous: Mapping[str, Any] | None = None,
     refusal: Refusal | None = None,
+    autoscale: AutoscaleView | None = None,
 ) -> dict[str, Any]:
-    """The whole `status` of `ms`, given what its children report right now."""
+    """The whole `status` of `ms`, given what its children report right now (and, with
+    spec.autoscaling, what the autoscaler decided)."""
     previous_conditions = (previous or {}).get("conditions") or []
+    desired = autoscale.desired if autoscale else ms.spec.replicas
     if refusal is not None:
         phase, message = FAILED, refusal.message
         conditions: Conditions = [(refusal.condition, False, refusal.reason, refusal.message)]
@@ -153,9 +158,9 @@ def compute_status(
         phase, message, conditions = _external(ms, probe)
         ready_replicas = 1 if phase == READY else 0
     else:
-        phase, message, conditions = _deployed(ms, deployment, pods)
+        phase, message, conditions = _deployed(desired, deployment, pods, autoscale)
         ready_replicas = deployment.ready_replicas if deployment else 0
-    return {
+    status: dict[str, Any] = {
         "phase": phase,
         "message": message,
         "replicas": deployment.replicas if deployment and not refusal else 0,
@@ -170,6 +175,25 @@ def compute_status(
             for kind, ok, reason, text in conditions
         ],
     }
+    if ms.spec.runtime is not Runtime.EXTERNAL:
+        status["desiredReplicas"] = 0 if refusal else desired
+    if autoscale is not None:
+        status.update(_autoscaled(autoscale, previous or {}))
+    return status
+
+
+def _autoscaled(view: AutoscaleView, previous: Mapping[str, Any]) -> dict[str, Any]:
+    """The autoscaler's fields; `drain` as None (deleted by the merge patch) once it ends."""
+    fields: dict[str, Any] = {}
+    if view.last_request:
+        fields["lastRequestTime"] = stamp(view.last_request)
+    if view.activated_at:
+        fields["activatedAt"] = stamp(view.activated_at)
+    if view.drain is not None:
+        fields["drain"] = view.drain.to_status()
+    elif previous.get("drain"):
+        fields["drain"] = None
+    return fields
 
 
 Conditions = list[tuple[str, bool, str, str]]
@@ -184,9 +208,14 @@ def _external(ms: ModelServe, probe: ProbeResult | None) -> tuple[str, str, Cond
 
 
 def _deployed(
-    ms: ModelServe, deployment: DeploymentView | None, pods: Sequence[PodView]
+    desired: int,
+    deployment: DeploymentView | None,
+    pods: Sequence[PodView],
+    autoscale: AutoscaleView | None,
 ) -> tuple[str, str, Conditions]:
-    desired = ms.spec.replicas
+    if autoscale is not None and desired == 0 and autoscale.drain is None:
+        message = autoscale.sleep_message or "asleep: 0 replicas until a request comes"
+        return SLEEPING, message, [("Ready", False, SLEEPING, message)]
     if deployment is None:
         return PENDING, "creating the Deployment", [("Ready", False, "Creating", "")]
     live = [pod for pod in pods if not pod.deleting]
@@ -199,13 +228,19 @@ def _deployed(
         and deployment.updated_replicas >= desired
     )
     counts = f"{ready}/{desired} replicas ready"
-    conditions: Conditions = [
-        (
+    blocked = autoscale.blocked if autoscale else None
+    if blocked is not None:
+        # Waiting for GPUs that only an eviction frees: the gateway reads the reason.
+        scheduled = ("Scheduled", False, *blocked)
+    else:
+        scheduled = (
             "Scheduled",
             not unschedulable,
             "Unschedulable" if unschedulable else "Scheduled",
             unschedulable[0] if unschedulable else "",
-        ),
+        )
+    conditions: Conditions = [
+        scheduled,
         (
             "ModelAvailable",
             not fetch_failures,
@@ -221,6 +256,8 @@ def _deployed(
     elif deployment.progress_deadline_exceeded or (problems and not ready):
         detail = (problems or ["the rollout missed its progress deadline"])[0]
         phase, message = FAILED, f"{counts}: {detail}"
+    elif blocked is not None and not ready:
+        phase, message = PENDING, f"{counts}: {blocked[1]}"
     elif unschedulable and not ready:
         phase, message = PENDING, f"{counts}: no node can take the pods: {unschedulable[0]}"
     elif unschedulable or problems:
@@ -228,5 +265,9 @@ def _deployed(
         phase, message = DEGRADED, f"{counts}: {(unschedulable or problems)[0]}"
     else:
         phase, message = DEPLOYING, f"{counts}: {'rolling out' if ready else 'starting'}"
+    if autoscale is not None and autoscale.drain is not None:
+        message = f"{message}; going to sleep: {autoscale.drain.message}"
+    elif autoscale is not None and autoscale.note:
+        message = f"{message}; {autoscale.note}"
     conditions.append(("Ready", phase == READY, phase, message))
     return phase, message, conditions

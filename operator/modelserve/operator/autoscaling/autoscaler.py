@@ -1,0 +1,451 @@
+"""The autoscaler: carries out the decisions of `decisions` for every ModelServe with
+spec.autoscaling (runtimes vllm and llamacpp).
+
+Its state per ModelServe lives here, in memory, first read from the status (an operator
+that restarts goes on where the last one stopped); the status writer shows it
+(`view`). It runs a pass whenever a load report, a ModelServe, a Deployment or a pod
+changes, and at least every `autoscale_interval` seconds (idle timeouts, windows, drain
+deadlines). It writes Deployments' replicas itself, at once (activation latency counts),
+under the same per-ModelServe lock as the reconcile path, which builds the Deployment
+with the same number (`replicas`).
+
+Scaling down needs nothing more here: a replica that goes leaves the Service's Ready
+endpoints (its EndpointSlice entry turns terminating) so the gateway sends it nothing
+new, and its preStop sleep (OPERATOR_DRAIN_SECONDS) lets what it answers finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import kopf
+from pydantic import ValidationError
+
+from modelserve.common.load_reports import LoadReport, ServerLoad, summed
+from modelserve.common.modelserve import Autoscaling, ModelServe, Runtime
+from modelserve.operator.autoscaling.decisions import (
+    EVICTED,
+    IDLE,
+    WAITING_FOR_EVICTION,
+    AutoscaleView,
+    Candidate,
+    Drain,
+    DrainOutcome,
+    Key,
+    LoadWindow,
+    drain_outcome,
+    gpu_type_name,
+    idle_seconds,
+    initial_replicas,
+    named,
+    plan_eviction,
+    scaled_replicas,
+    seconds,
+    should_sleep,
+    stamp,
+)
+from modelserve.operator.autoscaling.metrics import AutoscalerMetrics
+from modelserve.operator.autoscaling.reports import LoadReports
+from modelserve.operator.builders import GPU_RESOURCE, build_deployment
+from modelserve.operator.cluster import ClusterError
+from modelserve.operator.refusals import spec_refusal
+from modelserve.operator.settings import OperatorSettings
+from modelserve.operator.status import PodView
+
+if TYPE_CHECKING:
+    from modelserve.operator.handlers import Reconciler
+
+logger = logging.getLogger(__name__)
+INSUFFICIENT_GPU = f"Insufficient {GPU_RESOURCE}"
+
+
+def autoscaled(ms: ModelServe) -> bool:
+    return ms.spec.autoscaling is not None and ms.spec.runtime is not Runtime.EXTERNAL
+
+
+def short_of_gpus(pods: Sequence[PodView]) -> list[PodView]:
+    """Pods the scheduler cannot place for lack of GPUs."""
+    return [p for p in pods if not p.deleting and INSUFFICIENT_GPU in (p.unschedulable or "")]
+
+
+@dataclasses.dataclass
+class ModelState:
+    desired: int
+    activated_at: float | None
+    last_used: float = 0.0
+    published_last_used: float | None = None
+    published_at: float = 0.0
+    drain: Drain | None = None
+    sleep_message: str = ""
+    window: LoadWindow = dataclasses.field(default_factory=LoadWindow)
+    applied: int | None = None  # the replicas last written into the Deployment
+    activating_since: float | None = None
+    cap: int | None = None  # at most this many replicas until `cap_until`: GPUs ran out
+    cap_until: float = 0.0
+    note: str = ""
+    blocked: tuple[str, str] | None = None
+    evicting: tuple[Key, ...] = ()
+    evicting_since: float = 0.0
+    loaded_since: float | None = None
+
+    def view(self) -> AutoscaleView:
+        return AutoscaleView(
+            desired=self.desired,
+            last_request=self.published_last_used,
+            activated_at=self.activated_at,
+            drain=self.drain,
+            sleep_message=self.sleep_message,
+            blocked=self.blocked,
+            note=self.note,
+        )
+
+
+def initial_state(ms: ModelServe, status: Mapping[str, Any], now: float) -> ModelState:
+    """The state of a model first seen: from its status where an operator wrote one."""
+    autoscaling = ms.spec.autoscaling
+    assert autoscaling is not None
+    found = status.get("desiredReplicas")
+    if isinstance(found, int) and "activatedAt" in status:
+        desired = min(found, autoscaling.max_replicas)
+    else:
+        desired = initial_replicas(ms.spec.replicas, autoscaling)
+    last = seconds(status.get("lastRequestTime"))
+    return ModelState(
+        desired=desired,
+        activated_at=seconds(status.get("activatedAt")) or (now if desired else None),
+        last_used=last or 0.0,
+        published_last_used=last,
+        published_at=now,
+        drain=Drain.from_status(status.get("drain"), now),
+        sleep_message=str(status.get("message") or "") if status.get("phase") == "Sleeping" else "",
+    )
+
+
+class Autoscaler:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        metrics: AutoscalerMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.states: dict[Key, ModelState] = {}
+        self.reports = LoadReports(self.wake)
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def state(self, ms: ModelServe, status: Mapping[str, Any] | None) -> ModelState:
+        key = (ms.namespace, ms.name)
+        if key not in self.states:
+            self.states[key] = initial_state(ms, status or {}, self.clock())
+        return self.states[key]
+
+    def replicas(self, ms: ModelServe, status: Mapping[str, Any] | None) -> int:
+        """The replicas the Deployment of `ms` runs: spec.replicas, or the autoscaler's."""
+        if not autoscaled(ms):
+            return ms.spec.replicas
+        return self.state(ms, status).desired
+
+    def view(self, ms: ModelServe, status: Mapping[str, Any] | None) -> AutoscaleView | None:
+        return self.state(ms, status).view() if autoscaled(ms) else None
+
+    def forget(self, key: Key) -> None:
+        self.states.pop(key, None)
+
+    async def run(self, reconciler: Reconciler) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):  # the pace of timeouts and windows
+                await asyncio.wait_for(self._wakeup.wait(), self.settings.autoscale_interval)
+            self._wakeup.clear()
+            await self.step(reconciler)
+
+    async def step(self, reconciler: Reconciler) -> None:
+        """One pass over every autoscaled ModelServe, then over those waiting for GPUs."""
+        now = self.clock()
+        reports = self.reports.all()
+        totals = summed(reports, now)
+        models: dict[Key, tuple[Any, ModelServe]] = {}
+        for key in list(reconciler.indexes.modelserves):
+            parent = reconciler.parent(*key)
+            if parent is None:
+                continue
+            try:
+                ms = ModelServe.from_body(parent)
+            except ValidationError:
+                continue
+            if not autoscaled(ms):
+                self.states.pop(key, None)
+            elif spec_refusal(ms) is None and key not in reconciler.refusals:
+                models[key] = (parent, ms)
+        for key, (parent, ms) in models.items():
+            try:
+                await self._step_model(reconciler, parent, ms, totals, reports, now)
+            except (ClusterError, kopf.TemporaryError, kopf.PermanentError) as error:
+                logger.warning("autoscaling %s/%s: %s", *key, error)
+        for key, (parent, ms) in models.items():
+            try:
+                await self._make_room(reconciler, parent, ms, models, totals, now)
+            except (ClusterError, kopf.TemporaryError, kopf.PermanentError) as error:
+                logger.warning("making room for %s/%s: %s", *key, error)
+
+    async def _step_model(
+        self,
+        reconciler: Reconciler,
+        parent: Any,
+        ms: ModelServe,
+        totals: Mapping[str, ServerLoad],
+        reports: Sequence[LoadReport],
+        now: float,
+    ) -> None:
+        key = (ms.namespace, ms.name)
+        autoscaling = ms.spec.autoscaling
+        assert autoscaling is not None
+        st = self.state(ms, parent.get("status"))
+        before = st.view()
+        load = totals.get(ms.uid, ServerLoad())
+        st.last_used = max(st.last_used, load.last_used)
+        deployment = next(iter(reconciler.indexes.deployments.get(key, [])), None)
+        ready = deployment.ready_replicas if deployment else 0
+        pods = [pod for pod in reconciler.indexes.pods.get(key, []) if not pod.deleting]
+        desired = st.desired
+        if st.drain is not None:
+            desired = await self._follow_drain(reconciler, parent, st, ms, reports, now)
+        elif desired == 0:
+            if load.busy or autoscaling.min_replicas > 0:
+                desired = max(1, autoscaling.min_replicas)
+                st.activated_at = st.activating_since = now
+                st.sleep_message = ""
+                self.metrics.activations.labels(*key).inc()
+                why = "a request is held for it" if load.busy else "spec.autoscaling.minReplicas"
+                await self._event(reconciler, parent, "Normal", "Activated", f"woken: {why}")
+        else:
+            desired = self._for_load(st, ms, autoscaling, load, ready, pods, now)
+            idle = idle_seconds(st.last_used, st.activated_at, None, now)
+            if should_sleep(autoscaling, desired, load.busy, idle):
+                st.drain = Drain(secrets.token_hex(8), IDLE, f"idle for {round(idle)} s", now)
+                logger.info("%s/%s: idle for %d s, draining", *key, idle)
+        st.desired = desired
+        if st.applied != desired:
+            async with reconciler.lock(key):
+                await reconciler.apply(build_deployment(ms, self.settings, replicas=desired))
+            st.applied = desired
+        if st.activating_since is not None and ready >= 1:
+            self.metrics.activation_seconds.observe(now - st.activating_since)
+            st.activating_since = None
+        if ready >= 1:
+            if st.loaded_since is not None:
+                self.metrics.loaded_seconds.labels(*key).inc(max(0.0, now - st.loaded_since))
+            st.loaded_since = now
+        else:
+            st.loaded_since = None
+        changed = st.view() != before
+        if (
+            st.last_used
+            and st.last_used != st.published_last_used
+            and (changed or now - st.published_at >= self.settings.last_request_write_seconds)
+        ):
+            st.published_last_used, st.published_at = st.last_used, now
+            changed = True
+        if changed:
+            reconciler.statuses.mark(key)
+
+    def _for_load(
+        self,
+        st: ModelState,
+        ms: ModelServe,
+        autoscaling: Autoscaling,
+        load: ServerLoad,
+        ready: int,
+        pods: Sequence[PodView],
+        now: float,
+    ) -> int:
+        """Replicas for the load; fewer where a scale-up's pods find no GPU (other models
+        are evicted for an activation only, never for more replicas)."""
+        st.window.add(now, load.in_flight + load.held, autoscaling.window_seconds)
+        short = short_of_gpus(pods)
+        if st.desired > 1 and ready >= 1 and short:
+            running = max(1, len(pods) - len(short))
+            st.cap, st.cap_until = running, now + autoscaling.window_seconds
+            st.note = (
+                f"{running} of {st.desired} replicas run: no free GPU of type "
+                f"{gpu_type_name(ms.spec.resources.gpu_type)} for more (no model is evicted "
+                "to scale up)"
+            )
+        if st.cap is not None and now >= st.cap_until:
+            st.cap, st.note = None, ""
+        desired = scaled_replicas(
+            st.desired, load.in_flight + load.held, st.window.average(), autoscaling, st.cap
+        )
+        desired = min(desired, autoscaling.max_replicas)
+        return min(desired, st.cap) if st.cap is not None else desired
+
+    async def _follow_drain(
+        self,
+        reconciler: Reconciler,
+        parent: Any,
+        st: ModelState,
+        ms: ModelServe,
+        reports: Sequence[LoadReport],
+        now: float,
+    ) -> int:
+        """The replicas after looking at the drain: 0 once every gateway agreed."""
+        drain = st.drain
+        assert drain is not None
+        ack = self.settings.drain_ack_seconds
+        outcome = drain_outcome(drain, ms.uid, reports, now, ack)
+        if outcome is DrainOutcome.WAIT:
+            return st.desired
+        st.drain = None
+        if outcome is DrainOutcome.CANCEL:
+            self.metrics.drains_cancelled.inc()
+            why = (
+                f"not every gateway replica acknowledged within {ack:g} s"
+                if now - drain.since > ack
+                else "a request came"
+            )
+            await self._event(reconciler, parent, "Normal", "DrainCancelled", f"stays awake: {why}")
+            return st.desired
+        st.sleep_message = f"asleep since {stamp(now)}: {drain.message}"
+        st.window.samples.clear()
+        st.cap, st.note = None, ""
+        self.metrics.sleeps.labels(drain.reason.lower()).inc()
+        if drain.reason == EVICTED:
+            self.metrics.evictions.labels("lru").inc()
+            await self._event(reconciler, parent, "Warning", "Evicted", drain.message)
+            waiting = reconciler.parent(*drain.for_model) if drain.for_model else None
+            if waiting is not None:
+                message = f"{named((ms.namespace, ms.name))} was put to sleep to free its GPUs"
+                await self._event(reconciler, waiting, "Normal", "EvictedForThis", message)
+        logger.info("%s/%s: asleep (%s)", ms.namespace, ms.name, drain.message)
+        return 0
+
+    async def _make_room(
+        self,
+        reconciler: Reconciler,
+        parent: Any,
+        ms: ModelServe,
+        models: Mapping[Key, tuple[Any, ModelServe]],
+        totals: Mapping[str, ServerLoad],
+        now: float,
+    ) -> None:
+        """A model woken whose pods find no GPU of its type: put the least recently used
+        models that may go to sleep, or say in its status why none can."""
+        key = (ms.namespace, ms.name)
+        st = self.states[key]
+        before = st.view()
+        deployment = next(iter(reconciler.indexes.deployments.get(key, [])), None)
+        ready = deployment.ready_replicas if deployment else 0
+        short = short_of_gpus(list(reconciler.indexes.pods.get(key, [])))
+        gpus = ms.spec.resources.gpus
+        if not (st.desired > 0 and ready == 0 and gpus > 0 and short and st.drain is None):
+            st.blocked, st.evicting = None, ()
+        elif st.evicting and self._evicting(reconciler, key, st, now):
+            pass  # one eviction at a time per waiting model
+        else:
+            autoscaling = ms.spec.autoscaling
+            assert autoscaling is not None
+            plan = plan_eviction(
+                gpu_type=ms.spec.resources.gpu_type,
+                priority=autoscaling.priority,
+                needed=gpus * len(short),
+                candidates=self._candidates(reconciler, ms, models, totals),
+                now=now,
+            )
+            st.evicting, st.evicting_since = plan.victims, now
+            if plan.victims:
+                message = f"evicted to make room for {named(key)}"
+                for victim in plan.victims:
+                    self.states[victim].drain = Drain(
+                        secrets.token_hex(8), EVICTED, message, now, for_model=key
+                    )
+                    reconciler.statuses.mark(victim)
+                names = ", ".join(named(victim) for victim in plan.victims)
+                logger.info("%s/%s waits for GPUs: evicting %s", *key, names)
+                st.blocked = (
+                    WAITING_FOR_EVICTION,
+                    f"no GPU of type {gpu_type_name(ms.spec.resources.gpu_type)} free: "
+                    f"putting {names} to sleep to make room",
+                )
+                self.wake()  # the victims' drains are followed in the next pass
+            else:
+                assert plan.blocked is not None
+                st.blocked = (plan.blocked, plan.message)
+        if st.view() != before:
+            reconciler.statuses.mark(key)
+
+    def _evicting(self, reconciler: Reconciler, key: Key, st: ModelState, now: float) -> bool:
+        """Whether the eviction started for `key` goes on: a victim still drains for it,
+        or has gone to 0 and its pods (and GPUs) are not gone yet."""
+        if now - st.evicting_since > self.settings.drain_seconds + 120:
+            return False
+        for victim in st.evicting:
+            found = self.states.get(victim)
+            if found is None:
+                continue
+            if found.drain is not None and found.drain.for_model == key:
+                return True
+            if found.desired == 0 and reconciler.indexes.pods.get(victim):
+                return True
+        return False
+
+    def _candidates(
+        self,
+        reconciler: Reconciler,
+        ms: ModelServe,
+        models: Mapping[Key, tuple[Any, ModelServe]],
+        totals: Mapping[str, ServerLoad],
+    ) -> list[Candidate]:
+        """The other awake autoscaled models on GPUs of exactly the type of `ms`."""
+        found: list[Candidate] = []
+        for other_key, (_, other) in models.items():
+            st = self.states.get(other_key)
+            res = other.spec.resources
+            autoscaling = other.spec.autoscaling
+            if (
+                other.uid == ms.uid
+                or st is None
+                or autoscaling is None
+                or st.desired == 0
+                or res.gpus == 0
+                or res.gpu_type != ms.spec.resources.gpu_type
+            ):
+                continue
+            pods: list[PodView] = list(reconciler.indexes.pods.get(other_key, []))
+            placed = [pod for pod in pods if not pod.deleting and not pod.unschedulable]
+            if not placed:
+                continue
+            found.append(
+                Candidate(
+                    key=other_key,
+                    gpus=res.gpus * len(placed),
+                    pinned=autoscaling.pinned,
+                    priority=autoscaling.priority,
+                    busy=totals.get(other.uid, ServerLoad()).busy,
+                    activated_at=st.activated_at,
+                    last_used=st.last_used,
+                    min_residence_seconds=autoscaling.min_residence_seconds,
+                    draining=st.drain is not None,
+                )
+            )
+        return found
+
+    async def _event(
+        self, reconciler: Reconciler, involved: Any, kind: str, reason: str, message: str
+    ) -> None:
+        try:
+            await reconciler.cluster.post_event(involved, kind, reason, message)
+        except ClusterError as error:  # the decision stands; the Event is a courtesy
+            if not error.gone:
+                meta = involved["metadata"]
+                logger.warning("no Event on %s/%s: %s", meta["namespace"], meta["name"], error)
