@@ -122,7 +122,12 @@ def test_crds_are_the_repository_crds_not_a_copy(offline_helm: Helm, tmp_path: P
 def _rules(path: Path, kind: str = "ClusterRole") -> Any:
     """The rules of the manifest's ClusterRole, or those of its Roles (the same in each
     namespace where ModelServes live; none: [])."""
-    roles = [doc for doc in yaml.safe_load_all(path.read_text()) if doc["kind"] == kind]
+    own = f"modelserve-{path.parent.parent.name}"  # not e.g. the operator's Lease Role
+    roles = [
+        doc
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc["kind"] == kind and doc["metadata"]["name"] == own
+    ]
     if kind == "ClusterRole":
         (role,) = roles
         return role["rules"]

@@ -34,7 +34,8 @@ pytestmark = [pytest.mark.kube, pytest.mark.minio]
 
 
 def _scoped_rbac(account: str, namespace: str) -> list[dict[str, Any]]:
-    """The deploy manifest's ClusterRole bound cluster-wide, its Role in `namespace` only."""
+    """The deploy manifest's ClusterRole bound cluster-wide, its Role in `namespace` only
+    (and its Role for the gateways' Leases, in the gateway's namespace)."""
     documents = [
         doc
         for doc in yaml.safe_load_all((repo_root() / "operator/deploy/rbac.yaml").read_text())
@@ -42,6 +43,9 @@ def _scoped_rbac(account: str, namespace: str) -> list[dict[str, Any]]:
     ]
     (cluster_role,) = [d for d in documents if d["kind"] == "ClusterRole"]
     role_rules = next(d for d in documents if d["kind"] == "Role")["rules"]
+    (leases,) = [
+        d for d in documents if d["kind"] == "Role" and d["metadata"]["name"].endswith("-load")
+    ]
     subject = {"kind": "ServiceAccount", "name": account, "namespace": OPERATOR_NAMESPACE}
     assert all("secrets" not in rule["resources"] for rule in cluster_role["rules"])
     return [
@@ -57,6 +61,14 @@ def _scoped_rbac(account: str, namespace: str) -> list[dict[str, Any]]:
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
          "metadata": {"name": account, "namespace": namespace},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+         "subjects": [subject]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": f"{account}-leases", "namespace": OPERATOR_NAMESPACE},
+         "rules": leases["rules"]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": f"{account}-leases", "namespace": OPERATOR_NAMESPACE},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": f"{account}-leases"},
          "subjects": [subject]},
     ]  # fmt: skip
 

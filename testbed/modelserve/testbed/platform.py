@@ -31,6 +31,7 @@ class RunningOperator:
 
     process: ManagedProcess
     health_port: int
+    metrics_port: int
 
     def start(self) -> None:
         self.process.start()
@@ -154,7 +155,7 @@ def start_operator(
 
     `settings` are OPERATOR_* environment variables (see modelserve.operator.settings).
     """
-    health = free_port()
+    health, metrics = free_port(), free_port()
     process = ManagedProcess(
         "modelserve-operator",
         [Path(sys.executable).parent / "modelserve-operator"],
@@ -162,10 +163,11 @@ def start_operator(
         env={
             "KUBECONFIG": str(kubeconfig),
             "OPERATOR_HEALTH_PORT": str(health),
+            "OPERATOR_METRICS_PORT": str(metrics),
             **(settings or {}),
         },
     )
-    operator = RunningOperator(process, health)
+    operator = RunningOperator(process, health, metrics)
     try:
         operator.start()
     except BaseException:
