@@ -24,6 +24,7 @@ from modelserve.gateway.proxy_components import open_proxy
 from modelserve.gateway.routes import (
     auth,
     configure,
+    health,
     metrics,
     models,
     openai,
@@ -80,6 +81,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     app = create_service_app("gateway", settings, lifespan=lifespan)
+    # The gateway's /health also says which models are loaded: it takes the place of
+    # the common one (same status, service and version fields).
+    app.router.routes[:] = [
+        route for route in app.router.routes if getattr(route, "path", None) != "/health"
+    ]
+    app.include_router(health.router)
     # routers: one per resource.
     app.include_router(auth.router)
     app.include_router(users.router)

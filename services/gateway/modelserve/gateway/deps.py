@@ -10,6 +10,7 @@ from modelserve.common.errors import ApiError
 from modelserve.gateway.contracts import ContractClient
 from modelserve.gateway.identity import Identity
 from modelserve.gateway.kubeservers import ServerStore
+from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.models import ModelCatalog
 from modelserve.gateway.proxy import Proxy
@@ -78,3 +79,12 @@ async def _metrics(request: Request) -> GatewayMetrics:
 ProxyDep = Annotated[Proxy, Depends(_proxy)]
 RoutesDep = Annotated[RouteTable, Depends(_routes)]
 MetricsDep = Annotated[GatewayMetrics, Depends(_metrics)]
+
+
+async def _book(request: Request) -> LoadBook:
+    book: LoadBook = request.app.state.proxy.dispatcher.book
+    return book
+
+
+# This replica's requests per server (in flight, held, last used).
+BookDep = Annotated[LoadBook, Depends(_book)]

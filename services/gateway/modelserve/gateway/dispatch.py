@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 from modelserve.gateway.balancing import Endpoint
+from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError
 from modelserve.gateway.routing import RETRY_AFTER_SECONDS, RouteTable, Target
@@ -42,14 +43,21 @@ class NoReadyEndpoint(OpenAIError):
 
 
 class Dispatcher:
-    """Chooses an endpoint per call, counts it in flight, and retries refused connections."""
+    """Chooses an endpoint per call, counts it in flight (on its endpoint, and on its
+    server in `book`: what this replica reports to the operator), and retries refused
+    connections."""
 
     def __init__(
-        self, table: RouteTable, upstream: UpstreamClient, metrics: GatewayMetrics
+        self,
+        table: RouteTable,
+        upstream: UpstreamClient,
+        metrics: GatewayMetrics,
+        book: LoadBook | None = None,
     ) -> None:
         self._table = table
         self._upstream = upstream
         self._metrics = metrics
+        self.book = book if book is not None else LoadBook()
 
     @contextlib.asynccontextmanager
     async def exchange(
@@ -67,11 +75,15 @@ class Dispatcher:
         `path` is under the endpoint's OpenAI base URL ("/chat/completions"), or from the
         server's root with `from_root` ("/v1/chat/completions", "/pooling"). Raises
         NoReadyEndpoint, or the UpstreamError of the last endpoint tried."""
-        endpoint, answer = await self._connect(target, path, body, headers, from_root)
+        self.book.started(target.server_id)
         try:
-            yield answer
+            endpoint, answer = await self._connect(target, path, body, headers, from_root)
+            try:
+                yield answer
+            finally:
+                self._table.endpoints.release(endpoint)
         finally:
-            self._table.endpoints.release(endpoint)
+            self.book.finished(target.server_id)
 
     async def post(
         self, target: Target, path: str, body: bytes, headers: Mapping[str, str]

@@ -14,7 +14,7 @@ the endpoints of each Service, and the requests in flight on each endpoint.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from modelserve.gateway.balancing import Endpoint, choose_endpoint
@@ -100,9 +100,12 @@ class EndpointTable:
     """The endpoints of every watched Service, and the requests in flight per endpoint.
 
     In-flight counts are kept by URL apart from the slices: a request keeps its count
-    (and its connection) when its endpoint stops being ready or its slice goes away."""
+    (and its connection) when its endpoint stops being ready or its slice goes away.
+    `on_change` is called after the endpoints of a Service changed (held requests wait
+    for it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+        self._on_change = on_change
         self._slices: dict[tuple[str, str], ServiceSlice] = {}  # (namespace, slice name)
         self._services: dict[tuple[str, str], tuple[Endpoint, ...]] = {}  # (ns, Service)
         self._in_flight: dict[str, int] = {}
@@ -139,6 +142,8 @@ class EndpointTable:
                 self._services[key] = found
             else:
                 self._services.pop(key, None)
+        if self._on_change is not None:
+            self._on_change()
 
     # --- Read by the dispatcher ------------------------------------------------------
 

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 PREFIX = "modelserve_gateway"
 # Request latency: from a millisecond (errors, cached answers) to long generations.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Holding a request while its model loads: from a warm wake to a cold download.
+HOLD_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 FIRST_TOKEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -96,6 +98,32 @@ class GatewayMetrics:
             "Requests sent to another endpoint of their server after a connection failed "
             "before any answer (refused, reset or closed).",
             ["model"],
+            registry=self.registry,
+        )
+        self.held = Gauge(
+            f"{PREFIX}_held_requests",
+            "Requests held right now until their model (asleep or loading) serves.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.hold_seconds = Histogram(
+            f"{PREFIX}_hold_seconds",
+            "Time a request was held for its model, whatever became of it.",
+            ["model"],
+            buckets=HOLD_BUCKETS,
+            registry=self.registry,
+        )
+        self.holds = Counter(
+            f"{PREFIX}_holds",
+            "Requests for a model that did not serve, by how their hold ended: forwarded, "
+            "timeout, queue_full, client_left, failed (the model cannot be loaded).",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.load_reports = Counter(
+            f"{PREFIX}_load_reports",
+            "Writes of this replica's load report (its Lease), by result: written, failed.",
+            ["result"],
             registry=self.registry,
         )
         self.usage_dropped = Counter(

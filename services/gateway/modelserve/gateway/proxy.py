@@ -17,6 +17,10 @@ one when a connection is refused) while the gateway's server sends the answer:
   that a server failing half-way still gets a clean 502;
 - a client that goes away cancels the exchange, which closes the upstream connection:
   the model server stops generating for nobody;
+- a request for an autoscaled server that does not serve right now (asleep, loading,
+  being put to sleep) is held until it does (`loading.holding`), after the contract's
+  decision (a request the contract refuses never wakes a model): a stream gets its head
+  and keep-alive comments while it waits, and an error event if the wait fails;
 - failures of the model server become OpenAI-shaped 502 (unreachable, 5xx) or 504
   (timeout), 503 and 504 answers keep their status (and Retry-After): the client gets a
   message that names the server and its status, never the server's body (a traceback,
@@ -41,6 +45,7 @@ from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decision
 from modelserve.gateway.asgi import ExchangeResponse, client_gone, send_json
 from modelserve.gateway.dispatch import Dispatcher, NoReadyEndpoint
+from modelserve.gateway.loading.holding import Holder
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError, error_type, openai_body
 from modelserve.gateway.proxy_requests import (
@@ -67,6 +72,12 @@ CLIENT_CLOSED = 499
 RATE_REASONS = frozenset({"request_rate_exceeded", "token_rate_exceeded", "token_budget_exhausted"})
 # The request headers a model server gets from the client; never its Authorization.
 _PASSED_HEADERS = ("accept", "x-request-id")
+# The head of a stream sent before the model server's (while a request is held).
+_STREAM_HEAD = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
 class Proxy:
@@ -80,12 +91,14 @@ class Proxy:
         inject_stream_usage: bool,
         accounting: Accounting | None = None,
         scaler: Scaler | None = None,
+        holder: Holder | None = None,
     ) -> None:
         self.table = table
         self.dispatcher = dispatcher
         self.metrics = metrics
         self.accounting = accounting
         self.scaler = scaler
+        self.holder = holder
         self._max_body = max_body_bytes
         self._inject = inject_stream_usage
 
@@ -132,8 +145,12 @@ class Proxy:
         started: float,
     ) -> Response:
         """Past the choice of the server, both doors alike: scaling, the contract's
-        decision, then the exchange with an endpoint of `found`."""
+        decision, then (held until the server serves, for an autoscaled one that does
+        not yet) the exchange with an endpoint of `found`."""
         model = found.served_name
+        held = self.holder is not None and self.holder.needed(found)
+        if held and self.holder is not None:
+            self.holder.check_room(found)  # before the contract reserves anything
         if operation.scalable:
             # Inference-time scaling: its fields are ours, never a model server's.
             ours = any(field in payload for field in SCALING_FIELDS)
@@ -144,7 +161,14 @@ class Proxy:
                 decision = await self._decide(claims, model, payload, scaling.budget)
                 return self.scaler.response(
                     ScaledExchange(
-                        found, claims, payload, scaling, decision, started, operation.route
+                        found,
+                        claims,
+                        payload,
+                        scaling,
+                        decision,
+                        started,
+                        operation.route,
+                        held=held,
                     )
                 )
         decision = await self._decide(claims, model, payload, None)
@@ -172,6 +196,7 @@ class Proxy:
                 strip_usage=strip_usage,
                 decision=decision,
                 started=started,
+                held=held,
             ),
         )
 
@@ -213,9 +238,11 @@ class Exchange:
     strip_usage: bool
     decision: Decision | None
     started: float
+    held: bool = False  # to be held until its server serves
     status: int = 500  # until the exchange says otherwise
     usage: Usage | None = None
     delivered: bool = False  # the client has had the whole answer
+    head_sent: bool = False  # a held stream's head went out before the server's answer
 
 
 class ProxyResponse(ExchangeResponse):
@@ -259,6 +286,8 @@ class ProxyResponse(ExchangeResponse):
 
     async def _exchange_with(self, send: Send) -> None:
         proxy, exchange = self._proxy, self._exchange
+        if exchange.held and not await self._wait_held(send):
+            return
         async with contextlib.AsyncExitStack() as stack:
             # The endpoint counts the request in flight until the stack closes.
             try:
@@ -270,7 +299,7 @@ class ProxyResponse(ExchangeResponse):
             except NoReadyEndpoint as error:
                 exchange.status = error.status_code
                 body = openai_body(error.message, type=error.type, code=error.code)
-                await send_json(send, error.status_code, body, dict(error.headers or {}))
+                await self._send_error(send, error.status_code, body, dict(error.headers or {}))
                 return
             except UpstreamError as error:
                 await self._fail(send, error, "upstream_unreachable")
@@ -292,6 +321,47 @@ class ProxyResponse(ExchangeResponse):
                 else:
                     answer.abort()
 
+    async def _wait_held(self, send: Send) -> bool:
+        """Hold the request until its server serves: True to go on, False when the
+        client had its error. A stream gets its head now and keep-alives meanwhile."""
+        holder, exchange = self._proxy.holder, self._exchange
+        assert holder is not None
+        try:
+            async with holder.hold(exchange.target) as hold:
+                tick = None
+                if exchange.stream:
+                    exchange.status, exchange.head_sent = 200, True
+                    await send(
+                        {"type": "http.response.start", "status": 200, "headers": _STREAM_HEAD}
+                    )
+
+                    async def tick() -> None:
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": b": the model is loading\n\n",
+                                "more_body": True,
+                            }
+                        )
+
+                exchange.target = await hold.ready(tick)
+        except OpenAIError as error:
+            exchange.status = error.status_code
+            body = openai_body(error.message, type=error.type, code=error.code)
+            await self._send_error(send, error.status_code, body, dict(error.headers or {}))
+            return False
+        return True
+
+    async def _send_error(
+        self, send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None
+    ) -> None:
+        """An error as JSON; as an event that ends the stream once a held stream's head
+        is out (the way OpenAI's clients read errors in a stream)."""
+        if not self._exchange.head_sent:
+            await send_json(send, status, body, headers)
+            return
+        await send({"type": "http.response.body", "body": f"data: {json.dumps(body)}\n\n".encode()})
+
     async def _relay_whole(self, send: Send, answer: UpstreamResponse) -> bool:
         exchange = self._exchange
         try:
@@ -302,6 +372,11 @@ class ProxyResponse(ExchangeResponse):
         if answer.status == 200:
             exchange.usage = usage_from_body(body)
         exchange.status = answer.status
+        if exchange.head_sent:
+            # A held stream whose server answered without one (an error, as JSON).
+            event = body if answer.status == 200 else _error_event(body, answer.status)
+            await send({"type": "http.response.body", "body": event})
+            return True
         headers = [*answer.headers, (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -313,9 +388,10 @@ class ProxyResponse(ExchangeResponse):
         model, route = exchange.target.served_name, exchange.operation.route
         meter = StreamMeter(strip_usage=exchange.strip_usage)
         exchange.status = answer.status
-        await send(
-            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
-        )
+        if not exchange.head_sent:
+            await send(
+                {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+            )
         first = True
         try:
             async for chunk in answer.chunks():
@@ -397,7 +473,7 @@ class ProxyResponse(ExchangeResponse):
         if error.status == 504:
             code = "upstream_timeout"
         body = openai_body(str(error), type=error_type(error.status), code=code)
-        await send_json(send, error.status, body, headers)
+        await self._send_error(send, error.status, body, headers)
 
     def _report(self, error: UpstreamError) -> None:
         """A failure of the model server, into the log and the metrics."""
@@ -427,3 +503,15 @@ class ProxyResponse(ExchangeResponse):
                 usage.prompt_tokens,
                 usage.completion_tokens,
             )
+
+
+def _error_event(body: bytes, status: int) -> bytes:
+    """A model server's error answer (OpenAI's shape, or anything) as a stream's event."""
+    try:
+        found = json.loads(body)
+    except ValueError:
+        found = None
+    if not (isinstance(found, dict) and isinstance(found.get("error"), dict)):
+        message = f"the model server answered {status}"
+        found = openai_body(message, type=error_type(status), code="upstream_error")
+    return f"data: {json.dumps(found)}\n\n".encode()

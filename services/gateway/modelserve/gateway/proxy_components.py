@@ -1,7 +1,8 @@
 """The OpenAI proxy's components, opened together at start-up and closed at shutdown:
 metrics, the route table and the discovery that fills it (none without a cluster), the
 pool of connections to model servers and the dispatcher that sends each request to an
-endpoint, and (with a contract service) accounting."""
+endpoint, dynamic loading (the load book, its report to the operator, the holder of
+requests for sleeping models), and (with a contract service) accounting."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from modelserve.gateway.accounting import Accounting, ServiceToken, usage_sender
 from modelserve.gateway.discovery import Discovery
 from modelserve.gateway.dispatch import Dispatcher
 from modelserve.gateway.kubeservers import served_namespaces
+from modelserve.gateway.loading.book import LoadBook
+from modelserve.gateway.loading.holding import Holder
+from modelserve.gateway.loading.reporter import LoadReporter, default_replica_id
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.proxy import Proxy
 from modelserve.gateway.routing import RouteTable
@@ -36,7 +40,21 @@ async def open_proxy(
     metrics = GatewayMetrics()
     platform = split(settings.platform_namespaces)
     table = RouteTable(platform)
+    # This replica's requests per server, which the operator reads from its Lease.
+    book = LoadBook()
     if kube is not None:
+        reporter = LoadReporter(
+            kube,
+            table,
+            book,
+            metrics,
+            replica=settings.replica_id or default_replica_id(),
+            namespace=settings.load_namespace,
+            period=settings.load_report_seconds,
+            duration=settings.load_lease_seconds,
+        )
+        await reporter.start()
+        stack.push_async_callback(reporter.close)  # after discovery closed
         namespaces = served_namespaces(settings.watch_namespaces, settings.namespace)
         discovery = Discovery(
             kube,
@@ -73,7 +91,15 @@ async def open_proxy(
         )
         stack.push_async_callback(outbox.close)  # before its client closes
         accounting = Accounting(settings.contract_url, contract_http, token, outbox)
-    dispatcher = Dispatcher(table, upstream, metrics)
+    dispatcher = Dispatcher(table, upstream, metrics, book)
+    holder = Holder(
+        table,
+        book,
+        metrics,
+        queue=settings.hold_queue,
+        timeout=settings.hold_timeout_seconds,
+        keepalive=settings.hold_keepalive_seconds,
+    )
     scaler = Scaler(
         table,
         dispatcher,
@@ -82,6 +108,7 @@ async def open_proxy(
         max_concurrency=settings.scaling_concurrency,
         keepalive_seconds=settings.scaling_keepalive_seconds,
         reserved_tokens=settings.scaling_reserved_tokens,
+        holder=holder,
     )
     return Proxy(
         table,
@@ -91,6 +118,7 @@ async def open_proxy(
         inject_stream_usage=settings.inject_stream_usage,
         accounting=accounting,
         scaler=scaler,
+        holder=holder,
     )
 
 

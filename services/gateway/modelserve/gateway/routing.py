@@ -29,15 +29,17 @@ own lookups (a reward model a ModelServe names, `find`) see platform servers onl
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from modelserve.common.modelserve import (
     OWNER_LABEL,
     TEAM_LABEL,
+    Autoscaling,
     ModelServe,
     Runtime,
     Scaling,
@@ -47,6 +49,10 @@ from modelserve.gateway.balancing import Endpoint
 from modelserve.gateway.endpoints import EndpointTable
 
 READY = "Ready"
+FAILED = "Failed"
+SLEEPING = "Sleeping"
+# The operator's condition on whether a waking model could be placed on a node.
+SCHEDULED = "Scheduled"
 # Seconds a client is told to wait for a server that exists but does not serve yet.
 RETRY_AFTER_SECONDS = 5
 
@@ -58,6 +64,50 @@ class Tier(enum.IntEnum):
     PLATFORM = 1  # servers in a platform namespace
     TEAM = 2  # servers of one of the caller's teams (a name neither they nor the platform serve)
     OTHER = 3  # anyone else's: admins and services only
+
+
+@dataclasses.dataclass(frozen=True)
+class Loading:
+    """What the operator's status says about dynamic loading (all optional)."""
+
+    desired_replicas: int | None = None  # status.desiredReplicas
+    last_request: float = 0.0  # status.lastRequestTime, seconds since the epoch; 0: none
+    drain_token: str | None = None  # status.drain.token: being put to sleep
+    drain_reason: str = ""  # Idle | Evicted
+    drain_message: str = ""
+    # The Scheduled condition when it is False: why a waking model is not placed
+    # (NoEvictableModel: it will not be; WaitingForEviction: once another one sleeps).
+    unscheduled_reason: str | None = None
+    unscheduled_message: str = ""
+
+
+def loading_from_status(status: Mapping[str, Any]) -> Loading:
+    """The dynamic-loading fields of a ModelServe's status."""
+    desired = status.get("desiredReplicas")
+    drain = status.get("drain") if isinstance(status.get("drain"), Mapping) else None
+    token = str(drain.get("token") or "") if drain else ""
+    scheduled = next(
+        (
+            c
+            for c in status.get("conditions") or ()
+            if isinstance(c, Mapping) and c.get("type") == SCHEDULED
+        ),
+        None,
+    )
+    unscheduled = scheduled is not None and scheduled.get("status") == "False"
+    return Loading(
+        desired_replicas=desired if isinstance(desired, int) and desired >= 0 else None,
+        last_request=float(_epoch(status.get("lastRequestTime"))),
+        drain_token=token or None,
+        drain_reason=str(drain.get("reason") or "") if drain and token else "",
+        drain_message=str(drain.get("message") or "") if drain and token else "",
+        unscheduled_reason=str(scheduled.get("reason") or "")
+        if scheduled and unscheduled
+        else None,
+        unscheduled_message=(
+            str(scheduled.get("message") or "") if scheduled and unscheduled else ""
+        ),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +136,21 @@ class Target:
     scaling: Scaling = dataclasses.field(default_factory=Scaling)
     # In a platform namespace (set by the route table, from its settings).
     platform: bool = False
+    # Dynamic loading (spec.autoscaling): None for a server that runs spec.replicas.
+    autoscaling: Autoscaling | None = None
+    replicas: int = 1  # spec.replicas
+    deleting: bool = False
+    # What the operator wrote in the status (see `Loading`).
+    loading: Loading = dataclasses.field(default_factory=Loading)
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.autoscaling is not None
+
+    @property
+    def draining(self) -> bool:
+        """Being put to sleep: it takes no new request (they are held)."""
+        return self.loading.drain_token is not None
 
     def may_use(self, claims: Claims) -> bool:
         return self.tier(claims) is not None
@@ -158,6 +223,10 @@ def target_from_body(body: Mapping[str, Any]) -> Target:
         api_key_secret=secret,
         runtime=ms.spec.runtime,
         scaling=ms.spec.scaling,
+        autoscaling=ms.spec.autoscaling,
+        replicas=ms.spec.replicas,
+        deleting=deleting,
+        loading=loading_from_status(status),
     )
 
 
@@ -185,6 +254,30 @@ def least_loaded(candidates: Sequence[Target], load: Mapping[str, int], turn: in
     return best
 
 
+class Changes:
+    """Tells who waits that the table changed: held requests (`wait`) and listeners
+    (`listen`, called on the loop with each change). No polling: a held request wakes
+    within the loop turn that saw its endpoint become ready."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def notify(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+        for callback in self._listeners:
+            callback()
+
+    async def wait(self) -> None:
+        """Returns at the next change (check what you wait for first: nothing can change
+        between that check and this call, on one loop)."""
+        await self._event.wait()
+
+
 class RouteTable:
     """Every known server by id, and by served name; the endpoints of their Services, and
     the requests in flight on each endpoint (`endpoints`).
@@ -197,7 +290,8 @@ class RouteTable:
         self._servers: dict[str, Target] = {}
         self._by_name: dict[str, list[Target]] = {}
         self._turn = 0
-        self.endpoints = EndpointTable()
+        self.changes = Changes()
+        self.endpoints = EndpointTable(on_change=self.changes.notify)
         # False until discovery has listed every watched namespace once: until then an
         # unknown model may just not be loaded yet (503 rather than 404).
         self.synced = False
@@ -240,16 +334,21 @@ class RouteTable:
         for target in sorted(self._servers.values(), key=lambda t: (t.namespace, t.name)):
             by_name.setdefault(target.served_name, []).append(target)
         self._by_name = by_name
+        self.changes.notify()
 
     # --- Read by the routes ----------------------------------------------------------
 
     def server(self, server_id: str) -> Target | None:
         return self._servers.get(server_id)
 
+    def servers(self) -> list[Target]:
+        return list(self._servers.values())
+
     def lookup(self, model: str, claims: Claims) -> Lookup:
         """The target for the caller of `claims`, among the servers of `model` in the
-        first tier that has any (servers they may not use are unknown)."""
-        return self._pick(model, self._nearest(model, claims))
+        first tier that has any (servers they may not use are unknown). With none ready,
+        an autoscaled one that may wake (its requests are held): see `holdable`."""
+        return self._pick(model, self.nearest(model, claims), hold=True)
 
     def find(self, model: str) -> Lookup:
         """The target among the platform's servers of `model`, for the gateway's own
@@ -257,7 +356,7 @@ class RouteTable:
         anyone may give any name."""
         return self._pick(model, [t for t in self._by_name.get(model, ()) if t.platform])
 
-    def _nearest(self, model: str, claims: Claims) -> list[Target]:
+    def nearest(self, model: str, claims: Claims) -> list[Target]:
         """The servers of `model` in the caller's first tier that has any."""
         tiers: dict[Tier, list[Target]] = {}
         for target in self._by_name.get(model, ()):
@@ -267,18 +366,23 @@ class RouteTable:
         return tiers[min(tiers)] if tiers else []
 
     def readiness(self, target: Target) -> Target | NotReady:
-        """`target` when it takes requests, else why not (a server named by its id)."""
-        if self.serving(target):
+        """`target` when it takes requests or may wake (`holdable`), else why not (a
+        server named by its id)."""
+        if self.serving(target) or holdable(target):
             return target
         return self._not_ready(target.served_name, [target])
 
-    def _pick(self, model: str, allowed: list[Target]) -> Lookup:
+    def _pick(self, model: str, allowed: list[Target], *, hold: bool = False) -> Lookup:
         if not allowed:
             if not self.synced:
                 return NotReady(model, "the gateway is still loading its routes", retry_after=1)
             return Unknown(model)
         ready = [t for t in allowed if self.serving(t)]
         if not ready:
+            waking = [t for t in allowed if holdable(t)] if hold else []
+            if waking:
+                # The one the operator is already waking, if any (else the first).
+                return max(waking, key=lambda t: (t.loading.desired_replicas or 0) > 0)
             return self._not_ready(model, allowed)
         if len(ready) == 1:
             return ready[0]
@@ -302,7 +406,7 @@ class RouteTable:
         their requests go to."""
         found: dict[str, Target] = {}
         for name in self._by_name:
-            nearest = self._nearest(name, claims)
+            nearest = self.nearest(name, claims)
             if nearest:
                 found[name] = min(nearest, key=lambda t: t.created)
         return [found[name] for name in sorted(found)]
@@ -316,10 +420,18 @@ class RouteTable:
         return self.endpoints.of(target.namespace, target.name)
 
     def serving(self, target: Target) -> bool:
-        """Ready, with an endpoint that takes new requests."""
-        return target.ready and any(e.ready for e in self.endpoints_of(target))
+        """Ready, with an endpoint that takes new requests, and not being put to sleep."""
+        return (
+            target.ready and not target.draining and any(e.ready for e in self.endpoints_of(target))
+        )
 
     def choose(self, target: Target, exclude: Collection[str] = ()) -> Endpoint | None:
         """The endpoint of `target` for a request (see `balancing`), leaving out the URLs
         of `exclude`; None when it has no ready endpoint left."""
         return self.endpoints.choose(self.endpoints_of(target), exclude)
+
+
+def holdable(target: Target) -> bool:
+    """Whether a request for `target` may wait for it (dynamic loading) rather than be
+    refused: it is autoscaled, not being deleted, and its spec can work."""
+    return target.autoscaled and not target.deleting and target.phase != FAILED

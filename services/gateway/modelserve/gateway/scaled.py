@@ -10,7 +10,9 @@ in a task of its own, and answers in OpenAI's shape:
   are generated, then the chosen answer in chunks, its usage when asked, and `[DONE]`.
 
 A client that goes away cancels the algorithm's task, and with it every upstream call in
-flight.
+flight. A request for an autoscaled model that does not serve yet is held in that task
+first (`loading.holding`): a stream has its head and keep-alives meanwhile, as while
+candidates are generated.
 
 What the request costs is metered call by call (`CallMeter`, fed by `poster`): every
 upstream call that completed counts, whatever becomes of the request afterwards (a client
@@ -39,6 +41,7 @@ from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, Decision
 from modelserve.gateway.asgi import ExchangeResponse, client_gone, send_json
 from modelserve.gateway.dispatch import Dispatcher
+from modelserve.gateway.loading.holding import Holder
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError, openai_body
 from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
@@ -240,6 +243,7 @@ class ScaledExchange:
     decision: Decision | None
     started: float
     route: str  # the gateway's route, as metrics label it
+    held: bool = False  # to be held until its server serves
     meter: CallMeter = dataclasses.field(default_factory=CallMeter)
 
 
@@ -256,11 +260,13 @@ class Scaler:
         max_concurrency: int,
         keepalive_seconds: float,
         reserved_tokens: int = 512,
+        holder: Holder | None = None,
     ) -> None:
         self.table = table
         self.dispatcher = dispatcher
         self.metrics = metrics
         self.accounting = accounting
+        self.holder = holder
         self._concurrency = max_concurrency
         self._keepalive = keepalive_seconds
         self._reserved_tokens = reserved_tokens
@@ -313,6 +319,9 @@ class Scaler:
         return found
 
     async def run(self, exchange: ScaledExchange) -> Result:
+        if exchange.held and self.holder is not None:
+            async with self.holder.hold(exchange.target) as hold:
+                exchange.target = await hold.ready()
         payload, target, scaling = exchange.payload, exchange.target, exchange.scaling
         lm = OpenAIChatLM.for_runtime(
             poster(self.dispatcher, target, exchange.meter),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from modelserve.common.settings import ServiceSettings
@@ -112,3 +112,32 @@ class GatewaySettings(ServiceSettings):
     discovery_resync_seconds: float = Field(default=300.0, gt=0)
     # With a value, GET /metrics needs `Authorization: Bearer <it>`; without, it is open.
     metrics_token: SecretStr | None = None
+
+    # Dynamic loading (ModelServes with spec.autoscaling). A request for such a model
+    # that has no ready endpoint (asleep, waking, loading, being put to sleep) is held
+    # until it has one, instead of refused.
+    hold_queue: int = Field(default=100, ge=0)
+    """Requests held per model on this replica; past it, 429 `model_loading_queue_full`."""
+    hold_timeout_seconds: float = Field(default=300.0, gt=0)
+    """How long a request is held; then 503 `model_loading_timeout` with Retry-After."""
+    hold_keepalive_seconds: float = Field(default=5.0, gt=0)
+    """A held streaming request gets an SSE comment this often while it waits."""
+    # Each replica tells the operator what it holds and serves in a Lease of its own
+    # (common.load_reports), renewed this often, and at once when a request is first
+    # held for a model or a drain starts.
+    load_report_seconds: float = Field(default=2.0, gt=0)
+    load_lease_seconds: float = Field(default=10.0, gt=0)
+    """How long a report counts without renewal (a dead replica's requests stop counting)."""
+    load_namespace: str = "modelserve"
+    """Where the Leases are (the operator reads them there)."""
+    replica_id: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=200
+    )
+    """This replica's name in its Lease; by default the host name, process id and a
+    random part."""
+
+    @model_validator(mode="after")
+    def _lease_outlives_renewals(self) -> GatewaySettings:
+        if self.load_lease_seconds <= self.load_report_seconds:
+            raise ValueError("GATEWAY_LOAD_LEASE_SECONDS must exceed GATEWAY_LOAD_REPORT_SECONDS")
+        return self

@@ -13,7 +13,9 @@ from fastapi import APIRouter, Request, Response
 from modelserve.common.tokens import Claims
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.contracts import ContractClient
-from modelserve.gateway.deps import ContractsDep, ProxyDep, RoutesDep
+from modelserve.gateway.deps import BookDep, ContractsDep, ProxyDep, RoutesDep
+from modelserve.gateway.loading.book import LoadBook
+from modelserve.gateway.loading.listing import ModelStatus, status_of
 from modelserve.gateway.openai_errors import OPENAI_ERRORS, PROXIED_ERRORS, model_not_found
 from modelserve.gateway.openai_requests import (
     ChatRequest,
@@ -27,13 +29,24 @@ from modelserve.gateway.routing import RouteTable, Target
 router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
 
 
-def model_object(target: Target) -> dict[str, Any]:
+def model_object(target: Target, status: ModelStatus) -> dict[str, Any]:
+    """OpenAI's model object, with where the model stands (`state`: loaded, loading,
+    sleeping, unavailable) and its last use (`last_used`, epoch seconds or null)."""
     return {
         "id": target.served_name,
         "object": "model",
         "created": target.created,
         "owned_by": target.owner or "modelserve",
+        **status.fields(),
     }
+
+
+def caller_model(
+    target: Target, claims: Claims, routes: RouteTable, book: LoadBook
+) -> dict[str, Any]:
+    """The model object of `target`'s served name, its state over the caller's servers
+    of that name (those their requests go to)."""
+    return model_object(target, status_of(routes.nearest(target.served_name, claims), routes, book))
 
 
 def allowed_name(name: str, allowlists: Sequence[Sequence[str]]) -> bool:
@@ -56,22 +69,26 @@ async def usable_targets(
 
 
 @router.get("/models")
-async def list_models(claims: Caller, routes: RoutesDep, contracts: ContractsDep) -> dict[str, Any]:
+async def list_models(
+    claims: Caller, routes: RoutesDep, contracts: ContractsDep, book: BookDep
+) -> dict[str, Any]:
     """The models the caller may use, among the servers the gateway knows (ready or not:
-    a request for one that is not ready yet answers 503 with a Retry-After)."""
+    a request for one that is not ready yet answers 503 with a Retry-After, or is held
+    while an autoscaled one wakes), each with its `state` and `last_used`."""
     targets = await usable_targets(claims, routes, contracts)
-    return {"object": "list", "data": [model_object(target) for target in targets]}
+    data = [caller_model(target, claims, routes, book) for target in targets]
+    return {"object": "list", "data": data}
 
 
 # `:path`: served names may hold a slash (`meta-llama/Llama-3.1-8B-Instruct`).
 @router.get("/models/{model:path}")
 async def retrieve_model(
-    model: str, claims: Caller, routes: RoutesDep, contracts: ContractsDep
+    model: str, claims: Caller, routes: RoutesDep, contracts: ContractsDep, book: BookDep
 ) -> dict[str, Any]:
     """One model the caller may use; any other is unknown (404), as OpenAI answers."""
     for target in await usable_targets(claims, routes, contracts):
         if target.served_name == model:
-            return model_object(target)
+            return caller_model(target, claims, routes, book)
     raise model_not_found(model)
 
 

@@ -15,7 +15,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from modelserve.gateway.auth import Caller
-from modelserve.gateway.deps import ProxyDep, RoutesDep
+from modelserve.gateway.deps import BookDep, ProxyDep, RoutesDep
+from modelserve.gateway.loading.listing import status_of
 from modelserve.gateway.openai_errors import OPENAI_ERRORS, PROXIED_ERRORS
 from modelserve.gateway.openai_requests import (
     ChatRequest,
@@ -37,11 +38,12 @@ def _body(shape: Shape) -> dict[str, Any]:
 
 @router.get("/models")
 async def list_server_models(
-    server_id: uuid.UUID, claims: Caller, routes: RoutesDep
+    server_id: uuid.UUID, claims: Caller, routes: RoutesDep, book: BookDep
 ) -> dict[str, Any]:
-    """The one model the server serves (ready or not), as `/v1/models` lists models."""
+    """The one model the server serves (ready or not), as `/v1/models` lists models,
+    with this server's state and last use."""
     target = server_for(routes, str(server_id), claims)
-    return {"object": "list", "data": [model_object(target)]}
+    return {"object": "list", "data": [model_object(target, status_of([target], routes, book))]}
 
 
 @router.post("/chat/completions", responses=PROXIED_ERRORS, openapi_extra=_body(ChatRequest))

@@ -1,0 +1,191 @@
+"""This replica's load report: a Lease in `namespace` that the operator reads
+(`modelserve.common.load_reports`), renewed every `period` seconds, and written at once
+(coalesced over a few milliseconds) when it matters for the operator:
+
+- a server gets its first held request (the operator wakes a model on it);
+- a drain token appears or goes (acknowledged: this replica sends that server no new
+  request, see `RouteTable.serving`);
+- the requests of a server being drained change (the operator puts it to sleep once no
+  replica has any).
+
+The `kubernetes` client is synchronous: each write runs in a thread. A failed write is
+logged and counted, and the next one tries again; the loop runs supervised (restarted
+after any bug), so a report never takes the gateway down. The Lease is deleted at
+shutdown (a replica that dies leaves it to expire).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from modelserve.common.load_reports import LoadReport, build_lease, lease_name
+from modelserve.common.supervision import start_supervised
+from modelserve.gateway.loading.book import LoadBook
+from modelserve.gateway.metrics import GatewayMetrics
+from modelserve.gateway.routing import RouteTable
+
+logger = logging.getLogger(__name__)
+NOT_FOUND, CONFLICT = 404, 409
+# Changes within this long go out in one write.
+COALESCE_SECONDS = 0.005
+# Seconds one API call may take.
+REQUEST_SECONDS = 5
+
+
+def default_replica_id() -> str:
+    """The host's name (a pod's name) with the process id and a random part, as a Lease
+    name takes it."""
+    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-") or "gateway"
+    return f"{host[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def draining(table: RouteTable) -> dict[str, str]:
+    """The drain tokens this replica acknowledges: every one it has seen (it sends
+    those servers no new request from the moment the table has them)."""
+    return {
+        target.server_id: target.loading.drain_token
+        for target in table.servers()
+        if target.loading.drain_token is not None
+    }
+
+
+def report_of(
+    replica: str, table: RouteTable, book: LoadBook, duration: float, now: float
+) -> LoadReport:
+    known = {target.server_id for target in table.servers()}
+    return LoadReport(
+        replica=replica,
+        renewed=now,
+        duration=duration,
+        servers=book.report(known),
+        draining=draining(table),
+    )
+
+
+class LoadReporter:
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        table: RouteTable,
+        book: LoadBook,
+        metrics: GatewayMetrics,
+        *,
+        replica: str,
+        namespace: str,
+        period: float,
+        duration: float,
+    ) -> None:
+        self._leases = k8s.CoordinationV1Api(api)
+        self._table = table
+        self._book = book
+        self._metrics = metrics
+        self.replica = replica
+        self.namespace = namespace
+        self._period = period
+        self._duration = duration
+        self._due = asyncio.Event()
+        self._acknowledged: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        table.changes.listen(self._table_changed)
+        book.listen(self._book_changed)
+
+    # --- When to write at once (called on the loop) ------------------------------------
+
+    def _table_changed(self) -> None:
+        if draining(self._table) != self._acknowledged:
+            self._due.set()
+
+    def _book_changed(self, server_id: str, first_held: bool) -> None:
+        if first_held or server_id in self._acknowledged:
+            self._due.set()
+
+    # --- The loop ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = start_supervised("load report", self._run)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await asyncio.to_thread(self._delete)
+        except ApiException as error:
+            logger.warning("the load report %s was not deleted: %s", self._name, error.reason)
+
+    @property
+    def _name(self) -> str:
+        return lease_name(self.replica)
+
+    async def _run(self) -> None:
+        while True:
+            await self.write()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._due.wait(), self._period)
+                await asyncio.sleep(COALESCE_SECONDS)
+
+    async def write(self) -> bool:
+        """Write the report now; False when the API server refused it (logged)."""
+        self._due.clear()
+        report = report_of(self.replica, self._table, self._book, self._duration, time.time())
+        body = build_lease(report, self.namespace)
+        try:
+            await asyncio.to_thread(self._put, body)
+        except ApiException as error:
+            self._metrics.load_reports.labels("failed").inc()
+            logger.warning(
+                "the load report %s/%s was not written (%s): %s",
+                self.namespace,
+                self._name,
+                error.status,
+                error.reason,
+            )
+            return False
+        self._acknowledged = dict(report.draining)
+        self._metrics.load_reports.labels("written").inc()
+        return True
+
+    # --- In a thread -------------------------------------------------------------------
+
+    def _put(self, body: dict[str, Any]) -> None:
+        """Patch the Lease; create it when it is not there (yet, or any more)."""
+        try:
+            self._leases.patch_namespaced_lease(
+                self._name, self.namespace, body, _request_timeout=REQUEST_SECONDS
+            )
+            return
+        except ApiException as error:
+            if error.status != NOT_FOUND:
+                raise
+        try:
+            self._leases.create_namespaced_lease(
+                self.namespace, body, _request_timeout=REQUEST_SECONDS
+            )
+        except ApiException as error:
+            if error.status != CONFLICT:
+                raise
+            # Made between our patch and create (another write of ours): patch it.
+            self._leases.patch_namespaced_lease(
+                self._name, self.namespace, body, _request_timeout=REQUEST_SECONDS
+            )
+
+    def _delete(self) -> None:
+        try:
+            self._leases.delete_namespaced_lease(
+                self._name, self.namespace, _request_timeout=REQUEST_SECONDS
+            )
+        except ApiException as error:
+            if error.status != NOT_FOUND:
+                raise
