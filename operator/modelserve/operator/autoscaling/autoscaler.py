@@ -236,7 +236,9 @@ class Autoscaler:
                 st.drain = Drain(secrets.token_hex(8), IDLE, f"idle for {round(idle)} s", now)
                 logger.info("%s/%s: idle for %d s, draining", *key, idle)
         st.desired = desired
-        if st.applied != desired:
+        # No Deployment yet: the reconcile path creates it (with this number), after the
+        # store Secret its pods need.
+        if st.applied != desired and deployment is not None:
             async with reconciler.lock(key):
                 await reconciler.apply(build_deployment(ms, self.settings, replicas=desired))
             st.applied = desired
