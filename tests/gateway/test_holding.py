@@ -1,0 +1,418 @@
+"""Holding requests for an autoscaled model that does not serve, through the gateway's
+real routes, proxy, scaler and holder, in this process behind a real HTTP server
+(uvicorn: streams and disconnects as a client sees them), with the zero-latency OpenAI
+stub as the model server. The route table is filled by hand, as discovery would: the
+server's status as the operator writes it, its endpoint on loopback (EndpointSlices
+cannot hold 127.x addresses). The same against the real control plane, with the load
+report's Lease: test_loading_cluster.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from modelserve.common.modelserve import OWNER_LABEL
+from modelserve.common.tokens import TokenSettings, TokenSigner, TokenVerifier
+from modelserve.gateway.balancing import Endpoint
+from modelserve.gateway.dispatch import Dispatcher
+from modelserve.gateway.endpoints import ServiceSlice
+from modelserve.gateway.loading.book import LoadBook
+from modelserve.gateway.loading.holding import Holder
+from modelserve.gateway.metrics import GatewayMetrics
+from modelserve.gateway.openai_errors import install_openai_errors
+from modelserve.gateway.proxy import Proxy
+from modelserve.gateway.routes import health, openai, server_openai
+from modelserve.gateway.routing import RouteTable, Target, target_from_body
+from modelserve.gateway.scaled import Scaler
+from modelserve.gateway.upstream import UpstreamClient
+from modelserve.testbed import openai_stub
+from modelserve.testbed.processes import free_port
+
+TOKENS = TokenSettings(secret=SecretStr("holding-tests-secret-of-at-least-32-bytes"))
+MODEL = "qwen"
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}
+ASLEEP = {"phase": "Sleeping", "desiredReplicas": 0}
+
+
+def server_body(
+    status: dict[str, Any], *, autoscaled: bool = True, namespace: str = "team-a"
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"runtime": "llamacpp", "model": {"servedName": MODEL}}
+    if autoscaled:
+        spec["autoscaling"] = {"minReplicas": 0, "maxReplicas": 1}
+    return {
+        "metadata": {
+            "name": "qwen",
+            "namespace": namespace,
+            "uid": SERVER_ID,
+            "labels": {OWNER_LABEL: "alice"},
+            "creationTimestamp": "2025-01-02T03:04:05Z",
+        },
+        "spec": spec,
+        "status": status,
+    }
+
+
+SERVER_ID = str(uuid.uuid4())
+
+
+@dataclasses.dataclass
+class Gateway:
+    client: httpx.AsyncClient
+    table: RouteTable
+    book: LoadBook
+    metrics: GatewayMetrics
+    upstream_port: int
+
+    def status(self, status: dict[str, Any], **options: Any) -> Target:
+        """The server's status as the operator would write it, seen by discovery."""
+        target = target_from_body(server_body(status, **options))
+        self.table.upsert(target)
+        return target
+
+    def wake(self) -> None:
+        """A ready endpoint of the server (its pod started), and its status Ready."""
+        self.status({"phase": "Ready", "desiredReplicas": 1})
+        endpoint = Endpoint(f"http://127.0.0.1:{self.upstream_port}/v1", pod="qwen-0")
+        self.table.endpoints.upsert(ServiceSlice("team-a", "qwen-abcde", "qwen", (endpoint,)))
+
+    def held(self) -> int:
+        return self.book.holding(SERVER_ID)
+
+    def outcomes(self, outcome: str) -> float:
+        value = self.metrics.registry.get_sample_value(
+            "modelserve_gateway_holds_total", {"model": MODEL, "outcome": outcome}
+        )
+        return value or 0.0
+
+
+async def until(check: Callable[[], Any], what: str) -> Any:
+    for _ in range(500):
+        found = check()
+        if found:
+            return found
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.asynccontextmanager
+async def stub() -> AsyncIterator[int]:
+    port = free_port()
+    task = asyncio.create_task(openai_stub.serve("127.0.0.1", port, 4))
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            await asyncio.sleep(0.02)
+        yield port
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def build_app(table: RouteTable, upstream: UpstreamClient, **hold: Any) -> FastAPI:
+    metrics, book = GatewayMetrics(), LoadBook()
+    dispatcher = Dispatcher(table, upstream, metrics, book)
+    holder = Holder(
+        table,
+        book,
+        metrics,
+        queue=hold.get("queue", 100),
+        timeout=hold.get("timeout", 30.0),
+        keepalive=hold.get("keepalive", 0.05),
+    )
+    scaler = Scaler(
+        table, dispatcher, metrics, None, max_concurrency=4, keepalive_seconds=0.05, holder=holder
+    )
+    proxy = Proxy(
+        table,
+        dispatcher,
+        metrics,
+        max_body_bytes=1 << 20,
+        inject_stream_usage=True,
+        scaler=scaler,
+        holder=holder,
+    )
+    app = FastAPI()
+    for router in (health.router, openai.router, server_openai.router):
+        app.include_router(router)
+    install_openai_errors(app)
+    app.state.proxy, app.state.routes, app.state.metrics = proxy, table, metrics
+    app.state.contracts = None
+    app.state.verifier = TokenVerifier.from_settings(TOKENS)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving_app(app: FastAPI) -> AsyncIterator[str]:
+    """`app` behind uvicorn on loopback; its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        await until(lambda: server.started, "uvicorn to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
+async def gateway(table: RouteTable | None = None, **hold: Any) -> AsyncIterator[Gateway]:
+    table = RouteTable() if table is None else table
+    table.synced = True
+    upstream = UpstreamClient(connections=8, connect_timeout=2, read_timeout=5)
+    app = build_app(table, upstream, **hold)
+    token = TokenSigner.from_settings(TOKENS).sign("alice")
+    try:
+        async with stub() as port, serving_app(app) as url:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+                proxy = app.state.proxy
+                yield Gateway(client, table, proxy.dispatcher.book, proxy.metrics, port)
+    finally:
+        await upstream.close()
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    error: dict[str, Any] = response.json()["error"]
+    return error
+
+
+# --- Tests -------------------------------------------------------------------------------
+
+
+def test_a_held_request_is_forwarded_once_its_model_has_a_ready_endpoint() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            gw.status(ASLEEP)
+            for path, body in (
+                ("/v1/chat/completions", CHAT),
+                (f"/{SERVER_ID}/v1/completions", {"prompt": "Hi"}),
+            ):
+                request = asyncio.create_task(gw.client.post(path, json=body))
+                await until(lambda: gw.held() == 1, "the request to be held")
+                assert not request.done()
+                gw.wake()
+                answer = await request
+                assert answer.status_code == 200, answer.text
+                assert gw.held() == 0
+                gw.status(ASLEEP)
+                gw.table.endpoints.remove("team-a", "qwen-abcde")
+            assert gw.outcomes("forwarded") == 2
+            assert gw.book.load(SERVER_ID).last_used > 0
+
+    asyncio.run(scenario())
+
+
+def test_a_full_queue_answers_429_with_retry_after() -> None:
+    async def scenario() -> None:
+        async with gateway(queue=1) as gw:
+            gw.status(ASLEEP)
+            first = asyncio.create_task(gw.client.post("/v1/chat/completions", json=CHAT))
+            await until(lambda: gw.held() == 1, "the first request to be held")
+            refused = await gw.client.post("/v1/chat/completions", json=CHAT)
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"]
+            assert error_of(refused)["code"] == "model_loading_queue_full"
+            gw.wake()
+            assert (await first).status_code == 200
+            assert gw.outcomes("queue_full") == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_hold_that_times_out_is_503_saying_why() -> None:
+    async def scenario() -> None:
+        async with gateway(timeout=0.3) as gw:
+            condition = {
+                "type": "Scheduled",
+                "status": "False",
+                "reason": "WaitingForEviction",
+                "message": "llama is busy on the L4",
+            }
+            gw.status({"phase": "Pending", "desiredReplicas": 1, "conditions": [condition]})
+            answer = await gw.client.post("/v1/chat/completions", json=CHAT)
+            assert answer.status_code == 503
+            assert answer.headers["retry-after"]
+            error = error_of(answer)
+            assert error["code"] == "model_loading_timeout"
+            assert "still loading" in error["message"]
+            assert "llama is busy on the L4" in error["message"]
+            assert gw.held() == 0 and gw.outcomes("timeout") == 1
+
+    asyncio.run(scenario())
+
+
+def test_no_evictable_model_fails_held_requests_at_once() -> None:
+    condition = {
+        "type": "Scheduled",
+        "status": "False",
+        "reason": "NoEvictableModel",
+        "message": "every model on the L4 is pinned",
+    }
+    cannot = {"phase": "Pending", "desiredReplicas": 1, "conditions": [condition]}
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            # Held first, then the operator finds no model to put to sleep for it.
+            gw.status(ASLEEP)
+            held = asyncio.create_task(gw.client.post("/v1/chat/completions", json=CHAT))
+            await until(lambda: gw.held() == 1, "the request to be held")
+            gw.status(cannot)
+            answer = await held
+            assert answer.status_code == 503
+            assert error_of(answer)["code"] == "model_cannot_be_placed"
+            assert "every model on the L4 is pinned" in error_of(answer)["message"]
+            # A new request while that holds: at once.
+            again = await gw.client.post("/v1/chat/completions", json=CHAT)
+            assert again.status_code == 503
+            assert error_of(again)["code"] == "model_cannot_be_placed"
+            assert gw.held() == 0 and gw.outcomes("failed") == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_client_that_leaves_is_dropped_from_the_queue() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            gw.status(ASLEEP)
+            request = asyncio.create_task(gw.client.post("/v1/chat/completions", json=CHAT))
+            await until(lambda: gw.held() == 1, "the request to be held")
+            request.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await request
+            await until(lambda: gw.held() == 0, "the held count to go back to 0")
+            await until(lambda: gw.outcomes("client_left") == 1, "the hold counted as left")
+
+    asyncio.run(scenario())
+
+
+async def read_events(response: httpx.Response, into: list[str]) -> None:
+    async for line in response.aiter_lines():
+        if line:
+            into.append(line)
+
+
+def test_a_held_stream_gets_its_head_and_keepalives_then_the_stream() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            gw.status(ASLEEP)
+            body = {**CHAT, "stream": True}
+            async with gw.client.stream("POST", "/v1/chat/completions", json=body) as response:
+                # The head came while the model sleeps.
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/event-stream")
+                lines: list[str] = []
+                reading = asyncio.create_task(read_events(response, lines))
+                await until(lambda: any(line.startswith(":") for line in lines), "a keep-alive")
+                gw.wake()
+                await reading
+            data = [line for line in lines if line.startswith("data: ")]
+            assert data[-1] == "data: [DONE]"
+            assert any("tok" in line for line in data)
+
+    asyncio.run(scenario())
+
+
+def test_a_held_stream_that_fails_ends_with_an_error_event() -> None:
+    async def scenario() -> None:
+        async with gateway(timeout=0.3) as gw:
+            gw.status(ASLEEP)
+            body = {**CHAT, "stream": True}
+            async with gw.client.stream("POST", "/v1/chat/completions", json=body) as response:
+                assert response.status_code == 200
+                lines: list[str] = []
+                await read_events(response, lines)
+            event = json.loads(lines[-1].removeprefix("data: "))
+            assert event["error"]["code"] == "model_loading_timeout"
+
+    asyncio.run(scenario())
+
+
+def test_a_draining_model_holds_new_requests_until_the_drain_is_called_off() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            gw.wake()
+            assert (await gw.client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+            gw.status({"phase": "Ready", "desiredReplicas": 1, "drain": {"token": "t-1"}})
+            request = asyncio.create_task(gw.client.post("/v1/chat/completions", json=CHAT))
+            await until(lambda: gw.held() == 1, "the request to be held")
+            models = (await gw.client.get("/v1/models")).json()["data"]
+            assert models[0]["state"] == "sleeping"
+            gw.status({"phase": "Ready", "desiredReplicas": 1})  # a held request cancels it
+            assert (await request).status_code == 200
+
+    asyncio.run(scenario())
+
+
+def test_a_server_without_autoscaling_is_refused_as_before() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            gw.status({"phase": "Deploying"}, autoscaled=False)
+            answer = await gw.client.post("/v1/chat/completions", json=CHAT)
+            assert answer.status_code == 503
+            assert error_of(answer)["code"] == "model_not_ready"
+            assert gw.held() == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_scaled_request_is_held_too() -> None:
+    async def scenario() -> None:
+        async with gateway() as gw:
+            gw.status(ASLEEP)
+            body = {**CHAT, "budget": 2, "algorithm": "self-consistency"}
+            request = asyncio.create_task(gw.client.post("/v1/chat/completions", json=body))
+            await until(lambda: gw.held() == 1, "the scaled request to be held")
+            gw.wake()
+            answer = await request
+            assert answer.status_code == 200, answer.text
+            assert gw.outcomes("forwarded") == 1
+
+    asyncio.run(scenario())
+
+
+def test_models_and_health_say_who_is_loaded() -> None:
+    async def scenario() -> None:
+        async with gateway(RouteTable(platform_namespaces=["modelserve"])) as gw:
+            gw.status(ASLEEP, namespace="modelserve")
+            models = (await gw.client.get("/v1/models")).json()["data"]
+            assert [(m["id"], m["state"], m["last_used"]) for m in models] == [
+                (MODEL, "sleeping", None)
+            ]
+            async with httpx.AsyncClient(base_url=gw.client.base_url) as nobody:
+                anonymous = (await nobody.get("/health")).json()
+            assert anonymous["status"] == "ok"
+            assert (anonymous["loaded_models"], anonymous["available_models"]) == ([], [MODEL])
+            one = (await gw.client.get(f"/v1/models/{MODEL}")).json()
+            assert one["state"] == "sleeping"
+
+    asyncio.run(scenario())
+
+
+def test_health_without_a_token_never_names_a_tenants_model() -> None:
+    async def scenario() -> None:
+        async with gateway(RouteTable(platform_namespaces=["modelserve"])) as gw:
+            gw.wake()  # alice's, in team-a
+            async with httpx.AsyncClient(base_url=gw.client.base_url) as nobody:
+                anonymous = (await nobody.get("/health")).json()
+            assert (anonymous["loaded_models"], anonymous["available_models"]) == ([], [])
+            mine = (await gw.client.get("/health")).json()
+            assert mine["loaded_models"] == [MODEL]
+
+    asyncio.run(scenario())
