@@ -1,10 +1,12 @@
 """Holding requests for an autoscaled model that does not serve, through the gateway's
 real routes, proxy, scaler and holder, in this process behind a real HTTP server
 (uvicorn: streams and disconnects as a client sees them), with the zero-latency OpenAI
-stub as the model server. The route table is filled by hand, as discovery would: the
-server's status as the operator writes it, its endpoint on loopback (EndpointSlices
-cannot hold 127.x addresses). The same against the real control plane, with the load
-report's Lease: test_loading_cluster.py."""
+stub as the model server. Most tests fill the route table by hand, as discovery would:
+the server's status as the operator writes it. The last ones run discovery and the load
+report against the real control plane (the gateway's own service account), the status
+patched by hand as the operator would, and read the replica's Lease back. The server's
+endpoint is always put in the table by hand, on loopback (EndpointSlices cannot hold
+127.x addresses)."""
 
 from __future__ import annotations
 
@@ -17,17 +19,22 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from fastapi import FastAPI
+from kubernetes import config as k8s_config
 from pydantic import SecretStr
 
+from modelserve.common.load_reports import LoadReport, lease_name, report_from_lease
 from modelserve.common.modelserve import OWNER_LABEL
 from modelserve.common.tokens import TokenSettings, TokenSigner, TokenVerifier
 from modelserve.gateway.balancing import Endpoint
+from modelserve.gateway.discovery import Discovery
 from modelserve.gateway.dispatch import Dispatcher
 from modelserve.gateway.endpoints import ServiceSlice
 from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.loading.holding import Holder
+from modelserve.gateway.loading.reporter import LoadReporter
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import install_openai_errors
 from modelserve.gateway.proxy import Proxy
@@ -36,6 +43,7 @@ from modelserve.gateway.routing import RouteTable, Target, target_from_body
 from modelserve.gateway.scaled import Scaler
 from modelserve.gateway.upstream import UpstreamClient
 from modelserve.testbed import openai_stub
+from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.processes import free_port
 
 TOKENS = TokenSettings(secret=SecretStr("holding-tests-secret-of-at-least-32-bytes"))
@@ -123,8 +131,15 @@ async def stub() -> AsyncIterator[int]:
             await task
 
 
-def build_app(table: RouteTable, upstream: UpstreamClient, **hold: Any) -> FastAPI:
-    metrics, book = GatewayMetrics(), LoadBook()
+def build_app(
+    table: RouteTable,
+    upstream: UpstreamClient,
+    book: LoadBook | None = None,
+    metrics: GatewayMetrics | None = None,
+    **hold: Any,
+) -> FastAPI:
+    metrics = metrics or GatewayMetrics()
+    book = LoadBook() if book is None else book
     dispatcher = Dispatcher(table, upstream, metrics, book)
     holder = Holder(
         table,
@@ -172,11 +187,13 @@ async def serving_app(app: FastAPI) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def gateway(table: RouteTable | None = None, **hold: Any) -> AsyncIterator[Gateway]:
+async def gateway(
+    table: RouteTable | None = None, book: LoadBook | None = None, **hold: Any
+) -> AsyncIterator[Gateway]:
     table = RouteTable() if table is None else table
     table.synced = True
     upstream = UpstreamClient(connections=8, connect_timeout=2, read_timeout=5)
-    app = build_app(table, upstream, **hold)
+    app = build_app(table, upstream, book, **hold)
     token = TokenSigner.from_settings(TOKENS).sign("alice")
     try:
         async with stub() as port, serving_app(app) as url:
@@ -414,5 +431,109 @@ def test_health_without_a_token_never_names_a_tenants_model() -> None:
             assert (anonymous["loaded_models"], anonymous["available_models"]) == ([], [])
             mine = (await gw.client.get("/health")).json()
             assert mine["loaded_models"] == [MODEL]
+
+    asyncio.run(scenario())
+
+
+# --- Against the real control plane: discovery, and the load report's Lease ---------------
+
+
+def apply_autoscaled(kube: KubeCluster, namespace: str) -> str:
+    """A ModelServe that may sleep, asleep; its UID."""
+    body = {
+        "apiVersion": "llm.modelserve.io/v1alpha1",
+        "kind": "ModelServe",
+        "metadata": {"name": "qwen", "namespace": namespace, "labels": {OWNER_LABEL: "alice"}},
+        "spec": {
+            "runtime": "llamacpp",
+            "model": {"uri": "s3://platform/qwen.gguf", "format": "gguf", "servedName": MODEL},
+            "autoscaling": {"minReplicas": 0, "maxReplicas": 1, "idleTimeoutSeconds": 60},
+        },
+    }
+    kube.kubectl("apply", "-f", "-", stdin=json.dumps(body))
+    patch_status(kube, namespace, ASLEEP)
+    uid: str = kube.get_json("ms", "qwen", "-n", namespace)["metadata"]["uid"]
+    return uid
+
+
+def patch_status(kube: KubeCluster, namespace: str, status: dict[str, Any]) -> None:
+    patch = json.dumps({"status": status})
+    kube.kubectl(
+        "patch", "ms/qwen", "-n", namespace, "--subresource=status", "--type=merge", "-p", patch
+    )  # fmt: skip
+
+
+def read_report(kube: KubeCluster, namespace: str, replica: str) -> LoadReport | None:
+    found = kube.kubectl(
+        "get", "lease", lease_name(replica), "-n", namespace, "-o", "json", "--ignore-not-found"
+    )  # fmt: skip
+    return report_from_lease(json.loads(found)) if found.strip() else None
+
+
+@pytest.mark.kube
+def test_the_lease_reports_held_requests_and_acknowledges_a_drain(
+    crds: KubeCluster, namespace: str, gateway_kube: str
+) -> None:
+    uid = apply_autoscaled(crds, namespace)
+    replica = f"test-{uuid.uuid4().hex[:6]}"
+
+    async def report() -> LoadReport | None:
+        return await asyncio.to_thread(read_report, crds, namespace, replica)
+
+    async def until_reported(check: Callable[[LoadReport], bool], what: str) -> LoadReport:
+        for _ in range(300):
+            found = await report()
+            if found is not None and check(found):
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting for the Lease to show {what}")
+
+    async def scenario() -> None:
+        api = k8s_config.new_client_from_config(config_file=gateway_kube)
+        table, book, metrics = RouteTable(), LoadBook(), GatewayMetrics()
+        discovery = Discovery(api, table, namespaces=[namespace], resync_seconds=300)
+        reporter = LoadReporter(
+            api, table, book, metrics, replica=replica, namespace=namespace,
+            period=30, duration=60,
+        )  # fmt: skip
+        await discovery.start()
+        await reporter.start()
+        try:
+            await until(lambda: table.synced and table.server(uid), "discovery")
+            async with gateway(table, book) as gw:
+                await follow(gw)
+        finally:
+            await discovery.close()
+            await reporter.close()
+            api.close()
+        assert await report() is None  # deleted at shutdown
+
+    async def follow(gw: Gateway) -> None:
+        # A request for the sleeping model is held, and the Lease says so at once (the
+        # period is 30 s: only the first held request can have written it).
+        request = asyncio.create_task(gw.client.post("/v1/chat/completions", json=CHAT))
+        found = await until_reported(lambda r: uid in r.servers, "a held request")
+        assert found.servers[uid].held == 1 and found.servers[uid].last_used > 0
+        assert found.replica == replica and found.draining == {}
+        # The operator wakes it: Ready, a ready endpoint. The request goes on.
+        await asyncio.to_thread(
+            patch_status, crds, namespace, {"phase": "Ready", "desiredReplicas": 1}
+        )
+        await until(lambda: (t := gw.table.server(uid)) and t.phase == "Ready", "Ready")
+        endpoint = Endpoint(f"http://127.0.0.1:{gw.upstream_port}/v1", pod="qwen-0")
+        gw.table.endpoints.upsert(ServiceSlice(namespace, "qwen-abcde", "qwen", (endpoint,)))
+        answer = await request
+        assert answer.status_code == 200, answer.text
+
+        # A drain: acknowledged at once, and new requests are held (and reported).
+        drain = {"token": "drain-1", "reason": "Idle", "since": "2025-01-02T03:04:05Z"}
+        await asyncio.to_thread(patch_status, crds, namespace, {"drain": drain})
+        await until_reported(lambda r: r.draining == {uid: "drain-1"}, "the drain acknowledged")
+        held = asyncio.create_task(gw.client.post("/v1/chat/completions", json=CHAT))
+        await until_reported(lambda r: r.servers[uid].held == 1, "the request held while draining")
+        # The operator calls the drain off (a replica reported a request): it goes on.
+        await asyncio.to_thread(patch_status, crds, namespace, {"drain": None})
+        assert (await held).status_code == 200
+        await until_reported(lambda r: r.draining == {}, "no drain any more")
 
     asyncio.run(scenario())
