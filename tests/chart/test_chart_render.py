@@ -171,6 +171,40 @@ def test_rbac_rules_are_those_of_the_deploy_files(
     )
 
 
+@pytest.mark.parametrize(
+    ("component", "verbs"),
+    [
+        ("gateway", ["get", "create", "update", "patch", "delete"]),
+        ("operator", ["get", "list", "watch"]),
+    ],
+)
+def test_load_report_leases_are_reachable_in_the_release_namespace_only(
+    rendered: list[dict[str, Any]], component: str, verbs: list[str]
+) -> None:
+    """Dynamic loading: the gateway writes its replicas' Leases, the operator reads them,
+    both in the release's namespace only, as their deploy files grant it."""
+    leases = [
+        (obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        for obj in rendered
+        if obj["kind"] in ("Role", "ClusterRole")
+        and any("leases" in rule.get("resources", []) for rule in obj["rules"])
+        and obj["metadata"]["name"].startswith(f"{RELEASE}-{component}")
+    ]
+    suffix = "load" if component == "gateway" else "gateway-load"
+    name = f"{RELEASE}-{component}-{suffix}"
+    assert leases == [("Role", NAMESPACE, name)]
+    role = find(rendered, "Role", name)
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": verbs}
+    ]
+    deployed = [
+        doc
+        for doc in yaml.safe_load_all(RBAC_FILES[component].read_text())
+        if doc["kind"] == "Role" and doc["metadata"]["name"] == f"modelserve-{component}-{suffix}"
+    ]
+    assert [doc["rules"] for doc in deployed] == [role["rules"]]
+
+
 def test_the_download_service_gets_no_kubernetes_credentials(
     rendered: list[dict[str, Any]],
 ) -> None:

@@ -232,6 +232,12 @@ def test_a_held_request_is_forwarded_once_its_model_has_a_ready_endpoint() -> No
                 gw.table.endpoints.remove("team-a", "qwen-abcde")
             assert gw.outcomes("forwarded") == 2
             assert gw.book.load(SERVER_ID).last_used > 0
+            # Both went on from the change that made the model serve: the gateway's own
+            # part of the hold is measured (bench/activation.py reads it).
+            released = gw.metrics.registry.get_sample_value(
+                "modelserve_gateway_hold_release_seconds_count"
+            )
+            assert released == 2
 
     asyncio.run(scenario())
 

@@ -31,6 +31,7 @@ NAMES = {
     "modelserve_gateway_scaling_added_seconds": "histogram",
     "modelserve_gateway_held_requests": "gauge",
     "modelserve_gateway_hold_seconds": "histogram",
+    "modelserve_gateway_hold_release_seconds": "histogram",
     "modelserve_gateway_holds": "counter",
     "modelserve_gateway_load_reports": "counter",
 }

@@ -14,6 +14,9 @@ PREFIX = "modelserve_gateway"
 # Request latency: from a millisecond (errors, cached answers) to long generations.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # Holding a request while its model loads: from a warm wake to a cold download.
+# The gateway's own part of a hold: its route table saw the Ready endpoint -> the request
+# went on to it (target: 50 ms at the median).
+RELEASE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 HOLD_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 FIRST_TOKEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -111,6 +114,13 @@ class GatewayMetrics:
             "Time a request was held for its model, whatever became of it.",
             ["model"],
             buckets=HOLD_BUCKETS,
+            registry=self.registry,
+        )
+        self.hold_release_seconds = Histogram(
+            f"{PREFIX}_hold_release_seconds",
+            "For a held request that went on: from the route-table change that made its "
+            "model serve (a Ready endpoint seen) to the request leaving the hold for it.",
+            buckets=RELEASE_BUCKETS,
             registry=self.registry,
         )
         self.holds = Counter(

@@ -33,6 +33,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import enum
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -262,11 +263,15 @@ class Changes:
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
+        # When the last change was seen (time.monotonic): a held request that goes on
+        # measures from here the gateway's own part of its wait.
+        self.at = 0.0
 
     def listen(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)
 
     def notify(self) -> None:
+        self.at = time.monotonic()
         event, self._event = self._event, asyncio.Event()
         event.set()
         for callback in self._listeners:

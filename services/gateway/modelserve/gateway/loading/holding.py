@@ -150,12 +150,16 @@ class Hold:
         holder = self._holder
         table = holder.table
         deadline = self.started + holder.timeout
+        woken = False  # by a change of the route table
         while True:
             current = table.server(self.target.server_id)
             serving = current is not None and table.serving(current)
             found = verdict(current, serving, model=self.target.served_name)
             if isinstance(found, Go):
                 self.outcome = Outcome.FORWARDED
+                if woken:
+                    since = time.monotonic() - table.changes.at
+                    holder.metrics.hold_release_seconds.observe(since)
                 return found.target
             if isinstance(found, Fail):
                 self.outcome = Outcome.FAILED
@@ -167,6 +171,7 @@ class Hold:
             wait = min(left, holder.keepalive) if tick is not None else left
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(table.changes.wait(), wait)
+                woken = True
                 continue
             if tick is not None and deadline - time.monotonic() > 0:
                 await tick()
