@@ -64,6 +64,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 INSUFFICIENT_GPU = f"Insufficient {GPU_RESOURCE}"
+# Once every victim's pods are gone, the scheduler places the waiting pod at its next try:
+# it retries an unschedulable pod when pods go, and at the latest after its back-off
+# (10 s by default). Until then the waiting model is still waiting for the eviction.
+SCHEDULER_RETRY_SECONDS = 30.0
 
 
 def autoscaled(ms: ModelServe) -> bool:
@@ -93,6 +97,7 @@ class ModelState:
     blocked: tuple[str, str] | None = None
     evicting: tuple[Key, ...] = ()
     evicting_since: float = 0.0
+    room_made_at: float | None = None  # when the last victim's pods were gone
     loaded_since: float | None = None
 
     def view(self) -> AutoscaleView:
@@ -364,7 +369,7 @@ class Autoscaler:
                 candidates=self._candidates(reconciler, ms, models, totals),
                 now=now,
             )
-            st.evicting, st.evicting_since = plan.victims, now
+            st.evicting, st.evicting_since, st.room_made_at = plan.victims, now, None
             if plan.victims:
                 message = f"evicted to make room for {named(key)}"
                 for victim in plan.victims:
@@ -388,18 +393,23 @@ class Autoscaler:
 
     def _evicting(self, reconciler: Reconciler, key: Key, st: ModelState, now: float) -> bool:
         """Whether the eviction started for `key` goes on: a victim still drains for it,
-        or has gone to 0 and its pods (and GPUs) are not gone yet."""
+        or has gone to 0 and its pods (and GPUs) are not gone yet, or they are gone and
+        the scheduler has not had its next try at the waiting pod yet."""
         if now - st.evicting_since > self.settings.drain_seconds + 120:
             return False
-        for victim in st.evicting:
-            found = self.states.get(victim)
+        victims = [self.states.get(victim) for victim in st.evicting]
+        for victim, found in zip(st.evicting, victims, strict=True):
             if found is None:
-                continue
+                continue  # deleted: its GPUs are free too
             if found.drain is not None and found.drain.for_model == key:
                 return True
-            if found.desired == 0 and reconciler.indexes.pods.get(victim):
+            if found.desired > 0:
+                return False  # its drain was called off (a request came): plan again
+            if reconciler.indexes.pods.get(victim):
                 return True
-        return False
+        if st.room_made_at is None:
+            st.room_made_at = now
+        return now - st.room_made_at < SCHEDULER_RETRY_SECONDS
 
     def _candidates(
         self,
