@@ -257,7 +257,7 @@ def bucket_median(before: dict[float, float], after: dict[float, float]) -> str:
     total = new.get(float("inf"), 0.0)
     for bound in sorted(new):
         if total and new[bound] >= total / 2:
-            return f"<= {bound * 1000:.0f} ms" if bound != float("inf") else "> largest bucket"
+            return f"<= {bound * 1000:g} ms" if bound != float("inf") else "> largest bucket"
     return "no observation"
 
 

@@ -176,6 +176,29 @@ def test_an_autoscaled_server_counts_its_most_replicas(
     assert modelserves(admission, namespace) == {"sleeper": 0}
 
 
+def test_only_admins_pin_a_model_or_raise_its_priority(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """A pinned model is never put to sleep for another, and a higher priority puts others'
+    models to sleep: tenants may not decide that for each other."""
+    namespace = enforced_namespace()
+    alice = person("alice")
+    admission.put_contract(alice, namespaces=[namespace])
+    kubectl = as_person(admission, alice)
+    for autoscaling in ({"minReplicas": 0, "pinned": True}, {"minReplicas": 0, "priority": 5}):
+        wanted = modelserve("mine")
+        wanted["spec"]["autoscaling"] = autoscaling
+        refused = kubectl.refused("apply", "-n", namespace, manifest=wanted)
+        assert refused.startswith("[autoscaling_not_allowed]")
+    plain = modelserve("mine")
+    plain["spec"]["autoscaling"] = {"minReplicas": 0}
+    kubectl.ok("apply", "-n", namespace, manifest=plain)
+    pinned = modelserve("mine", owner=alice)
+    pinned["spec"]["autoscaling"] = {"minReplicas": 0, "pinned": True}
+    Kubectl(admission.admin_kubeconfig()).ok("apply", "-n", namespace, manifest=pinned)
+    assert admission.kube.get_json("ms", "mine", "-n", namespace)["spec"]["autoscaling"]["pinned"]
+
+
 def test_a_deleted_server_no_longer_counts(
     admission: AdmissionBed, enforced_namespace: Namespaces
 ) -> None:

@@ -186,8 +186,8 @@ class Autoscaling(Wire):
     0 the model sleeps after `idle_timeout_seconds` without a request and wakes on the
     next one. Without this block a ModelServe runs `spec.replicas`, as always."""
 
-    min_replicas: int = Field(default=1, ge=0, le=1000)
-    max_replicas: int = Field(default=1, ge=1, le=1000)
+    min_replicas: int = Field(default=1, ge=0, le=100)
+    max_replicas: int = Field(default=1, ge=1, le=100)
     # Seconds without a request after which a model with min_replicas 0 goes to sleep.
     idle_timeout_seconds: int = Field(default=600, ge=10, le=7 * 24 * 3600)
     # Requests in flight or held per replica that the operator aims for (KubeAI's

@@ -298,6 +298,13 @@ def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> 
         return None
     if not ms.spec.model.uri:
         return "[model_uri_refused] spec.model.uri is required"
+    autoscaling = ms.spec.autoscaling
+    if autoscaling and not who.admin and (autoscaling.pinned or autoscaling.priority > 0):
+        return (
+            "[autoscaling_not_allowed] only platform admins may pin a model or raise its "
+            "priority (spec.autoscaling.pinned, priority): either decides which tenants' "
+            "models are put to sleep to make room for others"
+        )
     return None
 
 
