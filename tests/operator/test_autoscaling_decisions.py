@@ -3,14 +3,24 @@ fence, and the choice of models to evict for GPUs."""
 
 from __future__ import annotations
 
-from modelserve.common.load_reports import LoadReport, ServerLoad
-from modelserve.common.modelserve import Autoscaling
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+from prometheus_client import generate_latest
+
+from modelserve.common.load_reports import LoadReport, ServerLoad, build_lease
+from modelserve.common.modelserve import Autoscaling, ModelServe
+from modelserve.operator.autoscaling.autoscaler import Autoscaler, initial_state
 from modelserve.operator.autoscaling.decisions import (
     NO_EVICTABLE,
     WAITING_FOR_EVICTION,
     Candidate,
     Drain,
     DrainOutcome,
+    Key,
     LoadWindow,
     drain_outcome,
     idle_seconds,
@@ -18,7 +28,12 @@ from modelserve.operator.autoscaling.decisions import (
     plan_eviction,
     scaled_replicas,
     should_sleep,
+    stamp,
 )
+from modelserve.operator.autoscaling.metrics import AutoscalerMetrics
+from modelserve.operator.autoscaling.reports import LoadReports, follow_leases
+from modelserve.operator.settings import OperatorSettings
+from modelserve.operator.status import DeploymentView, PodView, compute_status
 
 NOW = 1_000_000.0
 UID = "uid-a"
@@ -40,6 +55,8 @@ def report(
     )
 
 
+# Scaling down waits a window after the last change: long past here.
+LONG_AGO = NOW - 3600
 DRAIN = Drain(token="t1", reason="Idle", message="idle for 60 s", since=NOW - 1)
 
 
@@ -77,23 +94,49 @@ def test_the_first_replicas_are_spec_replicas_within_min_and_max() -> None:
 
 def test_load_scales_up_at_once_and_down_only_with_the_window_average() -> None:
     scaling = Autoscaling(min_replicas=1, max_replicas=4, target_requests=2)
-    assert scaled_replicas(1, load=5, average=1.0, autoscaling=scaling) == 3
-    assert scaled_replicas(1, load=50, average=1.0, autoscaling=scaling) == 4  # max
+    assert (
+        scaled_replicas(1, load=5, average=1.0, autoscaling=scaling, now=NOW, changed_at=LONG_AGO)
+        == 3
+    )
+    assert (
+        scaled_replicas(1, load=50, average=1.0, autoscaling=scaling, now=NOW, changed_at=LONG_AGO)
+        == 4
+    )  # max
     # The load fell, the window still remembers it: no flapping down.
-    assert scaled_replicas(3, load=0, average=5.0, autoscaling=scaling) == 3
-    assert scaled_replicas(3, load=0, average=2.5, autoscaling=scaling) == 2
-    assert scaled_replicas(3, load=0, average=0.0, autoscaling=scaling) == 1
+    assert (
+        scaled_replicas(3, load=0, average=5.0, autoscaling=scaling, now=NOW, changed_at=LONG_AGO)
+        == 3
+    )
+    assert (
+        scaled_replicas(3, load=0, average=2.5, autoscaling=scaling, now=NOW, changed_at=LONG_AGO)
+        == 2
+    )
+    assert (
+        scaled_replicas(3, load=0, average=0.0, autoscaling=scaling, now=NOW, changed_at=LONG_AGO)
+        == 1
+    )
 
 
 def test_load_scaling_keeps_one_replica_with_min_zero_and_never_wakes_a_sleeper() -> None:
     scaling = Autoscaling(min_replicas=0, max_replicas=2, target_requests=1)
-    assert scaled_replicas(2, load=0, average=0.0, autoscaling=scaling) == 1
-    assert scaled_replicas(0, load=3, average=3.0, autoscaling=scaling) == 0
+    assert (
+        scaled_replicas(2, load=0, average=0.0, autoscaling=scaling, now=NOW, changed_at=LONG_AGO)
+        == 1
+    )
+    assert (
+        scaled_replicas(0, load=3, average=3.0, autoscaling=scaling, now=NOW, changed_at=LONG_AGO)
+        == 0
+    )
 
 
 def test_a_gpu_cap_holds_scale_ups_back() -> None:
     scaling = Autoscaling(min_replicas=1, max_replicas=4, target_requests=1)
-    assert scaled_replicas(1, load=4, average=4.0, autoscaling=scaling, cap=2) == 2
+    assert (
+        scaled_replicas(
+            1, load=4, average=4.0, autoscaling=scaling, cap=2, now=NOW, changed_at=LONG_AGO
+        )
+        == 2
+    )
 
 
 def test_the_window_keeps_only_its_seconds() -> None:
@@ -135,7 +178,12 @@ def candidate(name: str, **changes: object) -> Candidate:
 
 def plan(*candidates: Candidate, needed: int = 1, priority: int = 0):  # type: ignore[no-untyped-def]
     return plan_eviction(
-        gpu_type="NVIDIA-L4", priority=priority, needed=needed, candidates=candidates, now=NOW
+        namespace="ns",
+        gpu_type="NVIDIA-L4",
+        priority=priority,
+        needed=needed,
+        candidates=candidates,
+        now=NOW,
     )
 
 
@@ -159,8 +207,8 @@ def test_pinned_and_higher_priority_models_are_never_evicted() -> None:
     found = plan(candidate("a", pinned=True), candidate("b", priority=5), priority=1)
     assert found.victims == ()
     assert found.blocked == NO_EVICTABLE
-    assert "ns/a is pinned" in found.message
-    assert "ns/b has priority 5 above 1" in found.message
+    assert "a is pinned" in found.message
+    assert "b has priority 5 above 1" in found.message
     assert found.message.startswith("no GPU of type NVIDIA-L4 free")
 
 
@@ -172,8 +220,8 @@ def test_busy_or_recently_woken_models_make_the_waiting_model_wait() -> None:
     found = plan(candidate("a", busy=True), candidate("b", activated_at=NOW - 30))
     assert found.victims == ()
     assert found.blocked == WAITING_FOR_EVICTION
-    assert "ns/a has requests in flight or held" in found.message
-    assert "ns/b woke 30 s ago (minimum residence 120 s)" in found.message
+    assert "a has requests in flight or held" in found.message
+    assert "b woke 30 s ago (minimum residence 120 s)" in found.message
 
 
 def test_too_few_gpus_even_with_every_model_evicted_is_no_evictable_model() -> None:
@@ -189,3 +237,393 @@ def test_only_what_covers_the_need_is_evicted_or_nothing() -> None:
     found = plan(candidate("a"), candidate("b", busy=True), needed=2)
     assert found.victims == ()
     assert found.blocked == WAITING_FOR_EVICTION
+
+
+# --- scaling down waits a window after a change (no flapping) -------------------------
+
+
+def test_a_burst_after_a_quiet_window_scales_up_once_and_does_not_flap() -> None:
+    """60 s of no load, then a steady 8: the window's quiet samples must not undo the
+    scale-up at every other pass (they did: 1, 2, 1, 2, …)."""
+    scaling = Autoscaling(min_replicas=1, max_replicas=3, target_requests=4, window_seconds=60)
+    window, desired, changed_at = LoadWindow(), 1, NOW - 3600
+    seen: list[int] = []
+    for second in range(300):
+        now = NOW + second
+        load = 8 if 60 <= second < 200 else 0
+        window.add(now, load, scaling.window_seconds)
+        found = scaled_replicas(
+            desired, load, window.average(), scaling, now=now, changed_at=changed_at
+        )
+        if found > desired:
+            changed_at = now
+        desired = found
+        seen.append(desired)
+    assert set(seen[60:200]) == {2}  # up once, and it stays up while the load lasts
+    assert seen[-1] == 1  # down once the window is quiet again
+
+
+def test_no_scale_down_within_a_window_of_the_last_change() -> None:
+    scaling = Autoscaling(min_replicas=1, max_replicas=3, target_requests=1, window_seconds=60)
+    assert (
+        scaled_replicas(3, load=0, average=0.0, autoscaling=scaling, now=NOW, changed_at=NOW - 30)
+        == 3
+    )
+    # Up is never held back.
+    assert (
+        scaled_replicas(1, load=3, average=0.0, autoscaling=scaling, now=NOW, changed_at=NOW - 30)
+        == 3
+    )
+
+
+def test_after_a_restart_a_window_of_one_sample_scales_nothing_down() -> None:
+    found = initial_state(
+        autoscaled_model("m", min_replicas=1, max_replicas=3),
+        {"desiredReplicas": 3, "activatedAt": stamp(NOW - 3600)},
+        NOW,
+    )
+    assert (found.desired, found.changed_at) == (3, NOW)
+    found.window.add(NOW, 0, 60)
+    scaling = Autoscaling(min_replicas=1, max_replicas=3, window_seconds=60)
+    held = scaled_replicas(3, 0, found.window.average(), scaling, now=NOW, changed_at=NOW)
+    assert held == 3
+
+
+# --- minReplicas holds while awake ---------------------------------------------------
+
+
+def test_an_awake_model_keeps_at_least_min_replicas() -> None:
+    scaling = Autoscaling(min_replicas=3, max_replicas=4)
+    assert (
+        scaled_replicas(1, load=0, average=0.0, autoscaling=scaling, now=NOW, changed_at=LONG_AGO)
+        == 3
+    )
+    # Even while a GPU cap holds scale-ups back.
+    assert (
+        scaled_replicas(
+            1, load=0, average=0.0, autoscaling=scaling, cap=1, now=NOW, changed_at=LONG_AGO
+        )
+        == 3
+    )
+
+
+def test_the_state_read_back_from_the_status_is_clamped_into_min_and_max() -> None:
+    ms = autoscaled_model("m", min_replicas=2, max_replicas=3)
+    for written, expected in ((1, 2), (5, 3), (2, 2)):
+        status = {"desiredReplicas": written, "activatedAt": stamp(NOW - 60)}
+        assert initial_state(ms, status, NOW).desired == expected
+
+
+# --- models with minReplicas above 0 are never evicted -------------------------------
+
+
+def test_a_model_that_keeps_min_replicas_is_never_a_victim() -> None:
+    found = plan(candidate("a", min_replicas=1, last_used=NOW - 9000))
+    assert found.victims == ()
+    assert found.blocked == NO_EVICTABLE
+    assert "a keeps minReplicas 1" in found.message
+    assert plan(candidate("a", min_replicas=1), candidate("b")).victims == (("ns", "b"),)
+
+
+# --- other tenants are never named -----------------------------------------------------
+
+
+def test_eviction_messages_name_models_of_the_readers_namespace_only() -> None:
+    found = plan(
+        candidate("mine", pinned=True),
+        candidate("x", key=("team-x", "secret-x"), pinned=True),
+        candidate("y", key=("team-y", "secret-y"), pinned=True),
+        candidate("z", key=("team-z", "secret-z"), busy=True),
+        needed=2,
+    )
+    assert found.blocked == NO_EVICTABLE
+    assert "mine is pinned" in found.message
+    assert "2 models in other namespaces are pinned" in found.message
+    assert "a model in another namespace has requests in flight or held" in found.message
+    for secret in ("team-x", "team-y", "team-z", "secret-"):
+        assert secret not in found.message
+
+
+# --- the autoscaler's passes, with a stand-in for the reconciler ------------------------
+
+SETTINGS = OperatorSettings()
+INSUFFICIENT = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+
+
+def autoscaled_model(
+    name: str, namespace: str = "ns", *, status: dict[str, Any] | None = None, **scaling: Any
+) -> ModelServe:
+    return ModelServe.from_body(body(name, namespace, status=status, **scaling))
+
+
+def body(
+    name: str, namespace: str = "ns", *, status: dict[str, Any] | None = None, **scaling: Any
+) -> dict[str, Any]:
+    wire = {
+        "minReplicas": scaling.pop("min_replicas", 0),
+        "maxReplicas": scaling.pop("max_replicas", 1),
+        **scaling,
+    }
+    return {
+        "apiVersion": "llm.modelserve.io/v1alpha1",
+        "kind": "ModelServe",
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{namespace}-{name}"},
+        "spec": {
+            "runtime": "vllm",
+            "model": {"uri": "s3://models/m/"},
+            "resources": {"gpus": 1, "gpuType": "NVIDIA-L4"},
+            "autoscaling": wire,
+        },
+        "status": status or {},
+    }
+
+
+class StandIn:
+    """What the autoscaler uses of the Reconciler: indexes, parents, writes and Events."""
+
+    def __init__(self, *bodies: dict[str, Any]) -> None:
+        self.bodies = {(b["metadata"]["namespace"], b["metadata"]["name"]): b for b in bodies}
+        self.indexes = SimpleNamespace(modelserves=self.bodies, deployments={}, pods={})
+        self.refusals: dict[Key, Any] = {}
+        self.marked: set[Key] = set()
+        self.statuses = SimpleNamespace(mark=self.marked.add)
+        self.cluster = self
+        self.events: list[tuple[Key, str, str]] = []
+        self.on_event: Callable[[Key, str], None] = lambda key, reason: None
+        self.failing: set[Key] = set()
+
+    def parent(self, namespace: str, name: str) -> Any:
+        return self.bodies.get((namespace, name))
+
+    def lock(self, key: Key) -> asyncio.Lock:
+        return asyncio.Lock()
+
+    async def apply(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        if (meta["namespace"], meta["name"]) in self.failing:
+            raise RuntimeError("something unexpected")
+
+    async def post_event(self, involved: Any, kind: str, reason: str, message: str) -> None:
+        key = (involved["metadata"]["namespace"], involved["metadata"]["name"])
+        self.events.append((key, reason, message))
+        self.on_event(key, reason)
+
+    def running(self, key: Key, ready: int, pods: list[PodView]) -> None:
+        self.indexes.deployments[key] = [DeploymentView(1, 1, len(pods), ready, len(pods), False)]
+        self.indexes.pods[key] = pods
+
+
+def pod(name: str, unschedulable: str | None = None) -> PodView:
+    return PodView(name, unschedulable, None, None, False)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def autoscaler(clock: Clock) -> Autoscaler:
+    return Autoscaler(SETTINGS, AutoscalerMetrics(), clock=clock)
+
+
+def step(scaler: Autoscaler, stand_in: StandIn) -> None:
+    asyncio.run(scaler.step(cast(Any, stand_in)))
+
+
+def lease(
+    name: str, renewed: float, servers: dict[str, ServerLoad] | None = None
+) -> dict[str, Any]:
+    found = build_lease(LoadReport(name, renewed, 10, servers or {}), "gw")
+    found["metadata"]["resourceVersion"] = str(renewed)
+    return found
+
+
+AWAKE = {"desiredReplicas": 1, "activatedAt": stamp(NOW - 3600)}
+ASLEEP = {"desiredReplicas": 0, "activatedAt": stamp(NOW - 3600), "phase": "Sleeping"}
+
+
+def test_a_last_use_from_a_gateway_clock_ahead_does_not_keep_a_model_awake() -> None:
+    clock = Clock()
+    scaler = autoscaler(clock)
+    stand_in = StandIn(body("m", status=AWAKE, idle_timeout_seconds=60))
+    stand_in.running(("ns", "m"), 1, [pod("m-0")])
+    ahead = {"uid-ns-m": ServerLoad(last_used=NOW + 86_400)}  # a day ahead
+    scaler.reports.update("ADDED", lease("gw-1", NOW, ahead))
+    step(scaler, stand_in)
+    assert scaler.states[("ns", "m")].last_used == NOW
+    clock.now = NOW + 61
+    scaler.reports.update("DELETED", lease("gw-1", NOW))
+    step(scaler, stand_in)
+    drain = scaler.states[("ns", "m")].drain
+    assert drain is not None and drain.reason == "Idle"
+
+
+def test_one_models_failure_stops_no_other() -> None:
+    scaler = autoscaler(Clock())
+    stand_in = StandIn(body("a", status=ASLEEP), body("b", status=ASLEEP))
+    for key in (("ns", "a"), ("ns", "b")):
+        stand_in.running(key, 0, [])
+    stand_in.failing.add(("ns", "a"))
+    held = {"uid-ns-a": ServerLoad(held=1), "uid-ns-b": ServerLoad(held=1)}
+    scaler.reports.update("ADDED", lease("gw-1", NOW, held))
+    step(scaler, stand_in)
+    assert scaler.states[("ns", "b")].desired == 1
+    assert (("ns", "b"), "Activated") in {(key, reason) for key, reason, _ in stand_in.events}
+
+
+def test_a_model_deleted_during_a_pass_is_skipped_and_not_brought_back() -> None:
+    scaler = autoscaler(Clock())
+    stand_in = StandIn(body("a", status=ASLEEP))
+    stand_in.running(("ns", "a"), 0, [])
+
+    def deleted(key: Key, reason: str) -> None:
+        del stand_in.bodies[key]
+        scaler.forget(key)
+
+    stand_in.on_event = deleted  # the ModelServe goes while its Activated Event is posted
+    scaler.reports.update("ADDED", lease("gw-1", NOW, {"uid-ns-a": ServerLoad(held=1)}))
+    step(scaler, stand_in)
+    assert ("ns", "a") not in scaler.states
+
+
+def evicting(waiting_ns: str, victim_ns: str) -> tuple[Autoscaler, StandIn, Clock]:
+    """`waiting` (woken, its pod short of a GPU) and `victim` (idle, on the GPU)."""
+    clock = Clock()
+    scaler = autoscaler(clock)
+    waiting_status = {"desiredReplicas": 1, "activatedAt": stamp(NOW - 5)}
+    victim_status = {**AWAKE, "lastRequestTime": stamp(NOW - 600)}
+    stand_in = StandIn(
+        body("waiting", waiting_ns, status=waiting_status),
+        body(
+            "victim",
+            victim_ns,
+            status=victim_status,
+            idle_timeout_seconds=3600,
+            min_residence_seconds=0,
+        ),
+    )
+    stand_in.running((waiting_ns, "waiting"), 0, [pod("w-0", INSUFFICIENT)])
+    stand_in.running((victim_ns, "victim"), 1, [pod("v-0")])
+    scaler.reports.update(
+        "ADDED", lease("gw-1", NOW, {f"uid-{waiting_ns}-waiting": ServerLoad(held=1)})
+    )
+    return scaler, stand_in, clock
+
+
+def test_an_eviction_across_namespaces_names_neither_model_to_the_other() -> None:
+    scaler, stand_in, _ = evicting("team-b", "team-a")
+    step(scaler, stand_in)
+    victim = scaler.states[("team-a", "victim")]
+    waiting = scaler.states[("team-b", "waiting")]
+    assert victim.drain is not None
+    assert victim.drain.message == "evicted to make room for a model in another namespace"
+    assert waiting.blocked == (
+        "WaitingForEviction",
+        "no GPU of type NVIDIA-L4 free: putting a model in another namespace to sleep to make room",
+    )
+    assert victim.desired == 1  # until the gateway replica acknowledges the drain
+    held = {"uid-team-b-waiting": ServerLoad(held=1)}
+    acknowledged = LoadReport("gw-1", NOW, 10, held, {"uid-team-a-victim": victim.drain.token})
+    scaler.reports.update("MODIFIED", build_lease(acknowledged, "gw"))
+    step(scaler, stand_in)
+    assert victim.desired == 0
+    events = {(key, reason): message for key, reason, message in stand_in.events}
+    evicted = events[(("team-a", "victim"), "Evicted")]
+    for_this = events[(("team-b", "waiting"), "EvictedForThis")]
+    assert for_this == "a model in another namespace was put to sleep to free its GPUs"
+    assert "another namespace" in evicted
+    for text in (evicted, for_this, victim.sleep_message, waiting.blocked[1]):
+        assert "team-" not in text
+        assert "waiting" not in text and "victim" not in text
+
+
+def test_an_eviction_in_one_namespace_names_the_models() -> None:
+    scaler, stand_in, _ = evicting("ns", "ns")
+    step(scaler, stand_in)
+    victim = scaler.states[("ns", "victim")]
+    assert victim.drain is not None
+    assert victim.drain.message == "evicted to make room for waiting"
+    assert "putting victim to sleep" in (scaler.states[("ns", "waiting")].blocked or ("", ""))[1]
+
+
+# --- load reports: the operator's clock, malformed Leases -------------------------------
+
+
+def test_a_report_is_live_by_the_operators_clock_whatever_the_gateways() -> None:
+    clock = Clock()
+    reports = LoadReports(lambda: None, clock)
+    reports.update("ADDED", lease("behind", NOW - 3600))  # its clock an hour behind
+    reports.update("ADDED", lease("ahead", NOW + 3600))  # an hour ahead
+    assert all(found.live(NOW) for found in reports.all())
+    clock.now = NOW + 11  # no renewal for longer than the Lease's 10 s
+    assert not any(found.live(clock.now) for found in reports.all())
+
+
+def test_a_relist_keeps_when_an_unchanged_lease_was_received_and_old_ones_are_forgotten() -> None:
+    clock = Clock()
+    reports = LoadReports(lambda: None, clock)
+    reports.replace([lease("a", NOW - 3600 * 24)])  # left by a replica that died long ago
+    assert not any(found.live(NOW) for found in reports.all())
+    reports.replace([lease("b", NOW)])
+    clock.now = NOW + 30
+    reports.replace([lease("b", NOW)])  # the same version: not renewed since
+    assert not any(found.live(clock.now) for found in reports.all())
+    clock.now = NOW + 3600
+    assert reports.all() == []  # expired long ago: forgotten
+    reports.replace([lease("c", NOW)])
+    reports.update("DELETED", lease("c", NOW))
+    assert reports.all() == []
+
+
+def test_a_malformed_lease_is_skipped_and_the_watch_goes_on() -> None:
+    reports = LoadReports(lambda: None, Clock())
+    good = lease("good", NOW)
+
+    class Cluster:
+        async def list_objects(self, *args: Any) -> dict[str, Any]:
+            return {"items": [{"metadata": "garbage"}], "metadata": {"resourceVersion": "1"}}
+
+        async def watch(self, *args: Any) -> AsyncIterator[dict[str, Any]]:
+            for event in (
+                {"type": "MODIFIED", "object": {"metadata": "garbage"}},
+                {"type": "MODIFIED", "object": {"metadata": {"name": 5, "labels": []}}},
+                {"type": "ADDED", "object": "not an object"},
+                {"type": "ADDED", "object": good},
+            ):
+                yield event
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(follow_leases(cast(Any, Cluster()), "gw", reports))
+    assert [found.replica for found in reports.all()] == ["good"]
+
+
+# --- leftovers of spec.autoscaling --------------------------------------------------------
+
+
+def test_removing_spec_autoscaling_removes_its_status_fields() -> None:
+    found = body("m", status={})
+    del found["spec"]["autoscaling"]
+    ms = ModelServe.from_body(found)
+    previous = {
+        "drain": {"token": "t", "reason": "Idle", "message": "idle", "since": stamp(NOW)},
+        "activatedAt": stamp(NOW - 60),
+        "lastRequestTime": stamp(NOW - 30),
+    }
+    deployment = DeploymentView(1, 1, 1, 1, 1, False)
+    status = compute_status(ms, SETTINGS, deployment=deployment, pods=[], previous=previous)
+    assert {field: status[field] for field in previous} == dict.fromkeys(previous)
+    fresh = compute_status(ms, SETTINGS, deployment=deployment, pods=[], previous={})
+    assert not set(previous) & set(fresh)
+
+
+def test_a_deleted_models_metric_series_go_with_it() -> None:
+    scaler = autoscaler(Clock())
+    scaler.metrics.activations.labels("ns", "m").inc()
+    scaler.metrics.loaded_seconds.labels("ns", "m").inc(5)
+    scaler.forget(("ns", "m"))
+    text = generate_latest(scaler.metrics.registry).decode()
+    assert 'name="m"' not in text

@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from modelserve.common.modelserve import GROUP, PLURAL, VERSION, ModelServe, Runtime
+from modelserve.common.supervision import start_supervised
 from modelserve.operator.autoscaling.autoscaler import Autoscaler
 from modelserve.operator.autoscaling.metrics import AutoscalerMetrics
 from modelserve.operator.autoscaling.reports import follow_leases
@@ -442,9 +443,16 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             )
         gateway_namespace = operator_settings.gateway_namespace
         memo.tasks = [
-            asyncio.create_task(autoscaler.run(reconciler)),
+            # Supervised: an unexpected error is logged and the loop started again, never
+            # a silent end of all scaling (or of reading the gateways' reports).
+            start_supervised("autoscaler", lambda: autoscaler.run(reconciler)),
             *(
-                [asyncio.create_task(follow_leases(cluster, gateway_namespace, autoscaler.reports))]
+                [
+                    start_supervised(
+                        "gateway load reports",
+                        lambda: follow_leases(cluster, gateway_namespace, autoscaler.reports),
+                    )
+                ]
                 if gateway_namespace
                 else []
             ),

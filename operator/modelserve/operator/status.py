@@ -18,6 +18,8 @@ from modelserve.operator.settings import OperatorSettings
 
 PENDING, DEPLOYING, READY, DEGRADED, FAILED = "Pending", "Deploying", "Ready", "Degraded", "Failed"
 SLEEPING = "Sleeping"
+# The autoscaler's status fields; the status write is a merge patch, where None deletes.
+AUTOSCALER_FIELDS = ("drain", "activatedAt", "lastRequestTime")
 # Container states that will not fix themselves without a change of spec or image.
 FAILING_REASONS = {
     "CrashLoopBackOff",
@@ -179,6 +181,10 @@ def compute_status(
         status["desiredReplicas"] = 0 if refusal else desired
     if autoscale is not None:
         status.update(_autoscaled(autoscale, previous or {}))
+    else:
+        # spec.autoscaling removed (perhaps during a drain): its fields go, a drain above
+        # all, which would keep the gateways holding every request for the model.
+        status.update({field: None for field in AUTOSCALER_FIELDS if field in (previous or {})})
     return status
 
 

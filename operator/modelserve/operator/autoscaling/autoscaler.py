@@ -44,11 +44,13 @@ from modelserve.operator.autoscaling.decisions import (
     gpu_type_name,
     idle_seconds,
     initial_replicas,
+    listed,
     named,
     plan_eviction,
     scaled_replicas,
     seconds,
     should_sleep,
+    shown,
     stamp,
 )
 from modelserve.operator.autoscaling.metrics import AutoscalerMetrics
@@ -83,6 +85,9 @@ def short_of_gpus(pods: Sequence[PodView]) -> list[PodView]:
 class ModelState:
     desired: int
     activated_at: float | None
+    # The last change of replicas that scaling down waits a window for: a scale-up, an
+    # activation, or this operator's first sight of the model.
+    changed_at: float
     last_used: float = 0.0
     published_last_used: float | None = None
     published_at: float = 0.0
@@ -118,14 +123,17 @@ def initial_state(ms: ModelServe, status: Mapping[str, Any], now: float) -> Mode
     assert autoscaling is not None
     found = status.get("desiredReplicas")
     if isinstance(found, int) and "activatedAt" in status:
-        desired = min(found, autoscaling.max_replicas)
+        desired = initial_replicas(found, autoscaling)
     else:
         desired = initial_replicas(ms.spec.replicas, autoscaling)
     last = seconds(status.get("lastRequestTime"))
     return ModelState(
         desired=desired,
         activated_at=seconds(status.get("activatedAt")) or (now if desired else None),
-        last_used=last or 0.0,
+        # After a restart the load window starts empty: no scaling down on its first
+        # samples.
+        changed_at=now,
+        last_used=min(last or 0.0, now),
         published_last_used=last,
         published_at=now,
         drain=Drain.from_status(status.get("drain"), now),
@@ -144,7 +152,7 @@ class Autoscaler:
         self.metrics = metrics
         self.clock = clock
         self.states: dict[Key, ModelState] = {}
-        self.reports = LoadReports(self.wake)
+        self.reports = LoadReports(self.wake, clock)
         self._wakeup = asyncio.Event()
 
     def wake(self) -> None:
@@ -166,7 +174,11 @@ class Autoscaler:
         return self.state(ms, status).view() if autoscaled(ms) else None
 
     def forget(self, key: Key) -> None:
+        """Drop what is kept for `key` (deleted, or no longer autoscaled): its state and
+        its metric series, which would otherwise stay for as long as the operator runs."""
         self.states.pop(key, None)
+        self.metrics.activations.remove(*key)
+        self.metrics.loaded_seconds.remove(*key)
 
     async def run(self, reconciler: Reconciler) -> None:
         while True:
@@ -190,19 +202,29 @@ class Autoscaler:
             except ValidationError:
                 continue
             if not autoscaled(ms):
-                self.states.pop(key, None)
+                if key in self.states:
+                    self.forget(key)
             elif spec_refusal(ms) is None and key not in reconciler.refusals:
                 models[key] = (parent, ms)
+        # One model's trouble never stops the others': each is tried on its own.
         for key, (parent, ms) in models.items():
+            if reconciler.parent(*key) is None:
+                continue  # deleted during an earlier model's await: nothing to scale
             try:
                 await self._step_model(reconciler, parent, ms, totals, reports, now)
             except (ClusterError, kopf.TemporaryError, kopf.PermanentError) as error:
                 logger.warning("autoscaling %s/%s: %s", *key, error)
+            except Exception:
+                logger.exception("autoscaling %s/%s failed", *key)
         for key, (parent, ms) in models.items():
+            if reconciler.parent(*key) is None:
+                continue
             try:
                 await self._make_room(reconciler, parent, ms, models, totals, now)
             except (ClusterError, kopf.TemporaryError, kopf.PermanentError) as error:
                 logger.warning("making room for %s/%s: %s", *key, error)
+            except Exception:
+                logger.exception("making room for %s/%s failed", *key)
 
     async def _step_model(
         self,
@@ -219,17 +241,25 @@ class Autoscaler:
         st = self.state(ms, parent.get("status"))
         before = st.view()
         load = totals.get(ms.uid, ServerLoad())
-        st.last_used = max(st.last_used, load.last_used)
+        # A gateway whose clock runs ahead would otherwise keep the model from ever
+        # being idle.
+        st.last_used = max(st.last_used, min(load.last_used, now))
         deployment = next(iter(reconciler.indexes.deployments.get(key, [])), None)
         ready = deployment.ready_replicas if deployment else 0
         pods = [pod for pod in reconciler.indexes.pods.get(key, []) if not pod.deleting]
         desired = st.desired
+        if st.drain is not None and (autoscaling.min_replicas > 0 or autoscaling.pinned):
+            # Its spec changed during the drain: it may no longer sleep.
+            st.drain = None
+            self.metrics.drains_cancelled.inc()
+            why = "spec.autoscaling no longer lets it sleep"
+            await self._event(reconciler, parent, "Normal", "DrainCancelled", f"stays awake: {why}")
         if st.drain is not None:
             desired = await self._follow_drain(reconciler, parent, st, ms, reports, now)
         elif desired == 0:
             if load.busy or autoscaling.min_replicas > 0:
                 desired = max(1, autoscaling.min_replicas)
-                st.activated_at = st.activating_since = now
+                st.activated_at = st.activating_since = st.changed_at = now
                 st.sleep_message = ""
                 self.metrics.activations.labels(*key).inc()
                 why = "a request is held for it" if load.busy else "spec.autoscaling.minReplicas"
@@ -292,10 +322,17 @@ class Autoscaler:
         if st.cap is not None and now >= st.cap_until:
             st.cap, st.note = None, ""
         desired = scaled_replicas(
-            st.desired, load.in_flight + load.held, st.window.average(), autoscaling, st.cap
+            st.desired,
+            load.in_flight + load.held,
+            st.window.average(),
+            autoscaling,
+            st.cap,
+            now=now,
+            changed_at=st.changed_at,
         )
-        desired = min(desired, autoscaling.max_replicas)
-        return min(desired, st.cap) if st.cap is not None else desired
+        if desired > st.desired:
+            st.changed_at = now
+        return desired
 
     async def _follow_drain(
         self,
@@ -332,7 +369,8 @@ class Autoscaler:
             await self._event(reconciler, parent, "Warning", "Evicted", drain.message)
             waiting = reconciler.parent(*drain.for_model) if drain.for_model else None
             if waiting is not None:
-                message = f"{named((ms.namespace, ms.name))} was put to sleep to free its GPUs"
+                victim = shown((ms.namespace, ms.name), waiting["metadata"]["namespace"])
+                message = f"{victim} was put to sleep to free its GPUs"
                 await self._event(reconciler, waiting, "Normal", "EvictedForThis", message)
         logger.info("%s/%s: asleep (%s)", ms.namespace, ms.name, drain.message)
         return 0
@@ -349,7 +387,9 @@ class Autoscaler:
         """A model woken whose pods find no GPU of its type: put the least recently used
         models that may go to sleep, or say in its status why none can."""
         key = (ms.namespace, ms.name)
-        st = self.states[key]
+        st = self.states.get(key)
+        if st is None:
+            return  # deleted (and forgotten) during an await of this pass
         before = st.view()
         deployment = next(iter(reconciler.indexes.deployments.get(key, [])), None)
         ready = deployment.ready_replicas if deployment else 0
@@ -363,6 +403,7 @@ class Autoscaler:
             autoscaling = ms.spec.autoscaling
             assert autoscaling is not None
             plan = plan_eviction(
+                namespace=ms.namespace,
                 gpu_type=ms.spec.resources.gpu_type,
                 priority=autoscaling.priority,
                 needed=gpus * len(short),
@@ -371,18 +412,21 @@ class Autoscaler:
             )
             st.evicting, st.evicting_since, st.room_made_at = plan.victims, now, None
             if plan.victims:
-                message = f"evicted to make room for {named(key)}"
                 for victim in plan.victims:
-                    self.states[victim].drain = Drain(
-                        secrets.token_hex(8), EVICTED, message, now, for_model=key
-                    )
+                    found = self.states.get(victim)
+                    if found is None:
+                        continue  # deleted meanwhile: its GPUs come free anyway
+                    # The victim's status and Event: the waiting model named only where
+                    # the victim's owner may see it.
+                    message = f"evicted to make room for {shown(key, victim[0])}"
+                    found.drain = Drain(secrets.token_hex(8), EVICTED, message, now, for_model=key)
                     reconciler.statuses.mark(victim)
                 names = ", ".join(named(victim) for victim in plan.victims)
                 logger.info("%s/%s waits for GPUs: evicting %s", *key, names)
                 st.blocked = (
                     WAITING_FOR_EVICTION,
                     f"no GPU of type {gpu_type_name(ms.spec.resources.gpu_type)} free: "
-                    f"putting {names} to sleep to make room",
+                    f"putting {listed(plan.victims, ms.namespace)} to sleep to make room",
                 )
                 self.wake()  # the victims' drains are followed in the next pass
             else:
@@ -448,6 +492,7 @@ class Autoscaler:
                     last_used=st.last_used,
                     min_residence_seconds=autoscaling.min_residence_seconds,
                     draining=st.drain is not None,
+                    min_replicas=autoscaling.min_replicas,
                 )
             )
         return found

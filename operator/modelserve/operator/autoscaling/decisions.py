@@ -37,7 +37,28 @@ def seconds(value: object) -> float | None:
 
 
 def named(key: Key) -> str:
+    """The full name, for the operator's own log lines only."""
     return f"{key[0]}/{key[1]}"
+
+
+OTHER_NAMESPACE = "a model in another namespace"
+
+
+def shown(key: Key, reader: str) -> str:
+    """A model as a text read in namespace `reader` names it: its name in that namespace;
+    in another, not at all. Statuses and Events are read by their namespace's owner (and
+    the gateway copies the Scheduled condition into API error bodies): other tenants'
+    model names are not theirs to see."""
+    return key[1] if key[0] == reader else OTHER_NAMESPACE
+
+
+def listed(keys: Sequence[Key], reader: str) -> str:
+    """Several models as `shown`, those of other namespaces counted."""
+    names = [key[1] for key in keys if key[0] == reader]
+    others = len(keys) - len(names)
+    if others:
+        names.append(OTHER_NAMESPACE if others == 1 else f"{others} models in other namespaces")
+    return ", ".join(names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +117,8 @@ def drain_outcome(
 
 
 def initial_replicas(spec_replicas: int, autoscaling: Autoscaling) -> int:
-    """What a ModelServe first runs: spec.replicas clamped into [min, max]."""
+    """What a ModelServe first runs (spec.replicas), or what an earlier operator left
+    (status.desiredReplicas), clamped into [min, max]."""
     return min(max(spec_replicas, autoscaling.min_replicas), autoscaling.max_replicas)
 
 
@@ -116,20 +138,38 @@ class LoadWindow:
 
 
 def scaled_replicas(
-    desired: int, load: int, average: float, autoscaling: Autoscaling, cap: int | None = None
+    desired: int,
+    load: int,
+    average: float,
+    autoscaling: Autoscaling,
+    cap: int | None = None,
+    *,
+    now: float,
+    changed_at: float,
 ) -> int:
     """Replicas for the load of an awake model: up at once to what the load needs now (at
-    most max, and `cap` while more GPUs are known to be missing), down only to what the
-    window's average needs, never below min nor below 1 (sleeping is the drain's business)."""
+    most max, and `cap` while more GPUs are known to be missing); down only once
+    `window_seconds` have passed since the last change (`changed_at`: a scale-up, an
+    activation, or the operator's first sight of the model), and then to what the window's
+    average needs; never below min nor below 1 (sleeping is the drain's business).
+
+    Why the wait: right after a change the window still holds the samples from before it
+    (a quiet minute before a burst, or a single sample after a restart), and its average
+    would undo the change at the next pass, again and again."""
     if desired == 0:
         return 0
     target = autoscaling.target_requests
     top = autoscaling.max_replicas if cap is None else max(1, min(cap, autoscaling.max_replicas))
-    up = min(top, math.ceil(load / target))
+    up = math.ceil(load / target)
     if up > desired:
-        return up
-    down = max(autoscaling.min_replicas, 1, min(top, math.ceil(average / target)))
-    return down if down < desired else desired
+        wanted = up
+    elif now - changed_at < autoscaling.window_seconds:
+        wanted = desired
+    else:
+        wanted = min(desired, math.ceil(average / target))
+    # minReplicas holds even against the GPU cap: the spec asks for them; a replica that
+    # finds no GPU stays Pending, and the status says so.
+    return max(autoscaling.min_replicas, 1, min(top, wanted))
 
 
 def idle_seconds(
@@ -164,6 +204,7 @@ class Candidate:
     last_used: float
     min_residence_seconds: int
     draining: bool = False  # already being put to sleep
+    min_replicas: int = 0  # above 0 it would be woken straight back: never a victim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,8 +222,37 @@ def gpu_type_name(gpu_type: str | None) -> str:
     return gpu_type or "(no gpuType)"
 
 
+@dataclasses.dataclass(frozen=True)
+class _Why:
+    """Why a candidate cannot go now, as a phrase after its name ("is", "pinned")."""
+
+    verb: str  # singular; the plural is in PLURAL_VERBS
+    rest: str
+
+
+PLURAL_VERBS = {"is": "are", "has": "have", "keeps": "keep", "woke": "woke"}
+
+
+def _reasons(found: Sequence[tuple[Key, _Why]], reader: str) -> list[str]:
+    """One reason per model of `reader`'s namespace, by name; the models of other
+    namespaces counted per reason, never named."""
+    reasons = [f"{key[1]} {why.verb} {why.rest}" for key, why in found if key[0] == reader]
+    others: dict[_Why, int] = {}
+    for key, why in found:
+        if key[0] != reader:
+            others[why] = others.get(why, 0) + 1
+    for why, count in others.items():
+        if count == 1:
+            reasons.append(f"{OTHER_NAMESPACE} {why.verb} {why.rest}")
+        else:
+            verb = PLURAL_VERBS.get(why.verb, why.verb)
+            reasons.append(f"{count} models in other namespaces {verb} {why.rest}")
+    return reasons
+
+
 def plan_eviction(
     *,
+    namespace: str,
     gpu_type: str | None,
     priority: int,
     needed: int,
@@ -190,28 +260,30 @@ def plan_eviction(
     now: float,
 ) -> EvictionPlan:
     """Which models to put to sleep so that `needed` GPUs of `gpu_type` come free for a
-    model of `priority`. `candidates` are the other awake autoscaled models with GPUs of
-    exactly that type (None matches None only)."""
-    lasting: list[str] = []
-    passing: list[tuple[Candidate, str]] = []
+    model of `priority` in `namespace`. `candidates` are the other awake autoscaled models
+    with GPUs of exactly that type (None matches None only). The message is for the
+    waiting model's status: models of other namespaces are counted, not named."""
+    lasting: list[tuple[Key, _Why]] = []
+    passing: list[tuple[Candidate, _Why]] = []
     ready: list[Candidate] = []
     for found in candidates:
-        who = named(found.key)
         if found.pinned:
-            lasting.append(f"{who} is pinned")
+            lasting.append((found.key, _Why("is", "pinned")))
         elif found.priority > priority:
-            lasting.append(f"{who} has priority {found.priority} above {priority}")
+            lasting.append((found.key, _Why("has", f"priority {found.priority} above {priority}")))
+        elif found.min_replicas > 0:
+            lasting.append((found.key, _Why("keeps", f"minReplicas {found.min_replicas}")))
         elif found.busy:
-            passing.append((found, f"{who} has requests in flight or held"))
+            passing.append((found, _Why("has", "requests in flight or held")))
         elif found.draining:
-            passing.append((found, f"{who} is being put to sleep already"))
+            passing.append((found, _Why("is", "being put to sleep already")))
         elif (
             found.activated_at is not None
             and now - found.activated_at < found.min_residence_seconds
         ):
             age = round(now - found.activated_at)
             residence = found.min_residence_seconds
-            passing.append((found, f"{who} woke {age} s ago (minimum residence {residence} s)"))
+            passing.append((found, _Why("woke", f"{age} s ago (minimum residence {residence} s)")))
         else:
             ready.append(found)
     victims: list[Key] = []
@@ -225,10 +297,11 @@ def plan_eviction(
         return EvictionPlan(victims=tuple(victims))
     head = f"no GPU of type {gpu_type_name(gpu_type)} free"
     possible = freed + sum(found.gpus for found, _ in passing)
+    waits = [(found.key, why) for found, why in passing]
     if possible >= needed:
-        reasons = [why for _, why in passing]
+        reasons = _reasons(waits, namespace)
         return EvictionPlan(blocked=WAITING_FOR_EVICTION, message=f"{head}: {'; '.join(reasons)}")
-    reasons = lasting + [why for _, why in passing]
+    reasons = _reasons(lasting + waits, namespace)
     if not candidates:
         reasons = [
             f"no other model with spec.autoscaling holds GPUs of type {gpu_type_name(gpu_type)}"
