@@ -174,7 +174,7 @@ def test_rbac_rules_are_those_of_the_deploy_files(
 @pytest.mark.parametrize(
     ("component", "verbs"),
     [
-        ("gateway", ["get", "create", "update", "patch", "delete"]),
+        ("gateway", ["get", "list", "create", "update", "patch", "delete"]),
         ("operator", ["get", "list", "watch"]),
     ],
 )

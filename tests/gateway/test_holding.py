@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -25,9 +27,10 @@ from fastapi import FastAPI
 from kubernetes import config as k8s_config
 from pydantic import SecretStr
 
-from modelserve.common.load_reports import LoadReport, lease_name, report_from_lease
+from modelserve.common.load_reports import LOAD_LABEL, LoadReport, lease_name, report_from_lease
 from modelserve.common.modelserve import OWNER_LABEL
 from modelserve.common.tokens import TokenSettings, TokenSigner, TokenVerifier
+from modelserve.gateway.accounting import Decision
 from modelserve.gateway.balancing import Endpoint
 from modelserve.gateway.discovery import Discovery
 from modelserve.gateway.dispatch import Dispatcher
@@ -53,11 +56,17 @@ ASLEEP = {"phase": "Sleeping", "desiredReplicas": 0}
 
 
 def server_body(
-    status: dict[str, Any], *, autoscaled: bool = True, namespace: str = "team-a"
+    status: dict[str, Any],
+    *,
+    autoscaled: bool = True,
+    namespace: str = "team-a",
+    scaling: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {"runtime": "llamacpp", "model": {"servedName": MODEL}}
     if autoscaled:
         spec["autoscaling"] = {"minReplicas": 0, "maxReplicas": 1}
+    if scaling is not None:
+        spec["scaling"] = scaling
     return {
         "metadata": {
             "name": "qwen",
@@ -136,6 +145,7 @@ def build_app(
     upstream: UpstreamClient,
     book: LoadBook | None = None,
     metrics: GatewayMetrics | None = None,
+    accounting: Any = None,
     **hold: Any,
 ) -> FastAPI:
     metrics = metrics or GatewayMetrics()
@@ -150,7 +160,13 @@ def build_app(
         keepalive=hold.get("keepalive", 0.05),
     )
     scaler = Scaler(
-        table, dispatcher, metrics, None, max_concurrency=4, keepalive_seconds=0.05, holder=holder
+        table,
+        dispatcher,
+        metrics,
+        accounting,
+        max_concurrency=4,
+        keepalive_seconds=0.05,
+        holder=holder,
     )
     proxy = Proxy(
         table,
@@ -158,6 +174,7 @@ def build_app(
         metrics,
         max_body_bytes=1 << 20,
         inject_stream_usage=True,
+        accounting=accounting,
         scaler=scaler,
         holder=holder,
     )
@@ -188,12 +205,15 @@ async def serving_app(app: FastAPI) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def gateway(
-    table: RouteTable | None = None, book: LoadBook | None = None, **hold: Any
+    table: RouteTable | None = None,
+    book: LoadBook | None = None,
+    accounting: Any = None,
+    **hold: Any,
 ) -> AsyncIterator[Gateway]:
     table = RouteTable() if table is None else table
     table.synced = True
     upstream = UpstreamClient(connections=8, connect_timeout=2, read_timeout=5)
-    app = build_app(table, upstream, book, **hold)
+    app = build_app(table, upstream, book, accounting=accounting, **hold)
     token = TokenSigner.from_settings(TOKENS).sign("alice")
     try:
         async with stub() as port, serving_app(app) as url:
@@ -441,6 +461,146 @@ def test_health_without_a_token_never_names_a_tenants_model() -> None:
     asyncio.run(scenario())
 
 
+class DrainDuringDecision:
+    """A contract service that allows everything, and while it decides (an await the
+    request makes after its lookup) the operator's drain token arrives."""
+
+    def __init__(self, gw: Callable[[], Gateway]) -> None:
+        self._gw = gw
+        self.settled = 0
+
+    async def decide(self, claims: Any, model: str, tokens: Any, budget: Any) -> Decision:
+        self._gw().status({"phase": "Ready", "desiredReplicas": 1, "drain": {"token": "t-9"}})
+        await asyncio.sleep(0)
+        return Decision(True, "", "")
+
+    def settle(self, *args: Any) -> None:
+        self.settled += 1
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_a_drain_that_comes_while_the_contract_decides_holds_the_request(scaled: bool) -> None:
+    """Held or not is decided right before the request goes upstream: one that was
+    routed to a serving model, then saw a drain come, is held (and counted held in the
+    report), never sent to a model the operator is about to scale to 0."""
+    found: list[Gateway] = []
+    accounting = DrainDuringDecision(lambda: found[0])
+
+    async def scenario() -> None:
+        async with gateway(accounting=accounting) as gw:
+            found.append(gw)
+            gw.wake()
+            body = {**CHAT, "budget": 2, "algorithm": "self-consistency"} if scaled else CHAT
+            request = asyncio.create_task(gw.client.post("/v1/chat/completions", json=body))
+            await until(lambda: gw.held() == 1, "the request to be held")
+            assert gw.book.load(SERVER_ID).in_flight == 0  # nothing went upstream
+            assert not request.done()
+            gw.status({"phase": "Ready", "desiredReplicas": 1})  # the drain is called off
+            answer = await request
+            assert answer.status_code == 200, answer.text
+
+    asyncio.run(scenario())
+
+
+def test_a_model_scaled_to_0_whose_endpoints_linger_is_held_and_woken() -> None:
+    """The operator scales to 0 and clears the drain at once; the EndpointSlice may
+    still show the pods ready for a moment. A request then is held (it wakes the
+    model), not sent to a pod that is going away."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            gw.wake()
+            gw.status({"phase": "Ready", "desiredReplicas": 0})  # the endpoint is still there
+            request = asyncio.create_task(gw.client.post("/v1/chat/completions", json=CHAT))
+            await until(lambda: gw.held() == 1, "the request to be held")
+            assert gw.book.load(SERVER_ID).in_flight == 0
+            models = (await gw.client.get("/v1/models")).json()["data"]
+            assert models[0]["state"] == "loading"  # asleep, with a request held
+            gw.wake()
+            assert (await request).status_code == 200
+
+    asyncio.run(scenario())
+
+
+def test_a_scaled_request_keeps_its_server_busy_between_its_calls() -> None:
+    """Best-of-N with a judge on the model itself: candidates, then their scores, two
+    rounds of calls. The report never shows the server idle (in flight 0) until the
+    request ends, so no drain can complete between the rounds; nor does it count the
+    request on top of its calls."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            gw.wake()
+            seen: list[int] = []
+            gw.book.listen(lambda server, _: seen.append(gw.book.load(server).in_flight))
+            body = {**CHAT, "budget": 2, "algorithm": "best-of-n"}
+            gw.status(
+                {"phase": "Ready", "desiredReplicas": 1},
+                scaling={"reward": "judge"},
+            )
+            answer = await gw.client.post("/v1/chat/completions", json=body)
+            judged_by_the_stub(answer)
+            assert seen[-1] == 0 and 0 not in seen[:-1], seen
+            assert max(seen) == 2  # the calls, not the calls and the run
+            assert gw.book.load(SERVER_ID).in_flight == 0
+
+    asyncio.run(scenario())
+
+
+def judged_by_the_stub(answer: httpx.Response) -> None:
+    """The stub's answers carry no log-probabilities, so a judge's score fails the
+    request, after both rounds of calls (candidates, then the judge's): what these
+    tests look at."""
+    assert answer.status_code == 502, answer.text
+    assert "no log-probabilities" in error_of(answer)["message"]
+
+
+JUDGE_ID = str(uuid.uuid4())
+
+
+def judge_body(status: dict[str, Any]) -> dict[str, Any]:
+    """A platform reward model that may sleep, served as "judge"."""
+    return {
+        "metadata": {
+            "name": "judge",
+            "namespace": "modelserve",
+            "uid": JUDGE_ID,
+            "creationTimestamp": "2025-01-02T03:04:05Z",
+        },
+        "spec": {
+            "runtime": "llamacpp",
+            "model": {"servedName": "judge"},
+            "autoscaling": {"minReplicas": 0, "maxReplicas": 1},
+        },
+        "status": status,
+    }
+
+
+def test_a_sleeping_reward_model_is_held_and_woken_for_a_scaled_request() -> None:
+    async def scenario() -> None:
+        async with gateway(RouteTable(platform_namespaces=["modelserve"])) as gw:
+            gw.wake()
+            gw.status(
+                {"phase": "Ready", "desiredReplicas": 1},
+                scaling={"reward": "judge", "rewardModel": "judge"},
+            )
+            gw.table.upsert(target_from_body(judge_body(ASLEEP)))
+            body = {**CHAT, "budget": 2, "algorithm": "best-of-n"}
+            request = asyncio.create_task(gw.client.post("/v1/chat/completions", json=body))
+            await until(lambda: gw.book.holding(JUDGE_ID) == 1, "the reward model held")
+            # The model itself serves: it is not held, and nothing went upstream yet.
+            assert gw.book.load(SERVER_ID).in_flight == 0 and gw.held() == 0
+            gw.table.upsert(target_from_body(judge_body({"phase": "Ready", "desiredReplicas": 1})))
+            endpoint = Endpoint(f"http://127.0.0.1:{gw.upstream_port}/v1", pod="judge-0")
+            slice_ = ServiceSlice("modelserve", "judge-abcde", "judge", (endpoint,))
+            gw.table.endpoints.upsert(slice_)
+            judged_by_the_stub(await request)
+            assert gw.book.load(JUDGE_ID).in_flight == 0 and gw.book.holding(JUDGE_ID) == 0
+            assert gw.book.load(JUDGE_ID).last_used > 0
+
+    asyncio.run(scenario())
+
+
 # --- Against the real control plane: discovery, and the load report's Lease ---------------
 
 
@@ -543,3 +703,51 @@ def test_the_lease_reports_held_requests_and_acknowledges_a_drain(
         await until_reported(lambda r: r.draining == {}, "no drain any more")
 
     asyncio.run(scenario())
+
+
+def lease(name: str, renewed: float, *, labelled: bool = True) -> dict[str, Any]:
+    stamp = dt.datetime.fromtimestamp(renewed, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "labels": {LOAD_LABEL: "true"} if labelled else {}},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": 10, "renewTime": stamp},
+    }
+
+
+@pytest.mark.kube
+def test_the_leases_of_dead_replicas_are_swept(
+    crds: KubeCluster, namespace: str, gateway_kube: str
+) -> None:
+    """A replica killed with SIGKILL never deletes its Lease; the live ones delete those
+    not renewed for a long time (the gateway's own account may list them)."""
+    now = time.time()
+    leases = [
+        lease("modelserve-gateway-dead", now - 3600),
+        lease("modelserve-gateway-alive", now - 5),
+        lease("not-a-load-report", now - 3600, labelled=False),
+    ]
+    for body in leases:
+        crds.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(body))
+    replica = f"test-{uuid.uuid4().hex[:6]}"
+
+    async def scenario() -> list[str]:
+        api = k8s_config.new_client_from_config(config_file=gateway_kube)
+        reporter = LoadReporter(
+            api, RouteTable(), LoadBook(), GatewayMetrics(), replica=replica,
+            namespace=namespace, period=30, duration=10,
+        )  # fmt: skip
+        try:
+            assert reporter.stale_seconds == 600  # 10 lease durations, at least 10 minutes
+            assert await reporter.write()
+            return await reporter.sweep()
+        finally:
+            await reporter.close()
+            api.close()
+
+    assert asyncio.run(scenario()) == ["modelserve-gateway-dead"]
+    left = crds.get_json("leases", "-n", namespace)["items"]
+    assert sorted(item["metadata"]["name"] for item in left) == [
+        "modelserve-gateway-alive",
+        "not-a-load-report",
+    ]

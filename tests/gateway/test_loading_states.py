@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+import urllib3
 from pydantic import SecretStr, ValidationError
 
 from modelserve.common.load_reports import ServerLoad, build_lease, report_from_lease
@@ -156,6 +157,93 @@ def test_the_gateways_own_lookups_do_not_hold() -> None:
     assert isinstance(table_with(target).find("qwen-7b"), NotReady)
 
 
+def test_a_reward_model_may_be_looked_up_to_be_held() -> None:
+    table = table_with(target_from_body(body()))
+    assert table.find("qwen-7b", hold=True) == table.server("uid-qwen")
+
+
+@pytest.mark.parametrize(
+    ("desired", "serves"),
+    [(0, False), (1, True), (None, True)],
+)
+def test_a_model_scaled_to_0_does_not_serve_on_endpoints_that_linger(
+    desired: int | None, serves: bool
+) -> None:
+    """The operator clears the drain as it scales to 0; the EndpointSlice may show the
+    pods ready a moment longer. desiredReplicas 0 says: asleep, hold and wake."""
+    status: dict[str, Any] = {"phase": "Ready"}
+    if desired is not None:
+        status["desiredReplicas"] = desired
+    table = table_with(target_from_body(body(status=status)), ready=True)
+    target = table.server("uid-qwen")
+    assert target is not None and table.serving(target) is serves
+    assert target.asleep is not serves
+    assert table.lookup("qwen-7b", ADMIN) == target  # held when it does not serve
+    # Without autoscaling, desiredReplicas means nothing to the gateway.
+    fixed = target_from_body(body(autoscaling=None, status=status))
+    assert table_with(fixed, ready=True).serving(fixed)
+
+
+def test_a_change_right_after_the_check_is_not_missed() -> None:
+    """A held request checks, then waits with `asyncio.wait_for`, which starts the wait
+    a loop turn later: a change in that turn must still wake it."""
+    import asyncio
+
+    async def scenario() -> None:
+        table = table_with()
+        waiting = table.changes.wait()
+        table.changes.notify()
+        await asyncio.wait_for(waiting, 1)
+
+    asyncio.run(scenario())
+
+
+# --- The dispatcher's fence --------------------------------------------------------------
+
+
+class NoUpstream:
+    async def send(self, url: str, body: bytes, headers: Any) -> Any:
+        raise AssertionError("nothing may go upstream")
+
+
+@pytest.mark.parametrize(
+    ("status", "running", "refused"),
+    [
+        ({"phase": "Ready", "desiredReplicas": 1, "drain": {"token": "t"}}, False, True),
+        # A scaled request's later call: its run holds the drain off.
+        ({"phase": "Ready", "desiredReplicas": 1, "drain": {"token": "t"}}, True, False),
+        ({"phase": "Ready", "desiredReplicas": 0}, False, True),
+        ({"phase": "Ready", "desiredReplicas": 0}, True, True),
+    ],
+)
+def test_the_dispatcher_sends_nothing_to_a_model_being_put_to_sleep(
+    status: dict[str, Any], running: bool, refused: bool
+) -> None:
+    import asyncio
+
+    from modelserve.gateway.dispatch import Dispatcher, NoReadyEndpoint
+    from modelserve.gateway.metrics import GatewayMetrics
+
+    awake = target_from_body(body(status={"phase": "Ready", "desiredReplicas": 1}))
+    table = table_with(awake, ready=True)
+    # The table learns of the drain after the request was routed with `awake`.
+    table.upsert(target_from_body(body(status=status)))
+    book = LoadBook()
+    dispatcher = Dispatcher(table, NoUpstream(), GatewayMetrics(), book)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        async with dispatcher.exchange(awake, "/chat/completions", b"{}", {}, running=running):
+            pass
+
+    if refused:
+        with pytest.raises(NoReadyEndpoint, match="put to sleep"):
+            asyncio.run(scenario())
+    else:
+        with pytest.raises(AssertionError, match="nothing may go upstream"):
+            asyncio.run(scenario())
+    assert book.load("uid-qwen").in_flight == 0
+
+
 def test_a_change_of_the_table_wakes_who_waits() -> None:
     import asyncio
 
@@ -303,6 +391,20 @@ def test_the_book_counts_and_tells_of_a_first_held_request() -> None:
     assert book.load("b") == ServerLoad()
 
 
+def test_a_scaled_run_keeps_its_servers_busy_without_adding_to_their_calls() -> None:
+    book = LoadBook(clock=lambda: 7.0)
+    with book.running(["a", "b"]):
+        assert book.load("a") == ServerLoad(in_flight=1, held=0, last_used=7.0)
+        book.started("a")
+        book.started("a")
+        assert book.load("a").in_flight == 2  # its calls, not its calls and itself
+        book.finished("a")
+        book.finished("a")
+        assert book.load("a").in_flight == 1  # between its calls: still busy
+        assert book.load("b").in_flight == 1
+    assert book.load("a").in_flight == 0 and book.load("b").in_flight == 0
+
+
 def test_the_report_acknowledges_every_drain_token_seen() -> None:
     draining = target_from_body(
         body("a", status={"phase": "Ready", "drain": {"token": "tok-1", "reason": "Idle"}})
@@ -331,3 +433,75 @@ def test_the_lease_must_outlive_its_renewals() -> None:
     tokens = TokenSettings(secret=SecretStr("x" * 40))
     with pytest.raises(ValidationError, match="LOAD_LEASE_SECONDS"):
         GatewaySettings(load_report_seconds=5, load_lease_seconds=5, tokens=tokens)
+
+
+# --- The reporter: failures, and the Leases dead replicas leave ----------------------------
+
+
+class FailingLeases:
+    """The API server's Lease calls, failing as the network does."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.calls = 0
+
+    def _fail(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        raise self.error
+
+    patch_namespaced_lease = create_namespaced_lease = _fail
+    list_namespaced_lease = delete_namespaced_lease = _fail
+
+
+def failed_writes(metrics: Any) -> float:
+    found = metrics.registry.get_sample_value(
+        "modelserve_gateway_load_reports_total", {"result": "failed"}
+    )
+    return float(found or 0.0)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        urllib3.exceptions.ReadTimeoutError(None, "/leases", "read timed out"),  # type: ignore[arg-type]
+        urllib3.exceptions.MaxRetryError(None, "/leases"),  # type: ignore[arg-type]
+        urllib3.exceptions.ProtocolError("Connection aborted."),
+        ConnectionResetError("reset by peer"),
+    ],
+    ids=["read-timeout", "max-retry", "protocol", "reset"],
+)
+def test_a_report_that_the_network_fails_is_counted_and_renewed_on_its_period(
+    error: BaseException,
+) -> None:
+    import asyncio
+
+    from kubernetes import client as k8s
+
+    from modelserve.gateway.loading.reporter import LoadReporter
+    from modelserve.gateway.metrics import GatewayMetrics
+
+    async def scenario() -> None:
+        api = k8s.ApiClient()
+        metrics = GatewayMetrics()
+        reporter = LoadReporter(
+            api, table_with(), LoadBook(), metrics, replica="gw-1", namespace="modelserve",
+            period=0.01, duration=10,
+        )  # fmt: skip
+        leases = FailingLeases(error)
+        reporter._leases = leases
+        assert await reporter.write() is False
+        assert failed_writes(metrics) == 1
+        assert await reporter.sweep() == []  # logged; the next sweep tries again
+        await reporter.start()
+        try:
+            for _ in range(200):
+                if failed_writes(metrics) >= 5:
+                    break
+                await asyncio.sleep(0.01)
+            # Renewed on its period, not after the supervisor's back-off.
+            assert failed_writes(metrics) >= 5
+        finally:
+            await reporter.close()  # its delete fails too: logged
+            api.close()
+
+    asyncio.run(scenario())

@@ -29,13 +29,14 @@ logger = logging.getLogger(__name__)
 
 class NoReadyEndpoint(OpenAIError):
     """The server is Ready, but none of its endpoints takes requests right now (its pods
-    are starting or going away): 503 with Retry-After, as for a server not ready."""
+    are starting or going away, or it is being put to sleep): 503 with Retry-After, as
+    for a server not ready."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, why: str = "has no ready endpoint") -> None:
         super().__init__(
             503,
             f"the model {target.served_name!r} is not ready yet ({target.namespace}/"
-            f"{target.name} has no ready endpoint); retry in {RETRY_AFTER_SECONDS} s",
+            f"{target.name} {why}); retry in {RETRY_AFTER_SECONDS} s",
             code="model_not_ready",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             model=target.served_name,
@@ -68,13 +69,23 @@ class Dispatcher:
         headers: Mapping[str, str],
         *,
         from_root: bool = False,
+        running: bool = False,
     ) -> AsyncIterator[UpstreamResponse]:
         """POST `body` to `path` of an endpoint of `target`, and hold the answer's head
         while the caller reads it: the endpoint counts the request in flight until then.
 
         `path` is under the endpoint's OpenAI base URL ("/chat/completions"), or from the
         server's root with `from_root` ("/v1/chat/completions", "/pooling"). Raises
-        NoReadyEndpoint, or the UpstreamError of the last endpoint tried."""
+        NoReadyEndpoint, or the UpstreamError of the last endpoint tried.
+
+        A server the operator is taking away (`Target.fenced`, by the table's current
+        version) gets no new request: the callers hold those first, this is the last
+        line. `running`: a call of a request already counted running on the server (a
+        scaled request's later calls) goes on through a drain, which that count keeps
+        from completing; never to a server asleep."""
+        current = self._table.current(target)
+        if current.asleep or (current.draining and not running):
+            raise NoReadyEndpoint(target, "is being put to sleep")
         self.book.started(target.server_id)
         try:
             endpoint, answer = await self._connect(target, path, body, headers, from_root)
@@ -86,10 +97,17 @@ class Dispatcher:
             self.book.finished(target.server_id)
 
     async def post(
-        self, target: Target, path: str, body: bytes, headers: Mapping[str, str]
+        self,
+        target: Target,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        running: bool = False,
     ) -> tuple[int, bytes]:
         """A whole exchange with a path from the server's root: status and body."""
-        async with self.exchange(target, path, body, headers, from_root=True) as answer:
+        exchange = self.exchange(target, path, body, headers, from_root=True, running=running)
+        async with exchange as answer:
             try:
                 return answer.status, await answer.read()
             finally:

@@ -148,9 +148,10 @@ class Proxy:
         decision, then (held until the server serves, for an autoscaled one that does
         not yet) the exchange with an endpoint of `found`."""
         model = found.served_name
-        held = self.holder is not None and self.holder.needed(found)
-        if held and self.holder is not None:
-            self.holder.check_room(found)  # before the contract reserves anything
+        if self.holder is not None and self.holder.needed(found):
+            # Before the contract reserves anything. Whether the request is held is
+            # decided again right before it goes upstream (`_exchange_with`).
+            self.holder.check_room(found)
         if operation.scalable:
             # Inference-time scaling: its fields are ours, never a model server's.
             ours = any(field in payload for field in SCALING_FIELDS)
@@ -168,7 +169,6 @@ class Proxy:
                         decision,
                         started,
                         operation.route,
-                        held=held,
                     )
                 )
         decision = await self._decide(claims, model, payload, None)
@@ -196,7 +196,6 @@ class Proxy:
                 strip_usage=strip_usage,
                 decision=decision,
                 started=started,
-                held=held,
             ),
         )
 
@@ -238,7 +237,6 @@ class Exchange:
     strip_usage: bool
     decision: Decision | None
     started: float
-    held: bool = False  # to be held until its server serves
     status: int = 500  # until the exchange says otherwise
     usage: Usage | None = None
     delivered: bool = False  # the client has had the whole answer
@@ -286,8 +284,13 @@ class ProxyResponse(ExchangeResponse):
 
     async def _exchange_with(self, send: Send) -> None:
         proxy, exchange = self._proxy, self._exchange
-        if exchange.held and not await self._wait_held(send):
-            return
+        # Held or not is decided here, by the table as it is now (the contract's answer
+        # and the response's start were awaited since the lookup: a drain may have come),
+        # and nothing is awaited from that check until the dispatcher counts the request
+        # in the book: a drain seen after it finds the request in flight.
+        while proxy.holder is not None and proxy.holder.needed(exchange.target):
+            if not await self._wait_held(send):
+                return
         async with contextlib.AsyncExitStack() as stack:
             # The endpoint counts the request in flight until the stack closes.
             try:

@@ -34,7 +34,7 @@ import dataclasses
 import datetime as dt
 import enum
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from modelserve.common.modelserve import (
@@ -152,6 +152,19 @@ class Target:
     def draining(self) -> bool:
         """Being put to sleep: it takes no new request (they are held)."""
         return self.loading.drain_token is not None
+
+    @property
+    def asleep(self) -> bool:
+        """Put to sleep (status.desiredReplicas 0). The operator clears the drain as it
+        scales to 0, and the EndpointSlice may show the pods terminating only later:
+        endpoints it still lists are going away, and a request waits (and wakes it)."""
+        return self.autoscaled and self.loading.desired_replicas == 0
+
+    @property
+    def fenced(self) -> bool:
+        """No new request may reach its endpoints, whatever they say: being put to
+        sleep, or asleep."""
+        return self.draining or self.asleep
 
     def may_use(self, claims: Claims) -> bool:
         return self.tier(claims) is not None
@@ -277,10 +290,12 @@ class Changes:
         for callback in self._listeners:
             callback()
 
-    async def wait(self) -> None:
-        """Returns at the next change (check what you wait for first: nothing can change
-        between that check and this call, on one loop)."""
-        await self._event.wait()
+    def wait(self) -> Coroutine[Any, Any, bool]:
+        """Returns at the next change after this call (check what you wait for first:
+        nothing can change between that check and this call, on one loop). The event is
+        taken here, not when the coroutine first runs: `asyncio.wait_for` starts it a
+        loop turn later, and a change in between must not be missed."""
+        return self._event.wait()
 
 
 class RouteTable:
@@ -355,11 +370,12 @@ class RouteTable:
         an autoscaled one that may wake (its requests are held): see `holdable`."""
         return self._pick(model, self.nearest(model, claims), hold=True)
 
-    def find(self, model: str) -> Lookup:
+    def find(self, model: str, *, hold: bool = False) -> Lookup:
         """The target among the platform's servers of `model`, for the gateway's own
         calls (a reward model that a ModelServe names): never a tenant's server, which
-        anyone may give any name."""
-        return self._pick(model, [t for t in self._by_name.get(model, ()) if t.platform])
+        anyone may give any name. With `hold`, one that may wake as `lookup` does."""
+        platform = [t for t in self._by_name.get(model, ()) if t.platform]
+        return self._pick(model, platform, hold=hold)
 
     def nearest(self, model: str, claims: Claims) -> list[Target]:
         """The servers of `model` in the caller's first tier that has any."""
@@ -425,10 +441,16 @@ class RouteTable:
         return self.endpoints.of(target.namespace, target.name)
 
     def serving(self, target: Target) -> bool:
-        """Ready, with an endpoint that takes new requests, and not being put to sleep."""
+        """Ready, with an endpoint that takes new requests, and neither asleep nor being
+        put to sleep (`Target.fenced`)."""
         return (
-            target.ready and not target.draining and any(e.ready for e in self.endpoints_of(target))
+            target.ready and not target.fenced and any(e.ready for e in self.endpoints_of(target))
         )
+
+    def current(self, target: Target) -> Target:
+        """The table's version of `target` now (a request keeps the one it was routed
+        with, which may have changed since: a drain came); `target` itself once gone."""
+        return self._servers.get(target.server_id, target)
 
     def choose(self, target: Target, exclude: Collection[str] = ()) -> Endpoint | None:
         """The endpoint of `target` for a request (see `balancing`), leaving out the URLs

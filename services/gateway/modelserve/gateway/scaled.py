@@ -10,9 +10,12 @@ in a task of its own, and answers in OpenAI's shape:
   are generated, then the chosen answer in chunks, its usage when asked, and `[DONE]`.
 
 A client that goes away cancels the algorithm's task, and with it every upstream call in
-flight. A request for an autoscaled model that does not serve yet is held in that task
-first (`loading.holding`): a stream has its head and keep-alives meanwhile, as while
-candidates are generated.
+flight. A request for an autoscaled model (or reward model) that does not serve yet is
+held in that task first (`loading.holding`): a stream has its head and keep-alives
+meanwhile, as while candidates are generated. From then until it ends, the request is
+counted running on each server it uses (`LoadBook.running`): between its calls the
+servers are not idle, and no drain completes under it (its later calls go on through a
+drain, which that count calls off).
 
 What the request costs is metered call by call (`CallMeter`, fed by `poster`): every
 upstream call that completed counts, whatever becomes of the request afterwards (a client
@@ -31,7 +34,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -113,16 +116,24 @@ def call_usage_of(answer: Mapping[str, Any]) -> Usage:
     return Usage(1, tokens("prompt_tokens"), tokens("completion_tokens"))
 
 
-def poster(dispatcher: Dispatcher, target: Target, meter: CallMeter | None = None) -> Post:
+def poster(
+    dispatcher: Dispatcher,
+    target: Target,
+    meter: CallMeter | None = None,
+    *,
+    running: bool = False,
+) -> Post:
     """POST JSON to a path of `target`'s server (from its root: "/v1/…", "/pooling"),
     each call to the endpoint that the balancing policy chooses for it; each answer the
-    server gave (a 2xx JSON object) counted in `meter`."""
+    server gave (a 2xx JSON object) counted in `meter`. `running`: the calls of a
+    request counted running on the server (`Dispatcher.exchange`)."""
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
     if target.api_key:
         headers["Authorization"] = f"Bearer {target.api_key}"
 
     async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        status, data = await dispatcher.post(target, path, json.dumps(body).encode(), headers)
+        data_out = json.dumps(body).encode()
+        status, data = await dispatcher.post(target, path, data_out, headers, running=running)
         if status >= 400:
             raise UpstreamStatus(status, data)
         try:
@@ -243,7 +254,6 @@ class ScaledExchange:
     decision: Decision | None
     started: float
     route: str  # the gateway's route, as metrics label it
-    held: bool = False  # to be held until its server serves
     meter: CallMeter = dataclasses.field(default_factory=CallMeter)
 
 
@@ -278,22 +288,33 @@ class Scaler:
     def response(self, exchange: ScaledExchange) -> ScaledResponse:
         return ScaledResponse(self, exchange)
 
-    def _reward(self, exchange: ScaledExchange) -> Reward | None:
-        scaling, target = exchange.scaling, exchange.target
-        if scaling.algorithm is Algorithm.SELF_CONSISTENCY:
+    def _judge(self, exchange: ScaledExchange) -> Target | None:
+        """The server of the reward model the request names, if it names one apart
+        from the model itself (else None)."""
+        scaling = exchange.scaling
+        if scaling.algorithm is Algorithm.SELF_CONSISTENCY or scaling.reward is RewardKind.LOGPROB:
             return None
-        if scaling.reward is RewardKind.LOGPROB:
-            return MeanLogprob()
-        judge = self._reward_target(scaling.reward_model) if scaling.reward_model else target
-        post = poster(self.dispatcher, judge, exchange.meter)
-        if scaling.reward is RewardKind.JUDGE:
-            return LlmJudge(post, model=judge.served_name, max_concurrency=self._concurrency)
-        if not scaling.reward_model:
+        if scaling.reward_model:
+            return self._reward_target(scaling.reward_model)
+        if scaling.reward is RewardKind.MODEL:
             raise OpenAIError(
                 400,
                 f"{scaling.algorithm.value} with reward 'model' needs the model's rewardModel",
                 code="invalid_scaling",
             )
+        return None
+
+    def _reward(self, exchange: ScaledExchange, judge: Target) -> Reward | None:
+        """The reward of the request's algorithm, scoring on `judge` (a reward model's
+        server, or the model's own)."""
+        scaling = exchange.scaling
+        if scaling.algorithm is Algorithm.SELF_CONSISTENCY:
+            return None
+        if scaling.reward is RewardKind.LOGPROB:
+            return MeanLogprob()
+        post = poster(self.dispatcher, judge, exchange.meter, running=True)
+        if scaling.reward is RewardKind.JUDGE:
+            return LlmJudge(post, model=judge.served_name, max_concurrency=self._concurrency)
         return ProcessRewardModel(
             post,
             model=judge.served_name,
@@ -304,7 +325,8 @@ class Scaler:
 
     def _reward_target(self, name: str) -> Target:
         # Any server of it will do: the scaled model's owner chose it, not the caller.
-        found = self.table.find(name)
+        # One that sleeps is woken (held below), as the model itself is.
+        found = self.table.find(name, hold=self.holder is not None)
         if isinstance(found, Unknown):
             raise OpenAIError(
                 503, f"the reward model {name!r} is not served", code="reward_model_unavailable"
@@ -318,13 +340,29 @@ class Scaler:
             )
         return found
 
+    @contextlib.asynccontextmanager
+    async def _admitted(self, servers: list[Target]) -> AsyncIterator[list[Target]]:
+        """`servers` once each serves (held until then), counted running on each for
+        the whole run: no drain completes between two of its calls."""
+        if self.holder is None:
+            yield servers
+            return
+        async with self.holder.admitted(servers) as current:
+            yield current
+
     async def run(self, exchange: ScaledExchange) -> Result:
-        if exchange.held and self.holder is not None:
-            async with self.holder.hold(exchange.target) as hold:
-                exchange.target = await hold.ready()
-        payload, target, scaling = exchange.payload, exchange.target, exchange.scaling
+        judge = self._judge(exchange)
+        servers = [exchange.target]
+        if judge is not None and judge.server_id != exchange.target.server_id:
+            servers.append(judge)
+        async with self._admitted(servers) as admitted:
+            exchange.target = target = admitted[0]
+            return await self._run(exchange, target, admitted[-1] if judge else target)
+
+    async def _run(self, exchange: ScaledExchange, target: Target, judge: Target) -> Result:
+        payload, scaling = exchange.payload, exchange.scaling
         lm = OpenAIChatLM.for_runtime(
-            poster(self.dispatcher, target, exchange.meter),
+            poster(self.dispatcher, target, exchange.meter, running=True),
             model=target.served_name,
             runtime=target.runtime,
             max_concurrency=self._concurrency,
@@ -336,7 +374,7 @@ class Scaler:
             lm,
             Prompt.of(payload["messages"]),
             budget=scaling.budget,
-            reward=self._reward(exchange),
+            reward=self._reward(exchange, judge),
             options=options(payload, scaling),
             rng=random.Random(seed) if isinstance(seed, int) else None,
         )

@@ -1,19 +1,26 @@
 """This replica's requests per server (by ModelServe UID): in flight, held, last used.
 
 The dispatcher counts every upstream call in flight (a scaled request makes several:
-each loads the server); the holder counts held requests. `last_used` is the time of the
-latest request routed to the server, held or forwarded. Listeners (the reporter) hear
-of every change, with whether it is a first held request (the operator wakes a model
-on it, so the report goes out at once).
+each loads the server); the holder counts held requests. A scaled request is also
+counted running on each server it uses for its whole run (`running`), so that between
+its calls (while a reward model scores, say) the server is not idle and no drain can
+complete under it. The report's `in_flight` is the larger of the two counts, not their
+sum: a run adds nothing to the load its calls already show (the autoscaler's load is
+not inflated), and keeps it at least 1 while it waits between them.
+
+`last_used` is the time of the latest request routed to the server, held or forwarded.
+Listeners (the reporter) hear of every change, with whether it is a first held request
+(the operator wakes a model on it, so the report goes out at once).
 
 Plain data on one event loop; nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 
 from modelserve.common.load_reports import ServerLoad
 
@@ -23,9 +30,14 @@ Listener = Callable[[str, bool], None]
 
 @dataclasses.dataclass
 class _Counts:
-    in_flight: int = 0
+    calls: int = 0  # upstream calls in flight
+    runs: int = 0  # scaled requests running
     held: int = 0
     last_used: float = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return max(self.calls, self.runs)
 
 
 class LoadBook:
@@ -49,14 +61,31 @@ class LoadBook:
     def started(self, server_id: str) -> None:
         """A call to the server is in flight."""
         counts = self._counts(server_id)
-        counts.in_flight += 1
+        counts.calls += 1
         counts.last_used = self._clock()
         self._changed(server_id)
 
     def finished(self, server_id: str) -> None:
         counts = self._counts(server_id)
-        counts.in_flight = max(0, counts.in_flight - 1)
+        counts.calls = max(0, counts.calls - 1)
         self._changed(server_id)
+
+    @contextlib.contextmanager
+    def running(self, server_ids: Collection[str]) -> Iterator[None]:
+        """A scaled request uses these servers until the block ends (its calls are
+        counted apart, by the dispatcher)."""
+        for server_id in server_ids:
+            counts = self._counts(server_id)
+            counts.runs += 1
+            counts.last_used = self._clock()
+            self._changed(server_id)
+        try:
+            yield
+        finally:
+            for server_id in server_ids:
+                counts = self._counts(server_id)
+                counts.runs = max(0, counts.runs - 1)
+                self._changed(server_id)
 
     def held(self, server_id: str) -> None:
         """A request waits for the server to wake."""

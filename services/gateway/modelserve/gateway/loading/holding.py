@@ -18,7 +18,7 @@ import contextlib
 import enum
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.loading.states import Fail, Go, verdict
@@ -95,8 +95,12 @@ class Holder:
         self.keepalive = keepalive
 
     def needed(self, target: Target) -> bool:
-        """Whether a request for `target` must wait for it (else it goes on as always)."""
-        return holdable(target) and not self.table.serving(target)
+        """Whether a request for `target` must wait for it now (else it goes on as
+        always), by the table's current version of it (a drain may have come since the
+        request was routed). The caller that goes on must count its request in the book
+        with no `await` in between: a drain seen after this check then finds it."""
+        current = self.table.current(target)
+        return holdable(current) and not self.table.serving(current)
 
     def check_room(self, target: Target) -> None:
         """429 when the server's queue is full (before the contract is asked: a request
@@ -126,6 +130,27 @@ class Holder:
             self.book.released(target.server_id)
             self.metrics.held.labels(target.served_name).dec()
             self._ended(target, hold.outcome or Outcome.CLIENT_LEFT, hold.started)
+
+    @contextlib.asynccontextmanager
+    async def admitted(
+        self, targets: Sequence[Target], tick: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[list[Target]]:
+        """`targets` (their current versions) once every one serves, each held
+        meanwhile (all at once: they wake together), and counted running in the book
+        until the block ends: a scaled request, from its first call to its last."""
+        while True:
+            current = [self.table.current(target) for target in targets]
+            waiting = [target for target in current if self.needed(target)]
+            if not waiting:
+                break
+            async with contextlib.AsyncExitStack() as stack:
+                holds = [await stack.enter_async_context(self.hold(t)) for t in waiting]
+                for hold in holds:
+                    await hold.ready(tick)
+            # One may have stopped serving while another was waited for: check again.
+        # No await since the last check: a drain seen from now on finds them running.
+        with self.book.running([target.server_id for target in current]):
+            yield current
 
     def _ended(self, target: Target, outcome: Outcome, started: float | None) -> None:
         model = target.served_name

@@ -8,10 +8,18 @@
 - the requests of a server being drained change (the operator puts it to sleep once no
   replica has any).
 
-The `kubernetes` client is synchronous: each write runs in a thread. A failed write is
-logged and counted, and the next one tries again; the loop runs supervised (restarted
-after any bug), so a report never takes the gateway down. The Lease is deleted at
-shutdown (a replica that dies leaves it to expire).
+The `kubernetes` client is synchronous: each write runs in a thread. A failed write (the
+API server refused it, or the network failed: a timeout, a reset connection) is logged
+and counted, and the next one tries again on the normal period; the loop runs supervised
+(restarted after any bug), so a report never takes the gateway down. The Lease is
+deleted at shutdown.
+
+A replica that dies (SIGKILL, a lost node) leaves its Lease behind, expired; the chart
+names each after its pod, so every rollout would leave more. Every `SWEEP_SECONDS` each
+replica deletes the load-report Leases of its namespace not renewed for `stale_seconds`
+(by default 10 lease durations and at least `MIN_STALE_SECONDS`: far beyond any clock
+skew between replicas, and long after the operator stopped counting them). The delete
+is conditional on the Lease's resourceVersion: one renewed meanwhile stays.
 """
 
 from __future__ import annotations
@@ -28,8 +36,9 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
-from modelserve.common.load_reports import LoadReport, build_lease, lease_name
+from modelserve.common.load_reports import LOAD_LABEL, LoadReport, build_lease, lease_name
 from modelserve.common.supervision import start_supervised
 from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.metrics import GatewayMetrics
@@ -41,6 +50,14 @@ NOT_FOUND, CONFLICT = 404, 409
 COALESCE_SECONDS = 0.005
 # Seconds one API call may take.
 REQUEST_SECONDS = 5
+# What a call to the API server may fail with, short of a bug: its refusal, or the
+# network's (urllib3's timeouts, retries given up, broken connections; socket errors).
+API_FAILURES = (ApiException, HTTPError, OSError)
+# Seconds between two sweeps of the Leases that dead replicas left.
+SWEEP_SECONDS = 300.0
+# A Lease not renewed for this long (at least) is a dead replica's.
+MIN_STALE_SECONDS = 600.0
+STALE_DURATIONS = 10
 
 
 def default_replica_id() -> str:
@@ -85,6 +102,8 @@ class LoadReporter:
         namespace: str,
         period: float,
         duration: float,
+        sweep_seconds: float = SWEEP_SECONDS,
+        stale_seconds: float | None = None,
     ) -> None:
         self._leases = k8s.CoordinationV1Api(api)
         self._table = table
@@ -96,7 +115,13 @@ class LoadReporter:
         self._duration = duration
         self._due = asyncio.Event()
         self._acknowledged: dict[str, str] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._sweep_seconds = sweep_seconds
+        self.stale_seconds = (
+            stale_seconds
+            if stale_seconds is not None
+            else max(STALE_DURATIONS * duration, MIN_STALE_SECONDS)
+        )
+        self._tasks: list[asyncio.Task[None]] = []
         table.changes.listen(self._table_changed)
         book.listen(self._book_changed)
 
@@ -113,17 +138,20 @@ class LoadReporter:
     # --- The loop ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._task = start_supervised("load report", self._run)
+        self._tasks = [
+            start_supervised("load report", self._run),
+            start_supervised("load report sweep", self._sweep_loop),
+        ]
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         try:
             await asyncio.to_thread(self._delete)
-        except ApiException as error:
-            logger.warning("the load report %s was not deleted: %s", self._name, error.reason)
+        except API_FAILURES as error:
+            logger.warning("the load report %s was not deleted: %s", self._name, _why(error))
 
     @property
     def _name(self) -> str:
@@ -143,21 +171,61 @@ class LoadReporter:
         body = build_lease(report, self.namespace)
         try:
             await asyncio.to_thread(self._put, body)
-        except ApiException as error:
+        except API_FAILURES as error:
             self._metrics.load_reports.labels("failed").inc()
             logger.warning(
-                "the load report %s/%s was not written (%s): %s",
-                self.namespace,
-                self._name,
-                error.status,
-                error.reason,
+                "the load report %s/%s was not written: %s", self.namespace, self._name, _why(error)
             )
             return False
         self._acknowledged = dict(report.draining)
         self._metrics.load_reports.labels("written").inc()
         return True
 
+    async def _sweep_loop(self) -> None:
+        while True:
+            await self.sweep()
+            await asyncio.sleep(self._sweep_seconds)
+
+    async def sweep(self) -> list[str]:
+        """Delete the Leases of dead replicas (not renewed for `stale_seconds`); their
+        names. A failure is logged: the next sweep tries again."""
+        try:
+            swept = await asyncio.to_thread(self._sweep, time.time())
+        except API_FAILURES as error:
+            logger.warning("the load reports of %s were not swept: %s", self.namespace, _why(error))
+            return []
+        for name in swept:
+            logger.info("deleted the load report %s/%s of a dead replica", self.namespace, name)
+        return swept
+
     # --- In a thread -------------------------------------------------------------------
+
+    def _sweep(self, now: float) -> list[str]:
+        found = self._leases.list_namespaced_lease(
+            self.namespace, label_selector=f"{LOAD_LABEL}=true", _request_timeout=REQUEST_SECONDS
+        )
+        swept = []
+        for lease in found.items:
+            meta, spec = lease.metadata, lease.spec
+            if meta.name == self._name:
+                continue
+            renewed = (spec and (spec.renew_time or spec.acquire_time)) or meta.creation_timestamp
+            if renewed is None or now - renewed.timestamp() < self.stale_seconds:
+                continue
+            # Only the version read: a Lease renewed since then is alive after all.
+            unchanged = k8s.V1DeleteOptions(
+                preconditions=k8s.V1Preconditions(resource_version=meta.resource_version)
+            )
+            try:
+                self._leases.delete_namespaced_lease(
+                    meta.name, self.namespace, body=unchanged, _request_timeout=REQUEST_SECONDS
+                )
+            except ApiException as error:
+                if error.status not in (NOT_FOUND, CONFLICT):
+                    raise
+                continue
+            swept.append(meta.name)
+        return swept
 
     def _put(self, body: dict[str, Any]) -> None:
         """Patch the Lease; create it when it is not there (yet, or any more)."""
@@ -189,3 +257,9 @@ class LoadReporter:
         except ApiException as error:
             if error.status != NOT_FOUND:
                 raise
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, ApiException):
+        return f"{error.status} {error.reason}"
+    return f"{type(error).__name__}: {error}"
