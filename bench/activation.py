@@ -47,22 +47,13 @@ from pydantic import SecretStr
 
 from modelserve.common.modelserve import OWNER_LABEL
 from modelserve.common.tokens import TokenSettings, TokenSigner
-from modelserve.testbed.kube import KubeCluster, start_cluster
-from modelserve.testbed.llm import ensure_runtime
+from modelserve.testbed.bench_bed import bench_bed
+from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.measuring import percentile, revision, scratch_folder
-from modelserve.testbed.objectstores import PLATFORM_BUCKET, start_minio
 from modelserve.testbed.platform import (
     RunningService,
-    gateway_kubeconfig,
-    install_crds,
-    operator_kubeconfig,
-    start_operator,
-    start_service,
 )
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.postgres import start_postgres
-from modelserve.testbed.seeding import place_smollm2
-from modelserve.testbed.traefik import GATEWAY_SERVICE
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "activation-bench-secret-of-32-bytes!!"
@@ -84,39 +75,10 @@ class Bed:
 def bed(folder: Path) -> Iterator[Bed]:
     """Everything, from nothing: the cluster, the store with the model, the operator, a
     gateway, and the sleeping ModelServe."""
-    with contextlib.ExitStack() as stack:
-        cluster = start_cluster(folder / "kube")
-        stack.callback(cluster.stop)
-        install_crds(cluster)
-        store = start_minio("platform", folder / "minio", bucket=PLATFORM_BUCKET)
-        stack.callback(store.stop)
-        uri = place_smollm2(store, ensure_runtime().model)
-        postgres = start_postgres(log_folder=folder / "logs")
-        stack.callback(postgres.stop)
-        operator = start_operator(
-            operator_kubeconfig(cluster),
-            folder / "logs",
-            {
-                "OPERATOR_MODEL_STORE_ENDPOINT": cluster.expose_to_pods(store.port),
-                "OPERATOR_MODEL_STORE_ACCESS_KEY": store.access_key,
-                "OPERATOR_MODEL_STORE_SECRET_KEY": store.secret_key,
-                "OPERATOR_ROUTE_SERVICE": f"{GATEWAY_SERVICE}@file",
-                "OPERATOR_DRAIN_SECONDS": "1",
-            },
-        )
-        stack.callback(operator.stop)
-        gateway = start_service(
-            "gateway",
-            folder / "logs",
-            {
-                "JWT_SECRET": SECRET,
-                "GATEWAY_DATABASE_URL": postgres.create_database("activation"),
-                "GATEWAY_KUBECONFIG": str(gateway_kubeconfig(cluster)),
-                "GATEWAY_ADMIN_PASSWORD": "activation-admin",
-                "GATEWAY_LOG_LEVEL": "warning",
-            },
-        )
-        stack.callback(gateway.stop)
+    with bench_bed(
+        folder, secret=SECRET, name="activation", operator_settings={"OPERATOR_DRAIN_SECONDS": "1"}
+    ) as found:
+        cluster, uri, gateway = found.cluster, found.uri, found.gateway
         body = {
             "apiVersion": "llm.modelserve.io/v1alpha1",
             "kind": "ModelServe",

@@ -37,21 +37,11 @@ from pydantic import SecretStr
 
 from modelserve.common.modelserve import OWNER_LABEL
 from modelserve.common.tokens import TokenSettings, TokenSigner
-from modelserve.testbed.kube import KubeCluster, start_cluster
-from modelserve.testbed.llm import ensure_runtime
+from modelserve.testbed.bench_bed import bench_bed
+from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.measuring import percentile, revision, scratch_folder
-from modelserve.testbed.objectstores import PLATFORM_BUCKET, start_minio
-from modelserve.testbed.platform import (
-    gateway_kubeconfig,
-    install_crds,
-    operator_kubeconfig,
-    start_operator,
-    start_service,
-)
-from modelserve.testbed.postgres import start_postgres
-from modelserve.testbed.seeding import place_smollm2
 from modelserve.testbed.testing_loop import wait_ready
-from modelserve.testbed.traefik import GATEWAY_SERVICE, start_traefik
+from modelserve.testbed.traefik import start_traefik
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "serving-path-bench-secret-of-32-bytes!"
@@ -79,37 +69,8 @@ class Samples:
 def served(folder: Path, parallel: int) -> Iterator[tuple[KubeCluster, dict[str, str], str]]:
     """Everything, from nothing: the paths' base URLs and a token of the server's owner."""
     with contextlib.ExitStack() as stack:
-        cluster = start_cluster(folder / "kube")
-        stack.callback(cluster.stop)
-        install_crds(cluster)
-        store = start_minio("platform", folder / "minio", bucket=PLATFORM_BUCKET)
-        stack.callback(store.stop)
-        uri = place_smollm2(store, ensure_runtime().model)
-        postgres = start_postgres(log_folder=folder / "logs")
-        stack.callback(postgres.stop)
-        operator = start_operator(
-            operator_kubeconfig(cluster),
-            folder / "logs",
-            {
-                "OPERATOR_MODEL_STORE_ENDPOINT": cluster.expose_to_pods(store.port),
-                "OPERATOR_MODEL_STORE_ACCESS_KEY": store.access_key,
-                "OPERATOR_MODEL_STORE_SECRET_KEY": store.secret_key,
-                "OPERATOR_ROUTE_SERVICE": f"{GATEWAY_SERVICE}@file",
-            },
-        )
-        stack.callback(operator.stop)
-        gateway = start_service(
-            "gateway",
-            folder / "logs",
-            {
-                "JWT_SECRET": SECRET,
-                "GATEWAY_DATABASE_URL": postgres.create_database("serving_path"),
-                "GATEWAY_KUBECONFIG": str(gateway_kubeconfig(cluster)),
-                "GATEWAY_ADMIN_PASSWORD": "serving-path-admin",
-                "GATEWAY_LOG_LEVEL": "warning",
-            },
-        )
-        stack.callback(gateway.stop)
+        found_bed = stack.enter_context(bench_bed(folder, secret=SECRET, name="serving_path"))
+        cluster, uri, gateway = found_bed.cluster, found_bed.uri, found_bed.gateway
         traefik = start_traefik(folder / "traefik", cluster, gateway_url=gateway.url)
         stack.callback(traefik.stop)
         body = {

@@ -111,23 +111,9 @@ async def serving(
         server.close()
 
 
-@contextlib.asynccontextmanager
-async def stub() -> AsyncIterator[int]:
+def stub() -> contextlib.AbstractAsyncContextManager[int]:
     """The zero-latency OpenAI stub (`modelserve.testbed.openai_stub`) on loopback."""
-    port = free_port()
-    task = asyncio.create_task(openai_stub.serve("127.0.0.1", port, 4))
-    try:
-        for _ in range(100):
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            await asyncio.sleep(0.02)
-        yield port
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return openai_stub.serving(4)
 
 
 def sign(subject: str) -> str:

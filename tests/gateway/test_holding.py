@@ -122,22 +122,9 @@ async def until(check: Callable[[], Any], what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@contextlib.asynccontextmanager
-async def stub() -> AsyncIterator[int]:
-    port = free_port()
-    task = asyncio.create_task(openai_stub.serve("127.0.0.1", port, 4))
-    try:
-        for _ in range(100):
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            await asyncio.sleep(0.02)
-        yield port
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def stub() -> contextlib.AbstractAsyncContextManager[int]:
+    """The zero-latency OpenAI stub (`modelserve.testbed.openai_stub`) on loopback."""
+    return openai_stub.serving(4)
 
 
 def build_app(

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import cast
 
 import httptools
 import uvloop
+
+from modelserve.testbed.processes import free_port
 
 MODEL = "stub"
 
@@ -155,6 +159,18 @@ async def serve(host: str, port: int, chunks: int) -> None:
     server = await loop.create_server(lambda: _Connection(made), host, port)
     async with server:
         await server.serve_forever()
+
+
+@contextlib.asynccontextmanager
+async def serving(chunks: int = 4) -> AsyncIterator[int]:
+    """The stub on a free loopback port of the running event loop (for tests): its port,
+    listening when the block starts, closed when it ends."""
+    port = free_port()
+    made = answers(chunks)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Connection(made), "127.0.0.1", port)
+    async with server:
+        yield port
 
 
 def main() -> None:
