@@ -65,9 +65,7 @@ REVOCATIONS_KEPT_SECONDS = 3600
 # Always past the one it had: a token issued after an earlier bump in the same second got
 # that second as its `iat` (see `_issued_at`), and a second bump must void it too. Bumps
 # that pile up in one second move it ahead by a second each (within the verifiers' leeway).
-_BUMP = (
-    "not_before = GREATEST(to_timestamp(%(not_before)s), not_before + interval '1 second')"
-)
+_BUMP = "not_before = GREATEST(to_timestamp(%(not_before)s), not_before + interval '1 second')"
 DEVELOPMENT_ADMIN_PASSWORD = "admin"
 _USERS = """
     SELECT u.*, ARRAY(SELECT t.name FROM memberships m JOIN teams t ON t.id = m.team_id
