@@ -4,6 +4,7 @@ fence, and the choice of models to evict for GPUs."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any, cast
@@ -11,9 +12,15 @@ from typing import Any, cast
 import pytest
 from prometheus_client import generate_latest
 
-from modelserve.common.load_reports import LoadReport, ServerLoad, build_lease
+from modelserve.common.load_reports import (
+    LOAD_ANNOTATION,
+    LoadReport,
+    ServerLoad,
+    build_lease,
+    report_from_lease,
+)
 from modelserve.common.modelserve import Autoscaling, ModelServe
-from modelserve.operator.autoscaling.autoscaler import Autoscaler, initial_state
+from modelserve.operator.autoscaling.autoscaler import DELETION_COST, Autoscaler, initial_state
 from modelserve.operator.autoscaling.decisions import (
     NO_EVICTABLE,
     WAITING_FOR_EVICTION,
@@ -22,10 +29,16 @@ from modelserve.operator.autoscaling.decisions import (
     DrainOutcome,
     Key,
     LoadWindow,
+    PodDrain,
+    PodDrainOutcome,
+    PodLoad,
     drain_outcome,
     idle_seconds,
     initial_replicas,
     plan_eviction,
+    pod_drain_outcome,
+    pod_drain_released,
+    pods_to_drain,
     scaled_replicas,
     should_sleep,
     stamp,
@@ -391,6 +404,7 @@ class StandIn:
         self.events: list[tuple[Key, str, str]] = []
         self.on_event: Callable[[Key, str], None] = lambda key, reason: None
         self.failing: set[Key] = set()
+        self.annotated: list[tuple[str, dict[str, str]]] = []
 
     def parent(self, namespace: str, name: str) -> Any:
         return self.bodies.get((namespace, name))
@@ -402,6 +416,9 @@ class StandIn:
         meta = obj["metadata"]
         if (meta["namespace"], meta["name"]) in self.failing:
             raise RuntimeError("something unexpected")
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        self.annotated.append((name, annotations))
 
     async def post_event(self, involved: Any, kind: str, reason: str, message: str) -> None:
         key = (involved["metadata"]["namespace"], involved["metadata"]["name"])
@@ -627,3 +644,181 @@ def test_a_deleted_models_metric_series_go_with_it() -> None:
     scaler.forget(("ns", "m"))
     text = generate_latest(scaler.metrics.registry).decode()
     assert 'name="m"' not in text
+
+
+# --- The pod drain fence: which replicas go when a model scales down, and when --------
+
+
+def test_the_pods_that_go_are_the_least_busy_ready_ones_newest_first() -> None:
+    pods = [
+        PodLoad("old-idle", True, NOW - 100),
+        PodLoad("new-idle", True, NOW - 10),
+        PodLoad("busy", True, NOW - 1, in_flight=1),
+    ]
+    assert pods_to_drain(pods, 1) == ("new-idle",)
+    assert pods_to_drain(pods, 2) == ("new-idle", "old-idle")
+    assert pods_to_drain(pods, 3) == ("new-idle", "old-idle", "busy")
+
+
+def test_no_fence_when_pods_not_ready_go_first_anyway_or_too_few_are_ready() -> None:
+    starting = [PodLoad("ready", True, NOW, in_flight=2), PodLoad("starting", False, NOW)]
+    assert pods_to_drain(starting, 1) is None  # the ReplicaSet removes the starting one
+    assert pods_to_drain([PodLoad("a", True, NOW)], 2) is None
+    assert pods_to_drain([PodLoad("a", True, NOW)], 0) is None
+
+
+def pod_report(
+    replica: str,
+    ack: str | None = "t",
+    pods: dict[str, int] | None = None,
+    renewed: float = NOW,
+) -> LoadReport:
+    load = ServerLoad(in_flight=sum((pods or {}).values()), pods=pods or {})
+    acknowledged = {UID: ack} if ack else {}
+    return LoadReport(replica, renewed, 10, {UID: load}, pod_draining=acknowledged)
+
+
+def outcome(
+    drain: PodDrain,
+    reports: list[LoadReport],
+    *,
+    now: float = NOW,
+    wanted: int = 1,
+    ready: tuple[str, ...] = ("p-0", "p-1"),
+) -> tuple[PodDrainOutcome, PodDrain]:
+    return pod_drain_outcome(
+        drain,
+        UID,
+        reports,
+        desired=2,
+        wanted=wanted,
+        ready_pods=ready,
+        now=now,
+        ack_seconds=5,
+        drain_seconds=300,
+    )
+
+
+FENCE = PodDrain("t", ("p-1",), NOW)
+
+
+def test_a_pod_drain_waits_for_every_ack_and_then_for_the_requests_on_its_pods() -> None:
+    other_pod_busy = pod_report("gw-b", pods={"p-0": 3})
+    assert outcome(FENCE, [pod_report("gw-a"), pod_report("gw-b", ack=None)])[0] == "wait"
+    assert outcome(FENCE, [pod_report("gw-a"), other_pod_busy])[0] == "done"
+
+    # A request on the pod that goes, from before the fence: wait, never cancel.
+    def busy(at: float) -> list[LoadReport]:
+        return [pod_report(gw, pods={"p-1": 1}, renewed=at) for gw in ("gw-a", "gw-b")]
+
+    result, acknowledged = outcome(FENCE, busy(NOW))
+    assert result == "wait" and acknowledged.acknowledged_at == NOW
+    assert outcome(acknowledged, busy(NOW + 299), now=NOW + 299)[0] == "wait"
+    assert outcome(acknowledged, busy(NOW + 301), now=NOW + 301)[0] == "overdue"
+    # A dead replica's report counts neither for the ack nor for the requests.
+    dead = pod_report("gw-c", ack=None, pods={"p-1": 1}, renewed=NOW - 60)
+    assert outcome(FENCE, [pod_report("gw-a"), dead])[0] == "done"
+    assert outcome(FENCE, [])[0] == "done"
+
+
+def test_a_pod_drain_is_cancelled_by_load_by_a_missing_ack_and_a_pod_gone() -> None:
+    assert outcome(FENCE, [pod_report("gw-a")], wanted=2)[0] == "cancel-load"
+    late = [pod_report("gw-a", ack=None)]
+    assert outcome(FENCE, late, now=NOW + 4)[0] == "wait"
+    assert outcome(FENCE, late, now=NOW + 6)[0] == "cancel-ack"
+    assert outcome(FENCE, [pod_report("gw-a", ack="older")], now=NOW + 6)[0] == "cancel-ack"
+    assert outcome(FENCE, [pod_report("gw-a")], ready=("p-0",))[0] == "gone"
+
+
+def test_a_lowered_pod_drain_ends_when_its_pods_terminate_or_after_a_grace() -> None:
+    lowered = PodDrain("t", ("p-1",), NOW, lowered_at=NOW)
+    assert not pod_drain_released(lowered, {"p-0", "p-1"}, NOW + 1, 40)
+    assert pod_drain_released(lowered, {"p-0"}, NOW + 1, 40)
+    assert pod_drain_released(lowered, {"p-0", "p-1"}, NOW + 41, 40)
+
+
+def test_a_pod_drain_round_trips_through_the_status_and_the_lease() -> None:
+    found = PodDrain.from_status(FENCE.to_status(), NOW + 5)
+    assert found == PodDrain("t", ("p-1",), NOW + 5)
+    assert PodDrain.from_status({"token": "t", "pods": []}, NOW) is None
+    lease = build_lease(pod_report("gw-a", pods={"p-1": 2}), "gw")
+    report = report_from_lease(lease)
+    assert report is not None
+    assert report.pod_draining == {UID: "t"}
+    assert report.servers[UID].pods == {"p-1": 2}
+    old = {"servers": {UID: {"inFlight": 1, "held": 0, "lastUsed": 0}}, "draining": {}}
+    lease["metadata"]["annotations"][LOAD_ANNOTATION] = json.dumps(old)
+    report = report_from_lease(lease)
+    assert report is not None and report.pod_draining == {} and report.servers[UID].pods == {}
+
+
+def ready_pod(name: str, created: float) -> PodView:
+    return PodView(name, None, None, None, False, ready=True, created=created)
+
+
+def scaled_down(
+    reports: list[dict[str, Any]],
+) -> tuple[Autoscaler, StandIn, Clock]:
+    """A model at 2 replicas whose load, 60 s after its last change, wants 1."""
+    clock = Clock()
+    scaler = autoscaler(clock)
+    status = {"desiredReplicas": 2, "activatedAt": stamp(NOW - 3600)}
+    stand_in = StandIn(
+        body(
+            "m", status=status, min_replicas=1, max_replicas=2, target_requests=1, window_seconds=5
+        )
+    )
+    stand_in.running(("ns", "m"), 2, [ready_pod("m-old", NOW - 200), ready_pod("m-new", NOW - 100)])
+    for found in reports:
+        scaler.reports.update("ADDED", found)
+    step(scaler, stand_in)  # first sight: the window starts
+    clock.now = NOW + 60
+    return scaler, stand_in, clock
+
+
+def pod_lease(
+    replica: str, renewed: float, ack: str | None, pods: dict[str, int]
+) -> dict[str, Any]:
+    load = {"uid-ns-m": ServerLoad(in_flight=sum(pods.values()), pods=pods)}
+    acknowledged = {"uid-ns-m": ack} if ack else {}
+    found = build_lease(LoadReport(replica, renewed, 10, load, pod_draining=acknowledged), "gw")
+    found["metadata"]["resourceVersion"] = f"{replica}-{renewed}-{ack}"
+    return found
+
+
+def test_scaling_down_drains_the_idle_pod_and_marks_it_to_go_first() -> None:
+    """2 -> 1 with one long request on the older pod: the newer, idle pod is fenced; the
+    Deployment stays at 2 until the gateway acknowledged, then that pod gets the lowest
+    deletion cost and the Deployment goes to 1; the fence stays until the pod terminates."""
+    scaler, stand_in, clock = scaled_down([pod_lease("gw-a", NOW, None, {"m-old": 1})])
+    state = scaler.states[("ns", "m")]
+    scaler.reports.update("ADDED", pod_lease("gw-a", clock.now, None, {"m-old": 1}))
+    step(scaler, stand_in)
+    assert state.pod_drain is not None and state.pod_drain.pods == ("m-new",)
+    assert state.desired == 2 and stand_in.annotated == []
+    token = state.pod_drain.token
+
+    scaler.reports.update("ADDED", pod_lease("gw-a", clock.now, token, {"m-old": 1}))
+    step(scaler, stand_in)
+    assert stand_in.annotated == [("m-new", {DELETION_COST: "-1000"})]
+    assert state.desired == 1
+    assert state.pod_drain is not None and state.pod_drain.lowered_at == clock.now
+    view = scaler.view(ModelServe.from_body(stand_in.bodies[("ns", "m")]), None)
+    assert view is not None and view.pod_drain is not None and view.pod_drain.pods == ("m-new",)
+
+    stand_in.indexes.pods[("ns", "m")] = [ready_pod("m-old", NOW - 200)]
+    step(scaler, stand_in)
+    after = scaler.states[("ns", "m")]
+    assert after.pod_drain is None and after.desired == 1
+
+
+def test_a_pod_drain_not_acknowledged_in_time_keeps_the_replicas() -> None:
+    scaler, stand_in, clock = scaled_down([pod_lease("gw-a", NOW, None, {})])
+    state = scaler.states[("ns", "m")]
+    scaler.reports.update("ADDED", pod_lease("gw-a", clock.now, None, {"m-old": 1}))
+    step(scaler, stand_in)
+    assert state.pod_drain is not None
+    clock.now += SETTINGS.drain_ack_seconds + 1
+    scaler.reports.update("ADDED", pod_lease("gw-a", clock.now, None, {"m-old": 1}))
+    step(scaler, stand_in)
+    assert state.desired == 2 and stand_in.annotated == []

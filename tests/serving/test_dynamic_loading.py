@@ -322,3 +322,75 @@ def test_a_burst_scales_out_and_back_with_no_failed_request(
         what="the model to scale back to 1",
     )
     assert chat(gateways[1], name).status_code == 200
+
+
+def _pods_in_flight(kube: KubeCluster, uid: str) -> dict[str, int]:
+    """Requests in flight per pod of a model, over every gateway replica's report."""
+    leases = kube.get_json("leases", "-n", "modelserve", "-l", "llm.modelserve.io/gateway-load")
+    found: dict[str, int] = {}
+    for lease in leases["items"]:
+        report = json.loads(lease["metadata"]["annotations"]["llm.modelserve.io/load"])
+        for pod, count in (report.get("servers", {}).get(uid, {}).get("pods") or {}).items():
+            found[pod] = found.get(pod, 0) + count
+    return found
+
+
+def _only_busy_pod(kube: KubeCluster, uid: str) -> str | None:
+    busy = _pods_in_flight(kube, uid)
+    return next(iter(busy)) if len(busy) == 1 else None
+
+
+def _running_pods(kube: KubeCluster, namespace: str, name: str) -> set[str]:
+    found = kube.get_json("pods", "-n", namespace, "-l", f"llm.modelserve.io/modelserve={name}")
+    return {
+        p["metadata"]["name"] for p in found["items"] if not p["metadata"].get("deletionTimestamp")
+    }
+
+
+def test_scaling_down_lets_the_replica_with_a_long_stream_finish(
+    crds: KubeCluster, operator: RunningOperator, bed: dict[str, Any], smollm2_uri: str
+) -> None:
+    """2 → 1 while a long stream runs on one replica: the replica without a request goes
+    (fenced by status.podDrain, then marked to go first), the stream ends whole. Without
+    the fence the ReplicaSet picks either pod, and a stream on the one it picks is cut
+    once its preStop sleep (OPERATOR_DRAIN_SECONDS, 2 s here) ends."""
+    namespace, gateway = bed["namespace"], bed["gateways"][0]
+    name = "fenced"
+    body = sleepy(name, smollm2_uri, 1, minReplicas=1, maxReplicas=2, targetRequests=1)
+    body["spec"]["autoscaling"]["windowSeconds"] = 5
+    crds.kubectl("apply", "-n", namespace, stdin=yaml.safe_dump(body))
+    wait_phase(crds, namespace, name, "Ready")
+    uid = crds.get_json("ms", name, "-n", namespace)["metadata"]["uid"]
+    tokens = 1200
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        # Two streams on the first replica take the model to 2; the long one then goes to
+        # the new replica, the least busy.
+        warmers = [pool.submit(_long_stream, gateway, name, tokens=400) for _ in range(2)]
+        wait_for(
+            lambda: status(crds, namespace, name).get("readyReplicas") == 2,
+            timeout=120,
+            what="a second replica",
+        )
+        time.sleep(1)  # the gateway's watch sees the new endpoint
+        long = pool.submit(_long_stream, gateway, name, tokens=tokens)
+        assert all(w.result(timeout=240) > 0 for w in warmers)
+        streaming = wait_for(
+            lambda: _only_busy_pod(crds, uid), timeout=30, what="the long stream alone in flight"
+        )
+        wait_for(
+            lambda: deployment_replicas(crds, namespace, name) == 1,
+            timeout=120,
+            what="the model to scale back to 1",
+        )
+        assert not long.done(), "the long stream ended before the scale-down: make it longer"
+        wait_for(
+            lambda: _running_pods(crds, namespace, name) == {streaming},
+            timeout=60,
+            what="the idle replica to go",
+        )
+        assert long.result(timeout=300) >= tokens  # every token, no error event
+    assert status(crds, namespace, name).get("desiredReplicas") == 1
+    wait_for(
+        lambda: "podDrain" not in status(crds, namespace, name), timeout=30, what="the fence to end"
+    )

@@ -16,6 +16,12 @@ held for the model. The operator scales the model to zero only once every live r
 acknowledged the token with none; a replica that reports a request for it cancels the
 drain.
 
+The pod drain fence does the same for one replica of a model that scales down (N to
+N-1, N-1 >= 1): the operator names the pods that go in `status.podDrain`; a replica
+that sees it sends those pods no new request and acknowledges the token in
+`pod_draining`; each report counts the requests in flight per pod (`ServerLoad.pods`),
+and the operator lets the pods go once none has any.
+
 Pure functions: building and reading the Lease, and summing the live reports.
 """
 
@@ -41,33 +47,47 @@ class ServerLoad:
     in_flight: int = 0
     held: int = 0
     last_used: float = 0.0  # seconds since the epoch of the latest request; 0: none yet
+    # Requests in flight per pod (by pod name), the non-zero ones only.
+    pods: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def busy(self) -> bool:
         return self.in_flight > 0 or self.held > 0
 
     def to_wire(self) -> dict[str, Any]:
-        return {"inFlight": self.in_flight, "held": self.held, "lastUsed": self.last_used}
+        wire: dict[str, Any] = {
+            "inFlight": self.in_flight,
+            "held": self.held,
+            "lastUsed": self.last_used,
+        }
+        if self.pods:
+            wire["pods"] = dict(sorted(self.pods.items()))
+        return wire
 
     @classmethod
     def from_wire(cls, found: Mapping[str, Any]) -> ServerLoad:
+        pods = found.get("pods")
+        counted = {str(pod): int(count or 0) for pod, count in (pods or {}).items()}
         return cls(
             in_flight=max(0, int(found.get("inFlight") or 0)),
             held=max(0, int(found.get("held") or 0)),
             last_used=float(found.get("lastUsed") or 0.0),
+            pods={pod: count for pod, count in counted.items() if count > 0},
         )
 
 
 @dataclasses.dataclass(frozen=True)
 class LoadReport:
-    """One gateway replica's report: its requests per server (by ModelServe UID) and the
-    drain tokens it acknowledged (UID -> token)."""
+    """One gateway replica's report: its requests per server (by ModelServe UID), the
+    drain tokens it acknowledged (UID -> token) and the pod drain tokens it acknowledged
+    (UID -> token)."""
 
     replica: str
     renewed: float  # seconds since the epoch
     duration: float  # seconds the report counts after `renewed`
     servers: Mapping[str, ServerLoad] = dataclasses.field(default_factory=dict)
     draining: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    pod_draining: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def live(self, now: float) -> bool:
         return now < self.renewed + self.duration
@@ -95,10 +115,12 @@ def _seconds(stamp: object) -> float:
 
 def build_lease(report: LoadReport, namespace: str) -> dict[str, Any]:
     """The Lease that carries `report` (for a create or a replace)."""
-    payload = {
+    payload: dict[str, Any] = {
         "servers": {uid: load.to_wire() for uid, load in sorted(report.servers.items())},
         "draining": dict(sorted(report.draining.items())),
     }
+    if report.pod_draining:
+        payload["podDraining"] = dict(sorted(report.pod_draining.items()))
     return {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -130,29 +152,37 @@ def report_from_lease(body: Mapping[str, Any]) -> LoadReport | None:
             if isinstance(found, dict)
         }
         draining = {str(uid): str(token) for uid, token in (payload.get("draining") or {}).items()}
+        pod_draining = {
+            str(uid): str(token) for uid, token in (payload.get("podDraining") or {}).items()
+        }
         return LoadReport(
             replica=str(spec.get("holderIdentity") or meta.get("name") or ""),
             renewed=_seconds(spec.get("renewTime")),
             duration=float(spec.get("leaseDurationSeconds") or 0),
             servers=servers,
             draining=draining,
+            pod_draining=pod_draining,
         )
     except (ValueError, TypeError, AttributeError):
         return None
 
 
 def summed(reports: Iterable[LoadReport], now: float) -> dict[str, ServerLoad]:
-    """Each server's requests over the live reports: in flight and held added up, the
-    latest use."""
+    """Each server's requests over the live reports: in flight and held added up (per pod
+    too), the latest use."""
     total: dict[str, ServerLoad] = {}
     for report in reports:
         if not report.live(now):
             continue
         for uid, load in report.servers.items():
             known = total.get(uid, ServerLoad())
+            pods = dict(known.pods)
+            for pod, count in load.pods.items():
+                pods[pod] = pods.get(pod, 0) + count
             total[uid] = ServerLoad(
                 in_flight=known.in_flight + load.in_flight,
                 held=known.held + load.held,
                 last_used=max(known.last_used, load.last_used),
+                pods=pods,
             )
     return total

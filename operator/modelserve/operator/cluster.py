@@ -35,6 +35,7 @@ PLURALS = {
     "ModelServe": PLURAL,
     "Event": "events",
     "Lease": "leases",
+    "Pod": "pods",
 }
 APPLY = "application/apply-patch+yaml"  # JSON is YAML
 MERGE = "application/merge-patch+json"
@@ -163,6 +164,20 @@ class Cluster:
         except ClusterError as error:
             if error.status != 404:
                 raise  # a 404: deleted meanwhile, nothing left to report on
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge `annotations` into a pod's (a pod gone meanwhile is fine)."""
+        try:
+            await self._call(
+                f"annotate pod {namespace}/{name}",
+                "PATCH",
+                path("v1", "Pod", namespace, name),
+                body={"metadata": {"annotations": annotations}},
+                content_type=MERGE,
+            )
+        except ClusterError as error:
+            if error.status != 404:
+                raise
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         """One Secret, read by name in its namespace (the operator lists or watches none);

@@ -82,7 +82,11 @@ class OperatorSettings(BaseSettings):
     """Seconds between two passes of the autoscaler when nothing wakes it (idle timeouts,
     drains and windows are counted at this pace; reports and pods wake it at once)."""
     drain_ack_seconds: float = Field(default=5.0, gt=0)
-    """How long every live gateway replica has to acknowledge a drain before it is cancelled."""
+    """How long every live gateway replica has to acknowledge a drain (or a pod drain)
+    before it is cancelled."""
+    replica_drain_seconds: float = Field(default=300.0, gt=0)
+    """How long a replica that goes when a model scales down (status.podDrain) may keep
+    the requests it has once every gateway sends it nothing new; then it goes anyway."""
     last_request_write_seconds: float = Field(default=5.0, ge=0)
     """status.lastRequestTime is written at most this often when nothing else changed."""
 

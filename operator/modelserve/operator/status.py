@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelserve.common.modelserve import ModelServe, Runtime
-from modelserve.operator.autoscaling.decisions import AutoscaleView, stamp
+from modelserve.operator.autoscaling.decisions import AutoscaleView, seconds, stamp
 from modelserve.operator.builders import endpoint, route_prefix, selector_string
 from modelserve.operator.settings import OperatorSettings
 
 PENDING, DEPLOYING, READY, DEGRADED, FAILED = "Pending", "Deploying", "Ready", "Degraded", "Failed"
 SLEEPING = "Sleeping"
 # The autoscaler's status fields; the status write is a merge patch, where None deletes.
-AUTOSCALER_FIELDS = ("drain", "activatedAt", "lastRequestTime")
+AUTOSCALER_FIELDS = ("drain", "podDrain", "activatedAt", "lastRequestTime")
 # Container states that will not fix themselves without a change of spec or image.
 FAILING_REASONS = {
     "CrashLoopBackOff",
@@ -64,6 +64,8 @@ class PodView:
     fetch_failure: str | None  # why the init step that fetches the model failed
     failure: str | None  # a server container stuck in a failing state
     deleting: bool
+    ready: bool = False  # its Ready condition is True
+    created: float = 0.0  # its creation time, seconds since the epoch
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PodView:
@@ -82,6 +84,11 @@ class PodView:
             fetch_failure=_failure(status.get("initContainerStatuses") or [], init=True),
             failure=_failure(status.get("containerStatuses") or [], init=False),
             deleting=bool(body["metadata"].get("deletionTimestamp")),
+            ready=any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in status.get("conditions") or []
+            ),
+            created=seconds(body["metadata"].get("creationTimestamp")) or 0.0,
         )
 
 
@@ -189,7 +196,8 @@ def compute_status(
 
 
 def _autoscaled(view: AutoscaleView, previous: Mapping[str, Any]) -> dict[str, Any]:
-    """The autoscaler's fields; `drain` as None (deleted by the merge patch) once it ends."""
+    """The autoscaler's fields; `drain` and `podDrain` as None (deleted by the merge
+    patch) once they end."""
     fields: dict[str, Any] = {}
     if view.last_request:
         fields["lastRequestTime"] = stamp(view.last_request)
@@ -199,6 +207,10 @@ def _autoscaled(view: AutoscaleView, previous: Mapping[str, Any]) -> dict[str, A
         fields["drain"] = view.drain.to_status()
     elif previous.get("drain"):
         fields["drain"] = None
+    if view.pod_drain is not None:
+        fields["podDrain"] = view.pod_drain.to_status()
+    elif previous.get("podDrain"):
+        fields["podDrain"] = None
     return fields
 
 

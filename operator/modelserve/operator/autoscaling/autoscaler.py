@@ -9,9 +9,12 @@ deadlines). It writes Deployments' replicas itself, at once (activation latency 
 under the same per-ModelServe lock as the reconcile path, which builds the Deployment
 with the same number (`replicas`).
 
-Scaling down needs nothing more here: a replica that goes leaves the Service's Ready
-endpoints (its EndpointSlice entry turns terminating) so the gateway sends it nothing
-new, and its preStop sleep (OPERATOR_DRAIN_SECONDS) lets what it answers finish.
+Scaling down (N to N-1, N-1 >= 1) is fenced per replica: the operator picks the Ready
+pods with the fewest requests in flight and names them in status.podDrain; the gateways
+send them nothing new and say so in their reports; once none has a request on them (or
+after OPERATOR_REPLICA_DRAIN_SECONDS), they get the lowest pod-deletion-cost, so the
+ReplicaSet removes exactly those, and only then is the Deployment lowered. Their preStop
+sleep (OPERATOR_DRAIN_SECONDS) still covers what reaches them in between.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +44,9 @@ from modelserve.operator.autoscaling.decisions import (
     DrainOutcome,
     Key,
     LoadWindow,
+    PodDrain,
+    PodDrainOutcome,
+    PodLoad,
     drain_outcome,
     gpu_type_name,
     idle_seconds,
@@ -47,6 +54,9 @@ from modelserve.operator.autoscaling.decisions import (
     listed,
     named,
     plan_eviction,
+    pod_drain_outcome,
+    pod_drain_released,
+    pods_to_drain,
     scaled_replicas,
     seconds,
     should_sleep,
@@ -70,6 +80,12 @@ INSUFFICIENT_GPU = f"Insufficient {GPU_RESOURCE}"
 # it retries an unschedulable pod when pods go, and at the latest after its back-off
 # (10 s by default). Until then the waiting model is still waiting for the eviction.
 SCHEDULER_RETRY_SECONDS = 30.0
+# The ReplicaSet removes the pods with the lowest cost first (among equally Ready ones).
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+GOING_FIRST = "-1000"
+# Beyond the preStop sleep: how long a lowered pod drain waits for its pods to terminate
+# (the ReplicaSet may have removed others: a pod that stopped being Ready goes first).
+LOWERED_GRACE_SECONDS = 30.0
 
 
 def autoscaled(ms: ModelServe) -> bool:
@@ -92,6 +108,7 @@ class ModelState:
     published_last_used: float | None = None
     published_at: float = 0.0
     drain: Drain | None = None
+    pod_drain: PodDrain | None = None
     sleep_message: str = ""
     window: LoadWindow = dataclasses.field(default_factory=LoadWindow)
     applied: int | None = None  # the replicas last written into the Deployment
@@ -111,6 +128,7 @@ class ModelState:
             last_request=self.published_last_used,
             activated_at=self.activated_at,
             drain=self.drain,
+            pod_drain=self.pod_drain,
             sleep_message=self.sleep_message,
             blocked=self.blocked,
             note=self.note,
@@ -137,6 +155,7 @@ def initial_state(ms: ModelServe, status: Mapping[str, Any], now: float) -> Mode
         published_last_used=last,
         published_at=now,
         drain=Drain.from_status(status.get("drain"), now),
+        pod_drain=PodDrain.from_status(status.get("podDrain"), now),
         sleep_message=str(status.get("message") or "") if status.get("phase") == "Sleeping" else "",
     )
 
@@ -255,8 +274,10 @@ class Autoscaler:
             why = "spec.autoscaling no longer lets it sleep"
             await self._event(reconciler, parent, "Normal", "DrainCancelled", f"stays awake: {why}")
         if st.drain is not None:
+            st.pod_drain = None
             desired = await self._follow_drain(reconciler, parent, st, ms, reports, now)
         elif desired == 0:
+            st.pod_drain = None
             if load.busy or autoscaling.min_replicas > 0:
                 desired = max(1, autoscaling.min_replicas)
                 st.activated_at = st.activating_since = st.changed_at = now
@@ -266,9 +287,11 @@ class Autoscaler:
                 await self._event(reconciler, parent, "Normal", "Activated", f"woken: {why}")
         else:
             desired = self._for_load(st, ms, autoscaling, load, ready, pods, now)
+            desired = await self._fence_scale_down(reconciler, st, ms, desired, load, reports, now)
             idle = idle_seconds(st.last_used, st.activated_at, None, now)
             if should_sleep(autoscaling, desired, load.busy, idle):
                 st.drain = Drain(secrets.token_hex(8), IDLE, f"idle for {round(idle)} s", now)
+                st.pod_drain = None
                 logger.info("%s/%s: idle for %d s, draining", *key, idle)
         st.desired = desired
         # No Deployment yet: the reconcile path creates it (with this number), after the
@@ -333,6 +356,94 @@ class Autoscaler:
         if desired > st.desired:
             st.changed_at = now
         return desired
+
+    async def _fence_scale_down(
+        self,
+        reconciler: Reconciler,
+        st: ModelState,
+        ms: ModelServe,
+        scaled: int,
+        load: ServerLoad,
+        reports: Sequence[LoadReport],
+        now: float,
+    ) -> int:
+        """The replicas to run now when the load would scale an awake model down to
+        `scaled` (>= 1): the current number until the replicas that go have no request
+        left (status.podDrain), then fewer, with those pods marked to go first."""
+        key = (ms.namespace, ms.name)
+        autoscaling = ms.spec.autoscaling
+        assert autoscaling is not None
+        current = st.desired
+        busy_now = math.ceil((load.in_flight + load.held) / autoscaling.target_requests)
+        wanted = max(scaled, min(busy_now, autoscaling.max_replicas))
+        pods = [pod for pod in reconciler.indexes.pods.get(key, []) if not pod.deleting]
+        if st.pod_drain is None:
+            if wanted >= current:
+                return scaled
+            chosen = pods_to_drain(
+                [PodLoad(p.name, p.ready, p.created, load.pods.get(p.name, 0)) for p in pods],
+                current - wanted,
+            )
+            if chosen is None:
+                return wanted  # pods not Ready go first anyway: no fence to build
+            st.pod_drain = PodDrain(secrets.token_hex(8), chosen, now)
+            logger.info("%s/%s: %d -> %d, draining %s", *key, current, wanted, ", ".join(chosen))
+            return current
+        if st.pod_drain.lowered_at is not None:
+            # Lowered: the fence stays until the pods that go are terminating (their
+            # endpoints then take nothing new), so no request reaches them in between.
+            grace = self.settings.drain_seconds + LOWERED_GRACE_SECONDS
+            if pod_drain_released(st.pod_drain, {pod.name for pod in pods}, now, grace):
+                st.pod_drain = None
+            return max(scaled, current)
+        outcome, st.pod_drain = pod_drain_outcome(
+            st.pod_drain,
+            ms.uid,
+            reports,
+            desired=current,
+            wanted=wanted,
+            ready_pods={pod.name for pod in pods if pod.ready},
+            now=now,
+            ack_seconds=self.settings.drain_ack_seconds,
+            drain_seconds=self.settings.replica_drain_seconds,
+        )
+        drain = st.pod_drain
+        if outcome is PodDrainOutcome.WAIT:
+            return current
+        if outcome is PodDrainOutcome.CANCEL_LOAD:
+            st.pod_drain = None
+            logger.info("%s/%s: the load wants %d replicas again, no pod drained", *key, wanted)
+            return scaled
+        if outcome is PodDrainOutcome.CANCEL_ACK:
+            st.pod_drain = None
+            ack = self.settings.drain_ack_seconds
+            logger.warning(
+                "%s/%s: not every gateway replica acknowledged the pod drain within %g s; "
+                "it stays at %d replicas",
+                *key,
+                ack,
+                current,
+            )
+            return current
+        if outcome is PodDrainOutcome.GONE:
+            st.pod_drain = None
+            logger.info("%s/%s: a pod to drain is no longer Ready; scaling down as is", *key)
+            return wanted
+        target = max(wanted, current - len(drain.pods))
+        going = drain.pods[: current - target]
+        if outcome is PodDrainOutcome.OVERDUE:
+            logger.warning(
+                "%s/%s: %s still had requests %g s after the gateways stopped sending them "
+                "more; they go anyway",
+                *key,
+                ", ".join(going),
+                self.settings.replica_drain_seconds,
+            )
+        for name in going:
+            await reconciler.cluster.annotate_pod(ms.namespace, name, {DELETION_COST: GOING_FIRST})
+        st.pod_drain = dataclasses.replace(drain, pods=going, lowered_at=now)
+        logger.info("%s/%s: %d -> %d, %s go", *key, current, target, ", ".join(going))
+        return target
 
     async def _follow_drain(
         self,

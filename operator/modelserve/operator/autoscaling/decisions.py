@@ -1,5 +1,6 @@
 """Pure decisions of the autoscaler: how many replicas, when to sleep, whether a drain is
-done, which models to evict. No I/O, no clock: `now` is always given.
+done, which models to evict, which replicas go when a model scales down and when they
+may. No I/O, no clock: `now` is always given.
 
 Times are seconds since the epoch (floats), as in the gateways' load reports.
 """
@@ -10,11 +11,11 @@ import dataclasses
 import datetime as dt
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from modelserve.common.load_reports import LoadReport, ServerLoad
+from modelserve.common.load_reports import LoadReport, ServerLoad, summed
 from modelserve.common.modelserve import Autoscaling
 
 Key = tuple[str, str]
@@ -114,6 +115,115 @@ def drain_outcome(
     if now - drain.since > ack_seconds:
         return DrainOutcome.CANCEL
     return DrainOutcome.WAIT
+
+
+@dataclasses.dataclass(frozen=True)
+class PodDrain:
+    """status.podDrain: these replicas (pods) of an awake model go once every gateway
+    replica sends them nothing new and none has a request on them. In memory only:
+    `acknowledged_at`, when every live gateway replica first acknowledged the token;
+    `lowered_at`, when the Deployment was lowered (the fence stays until they terminate)."""
+
+    token: str
+    pods: tuple[str, ...]
+    since: float
+    # Not compared: the status does not show it, so setting it is no change to write.
+    acknowledged_at: float | None = dataclasses.field(default=None, compare=False)
+    lowered_at: float | None = dataclasses.field(default=None, compare=False)
+
+    def to_status(self) -> dict[str, Any]:
+        return {"token": self.token, "pods": list(self.pods), "since": stamp(self.since)}
+
+    @classmethod
+    def from_status(cls, found: Mapping[str, Any] | None, now: float) -> PodDrain | None:
+        if not found or not found.get("token") or not found.get("pods"):
+            return None
+        # After a restart the acknowledgements are counted from now on.
+        return cls(token=str(found["token"]), pods=tuple(str(p) for p in found["pods"]), since=now)
+
+
+@dataclasses.dataclass(frozen=True)
+class PodLoad:
+    """A pod of the model as the choice of the replicas that go sees it."""
+
+    name: str
+    ready: bool
+    created: float  # seconds since the epoch
+    in_flight: int = 0  # over every live gateway replica
+
+
+def pods_to_drain(pods: Sequence[PodLoad], count: int) -> tuple[str, ...] | None:
+    """The `count` Ready pods that go when a model scales down: the fewest requests in
+    flight first, the newest first among equals (it has warmed up least), then by name.
+    None when no fence is needed or none can be built: pods that are not Ready are
+    `count` or more (the ReplicaSet removes those first), or too few are Ready."""
+    not_ready = [pod for pod in pods if not pod.ready]
+    ready = [pod for pod in pods if pod.ready]
+    if count <= 0 or len(not_ready) >= count or len(ready) < count:
+        return None
+    ranked = sorted(ready, key=lambda pod: (pod.in_flight, -pod.created, pod.name))
+    return tuple(pod.name for pod in ranked[:count])
+
+
+class PodDrainOutcome(StrEnum):
+    WAIT = "wait"
+    DONE = "done"  # no request on the pods: let them go
+    OVERDUE = "overdue"  # requests still on them after the bound: let them go anyway
+    CANCEL_LOAD = "cancel-load"  # the load wants the replicas again
+    CANCEL_ACK = "cancel-ack"  # not every gateway replica acknowledged in time
+    GONE = "gone"  # a chosen pod is no longer Ready (or gone): scale down without a fence
+
+
+def pod_drain_outcome(
+    drain: PodDrain,
+    uid: str,
+    reports: Iterable[LoadReport],
+    *,
+    desired: int,
+    wanted: int,
+    ready_pods: Collection[str],
+    now: float,
+    ack_seconds: float,
+    drain_seconds: float,
+) -> tuple[PodDrainOutcome, PodDrain]:
+    """What becomes of a pod drain (and the drain, with when it was acknowledged).
+
+    CANCEL_LOAD when the load wants `desired` replicas (or more) again; GONE when a chosen
+    pod stopped being Ready or went away (the ReplicaSet removes such pods first); then,
+    once every live report acknowledged the token: DONE with no request in flight on the
+    chosen pods, OVERDUE when they still have some `drain_seconds` after that
+    acknowledgement (long requests are what the fence waits for, but not forever), else
+    WAIT; before that, CANCEL_ACK after `ack_seconds`, else WAIT. A request on a chosen
+    pod never cancels: it came before the fence and is let finish."""
+    if wanted >= desired:
+        return PodDrainOutcome.CANCEL_LOAD, drain
+    if any(pod not in ready_pods for pod in drain.pods):
+        return PodDrainOutcome.GONE, drain
+    live = [report for report in reports if report.live(now)]
+    if any(report.pod_draining.get(uid) != drain.token for report in live):
+        if now - drain.since > ack_seconds:
+            return PodDrainOutcome.CANCEL_ACK, drain
+        return PodDrainOutcome.WAIT, drain
+    if drain.acknowledged_at is None:
+        drain = dataclasses.replace(drain, acknowledged_at=now)
+    load = summed(live, now).get(uid, ServerLoad())
+    if not any(load.pods.get(pod, 0) for pod in drain.pods):
+        return PodDrainOutcome.DONE, drain
+    assert drain.acknowledged_at is not None
+    if now - drain.acknowledged_at > drain_seconds:
+        return PodDrainOutcome.OVERDUE, drain
+    return PodDrainOutcome.WAIT, drain
+
+
+def pod_drain_released(
+    drain: PodDrain, live_pods: Collection[str], now: float, grace: float
+) -> bool:
+    """Whether a lowered pod drain may end: none of its pods is left but terminating ones
+    (`live_pods`: the model's pods not being deleted), or `grace` passed since it was
+    lowered (the ReplicaSet removed others)."""
+    assert drain.lowered_at is not None
+    gone = not any(pod in live_pods for pod in drain.pods)
+    return gone or now - drain.lowered_at > grace
 
 
 def initial_replicas(spec_replicas: int, autoscaling: Autoscaling) -> int:
@@ -321,6 +431,7 @@ class AutoscaleView:
     last_request: float | None = None
     activated_at: float | None = None
     drain: Drain | None = None
+    pod_drain: PodDrain | None = None
     sleep_message: str = ""
     blocked: tuple[str, str] | None = None  # (reason, message) of the Scheduled condition
     note: str = ""  # why fewer replicas run than the load asks for

@@ -161,6 +161,15 @@ class EndpointTable:
         """Requests in flight on `endpoints`, together."""
         return sum(self._in_flight.get(endpoint.url, 0) for endpoint in endpoints)
 
+    def pods(self, endpoints: Iterable[Endpoint]) -> dict[str, int]:
+        """Requests in flight on each pod of `endpoints` (by pod name), the non-zero ones."""
+        found: dict[str, int] = {}
+        for endpoint in endpoints:
+            count = self._in_flight.get(endpoint.url, 0)
+            if count and endpoint.pod:
+                found[endpoint.pod] = found.get(endpoint.pod, 0) + count
+        return found
+
     # --- Requests in flight, counted by the dispatcher -------------------------------
 
     def acquire(self, endpoint: Endpoint) -> None:

@@ -80,6 +80,10 @@ class Loading:
     # (NoEvictableModel: it will not be; WaitingForEviction: once another one sleeps).
     unscheduled_reason: str | None = None
     unscheduled_message: str = ""
+    # status.podDrain: replicas (pods) that go as the model scales down; they get no new
+    # request, and the token is acknowledged in the load report.
+    pod_drain_token: str | None = None
+    pod_drain_pods: frozenset[str] = frozenset()
 
 
 def loading_from_status(status: Mapping[str, Any]) -> Loading:
@@ -96,6 +100,9 @@ def loading_from_status(status: Mapping[str, Any]) -> Loading:
         None,
     )
     unscheduled = scheduled is not None and scheduled.get("status") == "False"
+    pod_drain = status.get("podDrain") if isinstance(status.get("podDrain"), Mapping) else None
+    pod_token = str(pod_drain.get("token") or "") if pod_drain else ""
+    pod_names = pod_drain.get("pods") if pod_drain else None
     return Loading(
         desired_replicas=desired if isinstance(desired, int) and desired >= 0 else None,
         last_request=float(_epoch(status.get("lastRequestTime"))),
@@ -108,6 +115,10 @@ def loading_from_status(status: Mapping[str, Any]) -> Loading:
         unscheduled_message=(
             str(scheduled.get("message") or "") if scheduled and unscheduled else ""
         ),
+        pod_drain_token=pod_token or None,
+        pod_drain_pods=frozenset(str(p) for p in pod_names)
+        if pod_token and isinstance(pod_names, list)
+        else frozenset(),
     )
 
 
@@ -435,10 +446,24 @@ class RouteTable:
     # --- Endpoints, for the dispatcher -----------------------------------------------
 
     def endpoints_of(self, target: Target) -> tuple[Endpoint, ...]:
-        """Where `target` answers: an external server's URL; else its Service's endpoints."""
+        """Where `target` answers: an external server's URL; else its Service's endpoints,
+        those of pods the operator is letting go (`Loading.pod_drain_pods`) as not ready:
+        they get no new request, and the requests they have go on."""
         if target.runtime is Runtime.EXTERNAL:
             return (Endpoint(target.endpoint),) if target.endpoint else ()
-        return self.endpoints.of(target.namespace, target.name)
+        found = self.endpoints.of(target.namespace, target.name)
+        going = target.loading.pod_drain_pods
+        if not going:
+            return found
+        return tuple(
+            dataclasses.replace(e, ready=False) if e.ready and e.pod in going else e for e in found
+        )
+
+    def pod_loads(self, target: Target) -> dict[str, int]:
+        """Requests in flight on each pod of `target` (the non-zero ones)."""
+        if target.runtime is Runtime.EXTERNAL:
+            return {}
+        return self.endpoints.pods(self.endpoints.of(target.namespace, target.name))
 
     def serving(self, target: Target) -> bool:
         """Ready, with an endpoint that takes new requests, and neither asleep nor being
@@ -455,7 +480,7 @@ class RouteTable:
     def choose(self, target: Target, exclude: Collection[str] = ()) -> Endpoint | None:
         """The endpoint of `target` for a request (see `balancing`), leaving out the URLs
         of `exclude`; None when it has no ready endpoint left."""
-        return self.endpoints.choose(self.endpoints_of(target), exclude)
+        return self.endpoints.choose(self.endpoints_of(self.current(target)), exclude)
 
 
 def holdable(target: Target) -> bool:

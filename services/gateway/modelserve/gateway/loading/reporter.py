@@ -6,7 +6,10 @@
 - a drain token appears or goes (acknowledged: this replica sends that server no new
   request, see `RouteTable.serving`);
 - the requests of a server being drained change (the operator puts it to sleep once no
-  replica has any).
+  replica has any);
+- a pod drain token appears or goes (status.podDrain: this replica sends those pods no
+  new request, see `RouteTable.endpoints_of`), and the requests of a server with one
+  change (the report counts them per pod; the operator lets the pods go at none).
 
 The `kubernetes` client is synchronous: each write runs in a thread. A failed write (the
 API server refused it, or the network failed: a timeout, a reset connection) is logged
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -38,7 +42,13 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from modelserve.common.load_reports import LOAD_LABEL, LoadReport, build_lease, lease_name
+from modelserve.common.load_reports import (
+    LOAD_LABEL,
+    LoadReport,
+    ServerLoad,
+    build_lease,
+    lease_name,
+)
 from modelserve.common.supervision import start_supervised
 from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.metrics import GatewayMetrics
@@ -77,16 +87,32 @@ def draining(table: RouteTable) -> dict[str, str]:
     }
 
 
+def pod_draining(table: RouteTable) -> dict[str, str]:
+    """The pod drain tokens this replica acknowledges: every one it has seen."""
+    return {
+        target.server_id: target.loading.pod_drain_token
+        for target in table.servers()
+        if target.loading.pod_drain_token is not None
+    }
+
+
 def report_of(
     replica: str, table: RouteTable, book: LoadBook, duration: float, now: float
 ) -> LoadReport:
     known = {target.server_id for target in table.servers()}
+    servers = book.report(known)
+    for target in table.servers():
+        pods = table.pod_loads(target)
+        if pods:
+            load = servers.get(target.server_id, ServerLoad())
+            servers[target.server_id] = dataclasses.replace(load, pods=pods)
     return LoadReport(
         replica=replica,
         renewed=now,
         duration=duration,
-        servers=book.report(known),
+        servers=servers,
         draining=draining(table),
+        pod_draining=pod_draining(table),
     )
 
 
@@ -115,6 +141,7 @@ class LoadReporter:
         self._duration = duration
         self._due = asyncio.Event()
         self._acknowledged: dict[str, str] = {}
+        self._pods_acknowledged: dict[str, str] = {}
         self._sweep_seconds = sweep_seconds
         self.stale_seconds = (
             stale_seconds
@@ -128,11 +155,14 @@ class LoadReporter:
     # --- When to write at once (called on the loop) ------------------------------------
 
     def _table_changed(self) -> None:
-        if draining(self._table) != self._acknowledged:
+        if (
+            draining(self._table) != self._acknowledged
+            or pod_draining(self._table) != self._pods_acknowledged
+        ):
             self._due.set()
 
     def _book_changed(self, server_id: str, first_held: bool) -> None:
-        if first_held or server_id in self._acknowledged:
+        if first_held or server_id in self._acknowledged or server_id in self._pods_acknowledged:
             self._due.set()
 
     # --- The loop ----------------------------------------------------------------------
@@ -178,6 +208,7 @@ class LoadReporter:
             )
             return False
         self._acknowledged = dict(report.draining)
+        self._pods_acknowledged = dict(report.pod_draining)
         self._metrics.load_reports.labels("written").inc()
         return True
 
