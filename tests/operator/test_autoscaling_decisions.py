@@ -20,6 +20,7 @@ from modelserve.common.load_reports import (
     report_from_lease,
 )
 from modelserve.common.modelserve import Autoscaling, ModelServe
+from modelserve.common.timestamps import rfc3339
 from modelserve.operator.autoscaling.autoscaler import DELETION_COST, Autoscaler, initial_state
 from modelserve.operator.autoscaling.decisions import (
     NO_EVICTABLE,
@@ -41,7 +42,6 @@ from modelserve.operator.autoscaling.decisions import (
     pods_to_drain,
     scaled_replicas,
     should_sleep,
-    stamp,
 )
 from modelserve.operator.autoscaling.metrics import AutoscalerMetrics
 from modelserve.operator.autoscaling.reports import LoadReports, follow_leases
@@ -292,7 +292,7 @@ def test_no_scale_down_within_a_window_of_the_last_change() -> None:
 def test_after_a_restart_a_window_of_one_sample_scales_nothing_down() -> None:
     found = initial_state(
         autoscaled_model("m", min_replicas=1, max_replicas=3),
-        {"desiredReplicas": 3, "activatedAt": stamp(NOW - 3600)},
+        {"desiredReplicas": 3, "activatedAt": rfc3339(NOW - 3600)},
         NOW,
     )
     assert (found.desired, found.changed_at) == (3, NOW)
@@ -323,7 +323,7 @@ def test_an_awake_model_keeps_at_least_min_replicas() -> None:
 def test_the_state_read_back_from_the_status_is_clamped_into_min_and_max() -> None:
     ms = autoscaled_model("m", min_replicas=2, max_replicas=3)
     for written, expected in ((1, 2), (5, 3), (2, 2)):
-        status = {"desiredReplicas": written, "activatedAt": stamp(NOW - 60)}
+        status = {"desiredReplicas": written, "activatedAt": rfc3339(NOW - 60)}
         assert initial_state(ms, status, NOW).desired == expected
 
 
@@ -458,8 +458,8 @@ def lease(
     return found
 
 
-AWAKE = {"desiredReplicas": 1, "activatedAt": stamp(NOW - 3600)}
-ASLEEP = {"desiredReplicas": 0, "activatedAt": stamp(NOW - 3600), "phase": "Sleeping"}
+AWAKE = {"desiredReplicas": 1, "activatedAt": rfc3339(NOW - 3600)}
+ASLEEP = {"desiredReplicas": 0, "activatedAt": rfc3339(NOW - 3600), "phase": "Sleeping"}
 
 
 def test_a_last_use_from_a_gateway_clock_ahead_does_not_keep_a_model_awake() -> None:
@@ -510,8 +510,8 @@ def evicting(waiting_ns: str, victim_ns: str) -> tuple[Autoscaler, StandIn, Cloc
     """`waiting` (woken, its pod short of a GPU) and `victim` (idle, on the GPU)."""
     clock = Clock()
     scaler = autoscaler(clock)
-    waiting_status = {"desiredReplicas": 1, "activatedAt": stamp(NOW - 5)}
-    victim_status = {**AWAKE, "lastRequestTime": stamp(NOW - 600)}
+    waiting_status = {"desiredReplicas": 1, "activatedAt": rfc3339(NOW - 5)}
+    victim_status = {**AWAKE, "lastRequestTime": rfc3339(NOW - 600)}
     stand_in = StandIn(
         body("waiting", waiting_ns, status=waiting_status),
         body(
@@ -626,9 +626,9 @@ def test_removing_spec_autoscaling_removes_its_status_fields() -> None:
     del found["spec"]["autoscaling"]
     ms = ModelServe.from_body(found)
     previous = {
-        "drain": {"token": "t", "reason": "Idle", "message": "idle", "since": stamp(NOW)},
-        "activatedAt": stamp(NOW - 60),
-        "lastRequestTime": stamp(NOW - 30),
+        "drain": {"token": "t", "reason": "Idle", "message": "idle", "since": rfc3339(NOW)},
+        "activatedAt": rfc3339(NOW - 60),
+        "lastRequestTime": rfc3339(NOW - 30),
     }
     deployment = DeploymentView(1, 1, 1, 1, 1, False)
     status = compute_status(ms, SETTINGS, deployment=deployment, pods=[], previous=previous)
@@ -762,7 +762,7 @@ def scaled_down(
     """A model at 2 replicas whose load, 60 s after its last change, wants 1."""
     clock = Clock()
     scaler = autoscaler(clock)
-    status = {"desiredReplicas": 2, "activatedAt": stamp(NOW - 3600)}
+    status = {"desiredReplicas": 2, "activatedAt": rfc3339(NOW - 3600)}
     stand_in = StandIn(
         body(
             "m", status=status, min_replicas=1, max_replicas=2, target_requests=1, window_seconds=5

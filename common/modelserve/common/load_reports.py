@@ -28,12 +28,12 @@ Pure functions: building and reading the Lease, and summing the live reports.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from modelserve.common.modelserve import GROUP
+from modelserve.common.timestamps import epoch_seconds, rfc3339
 
 LOAD_LABEL = f"{GROUP}/gateway-load"
 LOAD_ANNOTATION = f"{GROUP}/load"
@@ -97,22 +97,6 @@ def lease_name(replica: str) -> str:
     return f"{LEASE_PREFIX}{replica}"[:253]
 
 
-def _microtime(seconds: float) -> str:
-    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _seconds(stamp: object) -> float:
-    if isinstance(stamp, dt.datetime):
-        return stamp.timestamp()
-    if isinstance(stamp, str) and stamp:
-        try:
-            return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return 0.0
-    return 0.0
-
-
 def build_lease(report: LoadReport, namespace: str) -> dict[str, Any]:
     """The Lease that carries `report` (for a create or a replace)."""
     payload: dict[str, Any] = {
@@ -133,7 +117,7 @@ def build_lease(report: LoadReport, namespace: str) -> dict[str, Any]:
         "spec": {
             "holderIdentity": report.replica,
             "leaseDurationSeconds": max(1, round(report.duration)),
-            "renewTime": _microtime(report.renewed),
+            "renewTime": rfc3339(report.renewed, micro=True),
         },
     }
 
@@ -157,7 +141,7 @@ def report_from_lease(body: Mapping[str, Any]) -> LoadReport | None:
         }
         return LoadReport(
             replica=str(spec.get("holderIdentity") or meta.get("name") or ""),
-            renewed=_seconds(spec.get("renewTime")),
+            renewed=epoch_seconds(spec.get("renewTime")) or 0.0,
             duration=float(spec.get("leaseDurationSeconds") or 0),
             servers=servers,
             draining=draining,

@@ -22,16 +22,20 @@ class Health(BaseModel):
     version: str
 
 
-def create_service_app(service: str, settings: ServiceSettings, **fastapi_options: Any) -> FastAPI:
+def create_service_app(
+    service: str, settings: ServiceSettings, *, own_health: bool = False, **fastapi_options: Any
+) -> FastAPI:
     """A FastAPI app with the service's settings in `app.state`, JSON errors and a
-    token-free /health. `fastapi_options` go to FastAPI (a lifespan, for example)."""
+    token-free /health (unless the service has its own: `own_health`). `fastapi_options`
+    go to FastAPI (a lifespan, for example)."""
     app = FastAPI(title=f"ModelServe {service}", version=__version__, **fastapi_options)
     app.state.settings = settings
     install_error_handlers(app)
+    if not own_health:
 
-    @app.get("/health", tags=["health"])
-    async def health() -> Health:
-        return Health(status="ok", service=service, version=__version__)
+        @app.get("/health", tags=["health"])
+        async def health() -> Health:
+            return Health(status="ok", service=service, version=__version__)
 
     return app
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelserve.common.modelserve import ModelServe, Runtime
-from modelserve.operator.autoscaling.decisions import AutoscaleView, seconds, stamp
+from modelserve.common.timestamps import epoch_seconds, rfc3339
+from modelserve.operator.autoscaling.decisions import AutoscaleView
 from modelserve.operator.builders import endpoint, route_prefix, selector_string
 from modelserve.operator.settings import OperatorSettings
 
@@ -88,7 +89,7 @@ class PodView:
                 c.get("type") == "Ready" and c.get("status") == "True"
                 for c in status.get("conditions") or []
             ),
-            created=seconds(body["metadata"].get("creationTimestamp")) or 0.0,
+            created=epoch_seconds(body["metadata"].get("creationTimestamp")) or 0.0,
         )
 
 
@@ -200,9 +201,9 @@ def _autoscaled(view: AutoscaleView, previous: Mapping[str, Any]) -> dict[str, A
     patch) once they end."""
     fields: dict[str, Any] = {}
     if view.last_request:
-        fields["lastRequestTime"] = stamp(view.last_request)
+        fields["lastRequestTime"] = rfc3339(view.last_request)
     if view.activated_at:
-        fields["activatedAt"] = stamp(view.activated_at)
+        fields["activatedAt"] = rfc3339(view.activated_at)
     if view.drain is not None:
         fields["drain"] = view.drain.to_status()
     elif previous.get("drain"):

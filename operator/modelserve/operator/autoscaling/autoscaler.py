@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from modelserve.common.load_reports import LoadReport, ServerLoad, summed
 from modelserve.common.modelserve import Autoscaling, ModelServe, Runtime
+from modelserve.common.timestamps import epoch_seconds, rfc3339
 from modelserve.operator.autoscaling.decisions import (
     EVICTED,
     IDLE,
@@ -58,10 +59,8 @@ from modelserve.operator.autoscaling.decisions import (
     pod_drain_released,
     pods_to_drain,
     scaled_replicas,
-    seconds,
     should_sleep,
     shown,
-    stamp,
 )
 from modelserve.operator.autoscaling.metrics import AutoscalerMetrics
 from modelserve.operator.autoscaling.reports import LoadReports
@@ -144,10 +143,10 @@ def initial_state(ms: ModelServe, status: Mapping[str, Any], now: float) -> Mode
         desired = initial_replicas(found, autoscaling)
     else:
         desired = initial_replicas(ms.spec.replicas, autoscaling)
-    last = seconds(status.get("lastRequestTime"))
+    last = epoch_seconds(status.get("lastRequestTime"))
     return ModelState(
         desired=desired,
-        activated_at=seconds(status.get("activatedAt")) or (now if desired else None),
+        activated_at=epoch_seconds(status.get("activatedAt")) or (now if desired else None),
         # After a restart the load window starts empty: no scaling down on its first
         # samples.
         changed_at=now,
@@ -471,7 +470,7 @@ class Autoscaler:
             )
             await self._event(reconciler, parent, "Normal", "DrainCancelled", f"stays awake: {why}")
             return st.desired
-        st.sleep_message = f"asleep since {stamp(now)}: {drain.message}"
+        st.sleep_message = f"asleep since {rfc3339(now)}: {drain.message}"
         st.window.samples.clear()
         st.cap, st.note = None, ""
         self.metrics.sleeps.labels(drain.reason.lower()).inc()

@@ -8,7 +8,6 @@ Times are seconds since the epoch (floats), as in the gateways' load reports.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import math
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -17,24 +16,11 @@ from typing import Any
 
 from modelserve.common.load_reports import LoadReport, ServerLoad, summed
 from modelserve.common.modelserve import Autoscaling
+from modelserve.common.timestamps import rfc3339
 
 Key = tuple[str, str]
 IDLE, EVICTED = "Idle", "Evicted"
 NO_EVICTABLE, WAITING_FOR_EVICTION = "NoEvictableModel", "WaitingForEviction"
-
-
-def stamp(seconds: float) -> str:
-    """RFC 3339, as the CRD's date-time fields take it."""
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def seconds(value: object) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def named(key: Key) -> str:
@@ -78,7 +64,7 @@ class Drain:
             "token": self.token,
             "reason": self.reason,
             "message": self.message,
-            "since": stamp(self.since),
+            "since": rfc3339(self.since),
         }
 
     @classmethod
@@ -132,7 +118,7 @@ class PodDrain:
     lowered_at: float | None = dataclasses.field(default=None, compare=False)
 
     def to_status(self) -> dict[str, Any]:
-        return {"token": self.token, "pods": list(self.pods), "since": stamp(self.since)}
+        return {"token": self.token, "pods": list(self.pods), "since": rfc3339(self.since)}
 
     @classmethod
     def from_status(cls, found: Mapping[str, Any] | None, now: float) -> PodDrain | None:

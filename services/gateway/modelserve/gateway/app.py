@@ -80,12 +80,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
-    app = create_service_app("gateway", settings, lifespan=lifespan)
-    # The gateway's /health also says which models are loaded: it takes the place of
-    # the common one (same status, service and version fields).
-    app.router.routes[:] = [
-        route for route in app.router.routes if getattr(route, "path", None) != "/health"
-    ]
+    # The gateway's /health also says which models are loaded (with the common one's
+    # status, service and version fields).
+    app = create_service_app("gateway", settings, own_health=True, lifespan=lifespan)
     app.include_router(health.router)
     # routers: one per resource.
     app.include_router(auth.router)

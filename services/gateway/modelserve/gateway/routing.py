@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import enum
 import time
 from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
@@ -45,6 +44,7 @@ from modelserve.common.modelserve import (
     Runtime,
     Scaling,
 )
+from modelserve.common.timestamps import epoch_seconds
 from modelserve.common.tokens import Claims
 from modelserve.gateway.balancing import Endpoint
 from modelserve.gateway.endpoints import EndpointTable
@@ -105,7 +105,7 @@ def loading_from_status(status: Mapping[str, Any]) -> Loading:
     pod_names = pod_drain.get("pods") if pod_drain else None
     return Loading(
         desired_replicas=desired if isinstance(desired, int) and desired >= 0 else None,
-        last_request=float(_epoch(status.get("lastRequestTime"))),
+        last_request=epoch_seconds(status.get("lastRequestTime")) or 0.0,
         drain_token=token or None,
         drain_reason=str(drain.get("reason") or "") if drain and token else "",
         drain_message=str(drain.get("message") or "") if drain and token else "",
@@ -244,7 +244,7 @@ def target_from_body(body: Mapping[str, Any]) -> Target:
         message=message,
         owner=labels.get(OWNER_LABEL) or None,
         team=labels.get(TEAM_LABEL) or None,
-        created=_epoch(meta.get("creationTimestamp")),
+        created=int(epoch_seconds(meta.get("creationTimestamp")) or 0),
         api_key_secret=secret,
         runtime=ms.spec.runtime,
         scaling=ms.spec.scaling,
@@ -253,17 +253,6 @@ def target_from_body(body: Mapping[str, Any]) -> Target:
         deleting=deleting,
         loading=loading_from_status(status),
     )
-
-
-def _epoch(timestamp: object) -> int:
-    if isinstance(timestamp, dt.datetime):
-        return int(timestamp.timestamp())
-    if isinstance(timestamp, str) and timestamp:
-        try:
-            return int(dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
-        except ValueError:
-            return 0
-    return 0
 
 
 def least_loaded(candidates: Sequence[Target], load: Mapping[str, int], turn: int) -> Target:
