@@ -18,6 +18,8 @@ RUNTIME_LABEL = "llm.modelserve.io/runtime"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# The init container that copies the model from the platform store into the pod.
+FETCH_CONTAINER = "fetch-model"
 # Every container of a model-server pod: no privilege to gain, no capability, nothing
 # written outside its volumes (/tmp is an emptyDir).
 CONTAINER_SECURITY = {
@@ -120,7 +122,7 @@ def build_cache_claim(ms: ModelServe) -> Obj:
 
 def _fetch_container(ms: ModelServe, settings: OperatorSettings) -> Obj:
     return {
-        "name": "fetch-model",
+        "name": FETCH_CONTAINER,
         "image": settings.fetch_image,
         "command": ["modelserve-fetch-model"],
         "env": [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,8 +20,10 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from modelserve.common.modelserve import GROUP, PLURAL, VERSION, ModelServe, Runtime
+from modelserve.common.rollouts import MODEL_VERSION_ANNOTATION, ROLLOUT_ANNOTATION
 from modelserve.common.supervision import start_supervised
 from modelserve.operator.autoscaling.autoscaler import Autoscaler
+from modelserve.operator.autoscaling.decisions import AutoscaleView
 from modelserve.operator.autoscaling.metrics import AutoscalerMetrics
 from modelserve.operator.autoscaling.reports import follow_leases
 from modelserve.operator.builders import (
@@ -37,6 +40,8 @@ from modelserve.operator.cluster import Cluster, ClusterError
 from modelserve.operator.cluster import login as cluster_login
 from modelserve.operator.probing import ApiKey, ExternalProber, api_key_for
 from modelserve.operator.refusals import spec_refusal
+from modelserve.operator.rollouts import decisions as rollouts
+from modelserve.operator.rollouts.metrics import RolloutMetrics
 from modelserve.operator.settings import OperatorSettings
 from modelserve.operator.status import DeploymentView, PodView, Refusal, compute_status
 from modelserve.operator.store import ModelRefused, ModelStore, StoreUnavailable
@@ -120,8 +125,10 @@ class Reconciler:
         statuses: WorkQueue,
         store: ModelStore,
         autoscaler: Autoscaler,
+        rollout_metrics: RolloutMetrics,
     ) -> None:
         self.settings = settings
+        self.rollout_metrics = rollout_metrics
         # The replicas of ModelServes with spec.autoscaling: read by every build of a
         # Deployment, so that no reconcile or repair resets them to spec.replicas.
         self.autoscaler = autoscaler
@@ -170,6 +177,13 @@ class Reconciler:
         """The replicas the Deployment of `ms` runs now."""
         parent = _one(self.indexes.modelserves.get((ms.namespace, ms.name)))
         return self.autoscaler.replicas(ms, (parent or {}).get("status"))
+
+    def running(self, ms: ModelServe, parent: Any) -> ModelServe:
+        """`ms` with the model its Deployment runs now (`rollouts.serving_uri`), judged by
+        the status this operator last wrote (the watch's copy may lag it)."""
+        status = self.reported.get((ms.namespace, ms.name)) or parent.get("status") or {}
+        wanted, rollout_id = rollouts.requested(ms, _annotations(parent))
+        return rollouts.with_model_uri(ms, rollouts.serving_uri(wanted, rollout_id, status))
 
     def lock(self, key: Key) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
@@ -236,7 +250,7 @@ class Reconciler:
         if parent is None or parent["metadata"].get("deletionTimestamp"):
             return
         try:
-            ms = ModelServe.from_body(parent)
+            ms = self.running(ModelServe.from_body(parent), parent)
         except ValidationError:
             return
         if ms.spec.runtime is Runtime.EXTERNAL or spec_refusal(ms):
@@ -310,29 +324,99 @@ class Reconciler:
             ms = ModelServe.from_body(parent)
         except ValidationError:
             return  # the reconcile handler reports an invalid spec
+        deployment = _one(self.indexes.deployments.get(key))
+        pods = list(self.indexes.pods.get(key, []))
+        autoscale = self.autoscaler.view(ms, parent.get("status"))
+        refusal = spec_refusal(ms) or self.refusals.get(key)
+        rollout = serving = None
+        if refusal is None and ms.spec.runtime is not Runtime.EXTERNAL:
+            rollout = self._rollout(ms, parent, deployment, pods, autoscale)
+            wanted, rollout_id = rollouts.requested(ms, _annotations(parent))
+            serving = rollouts.serving_uri(wanted, rollout_id, rollout.to_status())
         status = compute_status(
             ms,
             self.settings,
-            deployment=_one(self.indexes.deployments.get(key)),
-            pods=list(self.indexes.pods.get(key, [])),
+            deployment=deployment,
+            pods=pods,
             probe=self.prober.results.get(key),
             previous=dict(parent.get("status") or {}),
-            refusal=spec_refusal(ms) or self.refusals.get(key),
-            autoscale=self.autoscaler.view(ms, parent.get("status")),
+            refusal=refusal,
+            autoscale=autoscale,
+            rollout=rollout.to_status() if rollout else None,
+            serving_uri=serving,
         )
-        await self.report(parent, status)
+        if not await self.report(parent, status) or rollout is None:
+            return
+        if rollout.started or rollout.rolled_back:
+            # The Deployment changes model only now that the status says so: every gateway
+            # knows of the rollout before a pod is replaced.
+            async with self.lock(key):
+                await self.converge(self.running(ms, parent))
+        if rollout.started or rollout.rolled_back or rollout.completed:
+            await self._announce(parent, rollout)
 
-    async def report(self, body: dict[str, Any], status: dict[str, Any]) -> None:
-        """Write the status if anything but timestamps changed; an Event on a new phase."""
+    def _rollout(
+        self,
+        ms: ModelServe,
+        parent: Any,
+        deployment: DeploymentView | None,
+        pods: list[PodView],
+        autoscale: AutoscaleView | None,
+    ) -> rollouts.Step:
+        status = self.reported.get((ms.namespace, ms.name)) or parent.get("status") or {}
+        wanted, rollout_id = rollouts.requested(ms, _annotations(parent))
+        observed = rollouts.Observed(
+            desired=autoscale.desired if autoscale else ms.spec.replicas,
+            deployment=deployment,
+            pods=pods,
+            now=time.time(),
+            woken_at=autoscale.activated_at if autoscale and autoscale.activated_at else 0.0,
+        )
+        return rollouts.step(
+            wanted, rollout_id, status, observed, deadline=self.settings.rollout_deadline_seconds
+        )
+
+    async def _announce(self, body: dict[str, Any], step: rollouts.Step) -> None:
+        """An Event and a metric for a rollout that started or ended."""
+        rollout = step.rollout
+        assert rollout is not None
+        meta = body["metadata"]
+        if step.started:
+            event = ("Normal", "RollingOut", f"rolling out {rollout.target} in place of "
+                     f"{rollout.source}")  # fmt: skip
+        if step.completed:
+            event = ("Normal", "RolledOut", f"every replica runs {rollout.target}")
+            self.rollout_metrics.rollouts.labels("complete").inc()
+        if step.rolled_back:
+            event = (
+                "Warning",
+                "RolledBack",
+                f"rolled back from {rollout.target} to {rollout.source}: {rollout.reason}: "
+                f"{rollout.message}",
+            )
+            self.rollout_metrics.rollouts.labels("rolled_back").inc()
+            self.rollout_metrics.rollbacks.labels(
+                meta["namespace"], meta["name"], rollout.reason
+            ).inc()
+        logger.info("%s/%s: %s", meta["namespace"], meta["name"], event[2])
+        try:
+            await self.cluster.post_event(body, *event)
+        except ClusterError as error:  # the status says it; the Event is a courtesy
+            if not error.gone:
+                logger.warning("no Event for %s/%s: %s", meta["namespace"], meta["name"], error)
+
+    async def report(self, body: dict[str, Any], status: dict[str, Any]) -> bool:
+        """Write the status if anything but timestamps changed; an Event on a new phase.
+        Whether it was written."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         previous = self.reported.get(key) or _comparable(dict(body.get("status") or {}))
         if previous == _comparable(status):
-            return
+            return False
         if status["observedGeneration"] < previous.get("observedGeneration", 0):
             # Only the autoscaler's fields of this older copy could be news: left for the
             # next computation, from the newer copy.
-            return  # computed from a copy of the ModelServe older than the last status written
+            return False  # computed from a copy of the ModelServe older than the last written
         await self.cluster.patch_status(meta["namespace"], meta["name"], status)
         self.reported[key] = _comparable(status)
         if previous.get("phase") != status["phase"]:
@@ -342,6 +426,11 @@ class Reconciler:
             except ClusterError as error:  # the status is written; the Event is a courtesy
                 if not error.gone:
                     logger.warning("no Event for %s/%s: %s", *key, error)
+        return True
+
+
+def _annotations(body: Any) -> dict[str, str]:
+    return dict(body["metadata"].get("annotations") or {})
 
 
 def _where(obj: Any) -> tuple[str, str]:
@@ -423,6 +512,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         )
         owned = {kind[-1]: kwargs[f"owned_{kind[-1]}"] for kind in OWNED_KINDS}
         metrics = AutoscalerMetrics()
+        rollout_metrics = RolloutMetrics(metrics.registry)
         autoscaler = Autoscaler(operator_settings, metrics)
         reconciler = Reconciler(
             operator_settings,
@@ -432,6 +522,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             statuses,
             ModelStore(operator_settings),
             autoscaler,
+            rollout_metrics,
         )
         memo.reconciler = reconciler
         memo.metrics_server = None
@@ -483,11 +574,16 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         # Only what is read later: not managedFields, not kopf's annotations.
         meta = body.metadata
         kept = ("name", "namespace", "uid", "generation", "deletionTimestamp")
+        ours = (MODEL_VERSION_ANNOTATION, ROLLOUT_ANNOTATION)
+        annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in ours}
         return {
             (namespace, name): {
                 "apiVersion": body["apiVersion"],
                 "kind": body["kind"],
-                "metadata": {key: meta[key] for key in kept if key in meta},
+                "metadata": {
+                    **{key: meta[key] for key in kept if key in meta},
+                    "annotations": annotations,
+                },
                 "spec": dict(body.spec),
                 "status": dict(body.status),
             }
@@ -520,7 +616,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         else:
             reconciler.prober.forget(ms.namespace, ms.name)
         async with reconciler.lock((ms.namespace, ms.name)):
-            deployed = await reconciler.converge(ms)
+            deployed = await reconciler.converge(reconciler.running(ms, body))
         reconciler.autoscaler.wake()
         if deployed and not body.status:
             # A new ModelServe: the event of its new Deployment marks it for its first
@@ -555,7 +651,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         if parent is None:
             return
         if body["kind"] == "Deployment":
-            await _repair(reconciler, parse(parent), type, body)
+            await _repair(reconciler, reconciler.running(parse(parent), parent), type, body)
         reconciler.statuses.mark((namespace, parent["metadata"]["name"]))
         reconciler.autoscaler.wake()
 
@@ -573,7 +669,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             reconciler: Reconciler = memo.reconciler
             parent = reconciler.owner(namespace, labels)
             if parent is not None:
-                await _repair(reconciler, parse(parent), type, body)
+                await _repair(reconciler, reconciler.running(parse(parent), parent), type, body)
 
     return registry
 

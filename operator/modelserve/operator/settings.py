@@ -63,6 +63,10 @@ class OperatorSettings(BaseSettings):
 
     # Seconds a replica being replaced keeps answering the requests it has (preStop).
     drain_seconds: int = Field(default=10, ge=1)
+    rollout_deadline_seconds: float = Field(default=1800.0, gt=0)
+    """How long a new model (a change of spec.model.uri, e.g. by set_active) has to be Ready
+    on every wanted replica before the operator puts the previous one back; counted while
+    replicas are wanted. Give large models the time they take to load (startup_minutes)."""
 
     # Routes: Traefik's `/{server-id}/` leads to the gateway. A name with `@` is a Traefik
     # service of another provider; else a Kubernetes Service (in another namespace than the

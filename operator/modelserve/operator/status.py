@@ -14,7 +14,12 @@ from typing import Any
 from modelserve.common.modelserve import ModelServe, Runtime
 from modelserve.common.timestamps import epoch_seconds, rfc3339
 from modelserve.operator.autoscaling.decisions import AutoscaleView
-from modelserve.operator.builders import endpoint, route_prefix, selector_string
+from modelserve.operator.builders import (
+    FETCH_CONTAINER,
+    endpoint,
+    route_prefix,
+    selector_string,
+)
 from modelserve.operator.settings import OperatorSettings
 
 PENDING, DEPLOYING, READY, DEGRADED, FAILED = "Pending", "Deploying", "Ready", "Degraded", "Failed"
@@ -67,6 +72,7 @@ class PodView:
     deleting: bool
     ready: bool = False  # its Ready condition is True
     created: float = 0.0  # its creation time, seconds since the epoch
+    model_uri: str | None = None  # the model its fetch step copies (MODEL_URI)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PodView:
@@ -90,7 +96,17 @@ class PodView:
                 for c in status.get("conditions") or []
             ),
             created=epoch_seconds(body["metadata"].get("creationTimestamp")) or 0.0,
+            model_uri=_model_uri(body.get("spec") or {}),
         )
+
+
+def _model_uri(spec: Mapping[str, Any]) -> str | None:
+    for container in spec.get("initContainers") or []:
+        if container.get("name") == FETCH_CONTAINER:
+            for env in container.get("env") or []:
+                if env.get("name") == "MODEL_URI":
+                    return str(env.get("value") or "")
+    return None
 
 
 def _failure(statuses: Iterable[Mapping[str, Any]], *, init: bool) -> str | None:
@@ -153,10 +169,16 @@ def compute_status(
     previous: Mapping[str, Any] | None = None,
     refusal: Refusal | None = None,
     autoscale: AutoscaleView | None = None,
+    rollout: Mapping[str, Any] | None = None,
+    serving_uri: str | None = None,
 ) -> dict[str, Any]:
     """The whole `status` of `ms`, given what its children report right now (and, with
-    spec.autoscaling, what the autoscaler decided)."""
+    spec.autoscaling, what the autoscaler decided; `rollout`: status.model and
+    status.rollout as the rollout decided them, `serving_uri` the model the Deployment
+    runs: pods of another model are on their way out, their failures are not the server's)."""
     previous_conditions = (previous or {}).get("conditions") or []
+    if serving_uri is not None:
+        pods = [pod for pod in pods if pod.model_uri in (None, serving_uri)]
     desired = autoscale.desired if autoscale else ms.spec.replicas
     if refusal is not None:
         phase, message = FAILED, refusal.message
@@ -187,6 +209,8 @@ def compute_status(
     }
     if ms.spec.runtime is not Runtime.EXTERNAL:
         status["desiredReplicas"] = 0 if refusal else desired
+    if rollout is not None:
+        status.update(rollout)
     if autoscale is not None:
         status.update(_autoscaled(autoscale, previous or {}))
     else:

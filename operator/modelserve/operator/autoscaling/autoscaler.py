@@ -297,7 +297,11 @@ class Autoscaler:
         # store Secret its pods need.
         if st.applied != desired and deployment is not None:
             async with reconciler.lock(key):
-                await reconciler.apply(build_deployment(ms, self.settings, replicas=desired))
+                await reconciler.apply(
+                    build_deployment(
+                        reconciler.running(ms, parent), self.settings, replicas=desired
+                    )
+                )
             st.applied = desired
         if st.activating_since is not None and ready >= 1:
             self.metrics.activation_seconds.observe(now - st.activating_since)
