@@ -20,6 +20,7 @@ from modelserve.gateway.kube import load_api_client
 from modelserve.gateway.kubeservers import ServerStore, served_namespaces
 from modelserve.gateway.models import ModelCatalog
 from modelserve.gateway.openai_errors import install_openai_errors
+from modelserve.gateway.operations import routes as operations_routes
 from modelserve.gateway.proxy_components import open_proxy
 from modelserve.gateway.routes import (
     auth,
@@ -47,6 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         kube = load_api_client(settings)
         if kube is not None:
             stack.callback(kube.close)
+        app.state.kube = kube
         # ModelServes in the namespaces this gateway serves (None without a cluster).
         app.state.servers = (
             ServerStore(kube, served_namespaces(settings.watch_namespaces, settings.namespace))
@@ -93,6 +95,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(verify.router)
     app.include_router(metrics.router)
+    app.include_router(operations_routes.router)
     # A server's own paths (/{server_id}/v1/…), after every other router: only a UUID
     # followed by /v1 matches them, so they could shadow none of the gateway's paths.
     app.include_router(server_openai.router)

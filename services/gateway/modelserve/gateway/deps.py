@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from kubernetes import client as k8s
 
 from modelserve.common.errors import ApiError
 from modelserve.gateway.contracts import ContractClient
@@ -88,3 +89,12 @@ async def _book(request: Request) -> LoadBook:
 
 # This replica's requests per server (in flight, held, last used).
 BookDep = Annotated[LoadBook, Depends(_book)]
+
+
+async def _kube(request: Request) -> k8s.ApiClient | None:
+    kube: k8s.ApiClient | None = request.app.state.kube
+    return kube
+
+
+# The gateway's one Kubernetes client; None where it has no cluster.
+KubeDep = Annotated[k8s.ApiClient | None, Depends(_kube)]
