@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelserve.common.errors import ApiError
 from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, VERSION
+from modelserve.common.rollouts import MODEL_VERSION_ANNOTATION, ROLLOUT_ANNOTATION
 from modelserve.gateway.servers import is_label_value
 
 T = TypeVar("T")
@@ -169,5 +170,32 @@ class ServerStore:
             PLURAL,
             metadata["name"],
             {"spec": {"scaling": scaling}},
+        )
+        return patched
+
+    async def set_model(
+        self, body: dict[str, Any], *, uri: str, model_id: str, rollout_id: str
+    ) -> dict[str, Any]:
+        """Point the ModelServe at another version of its model (the operator rolls it
+        out): spec.model.uri and modelId, and the annotations that name the version and
+        the change (`modelserve.common.rollouts`). Only if it is still the object listed
+        (its uid): a server deleted and made again under its name is not changed."""
+        metadata = body["metadata"]
+        patch = {
+            "metadata": {
+                "uid": metadata["uid"],
+                "annotations": {MODEL_VERSION_ANNOTATION: model_id, ROLLOUT_ANNOTATION: rollout_id},
+            },
+            "spec": {"model": {"uri": uri, "modelId": model_id}},
+        }
+        patched: dict[str, Any] = await _call(
+            "set the server's model",
+            self._objects.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            metadata["namespace"],
+            PLURAL,
+            metadata["name"],
+            patch,
         )
         return patched

@@ -44,12 +44,14 @@ from modelserve.common.modelserve import (
     Runtime,
     Scaling,
 )
+from modelserve.common.rollouts import ModelVersion, Phase, Rollout, running_model
 from modelserve.common.timestamps import epoch_seconds
 from modelserve.common.tokens import Claims
 from modelserve.gateway.balancing import Endpoint
 from modelserve.gateway.endpoints import EndpointTable
 
 READY = "Ready"
+DEPLOYING = "Deploying"
 FAILED = "Failed"
 SLEEPING = "Sleeping"
 # The operator's condition on whether a waking model could be placed on a node.
@@ -154,6 +156,20 @@ class Target:
     deleting: bool = False
     # What the operator wrote in the status (see `Loading`).
     loading: Loading = dataclasses.field(default_factory=Loading)
+    # status.model (what every replica last ran, Ready) and status.rollout (its latest change).
+    model: ModelVersion | None = None
+    rollout: Rollout | None = None
+
+    @property
+    def rolling(self) -> bool:
+        """Its model is being replaced (set-active), or put back after a failed change:
+        a moment without a ready replica is a swap, not an outage (requests are held)."""
+        rollout = self.rollout
+        if rollout is None:
+            return False
+        return rollout.phase is Phase.PROGRESSING or (
+            rollout.phase is Phase.ROLLED_BACK and self.phase == DEPLOYING
+        )
 
     @property
     def autoscaled(self) -> bool:
@@ -252,6 +268,8 @@ def target_from_body(body: Mapping[str, Any]) -> Target:
         replicas=ms.spec.replicas,
         deleting=deleting,
         loading=loading_from_status(status),
+        model=running_model(status),
+        rollout=Rollout.from_status(status),
     )
 
 
@@ -473,6 +491,7 @@ class RouteTable:
 
 
 def holdable(target: Target) -> bool:
-    """Whether a request for `target` may wait for it (dynamic loading) rather than be
-    refused: it is autoscaled, not being deleted, and its spec can work."""
-    return target.autoscaled and not target.deleting and target.phase != FAILED
+    """Whether a request for `target` may wait for it rather than be refused: it is
+    autoscaled (dynamic loading) or its model is being swapped (a set-active rollout),
+    not being deleted, and its spec can work."""
+    return (target.autoscaled or target.rolling) and not target.deleting and target.phase != FAILED

@@ -25,6 +25,7 @@ from modelserve.common.modelserve import (
     ModelFormat,
     Runtime,
 )
+from modelserve.common.rollouts import MODEL_VERSION_ANNOTATION, Rollout, running_model
 from modelserve.gateway.models import ModelRecord
 
 # The CRD's rule on names: at most 50 of [a-z0-9-], starting with a letter.
@@ -169,6 +170,8 @@ def build_modelserve(
     if request.gpu_type is not None and gpus < 1:
         raise ApiError(422, "invalid_gpu_type", "gpu_type only applies with gpus of 1 or more")
     labels = {OWNER_LABEL: check_label_value("user name", owner)}
+    # The version it runs (the registry's id): set-active rolls it to another.
+    annotations = {MODEL_VERSION_ANNOTATION: record.id}
     if team is not None:
         labels[TEAM_LABEL] = check_label_value("team", team)
     resources: dict[str, Any] = {"gpus": gpus}
@@ -181,6 +184,7 @@ def build_modelserve(
             "name": server_name(record.name, suffix),
             "namespace": check_namespace(namespace),
             "labels": labels,
+            "annotations": annotations,
         },
         "spec": {
             "runtime": runtime.value,
@@ -215,6 +219,46 @@ class ServerStatus(BaseModel):
     endpoint: str = Field(description="the OpenAI base URL of this server, through the ingress")
     route: str
     created: str | None
+    model_version: str | None = Field(
+        default=None,
+        description="the registry version of the model every replica ran when the server "
+        "was last fully Ready (status.model); before that, the version its spec names",
+    )
+    rollout: RolloutView | None = Field(
+        default=None, description="the latest change of the server's model (set-active)"
+    )
+
+
+class RolloutView(BaseModel):
+    """status.rollout, for people and scripts: one change of a server's model."""
+
+    id: str = Field(description="the registry's history entry of the change")
+    phase: str = Field(description="Progressing, Complete, RolledBack or Superseded")
+    from_version: str | None
+    from_uri: str
+    to_version: str | None
+    to_uri: str
+    reason: str = Field(description="why it was rolled back: FetchFailed, ServerFailed, …")
+    message: str
+    started_at: str
+    finished_at: str | None
+
+    @classmethod
+    def of(cls, rollout: Rollout | None) -> RolloutView | None:
+        if rollout is None:
+            return None
+        return cls(
+            id=rollout.id,
+            phase=rollout.phase.value,
+            from_version=rollout.source.version,
+            from_uri=rollout.source.uri,
+            to_version=rollout.target.version,
+            to_uri=rollout.target.uri,
+            reason=rollout.reason,
+            message=rollout.message,
+            started_at=rollout.started_at,
+            finished_at=rollout.finished_at,
+        )
 
 
 def route(server_id: str) -> str:
@@ -257,4 +301,13 @@ def server_status(body: dict[str, Any], *, ingress_url: str | None) -> ServerSta
         endpoint=endpoint(server_id, ingress_url),
         route=status.get("route") or route(server_id),
         created=metadata.get("creationTimestamp"),
+        model_version=_version(metadata, status),
+        rollout=RolloutView.of(Rollout.from_status(status)),
     )
+
+
+def _version(metadata: dict[str, Any], status: dict[str, Any]) -> str | None:
+    running = running_model(status)
+    if running is not None:
+        return running.version
+    return (metadata.get("annotations") or {}).get(MODEL_VERSION_ANNOTATION)
