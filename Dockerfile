@@ -3,6 +3,7 @@
 # modelserve/modelserve:<version> — the one image every component runs from. The helm
 # chart picks the component by its command, a console script of pyproject.toml:
 #   modelserve-operator, modelserve-gateway, modelserve-contract, modelserve-download,
+#   modelserve-nodeagent (the DaemonSet on GPU nodes that reads nvidia-smi),
 #   modelserve-fetch-model (the operator's init step that copies a model into a pod).
 #
 #   docker build --build-arg VERSION=0.1.0 -t modelserve/modelserve:0.1.0 .

@@ -136,6 +136,19 @@ class GatewaySettings(ServiceSettings):
     """This replica's name in its Lease; by default the host name, process id and a
     random part."""
 
+    # GPUs (GET /gpu, /health's gpu summary) and power profiles. The node agents' report
+    # Leases and the power profile ConfigMap are in GATEWAY_LOAD_NAMESPACE too.
+    gpu_cache_seconds: float = Field(default=5.0, ge=0)
+    """How long /health reuses what it read of the nodes and the node agents' reports."""
+    # Each power profile's GPU power limit (watts, per GPU) and job concurrency (seed 003's
+    # figures by default). POST /settings/power_profile stores these with the choice.
+    power_quiet_watts: float = Field(default=220.0, gt=0)
+    power_quiet_jobs: int = Field(default=1, ge=1)
+    power_normal_watts: float = Field(default=280.0, gt=0)
+    power_normal_jobs: int = Field(default=1, ge=1)
+    power_max_watts: float = Field(default=350.0, gt=0)
+    power_max_jobs: int = Field(default=2, ge=1)
+
     @model_validator(mode="after")
     def _lease_outlives_renewals(self) -> GatewaySettings:
         if self.load_lease_seconds <= self.load_report_seconds:

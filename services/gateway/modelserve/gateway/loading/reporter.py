@@ -42,6 +42,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from modelserve.common.leases import delete_lease, put_lease
 from modelserve.common.load_reports import (
     LOAD_LABEL,
     LoadReport,
@@ -259,35 +260,10 @@ class LoadReporter:
         return swept
 
     def _put(self, body: dict[str, Any]) -> None:
-        """Patch the Lease; create it when it is not there (yet, or any more)."""
-        try:
-            self._leases.patch_namespaced_lease(
-                self._name, self.namespace, body, _request_timeout=REQUEST_SECONDS
-            )
-            return
-        except ApiException as error:
-            if error.status != NOT_FOUND:
-                raise
-        try:
-            self._leases.create_namespaced_lease(
-                self.namespace, body, _request_timeout=REQUEST_SECONDS
-            )
-        except ApiException as error:
-            if error.status != CONFLICT:
-                raise
-            # Made between our patch and create (another write of ours): patch it.
-            self._leases.patch_namespaced_lease(
-                self._name, self.namespace, body, _request_timeout=REQUEST_SECONDS
-            )
+        put_lease(self._leases, self._name, self.namespace, body, timeout=REQUEST_SECONDS)
 
     def _delete(self) -> None:
-        try:
-            self._leases.delete_namespaced_lease(
-                self._name, self.namespace, _request_timeout=REQUEST_SECONDS
-            )
-        except ApiException as error:
-            if error.status != NOT_FOUND:
-                raise
+        delete_lease(self._leases, self._name, self.namespace, timeout=REQUEST_SECONDS)
 
 
 def _why(error: BaseException) -> str:
