@@ -58,6 +58,8 @@ def test_a_gguf_model_is_served_by_llamacpp_on_cpu_with_its_record_and_owner() -
         "name": "smollm2-135m-instruct-x1y2z3",
         "namespace": "inference",
         "labels": {OWNER_LABEL: "alice"},
+        # The version it runs: set-active rolls the server to another one.
+        "annotations": {"llm.modelserve.io/model-version": GGUF.id},
     }
     assert manifest["spec"] == {
         "runtime": "llamacpp",
