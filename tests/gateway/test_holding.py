@@ -171,6 +171,7 @@ def build_app(
     install_openai_errors(app)
     app.state.proxy, app.state.routes, app.state.metrics = proxy, table, metrics
     app.state.contracts = None
+    app.state.gpus = None  # no cluster: /health's gpu summary says so
     app.state.verifier = TokenVerifier.from_settings(TOKENS)
     return app
 

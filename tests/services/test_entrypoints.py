@@ -43,7 +43,27 @@ def test_service_answers_health(
         assert response.status_code == 200
         expected: dict[str, object] = {"status": "ok", "service": service, "version": "0.1.0"}
         if service == "gateway":  # and which models are loaded (none here: no cluster)
-            expected |= {"loaded_models": [], "available_models": [], "models": []}
+            expected |= {
+                "loaded_models": [],
+                "available_models": [],
+                "models": [],
+                # Seed 003's fields: nothing served, nothing busy, and no GPU known.
+                "active_model": None,
+                "active_models": [],
+                "worker_busy": False,
+                "busy": False,
+                "gpu": {
+                    "available": None,
+                    "device_count": None,
+                    "device_name": None,
+                    "device_names": [],
+                    "memory_allocated_gb": None,
+                    "memory_reserved_gb": None,
+                    "memory_total_gb": None,
+                    "live_gpus": 0,
+                    "unavailable": "this gateway is not connected to a cluster",
+                },
+            }
         assert response.json() == expected
     finally:
         process.stop()

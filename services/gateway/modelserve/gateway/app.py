@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from modelserve.common.service import create_service_app
 from modelserve.common.tokens import TokenSigner
 from modelserve.gateway.contracts import ContractClient
+from modelserve.gateway.gpus import routes as gpu_routes
+from modelserve.gateway.gpus.cluster import GpuCluster
 from modelserve.gateway.identity import Identity
 from modelserve.gateway.kube import load_api_client
 from modelserve.gateway.kubeservers import ServerStore, served_namespaces
@@ -49,6 +51,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if kube is not None:
             stack.callback(kube.close)
         app.state.kube = kube
+        # The cluster's GPUs, the node agents' reports and the power profile (None
+        # without a cluster).
+        app.state.gpus = (
+            GpuCluster(kube, settings.load_namespace, settings.gpu_cache_seconds)
+            if kube is not None
+            else None
+        )
         # ModelServes in the namespaces this gateway serves (None without a cluster).
         app.state.servers = (
             ServerStore(kube, served_namespaces(settings.watch_namespaces, settings.namespace))
@@ -96,6 +105,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(verify.router)
     app.include_router(metrics.router)
     app.include_router(operations_routes.router)
+    app.include_router(gpu_routes.router)
     # A server's own paths (/{server_id}/v1/…), after every other router: only a UUID
     # followed by /v1 matches them, so they could shadow none of the gateway's paths.
     app.include_router(server_openai.router)

@@ -9,6 +9,7 @@ from kubernetes import client as k8s
 
 from modelserve.common.errors import ApiError
 from modelserve.gateway.contracts import ContractClient
+from modelserve.gateway.gpus.cluster import GpuCluster
 from modelserve.gateway.identity import Identity
 from modelserve.gateway.kubeservers import ServerStore
 from modelserve.gateway.loading.book import LoadBook
@@ -98,3 +99,12 @@ async def _kube(request: Request) -> k8s.ApiClient | None:
 
 # The gateway's one Kubernetes client; None where it has no cluster.
 KubeDep = Annotated[k8s.ApiClient | None, Depends(_kube)]
+
+
+async def _gpus(request: Request) -> GpuCluster | None:
+    gpus: GpuCluster | None = request.app.state.gpus
+    return gpus
+
+
+# Reads of the cluster's GPUs, node agent reports and power profile; None without a cluster.
+GpusDep = Annotated[GpuCluster | None, Depends(_gpus)]

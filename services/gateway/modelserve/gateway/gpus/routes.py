@@ -20,16 +20,16 @@ from modelserve.common.power_profiles import (
     current_profile,
 )
 from modelserve.gateway.auth import Admin, Caller
-from modelserve.gateway.deps import RoutesDep, SettingsDep
+from modelserve.gateway.deps import GpusDep, RoutesDep, SettingsDep
 from modelserve.gateway.gpus.cluster import ClusterUnreadable, GpuCluster
 from modelserve.gateway.gpus.inventory import build_inventory, is_gpu_node
 from modelserve.gateway.gpus.power import configured_profiles, power_view, unknown_profile_message
+from modelserve.gateway.settings import GatewaySettings
 
 router = APIRouter(tags=["gpus"])
 
 
-def cluster_of(request: Request) -> GpuCluster:
-    cluster: GpuCluster | None = request.app.state.gpus
+def cluster_of(cluster: GpuCluster | None) -> GpuCluster:
     if cluster is None:
         raise ApiError(503, "no_cluster", "this gateway is not connected to a cluster")
     return cluster
@@ -40,8 +40,8 @@ def unreadable(error: ClusterUnreadable) -> ApiError:
 
 
 @router.get("/gpu")
-async def gpus(request: Request, claims: Caller, routes: RoutesDep) -> dict[str, Any]:
-    cluster = cluster_of(request)
+async def gpus(claims: Caller, routes: RoutesDep, found_gpus: GpusDep) -> dict[str, Any]:
+    cluster = cluster_of(found_gpus)
     try:
         # Fresh, not /health's cache: a caller who just served a model expects to see it.
         found = await cluster.nodes_and_reports(cached=False)
@@ -52,7 +52,7 @@ async def gpus(request: Request, claims: Caller, routes: RoutesDep) -> dict[str,
     return build_inventory(found.nodes, pods, found.reports, servers, claims, time.time())
 
 
-async def _view(cluster: GpuCluster, settings: Any) -> dict[str, Any]:
+async def _view(cluster: GpuCluster, settings: GatewaySettings) -> dict[str, Any]:
     try:
         stored = await cluster.power_profile()
         found = await cluster.nodes_and_reports(cached=False)
@@ -77,9 +77,9 @@ async def _view(cluster: GpuCluster, settings: Any) -> dict[str, Any]:
 
 @router.get("/settings/power_profile")
 async def get_power_profile(
-    request: Request, claims: Caller, settings: SettingsDep
+    claims: Caller, settings: SettingsDep, found_gpus: GpusDep
 ) -> dict[str, Any]:
-    return await _view(cluster_of(request), settings)
+    return await _view(cluster_of(found_gpus), settings)
 
 
 async def _named_profile(request: Request, query: str | None) -> str | None:
@@ -106,9 +106,10 @@ async def set_power_profile(
     request: Request,
     claims: Admin,
     settings: SettingsDep,
+    found_gpus: GpusDep,
     profile: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
-    cluster = cluster_of(request)
+    cluster = cluster_of(found_gpus)
     name = await _named_profile(request, profile)
     if name not in PROFILE_NAMES:
         raise ApiError(422, "unknown_power_profile", unknown_profile_message(name))

@@ -1,4 +1,5 @@
-"""GET /health: the gateway is up, and which models are loaded (the seeds' shape).
+"""GET /health: the gateway is up, which models are loaded, the cluster's GPUs and whether
+this replica is busy (the seeds' shape).
 
 Token-free, as probes and load balancers call it: without a token it lists the
 platform's models only (those in GATEWAY_PLATFORM_NAMESPACES, which everyone may use),
@@ -8,7 +9,16 @@ answer is the token-free one.
 
     {"status": "ok", "service": "gateway", "version": "…",
      "loaded_models": ["qwen"], "available_models": ["qwen", "llama"],
-     "models": [{"id": "llama", "state": "sleeping", "last_used": 1735787045.5}, …]}
+     "models": [{"id": "llama", "state": "sleeping", "last_used": 1735787045.5}, …],
+     "active_model": "qwen", "active_models": ["qwen"],
+     "worker_busy": false, "busy": false,
+     "gpu": {"available": true, "device_count": 6, "device_name": null, …}}
+
+Seed 003's fields: `active_models` are the loaded models listed here (`loaded_models`);
+`active_model` is the one name when exactly one is loaded, else null. `busy` (and the
+seed's `worker_busy`): a request in flight or held on this gateway replica for one of
+the servers listed here (not for servers the caller may not see). `gpu`: see
+`gpus.summary` (cluster-wide counts and GPU types, no tenant data).
 """
 
 from __future__ import annotations
@@ -21,7 +31,8 @@ from modelserve.common import __version__
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
 from modelserve.gateway.auth import authenticate
-from modelserve.gateway.deps import BookDep, ContractsDep, RoutesDep
+from modelserve.gateway.deps import BookDep, ContractsDep, GpusDep, RoutesDep
+from modelserve.gateway.gpus.summary import health_gpu
 from modelserve.gateway.loading.listing import health_lists, status_of
 from modelserve.gateway.routes.openai import usable_targets
 from modelserve.gateway.routing import Target
@@ -41,7 +52,7 @@ async def _caller(request: Request) -> Claims | None:
 
 @router.get("/health")
 async def health(
-    request: Request, routes: RoutesDep, book: BookDep, contracts: ContractsDep
+    request: Request, routes: RoutesDep, book: BookDep, contracts: ContractsDep, gpus: GpusDep
 ) -> dict[str, Any]:
     claims = await _caller(request)
     servers: dict[str, list[Target]] = {}
@@ -53,4 +64,17 @@ async def health(
         for target in await usable_targets(claims, routes, contracts):
             servers[target.served_name] = routes.nearest(target.served_name, claims)
     statuses = {name: status_of(found, routes, book) for name, found in servers.items()}
-    return {"status": "ok", "service": "gateway", "version": __version__, **health_lists(statuses)}
+    lists = health_lists(statuses)
+    loaded: list[str] = lists["loaded_models"]
+    busy = any(book.load(t.server_id).busy for found in servers.values() for t in found)
+    return {
+        "status": "ok",
+        "service": "gateway",
+        "version": __version__,
+        **lists,
+        "active_model": loaded[0] if len(loaded) == 1 else None,
+        "active_models": loaded,
+        "worker_busy": busy,
+        "busy": busy,
+        "gpu": await health_gpu(gpus),
+    }
