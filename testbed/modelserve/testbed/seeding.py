@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -80,3 +81,25 @@ def place_smollm2(store: MinioServer, model: Path, bucket: str = PLATFORM_BUCKET
         digest = hashlib.file_digest(file, "sha256").hexdigest()
     tag_as_recorded(client, bucket, SMOLLM2_PLATFORM_KEY, digest, SMOLLM2_MODEL_UUID)
     return f"s3://{bucket}/{SMOLLM2_PLATFORM_KEY}"
+
+
+def place_model_version(
+    store: MinioServer,
+    model: Path,
+    model_id: str,
+    *,
+    keep_bytes: int | None = None,
+    bucket: str = PLATFORM_BUCKET,
+) -> str:
+    """A copy of `model` stored as version `model_id` (`models/<id>/<file>`), tagged as the
+    download service and the registry tag what they record; with `keep_bytes`, only its
+    first bytes: a corrupt checkpoint whose header reads but whose weights are cut short.
+    Its s3:// URI."""
+    data = model.read_bytes()
+    if keep_bytes is not None:
+        data = data[:keep_bytes]
+    key = f"models/{model_id}/{model.name}"
+    client = store.client()
+    client.put_object(bucket, key, io.BytesIO(data), len(data))
+    tag_as_recorded(client, bucket, key, hashlib.sha256(data).hexdigest(), model_id)
+    return f"s3://{bucket}/{key}"
