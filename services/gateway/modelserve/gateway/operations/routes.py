@@ -18,6 +18,7 @@ from modelserve.common.errors import ApiError
 from modelserve.common.settings import split
 from modelserve.gateway.auth import Admin, Caller
 from modelserve.gateway.deps import KubeDep, ServersDep, SettingsDep
+from modelserve.gateway.kubeservers import served_namespaces
 from modelserve.gateway.operations import logs
 from modelserve.gateway.operations.cluster import ClusterReadError, ClusterReads
 from modelserve.gateway.operations.facts import build_info, build_version, runtime_images
@@ -47,14 +48,19 @@ async def info(_: Caller, settings: SettingsDep, kube: KubeDep) -> dict[str, Any
 
 
 @router.get("/version")
-async def version(_: Caller, servers: ServersDep, kube: KubeDep) -> dict[str, Any]:
+async def version(_: Caller, settings: SettingsDep, kube: KubeDep) -> dict[str, Any]:
     """API, platform, Python and Kubernetes versions, and the model servers' images."""
-    if kube is None:  # ServersDep answers 503 first; kept for the type checker
-        raise ApiError(503, "no_cluster", NO_CLUSTER)
-    reads, unavailable = ClusterReads(kube), dict[str, str]()
+    unavailable: dict[str, str] = {}
+    if kube is None:
+        unavailable = {"kubernetes_version": NO_CLUSTER, "runtime_images": NO_CLUSTER}
+        return build_version(kubernetes_version=None, images=None, unavailable=unavailable)
+    reads = ClusterReads(kube)
+    served = served_namespaces(settings.watch_namespaces, settings.namespace)
+    # The platform's own servers too, as discovery watches them.
+    namespaces = None if served is None else sorted({*served, *split(settings.platform_namespaces)})
     found, deployments = await asyncio.gather(
         _attempt(reads.server_version(), "kubernetes_version", unavailable),
-        _attempt(reads.server_deployments(servers.namespaces), "runtime_images", unavailable),
+        _attempt(reads.server_deployments(namespaces), "runtime_images", unavailable),
     )
     images = runtime_images(deployments) if deployments is not None else None
     return build_version(kubernetes_version=found, images=images, unavailable=unavailable)
