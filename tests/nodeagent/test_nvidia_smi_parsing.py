@@ -57,7 +57,7 @@ def test_one_gpu_gives_the_seed_s_figures() -> None:
 def test_several_gpus_and_figures_a_gpu_does_not_give() -> None:
     parsed = parse_gpus((DATA / "nvidia-smi-query.csv").read_text())
     assert parsed.problems == ()
-    assert [gpu.index for gpu in parsed.gpus] == [0, 1]
+    assert [gpu.index for gpu in parsed.gpus] == [0, 1, 2, 3]
     busy = parsed.gpus[1]
     assert (busy.memory_used_mb, busy.utilization_gpu, busy.power_draw_w) == (40953, 97, 372.41)
     # A data centre GPU has no fan: no figure, and what nvidia-smi said instead.
@@ -111,10 +111,10 @@ def test_nothing_or_an_error_message_gives_no_gpu() -> None:
 
 
 def test_power_limit_bounds() -> None:
-    limits = parse_limits((DATA / "nvidia-smi-limits.csv").read_text() + "junk\n2, [N/A], [N/A]\n")
+    limits = parse_limits((DATA / "nvidia-smi-limits.csv").read_text() + "junk\n4, [N/A], [N/A]\n")
     assert limits[0].minimum == 100.0 and limits[1].maximum == 400.0
-    assert (limits[2].minimum, limits[2].maximum) == (None, None)
-    assert set(limits) == {0, 1, 2}
+    assert (limits[4].minimum, limits[4].maximum) == (None, None)
+    assert set(limits) == {0, 1, 2, 3, 4}
 
 
 def test_figures_survive_the_lease_round_trip() -> None:

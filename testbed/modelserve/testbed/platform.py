@@ -148,6 +148,12 @@ def gateway_kubeconfig(cluster: KubeCluster) -> Path:
     return _account_kubeconfig(cluster, GATEWAY_NAMESPACE, rbac, "modelserve-gateway")
 
 
+def nodeagent_kubeconfig(cluster: KubeCluster) -> Path:
+    """Credentials of the node agent's account (services/nodeagent/deploy/rbac.yaml)."""
+    rbac = repo_root() / "services" / "nodeagent" / "deploy" / "rbac.yaml"
+    return _account_kubeconfig(cluster, GATEWAY_NAMESPACE, rbac, "modelserve-nodeagent")
+
+
 def start_operator(
     kubeconfig: Path, log_folder: Path, settings: Mapping[str, str] | None = None
 ) -> RunningOperator:
