@@ -11,62 +11,28 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from modelserve.testbed.doc_scripts import (
+    Block,
+    DevPlatform,
+    json_lines,
+    section_text,
+    shell_blocks,
+)
 from modelserve.testbed.gobuild import binary
-from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import outside_make
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "docs" / "quickstart.md"
 LOCAL = "Local mode"
 K3D = "k3d mode"
-BLOCK_MARK = "@@quickstart block {}@@"
 # Programs the k3d section may call; each of its commands starts with one of these.
 K3D_PROGRAMS = {"make", "helm", "kubectl", "export", "curl", "ADMIN_PASSWORD", "TOKEN"}
-
-
-@dataclass(frozen=True)
-class Block:
-    section: str
-    heading: str
-    text: str
-
-    def commands(self) -> list[str]:
-        """The block's commands, continuation lines joined, comments dropped."""
-        joined = re.sub(r"\\\n\s*", " ", self.text)
-        return [line.strip() for line in joined.splitlines() if line.strip()]
-
-
-def shell_blocks(markdown: str) -> list[Block]:
-    blocks: list[Block] = []
-    section = heading = ""
-    lines = iter(markdown.splitlines())
-    for line in lines:
-        if line.startswith("## "):
-            section = heading = line[3:].strip()
-        elif line.startswith("### "):
-            heading = line[4:].strip()
-        elif line.strip() == "```sh":
-            body = []
-            for inner in lines:
-                if inner.strip() == "```":
-                    break
-                body.append(inner)
-            blocks.append(Block(section, heading, "\n".join(body)))
-    return blocks
-
-
-def section_text(markdown: str, section: str) -> str:
-    start = markdown.index(f"## {section}\n")
-    end = markdown.find("\n## ", start + 1)
-    return markdown[start : end if end >= 0 else len(markdown)]
 
 
 def dry_run(target: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -98,78 +64,13 @@ def test_make_dev_is_modelserve_testbed_up() -> None:
 # --- local mode, for real -------------------------------------------------------------------
 
 
-def local_script(blocks: list[Block], env_file: Path) -> str:
-    """The local blocks after `make dev`, as one bash script; `.dev/env` is `env_file`."""
-    lines = [
-        "set -euo pipefail",
-        f"cd {ROOT}",
-        # As on the page, but an HTTP error fails the script.
-        'curl() { command curl --fail-with-body "$@"; }',
-    ]
-    for number, block in enumerate(blocks):
-        lines.append(f"echo '{BLOCK_MARK.format(number)}'")
-        lines.append(block.text.replace("source .dev/env", f"source {env_file}"))
-    return "\n".join(lines) + "\n"
-
-
-def outputs(stdout: str, count: int) -> list[str]:
-    parts = re.split(r"@@quickstart block (\d+)@@\n", stdout)
-    found = {int(parts[i]): parts[i + 1] for i in range(1, len(parts), 2)}
-    assert sorted(found) == list(range(count)), stdout
-    return [found[i] for i in range(count)]
-
-
-def json_lines(output: str) -> list[Any]:
-    """The JSON values in `output`: each starts a line or follows the one before (curl
-    prints no newline after a body)."""
-    decoder = json.JSONDecoder()
-    found: list[Any] = []
-    index, after = 0, -1
-    while index < len(output):
-        if output[index] in "{[" and (index == 0 or output[index - 1] == "\n" or index == after):
-            value, after = decoder.raw_decode(output, index)
-            found.append(value)
-            index = after
-        else:
-            index += 1
-    return found
-
-
-def test_local_mode_runs_as_written(tmp_path: Path) -> None:
+def test_local_mode_runs_as_written(dev: DevPlatform, tmp_path: Path) -> None:
     blocks = [block for block in shell_blocks(QUICKSTART.read_text()) if block.section == LOCAL]
     assert blocks[0].text == "make dev"
     blocks = blocks[1:]
     assert "source .dev/env" in blocks[0].text
 
-    state = tmp_path / "dev"
-    cli = Path(sys.executable).parent / "modelserve-testbed"
-    log_path = tmp_path / "up.log"
-    with log_path.open("wb") as log:
-        up = subprocess.Popen(
-            [cli, "up", "--any-ports", "--state", state], stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            wait_for(
-                lambda: up.poll() is None and "Ctrl-C stops everything." in log_path.read_text(),
-                timeout=300,
-                what="make dev's summary",
-            )
-            script = local_script(blocks, state / "env")
-            (tmp_path / "quickstart.sh").write_text(script)
-            ran = subprocess.run(
-                ["bash", tmp_path / "quickstart.sh"],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                env={"HOME": str(Path.home()), "PATH": "/usr/local/bin:/usr/bin:/bin"},
-            )
-            assert ran.returncode == 0, f"{ran.stdout}\n{ran.stderr}"
-        finally:
-            up.terminate()
-            up.wait(timeout=120)
-    by_heading = dict(
-        zip([block.heading for block in blocks], outputs(ran.stdout, len(blocks)), strict=True)
-    )
+    by_heading = dev.run(blocks, tmp_path)
 
     nodes = by_heading[LOCAL].split()
     assert {"cpu-0", "gpu-a100-0", "gpu-l4-0", "smollm2-external", "llamacpp"} <= set(nodes)
