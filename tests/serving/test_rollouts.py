@@ -12,7 +12,6 @@ registry's own workflow is in test_registry_workflow.py.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +27,10 @@ from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import ensure_runtime
 from modelserve.testbed.objectstores import MinioServer
-from modelserve.testbed.platform import RunningOperator, RunningService, gateway_kubeconfig
+from modelserve.testbed.platform import RunningOperator, gateway_kubeconfig
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.seeding import place_model_version
-from modelserve.testbed.testing_loop import OWNER, modelserve, wait_ready
+from modelserve.testbed.testing_loop import OWNER, RequestStream, modelserve, wait_ready
 from modelserve.testbed.testing_services import service_on_fresh_schema
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres]
@@ -81,42 +80,6 @@ def headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {signer.sign(OWNER)}"}
 
 
-class Stream:
-    """Requests one after another to a model until stopped; every answer's status."""
-
-    def __init__(self, gateway: RunningService, model: str) -> None:
-        self.gateway, self.model = gateway, model
-        self.answers: list[tuple[int, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=HOLD_SECONDS + 60) as client:
-            while not self._stop.is_set():
-                answer = client.post(
-                    f"{self.gateway.url}/v1/chat/completions",
-                    json={
-                        "model": self.model,
-                        "messages": [{"role": "user", "content": "Say hi"}],
-                        "max_tokens": 2,
-                    },
-                    headers=headers(),
-                )
-                self.answers.append((answer.status_code, answer.text[:300]))
-
-    def __enter__(self) -> Stream:
-        self._thread.start()
-        wait_for(lambda: len(self.answers) >= 2, timeout=60, what="the stream to flow")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=HOLD_SECONDS + 60)
-
-    def failures(self) -> list[tuple[int, str]]:
-        return [answer for answer in self.answers if answer[0] != 200]
-
-
 def set_model(kube: KubeCluster, namespace: str, name: str, uri: str, version: str) -> str:
     """What the gateway's set_active does to a server; the change's id."""
     change = uuid.uuid4().hex[:8]
@@ -161,7 +124,9 @@ def reasons(kube: KubeCluster, namespace: str, name: str) -> list[str]:
 def metric(url: str, metric_name: str, **labels: str) -> float:
     total = 0.0
     for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(f"{metric_name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+        if line.startswith(f"{metric_name}{{") and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -192,7 +157,7 @@ def test_two_replicas_roll_to_a_new_version_and_back_from_a_crashing_one_without
     name = "twin"
     serve(crds, namespace, name, versions["v1"], 2)
 
-    with Stream(gateway, name) as stream:
+    with RequestStream(gateway, name, headers()) as stream:
         change = set_model(crds, namespace, name, versions["v2"], "rollout-v2")
         status = rollout_ended(crds, namespace, name, change)
         assert status["rollout"]["phase"] == "Complete", status
@@ -208,7 +173,7 @@ def test_two_replicas_roll_to_a_new_version_and_back_from_a_crashing_one_without
         "modelserve_operator_rollbacks_total",
         name=name,
     )
-    with Stream(gateway, name) as stream:
+    with RequestStream(gateway, name, headers()) as stream:
         change = set_model(crds, namespace, name, versions["bad"], "rollout-bad")
         status = rollout_ended(crds, namespace, name, change)
         rollout = status["rollout"]
@@ -246,7 +211,7 @@ def test_one_replica_is_swapped_while_requests_are_held(
     serve(crds, namespace, name, versions["v1"], 1)
     held = metric(gateway.url, "modelserve_gateway_holds_total", model=name, outcome="forwarded")
 
-    with Stream(gateway, name) as stream:
+    with RequestStream(gateway, name, headers()) as stream:
         change = set_model(crds, namespace, name, versions["v2"], "rollout-v2")
         status = rollout_ended(crds, namespace, name, change)
         assert status["rollout"]["phase"] == "Complete", status

@@ -4,7 +4,10 @@ the two doors to it (the gateway's /v1 and Traefik's /{server-id}/v1)."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
+
+import httpx
 
 from modelserve.common.modelserve import OWNER_LABEL
 from modelserve.common.tokens import TokenSigner
@@ -98,3 +101,48 @@ def wait_ready(kube: KubeCluster, namespace: str, name: str, replicas: int) -> d
         return found if done else None
 
     return wait_for(ready, timeout=180, what=f"{namespace}/{name} to be Ready")
+
+
+class RequestStream:
+    """Chat requests for `model` through the gateway, one after another, from a thread
+    until the block ends: what a steady client sees during a rollout (every answer's
+    status and the start of its body)."""
+
+    def __init__(
+        self,
+        gateway: RunningService,
+        model: str,
+        headers: dict[str, str],
+        *,
+        timeout: float = 180,
+    ) -> None:
+        self.gateway, self.model, self.headers, self.timeout = gateway, model, headers, timeout
+        self.answers: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self.timeout) as client:
+            while not self._stop.is_set():
+                answer = client.post(
+                    f"{self.gateway.url}/v1/chat/completions",
+                    json={
+                        "model": self.model,
+                        "messages": [{"role": "user", "content": "Say hi"}],
+                        "max_tokens": 2,
+                    },
+                    headers=self.headers,
+                )
+                self.answers.append((answer.status_code, answer.text[:300]))
+
+    def __enter__(self) -> RequestStream:
+        self._thread.start()
+        wait_for(lambda: len(self.answers) >= 2, timeout=60, what="the stream to flow")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.timeout + 30)
+
+    def failures(self) -> list[tuple[int, str]]:
+        return [answer for answer in self.answers if answer[0] != 200]
