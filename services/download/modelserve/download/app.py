@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -17,8 +18,11 @@ from modelserve.common.service import create_service_app
 from modelserve.common.tokens import TokenVerifier
 from modelserve.download.jobs import Jobs
 from modelserve.download.objects import ObjectStore
-from modelserve.download.routes import downloads, models
+from modelserve.download.presigning import Presigner
+from modelserve.download.registry import Registry
+from modelserve.download.routes import active, downloads, models, registrations
 from modelserve.download.settings import DownloadSettings
+from modelserve.download.versions import Versions
 from modelserve.download.worker import Workers
 
 logger = logging.getLogger(__name__)
@@ -37,6 +41,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.database_url.get_secret_value(), settings.database_pool_size
         )
         app.state.jobs = jobs
+        # The registry: registrations, uploads (signed for the endpoint clients reach) and
+        # active versions, on the jobs' connections; the platform store for the checks
+        # the routes make before queueing.
+        app.state.registry = Registry(jobs.pool)
+        app.state.versions = Versions(jobs.pool)
+        app.state.platform = platform
+        app.state.presigner = Presigner(
+            settings.platform_public(), dt.timedelta(seconds=settings.upload_url_seconds)
+        )
         workers = asyncio.create_task(Workers(settings, jobs, upstream, platform).run())
         workers.add_done_callback(_exit_unless_cancelled)
         try:
@@ -65,5 +78,8 @@ def create_app(settings: DownloadSettings) -> FastAPI:
     app = create_service_app("download", settings, lifespan=lifespan)
     answer_unavailable(app, DatabaseUnavailable, "database_unavailable")
     app.include_router(downloads.router)
+    # Before `models`: /models/active, /models/history, ... are not model ids.
+    app.include_router(registrations.router)
+    app.include_router(active.router)
     app.include_router(models.router)
     return app

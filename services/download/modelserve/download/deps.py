@@ -8,7 +8,11 @@ import httpx
 from fastapi import Depends, Request
 
 from modelserve.download.jobs import Jobs
+from modelserve.download.objects import ObjectStore
+from modelserve.download.presigning import Presigner
+from modelserve.download.registry import Registry
 from modelserve.download.settings import DownloadSettings
+from modelserve.download.versions import Versions
 
 
 async def _jobs(request: Request) -> Jobs:
@@ -29,3 +33,31 @@ async def _http(request: Request) -> httpx.AsyncClient:
 JobsDep = Annotated[Jobs, Depends(_jobs)]
 SettingsDep = Annotated[DownloadSettings, Depends(_settings)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(_http)]
+
+
+async def _registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+async def _versions(request: Request) -> Versions:
+    versions: Versions = request.app.state.versions
+    return versions
+
+
+async def _platform(request: Request) -> ObjectStore:
+    platform: ObjectStore = request.app.state.platform
+    return platform
+
+
+async def _presigner(request: Request) -> Presigner:
+    presigner: Presigner = request.app.state.presigner
+    return presigner
+
+
+# Registrations, uploads and listings; active versions and their history.
+RegistryDep = Annotated[Registry, Depends(_registry)]
+VersionsDep = Annotated[Versions, Depends(_versions)]
+# The platform store (blocking calls: run them in a thread), and upload URL signing.
+PlatformDep = Annotated[ObjectStore, Depends(_platform)]
+PresignerDep = Annotated[Presigner, Depends(_presigner)]

@@ -40,11 +40,24 @@ def quantization(file_type: Any) -> str | None:
         return f"file_type {file_type}"
 
 
+class _HeaderReader(gguf.GGUFReader):
+    """A reader that keeps the key-value fields of a file whose tensor data is cut short
+    (a corrupt checkpoint is still registered, with what its header says); its tensors
+    are then left out."""
+
+    def _build_tensors(self, start_offs: int, fields: list[Any]) -> None:
+        try:
+            super()._build_tensors(start_offs, fields)
+        except (ValueError, IndexError) as error:
+            logger.warning("GGUF tensor data unreadable (%s): header fields only", error)
+            self.tensors = []
+
+
 def read_metadata(path: Path) -> GgufMetadata:
     """The header's facts; raises ValueError when it is not a GGUF header (or is longer
     than the bytes kept)."""
     try:
-        reader = gguf.GGUFReader(path)
+        reader = _HeaderReader(path)
     except (ValueError, IndexError, KeyError, OSError) as error:
         raise ValueError(f"not a readable GGUF header: {error}") from error
     architecture = _value(reader, "general.architecture")

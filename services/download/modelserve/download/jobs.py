@@ -32,10 +32,13 @@ from modelserve.download.tables import (
     ACTIVE,
     RETRYABLE,
     RUNNING,
+    Active,
     Download,
+    History,
     ModelRecord,
     Requester,
     State,
+    Upload,
 )
 
 CHANNEL = "modelserve_downloads"
@@ -43,9 +46,34 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
+# Columns added after the first release: `create_all` makes missing tables only, so the
+# tables of an earlier version get them here.
+_ADDED_COLUMNS = (
+    "ALTER TABLE downloads ADD COLUMN IF NOT EXISTS kind varchar NOT NULL DEFAULT 'download'",
+    "ALTER TABLE downloads ADD COLUMN IF NOT EXISTS tags jsonb",
+    "ALTER TABLE downloads ADD COLUMN IF NOT EXISTS source_label varchar",
+    "ALTER TABLE downloads ADD COLUMN IF NOT EXISTS name_checked_for varchar",
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS origin varchar NOT NULL DEFAULT 'download'",
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS tags jsonb NOT NULL DEFAULT '[]'::jsonb",
+    "ALTER TABLE models ADD COLUMN IF NOT EXISTS source_label varchar",
+    "CREATE INDEX IF NOT EXISTS models_name_created ON models (name, created_at, id)",
+)
+
+
+def _add_columns(conn: Any) -> None:
+    for statement in _ADDED_COLUMNS:
+        conn.exec_driver_sql(statement)
+
+
 def create_schema(url: str) -> None:
-    """Tables created if missing; safe with several replicas starting at once."""
-    create_tables(url, "modelserve-download", [Download, ModelRecord, Requester])
+    """Tables created if missing (and the columns of later versions added); safe with
+    several replicas starting at once."""
+    create_tables(
+        url,
+        "modelserve-download",
+        [Download, ModelRecord, Requester, Upload, Active, History],
+        then=_add_columns,
+    )
 
 
 # A job queued again (a new request for a failed model, or a retry): nothing of the last
@@ -55,7 +83,7 @@ _REQUEUE = """state = 'queued', error_code = NULL, error = NULL, bytes_done = 0,
     started_at = NULL, finished_at = NULL, updated_at = now()"""
 
 
-async def _notify(cur: psycopg.AsyncCursor[Any], model_id: str) -> None:
+async def notify_workers(cur: psycopg.AsyncCursor[Any], model_id: str) -> None:
     """Wake the workers of every replica: a job is queued."""
     await cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, model_id])
 
@@ -72,7 +100,7 @@ def _states(states: tuple[State, ...]) -> list[str]:
     return [state.value for state in states]
 
 
-def _visible(model_id: str) -> str:
+def visible_condition(model_id: str) -> str:
     """A condition: the model (whose id is the column `model_id`) is visible to the
     parameter `who`: everyone's when it is NULL (admins, services), else whoever queued
     its current attempt or ever asked for it."""
@@ -95,6 +123,11 @@ class Jobs:
 
     async def close(self) -> None:
         await self._pool.close()
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The connections, shared with the registry's tables (`registry`, `versions`)."""
+        return self._pool
 
     async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         async with connection(self._pool) as conn:
@@ -161,7 +194,8 @@ class Jobs:
                         name = excluded.name,
                         expected_sha256 = excluded.expected_sha256,
                         requested_by = excluded.requested_by,
-                        created_at = now(), {_REQUEUE}
+                        kind = 'download', tags = NULL, source_label = NULL,
+                        name_checked_for = NULL, created_at = now(), {_REQUEUE}
                     WHERE downloads.state = ANY(%(finished)s)
                     RETURNING *
                     """,
@@ -180,7 +214,7 @@ class Jobs:
                     [model_id, requested_by],
                 )
                 if queued:
-                    await _notify(cur, model_id)
+                    await notify_workers(cur, model_id)
                 return Download.model_validate(row), queued
 
         return await self._run(work)
@@ -225,7 +259,8 @@ class Jobs:
                 source_prefix = excluded.source_prefix,
                 name = excluded.name,
                 state = 'failed', error_code = excluded.error_code, error = excluded.error,
-                requested_by = excluded.requested_by, bytes_done = 0, files_done = 0,
+                requested_by = excluded.requested_by, kind = 'download', tags = NULL,
+                source_label = NULL, name_checked_for = NULL, bytes_done = 0, files_done = 0,
                 rate = NULL, created_at = now(), updated_at = now(), finished_at = now()
             WHERE downloads.state = ANY(%(finished)s)
               AND (%(privileged)s OR downloads.requested_by = %(requested_by)s)
@@ -238,7 +273,7 @@ class Jobs:
     async def get(self, model_id: str, *, visible_to: str | None = None) -> Download | None:
         """The job of `model_id`; with `visible_to`, only if that subject may see it."""
         row = await self._one(
-            f"SELECT * FROM downloads WHERE model_id = %(id)s AND {_visible('%(id)s')}",
+            f"SELECT * FROM downloads WHERE model_id = %(id)s AND {visible_condition('%(id)s')}",
             {"id": model_id, "who": visible_to},
         )
         return Download.model_validate(row) if row else None
@@ -250,7 +285,7 @@ class Jobs:
             f"""
             SELECT * FROM downloads
             WHERE (%(state)s::text IS NULL OR state = %(state)s)
-              AND {_visible("downloads.model_id")}
+              AND {visible_condition("downloads.model_id")}
             ORDER BY created_at DESC LIMIT %(limit)s
             """,
             {"state": state.value if state else None, "who": visible_to, "limit": limit},
@@ -283,7 +318,7 @@ class Jobs:
                 )
                 row = await cur.fetchone()
                 if row is not None:
-                    await _notify(cur, model_id)
+                    await notify_workers(cur, model_id)
                 return Download.model_validate(row) if row else None
 
         return await self._run(work)
@@ -292,7 +327,7 @@ class Jobs:
         """Ready records; with `visible_to`, those of the models that subject may see."""
         rows = await self._all(
             f"""
-            SELECT * FROM models WHERE state = 'ready' AND {_visible("models.id")}
+            SELECT * FROM models WHERE state = 'ready' AND {visible_condition("models.id")}
             ORDER BY name, id
             """,
             {"who": visible_to},
@@ -301,7 +336,7 @@ class Jobs:
 
     async def model(self, model_id: str, *, visible_to: str | None = None) -> ModelRecord | None:
         row = await self._one(
-            f"SELECT * FROM models WHERE id = %(id)s AND {_visible('%(id)s')}",
+            f"SELECT * FROM models WHERE id = %(id)s AND {visible_condition('%(id)s')}",
             {"id": model_id, "who": visible_to},
         )
         return ModelRecord.model_validate(row) if row else None
@@ -402,6 +437,7 @@ class Jobs:
         """Mark the job ready and write its model record, both or neither."""
         values = record.model_dump(exclude={"created_at", "updated_at"})
         values["files"] = Jsonb(values["files"])
+        values["tags"] = Jsonb(values["tags"])
         columns = list(values)
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> bool:

@@ -15,7 +15,7 @@ from modelserve.download.sources import (
     source_uri,
     storage_prefix,
 )
-from modelserve.download.tables import Download, ModelRecord, State
+from modelserve.download.tables import Download, Kind, ModelRecord, State
 from modelserve.download.transfers import Outcome, Plan
 
 
@@ -31,11 +31,13 @@ def build_record(
     else:
         storage_key, sha256 = storage_prefix(plan.model_id), folder_digest(outcome.files)
     manifest = plan.manifest
+    registered = job.kind == Kind.REGISTER
     name = (
         job.name
         or (manifest.name if manifest else None)
         or (metadata.name if metadata else None)
-        or default_name(plan.source)
+        # A registered version without a name is a model of its own, named by its id.
+        or (plan.model_id if registered else default_name(plan.source))
     )
     return ModelRecord(
         id=plan.model_id,
@@ -58,6 +60,9 @@ def build_record(
         quantization=metadata.quantization if metadata else None,
         context_length=metadata.context_length if metadata else None,
         requested_by=job.requested_by,
+        origin=Kind.REGISTER.value if registered else Kind.DOWNLOAD.value,
+        tags=list(job.tags or []),
+        source_label=job.source_label,
     )
 
 
@@ -70,6 +75,7 @@ class DownloadStatus(BaseModel):
     """GET /status/{model_id}: where a download stands."""
 
     model_id: str
+    kind: Kind = Kind.DOWNLOAD  # download, or register (a version copied in the platform store)
     name: str | None
     source: str
     state: State
@@ -101,6 +107,7 @@ def status(job: Download) -> DownloadStatus:
     )
     return DownloadStatus(
         model_id=job.model_id,
+        kind=job.kind,
         name=job.name,
         source=source,
         state=job.state,

@@ -57,6 +57,13 @@ class DownloadSettings(ServiceSettings):
     platform_bucket: str = Field(
         default="inference-models", validation_alias=_alias("PLATFORM_BUCKET", "MINIO_BUCKET")
     )
+    # The platform store as clients reach it: upload URLs (POST /models/uploads) are signed
+    # for it. Default: the platform endpoint (and its scheme).
+    platform_public_endpoint: str | None = None
+    platform_public_secure: bool | None = None
+    # How long an upload's presigned URLs are good for (GET /models/uploads/{id} signs
+    # them again).
+    upload_url_seconds: int = Field(default=6 * 3600, ge=60, le=7 * 24 * 3600)
 
     # Users who are not admins may download when their contract allows it; without a
     # contract service only admins and platform services may.
@@ -99,6 +106,17 @@ class DownloadSettings(ServiceSettings):
             self.platform_access_key,
             self.platform_secret_key,
             self.platform_secure,
+            self.platform_region,
+        )
+
+    def platform_public(self) -> StoreConfig:
+        """The platform store at the endpoint clients reach, for signing upload URLs."""
+        secure = self.platform_public_secure
+        return StoreConfig(
+            self.platform_public_endpoint or self.platform_endpoint,
+            self.platform_access_key,
+            self.platform_secret_key,
+            self.platform_secure if secure is None else secure,
             self.platform_region,
         )
 

@@ -20,9 +20,11 @@ from modelserve.download.gguf_metadata import GgufMetadata, read_metadata
 from modelserve.download.jobs import Jobs
 from modelserve.download.objects import ObjectStore, StoreError
 from modelserve.download.records import build_record
+from modelserve.download.registration import UPLOADS_PREFIX
+from modelserve.download.registry import Registry
 from modelserve.download.settings import DownloadSettings
 from modelserve.download.sources import InvalidSource, Source, check_sha256
-from modelserve.download.tables import Download, State
+from modelserve.download.tables import Download, Kind, State
 from modelserve.download.tagging import backfill
 from modelserve.download.transfers import Cancelled, Transfer, TransferFailed, plan
 
@@ -45,7 +47,13 @@ class Workers:
         self.jobs = jobs
         self.upstream = upstream
         self.platform = platform
+        self.registry = Registry(jobs.pool)
         self.wake = asyncio.Event()
+
+    def source_store(self, job: Download) -> ObjectStore:
+        """Where a job copies from: upstream for a download, the platform store itself for
+        a registration."""
+        return self.platform if job.kind == Kind.REGISTER else self.upstream
 
     async def run(self) -> None:
         """`settings.jobs` workers, a listener that wakes them and the back-fill of object
@@ -112,11 +120,13 @@ class Workers:
                 record = build_record(
                     job, transfer.plan, outcome, metadata, self.settings.platform_bucket
                 )
+                await self._check_name(job, record.name)
                 await self._report(job, transfer)  # still ours? nothing is visible yet
                 await asyncio.to_thread(transfer.commit, outcome)
                 if not await self.jobs.finish(job, record):
                     raise Lost("cancelled or taken over before it was recorded")
                 logger.info("download %s: ready (%s)", job.model_id, record.uri)
+                await self._remove_upload(job)
         except (Lost, Cancelled) as error:
             logger.info("download %s stopped: %s", job.model_id, error)
             await self._discard(job, transfer, owned=False)
@@ -134,13 +144,35 @@ class Workers:
             await self._discard(job, transfer)
             await self._fail(job, "internal_error", f"{type(error).__name__}: {error}")
 
+    async def _check_name(self, job: Download, name: str) -> None:
+        """A user's registration whose name came from the file (none was asked for) may
+        not add a version to a name whose versions that user cannot see."""
+        who = job.name_checked_for
+        if who is not None and not await self.registry.name_is_open_to(name, who):
+            raise TransferFailed(
+                "name_not_yours",
+                f"model name {name!r} (from the file) has versions {who} cannot see: "
+                "register with another name",
+            )
+
+    async def _remove_upload(self, job: Download) -> None:
+        """A registered upload's staging copy is not needed any more."""
+        key = job.source_key
+        if job.kind != Kind.REGISTER or key is None or not key.startswith(UPLOADS_PREFIX):
+            return
+        try:
+            await asyncio.to_thread(self.platform.remove, job.source_bucket, key)
+        except StoreError as error:
+            logger.warning("upload s3://%s/%s not removed: %s", job.source_bucket, key, error)
+
     async def _prepare(self, job: Download, workdir: Path) -> Transfer:
         source = job_source(job)
+        store = self.source_store(job)
         copy = await asyncio.to_thread(
-            plan, self.upstream, source, job.model_id, check_sha256(job.expected_sha256)
+            plan, store, source, job.model_id, check_sha256(job.expected_sha256)
         )
         transfer = Transfer(
-            self.upstream,
+            store,
             self.platform,
             self.settings.platform_bucket,
             copy,

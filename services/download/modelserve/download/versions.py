@@ -1,0 +1,354 @@
+"""Active versions and their history in PostgreSQL.
+
+Each model name has at most one active version (`model_active`, name -> model id). Every
+change is a row of `model_history`: a person's `set_active` (to an earlier version: a
+manual rollback), or the platform's `automatic_rollback` when a rollout failed on a
+server. Changes of one name are serialised by an advisory lock on the name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+
+from modelserve.common.database import connection, fetch_all
+from modelserve.download.jobs import visible_condition
+
+PLATFORM_ACTOR = "platform"
+
+
+class VersionRef(BaseModel):
+    id: str
+    uri: str | None
+
+
+class HistoryEntry(BaseModel):
+    """One change of a name's active version."""
+
+    id: int
+    name: str
+    from_id: str | None
+    to_id: str | None
+    actor: str
+    action: str  # set_active | automatic_rollback
+    reason: str | None
+    message: str | None
+    rollout_id: int | None
+    server: str | None
+    server_uid: str | None
+    pointer_moved: bool | None
+    at: dt.datetime
+
+
+class SetActiveAnswer(BaseModel):
+    """POST /models/set_active."""
+
+    name: str
+    id: str
+    uri: str
+    previous: VersionRef | None
+    history_id: int
+    changed: bool
+
+
+class LastRollback(BaseModel):
+    history_id: int
+    rollout_id: int | None
+    server: str | None
+    failed_id: str | None
+    restored_id: str | None
+    reason: str | None
+    message: str | None
+    pointer_moved: bool | None
+    at: dt.datetime
+
+
+class ActiveVersion(BaseModel):
+    """GET /models/active: one name's active version."""
+
+    name: str
+    id: str
+    uri: str
+    set_by: str
+    set_at: dt.datetime
+    history_id: int
+    last_rollback: LastRollback | None
+
+
+class RollbackAnswer(BaseModel):
+    """POST /models/rollbacks."""
+
+    entry: HistoryEntry
+    pointer_moved: bool
+    duplicate: bool
+
+
+class VersionNotFound(LookupError):
+    """No such version, or none the caller may see."""
+
+
+class NameNotOpen(PermissionError):
+    """The name's active version is one the caller may not see."""
+
+
+class RolloutNotFound(LookupError):
+    pass
+
+
+class NotAVersion(ValueError):
+    """A rollback names a model that is not a version of the rollout's name."""
+
+
+async def _lock(cur: psycopg.AsyncCursor[Any], name: str) -> None:
+    await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"modelserve-active:{name}"])
+
+
+async def _uri(cur: psycopg.AsyncCursor[Any], model_id: str | None) -> str | None:
+    if model_id is None:
+        return None
+    await cur.execute("SELECT uri FROM models WHERE id = %s", [model_id])
+    row = await cur.fetchone()
+    return str(row["uri"]) if row else None
+
+
+class Versions:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def set_active(
+        self, model_id: str, *, actor: str, who: str | None, reason: str | None
+    ) -> SetActiveAnswer:
+        """Make ready version `model_id` the active one of its name; nothing new when it is
+        already. VersionNotFound when `who` may not see it; NameNotOpen when the name's
+        active version is one `who` may not see."""
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> SetActiveAnswer:
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    f"""SELECT id, name, uri FROM models
+                        WHERE id = %(id)s AND state = 'ready' AND {visible_condition("%(id)s")}""",
+                    {"id": model_id, "who": who},
+                )
+                model = await cur.fetchone()
+                if model is None:
+                    raise VersionNotFound(model_id)
+                name = model["name"]
+                await _lock(cur, name)
+                await cur.execute(
+                    f"""SELECT a.*, {visible_condition("a.model_id")} AS visible
+                        FROM model_active a WHERE name = %(name)s""",
+                    {"name": name, "who": who},
+                )
+                current = await cur.fetchone()
+                if current is not None and not current["visible"]:
+                    raise NameNotOpen(name)
+                if current is not None and current["model_id"] == model_id:
+                    await cur.execute(
+                        "SELECT from_id FROM model_history WHERE id = %s", [current["history_id"]]
+                    )
+                    made = await cur.fetchone()
+                    before = made["from_id"] if made else None
+                    return SetActiveAnswer(
+                        name=name,
+                        id=model_id,
+                        uri=model["uri"],
+                        previous=VersionRef(id=before, uri=await _uri(cur, before))
+                        if before
+                        else None,
+                        history_id=current["history_id"],
+                        changed=False,
+                    )
+                before = current["model_id"] if current else None
+                await cur.execute(
+                    """
+                    INSERT INTO model_history (name, from_id, to_id, actor, action, reason)
+                    VALUES (%s, %s, %s, %s, 'set_active', %s) RETURNING id
+                    """,
+                    [name, before, model_id, actor, reason],
+                )
+                history = await cur.fetchone()
+                assert history is not None
+                await cur.execute(
+                    """
+                    INSERT INTO model_active (name, model_id, set_by, set_at, history_id)
+                    VALUES (%s, %s, %s, now(), %s)
+                    ON CONFLICT (name) DO UPDATE SET model_id = excluded.model_id,
+                        set_by = excluded.set_by, set_at = now(),
+                        history_id = excluded.history_id
+                    """,
+                    [name, model_id, actor, history["id"]],
+                )
+                return SetActiveAnswer(
+                    name=name,
+                    id=model_id,
+                    uri=model["uri"],
+                    previous=VersionRef(id=before, uri=await _uri(cur, before)) if before else None,
+                    history_id=history["id"],
+                    changed=True,
+                )
+
+        async with connection(self._pool) as conn:
+            return await work(conn)
+
+    async def active(self, *, who: str | None, name: str | None = None) -> list[ActiveVersion]:
+        """The active version of each name (or of `name`) whose version `who` may see,
+        with the name's latest automatic rollback."""
+        rows = await fetch_all(
+            self._pool,
+            f"""
+            SELECT a.name, a.model_id, m.uri, a.set_by, a.set_at, a.history_id,
+                   r.id AS r_id, r.rollout_id AS r_rollout_id, r.server AS r_server,
+                   r.from_id AS r_failed_id, r.to_id AS r_restored_id, r.reason AS r_reason,
+                   r.message AS r_message, r.pointer_moved AS r_pointer_moved, r.at AS r_at
+            FROM model_active a
+            JOIN models m ON m.id = a.model_id
+            LEFT JOIN LATERAL (
+                SELECT * FROM model_history h
+                WHERE h.name = a.name AND h.action = 'automatic_rollback'
+                ORDER BY h.id DESC LIMIT 1
+            ) r ON true
+            WHERE (%(name)s::text IS NULL OR a.name = %(name)s)
+              AND {visible_condition("a.model_id")}
+            ORDER BY a.name
+            """,
+            {"name": name, "who": who},
+        )
+        return [
+            ActiveVersion(
+                name=row["name"],
+                id=row["model_id"],
+                uri=row["uri"],
+                set_by=row["set_by"],
+                set_at=row["set_at"],
+                history_id=row["history_id"],
+                last_rollback=LastRollback(
+                    history_id=row["r_id"],
+                    rollout_id=row["r_rollout_id"],
+                    server=row["r_server"],
+                    failed_id=row["r_failed_id"],
+                    restored_id=row["r_restored_id"],
+                    reason=row["r_reason"],
+                    message=row["r_message"],
+                    pointer_moved=row["r_pointer_moved"],
+                    at=row["r_at"],
+                )
+                if row["r_id"] is not None
+                else None,
+            )
+            for row in rows
+        ]
+
+    async def history(
+        self, *, who: str | None, name: str | None, limit: int, offset: int
+    ) -> tuple[list[HistoryEntry], int]:
+        """Changes, newest first, of versions `who` may see (either side of the change);
+        and how many there are in all."""
+        rows = await fetch_all(
+            self._pool,
+            f"""
+            SELECT h.*, count(*) OVER () AS total FROM model_history h
+            WHERE (%(name)s::text IS NULL OR h.name = %(name)s)
+              AND ({visible_condition("h.to_id")} OR {visible_condition("h.from_id")})
+            ORDER BY h.id DESC LIMIT %(limit)s OFFSET %(offset)s
+            """,
+            {"name": name, "who": who, "limit": limit, "offset": offset},
+        )
+        total = int(rows[0]["total"]) if rows else 0
+        return [HistoryEntry.model_validate(row) for row in rows], total
+
+    async def rollback(
+        self,
+        *,
+        rollout_id: int,
+        server: str,
+        server_uid: str,
+        failed_id: str,
+        restored_id: str | None,
+        reason: str | None,
+        message: str | None,
+    ) -> RollbackAnswer:
+        """Record the automatic rollback of rollout `rollout_id` on a server, once per
+        (rollout, server uid); the name's pointer moves back to `restored_id` (or is
+        removed, with none) only if it still points at `failed_id`."""
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> RollbackAnswer:
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    "SELECT name FROM model_history WHERE id = %s AND action = 'set_active'",
+                    [rollout_id],
+                )
+                rollout = await cur.fetchone()
+                if rollout is None:
+                    raise RolloutNotFound(rollout_id)
+                name = rollout["name"]
+                for model_id in (failed_id, restored_id):
+                    if model_id is None:
+                        continue
+                    await cur.execute("SELECT name FROM models WHERE id = %s", [model_id])
+                    version = await cur.fetchone()
+                    if version is None or version["name"] != name:
+                        raise NotAVersion(f"{model_id} is not a version of {name}")
+                await _lock(cur, name)
+                await cur.execute(
+                    """
+                    INSERT INTO model_history (name, from_id, to_id, actor, action, reason,
+                        message, rollout_id, server, server_uid)
+                    VALUES (%s, %s, %s, %s, 'automatic_rollback', %s, %s, %s, %s, %s)
+                    ON CONFLICT (rollout_id, server_uid) WHERE action = 'automatic_rollback'
+                    DO NOTHING
+                    RETURNING id
+                    """,
+                    [
+                        name,
+                        failed_id,
+                        restored_id,
+                        PLATFORM_ACTOR,
+                        reason,
+                        message,
+                        rollout_id,
+                        server,
+                        server_uid,
+                    ],
+                )
+                inserted = await cur.fetchone()
+                if inserted is None:
+                    await cur.execute(
+                        """SELECT * FROM model_history WHERE rollout_id = %s AND server_uid = %s
+                           AND action = 'automatic_rollback'""",
+                        [rollout_id, server_uid],
+                    )
+                    entry = HistoryEntry.model_validate(await cur.fetchone())
+                    return RollbackAnswer(
+                        entry=entry, pointer_moved=bool(entry.pointer_moved), duplicate=True
+                    )
+                if restored_id is not None:
+                    await cur.execute(
+                        """
+                        UPDATE model_active SET model_id = %s, set_by = %s, set_at = now(),
+                            history_id = %s
+                        WHERE name = %s AND model_id = %s
+                        """,
+                        [restored_id, PLATFORM_ACTOR, inserted["id"], name, failed_id],
+                    )
+                else:
+                    await cur.execute(
+                        "DELETE FROM model_active WHERE name = %s AND model_id = %s",
+                        [name, failed_id],
+                    )
+                moved = cur.rowcount == 1
+                await cur.execute(
+                    "UPDATE model_history SET pointer_moved = %s WHERE id = %s RETURNING *",
+                    [moved, inserted["id"]],
+                )
+                entry = HistoryEntry.model_validate(await cur.fetchone())
+                return RollbackAnswer(
+                    entry=entry, pointer_moved=bool(entry.pointer_moved), duplicate=False
+                )
+
+        async with connection(self._pool) as conn:
+            return await work(conn)

@@ -1,0 +1,218 @@
+"""Active versions, their history and automatic rollbacks, on the real service,
+PostgreSQL and MinIO."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from modelserve.testbed.objectstores import MinioServer
+
+pytestmark = [pytest.mark.postgres, pytest.mark.minio]
+
+Wait = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def versions(
+    admin: httpx.Client, platform_store: MinioServer, platform_bucket: str, wait_finished: Wait
+) -> Callable[..., list[dict[str, Any]]]:
+    """`versions(client, name, *ids)`: ready versions of `name` registered by `client`."""
+
+    def make(client: httpx.Client, name: str, *ids: str) -> list[dict[str, Any]]:
+        records = []
+        for model_id in ids:
+            key = f"ck/{model_id}.gguf"
+            platform_store.put(platform_bucket, key, b"GGUF" + model_id.encode())
+            body = {"id": model_id, "name": name, "uri": f"s3://{platform_bucket}/{key}"}
+            answer = client.post("/models/register", json=body)
+            assert answer.status_code == 202, answer.text
+            assert wait_finished(client, model_id)["state"] == "ready"
+            records.append(client.get(f"/models/{model_id}").json())
+        return records
+
+    return make
+
+
+def test_set_active_moves_the_pointer_and_writes_history(
+    admin: httpx.Client, versions: Callable[..., list[dict[str, Any]]]
+) -> None:
+    v1, v2 = versions(admin, "trainee", "t-v1", "t-v2")
+    assert admin.get("/models/active").json() == []
+
+    first = admin.post("/models/set_active", json={"id": "t-v1"})
+    assert first.status_code == 200, first.text
+    assert first.json() | {"history_id": 0} == {
+        "name": "trainee",
+        "id": "t-v1",
+        "uri": v1["uri"],
+        "previous": None,
+        "history_id": 0,
+        "changed": True,
+    }
+    second = admin.post("/models/set_active", json={"id": "t-v2", "reason": "step 2 is better"})
+    assert second.json()["previous"] == {"id": "t-v1", "uri": v1["uri"]}
+    assert second.json()["changed"] is True
+    # Idempotent: asked again, nothing new.
+    repeat = admin.post("/models/set_active", json={"id": "t-v2"})
+    assert repeat.json()["changed"] is False
+    assert repeat.json()["history_id"] == second.json()["history_id"]
+    assert repeat.json()["previous"] == {"id": "t-v1", "uri": v1["uri"]}
+
+    (active,) = admin.get("/models/active").json()
+    assert (active["name"], active["id"], active["uri"]) == ("trainee", "t-v2", v2["uri"])
+    assert (active["set_by"], active["last_rollback"]) == ("root", None)
+    assert active["history_id"] == second.json()["history_id"]
+    assert admin.get("/models/active", params={"name": "other"}).json() == []
+
+    # Back to an earlier version: a manual rollback, a set_active like any other.
+    back = admin.post("/models/set_active", json={"id": "t-v1"})
+    assert back.json()["previous"]["id"] == "t-v2"
+    history = admin.get("/models/history", params={"name": "trainee"})
+    assert history.headers["X-Total-Count"] == "3"
+    rows = [(h["action"], h["from_id"], h["to_id"], h["actor"]) for h in history.json()]
+    assert rows == [
+        ("set_active", "t-v2", "t-v1", "root"),
+        ("set_active", "t-v1", "t-v2", "root"),
+        ("set_active", None, "t-v1", "root"),
+    ]
+    assert history.json()[1]["reason"] == "step 2 is better"
+    page = admin.get("/models/history", params={"limit": 1, "offset": 1}).json()
+    assert [h["to_id"] for h in page] == ["t-v2"]
+
+
+def test_bad_set_active_and_who_may(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    versions: Callable[..., list[dict[str, Any]]],
+) -> None:
+    alice, bob = client("alice"), client("bob")
+    versions(alice, "alice-model", "a-v1", "a-v2")
+    versions(admin, "shared", "s-v1")
+    for body, status, code in (
+        ({"id": "nope"}, 404, "model_not_found"),
+        ({"id": "../x"}, 404, "model_not_found"),
+        ({}, 422, "invalid_request"),
+        ({"id": "a-v1", "reason": "a\x00b"}, 422, "invalid_request"),
+    ):
+        answer = alice.post("/models/set_active", json=body)
+        assert answer.status_code == status, (body, answer.text)
+        assert answer.json()["error"]["code"] == code
+    # Bob cannot see Alice's versions: neither set them nor see them active.
+    assert alice.post("/models/set_active", json={"id": "a-v1"}).status_code == 200
+    refused = bob.post("/models/set_active", json={"id": "a-v2"})
+    assert refused.status_code == 404
+    assert refused.json()["error"]["code"] == "model_not_found"
+    assert bob.get("/models/active").json() == []
+    assert bob.get("/models/history").json() == []
+    assert [a["name"] for a in alice.get("/models/active").json()] == ["alice-model"]
+    # Admins see and set everything.
+    assert admin.post("/models/set_active", json={"id": "s-v1"}).status_code == 200
+    assert [a["name"] for a in admin.get("/models/active").json()] == ["alice-model", "shared"]
+    assert alice.post("/models/set_active", json={"id": "s-v1"}).status_code == 404
+
+
+def test_rollbacks_are_recorded_once_and_move_the_pointer_only_if_it_did_not_move_on(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    versions: Callable[..., list[dict[str, Any]]],
+) -> None:
+    operator = client("service:operator", roles=("service",))
+    v1, v2, v3 = versions(admin, "trainee", "r-v1", "r-v2", "r-v3")
+    admin.post("/models/set_active", json={"id": "r-v1"})
+    rollout = admin.post("/models/set_active", json={"id": "r-v2"}).json()["history_id"]
+    report = {
+        "rollout_id": rollout,
+        "server": "team-a/trainee",
+        "server_uid": "uid-1",
+        "failed_id": "r-v2",
+        "restored_id": "r-v1",
+        "reason": "rollout_failed",
+        "message": "r-v2 did not become Ready in 300 s: CrashLoopBackOff",
+    }
+    # Only platform services report rollbacks.
+    for caller in (admin, client("alice")):
+        refused = caller.post("/models/rollbacks", json=report)
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "service_only"
+
+    recorded = operator.post("/models/rollbacks", json=report)
+    assert recorded.status_code == 201, recorded.text
+    answer = recorded.json()
+    assert (answer["pointer_moved"], answer["duplicate"]) == (True, False)
+    entry = answer["entry"]
+    assert (entry["actor"], entry["action"], entry["from_id"], entry["to_id"]) == (
+        "platform",
+        "automatic_rollback",
+        "r-v2",
+        "r-v1",
+    )
+    assert (entry["rollout_id"], entry["server"], entry["server_uid"]) == (
+        rollout,
+        "team-a/trainee",
+        "uid-1",
+    )
+    (active,) = admin.get("/models/active").json()
+    assert (active["id"], active["uri"], active["set_by"]) == ("r-v1", v1["uri"], "platform")
+    last = active["last_rollback"]
+    assert (last["history_id"], last["failed_id"], last["restored_id"]) == (
+        entry["id"],
+        "r-v2",
+        "r-v1",
+    )
+    assert last["reason"] == "rollout_failed" and "CrashLoopBackOff" in last["message"]
+
+    # The same report again (another replica, a retry): the first record, nothing moves.
+    repeat = operator.post("/models/rollbacks", json=report)
+    assert repeat.status_code == 200
+    assert repeat.json()["duplicate"] is True
+    assert repeat.json()["entry"] == entry
+    history = admin.get("/models/history", params={"name": "trainee"}).json()
+    assert [h["action"] for h in history] == ["automatic_rollback", "set_active", "set_active"]
+
+    # A second server of the same rollout reports after someone moved on to r-v3: recorded,
+    # but the pointer stays where the person put it.
+    admin.post("/models/set_active", json={"id": "r-v3"})
+    late = operator.post("/models/rollbacks", json={**report, "server_uid": "uid-2"})
+    assert late.status_code == 201
+    assert late.json()["pointer_moved"] is False
+    assert late.json()["entry"]["pointer_moved"] is False
+    (active,) = admin.get("/models/active").json()
+    assert (active["id"], active["uri"]) == ("r-v3", v3["uri"])
+    assert active["last_rollback"]["history_id"] == late.json()["entry"]["id"]
+    assert v2["name"] == "trainee"
+
+
+def test_bad_rollback_reports(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    versions: Callable[..., list[dict[str, Any]]],
+) -> None:
+    operator = client("service:operator", roles=("service",))
+    versions(admin, "trainee", "b-v1", "b-v2")
+    versions(admin, "other", "o-v1")
+    admin.post("/models/set_active", json={"id": "b-v1"})
+    rollout = admin.post("/models/set_active", json={"id": "b-v2"}).json()["history_id"]
+    base = {"rollout_id": rollout, "server": "ns/s", "server_uid": "u", "failed_id": "b-v2"}
+    for body, status, code in (
+        ({**base, "rollout_id": 999_999}, 404, "rollout_not_found"),
+        ({**base, "failed_id": "o-v1"}, 422, "not_a_version"),
+        ({**base, "restored_id": "nope"}, 422, "not_a_version"),
+        ({k: v for k, v in base.items() if k != "server_uid"}, 422, "invalid_request"),
+        ({**base, "rollout_id": "x"}, 422, "invalid_request"),
+    ):
+        answer = operator.post("/models/rollbacks", json=body)
+        assert answer.status_code == status, (body, answer.text)
+        assert answer.json()["error"]["code"] == code
+    # With nothing to restore (the name's first rollout failed), the pointer goes away.
+    first = admin.post("/models/set_active", json={"id": "o-v1"}).json()["history_id"]
+    removed = operator.post(
+        "/models/rollbacks",
+        json={"rollout_id": first, "server": "ns/o", "server_uid": "u", "failed_id": "o-v1"},
+    )
+    assert removed.status_code == 201, removed.text
+    assert removed.json()["pointer_moved"] is True
+    assert [a["name"] for a in admin.get("/models/active").json()] == ["trainee"]
