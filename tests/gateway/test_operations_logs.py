@@ -28,6 +28,7 @@ def test_the_platform_components_are_those_whose_pods_the_chart_labels() -> None
                 r'selectorLabels" \(list \. "([a-z-]+)"\) \| nindent 8', template.read_text()
             )
         )
+    # A new component's pods need their name in PLATFORM_COMPONENTS to have their logs read.
     assert found == set(logs.PLATFORM_COMPONENTS)
 
 

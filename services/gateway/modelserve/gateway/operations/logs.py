@@ -14,7 +14,15 @@ from typing import Any
 from modelserve.common.errors import ApiError
 
 # The components of charts/modelserve/templates/*.yaml that run pods.
-PLATFORM_COMPONENTS = ("contract", "download", "gateway", "minio", "operator", "postgresql")
+PLATFORM_COMPONENTS = (
+    "contract",
+    "download",
+    "gateway",
+    "minio",
+    "nodeagent",
+    "operator",
+    "postgresql",
+)
 COMPONENT_LABEL = "app.kubernetes.io/component"
 # The operator's label of a ModelServe's pods (operator/modelserve/operator/builders.py).
 SERVER_POD_LABEL = "llm.modelserve.io/modelserve"
