@@ -20,10 +20,11 @@ from modelserve.gateway.gpus.cluster import GpuCluster
 from modelserve.gateway.identity import Identity
 from modelserve.gateway.kube import load_api_client
 from modelserve.gateway.kubeservers import ServerStore, served_namespaces
-from modelserve.gateway.models import ModelCatalog
 from modelserve.gateway.openai_errors import install_openai_errors
 from modelserve.gateway.operations import routes as operations_routes
 from modelserve.gateway.proxy_components import open_proxy
+from modelserve.gateway.registry import routes as registry_routes
+from modelserve.gateway.registry.client import RegistryClient
 from modelserve.gateway.routes import (
     auth,
     configure,
@@ -73,8 +74,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(identity.close)
         app.state.identity = identity
         app.state.verifier = identity.verifier
-        # Model records and serve decisions, asked with the gateway's own service token.
-        app.state.catalog = ModelCatalog(settings.download_url, services, signer)
+        # The one client of the download service: model records with the gateway's own
+        # service token, the registry as the caller. Serve decisions, with the service token.
+        app.state.registry = RegistryClient(settings.download_url, services, signer)
         app.state.contracts = (
             ContractClient(settings.contract_url, services, signer)
             if settings.contract_url
@@ -99,6 +101,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(models.router)
+    app.include_router(registry_routes.router)
     app.include_router(servers.router)
     app.include_router(configure.router)
     app.include_router(openai.router)

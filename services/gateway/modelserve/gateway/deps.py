@@ -14,8 +14,8 @@ from modelserve.gateway.identity import Identity
 from modelserve.gateway.kubeservers import ServerStore
 from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.metrics import GatewayMetrics
-from modelserve.gateway.models import ModelCatalog
 from modelserve.gateway.proxy import Proxy
+from modelserve.gateway.registry.client import RegistryClient
 from modelserve.gateway.routing import RouteTable
 from modelserve.gateway.settings import GatewaySettings
 
@@ -28,9 +28,9 @@ async def _settings(request: Request) -> GatewaySettings:
 SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
 
 
-async def _catalog(request: Request) -> ModelCatalog:
-    catalog: ModelCatalog = request.app.state.catalog
-    return catalog
+async def _registry(request: Request) -> RegistryClient:
+    registry: RegistryClient = request.app.state.registry
+    return registry
 
 
 async def _contracts(request: Request) -> ContractClient | None:
@@ -45,8 +45,10 @@ async def _servers(request: Request) -> ServerStore:
     return servers
 
 
-# The download service's model records.
-CatalogDep = Annotated[ModelCatalog, Depends(_catalog)]
+# The download service: model records and the registry (registry/client.py).
+RegistryDep = Annotated[RegistryClient, Depends(_registry)]
+# Its earlier name, for the routes that read model records.
+CatalogDep = RegistryDep
 # The contract service; None where the gateway has none (then nothing is limited).
 ContractsDep = Annotated[ContractClient | None, Depends(_contracts)]
 # ModelServes in the namespaces this gateway serves; 503 where it has no cluster.

@@ -1,0 +1,342 @@
+"""The gateway's one client of the download service (model records and the registry),
+and its typed answers.
+
+Two ways of asking, each on purpose:
+
+- with the gateway's own service token: the model records a serve decision or a listing
+  reads (`records`, `record`), and the automatic rollbacks the platform reports
+  (`report_rollback`);
+- with the caller's own Authorization header: everything a person does to the registry
+  (register, uploads, set_active, active, history), so that the download service judges
+  what that person may see and do, exactly as if they had asked it directly.
+
+Errors: a refusal of the download service becomes an `ApiError` with its status, code and
+message (the gateway answers it as it was); a service that cannot be reached or answers
+what the gateway cannot read is 503 `download_unavailable`; without a download service
+(GATEWAY_DOWNLOAD_URL unset) there are no records, and registry calls answer 404
+`registry_not_configured`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from modelserve.common.errors import ApiError
+from modelserve.common.tokens import TokenSigner
+from modelserve.gateway.contracts import SERVICE_NAME
+
+# The ids the download service gives models (its check_model_id).
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_PAGE = 1000  # the download service's largest page of GET /models
+
+
+class _Passing(BaseModel):
+    """An answer whose fields the gateway reads are typed; the others pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ModelRecord(_Passing):
+    """A model in the platform store (downloaded or registered), as the download service
+    records it: size, sha256, files, GGUF metadata, … pass through."""
+
+    id: str
+    name: str
+    format: str
+    uri: str
+    origin: str = "download"
+    tags: list[str] = []
+
+
+class RegistrationJob(_Passing):
+    """POST /models/register: the job that copies, hashes and records the version
+    (state, progress, …; the same as `GET /status/{id}` of the download service)."""
+
+    model_id: str
+    kind: str
+    state: str
+
+
+class UploadPart(BaseModel):
+    part_number: int
+    url: str
+
+
+class Upload(_Passing):
+    """An upload: where to PUT its bytes while it is open (one `url`, or `parts` of
+    `part_size` bytes), and whether it is complete or registered."""
+
+    upload_id: str
+    filename: str
+    size: int
+    uri: str
+    state: str
+    registered_as: str | None = None
+    url: str | None = None
+    part_size: int | None = None
+    parts: list[UploadPart] = []
+    expires_at: dt.datetime | None = None
+
+
+class HistoryEntry(_Passing):
+    """One change of a model name's active version."""
+
+    id: int
+    name: str
+    from_id: str | None
+    to_id: str | None
+    actor: str
+    action: str  # set_active | automatic_rollback
+    reason: str | None = None
+    message: str | None = None
+    rollout_id: int | None = None
+    server: str | None = None
+    server_uid: str | None = None
+    pointer_moved: bool | None = None
+    at: dt.datetime
+
+
+class HistoryPage(BaseModel):
+    entries: list[HistoryEntry]
+    total: int
+
+
+class VersionRef(BaseModel):
+    id: str
+    uri: str | None
+
+
+class SetActiveAnswer(BaseModel):
+    """The registry's answer to set_active: the name's active version now, the one before,
+    and the history entry of the change (`changed` false: it was active already, and
+    `history_id` is the entry that made it so)."""
+
+    name: str
+    id: str
+    uri: str
+    previous: VersionRef | None
+    history_id: int
+    changed: bool
+
+
+class LastRollback(BaseModel):
+    history_id: int
+    rollout_id: int | None
+    server: str | None
+    failed_id: str | None
+    restored_id: str | None
+    reason: str | None
+    message: str | None
+    pointer_moved: bool | None
+    at: dt.datetime
+
+
+class ActiveVersion(BaseModel):
+    """A model name's active version, and the name's latest automatic rollback."""
+
+    name: str
+    id: str
+    uri: str
+    set_by: str
+    set_at: dt.datetime
+    history_id: int
+    last_rollback: LastRollback | None
+
+
+class RollbackReport(BaseModel):
+    """An automatic rollback of a rollout (`rollout_id`: the set_active's history id) on
+    one server."""
+
+    rollout_id: int
+    server: str  # namespace/name
+    server_uid: str
+    failed_id: str
+    restored_id: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+class RollbackAnswer(BaseModel):
+    entry: HistoryEntry
+    pointer_moved: bool
+    duplicate: bool  # reported before: the first record, nothing moved now
+
+
+def _unavailable(detail: str) -> ApiError:
+    return ApiError(503, "download_unavailable", f"the download service {detail}")
+
+
+def _refusal(response: httpx.Response) -> ApiError:
+    """The download service's error answer as the gateway's, status and code kept."""
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        return _unavailable(f"answered {response.status_code}: {response.text[:200]}")
+    retry = response.headers.get("retry-after")
+    return ApiError(response.status_code, code, message, {"Retry-After": retry} if retry else None)
+
+
+def _read(kind: Any, data: Any) -> Any:
+    """`data` as `kind` (a model or a list of them), or 503: the gateway cannot read it."""
+    try:
+        return TypeAdapter(kind).validate_python(data)
+    except ValidationError as error:
+        raise _unavailable(f"sent an answer the gateway cannot read: {error}") from error
+
+
+class RegistryClient:
+    """The download service, as the gateway asks it (see the module's docstring)."""
+
+    def __init__(self, url: str | None, http: httpx.AsyncClient, signer: TokenSigner) -> None:
+        self._url = url.rstrip("/") if url else None
+        self._http = http
+        self._signer = signer
+
+    @property
+    def configured(self) -> bool:
+        return self._url is not None
+
+    def _service(self) -> str:
+        return f"Bearer {self._signer.service_token(SERVICE_NAME)}"
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        authorization: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+    ) -> httpx.Response:
+        """The answer to a call; a refusal (4xx, or a 5xx it explains) as ApiError."""
+        if self._url is None:
+            raise ApiError(
+                404,
+                "registry_not_configured",
+                "this gateway has no download service (GATEWAY_DOWNLOAD_URL): no registry",
+            )
+        try:
+            response = await self._http.request(
+                method,
+                f"{self._url}{path}",
+                headers={"Authorization": authorization},
+                json=json,
+                params=params,
+            )
+        except httpx.HTTPError as error:
+            raise _unavailable(f"cannot be reached: {error}") from error
+        if response.status_code >= 400:
+            raise _refusal(response)
+        return response
+
+    # --- model records (the gateway's own token) -------------------------------------------
+
+    async def records(
+        self, *, name: str | None = None, tags: Sequence[str] = (), origin: str | None = None
+    ) -> list[ModelRecord]:
+        """Every record that matches (all of `tags`), by name then age; none without a
+        download service."""
+        if self._url is None:
+            return []
+        found: list[ModelRecord] = []
+        while True:
+            params: dict[str, Any] = {"limit": _PAGE, "offset": len(found)}
+            params |= {k: v for k, v in (("name", name), ("origin", origin)) if v is not None}
+            if tags:
+                params["tag"] = list(tags)
+            response = await self._call("GET", "/models", self._service(), params=params)
+            page: list[ModelRecord] = _read(list[ModelRecord], response.json())
+            found += page
+            total = int(response.headers.get("x-total-count", len(found)))
+            if not page or len(found) >= total:
+                return found
+
+    async def record(self, model_id: str) -> ModelRecord | None:
+        if self._url is None or not _MODEL_ID.match(model_id):
+            return None  # the download service takes no other id: no need to ask
+        try:
+            response = await self._call("GET", f"/models/{model_id}", self._service())
+        except ApiError as error:
+            if error.status_code == 404:
+                return None
+            raise
+        record: ModelRecord = _read(ModelRecord, response.json())
+        return record
+
+    async def report_rollback(self, report: RollbackReport | Mapping[str, Any]) -> RollbackAnswer:
+        """Record an automatic rollback (once per rollout and server, however often it is
+        reported); the name's active version moves back only if it still is the failed one."""
+        body = report if isinstance(report, RollbackReport) else RollbackReport(**report)
+        response = await self._call(
+            "POST", "/models/rollbacks", self._service(), json=body.model_dump()
+        )
+        answer: RollbackAnswer = _read(RollbackAnswer, response.json())
+        return answer
+
+    # --- the registry, as the caller -------------------------------------------------------
+
+    async def register(self, authorization: str, body: Mapping[str, Any]) -> RegistrationJob:
+        response = await self._call("POST", "/models/register", authorization, json=dict(body))
+        job: RegistrationJob = _read(RegistrationJob, response.json())
+        return job
+
+    async def registration(self, authorization: str, model_id: str) -> RegistrationJob:
+        """Where the registration (or download) of `model_id` stands."""
+        path = f"/status/{quote(model_id, safe='')}"
+        job: RegistrationJob = _read(
+            RegistrationJob, (await self._call("GET", path, authorization)).json()
+        )
+        return job
+
+    async def create_upload(self, authorization: str, filename: str, size: int) -> Upload:
+        body = {"filename": filename, "size": size}
+        response = await self._call("POST", "/models/uploads", authorization, json=body)
+        upload: Upload = _read(Upload, response.json())
+        return upload
+
+    async def upload(self, authorization: str, upload_id: str) -> Upload:
+        path = f"/models/uploads/{quote(upload_id, safe='')}"
+        upload: Upload = _read(Upload, (await self._call("GET", path, authorization)).json())
+        return upload
+
+    async def complete_upload(
+        self, authorization: str, upload_id: str, parts: Sequence[Mapping[str, Any]]
+    ) -> Upload:
+        path = f"/models/uploads/{quote(upload_id, safe='')}/complete"
+        body = {"parts": [dict(part) for part in parts]}
+        response = await self._call("POST", path, authorization, json=body)
+        upload: Upload = _read(Upload, response.json())
+        return upload
+
+    async def set_active(
+        self, authorization: str, model_id: str, *, reason: str | None = None
+    ) -> SetActiveAnswer:
+        body = {"id": model_id, "reason": reason}
+        response = await self._call("POST", "/models/set_active", authorization, json=body)
+        answer: SetActiveAnswer = _read(SetActiveAnswer, response.json())
+        return answer
+
+    async def active(self, authorization: str, name: str | None = None) -> list[ActiveVersion]:
+        params = {"name": name} if name is not None else None
+        response = await self._call("GET", "/models/active", authorization, params=params)
+        found: list[ActiveVersion] = _read(list[ActiveVersion], response.json())
+        return found
+
+    async def history(
+        self, authorization: str, *, name: str | None = None, limit: int = 100, offset: int = 0
+    ) -> HistoryPage:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if name is not None:
+            params["name"] = name
+        response = await self._call("GET", "/models/history", authorization, params=params)
+        entries: list[HistoryEntry] = _read(list[HistoryEntry], response.json())
+        total = int(response.headers.get("x-total-count", len(entries)))
+        return HistoryPage(entries=entries, total=total)
