@@ -4,9 +4,10 @@ with GPUs, the node agents' report Leases and the power profile ConfigMap.
 The `kubernetes` client is synchronous: each read runs in a thread, and its raw JSON is
 kept (no typed models: the pure functions of `inventory` read plain mappings). /health
 is probed often, so what it reads (nodes and reports) is cached for
-GATEWAY_GPU_CACHE_SECONDS, and readers that arrive while a read is under way wait for
-it instead of starting another: one listing per period, whatever the probe rate. An
-API server that refuses or does not answer is a `ClusterUnreadable`.
+GATEWAY_GPU_CACHE_SECONDS and read again by one read at a time, while probes answer what
+was read last (see `TtlCache`): one listing per period, whatever the probe rate, and no
+probe held up by a slow API server. An API server that refuses or does not answer is a
+`ClusterUnreadable`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from modelserve.common.power_profiles import CONFIGMAP_NAME
 
 T = TypeVar("T")
 REQUEST_SECONDS = 10
+# The longest a /health probe waits for the first read (later ones answer what is cached).
+HEALTH_WAIT_SECONDS = 2.0
 NOT_FOUND, CONFLICT = 404, 409
 # Pods that hold resources: not ended (the scheduler stops counting those).
 RUNNING_PODS = "status.phase!=Succeeded,status.phase!=Failed"
@@ -43,21 +46,52 @@ class NodesAndReports:
 
 
 class TtlCache(Generic[T]):
-    """One value, read again once it is `seconds` old; concurrent readers share a read."""
+    """One value, read again once it is `seconds` old, by one read at a time. A reader
+    who finds it stale gets the stale value at once while the read runs on (a probe
+    never waits for a slow API server when there is an answer); only the very first
+    reader waits, at most `wait` seconds. A failed read is kept as the value, the same
+    time: the API server is not asked again by every probe."""
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._seconds = seconds
         self._clock = clock
-        self._value: tuple[float, T] | None = None
-        self._lock = asyncio.Lock()
+        self._value: tuple[float, T | ClusterUnreadable] | None = None
+        self._reading: asyncio.Task[None] | None = None
 
-    async def get(self, load: Callable[[], Awaitable[T]]) -> T:
-        async with self._lock:
-            if self._value is not None and self._clock() - self._value[0] < self._seconds:
-                return self._value[1]
-            value = await load()
-            self._value = (self._clock(), value)
-            return value
+    async def get(self, load: Callable[[], Awaitable[T]], *, wait: float) -> T:
+        if self._value is not None and self._clock() - self._value[0] < self._seconds:
+            return self._unwrap(self._value[1])
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read(load))
+        if self._value is not None:
+            return self._unwrap(self._value[1])
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reading), wait)
+        except TimeoutError as error:
+            message = f"the API server did not answer within {wait:g} s"
+            raise ClusterUnreadable(message) from error
+        return self._unwrap(self._latest())
+
+    async def _read(self, load: Callable[[], Awaitable[T]]) -> None:
+        try:
+            value: T | ClusterUnreadable = await load()
+        except ClusterUnreadable as error:
+            value = error
+        finally:
+            self._reading = None
+        self._value = (self._clock(), value)
+
+    def _latest(self) -> T | ClusterUnreadable:
+        """What the read that just ended left."""
+        if self._value is None:
+            raise ClusterUnreadable("the GPU read ended without a value")
+        return self._value[1]
+
+    @staticmethod
+    def _unwrap(value: T | ClusterUnreadable) -> T:
+        if isinstance(value, ClusterUnreadable):
+            raise value
+        return value
 
 
 def _why(error: BaseException) -> str:
@@ -92,7 +126,9 @@ class GpuCluster:
             reports = await self._call("list GPU reports", self._list_reports)
             return NodesAndReports(nodes, reports)
 
-        return await self._summary.get(load) if cached else await load()
+        if not cached:
+            return await load()
+        return await self._summary.get(load, wait=HEALTH_WAIT_SECONDS)
 
     async def pods(self) -> list[dict[str, Any]]:
         return await self._call("list pods", self._list_pods)
