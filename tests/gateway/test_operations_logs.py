@@ -111,11 +111,18 @@ def test_no_running_pod_says_where_it_looked() -> None:
 
 
 def test_the_text_answer_reads_like_tail() -> None:
-    answer = {
-        "pods": [
-            {"namespace": "ns", "pod": "a", "container": "server", "lines": ["one", "two"]},
-            {"namespace": "ns", "pod": "b", "container": "server", "lines": []},
-        ]
+    answer = logs.log_answer(
+        SERVER_ID,
+        "server",
+        lines=2,
+        since_seconds=None,
+        read=[(("ns", "a", "server"), "one\ntwo\n"), (("ns", "b", "server"), "")],
+    )
+    assert answer["pods"][0] == {
+        "namespace": "ns",
+        "pod": "a",
+        "container": "server",
+        "lines": ["one", "two"],
     }
     assert logs.as_text(answer) == "==> ns/a/server <==\none\ntwo\n\n==> ns/b/server <==\n"
 

@@ -123,8 +123,25 @@ def no_running_pod(
     return ApiError(404, "no_running_pod", message)
 
 
-def split_lines(text: str) -> list[str]:
-    return text.splitlines()
+def log_answer(
+    component: str,
+    kind: str,
+    *,
+    lines: int,
+    since_seconds: int | None,
+    read: Iterable[tuple[tuple[str, str, str], str]],
+) -> dict[str, Any]:
+    """The JSON answer: each ((namespace, pod, container), log text) read."""
+    return {
+        "component": component,
+        "kind": kind,
+        "lines": lines,
+        "since_seconds": since_seconds,
+        "pods": [
+            {"namespace": ns, "pod": pod, "container": name, "lines": text.splitlines()}
+            for (ns, pod, name), text in read
+        ],
+    }
 
 
 def as_text(answer: Mapping[str, Any]) -> str:

@@ -16,9 +16,10 @@ from fastapi.responses import PlainTextResponse
 
 from modelserve.common.errors import ApiError
 from modelserve.common.settings import split
+from modelserve.common.tokens import Claims
 from modelserve.gateway.auth import Admin, Caller
 from modelserve.gateway.deps import KubeDep, ServersDep, SettingsDep
-from modelserve.gateway.kubeservers import served_namespaces
+from modelserve.gateway.kubeservers import ServerStore, served_namespaces
 from modelserve.gateway.operations import logs
 from modelserve.gateway.operations.cluster import ClusterReadError, ClusterReads
 from modelserve.gateway.operations.facts import build_info, build_version, runtime_images
@@ -26,6 +27,7 @@ from modelserve.gateway.operations.nodes import build_nodes
 from modelserve.gateway.operations.platform_pods import platform_pods
 from modelserve.gateway.operations.procfs import read_host, read_process
 from modelserve.gateway.operations.redaction import redacted_settings
+from modelserve.gateway.settings import GatewaySettings
 
 router = APIRouter(tags=["operations"])
 T = TypeVar("T")
@@ -119,7 +121,11 @@ async def system(claims: Caller, settings: SettingsDep, kube: KubeDep) -> dict[s
 
 
 async def _pods_of(
-    component: str, claims: Caller, settings: SettingsDep, servers: ServersDep, reads: ClusterReads
+    component: str,
+    claims: Claims,
+    settings: GatewaySettings,
+    servers: ServerStore,
+    reads: ClusterReads,
 ) -> tuple[str, list[str], list[dict[str, Any]]]:
     """(kind, namespaces, pods) of `component`, if the caller may read its logs."""
     if component in logs.PLATFORM_COMPONENTS:
@@ -147,6 +153,19 @@ async def _pods_of(
     return "server", [metadata["namespace"]], await reads.pods(metadata["namespace"], selector)
 
 
+async def _log_of(
+    reads: ClusterReads, namespace: str, pod: str, container: str, **options: Any
+) -> str | None:
+    """The container's log; None when the pod went away (404) or the container cannot
+    give one any more (400) since the pods were listed."""
+    try:
+        return await reads.log(namespace, pod, container, **options)
+    except ClusterReadError as error:
+        if error.status in (400, 404):
+            return None
+        raise
+
+
 @router.get("/logs/{component}", response_model=None)
 async def component_logs(
     component: str,
@@ -172,22 +191,16 @@ async def component_logs(
             raise logs.no_running_pod(component, chosen, namespaces, platform=kind == "platform")
         texts = await asyncio.gather(
             *(
-                reads.log(ns, pod, name, lines=lines, since_seconds=since_seconds)
+                _log_of(reads, ns, pod, name, lines=lines, since_seconds=since_seconds)
                 for ns, pod, name in targets
             )
         )
     except ClusterReadError as error:
         raise ApiError(503, "cluster_unavailable", str(error)) from error
-    answer = {
-        "component": component,
-        "kind": kind,
-        "lines": lines,
-        "since_seconds": since_seconds,
-        "pods": [
-            {"namespace": ns, "pod": pod, "container": name, "lines": logs.split_lines(text)}
-            for (ns, pod, name), text in zip(targets, texts, strict=True)
-        ],
-    }
+    read = [(target, text) for target, text in zip(targets, texts, strict=True) if text is not None]
+    if not read:
+        raise logs.no_running_pod(component, chosen, namespaces, platform=kind == "platform")
+    answer = logs.log_answer(component, kind, lines=lines, since_seconds=since_seconds, read=read)
     if logs.wants_text(request.headers.get("accept")):
         return PlainTextResponse(logs.as_text(answer))
     return answer
