@@ -20,7 +20,7 @@ from modelserve.download.jobs import Jobs
 from modelserve.download.objects import ObjectStore
 from modelserve.download.presigning import Presigner
 from modelserve.download.registry import Registry
-from modelserve.download.routes import active, downloads, models, registrations
+from modelserve.download.routes import active, downloads, models, registrations, uploads
 from modelserve.download.settings import DownloadSettings
 from modelserve.download.versions import Versions
 from modelserve.download.worker import Workers
@@ -80,6 +80,7 @@ def create_app(settings: DownloadSettings) -> FastAPI:
     app.include_router(downloads.router)
     # Before `models`: /models/active, /models/history, ... are not model ids.
     app.include_router(registrations.router)
+    app.include_router(uploads.router)
     app.include_router(active.router)
     app.include_router(models.router)
     return app
