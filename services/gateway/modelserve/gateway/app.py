@@ -23,8 +23,10 @@ from modelserve.gateway.kubeservers import ServerStore, served_namespaces
 from modelserve.gateway.openai_errors import install_openai_errors
 from modelserve.gateway.operations import routes as operations_routes
 from modelserve.gateway.proxy_components import open_proxy
+from modelserve.gateway.registry import activation
 from modelserve.gateway.registry import routes as registry_routes
 from modelserve.gateway.registry.client import RegistryClient
+from modelserve.gateway.registry.rollbacks import RollbackRecorder
 from modelserve.gateway.routes import (
     auth,
     configure,
@@ -89,6 +91,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.routes = proxy.table
         app.state.metrics = proxy.metrics
         identity.metrics.register(proxy.metrics.registry)
+        if kube is not None and app.state.registry.configured:
+            # Rollbacks the operator made by itself, into the registry's history.
+            recorder = RollbackRecorder(proxy.table, app.state.registry)
+            recorder.start()
+            stack.push_async_callback(recorder.close)
         yield
 
 
@@ -102,6 +109,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(users.router)
     app.include_router(models.router)
     app.include_router(registry_routes.router)
+    app.include_router(activation.router)
     app.include_router(servers.router)
     app.include_router(configure.router)
     app.include_router(openai.router)

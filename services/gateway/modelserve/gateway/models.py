@@ -52,13 +52,18 @@ async def find_model(
     model_uuid: str | None,
     model_name: str | None,
 ) -> ModelRecord:
-    """The record a `POST /serve` names: by id (model_uuid), else by name (its oldest
-    version). 404 when there is none; 403 when the caller's contract does not allow it."""
+    """The record a `POST /serve` names: by id (model_uuid), else by name (its active
+    version, else its oldest). 404 when there is none; 403 when the caller's contract does
+    not allow it."""
     record: ModelRecord | None = None
     if model_uuid is not None:
         record = await catalog.record(model_uuid)
     elif model_name is not None:
-        record = next(iter(await catalog.records(name=model_name)), None)
+        active = await catalog.active_version(model_name)
+        if active is not None:
+            record = await catalog.record(active.id)
+        else:
+            record = next(iter(await catalog.records(name=model_name)), None)
     if record is None:
         raise ApiError(
             404,

@@ -26,6 +26,7 @@ from modelserve.common.modelserve import (
     Runtime,
 )
 from modelserve.common.rollouts import MODEL_VERSION_ANNOTATION, Rollout, running_model
+from modelserve.common.tokens import Claims
 from modelserve.gateway.models import ModelRecord
 
 # The CRD's rule on names: at most 50 of [a-z0-9-], starting with a letter.
@@ -259,6 +260,11 @@ class RolloutView(BaseModel):
             started_at=rollout.started_at,
             finished_at=rollout.finished_at,
         )
+
+
+def owner_scope(claims: Claims) -> str | None:
+    """Whose servers the caller sees and changes: their own, or (admins) everyone's."""
+    return None if claims.is_admin else claims.sub
 
 
 def route(server_id: str) -> str:

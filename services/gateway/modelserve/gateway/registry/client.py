@@ -271,6 +271,15 @@ class RegistryClient:
         record: ModelRecord = _read(ModelRecord, response.json())
         return record
 
+    async def active_version(self, name: str) -> ActiveVersion | None:
+        """The active version of model name `name`, whoever set it (the gateway's token):
+        what `POST /serve` runs when it names the model."""
+        if self._url is None:
+            return None
+        response = await self._call("GET", "/models/active", self._service(), params={"name": name})
+        found: list[ActiveVersion] = _read(list[ActiveVersion], response.json())
+        return next(iter(found), None)
+
     async def report_rollback(self, report: RollbackReport | Mapping[str, Any]) -> RollbackAnswer:
         """Record an automatic rollback (once per rollout and server, however often it is
         reported); the name's active version moves back only if it still is the failed one."""

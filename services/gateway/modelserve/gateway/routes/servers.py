@@ -23,6 +23,7 @@ from modelserve.gateway.servers import (
     ServerStatus,
     build_modelserve,
     new_suffix,
+    owner_scope,
     server_status,
 )
 
@@ -30,11 +31,6 @@ router = APIRouter(tags=["servers"])
 
 # Names end in a random suffix; a clash is rare, two in a row rarer still.
 NAME_ATTEMPTS = 3
-
-
-def _owner(claims: Claims) -> str | None:
-    """Whose servers the caller sees: their own, or (admins) everyone's."""
-    return None if claims.is_admin else claims.sub
 
 
 def _team(claims: Claims, asked: str | None) -> str | None:
@@ -49,7 +45,7 @@ def _team(claims: Claims, asked: str | None) -> str | None:
 
 async def _owned(servers: ServerStore, server_id: str, claims: Claims) -> dict[str, Any]:
     """The server's ModelServe; 404 unless the caller owns it or is an admin."""
-    item = await servers.find(server_id, _owner(claims))
+    item = await servers.find(server_id, owner_scope(claims))
     if item is None:
         raise ApiError(404, "server_not_found", f"no server {server_id}")
     return item
@@ -115,7 +111,7 @@ async def list_servers(
     claims: Caller, settings: SettingsDep, servers: ServersDep
 ) -> list[ServerStatus]:
     """The caller's servers (an admin's: all), oldest first."""
-    items = await servers.list(_owner(claims))
+    items = await servers.list(owner_scope(claims))
     found = [server_status(item, ingress_url=settings.ingress_url) for item in items]
     return sorted(found, key=lambda server: (server.created or "", server.name))
 
