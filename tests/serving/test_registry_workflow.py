@@ -241,3 +241,37 @@ def test_register_set_active_and_an_automatic_rollback_in_the_history(
     assert rollout_ends(gateway, "trainee-step-1000")["servers"][0]["version"] == (
         "trainee-step-1000"
     )
+
+
+def user(subject: str) -> dict[str, str]:
+    signer = TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET)))
+    return {"Authorization": f"Bearer {signer.sign(subject)}"}
+
+
+def test_bad_requests_and_other_tenants_get_clear_errors(
+    bed: dict[str, Any], platform_store: MinioServer
+) -> None:
+    gateway, bucket = bed["gateway"], bed["bucket"]
+    uri = put_checkpoint(platform_store, bucket, "checkpoints/owned.gguf", b"GGUF" + bytes(64))
+    register(bed, "owned-by-admins", uri, "x")
+
+    def post(path: str, body: Any, headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(f"{gateway.url}{path}", json=body, headers=headers, timeout=30)
+
+    unknown = post("/models/set_active", {"id": "no-such-version"}, admin())
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "model_not_found")
+    assert post("/models/set_active", {}, admin()).status_code == 422
+    assert post("/models/set_active", {"id": "owned-by-admins"}, {}).status_code == 401
+    # Another tenant cannot see the version, so cannot make it active, nor see the name's.
+    hidden = post("/models/set_active", {"id": "owned-by-admins"}, user("mallory"))
+    assert hidden.status_code == 404, hidden.text
+    seen = httpx.get(f"{gateway.url}/models/active", headers=user("mallory"), timeout=30)
+    assert (seen.status_code, seen.json()) == (200, [])
+    both = post(
+        "/models/register",
+        {"id": "mallory-1", "uri": uri, "upload_id": "u" * 32, "name": "x"},
+        user("mallory"),
+    )
+    assert (both.status_code, both.json()["error"]["code"]) == (422, "invalid_checkpoint")
+    taken = post("/models/register", {"id": "owned-by-admins", "uri": uri}, admin())
+    assert (taken.status_code, taken.json()["error"]["code"]) == (409, "model_exists")
