@@ -191,8 +191,14 @@ def test_node_agents_live_figures_and_power_profiles(
             "fan_speed_pct": None,
             "unavailable": {"fan_speed_pct": "[N/A]"},
         }
-        health = httpx.get(f"{gateway.url}/health").json()["gpu"]
-        assert health["live_gpus"] >= 8
+
+        # /health answers what it read last while it reads again: a probe or two later.
+        def measured() -> dict[str, Any] | None:
+            gpu: dict[str, Any] = httpx.get(f"{gateway.url}/health").json()["gpu"]
+            return gpu if gpu["live_gpus"] >= 8 else None
+
+        health = wait_for(measured, timeout=10, what="/health to count the reported GPUs")
+        assert health["available"] is True
 
         # Nobody chose a profile: the agents leave the limits alone and say so.
         view = alice.get("/settings/power_profile").json()
