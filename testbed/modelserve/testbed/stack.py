@@ -147,6 +147,8 @@ class Stack:
             "UPSTREAM_MINIO_BUCKET": self.upstream.bucket,
             "MODEL_SERVER_URL": self.llm.url,
             "MODEL_SERVER_MODEL": self.llm.alias,
+            # A GGUF file on this machine: the checkpoint docs/registry.md registers.
+            "SMOLLM2_GGUF": str(self.llm.model_path),
             "HELM": str(binary("helm")),
             "KUBECTL": str(binary("kubectl")),
             "JWT_SECRET": self.jwt_secret,
