@@ -13,6 +13,7 @@ import yaml
 
 from modelserve.contract.settings import ContractSettings
 from modelserve.gateway.settings import GatewaySettings
+from modelserve.nodeagent.settings import NodeAgentSettings
 from modelserve.operator.settings import OperatorSettings
 from modelserve.testbed import platform
 
@@ -54,6 +55,7 @@ def test_the_deploy_manifests_run_every_component_in_the_one_namespace(root: Pat
     assert sorted(accounts) == [
         "modelserve-contract",
         "modelserve-gateway",
+        "modelserve-nodeagent",
         "modelserve-operator",
     ]
 
@@ -72,6 +74,7 @@ def test_the_makefile_and_the_chart_s_install_use_it(root: Path) -> None:
         (ContractSettings, "delegating_users", f"system:serviceaccount:{PLATFORM}:"),
         (ContractSettings, "platform_namespaces", PLATFORM),
         (GatewaySettings, "platform_namespaces", PLATFORM),
+        (NodeAgentSettings, "namespace", PLATFORM),
         (OperatorSettings, "route_service_namespace", PLATFORM),
         (OperatorSettings, "model_store_endpoint", f"modelserve-minio.{PLATFORM}.svc:"),
     ],
