@@ -128,9 +128,10 @@ def test_register_a_copy_of_smollm2_through_the_gateway(
     assert copied.status_code == 403
     assert copied.json()["error"]["code"] == "source_not_visible"
     assert bob.get("/models/registrations/smol-step-5000").status_code == 404
-    # The gateway's list is every record the caller's contract allows (no contract here),
-    # registered or downloaded alike.
-    assert [m["id"] for m in bob.get("/models").json()] == ["smol-step-5000"]
+    # The gateway lists downloads that the caller's contract allows, and of registered
+    # versions only the caller's own: Bob's list has not Alice's checkpoint, Alice's has.
+    assert [m["id"] for m in bob.get("/models").json()] == []
+    assert [m["id"] for m in alice.get("/models").json()] == ["smol-step-5000"]
 
 
 def test_uploads_through_the_gateway(

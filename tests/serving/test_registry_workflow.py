@@ -267,6 +267,12 @@ def test_bad_requests_and_other_tenants_get_clear_errors(
     assert hidden.status_code == 404, hidden.text
     seen = httpx.get(f"{gateway.url}/models/active", headers=user("mallory"), timeout=30)
     assert (seen.status_code, seen.json()) == (200, [])
+    # ... nor list it, nor serve it by id or by name: a registered version is its owner's.
+    listed = httpx.get(f"{gateway.url}/models", headers=user("mallory"), timeout=30)
+    assert "owned-by-admins" not in [record["id"] for record in listed.json()]
+    for body in ({"model_uuid": "owned-by-admins"}, {"model_name": "owned-by-admins"}):
+        served = post("/serve", {**body, "namespace": bed["namespace"]}, user("mallory"))
+        assert (served.status_code, served.json()["error"]["code"]) == (404, "model_not_found")
     both = post(
         "/models/register",
         {"id": "mallory-1", "uri": uri, "upload_id": "u" * 32, "name": "x"},

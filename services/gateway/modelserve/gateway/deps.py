@@ -47,8 +47,6 @@ async def _servers(request: Request) -> ServerStore:
 
 # The download service: model records and the registry (registry/client.py).
 RegistryDep = Annotated[RegistryClient, Depends(_registry)]
-# Its earlier name, for the routes that read model records.
-CatalogDep = RegistryDep
 # The contract service; None where the gateway has none (then nothing is limited).
 ContractsDep = Annotated[ContractClient | None, Depends(_contracts)]
 # ModelServes in the namespaces this gateway serves; 503 where it has no cluster.

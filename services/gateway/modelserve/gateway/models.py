@@ -6,6 +6,10 @@ contract's `models` patterns (fnmatch, as the contract service matches them) hol
 a record's name: the contract service checks them against a server's served name, which
 is the record's name unless a request names another, so a model listed here is one its
 decision will let through.
+
+A downloaded model is the platform's: anyone whose contract allows it may serve it. A
+registered version is its registrant's (a trainer's checkpoint): only they, admins and
+services see it here or serve it, as the download service shows it only to them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from modelserve.gateway.registry.client import ModelRecord, RegistryClient
 __all__ = ["ModelRecord", "allowed", "find_model", "usable_models"]
 
 
+def visible(record: ModelRecord, claims: Claims) -> bool:
+    """Whether `claims` may see `record`: a download, or a version they registered."""
+    if record.origin != "register" or claims.is_admin or claims.is_service:
+        return True
+    return record.requested_by == claims.sub
+
+
 def allowed(record: ModelRecord, allowlists: Iterable[Sequence[str]]) -> bool:
     """Whether every allowlist has a pattern that matches the record's name."""
     return all(any(fnmatchcase(record.name, p) for p in patterns) for patterns in allowlists)
@@ -28,7 +39,7 @@ def allowed(record: ModelRecord, allowlists: Iterable[Sequence[str]]) -> bool:
 
 async def usable_models(
     claims: Claims,
-    catalog: RegistryClient,
+    registry: RegistryClient,
     contracts: ContractClient | None,
     *,
     name: str | None = None,
@@ -37,7 +48,8 @@ async def usable_models(
 ) -> list[ModelRecord]:
     """The records `claims` may serve (those that match `name`, every tag and `origin`):
     all of them for admins or without a contract service."""
-    records = await catalog.records(name=name, tags=tags, origin=origin)
+    found = await registry.records(name=name, tags=tags, origin=origin)
+    records = [record for record in found if visible(record, claims)]
     if contracts is None or claims.is_admin:
         return records
     allowlists = await contracts.model_allowlists(claims)
@@ -46,7 +58,7 @@ async def usable_models(
 
 async def find_model(
     claims: Claims,
-    catalog: RegistryClient,
+    registry: RegistryClient,
     contracts: ContractClient | None,
     *,
     model_uuid: str | None,
@@ -57,14 +69,15 @@ async def find_model(
     not allow it."""
     record: ModelRecord | None = None
     if model_uuid is not None:
-        record = await catalog.record(model_uuid)
+        record = await registry.record(model_uuid)
     elif model_name is not None:
-        active = await catalog.active_version(model_name)
+        active = await registry.active_version(model_name)
         if active is not None:
-            record = await catalog.record(active.id)
-        else:
-            record = next(iter(await catalog.records(name=model_name)), None)
-    if record is None:
+            record = await registry.record(active.id)
+        if record is None or not visible(record, claims):
+            records = await registry.records(name=model_name)
+            record = next((r for r in records if visible(r, claims)), None)
+    if record is None or not visible(record, claims):
         raise ApiError(
             404,
             "model_not_found",

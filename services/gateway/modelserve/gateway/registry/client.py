@@ -53,6 +53,7 @@ class ModelRecord(_Passing):
     uri: str
     origin: str = "download"
     tags: list[str] = []
+    requested_by: str = ""  # whoever queued it: a registered version's registrant
 
 
 class RegistrationJob(_Passing):

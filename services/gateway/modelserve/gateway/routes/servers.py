@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
 from modelserve.gateway.auth import Caller
-from modelserve.gateway.deps import CatalogDep, ContractsDep, ServersDep, SettingsDep
+from modelserve.gateway.deps import ContractsDep, RegistryDep, ServersDep, SettingsDep
 from modelserve.gateway.kubeservers import ServerStore
 from modelserve.gateway.models import find_model
 from modelserve.gateway.servers import (
@@ -56,7 +56,7 @@ async def serve(
     body: ServeRequest,
     claims: Caller,
     settings: SettingsDep,
-    catalog: CatalogDep,
+    registry: RegistryDep,
     contracts: ContractsDep,
     servers: ServersDep,
 ) -> ServerStatus:
@@ -65,7 +65,7 @@ async def serve(
     The answer's `server_id` is the ModelServe's UID; `status` follows in GET /status/{id}.
     """
     record = await find_model(
-        claims, catalog, contracts, model_uuid=body.model_uuid, model_name=body.model_name
+        claims, registry, contracts, model_uuid=body.model_uuid, model_name=body.model_name
     )
     namespace = body.namespace or settings.namespace
     if servers.namespaces is not None and namespace not in servers.namespaces:
