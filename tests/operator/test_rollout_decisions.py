@@ -9,8 +9,10 @@ from modelserve.common.rollouts import ModelVersion, Phase, Rollout
 from modelserve.operator.rollouts.decisions import (
     DEADLINE_EXCEEDED,
     FETCH_FAILED,
+    NOT_RECORDED,
     SERVER_FAILED,
     Observed,
+    refused,
     requested,
     serving_uri,
     step,
@@ -139,7 +141,17 @@ def test_going_back_to_the_running_model_supersedes_the_rollout() -> None:
         deadline=DEADLINE,
     )  # fmt: skip
     assert result.rollout is not None and result.rollout.phase is Phase.SUPERSEDED
+    assert result.superseded and not result.rolled_back
     assert result.model == OLD and serving_uri(OLD, "9", result.to_status()) == OLD.uri
+
+
+def test_a_model_the_store_does_not_have_is_put_back_before_any_pod_is_replaced() -> None:
+    started = step(NEW, "7", status(), observed([pod(OLD.uri), pod(OLD.uri)], 2, 2),
+                   deadline=DEADLINE)  # fmt: skip
+    back = refused(started, "no object at s3://inference-models/models/qwen-2/", NOW)
+    assert back.rolled_back and back.rollout is not None
+    assert (back.rollout.phase, back.rollout.reason) == (Phase.ROLLED_BACK, NOT_RECORDED)
+    assert serving_uri(NEW, "7", back.to_status()) == OLD.uri
 
 
 def test_the_first_model_is_no_rollout_and_is_recorded_once_it_ran_to_the_end() -> None:
@@ -163,6 +175,10 @@ def test_the_annotations_name_the_version_and_the_change() -> None:
     }
     assert requested(ms, annotations) == (NEW, "7")
     assert requested(ms, {}) == (ModelVersion(NEW.uri), "")
+    # Left behind by a uri changed by hand: they no longer describe the spec's model, so
+    # the change is nobody's in the registry.
+    stale = {**annotations, "llm.modelserve.io/model-version": "qwen-1"}
+    assert requested(ms, stale) == (ModelVersion(NEW.uri), "")
     running = with_model_uri(ms, OLD.uri)
     assert running.spec.model.uri == OLD.uri and ms.spec.model.uri == NEW.uri
     assert with_model_uri(ms, NEW.uri) is ms

@@ -223,3 +223,27 @@ def test_one_replica_is_swapped_while_requests_are_held(
         gateway.url, "modelserve_gateway_holds_total", model=name, outcome="forwarded"
     )
     assert forwarded > held, "no request waited for the swap: the test proved nothing"
+
+
+def test_a_version_the_store_does_not_have_is_put_back_and_the_server_keeps_serving(
+    crds: KubeCluster,
+    operator: RunningOperator,
+    bed: dict[str, Any],
+    versions: dict[str, str],
+) -> None:
+    namespace, gateway = bed["namespace"], bed["gateway"]
+    name = "steady"
+    serve(crds, namespace, name, versions["v1"], 1)
+    missing = "s3://inference-models/models/rollout-missing/model.gguf"
+    with RequestStream(gateway, name, headers()) as stream:
+        change = set_model(crds, namespace, name, missing, "rollout-missing")
+        status = rollout_ended(crds, namespace, name, change)
+        assert (status["rollout"]["phase"], status["rollout"]["reason"]) == (
+            "RolledBack",
+            "NotRecorded",
+        ), status
+        served = len(stream.answers)
+        wait_for(lambda: len(stream.answers) > served + 2, timeout=60, what="more answers")
+    assert stream.failures() == [], stream.failures()
+    assert status["phase"] == "Ready"
+    assert pod_models(crds, namespace, name) == [versions["v1"]]

@@ -23,7 +23,6 @@ from modelserve.common.modelserve import GROUP, PLURAL, VERSION, ModelServe, Run
 from modelserve.common.rollouts import MODEL_VERSION_ANNOTATION, ROLLOUT_ANNOTATION
 from modelserve.common.supervision import start_supervised
 from modelserve.operator.autoscaling.autoscaler import Autoscaler
-from modelserve.operator.autoscaling.decisions import AutoscaleView
 from modelserve.operator.autoscaling.metrics import AutoscalerMetrics
 from modelserve.operator.autoscaling.reports import follow_leases
 from modelserve.operator.builders import (
@@ -42,6 +41,7 @@ from modelserve.operator.probing import ApiKey, ExternalProber, api_key_for
 from modelserve.operator.refusals import spec_refusal
 from modelserve.operator.rollouts import decisions as rollouts
 from modelserve.operator.rollouts.metrics import RolloutMetrics
+from modelserve.operator.rollouts.tracking import RolloutTracker
 from modelserve.operator.settings import OperatorSettings
 from modelserve.operator.status import DeploymentView, PodView, Refusal, compute_status
 from modelserve.operator.store import ModelRefused, ModelStore, StoreUnavailable
@@ -125,10 +125,11 @@ class Reconciler:
         statuses: WorkQueue,
         store: ModelStore,
         autoscaler: Autoscaler,
-        rollout_metrics: RolloutMetrics,
+        rollouts: RolloutTracker,
     ) -> None:
         self.settings = settings
-        self.rollout_metrics = rollout_metrics
+        # Set-active rollouts: which model each Deployment runs, and how a change ends.
+        self.rollouts = rollouts
         # The replicas of ModelServes with spec.autoscaling: read by every build of a
         # Deployment, so that no reconcile or repair resets them to spec.replicas.
         self.autoscaler = autoscaler
@@ -182,8 +183,7 @@ class Reconciler:
         """`ms` with the model its Deployment runs now (`rollouts.serving_uri`), judged by
         the status this operator last wrote (the watch's copy may lag it)."""
         status = self.reported.get((ms.namespace, ms.name)) or parent.get("status") or {}
-        wanted, rollout_id = rollouts.requested(ms, _annotations(parent))
-        return rollouts.with_model_uri(ms, rollouts.serving_uri(wanted, rollout_id, status))
+        return self.rollouts.serving(ms, parent, status)
 
     def lock(self, key: Key) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
@@ -330,9 +330,11 @@ class Reconciler:
         refusal = spec_refusal(ms) or self.refusals.get(key)
         rollout = serving = None
         if refusal is None and ms.spec.runtime is not Runtime.EXTERNAL:
-            rollout = self._rollout(ms, parent, deployment, pods, autoscale)
-            wanted, rollout_id = rollouts.requested(ms, _annotations(parent))
-            serving = rollouts.serving_uri(wanted, rollout_id, rollout.to_status())
+            before = self.reported.get(key) or parent.get("status") or {}
+            rollout = self.rollouts.look(ms, parent, before, deployment, pods, autoscale)
+            if rollout.started:
+                rollout = await self._checked(ms, rollout)
+            serving = self.rollouts.serving(ms, parent, rollout.to_status()).spec.model.uri
         status = compute_status(
             ms,
             self.settings,
@@ -345,65 +347,28 @@ class Reconciler:
             rollout=rollout.to_status() if rollout else None,
             serving_uri=serving,
         )
-        if not await self.report(parent, status) or rollout is None:
-            return
-        if rollout.started or rollout.rolled_back:
-            # The Deployment changes model only now that the status says so: every gateway
-            # knows of the rollout before a pod is replaced.
+        if await self.report(parent, status) and rollout is not None:
+            await self.rollouts.announce(parent, rollout)
+        # The Deployment changes model only once the status says so (every gateway then
+        # knows of the rollout before a pod is replaced), and until it runs that model: a
+        # converge that failed is done again at the next look.
+        running = self.running(ms, parent)
+        if deployment is not None and deployment.model_uri not in (None, running.spec.model.uri):
             async with self.lock(key):
-                await self.converge(self.running(ms, parent))
-        if rollout.started or rollout.rolled_back or rollout.completed:
-            await self._announce(parent, rollout)
+                await self.converge(running)
 
-    def _rollout(
-        self,
-        ms: ModelServe,
-        parent: Any,
-        deployment: DeploymentView | None,
-        pods: list[PodView],
-        autoscale: AutoscaleView | None,
-    ) -> rollouts.Step:
-        status = self.reported.get((ms.namespace, ms.name)) or parent.get("status") or {}
-        wanted, rollout_id = rollouts.requested(ms, _annotations(parent))
-        observed = rollouts.Observed(
-            desired=autoscale.desired if autoscale else ms.spec.replicas,
-            deployment=deployment,
-            pods=pods,
-            now=time.time(),
-            woken_at=autoscale.activated_at if autoscale and autoscale.activated_at else 0.0,
-        )
-        return rollouts.step(
-            wanted, rollout_id, status, observed, deadline=self.settings.rollout_deadline_seconds
-        )
-
-    async def _announce(self, body: dict[str, Any], step: rollouts.Step) -> None:
-        """An Event and a metric for a rollout that started or ended."""
-        rollout = step.rollout
-        assert rollout is not None
-        meta = body["metadata"]
-        if step.started:
-            event = ("Normal", "RollingOut", f"rolling out {rollout.target} in place of "
-                     f"{rollout.source}")  # fmt: skip
-        if step.completed:
-            event = ("Normal", "RolledOut", f"every replica runs {rollout.target}")
-            self.rollout_metrics.rollouts.labels("complete").inc()
-        if step.rolled_back:
-            event = (
-                "Warning",
-                "RolledBack",
-                f"rolled back from {rollout.target} to {rollout.source}: {rollout.reason}: "
-                f"{rollout.message}",
-            )
-            self.rollout_metrics.rollouts.labels("rolled_back").inc()
-            self.rollout_metrics.rollbacks.labels(
-                meta["namespace"], meta["name"], rollout.reason
-            ).inc()
-        logger.info("%s/%s: %s", meta["namespace"], meta["name"], event[2])
+    async def _checked(self, ms: ModelServe, started: rollouts.Step) -> rollouts.Step:
+        """A rollout that starts, unless the store does not have its model as a recorded
+        one: then it is put back at once (a converge would run nothing for the server)."""
+        wanted = started.rollout.target.uri if started.rollout else ""
         try:
-            await self.cluster.post_event(body, *event)
-        except ClusterError as error:  # the status says it; the Event is a courtesy
-            if not error.gone:
-                logger.warning("no Event for %s/%s: %s", meta["namespace"], meta["name"], error)
+            await self.model_files(rollouts.with_model_uri(ms, wanted))
+        except ModelRefused as error:
+            return rollouts.refused(started, str(error), time.time())
+        except StoreUnavailable as error:
+            logger.warning("%s/%s: the store cannot say whether %s is recorded: %s",
+                           ms.namespace, ms.name, wanted, error)  # fmt: skip
+        return started
 
     async def report(self, body: dict[str, Any], status: dict[str, Any]) -> bool:
         """Write the status if anything but timestamps changed; an Event on a new phase.
@@ -427,10 +392,6 @@ class Reconciler:
                 if not error.gone:
                     logger.warning("no Event for %s/%s: %s", *key, error)
         return True
-
-
-def _annotations(body: Any) -> dict[str, str]:
-    return dict(body["metadata"].get("annotations") or {})
 
 
 def _where(obj: Any) -> tuple[str, str]:
@@ -512,7 +473,6 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         )
         owned = {kind[-1]: kwargs[f"owned_{kind[-1]}"] for kind in OWNED_KINDS}
         metrics = AutoscalerMetrics()
-        rollout_metrics = RolloutMetrics(metrics.registry)
         autoscaler = Autoscaler(operator_settings, metrics)
         reconciler = Reconciler(
             operator_settings,
@@ -522,7 +482,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             statuses,
             ModelStore(operator_settings),
             autoscaler,
-            rollout_metrics,
+            RolloutTracker(
+                cluster,
+                RolloutMetrics(metrics.registry),
+                operator_settings.rollout_deadline_seconds,
+            ),
         )
         memo.reconciler = reconciler
         memo.metrics_server = None

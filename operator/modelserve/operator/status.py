@@ -45,6 +45,7 @@ class DeploymentView:
     ready_replicas: int
     updated_replicas: int
     progress_deadline_exceeded: bool
+    model_uri: str | None = None  # the model its pod template fetches (MODEL_URI)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> DeploymentView:
@@ -60,6 +61,7 @@ class DeploymentView:
                 c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
                 for c in conditions
             ),
+            model_uri=_model_uri(((body.get("spec") or {}).get("template") or {}).get("spec")),
         )
 
 
@@ -96,12 +98,12 @@ class PodView:
                 for c in status.get("conditions") or []
             ),
             created=epoch_seconds(body["metadata"].get("creationTimestamp")) or 0.0,
-            model_uri=_model_uri(body.get("spec") or {}),
+            model_uri=_model_uri(body.get("spec")),
         )
 
 
-def _model_uri(spec: Mapping[str, Any]) -> str | None:
-    for container in spec.get("initContainers") or []:
+def _model_uri(spec: Mapping[str, Any] | None) -> str | None:
+    for container in (spec or {}).get("initContainers") or []:
         if container.get("name") == FETCH_CONTAINER:
             for env in container.get("env") or []:
                 if env.get("name") == "MODEL_URI":

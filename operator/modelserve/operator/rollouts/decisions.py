@@ -43,12 +43,21 @@ from modelserve.operator.status import DeploymentView, PodView
 FETCH_FAILED = "FetchFailed"
 SERVER_FAILED = "ServerFailed"
 DEADLINE_EXCEEDED = "DeadlineExceeded"
+NOT_RECORDED = "NotRecorded"
 
 
 def requested(ms: ModelServe, annotations: Mapping[str, str]) -> tuple[ModelVersion, str]:
-    """The model the spec asks for, and the id of the change that asked for it."""
+    """The model the spec asks for, and the id of the change that asked for it.
+
+    The annotations are believed only while they describe the spec's uri: a version is
+    stored as `models/<version>/…`, so a uri changed by hand (kubectl) without them is a
+    change with no version and no id, not one of the registry's (whose history it would
+    otherwise write into)."""
+    uri = ms.spec.model.uri or ""
     version = annotations.get(MODEL_VERSION_ANNOTATION) or None
-    return ModelVersion(ms.spec.model.uri or "", version), annotations.get(ROLLOUT_ANNOTATION, "")
+    if version is None or f"/models/{version}/" not in uri:
+        return ModelVersion(uri), ""
+    return ModelVersion(uri, version), annotations.get(ROLLOUT_ANNOTATION, "")
 
 
 def _same_change(rollout: Rollout | None, wanted: ModelVersion, rollout_id: str) -> bool:
@@ -100,6 +109,7 @@ class Step:
     started: bool = False
     completed: bool = False
     rolled_back: bool = False
+    superseded: bool = False
 
     def to_status(self) -> dict[str, Any]:
         """The two fields for the status (None deletes one in the merge patch)."""
@@ -162,6 +172,7 @@ def step(
                 finished_at=now,
                 message=f"spec.model.uri went back to {running} before the rollout ended",
             )
+            return Step(running, rollout, superseded=True)
         return Step(running, rollout)
     started = False
     if not _same_change(rollout, wanted, rollout_id) or rollout is None:
@@ -186,3 +197,19 @@ def step(
         done = dataclasses.replace(rollout, phase=Phase.COMPLETE, finished_at=now)
         return Step(wanted, done, started=started, completed=True)
     return Step(running, rollout, started=started)
+
+
+def refused(started: Step, message: str, now: float) -> Step:
+    """A rollout that has just started to a model the store does not have as a recorded
+    one (`ModelRefused`): put back at once, before any pod is replaced, rather than
+    running nothing for the server."""
+    rollout = started.rollout
+    assert rollout is not None
+    back = dataclasses.replace(
+        rollout,
+        phase=Phase.ROLLED_BACK,
+        finished_at=rfc3339(now),
+        reason=NOT_RECORDED,
+        message=message,
+    )
+    return Step(started.model, back, rolled_back=True)

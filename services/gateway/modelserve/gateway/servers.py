@@ -239,7 +239,10 @@ class RolloutView(BaseModel):
     from_uri: str
     to_version: str | None
     to_uri: str
-    reason: str = Field(description="why it was rolled back: FetchFailed, ServerFailed, …")
+    reason: str = Field(
+        description="why it was rolled back: FetchFailed, ServerFailed, DeadlineExceeded, "
+        "NotRecorded"
+    )
     message: str
     started_at: str
     finished_at: str | None

@@ -25,6 +25,8 @@ from modelserve.gateway.routing import RouteTable, Target
 
 logger = logging.getLogger(__name__)
 RETRY_SECONDS = 30.0
+# Answers that asking again would not change (401 and 403 might: a token being renewed).
+REFUSED = (400, 404, 409, 422)
 
 
 def rollback_report(target: Target) -> dict[str, Any] | None:
@@ -73,28 +75,32 @@ class RollbackRecorder:
                 await asyncio.wait_for(waiting, RETRY_SECONDS)
 
     async def report_all(self) -> None:
+        seen: set[tuple[int, str]] = set()
         for target in self._routes.servers():
             report = rollback_report(target)
             if report is None:
                 continue
             key = (report["rollout_id"], report["server_uid"])
+            seen.add(key)
             if key in self._reported:
                 continue
             try:
                 await self._registry.report_rollback(report)
             except ApiError as error:
-                if 400 <= error.status_code < 500:
-                    # Refused, not failed (e.g. no such change in the registry: an id
+                if error.status_code in REFUSED:
+                    # Refused, not failed (no such change in the registry, e.g. an id
                     # written by hand): asking again would get the same answer.
                     logger.warning("the registry refused the rollback of %s: %s",
-                                   report["server"], error)  # fmt: skip
+                                   report["server"], error.detail)  # fmt: skip
                     self._reported.add(key)
                     continue
-                logger.warning(
-                    "the rollback of %s is not in the registry yet: %s", report["server"], error
-                )
+                logger.warning("the rollback of %s is not in the registry yet: %s",
+                               report["server"], error.detail)  # fmt: skip
                 continue
             self._reported.add(key)
             logger.info(
                 "recorded the rollback of %s from %s", report["server"], report["failed_id"]
             )
+        # Only rollbacks still shown by a server are remembered: a new rollout of a server
+        # replaces its key (the registry keeps each one once anyway).
+        self._reported &= seen
