@@ -25,6 +25,15 @@ TEAM_LABEL = f"{GROUP}/team"
 # value "true": the operator and the gateway read no other Secret for a ModelServe, so a
 # user who may create ModelServes cannot have any Secret of a namespace sent to their URL.
 API_KEY_LABEL = f"{GROUP}/api-key"
+# What the operator runs for a ModelServe, as the other components find it: every pod of a
+# server carries SERVER_LABEL=<ModelServe name>; its containers are the model server and
+# the init step that fetches the model; GPUs are the device plugin's resource, their
+# product a node label (NVIDIA's GPU feature discovery).
+SERVER_LABEL = f"{GROUP}/modelserve"
+SERVER_CONTAINER = "server"
+FETCH_CONTAINER = "fetch-model"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 
 # ... and this annotation: the hosts (`host` or `host:port`, comma-separated) its key may be

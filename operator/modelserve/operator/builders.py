@@ -8,18 +8,22 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from modelserve.common.modelserve import ModelServe, Runtime
+from modelserve.common.modelserve import (
+    FETCH_CONTAINER,
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    SERVER_CONTAINER,
+    SERVER_LABEL,
+    ModelServe,
+    Runtime,
+)
 from modelserve.operator.runtimes import MODEL_DIR, ServerContainer, server_container
 from modelserve.operator.settings import OperatorSettings
 
 OPERATOR = "modelserve-operator"
-NAME_LABEL = "llm.modelserve.io/modelserve"
+NAME_LABEL = SERVER_LABEL
 RUNTIME_LABEL = "llm.modelserve.io/runtime"
 MANAGED_BY = "app.kubernetes.io/managed-by"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-# The init container that copies the model from the platform store into the pod.
-FETCH_CONTAINER = "fetch-model"
 # Every container of a model-server pod: no privilege to gain, no capability, nothing
 # written outside its volumes (/tmp is an emptyDir).
 CONTAINER_SECURITY = {
@@ -171,7 +175,7 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
     if ms.spec.runtime is Runtime.VLLM:
         mounts.append({"name": "shm", "mountPath": "/dev/shm"})
     return {
-        "name": "server",
+        "name": SERVER_CONTAINER,
         "image": server.image,
         "args": list(server.args),
         "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],

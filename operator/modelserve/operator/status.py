@@ -11,11 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelserve.common.modelserve import ModelServe, Runtime
+from modelserve.common.modelserve import FETCH_CONTAINER, ModelServe, Runtime
 from modelserve.common.timestamps import epoch_seconds, rfc3339
 from modelserve.operator.autoscaling.decisions import AutoscaleView
 from modelserve.operator.builders import (
-    FETCH_CONTAINER,
     endpoint,
     route_prefix,
     selector_string,

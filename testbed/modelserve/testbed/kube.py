@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from modelserve.common.modelserve import GPU_PRODUCT_LABEL, GPU_RESOURCE
 from modelserve.testbed.gobuild import binary, module_dir
 from modelserve.testbed.llama_server import ensure_llama_server
 from modelserve.testbed.pki import CertificateAuthority, KeyPair, service_account_keys
@@ -28,9 +29,7 @@ from modelserve.testbed.pods.network import PodNetwork, create_pod_network
 from modelserve.testbed.pods.runner import RUN_SELECTOR, PodRunner
 from modelserve.testbed.processes import ManagedProcess, free_port, http_ok, run
 
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TAINT_KEY = GPU_RESOURCE
 KWOK_NODE_LABEL = "type"
 KWOK_NODE_VALUE = "kwok"
 # The subject of the client certificate the API server presents to admission webhooks.

@@ -33,7 +33,7 @@ import kopf
 from pydantic import ValidationError
 
 from modelserve.common.load_reports import LoadReport, ServerLoad, summed
-from modelserve.common.modelserve import Autoscaling, ModelServe, Runtime
+from modelserve.common.modelserve import GPU_RESOURCE, Autoscaling, ModelServe, Runtime
 from modelserve.common.timestamps import epoch_seconds, rfc3339
 from modelserve.operator.autoscaling.decisions import (
     EVICTED,
@@ -64,7 +64,7 @@ from modelserve.operator.autoscaling.decisions import (
 )
 from modelserve.operator.autoscaling.metrics import AutoscalerMetrics
 from modelserve.operator.autoscaling.reports import LoadReports
-from modelserve.operator.builders import GPU_RESOURCE, build_deployment
+from modelserve.operator.builders import build_deployment
 from modelserve.operator.cluster import ClusterError
 from modelserve.operator.refusals import spec_refusal
 from modelserve.operator.settings import OperatorSettings

@@ -106,11 +106,15 @@ class GpuCluster:
         self._leases = k8s.CoordinationV1Api(api)
         self.namespace = namespace
         self._summary: TtlCache[NodesAndReports] = TtlCache(cache_seconds)
+        # The listing of pods GET /gpu is making, shared by every caller meanwhile: fresh
+        # figures for each, and never more than one cluster-wide listing at a time.
+        self._listing_pods: asyncio.Future[list[dict[str, Any]]] | None = None
 
     async def _call(self, what: str, read: Callable[[], T]) -> T:
         try:
             return await asyncio.to_thread(read)
-        except (ApiException, HTTPError, OSError) as error:
+        except (ApiException, HTTPError, OSError, ValueError) as error:
+            # ValueError: an answer that is not the JSON asked for.
             message = f"the cluster did not let the gateway {what}: {_why(error)}"
             raise ClusterUnreadable(message) from error
 
@@ -131,7 +135,16 @@ class GpuCluster:
         return await self._summary.get(load, wait=HEALTH_WAIT_SECONDS)
 
     async def pods(self) -> list[dict[str, Any]]:
-        return await self._call("list pods", self._list_pods)
+        if self._listing_pods is None:
+            listing = asyncio.ensure_future(self._call("list pods", self._list_pods))
+            listing.add_done_callback(self._listed)
+            self._listing_pods = listing
+        return await asyncio.shield(self._listing_pods)
+
+    def _listed(self, listing: asyncio.Future[list[dict[str, Any]]]) -> None:
+        self._listing_pods = None
+        if not listing.cancelled():
+            listing.exception()  # retrieved here: every waiter may have left
 
     async def power_profile(self) -> dict[str, str] | None:
         """The power profile ConfigMap's data; None where there is none."""

@@ -20,15 +20,13 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from modelserve.common.gpu_reports import FIGURES, GpuReport
+from modelserve.common.modelserve import GPU_PRODUCT_LABEL, GPU_RESOURCE, SERVER_LABEL
 from modelserve.common.timestamps import rfc3339
 from modelserve.common.tokens import Claims
+from modelserve.gateway.operations.quantities import TERMINATED_PHASES, pod_requests
 from modelserve.gateway.routing import Target
 
-# The names the operator's builders and NVIDIA's device plugin and feature discovery use.
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-SERVER_LABEL = "llm.modelserve.io/modelserve"  # a model server pod's ModelServe
-ENDED = ("Succeeded", "Failed")
+ENDED = TERMINATED_PHASES
 NO_AGENT = "none: no node agent reports for this node"
 
 Obj = Mapping[str, Any]
@@ -43,17 +41,8 @@ def _count(value: object) -> int:
 
 
 def pod_gpus(pod: Obj) -> int:
-    """The GPUs a pod asks for, as the scheduler counts them."""
-    spec = pod.get("spec") or {}
-
-    def asked(container: Obj) -> int:
-        resources = container.get("resources") or {}
-        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-        return _count(requests.get(GPU_RESOURCE, limits.get(GPU_RESOURCE, 0)))
-
-    containers = sum(asked(c) for c in spec.get("containers") or [])
-    init = max((asked(c) for c in spec.get("initContainers") or []), default=0)
-    return max(containers, init)
+    """The GPUs a pod asks for, as the scheduler counts them (`/system`'s rule)."""
+    return int(pod_requests(pod)[GPU_RESOURCE])
 
 
 @dataclasses.dataclass(frozen=True)

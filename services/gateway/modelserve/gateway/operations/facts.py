@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from modelserve.common import __version__
-from modelserve.common.modelserve import Aggregation, Algorithm, RewardKind
+from modelserve.common.modelserve import SERVER_CONTAINER, Aggregation, Algorithm, RewardKind
 from modelserve.common.settings import split
 from modelserve.gateway.scaling_requests import MAX_BUDGET
 from modelserve.gateway.settings import GatewaySettings
@@ -19,7 +19,6 @@ UNAVAILABLE = "unavailable"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 OPERATOR = "modelserve-operator"
 RUNTIME_LABEL = "llm.modelserve.io/runtime"
-SERVER_CONTAINER = "server"
 
 
 def build_info(settings: GatewaySettings, *, cluster: bool) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from modelserve.common.errors import ApiError
+from modelserve.common.modelserve import FETCH_CONTAINER, SERVER_CONTAINER, SERVER_LABEL
 
 # The components of charts/modelserve/templates/*.yaml that run pods.
 PLATFORM_COMPONENTS = (
@@ -25,10 +26,9 @@ PLATFORM_COMPONENTS = (
 )
 COMPONENT_LABEL = "app.kubernetes.io/component"
 # The operator's label of a ModelServe's pods (operator/modelserve/operator/builders.py).
-SERVER_POD_LABEL = "llm.modelserve.io/modelserve"
+SERVER_POD_LABEL = SERVER_LABEL
 # A model server's container, and the init container that fetches its model first.
-SERVER_CONTAINER = "server"
-SERVER_CONTAINERS = (SERVER_CONTAINER, "fetch-model")
+SERVER_CONTAINERS = (SERVER_CONTAINER, FETCH_CONTAINER)
 DEFAULT_LINES = 100
 MAX_LINES = 5000
 

@@ -7,14 +7,13 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from modelserve.common.modelserve import GPU_PRODUCT_LABEL
 from modelserve.gateway.operations.quantities import (
     RESOURCES,
     amounts,
     as_units,
     requests_per_node,
 )
-
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 
 def _ready(node: Mapping[str, Any]) -> bool:

@@ -14,7 +14,9 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
-GPU = "nvidia.com/gpu"
+from modelserve.common.modelserve import GPU_RESOURCE
+
+GPU = GPU_RESOURCE
 # The resources /system reports, in its units: cores, bytes, devices.
 RESOURCES = ("cpu", "memory", GPU)
 # Pods that hold nothing any more.
@@ -38,7 +40,10 @@ def _add(total: dict[str, Decimal], more: Mapping[str, Decimal]) -> dict[str, De
 
 
 def _requests(container: Mapping[str, Any]) -> dict[str, Decimal]:
-    return amounts((container.get("resources") or {}).get("requests"))
+    """A container's requests; a resource with a limit only is requested at its limit (the
+    API server's default, so a pod as written counts as the pod as stored)."""
+    resources = container.get("resources") or {}
+    return amounts({**(resources.get("limits") or {}), **(resources.get("requests") or {})})
 
 
 def pod_requests(pod: Mapping[str, Any]) -> dict[str, Decimal]:
