@@ -28,12 +28,11 @@ Pure functions: building and reading the Lease.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from modelserve.common.leases import build_report_lease, read_report_lease
 from modelserve.common.modelserve import GROUP
-from modelserve.common.timestamps import epoch_seconds, rfc3339
 
 GPU_REPORT_LABEL = f"{GROUP}/gpu-report"
 GPU_REPORT_ANNOTATION = f"{GROUP}/gpu-report"
@@ -198,36 +197,30 @@ def build_gpu_lease(report: GpuReport, namespace: str) -> dict[str, Any]:
         "error": report.error,
         "power": report.power.to_wire() if report.power is not None else None,
     }
-    return {
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {
-            "name": gpu_lease_name(report.node),
-            "namespace": namespace,
-            "labels": {GPU_REPORT_LABEL: "true"},
-            "annotations": {GPU_REPORT_ANNOTATION: json.dumps(payload, separators=(",", ":"))},
-        },
-        "spec": {
-            "holderIdentity": report.node,
-            "leaseDurationSeconds": max(1, round(report.duration)),
-            "renewTime": rfc3339(report.renewed, micro=True),
-        },
-    }
+    return build_report_lease(
+        name=gpu_lease_name(report.node),
+        namespace=namespace,
+        label=GPU_REPORT_LABEL,
+        annotation=GPU_REPORT_ANNOTATION,
+        holder=report.node,
+        payload=payload,
+        duration=report.duration,
+        renewed=report.renewed,
+    )
 
 
 def gpu_report_from_lease(body: Mapping[str, Any]) -> GpuReport | None:
     """The report a Lease carries; None for a Lease that is not one (or unreadable)."""
-    meta = body.get("metadata") or {}
-    if (meta.get("labels") or {}).get(GPU_REPORT_LABEL) != "true":
+    lease = read_report_lease(body, GPU_REPORT_LABEL, GPU_REPORT_ANNOTATION)
+    if lease is None:
         return None
-    spec = body.get("spec") or {}
+    payload = lease.payload
     try:
-        payload = json.loads((meta.get("annotations") or {}).get(GPU_REPORT_ANNOTATION) or "{}")
         power = payload.get("power")
         return GpuReport(
-            node=str(payload.get("node") or spec.get("holderIdentity") or ""),
-            renewed=epoch_seconds(spec.get("renewTime")) or 0.0,
-            duration=float(spec.get("leaseDurationSeconds") or 0),
+            node=str(payload.get("node") or lease.holder),
+            renewed=lease.renewed,
+            duration=lease.duration,
             gpus=tuple(GpuFigures.from_wire(gpu) for gpu in payload.get("gpus") or []),
             error=None if payload.get("error") is None else str(payload["error"]),
             power=PowerReport.from_wire(power) if isinstance(power, dict) else None,

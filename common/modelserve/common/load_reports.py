@@ -28,12 +28,11 @@ Pure functions: building and reading the Lease, and summing the live reports.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from modelserve.common.leases import build_report_lease, read_report_lease
 from modelserve.common.modelserve import GROUP
-from modelserve.common.timestamps import epoch_seconds, rfc3339
 
 LOAD_LABEL = f"{GROUP}/gateway-load"
 LOAD_ANNOTATION = f"{GROUP}/load"
@@ -105,31 +104,25 @@ def build_lease(report: LoadReport, namespace: str) -> dict[str, Any]:
     }
     if report.pod_draining:
         payload["podDraining"] = dict(sorted(report.pod_draining.items()))
-    return {
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {
-            "name": lease_name(report.replica),
-            "namespace": namespace,
-            "labels": {LOAD_LABEL: "true"},
-            "annotations": {LOAD_ANNOTATION: json.dumps(payload, separators=(",", ":"))},
-        },
-        "spec": {
-            "holderIdentity": report.replica,
-            "leaseDurationSeconds": max(1, round(report.duration)),
-            "renewTime": rfc3339(report.renewed, micro=True),
-        },
-    }
+    return build_report_lease(
+        name=lease_name(report.replica),
+        namespace=namespace,
+        label=LOAD_LABEL,
+        annotation=LOAD_ANNOTATION,
+        holder=report.replica,
+        payload=payload,
+        duration=report.duration,
+        renewed=report.renewed,
+    )
 
 
 def report_from_lease(body: Mapping[str, Any]) -> LoadReport | None:
     """The report a Lease carries; None for a Lease that is not one (or unreadable)."""
-    meta = body.get("metadata") or {}
-    if (meta.get("labels") or {}).get(LOAD_LABEL) != "true":
+    lease = read_report_lease(body, LOAD_LABEL, LOAD_ANNOTATION)
+    if lease is None:
         return None
-    spec = body.get("spec") or {}
+    payload = lease.payload
     try:
-        payload = json.loads((meta.get("annotations") or {}).get(LOAD_ANNOTATION) or "{}")
         servers = {
             str(uid): ServerLoad.from_wire(found)
             for uid, found in (payload.get("servers") or {}).items()
@@ -139,16 +132,16 @@ def report_from_lease(body: Mapping[str, Any]) -> LoadReport | None:
         pod_draining = {
             str(uid): str(token) for uid, token in (payload.get("podDraining") or {}).items()
         }
-        return LoadReport(
-            replica=str(spec.get("holderIdentity") or meta.get("name") or ""),
-            renewed=epoch_seconds(spec.get("renewTime")) or 0.0,
-            duration=float(spec.get("leaseDurationSeconds") or 0),
-            servers=servers,
-            draining=draining,
-            pod_draining=pod_draining,
-        )
     except (ValueError, TypeError, AttributeError):
         return None
+    return LoadReport(
+        replica=lease.holder or lease.name,
+        renewed=lease.renewed,
+        duration=lease.duration,
+        servers=servers,
+        draining=draining,
+        pod_draining=pod_draining,
+    )
 
 
 def summed(reports: Iterable[LoadReport], now: float) -> dict[str, ServerLoad]:
