@@ -10,7 +10,7 @@ from pathlib import Path
 
 from modelserve.testbed.kube import KubeCluster, start_cluster
 from modelserve.testbed.llm import ensure_runtime
-from modelserve.testbed.objectstores import PLATFORM_BUCKET, start_minio
+from modelserve.testbed.objectstores import PLATFORM_BUCKET, MinioServer, start_minio
 from modelserve.testbed.platform import (
     RunningService,
     gateway_kubeconfig,
@@ -29,6 +29,7 @@ class BenchBed:
     cluster: KubeCluster
     uri: str  # SmolLM2's GGUF in the platform store
     gateway: RunningService
+    store: MinioServer  # the platform store
 
 
 @contextlib.contextmanager
@@ -75,4 +76,4 @@ def bench_bed(
             },
         )
         stack.callback(gateway.stop)
-        yield BenchBed(cluster, uri, gateway)
+        yield BenchBed(cluster, uri, gateway, store)

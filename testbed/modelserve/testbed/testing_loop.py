@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -118,12 +119,14 @@ class RequestStream:
     ) -> None:
         self.gateway, self.model, self.headers, self.timeout = gateway, model, headers, timeout
         self.answers: list[tuple[int, str]] = []
+        self.durations: list[float] = []  # seconds, each answer's
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         with httpx.Client(timeout=self.timeout) as client:
             while not self._stop.is_set():
+                sent = time.perf_counter()
                 answer = client.post(
                     f"{self.gateway.url}/v1/chat/completions",
                     json={
@@ -133,6 +136,7 @@ class RequestStream:
                     },
                     headers=self.headers,
                 )
+                self.durations.append(time.perf_counter() - sent)
                 self.answers.append((answer.status_code, answer.text[:300]))
 
     def __enter__(self) -> RequestStream:
