@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from modelserve.common.store_tags import MODEL_ID_TAG, SHA256_TAG
@@ -164,6 +165,8 @@ def test_a_folder_registers_with_every_file(
         ({"id": "x", "tags": "a"}, 422, "invalid_checkpoint"),
         ({"id": "x", "uri": "s3://b/k", "upload_id": "0" * 32}, 422, "invalid_checkpoint"),
         ({"id": "-bad", "uri": "s3://{bucket}/k"}, 422, "invalid_model_id"),
+        ({"id": "active", "uri": "s3://{bucket}/k"}, 422, "invalid_model_id"),
+        ({"id": "rollbacks", "uri": "s3://{bucket}/k"}, 422, "invalid_model_id"),
         ({"id": "x", "uri": "s3://{bucket}/k", "tags": "ok,not ok"}, 422, "invalid_tags"),
         (
             {"id": "x", "uri": "s3://{bucket}/k", "tags": [f"t{i}" for i in range(40)]},
@@ -302,3 +305,80 @@ def test_text_no_table_can_hold_is_refused(admin: httpx.Client) -> None:
         assert admin.get(path).status_code == 404
     answer = admin.post("/models/set_active", json={"id": "a\u0000b"})
     assert answer.status_code in (404, 422)
+
+
+def test_reserved_ids_are_refused_for_downloads_too(admin: httpx.Client) -> None:
+    """Ids that are routes under /models/ could not be read at /models/{id}."""
+    for answer in (
+        admin.post("/download/history"),
+        admin.post("/downloads", json={"key": "x.gguf", "model_id": "set_active"}),
+    ):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["code"] == "invalid_model_id"
+        assert "reserved" in answer.json()["error"]["message"]
+    # Recorded under an id made from the source, never under the reserved one.
+    assert admin.get("/status/history").status_code == 404
+
+
+def test_users_cannot_register_the_models_prefix_or_what_holds_it(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    checkpoint: str,
+    platform_bucket: str,
+    platform_store: MinioServer,
+    wait_finished: Wait,
+) -> None:
+    """`models/` itself is every tenant's models: no user copies it, even one who sees
+    some of them; a model they can see, they may."""
+    alice, bob = client("alice"), client("bob")
+    mine = register(alice, wait_finished, id="alice-v1", name="alice-model", uri=checkpoint)
+    platform_store.put(platform_bucket, "models/loose.gguf", b"GGUF" + bytes(16))
+    for caller in (alice, bob):
+        for uri in ("models/", "models//", "models/loose.gguf", "uploads/"):
+            answer = caller.post(
+                "/models/register", json={"id": "copy", "uri": f"s3://{platform_bucket}/{uri}"}
+            )
+            assert answer.status_code == 403, (uri, answer.text)
+            assert answer.json()["error"]["code"] in ("source_not_visible", "use_upload_id")
+    assert bob.get("/downloads").json() == [] and len(alice.get("/downloads").json()) == 1
+    folder = f"s3://{platform_bucket}/models/alice-v1/"
+    assert alice.post("/models/register", json={"id": "alice-v2", "uri": folder}).status_code == 202
+    assert wait_finished(alice, "alice-v2")["state"] == "ready"
+    assert alice.get("/models/alice-v2").json()["sha256"] == mine["sha256"]
+    denied = bob.post("/models/register", json={"id": "bob-v1", "uri": folder})
+    assert denied.json()["error"]["code"] == "source_not_visible"
+
+
+def test_a_user_adds_versions_only_to_names_of_their_own_registrations(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    download_database: str,
+    upstream_store: MinioServer,
+    upstream_bucket: str,
+    checkpoint: str,
+    wait_finished: Wait,
+) -> None:
+    """A downloaded model's name is the platform's: two users who both downloaded it
+    share the name, and neither may put a private version under it (which would lock
+    the other out of set_active)."""
+    alice, bob = client("alice"), client("bob")
+    upstream_store.put(upstream_bucket, "smol/model.gguf", b"GGUF" + bytes(32))
+    body = {"key": "smol/model.gguf", "model_id": "smol", "name": "smol"}
+    assert admin.post("/downloads", json=body).status_code == 202
+    assert wait_finished(admin, "smol")["state"] == "ready"
+    with psycopg.connect(download_database, autocommit=True) as conn:
+        for who in ("alice", "bob"):  # as a download of theirs would record them
+            conn.execute(
+                "INSERT INTO download_requesters (model_id, subject) VALUES ('smol', %s)", [who]
+            )
+    assert [m["id"] for m in bob.get("/models").json()] == ["smol"]
+
+    private = alice.post("/models/register", json={"id": "a-1", "name": "smol", "uri": checkpoint})
+    assert private.status_code == 403, private.text
+    assert private.json()["error"]["code"] == "name_not_yours"
+    assert bob.post("/models/set_active", json={"id": "smol"}).status_code == 200
+    # Admins add versions to any name; a name of one's own registrations stays open.
+    added = admin.post("/models/register", json={"id": "adm-1", "name": "smol", "uri": checkpoint})
+    assert added.status_code == 202, added.text
+    register(alice, wait_finished, id="a-2", name="alice-own", uri=checkpoint)
+    register(alice, wait_finished, id="a-3", name="alice-own", uri=checkpoint)

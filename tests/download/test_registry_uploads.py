@@ -12,7 +12,10 @@ import httpx
 import pytest
 
 from modelserve.common.store_tags import SHA256_TAG
+from modelserve.common.tokens import TokenSigner
 from modelserve.testbed.objectstores import MinioServer
+from modelserve.testbed.platform import RunningService
+from modelserve.testbed.testing_clients import token_clients
 
 pytestmark = [pytest.mark.postgres, pytest.mark.minio]
 
@@ -173,3 +176,87 @@ def test_unknown_uploads(admin: httpx.Client) -> None:
         assert answer.json()["error"]["code"] == "upload_not_found"
         completed = admin.post(f"{path}/complete", json={})
         assert completed.json()["error"]["code"] == "upload_not_found"
+
+
+def test_an_upload_of_another_size_than_declared_stays_open(
+    admin: httpx.Client, platform_store: MinioServer, platform_bucket: str
+) -> None:
+    data = b"GGUF" + os.urandom(1000)
+    upload = admin.post("/models/uploads", json={"filename": "a.gguf", "size": len(data)}).json()
+    upload_id = upload["upload_id"]
+    put_all(upload, data[:-10])
+    short = admin.post(f"/models/uploads/{upload_id}/complete", json={})
+    assert short.status_code == 422, short.text
+    assert short.json()["error"]["code"] == "upload_size_mismatch"
+    assert admin.get(f"/models/uploads/{upload_id}").json()["state"] == "open"
+    refused = admin.post("/models/register", json={"id": "short", "upload_id": upload_id})
+    assert refused.json()["error"]["code"] == "upload_not_complete"
+    put_all(upload, data)
+    done = admin.post(f"/models/uploads/{upload_id}/complete", json={})
+    assert (done.status_code, done.json()["size"]) == (200, len(data))
+
+    # In parts: the parts joined are dropped, and new part URLs are signed.
+    big = os.urandom(PART + 100)
+    upload = admin.post("/models/uploads", json={"filename": "b.gguf", "size": len(big)}).json()
+    upload_id = upload["upload_id"]
+    parts = put_all(upload, big + b"extra")
+    long = admin.post(f"/models/uploads/{upload_id}/complete", json={"parts": parts})
+    assert long.status_code == 422, long.text
+    assert long.json()["error"]["code"] == "upload_size_mismatch"
+    assert list(platform_store.contents(platform_bucket, f"uploads/{upload_id}/")) == []
+    again = admin.get(f"/models/uploads/{upload_id}").json()
+    assert again["state"] == "open"
+    parts = put_all(again, big)
+    done = admin.post(f"/models/uploads/{upload_id}/complete", json={"parts": parts})
+    assert (done.status_code, done.json()["size"]) == (200, len(big)), done.text
+
+
+def test_a_user_has_a_bounded_number_of_open_uploads(
+    start_download: Callable[..., RunningService], signer: TokenSigner
+) -> None:
+    service = start_download(DOWNLOAD_MAX_OPEN_UPLOADS="2")
+    with token_clients(signer) as make:
+        alice, admin = make(service.url, "alice", ()), make(service.url, "root", ("admin",))
+        body = {"filename": "a.gguf", "size": 10}
+        opened = [alice.post("/models/uploads", json=body) for _ in range(2)]
+        assert [answer.status_code for answer in opened] == [201, 201]
+        refused = alice.post("/models/uploads", json=body)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "too_many_uploads"
+        assert all(admin.post("/models/uploads", json=body).status_code == 201 for _ in range(3))
+        # Deleting one (or completing it) makes room.
+        first = opened[0].json()["upload_id"]
+        assert alice.delete(f"/models/uploads/{first}").status_code == 204
+        assert alice.get(f"/models/uploads/{first}").status_code == 404
+        assert alice.post("/models/uploads", json=body).status_code == 201
+
+
+def test_an_upload_whose_registration_failed_registers_again(
+    client: Callable[..., httpx.Client],
+    platform_store: MinioServer,
+    platform_bucket: str,
+    wait_finished: Wait,
+) -> None:
+    alice, bob = client("alice"), client("bob")
+    platform_store.put(platform_bucket, "ck/a.gguf", b"GGUF" + bytes(16))
+    body = {"id": "a-1", "name": "taken", "uri": f"s3://{platform_bucket}/ck/a.gguf"}
+    assert alice.post("/models/register", json=body).status_code == 202
+    assert wait_finished(alice, "a-1")["state"] == "ready"
+
+    data = b"not a gguf" + os.urandom(100)
+    upload = bob.post("/models/uploads", json={"filename": "b.bin", "size": len(data)}).json()
+    put_all(upload, data)
+    upload_id = upload["upload_id"]
+    assert bob.post(f"/models/uploads/{upload_id}/complete", json={}).status_code == 200
+    # Named by its id, "taken": Alice's name, so the job fails.
+    assert (
+        bob.post("/models/register", json={"id": "taken", "upload_id": upload_id}).status_code
+        == 202
+    )
+    assert wait_finished(bob, "taken")["error"]["code"] == "name_not_yours"
+    again = bob.post("/models/register", json={"id": "b-1", "upload_id": upload_id})
+    assert again.status_code == 202, again.text
+    assert wait_finished(bob, "b-1")["state"] == "ready"
+    assert bob.get(f"/models/uploads/{upload_id}").json()["registered_as"] == "b-1"
+    twice = bob.post("/models/register", json={"id": "b-2", "upload_id": upload_id})
+    assert twice.json()["error"]["code"] == "upload_registered"

@@ -199,8 +199,11 @@ def test_bad_rollback_reports(
     base = {"rollout_id": rollout, "server": "ns/s", "server_uid": "u", "failed_id": "b-v2"}
     for body, status, code in (
         ({**base, "rollout_id": 999_999}, 404, "rollout_not_found"),
-        ({**base, "failed_id": "o-v1"}, 422, "not_a_version"),
-        ({**base, "restored_id": "nope"}, 422, "not_a_version"),
+        ({**base, "failed_id": "o-v1"}, 422, "not_this_rollout"),
+        ({**base, "restored_id": "nope"}, 422, "not_this_rollout"),
+        # Versions of the name, but not the ones this rollout changed.
+        ({**base, "failed_id": "b-v1", "restored_id": "b-v2"}, 422, "not_this_rollout"),
+        ({**base, "restored_id": "b-v2"}, 422, "not_this_rollout"),
         ({k: v for k, v in base.items() if k != "server_uid"}, 422, "invalid_request"),
         ({**base, "rollout_id": "x"}, 422, "invalid_request"),
     ):
@@ -216,3 +219,68 @@ def test_bad_rollback_reports(
     assert removed.status_code == 201, removed.text
     assert removed.json()["pointer_moved"] is True
     assert [a["name"] for a in admin.get("/models/active").json()] == ["trainee"]
+
+
+def test_a_report_without_restored_id_restores_the_rollouts_from_id(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    versions: Callable[..., list[dict[str, Any]]],
+) -> None:
+    operator = client("service:operator", roles=("service",))
+    versions(admin, "trainee", "n-v1", "n-v2")
+    admin.post("/models/set_active", json={"id": "n-v1"})
+    rollout = admin.post("/models/set_active", json={"id": "n-v2"}).json()["history_id"]
+    report = {"rollout_id": rollout, "server": "ns/s", "server_uid": "u", "failed_id": "n-v2"}
+    answer = operator.post("/models/rollbacks", json=report)
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["entry"]["to_id"], answer.json()["pointer_moved"]) == ("n-v1", True)
+    assert admin.get("/models/active").json()[0]["id"] == "n-v1"
+
+
+def test_set_active_of_the_active_version_answers_the_set_active_that_made_it(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    versions: Callable[..., list[dict[str, Any]]],
+) -> None:
+    """After an automatic rollback the pointer's history_id is the rollback's; the answer
+    is a rollout id the servers can run and a rollback report can name."""
+    operator = client("service:operator", roles=("service",))
+    versions(admin, "trainee", "u-v1", "u-v2")
+    made = admin.post("/models/set_active", json={"id": "u-v1"}).json()["history_id"]
+    rollout = admin.post("/models/set_active", json={"id": "u-v2"}).json()["history_id"]
+    report = {"rollout_id": rollout, "server": "ns/s", "server_uid": "u", "failed_id": "u-v2"}
+    rolled = operator.post("/models/rollbacks", json={**report, "restored_id": "u-v1"}).json()
+    (active,) = admin.get("/models/active").json()
+    assert active["history_id"] == rolled["entry"]["id"]  # the pointer's: the rollback
+
+    again = admin.post("/models/set_active", json={"id": "u-v1"}).json()
+    assert (again["changed"], again["history_id"], again["previous"]) == (False, made, None)
+    # Its rollout id is a set_active a report may name (404 rollout_not_found before).
+    later = {**report, "rollout_id": made, "failed_id": "u-v1", "server_uid": "u2"}
+    assert operator.post("/models/rollbacks", json=later).status_code == 201
+
+
+def test_users_see_the_changes_whose_versions_they_may_both_see(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    versions: Callable[..., list[dict[str, Any]]],
+) -> None:
+    operator = client("service:operator", roles=("service",))
+    alice = client("alice")
+    versions(alice, "alice-model", "h-v1")
+    versions(admin, "alice-model", "h-admin")  # an admin may add to any name
+    first = admin.post("/models/set_active", json={"id": "h-v1"}).json()["history_id"]
+    rollout = admin.post("/models/set_active", json={"id": "h-admin"}).json()["history_id"]
+    report = {"rollout_id": rollout, "server": "ns/s", "server_uid": "u", "failed_id": "h-admin"}
+    assert operator.post("/models/rollbacks", json=report).status_code == 201
+
+    history = alice.get("/models/history")
+    assert [h["id"] for h in history.json()] == [first]
+    assert history.headers["X-Total-Count"] == "1"
+    (active,) = alice.get("/models/active").json()
+    assert (active["id"], active["last_rollback"]) == ("h-v1", None)
+    # Admins see it all; a page past the end still counts.
+    assert admin.get("/models/active").json()[0]["last_rollback"]["failed_id"] == "h-admin"
+    past = admin.get("/models/history", params={"offset": 10})
+    assert (past.json(), past.headers["X-Total-Count"]) == ([], "3")
+    assert alice.get("/models/history", params={"offset": 5}).headers["X-Total-Count"] == "1"

@@ -111,6 +111,24 @@ def visible_condition(model_id: str) -> str:
                    WHERE r.model_id = {model_id} AND r.subject = %(who)s))"""
 
 
+# A user (`who`) may add a version to a model name when every version it has is one they
+# registered themselves: a downloaded version makes a name the platform's, and another
+# user's version makes it theirs. Admins and services (`who` NULL) may add to any name.
+NAME_TAKEN = """EXISTS (SELECT 1 FROM models m WHERE m.name = %(name)s
+    AND %(who)s::text IS NOT NULL
+    AND NOT (m.origin = 'register' AND m.requested_by = %(who)s))"""
+
+
+class NameTaken(PermissionError):
+    """A user's registration names a model name that is not theirs to add versions to."""
+
+
+async def lock_name(cur: psycopg.AsyncCursor[Any], name: str) -> None:
+    """Serialise, until the transaction ends, the changes of one model name: setting its
+    active version, and a user's claim of it by a new version."""
+    await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"modelserve-active:{name}"])
+
+
 class Jobs:
     def __init__(self, url: str, pool: AsyncConnectionPool) -> None:
         self._url = url
@@ -434,15 +452,26 @@ class Jobs:
         return row is not None
 
     async def finish(self, job: Download, record: ModelRecord) -> bool:
-        """Mark the job ready and write its model record, both or neither."""
+        """Mark the job ready and write its model record, both or neither. A user's
+        registration (`name_checked_for`) checks that the name is open to them under the
+        name's lock, so two users cannot both claim a new name; NameTaken otherwise."""
         values = record.model_dump(exclude={"created_at", "updated_at"})
         values["files"] = Jsonb(values["files"])
         values["tags"] = Jsonb(values["tags"])
         columns = list(values)
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> bool:
-            async with conn.transaction():
-                cur = await conn.execute(
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                if job.name_checked_for is not None:
+                    await lock_name(cur, record.name)
+                    await cur.execute(
+                        f"SELECT {NAME_TAKEN} AS taken",
+                        {"name": record.name, "who": job.name_checked_for},
+                    )
+                    taken = await cur.fetchone()
+                    if taken is not None and taken["taken"]:
+                        raise NameTaken(record.name)
+                await cur.execute(
                     """
                     UPDATE downloads SET state = 'ready', finished_at = now(), updated_at = now(),
                         lease_until = NULL, bytes_done = coalesce(bytes_total, bytes_done),
@@ -454,7 +483,7 @@ class Jobs:
                 )
                 if cur.rowcount != 1:
                     return False
-                await conn.execute(
+                await cur.execute(
                     f"INSERT INTO models ({', '.join(columns)})"
                     f" VALUES ({', '.join(f'%({c})s' for c in columns)})"
                     " ON CONFLICT (id) DO UPDATE SET "

@@ -69,18 +69,25 @@ def parse_platform_uri(uri: str, bucket: str) -> Source:
     return Source(bucket, key=check_path(path, "uri's key"))
 
 
+def _path(source: Source) -> str:
+    return source.key if source.key is not None else source.folder
+
+
 def stored_model(source: Source) -> str | None:
-    """The model id whose stored copy (`models/<id>/...`) `source` lies in, if any."""
-    path = source.key if source.key is not None else source.folder
+    """The model id whose stored copy `source` lies inside (`models/<id>/...`), if any;
+    None for `models/` itself, what lies above it, and objects directly in it."""
+    path = _path(source)
     if not path.startswith(MODELS_PREFIX):
         return None
-    model_id, _, _ = path.removeprefix(MODELS_PREFIX).partition("/")
-    return model_id or None
+    model_id, inside, _ = path.removeprefix(MODELS_PREFIX).partition("/")
+    return model_id if model_id and inside else None
 
 
-def in_uploads(source: Source) -> bool:
-    path = source.key if source.key is not None else source.folder
-    return path.startswith(UPLOADS_PREFIX) or UPLOADS_PREFIX.startswith(path)
+def reaches(source: Source, prefix: str) -> bool:
+    """Whether `source` names something in `prefix` (a folder, ending in '/'): an object
+    or folder inside it, the folder itself, or a folder above it that contains it."""
+    path = _path(source)
+    return path.startswith(prefix) or (source.key is None and prefix.startswith(path))
 
 
 def check_filename(filename: str) -> str:

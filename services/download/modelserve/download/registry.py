@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from modelserve.common.database import connection, fetch_all, fetch_one
-from modelserve.download.jobs import notify_workers, visible_condition
+from modelserve.download.jobs import NAME_TAKEN, notify_workers, visible_condition
 from modelserve.download.sources import Source
 from modelserve.download.tables import RETRYABLE, Download, ModelRecord, Upload
 
@@ -33,13 +33,9 @@ class ModelExists(RuntimeError):
 
 
 class UploadUsed(RuntimeError):
-    """The upload was registered already (or is not complete)."""
+    """The upload is not complete, or registered by a registration that has not failed
+    nor been cancelled."""
 
-
-# A name is the caller's to add versions to when none of its recorded versions is hidden
-# from them (`who` NULL: admins and services).
-_NAME_HIDDEN = f"""EXISTS (SELECT 1 FROM models m WHERE m.name = %(name)s
-    AND NOT {visible_condition("m.id")})"""
 
 # The records `GET /models` lists: ready, visible to `who`, matching the filters given.
 _MATCHING = f"""state = 'ready' AND {visible_condition("models.id")}
@@ -48,17 +44,24 @@ _MATCHING = f"""state = 'ready' AND {visible_condition("models.id")}
     AND tags @> %(tags)s"""
 
 
+# An upload's registration (`u.registered_as`) ended without a version: its job failed or
+# was cancelled, so the upload (still in its staging prefix) may be registered again.
+_REGISTRATION_ENDED = """EXISTS (SELECT 1 FROM downloads d WHERE d.model_id = u.registered_as
+        AND d.kind = 'register' AND d.state = ANY(%s))
+    AND NOT EXISTS (SELECT 1 FROM models m WHERE m.id = u.registered_as)"""
+
+
 class Registry:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
     async def name_is_open_to(self, name: str, who: str | None) -> bool:
-        """Whether `who` may add a version to model name `name`: every version of it
-        recorded so far is one they may see."""
+        """Whether `who` may add a version to model name `name`: it is new, or every
+        version of it is one they registered (any name, for `who` None)."""
         row = await fetch_one(
-            self._pool, f"SELECT {_NAME_HIDDEN} AS hidden", {"name": name, "who": who}
+            self._pool, f"SELECT {NAME_TAKEN} AS taken", {"name": name, "who": who}
         )
-        return not (row and row["hidden"])
+        return not (row and row["taken"])
 
     async def register(
         self,
@@ -76,7 +79,8 @@ class Registry:
         """Queue the registration of `source` as model `model_id`. ModelExists when a
         record has that id, or a job that is not a failed or cancelled one of the
         caller's (any, for `privileged` callers). With `upload_id`, that upload is marked
-        registered in the same transaction (UploadUsed if it is not complete)."""
+        registered in the same transaction (UploadUsed unless it is complete, or its
+        registration failed or was cancelled)."""
         params = {
             "model_id": model_id,
             "bucket": source.bucket,
@@ -96,6 +100,20 @@ class Registry:
                 await cur.execute("SELECT 1 FROM models WHERE id = %s FOR UPDATE", [model_id])
                 if await cur.fetchone() is not None:
                     raise ModelExists(model_id)
+                if upload_id is not None:
+                    # Before the job is queued: a failed or cancelled registration of this
+                    # upload (under this id too) gives it back.
+                    await cur.execute(
+                        f"""
+                        UPDATE model_uploads u SET state = 'registered', registered_as = %s
+                        WHERE id = %s AND (state = 'complete' OR state = 'registered'
+                            AND {_REGISTRATION_ENDED})
+                        RETURNING id
+                        """,
+                        [model_id, upload_id, params["finished"]],
+                    )
+                    if await cur.fetchone() is None:
+                        raise UploadUsed(upload_id)
                 await cur.execute(
                     """
                     INSERT INTO downloads (model_id, source_bucket, source_key, source_prefix,
@@ -123,16 +141,6 @@ class Registry:
                 row = await cur.fetchone()
                 if row is None:
                     raise ModelExists(model_id)
-                if upload_id is not None:
-                    await cur.execute(
-                        """
-                        UPDATE model_uploads SET state = 'registered', registered_as = %s
-                        WHERE id = %s AND state = 'complete' RETURNING id
-                        """,
-                        [model_id, upload_id],
-                    )
-                    if await cur.fetchone() is None:
-                        raise UploadUsed(upload_id)
                 await cur.execute(
                     "INSERT INTO download_requesters (model_id, subject) VALUES (%s, %s)"
                     " ON CONFLICT DO NOTHING",
@@ -161,6 +169,34 @@ class Registry:
     async def upload(self, upload_id: str) -> Upload | None:
         row = await fetch_one(self._pool, "SELECT * FROM model_uploads WHERE id = %s", [upload_id])
         return Upload.model_validate(row) if row else None
+
+    async def open_uploads(self, created_by: str) -> int:
+        """How many uploads `created_by` has open."""
+        row = await fetch_one(
+            self._pool,
+            "SELECT count(*) AS open FROM model_uploads WHERE created_by = %s AND state = 'open'",
+            [created_by],
+        )
+        return int(row["open"]) if row else 0
+
+    async def reopen_upload(self, upload_id: str, multipart_id: str | None) -> None:
+        """An open upload starts again: with a new multipart upload, for one."""
+        await fetch_one(
+            self._pool,
+            "UPDATE model_uploads SET multipart_id = %s WHERE id = %s AND state = 'open'"
+            " RETURNING id",
+            [multipart_id, upload_id],
+        )
+
+    async def drop_upload(self, upload_id: str) -> bool:
+        """Forget an upload that is open or complete (not registered)."""
+        row = await fetch_one(
+            self._pool,
+            "DELETE FROM model_uploads WHERE id = %s AND state IN ('open', 'complete')"
+            " RETURNING id",
+            [upload_id],
+        )
+        return row is not None
 
     async def complete_upload(self, upload_id: str, size: int) -> Upload | None:
         """Mark an open upload complete with the size the store holds."""

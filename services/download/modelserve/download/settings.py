@@ -64,6 +64,8 @@ class DownloadSettings(ServiceSettings):
     # How long an upload's presigned URLs are good for (GET /models/uploads/{id} signs
     # them again).
     upload_url_seconds: int = Field(default=6 * 3600, ge=60, le=7 * 24 * 3600)
+    # How many uploads a user (not an admin or a service) may have open at once.
+    max_open_uploads: int = Field(default=16, ge=1)
 
     # Users who are not admins may download when their contract allows it; without a
     # contract service only admins and platform services may.

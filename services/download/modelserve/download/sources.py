@@ -18,6 +18,9 @@ from dataclasses import dataclass
 # Object names of the upstream store are trusted no more than a user's input: they
 # become keys in the platform store and file names in a model server's volume.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The pattern of free text a request may hold (names, labels, reasons): no control
+# characters, since it is stored (PostgreSQL text holds no NUL) and shown to people.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -25,6 +28,11 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # bucket and key gives the same model, so the work is done once.
 _SOURCE_NAMESPACE = uuid.UUID("1f6b2b9e-55d3-4c5e-9a59-3c8d1c0e7a41")
 MODELS_PREFIX = "models/"
+# Ids that are paths of their own under /models/ (GET /models/active, …): a model with one
+# of them could not be read at /models/{id}.
+RESERVED_MODEL_IDS = frozenset(
+    ("active", "history", "register", "uploads", "registrations", "set_active", "rollbacks")
+)
 MANIFEST = "manifest.json"
 
 
@@ -69,6 +77,12 @@ def check_model_id(model_id: str) -> str:
             "invalid_model_id",
             f"model id {model_id!r} must be 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
+        )
+    if model_id in RESERVED_MODEL_IDS:
+        raise InvalidSource(
+            "invalid_model_id",
+            f"model id {model_id!r} is reserved (as are "
+            f"{', '.join(sorted(RESERVED_MODEL_IDS))}): they are paths under /models/",
         )
     return model_id
 
@@ -134,7 +148,7 @@ def source_model_id(source: Source) -> str:
 def refused_model_id(model_id: str | None, bucket: str, key: str | None, prefix: str | None) -> str:
     """Where a refused request is recorded: its model id if that is valid, else one made
     from what it named (as `source_model_id` would, had the source been valid)."""
-    if model_id and _MODEL_ID.match(model_id):
+    if model_id and _MODEL_ID.match(model_id) and model_id not in RESERVED_MODEL_IDS:
         return model_id
     uri = source_uri(bucket, key, prefix)
     if not is_unicode(uri):

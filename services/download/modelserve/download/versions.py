@@ -16,8 +16,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
-from modelserve.common.database import connection, fetch_all
-from modelserve.download.jobs import visible_condition
+from modelserve.common.database import connection, fetch_all, fetch_one
+from modelserve.download.jobs import lock_name, visible_condition
 
 PLATFORM_ACTOR = "platform"
 
@@ -100,12 +100,15 @@ class RolloutNotFound(LookupError):
     pass
 
 
-class NotAVersion(ValueError):
-    """A rollback names a model that is not a version of the rollout's name."""
+class NotThisRollout(ValueError):
+    """A rollback report whose versions are not those of the rollout it names."""
 
 
-async def _lock(cur: psycopg.AsyncCursor[Any], name: str) -> None:
-    await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"modelserve-active:{name}"])
+def _both_visible(row: str) -> str:
+    """A condition: both versions of history row `row` are visible to `who` (a side
+    that is NULL, no version, counts as visible)."""
+    return f"""({row}.from_id IS NULL OR {visible_condition(f"{row}.from_id")})
+        AND ({row}.to_id IS NULL OR {visible_condition(f"{row}.to_id")})"""
 
 
 async def _uri(cur: psycopg.AsyncCursor[Any], model_id: str | None) -> str | None:
@@ -138,7 +141,7 @@ class Versions:
                 if model is None:
                     raise VersionNotFound(model_id)
                 name = model["name"]
-                await _lock(cur, name)
+                await lock_name(cur, name)
                 await cur.execute(
                     f"""SELECT a.*, {visible_condition("a.model_id")} AS visible
                         FROM model_active a WHERE name = %(name)s""",
@@ -148,8 +151,15 @@ class Versions:
                 if current is not None and not current["visible"]:
                     raise NameNotOpen(name)
                 if current is not None and current["model_id"] == model_id:
+                    # The set_active that made it active: the rollout the servers run (the
+                    # pointer's own history_id may be an automatic rollback's).
                     await cur.execute(
-                        "SELECT from_id FROM model_history WHERE id = %s", [current["history_id"]]
+                        """
+                        SELECT id, from_id FROM model_history
+                        WHERE name = %s AND to_id = %s AND action = 'set_active'
+                        ORDER BY id DESC LIMIT 1
+                        """,
+                        [name, model_id],
                     )
                     made = await cur.fetchone()
                     before = made["from_id"] if made else None
@@ -160,7 +170,7 @@ class Versions:
                         previous=VersionRef(id=before, uri=await _uri(cur, before))
                         if before
                         else None,
-                        history_id=current["history_id"],
+                        history_id=made["id"] if made else current["history_id"],
                         changed=False,
                     )
                 before = current["model_id"] if current else None
@@ -197,7 +207,7 @@ class Versions:
 
     async def active(self, *, who: str | None, name: str | None = None) -> list[ActiveVersion]:
         """The active version of each name (or of `name`) whose version `who` may see,
-        with the name's latest automatic rollback."""
+        with the name's latest automatic rollback whose versions `who` may both see."""
         rows = await fetch_all(
             self._pool,
             f"""
@@ -210,6 +220,7 @@ class Versions:
             LEFT JOIN LATERAL (
                 SELECT * FROM model_history h
                 WHERE h.name = a.name AND h.action = 'automatic_rollback'
+                  AND {_both_visible("h")}
                 ORDER BY h.id DESC LIMIT 1
             ) r ON true
             WHERE (%(name)s::text IS NULL OR a.name = %(name)s)
@@ -246,19 +257,27 @@ class Versions:
     async def history(
         self, *, who: str | None, name: str | None, limit: int, offset: int
     ) -> tuple[list[HistoryEntry], int]:
-        """Changes, newest first, of versions `who` may see (either side of the change);
-        and how many there are in all."""
+        """Changes, newest first, whose versions `who` may both see (a missing one counts
+        as seen); and how many there are in all."""
+        matching = f"""(%(name)s::text IS NULL OR h.name = %(name)s) AND {_both_visible("h")}"""
+        params = {"name": name, "who": who, "limit": limit, "offset": offset}
         rows = await fetch_all(
             self._pool,
             f"""
-            SELECT h.*, count(*) OVER () AS total FROM model_history h
-            WHERE (%(name)s::text IS NULL OR h.name = %(name)s)
-              AND ({visible_condition("h.to_id")} OR {visible_condition("h.from_id")})
+            SELECT h.*, count(*) OVER () AS total FROM model_history h WHERE {matching}
             ORDER BY h.id DESC LIMIT %(limit)s OFFSET %(offset)s
             """,
-            {"name": name, "who": who, "limit": limit, "offset": offset},
+            params,
         )
         total = int(rows[0]["total"]) if rows else 0
+        if not rows and offset:
+            # Past the end: the count comes from no row, so ask for it alone.
+            counted = await fetch_one(
+                self._pool,
+                f"SELECT count(*) AS total FROM model_history h WHERE {matching}",
+                params,
+            )
+            total = int(counted["total"]) if counted else 0
         return [HistoryEntry.model_validate(row) for row in rows], total
 
     async def rollback(
@@ -274,26 +293,28 @@ class Versions:
     ) -> RollbackAnswer:
         """Record the automatic rollback of rollout `rollout_id` on a server, once per
         (rollout, server uid); the name's pointer moves back to `restored_id` (or is
-        removed, with none) only if it still points at `failed_id`."""
+        removed, with none) only if it still points at `failed_id`. The report must be of
+        that very change: `failed_id` its to_id, `restored_id` its from_id (None: its
+        from_id); NotThisRollout otherwise."""
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> RollbackAnswer:
             async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(
-                    "SELECT name FROM model_history WHERE id = %s AND action = 'set_active'",
+                    """SELECT name, from_id, to_id FROM model_history
+                       WHERE id = %s AND action = 'set_active'""",
                     [rollout_id],
                 )
                 rollout = await cur.fetchone()
                 if rollout is None:
                     raise RolloutNotFound(rollout_id)
-                name = rollout["name"]
-                for model_id in (failed_id, restored_id):
-                    if model_id is None:
-                        continue
-                    await cur.execute("SELECT name FROM models WHERE id = %s", [model_id])
-                    version = await cur.fetchone()
-                    if version is None or version["name"] != name:
-                        raise NotAVersion(f"{model_id} is not a version of {name}")
-                await _lock(cur, name)
+                name, restored = rollout["name"], restored_id or rollout["from_id"]
+                if failed_id != rollout["to_id"] or restored != rollout["from_id"]:
+                    raise NotThisRollout(
+                        f"rollout {rollout_id} set {name} from {rollout['from_id']} to "
+                        f"{rollout['to_id']}: a rollback of it fails {rollout['to_id']} and "
+                        f"restores {rollout['from_id']}, not {failed_id} and {restored_id}"
+                    )
+                await lock_name(cur, name)
                 await cur.execute(
                     """
                     INSERT INTO model_history (name, from_id, to_id, actor, action, reason,
@@ -306,7 +327,7 @@ class Versions:
                     [
                         name,
                         failed_id,
-                        restored_id,
+                        restored,
                         PLATFORM_ACTOR,
                         reason,
                         message,
@@ -326,14 +347,14 @@ class Versions:
                     return RollbackAnswer(
                         entry=entry, pointer_moved=bool(entry.pointer_moved), duplicate=True
                     )
-                if restored_id is not None:
+                if restored is not None:
                     await cur.execute(
                         """
                         UPDATE model_active SET model_id = %s, set_by = %s, set_at = now(),
                             history_id = %s
                         WHERE name = %s AND model_id = %s
                         """,
-                        [restored_id, PLATFORM_ACTOR, inserted["id"], name, failed_id],
+                        [restored, PLATFORM_ACTOR, inserted["id"], name, failed_id],
                     )
                 else:
                     await cur.execute(

@@ -17,14 +17,14 @@ from pathlib import Path
 from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.supervision import Backoff, supervised
 from modelserve.download.gguf_metadata import GgufMetadata, read_metadata
-from modelserve.download.jobs import Jobs
+from modelserve.download.jobs import Jobs, NameTaken
 from modelserve.download.objects import ObjectStore, StoreError
 from modelserve.download.records import build_record
 from modelserve.download.registration import UPLOADS_PREFIX
 from modelserve.download.registry import Registry
 from modelserve.download.settings import DownloadSettings
 from modelserve.download.sources import InvalidSource, Source, check_sha256
-from modelserve.download.tables import Download, Kind, State
+from modelserve.download.tables import Download, Kind, ModelRecord, State
 from modelserve.download.tagging import backfill
 from modelserve.download.transfers import Cancelled, Transfer, TransferFailed, plan
 
@@ -33,6 +33,14 @@ logger = logging.getLogger(__name__)
 
 class Lost(RuntimeError):
     """The job is no longer this worker's: cancelled, or taken over by another."""
+
+
+def _name_taken(name: str, who: str | None) -> TransferFailed:
+    return TransferFailed(
+        "name_not_yours",
+        f"model name {name!r} has versions that {who} did not register (a downloaded "
+        "version makes a name the platform's): register under another name",
+    )
 
 
 def job_source(job: Download) -> Source:
@@ -123,7 +131,7 @@ class Workers:
                 await self._check_name(job, record.name)
                 await self._report(job, transfer)  # still ours? nothing is visible yet
                 await asyncio.to_thread(transfer.commit, outcome)
-                if not await self.jobs.finish(job, record):
+                if not await self._finish(job, record):
                     raise Lost("cancelled or taken over before it was recorded")
                 logger.info("download %s: ready (%s)", job.model_id, record.uri)
                 await self._remove_upload(job)
@@ -145,15 +153,18 @@ class Workers:
             await self._fail(job, "internal_error", f"{type(error).__name__}: {error}")
 
     async def _check_name(self, job: Download, name: str) -> None:
-        """A user's registration whose name came from the file (none was asked for) may
-        not add a version to a name whose versions that user cannot see."""
+        """Before committing anything: a user's registration may add a version only to a
+        name that is new or holds only versions they registered (checked again, under the
+        name's lock, when it is recorded)."""
         who = job.name_checked_for
         if who is not None and not await self.registry.name_is_open_to(name, who):
-            raise TransferFailed(
-                "name_not_yours",
-                f"model name {name!r} (from the file) has versions {who} cannot see: "
-                "register with another name",
-            )
+            raise _name_taken(name, who)
+
+    async def _finish(self, job: Download, record: ModelRecord) -> bool:
+        try:
+            return await self.jobs.finish(job, record)
+        except NameTaken as error:
+            raise _name_taken(record.name, job.name_checked_for) from error
 
     async def _remove_upload(self, job: Download) -> None:
         """A registered upload's staging copy is not needed any more."""

@@ -13,12 +13,12 @@ from modelserve.common.auth import Caller
 from modelserve.common.errors import ApiError
 from modelserve.download.access import visible_to
 from modelserve.download.deps import VersionsDep
-from modelserve.download.sources import is_model_id, printable
+from modelserve.download.sources import TEXT_PATTERN, is_model_id, printable
 from modelserve.download.versions import (
     ActiveVersion,
     HistoryEntry,
     NameNotOpen,
-    NotAVersion,
+    NotThisRollout,
     RollbackAnswer,
     RolloutNotFound,
     SetActiveAnswer,
@@ -26,13 +26,11 @@ from modelserve.download.versions import (
 )
 
 router = APIRouter(tags=["registry"])
-_TEXT = r"^[^\x00-\x1f\x7f]*$"
-_NAME = Field(min_length=1, max_length=256, pattern=_TEXT)
 
 
 class SetActive(BaseModel):
     id: str = Field(max_length=256, description="the version (model id) to make active")
-    reason: str | None = Field(default=None, max_length=1024, pattern=_TEXT)
+    reason: str | None = Field(default=None, max_length=1024, pattern=TEXT_PATTERN)
 
 
 @router.post("/models/set_active")
@@ -61,7 +59,7 @@ async def set_active(body: SetActive, claims: Caller, versions: VersionsDep) -> 
 async def active_versions(
     claims: Caller,
     versions: VersionsDep,
-    name: Annotated[str | None, Query(min_length=1, max_length=256, pattern=_TEXT)] = None,
+    name: Annotated[str | None, Query(min_length=1, max_length=256, pattern=TEXT_PATTERN)] = None,
 ) -> list[ActiveVersion]:
     """The active version of each model name (or of `name`) the caller may see, with the
     name's latest automatic rollback."""
@@ -73,7 +71,7 @@ async def version_history(
     claims: Caller,
     versions: VersionsDep,
     response: Response,
-    name: Annotated[str | None, Query(min_length=1, max_length=256, pattern=_TEXT)] = None,
+    name: Annotated[str | None, Query(min_length=1, max_length=256, pattern=TEXT_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[HistoryEntry]:
@@ -89,11 +87,11 @@ class RollbackReport(BaseModel):
     """What the operator reports when a rollout failed on a server and it rolled back."""
 
     rollout_id: int = Field(ge=1, le=2**63 - 1, description="the set_active's history id")
-    server: str = Field(min_length=1, max_length=512, pattern=_TEXT, description="ns/name")
-    server_uid: str = Field(min_length=1, max_length=128, pattern=_TEXT)
-    failed_id: str = Field(min_length=1, max_length=256, pattern=_TEXT)
-    restored_id: str | None = Field(default=None, max_length=256, pattern=_TEXT)
-    reason: str | None = Field(default=None, max_length=256, pattern=_TEXT)
+    server: str = Field(min_length=1, max_length=512, pattern=TEXT_PATTERN, description="ns/name")
+    server_uid: str = Field(min_length=1, max_length=128, pattern=TEXT_PATTERN)
+    failed_id: str = Field(min_length=1, max_length=256, pattern=TEXT_PATTERN)
+    restored_id: str | None = Field(default=None, max_length=256, pattern=TEXT_PATTERN)
+    reason: str | None = Field(default=None, max_length=256, pattern=TEXT_PATTERN)
     message: str | None = Field(default=None, max_length=4096)
 
 
@@ -120,8 +118,8 @@ async def report_rollback(
         raise ApiError(
             404, "rollout_not_found", f"no set_active {body.rollout_id} in the history"
         ) from error
-    except NotAVersion as error:
-        raise ApiError(422, "not_a_version", str(error)) from error
+    except NotThisRollout as error:
+        raise ApiError(422, "not_this_rollout", str(error)) from error
     if answer.duplicate:
         response.status_code = 200
     return answer

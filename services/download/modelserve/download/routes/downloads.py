@@ -17,6 +17,7 @@ from modelserve.download.jobs import Jobs, ModelIdTaken
 from modelserve.download.records import DownloadStatus, status
 from modelserve.download.settings import DownloadSettings
 from modelserve.download.sources import (
+    TEXT_PATTERN,
     InvalidSource,
     Source,
     check_model_id,
@@ -36,8 +37,7 @@ class DownloadOptions(BaseModel):
     name: str | None = Field(
         default=None,
         max_length=256,
-        # No control characters: PostgreSQL text holds no NUL, and a name is shown to people.
-        pattern=r"^[^\x00-\x1f\x7f]*$",
+        pattern=TEXT_PATTERN,
         description="what the record is called; the download decision judges the source's name",
     )
     sha256: str | None = Field(default=None, description="expected SHA-256 of a single file")

@@ -12,7 +12,7 @@ from modelserve.common.errors import ApiError
 from modelserve.download.access import visible_to
 from modelserve.download.deps import JobsDep, RegistryDep
 from modelserve.download.registration import parse_tags
-from modelserve.download.sources import InvalidSource, is_model_id
+from modelserve.download.sources import TEXT_PATTERN, InvalidSource, is_model_id
 from modelserve.download.tables import ModelRecord
 
 router = APIRouter(tags=["models"])
@@ -23,9 +23,7 @@ async def list_models(
     claims: Caller,
     registry: RegistryDep,
     response: Response,
-    name: Annotated[
-        str | None, Query(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")
-    ] = None,
+    name: Annotated[str | None, Query(min_length=1, max_length=256, pattern=TEXT_PATTERN)] = None,
     tag: Annotated[list[str] | None, Query(description="repeatable or comma-separated")] = None,
     origin: Literal["download", "register"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -15,18 +15,24 @@ from modelserve.download.deps import JobsDep, PlatformDep, RegistryDep, Settings
 from modelserve.download.objects import ObjectStore, StoreError
 from modelserve.download.records import DownloadStatus, status
 from modelserve.download.registration import (
-    in_uploads,
+    UPLOADS_PREFIX,
     parse_platform_uri,
     parse_tags,
+    reaches,
     stored_model,
 )
 from modelserve.download.registry import ModelExists, Registry, UploadUsed
 from modelserve.download.routes.uploads import own_upload, store_refusal
-from modelserve.download.sources import InvalidSource, Source, check_model_id
+from modelserve.download.sources import (
+    MODELS_PREFIX,
+    TEXT_PATTERN,
+    InvalidSource,
+    Source,
+    check_model_id,
+)
 from modelserve.download.tables import Upload
 
 router = APIRouter(tags=["registry"])
-_TEXT = r"^[^\x00-\x1f\x7f]*$"  # no control characters: stored, and shown to people
 
 
 class RegisterRequest(BaseModel):
@@ -38,12 +44,12 @@ class RegisterRequest(BaseModel):
         default=None,
         min_length=1,
         max_length=256,
-        pattern=_TEXT,
+        pattern=TEXT_PATTERN,
         description="the model name its versions share (the served name); default: the "
         "GGUF file's general.name, else the id",
     )
     source: str | None = Field(
-        default=None, max_length=256, pattern=_TEXT, description="a free label, e.g. '4090'"
+        default=None, max_length=256, pattern=TEXT_PATTERN, description="a free label, e.g. '4090'"
     )
     tags: str | list[str] | None = Field(
         default=None, description="'step5000,math' or a list", max_length=4096
@@ -69,10 +75,8 @@ async def _uploaded_source(
         raise ApiError(
             409, "upload_not_complete", f"upload {upload_id} is not complete: complete it first"
         )
-    if upload.state != "complete":
-        raise ApiError(
-            409, "upload_registered", f"upload {upload_id} is registered as {upload.registered_as}"
-        )
+    # A registered one is registered again only if that registration failed or was
+    # cancelled (the registry decides, in the transaction that queues it).
     return Source(upload.bucket, key=upload.key), upload
 
 
@@ -83,13 +87,19 @@ async def _checked_uri(uri: str, claims: Claims, settings: SettingsDep, jobs: Jo
         raise ApiError(422, error.code, str(error)) from error
     if claims.is_admin or claims.is_service:
         return source
-    # Users register what is theirs to see: a stored model of their own, or what the
-    # platform's operators put outside the models/ and uploads/ prefixes.
-    if in_uploads(source):
+    # Users register what is theirs to see: their uploads (by upload_id), objects of models
+    # they can see (inside `models/<id>/`), and what lies outside both prefixes. Nothing
+    # that holds either prefix: `models/` itself (or a folder above it) is every model.
+    if reaches(source, UPLOADS_PREFIX):
         raise ApiError(403, "use_upload_id", "register an upload by its upload_id")
-    stored = stored_model(source)
-    if stored is not None and await jobs.model(stored, visible_to=claims.sub) is None:
-        raise ApiError(403, "source_not_visible", f"{uri} is a model {claims.sub} cannot see")
+    if reaches(source, MODELS_PREFIX):
+        stored = stored_model(source)
+        if stored is None or await jobs.model(stored, visible_to=claims.sub) is None:
+            raise ApiError(
+                403,
+                "source_not_visible",
+                f"{uri} is not inside a model {claims.sub} can see ({MODELS_PREFIX}<id>/…)",
+            )
     return source
 
 
@@ -124,17 +134,19 @@ async def register_model(
     else:
         assert body.uri is not None
         source = await _checked_uri(body.uri, claims, settings, jobs)
-    try:
-        await asyncio.to_thread(_check_exists, platform, source)
-    except StoreError as error:
-        raise store_refusal(error, body.uri or source.uri) from error
+        # Not an upload's: its object was there when it completed, and is gone once it is
+        # registered (which the registry answers with UploadUsed).
+        try:
+            await asyncio.to_thread(_check_exists, platform, source)
+        except StoreError as error:
+            raise store_refusal(error, body.uri) from error
     who = None if privileged else claims.sub
     if body.name is not None and not await registry.name_is_open_to(body.name, who):
         raise ApiError(
             403,
             "name_not_yours",
-            f"model name {body.name!r} has versions {claims.sub} cannot see: "
-            "register under another name",
+            f"model name {body.name!r} has versions that {claims.sub} did not register (a "
+            "downloaded version makes a name the platform's): register under another name",
         )
     try:
         job = await registry.register(
@@ -151,5 +163,10 @@ async def register_model(
     except ModelExists as error:
         raise ApiError(409, "model_exists", str(error)) from error
     except UploadUsed as error:
-        raise ApiError(409, "upload_registered", f"upload {error} is registered already") from error
+        raise ApiError(
+            409,
+            "upload_registered",
+            f"upload {error} is registered by a registration that has not failed nor been "
+            "cancelled",
+        ) from error
     return status(job)

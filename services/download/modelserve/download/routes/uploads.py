@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from modelserve.common.auth import Caller
@@ -122,6 +122,15 @@ async def create_upload(
         filename = check_filename(body.filename)
     except InvalidSource as error:
         raise ApiError(422, "invalid_filename", str(error)) from error
+    if not (claims.is_admin or claims.is_service):
+        opened = await registry.open_uploads(claims.sub)
+        if opened >= settings.max_open_uploads:
+            raise ApiError(
+                429,
+                "too_many_uploads",
+                f"{claims.sub} has {opened} open uploads, at most {settings.max_open_uploads}: "
+                "complete or delete (DELETE /models/uploads/{upload_id}) one first",
+            )
     upload_id = uuid.uuid4().hex
     bucket, key = settings.platform_bucket, upload_key(upload_id, filename)
     parts, part_size = upload_parts(body.size, settings.part_size)
@@ -173,6 +182,20 @@ def _complete(platform: ObjectStore, upload: Upload, etags: list[str] | None) ->
     return platform.stat(upload.bucket, upload.key).size
 
 
+def _restart(platform: ObjectStore, upload: Upload) -> str | None:
+    """Remove what was stored for the upload; a new multipart upload's id, for one."""
+    platform.remove(upload.bucket, upload.key)
+    if upload.multipart_id is None:
+        return None
+    return platform.create_upload(upload.bucket, upload.key)
+
+
+def _drop(platform: ObjectStore, upload: Upload) -> None:
+    if upload.state == "open" and upload.multipart_id is not None:
+        platform.abort_upload(upload.bucket, upload.key, upload.multipart_id)
+    platform.remove(upload.bucket, upload.key)
+
+
 @router.post("/models/uploads/{upload_id}/complete")
 async def complete_upload(
     upload_id: str,
@@ -205,7 +228,40 @@ async def complete_upload(
         if error.retryable or error.code in ("store_credentials", "unknown_bucket"):
             raise store_refusal(error, upload.key) from error
         raise ApiError(422, "upload_not_completed", str(error)) from error
+    if size != upload.size:
+        # Nothing but the declared size may be registered: the upload stays open, to be
+        # sent again (a multipart one as a new multipart upload, with new part URLs).
+        try:
+            multipart_id = await asyncio.to_thread(_restart, platform, upload)
+        except StoreError as error:
+            raise store_refusal(error, upload.key) from error
+        await registry.reopen_upload(upload_id, multipart_id)
+        raise ApiError(
+            422,
+            "upload_size_mismatch",
+            f"the store holds {size} bytes for upload {upload_id}, which declared {upload.size}:"
+            f" it stays open; send the file again (GET /models/uploads/{upload_id})",
+        )
     completed = await registry.complete_upload(upload_id, size)
     if completed is None:  # completed meanwhile by another request
         completed = await own_upload(registry, upload_id, claims)
     return _answer(completed, presigner)
+
+
+@router.delete("/models/uploads/{upload_id}", status_code=204)
+async def delete_upload(
+    upload_id: str, claims: Caller, registry: RegistryDep, platform: PlatformDep
+) -> Response:
+    """Give up an open or complete upload: its multipart upload is aborted and what was
+    stored removed. 409 `upload_registered` for one that is registered."""
+    upload = await own_upload(registry, upload_id, claims)
+    if upload.state not in ("open", "complete"):
+        raise ApiError(
+            409, "upload_registered", f"upload {upload_id} is registered as {upload.registered_as}"
+        )
+    try:
+        await asyncio.to_thread(_drop, platform, upload)
+    except StoreError as error:
+        raise store_refusal(error, upload.key) from error
+    await registry.drop_upload(upload_id)
+    return Response(status_code=204)
