@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,10 @@ import psycopg
 import pytest
 
 from modelserve.common.store_tags import MODEL_ID_TAG, SHA256_TAG
+from modelserve.download.jobs import Jobs, NameTaken
+from modelserve.download.registry import Registry
+from modelserve.download.sources import Source
+from modelserve.download.tables import Download, ModelRecord
 from modelserve.testbed.llm import ensure_runtime
 from modelserve.testbed.objectstores import MinioServer
 
@@ -382,3 +387,60 @@ def test_a_user_adds_versions_only_to_names_of_their_own_registrations(
     assert added.status_code == 202, added.text
     register(alice, wait_finished, id="a-2", name="alice-own", uri=checkpoint)
     register(alice, wait_finished, id="a-3", name="alice-own", uri=checkpoint)
+
+
+def test_the_name_is_claimed_under_its_lock_when_the_version_is_recorded(
+    download_database: str, platform_bucket: str
+) -> None:
+    """Two users' registrations under one new name, both past every earlier check: the
+    one recorded second is refused in the recording transaction (NameTaken)."""
+
+    def record(job: Download) -> ModelRecord:
+        key = f"models/{job.model_id}/m.gguf"
+        return ModelRecord(
+            id=job.model_id, name="contested", format="gguf", size=1, sha256="0" * 64,
+            verified=False, source="s3://b/k", bucket=platform_bucket, storage_key=key,
+            uri=f"s3://{platform_bucket}/{key}", files=[], requested_by=job.requested_by,
+            origin="register",
+        )  # fmt: skip
+
+    async def race() -> None:
+        jobs = await Jobs.open(download_database, 2)
+        try:
+            registry = Registry(jobs.pool)
+            source = Source(platform_bucket, key="ck/m.gguf")
+            for who in ("alice", "bob"):
+                await registry.register(
+                    f"{who}-new", source, name="contested", tags=[], label=None,
+                    requested_by=who, name_checked_for=who, privileged=False,
+                )  # fmt: skip
+            first, second = [await jobs.claim("worker", 30) for _ in range(2)]
+            assert first is not None and second is not None
+            assert await jobs.finish(first, record(first))
+            with pytest.raises(NameTaken):
+                await jobs.finish(second, record(second))
+            assert [m.id for m in await jobs.models()] == [first.model_id]
+        finally:
+            await jobs.close()
+
+    asyncio.run(race())
+
+
+def test_two_users_claiming_a_new_name_at_once_get_it_once(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    checkpoint: str,
+    wait_finished: Wait,
+) -> None:
+    """Both are queued (the name is new to each when asked); exactly one gets the name,
+    however the workers interleave (the test above forces the tightest interleaving)."""
+    alice, bob = client("alice"), client("bob")
+    for caller, model_id in ((alice, "alice-new"), (bob, "bob-new")):
+        body = {"id": model_id, "name": "contested", "uri": checkpoint}
+        assert caller.post("/models/register", json=body).status_code == 202
+    states = sorted(
+        (wait_finished(caller, model_id)["error"] or {}).get("code", "ready")
+        for caller, model_id in ((alice, "alice-new"), (bob, "bob-new"))
+    )
+    assert states == ["name_not_yours", "ready"]
+    assert len(admin.get("/models", params={"name": "contested"}).json()) == 1
