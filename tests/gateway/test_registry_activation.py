@@ -37,9 +37,9 @@ def test_a_rollback_of_a_registry_change_is_reported_with_both_versions() -> Non
         "server": "ns/qwen",
         "server_uid": "uid-1",
         "failed_id": "v2",
-        "restored_id": "v1",
+        "restored_id": None,  # the registry's: where the set_active found the pointer
         "reason": "ServerFailed",
-        "message": "pod p: server: CrashLoopBackOff",
+        "message": "the server runs v1 again: pod p: server: CrashLoopBackOff",
     }
 
 

@@ -183,6 +183,14 @@ def test_uploads_through_the_gateway(
     bad = alice.post("/models/uploads", json={"filename": "a/b", "size": 1})
     assert bad.json()["error"]["code"] == "invalid_filename"
 
+    # An upload given up is deleted through the gateway too; a registered one is kept.
+    dropped = alice.post("/models/uploads", json={"filename": "d.gguf", "size": 10}).json()
+    assert bob.delete(f"/models/uploads/{dropped['upload_id']}").status_code == 403
+    assert alice.delete(f"/models/uploads/{dropped['upload_id']}").status_code == 204
+    assert alice.get(f"/models/uploads/{dropped['upload_id']}").status_code == 404
+    kept = alice.delete(f"/models/uploads/{upload_id}")
+    assert kept.status_code == 409, kept.text
+
 
 def test_history_and_model_pages_through_the_gateway(
     gateway: RunningService,

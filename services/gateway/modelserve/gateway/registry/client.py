@@ -317,6 +317,9 @@ class RegistryClient:
         upload: Upload = _read(Upload, (await self._call("GET", path, authorization)).json())
         return upload
 
+    async def delete_upload(self, authorization: str, upload_id: str) -> None:
+        await self._call("DELETE", f"/models/uploads/{quote(upload_id, safe='')}", authorization)
+
     async def complete_upload(
         self, authorization: str, upload_id: str, parts: Sequence[Mapping[str, Any]]
     ) -> Upload:

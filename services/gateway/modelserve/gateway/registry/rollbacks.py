@@ -37,14 +37,16 @@ def rollback_report(target: Target) -> dict[str, Any] | None:
         return None
     if not rollout.id.isdigit() or rollout.target.version is None:
         return None  # a change made by hand (kubectl): not one of the registry's
+    # The name's pointer goes back to where the set_active found it (restored_id None:
+    # the registry takes its from_id); the version this server runs again is in the message.
     return {
         "rollout_id": int(rollout.id),
         "server": f"{target.namespace}/{target.name}",
         "server_uid": target.server_id,
         "failed_id": rollout.target.version,
-        "restored_id": rollout.source.version,
+        "restored_id": None,
         "reason": rollout.reason or None,
-        "message": rollout.message or None,
+        "message": f"the server runs {rollout.source} again: {rollout.message}",
     }
 
 

@@ -74,6 +74,15 @@ async def get_upload(upload_id: str, request: Request, _: Caller, registry: Regi
     return await registry.upload(_authorization(request), upload_id)
 
 
+@router.delete("/models/uploads/{upload_id}", status_code=204)
+async def delete_upload(
+    upload_id: str, request: Request, _: Caller, registry: RegistryDep
+) -> Response:
+    """An open or completed upload given up: its staging object goes (409 once registered)."""
+    await registry.delete_upload(_authorization(request), upload_id)
+    return Response(status_code=204)
+
+
 class CompletedPart(BaseModel):
     part_number: int = Field(ge=1, le=10_000)
     etag: str = Field(min_length=1, max_length=256)
