@@ -7,10 +7,9 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from modelserve.common.modelserve import GPU_PRODUCT_LABEL, GPU_RESOURCE
 from modelserve.testbed.kube import (
     DEFAULT_NODES,
-    GPU_PRODUCT_LABEL,
-    GPU_RESOURCE,
     GPU_TAINT_KEY,
     KubeCluster,
     build_node,

@@ -8,84 +8,24 @@ server. Changes of one name are serialised by an advisory lock on the name.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel
 
 from modelserve.common.database import connection, fetch_all, fetch_one
+from modelserve.common.model_versions import (
+    ActiveVersion,
+    HistoryEntry,
+    LastRollback,
+    RollbackAnswer,
+    SetActiveAnswer,
+    VersionRef,
+)
 from modelserve.download.jobs import lock_name, visible_condition
 
 PLATFORM_ACTOR = "platform"
-
-
-class VersionRef(BaseModel):
-    id: str
-    uri: str | None
-
-
-class HistoryEntry(BaseModel):
-    """One change of a name's active version."""
-
-    id: int
-    name: str
-    from_id: str | None
-    to_id: str | None
-    actor: str
-    action: str  # set_active | automatic_rollback
-    reason: str | None
-    message: str | None
-    rollout_id: int | None
-    server: str | None
-    server_uid: str | None
-    pointer_moved: bool | None
-    at: dt.datetime
-
-
-class SetActiveAnswer(BaseModel):
-    """POST /models/set_active."""
-
-    name: str
-    id: str
-    uri: str
-    previous: VersionRef | None
-    history_id: int
-    changed: bool
-
-
-class LastRollback(BaseModel):
-    history_id: int
-    rollout_id: int | None
-    server: str | None
-    failed_id: str | None
-    restored_id: str | None
-    reason: str | None
-    message: str | None
-    pointer_moved: bool | None
-    at: dt.datetime
-
-
-class ActiveVersion(BaseModel):
-    """GET /models/active: one name's active version."""
-
-    name: str
-    id: str
-    uri: str
-    set_by: str
-    set_at: dt.datetime
-    history_id: int
-    last_rollback: LastRollback | None
-
-
-class RollbackAnswer(BaseModel):
-    """POST /models/rollbacks."""
-
-    entry: HistoryEntry
-    pointer_moved: bool
-    duplicate: bool
 
 
 class VersionNotFound(LookupError):

@@ -11,17 +11,19 @@ from pydantic import BaseModel, Field
 
 from modelserve.common.auth import Caller
 from modelserve.common.errors import ApiError
+from modelserve.common.model_versions import (
+    ActiveVersion,
+    HistoryEntry,
+    RollbackAnswer,
+    SetActiveAnswer,
+)
 from modelserve.download.access import visible_to
 from modelserve.download.deps import VersionsDep
 from modelserve.download.sources import TEXT_PATTERN, is_model_id, printable
 from modelserve.download.versions import (
-    ActiveVersion,
-    HistoryEntry,
     NameNotOpen,
     NotThisRollout,
-    RollbackAnswer,
     RolloutNotFound,
-    SetActiveAnswer,
     VersionNotFound,
 )
 

@@ -19,11 +19,11 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from modelserve.common.errors import ApiError
+from modelserve.common.model_versions import ActiveVersion, SetActiveAnswer
 from modelserve.common.rollouts import MODEL_VERSION_ANNOTATION, Rollout, running_model
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.deps import RegistryDep, ServersDep
 from modelserve.gateway.kubeservers import ServerStore
-from modelserve.gateway.registry.client import ActiveVersion, SetActiveAnswer
 from modelserve.gateway.servers import RolloutView, owner_scope
 
 router = APIRouter(tags=["registry"])

@@ -29,6 +29,12 @@ import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from modelserve.common.errors import ApiError
+from modelserve.common.model_versions import (
+    ActiveVersion,
+    HistoryEntry,
+    RollbackAnswer,
+    SetActiveAnswer,
+)
 from modelserve.common.tokens import TokenSigner
 from modelserve.gateway.contracts import SERVICE_NAME
 
@@ -86,69 +92,9 @@ class Upload(_Passing):
     expires_at: dt.datetime | None = None
 
 
-class HistoryEntry(_Passing):
-    """One change of a model name's active version."""
-
-    id: int
-    name: str
-    from_id: str | None
-    to_id: str | None
-    actor: str
-    action: str  # set_active | automatic_rollback
-    reason: str | None = None
-    message: str | None = None
-    rollout_id: int | None = None
-    server: str | None = None
-    server_uid: str | None = None
-    pointer_moved: bool | None = None
-    at: dt.datetime
-
-
 class HistoryPage(BaseModel):
     entries: list[HistoryEntry]
     total: int
-
-
-class VersionRef(BaseModel):
-    id: str
-    uri: str | None
-
-
-class SetActiveAnswer(BaseModel):
-    """The registry's answer to set_active: the name's active version now, the one before,
-    and the history entry of the change (`changed` false: it was active already, and
-    `history_id` is the entry that made it so)."""
-
-    name: str
-    id: str
-    uri: str
-    previous: VersionRef | None
-    history_id: int
-    changed: bool
-
-
-class LastRollback(BaseModel):
-    history_id: int
-    rollout_id: int | None
-    server: str | None
-    failed_id: str | None
-    restored_id: str | None
-    reason: str | None
-    message: str | None
-    pointer_moved: bool | None
-    at: dt.datetime
-
-
-class ActiveVersion(BaseModel):
-    """A model name's active version, and the name's latest automatic rollback."""
-
-    name: str
-    id: str
-    uri: str
-    set_by: str
-    set_at: dt.datetime
-    history_id: int
-    last_rollback: LastRollback | None
 
 
 class RollbackReport(BaseModel):
@@ -162,12 +108,6 @@ class RollbackReport(BaseModel):
     restored_id: str | None = None
     reason: str | None = None
     message: str | None = None
-
-
-class RollbackAnswer(BaseModel):
-    entry: HistoryEntry
-    pointer_moved: bool
-    duplicate: bool  # reported before: the first record, nothing moved now
 
 
 def _unavailable(detail: str) -> ApiError:

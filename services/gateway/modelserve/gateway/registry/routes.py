@@ -10,9 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from modelserve.common.model_versions import HistoryEntry
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.deps import RegistryDep
-from modelserve.gateway.registry.client import HistoryEntry, RegistrationJob, Upload
+from modelserve.gateway.registry.client import RegistrationJob, Upload
 
 router = APIRouter(tags=["registry"])
 _TEXT = r"^[^\x00-\x1f\x7f]*$"
