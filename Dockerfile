@@ -4,6 +4,7 @@
 # chart picks the component by its command, a console script of pyproject.toml:
 #   modelserve-operator, modelserve-gateway, modelserve-contract, modelserve-download,
 #   modelserve-nodeagent (the DaemonSet on GPU nodes that reads nvidia-smi),
+#   modelserve-jobs (the job engine: leased items of batch work, and /jobs),
 #   modelserve-fetch-model (the operator's init step that copies a model into a pod).
 #
 #   docker build --build-arg VERSION=0.1.0 -t modelserve/modelserve:0.1.0 .

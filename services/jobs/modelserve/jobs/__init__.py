@@ -1,0 +1,1 @@
+"""The jobs service: a durable engine of leased job items, and /jobs."""

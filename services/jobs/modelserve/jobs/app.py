@@ -1,0 +1,64 @@
+"""The jobs service's FastAPI application: /jobs, and the worker beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+
+from modelserve.common.database import DatabaseUnavailable, open_pool
+from modelserve.common.errors import answer_unavailable
+from modelserve.common.service import create_service_app
+from modelserve.common.supervision import start_supervised
+from modelserve.common.tokens import TokenSigner, TokenVerifier
+from modelserve.jobs.chat import ChatExecutor
+from modelserve.jobs.executors import Executor
+from modelserve.jobs.routes import jobs
+from modelserve.jobs.schema import create_schema
+from modelserve.jobs.settings import JobsSettings
+from modelserve.jobs.store import JobStore
+from modelserve.jobs.worker import Worker
+
+
+def build_executors(settings: JobsSettings, http: httpx.AsyncClient) -> dict[str, Executor]:
+    """The executors this replica runs, by job type (those whose peers are configured)."""
+    executors: dict[str, Executor] = {}
+    if settings.gateway_url:
+        signer = TokenSigner.from_settings(settings.tokens)
+        executors["chat"] = ChatExecutor(http, settings.gateway_url, signer)
+    return executors
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: JobsSettings = app.state.settings
+    url = settings.database_url.get_secret_value()
+    await asyncio.to_thread(create_schema, url)
+    limits = httpx.Limits(max_connections=settings.concurrency + 4)
+    timeout = httpx.Timeout(settings.gateway_timeout_seconds, connect=10.0)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+        app.state.verifier = TokenVerifier.from_settings(settings.tokens, http)
+        pool = await open_pool(url, size=settings.database_pool_size, wait=5.0)
+        store = JobStore(pool)
+        app.state.store = store
+        # Supervised: a worker that fails is logged and started again (its items' leases
+        # run out meanwhile and they are taken again, here or elsewhere).
+        worker = start_supervised(
+            "jobs-worker", Worker(settings, store, build_executors(settings, http)).run
+        )
+        try:
+            yield
+        finally:
+            worker.cancel()
+            await asyncio.wait({worker})
+            await pool.close()
+
+
+def create_app(settings: JobsSettings) -> FastAPI:
+    app = create_service_app("jobs", settings, lifespan=lifespan)
+    answer_unavailable(app, DatabaseUnavailable, "database_unavailable")
+    app.include_router(jobs.router)
+    return app

@@ -1,0 +1,62 @@
+"""The engine's tables. A job is one row of `jobs`; its units of work are rows of
+`job_items`, keyed by (job_id, index). An item's output is written in the transaction
+that marks it done, fenced by its lease (owner and attempt), so an item taken again after
+its worker died is recorded once."""
+
+from __future__ import annotations
+
+import psycopg
+
+STATUSES = ("pending", "running", "done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")
+
+_TABLES = (
+    f"""
+    CREATE TABLE IF NOT EXISTS jobs (
+        id text PRIMARY KEY,
+        type text NOT NULL,
+        owner text NOT NULL,
+        team text,
+        model text,
+        status text NOT NULL DEFAULT 'pending' CHECK (status IN {STATUSES!r}),
+        total integer NOT NULL CHECK (total >= 0),
+        done integer NOT NULL DEFAULT 0,
+        failed integer NOT NULL DEFAULT 0,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        started_at timestamptz,
+        finished_at timestamptz,
+        error text,
+        spec jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+        result jsonb
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs (owner, created_at DESC)",
+    "CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created_at)",
+    """
+    CREATE TABLE IF NOT EXISTS job_items (
+        job_id text NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        index integer NOT NULL,
+        state text NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'running', 'done', 'failed')),
+        attempts integer NOT NULL DEFAULT 0,
+        lease_owner text,  -- the worker holding it; once finished, the one that did
+        lease_until timestamptz,
+        input jsonb NOT NULL,
+        output jsonb,
+        error jsonb,
+        finished_at timestamptz,
+        PRIMARY KEY (job_id, index)
+    )
+    """,
+    # What claims scan: items still to run (or whose worker may have died), job by job.
+    """CREATE INDEX IF NOT EXISTS job_items_open ON job_items (job_id, index)
+       WHERE state IN ('pending', 'running')""",
+)
+
+
+def create_schema(url: str) -> None:
+    """The tables, where missing, under an advisory lock: replicas may start together."""
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('modelserve-jobs'))")
+        for statement in _TABLES:
+            conn.execute(statement)

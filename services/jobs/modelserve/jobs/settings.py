@@ -1,0 +1,45 @@
+"""Settings of the jobs service, read from JOBS_* environment variables (the database
+also from DATABASE_URL)."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from modelserve.common.settings import ServiceSettings
+from modelserve.common.tokens import TokenSettings
+
+
+class JobsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBS_", populate_by_name=True)
+
+    port: int = 8206
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://modelserve@localhost:5432/modelserve"),
+        validation_alias=AliasChoices("JOBS_DATABASE_URL", "DATABASE_URL"),
+    )
+    database_pool_size: int = Field(default=4, ge=1)
+
+    # Where the `chat` executor sends its items (the gateway's OpenAI door), with a
+    # service token signed from `tokens`. Unset: this replica runs no chat items.
+    gateway_url: str | None = None
+    gateway_timeout_seconds: float = Field(default=600.0, gt=0)
+
+    # Items run at once by this replica, and at most per model (job traffic stays below
+    # online traffic: the cap leaves the rest of a server's slots to online requests).
+    concurrency: int = Field(default=8, ge=0)
+    max_per_model: int = Field(default=4, ge=1)
+    # A worker renews the leases of its items every renew_seconds; an item whose lease is
+    # older than lease_seconds belongs to a worker that died and is taken again.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    renew_seconds: float = Field(default=5.0, gt=0)
+    # An item that failed in a way worth retrying (the gateway unreachable, 429, 5xx) is
+    # run again until it has been tried max_attempts times.
+    max_attempts: int = Field(default=3, ge=1)
+    # How often an idle worker looks for items.
+    poll_seconds: float = Field(default=1.0, gt=0)
+    # Names this replica in job_items.lease_owner (a pod's name, the host's).
+    worker_id: str = Field(default_factory=socket.gethostname)

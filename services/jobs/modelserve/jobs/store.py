@@ -1,0 +1,351 @@
+"""Jobs and their items in PostgreSQL: what clients ask (create, get, list, stats,
+cancel) and what workers do (claim, renew, complete, fail, release).
+
+Workers of any number of replicas claim items with `FOR UPDATE SKIP LOCKED` and hold them
+under a lease they renew. Every write a worker makes about an item is fenced by
+(lease_owner, attempts, state 'running'): a worker that lost its item (its lease ran out
+and another took it) changes nothing, so no item is recorded twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+
+from modelserve.common.database import connection, fetch_all, fetch_one
+
+_LEASE = "now() + make_interval(secs => %(lease)s)"
+
+
+class Job(BaseModel):
+    id: str
+    type: str
+    owner: str
+    team: str | None
+    model: str | None
+    status: str
+    total: int
+    done: int
+    failed: int
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    error: str | None
+    spec: dict[str, Any]
+    result: dict[str, Any] | None
+
+
+class Item(BaseModel):
+    """An item as its worker holds it: the lease (`owner`, `attempts`) fences its writes."""
+
+    job_id: str
+    index: int
+    attempts: int
+    owner: str
+    type: str
+    model: str | None
+    input: Any
+
+
+class Stats(BaseModel):
+    pending: int
+    running: int
+    done: int
+    failed: int
+    jobs_last_hour: int
+
+
+class ItemOutcome(BaseModel):
+    index: int
+    state: str
+    output: Any
+    error: Any
+
+
+def new_job_id() -> str:
+    return f"job_{uuid.uuid4().hex[:24]}"
+
+
+# Visibility: `who` NULL sees every job (admins, services), else only its own.
+_VISIBLE = "(%(who)s::text IS NULL OR owner = %(who)s)"
+_FILTERS = f"""{_VISIBLE}
+    AND (%(type)s::text IS NULL OR type = %(type)s)
+    AND (%(status)s::text IS NULL OR status = %(status)s)"""
+
+
+class JobStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    # --- what clients ask -----------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        type: str,
+        owner: str,
+        team: str | None,
+        model: str | None,
+        spec: dict[str, Any],
+        inputs: Sequence[Any],
+    ) -> Job:
+        """A pending job of one item per input (copied in, in one transaction)."""
+        if not inputs:
+            raise ValueError("a job needs at least one item")
+        job_id = new_job_id()
+        async with (
+            connection(self._pool) as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            await cur.execute(
+                """
+                INSERT INTO jobs (id, type, owner, team, model, total, spec)
+                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *
+                """,
+                [job_id, type, owner, team, model, len(inputs), Jsonb(spec)],
+            )
+            row = await cur.fetchone()
+            async with cur.copy("COPY job_items (job_id, index, input) FROM STDIN") as copy:
+                for index, value in enumerate(inputs):
+                    await copy.write_row([job_id, index, Jsonb(value)])
+        return Job.model_validate(row)
+
+    async def get(self, job_id: str, *, visible_to: str | None) -> Job | None:
+        row = await fetch_one(
+            self._pool,
+            f"SELECT * FROM jobs WHERE id = %(id)s AND {_VISIBLE}",
+            {"id": job_id, "who": visible_to},
+        )
+        return Job.model_validate(row) if row else None
+
+    async def page(
+        self,
+        *,
+        visible_to: str | None,
+        type: str | None,
+        status: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Job], int]:
+        """A page of jobs, newest first, and how many match in all."""
+        params = {"who": visible_to, "type": type, "status": status}
+        rows = await fetch_all(
+            self._pool,
+            f"""SELECT * FROM jobs WHERE {_FILTERS}
+                ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s""",
+            {**params, "limit": limit, "offset": offset},
+        )
+        counted = await fetch_one(
+            self._pool, f"SELECT count(*) AS n FROM jobs WHERE {_FILTERS}", params
+        )
+        return [Job.model_validate(row) for row in rows], int(counted["n"]) if counted else 0
+
+    async def stats(self, *, visible_to: str | None) -> Stats:
+        row = await fetch_one(
+            self._pool,
+            f"""
+            SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+                   count(*) FILTER (WHERE status = 'running') AS running,
+                   count(*) FILTER (WHERE status = 'done') AS done,
+                   count(*) FILTER (WHERE status = 'failed') AS failed,
+                   count(*) FILTER (WHERE created_at > now() - interval '1 hour')
+                       AS jobs_last_hour
+            FROM jobs WHERE {_VISIBLE}
+            """,
+            {"who": visible_to},
+        )
+        return Stats.model_validate(row)
+
+    async def cancel(self, job_id: str, *, visible_to: str | None) -> Job | None:
+        """Cancel a pending or running job: its pending items are never taken, its running
+        ones are stopped by their workers at their next renewal. None when it is not
+        there (or not visible); the job as it is when it had finished already."""
+        row = await fetch_one(
+            self._pool,
+            f"""
+            UPDATE jobs SET status = 'cancelled', finished_at = now(),
+                error = 'cancelled on request'
+            WHERE id = %(id)s AND {_VISIBLE} AND status IN ('pending', 'running')
+            RETURNING *
+            """,
+            {"id": job_id, "who": visible_to},
+        )
+        if row is not None:
+            return Job.model_validate(row)
+        return await self.get(job_id, visible_to=visible_to)
+
+    async def outcomes(
+        self, job_id: str, *, after: int = -1, limit: int = 1000
+    ) -> list[ItemOutcome]:
+        """Finished items of a job in index order (for assembling an output file)."""
+        rows = await fetch_all(
+            self._pool,
+            """SELECT index, state, output, error FROM job_items
+               WHERE job_id = %s AND index > %s AND state IN ('done', 'failed')
+               ORDER BY index LIMIT %s""",
+            [job_id, after, limit],
+        )
+        return [ItemOutcome.model_validate(row) for row in rows]
+
+    # --- what workers do ------------------------------------------------------------------
+
+    async def claim(
+        self, worker: str, *, lease: float, types: Sequence[str], full_models: Sequence[str]
+    ) -> Item | None:
+        """The next item of the oldest open job of one of `types`: pending, or running
+        under a lease that ran out (its worker died). Items of models in `full_models`
+        (at this worker's cap) are left to others. The job becomes running."""
+        async with (
+            connection(self._pool) as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            await cur.execute(
+                f"""
+                WITH picked AS (
+                    SELECT i.job_id, i.index FROM job_items i
+                    JOIN jobs j ON j.id = i.job_id
+                    WHERE j.status IN ('pending', 'running') AND j.type = ANY(%(types)s)
+                      AND NOT (coalesce(j.model, '') = ANY(%(full)s))
+                      AND (i.state = 'pending'
+                           OR (i.state = 'running' AND i.lease_until < now()))
+                    ORDER BY j.created_at, i.job_id, i.index
+                    LIMIT 1
+                    FOR UPDATE OF i SKIP LOCKED
+                )
+                UPDATE job_items i SET state = 'running', attempts = i.attempts + 1,
+                    lease_owner = %(worker)s, lease_until = {_LEASE}
+                FROM picked JOIN jobs j ON j.id = picked.job_id
+                WHERE i.job_id = picked.job_id AND i.index = picked.index
+                RETURNING i.job_id, i.index, i.attempts, i.lease_owner AS owner,
+                          j.type, j.model, i.input
+                """,
+                {
+                    "worker": worker,
+                    "lease": lease,
+                    "types": list(types),
+                    "full": list(full_models),
+                },
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            await cur.execute(
+                """UPDATE jobs SET status = 'running', started_at = now()
+                   WHERE id = %s AND status = 'pending'""",
+                [row["job_id"]],
+            )
+        return Item.model_validate(row)
+
+    async def renew(
+        self, worker: str, items: Sequence[Item], *, lease: float
+    ) -> set[tuple[str, int]]:
+        """Renew the leases of `items`; the (job_id, index) of those still this worker's
+        and in a running job. The others are lost (taken again, or their job cancelled)."""
+        if not items:
+            return set()
+        rows = await fetch_all(
+            self._pool,
+            f"""
+            UPDATE job_items i SET lease_until = {_LEASE}
+            FROM jobs j, unnest(%(jobs)s::text[], %(indexes)s::int[], %(attempts)s::int[])
+                AS held(job_id, index, attempts)
+            WHERE i.job_id = held.job_id AND i.index = held.index
+              AND i.attempts = held.attempts AND i.lease_owner = %(worker)s
+              AND i.state = 'running' AND j.id = i.job_id AND j.status = 'running'
+            RETURNING i.job_id, i.index
+            """,
+            {
+                "lease": lease,
+                "worker": worker,
+                "jobs": [item.job_id for item in items],
+                "indexes": [item.index for item in items],
+                "attempts": [item.attempts for item in items],
+            },
+        )
+        return {(row["job_id"], row["index"]) for row in rows}
+
+    async def complete(self, item: Item, output: Any) -> bool:
+        """Record the item's output and mark it done, both or neither; False when the item
+        is no longer this worker's (nothing written)."""
+        return await self._finish(item, "done", output=output, error=None)
+
+    async def fail(self, item: Item, error: dict[str, Any]) -> bool:
+        """Mark the item failed for good with `error` (code, message)."""
+        return await self._finish(item, "failed", output=None, error=error)
+
+    async def release(self, item: Item, error: dict[str, Any], *, max_attempts: int) -> bool:
+        """An attempt that may succeed later: the item is pending again, or failed when it
+        has been tried `max_attempts` times."""
+        if item.attempts >= max_attempts:
+            return await self.fail(item, error)
+        row = await fetch_one(
+            self._pool,
+            """
+            UPDATE job_items SET state = 'pending', lease_owner = NULL, lease_until = NULL,
+                error = %s
+            WHERE job_id = %s AND index = %s AND lease_owner = %s AND attempts = %s
+              AND state = 'running'
+            RETURNING index
+            """,
+            [Jsonb(error), item.job_id, item.index, item.owner, item.attempts],
+        )
+        return row is not None
+
+    async def _finish(self, item: Item, state: str, *, output: Any, error: Any) -> bool:
+        async with connection(self._pool) as conn, conn.transaction():
+            return await _finish_item(conn, item, state, output, error)
+
+
+async def _finish_item(
+    conn: psycopg.AsyncConnection[Any], item: Item, state: str, output: Any, error: Any
+) -> bool:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """
+            UPDATE job_items SET state = %s, output = %s, error = %s, finished_at = now(),
+                lease_until = NULL
+            WHERE job_id = %s AND index = %s AND lease_owner = %s AND attempts = %s
+              AND state = 'running'
+            """,
+            [
+                state,
+                None if output is None else Jsonb(output),
+                None if error is None else Jsonb(error),
+                item.job_id,
+                item.index,
+                item.owner,
+                item.attempts,
+            ],
+        )
+        if cur.rowcount != 1:
+            return False
+        column = "done" if state == "done" else "failed"
+        # The job's counters, and its end when this was its last item; a cancelled job
+        # keeps its status (an item running when it was cancelled may still finish).
+        await cur.execute(
+            f"""
+            UPDATE jobs SET {column} = {column} + 1,
+                status = CASE WHEN status = 'running' AND done + failed + 1 >= total
+                              THEN (CASE WHEN done + (%(done)s)::int = 0 THEN 'failed'
+                                         ELSE 'done' END)
+                              ELSE status END,
+                finished_at = CASE WHEN status = 'running' AND done + failed + 1 >= total
+                                   THEN now() ELSE finished_at END,
+                error = CASE WHEN status = 'running' AND done + failed + 1 >= total
+                                  AND done + (%(done)s)::int = 0
+                             THEN 'every item failed' ELSE error END
+            WHERE id = %(id)s
+            """,
+            {"id": item.job_id, "done": 1 if state == "done" else 0},
+        )
+        return True

@@ -1,0 +1,117 @@
+"""A replica's worker: it fills its slots with claimed items (at most `max_per_model` per
+model), runs each with the executor of its job's type, renews the leases of those it
+holds, and stops those it lost (taken by another, or their job cancelled)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+from modelserve.common.database import DatabaseUnavailable
+from modelserve.jobs.executors import Executors, ItemFailed, ItemRetry
+from modelserve.jobs.settings import JobsSettings
+from modelserve.jobs.store import Item, JobStore
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, settings: JobsSettings, store: JobStore, executors: Executors) -> None:
+        self._settings = settings
+        self._store = store
+        self._executors = executors
+        self._running: dict[asyncio.Task[None], Item] = {}
+
+    async def run(self) -> None:
+        """Runs until cancelled; items it holds then are left to their leases."""
+        renewer = asyncio.create_task(self._renew_forever(), name="jobs-renew")
+        try:
+            await self._fill_forever()
+        finally:
+            renewer.cancel()
+            for task in list(self._running):
+                task.cancel()
+            await asyncio.gather(renewer, *self._running, return_exceptions=True)
+
+    def _full_models(self) -> list[str]:
+        counts = Counter(item.model or "" for item in self._running.values())
+        return [model for model, n in counts.items() if n >= self._settings.max_per_model]
+
+    async def _fill_forever(self) -> None:
+        settings = self._settings
+        types = list(self._executors)
+        while True:
+            claimed = False
+            if types and len(self._running) < settings.concurrency:
+                try:
+                    item = await self._store.claim(
+                        settings.worker_id,
+                        lease=settings.lease_seconds,
+                        types=types,
+                        full_models=self._full_models(),
+                    )
+                except DatabaseUnavailable as error:
+                    logger.warning("claiming items: %s", error)
+                    item = None
+                if item is not None:
+                    task = asyncio.create_task(self._run_item(item))
+                    self._running[task] = item
+                    task.add_done_callback(self._forget)
+                    claimed = True
+            if claimed:
+                continue
+            # Full, or nothing to claim: wait for a slot to free or the poll interval.
+            if self._running:
+                await asyncio.wait(
+                    set(self._running),
+                    timeout=settings.poll_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            else:
+                await asyncio.sleep(settings.poll_seconds)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        item = self._running.pop(task, None)
+        if task.cancelled() or item is None:
+            return
+        error = task.exception()
+        if error is not None:
+            # Its lease runs out and another attempt takes it: nothing is lost.
+            logger.error("item %s/%d: %s", item.job_id, item.index, error, exc_info=error)
+
+    async def _run_item(self, item: Item) -> None:
+        executor = self._executors[item.type]
+        try:
+            output = await executor(item.input)
+        except ItemRetry as error:
+            await self._store.release(
+                item, error.as_error(), max_attempts=self._settings.max_attempts
+            )
+            return
+        except ItemFailed as error:
+            await self._store.fail(item, error.as_error())
+            return
+        if not await self._store.complete(item, output):
+            logger.info("item %s/%d was no longer ours: output dropped", item.job_id, item.index)
+
+    async def _renew_forever(self) -> None:
+        settings = self._settings
+        while True:
+            await asyncio.sleep(settings.renew_seconds)
+            held = dict(self._running)
+            if not held:
+                continue
+            try:
+                kept = await self._store.renew(
+                    settings.worker_id, list(held.values()), lease=settings.lease_seconds
+                )
+            except DatabaseUnavailable as error:
+                logger.warning("renewing leases: %s", error)
+                continue
+            for task, item in held.items():
+                if (item.job_id, item.index) not in kept and not task.done():
+                    logger.info(
+                        "item %s/%d lost (cancelled or taken): stopped", item.job_id, item.index
+                    )
+                    task.cancel()
