@@ -99,7 +99,7 @@ testbed: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy common operator services testbed tests bench
+	$(BIN)/mypy common operator services testbed tests bench client
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/shellcheck k3d/check-deps.sh k3d/webhook-client.sh
 

@@ -1,0 +1,248 @@
+"""`Client`: the gateway's calls over a blocking httpx client (calls.py builds and reads
+them; this module only sends them)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+import httpx
+
+from modelserve.client import calls
+from modelserve.client.answers import (
+    Activation,
+    ActiveModel,
+    ChatCompletion,
+    GpuStats,
+    Health,
+    HistoryEntry,
+    Info,
+    Logs,
+    ModelRecord,
+    PowerProfile,
+    Registration,
+    Server,
+    SystemStats,
+    Upload,
+    Version,
+)
+from modelserve.client.errors import ModelServeError
+from modelserve.client.settings import ClientSettings
+from modelserve.client.uploads import Counter, Progress, etag_of, pieces, read_piece
+from modelserve.client.waiting import settled, timed_out
+
+T = TypeVar("T")
+
+
+class Client:
+    """ModelServe's gateway, for scripts: `Client()` reads MODELSERVE_URL (or
+    GATEWAY_URL) and MODELSERVE_TOKEN; `Client(url, token)` names them."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = ClientSettings.resolve(base_url, token, timeout)
+        self._http = httpx.Client(timeout=self.settings.timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def send(self, call: calls.Call[T]) -> T:
+        try:
+            response = self._http.request(
+                call.method,
+                self.settings.url(call.path),
+                params=call.query,
+                json=call.body,
+                headers=self.settings.headers(),
+            )
+        except httpx.TimeoutException as error:
+            raise ModelServeError("timeout", f"{call.method} {call.path}: {error!r}") from error
+        except httpx.HTTPError as error:
+            raise ModelServeError("unreachable", f"{self.settings.base_url}: {error}") from error
+        return calls.answer(call, response.status_code, response.content)
+
+    # --- health, facts, telemetry ---------------------------------------------------------
+
+    def health(self) -> Health:
+        return self.send(calls.health())
+
+    def info(self) -> Info:
+        return self.send(calls.info())
+
+    def version(self) -> Version:
+        return self.send(calls.version())
+
+    def gpu_stats(self) -> GpuStats:
+        return self.send(calls.gpu_stats())
+
+    def system_stats(self) -> SystemStats:
+        return self.send(calls.system_stats())
+
+    def logs(self, component: str, lines: int = 100, since_seconds: int | None = None) -> Logs:
+        return self.send(calls.logs(component, lines, since_seconds))
+
+    def power_profile(self) -> PowerProfile:
+        return self.send(calls.power_profile())
+
+    def set_power_profile(self, profile: str) -> PowerProfile:
+        return self.send(calls.set_power_profile(profile))
+
+    # --- models and the registry ----------------------------------------------------------
+
+    def list_models(
+        self,
+        *,
+        name: str | None = None,
+        tag: str | Sequence[str] | None = None,
+        origin: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[ModelRecord]:
+        return self.send(
+            calls.list_models(name=name, tag=tag, origin=origin, limit=limit, offset=offset)
+        )
+
+    def upload(
+        self, path: str | Path, *, filename: str | None = None, on_progress: Progress | None = None
+    ) -> Upload:
+        """Upload a file into the platform store (its presigned URL, or each part's),
+        streamed from disk; the completed upload. A failed one is given up (deleted)."""
+        path = Path(path)
+        size = path.stat().st_size
+        opened = self.send(calls.create_upload(filename or path.name, size))
+        try:
+            counter, etags = Counter(size, on_progress), {}
+            for piece in pieces(opened):
+                response = self._put(piece.url, read_piece(path, piece, counter), piece.length)
+                if piece.part_number is not None:
+                    etags[piece.part_number] = etag_of(response.headers, piece)
+            return self.send(calls.complete_upload(opened.upload_id, etags))
+        except BaseException:
+            self._give_up(opened.upload_id)
+            raise
+
+    def _put(self, url: str, content: Any, length: int) -> httpx.Response:
+        try:
+            # The presigned URL is the authorisation: no bearer token goes to the store.
+            response = self._http.put(url, content=content, headers={"Content-Length": str(length)})
+        except httpx.HTTPError as error:
+            raise ModelServeError("upload_failed", f"PUT to the store: {error!r}") from error
+        if response.status_code >= 300:
+            raise ModelServeError(
+                "upload_failed", f"the store answered: {response.text[:300]}", response.status_code
+            )
+        return response
+
+    def _give_up(self, upload_id: str) -> None:
+        # Else it expires with its URLs; the first error is the one to report.
+        with contextlib.suppress(ModelServeError):
+            self.send(calls.delete_upload(upload_id))
+
+    def register_model(
+        self,
+        model_id: str,
+        *,
+        source: str | None = None,
+        tags: str | Sequence[str] | None = None,
+        name: str | None = None,
+        uri: str | None = None,
+        upload: str | Path | None = None,
+        on_progress: Progress | None = None,
+    ) -> Registration:
+        """Register a version from `uri` (in the platform store) or from the local file
+        `upload` (uploaded first). The registration's job: see wait_for_registration."""
+        if (uri is None) == (upload is None):
+            raise ValueError("register a checkpoint by exactly one of uri and upload")
+        upload_id = None
+        if upload is not None:
+            upload_id = self.upload(upload, on_progress=on_progress).upload_id
+        return self.send(
+            calls.register_model(
+                model_id, source=source, tags=tags, name=name, uri=uri, upload_id=upload_id
+            )
+        )
+
+    def registration(self, model_id: str) -> Registration:
+        return self.send(calls.registration(model_id))
+
+    def wait_for_registration(
+        self,
+        model_id: str,
+        *,
+        timeout: float = 600.0,
+        poll_interval: float = 1.0,
+        on_update: Callable[[Registration], None] | None = None,
+    ) -> Registration:
+        """Poll the registration until its version is ready; raises ModelServeError with
+        the job's error code when it fails, `timeout` when it takes longer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.registration(model_id)
+            if on_update is not None:
+                on_update(job)
+            if settled(job):
+                return job
+            if time.monotonic() >= deadline:
+                raise timed_out(model_id, job, timeout)
+            time.sleep(poll_interval)
+
+    def set_active_model(self, model_id: str, *, reason: str | None = None) -> Activation:
+        return self.send(calls.set_active_model(model_id, reason=reason))
+
+    def active_models(self, *, name: str | None = None) -> list[ActiveModel]:
+        return self.send(calls.active_models(name=name))
+
+    def history(
+        self, *, name: str | None = None, limit: int | None = None, offset: int | None = None
+    ) -> list[HistoryEntry]:
+        return self.send(calls.history(name=name, limit=limit, offset=offset))
+
+    # --- servers --------------------------------------------------------------------------
+
+    def serve(
+        self, *, model_name: str | None = None, model_uuid: str | None = None, **fields: Any
+    ) -> Server:
+        return self.send(calls.serve(model_name=model_name, model_uuid=model_uuid, **fields))
+
+    @overload
+    def status(self) -> list[Server]: ...
+    @overload
+    def status(self, server_id: str) -> Server: ...
+    def status(self, server_id: str | None = None) -> list[Server] | Server:
+        """The caller's servers (an admin's: all), or the one `server_id`."""
+        if server_id is None:
+            return self.send(calls.servers())
+        return self.send(calls.server(server_id))
+
+    def stop(self, server_id: str) -> Server:
+        return self.send(calls.stop(server_id))
+
+    # --- the OpenAI-compatible API --------------------------------------------------------
+
+    def chat(
+        self, model: str, messages: Sequence[Mapping[str, Any]], **params: Any
+    ) -> ChatCompletion:
+        """A chat completion through the gateway (`max_tokens`, `temperature`, `budget`,
+        … go in `params`)."""
+        return self.send(calls.chat(model, messages, **params))
