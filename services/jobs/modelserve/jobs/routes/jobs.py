@@ -78,10 +78,11 @@ async def get_job(job_id: str, store: StoreDep, claims: CallerDep) -> JobView:
 @router.post("/{job_id}/cancel")
 async def cancel_job(job_id: str, store: StoreDep, claims: CallerDep) -> JobView:
     """Cancel a pending or running job: items not yet taken are never run, running ones
-    are stopped. 409 when the job had finished already."""
+    are stopped. A cancelled job answers as it is; 409 when it had finished (done or
+    failed) already."""
     job = await store.cancel(job_id, visible_to=visible_to(claims))
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id}")
-    if job.status != "cancelled" or job.error != "cancelled on request":
+    if job.status != "cancelled":
         raise ApiError(409, "job_finished", f"job {job_id} is {job.status} already")
     return view(job, _now())
