@@ -15,7 +15,7 @@ from modelserve.common.tokens import TokenSettings
 class JobsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="JOBS_", populate_by_name=True)
 
-    port: int = 8206
+    port: int = 8203
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://modelserve@localhost:5432/modelserve"),
