@@ -15,6 +15,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from minio import Minio
 
+from modelserve.testbed.doc_scripts import DevPlatform, dev_platform
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.kube import KubeCluster, start_cluster
 from modelserve.testbed.llm import LlmServer, ensure_runtime, start_llm
@@ -206,3 +207,15 @@ def llm(testbed_dir: Path) -> Iterator[LlmServer]:
 @pytest.fixture(scope="session")
 def helm() -> Path:
     return binary("helm")
+
+
+# --- make dev's platform ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevPlatform]:
+    """`make dev`'s platform (`modelserve-testbed up` on free ports), once per session for
+    every test that needs it: the docs pages whose commands run, the client's workflow."""
+    root = Path(__file__).resolve().parents[1]
+    with dev_platform(root, tmp_path_factory.mktemp("make-dev")) as platform:
+        yield platform
