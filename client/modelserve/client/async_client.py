@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -147,7 +147,7 @@ class AsyncClient:
             await self._give_up(opened.upload_id)
             raise
 
-    async def _put(self, url: str, content: Any, length: int) -> httpx.Response:
+    async def _put(self, url: str, content: AsyncIterator[bytes], length: int) -> httpx.Response:
         try:
             # The presigned URL is the authorisation: no bearer token goes to the store.
             response = await self._http.put(

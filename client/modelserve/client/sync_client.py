@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -142,7 +142,7 @@ class Client:
             self._give_up(opened.upload_id)
             raise
 
-    def _put(self, url: str, content: Any, length: int) -> httpx.Response:
+    def _put(self, url: str, content: Iterator[bytes], length: int) -> httpx.Response:
         try:
             # The presigned URL is the authorisation: no bearer token goes to the store.
             response = self._http.put(url, content=content, headers={"Content-Length": str(length)})
