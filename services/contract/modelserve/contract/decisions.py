@@ -14,7 +14,7 @@ from modelserve.contract import policy
 from modelserve.contract.policy import Action, Decision, Principal, Reason, Resource
 from modelserve.contract.settings import ContractSettings
 from modelserve.contract.store import Request, Store
-from modelserve.contract.tables import Contract, Limits, Period, SubjectKind
+from modelserve.contract.tables import BIGINT_MAX, Contract, Limits, Period, SubjectKind
 
 
 def default_limits(settings: ContractSettings) -> Limits:
@@ -136,14 +136,16 @@ class Decider:
         if action is Action.DOWNLOAD:
             # A download holds no server and no tokens: nothing to count or record.
             return policy.allow(f"download of {resource.model} allowed", team)
-        tokens = (
+        each = (
             resource.max_tokens
             if resource.max_tokens is not None
             else self.settings.default_reserved_tokens
         )
+        tokens = min(resource.prompts * each, BIGINT_MAX)
+        exempt = policy.rate_exempt(principal, resource, scopes)
         reservation = uuid.uuid4()
         over = await self.store.charge(
-            policy.inference_charges(scopes, tokens),
+            policy.inference_charges(scopes, tokens, rate_exempt=exempt),
             reservation,
             self.settings.reservation_seconds,
             keep=record,
@@ -151,7 +153,8 @@ class Decider:
         )
         if over is not None:
             return policy.hit(over)
-        decision = policy.allow(f"inference on {resource.model} allowed", team)
+        own = " (own server: no rate limit)" if exempt else ""
+        decision = policy.allow(f"inference on {resource.model} allowed{own}", team)
         # A dry run holds no tokens: there is nothing to settle.
         decision.reservation = reservation if record else None
         return decision

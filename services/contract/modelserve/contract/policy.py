@@ -74,6 +74,12 @@ class Resource(BaseModel):
         default=None, ge=0, le=INT_MAX, description="inference-time scaling budget"
     )
     max_tokens: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
+    prompts: int = Field(
+        default=1, ge=1, le=INT_MAX, description="infer: prompts of a list, each holding max_tokens"
+    )
+    # infer: the server's owner and team labels, for `rate_limit_exempt_own_servers`.
+    server_owner: str | None = None
+    server_team: str | None = None
     team: str | None = None
 
 
@@ -259,12 +265,31 @@ class CounterCharge:
     label: str  # whose counter, for the message
 
 
-def inference_charges(scopes: list[Scope], tokens: int) -> list[CounterCharge]:
+def own_server(principal: Principal, resource: Resource) -> bool:
+    """Whether the inference's server is the caller's: they own it, or it is one of
+    their teams'."""
+    if resource.server_owner is not None and resource.server_owner == principal.subject:
+        return True
+    return resource.server_team is not None and resource.server_team in principal.teams
+
+
+def rate_exempt(principal: Principal, resource: Resource, scopes: list[Scope]) -> bool:
+    """An inference on the caller's own server, under a contract (the user's or the
+    acting team's) that exempts own servers from the per-minute rates."""
+    return own_server(principal, resource) and any(
+        scope.limits.rate_limit_exempt_own_servers for scope in scopes
+    )
+
+
+def inference_charges(
+    scopes: list[Scope], tokens: int, *, rate_exempt: bool = False
+) -> list[CounterCharge]:
     """One request counted and `tokens` reserved in each scope's rate and budget windows.
 
     Budget windows (a day, a month) are counted whether limited or not, so that a budget
     set later starts from the truth; per-minute windows only under a limit, since a new
-    one is a minute away. Sorted by (scope, metric): the order in which every writer
+    one is a minute away, and never for a `rate_exempt` request (its own server's load is
+    the caller's business). Sorted by (scope, metric): the order in which every writer
     locks counter rows, so that concurrent decisions never deadlock.
     """
     charges: list[CounterCharge] = []
@@ -279,7 +304,7 @@ def inference_charges(scopes: list[Scope], tokens: int) -> list[CounterCharge]:
         charges += [
             CounterCharge(key, metric, unit, used, reserved, limit, who)
             for metric, (unit, used, reserved, limit) in sorted(by_metric.items())
-            if unit != "minute" or limit is not None
+            if unit != "minute" or (limit is not None and not rate_exempt)
         ]
     return charges
 

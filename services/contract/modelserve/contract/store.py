@@ -60,6 +60,7 @@ RECEIPT_DAYS = 7
 # missing columns, so databases created before get them here.
 ADDED_COLUMNS = [
     "ALTER TABLE contracts ADD COLUMN IF NOT EXISTS downloads boolean",
+    "ALTER TABLE contracts ADD COLUMN IF NOT EXISTS rate_limit_exempt_own_servers boolean",
     "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS subject varchar",
     "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS team varchar",
     "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS model varchar",

@@ -57,6 +57,14 @@ class Limits(SQLModel):
     downloads: bool | None = Field(
         default=None, description="may download models into the platform's store"
     )
+    rate_limit_exempt_own_servers: bool | None = Field(
+        default=None,
+        description=(
+            "inference on a server of the caller (its owner) or of one of the caller's "
+            "teams is not held to requests_per_minute nor tokens_per_minute (still counted "
+            "in the token budget and the usage)"
+        ),
+    )
 
 
 class Contract(Limits, table=True):
