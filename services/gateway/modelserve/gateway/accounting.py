@@ -90,13 +90,27 @@ class Accounting:
         self._outbox = outbox
 
     async def decide(
-        self, claims: Claims, model: str, max_tokens: int | None, budget: int | None = None
+        self,
+        claims: Claims,
+        model: str,
+        max_tokens: int | None,
+        budget: int | None = None,
+        *,
+        prompts: int = 1,
+        server_owner: str | None = None,
+        server_team: str | None = None,
     ) -> Decision:
-        body = {
-            "principal": principal_of(claims),
-            "action": "infer",
-            "resource": {"model": model, "max_tokens": max_tokens, "budget": budget},
-        }
+        """`prompts`: tokens are held for each prompt of a list; `server_owner` and
+        `server_team` (the server's labels) let a contract exempt the caller's own
+        servers from its rate limits."""
+        resource: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "budget": budget}
+        if prompts != 1:
+            resource["prompts"] = prompts
+        if server_owner is not None:
+            resource["server_owner"] = server_owner
+        if server_team is not None:
+            resource["server_team"] = server_team
+        body = {"principal": principal_of(claims), "action": "infer", "resource": resource}
         try:
             status, answer = await self._http.post(
                 f"{self._url}/decide", json.dumps(body).encode(), self._token.headers()

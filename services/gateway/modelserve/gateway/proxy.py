@@ -25,7 +25,11 @@ one when a connection is refused) while the gateway's server sends the answer:
   (timeout), 503 and 504 answers keep their status (and Retry-After): the client gets a
   message that names the server and its status, never the server's body (a traceback,
   file paths), which goes to the gateway's log; its own 4xx answers (a prompt too long,
-  ...) pass through unchanged.
+  ...) pass through unchanged;
+- a completion request with a list of several prompts goes to a vLLM server as it is,
+  and to any other as one request per prompt (`prompt_lists`, `fanout`: llama.cpp's
+  servers take one prompt), merged into one answer; its tokens are reserved for every
+  prompt. Not streamed (400), nor scaled (400).
 """
 
 from __future__ import annotations
@@ -45,9 +49,17 @@ from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decision
 from modelserve.gateway.asgi import ExchangeResponse, client_gone, send_json
 from modelserve.gateway.dispatch import Dispatcher, NoReadyEndpoint
+from modelserve.gateway.fanout import Whole, fan_out
 from modelserve.gateway.loading.holding import Holder
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError, error_type, openai_body
+from modelserve.gateway.prompt_lists import (
+    fanned_out,
+    merge_answers,
+    merged_usage,
+    prompt_count,
+    split_bodies,
+)
 from modelserve.gateway.proxy_requests import (
     Operation,
     compact,
@@ -92,6 +104,7 @@ class Proxy:
         accounting: Accounting | None = None,
         scaler: Scaler | None = None,
         holder: Holder | None = None,
+        fanout_concurrency: int = 8,
     ) -> None:
         self.table = table
         self.dispatcher = dispatcher
@@ -101,6 +114,7 @@ class Proxy:
         self.holder = holder
         self._max_body = max_body_bytes
         self._inject = inject_stream_usage
+        self.fanout_concurrency = fanout_concurrency
 
     async def forward(self, request: Request, claims: Claims, operation: Operation) -> Response:
         """A request of `/v1/…`: to a server of its `model` that the caller may use."""
@@ -148,6 +162,18 @@ class Proxy:
         decision, then (held until the server serves, for an autoscaled one that does
         not yet) the exchange with an endpoint of `found`."""
         model = found.served_name
+        prompts = prompt_count(payload) if operation.prompt_lists else 1
+        parts = None
+        if prompts > 1 and fanned_out(found.runtime, payload):
+            if payload.get("stream") is True:
+                raise invalid(
+                    f"the server of {model!r} takes one prompt a request: a list of prompts "
+                    "is answered whole, not streamed; leave `stream` out, or send one "
+                    "prompt a request",
+                    param="stream",
+                    code="stream_with_prompt_list",
+                )
+            parts = split_bodies(payload)
         if self.holder is not None and self.holder.needed(found):
             # Before the contract reserves anything. Whether the request is held is
             # decided again right before it goes upstream (`_exchange_with`).
@@ -159,7 +185,7 @@ class Proxy:
             if ours:
                 body = compact(payload)
             if scaling.active and self.scaler is not None:
-                decision = await self._decide(claims, model, payload, scaling.budget)
+                decision = await self._decide(claims, found, payload, scaling.budget)
                 return self.scaler.response(
                     ScaledExchange(
                         found,
@@ -171,7 +197,7 @@ class Proxy:
                         operation.route,
                     )
                 )
-        decision = await self._decide(claims, model, payload, None)
+        decision = await self._decide(claims, found, payload, None, prompts)
         stream = payload.get("stream") is True
         strip_usage = False
         if stream and self._inject and inject_usage(payload):
@@ -196,20 +222,37 @@ class Proxy:
                 strip_usage=strip_usage,
                 decision=decision,
                 started=started,
+                parts=parts,
+                per_prompt=payload["n"] if isinstance(payload.get("n"), int) else 1,
             ),
         )
 
     async def _decide(
-        self, claims: Claims, model: str, payload: dict[str, Any], budget: int | None
+        self,
+        claims: Claims,
+        found: Target,
+        payload: dict[str, Any],
+        budget: int | None,
+        prompts: int = 1,
     ) -> Decision | None:
-        """The contract's word; a scaled request holds tokens for all its candidates."""
+        """The contract's word; a scaled request holds tokens for all its candidates, a
+        list of prompts for every prompt."""
         if self.accounting is None:
             return None
+        model = found.served_name
         tokens = max_tokens(payload)
         if budget is not None and self.scaler is not None:
             tokens = self.scaler.reservation(tokens, budget)
         try:
-            decision = await self.accounting.decide(claims, model, tokens, budget)
+            decision = await self.accounting.decide(
+                claims,
+                model,
+                tokens,
+                budget,
+                prompts=prompts,
+                server_owner=found.owner,
+                server_team=found.team,
+            )
         except ContractUnavailable as error:
             raise OpenAIError(
                 503,
@@ -241,6 +284,8 @@ class Exchange:
     usage: Usage | None = None
     delivered: bool = False  # the client has had the whole answer
     head_sent: bool = False  # a held stream's head went out before the server's answer
+    parts: list[bytes] | None = None  # one body per prompt, when fanned out
+    per_prompt: int = 1  # choices per prompt (`n`), for the merged answer's indexes
 
 
 class ProxyResponse(ExchangeResponse):
@@ -291,6 +336,9 @@ class ProxyResponse(ExchangeResponse):
         while proxy.holder is not None and proxy.holder.needed(exchange.target):
             if not await self._wait_held(send):
                 return
+        if exchange.parts is not None:
+            await self._fan_out(send, exchange.parts)
+            return
         async with contextlib.AsyncExitStack() as stack:
             # The endpoint counts the request in flight until the stack closes.
             try:
@@ -424,23 +472,88 @@ class ProxyResponse(ExchangeResponse):
             text, read = (await answer.read())[:2000].decode(errors="replace"), True
         except UpstreamError:
             text, read = "", False
+        await self._fail_with(send, answer.status, answer.headers, text)
+        return read
+
+    async def _fail_with(
+        self, send: Send, status: int, answer_headers: list[tuple[bytes, bytes]], text: str
+    ) -> None:
         target = self._exchange.target
         error = UpstreamError(
             f"the model server {target.namespace}/{target.name} failed on this request "
-            f"(it answered {answer.status})",
-            f"{answer.status}: {text}" if text else str(answer.status),
+            f"(it answered {status})",
+            f"{status}: {text}" if text else str(status),
         )
         error.kind = "status"
         # 503 (overloaded, starting) and 504 keep their status and Retry-After: clients
         # retry those; any other 5xx is the gateway's bad gateway.
-        if answer.status in (503, 504):
-            error.status = answer.status
+        if status in (503, 504):
+            error.status = status
         headers: dict[str, str] = {}
-        for name, value in answer.headers:
+        for name, value in answer_headers:
             if name.lower() == b"retry-after" and error.status == 503:
                 headers["Retry-After"] = value.decode("latin-1")
         await self._fail(send, error, "upstream_error", headers)
-        return read
+
+    async def _fan_out(self, send: Send, parts: list[bytes]) -> None:
+        """One request per prompt, their answers merged (`fanout`); the first failure
+        of a part is the answer, as a single request's would be."""
+        proxy, exchange = self._proxy, self._exchange
+        result = await fan_out(
+            proxy.dispatcher,
+            exchange.target,
+            exchange.operation.path,
+            parts,
+            exchange.headers,
+            concurrency=proxy.fanout_concurrency,
+        )
+        merged = merge_answers(result.in_order(), exchange.per_prompt)
+        # The prompts that were answered are paid for, even when another one failed.
+        exchange.usage = merged_usage(merged)
+        error = result.error
+        if isinstance(error, NoReadyEndpoint):
+            exchange.status = error.status_code
+            body = openai_body(error.message, type=error.type, code=error.code)
+            await self._send_error(send, error.status_code, body, dict(error.headers or {}))
+            return
+        if error is not None:
+            await self._fail(send, error, "upstream_unreachable")
+            return
+        if result.failed is not None or result.first is None:
+            failed = result.failed or Whole(502, [], b"")
+            await self._part_failed(send, failed)
+            return
+        content = json.dumps(merged).encode()
+        exchange.status = 200
+        headers = [
+            *(item for item in result.first.headers if item[0].lower() != b"content-type"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(content)),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _part_failed(self, send: Send, part: Whole) -> None:
+        """A prompt's failed answer: a 5xx or 3xx as the proxy says them, a 4xx (a prompt
+        too long, ...) as the server wrote it."""
+        if part.status >= 500:
+            text = part.body[:2000].decode(errors="replace")
+            await self._fail_with(send, part.status, part.headers, text)
+            return
+        if part.status < 400:
+            error = UpstreamError(
+                f"the model server {self._exchange.target.namespace}/"
+                f"{self._exchange.target.name} answered with a redirect ({part.status}), "
+                "which the gateway does not follow",
+                str(part.status),
+            )
+            error.kind = "redirect"
+            await self._fail(send, error, "upstream_redirect")
+            return
+        self._exchange.status = part.status
+        headers = [*part.headers, (b"content-length", b"%d" % len(part.body))]
+        await send({"type": "http.response.start", "status": part.status, "headers": headers})
+        await send({"type": "http.response.body", "body": part.body})
 
     async def _fail_redirect(self, send: Send, answer: UpstreamResponse) -> bool:
         """A 3xx of the model server: not followed (it could send the request and the

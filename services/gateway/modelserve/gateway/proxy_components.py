@@ -116,6 +116,7 @@ async def open_proxy(
         metrics,
         max_body_bytes=settings.max_body_bytes,
         inject_stream_usage=settings.inject_stream_usage,
+        fanout_concurrency=settings.fanout_concurrency,
         accounting=accounting,
         scaler=scaler,
         holder=holder,

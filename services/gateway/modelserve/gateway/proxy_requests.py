@@ -39,6 +39,7 @@ class Operation:
     shape: Shape  # what its body must be (besides `model`)
     streams: bool = True
     scalable: bool = False  # inference-time scaling applies (chat completions)
+    prompt_lists: bool = False  # `prompt` may be a list of prompts (`prompt_lists`)
 
     def on_server(self) -> Operation:
         """The same operation on a server's own path (`/{server_id}/v1/…`)."""
@@ -46,7 +47,7 @@ class Operation:
 
 
 CHAT = Operation("/v1/chat/completions", "/chat/completions", ChatRequest, scalable=True)
-COMPLETIONS = Operation("/v1/completions", "/completions", CompletionRequest)
+COMPLETIONS = Operation("/v1/completions", "/completions", CompletionRequest, prompt_lists=True)
 EMBEDDINGS = Operation("/v1/embeddings", "/embeddings", EmbeddingRequest, streams=False)
 
 

@@ -107,6 +107,9 @@ class GatewaySettings(ServiceSettings):
     # client did not, taking the extra usage chunk out of what the client receives. Off
     # for model servers that refuse the option.
     inject_stream_usage: bool = True
+    # A completion with a list of prompts, to a server that takes one prompt a request
+    # (llama.cpp, external): this many of its prompts in flight at once.
+    fanout_concurrency: int = Field(default=8, ge=1, le=256)
     # ModelServes are listed again this often (a watch only sends changes), which also
     # re-reads the API keys of external servers.
     discovery_resync_seconds: float = Field(default=300.0, gt=0)
