@@ -9,11 +9,11 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from modelserve.common.objects import MAX_PARTS, MIN_PART_SIZE
 from modelserve.common.store_tags import MODEL_ID_TAG, SHA256_TAG
 from modelserve.common.tokens import TokenSettings
 from modelserve.download.access import decision_name
 from modelserve.download.gguf_metadata import quantization
-from modelserve.download.objects import MAX_PARTS, MIN_PART_SIZE
 from modelserve.download.records import status
 from modelserve.download.settings import DownloadSettings
 from modelserve.download.sources import (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,12 +15,15 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
+from modelserve.common.objects import ObjectStore, StoreConfig
 from modelserve.common.tokens import TokenSettings
 from modelserve.jobs.app import build_executors
+from modelserve.jobs.outputs import OutputWriter
 from modelserve.jobs.settings import JobsSettings
 from modelserve.jobs.store import JobStore
 from modelserve.jobs.worker import Worker
 from modelserve.testbed import openai_stub
+from modelserve.testbed.objectstores import MinioServer
 
 pytestmark = pytest.mark.postgres
 StoreOpener = Callable[[str], contextlib.AbstractAsyncContextManager[JobStore]]
@@ -51,12 +55,18 @@ def settings(
 async def running_worker(
     store: JobStore, http: httpx.AsyncClient, config: JobsSettings
 ) -> AsyncIterator[None]:
-    task = asyncio.create_task(Worker(config, store, build_executors(config, http)).run())
+    store_config = config.store()
+    objects = ObjectStore("platform", store_config, 2) if store_config else None
+    outputs = OutputWriter(store.pool, objects, config.store_bucket) if objects else None
+    worker = Worker(config, store, build_executors(config, http), outputs)
+    task = asyncio.create_task(worker.run())
     try:
         yield
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        if objects is not None:
+            objects.close()
 
 
 async def until_finished(store: JobStore, job_id: str, within: float = 30.0) -> str:
@@ -66,6 +76,17 @@ async def until_finished(store: JobStore, job_id: str, within: float = 30.0) -> 
             assert job is not None
             if job.status in ("done", "failed", "cancelled"):
                 return job.status
+            await asyncio.sleep(0.05)
+
+
+async def until_written(store: JobStore, job_id: str) -> dict[str, Any]:
+    """The job's result, once its output file is written."""
+    async with asyncio.timeout(30):
+        while True:
+            job = await store.get(job_id, visible_to=None)
+            assert job is not None
+            if job.result is not None:
+                return job.result
             await asyncio.sleep(0.05)
 
 
@@ -261,3 +282,61 @@ def test_an_unreachable_gateway_is_retried_then_the_item_fails(
             assert outcomes[0].error["code"] == "gateway_unreachable"
 
     asyncio.run(scenario())
+
+
+@pytest.mark.minio
+def test_a_finished_job_s_output_file_is_written_to_the_platform_store(
+    jobs_database: str,
+    jobs_tokens: TokenSettings,
+    open_store: StoreOpener,
+    platform_store: MinioServer,
+    platform_bucket: str,
+) -> None:
+    store_settings = {
+        "store_endpoint": platform_store.endpoint,
+        "store_access_key": platform_store.access_key,
+        "store_secret_key": SecretStr(platform_store.secret_key),
+        "store_bucket": platform_bucket,
+    }
+
+    async def scenario() -> dict[str, Any]:
+        async with (
+            openai_stub.serving() as port,
+            open_store(jobs_database) as store,
+            httpx.AsyncClient() as http,
+        ):
+            job = await store.create(
+                type="chat",
+                owner="a",
+                team=None,
+                model="stub",
+                spec={},
+                inputs=[*chat(3), {"model": "stub"}],
+            )
+            config = settings(jobs_database, jobs_tokens, "w", port, **store_settings)
+            async with running_worker(store, http, config):
+                assert await until_finished(store, job.id) == "done"
+                result = await until_written(store, job.id)
+            return {"id": job.id, "result": result}
+
+    written = asyncio.run(scenario())
+    key = f"jobs/{written['id']}/output.jsonl"
+    assert written["result"] == {"output": f"s3://{platform_bucket}/{key}", "output_lines": 4}
+    config = StoreConfig(
+        platform_store.endpoint, platform_store.access_key, SecretStr(platform_store.secret_key)
+    )
+    objects = ObjectStore("platform", config, 2)
+    try:
+        size = objects.stat(platform_bucket, key).size
+        lines = objects.read(platform_bucket, key, 0, size).decode().splitlines()
+    finally:
+        objects.close()
+    parsed = [json.loads(line) for line in lines]
+    assert [(line["index"], line["state"]) for line in parsed] == [
+        (0, "done"),
+        (1, "done"),
+        (2, "done"),
+        (3, "failed"),
+    ]
+    assert parsed[0]["output"]["object"] == "chat.completion"
+    assert parsed[3]["error"]["code"] == "invalid_item"

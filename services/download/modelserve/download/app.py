@@ -14,10 +14,10 @@ from fastapi import FastAPI
 
 from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.errors import answer_unavailable
+from modelserve.common.objects import ObjectStore
 from modelserve.common.service import create_service_app
 from modelserve.common.tokens import TokenVerifier
 from modelserve.download.jobs import Jobs
-from modelserve.download.objects import ObjectStore
 from modelserve.download.presigning import Presigner
 from modelserve.download.registry import Registry
 from modelserve.download.routes import active, downloads, models, registrations, uploads

@@ -7,8 +7,8 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, Request
 
+from modelserve.common.objects import ObjectStore
 from modelserve.download.jobs import Jobs
-from modelserve.download.objects import ObjectStore
 from modelserve.download.presigning import Presigner
 from modelserve.download.registry import Registry
 from modelserve.download.settings import DownloadSettings

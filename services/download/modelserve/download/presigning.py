@@ -12,7 +12,7 @@ import datetime as dt
 
 from minio import Minio
 
-from modelserve.download.objects import StoreConfig
+from modelserve.common.objects import StoreConfig
 
 DEFAULT_REGION = "us-east-1"
 

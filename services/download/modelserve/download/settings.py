@@ -11,9 +11,9 @@ import socket
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from modelserve.common.objects import MIN_PART_SIZE, StoreConfig
 from modelserve.common.settings import ServiceSettings, split
 from modelserve.common.tokens import TokenSettings
-from modelserve.download.objects import MIN_PART_SIZE, StoreConfig
 
 
 def _alias(name: str, seed: str | None = None) -> AliasChoices:

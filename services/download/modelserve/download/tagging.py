@@ -14,8 +14,8 @@ import logging
 import re
 from collections.abc import Iterable
 
+from modelserve.common.objects import ObjectStore, StoreError
 from modelserve.common.store_tags import MODEL_ID_TAG, SHA256_TAG
-from modelserve.download.objects import ObjectStore, StoreError
 from modelserve.download.sources import storage_prefix
 from modelserve.download.tables import ModelRecord
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelserve.download.objects import MAX_PARTS, MIN_PART_SIZE, ObjectStore, StoreError
+from modelserve.common.objects import MAX_PARTS, MIN_PART_SIZE, ObjectStore, StoreError
 from modelserve.download.sources import (
     MANIFEST,
     InvalidSource,

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from modelserve.common.database import DatabaseUnavailable
+from modelserve.common.objects import ObjectStore, StoreError
 from modelserve.common.supervision import Backoff, supervised
 from modelserve.download.gguf_metadata import GgufMetadata, read_metadata
 from modelserve.download.jobs import Jobs, NameTaken
-from modelserve.download.objects import ObjectStore, StoreError
 from modelserve.download.records import build_record
 from modelserve.download.registration import UPLOADS_PREFIX
 from modelserve.download.registry import Registry

@@ -11,11 +11,13 @@ from fastapi import FastAPI
 
 from modelserve.common.database import DatabaseUnavailable, open_pool
 from modelserve.common.errors import answer_unavailable
+from modelserve.common.objects import ObjectStore
 from modelserve.common.service import create_service_app
 from modelserve.common.supervision import start_supervised
 from modelserve.common.tokens import TokenSigner, TokenVerifier
 from modelserve.jobs.chat import ChatExecutor
 from modelserve.jobs.executors import Executor
+from modelserve.jobs.outputs import OutputWriter
 from modelserve.jobs.routes import jobs
 from modelserve.jobs.schema import create_schema
 from modelserve.jobs.settings import JobsSettings
@@ -44,10 +46,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await open_pool(url, size=settings.database_pool_size, wait=5.0)
         store = JobStore(pool)
         app.state.store = store
+        config = settings.store()
+        objects = ObjectStore("platform", config, connections=4) if config else None
+        outputs = OutputWriter(store.pool, objects, settings.store_bucket) if objects else None
         # Supervised: a worker that fails is logged and started again (its items' leases
         # run out meanwhile and they are taken again, here or elsewhere).
         worker = start_supervised(
-            "jobs-worker", Worker(settings, store, build_executors(settings, http)).run
+            "jobs-worker", Worker(settings, store, build_executors(settings, http), outputs).run
         )
         try:
             yield
@@ -55,6 +60,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             worker.cancel()
             await asyncio.wait({worker})
             await pool.close()
+            if objects is not None:
+                objects.close()
 
 
 def create_app(settings: JobsSettings) -> FastAPI:

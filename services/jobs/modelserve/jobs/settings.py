@@ -8,6 +8,7 @@ import socket
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from modelserve.common.objects import StoreConfig
 from modelserve.common.settings import ServiceSettings
 from modelserve.common.tokens import TokenSettings
 
@@ -22,6 +23,27 @@ class JobsSettings(ServiceSettings):
         validation_alias=AliasChoices("JOBS_DATABASE_URL", "DATABASE_URL"),
     )
     database_pool_size: int = Field(default=4, ge=1)
+
+    # The platform store, where a finished job's output file goes (`jobs/<id>/output.jsonl`);
+    # also the seeds' MINIO_* names. No endpoint: outputs stay in job_items only.
+    store_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("JOBS_STORE_ENDPOINT", "MINIO_ENDPOINT")
+    )
+    store_access_key: str = Field(
+        default="", validation_alias=AliasChoices("JOBS_STORE_ACCESS_KEY", "MINIO_ACCESS_KEY")
+    )
+    store_secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("JOBS_STORE_SECRET_KEY", "MINIO_SECRET_KEY"),
+    )
+    store_secure: bool = Field(
+        default=False, validation_alias=AliasChoices("JOBS_STORE_SECURE", "MINIO_SECURE")
+    )
+    store_region: str | None = None
+    store_bucket: str = Field(
+        default="inference-models",
+        validation_alias=AliasChoices("JOBS_STORE_BUCKET", "MINIO_BUCKET"),
+    )
 
     # Where the `chat` executor sends its items (the gateway's OpenAI door), with a
     # service token signed from `tokens`. Unset: this replica runs no chat items.
@@ -43,3 +65,14 @@ class JobsSettings(ServiceSettings):
     poll_seconds: float = Field(default=1.0, gt=0)
     # Names this replica in job_items.lease_owner (a pod's name, the host's).
     worker_id: str = Field(default_factory=socket.gethostname)
+
+    def store(self) -> StoreConfig | None:
+        if not self.store_endpoint:
+            return None
+        return StoreConfig(
+            self.store_endpoint,
+            self.store_access_key,
+            self.store_secret_key,
+            self.store_secure,
+            self.store_region,
+        )

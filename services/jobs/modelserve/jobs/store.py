@@ -85,6 +85,11 @@ class JobStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The connections, shared with the output writer (`outputs`)."""
+        return self._pool
+
     # --- what clients ask -----------------------------------------------------------------
 
     async def create(

@@ -9,7 +9,9 @@ import logging
 from collections import Counter
 
 from modelserve.common.database import DatabaseUnavailable
+from modelserve.common.objects import StoreError
 from modelserve.jobs.executors import Executors, ItemFailed, ItemRetry
+from modelserve.jobs.outputs import OutputWriter
 from modelserve.jobs.settings import JobsSettings
 from modelserve.jobs.store import Item, JobStore
 
@@ -17,22 +19,40 @@ logger = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, settings: JobsSettings, store: JobStore, executors: Executors) -> None:
+    def __init__(
+        self,
+        settings: JobsSettings,
+        store: JobStore,
+        executors: Executors,
+        outputs: OutputWriter | None = None,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._executors = executors
+        self._outputs = outputs
         self._running: dict[asyncio.Task[None], Item] = {}
 
     async def run(self) -> None:
         """Runs until cancelled; items it holds then are left to their leases."""
-        renewer = asyncio.create_task(self._renew_forever(), name="jobs-renew")
+        loops = [
+            asyncio.create_task(self._fill_forever(), name="jobs-fill"),
+            asyncio.create_task(self._renew_forever(), name="jobs-renew"),
+        ]
+        if self._outputs is not None:
+            loops.append(
+                asyncio.create_task(self._write_outputs_forever(self._outputs), name="jobs-out")
+            )
         try:
-            await self._fill_forever()
+            # The loops run forever: one that ends takes the others down with its error,
+            # and the supervisor starts the worker again.
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            raise RuntimeError("a loop of the jobs worker returned")
         finally:
-            renewer.cancel()
-            for task in list(self._running):
+            for task in [*loops, *self._running]:
                 task.cancel()
-            await asyncio.gather(renewer, *self._running, return_exceptions=True)
+            await asyncio.gather(*loops, *self._running, return_exceptions=True)
 
     def _full_models(self) -> list[str]:
         counts = Counter(item.model or "" for item in self._running.values())
@@ -115,3 +135,13 @@ class Worker:
                         "item %s/%d lost (cancelled or taken): stopped", item.job_id, item.index
                     )
                     task.cancel()
+
+    async def _write_outputs_forever(self, outputs: OutputWriter) -> None:
+        while True:
+            try:
+                written = await outputs.write_next()
+            except (DatabaseUnavailable, StoreError) as error:
+                logger.warning("writing a job's output file: %s", error)
+                written = None
+            if written is None:
+                await asyncio.sleep(self._settings.poll_seconds)

@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from modelserve.common.auth import Caller
 from modelserve.common.errors import ApiError
+from modelserve.common.objects import ObjectStore, StoreError
 from modelserve.common.tokens import Claims
 from modelserve.download.deps import JobsDep, PlatformDep, RegistryDep, SettingsDep
-from modelserve.download.objects import ObjectStore, StoreError
 from modelserve.download.records import DownloadStatus, status
 from modelserve.download.registration import (
     UPLOADS_PREFIX,

@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 
 from modelserve.common.auth import Caller
 from modelserve.common.errors import ApiError
+from modelserve.common.objects import ObjectStore, StoreError
 from modelserve.common.tokens import Claims
 from modelserve.download.deps import PlatformDep, PresignerDep, RegistryDep, SettingsDep
-from modelserve.download.objects import ObjectStore, StoreError
 from modelserve.download.presigning import Presigner
 from modelserve.download.registration import (
     MAX_UPLOAD_SIZE,

@@ -1,4 +1,5 @@
-"""The two object stores, behind the few calls a transfer needs.
+"""An object store (the platform MinIO, an upstream S3), behind the few calls that the
+download service's transfers and the jobs service's output files need.
 
 Parts are uploaded one by one so that a model stays invisible until every file of it is
 complete and verified: S3 shows a multipart upload only once it is completed, and an
