@@ -46,6 +46,7 @@ def settings(
         "poll_seconds": 0.05,
         "renew_seconds": 0.2,
         "lease_seconds": 2.0,
+        "retry_seconds": 0.05,
         **overrides,
     }
     return JobsSettings(**values)
@@ -206,6 +207,24 @@ def test_cancel_leaves_pending_items_untaken_and_stops_running_ones(
             assert await store.cancel(job.id, visible_to="bob") is None
             after = await store.get(job.id, visible_to=None)
             assert after is not None and (after.status, after.done) == ("cancelled", 0)
+
+    asyncio.run(scenario())
+
+
+def test_an_item_to_retry_waits_its_delay(
+    jobs_database: str, jobs_tokens: TokenSettings, open_store: StoreOpener
+) -> None:
+    async def scenario() -> None:
+        async with open_store(jobs_database) as store:
+            await store.create(type="chat", owner="a", team=None, model="m", spec={}, inputs=[{}])
+            item = await store.claim("w", lease=30, types=["chat"], full_models=[])
+            assert item is not None
+            error = {"code": "gateway_busy", "message": "busy"}
+            assert await store.release(item, error, max_attempts=3, delay=30)
+            assert await store.claim("w", lease=30, types=["chat"], full_models=[]) is None
+            # Its lease is gone: the late worker can neither record nor release it again.
+            assert not await store.complete(item, {})
+            assert not await store.release(item, error, max_attempts=3, delay=0)
 
     asyncio.run(scenario())
 

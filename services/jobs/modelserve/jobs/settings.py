@@ -61,6 +61,10 @@ class JobsSettings(ServiceSettings):
     # An item that failed in a way worth retrying (the gateway unreachable, 429, 5xx) is
     # run again until it has been tried max_attempts times.
     max_attempts: int = Field(default=3, ge=1)
+    # It waits retry_seconds before its second attempt, twice as long before each next one
+    # (at most retry_max_seconds), so that a gateway down for a while fails no job.
+    retry_seconds: float = Field(default=5.0, ge=0)
+    retry_max_seconds: float = Field(default=300.0, ge=0)
     # How often an idle worker looks for items.
     poll_seconds: float = Field(default=1.0, gt=0)
     # Names this replica in job_items.lease_owner (a pod's name, the host's).

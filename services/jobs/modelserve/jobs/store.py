@@ -221,7 +221,8 @@ class JobStore:
                     JOIN jobs j ON j.id = i.job_id
                     WHERE j.status IN ('pending', 'running') AND j.type = ANY(%(types)s)
                       AND NOT (coalesce(j.model, '') = ANY(%(full)s))
-                      AND (i.state = 'pending'
+                      AND ((i.state = 'pending'
+                            AND (i.lease_until IS NULL OR i.lease_until < now()))
                            OR (i.state = 'running' AND i.lease_until < now()))
                     ORDER BY j.created_at, i.job_id, i.index
                     LIMIT 1
@@ -288,21 +289,25 @@ class JobStore:
         """Mark the item failed for good with `error` (code, message)."""
         return await self._finish(item, "failed", output=None, error=error)
 
-    async def release(self, item: Item, error: dict[str, Any], *, max_attempts: int) -> bool:
-        """An attempt that may succeed later: the item is pending again, or failed when it
-        has been tried `max_attempts` times."""
+    async def release(
+        self, item: Item, error: dict[str, Any], *, max_attempts: int, delay: float
+    ) -> bool:
+        """An attempt that may succeed later: the item is pending again, claimed no sooner
+        than `delay` seconds from now, or failed when it has been tried `max_attempts`
+        times."""
         if item.attempts >= max_attempts:
             return await self.fail(item, error)
+        # A pending item's lease_until is the time before which no one claims it.
         row = await fetch_one(
             self._pool,
             """
-            UPDATE job_items SET state = 'pending', lease_owner = NULL, lease_until = NULL,
-                error = %s
+            UPDATE job_items SET state = 'pending', lease_owner = NULL,
+                lease_until = now() + make_interval(secs => %s), error = %s
             WHERE job_id = %s AND index = %s AND lease_owner = %s AND attempts = %s
               AND state = 'running'
             RETURNING index
             """,
-            [Jsonb(error), item.job_id, item.index, item.owner, item.attempts],
+            [delay, Jsonb(error), item.job_id, item.index, item.owner, item.attempts],
         )
         return row is not None
 

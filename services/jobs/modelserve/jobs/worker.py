@@ -18,6 +18,12 @@ from modelserve.jobs.store import Item, JobStore
 logger = logging.getLogger(__name__)
 
 
+def retry_delay(attempts: int, first: float, most: float) -> float:
+    """Seconds before the next attempt of an item tried `attempts` times: `first`,
+    doubling with each attempt, at most `most`."""
+    return float(min(first * 2 ** max(attempts - 1, 0), most))
+
+
 class Worker:
     def __init__(
         self,
@@ -105,8 +111,10 @@ class Worker:
         try:
             output = await executor(item.input)
         except ItemRetry as error:
+            settings = self._settings
+            delay = retry_delay(item.attempts, settings.retry_seconds, settings.retry_max_seconds)
             await self._store.release(
-                item, error.as_error(), max_attempts=self._settings.max_attempts
+                item, error.as_error(), max_attempts=settings.max_attempts, delay=delay
             )
             return
         except ItemFailed as error:
