@@ -29,7 +29,7 @@ one when a connection is refused) while the gateway's server sends the answer:
 - a completion request with a list of several prompts goes to a vLLM server as it is,
   and to any other as one request per prompt (`prompt_lists`, `fanout`: llama.cpp's
   servers take one prompt), merged into one answer; its tokens are reserved for every
-  prompt. Not streamed (400), nor scaled (400).
+  prompt. A stream of such a list is refused (400); completions are never scaled.
 """
 
 from __future__ import annotations
