@@ -457,7 +457,7 @@ class DrainDuringDecision:
         self._gw = gw
         self.settled = 0
 
-    async def decide(self, claims: Any, model: str, tokens: Any, budget: Any) -> Decision:
+    async def decide(self, claims: Any, model: str, tokens: Any, budget: Any, **_: Any) -> Decision:
         self._gw().status({"phase": "Ready", "desiredReplicas": 1, "drain": {"token": "t-9"}})
         await asyncio.sleep(0)
         return Decision(True, "", "")
