@@ -26,7 +26,6 @@ from modelserve.common.tokens import Claims
 from modelserve.gateway.operations.quantities import TERMINATED_PHASES, pod_requests
 from modelserve.gateway.routing import Target
 
-ENDED = TERMINATED_PHASES
 NO_AGENT = "none: no node agent reports for this node"
 
 Obj = Mapping[str, Any]
@@ -60,7 +59,7 @@ def allocations(pods: Iterable[Obj]) -> list[Allocation]:
     for pod in pods:
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
         node = spec.get("nodeName")
-        if not node or (pod.get("status") or {}).get("phase") in ENDED:
+        if not node or (pod.get("status") or {}).get("phase") in TERMINATED_PHASES:
             continue
         gpus = pod_gpus(pod)
         if gpus:
