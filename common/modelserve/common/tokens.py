@@ -267,10 +267,12 @@ class TokenSigner:
         teams: Iterable[str] = (),
         expires_in: float | None = None,
         issued_at: int | None = None,
+        jti: str | None = None,
     ) -> str:
         """A token for `subject`, valid for `expires_in` seconds (JWT_EXPIRY_MINUTES by
         default) from `issued_at` (now by default; the gateway gives a later second when
-        the subject's not-before is in the current one)."""
+        the subject's not-before is in the current one). `jti` is random unless given (a
+        token standing for an API key is `key:<key id>`, revoked with the key)."""
         lifetime = self._settings.expiry_seconds if expires_in is None else expires_in
         if lifetime <= 0:
             raise ValueError(f"a token must live a positive time, not {lifetime} s")
@@ -283,7 +285,7 @@ class TokenSigner:
             "aud": self._settings.audience,
             "iat": now,
             "exp": now + int(lifetime),
-            "jti": uuid.uuid4().hex,
+            "jti": jti or uuid.uuid4().hex,
         }
         if self._private_key is None:
             return jwt.encode(payload, self._settings.secret.get_secret_value(), "HS256")

@@ -4,7 +4,8 @@
 
 It answers /v1/chat/completions, /v1/completions (a canned answer, or `--chunks` SSE
 chunks of one token each when the request says `"stream": true`), /v1/embeddings and
-/v1/models, as fast as it can: a bare asyncio protocol over httptools' parser on uvloop,
+/v1/models (and the gateway's /auth/delegate with a token it never checks, for the jobs
+engine's tests), as fast as it can: a bare asyncio protocol over httptools' parser on uvloop,
 HTTP/1.1 keep-alive, no framework. It reads only the `stream` flag of a request.
 """
 
@@ -56,6 +57,12 @@ def _canned(kind: str) -> bytes:
                 "usage": {"prompt_tokens": 8, "total_tokens": 8},
             }
         ).encode()
+    if kind == "delegate":
+        # The gateway's POST /auth/delegate, for the jobs engine's tests: a token the
+        # stub never checks.
+        return json.dumps(
+            {"access_token": "stub", "token_type": "bearer", "expires_in": 900}
+        ).encode()
     if kind == "models":
         return json.dumps(
             {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "stub"}]}
@@ -104,6 +111,7 @@ _ROUTES = {
     b"/v1/completions": "completions",
     b"/v1/embeddings": "embeddings",
     b"/v1/models": "models",
+    b"/auth/delegate": "delegate",
 }
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
 

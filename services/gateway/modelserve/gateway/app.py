@@ -18,6 +18,8 @@ from modelserve.gateway.contracts import ContractClient
 from modelserve.gateway.gpus import routes as gpu_routes
 from modelserve.gateway.gpus.cluster import GpuCluster
 from modelserve.gateway.identity import Identity
+from modelserve.gateway.jobs import routes as jobs_routes
+from modelserve.gateway.jobs.client import JobsClient
 from modelserve.gateway.kube import load_api_client
 from modelserve.gateway.kubeservers import ServerStore, served_namespaces
 from modelserve.gateway.openai_errors import install_openai_errors
@@ -79,6 +81,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The one client of the download service: model records with the gateway's own
         # service token, the registry as the caller. Serve decisions, with the service token.
         app.state.registry = RegistryClient(settings.download_url, services, signer)
+        # The one client of the jobs service: its routes passed through as the caller.
+        app.state.jobs = JobsClient(settings.jobs_url, services, settings.jobs_timeout_seconds)
         app.state.contracts = (
             ContractClient(settings.contract_url, services, signer)
             if settings.contract_url
@@ -112,6 +116,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(activation.router)
     app.include_router(servers.router)
     app.include_router(configure.router)
+    app.include_router(jobs_routes.router)
     app.include_router(openai.router)
     app.include_router(verify.router)
     app.include_router(metrics.router)

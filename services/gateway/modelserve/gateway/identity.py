@@ -350,6 +350,45 @@ class Identity:
         )
         return token, lifetime
 
+    async def delegate(self, username: str, key_id: str | None) -> tuple[str, int]:
+        """A token for `username` as they are now (role, teams), for a platform service
+        that runs their queued work (the jobs service): 403 `delegation_refused` for an
+        unknown or disabled user, and for a key (`key_id`, the one the work was queued
+        with) that is not theirs, revoked or expired. A token for a key carries its id,
+        so revoking the key voids it at once."""
+        account = await self._account(username)
+        if account is None or account.user.disabled:
+            raise ApiError(
+                403, "delegation_refused", f"{username!r} is not an enabled user of this gateway"
+            )
+        lifetime = max(1, int(self._settings.tokens.expiry_seconds))
+        jti = None
+        if key_id is not None:
+            rows = await self._rows(
+                "SELECT k.expires_at FROM api_keys k WHERE k.id = %s AND k.user_id = %s"
+                " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
+                [key_id, account.user.id],
+            )
+            if not rows:
+                raise ApiError(
+                    403,
+                    "delegation_refused",
+                    f"the API key {key_id} of {username!r} is revoked, expired or not theirs",
+                )
+            expires_at: dt.datetime | None = rows[0]["expires_at"]
+            if expires_at is not None:
+                lifetime = max(1, min(lifetime, int(expires_at.timestamp() - time.time())))
+            jti = f"{KEY_JTI_PREFIX}{key_id}"
+        token = self._signer.sign(
+            account.user.username,
+            roles=[account.user.role.value],
+            teams=account.teams,
+            expires_in=lifetime,
+            issued_at=_issued_at(account.user.not_before, account.read_at or int(time.time())),
+            jti=jti,
+        )
+        return token, lifetime
+
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The public keys of the gateway's tokens (none with HS256)."""
         return self._signer.public_jwks()

@@ -52,6 +52,11 @@ class GatewaySettings(ServiceSettings):
     # recorded); without a download service /models lists nothing.
     contract_url: str | None = None
     download_url: str | None = None
+    # The jobs service (/jobs, /v1/files, /v1/batches, /eval, /data_gen, /generate are
+    # passed to it as the caller); unset: those routes answer 404 jobs_not_configured.
+    jobs_url: str | None = None
+    # A file upload or download through the gateway may wait this long for a read.
+    jobs_timeout_seconds: float = Field(default=300.0, gt=0)
 
     # Kubernetes: where servers (ModelServes) are created unless a request names a
     # namespace; credentials from $KUBECONFIG (or `kubeconfig`), else in-cluster.

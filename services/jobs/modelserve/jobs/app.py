@@ -17,6 +17,7 @@ from modelserve.common.supervision import start_supervised
 from modelserve.common.tokens import TokenSigner, TokenVerifier
 from modelserve.jobs.chat import ChatExecutor
 from modelserve.jobs.executors import Executor
+from modelserve.jobs.gateway import GatewayClient
 from modelserve.jobs.outputs import OutputWriter
 from modelserve.jobs.routes import jobs
 from modelserve.jobs.schema import create_schema
@@ -30,7 +31,8 @@ def build_executors(settings: JobsSettings, http: httpx.AsyncClient) -> dict[str
     executors: dict[str, Executor] = {}
     if settings.gateway_url:
         signer = TokenSigner.from_settings(settings.tokens)
-        executors["chat"] = ChatExecutor(http, settings.gateway_url, signer)
+        gateway = GatewayClient(http, settings.gateway_url, signer)
+        executors["chat"] = ChatExecutor(gateway)
     return executors
 
 

@@ -1,17 +1,14 @@
 """The `chat` executor: an item is an OpenAI chat completions body, sent to the gateway
-with the jobs service's token; its output is the gateway's answer. The gateway applies
-the same policy and accounting as to an online request."""
+as the job's owner; its output is the gateway's answer. The gateway applies the same
+policy and accounting as to the owner's online request."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from modelserve.common.tokens import TokenSigner
-from modelserve.jobs.executors import ItemFailed, ItemRetry
-
-SERVICE_NAME = "jobs"
+from modelserve.jobs.executors import ItemFailed
+from modelserve.jobs.gateway import GatewayClient
+from modelserve.jobs.store import Item
 
 
 def check_chat_body(body: Any) -> str | None:
@@ -29,32 +26,13 @@ def check_chat_body(body: Any) -> str | None:
 
 
 class ChatExecutor:
-    def __init__(self, http: httpx.AsyncClient, gateway_url: str, signer: TokenSigner) -> None:
-        self._http = http
-        self._url = gateway_url.rstrip("/") + "/v1/chat/completions"
-        self._signer = signer
+    def __init__(self, gateway: GatewayClient) -> None:
+        self._gateway = gateway
 
-    async def __call__(self, item: Any) -> Any:
-        problem = check_chat_body(item)
+    async def __call__(self, item: Item) -> Any:
+        problem = check_chat_body(item.input)
         if problem is not None:
             raise ItemFailed("invalid_item", problem)
-        headers = {"Authorization": f"Bearer {self._signer.service_token(SERVICE_NAME)}"}
-        try:
-            answer = await self._http.post(self._url, json=item, headers=headers)
-        except httpx.HTTPError as error:
-            raise ItemRetry(
-                "gateway_unreachable", f"the gateway is unreachable: {error}"
-            ) from error
-        if answer.status_code == 429 or answer.status_code >= 500:
-            raise ItemRetry(
-                "gateway_busy", f"the gateway answered {answer.status_code}: {answer.text[:500]}"
-            )
-        if answer.status_code != 200:
-            raise ItemFailed(
-                "request_refused",
-                f"the gateway answered {answer.status_code}: {answer.text[:500]}",
-            )
-        try:
-            return answer.json()
-        except ValueError as error:
-            raise ItemRetry("bad_answer", "the gateway's answer is not JSON") from error
+        return await self._gateway.post(
+            "/v1/chat/completions", item.input, owner=item.job_owner, key_id=item.key_id
+        )

@@ -1,11 +1,18 @@
-"""What runs one item of a job, by job type. An executor returns the item's output, or
-raises ItemFailed (the item can never succeed: recorded as failed) or ItemRetry (it may
-succeed later: run again until the attempts run out)."""
+"""What a job type is: an executor that runs one item, and optionally a finisher that
+writes the finished job's files and summary.
+
+An executor returns the item's output, or raises ItemFailed (the item can never succeed:
+recorded as failed) or ItemRetry (it may succeed later: run again until the attempts run
+out). A finisher (`modelserve.jobs.outputs`) runs once per finished job."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from modelserve.jobs.outputs import Finisher
+    from modelserve.jobs.store import Item
 
 
 class ItemFailed(Exception):
@@ -22,8 +29,8 @@ class ItemRetry(ItemFailed):
 
 
 class Executor(Protocol):
-    async def __call__(self, item: Any) -> Any: ...
+    async def __call__(self, item: Item) -> Any: ...
 
 
 Executors = Mapping[str, Executor]
-ExecutorFactory = Callable[[], Executor]
+Finishers = Mapping[str, "Finisher"]

@@ -1,18 +1,22 @@
-"""A finished job's output file in the platform store: one JSON line per finished item,
-in index order (`{"index", "state", "output", "error"}`), at `jobs/<id>/output.jsonl`.
+"""A finished job's files in the platform store and its summary (`jobs.result`).
 
-A worker writes the file of one finished job at a time while holding that job's row
-(`FOR UPDATE SKIP LOCKED`) in an open transaction, and records its location in
-`jobs.result` in the same transaction: a worker that dies meanwhile releases the row and
-another writes the file again (the same content under the same key). A cancelled job's
-file is written once none of its items is running any more.
+A worker finishes one job at a time while holding that job's row (`FOR UPDATE SKIP
+LOCKED`) in an open transaction: the job type's finisher reads the finished items, writes
+its files and returns the summary, which is recorded in `jobs.result` in the same
+transaction. A worker that dies meanwhile releases the row and another finishes the job
+again (the same content under the same keys), so a job is finished exactly once in the
+database. A cancelled job is finished once none of its items is running any more.
+
+Without a finisher of its own, a job gets `jobs/<id>/output.jsonl`: one JSON line per
+finished item in index order (`{"index", "state", "output", "error"}`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import dict_row
@@ -21,66 +25,71 @@ from psycopg_pool import AsyncConnectionPool
 
 from modelserve.common.database import connection
 from modelserve.common.objects import ObjectStore
+from modelserve.jobs.store import Job
 
 PART_SIZE = 8 << 20
 PAGE = 1000
+
+Cursor = psycopg.AsyncCursor[dict[str, Any]]
 
 
 def output_key(job_id: str) -> str:
     return f"jobs/{job_id}/output.jsonl"
 
 
-def output_line(row: dict[str, Any]) -> bytes:
-    line = {
-        "index": row["index"],
-        "state": row["state"],
-        "output": row["output"],
-        "error": row["error"],
-    }
-    return json.dumps(line, separators=(",", ":")).encode() + b"\n"
+def json_line(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
-class OutputWriter:
-    def __init__(self, pool: AsyncConnectionPool, objects: ObjectStore, bucket: str) -> None:
-        self._pool = pool
+def output_line(row: Mapping[str, Any]) -> bytes:
+    return json_line(
+        {
+            "index": row["index"],
+            "state": row["state"],
+            "output": row["output"],
+            "error": row["error"],
+        }
+    )
+
+
+class JobFiles:
+    """What a finisher works with: the finished items, the platform store, and the
+    cursor of the transaction that holds the job's row (for rows of its own, written
+    with the summary)."""
+
+    def __init__(self, cur: Cursor, objects: ObjectStore, bucket: str) -> None:
+        self.cursor = cur
         self._objects = objects
-        self._bucket = bucket
+        self.bucket = bucket
 
-    async def write_next(self) -> str | None:
-        """Write the output file of one finished job that has none yet; its id, or None
-        when there was none to write."""
-        async with (
-            connection(self._pool) as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            await cur.execute(
-                """
-                SELECT id FROM jobs
-                WHERE status IN ('done', 'failed', 'cancelled') AND result IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = jobs.id
-                                  AND i.state = 'running' AND i.lease_until > now())
-                ORDER BY finished_at LIMIT 1
-                FOR UPDATE SKIP LOCKED
-                """
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    async def outcomes(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Finished items of the job in index order: index, state, input, output, error."""
+        after = -1
+        while True:
+            await self.cursor.execute(
+                """SELECT index, state, input, output, error FROM job_items
+                   WHERE job_id = %s AND index > %s AND state IN ('done', 'failed')
+                   ORDER BY index LIMIT %s""",
+                [job_id, after, PAGE],
             )
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            job_id = str(row["id"])
-            key = output_key(job_id)
-            lines = await self._upload(cur, job_id, key)
-            result = {"output": f"s3://{self._bucket}/{key}", "output_lines": lines}
-            await cur.execute("UPDATE jobs SET result = %s WHERE id = %s", [Jsonb(result), job_id])
-            return job_id
+            rows = await self.cursor.fetchall()
+            for row in rows:
+                yield row
+            if len(rows) < PAGE:
+                return
+            after = rows[-1]["index"]
 
-    async def _upload(self, cur: psycopg.AsyncCursor[dict[str, Any]], job_id: str, key: str) -> int:
-        objects, bucket = self._objects, self._bucket
+    async def upload(self, key: str, lines: AsyncIterable[bytes]) -> tuple[int, int]:
+        """Write `lines` to `key` (a multipart upload, parts of PART_SIZE): how many lines
+        and bytes."""
+        objects, bucket = self._objects, self.bucket
         upload_id = await asyncio.to_thread(objects.create_upload, bucket, key)
         etags: list[str] = []
         buffer = bytearray()
-        lines = 0
-        after = -1
+        count = size = 0
 
         async def flush() -> None:
             number = len(etags) + 1
@@ -91,26 +100,75 @@ class OutputWriter:
             buffer.clear()
 
         try:
-            while True:
-                await cur.execute(
-                    """SELECT index, state, output, error FROM job_items
-                       WHERE job_id = %s AND index > %s AND state IN ('done', 'failed')
-                       ORDER BY index LIMIT %s""",
-                    [job_id, after, PAGE],
-                )
-                rows = await cur.fetchall()
-                for row in rows:
-                    buffer += output_line(row)
-                    lines += 1
-                    if len(buffer) >= PART_SIZE:
-                        await flush()
-                if len(rows) < PAGE:
-                    break
-                after = rows[-1]["index"]
+            async for line in lines:
+                buffer += line
+                count += 1
+                size += len(line)
+                if len(buffer) >= PART_SIZE:
+                    await flush()
             if buffer or not etags:
                 await flush()
             await asyncio.to_thread(objects.complete_upload, bucket, key, upload_id, etags)
         except BaseException:
             await asyncio.to_thread(objects.abort_upload, bucket, key, upload_id)
             raise
-        return lines
+        return count, size
+
+
+class Finisher(Protocol):
+    async def __call__(self, job: Job, files: JobFiles) -> dict[str, Any]:
+        """Write the finished job's files; its summary for `jobs.result`."""
+        ...
+
+
+async def write_output_file(job: Job, files: JobFiles) -> dict[str, Any]:
+    """The default finisher: `jobs/<id>/output.jsonl`."""
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for row in files.outcomes(job.id):
+            yield output_line(row)
+
+    key = output_key(job.id)
+    count, _ = await files.upload(key, lines())
+    return {"output": files.uri(key), "output_lines": count}
+
+
+class OutputWriter:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        objects: ObjectStore,
+        bucket: str,
+        finishers: Mapping[str, Finisher] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._objects = objects
+        self._bucket = bucket
+        self._finishers = dict(finishers or {})
+
+    async def write_next(self) -> str | None:
+        """Finish one finished job that has no result yet: its id, or None when there was
+        none to finish."""
+        async with (
+            connection(self._pool) as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            await cur.execute(
+                """
+                SELECT * FROM jobs
+                WHERE status IN ('done', 'failed', 'cancelled') AND result IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = jobs.id
+                                  AND i.state = 'running' AND i.lease_until > now())
+                ORDER BY finished_at LIMIT 1
+                FOR UPDATE SKIP LOCKED
+                """
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            job = Job.model_validate(row)
+            finisher = self._finishers.get(job.type, write_output_file)
+            result = await finisher(job, JobFiles(cur, self._objects, self._bucket))
+            await cur.execute("UPDATE jobs SET result = %s WHERE id = %s", [Jsonb(result), job.id])
+            return job.id

@@ -30,6 +30,8 @@ _TABLES = (
         result jsonb
     )
     """,
+    # The API key the job was queued with: its items run only while the key is valid.
+    "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS key_id text",
     "CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs (owner, created_at DESC)",
     "CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created_at)",
     """

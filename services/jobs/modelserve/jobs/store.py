@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -30,6 +30,7 @@ class Job(BaseModel):
     type: str
     owner: str
     team: str | None
+    key_id: str | None = None
     model: str | None
     status: str
     total: int
@@ -44,7 +45,8 @@ class Job(BaseModel):
 
 
 class Item(BaseModel):
-    """An item as its worker holds it: the lease (`owner`, `attempts`) fences its writes."""
+    """An item as its worker holds it: the lease (`owner`, `attempts`) fences its writes;
+    its job's owner (`job_owner`, `team`, `key_id`: whose request it is) and `spec`."""
 
     job_id: str
     index: int
@@ -53,6 +55,10 @@ class Item(BaseModel):
     type: str
     model: str | None
     input: Any
+    job_owner: str = ""
+    team: str | None = None
+    key_id: str | None = None
+    spec: dict[str, Any] = {}
 
 
 class Stats(BaseModel):
@@ -68,6 +74,15 @@ class ItemOutcome(BaseModel):
     state: str
     output: Any
     error: Any
+
+
+async def _each(values: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(values, AsyncIterable):
+        async for value in values:
+            yield value
+    else:
+        for value in values:
+            yield value
 
 
 def new_job_id() -> str:
@@ -100,12 +115,14 @@ class JobStore:
         team: str | None,
         model: str | None,
         spec: dict[str, Any],
-        inputs: Sequence[Any],
+        inputs: Iterable[Any] | AsyncIterable[Any],
+        key_id: str | None = None,
+        job_id: str | None = None,
     ) -> Job:
-        """A pending job of one item per input (copied in, in one transaction)."""
-        if not inputs:
-            raise ValueError("a job needs at least one item")
-        job_id = new_job_id()
+        """A pending job of one item per input, copied in as they come (an async
+        iterable streams a large input file), all in one transaction: the job exists
+        with all its items or not at all. ValueError for a job without items."""
+        job_id = job_id or new_job_id()
         async with (
             connection(self._pool) as conn,
             conn.transaction(),
@@ -113,15 +130,22 @@ class JobStore:
         ):
             await cur.execute(
                 """
-                INSERT INTO jobs (id, type, owner, team, model, total, spec)
-                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *
+                INSERT INTO jobs (id, type, owner, team, key_id, model, total, spec)
+                VALUES (%s, %s, %s, %s, %s, %s, 0, %s)
                 """,
-                [job_id, type, owner, team, model, len(inputs), Jsonb(spec)],
+                [job_id, type, owner, team, key_id, model, Jsonb(spec)],
+            )
+            count = 0
+            async with cur.copy("COPY job_items (job_id, index, input) FROM STDIN") as copy:
+                async for value in _each(inputs):
+                    await copy.write_row([job_id, count, Jsonb(value)])
+                    count += 1
+            if count == 0:
+                raise ValueError("a job needs at least one item")
+            await cur.execute(
+                "UPDATE jobs SET total = %s WHERE id = %s RETURNING *", [count, job_id]
             )
             row = await cur.fetchone()
-            async with cur.copy("COPY job_items (job_id, index, input) FROM STDIN") as copy:
-                for index, value in enumerate(inputs):
-                    await copy.write_row([job_id, index, Jsonb(value)])
         return Job.model_validate(row)
 
     async def get(self, job_id: str, *, visible_to: str | None) -> Job | None:
@@ -233,7 +257,8 @@ class JobStore:
                 FROM picked JOIN jobs j ON j.id = picked.job_id
                 WHERE i.job_id = picked.job_id AND i.index = picked.index
                 RETURNING i.job_id, i.index, i.attempts, i.lease_owner AS owner,
-                          j.type, j.model, i.input
+                          j.type, j.model, i.input, j.owner AS job_owner, j.team,
+                          j.key_id, j.spec
                 """,
                 {
                     "worker": worker,

@@ -109,7 +109,7 @@ class Worker:
     async def _run_item(self, item: Item) -> None:
         executor = self._executors[item.type]
         try:
-            output = await executor(item.input)
+            output = await executor(item)
         except ItemRetry as error:
             settings = self._settings
             delay = retry_delay(item.attempts, settings.retry_seconds, settings.retry_max_seconds)

@@ -202,6 +202,26 @@ async def revocations(request: Request, identity: IdentityDep) -> Any:
     return JSONResponse(listed.model_dump(mode="json"), headers={"ETag": etag})
 
 
+class DelegationRequest(BaseModel):
+    sub: str = Field(min_length=1, max_length=256, description="the user the work is for")
+    key_id: str | None = Field(
+        default=None, max_length=64, description="the API key the work was queued with"
+    )
+
+
+@_auth.post("/delegate")
+async def delegate(body: DelegationRequest, claims: Caller, identity: IdentityDep) -> Token:
+    """Platform services only: a token for a user as they are now, with which a service
+    runs that user's queued work (the jobs service's items), so that the gateway
+    authorises and counts each item like the user's own request. 403 `service_only` for
+    anyone else; 403 `delegation_refused` for a disabled or unknown user, or a revoked or
+    expired key."""
+    if not claims.is_service:
+        raise ApiError(403, "service_only", "only platform services may ask for delegation")
+    access_token, lifetime = await identity.delegate(body.sub, body.key_id)
+    return Token(access_token=access_token, expires_in=lifetime)
+
+
 @router.get("/.well-known/jwks.json")
 async def jwks(identity: IdentityDep) -> dict[str, list[dict[str, str]]]:
     """The public keys of the gateway's RS256 tokens (JWT_JWKS_URL of the other
