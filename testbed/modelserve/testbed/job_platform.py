@@ -1,0 +1,69 @@
+"""The whole path of job tests (tests/jobs/conftest.py's `job_platform`): who is who,
+and clients of the gateway as real accounts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import httpx
+
+from modelserve.common.tokens import TokenSigner
+from modelserve.testbed.objectstores import MinioServer
+from modelserve.testbed.platform import RunningService
+
+
+@dataclasses.dataclass
+class JobPlatform:
+    """The gateway (passing the jobs routes through, delegating to the jobs service), the
+    contract service (limits and usage), the jobs service and SmolLM2 behind an `external`
+    ModelServe in a platform namespace (every user may use it), all as processes on the
+    real control plane, PostgreSQL and MinIO. Users are real accounts of the gateway
+    (`user()`): the jobs service runs items as their owner only while the owner exists."""
+
+    gateway: RunningService
+    contract: RunningService
+    jobs: RunningService
+    jobs_database: str
+    bucket: str  # the jobs service's bucket in the platform store
+    store: MinioServer
+    model: str  # the served name of SmolLM2
+    signer: TokenSigner
+    admin_password: str
+    _users: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def admin(self) -> httpx.Client:
+        token = self.signer.sign("root", roles=["admin"])
+        return httpx.Client(
+            base_url=self.gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=300
+        )
+
+    def user(self, name: str, team: str | None = None) -> httpx.Client:
+        """A client of the gateway as `name` (made an account, and member of `team`, the
+        first time), with a token from signing in."""
+        if name not in self._users:
+            password = f"{name}-password-for-jobs-tests"
+            with self.admin() as admin:
+                if team is not None:
+                    made = admin.post("/teams", json={"name": team})
+                    assert made.status_code in (201, 409), made.text
+                made = admin.post(
+                    "/users",
+                    json={"username": name, "password": password, "teams": [team] if team else []},
+                )
+                assert made.status_code == 201, made.text
+            signed = httpx.post(
+                f"{self.gateway.url}/auth/token",
+                json={"username": name, "password": password},
+                timeout=30,
+            )
+            assert signed.status_code == 200, signed.text
+            self._users[name] = signed.json()["access_token"]
+        return httpx.Client(
+            base_url=self.gateway.url,
+            headers={"Authorization": f"Bearer {self._users[name]}"},
+            timeout=300,
+        )
+
+    def token(self, name: str) -> str:
+        """The token `user(name)` made."""
+        return self._users[name]

@@ -1,0 +1,116 @@
+"""Items run as their job's owner, through the real gateway: the gateway delegates a
+token for the owner (`POST /auth/delegate`, services only), authorises each item under
+the owner's contract and counts its usage for them; a disabled owner's items stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from modelserve.jobs.store import JobStore
+from modelserve.testbed.job_platform import JobPlatform
+from modelserve.testbed.polling import wait_for
+
+pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
+StoreOpener = Callable[[str], contextlib.AbstractAsyncContextManager[JobStore]]
+
+
+def create_chat_job(
+    platform: JobPlatform, open_store: StoreOpener, owner: str, team: str | None, n: int
+) -> str:
+    async def create() -> str:
+        async with open_store(platform.jobs_database) as store:
+            job = await store.create(
+                type="chat",
+                owner=owner,
+                team=team,
+                model=platform.model,
+                spec={},
+                inputs=[
+                    {
+                        "model": platform.model,
+                        "messages": [{"role": "user", "content": f"Say {i}."}],
+                        "max_tokens": 4,
+                        "temperature": 0,
+                    }
+                    for i in range(n)
+                ],
+            )
+            return job.id
+
+    return asyncio.run(create())
+
+
+def job_row(platform: JobPlatform, job_id: str) -> dict[str, Any]:
+    with psycopg.connect(platform.jobs_database) as conn:
+        row = conn.execute(
+            "SELECT status, done, failed FROM jobs WHERE id = %s", [job_id]
+        ).fetchone()
+    assert row is not None
+    return {"status": row[0], "done": row[1], "failed": row[2]}
+
+
+def finished(platform: JobPlatform, job_id: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        row = job_row(platform, job_id)
+        return row if row["status"] in ("done", "failed", "cancelled") else None
+
+    result: dict[str, Any] = wait_for(check, timeout=180, what=f"job {job_id} to finish")
+    return result
+
+
+def test_delegation_is_for_services_only(job_platform: JobPlatform) -> None:
+    with job_platform.user("mallory") as mallory:
+        refused = mallory.post("/auth/delegate", json={"sub": "admin"})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "service_only"
+    service = job_platform.signer.service_token("jobs")
+    unknown = httpx.post(
+        f"{job_platform.gateway.url}/auth/delegate",
+        json={"sub": "nobody-here"},
+        headers={"Authorization": f"Bearer {service}"},
+        timeout=30,
+    )
+    assert unknown.status_code == 403
+    assert unknown.json()["error"]["code"] == "delegation_refused"
+
+
+def test_items_are_counted_for_their_owner_and_stop_when_the_owner_is_disabled(
+    job_platform: JobPlatform, open_store: StoreOpener
+) -> None:
+    job_platform.user("carol", team="labs").close()
+    job_id = create_chat_job(job_platform, open_store, "carol", "labs", 3)
+    assert finished(job_platform, job_id) == {"status": "done", "done": 3, "failed": 0}
+
+    admin_token = job_platform.signer.sign("root", roles=["admin"])
+
+    def usage() -> dict[str, Any] | None:
+        answer = httpx.get(
+            f"{job_platform.contract.url}/usage",
+            params={"user": "carol", "period": "day"},
+            headers={"Authorization": f"Bearer {admin_token}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        counted: dict[str, Any] = answer.json()
+        return counted if counted["requests"] >= 3 else None
+
+    counted = wait_for(usage, timeout=30, what="carol's 3 items to be counted for her")
+    assert counted["requests"] == 3 and counted["completion_tokens"] > 0
+
+    with job_platform.admin() as admin:
+        disabled = admin.patch("/users/carol", json={"disabled": True})
+        assert disabled.status_code == 200, disabled.text
+    stopped = create_chat_job(job_platform, open_store, "carol", "labs", 2)
+    assert finished(job_platform, stopped) == {"status": "failed", "done": 0, "failed": 2}
+    with psycopg.connect(job_platform.jobs_database) as conn:
+        codes = conn.execute(
+            "SELECT DISTINCT error->>'code' FROM job_items WHERE job_id = %s", [stopped]
+        ).fetchall()
+    assert codes == [("owner_not_allowed",)]
