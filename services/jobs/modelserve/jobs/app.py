@@ -15,9 +15,9 @@ from modelserve.common.objects import ObjectStore
 from modelserve.common.service import create_service_app
 from modelserve.common.supervision import start_supervised
 from modelserve.common.tokens import TokenSigner, TokenVerifier
-from modelserve.jobs.chat import ChatExecutor
 from modelserve.jobs.executors import Executor
 from modelserve.jobs.gateway import GatewayClient
+from modelserve.jobs.kinds import JobKind, job_kinds, routers
 from modelserve.jobs.outputs import OutputWriter
 from modelserve.jobs.routes import jobs
 from modelserve.jobs.schema import create_schema
@@ -26,14 +26,18 @@ from modelserve.jobs.store import JobStore
 from modelserve.jobs.worker import Worker
 
 
+def build_kinds(settings: JobsSettings, http: httpx.AsyncClient) -> list[JobKind]:
+    """The job types this replica runs: none without a gateway to send items to (it
+    still answers its routes)."""
+    if not settings.gateway_url:
+        return []
+    signer = TokenSigner.from_settings(settings.tokens)
+    return job_kinds(GatewayClient(http, settings.gateway_url, signer))
+
+
 def build_executors(settings: JobsSettings, http: httpx.AsyncClient) -> dict[str, Executor]:
-    """The executors this replica runs, by job type (those whose peers are configured)."""
-    executors: dict[str, Executor] = {}
-    if settings.gateway_url:
-        signer = TokenSigner.from_settings(settings.tokens)
-        gateway = GatewayClient(http, settings.gateway_url, signer)
-        executors["chat"] = ChatExecutor(gateway)
-    return executors
+    """The executors this replica runs, by job type."""
+    return {kind.name: kind.executor for kind in build_kinds(settings, http)}
 
 
 @contextlib.asynccontextmanager
@@ -50,12 +54,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = store
         config = settings.store()
         objects = ObjectStore("platform", config, connections=4) if config else None
-        outputs = OutputWriter(store.pool, objects, settings.store_bucket) if objects else None
+        kinds = build_kinds(settings, http)
+        finishers = {kind.name: kind.finisher for kind in kinds if kind.finisher is not None}
+        outputs = (
+            OutputWriter(store.pool, objects, settings.store_bucket, finishers) if objects else None
+        )
+        app.state.objects = objects
+        executors = {kind.name: kind.executor for kind in kinds}
         # Supervised: a worker that fails is logged and started again (its items' leases
         # run out meanwhile and they are taken again, here or elsewhere).
-        worker = start_supervised(
-            "jobs-worker", Worker(settings, store, build_executors(settings, http), outputs).run
-        )
+        worker = start_supervised("jobs-worker", Worker(settings, store, executors, outputs).run)
         try:
             yield
         finally:
@@ -70,4 +78,6 @@ def create_app(settings: JobsSettings) -> FastAPI:
     app = create_service_app("jobs", settings, lifespan=lifespan)
     answer_unavailable(app, DatabaseUnavailable, "database_unavailable")
     app.include_router(jobs.router)
+    for router in routers():
+        app.include_router(router)
     return app
