@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from modelserve.gateway.scaling.answers import extract_answer, normalize
+from modelserve.common.answers import extract_answer, normalize
 from modelserve.testbed.arithmetic import Task, tasks
 from modelserve.testbed.llama_server import start_llama_server
 from modelserve.testbed.llm import MODEL_ALIAS

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from modelserve.gateway.scaling.answers import (
+from modelserve.common.answers import (
     boxed,
     extract_answer,
     last_number,

@@ -6,8 +6,8 @@ server supports `n`, N concurrent ones where it does not.
 
 from __future__ import annotations
 
+from modelserve.common.answers import extract_answer, majority
 from modelserve.common.modelserve import Algorithm
-from modelserve.gateway.scaling.answers import extract_answer, majority
 from modelserve.gateway.scaling.lm import Generation, LanguageModel, Prompt
 from modelserve.gateway.scaling.results import (
     DEFAULT_OPTIONS,

@@ -1,4 +1,6 @@
-"""Final answers: taken out of a text, made comparable, and voted on (self-consistency).
+"""Final answers: taken out of a text, made comparable, and voted on. Shared by the
+gateway's self-consistency and the jobs service's evaluation jobs, so that both judge an
+answer the same way.
 
 Extraction: with a pattern, its last match (group 1, or the whole match for a pattern
 without groups); without one, the last `\\boxed{...}` (braces balanced, so
