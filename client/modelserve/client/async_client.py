@@ -32,6 +32,9 @@ from modelserve.client.answers import (
     Version,
 )
 from modelserve.client.errors import ModelServeError
+from modelserve.client.jobs import calls as job_calls
+from modelserve.client.jobs.answers import Job, JobStats
+from modelserve.client.jobs.waiting import timed_out as job_timed_out
 from modelserve.client.settings import ClientSettings
 from modelserve.client.uploads import Counter, Progress, aread_piece, etag_of, pieces
 from modelserve.client.waiting import settled, timed_out
@@ -253,3 +256,49 @@ class AsyncClient:
         """A chat completion through the gateway (`max_tokens`, `temperature`, `budget`,
         … go in `params`)."""
         return await self.send(calls.chat(model, messages, **params))
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    async def list_jobs(
+        self,
+        *,
+        type: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[Job]:
+        """The caller's jobs (an admin's: all), newest first, each with its `progress`."""
+        return await self.send(
+            job_calls.list_jobs(type=type, status=status, limit=limit, offset=offset)
+        )
+
+    async def job_stats(self) -> JobStats:
+        return await self.send(job_calls.job_stats())
+
+    async def get_job(self, job_id: str) -> Job:
+        return await self.send(job_calls.get_job(job_id))
+
+    async def cancel_job(self, job_id: str) -> Job:
+        return await self.send(job_calls.cancel_job(job_id))
+
+    async def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        timeout: float = 3600.0,  # noqa: ASYNC109 (the same call as Client's)
+        poll_interval: float = 2.0,
+        on_progress: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll GET /jobs/{id} until the job is done, failed or cancelled, and return it
+        as it ended (check its `status`); `on_progress` hears every poll. Raises
+        ModelServeError `timeout` when it is still running after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self.get_job(job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job.finished:
+                return job
+            if time.monotonic() >= deadline:
+                raise job_timed_out(job, timeout)
+            await asyncio.sleep(min(poll_interval, max(deadline - time.monotonic(), 0.0)))

@@ -44,12 +44,12 @@ class Call(Generic[T]):
     body: Mapping[str, Any] | None = field(default=None)
 
 
-def _segment(value: str) -> str:
+def path_segment(value: str) -> str:
     """A path segment: an id with `/` or `?` in it must not become another route."""
     return quote(value, safe="")
 
 
-def _query(**values: str | int | Sequence[str] | None) -> Query:
+def query_of(**values: str | int | Sequence[str] | None) -> Query:
     pairs: list[tuple[str, str]] = []
     for key, value in values.items():
         if value is None:
@@ -61,7 +61,7 @@ def _query(**values: str | int | Sequence[str] | None) -> Query:
     return tuple(pairs)
 
 
-def _list_of(kind: type[T]) -> Callable[[Any], list[T]]:
+def list_of(kind: type[T]) -> Callable[[Any], list[T]]:
     adapter = TypeAdapter(list[kind])  # type: ignore[valid-type]
 
     def parse(body: Any) -> list[T]:
@@ -107,8 +107,8 @@ def system_stats() -> Call[SystemStats]:
 
 
 def logs(component: str, lines: int = 100, since_seconds: int | None = None) -> Call[Logs]:
-    query = _query(lines=lines, since_seconds=since_seconds)
-    return Call("GET", f"/logs/{_segment(component)}", Logs.model_validate, query)
+    query = query_of(lines=lines, since_seconds=since_seconds)
+    return Call("GET", f"/logs/{path_segment(component)}", Logs.model_validate, query)
 
 
 def power_profile() -> Call[PowerProfile]:
@@ -132,8 +132,8 @@ def list_models(
     limit: int | None = None,
     offset: int | None = None,
 ) -> Call[list[ModelRecord]]:
-    query = _query(name=name, tag=tag, origin=origin, limit=limit, offset=offset)
-    return Call("GET", "/models", _list_of(ModelRecord), query)
+    query = query_of(name=name, tag=tag, origin=origin, limit=limit, offset=offset)
+    return Call("GET", "/models", list_of(ModelRecord), query)
 
 
 def register_model(
@@ -158,7 +158,9 @@ def register_model(
 
 
 def registration(model_id: str) -> Call[Registration]:
-    return Call("GET", f"/models/registrations/{_segment(model_id)}", Registration.model_validate)
+    return Call(
+        "GET", f"/models/registrations/{path_segment(model_id)}", Registration.model_validate
+    )
 
 
 def create_upload(filename: str, size: int) -> Call[Upload]:
@@ -168,7 +170,7 @@ def create_upload(filename: str, size: int) -> Call[Upload]:
 
 def complete_upload(upload_id: str, etags: Mapping[int, str]) -> Call[Upload]:
     parts = [{"part_number": n, "etag": etags[n]} for n in sorted(etags)]
-    path = f"/models/uploads/{_segment(upload_id)}/complete"
+    path = f"/models/uploads/{path_segment(upload_id)}/complete"
     return Call("POST", path, Upload.model_validate, body={"parts": parts})
 
 
@@ -180,14 +182,14 @@ def set_active_model(model_id: str, *, reason: str | None = None) -> Call[Activa
 
 
 def active_models(*, name: str | None = None) -> Call[list[ActiveModel]]:
-    return Call("GET", "/models/active", _list_of(ActiveModel), _query(name=name))
+    return Call("GET", "/models/active", list_of(ActiveModel), query_of(name=name))
 
 
 def history(
     *, name: str | None = None, limit: int | None = None, offset: int | None = None
 ) -> Call[list[HistoryEntry]]:
-    query = _query(name=name, limit=limit, offset=offset)
-    return Call("GET", "/models/history", _list_of(HistoryEntry), query)
+    query = query_of(name=name, limit=limit, offset=offset)
+    return Call("GET", "/models/history", list_of(HistoryEntry), query)
 
 
 # --- servers --------------------------------------------------------------------------
@@ -210,15 +212,15 @@ def serve(
 
 
 def servers() -> Call[list[Server]]:
-    return Call("GET", "/status", _list_of(Server))
+    return Call("GET", "/status", list_of(Server))
 
 
 def server(server_id: str) -> Call[Server]:
-    return Call("GET", f"/status/{_segment(server_id)}", Server.model_validate)
+    return Call("GET", f"/status/{path_segment(server_id)}", Server.model_validate)
 
 
 def stop(server_id: str) -> Call[Server]:
-    return Call("DELETE", f"/stop/{_segment(server_id)}", Server.model_validate)
+    return Call("DELETE", f"/stop/{path_segment(server_id)}", Server.model_validate)
 
 
 # --- the OpenAI-compatible API --------------------------------------------------------
@@ -232,7 +234,7 @@ def chat(model: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Ca
 
 
 def delete_upload(upload_id: str) -> Call[None]:
-    return Call("DELETE", f"/models/uploads/{_segment(upload_id)}", _nothing)
+    return Call("DELETE", f"/models/uploads/{path_segment(upload_id)}", _nothing)
 
 
 def _nothing(_: Any) -> None:

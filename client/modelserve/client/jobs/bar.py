@@ -1,0 +1,96 @@
+"""A job's progress bar for the CLI (stderr): finished items out of all, and the job's
+own rate and time left, as the service reports them in `progress` (not as tqdm would
+guess them from the polls). `render` is the line it shows, pure, for tests."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import IO, Never
+
+from tqdm import tqdm
+
+from modelserve.client.jobs.answers import Job, JobProgress
+
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}"
+
+
+def progress_of(job: Job) -> JobProgress:
+    """The job's `progress`, or one made of its counters when the answer had none."""
+    if job.progress is not None:
+        return job.progress
+    finished = job.done + job.failed
+    fraction = 1.0 if job.total == 0 else min(finished / job.total, 1.0)
+    return JobProgress(total=job.total, done=job.done, failed=job.failed, fraction=fraction)
+
+
+def postfix(job: Job) -> str:
+    """What follows the bar: the rate, the time left, the state and any failed items,
+    e.g. `2.50 items/s, ETA 00:14, running, 1 failed`."""
+    progress = progress_of(job)
+    rate = "? items/s" if progress.rate is None else f"{progress.rate:.2f} items/s"
+    eta = "?" if progress.eta_seconds is None else tqdm.format_interval(progress.eta_seconds)
+    parts = [rate, f"ETA {eta}", job.status]
+    if progress.failed:
+        parts.append(f"{progress.failed} failed")
+    return ", ".join(parts)
+
+
+def render(job: Job, description: str, ncols: int = 80, ascii: bool = False) -> str:
+    """The bar's line for `job`, `ncols` characters at most (`ascii`: drawn with `#`, as
+    tqdm does on a stream that cannot take Unicode)."""
+    progress = progress_of(job)
+    return tqdm.format_meter(
+        progress.done + progress.failed,
+        progress.total,
+        0,
+        ncols=ncols,
+        prefix=description[:24],
+        ascii=ascii,
+        bar_format=BAR_FORMAT,
+        postfix=postfix(job),
+    )
+
+
+class JobBar:
+    """An `on_progress` for wait_for_job: draws the bar with the first poll's answer and
+    redraws it with every later one; a new line at the end."""
+
+    def __init__(
+        self, description: str, *, file: IO[str] | None = None, ncols: int | None = None
+    ) -> None:
+        self._description = description[:24]
+        self._file = sys.stderr if file is None else file
+        self._ncols = ncols
+        self._bar: tqdm[Never] | None = None
+
+    def __call__(self, job: Job) -> None:
+        progress = progress_of(job)
+        finished = progress.done + progress.failed
+        if self._bar is None:
+            self._bar = tqdm(
+                total=progress.total,
+                initial=finished,
+                desc=self._description,
+                bar_format=BAR_FORMAT,
+                postfix=postfix(job),
+                file=self._file,
+                ncols=self._ncols,
+            )
+            return
+        self._bar.total = progress.total
+        self._bar.n = finished
+        self._bar.set_postfix_str(postfix(job), refresh=False)
+        self._bar.refresh()
+
+    def __enter__(self) -> JobBar:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.close()
