@@ -29,6 +29,13 @@ async def _forward(request: Request, _: Caller, jobs: JobsDep) -> StreamingRespo
     return await jobs.forward(request)
 
 
+async def _forward_below(
+    rest: str, request: Request, _: Caller, jobs: JobsDep
+) -> StreamingResponse:
+    """The same, for a path below the prefix (`rest`, the jobs service's to read)."""
+    return await jobs.forward(request)
+
+
 for prefix, tag in (
     ("/jobs", "jobs"),
     ("/v1/files", "batches"),
@@ -39,5 +46,9 @@ for prefix, tag in (
 ):
     router.add_api_route(prefix, _forward, methods=_METHODS, tags=[tag], include_in_schema=True)
     router.add_api_route(
-        prefix + "/{rest:path}", _forward, methods=_METHODS, tags=[tag], include_in_schema=True
+        prefix + "/{rest:path}",
+        _forward_below,
+        methods=_METHODS,
+        tags=[tag],
+        include_in_schema=True,
     )
