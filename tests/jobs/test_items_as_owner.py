@@ -65,10 +65,19 @@ def finished(platform: JobPlatform, job_id: str) -> dict[str, Any]:
     return result
 
 
-def test_delegation_is_for_services_only(job_platform: JobPlatform) -> None:
+def test_delegation_is_for_the_jobs_service_only(job_platform: JobPlatform) -> None:
     with job_platform.user("mallory") as mallory:
         refused = mallory.post("/auth/delegate", json={"sub": "admin"})
     assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "service_only"
+    other = job_platform.signer.service_token("download")
+    refused = httpx.post(
+        f"{job_platform.gateway.url}/auth/delegate",
+        json={"sub": "admin"},
+        headers={"Authorization": f"Bearer {other}"},
+        timeout=30,
+    )
+    assert refused.status_code == 403  # only GATEWAY_DELEGATING_SERVICES (jobs)
     assert refused.json()["error"]["code"] == "service_only"
     service = job_platform.signer.service_token("jobs")
     unknown = httpx.post(

@@ -57,6 +57,15 @@ class GatewaySettings(ServiceSettings):
     jobs_url: str | None = None
     # A file upload or download through the gateway may wait this long for a read.
     jobs_timeout_seconds: float = Field(default=300.0, gt=0)
+    # The platform services that may ask POST /auth/delegate for a user's token (to run
+    # that user's queued work as them), comma-separated service names.
+    delegating_services: str = "jobs"
+
+    @property
+    def delegating_service_names(self) -> frozenset[str]:
+        return frozenset(
+            name.strip() for name in self.delegating_services.split(",") if name.strip()
+        )
 
     # Kubernetes: where servers (ModelServes) are created unless a request names a
     # namespace; credentials from $KUBECONFIG (or `kubeconfig`), else in-cluster.

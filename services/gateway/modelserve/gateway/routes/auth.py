@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field, ValidationError
 from modelserve.common.auth import verified
 from modelserve.common.errors import ApiError
 from modelserve.common.revocations import Revocations, RevocationsUnavailable
-from modelserve.common.tokens import Claims
+from modelserve.common.tokens import SERVICE, Claims
 from modelserve.gateway.accounts import MAX_PASSWORD, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from modelserve.gateway.auth import Caller
-from modelserve.gateway.deps import IdentityDep
+from modelserve.gateway.deps import IdentityDep, SettingsDep
 
 router = APIRouter(tags=["auth"])
 _auth = APIRouter(prefix="/auth")
@@ -210,14 +210,17 @@ class DelegationRequest(BaseModel):
 
 
 @_auth.post("/delegate")
-async def delegate(body: DelegationRequest, claims: Caller, identity: IdentityDep) -> Token:
-    """Platform services only: a token for a user as they are now, with which a service
-    runs that user's queued work (the jobs service's items), so that the gateway
-    authorises and counts each item like the user's own request. 403 `service_only` for
-    anyone else; 403 `delegation_refused` for a disabled or unknown user, or a revoked or
-    expired key."""
-    if not claims.is_service:
-        raise ApiError(403, "service_only", "only platform services may ask for delegation")
+async def delegate(
+    body: DelegationRequest, claims: Caller, identity: IdentityDep, settings: SettingsDep
+) -> Token:
+    """The services of GATEWAY_DELEGATING_SERVICES only (the jobs service): a token for a
+    user as they are now, with which that service runs the user's queued work, so that the
+    gateway authorises and counts each item like the user's own request. 403
+    `service_only` for anyone else; 403 `delegation_refused` for a disabled or unknown
+    user, or a revoked or expired key."""
+    service = claims.sub.removeprefix(f"{SERVICE}:")
+    if not claims.is_service or service not in settings.delegating_service_names:
+        raise ApiError(403, "service_only", "only the jobs service may ask for delegation")
     access_token, lifetime = await identity.delegate(body.sub, body.key_id)
     return Token(access_token=access_token, expires_in=lifetime)
 
