@@ -10,8 +10,13 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter
 
 from modelserve.jobs.chat import ChatExecutor
+from modelserve.jobs.evaluation.executor import EvalExecutor
+from modelserve.jobs.evaluation.results import finish_eval
+from modelserve.jobs.evaluation.routes import router as eval_router
 from modelserve.jobs.executors import Executor
 from modelserve.jobs.gateway import GatewayClient
+from modelserve.jobs.generation.executor import GenerateExecutor
+from modelserve.jobs.generation.routes import router as generate_router
 from modelserve.jobs.outputs import Finisher
 
 
@@ -27,10 +32,12 @@ def job_kinds(gateway: GatewayClient) -> list[JobKind]:
     """Every job type, its items run through `gateway` as their owner."""
     return [
         JobKind("chat", ChatExecutor(gateway)),
+        JobKind("eval", EvalExecutor(gateway), finish_eval, (eval_router,)),
+        JobKind("generate", GenerateExecutor(gateway), routers=(generate_router,)),
     ]
 
 
 def routers() -> list[APIRouter]:
     """The routes of every job type (known before any executor is built: the app's
     routes exist before its lifespan starts)."""
-    return []
+    return [eval_router, generate_router]
