@@ -1,5 +1,5 @@
 """`modelserve`: the gateway's calls from a shell, over `Client`. Every answer is JSON on
-stdout; progress bars (uploads, registrations) and errors go to stderr.
+stdout; progress bars (uploads, registrations, jobs) and errors go to stderr.
 
     modelserve health | info | version | gpu | system | power-profile [PROFILE]
     modelserve logs COMPONENT [--lines N]
@@ -10,10 +10,12 @@ stdout; progress bars (uploads, registrations) and errors go to stderr.
     modelserve serve (--model-name N | --model-uuid U) [--replicas] [--gpus] ...
     modelserve status [SERVER_ID] | stop SERVER_ID
     modelserve chat MODEL MESSAGE [--system S] [--max-tokens N] [--temperature T]
+    modelserve jobs list [--type T] [--status S] [--limit L] [--offset O] | stats
+    modelserve jobs get|cancel|wait JOB_ID
 
 The gateway's URL comes from --url, MODELSERVE_URL or GATEWAY_URL; the token from --token
 or MODELSERVE_TOKEN. Exit status: 0, 1 for an error of the platform (its JSON on stderr),
-2 for a usage error.
+2 for a usage error, 3 when a job waited for ended failed or cancelled.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from modelserve.client.errors import ModelServeError
+from modelserve.client.jobs import commands as job_commands
 from modelserve.client.progress import RegistrationBar, UploadBar
 from modelserve.client.sync_client import Client
 
@@ -123,6 +126,8 @@ def run(client: Client, args: argparse.Namespace) -> BaseModel | Sequence[BaseMo
         return client.status(args.server_id) if args.server_id else client.status()
     if command == "stop":
         return client.stop(args.server_id)
+    if command in job_commands.COMMANDS:
+        return job_commands.run(client, args)
     assert command == "chat", command
     return _chat(client, args)
 
@@ -193,6 +198,7 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--system")
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--temperature", type=float)
+    job_commands.add_commands(commands)
     return main
 
 
@@ -200,11 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         with Client(args.url, args.token, timeout=args.timeout) as client:
-            print(_json(run(client, args)))
+            answer = run(client, args)
+        print(_json(answer))
     except ModelServeError as error:
         print(json.dumps({"error": error.as_dict()}), file=sys.stderr)
         return 1
     except (ValueError, OSError) as error:
         print(f"modelserve: {error}", file=sys.stderr)
         return 2
-    return 0
+    return job_commands.exit_status(args, answer)
