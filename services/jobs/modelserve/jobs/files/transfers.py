@@ -1,0 +1,211 @@
+"""Files in and out of the platform store without holding one whole in memory: an
+upload's multipart/form-data body is parsed as it arrives (python-multipart's streaming
+parser) and its `file` part written to the store in parts of PART_SIZE; a download reads
+the object back in ranges of READ_SIZE."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from modelserve.common.objects import ObjectStore
+from modelserve.jobs.openai_errors import OpenAIError
+
+PART_SIZE = 8 << 20
+READ_SIZE = 1 << 20
+# A form field other than the file (`purpose`) is short.
+FIELD_MAX = 1024
+
+
+class StoreWriter:
+    """One object written as a multipart upload, part by part as its bytes come; nothing
+    is visible under `key` until `finish`, and `abort` leaves nothing."""
+
+    def __init__(self, objects: ObjectStore, bucket: str, key: str) -> None:
+        self._objects = objects
+        self._bucket = bucket
+        self.key = key
+        self._upload: str | None = None
+        self._etags: list[str] = []
+        self._buffer = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= PART_SIZE:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        objects, bucket, key = self._objects, self._bucket, self.key
+        if self._upload is None:
+            self._upload = await asyncio.to_thread(objects.create_upload, bucket, key)
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        number = len(self._etags) + 1
+        self._etags.append(
+            await asyncio.to_thread(objects.upload_part, bucket, key, self._upload, number, data)
+        )
+
+    async def finish(self) -> None:
+        if self._buffer or not self._etags:
+            await self._flush()
+        assert self._upload is not None
+        await asyncio.to_thread(
+            self._objects.complete_upload, self._bucket, self.key, self._upload, self._etags
+        )
+
+    async def abort(self) -> None:
+        if self._upload is not None:
+            await asyncio.to_thread(
+                self._objects.abort_upload, self._bucket, self.key, self._upload
+            )
+
+
+@dataclass
+class Upload:
+    """What an upload's form held: its fields, the file's name, size and lines."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    filename: str | None = None
+    size: int = 0
+    lines: int = 0
+    last_byte: bytes = b""
+
+
+@dataclass
+class _Part:
+    name: str
+    filename: str | None
+
+
+class _FormEvents:
+    """python-multipart's callbacks (called synchronously inside `write`) turned into a
+    list of events that the upload's coroutine then handles."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, _Part | bytes | None]] = []
+        self._headers: dict[bytes, bytes] = {}
+        self._field = bytearray()
+        self._value = bytearray()
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self._headers.clear,
+            "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": lambda data, start, end: self.events.append(
+                ("data", bytes(data[start:end]))
+            ),
+            "on_part_end": lambda: self.events.append(("end", None)),
+        }
+
+    def _header_end(self) -> None:
+        self._headers[bytes(self._field).lower()] = bytes(self._value)
+        self._field.clear()
+        self._value.clear()
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        part = _Part(name, None if filename is None else filename.decode("utf-8", "replace"))
+        self.events.append(("part", part))
+
+
+def form_boundary(content_type: str | None) -> bytes:
+    """The boundary of a multipart/form-data body, or a 400."""
+    kind, options = parse_options_header(content_type or "")
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise OpenAIError(
+            400,
+            "an upload is multipart/form-data with a `file` and a `purpose`",
+            code="invalid_request",
+        )
+    return boundary
+
+
+async def receive_file(
+    chunks: AsyncIterable[bytes], boundary: bytes, sink: StoreWriter, max_bytes: int
+) -> Upload:
+    """Parse a form as it arrives: its one `file` part goes to `sink` (at most `max_bytes`:
+    413 beyond), other fields are kept (short ones only)."""
+    events = _FormEvents()
+    parser = MultipartParser(boundary, events.callbacks())  # type: ignore[arg-type]
+    upload = Upload()
+    current: _Part | None = None
+    value = bytearray()
+    try:
+        async for chunk in chunks:
+            parser.write(chunk)
+            for kind, payload in events.events:
+                if isinstance(payload, _Part):
+                    current, value = payload, bytearray()
+                    if current.name == "file":
+                        if upload.filename is not None:
+                            raise OpenAIError(400, "one `file` per upload", param="file")
+                        upload.filename = current.filename or "file"
+                elif kind == "data" and isinstance(payload, bytes) and current is not None:
+                    if current.name == "file":
+                        upload.size += len(payload)
+                        if upload.size > max_bytes:
+                            raise OpenAIError(
+                                413,
+                                f"the file is larger than this platform's limit of "
+                                f"{max_bytes} bytes",
+                                code="file_too_large",
+                                param="file",
+                            )
+                        upload.lines += payload.count(b"\n")
+                        if payload:
+                            upload.last_byte = payload[-1:]
+                        await sink.write(payload)
+                    else:
+                        value += payload
+                        if len(value) > FIELD_MAX:
+                            raise OpenAIError(
+                                400, f"the field `{current.name}` is too long", param=current.name
+                            )
+                elif kind == "end" and current is not None:
+                    if current.name != "file":
+                        upload.fields[current.name] = value.decode("utf-8", "replace")
+                    current = None
+            events.events.clear()
+        parser.finalize()
+    except MultipartParseError as error:
+        raise OpenAIError(
+            400, f"the upload is not a readable multipart/form-data body: {error}"
+        ) from error
+    if upload.size and upload.last_byte != b"\n":
+        upload.lines += 1  # a last line without its newline
+    return upload
+
+
+async def read_object(
+    objects: ObjectStore, bucket: str, key: str, size: int
+) -> AsyncIterator[bytes]:
+    """An object's `size` bytes, in ranges of READ_SIZE."""
+    offset = 0
+    while offset < size:
+        length = min(READ_SIZE, size - offset)
+        yield await asyncio.to_thread(objects.read, bucket, key, offset, length)
+        offset += length
+
+
+async def read_lines(
+    objects: ObjectStore, bucket: str, key: str, size: int
+) -> AsyncIterator[bytes]:
+    """An object's lines (without their newline), as they are read."""
+    rest = b""
+    async for chunk in read_object(objects, bucket, key, size):
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield line
+    if rest:
+        yield rest
