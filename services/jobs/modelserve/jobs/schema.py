@@ -50,6 +50,24 @@ _TABLES = (
         PRIMARY KEY (job_id, index)
     )
     """,
+    # OpenAI Files (modelserve.jobs.files): an uploaded file, or a batch's output file,
+    # whose content is the object `key` in the platform store.
+    """
+    CREATE TABLE IF NOT EXISTS files (
+        id text PRIMARY KEY,
+        owner text NOT NULL,
+        team text,
+        purpose text NOT NULL,
+        filename text NOT NULL,
+        bytes bigint NOT NULL,
+        lines integer NOT NULL,
+        status text NOT NULL DEFAULT 'processed',
+        key text NOT NULL,
+        job_id text,
+        created_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS files_owner_created ON files (owner, created_at DESC, id)",
     # What claims scan: items still to run (or whose worker may have died), job by job.
     """CREATE INDEX IF NOT EXISTS job_items_open ON job_items (job_id, index)
        WHERE state IN ('pending', 'running')""",

@@ -50,6 +50,11 @@ class JobsSettings(ServiceSettings):
     gateway_url: str | None = None
     gateway_timeout_seconds: float = Field(default=600.0, gt=0)
 
+    # The OpenAI Batch API (docs/batches.md): the largest file /v1/files takes (OpenAI's
+    # limit for a batch input file is 200 MB), and the most requests in one batch.
+    files_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    batch_max_requests: int = Field(default=50_000, ge=1)
+
     # Items run at once by this replica, and at most per model (job traffic stays below
     # online traffic: the cap leaves the rest of a server's slots to online requests).
     concurrency: int = Field(default=8, ge=0)
