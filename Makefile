@@ -155,17 +155,17 @@ docker-load:
 ## infra: install the chart with only PostgreSQL and MinIO (and the CRDs, Secrets)
 infra:
 	$(HELM_INSTALL) --set operator.enabled=false --set gateway.enabled=false \
-		--set contract.enabled=false --set download.enabled=false
+		--set contract.enabled=false --set download.enabled=false --set jobs.enabled=false
 
 ## operator-deploy: add the operator to the release
 operator-deploy:
 	$(HELM_INSTALL) --set operator.enabled=true --set gateway.enabled=false \
-		--set contract.enabled=false --set download.enabled=false
+		--set contract.enabled=false --set download.enabled=false --set jobs.enabled=false
 
-## services-deploy: add the gateway, contract and download services: everything runs
+## services-deploy: add the gateway, contract, download and jobs services: everything runs
 services-deploy:
 	$(HELM_INSTALL) --set operator.enabled=true --set gateway.enabled=true \
-		--set contract.enabled=true --set download.enabled=true
+		--set contract.enabled=true --set download.enabled=true --set jobs.enabled=true
 
 # --- Operating it ----------------------------------------------------------------------
 

@@ -126,6 +126,7 @@ def test_install_brings_every_pod_to_running(release: Release, crds: KubeCluster
         "gateway": 2,
         "contract": 2,
         "download": 1,
+        "jobs": 2,
         "postgresql": 1,
         "minio": 1,
     }
@@ -179,9 +180,9 @@ def test_secrets_only_in_the_server_namespaces(release: Release, crds: KubeClust
         assert _allowed(crds, f"{account}-operator", "create", where)
         assert _allowed(crds, f"{account}-gateway", "get", where)
     for where in ("default", "kube-system", ""):
-        for component in ("operator", "gateway", "contract", "download"):
+        for component in ("operator", "gateway", "contract", "download", "jobs"):
             assert not _allowed(crds, f"{account}-{component}", "get", where), (component, where)
-    for component in ("contract", "download"):
+    for component in ("contract", "download", "jobs"):
         assert not _allowed(crds, f"{account}-{component}", "get", release.namespace)
     policy = crds.get_json(
         "networkpolicy", f"{release.name}-model-servers", "-n", _servers(release.name)

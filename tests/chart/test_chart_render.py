@@ -26,6 +26,7 @@ from modelserve.contract.settings import ContractSettings
 from modelserve.download.settings import DownloadSettings
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.settings import GatewaySettings
+from modelserve.jobs.settings import JobsSettings
 from modelserve.operator.settings import OperatorSettings
 from modelserve.testbed.cache import repo_root
 from modelserve.testbed.helm import CHART, Helm, find
@@ -33,7 +34,7 @@ from modelserve.testbed.kube import KubeCluster
 
 RELEASE = "modelserve"
 NAMESPACE = "modelserve"
-COMPONENTS = ("operator", "gateway", "contract", "download")
+COMPONENTS = ("operator", "gateway", "contract", "download", "jobs")
 # Where ModelServes live by default: the contract's default namespaces and the release's.
 SERVER_NAMESPACES = ("default", "inference", NAMESPACE)
 SETTINGS: dict[str, type[BaseSettings]] = {
@@ -41,6 +42,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "gateway": GatewaySettings,
     "contract": ContractSettings,
     "download": DownloadSettings,
+    "jobs": JobsSettings,
 }
 RBAC_FILES = {
     "operator": repo_root() / "operator" / "deploy" / "rbac.yaml",
@@ -277,7 +279,9 @@ TOKEN_NAMES = _names(TokenSettings) | {"MODELSERVE_DEVELOPMENT"}
 SERVER_NAMES = {"FORWARDED_ALLOW_IPS"}
 
 
-SETTING_NAME = re.compile(r"(GATEWAY|CONTRACT|DOWNLOAD|OPERATOR|JWT|MINIO|MODELSERVE)_|DATABASE")
+SETTING_NAME = re.compile(
+    r"(GATEWAY|CONTRACT|DOWNLOAD|JOBS|OPERATOR|JWT|MINIO|MODELSERVE)_|DATABASE"
+)
 
 
 @pytest.fixture
@@ -349,6 +353,7 @@ def test_each_service_accepts_the_settings_it_is_given(
         assert settings.port == 8200
         assert settings.contract_url == contract_url
         assert settings.download_url == f"http://{RELEASE}-download.{NAMESPACE}.svc:8202"
+        assert settings.jobs_url == f"http://{RELEASE}-jobs.{NAMESPACE}.svc:8203"
         assert settings.admin_password is not None and settings.metrics_token is not None
         assert len(settings.admin_password.get_secret_value()) >= 8
         assert settings.watch_namespaces == ",".join(SERVER_NAMESPACES)
@@ -362,6 +367,15 @@ def test_each_service_accepts_the_settings_it_is_given(
         assert settings.webhook_client_names == "kube-apiserver-webhook-client"
         assert settings.platform_namespaces == NAMESPACE
         assert settings.model_prefix == "s3://inference-models/models/"
+    elif component == "jobs":
+        assert settings.port == 8203
+        assert settings.worker_id == "jobs-pod-0"
+        assert settings.gateway_url == f"http://{RELEASE}-gateway.{NAMESPACE}.svc:8200"
+        assert settings.tokens.gateway_url == settings.gateway_url
+        assert (settings.store_endpoint, settings.store_access_key) == store
+        assert settings.store_secure is bool(values)
+        assert settings.store_bucket == "inference-models"
+        assert settings.store_region == ("eu-west-1" if values else None)
     else:
         assert settings.port == 8202
         assert settings.contract_url == contract_url
@@ -381,7 +395,7 @@ def test_with_hs256_the_services_share_one_signing_secret(
     objects = offline_helm.template(RELEASE, NAMESPACE, {"auth": {"algorithm": "HS256"}})
     auth = _secrets(objects)[f"{RELEASE}-auth"]
     assert len(auth["jwt-secret"]) >= 32
-    for component in ("gateway", "contract", "download"):
+    for component in ("gateway", "contract", "download", "jobs"):
         env = _environment(objects, component, {})
         assert env["JWT_SECRET"] == auth["jwt-secret"]
         assert env["JWT_ALGORITHM"] == "HS256"
@@ -503,7 +517,9 @@ def test_probes_ask_each_component_s_health_endpoint(rendered: list[dict[str, An
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["httpGet"] == {"path": path, "port": port_name}
         ports = {item["name"]: item["containerPort"] for item in container["ports"]}
-        wanted = {"gateway": 8200, "contract": 8201, "download": 8202}.get(component, port)
+        wanted = {"gateway": 8200, "contract": 8201, "download": 8202, "jobs": 8203}.get(
+            component, port
+        )
         assert ports[port_name] == wanted
         assert container["resources"]["requests"]
 

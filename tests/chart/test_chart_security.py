@@ -27,7 +27,7 @@ NAMESPACE = "modelserve"
 SERVER_NAMESPACES = ["default", "inference", NAMESPACE]
 ACCOUNTS = {
     component: f"system:serviceaccount:{NAMESPACE}:{RELEASE}-{component}"
-    for component in ("operator", "gateway", "contract", "download")
+    for component in ("operator", "gateway", "contract", "download", "jobs")
 }
 SERVER_SELECTOR = {"app.kubernetes.io/managed-by": "modelserve-operator"}
 
@@ -89,7 +89,7 @@ def _namespaced_rules(objects: Objects, account: str) -> dict[str, list[dict[str
 # --- item 10: no cluster-wide Secret read ---------------------------------------------
 
 
-@pytest.mark.parametrize("component", ["operator", "gateway", "contract", "download"])
+@pytest.mark.parametrize("component", ["operator", "gateway", "contract", "download", "jobs"])
 def test_no_component_may_touch_secrets_in_every_namespace(
     rendered: Objects, component: str
 ) -> None:
@@ -120,8 +120,8 @@ def test_the_gateway_only_reads_secrets_by_name_in_the_server_namespaces(
         assert rule["verbs"] == ["get"]
 
 
-def test_the_contract_and_download_services_touch_no_secrets(rendered: Objects) -> None:
-    for component in ("contract", "download"):
+def test_the_contract_download_and_jobs_services_touch_no_secrets(rendered: Objects) -> None:
+    for component in ("contract", "download", "jobs"):
         assert _namespaced_rules(rendered, ACCOUNTS[component]) == {}
 
 
@@ -206,7 +206,7 @@ def test_rs256_by_default_and_only_the_gateway_mounts_the_private_key(
     assert mount["readOnly"] is True
 
 
-@pytest.mark.parametrize("component", ["contract", "download"])
+@pytest.mark.parametrize("component", ["contract", "download", "jobs"])
 def test_the_verifying_services_get_the_key_set_not_a_secret(
     rendered: Objects, component: str
 ) -> None:
@@ -248,14 +248,14 @@ def test_a_given_private_key_is_used_and_hs256_stays_possible(offline_helm: Helm
     ]
     gateway = _pod_spec(objects, "Deployment", f"{RELEASE}-gateway")
     assert "my-signing-key" in _secret_names(gateway)
-    for component in ("contract", "download"):
+    for component in ("contract", "download", "jobs"):
         assert "my-signing-key" not in _secret_names(
             _pod_spec(objects, "Deployment", f"{RELEASE}-{component}")
         )
 
     hs256 = offline_helm.template(RELEASE, NAMESPACE, {"auth": {"algorithm": "HS256"}})
     assert not [obj for obj in _of(hs256, "Secret") if obj["metadata"]["name"].endswith("-jwt-key")]
-    for component in ("gateway", "contract", "download"):
+    for component in ("gateway", "contract", "download", "jobs"):
         assert _config(hs256, component)["JWT_ALGORITHM"] == "HS256"
         assert "JWT_SECRET" in _env_names(hs256, component)
         assert "JWT_JWKS_URL" not in _config(hs256, component)
@@ -318,7 +318,12 @@ def test_minio_accepts_only_the_platform_and_the_servers_fetch_step(rendered: Ob
         },
         "podSelector": {"matchLabels": SERVER_SELECTOR},
     }
-    assert rule["from"] == [_component("download"), _component("operator"), servers]
+    assert rule["from"] == [
+        _component("download"),
+        _component("jobs"),
+        _component("operator"),
+        servers,
+    ]
 
 
 def test_the_webhook_port_is_not_open_to_every_pod(offline_helm: Helm, rendered: Objects) -> None:

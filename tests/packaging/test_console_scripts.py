@@ -79,10 +79,11 @@ def test_every_container_of_the_chart_with_this_image_runs_a_console_script(
     # The image's Python itself (the chart's `helm test` hook asks the gateway for /health
     # with the standard library) and every console script; nothing else.
     assert commands <= console_scripts | {"python"}
-    # The four components run from the image.
+    # The five components run from the image.
     assert {
         "modelserve-operator",
         "modelserve-gateway",
         "modelserve-contract",
         "modelserve-download",
+        "modelserve-jobs",
     } <= commands

@@ -40,7 +40,7 @@ SEED_TARGETS = (
     "clean",
 )
 KEPT_TARGETS = ("dev", "test", "lint", "testbed", "venv")
-COMPONENTS = ("operator", "gateway", "contract", "download")
+COMPONENTS = ("operator", "gateway", "contract", "download", "jobs")
 
 # The `make` fixture of conftest.py.
 MakeRunner = Callable[..., subprocess.CompletedProcess[str]]
@@ -176,6 +176,7 @@ def test_make_all_goes_from_nothing_to_the_whole_release_in_order(
         "gateway": "false",
         "contract": "false",
         "download": "false",
+        "jobs": "false",
     }
     assert {c: services[f"{c}.enabled"] for c in COMPONENTS} == dict.fromkeys(COMPONENTS, "true")
 
@@ -430,7 +431,7 @@ def test_db_shell_runs_psql_as_the_user_and_database_of_the_secret(
     [
         ("infra", set()),
         ("operator-deploy", {"operator"}),
-        ("services-deploy", {"operator", "gateway", "contract", "download"}),
+        ("services-deploy", {"operator", "gateway", "contract", "download", "jobs"}),
     ],
 )
 def test_each_install_step_is_accepted_by_the_chart_and_the_api_server(
