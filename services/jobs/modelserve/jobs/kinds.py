@@ -13,6 +13,8 @@ from modelserve.jobs.batches.executor import BatchExecutor
 from modelserve.jobs.batches.finisher import finish_batch
 from modelserve.jobs.batches.routes import router as batches_router
 from modelserve.jobs.chat import ChatExecutor
+from modelserve.jobs.datagen.routes import router as datagen_router
+from modelserve.jobs.datagen.runner import SelfInstructExecutor, write_shards
 from modelserve.jobs.evaluation.executor import EvalExecutor
 from modelserve.jobs.evaluation.results import finish_eval
 from modelserve.jobs.evaluation.routes import router as eval_router
@@ -39,10 +41,11 @@ def job_kinds(gateway: GatewayClient) -> list[JobKind]:
         JobKind("batch", BatchExecutor(gateway), finish_batch, (files_router, batches_router)),
         JobKind("eval", EvalExecutor(gateway), finish_eval, (eval_router,)),
         JobKind("generate", GenerateExecutor(gateway), routers=(generate_router,)),
+        JobKind("data_gen", SelfInstructExecutor(gateway), write_shards, (datagen_router,)),
     ]
 
 
 def routers() -> list[APIRouter]:
     """The routes of every job type (known before any executor is built: the app's
     routes exist before its lifespan starts)."""
-    return [files_router, batches_router, eval_router, generate_router]
+    return [files_router, batches_router, eval_router, generate_router, datagen_router]

@@ -1,0 +1,95 @@
+"""Data-generation jobs in the engine's tables, beyond what JobStore does for every job
+type: whether an output folder is taken, and resuming a finished job (`plan.items_to_add`
+says what that means) in one transaction that holds the job's row."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from modelserve.common.database import connection, fetch_one
+from modelserve.jobs.datagen.examples import Example
+from modelserve.jobs.datagen.plan import KIND, DataGenSpec, item_inputs, items_to_add
+from modelserve.jobs.store import Job
+
+# How many of the job's own examples new items may show the model (the latest ones).
+GENERATED_SHOWN = 200
+
+
+async def output_taken(pool: AsyncConnectionPool, output_key: str) -> str | None:
+    """The id of a data-generation job that writes to `output_key`, if any."""
+    row = await fetch_one(
+        pool,
+        "SELECT id FROM jobs WHERE type = %s AND spec->>'output_key' = %s LIMIT 1",
+        [KIND, output_key],
+    )
+    return str(row["id"]) if row else None
+
+
+def rng_for(job_id: str, round_: int) -> random.Random:
+    """The sampling of a job's items, the same for the same job and round."""
+    return random.Random(f"{job_id}/{round_}")
+
+
+async def resume(pool: AsyncConnectionPool, job_id: str, *, visible_to: str | None) -> Job | None:
+    """Re-open a finished data-generation job: its pending items run again and the new
+    items it needs are added (their prompts mix seeds with the job's own examples);
+    its result is cleared so that its shards are written again once it finishes. None
+    when there is no such job for the caller; ResumeRefused when it cannot resume."""
+    async with (
+        connection(pool) as conn,
+        conn.transaction(),
+        conn.cursor(row_factory=dict_row) as cur,
+    ):
+        await cur.execute(
+            """SELECT * FROM jobs WHERE id = %(id)s AND type = %(type)s
+                 AND (%(who)s::text IS NULL OR owner = %(who)s)
+               FOR UPDATE""",
+            {"id": job_id, "type": KIND, "who": visible_to},
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        job = Job.model_validate(row)
+        spec = DataGenSpec.model_validate(job.spec)
+        await cur.execute(
+            """SELECT count(*) AS n FROM job_items
+               WHERE job_id = %s AND state IN ('pending', 'running')""",
+            [job_id],
+        )
+        counted = await cur.fetchone()
+        open_items = int(counted["n"]) if counted else 0
+        added = items_to_add(status=job.status, result=job.result, spec=spec, open_items=open_items)
+        if added:
+            await cur.execute(
+                """SELECT output->'example' AS example FROM job_items
+                   WHERE job_id = %s AND state = 'done'
+                     AND jsonb_typeof(output->'example') = 'object'
+                   ORDER BY index DESC LIMIT %s""",
+                [job_id, GENERATED_SHOWN],
+            )
+            generated = [Example.model_validate(r["example"]) for r in await cur.fetchall()]
+            inputs = item_inputs(
+                spec.seeds,
+                generated,
+                count=added,
+                k=spec.examples_per_prompt,
+                rng=rng_for(job_id, spec.resumes + 1),
+            )
+            async with cur.copy("COPY job_items (job_id, index, input) FROM STDIN") as copy:
+                for offset, value in enumerate(inputs):
+                    await copy.write_row([job_id, job.total + offset, Jsonb(value)])
+        resumed: dict[str, Any] = {**job.spec, "resumes": spec.resumes + 1}
+        await cur.execute(
+            """UPDATE jobs SET total = total + %s,
+                   status = CASE WHEN started_at IS NULL THEN 'pending' ELSE 'running' END,
+                   finished_at = NULL, error = NULL, result = NULL, spec = %s
+               WHERE id = %s RETURNING *""",
+            [added, Jsonb(resumed), job_id],
+        )
+        updated = await cur.fetchone()
+    return Job.model_validate(updated)

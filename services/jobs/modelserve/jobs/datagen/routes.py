@@ -1,0 +1,200 @@
+"""/data_gen/jobs: queue a Self-Instruct job, read one (with its shards), list the
+caller's, resume one that stopped short."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from modelserve.common.errors import ApiError
+from modelserve.common.objects import ObjectStore, StoreError
+from modelserve.common.tokens import Claims
+from modelserve.jobs.datagen.examples import Example
+from modelserve.jobs.datagen.plan import (
+    KIND,
+    DataGenSpec,
+    PathRefused,
+    ResumeRefused,
+    item_count,
+    item_inputs,
+    resolve_key,
+)
+from modelserve.jobs.datagen.resume import output_taken, resume, rng_for
+from modelserve.jobs.datagen.seeds import (
+    MAX_SEED_FILE_BYTES,
+    BadSeeds,
+    default_seeds,
+    parse_seed_lines,
+    seed,
+)
+from modelserve.jobs.datagen.views import MAX_ITEMS, DataGenJob, DataGenRequest, view
+from modelserve.jobs.deps import CallerDep, StoreDep, visible_to
+
+router = APIRouter(prefix="/data_gen/jobs", tags=["data generation"])
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _platform(request: Request) -> tuple[ObjectStore, str]:
+    objects: ObjectStore | None = request.app.state.objects
+    if objects is None:
+        raise ApiError(
+            503, "store_unavailable", "this jobs service has no platform store for shards"
+        )
+    return objects, str(request.app.state.settings.store_bucket)
+
+
+def _key(path: str, claims: Claims, bucket: str) -> str:
+    try:
+        return resolve_key(path, user=claims.sub, is_admin=claims.is_admin, bucket=bucket)
+    except PathRefused as refused:
+        raise ApiError(refused.status, refused.code, str(refused)) from refused
+
+
+async def _seed_file(objects: ObjectStore, bucket: str, key: str) -> list[Example]:
+    try:
+        info = await asyncio.to_thread(objects.stat, bucket, key)
+        if info.size > MAX_SEED_FILE_BYTES:
+            raise ApiError(
+                400, "invalid_seeds", f"a seed file has at most {MAX_SEED_FILE_BYTES} bytes"
+            )
+        data = await asyncio.to_thread(objects.read, bucket, key, 0, info.size)
+    except StoreError as error:
+        if error.code == "object_not_found":
+            raise ApiError(
+                400, "seed_file_not_found", f"no seed file s3://{bucket}/{key}"
+            ) from error
+        raise ApiError(503, "store_unavailable", str(error)) from error
+    try:
+        return parse_seed_lines(data.decode("utf-8").splitlines())
+    except UnicodeDecodeError as error:
+        raise ApiError(400, "invalid_seeds", "the seed file is not UTF-8 text") from error
+    except BadSeeds as error:
+        raise ApiError(400, "invalid_seeds", f"s3://{bucket}/{key}: {error}") from error
+
+
+@router.post("", status_code=202)
+async def create_job(
+    body: DataGenRequest, request: Request, store: StoreDep, claims: CallerDep
+) -> DataGenJob:
+    """Queue a Self-Instruct job: ceil(num_examples * overgenerate) items, each asking
+    `model_id` for one new task; its shards go to `output_dir`."""
+    config = body.config
+    objects, bucket = _platform(request)
+    output_key = _key(config.output_dir, claims, bucket)
+    if item_count(config.num_examples, config.overgenerate) > MAX_ITEMS:
+        raise ApiError(
+            400, "too_many_items", f"num_examples * overgenerate gives at most {MAX_ITEMS} items"
+        )
+    if config.seed_tasks is not None and config.seed_file is not None:
+        raise ApiError(400, "invalid_seeds", "give `seed_tasks` or `seed_file`, not both")
+    if config.seed_tasks is not None:
+        try:
+            seeds = [seed(v, f"seed_tasks[{i}]") for i, v in enumerate(config.seed_tasks)]
+        except BadSeeds as error:
+            raise ApiError(400, "invalid_seeds", str(error)) from error
+        source = "inline"
+    elif config.seed_file is not None:
+        seed_key = _key(config.seed_file, claims, bucket)
+        seeds = await _seed_file(objects, bucket, seed_key)
+        source = f"s3://{bucket}/{seed_key}"
+    else:
+        seeds, source = default_seeds(), "default"
+    taken = await output_taken(store.pool, output_key)
+    if taken is None:
+        try:
+            existing = await asyncio.to_thread(
+                lambda: next(iter(objects.objects(bucket, output_key + "/")), None)
+            )
+        except StoreError as error:
+            raise ApiError(503, "store_unavailable", str(error)) from error
+        taken = existing.key if existing else None
+    if taken is not None:
+        raise ApiError(
+            409,
+            "output_dir_in_use",
+            f"s3://{bucket}/{output_key} is in use ({taken}): choose another output_dir",
+        )
+    job_id = f"datagen_{uuid.uuid4().hex[:24]}"
+    spec = DataGenSpec(
+        strategy=body.strategy,
+        num_examples=config.num_examples,
+        domain=config.domain,
+        output_dir=config.output_dir,
+        output_key=output_key,
+        output_uri=f"s3://{bucket}/{output_key}",
+        shard_size=config.shard_size,
+        overgenerate=config.overgenerate,
+        similarity_threshold=config.similarity_threshold,
+        examples_per_prompt=config.examples_per_prompt,
+        max_tokens=config.max_tokens,
+        temperature=config.temperature,
+        seed_source=source,
+        seeds=seeds,
+    )
+    inputs = item_inputs(
+        seeds,
+        [],
+        count=item_count(config.num_examples, config.overgenerate),
+        k=config.examples_per_prompt,
+        rng=rng_for(job_id, 0),
+    )
+    job = await store.create(
+        type=KIND,
+        owner=claims.sub,
+        team=claims.teams[0] if claims.teams else None,
+        model=body.model_id,
+        spec=spec.model_dump(),
+        inputs=inputs,
+        key_id=claims.key_id,
+        job_id=job_id,
+    )
+    return view(job, _now())
+
+
+@router.get("")
+async def list_jobs(
+    store: StoreDep,
+    claims: CallerDep,
+    response: Response,
+    status: Literal["pending", "running", "done", "failed", "cancelled"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[DataGenJob]:
+    """The caller's data-generation jobs (every one for admins), newest first;
+    X-Total-Count says how many match in all."""
+    jobs, total = await store.page(
+        visible_to=visible_to(claims), type=KIND, status=status, limit=limit, offset=offset
+    )
+    response.headers["X-Total-Count"] = str(total)
+    now = _now()
+    return [view(job, now) for job in jobs]
+
+
+@router.get("/{job_id}")
+async def get_job(job_id: str, store: StoreDep, claims: CallerDep) -> DataGenJob:
+    """The job: status, progress and, once finished, its shards and their counts."""
+    job = await store.get(job_id, visible_to=visible_to(claims))
+    if job is None or job.type != KIND:
+        raise ApiError(404, "job_not_found", f"no data-generation job {job_id}")
+    return view(job, _now())
+
+
+@router.post("/{job_id}/resume", status_code=202)
+async def resume_job(job_id: str, store: StoreDep, claims: CallerDep) -> DataGenJob:
+    """Run a cancelled, failed or short job on: its items not yet run run again, and the
+    items the missing examples need are added; its shards are written again (the
+    examples kept before stay, in the same order) when it finishes."""
+    try:
+        job = await resume(store.pool, job_id, visible_to=visible_to(claims))
+    except ResumeRefused as refused:
+        raise ApiError(409, refused.code, str(refused)) from refused
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no data-generation job {job_id}")
+    return view(job, _now())
