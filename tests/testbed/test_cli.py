@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -12,11 +13,20 @@ from typing import Any
 import httpx
 import psycopg
 
+from modelserve.common.database import open_pool
+from modelserve.jobs.store import JobStore
 from modelserve.testbed.llm import MODEL_ALIAS
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import descendants
 from modelserve.testbed.seeding import SMOLLM2_MODEL_UUID, SMOLLM2_NAME
-from modelserve.testbed.stack import FIRST_DOWNLOAD, GATEWAY_CHAT, GATEWAY_SIGN_IN, ROUTE_CHAT
+from modelserve.testbed.stack import (
+    FIRST_DOWNLOAD,
+    GATEWAY_ADMIN,
+    GATEWAY_CHAT,
+    GATEWAY_JOBS,
+    GATEWAY_SIGN_IN,
+    ROUTE_CHAT,
+)
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -50,10 +60,11 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
         printed = wait_for(summary, timeout=10, what="the summary")
         assert FIRST_DOWNLOAD in printed
         assert GATEWAY_SIGN_IN in printed and GATEWAY_CHAT in printed and ROUTE_CHAT in printed
+        assert GATEWAY_JOBS in printed
         started = descendants([up.pid]) - {up.pid}
         # etcd, 3 control-plane programs, kwok, postgres, 2 minio, llm, operator,
-        # contract, download, gateway, traefik, and the served model's llama-server
-        assert len(started) >= 15
+        # contract, download, jobs, gateway, traefik, and the served model's llama-server
+        assert len(started) >= 16
         assert any("llama-server" in _command(pid) for pid in started)
 
         nodes = subprocess.run(
@@ -67,6 +78,7 @@ def test_up_runs_every_component_and_ctrl_c_stops_them_all(tmp_path: Path) -> No
         models = httpx.get(f"{env['MODEL_SERVER_URL']}/models", timeout=5).json()
         assert models["data"][0]["id"] == env["MODEL_SERVER_MODEL"]
         _gateway_chat_works(env)
+        _jobs_work(env)
         # The operator reconciles what is applied: the CPU example's pods run the model
         # make dev downloaded, and become Ready.
         example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "llamacpp-cpu.yaml"
@@ -157,6 +169,73 @@ def _gateway_chat_works(env: dict[str, str]) -> None:
     )
     assert models.status_code == 200, models.text
     assert env["MODEL_SERVER_MODEL"] in [model["id"] for model in models.json()["data"]]
+
+
+def _queue_chat_job(database_url: str, owner: str) -> str:
+    """A chat job of one item for `owner`, queued in the jobs service's database."""
+
+    async def queue() -> str:
+        pool = await open_pool(database_url, size=1, wait=5.0)
+        try:
+            job = await JobStore(pool).create(
+                type="chat",
+                owner=owner,
+                team=None,
+                model=MODEL_ALIAS,
+                spec={},
+                inputs=[
+                    {
+                        "model": MODEL_ALIAS,
+                        "messages": [{"role": "user", "content": "Say hi."}],
+                        "max_tokens": 4,
+                        "temperature": 0,
+                    }
+                ],
+            )
+        finally:
+            await pool.close()
+        return job.id
+
+    return asyncio.run(queue())
+
+
+def _jobs_work(env: dict[str, str]) -> None:
+    """make dev's jobs service, behind the gateway: a job queued for the gateway's first
+    admin is run by its worker as that admin (a token from the gateway's POST
+    /auth/delegate) through the gateway to the model, and is seen done through the
+    gateway's /jobs/{id}; the summary's /jobs/stats command, run as printed, counts it."""
+    assert httpx.get(f"{env['JOBS_URL']}/health", timeout=5).status_code == 200
+    job_id = _queue_chat_job(env["JOBS_DATABASE_URL"], GATEWAY_ADMIN)
+    script = f"{GATEWAY_SIGN_IN}\nprintf '%s\\n' \"$TOKEN\""
+    signed_in = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert signed_in.returncode == 0, signed_in.stderr
+    token = signed_in.stdout.strip()
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def finished() -> dict[str, Any] | None:
+        answer = httpx.get(f"{env['GATEWAY_URL']}/jobs/{job_id}", headers=headers, timeout=10)
+        assert answer.status_code == 200, answer.text
+        job: dict[str, Any] = answer.json()
+        return job if job["status"] in ("done", "failed", "cancelled") else None
+
+    job = wait_for(finished, timeout=120, what=f"job {job_id} to finish")
+    assert (job["status"], job["done"], job["failed"]) == ("done", 1, 0), job
+    stats = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", f"TOKEN={token}\n{GATEWAY_JOBS}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stats.returncode == 0, stats.stderr
+    counts = json.loads(stats.stdout)
+    assert counts["done"] >= 1 and counts["jobs_last_hour"] >= 1, counts
 
 
 def _command(pid: int) -> str:

@@ -59,6 +59,8 @@ GATEWAY_CHAT = (
     f""" -d '{{"model": "{MODEL_ALIAS}", "max_tokens": 64,"""
     """ "messages": [{"role": "user", "content": "Hi"}]}'"""
 )
+# The jobs service behind the gateway's door: the caller's jobs and their counts.
+GATEWAY_JOBS = 'curl "$GATEWAY_URL/jobs/stats" -H "Authorization: Bearer $TOKEN"'
 # The same server through Traefik's per-server route, with the seeds' body (no `model`).
 ROUTE_CHAT = (
     'curl "$TRAEFIK_URL/$SMOLLM2_SERVER_ID/v1/chat/completions" -H "Authorization: Bearer $TOKEN"'
@@ -101,6 +103,7 @@ class Ports:
     contract: int = 8201
     contract_webhook: int = 8443
     download: int = 8202
+    jobs: int = 8203
 
     @classmethod
     def any(cls) -> Ports:
@@ -123,6 +126,8 @@ class Stack:
     contract: RunningContract
     download: RunningService
     download_database_url: str
+    jobs: RunningService
+    jobs_database_url: str
     gateway: RunningService
     gateway_database_url: str
     gateway_admin_password: str
@@ -155,6 +160,8 @@ class Stack:
             "CONTRACT_URL": self.contract.service.url,
             "DOWNLOAD_URL": self.download.url,
             "DOWNLOAD_DATABASE_URL": self.download_database_url,
+            "JOBS_URL": self.jobs.url,
+            "JOBS_DATABASE_URL": self.jobs_database_url,
             "GATEWAY_URL": self.gateway.url,
             "GATEWAY_DATABASE_URL": self.gateway_database_url,
             "GATEWAY_ADMIN_PASSWORD": self.gateway_admin_password,
@@ -185,6 +192,9 @@ class Stack:
             " registered; tokens signed with $JWT_SECRET)",
             f"  Download     {self.download.url} (upstream holds {SMOLLM2_NAME} under "
             f"{self.upstream.bucket}/{SMOLLM2_MODEL_UUID}/)",
+            f"  Jobs         {self.jobs.url} (the job engine, one replica; users reach it "
+            "through the gateway: /jobs, /v1/files, /v1/batches, /eval/jobs, /data_gen/jobs, "
+            "/generate)",
             f"  Gateway      {self.gateway.url} (OpenAI API under /v1; sign in as "
             f"{GATEWAY_ADMIN} with $GATEWAY_ADMIN_PASSWORD)",
             f"  Traefik      {self.traefik.url} (/{{server-id}}/v1/... through the gateway)",
@@ -201,6 +211,7 @@ class Stack:
             "A chat through the gateway, as its first admin:",
             f"  {GATEWAY_SIGN_IN}",
             f"  {GATEWAY_CHAT}",
+            f"  {GATEWAY_JOBS}",
             "The same server through Traefik's route, with the seeds' body:",
             f"  {ROUTE_CHAT}",
             "Ctrl-C stops everything.",
@@ -277,8 +288,9 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
     )
     resources.callback(operator.stop)
     jwt_secret = secrets.token_urlsafe(36)
-    # The contract and download services ask the gateway about API keys and revocations;
-    # its port is chosen now, as it starts after them.
+    # The contract, download and jobs services ask the gateway about API keys and
+    # revocations (and the jobs service sends its items there); its port is chosen now, as
+    # it starts after them.
     gateway_port = ports.gateway or free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     contract = start_contract(
@@ -318,6 +330,27 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         port=ports.download or None,
     )
     resources.callback(download.stop)
+    # The jobs service, with a database of its own (its tables are no business of the
+    # others): its items go to the gateway as their owners (POST /auth/delegate with a
+    # service token signed with $JWT_SECRET), its files and outputs to the platform bucket.
+    jobs_database_url = postgres.create_database("modelserve_jobs")
+    jobs = start_service(
+        "jobs",
+        folder / "logs",
+        {
+            "JWT_SECRET": jwt_secret,
+            "JWT_GATEWAY_URL": gateway_url,
+            "JOBS_DATABASE_URL": jobs_database_url,
+            "JOBS_GATEWAY_URL": gateway_url,
+            "JOBS_WORKER_ID": "jobs-dev-0",
+            "JOBS_STORE_ENDPOINT": platform.endpoint,
+            "JOBS_STORE_ACCESS_KEY": platform.access_key,
+            "JOBS_STORE_SECRET_KEY": platform.secret_key,
+            "JOBS_STORE_BUCKET": platform.bucket,
+        },
+        port=ports.jobs or None,
+    )
+    resources.callback(jobs.stop)
     # As the cluster's admin, before the gateway starts: its first list of routes has the
     # server Ready.
     smollm2 = build_external_server(
@@ -341,6 +374,7 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
             "GATEWAY_ADMIN_PASSWORD": gateway_admin_password,
             "GATEWAY_CONTRACT_URL": contract.service.url,
             "GATEWAY_DOWNLOAD_URL": download.url,
+            "GATEWAY_JOBS_URL": jobs.url,
             # Its own service account, which the contract's webhook lets act for users
             # (CONTRACT_DELEGATING_USERS).
             "GATEWAY_KUBECONFIG": str(gateway_kubeconfig(kube)),
@@ -371,6 +405,8 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
         contract,
         download,
         download_database_url,
+        jobs,
+        jobs_database_url,
         gateway,
         gateway_database_url,
         gateway_admin_password,
