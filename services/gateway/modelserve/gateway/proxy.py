@@ -43,13 +43,15 @@ import time
 from typing import Any
 
 from fastapi import Request, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from modelserve.common.online_pressure import is_background, signal_headers
 from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decision
 from modelserve.gateway.asgi import ExchangeResponse, client_gone, send_json
 from modelserve.gateway.dispatch import Dispatcher, NoReadyEndpoint
 from modelserve.gateway.fanout import Whole, fan_out
+from modelserve.gateway.jobs.pressure import OnlinePressure
 from modelserve.gateway.loading.holding import Holder
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError, error_type, openai_body
@@ -105,6 +107,7 @@ class Proxy:
         scaler: Scaler | None = None,
         holder: Holder | None = None,
         fanout_concurrency: int = 8,
+        pressure: OnlinePressure | None = None,
     ) -> None:
         self.table = table
         self.dispatcher = dispatcher
@@ -115,6 +118,8 @@ class Proxy:
         self._max_body = max_body_bytes
         self._inject = inject_stream_usage
         self.fanout_concurrency = fanout_concurrency
+        # Online requests and their latency per model, told to job items (jobs/pressure).
+        self.pressure = pressure or OnlinePressure()
 
     async def forward(self, request: Request, claims: Claims, operation: Operation) -> Response:
         """A request of `/v1/…`: to a server of its `model` that the caller may use."""
@@ -224,6 +229,7 @@ class Proxy:
                 started=started,
                 parts=parts,
                 per_prompt=payload["n"] if isinstance(payload.get("n"), int) else 1,
+                background=is_background(request.headers),
             ),
         )
 
@@ -286,6 +292,7 @@ class Exchange:
     head_sent: bool = False  # a held stream's head went out before the server's answer
     parts: list[bytes] | None = None  # one body per prompt, when fanned out
     per_prompt: int = 1  # choices per prompt (`n`), for the merged answer's indexes
+    background: bool = False  # a job item: not online traffic, told the online signal
 
 
 class ProxyResponse(ExchangeResponse):
@@ -301,6 +308,10 @@ class ProxyResponse(ExchangeResponse):
         target = exchange.target
         model, route = target.served_name, exchange.operation.route
         proxy.metrics.in_flight.labels(model).inc()
+        if exchange.background:
+            send = self._with_signal(send)
+        else:
+            proxy.pressure.started(model)
         work = asyncio.ensure_future(self._exchange_with(send))
         # The body was read: what `receive` says next is that the client went away.
         watcher = asyncio.ensure_future(client_gone(receive))
@@ -323,9 +334,34 @@ class ProxyResponse(ExchangeResponse):
             proxy.metrics.duration.labels(model, route).observe(
                 time.perf_counter() - exchange.started
             )
+            if not exchange.background:
+                ok = exchange.status == 200 and exchange.usage is not None
+                proxy.pressure.finished(
+                    model,
+                    time.perf_counter() - exchange.started if ok else None,
+                    exchange.usage.completion_tokens if exchange.usage else None,
+                )
             self._account()
         if self.background is not None:
             await self.background()
+
+    def _with_signal(self, send: Send) -> Send:
+        """`send` that adds the model's online signal to the answer's head."""
+        pressure, model = self._proxy.pressure, self._exchange.target.served_name
+
+        async def signalled(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = signal_headers(pressure.signal(model))
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        *((k.lower().encode(), v.encode()) for k, v in extra.items()),
+                    ],
+                }
+            await send(message)
+
+        return signalled
 
     async def _exchange_with(self, send: Send) -> None:
         proxy, exchange = self._proxy, self._exchange

@@ -19,25 +19,34 @@ from modelserve.jobs.executors import Executor
 from modelserve.jobs.gateway import GatewayClient
 from modelserve.jobs.kinds import JobKind, job_kinds, routers
 from modelserve.jobs.outputs import OutputWriter
+from modelserve.jobs.pacing import routes as pacing_routes
+from modelserve.jobs.pacing.pacer import Pacer
+from modelserve.jobs.pacing.profile import ProfileReader
 from modelserve.jobs.routes import jobs
 from modelserve.jobs.schema import create_schema
 from modelserve.jobs.settings import JobsSettings
 from modelserve.jobs.store import JobStore
-from modelserve.jobs.worker import Worker
+from modelserve.jobs.worker import Worker, build_pacer
 
 
-def build_kinds(settings: JobsSettings, http: httpx.AsyncClient) -> list[JobKind]:
+def build_kinds(
+    settings: JobsSettings, http: httpx.AsyncClient, pacer: Pacer | None = None
+) -> list[JobKind]:
     """The job types this replica runs: none without a gateway to send items to (it
-    still answers its routes)."""
+    still answers its routes). The gateway's online signal on items' answers goes to
+    `pacer`."""
     if not settings.gateway_url:
         return []
     signer = TokenSigner.from_settings(settings.tokens)
-    return job_kinds(GatewayClient(http, settings.gateway_url, signer))
+    signals = pacer.observe if pacer is not None else None
+    return job_kinds(GatewayClient(http, settings.gateway_url, signer, signals))
 
 
-def build_executors(settings: JobsSettings, http: httpx.AsyncClient) -> dict[str, Executor]:
+def build_executors(
+    settings: JobsSettings, http: httpx.AsyncClient, pacer: Pacer | None = None
+) -> dict[str, Executor]:
     """The executors this replica runs, by job type."""
-    return {kind.name: kind.executor for kind in build_kinds(settings, http)}
+    return {kind.name: kind.executor for kind in build_kinds(settings, http, pacer)}
 
 
 @contextlib.asynccontextmanager
@@ -54,7 +63,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = store
         config = settings.store()
         objects = ObjectStore("platform", config, connections=4) if config else None
-        kinds = build_kinds(settings, http)
+        pacer = build_pacer(settings)
+        app.state.pacer = pacer
+        kinds = build_kinds(settings, http, pacer)
         finishers = {kind.name: kind.finisher for kind in kinds if kind.finisher is not None}
         outputs = (
             OutputWriter(store.pool, objects, settings.store_bucket, finishers) if objects else None
@@ -63,7 +74,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         executors = {kind.name: kind.executor for kind in kinds}
         # Supervised: a worker that fails is logged and started again (its items' leases
         # run out meanwhile and they are taken again, here or elsewhere).
-        worker = start_supervised("jobs-worker", Worker(settings, store, executors, outputs).run)
+        profile = (
+            ProfileReader(http, settings.gateway_url, TokenSigner.from_settings(settings.tokens))
+            if settings.gateway_url
+            else None
+        )
+        worker = start_supervised(
+            "jobs-worker",
+            Worker(settings, store, executors, outputs, pacer=pacer, profile=profile).run,
+        )
         try:
             yield
         finally:
@@ -78,6 +97,7 @@ def create_app(settings: JobsSettings) -> FastAPI:
     app = create_service_app("jobs", settings, lifespan=lifespan)
     answer_unavailable(app, DatabaseUnavailable, "database_unavailable")
     app.include_router(jobs.router)
+    app.include_router(pacing_routes.router)
     for router in routers():
         app.include_router(router)
     return app

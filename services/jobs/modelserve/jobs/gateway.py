@@ -11,11 +11,13 @@ expires, never stored. A disabled owner or a revoked key stops the job's items
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from modelserve.common.online_pressure import BACKGROUND, PRIORITY_HEADER, OnlineSignal, read_signal
 from modelserve.common.tokens import TokenSigner
 from modelserve.jobs.executors import ItemFailed, ItemRetry
 
@@ -33,8 +35,17 @@ class Answer:
 
 
 class GatewayClient:
-    def __init__(self, http: httpx.AsyncClient, base_url: str, signer: TokenSigner) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        signer: TokenSigner,
+        signals: Callable[[str, OnlineSignal], None] | None = None,
+    ) -> None:
         self._http = http
+        # Told the gateway's online signal on each item's answer, with the item's model
+        # (the worker's pacing: docs/jobs.md, "Below online traffic").
+        self._signals = signals
         self._base = base_url.rstrip("/")
         self._signer = signer
         # (owner, key id) -> (token, when to ask again, monotonic)
@@ -82,10 +93,11 @@ class GatewayClient:
         token expired on its way) is asked again once with a fresh token."""
         for attempt in range(2):
             token = await self._delegated(owner, key_id)
+            # Marked as background work: the gateway keeps it out of online traffic's
+            # figures and answers with them.
+            headers = {"Authorization": f"Bearer {token}", PRIORITY_HEADER: BACKGROUND}
             try:
-                answer = await self._http.post(
-                    self._base + path, json=body, headers={"Authorization": f"Bearer {token}"}
-                )
+                answer = await self._http.post(self._base + path, json=body, headers=headers)
             except httpx.HTTPError as error:
                 raise ItemRetry(
                     "gateway_unreachable", f"the gateway is unreachable: {error}"
@@ -94,6 +106,9 @@ class GatewayClient:
                 self._tokens.pop((owner, key_id), None)
                 continue
             break
+        signal = read_signal(answer.headers)
+        if signal is not None and self._signals is not None and isinstance(body, dict):
+            self._signals(str(body.get("model") or ""), signal)
         if answer.status_code == 429 or answer.status_code >= 500:
             raise ItemRetry(
                 "gateway_busy", f"the gateway answered {answer.status_code}: {answer.text[:500]}"

@@ -58,13 +58,25 @@ class JobsSettings(ServiceSettings):
     # Items run at once by this replica, and at most per model (job traffic stays below
     # online traffic: the cap leaves the rest of a server's slots to online requests).
     concurrency: int = Field(default=8, ge=0)
+    # At most max_per_model items of one model run at once across every replica (the
+    # claim counts live leases), fewer when the power profile an admin chose says so
+    # (read from the gateway every profile_seconds).
     max_per_model: int = Field(default=4, ge=1)
+    profile_seconds: float = Field(default=30.0, gt=0)
+    # Back-off (docs/jobs.md): per model, halve the items run at once while the gateway
+    # says online latency is backoff_latency_factor times its baseline or more (at most
+    # once per backoff_decrease_seconds), add one back per backoff_increase_seconds calm.
+    backoff: bool = True
+    backoff_latency_factor: float = Field(default=1.25, gt=1)
+    backoff_increase_seconds: float = Field(default=2.0, gt=0)
+    backoff_decrease_seconds: float = Field(default=1.0, gt=0)
     # A worker renews the leases of its items every renew_seconds; an item whose lease is
     # older than lease_seconds belongs to a worker that died and is taken again.
     lease_seconds: float = Field(default=30.0, gt=0)
     renew_seconds: float = Field(default=5.0, gt=0)
     # An item that failed in a way worth retrying (the gateway unreachable, 429, 5xx) is
-    # run again until it has been tried max_attempts times.
+    # run again until it has been tried max_attempts times; one whose lease ran out on
+    # its max_attempts-th try (its worker died each time) is failed as worker_lost.
     max_attempts: int = Field(default=3, ge=1)
     # It waits retry_seconds before its second attempt, twice as long before each next one
     # (at most retry_max_seconds), so that a gateway down for a while fails no job.

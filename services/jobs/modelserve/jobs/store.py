@@ -9,9 +9,10 @@ and another took it) changes nothing, so no item is recorded twice.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -228,54 +229,47 @@ class JobStore:
     # --- what workers do ------------------------------------------------------------------
 
     async def claim(
-        self, worker: str, *, lease: float, types: Sequence[str], full_models: Sequence[str]
+        self,
+        worker: str,
+        *,
+        lease: float,
+        types: Sequence[str],
+        full_models: Sequence[str],
+        caps: Mapping[str, int] | None = None,
+        default_cap: int | None = None,
+        max_attempts: int | None = None,
     ) -> Item | None:
         """The next item of the oldest open job of one of `types`: pending, or running
         under a lease that ran out (its worker died). Items of models in `full_models`
-        (at this worker's cap) are left to others. The job becomes running."""
-        async with (
-            connection(self._pool) as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            await cur.execute(
-                f"""
-                WITH picked AS (
-                    SELECT i.job_id, i.index FROM job_items i
-                    JOIN jobs j ON j.id = i.job_id
-                    WHERE j.status IN ('pending', 'running') AND j.type = ANY(%(types)s)
-                      AND NOT (coalesce(j.model, '') = ANY(%(full)s))
-                      AND ((i.state = 'pending'
-                            AND (i.lease_until IS NULL OR i.lease_until < now()))
-                           OR (i.state = 'running' AND i.lease_until < now()))
-                    ORDER BY j.created_at, i.job_id, i.index
-                    LIMIT 1
-                    FOR UPDATE OF i SKIP LOCKED
+        (at this worker's cap) are left to others. The job becomes running.
+
+        `caps` (by model; `default_cap` for models it does not name) bounds the items
+        of a model running at once across every worker: the claim counts the model's live leases under a transaction-level advisory lock of
+        that model, so concurrent claims never take more than its cap between them.
+        With `max_attempts`, an item whose lease ran out on its `max_attempts`-th try
+        (a poison item that kills its worker) is failed as `worker_lost` instead."""
+        full = set(full_models)
+        while True:
+            async with (
+                connection(self._pool) as conn,
+                conn.transaction(),
+                conn.cursor(row_factory=dict_row) as cur,
+            ):
+                outcome = await _claim_once(
+                    cur,
+                    worker,
+                    lease=lease,
+                    types=types,
+                    full=full,
+                    caps=caps or {},
+                    default_cap=default_cap,
+                    max_attempts=max_attempts,
                 )
-                UPDATE job_items i SET state = 'running', attempts = i.attempts + 1,
-                    lease_owner = %(worker)s, lease_until = {_LEASE}
-                FROM picked JOIN jobs j ON j.id = picked.job_id
-                WHERE i.job_id = picked.job_id AND i.index = picked.index
-                RETURNING i.job_id, i.index, i.attempts, i.lease_owner AS owner,
-                          j.type, j.model, i.input, j.owner AS job_owner, j.team,
-                          j.key_id, j.spec
-                """,
-                {
-                    "worker": worker,
-                    "lease": lease,
-                    "types": list(types),
-                    "full": list(full_models),
-                },
-            )
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            await cur.execute(
-                """UPDATE jobs SET status = 'running', started_at = now()
-                   WHERE id = %s AND status = 'pending'""",
-                [row["job_id"]],
-            )
-        return Item.model_validate(row)
+            if outcome is None or isinstance(outcome, Item):
+                return outcome
+            # A model at its cap (look again without it), or a poison item failed.
+            if outcome.full is not None:
+                full.add(outcome.full)
 
     async def renew(
         self, worker: str, items: Sequence[Item], *, lease: float
@@ -384,3 +378,109 @@ async def _finish_item(
             {"id": item.job_id, "done": 1 if state == "done" else 0},
         )
         return True
+
+
+@dataclasses.dataclass(frozen=True)
+class _Again:
+    """A claim to try again, leaving out `full` (a model at its cap) when it is set."""
+
+    full: str | None
+
+
+# A claim's pick: the next claimable item of an open job, its row locked.
+_PICK = """
+    SELECT i.job_id, i.index, i.state, i.attempts, i.lease_owner, j.model
+    FROM job_items i JOIN jobs j ON j.id = i.job_id
+    WHERE j.status IN ('pending', 'running') AND j.type = ANY(%(types)s)
+      AND NOT (coalesce(j.model, '') = ANY(%(full)s))
+      AND ((i.state = 'pending' AND (i.lease_until IS NULL OR i.lease_until < now()))
+           OR (i.state = 'running' AND i.lease_until < now()))
+    ORDER BY j.created_at, i.job_id, i.index
+    LIMIT 1
+    FOR UPDATE OF i SKIP LOCKED
+"""
+
+# Items of a model whose lease is live, whatever their job's status: a cancelled job's
+# running items still hold a server's slot until their worker learns it, which is at
+# most one lease after the cancel (renewals of a cancelled job's items fail).
+_LIVE = """
+    SELECT count(*) AS n FROM jobs j JOIN job_items i ON i.job_id = j.id
+    WHERE coalesce(j.model, '') = %(model)s
+      AND (j.status IN ('pending', 'running')
+           OR (j.status = 'cancelled'
+               AND j.finished_at > now() - make_interval(secs => %(lease)s)))
+      AND i.state = 'running' AND i.lease_until > now()
+"""
+
+
+async def _claim_once(
+    cur: psycopg.AsyncCursor[dict[str, Any]],
+    worker: str,
+    *,
+    lease: float,
+    types: Sequence[str],
+    full: set[str],
+    caps: Mapping[str, int],
+    default_cap: int | None,
+    max_attempts: int | None,
+) -> Item | _Again | None:
+    """One try of a claim in the caller's transaction: the claimed item; None when there
+    is nothing to claim; _Again when the picked item's model is at its cap or the item
+    was failed as `worker_lost`."""
+    await cur.execute(_PICK, {"types": list(types), "full": list(full)})
+    picked = await cur.fetchone()
+    if picked is None:
+        return None
+    model = picked["model"] or ""
+    if (
+        max_attempts is not None
+        and picked["state"] == "running"
+        and picked["attempts"] >= max_attempts
+    ):
+        lost = Item(
+            job_id=picked["job_id"],
+            index=picked["index"],
+            attempts=picked["attempts"],
+            owner=picked["lease_owner"] or "",
+            type="",
+            model=picked["model"],
+            input=None,
+        )
+        error = {
+            "code": "worker_lost",
+            "message": f"its worker was lost each of the {picked['attempts']} times it ran",
+        }
+        await _finish_item(cur.connection, lost, "failed", None, error)
+        return _Again(full=None)
+    cap = caps.get(model, default_cap)
+    if cap is not None:
+        # Held until this transaction ends: the claims of one model take turns, and each
+        # counts the leases of those before it (committed before the lock was let go).
+        await cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('modelserve-jobs-cap'), hashtext(%s))",
+            [model],
+        )
+        await cur.execute(_LIVE, {"model": model, "lease": lease})
+        live = await cur.fetchone()
+        if live is not None and int(live["n"]) >= cap:
+            return _Again(full=model)
+    await cur.execute(
+        f"""
+        UPDATE job_items i SET state = 'running', attempts = i.attempts + 1,
+            lease_owner = %(worker)s, lease_until = {_LEASE}
+        FROM jobs j
+        WHERE i.job_id = %(job)s AND i.index = %(index)s AND j.id = i.job_id
+        RETURNING i.job_id, i.index, i.attempts, i.lease_owner AS owner,
+                  j.type, j.model, i.input, j.owner AS job_owner, j.team,
+                  j.key_id, j.spec
+        """,
+        {"worker": worker, "lease": lease, "job": picked["job_id"], "index": picked["index"]},
+    )
+    row = await cur.fetchone()
+    assert row is not None  # its row is locked by this transaction
+    await cur.execute(
+        """UPDATE jobs SET status = 'running', started_at = now()
+           WHERE id = %s AND status = 'pending'""",
+        [row["job_id"]],
+    )
+    return Item.model_validate(row)

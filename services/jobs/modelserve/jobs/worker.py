@@ -1,6 +1,7 @@
-"""A replica's worker: it fills its slots with claimed items (at most `max_per_model` per
-model), runs each with the executor of its job's type, renews the leases of those it
-holds, and stops those it lost (taken by another, or their job cancelled)."""
+"""A replica's worker: it fills its slots with claimed items (no more of a model than its
+pacer allows, counted across every replica by the claim), runs each with the executor of
+its job's type, renews the leases of those it holds, and stops those it lost (taken by
+another, or their job cancelled)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,27 @@ from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.objects import StoreError
 from modelserve.jobs.executors import Executors, ItemFailed, ItemRetry
 from modelserve.jobs.outputs import OutputWriter
+from modelserve.jobs.pacing.aimd import AimdSettings
+from modelserve.jobs.pacing.pacer import Pacer
+from modelserve.jobs.pacing.profile import ProfileReader
 from modelserve.jobs.settings import JobsSettings
 from modelserve.jobs.store import Item, JobStore
 
 logger = logging.getLogger(__name__)
+
+
+def build_pacer(settings: JobsSettings) -> Pacer:
+    """The pacer of JOBS_MAX_PER_MODEL and JOBS_BACKOFF_*."""
+    aimd = (
+        AimdSettings(
+            settings.backoff_latency_factor,
+            settings.backoff_increase_seconds,
+            settings.backoff_decrease_seconds,
+        )
+        if settings.backoff
+        else None
+    )
+    return Pacer(settings.max_per_model, aimd)
 
 
 def retry_delay(attempts: int, first: float, most: float) -> float:
@@ -31,11 +49,16 @@ class Worker:
         store: JobStore,
         executors: Executors,
         outputs: OutputWriter | None = None,
+        *,
+        pacer: Pacer | None = None,
+        profile: ProfileReader | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._executors = executors
         self._outputs = outputs
+        self._pacer = pacer or build_pacer(settings)
+        self._profile = profile
         self._running: dict[asyncio.Task[None], Item] = {}
 
     async def run(self) -> None:
@@ -44,6 +67,13 @@ class Worker:
             asyncio.create_task(self._fill_forever(), name="jobs-fill"),
             asyncio.create_task(self._renew_forever(), name="jobs-renew"),
         ]
+        if self._profile is not None:
+            loops.append(
+                asyncio.create_task(
+                    self._profile.follow(self._pacer, self._settings.profile_seconds),
+                    name="jobs-profile",
+                )
+            )
         if self._outputs is not None:
             loops.append(
                 asyncio.create_task(self._write_outputs_forever(self._outputs), name="jobs-out")
@@ -61,8 +91,10 @@ class Worker:
             await asyncio.gather(*loops, *self._running, return_exceptions=True)
 
     def _full_models(self) -> list[str]:
+        """Models this replica alone runs as many items of as they may have: no claim
+        needs to look at them."""
         counts = Counter(item.model or "" for item in self._running.values())
-        return [model for model, n in counts.items() if n >= self._settings.max_per_model]
+        return [model for model, n in counts.items() if n >= self._pacer.limit(model)]
 
     async def _fill_forever(self) -> None:
         settings = self._settings
@@ -76,6 +108,9 @@ class Worker:
                         lease=settings.lease_seconds,
                         types=types,
                         full_models=self._full_models(),
+                        caps=self._pacer.limits(),
+                        default_cap=self._pacer.cap(),
+                        max_attempts=settings.max_attempts,
                     )
                 except DatabaseUnavailable as error:
                     logger.warning("claiming items: %s", error)

@@ -1,0 +1,60 @@
+"""One model's job concurrency under online traffic: additive increase, multiplicative
+decrease (the way TCP shares a link), between 1 and the cap. Pure: the caller gives the
+clock and the signals.
+
+Online latency is the gateway's ratio of recent online latency to its baseline. At or
+above `latency_factor` the model's online requests are slowed: halve, at most once per
+`decrease_seconds` (the next answers must show the effect of one halving before another).
+Below it: add one item back for each `increase_seconds` that it stays there. Without a ratio
+(too few recent online requests for the gateway to tell), online requests in flight
+count as slowed (nothing tells that job items do not slow them), and none as calm."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from modelserve.common.online_pressure import OnlineSignal
+
+
+@dataclasses.dataclass(frozen=True)
+class AimdSettings:
+    latency_factor: float = 1.25
+    increase_seconds: float = 2.0
+    decrease_seconds: float = 1.0
+
+
+def slowed(signal: OnlineSignal, factor: float) -> bool:
+    """Whether the signal says online requests are slowed."""
+    if signal.latency_ratio is None:
+        return signal.in_flight > 0
+    return signal.latency_ratio >= factor
+
+
+class Aimd:
+    """The job concurrency of one model: `limit(cap)`, changed by `observe`."""
+
+    def __init__(self, settings: AimdSettings, cap: int, now: float) -> None:
+        self._settings = settings
+        self._limit = max(cap, 1)
+        self._calm_since = now
+        self._halved: float | None = None
+
+    def limit(self, cap: int) -> int:
+        """The concurrency now, within 1 and `cap` (which may have changed since)."""
+        self._limit = max(min(self._limit, cap), 1)
+        return self._limit
+
+    def observe(self, signal: OnlineSignal, cap: int, now: float) -> int:
+        """Take one signal (from an item's answer) into account: the limit after it."""
+        current = self.limit(cap)
+        settings = self._settings
+        if slowed(signal, settings.latency_factor):
+            self._calm_since = now
+            recent = self._halved is not None and now - self._halved < settings.decrease_seconds
+            if current > 1 and not recent:
+                self._limit = max(current // 2, 1)
+                self._halved = now
+        elif now - self._calm_since >= settings.increase_seconds:
+            self._limit = min(current + 1, max(cap, 1))
+            self._calm_since = now
+        return self._limit
