@@ -15,9 +15,11 @@ from modelserve.common.errors import ApiError
 
 # Headers of the caller's request that the jobs service reads.
 _REQUEST_HEADERS = ("authorization", "content-type", "accept", "x-request-id", "openai-beta")
-# Headers of its answer that the caller reads.
+# Headers of its answer that the caller reads (the raw body is passed on, so its length
+# holds: a client downloading a file sees how large it is).
 _ANSWER_HEADERS = (
     "content-type",
+    "content-length",
     "content-disposition",
     "x-total-count",
     "retry-after",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import StreamingResponse
@@ -134,7 +135,7 @@ async def file_content(
         media_type="application/octet-stream",
         headers={
             "Content-Length": str(record.bytes),
-            "Content-Disposition": f'attachment; filename="{record.filename}"',
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(record.filename)}",
         },
     )
 
