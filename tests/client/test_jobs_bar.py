@@ -53,11 +53,6 @@ def test_a_cancelled_job_keeps_its_count_and_says_so() -> None:
     assert text == "1.00 items/s, ETA ?, cancelled, 2 failed"
 
 
-def test_a_job_without_progress_is_drawn_from_its_counters() -> None:
-    bare = job().model_copy(update={"progress": None})
-    assert " 12/40, ? items/s, ETA ?, running, 2 failed" in render(bare, "job_1")
-
-
 def test_the_bar_draws_each_poll_s_answer_as_render_does() -> None:
     out = io.StringIO()  # no Unicode declared: tqdm draws with ASCII, as render(ascii=True)
     polls = [

@@ -1,8 +1,8 @@
-"""modelserve.client's job methods and the `modelserve jobs` CLI on the real path: the
-gateway passes /jobs through to the jobs service, which runs chat items on SmolLM2 as
-their owner (`job_platform`). Jobs are made in the store as a job type's route would;
-a job of a type no worker runs (`client_idle`) stays pending, to be cancelled or waited
-for in vain."""
+"""modelserve.client's job methods and the CLI's job commands on the real path: the
+gateway passes /jobs, /eval/jobs, /data_gen/jobs and /generate through to the jobs
+service, which runs the items on SmolLM2 as their owner (`job_platform`). Chat jobs are
+made in the store as a job type's route would; a job of a type no worker runs
+(`client_idle`) stays pending, to be cancelled or waited for in vain."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ import contextlib
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from modelserve.client import AsyncClient, Client, ModelServeError
+from modelserve.client import AsyncClient, Client, EvalJob, Generation, ModelServeError
 from modelserve.client.jobs.answers import Job
 from modelserve.jobs.store import JobStore
+from modelserve.testbed.arithmetic import tasks
 from modelserve.testbed.job_platform import JobPlatform
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
@@ -50,6 +52,19 @@ def create_job(
             return job.id
 
     return asyncio.run(create())
+
+
+def put_dataset(platform: JobPlatform, lines: list[str]) -> str:
+    """An evaluation dataset under datasets/ of the jobs service's bucket: its name there."""
+    name = f"client-{uuid.uuid4().hex[:8]}.jsonl"
+    platform.store.put(platform.bucket, f"datasets/{name}", ("\n".join(lines) + "\n").encode())
+    return name
+
+
+def arithmetic(count: int) -> list[str]:
+    return [
+        json.dumps({"id": t.id, "question": t.question, "answer": t.answer}) for t in tasks(count)
+    ]
 
 
 def client_of(platform: JobPlatform, name: str) -> Client:
@@ -152,3 +167,87 @@ def test_the_cli_waits_with_a_progress_bar(
     missing = modelserve(job_platform, "gus", "jobs", "get", "job_missing")
     assert missing.returncode == 1
     assert json.loads(missing.stderr)["error"]["code"] == "job_not_found"
+
+
+def test_an_evaluation_from_the_client_to_its_result_and_examples(
+    job_platform: JobPlatform,
+) -> None:
+    dataset = put_dataset(job_platform, [*arithmetic(2), "not json"])
+    with client_of(job_platform, "hana") as hana:
+        queued = hana.eval_job(job_platform.model, "client-eval", dataset, max_tokens=16)
+        assert (queued.type, queued.dataset, queued.result) == (
+            "eval",
+            f"s3://{job_platform.bucket}/datasets/{dataset}",
+            None,
+        )
+        seen: list[EvalJob] = []
+        ended = hana.wait_for_job(queued, timeout=240, poll_interval=0.2, on_progress=seen.append)
+        assert isinstance(ended, EvalJob) and ended.status == "done", ended
+        assert ended.result is not None  # the type's route answers done with its result
+        assert (ended.result.total_samples, ended.result.failed) == (2, 1)
+        assert ended.result.accuracy == ended.result.correct / 2
+        assert ended.result.avg_loss is not None and ended.result.avg_loss > 0
+        assert all(job.result is None for job in seen if job.status != "done")
+        assert hana.get_eval_job(queued.job_id).result == ended.result
+        assert [job.job_id for job in hana.list_eval_jobs()] == [queued.job_id]
+
+        page = hana.eval_examples(queued.job_id)
+        assert (page.total, [e.line for e in page.examples]) == (3, [1, 2, 3])
+        judged, bad = page.examples[:2], page.examples[2]
+        assert sum(bool(e.correct) for e in judged) == ended.result.correct
+        assert bad.error is not None and bad.error["code"] == "invalid_example"
+        assert [e.index for e in hana.eval_examples(queued.job_id, offset=1, limit=1).examples] == [
+            1
+        ]
+        generic = hana.get_job(queued.job_id)
+        assert (generic.type, generic.done, generic.failed) == ("eval", 2, 1)
+
+
+def test_queued_generation_through_the_async_client(job_platform: JobPlatform) -> None:
+    job_platform.user("ivan").close()
+
+    async def generate() -> tuple[Generation, Generation]:
+        async with AsyncClient(job_platform.gateway.url, job_platform.token("ivan")) as client:
+            queued = await client.generate(
+                job_platform.model, ["Say yes.", "Say no."], max_tokens=4, temperature=0
+            )
+            ended = await client.wait_for_job(queued, timeout=240, poll_interval=0.2)
+            return queued, await client.get_generation(ended.job_id)
+
+    queued, ended = asyncio.run(generate())
+    assert queued.status == "pending" and queued.generations is None
+    assert ended.status == "done" and ended.generations is not None
+    assert [(g.index, g.prompt) for g in ended.generations] == [(0, "Say yes."), (1, "Say no.")]
+    assert all(g.text and g.error is None for g in ended.generations)
+
+
+def test_the_cli_runs_an_evaluation_and_a_data_generation_and_waits(
+    job_platform: JobPlatform,
+) -> None:
+    job_platform.user("jack").close()
+    dataset = put_dataset(job_platform, arithmetic(2))
+    evaluated = modelserve(
+        job_platform, "jack", "eval", "run", "--model", job_platform.model,
+        "--dataset", dataset, "--max-tokens", "16", "--wait", "--poll-interval", "0.2",
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    ended = json.loads(evaluated.stdout)
+    assert ended["status"] == "done" and ended["name"] == dataset.removesuffix(".jsonl")
+    assert ended["result"]["total_samples"] == 2
+    assert " 2/2, " in evaluated.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    examples = modelserve(job_platform, "jack", "eval", "examples", ended["job_id"])
+    assert [e["line"] for e in json.loads(examples.stdout)["examples"]] == [1, 2]
+
+    output_dir = f"client-{uuid.uuid4().hex[:8]}"
+    generated = modelserve(
+        job_platform, "jack", "datagen", "run", "--model", job_platform.model,
+        "--num-examples", "2", "--overgenerate", "1", "--max-tokens", "48",
+        "--output-dir", output_dir, "--wait", "--poll-interval", "0.2",
+    )  # fmt: skip
+    assert generated.returncode == 0, generated.stderr
+    job = json.loads(generated.stdout)
+    assert job["status"] == "done" and job["examples"] is not None, job
+    assert job["output_uri"] == f"s3://{job_platform.bucket}/datagen/jack/{output_dir}"
+    assert sum(shard["examples"] for shard in job["shards"]) == job["examples"]
+    again = json.loads(modelserve(job_platform, "jack", "datagen", "get", job["job_id"]).stdout)
+    assert again["shards"] == job["shards"]

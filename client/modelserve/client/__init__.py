@@ -1,5 +1,6 @@
 """ModelServe's Python client: `Client` (blocking) and `AsyncClient` (asyncio) over the
-gateway's API, with typed answers and one error, `ModelServeError` (docs/client.md)."""
+gateway's API, jobs included (evaluation, data generation, queued generation and
+`wait_for_job`), with typed answers and one error, `ModelServeError` (docs/client.md)."""
 
 from modelserve.client.answers import (
     Activation,
@@ -20,6 +21,19 @@ from modelserve.client.answers import (
 )
 from modelserve.client.async_client import AsyncClient
 from modelserve.client.errors import ModelServeError
+from modelserve.client.jobs.answers import (
+    DataGenJob,
+    EvalExample,
+    EvalExamples,
+    EvalJob,
+    EvalResult,
+    GeneratedText,
+    Generation,
+    Job,
+    JobProgress,
+    JobStats,
+    Shard,
+)
 from modelserve.client.sync_client import Client
 
 __all__ = [
@@ -28,16 +42,27 @@ __all__ = [
     "AsyncClient",
     "ChatCompletion",
     "Client",
+    "DataGenJob",
+    "EvalExample",
+    "EvalExamples",
+    "EvalJob",
+    "EvalResult",
+    "GeneratedText",
+    "Generation",
     "GpuStats",
     "Health",
     "HistoryEntry",
     "Info",
+    "Job",
+    "JobProgress",
+    "JobStats",
     "Logs",
     "ModelRecord",
     "ModelServeError",
     "PowerProfile",
     "Registration",
     "Server",
+    "Shard",
     "SystemStats",
     "Upload",
     "Version",

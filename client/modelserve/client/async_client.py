@@ -33,13 +33,22 @@ from modelserve.client.answers import (
 )
 from modelserve.client.errors import ModelServeError
 from modelserve.client.jobs import calls as job_calls
-from modelserve.client.jobs.answers import Job, JobStats
+from modelserve.client.jobs.answers import (
+    DataGenJob,
+    EvalExamples,
+    EvalJob,
+    Generation,
+    Job,
+    JobStats,
+    TypedJob,
+)
 from modelserve.client.jobs.waiting import timed_out as job_timed_out
 from modelserve.client.settings import ClientSettings
 from modelserve.client.uploads import Counter, Progress, aread_piece, etag_of, pieces
 from modelserve.client.waiting import settled, timed_out
 
 T = TypeVar("T")
+J = TypeVar("J", bound=TypedJob)
 
 
 class AsyncClient:
@@ -281,24 +290,165 @@ class AsyncClient:
     async def cancel_job(self, job_id: str) -> Job:
         return await self.send(job_calls.cancel_job(job_id))
 
+    @overload
     async def wait_for_job(
         self,
-        job_id: str,
+        job: str,
+        *,
+        timeout: float = ...,  # noqa: ASYNC109
+        poll_interval: float = ...,
+        on_progress: Callable[[Job], None] | None = ...,
+    ) -> Job: ...
+    @overload
+    async def wait_for_job(
+        self,
+        job: J,
+        *,
+        timeout: float = ...,  # noqa: ASYNC109
+        poll_interval: float = ...,
+        on_progress: Callable[[J], None] | None = ...,
+    ) -> J: ...
+    async def wait_for_job(
+        self,
+        job: str | TypedJob,
         *,
         timeout: float = 3600.0,  # noqa: ASYNC109 (the same call as Client's)
         poll_interval: float = 2.0,
-        on_progress: Callable[[Job], None] | None = None,
-    ) -> Job:
-        """Poll GET /jobs/{id} until the job is done, failed or cancelled, and return it
-        as it ended (check its `status`); `on_progress` hears every poll. Raises
+        on_progress: Callable[[Any], None] | None = None,
+    ) -> Job | TypedJob:
+        """Poll the job until it is done, failed or cancelled, and return it as it ended
+        (check its `status`): by id, GET /jobs/{id} (a `Job`); given a job its type's
+        route answered (`EvalJob`, `DataGenJob`, `Generation`), that route again, until
+        the type's result is in it. `on_progress` hears every poll. Raises
         ModelServeError `timeout` when it is still running after `timeout` seconds."""
+        call: calls.Call[Any] = (
+            job_calls.get_job(job) if isinstance(job, str) else job_calls.refreshed(job)
+        )
         deadline = time.monotonic() + timeout
         while True:
-            job = await self.get_job(job_id)
+            current: Job | TypedJob = await self.send(call)
             if on_progress is not None:
-                on_progress(job)
-            if job.finished:
-                return job
+                on_progress(current)
+            if current.finished:
+                return current
             if time.monotonic() >= deadline:
-                raise job_timed_out(job, timeout)
+                raise job_timed_out(current, timeout)
             await asyncio.sleep(min(poll_interval, max(deadline - time.monotonic(), 0.0)))
+
+    # --- evaluation, data generation, queued generation -----------------------------------
+
+    async def eval_job(
+        self,
+        model_id: str,
+        name: str,
+        dataset_ref: str,
+        max_samples: int | None = None,
+        *,
+        metrics: Sequence[str] | None = None,
+        per_example_logging: bool | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        budget: int | None = None,
+        algorithm: str | None = None,
+        answer_pattern: str | None = None,
+    ) -> EvalJob:
+        """Queue an evaluation of `model_id` over the JSONL `dataset_ref` in the platform
+        store (every example unless `max_samples`); unset fields take the platform's
+        defaults. The queued job: see wait_for_job."""
+        return await self.send(
+            job_calls.eval_job(
+                model_id,
+                name,
+                dataset_ref,
+                max_samples,
+                metrics=metrics,
+                per_example_logging=per_example_logging,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                budget=budget,
+                algorithm=algorithm,
+                answer_pattern=answer_pattern,
+            )
+        )
+
+    async def get_eval_job(self, job_id: str) -> EvalJob:
+        return await self.send(job_calls.get_eval_job(job_id))
+
+    async def list_eval_jobs(
+        self, *, status: str | None = None, limit: int | None = None, offset: int | None = None
+    ) -> list[EvalJob]:
+        return await self.send(job_calls.list_eval_jobs(status=status, limit=limit, offset=offset))
+
+    async def eval_examples(
+        self, job_id: str, *, offset: int | None = None, limit: int | None = None
+    ) -> EvalExamples:
+        """The per-example records of examples `offset` … `offset + limit - 1` that have
+        finished (100 from 0 by default), also while the job runs."""
+        return await self.send(job_calls.eval_examples(job_id, offset=offset, limit=limit))
+
+    async def data_gen_job(
+        self,
+        model_id: str,
+        *,
+        num_examples: int,
+        output_dir: str,
+        strategy: str = "self_instruct",
+        domain: str | None = None,
+        seed_tasks: Sequence[Mapping[str, Any]] | None = None,
+        seed_file: str | None = None,
+        **config: Any,
+    ) -> DataGenJob:
+        """Queue a data-generation job writing JSONL shards under `output_dir`; `config`
+        takes the body's other `config` fields (`shard_size`, `overgenerate`, …)."""
+        return await self.send(
+            job_calls.data_gen_job(
+                model_id,
+                num_examples=num_examples,
+                output_dir=output_dir,
+                strategy=strategy,
+                domain=domain,
+                seed_tasks=seed_tasks,
+                seed_file=seed_file,
+                **config,
+            )
+        )
+
+    async def get_data_gen_job(self, job_id: str) -> DataGenJob:
+        return await self.send(job_calls.get_data_gen_job(job_id))
+
+    async def list_data_gen_jobs(
+        self, *, status: str | None = None, limit: int | None = None, offset: int | None = None
+    ) -> list[DataGenJob]:
+        return await self.send(
+            job_calls.list_data_gen_jobs(status=status, limit=limit, offset=offset)
+        )
+
+    async def resume_data_gen_job(self, job_id: str) -> DataGenJob:
+        """Run a cancelled, failed or short data-generation job on."""
+        return await self.send(job_calls.resume_data_gen_job(job_id))
+
+    async def generate(
+        self,
+        model: str,
+        prompt: str | Sequence[str],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        mode: str | None = None,
+    ) -> Generation:
+        """Queue one prompt or several as a job (POST /generate); the texts are in the
+        ended job's `generations` (see wait_for_job)."""
+        return await self.send(
+            job_calls.generate(
+                model,
+                prompt,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                mode=mode,
+            )
+        )
+
+    async def get_generation(self, job_id: str) -> Generation:
+        return await self.send(job_calls.get_generation(job_id))

@@ -12,6 +12,11 @@ stdout; progress bars (uploads, registrations, jobs) and errors go to stderr.
     modelserve chat MODEL MESSAGE [--system S] [--max-tokens N] [--temperature T]
     modelserve jobs list [--type T] [--status S] [--limit L] [--offset O] | stats
     modelserve jobs get|cancel|wait JOB_ID
+    modelserve eval run --model M --dataset D [--name N] [--max-samples N] ... [--wait]
+    modelserve eval get|examples JOB_ID | list
+    modelserve datagen run --model M --num-examples N --output-dir D ... [--wait]
+    modelserve datagen get|resume JOB_ID | list
+    modelserve generate MODEL PROMPT... [--max-tokens N] [--wait]
 
 The gateway's URL comes from --url, MODELSERVE_URL or GATEWAY_URL; the token from --token
 or MODELSERVE_TOKEN. Exit status: 0, 1 for an error of the platform (its JSON on stderr),

@@ -10,24 +10,15 @@ from typing import IO, Never
 
 from tqdm import tqdm
 
-from modelserve.client.jobs.answers import Job, JobProgress
+from modelserve.client.jobs.answers import Tracked
 
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}"
 
 
-def progress_of(job: Job) -> JobProgress:
-    """The job's `progress`, or one made of its counters when the answer had none."""
-    if job.progress is not None:
-        return job.progress
-    finished = job.done + job.failed
-    fraction = 1.0 if job.total == 0 else min(finished / job.total, 1.0)
-    return JobProgress(total=job.total, done=job.done, failed=job.failed, fraction=fraction)
-
-
-def postfix(job: Job) -> str:
+def postfix(job: Tracked) -> str:
     """What follows the bar: the rate, the time left, the state and any failed items,
     e.g. `2.50 items/s, ETA 00:14, running, 1 failed`."""
-    progress = progress_of(job)
+    progress = job.progress
     rate = "? items/s" if progress.rate is None else f"{progress.rate:.2f} items/s"
     eta = "?" if progress.eta_seconds is None else tqdm.format_interval(progress.eta_seconds)
     parts = [rate, f"ETA {eta}", job.status]
@@ -36,10 +27,10 @@ def postfix(job: Job) -> str:
     return ", ".join(parts)
 
 
-def render(job: Job, description: str, ncols: int = 80, ascii: bool = False) -> str:
+def render(job: Tracked, description: str, ncols: int = 80, ascii: bool = False) -> str:
     """The bar's line for `job`, `ncols` characters at most (`ascii`: drawn with `#`, as
     tqdm does on a stream that cannot take Unicode)."""
-    progress = progress_of(job)
+    progress = job.progress
     return tqdm.format_meter(
         progress.done + progress.failed,
         progress.total,
@@ -64,8 +55,8 @@ class JobBar:
         self._ncols = ncols
         self._bar: tqdm[Never] | None = None
 
-    def __call__(self, job: Job) -> None:
-        progress = progress_of(job)
+    def __call__(self, job: Tracked) -> None:
+        progress = job.progress
         finished = progress.done + progress.failed
         if self._bar is None:
             self._bar = tqdm(
