@@ -97,7 +97,35 @@ def request_body(example: Example, model: str, spec: EvalSpec) -> dict[str, Any]
         body["budget"] = spec.budget
     if spec.algorithm is not None:
         body["algorithm"] = spec.algorithm
+    if scales(spec):
+        # The trace (candidates and their answers) goes to the per-example log.
+        body["scaling_trace"] = True
     return body
+
+
+def scales(spec: EvalSpec) -> bool:
+    """Whether the gateway will scale the examples' requests (a budget over 1 under an
+    algorithm other than `none`; without one, the model's default algorithm)."""
+    return spec.budget is not None and spec.budget > 1 and spec.algorithm != "none"
+
+
+def scaling_summary(trace: Any) -> dict[str, Any] | None:
+    """What the per-example log keeps of a scaled answer's trace: the algorithm, the
+    budget, each candidate's answer and the one selected."""
+    if not isinstance(trace, dict):
+        return None
+    candidates = trace.get("candidates")
+    return {
+        "algorithm": trace.get("algorithm"),
+        "budget": trace.get("budget"),
+        "selected": trace.get("selected"),
+        "candidates": [
+            candidate.get("answer")
+            for candidate in (candidates if isinstance(candidates, list) else [])
+            if isinstance(candidate, dict)
+        ],
+        "upstream_calls": trace.get("upstream_calls"),
+    }
 
 
 def token_logprobs(choice: dict[str, Any]) -> list[float] | None:
@@ -136,4 +164,5 @@ def judge(example: Example, answer: Any, pattern: str | None) -> dict[str, Any]:
         "correct": found is not None and normalize(found) == example.expected,
         "loss": loss,
         "tokens": len(logprobs) if logprobs else None,
+        "scaling": scaling_summary(answer.get("scaling")),
     }
