@@ -1,5 +1,5 @@
-"""The job calls (modelserve.client.jobs.calls): where each goes, the filters it sends,
-and the typed answers read from the jobs service's JSON."""
+"""The job calls (modelserve.client.jobs.calls): where each goes, what it sends, and the
+typed answers read from the jobs service's JSON; the CLI's exit status after a wait."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import json
 import pytest
 
 from modelserve.client import calls
+from modelserve.client.cli import parser
 from modelserve.client.errors import ModelServeError
 from modelserve.client.jobs import calls as job_calls
-from modelserve.client.jobs.answers import Job
+from modelserve.client.jobs.answers import DataGenJob, Job
+from modelserve.client.jobs.commands import exit_status
 
 A_JOB = {
     "id": "job_ab12",
@@ -66,3 +68,84 @@ def test_a_refusal_is_the_platform_s_error() -> None:
 
 def _json(value: object) -> bytes:
     return json.dumps(value).encode()
+
+
+def test_eval_job_sends_the_seed_s_fields_and_only_those_given() -> None:
+    call = job_calls.eval_job("qwen3-step-5000", "math_eval_step_5000", "math_eval.jsonl", 1000)
+    assert (call.method, call.path) == ("POST", "/eval/jobs")
+    assert call.body == {
+        "model_id": "qwen3-step-5000",
+        "name": "math_eval_step_5000",
+        "dataset_ref": "math_eval.jsonl",
+        "max_samples": 1000,
+    }
+    scaled = job_calls.eval_job(
+        "m", "n", "d", metrics=("accuracy",), budget=4, algorithm="best-of-n"
+    )
+    assert scaled.body is not None and scaled.body["metrics"] == ["accuracy"]
+    assert (scaled.body["budget"], scaled.body["algorithm"]) == (4, "best-of-n")
+    assert "max_samples" not in scaled.body
+    examples = job_calls.eval_examples("eval_1", offset=100, limit=50)
+    assert (examples.path, examples.query) == (
+        "/eval/jobs/eval_1/examples",
+        (("offset", "100"), ("limit", "50")),
+    )
+
+
+def test_data_gen_job_nests_its_config_as_the_seed_does() -> None:
+    call = job_calls.data_gen_job(
+        "Qwen3-0.6B",
+        num_examples=10000,
+        output_dir="train_shards_out",
+        domain="math",
+        shard_size=500,
+    )
+    assert (call.method, call.path) == ("POST", "/data_gen/jobs")
+    assert call.body == {
+        "model_id": "Qwen3-0.6B",
+        "strategy": "self_instruct",
+        "config": {
+            "num_examples": 10000,
+            "output_dir": "train_shards_out",
+            "domain": "math",
+            "shard_size": 500,
+        },
+    }
+    assert job_calls.resume_data_gen_job("datagen_1").path == "/data_gen/jobs/datagen_1/resume"
+
+
+def test_generate_sends_one_prompt_as_the_seed_or_several() -> None:
+    one = job_calls.generate("m", "What is 2+2?", max_tokens=256, top_p=0.9)
+    assert one.body == {"model": "m", "prompt": "What is 2+2?", "max_tokens": 256, "top_p": 0.9}
+    many = job_calls.generate("m", ("a", "b"))
+    assert many.body == {"model": "m", "prompts": ["a", "b"]}
+
+
+def test_a_typed_job_is_polled_at_its_own_route() -> None:
+    view = {
+        "job_id": "datagen_7",
+        "type": "data_gen",
+        "strategy": "self_instruct",
+        "status": "done",
+        "progress": {"total": 2, "done": 2, "failed": 0, "fraction": 1.0},
+        "created_at": "2026-12-05T23:00:00Z",
+        "output_uri": "s3://b/datagen/u/out",
+        "examples": None,
+    }
+    job = DataGenJob.model_validate(view)
+    call = job_calls.refreshed(job)
+    assert (call.method, call.path) == ("GET", "/data_gen/jobs/datagen_7")
+    assert isinstance(call.parse(view), DataGenJob)
+    assert not job.finished  # done, but its shards are not written yet
+    assert DataGenJob.model_validate({**view, "examples": 2}).finished
+    assert DataGenJob.model_validate({**view, "status": "cancelled"}).finished
+
+
+def test_only_a_wait_for_a_job_that_did_not_end_done_exits_3() -> None:
+    waited = parser().parse_args(["jobs", "wait", "job_1"])
+    assert exit_status(waited, Job.model_validate({**A_JOB, "status": "failed"})) == 3
+    assert exit_status(waited, Job.model_validate({**A_JOB, "status": "done"})) == 0
+    looked = parser().parse_args(["jobs", "get", "job_1"])
+    assert exit_status(looked, Job.model_validate({**A_JOB, "status": "cancelled"})) == 0
+    ran = parser().parse_args(["eval", "run", "--model", "m", "--dataset", "d.jsonl", "--wait"])
+    assert exit_status(ran, Job.model_validate({**A_JOB, "status": "cancelled"})) == 3
