@@ -160,6 +160,8 @@ def test_values_reach_the_service_s_settings(
             "retrySeconds": 2,
             "retryMaxSeconds": 60,
             "gatewayTimeoutSeconds": 120,
+            "filesMaxBytes": 1048576,
+            "batchMaxRequests": 200,
             "databasePoolSize": 6,
             "logLevel": "debug",
             "config": {"JOBS_POLL_SECONDS": 0.5},
@@ -174,6 +176,7 @@ def test_values_reach_the_service_s_settings(
     assert (settings.lease_seconds, settings.renew_seconds) == (45, 7.5)
     assert (settings.max_attempts, settings.retry_seconds, settings.retry_max_seconds) == (4, 2, 60)
     assert settings.gateway_timeout_seconds == 120
+    assert (settings.files_max_bytes, settings.batch_max_requests) == (1048576, 200)
     assert settings.database_pool_size == 6 and settings.log_level == "debug"
     assert settings.poll_seconds == 0.5
     assert settings.store_bucket == "platform-data"
