@@ -29,7 +29,7 @@ BASELINE_DOWN = 0.5
 # A ratio is told only after this many online samples, and only while the last one is
 # this recent: a ratio from online requests long gone says nothing about now.
 MIN_SAMPLES = 3
-FRESH_SECONDS = 30.0
+FRESH_SECONDS = 10.0
 
 
 @dataclasses.dataclass
