@@ -219,6 +219,22 @@ def test_jobs_and_datasets_per_caller(job_platform: JobPlatform) -> None:
         typo = mallory.post("/eval/jobs", json={**body, "dataset_ref": key, "budgte": 2})
         assert typo.status_code == 422
 
+        # One's own OpenAI File is a dataset too; another's is not there.
+        uploaded = olga.post(
+            "/v1/files",
+            data={"purpose": "batch"},
+            files={"file": ("set.jsonl", b'{"prompt": "Say 2.", "answer": 2}\n')},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        file_id = uploaded.json()["id"]
+        by_file = olga.post("/eval/jobs", json={**body, "dataset_ref": file_id})
+        assert by_file.status_code == 202, by_file.text
+        assert by_file.json()["dataset"].endswith(f"/{file_id}")
+        assert finished_eval(olga, by_file.json()["job_id"])["progress"]["done"] == 1
+        stolen = mallory.post("/eval/jobs", json={**body, "dataset_ref": file_id})
+        assert stolen.status_code == 400
+        assert stolen.json()["error"]["code"] == "dataset_not_found"
+
 
 def test_an_eval_under_a_budget_runs_scaled(job_platform: JobPlatform) -> None:
     questions = tasks(3)

@@ -4,7 +4,8 @@ Datasets live in the jobs service's bucket of the platform store, under `dataset
 readable by every caller who may queue jobs. A `dataset_ref` is `s3://<bucket>/<key>`
 (that bucket only) or a key under `datasets/` (the prefix may be left out:
 `math_eval.jsonl` is `datasets/math_eval.jsonl`, as in seed 003). Admins may name any
-key of the bucket. Anything else is refused.
+key of the bucket. The caller's own OpenAI Files (`file-…`, uploaded through `/v1/files`)
+are datasets too (`routes.dataset_of`). Anything else is refused.
 """
 
 from __future__ import annotations

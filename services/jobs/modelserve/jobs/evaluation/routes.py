@@ -19,6 +19,7 @@ from modelserve.jobs.deps import CallerDep, StoreDep, visible_to
 from modelserve.jobs.evaluation.datasets import DatasetRefused, dataset_items, dataset_key
 from modelserve.jobs.evaluation.examples import EvalSpec
 from modelserve.jobs.evaluation.results import example_page
+from modelserve.jobs.files.records import FileRecords
 from modelserve.jobs.progress import Progress, progress
 from modelserve.jobs.store import Job, JobStore
 
@@ -154,16 +155,27 @@ async def visible_eval(store: JobStore, job_id: str, claims: Claims) -> Job:
     return job
 
 
+async def dataset_of(ref: str, store: JobStore, claims: Claims, bucket: str) -> str:
+    """The key of the dataset `ref` names: one of the caller's OpenAI Files (`file-…`,
+    uploaded through /v1/files), or a key `dataset_key` allows."""
+    if ref.startswith("file-"):
+        record = await FileRecords(store.pool).get(ref, who=visible_to(claims))
+        if record is None:
+            raise ApiError(400, "dataset_not_found", f"no file {ref} of yours")
+        return record.key
+    try:
+        return dataset_key(ref, bucket=bucket, admin=claims.is_admin)
+    except DatasetRefused as error:
+        raise ApiError(400, "dataset_refused", str(error)) from error
+
+
 @router.post("", status_code=202)
 async def create_eval_job(
     body: EvalRequest, store: StoreDep, claims: CallerDep, objects: ObjectsDep, bucket: BucketDep
 ) -> EvalJobView:
     """Queue an evaluation: one item per example of the dataset (at most `max_samples`),
     run as the caller."""
-    try:
-        key = dataset_key(body.dataset_ref, bucket=bucket, admin=claims.is_admin)
-    except DatasetRefused as error:
-        raise ApiError(400, "dataset_refused", str(error)) from error
+    key = await dataset_of(body.dataset_ref, store, claims, bucket)
     try:
         info = await asyncio.to_thread(objects.stat, bucket, key)
     except StoreError as error:
