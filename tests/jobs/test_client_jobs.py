@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -251,3 +252,59 @@ def test_the_cli_runs_an_evaluation_and_a_data_generation_and_waits(
     assert sum(shard["examples"] for shard in job["shards"]) == job["examples"]
     again = json.loads(modelserve(job_platform, "jack", "datagen", "get", job["job_id"]).stdout)
     assert again["shards"] == job["shards"]
+
+
+def doc_examples(platform: JobPlatform) -> list[str]:
+    """The Python blocks of docs/client.md's Jobs and Batches sections, made small enough
+    for SmolLM2 here: its model, fewer examples and tokens, shorter polls."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "client.md").read_text()
+    section = page[page.index("\n### Jobs\n") : page.index("\n## Errors\n")]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    smaller = {
+        '"qwen3"': repr(platform.model),
+        "num_examples=100": "num_examples=2",
+        'domain="math", shard_size=50': 'domain="math", overgenerate=1.0, max_tokens=48',
+        "max_tokens=64": "max_tokens=8",
+        "poll_interval=5": "poll_interval=0.2",
+        "time.sleep(5)": "time.sleep(0.2)",
+    }
+    for old, new in smaller.items():
+        assert any(old in block for block in blocks), old
+        blocks = [block.replace(old, new) for block in blocks]
+    return blocks
+
+
+def test_the_job_examples_of_docs_client_md_run(
+    job_platform: JobPlatform,
+    open_store: StoreOpener,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    blocks = doc_examples(job_platform)
+    assert len(blocks) == 5
+    job_platform.store.put(
+        job_platform.bucket, "datasets/math_eval.jsonl", ("\n".join(arithmetic(2)) + "\n").encode()
+    )
+    request = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": job_platform.model,
+            "messages": [{"role": "user", "content": "Say hi."}],
+            "max_tokens": 4,
+        },
+    }
+    (tmp_path / "requests.jsonl").write_text(json.dumps(request) + "\n")
+    monkeypatch.chdir(tmp_path)
+    with client_of(job_platform, "kate") as client:
+        monkeypatch.setenv("GATEWAY_URL", job_platform.gateway.url)
+        monkeypatch.setenv("MODELSERVE_TOKEN", job_platform.token("kate"))
+        idle = create_job(job_platform, open_store, "kate", 1, type=IDLE)
+        scope = {"client": client, "job_id": idle}
+        for block in blocks:
+            exec(compile(block, "docs/client.md", "exec"), scope)
+        assert client.get_job(idle).status == "cancelled"
+    printed = capsys.readouterr().out
+    assert "Accuracy: " in printed and re.search(r'"custom_id": ?"a"', printed), printed

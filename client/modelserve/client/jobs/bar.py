@@ -36,7 +36,7 @@ def render(job: Tracked, description: str, ncols: int = 80, ascii: bool = False)
         progress.total,
         0,
         ncols=ncols,
-        prefix=description[:24],
+        prefix=description[:32],
         ascii=ascii,
         bar_format=BAR_FORMAT,
         postfix=postfix(job),
@@ -50,7 +50,7 @@ class JobBar:
     def __init__(
         self, description: str, *, file: IO[str] | None = None, ncols: int | None = None
     ) -> None:
-        self._description = description[:24]
+        self._description = description[:32]
         self._file = sys.stderr if file is None else file
         self._ncols = ncols
         self._bar: tqdm[Never] | None = None
