@@ -2,7 +2,8 @@
 A chat job runs at the engine's cap (4 items of the model at once) until online requests
 of the same model come through the gateway: the gateway tells the job's items about them
 (X-ModelServe-Online-* on their answers), and the worker halves the model's concurrency
-down to 1; once the online requests stop, it climbs back to the cap."""
+down to 1; once the online requests stop, it climbs back to the cap. And the power
+profile chosen in the gateway bounds the cap."""
 
 from __future__ import annotations
 
@@ -18,8 +19,12 @@ import httpx
 import psycopg
 import pytest
 
+from modelserve.common.power_profiles import CONFIGMAP_NAME
+from modelserve.jobs.pacing.pacer import Pacer
+from modelserve.jobs.pacing.profile import ProfileReader
 from modelserve.jobs.store import JobStore
 from modelserve.testbed.job_platform import JobPlatform
+from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.polling import wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
@@ -150,3 +155,35 @@ def test_job_concurrency_drops_while_online_requests_run_and_recovers_after(
     assert min(limits) == 1, during
     # What ran follows the limit: at most one item at once for a while.
     assert any(leases <= 1 for _, _, leases in during[len(during) // 2 :]), during
+
+
+def test_the_power_profile_chosen_in_the_gateway_bounds_the_engine_s_cap(
+    job_platform: JobPlatform, crds: KubeCluster
+) -> None:
+    """The reader the worker runs every JOBS_PROFILE_SECONDS, against the real gateway
+    and its ConfigMap: no profile chosen leaves the engine's own cap; `quiet` (one job
+    at a time) brings it to 1; `max` (2) to 2."""
+
+    def no_profile() -> None:
+        crds.kubectl(
+            "delete", "configmap", CONFIGMAP_NAME, "-n", "modelserve", "--ignore-not-found"
+        )
+
+    async def read_cap() -> int:
+        async with httpx.AsyncClient() as http:
+            reader = ProfileReader(http, job_platform.gateway.url, job_platform.signer)
+            pacer = Pacer(CAP, None)
+            pacer.set_profile(await reader.read())
+            return pacer.cap()
+
+    no_profile()
+    try:
+        assert asyncio.run(read_cap()) == CAP
+        with job_platform.admin() as admin:
+            for profile, cap in (("quiet", 1), ("max", 2)):
+                chosen = admin.post("/settings/power_profile", params={"profile": profile})
+                assert chosen.status_code == 200, chosen.text
+                assert asyncio.run(read_cap()) == cap
+    finally:
+        no_profile()
+    assert asyncio.run(read_cap()) == CAP
