@@ -80,6 +80,30 @@ def test_pool_threshold_is_the_boundary() -> None:
     assert looser.admit("alpha beta gamma omega")
 
 
+def test_pool_finds_what_comparing_every_pair_finds() -> None:
+    # Its index only skips pairs that cannot reach the threshold: the same instructions
+    # are kept as by comparing each with every one kept before it.
+    rng = random.Random(3)
+    vocabulary = [f"w{i}" for i in range(60)] + ["the", "a", "of", "number"] * 10
+    texts: list[str] = []
+    for _ in range(300):
+        if texts and rng.random() < 0.4:
+            words = rng.choice(texts).split()
+            words[rng.randrange(len(words))] = rng.choice(vocabulary)
+            texts.append(" ".join(words))
+        else:
+            texts.append(" ".join(rng.choices(vocabulary, k=rng.randint(2, 12))))
+    for threshold in (0.5, 0.7, 0.9):
+        pool = InstructionPool(threshold)
+        kept = [text for text in texts if pool.admit(text)]
+        brute: list[str] = []
+        for text in texts:
+            if all(rouge_l(tokens(text), tokens(other)) < threshold for other in brute):
+                brute.append(text)
+        assert kept == brute
+        assert 0 < len(kept) < len(texts)
+
+
 # --- prompt and parsing -------------------------------------------------------------------
 
 

@@ -6,13 +6,14 @@ ROUGE-L rather than character n-grams or MinHash because it is the paper's measu
 threshold means what it meant there) and because word order matters for instructions
 ("convert Celsius to Fahrenheit" is not "convert Fahrenheit to Celsius"); MinHash would only
 estimate a set overlap. Tokens are lower-cased runs of letters and digits, as the paper's
-`rouge_score` tokeniser makes them (without stemming). The pool checks every instruction,
-skipping those that a bound shows cannot reach the threshold, so its cost grows with the
-square of the examples kept (see docs/data-generation.md for measured figures).
+`rouge_score` tokeniser makes them (without stemming). The pool stays exact without
+comparing every pair: it looks only at instructions that share one of a new one's rarest
+words (`InstructionPool`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -47,38 +48,59 @@ def rouge_l(a: Sequence[str], b: Sequence[str]) -> float:
 
 class InstructionPool:
     """Instructions kept so far; `admit` keeps a new one only when it is not a near
-    duplicate (ROUGE-L >= threshold) of any of them."""
+    duplicate (ROUGE-L >= threshold) of any of them.
+
+    Exact, and fast enough for tens of thousands: an LCS never exceeds the two
+    sequences' multiset overlap, so a near duplicate of `a` shares at least
+    `need = ceil(t·|a| / (2 - t))` tokens with it, hence at least one of any
+    `|a| - need + 1` of `a`'s tokens. Every instruction is indexed by its tokens (the
+    k-th occurrence of a word as its own token, so that sets count like multisets); a
+    query looks only at instructions sharing one of its rarest `|a| - need + 1` tokens,
+    then checks the length and overlap bounds before computing an LCS."""
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
         self._entries: list[tuple[list[str], Counter[str]]] = []
         self._exact: set[tuple[str, ...]] = set()
+        self._postings: dict[tuple[str, int], list[int]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, instruction: str) -> None:
         words = tokens(instruction)
+        number = len(self._entries)
         self._entries.append((words, Counter(words)))
         self._exact.add(tuple(words))
+        for element in _elements(words):
+            self._postings.setdefault(element, []).append(number)
 
     def most_similar(self, instruction: str) -> float:
         """The highest ROUGE-L of `instruction` against the pool (0 for an empty pool);
-        stops early once the threshold is reached."""
+        once one reaches the threshold, that one (the search stops there)."""
         words = tokens(instruction)
+        if not words:
+            return 0.0
         if tuple(words) in self._exact:
-            return 1.0 if words else 0.0
+            return 1.0
+        t = self.threshold
+        need = max(math.ceil(t * len(words) / (2 - t) - 1e-9), 1)
+        elements = sorted(_elements(words), key=lambda e: len(self._postings.get(e, ())))
+        candidates: set[int] = set()
+        for element in elements[: len(words) - need + 1]:
+            candidates.update(self._postings.get(element, ()))
         counts = Counter(words)
         best = 0.0
-        for other, other_counts in self._entries:
+        for number in sorted(candidates):
+            other, other_counts = self._entries[number]
             total = len(words) + len(other)
-            # LCS <= shorter length and <= shared tokens: skip pairs that cannot reach it.
-            if total == 0 or 2 * min(len(words), len(other)) / total < self.threshold:
+            # LCS <= the shorter length and <= the shared tokens.
+            if 2 * min(len(words), len(other)) / total < t:
                 continue
-            if 2 * sum((counts & other_counts).values()) / total < self.threshold:
+            if 2 * sum((counts & other_counts).values()) / total < t:
                 continue
             best = max(best, rouge_l(words, other))
-            if best >= self.threshold:
+            if best >= t:
                 break
         return best
 
@@ -88,3 +110,13 @@ class InstructionPool:
             return False
         self.add(instruction)
         return True
+
+
+def _elements(words: Sequence[str]) -> list[tuple[str, int]]:
+    """Each word with its occurrence number: ("a", 1), ("b", 1), ("a", 2), …"""
+    seen: Counter[str] = Counter()
+    elements = []
+    for word in words:
+        seen[word] += 1
+        elements.append((word, seen[word]))
+    return elements
