@@ -5,7 +5,7 @@ the gateway unchanged; a user sees only their own files; errors are in OpenAI's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
@@ -70,19 +70,37 @@ def test_a_purpose_other_than_batch_is_refused_in_openai_shape(
     assert error["type"] == "invalid_request_error" and "batch" in error["message"]
 
 
+def curl_form(boundary: str, filename: str, content: bytes) -> Iterator[bytes]:
+    """The body `curl -F file=@<filename> -F purpose=batch` sends: the file part before
+    `purpose` (the openai client sends `purpose` first), here in chunks of 1 MiB."""
+    yield (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    for start in range(0, len(content), 1 << 20):
+        yield content[start : start + (1 << 20)]
+    yield (
+        f"\r\n--{boundary}\r\n"
+        'Content-Disposition: form-data; name="purpose"\r\n\r\n'
+        f"batch\r\n--{boundary}--\r\n"
+    ).encode()
+
+
 def test_a_curl_upload_and_download_stream_through_the_gateway(
     job_platform: JobPlatform,
 ) -> None:
-    # curl -F file=@big.jsonl -F purpose=batch: the file part first, CRLF line ends, and
-    # a last line without its newline; large enough for two parts in the store (8 MiB
-    # each) and many reads.
+    # The file part first, sent chunked (no Content-Length), CRLF line ends and a last
+    # line without its newline; large enough for two parts in the store (8 MiB each) and
+    # many reads.
     lines = [f'{{"custom_id": "r{i}", "pad": "{"x" * 200}"}}' for i in range(40_000)]
     content = "\r\n".join(lines).encode()
+    boundary = "curl-like-boundary-5f2a"
     with job_platform.user("fiona") as fiona:
         made = fiona.post(
             "/v1/files",
-            files={"file": ("big.jsonl", content, "application/jsonl")},
-            data={"purpose": "batch"},
+            content=curl_form(boundary, "big.jsonl", content),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
         assert made.status_code == 200, made.text
         body = made.json()
