@@ -273,3 +273,34 @@ def test_with_rs256_its_delegation_requests_are_a_service_s(
     rendered: Objects, clean_environment: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _delegation_token_is_accepted(rendered, clean_environment, tmp_path)
+
+
+def test_its_metrics_are_scraped_by_those_let_through(offline_helm: Helm) -> None:
+    prometheus = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    objects = offline_helm.template(
+        RELEASE,
+        NAMESPACE,
+        {
+            "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+            "networkPolicy": {"jobsFrom": [prometheus]},
+        },
+    )
+    monitor = find(objects, "ServiceMonitor", JOBS)
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["selector"] == {"matchLabels": SELECTOR}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert "authorization" not in endpoint  # the jobs service's /metrics asks for none
+    (policy,) = [
+        obj["spec"]
+        for obj in objects
+        if obj["kind"] == "NetworkPolicy" and obj["metadata"]["name"] == JOBS
+    ]
+    assert policy["ingress"][0]["from"] == [_component("gateway"), prometheus]
+    alone = offline_helm.template(
+        RELEASE,
+        NAMESPACE,
+        {"metrics": {"serviceMonitor": {"enabled": True}}, "jobs": {"enabled": False}},
+    )
+    monitors = [obj["metadata"]["name"] for obj in alone if obj["kind"] == "ServiceMonitor"]
+    assert monitors == [f"{RELEASE}-gateway"]

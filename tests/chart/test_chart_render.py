@@ -535,7 +535,7 @@ def test_optional_objects_follow_their_switches(offline_helm: Helm) -> None:
             "dashboards": {"enabled": False},
         },
     )
-    monitor = find(objects, "ServiceMonitor")
+    monitor = find(objects, "ServiceMonitor", f"{RELEASE}-gateway")
     assert monitor["metadata"]["labels"]["release"] == "prom"
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["authorization"]["credentials"] == {
