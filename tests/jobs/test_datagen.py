@@ -110,6 +110,16 @@ def test_shards_from_a_seed_file_without_near_duplicates(job_platform: JobPlatfo
             "count": len(SEEDS),
         }
         done = finished(dana, job["job_id"])
+        # The shards through the gateway, for callers without access to the store.
+        for shard in done["shards"]:
+            content = dana.get(f"/data_gen/jobs/{done['job_id']}/shards/{shard['name']}")
+            assert content.status_code == 200, content.text
+            assert (
+                content.content
+                == job_platform.store.contents(job_platform.bucket, shard["key"])[shard["key"]]
+            )
+        unknown = dana.get(f"/data_gen/jobs/{done['job_id']}/shards/shard-99999.jsonl")
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "shard_not_found"
 
     assert done["status"] == "done", done
     assert done["progress"]["done"] + done["progress"]["failed"] == 10

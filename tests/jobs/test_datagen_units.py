@@ -133,6 +133,12 @@ def test_parse_a_whole_task() -> None:
         " Calculate the factorial of a number.\nInput: 5 Output: 120", finish_reason="stop"
     )
     assert inline.example == ex("Calculate the factorial of a number.", "120", "5")
+    # What follows the output's end, when the model goes on with more fields, is not kept.
+    went_on = parse(
+        " Convert the number to Roman numerals.\nInput: 1999\nOutput: MCMXCIX\nOutput: more",
+        finish_reason="stop",
+    )
+    assert went_on.example == ex("Convert the number to Roman numerals.", "MCMXCIX", "1999")
 
 
 @pytest.mark.parametrize(
@@ -142,6 +148,7 @@ def test_parse_a_whole_task() -> None:
         (" Find all primes below 10.\nOutput: 2, 3, 5, 7 and", "length", "truncated"),
         ("\nInput: x\nOutput: y", "stop", "empty"),
         (" Add them.\nOutput: ", "stop", "empty"),
+        (" Build a tower of blocks.\nOutput: no output", "stop", "empty"),
         (" Add them.\nOutput: 3", "stop", "too_short"),
         (" " + "word " * 151 + "\nOutput: yes", "stop", "too_long"),
         (" - Add the two numbers.\nOutput: 3", "stop", "malformed"),

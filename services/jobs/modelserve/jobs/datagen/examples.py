@@ -34,6 +34,9 @@ _REFUSAL = re.compile(
 )
 _INPUT = re.compile(r"\bInput\s*:", re.IGNORECASE)
 _OUTPUT = re.compile(r"\bOutput\s*:", re.IGNORECASE)
+# A field starting a line of the output: the model went on past its task's end.
+_NEXT_FIELD = re.compile(r"^\s*(Instruction|Input|Output)\s*:", re.IGNORECASE | re.MULTILINE)
+_NOTHING = ("none", "n/a", "<noinput>", "<no input>", "no input", "<nooutput>", "no output")
 
 
 class Example(BaseModel):
@@ -92,7 +95,11 @@ def parse(text: str, *, finish_reason: str | None) -> Parsed:
     found = _OUTPUT.search(text)
     if found is None:
         return Parsed(None, "unparsable")
-    head, output = text[: found.start()], text[found.end() :].strip()
+    head, output = text[: found.start()], text[found.end() :]
+    extra = _NEXT_FIELD.search(output)
+    output = (output[: extra.start()] if extra else output).strip()
+    if output.lower() in _NOTHING:
+        output = ""
     given_at = _INPUT.search(head)
     instruction = _one_line(head[: given_at.start()] if given_at else head)
     given = head[given_at.end() :].strip() if given_at else ""
@@ -109,7 +116,7 @@ def parse(text: str, *, finish_reason: str | None) -> Parsed:
         return Parsed(None, "unsuitable")
     if _REFUSAL.search(output):
         return Parsed(None, "refusal")
-    if given.lower() in (NO_INPUT, "none", "n/a", "<no input>", "no input"):
+    if given.lower() in _NOTHING:
         given = ""
     return Parsed(Example(instruction=instruction, input=given, output=output), None)
 

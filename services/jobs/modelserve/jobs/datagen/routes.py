@@ -9,6 +9,7 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from starlette.responses import StreamingResponse
 
 from modelserve.common.errors import ApiError
 from modelserve.common.objects import ObjectStore, StoreError
@@ -33,6 +34,7 @@ from modelserve.jobs.datagen.seeds import (
 )
 from modelserve.jobs.datagen.views import MAX_ITEMS, DataGenJob, DataGenRequest, view
 from modelserve.jobs.deps import CallerDep, StoreDep, visible_to
+from modelserve.jobs.files.transfers import read_object
 
 router = APIRouter(prefix="/data_gen/jobs", tags=["data generation"])
 
@@ -184,6 +186,24 @@ async def get_job(job_id: str, store: StoreDep, claims: CallerDep) -> DataGenJob
     if job is None or job.type != KIND:
         raise ApiError(404, "job_not_found", f"no data-generation job {job_id}")
     return view(job, _now())
+
+
+@router.get("/{job_id}/shards/{name}", response_class=StreamingResponse)
+async def shard_content(
+    job_id: str, name: str, request: Request, store: StoreDep, claims: CallerDep
+) -> StreamingResponse:
+    """A shard's JSONL, streamed from the platform store (for callers without access
+    to the store itself)."""
+    job = await get_job(job_id, store, claims)
+    shard = next((shard for shard in job.shards if shard.name == name), None)
+    if shard is None:
+        raise ApiError(404, "shard_not_found", f"job {job_id} has no shard {name}")
+    objects, bucket = _platform(request)
+    return StreamingResponse(
+        read_object(objects, bucket, shard.key, shard.bytes),
+        media_type="application/jsonl",
+        headers={"Content-Length": str(shard.bytes)},
+    )
 
 
 @router.post("/{job_id}/resume", status_code=202)
