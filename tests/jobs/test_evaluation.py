@@ -8,6 +8,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
+import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +26,8 @@ from modelserve.testbed.polling import wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "scaling_quality.py"
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench" / "scaling_quality.py"
 BENCH_MAX_TOKENS = 16  # the bench's default --max-tokens
 COUNT = 12
 
@@ -265,3 +270,58 @@ def test_an_eval_under_a_budget_runs_scaled(job_platform: JobPlatform) -> None:
         assert record["answer"] in scaling["candidates"]
     # A scaled answer carries no log-probabilities: no loss, said so.
     assert result["avg_loss"] is None and result["loss_samples"] == 0
+
+
+def doc_script() -> str:
+    """The bash blocks of docs/evaluation.md (but the one that sets the environment), as
+    one script, made small enough for SmolLM2 here: 3 examples, short generations."""
+    text = (ROOT / "docs" / "evaluation.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
+    script = "\n".join(block for block in blocks if not block.startswith("export "))
+    for docs, here in [
+        (".venv/bin/python", sys.executable),
+        ("--count 20", "--count 3"),
+        ('"max_samples": 20', '"max_samples": 3'),
+        ('"max_tokens": 256', '"max_tokens": 8'),
+    ]:
+        assert docs in script, docs
+        script = script.replace(docs, here)
+    return "set -euo pipefail\n" + script + '\necho "EVAL_JOB=$EVAL_JOB GEN_JOB=$GEN_JOB"\n'
+
+
+def test_the_examples_of_docs_evaluation_md_run(job_platform: JobPlatform, tmp_path: Path) -> None:
+    job_platform.user("doc").close()
+    env = {
+        **os.environ,
+        "GATEWAY_URL": job_platform.gateway.url,
+        "MODELSERVE_TOKEN": job_platform.token("doc"),
+    }
+    ran = subprocess.run(
+        ["bash", "-c", doc_script()],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert ran.returncode == 0, ran.stderr + ran.stdout
+    ids = dict(part.split("=") for part in ran.stdout.strip().splitlines()[-1].split())
+    with job_platform.user("doc") as doc:
+        job = doc.get(f"/eval/jobs/{ids['EVAL_JOB']}").json()
+        # The scaled example's job is queued; it need not run to its end here.
+        for status in ("pending", "running"):
+            for queued in doc.get("/eval/jobs", params={"status": status}).json():
+                doc.post(f"/jobs/{queued['job_id']}/cancel")
+        generation = finished_generation_of(doc, ids["GEN_JOB"])
+    assert job["status"] == "done" and job["result"]["total_samples"] == 3, job
+    assert job["dataset_ref"].startswith("file-")
+    assert '"status": "done"' in ran.stdout and '"correct"' in ran.stdout
+    assert generation["status"] == "done" and generation["generations"][0]["text"]
+
+
+def finished_generation_of(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/generate/{job_id}").json()
+        return job if job["status"] in ("done", "failed") else None
+
+    return wait_for(check, timeout=60, what=f"generation {job_id}", interval=0.5)
