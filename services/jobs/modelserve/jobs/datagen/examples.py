@@ -108,7 +108,10 @@ def parse(text: str, *, finish_reason: str | None) -> Parsed:
     words = len(instruction.split())
     if words < MIN_INSTRUCTION_WORDS:
         return Parsed(None, "too_short")
-    if words > MAX_INSTRUCTION_WORDS or max(len(given), len(output)) > MAX_FIELD_CHARS:
+    if (
+        words > MAX_INSTRUCTION_WORDS
+        or max(map(len, (instruction, given, output))) > MAX_FIELD_CHARS
+    ):
         return Parsed(None, "too_long")
     if not instruction[0].isalnum():
         return Parsed(None, "malformed")
