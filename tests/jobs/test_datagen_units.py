@@ -4,6 +4,7 @@ assembly in item order and what resuming a job adds."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from typing import Any
 
@@ -24,6 +25,8 @@ from modelserve.jobs.datagen.plan import (
 from modelserve.jobs.datagen.seeds import BadSeeds, default_seeds, parse_seed_lines
 from modelserve.jobs.datagen.shards import Assembler, chunks
 from modelserve.jobs.datagen.similarity import InstructionPool, lcs_length, rouge_l, tokens
+from modelserve.jobs.datagen.views import view
+from modelserve.jobs.store import Job
 
 
 def ex(instruction: str, output: str = "an answer", input: str = "") -> Example:
@@ -358,3 +361,54 @@ def test_resume_refused(status: str, result: dict[str, int] | None, code: str) -
     with pytest.raises(ResumeRefused) as refused:
         items_to_add(status=status, result=result, spec=spec(), open_items=0)
     assert refused.value.code == code
+
+
+# --- the job as the routes show it ----------------------------------------------------------
+
+
+def test_view_of_a_finished_job() -> None:
+    started = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
+    shard = {
+        "name": "shard-00000.jsonl",
+        "key": "datagen/alice/out/shard-00000.jsonl",
+        "uri": "s3://platform/datagen/alice/out/shard-00000.jsonl",
+        "examples": 2,
+        "bytes": 120,
+    }
+    job = Job(
+        id="datagen_1",
+        type="data_gen",
+        owner="alice",
+        team=None,
+        model="smollm2",
+        status="done",
+        total=4,
+        done=3,
+        failed=1,
+        created_at=started,
+        started_at=started,
+        finished_at=started + dt.timedelta(seconds=8),
+        error=None,
+        spec=spec(num_examples=2).model_dump(),
+        result={
+            "examples": 2,
+            "short": False,
+            "shards": [shard],
+            "rejected": {"truncated": 1},
+            "items_failed": 1,
+            "surplus": 0,
+        },
+    )
+    shown = view(job, started + dt.timedelta(seconds=60))
+    assert shown.job_id == "datagen_1" and shown.model_id == "smollm2"
+    assert shown.strategy == "self_instruct" and shown.status == "done"
+    assert shown.config["num_examples"] == 2 and shown.config["output_dir"] == "out"
+    assert "seeds" not in shown.config and "output_key" not in shown.config
+    assert shown.seed_set.model_dump() == {"source": "default", "count": 1}
+    assert shown.output_uri == "s3://platform/datagen/alice/out"
+    assert [s.model_dump() for s in shown.shards] == [shard]
+    assert (shown.examples, shown.short, shown.items_failed) == (2, False, 1)
+    assert shown.rejected == {"truncated": 1}
+    assert shown.progress.fraction == 1.0 and shown.progress.rate == pytest.approx(0.5)
+    running = view(job.model_copy(update={"status": "running", "result": None}), started)
+    assert running.examples is None and running.shards == [] and running.rejected == {}
