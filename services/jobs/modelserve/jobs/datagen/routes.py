@@ -32,9 +32,16 @@ from modelserve.jobs.datagen.seeds import (
     parse_seed_lines,
     seed,
 )
-from modelserve.jobs.datagen.views import MAX_ITEMS, DataGenJob, DataGenRequest, view
+from modelserve.jobs.datagen.views import (
+    MAX_ITEMS,
+    DataGenConfig,
+    DataGenJob,
+    DataGenRequest,
+    view,
+)
 from modelserve.jobs.deps import CallerDep, StoreDep, visible_to
 from modelserve.jobs.files.transfers import read_object
+from modelserve.jobs.store import JobStore
 
 router = APIRouter(prefix="/data_gen/jobs", tags=["data generation"])
 
@@ -81,6 +88,42 @@ async def _seed_file(objects: ObjectStore, bucket: str, key: str) -> list[Exampl
         raise ApiError(400, "invalid_seeds", f"s3://{bucket}/{key}: {error}") from error
 
 
+async def _seed_set(
+    config: DataGenConfig, claims: Claims, objects: ObjectStore, bucket: str
+) -> tuple[list[Example], str]:
+    """The job's seed set and where it came from: inline, a file, or the shipped one."""
+    if config.seed_tasks is not None and config.seed_file is not None:
+        raise ApiError(400, "invalid_seeds", "give `seed_tasks` or `seed_file`, not both")
+    if config.seed_tasks is not None:
+        try:
+            return [seed(v, f"seed_tasks[{i}]") for i, v in enumerate(config.seed_tasks)], "inline"
+        except BadSeeds as error:
+            raise ApiError(400, "invalid_seeds", str(error)) from error
+    if config.seed_file is not None:
+        key = _key(config.seed_file, claims, bucket)
+        return await _seed_file(objects, bucket, key), f"s3://{bucket}/{key}"
+    return default_seeds(), "default"
+
+
+async def _check_free(store: JobStore, objects: ObjectStore, bucket: str, key: str) -> None:
+    """409 when another data-generation job writes to `key`, or it holds objects."""
+    taken = await output_taken(store.pool, key)
+    if taken is None:
+        try:
+            existing = await asyncio.to_thread(
+                lambda: next(iter(objects.objects(bucket, key + "/")), None)
+            )
+        except StoreError as error:
+            raise ApiError(503, "store_unavailable", str(error)) from error
+        taken = existing.key if existing else None
+    if taken is not None:
+        raise ApiError(
+            409,
+            "output_dir_in_use",
+            f"s3://{bucket}/{key} is in use ({taken}): choose another output_dir",
+        )
+
+
 @router.post("", status_code=202)
 async def create_job(
     body: DataGenRequest, request: Request, store: StoreDep, claims: CallerDep
@@ -92,37 +135,10 @@ async def create_job(
     output_key = _key(config.output_dir, claims, bucket)
     if item_count(config.num_examples, config.overgenerate) > MAX_ITEMS:
         raise ApiError(
-            400, "too_many_items", f"num_examples * overgenerate gives at most {MAX_ITEMS} items"
+            400, "too_many_items", f"num_examples * overgenerate must be at most {MAX_ITEMS} items"
         )
-    if config.seed_tasks is not None and config.seed_file is not None:
-        raise ApiError(400, "invalid_seeds", "give `seed_tasks` or `seed_file`, not both")
-    if config.seed_tasks is not None:
-        try:
-            seeds = [seed(v, f"seed_tasks[{i}]") for i, v in enumerate(config.seed_tasks)]
-        except BadSeeds as error:
-            raise ApiError(400, "invalid_seeds", str(error)) from error
-        source = "inline"
-    elif config.seed_file is not None:
-        seed_key = _key(config.seed_file, claims, bucket)
-        seeds = await _seed_file(objects, bucket, seed_key)
-        source = f"s3://{bucket}/{seed_key}"
-    else:
-        seeds, source = default_seeds(), "default"
-    taken = await output_taken(store.pool, output_key)
-    if taken is None:
-        try:
-            existing = await asyncio.to_thread(
-                lambda: next(iter(objects.objects(bucket, output_key + "/")), None)
-            )
-        except StoreError as error:
-            raise ApiError(503, "store_unavailable", str(error)) from error
-        taken = existing.key if existing else None
-    if taken is not None:
-        raise ApiError(
-            409,
-            "output_dir_in_use",
-            f"s3://{bucket}/{output_key} is in use ({taken}): choose another output_dir",
-        )
+    seeds, source = await _seed_set(config, claims, objects, bucket)
+    await _check_free(store, objects, bucket, output_key)
     job_id = f"datagen_{uuid.uuid4().hex[:24]}"
     spec = DataGenSpec(
         strategy=body.strategy,
