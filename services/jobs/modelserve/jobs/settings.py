@@ -68,7 +68,7 @@ class JobsSettings(ServiceSettings):
     # once per backoff_decrease_seconds), add one back per backoff_increase_seconds calm.
     backoff: bool = True
     backoff_latency_factor: float = Field(default=1.25, gt=1)
-    backoff_increase_seconds: float = Field(default=2.0, gt=0)
+    backoff_increase_seconds: float = Field(default=0.5, gt=0)
     backoff_decrease_seconds: float = Field(default=1.0, gt=0)
     # A worker renews the leases of its items every renew_seconds; an item whose lease is
     # older than lease_seconds belongs to a worker that died and is taken again.

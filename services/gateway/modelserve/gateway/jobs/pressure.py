@@ -26,10 +26,13 @@ from modelserve.common.online_pressure import OnlineSignal
 RECENT_WEIGHT = 0.3
 BASELINE_UP = 0.01
 BASELINE_DOWN = 0.5
-# A ratio is told only after this many online samples, and only while the last one is
-# this recent: a ratio from online requests long gone says nothing about now.
+# A ratio is told only after this many online samples, and only while online traffic is
+# there: the last sample is at most FRESH_SECONDS old, or IN_FLIGHT_SECONDS while an
+# online request is in flight. Once online traffic stops, job workers are told so within
+# FRESH_SECONDS (and climb back), not held down by the last slow sample.
 MIN_SAMPLES = 3
-FRESH_SECONDS = 10.0
+FRESH_SECONDS = 2.0
+IN_FLIGHT_SECONDS = 60.0
 
 
 @dataclasses.dataclass
@@ -76,7 +79,8 @@ class OnlinePressure:
         if state is None:
             return OnlineSignal(0, None)
         ratio = None
-        fresh = self._clock() - state.last_sample <= FRESH_SECONDS
+        age = self._clock() - state.last_sample
+        fresh = age <= (IN_FLIGHT_SECONDS if state.in_flight else FRESH_SECONDS)
         if state.samples >= MIN_SAMPLES and fresh and state.baseline > 0:
             ratio = state.recent / state.baseline
         return OnlineSignal(state.in_flight, ratio)

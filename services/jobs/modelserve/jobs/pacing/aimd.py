@@ -19,7 +19,7 @@ from modelserve.common.online_pressure import OnlineSignal
 @dataclasses.dataclass(frozen=True)
 class AimdSettings:
     latency_factor: float = 1.25
-    increase_seconds: float = 2.0
+    increase_seconds: float = 0.5
     decrease_seconds: float = 1.0
 
 
