@@ -259,16 +259,6 @@ def test_with_hs256_its_delegation_requests_are_a_service_s(
     _delegation_token_is_accepted(objects, clean_environment, tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason=(
-        "RS256 (the chart's default): only the gateway holds the signing key, so the jobs "
-        "service cannot sign the service token POST /auth/delegate asks for and fails at "
-        "start-up (TokenSigner: 'signing with RS256 needs JWT_PRIVATE_KEY_FILE'); the jobs "
-        "service needs a credential of its own that the gateway accepts"
-    ),
-)
 def test_with_rs256_its_delegation_requests_are_a_service_s(
     rendered: Objects, clean_environment: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

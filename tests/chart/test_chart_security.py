@@ -213,7 +213,12 @@ def test_the_verifying_services_get_the_key_set_not_a_secret(
     assert "JWT_SECRET" not in _env_names(rendered, component)
     assert "JWT_PRIVATE_KEY_FILE" not in _env_names(rendered, component)
     pod = _pod_spec(rendered, "Deployment", f"{RELEASE}-{component}")
-    assert f"{RELEASE}-auth" not in _secret_names(pod)
+    if component == "jobs":
+        # Only the key of its own service token (see the next test), no other credential.
+        assert _auth_keys(pod) == {"service-secret"}
+    else:
+        assert f"{RELEASE}-auth" not in _secret_names(pod)
+        assert "JWT_SERVICE_SECRET" not in _env_names(rendered, component)
     assert f"{RELEASE}-jwt-key" not in _secret_names(pod)
     config = _config(rendered, component)
     assert config["JWT_ALGORITHM"] == "RS256"
@@ -227,6 +232,29 @@ def test_the_verifying_services_get_the_key_set_not_a_secret(
         {name[4:].lower(): value for name, value in config.items() if name.startswith("JWT_")}
     )
     assert settings.algorithm == "RS256" and settings.jwks_url == config["JWT_JWKS_URL"]
+
+
+def _auth_keys(pod: dict[str, Any]) -> set[str]:
+    """The keys of the auth Secret that a pod spec's containers read."""
+    return {
+        var["valueFrom"]["secretKeyRef"]["key"]
+        for container in pod.get("containers", [])
+        for var in container.get("env", [])
+        if var.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == f"{RELEASE}-auth"
+    }
+
+
+def test_rs256_the_jobs_service_signs_its_own_token_with_the_service_secret(
+    rendered: Objects,
+) -> None:
+    """Only the jobs service (which signs) and the gateway (which checks) read it; it is
+    generated, long enough, and a user's token signed with it is refused (tests/common/
+    test_tokens.py)."""
+    secret = base64.b64decode(find(rendered, "Secret", f"{RELEASE}-auth")["data"]["service-secret"])
+    assert len(secret) >= 32
+    for component in ("gateway", "jobs"):
+        pod = _pod_spec(rendered, "Deployment", f"{RELEASE}-{component}")
+        assert "service-secret" in _auth_keys(pod)
 
 
 def test_the_gateway_signs_with_the_generated_key(rendered: Objects, tmp_path: Any) -> None:

@@ -22,6 +22,7 @@ from modelserve.common.tokens import (
     ADMIN,
     DEVELOPMENT_SECRET,
     SERVICE,
+    SERVICE_SECRET_KID,
     TokenError,
     TokenSettings,
     TokenSigner,
@@ -278,6 +279,64 @@ def test_rs256_refuses_hs256_tokens(rs256_signer: TokenSigner, key_file: Path) -
     assert refusal(verifier, other_signer()).code == "token_invalid"  # no kid
     forged = jwt.encode({"sub": "mallory"}, SECRET, "HS256", headers={"kid": published["kid"]})
     assert "not allowed" in refusal(verifier, forged).message
+
+
+SERVICE_SECRET = "a-service-secret-of-at-least-32-bytes-long"
+
+
+def test_rs256_services_without_the_private_key_sign_with_the_service_secret(
+    rs256_signer: TokenSigner, tmp_path: Path
+) -> None:
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(rs256_signer.public_jwks()))
+    settings = TokenSettings(
+        algorithm="RS256", jwks_file=jwks_file, service_secret=SecretStr(SERVICE_SECRET)
+    )
+    jobs = TokenSigner.from_settings(settings)
+    token = jobs.service_token("jobs")
+    assert jwt.get_unverified_header(token) == {
+        "alg": "HS256",
+        "kid": SERVICE_SECRET_KID,
+        "typ": "JWT",
+    }
+    claims = verify(TokenVerifier.from_settings(settings), token)
+    assert (claims.sub, claims.is_service) == ("service:jobs", True)
+    # Users' tokens still need the gateway's private key, and still verify.
+    with pytest.raises(ValueError, match="JWT_PRIVATE_KEY_FILE"):
+        jobs.sign("alice")
+    assert verify(TokenVerifier.from_settings(settings), rs256_signer.sign("alice")).sub == "alice"
+
+
+def test_the_service_secret_signs_no_user_and_needs_a_verifier_that_has_it(
+    key_file: Path,
+) -> None:
+    with_secret = TokenSettings(
+        algorithm="RS256", private_key_file=key_file, service_secret=SecretStr(SERVICE_SECRET)
+    )
+    without = TokenSettings(algorithm="RS256", private_key_file=key_file)
+    now = int(time.time())
+    claims = {"iss": "modelserve", "aud": "modelserve", "iat": now, "exp": now + 60, "jti": "j"}
+    header = {"kid": SERVICE_SECRET_KID}
+    user = jwt.encode({**claims, "sub": "alice", "roles": [ADMIN]}, SERVICE_SECRET, "HS256", header)
+    refused = refusal(TokenVerifier.from_settings(with_secret), user)
+    assert "must be a service's" in refused.message
+    dressed = jwt.encode(
+        {**claims, "sub": "service:jobs", "roles": [SERVICE, ADMIN]},
+        SERVICE_SECRET,
+        "HS256",
+        header,
+    )
+    assert (
+        "must be a service's" in refusal(TokenVerifier.from_settings(with_secret), dressed).message
+    )
+    service = jwt.encode(
+        {**claims, "sub": "service:jobs", "roles": [SERVICE]}, SERVICE_SECRET, "HS256", header
+    )
+    assert verify(TokenVerifier.from_settings(with_secret), service).sub == "service:jobs"
+    # A verifier without the secret knows no such key.
+    assert refusal(TokenVerifier.from_settings(without), service).code == "token_invalid"
+    with pytest.raises(ValueError, match="JWT_SERVICE_SECRET"):
+        TokenSettings(algorithm="RS256", private_key_file=key_file, service_secret=SecretStr("x"))
 
 
 class KeySetServer:

@@ -209,6 +209,18 @@ only verify: with RS256 against the key set the gateway publishes. */}}
 {{- end }}
 {{- end }}
 
+{{/* RS256: the key of the jobs service's own service token (JWT_SERVICE_SECRET), for the
+gateway (which checks it) and the jobs service (which signs with it); nothing with HS256. */}}
+{{- define "modelserve.serviceSecretEnv" -}}
+{{- if include "modelserve.rs256" . }}
+- name: JWT_SERVICE_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "modelserve.authSecret" . }}
+      key: service-secret
+{{- end }}
+{{- end }}
+
 {{/* Placement and the rest of a pod spec, from a component's values: (list . $values) */}}
 {{- define "modelserve.placement" -}}
 {{- $values := index . 1 }}

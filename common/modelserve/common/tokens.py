@@ -51,6 +51,8 @@ DEVELOPMENT_SECRET = "modelserve-development-secret-never-use-outside-developmen
 # RFC 7518 section 3.2: an HS256 key must be at least as long as the hash output.
 MIN_SECRET_BYTES = 32
 MIN_RSA_BITS = 2048
+# The key id of service tokens signed with JWT_SERVICE_SECRET under RS256.
+SERVICE_SECRET_KID = "service-secret"
 # A token naming an unknown kid may mean the issuer rotated its key; refetching the key set for
 # every such token would let a flood of forged kids hammer the issuer.
 JWKS_REFETCH_INTERVAL = 30.0
@@ -107,6 +109,11 @@ class TokenSettings(BaseSettings):
 
     private_key_file: Path | None = None
     """RS256: the PEM private key; only the issuing service has it."""
+    service_secret: SecretStr | None = None
+    """RS256: an HS256 key with which a service that holds no private key (the jobs
+    service) signs its own service token, and with which every verifier that has it
+    checks such tokens; only for `service:<name>` subjects with the service role, never a
+    user's. Unused with HS256 (service tokens are signed with JWT_SECRET)."""
     jwks_url: str | None = None
     """RS256: where the issuer publishes its key set, fetched on first use and on key rotation."""
     jwks_file: Path | None = None
@@ -128,6 +135,10 @@ class TokenSettings(BaseSettings):
                     f"of at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`), "
                     "or set MODELSERVE_DEVELOPMENT=true on a development machine"
                 )
+        elif self.service_secret is not None and (
+            len(self.service_secret.get_secret_value().encode()) < MIN_SECRET_BYTES
+        ):
+            raise ValueError(f"JWT_SERVICE_SECRET needs at least {MIN_SECRET_BYTES} bytes")
         elif not (self.private_key_file or self.jwks_url or self.jwks_file):
             raise ValueError(
                 "JWT_ALGORITHM=RS256 needs a key: JWT_JWKS_URL or JWT_JWKS_FILE to verify "
@@ -240,11 +251,31 @@ def _public_keys(jwks: object) -> dict[str, RSAPublicKey]:
     return keys
 
 
+def _service_secret_token(settings: TokenSettings, name: str) -> str:
+    if settings.service_secret is None:
+        raise ValueError("a service token under RS256 needs JWT_SERVICE_SECRET")
+    now = int(time.time())
+    payload = {
+        "sub": f"{SERVICE}:{name}",
+        "roles": [SERVICE],
+        "teams": [],
+        "iss": settings.issuer,
+        "aud": settings.audience,
+        "iat": now,
+        "exp": now + int(settings.expiry_seconds),
+        "jti": uuid.uuid4().hex,
+    }
+    secret = settings.service_secret.get_secret_value()
+    return jwt.encode(payload, secret, "HS256", headers={"kid": SERVICE_SECRET_KID})
+
+
 class TokenSigner:
-    """Issues tokens; only the service that authenticates principals (the gateway) has one."""
+    """Issues tokens; only the service that authenticates principals (the gateway) has one
+    that signs users' tokens. Under RS256 another service with JWT_SERVICE_SECRET (and no
+    private key) signs only its own service token."""
 
     def __init__(self, settings: TokenSettings, *, private_key: RSAPrivateKey | None = None):
-        if settings.algorithm == "RS256" and private_key is None:
+        if settings.algorithm == "RS256" and private_key is None and not settings.service_secret:
             raise ValueError("signing with RS256 needs JWT_PRIVATE_KEY_FILE, a PEM RSA private key")
         self._settings = settings
         self._private_key = private_key if settings.algorithm == "RS256" else None
@@ -273,6 +304,8 @@ class TokenSigner:
         default) from `issued_at` (now by default; the gateway gives a later second when
         the subject's not-before is in the current one). `jti` is random unless given (a
         token standing for an API key is `key:<key id>`, revoked with the key)."""
+        if self._settings.algorithm == "RS256" and self._private_key is None:
+            raise ValueError("signing a token with RS256 needs JWT_PRIVATE_KEY_FILE")
         lifetime = self._settings.expiry_seconds if expires_in is None else expires_in
         if lifetime <= 0:
             raise ValueError(f"a token must live a positive time, not {lifetime} s")
@@ -292,9 +325,12 @@ class TokenSigner:
         return jwt.encode(payload, self._private_key, "RS256", headers={"kid": self._kid})
 
     def service_token(self, name: str) -> str:
-        """A token with which service `name` calls the others."""
+        """A token with which service `name` calls the others: signed like any token,
+        or, under RS256 without the private key, with JWT_SERVICE_SECRET."""
         if not name:
             raise ValueError("a service token needs the service's name")
+        if self._private_key is None and self._settings.algorithm == "RS256":
+            return _service_secret_token(self._settings, name)
         return self.sign(f"{SERVICE}:{name}", roles=[SERVICE])
 
     def public_jwks(self) -> dict[str, list[dict[str, str]]]:
@@ -469,15 +505,21 @@ class TokenVerifier:
 
     async def _verify(self, token: str) -> Claims:
         key: RSAPublicKey | str
-        if self._settings.algorithm == "HS256":
+        algorithm = self._settings.algorithm
+        service_secret = self._settings.service_secret
+        by_service_secret = False
+        if algorithm == "HS256":
             key = self._settings.secret.get_secret_value()
+        elif service_secret is not None and _kid(token) == SERVICE_SECRET_KID:
+            # A service's own token under RS256 (see TokenSettings.service_secret).
+            key, algorithm, by_service_secret = service_secret.get_secret_value(), "HS256", True
         else:
             key = await self._key(_kid(token))
         try:
             payload = jwt.decode(
                 token,
                 key,
-                algorithms=[self._settings.algorithm],
+                algorithms=[algorithm],
                 audience=self._settings.audience,
                 issuer=self._settings.issuer,
                 leeway=self._settings.leeway_seconds,
@@ -501,10 +543,17 @@ class TokenVerifier:
             # PyJWT's own messages name the claim at fault, never the token.
             raise TokenError("token_invalid", f"token is invalid: {error}") from None
         try:
-            return Claims.model_validate(payload)
+            claims = Claims.model_validate(payload)
         except ValidationError as error:
             fields = ", ".join(str(e["loc"][0]) for e in error.errors() if e["loc"])
             raise TokenError("token_invalid", f"token has malformed claims: {fields}") from None
+        if by_service_secret and not (
+            claims.sub.startswith(f"{SERVICE}:") and claims.roles == [SERVICE] and not claims.teams
+        ):
+            raise TokenError(
+                "token_invalid", "a token signed with the service secret must be a service's"
+            )
+        return claims
 
     async def _key(self, kid: str) -> RSAPublicKey:
         key = self._static_keys.get(kid) or self._fetched_keys.get(kid)
