@@ -1,5 +1,5 @@
 """Generated input against each service's own OpenAPI schema (schemathesis): every
-operation of the gateway, the contract service and the download service gets a few
+operation of the gateway, the contract, download and jobs services gets a few
 dozen requests that hypothesis makes from the schema (valid ones and, in negative mode,
 invalid ones: wrong types, out-of-range numbers, odd strings), with a valid admin token
 so that they reach the handlers. No answer may be a 5xx, and an answer whose status the
@@ -39,6 +39,8 @@ from modelserve.download.app import create_app as download_app
 from modelserve.download.settings import DownloadSettings
 from modelserve.gateway.app import create_app as gateway_app
 from modelserve.gateway.settings import GatewaySettings
+from modelserve.jobs.app import create_app as jobs_app
+from modelserve.jobs.settings import JobsSettings
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningService, gateway_kubeconfig
@@ -224,3 +226,40 @@ def test_the_download_service_answers_generated_input_without_5xx(
     _known(case, request)
     if not download.over:
         case.call_and_validate(base_url=download.url, headers=download.headers, checks=CHECKS)
+
+
+# --- The jobs service ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jobs(database_url: str, platform_store: MinioServer, testbed_dir: Path) -> Iterator[Sweep]:
+    """The jobs service with its platform store (files, datasets) and no gateway: its
+    routes answer, no item runs."""
+    bucket = f"gen-jobs-{uuid.uuid4().hex[:8]}"
+    platform_store.client().make_bucket(bucket)
+    settings = {
+        "JWT_SECRET": SECRET,
+        "JOBS_STORE_ENDPOINT": platform_store.endpoint,
+        "JOBS_STORE_ACCESS_KEY": platform_store.access_key,
+        "JOBS_STORE_SECRET_KEY": platform_store.secret_key,
+        "JOBS_STORE_BUCKET": bucket,
+        "JOBS_WORKER_ID": f"worker-{uuid.uuid4().hex[:6]}",
+    }
+    with service_on_fresh_schema(
+        "jobs", database_url, testbed_dir / "logs", settings, prefix="jobs_generated"
+    ) as service:
+        signer = TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET)))
+        yield Sweep(service.url, signer.sign("sweeper", roles=("admin",)), reached="/jobs/stats")
+
+
+jobs_api = schemathesis.openapi.from_dict(jobs_app(JobsSettings(tokens=DEVELOPMENT)).openapi())
+
+
+@jobs_api.parametrize()
+@BOUNDED
+def test_the_jobs_service_answers_generated_input_without_5xx(
+    case: schemathesis.Case[Any], jobs: Sweep, request: pytest.FixtureRequest
+) -> None:
+    _known(case, request)
+    if not jobs.over:
+        case.call_and_validate(base_url=jobs.url, headers=jobs.headers, checks=CHECKS)

@@ -18,6 +18,7 @@ from modelserve.common.objects import ObjectInfo, ObjectStore
 
 DATASETS = "datasets/"
 CHUNK = 1 << 20
+MAX_KEY_BYTES = 1024
 
 
 class DatasetRefused(ValueError):
@@ -39,6 +40,9 @@ def dataset_key(ref: str, *, bucket: str, admin: bool) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
         raise DatasetRefused(f"{ref!r} is not a key of a dataset")
+    # S3 keys are at most 1,024 bytes; control characters name no dataset anyone wrote.
+    if len(key.encode()) > MAX_KEY_BYTES or any(ord(char) < 32 for char in key):
+        raise DatasetRefused(f"{ref[:80]!r}… is not a key of a dataset (too long or odd)")
     if not admin and not key.startswith(DATASETS):
         raise DatasetRefused(f"only datasets under {DATASETS} may be read, not {key!r}")
     return key

@@ -102,9 +102,9 @@ async def create_file(
 async def list_files(
     claims: CallerDep,
     records: RecordsDep,
-    purpose: str | None = None,
+    purpose: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
-    after: str | None = None,
+    after: Annotated[str | None, Query(max_length=64, pattern=r"^file-[0-9a-f]+$")] = None,
     order: Order = "desc",
 ) -> FileList:
     """The caller's files (every one for admins) by creation time, newest first unless
