@@ -2,7 +2,7 @@
 batch runs (issue 17, item 10).
 
     .venv/bin/python bench/batch_throughput.py [--items 1000] [--max-tokens 16]
-        [--probes 20] [--rounds 2] [--keep-logs DIR]
+        [--probes 20] [--rounds 2] [--threads 2] [--keep-logs DIR]
 
 One upstream: llama.cpp's native server (`llama-server`, the platform's `llamacpp`
 runtime) on SmolLM2-135M with `--parallel 8` slots, started with `--n-predict MAX
@@ -176,17 +176,29 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
+    # llama-server's threads: on a small machine, 1 leaves a core to the platform's own
+    # processes (gateway, jobs service, PostgreSQL), which a GPU server would not share.
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep-logs", type=Path)
     args = parser.parse_args()
     print(f"batch_throughput: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
     print(f"  load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"  code: {revision(ROOT)}")
-    print(f"  {args.items} items of {args.max_tokens} tokens; llama-server --parallel {SLOTS}")
+    print(
+        f"  {args.items} items of {args.max_tokens} tokens; llama-server --parallel {SLOTS}"
+        f" --threads {args.threads}"
+    )
     with (
         scratch_folder("modelserve-batch-bench-", args.keep_logs) as folder,
         contextlib.ExitStack() as stack,
     ):
-        options = ["--n-predict", str(args.max_tokens), "--ignore-eos"]
+        options = [
+            "--n-predict",
+            str(args.max_tokens),
+            "--ignore-eos",
+            "--threads",
+            str(args.threads),
+        ]
         llama = start_llama_server(folder, parallel=SLOTS, options=options)
         stack.callback(llama.stop)
         jobs_port = free_port()

@@ -136,3 +136,15 @@ def test_the_pacer_backs_off_per_model() -> None:
     off = Pacer(8, None)
     off.observe("m", SLOW)
     assert off.limit("m") == 8
+
+
+def test_the_gateway_tells_a_ratio_only_while_online_traffic_is_there() -> None:
+    now = [0.0]
+    pressure = OnlinePressure(clock=lambda: now[0])
+    for _ in range(3):
+        pressure.started("m")
+        pressure.finished("m", 1.0, 10)
+    now[0] += FRESH_SECONDS + 0.5
+    assert pressure.signal("m").latency_ratio is None  # online traffic stopped
+    pressure.started("m")  # a long online request in flight: the last ratio holds
+    assert pressure.signal("m") == OnlineSignal(1, 1.0)
