@@ -157,7 +157,8 @@ def test_finished_items_free_their_model_s_slots(
             )
             assert await claim("w1") is None
             assert await store.renew("w2", [second], lease=60) == set()
-            assert other.status == "pending"
+            pending = await store.get(other.id, visible_to=None)
+            assert pending is not None and pending.status == "pending"
 
     asyncio.run(scenario())
 

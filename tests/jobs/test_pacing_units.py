@@ -20,8 +20,11 @@ from modelserve.jobs.pacing.pacer import Pacer
 from modelserve.jobs.pacing.profile import ProfileUnreadable, profile_concurrency
 
 SLOW = OnlineSignal(1, 2.0)
-CALM = OnlineSignal(0, 1.0)
-SETTINGS = AimdSettings(latency_factor=1.25, increase_seconds=2.0, decrease_seconds=1.0)
+CALM = OnlineSignal(0, None)  # no online traffic
+BUSY = OnlineSignal(1, 1.1)  # online traffic, not slowed
+SETTINGS = AimdSettings(
+    latency_factor=1.25, increase_seconds=2.0, decrease_seconds=1.0, busy_increase_seconds=5.0
+)
 
 
 def test_aimd_halves_when_online_latency_rises_at_most_once_per_interval() -> None:
@@ -54,8 +57,12 @@ def test_without_a_ratio_online_requests_in_flight_count_as_slowed() -> None:
     assert aimd.observe(OnlineSignal(2, None), 8, 0.0) == 4
     assert aimd.observe(OnlineSignal(0, None), 8, 1.5) == 4
     assert aimd.observe(OnlineSignal(0, None), 8, 2.0) == 5
-    # With a ratio below the factor, online requests in flight are no reason to slow.
-    assert aimd.observe(OnlineSignal(3, 1.1), 8, 4.0) == 6
+    # With a ratio below the factor, online requests in flight are no reason to slow;
+    # while they are there, one item comes back per busy interval only.
+    assert aimd.observe(BUSY, 8, 4.0) == 5
+    assert aimd.observe(BUSY, 8, 7.0) == 6
+    assert aimd.observe(BUSY, 8, 11.0) == 6
+    assert aimd.observe(OnlineSignal(0, 1.1), 8, 12.0) == 7
 
 
 def test_the_gateway_s_ratio_rises_with_slow_online_requests_and_falls_back() -> None:

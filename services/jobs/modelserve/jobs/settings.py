@@ -65,11 +65,13 @@ class JobsSettings(ServiceSettings):
     profile_seconds: float = Field(default=30.0, gt=0)
     # Back-off (docs/jobs.md): per model, halve the items run at once while the gateway
     # says online latency is backoff_latency_factor times its baseline or more (at most
-    # once per backoff_decrease_seconds), add one back per backoff_increase_seconds calm.
+    # once per backoff_decrease_seconds), add one back per backoff_busy_increase_seconds
+    # while online traffic is there and not slowed, per backoff_increase_seconds without it.
     backoff: bool = True
     backoff_latency_factor: float = Field(default=1.25, gt=1)
     backoff_increase_seconds: float = Field(default=0.5, gt=0)
     backoff_decrease_seconds: float = Field(default=1.0, gt=0)
+    backoff_busy_increase_seconds: float = Field(default=5.0, gt=0)
     # A worker renews the leases of its items every renew_seconds; an item whose lease is
     # older than lease_seconds belongs to a worker that died and is taken again.
     lease_seconds: float = Field(default=30.0, gt=0)

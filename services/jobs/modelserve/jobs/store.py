@@ -244,8 +244,9 @@ class JobStore:
         (at this worker's cap) are left to others. The job becomes running.
 
         `caps` (by model; `default_cap` for models it does not name) bounds the items
-        of a model running at once across every worker: the claim counts the model's live leases under a transaction-level advisory lock of
-        that model, so concurrent claims never take more than its cap between them.
+        of a model running at once across every worker: the claim counts the model's
+        live leases under a transaction-level advisory lock of that model, so
+        concurrent claims never take more than its cap between them.
         With `max_attempts`, an item whose lease ran out on its `max_attempts`-th try
         (a poison item that kills its worker) is failed as `worker_lost` instead."""
         full = set(full_models)

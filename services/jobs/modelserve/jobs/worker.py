@@ -29,6 +29,7 @@ def build_pacer(settings: JobsSettings) -> Pacer:
             settings.backoff_latency_factor,
             settings.backoff_increase_seconds,
             settings.backoff_decrease_seconds,
+            settings.backoff_busy_increase_seconds,
         )
         if settings.backoff
         else None

@@ -5,9 +5,12 @@ clock and the signals.
 Online latency is the gateway's ratio of recent online latency to its baseline. At or
 above `latency_factor` the model's online requests are slowed: halve, at most once per
 `decrease_seconds` (the next answers must show the effect of one halving before another).
-Below it: add one item back for each `increase_seconds` that it stays there. Without a ratio
-(too few recent online requests for the gateway to tell), online requests in flight
-count as slowed (nothing tells that job items do not slow them), and none as calm."""
+Below it, while online traffic is there: add one item back for each
+`busy_increase_seconds` that it stays there (a gentle probe of what the server takes
+beside its online load). No online traffic (no ratio, nothing in flight): one item back
+per `increase_seconds`, so a batch climbs back fast once online traffic ends. Without a
+ratio (too few recent online requests for the gateway to tell), online requests in
+flight count as slowed (nothing tells that job items do not slow them)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ class AimdSettings:
     latency_factor: float = 1.25
     increase_seconds: float = 0.5
     decrease_seconds: float = 1.0
+    busy_increase_seconds: float = 5.0
 
 
 def slowed(signal: OnlineSignal, factor: float) -> bool:
@@ -54,7 +58,11 @@ class Aimd:
             if current > 1 and not recent:
                 self._limit = max(current // 2, 1)
                 self._halved = now
-        elif now - self._calm_since >= settings.increase_seconds:
+        elif now - self._calm_since >= (
+            settings.busy_increase_seconds
+            if signal.latency_ratio is not None or signal.in_flight
+            else settings.increase_seconds
+        ):
             self._limit = min(current + 1, max(cap, 1))
             self._calm_since = now
         return self._limit
