@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -92,3 +93,14 @@ def test_majority_without_answers_selects_the_first_candidate() -> None:
     assert vote.counts == {}
     with pytest.raises(ValueError, match="at least one"):
         majority([])
+
+
+def test_a_pattern_that_backtracks_without_end_gives_no_answer_in_time() -> None:
+    """A user's pattern (an evaluation job's answer_pattern) cannot hold the process:
+    `(a|aa)+$` against 60 a's and a b takes 2^60 steps with plain backtracking."""
+    started = time.monotonic()
+    assert extract_answer("a" * 60 + "b", r"(a|aa)+$") is None
+    assert time.monotonic() - started < 2.0
+    # Patterns compiled with flags keep them; a group is the answer, else the whole match.
+    assert extract_answer("ANSWER: 12", re.compile(r"answer:\s*(\d+)", re.IGNORECASE)) == "12"
+    assert extract_answer("x = 3, then x = 4", r"x = \d") == "x = 4"

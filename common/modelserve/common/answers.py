@@ -6,6 +6,12 @@ Extraction: with a pattern, its last match (group 1, or the whole match for a pa
 without groups); without one, the last `\\boxed{...}` (braces balanced, so
 `\\boxed{\\frac{1}{2}}` is whole), else the last number. A text with none has no answer.
 
+A pattern may come from a user (an evaluation job's `answer_pattern`) or a server's
+owner (`spec.scaling`): it is matched with the `regex` module under a time limit
+(PATTERN_SECONDS), so a pattern that backtracks without end gives no answer instead of
+holding the process; the text it is matched against is at most MAX_TEXT characters
+(its end, where final answers are).
+
 Normalization: surrounding space, `$` and a final period go, inner space runs become
 one space, and a number is written one way: "1,000" is "1000", "3.0" is "3", "-0" is "0".
 """
@@ -16,6 +22,11 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
+
+import regex
+
+PATTERN_SECONDS = 0.1
+MAX_TEXT = 20_000
 
 _BOXED = re.compile(r"\\boxed\s*\{")
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
@@ -42,6 +53,29 @@ def last_number(text: str) -> str | None:
     return found[-1] if found else None
 
 
+def last_match(pattern: re.Pattern[str] | str, text: str) -> str | None:
+    """Group 1 of the last match of `pattern` (the whole match without groups); None
+    when nothing matches or matching takes longer than PATTERN_SECONDS."""
+    source, flags = (
+        (pattern.pattern, pattern.flags)
+        if isinstance(pattern, re.Pattern)
+        else (
+            pattern,
+            0,
+        )
+    )
+    last = None
+    try:
+        for match in regex.finditer(source, text, flags=flags, timeout=PATTERN_SECONDS):
+            last = match
+    except TimeoutError:
+        return None
+    if last is None:
+        return None
+    group = last.group(1) if last.re.groups else last.group(0)
+    return group if isinstance(group, str) else None
+
+
 def normalize(answer: str) -> str:
     answer = " ".join(answer.split())
     trimmed = None
@@ -63,11 +97,7 @@ def normalize(answer: str) -> str:
 def extract_answer(text: str, pattern: re.Pattern[str] | str | None = None) -> str | None:
     """The normalized final answer of `text`, or None where it gives none."""
     if pattern is not None:
-        matches = list(re.finditer(pattern, text))
-        if not matches:
-            return None
-        last = matches[-1]
-        found: str | None = last.group(1) if last.re.groups else last.group(0)
+        found: str | None = last_match(pattern, text[-MAX_TEXT:])
     else:
         found = boxed(text)
         if found is None:
