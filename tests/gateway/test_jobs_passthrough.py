@@ -53,3 +53,9 @@ def test_a_jobs_service_out_of_reach_is_503(
             answer = client.request(method, path, headers={"Authorization": f"Bearer {token}"})
             assert answer.status_code == 503, (path, answer.text)
             assert answer.json()["error"]["code"] == "jobs_unavailable"
+        # Encoded dot segments would climb out of the passed routes (to /metrics, /docs).
+        headers = {"Authorization": f"Bearer {token}"}
+        for path in ("/v1/files/%2E%2E/%2E%2E/metrics", "/jobs/%2e%2e/openapi.json"):
+            climbing = client.get(path, headers=headers)
+            assert climbing.status_code == 404, (path, climbing.text)
+            assert climbing.json()["error"]["code"] == "not_found"

@@ -82,7 +82,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # service token, the registry as the caller. Serve decisions, with the service token.
         app.state.registry = RegistryClient(settings.download_url, services, signer)
         # The one client of the jobs service: its routes passed through as the caller.
-        app.state.jobs = JobsClient(settings.jobs_url, services, settings.jobs_timeout_seconds)
+        jobs_http = await stack.enter_async_context(
+            httpx.AsyncClient(limits=httpx.Limits(max_connections=settings.jobs_connections))
+        )
+        app.state.jobs = JobsClient(settings.jobs_url, jobs_http, settings.jobs_timeout_seconds)
         app.state.contracts = (
             ContractClient(settings.contract_url, services, signer)
             if settings.contract_url

@@ -57,6 +57,9 @@ class GatewaySettings(ServiceSettings):
     jobs_url: str | None = None
     # A file upload or download through the gateway may wait this long for a read.
     jobs_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Requests to the jobs service at once (its own connections, apart from the
+    # gateway's calls to the contract and download services); more wait, then 503.
+    jobs_connections: int = Field(default=32, ge=1)
     # The platform services that may ask POST /auth/delegate for a user's token (to run
     # that user's queued work as them), comma-separated service names.
     delegating_services: str = "jobs"

@@ -6,6 +6,8 @@ memory). Without a jobs service (GATEWAY_JOBS_URL unset) these routes answer 404
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 from fastapi import Request
 from starlette.background import BackgroundTask
@@ -13,6 +15,8 @@ from starlette.responses import StreamingResponse
 
 from modelserve.common.errors import ApiError
 
+# What a path keeps unencoded (RFC 3986's pchar and "/").
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # Headers of the caller's request that the jobs service reads.
 _REQUEST_HEADERS = ("authorization", "content-type", "accept", "x-request-id", "openai-beta")
 # Headers of its answer that the caller reads (the raw body is passed on, so its length
@@ -29,12 +33,16 @@ _ANSWER_HEADERS = (
 
 
 class JobsClient:
+    """`http` is its own client (not the one the gateway asks its peers with): uploads
+    and downloads hold a connection as long as they last, and at most its pool's size of
+    them run at once; past that a request waits a few seconds, then is 503."""
+
     def __init__(self, base_url: str | None, http: httpx.AsyncClient, timeout: float) -> None:
         self._base = base_url.rstrip("/") if base_url else None
         self._http = http
         # Uploads and downloads of files take as long as their size needs; a read that
         # stalls this long ends the request.
-        self._timeout = httpx.Timeout(timeout, connect=10.0)
+        self._timeout = httpx.Timeout(timeout, connect=10.0, pool=5.0)
 
     @property
     def configured(self) -> bool:
@@ -50,10 +58,15 @@ class JobsClient:
             for name in _REQUEST_HEADERS
             if (value := request.headers.get(name)) is not None
         }
+        path = request.url.path
+        if any(segment in (".", "..") for segment in path.split("/")):
+            # `%2E%2E` arrives decoded: passed on, it would climb out of these routes.
+            raise ApiError(404, "not_found", f"no route {path[:200]!r}")
         has_body = request.method in ("POST", "PUT", "PATCH")
         upstream = self._http.build_request(
             request.method,
-            self._base + request.url.path,
+            # Encoded again as it came: a `%3F` in an id stays part of the path.
+            self._base + quote(path, safe=_PATH_SAFE),
             params=str(request.query_params),
             headers=headers,
             content=request.stream() if has_body else None,
