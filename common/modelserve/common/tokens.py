@@ -53,6 +53,8 @@ MIN_SECRET_BYTES = 32
 MIN_RSA_BITS = 2048
 # The key id of service tokens signed with JWT_SERVICE_SECRET under RS256.
 SERVICE_SECRET_KID = "service-secret"
+# The only services that sign with it: those that need a token of their own under RS256.
+SERVICE_SECRET_SUBJECTS = frozenset({f"{SERVICE}:jobs"})
 # A token naming an unknown kid may mean the issuer rotated its key; refetching the key set for
 # every such token would let a flood of forged kids hammer the issuer.
 JWKS_REFETCH_INTERVAL = 30.0
@@ -113,7 +115,8 @@ class TokenSettings(BaseSettings):
     """RS256: an HS256 key with which a service that holds no private key (the jobs
     service) signs its own service token, and with which every verifier that has it
     checks such tokens; only for `service:<name>` subjects with the service role, never a
-    user's. Unused with HS256 (service tokens are signed with JWT_SECRET)."""
+    user's, nor of another service than those of SERVICE_SECRET_SUBJECTS (the jobs
+    service). Unused with HS256 (service tokens are signed with JWT_SECRET)."""
     jwks_url: str | None = None
     """RS256: where the issuer publishes its key set, fetched on first use and on key rotation."""
     jwks_file: Path | None = None
@@ -548,7 +551,7 @@ class TokenVerifier:
             fields = ", ".join(str(e["loc"][0]) for e in error.errors() if e["loc"])
             raise TokenError("token_invalid", f"token has malformed claims: {fields}") from None
         if by_service_secret and not (
-            claims.sub.startswith(f"{SERVICE}:") and claims.roles == [SERVICE] and not claims.teams
+            claims.sub in SERVICE_SECRET_SUBJECTS and claims.roles == [SERVICE] and not claims.teams
         ):
             raise TokenError(
                 "token_invalid", "a token signed with the service secret must be a service's"
