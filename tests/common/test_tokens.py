@@ -329,6 +329,10 @@ def test_the_service_secret_signs_no_user_and_needs_a_verifier_that_has_it(
     assert (
         "must be a service's" in refusal(TokenVerifier.from_settings(with_secret), dressed).message
     )
+    other = jwt.encode(
+        {**claims, "sub": "service:operator", "roles": [SERVICE]}, SERVICE_SECRET, "HS256", header
+    )  # only the jobs service signs with it
+    assert "must be a service's" in refusal(TokenVerifier.from_settings(with_secret), other).message
     service = jwt.encode(
         {**claims, "sub": "service:jobs", "roles": [SERVICE]}, SERVICE_SECRET, "HS256", header
     )
