@@ -4,6 +4,7 @@ file could not be used: empty, or too many requests)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -16,8 +17,16 @@ from modelserve.jobs.store import Job
 JOB_TYPE = "batch"
 
 
+# What new_batch_id makes: anything else names no batch (and never reaches a query).
+BATCH_ID_PATTERN = r"^batch_[0-9a-f]{24}$"
+
+
 def new_batch_id() -> str:
     return f"batch_{uuid.uuid4().hex[:24]}"
+
+
+def is_batch_id(text: str) -> bool:
+    return re.fullmatch(BATCH_ID_PATTERN, text) is not None
 
 
 async def page_batches(

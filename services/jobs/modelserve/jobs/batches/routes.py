@@ -8,13 +8,28 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from modelserve.jobs.batches.lines import Endpoint, TooManyRequests, batch_items, item_model
-from modelserve.jobs.batches.records import JOB_TYPE, create_failed, new_batch_id, page_batches
+from modelserve.jobs.batches.lines import (
+    LINE_MAX_BYTES,
+    Endpoint,
+    TooManyRequests,
+    batch_items,
+    item_model,
+    storable_text,
+)
+from modelserve.jobs.batches.records import (
+    BATCH_ID_PATTERN,
+    JOB_TYPE,
+    create_failed,
+    is_batch_id,
+    new_batch_id,
+    page_batches,
+)
 from modelserve.jobs.batches.views import BatchList, BatchObject, batch_list, batch_object
 from modelserve.jobs.deps import CallerDep, StoreDep, visible_to
 from modelserve.jobs.files.deps import ObjectsDep, RecordsDep, SettingsDep
+from modelserve.jobs.files.records import is_file_id
 from modelserve.jobs.files.transfers import read_lines
 from modelserve.jobs.openai_errors import OpenAIError, OpenAIRoute
 from modelserve.jobs.store import Job, JobStore
@@ -27,6 +42,14 @@ class BatchCreate(BaseModel):
     endpoint: Endpoint
     completion_window: Literal["24h"]
     metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)] = {}
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, metadata: dict[str, str]) -> dict[str, str]:
+        """PostgreSQL keeps no NUL character nor lone surrogate (jsonb refuses them)."""
+        if not all(storable_text(text) for pair in metadata.items() for text in pair):
+            raise ValueError("keys and values hold no NUL character nor lone surrogate")
+        return metadata
 
 
 @dataclass(frozen=True)
@@ -71,7 +94,8 @@ async def create_batch(
 ) -> BatchObject:
     """A batch of the requests in `input_file_id` (a file of purpose "batch"), each line
     an item of a job of type `batch`, copied in as the file is read."""
-    file = await records.get(request.input_file_id, who=visible_to(claims))
+    known = is_file_id(request.input_file_id)
+    file = await records.get(request.input_file_id, who=visible_to(claims)) if known else None
     if file is None:
         raise OpenAIError(
             404,
@@ -94,7 +118,7 @@ async def create_batch(
         "input_file_id": file.id,
     }
     owner = Owner(claims.sub, claims.teams[0] if claims.teams else None, claims.key_id)
-    lines = read_lines(objects, settings.store_bucket, file.key, file.bytes)
+    lines = read_lines(objects, settings.store_bucket, file.key, file.bytes, LINE_MAX_BYTES)
     items = batch_items(lines, request.endpoint, settings.batch_max_requests)
     try:
         model, first = await _with_model(items)
@@ -139,7 +163,7 @@ async def _failed(
 async def list_batches(
     claims: CallerDep,
     store: StoreDep,
-    after: str | None = None,
+    after: Annotated[str | None, Query(pattern=BATCH_ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> BatchList:
     """The caller's batches (every one for admins), newest first."""
@@ -150,6 +174,8 @@ async def list_batches(
 
 
 async def _batch(store: JobStore, batch_id: str, who: str | None) -> Job:
+    if not is_batch_id(batch_id):
+        raise not_found(batch_id)
     job = await store.get(batch_id, visible_to=who)
     if job is None or job.type != JOB_TYPE:
         raise not_found(batch_id)

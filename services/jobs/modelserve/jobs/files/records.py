@@ -5,6 +5,7 @@ admins and services every one (`who` None)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Any, Literal
 
@@ -33,8 +34,16 @@ class FileRecord(BaseModel):
     created_at: dt.datetime
 
 
+# What new_file_id makes: anything else names no file (and never reaches a query).
+FILE_ID_PATTERN = r"^file-[0-9a-f]{24}$"
+
+
 def new_file_id() -> str:
     return f"file-{uuid.uuid4().hex[:24]}"
+
+
+def is_file_id(text: str) -> bool:
+    return re.fullmatch(FILE_ID_PATTERN, text) is not None
 
 
 def file_key(owner: str, file_id: str) -> str:

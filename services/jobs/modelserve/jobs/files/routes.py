@@ -13,11 +13,13 @@ from starlette.responses import StreamingResponse
 from modelserve.jobs.deps import CallerDep, visible_to
 from modelserve.jobs.files.deps import ObjectsDep, RecordsDep, SettingsDep
 from modelserve.jobs.files.records import (
+    FILE_ID_PATTERN,
     FileRecord,
     FileRecords,
     Order,
     file_key,
     insert_params,
+    is_file_id,
     new_file_id,
 )
 from modelserve.jobs.files.transfers import StoreWriter, form_boundary, read_object, receive_file
@@ -33,10 +35,14 @@ UPLOAD_PURPOSES = ("batch",)
 FORM_OVERHEAD = 64 * 1024
 
 
+def not_found(file_id: str) -> OpenAIError:
+    return OpenAIError(404, f"No such File object: {file_id}", code="file_not_found", param="id")
+
+
 async def visible_file(records: FileRecords, file_id: str, who: str | None) -> FileRecord:
-    record = await records.get(file_id, who=who)
+    record = await records.get(file_id, who=who) if is_file_id(file_id) else None
     if record is None:
-        raise OpenAIError(404, f"No such File object: {file_id}", code="file_not_found", param="id")
+        raise not_found(file_id)
     return record
 
 
@@ -104,7 +110,7 @@ async def list_files(
     records: RecordsDep,
     purpose: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
-    after: Annotated[str | None, Query(max_length=64, pattern=r"^file-[0-9a-f]+$")] = None,
+    after: Annotated[str | None, Query(pattern=FILE_ID_PATTERN)] = None,
     order: Order = "desc",
 ) -> FileList:
     """The caller's files (every one for admins) by creation time, newest first unless
@@ -150,8 +156,8 @@ async def delete_file(
 ) -> FileDeleted:
     """Forget the file and remove its content from the store (a batch made from it keeps
     its requests: they were copied in when it was created)."""
-    record = await records.delete(file_id, who=visible_to(claims))
+    record = await records.delete(file_id, who=visible_to(claims)) if is_file_id(file_id) else None
     if record is None:
-        raise OpenAIError(404, f"No such File object: {file_id}", code="file_not_found", param="id")
+        raise not_found(file_id)
     await asyncio.to_thread(objects.remove, settings.store_bucket, record.key)
     return FileDeleted(id=record.id, deleted=True)

@@ -6,6 +6,7 @@ the object back in ranges of READ_SIZE."""
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 
@@ -17,8 +18,9 @@ from modelserve.jobs.openai_errors import OpenAIError
 
 PART_SIZE = 8 << 20
 READ_SIZE = 1 << 20
-# A form field other than the file (`purpose`) is short.
+# A form field other than the file (`purpose`) is short, and so is a part's header.
 FIELD_MAX = 1024
+HEADER_MAX = 8 * 1024
 
 
 class StoreWriter:
@@ -94,8 +96,8 @@ class _FormEvents:
     def callbacks(self) -> dict[str, object]:
         return {
             "on_part_begin": self._headers.clear,
-            "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
-            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
+            "on_header_field": lambda data, start, end: self._extend(self._field, data[start:end]),
+            "on_header_value": lambda data, start, end: self._extend(self._value, data[start:end]),
             "on_header_end": self._header_end,
             "on_headers_finished": self._headers_finished,
             "on_part_data": lambda data, start, end: self.events.append(
@@ -103,6 +105,12 @@ class _FormEvents:
             ),
             "on_part_end": lambda: self.events.append(("end", None)),
         }
+
+    @staticmethod
+    def _extend(held: bytearray, data: bytes) -> None:
+        held.extend(data)
+        if len(held) > HEADER_MAX:
+            raise OpenAIError(400, f"a part's header is longer than {HEADER_MAX} bytes")
 
     def _header_end(self) -> None:
         self._headers[bytes(self._field).lower()] = bytes(self._value)
@@ -113,8 +121,16 @@ class _FormEvents:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
         filename = options.get(b"filename")
-        part = _Part(name, None if filename is None else filename.decode("utf-8", "replace"))
+        part = _Part(name, None if filename is None else clean_filename(filename))
         self.events.append(("part", part))
+
+
+def clean_filename(raw: bytes) -> str:
+    """An upload's file name as it is kept: UTF-8 (what is not, replaced), its control
+    characters (NUL, newlines, …: PostgreSQL keeps no NUL, and a name is shown in headers
+    and listings) replaced by `_`."""
+    name = raw.decode("utf-8", "replace")
+    return "".join("_" if unicodedata.category(c) == "Cc" else c for c in name)
 
 
 def form_boundary(content_type: str | None) -> bytes:
@@ -197,15 +213,48 @@ async def read_object(
         offset += length
 
 
+@dataclass(frozen=True)
+class LineTooLong:
+    """A line longer than `limit` bytes, in place of its bytes (which are not kept)."""
+
+    size: int
+    limit: int
+
+
+async def split_lines(
+    chunks: AsyncIterable[bytes], max_line: int
+) -> AsyncIterator[bytes | LineTooLong]:
+    """The lines of `chunks` (without their newline), each as soon as its newline comes;
+    a line of more than `max_line` bytes is a LineTooLong (its bytes dropped as they
+    come, so one line never holds more than `max_line` in memory). Linear in the bytes
+    read, however long a line is."""
+    pieces: list[bytes] = []
+    length = 0
+    async for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            length += end - start
+            if length <= max_line:
+                pieces.append(chunk[start:end])
+                yield b"".join(pieces)
+            else:
+                yield LineTooLong(length, max_line)
+            pieces, length = [], 0
+            start = end + 1
+        length += len(chunk) - start
+        if length <= max_line:
+            pieces.append(chunk[start:])
+        else:
+            pieces.clear()
+    if length > max_line:
+        yield LineTooLong(length, max_line)
+    elif length:
+        yield b"".join(pieces)
+
+
 async def read_lines(
-    objects: ObjectStore, bucket: str, key: str, size: int
-) -> AsyncIterator[bytes]:
-    """An object's lines (without their newline), as they are read."""
-    rest = b""
-    async for chunk in read_object(objects, bucket, key, size):
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        for line in lines:
-            yield line
-    if rest:
-        yield rest
+    objects: ObjectStore, bucket: str, key: str, size: int, max_line: int
+) -> AsyncIterator[bytes | LineTooLong]:
+    """An object's lines (without their newline), as they are read (see split_lines)."""
+    async for line in split_lines(read_object(objects, bucket, key, size), max_line):
+        yield line
