@@ -143,7 +143,14 @@ def test_bad_lines_are_reported_one_by_one_and_the_rest_completes(
             completion("good-1"),  # a custom_id seen before
             completion("wrong-url", url="/v1/chat/completions"),
             completion("no-model", body={"prompt": "hi", "max_tokens": 2}),
-            completion("no-such-model", body={"model": "no-such-model", "prompt": "hi"}),
+            completion("other-model", body={"model": "no-such-model", "prompt": "hi"}),
+            # JSON that PostgreSQL's jsonb refuses: NaN, \u0000, and nesting Python's
+            # json cannot even parse (RecursionError).
+            json.dumps(
+                completion("nan", body={"model": model, "temperature": float("nan")})
+            ).encode(),
+            completion("nul", body={"model": model, "prompt": "a\x00b"}),
+            b"[" * 200_000,
             completion("good-2"),
         ]
     )
@@ -151,7 +158,7 @@ def test_bad_lines_are_reported_one_by_one_and_the_rest_completes(
 
     assert batch.status == "completed", batch
     assert batch.request_counts is not None
-    assert batch.request_counts.model_dump() == {"total": 8, "completed": 2, "failed": 6}
+    assert batch.request_counts.model_dump() == {"total": 11, "completed": 2, "failed": 9}
     output = read_lines(client, batch.output_file_id)
     assert [line["custom_id"] for line in output] == ["good-1", "good-2"]
     assert {line["response"]["body"]["object"] for line in output} == {"text_completion"}
@@ -163,16 +170,23 @@ def test_bad_lines_are_reported_one_by_one_and_the_rest_completes(
         ("good-1", "duplicate_custom_id"),
         ("wrong-url", "invalid_url"),
         ("no-model", "missing_model"),
-        ("no-such-model", "model_not_found"),
+        ("other-model", "model_mismatch"),
+        (None, "invalid_json"),
+        (None, "invalid_json"),
+        (None, "invalid_json"),
     ]
-    assert [e["error"]["message"].split(":")[0] for e in errors[:5]] == [
-        f"line {n}" for n in (2, 3, 4, 5, 6)
+    assert [e["error"]["message"].split(":")[0] for e in errors] == [
+        f"line {n}" for n in range(2, 11)
     ]
+    assert all(e["response"] is None for e in errors)
+
     # A request the gateway refused keeps its answer, status code and all.
-    refused = errors[-1]["response"]
-    assert refused["status_code"] == 404
-    assert refused["body"]["error"]["code"] == "model_not_found"
-    assert all(e["response"] is None for e in errors[:5])
+    lost = completion("no-such-model", body={"model": "no-such-model", "prompt": "hi"})
+    batch = run_batch(client, jsonl([lost]), "/v1/completions")
+    [error] = read_lines(client, batch.error_file_id)
+    assert error["error"]["code"] == "model_not_found"
+    assert error["response"]["status_code"] == 404
+    assert error["response"]["body"]["error"]["code"] == "model_not_found"
 
 
 def test_embeddings_requests_reach_the_model_server(job_platform: JobPlatform) -> None:
@@ -269,3 +283,48 @@ def test_a_batch_of_an_unusable_file_fails_with_its_errors(job_platform: JobPlat
             completion_window="24h",
         )
     assert refused.value.body and "endpoint" in str(refused.value.body)
+
+
+def test_nul_characters_in_ids_cursors_and_names_are_refused_never_a_500(
+    job_platform: JobPlatform,
+) -> None:
+    """PostgreSQL keeps no NUL character: an id or cursor holding one names nothing
+    (404, or 400 for a cursor), in OpenAI's shape, and an upload's name loses it."""
+    with job_platform.user("erin") as erin:
+        for method, path, status, code in [
+            ("GET", "/v1/batches?after=%00", 400, "invalid_request"),
+            ("GET", "/v1/batches/%00", 404, "batch_not_found"),
+            ("POST", "/v1/batches/batch_%00/cancel", 404, "batch_not_found"),
+            ("GET", "/v1/files?after=file-%00", 400, "invalid_request"),
+            ("GET", "/v1/files/%00", 404, "file_not_found"),
+            ("GET", "/v1/files/file-%00/content", 404, "file_not_found"),
+            ("DELETE", "/v1/files/%00", 404, "file_not_found"),
+        ]:
+            answer = erin.request(method, path)
+            assert answer.status_code == status, (path, answer.text)
+            assert answer.json()["error"]["code"] == code, (path, answer.text)
+        create = {"endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        unknown = erin.post("/v1/batches", json={**create, "input_file_id": "file-\x00"})
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "file_not_found"
+
+        boundary = "nul-name-boundary"
+        form = (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="in\x00put\x1b.jsonl"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+            f"{json.dumps(chat_line(job_platform, 'one', 'Hi.'))}\n\r\n"
+            f"--{boundary}--\r\n"
+        ).encode()
+        made = erin.post(
+            "/v1/files",
+            content=form,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert made.status_code == 200, made.text
+        assert made.json()["filename"] == "in_put_.jsonl"
+        odd = {**create, "input_file_id": made.json()["id"], "metadata": {"a": "\x00"}}
+        refused = erin.post("/v1/batches", json=odd)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["param"] == "metadata"
