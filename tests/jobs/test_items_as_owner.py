@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import psycopg
+import psycopg.types.json
 import pytest
 
 from modelserve.jobs.store import JobStore
@@ -123,3 +125,47 @@ def test_items_are_counted_for_their_owner_and_stop_when_the_owner_is_disabled(
             "SELECT DISTINCT error->>'code' FROM job_items WHERE job_id = %s", [stopped]
         ).fetchall()
     assert codes == [("owner_not_allowed",)]
+
+
+def test_work_queued_before_the_owner_revoked_their_sessions_stops(
+    job_platform: JobPlatform, open_store: StoreOpener
+) -> None:
+    """A password change voids the owner's tokens; a job queued before it (perhaps with a
+    stolen token) gets no delegation, one queued after it runs."""
+    job_platform.user("dave", team="labs").close()
+    with job_platform.admin() as admin:
+        changed = admin.put("/users/dave/password", json={"password": "dave-new-password-2"})
+        assert changed.status_code == 204, changed.text
+    body = {
+        "model": job_platform.model,
+        "messages": [{"role": "user", "content": "Say 1."}],
+        "max_tokens": 2,
+    }
+    with psycopg.connect(job_platform.jobs_database) as conn, conn.transaction():
+        # Queued an hour ago, before the password change.
+        conn.execute(
+            """INSERT INTO jobs (id, type, owner, team, model, total, spec, created_at)
+               VALUES ('job_before_change', 'chat', 'dave', 'labs', %s, 1, '{}',
+                       now() - interval '1 hour')""",
+            [job_platform.model],
+        )
+        conn.execute(
+            "INSERT INTO job_items (job_id, index, input) VALUES ('job_before_change', 0, %s)",
+            [psycopg.types.json.Jsonb(body)],
+        )
+    assert finished(job_platform, "job_before_change") == {
+        "status": "failed",
+        "done": 0,
+        "failed": 1,
+    }
+    with psycopg.connect(job_platform.jobs_database) as conn:
+        error = conn.execute(
+            "SELECT error FROM job_items WHERE job_id = 'job_before_change'"
+        ).fetchone()
+    assert error is not None and error[0]["code"] == "owner_not_allowed"
+    assert "revoked their sessions" in error[0]["message"]
+    # Revocation is by whole seconds (the not-before is the next one): work queued in the
+    # second of the change counts as queued before it.
+    time.sleep(1.1)
+    after = create_chat_job(job_platform, open_store, "dave", "labs", 1)
+    assert finished(job_platform, after) == {"status": "done", "done": 1, "failed": 0}

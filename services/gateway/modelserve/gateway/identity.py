@@ -350,16 +350,27 @@ class Identity:
         )
         return token, lifetime
 
-    async def delegate(self, username: str, key_id: str | None) -> tuple[str, int]:
+    async def delegate(
+        self, username: str, key_id: str | None, queued_at: int | None = None
+    ) -> tuple[str, int]:
         """A token for `username` as they are now (role, teams), for a platform service
         that runs their queued work (the jobs service): 403 `delegation_refused` for an
         unknown or disabled user, and for a key (`key_id`, the one the work was queued
         with) that is not theirs, revoked or expired. A token for a key carries its id,
-        so revoking the key voids it at once."""
+        so revoking the key voids it at once. Work queued (`queued_at`, seconds) before
+        the user's sessions were revoked (a password change, "sign out everywhere") is
+        refused too: it may have been queued with a stolen token."""
         account = await self._account(username)
         if account is None or account.user.disabled:
             raise ApiError(
                 403, "delegation_refused", f"{username!r} is not an enabled user of this gateway"
+            )
+        not_before = account.user.not_before
+        if queued_at is not None and not_before is not None and not_before.timestamp() > queued_at:
+            raise ApiError(
+                403,
+                "delegation_refused",
+                f"{username!r} revoked their sessions after this work was queued",
             )
         lifetime = max(1, int(self._settings.tokens.expiry_seconds))
         jti = None

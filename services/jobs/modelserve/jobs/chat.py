@@ -34,5 +34,9 @@ class ChatExecutor:
         if problem is not None:
             raise ItemFailed("invalid_item", problem)
         return await self._gateway.post(
-            "/v1/chat/completions", item.input, owner=item.job_owner, key_id=item.key_id
+            "/v1/chat/completions",
+            item.input,
+            owner=item.job_owner,
+            key_id=item.key_id,
+            since=item.job_created_at,
         )

@@ -28,6 +28,15 @@ class ItemRetry(ItemFailed):
     """A failure worth another attempt (a peer unreachable, overloaded, or in error)."""
 
 
+class ItemBusy(ItemRetry):
+    """The gateway (or the owner's limits) is busy: 429 or 503, with the wait it asked for
+    (`retry_after`, seconds). Such waits use up no attempt, up to JOBS_MAX_BUSY_RETRIES."""
+
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(code, message)
+        self.retry_after = retry_after
+
+
 class Executor(Protocol):
     async def __call__(self, item: Item) -> Any: ...
 

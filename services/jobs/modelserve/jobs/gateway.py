@@ -10,6 +10,7 @@ expires, never stored. A disabled owner or a revoked key stops the job's items
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import httpx
 
 from modelserve.common.online_pressure import BACKGROUND, PRIORITY_HEADER, OnlineSignal, read_signal
 from modelserve.common.tokens import TokenSigner
-from modelserve.jobs.executors import ItemFailed, ItemRetry
+from modelserve.jobs.executors import ItemBusy, ItemFailed, ItemRetry
 
 SERVICE_NAME = "jobs"
 # A delegated token is asked for again this long before it expires.
@@ -48,18 +49,18 @@ class GatewayClient:
         self._signals = signals
         self._base = base_url.rstrip("/")
         self._signer = signer
-        # (owner, key id) -> (token, when to ask again, monotonic)
-        self._tokens: dict[tuple[str, str | None], tuple[str, float]] = {}
+        # (owner, key id, queued at) -> (token, when to ask again, monotonic)
+        self._tokens: dict[tuple[str, str | None, int | None], tuple[str, float]] = {}
 
-    async def _delegated(self, owner: str, key_id: str | None) -> str:
-        kept = self._tokens.get((owner, key_id))
+    async def _delegated(self, owner: str, key_id: str | None, since: int | None) -> str:
+        kept = self._tokens.get((owner, key_id, since))
         if kept is not None and kept[1] > time.monotonic():
             return kept[0]
         headers = {"Authorization": f"Bearer {self._signer.service_token(SERVICE_NAME)}"}
         try:
             answer = await self._http.post(
                 f"{self._base}/auth/delegate",
-                json={"sub": owner, "key_id": key_id},
+                json={"sub": owner, "key_id": key_id, "queued_at": since},
                 headers=headers,
             )
         except httpx.HTTPError as error:
@@ -84,15 +85,27 @@ class GatewayClient:
         if len(self._tokens) >= TOKENS_KEPT:
             self._tokens.pop(next(iter(self._tokens)))
         renew_at = time.monotonic() + max(lifetime - RENEW_BEFORE_SECONDS, lifetime / 2)
-        self._tokens[(owner, key_id)] = (token, renew_at)
+        self._tokens[(owner, key_id, since)] = (token, renew_at)
         return token
 
-    async def send(self, path: str, body: Any, *, owner: str, key_id: str | None) -> Answer:
-        """POST `body` to the gateway's `path` as `owner`: its answer, whatever its status,
-        except those worth another attempt (unreachable, 429, 5xx: ItemRetry). A 401 (the
-        token expired on its way) is asked again once with a fresh token."""
+    async def send(
+        self,
+        path: str,
+        body: Any,
+        *,
+        owner: str,
+        key_id: str | None,
+        since: dt.datetime | None = None,
+    ) -> Answer:
+        """POST `body` to the gateway's `path` as `owner` (for work they queued at `since`:
+        refused once they have revoked their sessions after it): its answer, whatever its
+        status, except those worth another attempt (unreachable, 5xx: ItemRetry; 429 and
+        503, the gateway or the owner's limits busy: ItemBusy, with the wait the gateway
+        asks for). A 401 (the token expired on its way) is asked again once with a fresh
+        token."""
+        queued_at = int(since.timestamp()) if since is not None else None
         for attempt in range(2):
-            token = await self._delegated(owner, key_id)
+            token = await self._delegated(owner, key_id, queued_at)
             # Marked as background work: the gateway keeps it out of online traffic's
             # figures and answers with them.
             headers = {"Authorization": f"Bearer {token}", PRIORITY_HEADER: BACKGROUND}
@@ -103,15 +116,21 @@ class GatewayClient:
                     "gateway_unreachable", f"the gateway is unreachable: {error}"
                 ) from error
             if answer.status_code == 401 and attempt == 0:
-                self._tokens.pop((owner, key_id), None)
+                self._tokens.pop((owner, key_id, queued_at), None)
                 continue
             break
         signal = read_signal(answer.headers)
         if signal is not None and self._signals is not None and isinstance(body, dict):
             self._signals(str(body.get("model") or ""), signal)
-        if answer.status_code == 429 or answer.status_code >= 500:
+        if answer.status_code in (429, 503):
+            raise ItemBusy(
+                "gateway_busy",
+                f"the gateway answered {answer.status_code}: {answer.text[:500]}",
+                retry_after=_retry_after(answer.headers.get("retry-after")),
+            )
+        if answer.status_code >= 500:
             raise ItemRetry(
-                "gateway_busy", f"the gateway answered {answer.status_code}: {answer.text[:500]}"
+                "gateway_error", f"the gateway answered {answer.status_code}: {answer.text[:500]}"
             )
         try:
             parsed = answer.json()
@@ -119,16 +138,34 @@ class GatewayClient:
             raise ItemRetry("bad_answer", "the gateway's answer is not JSON") from error
         return Answer(answer.status_code, parsed, answer.headers)
 
-    async def post(self, path: str, body: Any, *, owner: str, key_id: str | None) -> Any:
+    async def post(
+        self,
+        path: str,
+        body: Any,
+        *,
+        owner: str,
+        key_id: str | None,
+        since: dt.datetime | None = None,
+    ) -> Any:
         """The body of a 200 answer; any other status fails the item (`request_refused`)
         with the gateway's message."""
-        answer = await self.send(path, body, owner=owner, key_id=key_id)
+        answer = await self.send(path, body, owner=owner, key_id=key_id, since=since)
         if answer.status != 200:
             raise ItemFailed(
                 "request_refused",
                 f"the gateway answered {answer.status}: {_error_text(answer.body)}",
             )
         return answer.body
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds of a Retry-After header given in seconds (its date form is not used by the
+    gateway), at most an hour."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return None if seconds is None or seconds < 0 else min(seconds, 3600.0)
 
 
 def _error_text(body: Any) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import psycopg
@@ -23,8 +23,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from modelserve.common.database import connection
-from modelserve.common.objects import ObjectStore
+from modelserve.common.database import DatabaseUnavailable, connection
+from modelserve.common.objects import ObjectStore, StoreError
 from modelserve.jobs.store import Job
 
 PART_SIZE = 8 << 20
@@ -133,6 +133,15 @@ async def write_output_file(job: Job, files: JobFiles) -> dict[str, Any]:
     return {"output": files.uri(key), "output_lines": count}
 
 
+class FinishFailed(Exception):
+    """A job type's finisher failed on a job (its cause attached); the job stays
+    unfinished and is tried again later."""
+
+    def __init__(self, job_id: str, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 class OutputWriter:
     def __init__(
         self,
@@ -146,9 +155,10 @@ class OutputWriter:
         self._bucket = bucket
         self._finishers = dict(finishers or {})
 
-    async def write_next(self) -> str | None:
-        """Finish one finished job that has no result yet: its id, or None when there was
-        none to finish."""
+    async def write_next(self, exclude: Sequence[str] = ()) -> str | None:
+        """Finish one finished job that has no result yet (but those of `exclude`): its
+        id, or None when there was none to finish. FinishFailed when its finisher
+        failed (nothing of it is recorded)."""
         async with (
             connection(self._pool) as conn,
             conn.transaction(),
@@ -158,17 +168,24 @@ class OutputWriter:
                 """
                 SELECT * FROM jobs
                 WHERE status IN ('done', 'failed', 'cancelled') AND result IS NULL
+                  AND NOT (id = ANY(%s))
                   AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = jobs.id
                                   AND i.state = 'running' AND i.lease_until > now())
                 ORDER BY finished_at LIMIT 1
                 FOR UPDATE SKIP LOCKED
-                """
+                """,
+                [list(exclude)],
             )
             row = await cur.fetchone()
             if row is None:
                 return None
             job = Job.model_validate(row)
             finisher = self._finishers.get(job.type, write_output_file)
-            result = await finisher(job, JobFiles(cur, self._objects, self._bucket))
+            try:
+                result = await finisher(job, JobFiles(cur, self._objects, self._bucket))
+            except (DatabaseUnavailable, StoreError, psycopg.OperationalError):
+                raise
+            except Exception as error:
+                raise FinishFailed(job.id, f"{type(error).__name__}: {error}") from error
             await cur.execute("UPDATE jobs SET result = %s WHERE id = %s", [Jsonb(result), job.id])
             return job.id

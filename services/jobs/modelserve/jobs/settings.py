@@ -80,6 +80,10 @@ class JobsSettings(ServiceSettings):
     # run again until it has been tried max_attempts times; one whose lease ran out on
     # its max_attempts-th try (its worker died each time) is failed as worker_lost.
     max_attempts: int = Field(default=3, ge=1)
+    # An item the gateway answered 429 or 503 (the owner's limits, a model loading) waits
+    # as long as asked (Retry-After) or its doubling delay, without using up an attempt,
+    # this many times at most.
+    max_busy_retries: int = Field(default=20, ge=0)
     # It waits retry_seconds before its second attempt, twice as long before each next one
     # (at most retry_max_seconds), so that a gateway down for a while fails no job.
     retry_seconds: float = Field(default=5.0, ge=0)

@@ -60,6 +60,7 @@ class Item(BaseModel):
     team: str | None = None
     key_id: str | None = None
     spec: dict[str, Any] = {}
+    job_created_at: dt.datetime | None = None
 
 
 class Stats(BaseModel):
@@ -310,26 +311,86 @@ class JobStore:
         return await self._finish(item, "failed", output=None, error=error)
 
     async def release(
-        self, item: Item, error: dict[str, Any], *, max_attempts: int, delay: float
+        self,
+        item: Item,
+        error: dict[str, Any],
+        *,
+        max_attempts: int,
+        delay: float,
+        busy: bool = False,
+        max_busy: int = 0,
     ) -> bool:
         """An attempt that may succeed later: the item is pending again, claimed no sooner
         than `delay` seconds from now, or failed when it has been tried `max_attempts`
-        times."""
-        if item.attempts >= max_attempts:
-            return await self.fail(item, error)
+        times. A `busy` attempt (the gateway asked to wait) gives its attempt back, at
+        most `max_busy` times per item (counted in its error's `busy`)."""
         # A pending item's lease_until is the time before which no one claims it.
         row = await fetch_one(
             self._pool,
             """
             UPDATE job_items SET state = 'pending', lease_owner = NULL,
-                lease_until = now() + make_interval(secs => %s), error = %s
-            WHERE job_id = %s AND index = %s AND lease_owner = %s AND attempts = %s
-              AND state = 'running'
+                lease_until = now() + make_interval(secs => %(delay)s),
+                attempts = attempts - CASE WHEN %(busy)s AND %(seen)s < %(max_busy)s
+                                           THEN 1 ELSE 0 END,
+                error = %(error)s::jsonb || jsonb_build_object(
+                    'busy', %(seen)s + CASE WHEN %(busy)s THEN 1 ELSE 0 END)
+            WHERE job_id = %(job)s AND index = %(index)s AND lease_owner = %(owner)s
+              AND attempts = %(attempts)s AND state = 'running'
+              AND (%(busy)s AND %(seen)s < %(max_busy)s OR attempts < %(max_attempts)s)
             RETURNING index
             """,
-            [delay, Jsonb(error), item.job_id, item.index, item.owner, item.attempts],
+            {
+                "delay": delay,
+                "busy": busy,
+                "seen": await self._busy_count(item),
+                "max_busy": max_busy,
+                "error": Jsonb(error),
+                "job": item.job_id,
+                "index": item.index,
+                "owner": item.owner,
+                "attempts": item.attempts,
+                "max_attempts": max_attempts,
+            },
         )
-        return row is not None
+        if row is not None:
+            return True
+        # Out of attempts (or no longer ours: then failing changes nothing either).
+        return await self.fail(item, error)
+
+    async def _busy_count(self, item: Item) -> int:
+        row = await fetch_one(
+            self._pool,
+            "SELECT coalesce((error->>'busy')::int, 0) AS busy FROM job_items"
+            " WHERE job_id = %s AND index = %s",
+            [item.job_id, item.index],
+        )
+        return int(row["busy"]) if row else 0
+
+    async def abandon(self, worker: str, items: Sequence[Item]) -> int:
+        """Give up the leases of `items` this worker stopped (their job was cancelled):
+        pending again at once, so that the job's files need not wait for the leases to
+        run out. Items taken by another worker meanwhile are left alone."""
+        if not items:
+            return 0
+        rows = await fetch_all(
+            self._pool,
+            """
+            UPDATE job_items i SET state = 'pending', lease_owner = NULL, lease_until = NULL
+            FROM unnest(%(jobs)s::text[], %(indexes)s::int[], %(attempts)s::int[])
+                AS held(job_id, index, attempts)
+            WHERE i.job_id = held.job_id AND i.index = held.index
+              AND i.attempts = held.attempts AND i.lease_owner = %(worker)s
+              AND i.state = 'running'
+            RETURNING i.index
+            """,
+            {
+                "worker": worker,
+                "jobs": [item.job_id for item in items],
+                "indexes": [item.index for item in items],
+                "attempts": [item.attempts for item in items],
+            },
+        )
+        return len(rows)
 
     async def _finish(self, item: Item, state: str, *, output: Any, error: Any) -> bool:
         async with connection(self._pool) as conn, conn.transaction():
@@ -346,6 +407,9 @@ async def _finish_item(
                 lease_until = NULL
             WHERE job_id = %s AND index = %s AND lease_owner = %s AND attempts = %s
               AND state = 'running'
+              -- A job whose files are written takes no more outcomes (a straggler
+              -- whose lease ran out while its job was cancelled and finished).
+              AND NOT EXISTS (SELECT 1 FROM jobs WHERE id = %s AND result IS NOT NULL)
             """,
             [
                 state,
@@ -355,6 +419,7 @@ async def _finish_item(
                 item.index,
                 item.owner,
                 item.attempts,
+                item.job_id,
             ],
         )
         if cur.rowcount != 1:
@@ -473,7 +538,7 @@ async def _claim_once(
         WHERE i.job_id = %(job)s AND i.index = %(index)s AND j.id = i.job_id
         RETURNING i.job_id, i.index, i.attempts, i.lease_owner AS owner,
                   j.type, j.model, i.input, j.owner AS job_owner, j.team,
-                  j.key_id, j.spec
+                  j.key_id, j.spec, j.created_at AS job_created_at
         """,
         {"worker": worker, "lease": lease, "job": picked["job_id"], "index": picked["index"]},
     )

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
+
+import psycopg
 
 from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.objects import StoreError
-from modelserve.jobs.executors import Executors, ItemFailed, ItemRetry
-from modelserve.jobs.outputs import OutputWriter
+from modelserve.jobs.executors import Executors, ItemBusy, ItemFailed, ItemRetry
+from modelserve.jobs.outputs import FinishFailed, OutputWriter
 from modelserve.jobs.pacing.aimd import AimdSettings
 from modelserve.jobs.pacing.pacer import Pacer
 from modelserve.jobs.pacing.profile import ProfileReader
@@ -35,6 +38,10 @@ def build_pacer(settings: JobsSettings) -> Pacer:
         else None
     )
     return Pacer(settings.max_per_model, aimd)
+
+
+# How long a job whose finisher failed is left before this replica tries it again.
+FINISH_RETRY_SECONDS = 60.0
 
 
 def retry_delay(attempts: int, first: float, most: float) -> float:
@@ -144,19 +151,35 @@ class Worker:
 
     async def _run_item(self, item: Item) -> None:
         executor = self._executors[item.type]
+        settings = self._settings
         try:
             output = await executor(item)
         except ItemRetry as error:
-            settings = self._settings
             delay = retry_delay(item.attempts, settings.retry_seconds, settings.retry_max_seconds)
+            busy = isinstance(error, ItemBusy)
+            if isinstance(error, ItemBusy) and error.retry_after is not None:
+                delay = max(delay, error.retry_after)
             await self._store.release(
-                item, error.as_error(), max_attempts=settings.max_attempts, delay=delay
+                item,
+                error.as_error(),
+                max_attempts=settings.max_attempts,
+                delay=delay,
+                busy=busy,
+                max_busy=settings.max_busy_retries,
             )
             return
         except ItemFailed as error:
             await self._store.fail(item, error.as_error())
             return
-        if not await self._store.complete(item, output):
+        try:
+            recorded = await self._store.complete(item, output)
+        except psycopg.DataError as error:
+            # What PostgreSQL cannot keep (a NUL character in a model's answer): the item
+            # fails with the reason, rather than being sent again.
+            failure = ItemFailed("unstorable_output", f"the answer cannot be recorded: {error}")
+            await self._store.fail(item, failure.as_error())
+            return
+        if not recorded:
             logger.info("item %s/%d was no longer ours: output dropped", item.job_id, item.index)
 
     async def _renew_forever(self) -> None:
@@ -173,19 +196,38 @@ class Worker:
             except DatabaseUnavailable as error:
                 logger.warning("renewing leases: %s", error)
                 continue
+            lost = []
             for task, item in held.items():
                 if (item.job_id, item.index) not in kept and not task.done():
                     logger.info(
                         "item %s/%d lost (cancelled or taken): stopped", item.job_id, item.index
                     )
                     task.cancel()
+                    lost.append(item)
+            try:
+                # Those of a cancelled job are given up at once (the job's files wait for
+                # no lease); those another worker took are left to it.
+                await self._store.abandon(settings.worker_id, lost)
+            except DatabaseUnavailable as error:
+                logger.warning("giving up stopped items: %s", error)
 
     async def _write_outputs_forever(self, outputs: OutputWriter) -> None:
+        # Jobs whose finishing failed here, left to other replicas (or a later try) until
+        # the monotonic time given: one job that cannot be finished holds up no other.
+        failing: dict[str, float] = {}
         while True:
+            now = time.monotonic()
+            failing = {job: until for job, until in failing.items() if until > now}
             try:
-                written = await outputs.write_next()
+                written = await outputs.write_next(exclude=list(failing))
             except (DatabaseUnavailable, StoreError) as error:
                 logger.warning("writing a job's output file: %s", error)
+                written = None
+            except FinishFailed as error:
+                # A finisher's own error (a bug, or data it cannot handle): logged whole,
+                # tried again later; the items it would have written stay recorded.
+                logger.error("finishing job %s: %s", error.job_id, error, exc_info=error.__cause__)
+                failing[error.job_id] = now + FINISH_RETRY_SECONDS
                 written = None
             if written is None:
                 await asyncio.sleep(self._settings.poll_seconds)

@@ -207,6 +207,13 @@ class DelegationRequest(BaseModel):
     key_id: str | None = Field(
         default=None, max_length=64, description="the API key the work was queued with"
     )
+    queued_at: int | None = Field(
+        default=None,
+        ge=0,
+        le=1 << 40,
+        description="when the work was queued (Unix seconds): refused when the user "
+        "revoked their sessions after it",
+    )
 
 
 @_auth.post("/delegate")
@@ -221,7 +228,7 @@ async def delegate(
     service = claims.sub.removeprefix(f"{SERVICE}:")
     if not claims.is_service or service not in settings.delegating_service_names:
         raise ApiError(403, "service_only", "only the jobs service may ask for delegation")
-    access_token, lifetime = await identity.delegate(body.sub, body.key_id)
+    access_token, lifetime = await identity.delegate(body.sub, body.key_id, body.queued_at)
     return Token(access_token=access_token, expires_in=lifetime)
 
 

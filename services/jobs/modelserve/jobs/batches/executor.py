@@ -60,7 +60,11 @@ class BatchExecutor:
         if "error" in line:
             raise ItemFailed(line["error"]["code"], line["error"]["message"])
         answer = await self._gateway.send(
-            line["url"], line["body"], owner=item.job_owner, key_id=item.key_id
+            line["url"],
+            line["body"],
+            owner=item.job_owner,
+            key_id=item.key_id,
+            since=item.job_created_at,
         )
         response = response_of(answer, item.job_id, item.index)
         if answer.status != 200:

@@ -34,6 +34,7 @@ class EvalExecutor:
             request_body(example, item.model or "", spec),
             owner=item.job_owner,
             key_id=item.key_id,
+            since=item.job_created_at,
         )
         try:
             return judge(example, answer, spec.answer_pattern)

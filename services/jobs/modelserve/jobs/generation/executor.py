@@ -52,6 +52,10 @@ class GenerateExecutor:
         spec = GenerateSpec.model_validate(item.spec)
         body = generation_body(item.input["prompt"], item.model or "", spec)
         answer = await self._gateway.post(
-            "/v1/chat/completions", body, owner=item.job_owner, key_id=item.key_id
+            "/v1/chat/completions",
+            body,
+            owner=item.job_owner,
+            key_id=item.key_id,
+            since=item.job_created_at,
         )
         return generation(answer)
