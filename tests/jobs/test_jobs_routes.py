@@ -152,3 +152,14 @@ def test_cancel_and_bad_input(
     anonymous = httpx.get(f"{service.url}/jobs")
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"]
+
+
+def test_a_nul_character_in_an_id_is_a_400_not_a_500(
+    start_jobs: Callable[..., RunningService], jobs_signer: TokenSigner
+) -> None:
+    service = start_jobs()
+    headers = {"Authorization": f"Bearer {jobs_signer.sign('alice')}"}
+    for method, path in (("GET", "/jobs/job_%00x"), ("POST", "/jobs/job_%00x/cancel")):
+        answer = httpx.request(method, f"{service.url}{path}", headers=headers, timeout=30)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == "invalid_input"

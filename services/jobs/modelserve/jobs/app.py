@@ -7,10 +7,12 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
-from fastapi import FastAPI
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from modelserve.common.database import DatabaseUnavailable, open_pool
-from modelserve.common.errors import answer_unavailable
+from modelserve.common.errors import answer_unavailable, error_body
 from modelserve.common.objects import ObjectStore
 from modelserve.common.service import create_service_app
 from modelserve.common.supervision import start_supervised
@@ -93,9 +95,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 objects.close()
 
 
+async def _unstorable(_: Request, error: Exception) -> JSONResponse:
+    """Input PostgreSQL cannot take (a NUL character in an id or a field): the caller's
+    mistake, 400, never a 500."""
+    return JSONResponse(
+        error_body("invalid_input", f"the request holds what cannot be stored: {error}"),
+        status_code=400,
+    )
+
+
 def create_app(settings: JobsSettings) -> FastAPI:
     app = create_service_app("jobs", settings, lifespan=lifespan)
     answer_unavailable(app, DatabaseUnavailable, "database_unavailable")
+    app.add_exception_handler(psycopg.DataError, _unstorable)
     app.include_router(jobs.router)
     app.include_router(pacing_routes.router)
     for router in routers():
