@@ -1,9 +1,10 @@
 """Data generation's pure parts: ROUGE-L and the near-duplicate pool, the prompt and the
 parsing of a model's answer, seed sets, paths a caller may use, item sampling, shard
-assembly in item order and what resuming a job adds."""
+assembly in item order (in a thread and in a process) and what resuming a job adds."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from modelserve.jobs.datagen.examples import Example, parse, prompt, stop_words
 from modelserve.jobs.datagen.plan import (
+    MAX_ITEMS,
     DataGenSpec,
     PathRefused,
     ResumeRefused,
@@ -22,9 +24,16 @@ from modelserve.jobs.datagen.plan import (
     sample_examples,
     shard_key,
 )
+from modelserve.jobs.datagen.runner import IN_THREAD_UP_TO, select_off_loop
 from modelserve.jobs.datagen.seeds import BadSeeds, default_seeds, parse_seed_lines
-from modelserve.jobs.datagen.shards import Assembler, chunks
-from modelserve.jobs.datagen.similarity import InstructionPool, lcs_length, rouge_l, tokens
+from modelserve.jobs.datagen.shards import Assembler, chunks, select
+from modelserve.jobs.datagen.similarity import (
+    InstructionPool,
+    lcs_length,
+    rouge_l,
+    tokens,
+    word_order,
+)
 from modelserve.jobs.datagen.views import view
 from modelserve.jobs.store import Job
 
@@ -96,15 +105,18 @@ def test_pool_finds_what_comparing_every_pair_finds() -> None:
             texts.append(" ".join(words))
         else:
             texts.append(" ".join(rng.choices(vocabulary, k=rng.randint(2, 12))))
-    for threshold in (0.5, 0.7, 0.9):
-        pool = InstructionPool(threshold)
-        kept = [text for text in texts if pool.admit(text)]
+    for threshold in (0.3, 0.5, 0.7, 0.9, 1.0):
         brute: list[str] = []
         for text in texts:
             if all(rouge_l(tokens(text), tokens(other)) < threshold for other in brute):
                 brute.append(text)
-        assert kept == brute
-        assert 0 < len(kept) < len(texts)
+        assert 0 < len(brute) < len(texts)
+        # Any fixed word order is exact: none (words by themselves), rarest first, and
+        # the commonest first (the prefixes then hold the commonest words).
+        counts = word_order(texts)
+        for order in (None, counts, {element: -n for element, n in counts.items()}):
+            pool = InstructionPool(threshold, order)
+            assert [text for text in texts if pool.admit(text)] == brute
 
 
 # --- prompt and parsing -------------------------------------------------------------------
@@ -297,6 +309,8 @@ def test_assembly_keeps_item_order_drops_duplicates_and_stops_at_num_examples() 
     ]
     for outcome in outcomes:
         assembler.offer(outcome)
+    assert assembler.kept == []  # nothing is kept before `select`
+    assembler.settle(select(assembler.seeds, assembler.instructions(), 0.7, 3))
     assert [e.instruction for e in assembler.kept] == [
         "Write a limerick about a cat.",
         "Name the capital city of France.",
@@ -304,6 +318,23 @@ def test_assembly_keeps_item_order_drops_duplicates_and_stops_at_num_examples() 
     ]
     assert dict(assembler.rejected) == {"near_duplicate": 2, "refusal": 1, "truncated": 1}
     assert assembler.items_failed == 1 and assembler.surplus == 1
+
+
+def test_selection_off_the_loop_in_a_thread_and_in_a_process() -> None:
+    # The finisher's selection runs in a thread for a few instructions and in a spawned
+    # process beyond IN_THREAD_UP_TO: both answer what `select` answers here.
+    rng = random.Random(5)
+    vocabulary = [f"w{i}" for i in range(400)] + ["the", "a", "of"] * 30
+    made = [" ".join(rng.choices(vocabulary, k=rng.randint(3, 10))) for _ in range(2500)]
+    texts = made[:300] + made  # 300 copies: near duplicates for sure
+    seeds = ["the w1 of w2 and w3"]
+    for instructions, limit in ((texts[:30] * 2, 40), (texts, 2000), (texts, 10**6)):
+        expected = select(seeds, instructions, 0.7, limit)
+        got = asyncio.run(select_off_loop(seeds, instructions, 0.7, limit))
+        assert got == expected
+        assert len(got.kept) <= limit and got.near_duplicates > 0
+    assert len(texts) > IN_THREAD_UP_TO
+    assert expected.examined == len(texts) and expected.near_duplicates >= 300
 
 
 def test_shards_split_the_examples() -> None:
@@ -338,13 +369,50 @@ def spec(num_examples: int = 10, overgenerate: float = 2.0) -> DataGenSpec:
 
 def test_resume_adds_what_the_missing_examples_need() -> None:
     # Short by 4: 8 items, none left to run.
-    assert items_to_add(status="done", result={"examples": 6}, spec=spec(), open_items=0) == 8
+    assert (
+        items_to_add(status="done", result={"examples": 6}, spec=spec(), open_items=0, total=20)
+        == 8
+    )
     # Cancelled with 5 items never run: 3 more.
-    assert items_to_add(status="cancelled", result={"examples": 6}, spec=spec(), open_items=5) == 3
+    assert (
+        items_to_add(
+            status="cancelled", result={"examples": 6}, spec=spec(), open_items=5, total=20
+        )
+        == 3
+    )
     # Cancelled with plenty left: none added, they run again.
-    assert items_to_add(status="cancelled", result={"examples": 2}, spec=spec(), open_items=30) == 0
+    assert (
+        items_to_add(
+            status="cancelled", result={"examples": 2}, spec=spec(), open_items=30, total=40
+        )
+        == 0
+    )
     # Every item failed (the gateway was down): all of them again.
-    assert items_to_add(status="failed", result={"examples": 0}, spec=spec(), open_items=0) == 20
+    assert (
+        items_to_add(status="failed", result={"examples": 0}, spec=spec(), open_items=0, total=20)
+        == 20
+    )
+
+
+def test_resume_keeps_a_job_within_max_items() -> None:
+    # 8 items wanted, room for 5: 5; no room and nothing left to run: refused; no room
+    # but items left to run: they run again.
+    near = MAX_ITEMS - 5
+    assert (
+        items_to_add(status="done", result={"examples": 6}, spec=spec(), open_items=0, total=near)
+        == 5
+    )
+    with pytest.raises(ResumeRefused) as refused:
+        items_to_add(
+            status="done", result={"examples": 6}, spec=spec(), open_items=0, total=MAX_ITEMS
+        )
+    assert refused.value.code == "too_many_items"
+    assert (
+        items_to_add(
+            status="cancelled", result={"examples": 6}, spec=spec(), open_items=2, total=MAX_ITEMS
+        )
+        == 0
+    )
 
 
 @pytest.mark.parametrize(
@@ -359,7 +427,7 @@ def test_resume_adds_what_the_missing_examples_need() -> None:
 )
 def test_resume_refused(status: str, result: dict[str, int] | None, code: str) -> None:
     with pytest.raises(ResumeRefused) as refused:
-        items_to_add(status=status, result=result, spec=spec(), open_items=0)
+        items_to_add(status=status, result=result, spec=spec(), open_items=0, total=20)
     assert refused.value.code == code
 
 

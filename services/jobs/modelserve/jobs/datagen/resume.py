@@ -1,10 +1,13 @@
 """Data-generation jobs in the engine's tables, beyond what JobStore does for every job
-type: whether an output folder is taken, and resuming a finished job (`plan.items_to_add`
+type: whether an output folder is taken (and a lock on it while a job is created),
+and resuming a finished job (`plan.items_to_add`
 says what that means) in one transaction that holds the job's row."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -28,6 +31,26 @@ async def output_taken(pool: AsyncConnectionPool, output_key: str) -> str | None
         [KIND, output_key],
     )
     return str(row["id"]) if row else None
+
+
+# The first key of the advisory locks on output folders (the second is the folder's
+# hash): a number of this module's own, so that other locks of the database never meet it.
+OUTPUT_LOCK = 0x6461_7467  # "datg"
+
+
+@asynccontextmanager
+async def output_lock(pool: AsyncConnectionPool, output_key: str) -> AsyncIterator[bool]:
+    """Hold the transaction-level advisory lock on `output_key` while the block runs;
+    yields whether it was taken (False: another create for that folder, or one whose
+    hash is the same, holds it now). Checking that a folder is free and creating the job
+    under it makes the two atomic across requests and replicas: the job is committed
+    (on its own connection) before the lock is let go, so the next holder sees it."""
+    async with connection(pool) as conn, conn.transaction(), conn.cursor() as cur:
+        await cur.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [OUTPUT_LOCK, output_key]
+        )
+        row = await cur.fetchone()
+        yield bool(row and row[0])
 
 
 def rng_for(job_id: str, round_: int) -> random.Random:
@@ -63,7 +86,13 @@ async def resume(pool: AsyncConnectionPool, job_id: str, *, visible_to: str | No
         )
         counted = await cur.fetchone()
         open_items = int(counted["n"]) if counted else 0
-        added = items_to_add(status=job.status, result=job.result, spec=spec, open_items=open_items)
+        added = items_to_add(
+            status=job.status,
+            result=job.result,
+            spec=spec,
+            open_items=open_items,
+            total=job.total,
+        )
         if added:
             await cur.execute(
                 """SELECT output->'example' AS example FROM job_items

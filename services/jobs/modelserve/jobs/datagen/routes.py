@@ -17,6 +17,7 @@ from modelserve.common.tokens import Claims
 from modelserve.jobs.datagen.examples import Example
 from modelserve.jobs.datagen.plan import (
     KIND,
+    MAX_ITEMS,
     DataGenSpec,
     PathRefused,
     ResumeRefused,
@@ -24,7 +25,7 @@ from modelserve.jobs.datagen.plan import (
     item_inputs,
     resolve_key,
 )
-from modelserve.jobs.datagen.resume import output_taken, resume, rng_for
+from modelserve.jobs.datagen.resume import output_lock, output_taken, resume, rng_for
 from modelserve.jobs.datagen.seeds import (
     MAX_SEED_FILE_BYTES,
     BadSeeds,
@@ -33,7 +34,6 @@ from modelserve.jobs.datagen.seeds import (
     seed,
 )
 from modelserve.jobs.datagen.views import (
-    MAX_ITEMS,
     DataGenConfig,
     DataGenJob,
     DataGenRequest,
@@ -41,7 +41,7 @@ from modelserve.jobs.datagen.views import (
 )
 from modelserve.jobs.deps import CallerDep, StoreDep, visible_to
 from modelserve.jobs.files.transfers import read_object
-from modelserve.jobs.store import JobStore
+from modelserve.jobs.store import Job, JobStore
 
 router = APIRouter(prefix="/data_gen/jobs", tags=["data generation"])
 
@@ -138,7 +138,30 @@ async def create_job(
             400, "too_many_items", f"num_examples * overgenerate must be at most {MAX_ITEMS} items"
         )
     seeds, source = await _seed_set(config, claims, objects, bucket)
-    await _check_free(store, objects, bucket, output_key)
+    async with output_lock(store.pool, output_key) as locked:
+        if not locked:
+            raise ApiError(
+                409,
+                "output_dir_in_use",
+                f"s3://{bucket}/{output_key} is in use (a job for it is being created):"
+                " choose another output_dir",
+            )
+        await _check_free(store, objects, bucket, output_key)
+        job = await _create(body, claims, store, seeds, source, bucket, output_key)
+    return view(job, _now())
+
+
+async def _create(
+    body: DataGenRequest,
+    claims: Claims,
+    store: JobStore,
+    seeds: list[Example],
+    source: str,
+    bucket: str,
+    output_key: str,
+) -> Job:
+    """The job and its items (run under `output_lock`, so no other create races it)."""
+    config = body.config
     job_id = f"datagen_{uuid.uuid4().hex[:24]}"
     spec = DataGenSpec(
         strategy=body.strategy,
@@ -163,7 +186,7 @@ async def create_job(
         k=config.examples_per_prompt,
         rng=rng_for(job_id, 0),
     )
-    job = await store.create(
+    return await store.create(
         type=KIND,
         owner=claims.sub,
         team=claims.teams[0] if claims.teams else None,
@@ -173,7 +196,6 @@ async def create_job(
         key_id=claims.key_id,
         job_id=job_id,
     )
-    return view(job, _now())
 
 
 @router.get("")

@@ -7,8 +7,8 @@ threshold means what it meant there) and because word order matters for instruct
 ("convert Celsius to Fahrenheit" is not "convert Fahrenheit to Celsius"); MinHash would only
 estimate a set overlap. Tokens are lower-cased runs of letters and digits, as the paper's
 `rouge_score` tokeniser makes them (without stemming). The pool stays exact without
-comparing every pair: it looks only at instructions that share one of a new one's rarest
-words (`InstructionPool`).
+comparing every pair: it looks only at instructions whose rarest words meet a new one's
+rarest words (`InstructionPool`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 _TOKEN = re.compile(r"[^\W_]+")
 
@@ -46,34 +46,66 @@ def rouge_l(a: Sequence[str], b: Sequence[str]) -> float:
     return 2 * lcs_length(a, b) / (len(a) + len(b))
 
 
+Element = tuple[str, int]
+
+
+def word_order(instructions: Iterable[str]) -> Counter[Element]:
+    """How many of `instructions` hold each word (its k-th occurrence counted apart): the
+    order, rarest first, in which an `InstructionPool` over them indexes words."""
+    counts: Counter[Element] = Counter()
+    for instruction in instructions:
+        counts.update(_elements(tokens(instruction)))
+    return counts
+
+
+def need(length: int, threshold: float) -> int:
+    """The fewest tokens an instruction of `length` tokens shares with any near duplicate.
+
+    LCS <= the multiset overlap O and ROUGE-L = 2·LCS / (|a| + |b|) >= t give
+    O >= t·(|a| + |b|) / 2, and |b| >= LCS gives |b| >= t·|a| / (2 - t); together
+    O >= t·|a| / (2 - t). (The 1e-9 keeps a float just above a whole number from
+    rounding the bound up past the true one.)"""
+    return max(math.ceil(threshold * length / (2 - threshold) - 1e-9), 1)
+
+
 class InstructionPool:
     """Instructions kept so far; `admit` keeps a new one only when it is not a near
     duplicate (ROUGE-L >= threshold) of any of them.
 
-    Exact, and fast enough for tens of thousands: an LCS never exceeds the two
-    sequences' multiset overlap, so a near duplicate of `a` shares at least
-    `need = ceil(t·|a| / (2 - t))` tokens with it, hence at least one of any
-    `|a| - need + 1` of `a`'s tokens. Every instruction is indexed by its tokens (the
-    k-th occurrence of a word as its own token, so that sets count like multisets); a
-    query looks only at instructions sharing one of its rarest `|a| - need + 1` tokens,
-    then checks the length and overlap bounds before computing an LCS."""
+    Exact, by prefix filtering (as set-similarity joins do, e.g. Xiao et al.'s PPJoin):
+    sort every instruction's tokens by one fixed order (`order`: rarest first, the k-th
+    occurrence of a word as its own token, so that sets count like multisets). Two
+    instructions sharing at least O tokens share a token among the first |a| - O + 1 of
+    `a` and the first |b| - O + 1 of `b`; a near duplicate shares at least `need(|a|)` and
+    `need(|b|)` (see `need`). So each instruction is indexed by its first
+    |b| - need(|b|) + 1 tokens only, a query looks only at instructions indexed under one
+    of its first |a| - need(|a|) + 1 tokens, and checks the length and overlap bounds
+    before computing an LCS. Any fixed order is exact; the rarest-first one built from the
+    instructions to come (`word_order`) makes the prefixes rare words, so that few
+    instructions meet. Words missing from `order` count as the rarest."""
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, order: Mapping[Element, int] | None = None) -> None:
         self.threshold = threshold
-        self._entries: list[tuple[list[str], Counter[str]]] = []
+        self._order: Mapping[Element, int] = order if order is not None else {}
+        self._entries: list[tuple[list[str], frozenset[Element]]] = []
         self._exact: set[tuple[str, ...]] = set()
-        self._postings: dict[tuple[str, int], list[int]] = {}
+        self._postings: dict[Element, list[int]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    def _prefix(self, words: Sequence[str]) -> list[Element]:
+        ranked = sorted(_elements(words), key=lambda e: (self._order.get(e, 0), e))
+        return ranked[: len(words) - need(len(words), self.threshold) + 1]
+
     def add(self, instruction: str) -> None:
         words = tokens(instruction)
         number = len(self._entries)
-        self._entries.append((words, Counter(words)))
+        self._entries.append((words, frozenset(_elements(words))))
         self._exact.add(tuple(words))
-        for element in _elements(words):
-            self._postings.setdefault(element, []).append(number)
+        if words:
+            for element in self._prefix(words):
+                self._postings.setdefault(element, []).append(number)
 
     def most_similar(self, instruction: str) -> float:
         """The highest ROUGE-L of `instruction` against the pool (0 for an empty pool);
@@ -84,20 +116,18 @@ class InstructionPool:
         if tuple(words) in self._exact:
             return 1.0
         t = self.threshold
-        need = max(math.ceil(t * len(words) / (2 - t) - 1e-9), 1)
-        elements = sorted(_elements(words), key=lambda e: len(self._postings.get(e, ())))
         candidates: set[int] = set()
-        for element in elements[: len(words) - need + 1]:
+        for element in self._prefix(words):
             candidates.update(self._postings.get(element, ()))
-        counts = Counter(words)
+        elements = frozenset(_elements(words))
         best = 0.0
         for number in sorted(candidates):
-            other, other_counts = self._entries[number]
+            other, other_elements = self._entries[number]
             total = len(words) + len(other)
             # LCS <= the shorter length and <= the shared tokens.
             if 2 * min(len(words), len(other)) / total < t:
                 continue
-            if 2 * sum((counts & other_counts).values()) / total < t:
+            if 2 * len(elements & other_elements) / total < t:
                 continue
             best = max(best, rouge_l(words, other))
             if best >= t:
@@ -112,7 +142,7 @@ class InstructionPool:
         return True
 
 
-def _elements(words: Sequence[str]) -> list[tuple[str, int]]:
+def _elements(words: Sequence[str]) -> list[Element]:
     """Each word with its occurrence number: ("a", 1), ("b", 1), ("a", 2), …"""
     seen: Counter[str] = Counter()
     elements = []

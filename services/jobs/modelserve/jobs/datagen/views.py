@@ -8,18 +8,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelserve.jobs.datagen.plan import DataGenSpec
+from modelserve.jobs.datagen.plan import MAX_EXAMPLES, DataGenSpec
 from modelserve.jobs.datagen.seeds import MAX_SEEDS
 from modelserve.jobs.progress import Progress, progress
 from modelserve.jobs.store import Job
-
-MAX_ITEMS = 2_000_000
 
 
 class DataGenConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    num_examples: int = Field(ge=1, le=1_000_000)
+    num_examples: int = Field(ge=1, le=MAX_EXAMPLES)
     domain: str | None = Field(default=None, min_length=1, max_length=200)
     output_dir: str = Field(min_length=1, max_length=512)
     seed_tasks: list[dict[str, Any]] | None = Field(
