@@ -1,13 +1,14 @@
 """Data-generation jobs through the real gateway, jobs service and SmolLM2: shards in the
 platform store with no near duplicates, the seed set given (a file in the store, inline,
 or the shipped one) used in the prompts, resuming a cancelled and a failed job,
-per-caller visibility, and output folders and seed files outside the caller's folder
-refused."""
+per-caller visibility, one job of concurrent creates for one folder, and output folders
+and seed files outside the caller's folder refused."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -303,3 +304,39 @@ def test_paths_outside_the_callers_folder_are_refused(job_platform: JobPlatform)
         taken = create(output_dir="used")
         assert taken.status_code == 409 and taken.json()["error"]["code"] == "output_dir_in_use"
         assert ivy.get("/data_gen/jobs").json() == []
+
+
+def create_at_once(client: httpx.Client, body: dict[str, Any], count: int) -> list[int]:
+    """`count` POST /data_gen/jobs of `body` let go together; their status codes."""
+    answers: list[httpx.Response] = []
+    start = threading.Barrier(count)
+
+    def create() -> None:
+        start.wait(timeout=30)
+        answers.append(client.post("/data_gen/jobs", json=body))
+
+    threads = [threading.Thread(target=create) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(answers) == count
+    for answer in answers:
+        if answer.status_code == 409:
+            assert answer.json()["error"]["code"] == "output_dir_in_use", answer.text
+    return sorted(answer.status_code for answer in answers)
+
+
+def test_concurrent_creates_for_one_output_dir_make_one_job(job_platform: JobPlatform) -> None:
+    # Creates for the same output_dir at the same moment: one is queued (202), the others
+    # refused (409), never two jobs writing the same shards. Several rounds, so that a
+    # check-then-insert race would show.
+    with job_platform.user(unique("ida")) as ida:
+        for round_ in range(4):
+            config = {"num_examples": 1, "overgenerate": 1.0, "output_dir": f"raced-{round_}"}
+            body = {"model_id": "no-such-model", "strategy": "self_instruct", "config": config}
+            assert create_at_once(ida, body, 3) == [202, 409, 409]
+        jobs = ida.get("/data_gen/jobs", params={"limit": 100}).json()
+        assert sorted(job["config"]["output_dir"] for job in jobs) == [
+            f"raced-{n}" for n in range(4)
+        ]
