@@ -206,7 +206,7 @@ def test_embeddings_requests_reach_the_model_server(job_platform: JobPlatform) -
     assert batch.request_counts is not None
     assert batch.request_counts.model_dump() == {"total": 1, "completed": 0, "failed": 1}
     [error] = read_lines(client, batch.error_file_id)
-    assert error["custom_id"] == "embed-1" and error["error"]["code"] == "gateway_busy"
+    assert error["custom_id"] == "embed-1" and error["error"]["code"] == "gateway_error"
     assert "500" in error["error"]["message"]
     assert batch.output_file_id is None
 

@@ -10,6 +10,7 @@ never fails for them."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Literal, get_args
 
@@ -42,13 +43,6 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"{text} is out of a number's range")
-    return value
-
-
 def storable_text(text: str) -> bool:
     """Whether PostgreSQL can keep `text` (in text or jsonb): no NUL, no lone surrogate."""
     if "\x00" in text:
@@ -62,13 +56,17 @@ def storable_text(text: str) -> bool:
 
 def unstorable(value: Any) -> str | None:
     """Why PostgreSQL's jsonb cannot keep parsed JSON `value` (None when it can): a string
-    or key with a NUL or a lone surrogate, or nesting deeper than DEPTH_MAX."""
+    or key with a NUL or a lone surrogate, an infinite number, or nesting deeper than
+    DEPTH_MAX."""
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         current, depth = pending.pop()
         if isinstance(current, str):
             if not storable_text(current):
                 return "a string holds a NUL character (\\u0000) or a lone surrogate"
+        elif isinstance(current, float):
+            if not math.isfinite(current):
+                return "a number is beyond a double's range"
         elif isinstance(current, dict | list):
             if depth > DEPTH_MAX:
                 return f"it is nested deeper than {DEPTH_MAX} levels"
@@ -86,7 +84,7 @@ def parse_line(raw: bytes) -> Any:
     if b"\x00" in raw:
         raise ValueError("a NUL byte is in the line")
     try:
-        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+        value = json.loads(raw, parse_constant=_no_constant)
     except RecursionError:
         raise ValueError(f"it is nested deeper than {DEPTH_MAX} levels") from None
     problem = unstorable(value)
