@@ -152,7 +152,7 @@ def test_job_concurrency_drops_while_online_requests_run_and_recovers_after(
     during = samples.between(online_from, online_until)
     assert answered >= 3 and during
     limits = [limit for _, limit, _ in during if limit is not None]
-    assert min(limits) == 1, during
+    assert min(limits) <= 1, during  # one item, or paused (JOBS_BACKOFF_FLOOR 0)
     # What ran follows the limit: at most one item at once for a while.
     assert any(leases <= 1 for _, _, leases in during[len(during) // 2 :]), during
 

@@ -36,6 +36,33 @@ def test_aimd_halves_when_online_latency_rises_at_most_once_per_interval() -> No
     assert aimd.observe(SLOW, 8, 3.0) == 1  # never below one
 
 
+def test_with_a_floor_of_zero_items_pause_and_one_probe_tells_when_to_go_on() -> None:
+    pausing = AimdSettings(
+        latency_factor=1.25,
+        increase_seconds=2.0,
+        decrease_seconds=1.0,
+        busy_increase_seconds=5.0,
+        floor=0,
+        pause_seconds=5.0,
+    )
+    aimd = Aimd(pausing, cap=2, now=0.0)
+    assert aimd.observe(SLOW, 2, 0.0) == 1
+    assert aimd.observe(SLOW, 2, 0.2) == 0  # one item still slows them: pause
+    # Paused, no answer comes: the clock alone lets one probe through.
+    assert aimd.limit(2, 4.0) == 0
+    assert aimd.limit(2, 5.2) == 1
+    assert aimd.observe(SLOW, 2, 5.5) == 0  # the probe slowed them: pause again
+    assert aimd.limit(2, 9.0) == 0
+    assert aimd.limit(2, 10.5) == 1
+    # The probe's answer says online requests are not slowed: go on, and climb back.
+    assert aimd.observe(CALM, 2, 11.0) == 1
+    assert aimd.observe(CALM, 2, 12.5) == 2
+    # Without a clock nothing is let through.
+    stuck = Aimd(pausing, cap=1, now=0.0)
+    assert stuck.observe(SLOW, 1, 0.0) == 0
+    assert stuck.limit(1) == 0
+
+
 def test_aimd_adds_one_back_per_calm_interval_up_to_the_cap() -> None:
     aimd = Aimd(SETTINGS, cap=4, now=0.0)
     aimd.observe(SLOW, 4, 0.0)

@@ -72,6 +72,10 @@ class JobsSettings(ServiceSettings):
     backoff_increase_seconds: float = Field(default=0.5, gt=0)
     backoff_decrease_seconds: float = Field(default=1.0, gt=0)
     backoff_busy_increase_seconds: float = Field(default=5.0, gt=0)
+    # The fewest items of a model that run while online requests are slowed: 0 pauses them
+    # (one probe item per backoff_pause_seconds tells when to go on), 1 keeps one running.
+    backoff_floor: int = Field(default=0, ge=0, le=1)
+    backoff_pause_seconds: float = Field(default=5.0, gt=0)
     # A worker renews the leases of its items every renew_seconds; an item whose lease is
     # older than lease_seconds belongs to a worker that died and is taken again.
     lease_seconds: float = Field(default=30.0, gt=0)

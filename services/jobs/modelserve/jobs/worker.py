@@ -33,6 +33,8 @@ def build_pacer(settings: JobsSettings) -> Pacer:
             settings.backoff_increase_seconds,
             settings.backoff_decrease_seconds,
             settings.backoff_busy_increase_seconds,
+            floor=settings.backoff_floor,
+            pause_seconds=settings.backoff_pause_seconds,
         )
         if settings.backoff
         else None

@@ -1,6 +1,11 @@
 """One model's job concurrency under online traffic: additive increase, multiplicative
-decrease (the way TCP shares a link), between 1 and the cap. Pure: the caller gives the
-clock and the signals.
+decrease (the way TCP shares a link), between `floor` and the cap. Pure: the caller gives
+the clock and the signals.
+
+With a floor of 0 the model's items pause altogether while they slow online requests
+(on a server where even one item does, a CPU): no item runs, so no answer brings a signal;
+after `pause_seconds` one item is let through as a probe, and its answer says whether to
+pause again or go on.
 
 Online latency is the gateway's ratio of recent online latency to its baseline. At or
 above `latency_factor` the model's online requests are slowed: halve, at most once per
@@ -25,6 +30,8 @@ class AimdSettings:
     increase_seconds: float = 0.5
     decrease_seconds: float = 1.0
     busy_increase_seconds: float = 5.0
+    floor: int = 1
+    pause_seconds: float = 5.0
 
 
 def slowed(signal: OnlineSignal, factor: float) -> bool:
@@ -43,9 +50,19 @@ class Aimd:
         self._calm_since = now
         self._halved: float | None = None
 
-    def limit(self, cap: int) -> int:
-        """The concurrency now, within 1 and `cap` (which may have changed since)."""
-        self._limit = max(min(self._limit, cap), 1)
+    def limit(self, cap: int, now: float | None = None) -> int:
+        """The concurrency now, within the floor and `cap` (which may have changed
+        since); paused (0) for `pause_seconds`, then one probe item (given `now`)."""
+        settings = self._settings
+        if (
+            self._limit == 0
+            and now is not None
+            and (self._halved is None or now - self._halved >= settings.pause_seconds)
+        ):
+            self._limit = 1
+            self._halved = now  # the probe's answer may pause again at once
+            self._calm_since = now
+        self._limit = max(min(self._limit, cap), settings.floor, 0)
         return self._limit
 
     def observe(self, signal: OnlineSignal, cap: int, now: float) -> int:
@@ -55,8 +72,9 @@ class Aimd:
         if slowed(signal, settings.latency_factor):
             self._calm_since = now
             recent = self._halved is not None and now - self._halved < settings.decrease_seconds
-            if current > 1 and not recent:
-                self._limit = max(current // 2, 1)
+            probe = current == 1 and settings.floor == 0
+            if current > settings.floor and (not recent or probe):
+                self._limit = max(current // 2, settings.floor)
                 self._halved = now
         elif now - self._calm_since >= (
             settings.busy_increase_seconds

@@ -62,7 +62,7 @@ class Pacer:
         """How many items of `model` may run at once now."""
         cap = self.cap()
         found = self._models.get(model)
-        limit = found.limit(cap) if found is not None else cap
+        limit = found.limit(cap, self._clock()) if found is not None else cap
         self._gauge.labels(model).set(limit)
         return limit
 
