@@ -12,7 +12,7 @@ instructions. `--words uniform` draws 5-20 words evenly from 3,000 rare words (t
 optimistic case: almost no instruction shares a word with another). Either way, 30% of
 the instructions are an earlier one with one word changed, so near duplicates occur.
 They are offered to `InstructionPool(0.7)` one at a time as a job's finisher offers them
-(the pool's word order from all of them first, as `assemble` does). Prints the seconds it
+(the pool's word order taken from all of them first, as `shards.select` does). Prints the seconds it
 took and how many it kept; for counts up to `--check-up-to`, also compares with keeping
 by ROUGE-L against every kept instruction.
 """

@@ -115,10 +115,15 @@ async def select_off_loop(
     loop)."""
     if len(instructions) <= IN_THREAD_UP_TO:
         return await asyncio.to_thread(select, seeds, instructions, threshold, limit)
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as executor:
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+    try:
         return await asyncio.get_running_loop().run_in_executor(
             executor, select, seeds, instructions, threshold, limit
         )
+    finally:
+        # Not waiting: a finisher cancelled mid-way (the service stopping) leaves the
+        # process to end its pass and exit by itself rather than blocking the loop.
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def _lines(examples: Sequence[Example]) -> AsyncIterator[bytes]:
