@@ -4,17 +4,17 @@ the same ones as comparing every pair.
     .venv/bin/python bench/datagen_dedup.py [--count 20000] [--words zipf|uniform]
         [--check-up-to 2000] [--seed 0]
 
-`--words zipf` (the default) makes instructions the way people and models write them: a
-task verb ("write", "list", "explain", ...; a few of them most of the time), then 5-24
-words drawn by Zipf's law (frequency ~ 1/rank) from a 30,000-word vocabulary whose head
-is English's commonest words, so that "the", "a", "of", "given", "sentence" recur in most
+`--words zipf` (the default) imitates how instructions use words: a task verb ("write",
+"list", "explain", ...; a few of them most of the time), then 5-24 words drawn by Zipf's
+law (frequency ~ 1/rank) from a 30,000-word vocabulary whose head is English's
+commonest words, so that "the", "a", "of", "given", "sentence" recur in most
 instructions. `--words uniform` draws 5-20 words evenly from 3,000 rare words (the
-optimistic case: almost no instruction shares a word with another). Either way, 30% of
-the instructions are an earlier one with one word changed, so near duplicates occur.
-They are offered to `InstructionPool(0.7)` one at a time as a job's finisher offers them
-(the pool's word order taken from all of them first, as `shards.select` does). Prints the seconds it
-took and how many it kept; for counts up to `--check-up-to`, also compares with keeping
-by ROUGE-L against every kept instruction.
+optimistic case: few instructions share a rare word). Either way, 30% of the
+instructions are an earlier one with one word changed, so near duplicates occur. They
+are offered to `InstructionPool(0.7)` one at a time as a job's finisher offers them (the
+pool's word order taken from all of them first, as `shards.select` does). Prints the
+seconds it took and how many it kept; for counts up to `--check-up-to`, also compares
+with keeping by ROUGE-L against every kept instruction.
 """
 
 from __future__ import annotations
