@@ -59,7 +59,11 @@ class SelfInstructExecutor:
             "stop": stop_words(shown),
         }
         answer = await self._gateway.post(
-            "/v1/completions", body, owner=item.job_owner, key_id=item.key_id
+            "/v1/completions",
+            body,
+            owner=item.job_owner,
+            key_id=item.key_id,
+            since=item.job_created_at,
         )
         try:
             choice = answer["choices"][0]
