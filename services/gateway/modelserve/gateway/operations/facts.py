@@ -50,6 +50,7 @@ def build_info(settings: GatewaySettings, *, cluster: bool) -> dict[str, Any]:
         "services": {
             "contract": settings.contract_url is not None,
             "download": settings.download_url is not None,
+            "jobs": settings.jobs_url is not None,
         },
         "limits": {
             "max_body_bytes": settings.max_body_bytes,

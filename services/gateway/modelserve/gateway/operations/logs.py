@@ -19,6 +19,7 @@ PLATFORM_COMPONENTS = (
     "contract",
     "download",
     "gateway",
+    "jobs",
     "minio",
     "nodeagent",
     "operator",
