@@ -205,7 +205,7 @@ def gateway(
                 listed = root.get("/v1/models").json().get("data", [])
                 return {ALICES, CHAT, JUDGE} <= {model["id"] for model in listed}
 
-            wait_for(routed, timeout=30, what="the gateway to know the module's servers")
+            wait_for(routed, timeout=90, what="the gateway to know the module's servers")
         yield service.url
 
 
