@@ -7,6 +7,8 @@ import datetime as dt
 
 from pydantic import BaseModel
 
+from modelserve.jobs.store import Job
+
 
 class Progress(BaseModel):
     total: int
@@ -43,4 +45,16 @@ def progress(
         eta = remaining / rate
     return Progress(
         total=total, done=done, failed=failed, fraction=fraction, rate=rate, eta_seconds=eta
+    )
+
+
+def job_progress(job: Job, now: dt.datetime | None = None) -> Progress:
+    """The progress of `job` at `now` (the present by default)."""
+    return progress(
+        total=job.total,
+        done=job.done,
+        failed=job.failed,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        now=now or dt.datetime.now(dt.UTC),
     )

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelserve.jobs.datagen.plan import MAX_EXAMPLES, DataGenSpec
 from modelserve.jobs.datagen.seeds import MAX_SEEDS
-from modelserve.jobs.progress import Progress, progress
+from modelserve.jobs.progress import Progress, job_progress
 from modelserve.jobs.store import Job
 
 
@@ -103,14 +103,7 @@ def view(job: Job, now: dt.datetime) -> DataGenJob:
         ),
         output_uri=spec.output_uri,
         seed_set=SeedSet(source=spec.seed_source, count=len(spec.seeds)),
-        progress=progress(
-            total=job.total,
-            done=job.done,
-            failed=job.failed,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            now=now,
-        ),
+        progress=job_progress(job, now),
         examples=result.get("examples"),
         short=result.get("short"),
         shards=[Shard.model_validate(shard) for shard in result.get("shards", [])],

@@ -20,7 +20,7 @@ from modelserve.jobs.evaluation.datasets import DatasetRefused, dataset_items, d
 from modelserve.jobs.evaluation.examples import EvalSpec
 from modelserve.jobs.evaluation.results import example_page
 from modelserve.jobs.files.records import FileRecords
-from modelserve.jobs.progress import Progress, progress
+from modelserve.jobs.progress import Progress, job_progress
 from modelserve.jobs.store import Job, JobStore
 
 router = APIRouter(prefix="/eval/jobs", tags=["evaluation"])
@@ -116,14 +116,7 @@ def eval_view(job: Job) -> EvalJobView:
         dataset=spec.dataset,
         budget=spec.budget,
         algorithm=spec.algorithm,
-        progress=progress(
-            total=job.total,
-            done=job.done,
-            failed=job.failed,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            now=dt.datetime.now(dt.UTC),
-        ),
+        progress=job_progress(job),
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

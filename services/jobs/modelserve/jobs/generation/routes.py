@@ -15,7 +15,7 @@ from modelserve.common.database import fetch_all
 from modelserve.common.errors import ApiError
 from modelserve.jobs.deps import CallerDep, StoreDep, visible_to
 from modelserve.jobs.generation.executor import GenerateSpec
-from modelserve.jobs.progress import Progress, progress
+from modelserve.jobs.progress import Progress, job_progress
 from modelserve.jobs.store import Job
 
 router = APIRouter(prefix="/generate", tags=["generation"])
@@ -72,14 +72,7 @@ def generation_view(job: Job, generations: list[dict[str, Any]] | None) -> Gener
         type=job.type,
         model=job.model,
         status=job.status,
-        progress=progress(
-            total=job.total,
-            done=job.done,
-            failed=job.failed,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            now=dt.datetime.now(dt.UTC),
-        ),
+        progress=job_progress(job),
         created_at=job.created_at,
         finished_at=job.finished_at,
         error=job.error,

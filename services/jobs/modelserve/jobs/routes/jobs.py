@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from modelserve.common.errors import ApiError
 from modelserve.jobs.deps import CallerDep, StoreDep, visible_to
-from modelserve.jobs.progress import Progress, progress
+from modelserve.jobs.progress import Progress, job_progress
 from modelserve.jobs.store import Job, Stats
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -25,14 +25,7 @@ class JobView(Job):
 def view(job: Job, now: dt.datetime) -> JobView:
     return JobView(
         **job.model_dump(),
-        progress=progress(
-            total=job.total,
-            done=job.done,
-            failed=job.failed,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            now=now,
-        ),
+        progress=job_progress(job, now),
     )
 
 
