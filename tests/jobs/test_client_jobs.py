@@ -32,27 +32,7 @@ IDLE = "client_idle"  # no executor runs this type: its jobs stay pending
 def create_job(
     platform: JobPlatform, open_store: StoreOpener, owner: str, n: int, type: str = "chat"
 ) -> str:
-    async def create() -> str:
-        async with open_store(platform.jobs_database) as store:
-            job = await store.create(
-                type=type,
-                owner=owner,
-                team=None,
-                model=platform.model,
-                spec={},
-                inputs=[
-                    {
-                        "model": platform.model,
-                        "messages": [{"role": "user", "content": f"Say {i}."}],
-                        "max_tokens": 4,
-                        "temperature": 0,
-                    }
-                    for i in range(n)
-                ],
-            )
-            return job.id
-
-    return asyncio.run(create())
+    return platform.queue_chat(owner, None, n, type)
 
 
 def put_dataset(platform: JobPlatform, lines: list[str]) -> str:

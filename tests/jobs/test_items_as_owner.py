@@ -4,7 +4,6 @@ the owner's contract and counts its usage for them; a disabled owner's items sto
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -26,27 +25,7 @@ StoreOpener = Callable[[str], contextlib.AbstractAsyncContextManager[JobStore]]
 def create_chat_job(
     platform: JobPlatform, open_store: StoreOpener, owner: str, team: str | None, n: int
 ) -> str:
-    async def create() -> str:
-        async with open_store(platform.jobs_database) as store:
-            job = await store.create(
-                type="chat",
-                owner=owner,
-                team=team,
-                model=platform.model,
-                spec={},
-                inputs=[
-                    {
-                        "model": platform.model,
-                        "messages": [{"role": "user", "content": f"Say {i}."}],
-                        "max_tokens": 4,
-                        "temperature": 0,
-                    }
-                    for i in range(n)
-                ],
-            )
-            return job.id
-
-    return asyncio.run(create())
+    return platform.queue_chat(owner, team, n)
 
 
 def job_row(platform: JobPlatform, job_id: str) -> dict[str, Any]:

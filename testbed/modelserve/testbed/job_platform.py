@@ -3,11 +3,14 @@ and clients of the gateway as real accounts."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import httpx
 
+from modelserve.common.database import open_pool
 from modelserve.common.tokens import TokenSigner
+from modelserve.jobs.store import JobStore
 from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningService
 
@@ -67,3 +70,33 @@ class JobPlatform:
     def token(self, name: str) -> str:
         """The token `user(name)` made."""
         return self._users[name]
+
+    def queue_chat(self, owner: str, team: str | None, n: int, type: str = "chat") -> str:
+        """A job of `n` short chat items of `owner` (and `team`) on SmolLM2, written to the
+        jobs service's database as its own routes would: its id. A `type` no worker runs
+        stays pending."""
+
+        async def create() -> str:
+            pool = await open_pool(self.jobs_database, size=1, wait=5.0)
+            try:
+                job = await JobStore(pool).create(
+                    type=type,
+                    owner=owner,
+                    team=team,
+                    model=self.model,
+                    spec={},
+                    inputs=[
+                        {
+                            "model": self.model,
+                            "messages": [{"role": "user", "content": f"Say {i}."}],
+                            "max_tokens": 4,
+                            "temperature": 0,
+                        }
+                        for i in range(n)
+                    ],
+                )
+            finally:
+                await pool.close()
+            return job.id
+
+        return asyncio.run(create())
