@@ -31,7 +31,7 @@ pytestmark = pytest.mark.postgres
 
 NewPerson = Callable[..., "Person"]
 TABLES = {"alembic_version", "api_keys", "memberships", "teams", "users", "usage_outbox"}
-HEAD = "0003"  # the newest migration
+HEAD = "0004"  # the newest migration
 
 
 def _rows(database: str, query: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -11,6 +11,7 @@ import httpx
 from modelserve.common.database import open_pool
 from modelserve.common.tokens import TokenSigner
 from modelserve.jobs.store import JobStore
+from modelserve.testbed.gateway_accounts import admin_client, bearer_client, sign_up
 from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningService
 
@@ -35,37 +36,14 @@ class JobPlatform:
     _users: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def admin(self) -> httpx.Client:
-        token = self.signer.sign("root", roles=["admin"])
-        return httpx.Client(
-            base_url=self.gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=300
-        )
+        return admin_client(self.gateway.url, self.signer)
 
     def user(self, name: str, team: str | None = None) -> httpx.Client:
         """A client of the gateway as `name` (made an account, and member of `team`, the
         first time), with a token from signing in."""
         if name not in self._users:
-            password = f"{name}-password-for-jobs-tests"
-            with self.admin() as admin:
-                if team is not None:
-                    made = admin.post("/teams", json={"name": team})
-                    assert made.status_code in (201, 409), made.text
-                made = admin.post(
-                    "/users",
-                    json={"username": name, "password": password, "teams": [team] if team else []},
-                )
-                assert made.status_code == 201, made.text
-            signed = httpx.post(
-                f"{self.gateway.url}/auth/token",
-                json={"username": name, "password": password},
-                timeout=30,
-            )
-            assert signed.status_code == 200, signed.text
-            self._users[name] = signed.json()["access_token"]
-        return httpx.Client(
-            base_url=self.gateway.url,
-            headers={"Authorization": f"Bearer {self._users[name]}"},
-            timeout=300,
-        )
+            self._users[name] = sign_up(self.gateway.url, self.signer, name, team)
+        return bearer_client(self.gateway.url, self._users[name])
 
     def token(self, name: str) -> str:
         """The token `user(name)` made."""

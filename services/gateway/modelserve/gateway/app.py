@@ -11,9 +11,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
 
 from modelserve.common.service import create_service_app
 from modelserve.common.tokens import TokenSigner
+from modelserve.gateway.arena import routes as arena_routes
+from modelserve.gateway.arena.battles import Arena
+from modelserve.gateway.arena.store import ArenaStore
 from modelserve.gateway.contracts import ContractClient
 from modelserve.gateway.gpus import routes as gpu_routes
 from modelserve.gateway.gpus.cluster import GpuCluster
@@ -98,6 +102,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.routes = proxy.table
         app.state.metrics = proxy.metrics
         identity.metrics.register(proxy.metrics.registry)
+        # The arena: battles through the proxy as the caller, votes in the gateway's database.
+        # Its leaderboard fits are small: one BLAS thread (more only contend for the cores).
+        threadpool_limits(limits=1, user_api="blas")
+        app.state.arena = Arena(ArenaStore(identity.pool), proxy, app.state.contracts, settings)
         if kube is not None and app.state.registry.configured:
             # Rollbacks the operator made by itself, into the registry's history.
             recorder = RollbackRecorder(proxy.table, app.state.registry)
@@ -120,6 +128,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(servers.router)
     app.include_router(configure.router)
     app.include_router(jobs_routes.router)
+    app.include_router(arena_routes.router)
     app.include_router(openai.router)
     app.include_router(verify.router)
     app.include_router(metrics.router)

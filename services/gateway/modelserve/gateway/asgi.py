@@ -9,6 +9,10 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Send
 
+# A client that went away before its answer, or an answer never sent (nginx's
+# convention; a status no client ever receives).
+CLIENT_CLOSED = 499
+
 
 class ExchangeResponse(Response):
     """A response that writes its answer itself, in `__call__`."""
@@ -17,6 +21,10 @@ class ExchangeResponse(Response):
         # Response.__init__ would render a body; this one has none of its own.
         self.status_code = 200
         self.background = None
+
+    def abandon(self) -> None:
+        """The response will never be sent: give back what was reserved for it."""
+        raise NotImplementedError
 
 
 async def client_gone(receive: Receive) -> None:

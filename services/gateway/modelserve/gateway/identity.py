@@ -216,6 +216,11 @@ class Identity:
             raise
         return identity
 
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The gateway database's pool, for the arena's tables (one pool per process)."""
+        return self._pool
+
     async def close(self) -> None:
         await self._pool.close()
 

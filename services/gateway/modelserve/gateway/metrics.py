@@ -147,6 +147,19 @@ class GatewayMetrics:
             "their next try in the outbox.",
             registry=self.registry,
         )
+        self.arena_turns = Counter(
+            f"{PREFIX}_arena_turns",
+            "Arena battle turns by outcome: answered (both sides), void (a side failed) or "
+            "abandoned (the caller left first).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.arena_votes = Counter(
+            f"{PREFIX}_arena_votes",
+            "Arena votes by whether they count for the leaderboards, and why not.",
+            ["counted", "excluded_because"],
+            registry=self.registry,
+        )
 
     def record_tokens(self, user: str, model: str, prompt: int, completion: int) -> None:
         if prompt:

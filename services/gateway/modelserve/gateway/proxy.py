@@ -40,6 +40,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request, Response
@@ -48,7 +49,7 @@ from starlette.types import Message, Receive, Scope, Send
 from modelserve.common.online_pressure import is_background, signal_headers
 from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decision
-from modelserve.gateway.asgi import ExchangeResponse, client_gone, send_json
+from modelserve.gateway.asgi import CLIENT_CLOSED, ExchangeResponse, client_gone, send_json
 from modelserve.gateway.dispatch import Dispatcher, NoReadyEndpoint
 from modelserve.gateway.fanout import Whole, fan_out
 from modelserve.gateway.jobs.pressure import OnlinePressure
@@ -80,8 +81,6 @@ from modelserve.gateway.upstream import UpstreamError, UpstreamResponse
 from modelserve.gateway.usage import StreamMeter, Usage, inject_usage, usage_from_body
 
 logger = logging.getLogger(__name__)
-# A client that went away before its answer (nginx's convention; never sent to anyone).
-CLIENT_CLOSED = 499
 # Denials that a wait can lift answer 429 (OpenAI's RateLimitError); the others 403.
 RATE_REASONS = frozenset({"request_rate_exceeded", "token_rate_exceeded", "token_budget_exhausted"})
 # The request headers a model server gets from the client; never its Authorization.
@@ -128,7 +127,7 @@ class Proxy:
         payload = parse_body(body, operation)
         model: str = payload["model"]
         found = routed(self.table.lookup(model, claims), model)
-        return await self._send(request, claims, operation, found, payload, body, started)
+        return await self._send(request.headers, claims, operation, found, payload, body, started)
 
     async def forward_to_server(
         self, request: Request, claims: Claims, operation: Operation, server_id: str
@@ -151,18 +150,34 @@ class Proxy:
                 param="model",
                 code="model_mismatch",
             )
-        return await self._send(request, claims, operation, target, payload, body, started)
+        return await self._send(request.headers, claims, operation, target, payload, body, started)
+
+    async def respond(
+        self,
+        claims: Claims,
+        operation: Operation,
+        target: Target,
+        payload: dict[str, Any],
+        headers: Mapping[str, str],
+    ) -> ExchangeResponse:
+        """The response to a request the gateway makes itself for the caller of `claims`
+        (the arena's answers): `payload` (a checked body of `operation`) to `target`, a
+        server the caller may use, exactly as if they had sent it, contract and all. Not
+        sent yet: the caller runs it (an ASGI response), or `abandon`s it."""
+        return await self._send(
+            headers, claims, operation, target, payload, compact(payload), time.perf_counter()
+        )
 
     async def _send(
         self,
-        request: Request,
+        headers_in: Mapping[str, str],
         claims: Claims,
         operation: Operation,
         found: Target,
         payload: dict[str, Any],
         body: bytes,
         started: float,
-    ) -> Response:
+    ) -> ExchangeResponse:
         """Past the choice of the server, both doors alike: scaling, the contract's
         decision, then (held until the server serves, for an autoscaled one that does
         not yet) the exchange with an endpoint of `found`."""
@@ -186,7 +201,7 @@ class Proxy:
         if operation.scalable:
             # Inference-time scaling: its fields are ours, never a model server's.
             ours = any(field in payload for field in SCALING_FIELDS)
-            scaling = scaling_request(payload, request.headers, found.scaling)
+            scaling = scaling_request(payload, headers_in, found.scaling)
             if ours:
                 body = compact(payload)
             if scaling.active and self.scaler is not None:
@@ -210,7 +225,7 @@ class Proxy:
             body = compact(payload)
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         for name in _PASSED_HEADERS:
-            value = request.headers.get(name)
+            value = headers_in.get(name)
             if value is not None:
                 headers[name] = value
         if found.api_key:
@@ -229,7 +244,7 @@ class Proxy:
                 started=started,
                 parts=parts,
                 per_prompt=payload["n"] if isinstance(payload.get("n"), int) else 1,
-                background=is_background(request.headers),
+                background=is_background(headers_in),
             ),
         )
 
@@ -344,6 +359,10 @@ class ProxyResponse(ExchangeResponse):
             self._account()
         if self.background is not None:
             await self.background()
+
+    def abandon(self) -> None:
+        """Never to be sent: what the contract reserved for it comes back now."""
+        self._account()
 
     def _with_signal(self, send: Send) -> Send:
         """`send` that adds the model's online signal to the answer's head."""

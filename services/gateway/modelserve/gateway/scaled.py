@@ -42,7 +42,7 @@ from starlette.types import Receive, Scope, Send
 from modelserve.common.modelserve import Algorithm, RewardKind
 from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, Decision
-from modelserve.gateway.asgi import ExchangeResponse, client_gone, send_json
+from modelserve.gateway.asgi import CLIENT_CLOSED, ExchangeResponse, client_gone, send_json
 from modelserve.gateway.dispatch import Dispatcher
 from modelserve.gateway.loading.holding import Holder
 from modelserve.gateway.metrics import GatewayMetrics
@@ -437,11 +437,15 @@ class ScaledResponse(ExchangeResponse):
         self._scaler = scaler
         self._exchange = exchange
 
+    def abandon(self) -> None:
+        """Never to be sent: its reservation comes back now (nothing was used)."""
+        self._scaler.account(self._exchange, None, CLIENT_CLOSED)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = self._exchange
         work = asyncio.create_task(self._scaler.run(exchange), name="scaling")
         gone = asyncio.create_task(client_gone(receive), name="scaling-client")
-        status, result = 499, None
+        status, result = CLIENT_CLOSED, None
         try:
             if exchange.payload.get("stream") is True:
                 status, result = await self._stream(send, work, gone)
@@ -460,7 +464,7 @@ class ScaledResponse(ExchangeResponse):
     ) -> tuple[int, Result | None]:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
         if not work.done():
-            return 499, None  # the client left: `finally` cancels the algorithm
+            return CLIENT_CLOSED, None  # the client left: `finally` cancels the algorithm
         try:
             result = work.result()
         except FAILURES as error:
@@ -488,7 +492,7 @@ class ScaledResponse(ExchangeResponse):
         while not work.done():
             await asyncio.wait({work, gone}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
             if gone.done():
-                return 499, None
+                return CLIENT_CLOSED, None
             if not work.done():
                 # A comment line: clients ignore it; proxies see the connection alive.
                 await _body(send, b": generating candidates\n\n")

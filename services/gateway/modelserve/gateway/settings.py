@@ -169,6 +169,15 @@ class GatewaySettings(ServiceSettings):
     power_max_watts: float = Field(default=350.0, gt=0)
     power_max_jobs: int = Field(default=2, ge=1)
 
+    # The arena (docs/arena.md).
+    arena_max_tokens: int = Field(default=512, ge=1, le=32_768)
+    """The tokens each side of a battle may answer a turn with (a turn may ask fewer)."""
+    arena_turn_seconds: float = Field(default=900.0, gt=0)
+    """How long one turn may take (models woken included): a battle is held for its turn
+    this long at most, so that a replica that dies mid-turn frees it."""
+    arena_bootstrap_rounds: int = Field(default=100, ge=0, le=1000)
+    """Bootstrap resamples of a leaderboard's intervals when a request names none."""
+
     @model_validator(mode="after")
     def _lease_outlives_renewals(self) -> GatewaySettings:
         if self.load_lease_seconds <= self.load_report_seconds:

@@ -44,7 +44,7 @@ from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import minimize  # type: ignore[import-untyped]
+from scipy.optimize import minimize
 
 Outcome = Literal["a", "b", "tie", "both_bad"]
 

@@ -34,8 +34,8 @@ from modelserve.gateway.auth import authenticate
 from modelserve.gateway.deps import BookDep, ContractsDep, GpusDep, RoutesDep
 from modelserve.gateway.gpus.summary import health_gpu
 from modelserve.gateway.loading.listing import health_lists, status_of
-from modelserve.gateway.routes.openai import usable_targets
 from modelserve.gateway.routing import Target
+from modelserve.gateway.usable_models import usable_targets
 
 router = APIRouter(tags=["health"])
 

@@ -4,15 +4,12 @@ own paths, `/{server_id}/v1/…`, are in `server_openai`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from fnmatch import fnmatchcase
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from modelserve.common.tokens import Claims
 from modelserve.gateway.auth import Caller
-from modelserve.gateway.contracts import ContractClient
 from modelserve.gateway.deps import BookDep, ContractsDep, ProxyDep, RoutesDep
 from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.loading.listing import ModelStatus, status_of
@@ -25,6 +22,7 @@ from modelserve.gateway.openai_requests import (
 )
 from modelserve.gateway.proxy_requests import CHAT, COMPLETIONS, EMBEDDINGS
 from modelserve.gateway.routing import RouteTable, Target
+from modelserve.gateway.usable_models import usable_targets
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
 
@@ -47,25 +45,6 @@ def caller_model(
     """The model object of `target`'s served name, its state over the caller's servers
     of that name (those their requests go to)."""
     return model_object(target, status_of(routes.nearest(target.served_name, claims), routes, book))
-
-
-def allowed_name(name: str, allowlists: Sequence[Sequence[str]]) -> bool:
-    """Whether every allowlist has a pattern that matches the served name (as the
-    contract service matches a request's model)."""
-    return all(any(fnmatchcase(name, p) for p in patterns) for patterns in allowlists)
-
-
-async def usable_targets(
-    claims: Claims, routes: RouteTable, contracts: ContractClient | None
-) -> list[Target]:
-    """One target per model the caller may use: servers they may use (`routing`) whose
-    served name their contract allows, as GET /models narrows the platform's records;
-    every served name for admins, or without a contract service."""
-    targets = routes.models(claims)
-    if contracts is None or claims.is_admin or not targets:
-        return targets
-    allowlists = await contracts.model_allowlists(claims)
-    return [target for target in targets if allowed_name(target.served_name, allowlists)]
 
 
 @router.get("/models")

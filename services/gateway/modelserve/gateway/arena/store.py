@@ -1,0 +1,410 @@
+"""Battles and votes in the gateway's database (tables made by migration 0004).
+
+A battle is claimed for a turn with a lease (`busy_until`): one turn at a time, and a
+replica that dies mid-turn frees the battle when the lease runs out. A vote is written
+in the transaction that closes the battle, with both conversations as they were, so a
+battle has at most one vote and no turn after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from modelserve.common.database import DatabaseUnavailable, connection
+from modelserve.common.errors import ApiError
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+Message = dict[str, Any]
+Conn = psycopg.AsyncConnection[Any]
+
+
+class Status(StrEnum):
+    OPEN = "open"  # answered (or answering a turn): may take a turn or a vote
+    VOTED = "voted"
+    VOID = "void"  # a model failed, or the caller left before the first answers
+
+
+class Scope(StrEnum):
+    """Which leaderboard a battle's vote feeds."""
+
+    GLOBAL = "global"  # both models are the platform's: the global board, voters' teams'
+    TEAM = "team"  # a team's model against it or the platform's: that team's board
+    PRIVATE = "private"  # a model of one user's own: no board
+
+
+@dataclasses.dataclass(frozen=True)
+class Battle:
+    id: str
+    owner: str
+    teams: list[str]
+    scope: Scope
+    team: str | None
+    model_a: str
+    model_b: str
+    anonymous: bool  # the pair was drawn at random, not named by the caller
+    conversation_a: list[Message]
+    conversation_b: list[Message]
+    turns: int
+    status: Status
+    void_reason: str | None
+    busy: bool  # a turn is being answered
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Battle:
+        return cls(
+            id=row["id"],
+            owner=row["owner"],
+            teams=list(row["teams"]),
+            scope=Scope(row["scope"]),
+            team=row["team"],
+            model_a=row["model_a"],
+            model_b=row["model_b"],
+            anonymous=row["anonymous"],
+            conversation_a=list(row["conversation_a"]),
+            conversation_b=list(row["conversation_b"]),
+            turns=row["turns"],
+            status=Status(row["status"]),
+            void_reason=row["void_reason"],
+            busy=bool(row["busy"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class VoteRecord:
+    battle_id: str
+    vote: str
+    voter: str
+    teams: list[str]
+    scope: Scope
+    team: str | None
+    model_a: str
+    model_b: str
+    counts: bool
+    excluded_because: str | None
+    revealed: list[dict[str, str]]  # what named a model: [{"side", "term"}]
+    style_a: dict[str, int]
+    style_b: dict[str, int]
+    voted_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> VoteRecord:
+        return cls(
+            battle_id=row["battle_id"],
+            vote=row["vote"],
+            voter=row["voter"],
+            teams=list(row["teams"]),
+            scope=Scope(row["scope"]),
+            team=row["team"],
+            model_a=row["model_a"],
+            model_b=row["model_b"],
+            counts=row["counts"],
+            excluded_because=row["excluded_because"],
+            revealed=list(row["revealed"]),
+            style_a=dict(row["style_a"]),
+            style_b=dict(row["style_b"]),
+            voted_at=row["voted_at"],
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class NewVote:
+    vote: str
+    counts: bool
+    excluded_because: str | None
+    revealed: list[dict[str, str]]
+    style_a: dict[str, int]
+    style_b: dict[str, int]
+
+
+class VoteRefused(Exception):
+    """The battle cannot take this vote: `code` says why (voted, void, busy, no answer)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_BATTLE = (
+    "SELECT *, coalesce(busy_until > now(), false) AS busy FROM arena_battles"
+    " WHERE id = %s AND owner = %s"
+)
+_CREATE = (
+    "INSERT INTO arena_battles (id, owner, teams, scope, team, model_a, model_b, anonymous,"
+    " conversation_a, conversation_b, status, busy_until)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, '[]', '[]', 'open',"
+    " now() + make_interval(secs => %s))"
+)
+_CLAIM = (
+    "UPDATE arena_battles SET busy_until = now() + make_interval(secs => %s), updated_at = now()"
+    " WHERE id = %s AND owner = %s AND status = 'open'"
+    " AND (busy_until IS NULL OR busy_until <= now())"
+    " RETURNING *, true AS busy"
+)
+_FINISH = (
+    "UPDATE arena_battles SET conversation_a = %s, conversation_b = %s, turns = turns + 1,"
+    " busy_until = NULL, updated_at = now() WHERE id = %s"
+)
+_RELEASE = "UPDATE arena_battles SET busy_until = NULL, updated_at = now() WHERE id = %s"
+_VOID = (
+    "UPDATE arena_battles SET status = 'void', void_reason = %s, busy_until = NULL,"
+    " updated_at = now() WHERE id = %s AND status = 'open'"
+)
+_LOCK = (
+    "SELECT *, coalesce(busy_until > now(), false) AS busy FROM arena_battles"
+    " WHERE id = %s AND owner = %s FOR UPDATE"
+)
+_VOTE = (
+    "INSERT INTO arena_votes (battle_id, vote, voter, teams, scope, team, model_a, model_b,"
+    " conversation_a, conversation_b, counts, excluded_because, revealed, style_a, style_b)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *"
+)
+_VOTED = "UPDATE arena_battles SET status = 'voted', updated_at = now() WHERE id = %s"
+_VOTE_COUNTS = (
+    "SELECT model, count(*) AS votes FROM (SELECT model_a AS model FROM arena_votes"
+    " UNION ALL SELECT model_b FROM arena_votes) AS sides GROUP BY model"
+)
+_VOTE_COLUMNS = (
+    "battle_id, vote, voter, teams, scope, team, model_a, model_b, counts, excluded_because,"
+    " revealed, style_a, style_b, voted_at"
+)
+
+
+class ArenaStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def _run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
+        try:
+            async with connection(self._pool) as conn:
+                return await work(conn)
+        except DatabaseUnavailable as error:
+            # The details (hosts, users) are for the operator's log, not for clients.
+            logger.warning("arena database: %s", error)
+            raise ApiError(
+                503,
+                "database_unavailable",
+                "the arena's database is unavailable",
+                headers={"Retry-After": "1"},
+            ) from error
+        except psycopg.DataError as error:
+            # A value from the client that PostgreSQL cannot hold (a NUL in a message).
+            message = error.diag.message_primary or str(error)
+            raise ApiError(422, "invalid_request", message) from error
+
+    async def _one(self, query: str, params: Sequence[Any]) -> dict[str, Any] | None:
+        async def work(conn: Conn) -> dict[str, Any] | None:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(query, params)
+                return await cur.fetchone()
+
+        return await self._run(work)
+
+    async def _all(self, query: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        async def work(conn: Conn) -> list[dict[str, Any]]:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(query, params)
+                return await cur.fetchall()
+
+        return await self._run(work)
+
+    async def _execute(self, query: str, params: Sequence[Any]) -> None:
+        async def work(conn: Conn) -> None:
+            await conn.execute(query, params)
+
+        await self._run(work)
+
+    # --- battles ------------------------------------------------------------------------
+
+    async def create(
+        self,
+        battle_id: str,
+        *,
+        owner: str,
+        teams: Sequence[str],
+        scope: Scope,
+        team: str | None,
+        models: tuple[str, str],
+        anonymous: bool,
+        lease_seconds: float,
+    ) -> None:
+        """A new battle, claimed for its first turn."""
+        await self._execute(
+            _CREATE,
+            [
+                battle_id,
+                owner,
+                list(teams),
+                scope.value,
+                team,
+                models[0],
+                models[1],
+                anonymous,
+                lease_seconds,
+            ],
+        )
+
+    async def get(self, battle_id: str, owner: str) -> Battle | None:
+        """`owner`'s battle; anyone else's is not found."""
+        row = await self._one(_BATTLE, [battle_id, owner])
+        return Battle.of(row) if row is not None else None
+
+    async def claim_turn(self, battle_id: str, owner: str, lease_seconds: float) -> Battle | None:
+        """The battle, claimed for a turn; None when it is not open or busy."""
+        row = await self._one(_CLAIM, [lease_seconds, battle_id, owner])
+        return Battle.of(row) if row is not None else None
+
+    async def finish_turn(
+        self, battle_id: str, conversation_a: list[Message], conversation_b: list[Message]
+    ) -> None:
+        """Both answers of a turn, kept; the battle free for the next turn or a vote."""
+        await self._execute(_FINISH, [Jsonb(conversation_a), Jsonb(conversation_b), battle_id])
+
+    async def release(self, battle_id: str) -> None:
+        """A turn given up (its answers discarded): the battle as it was before it."""
+        await self._execute(_RELEASE, [battle_id])
+
+    async def void(self, battle_id: str, reason: str) -> None:
+        await self._execute(_VOID, [reason, battle_id])
+
+    async def battles(
+        self, owner: str | None, limit: int, before: str | None = None
+    ) -> list[Battle]:
+        """Battles, newest first (`owner`'s, or everyone's), after the cursor `before`."""
+        where, params = ["true"], list[Any]()
+        if owner is not None:
+            where.append("owner = %s")
+            params.append(owner)
+        if before is not None:
+            where.append(
+                "(created_at, id) < (SELECT created_at, id FROM arena_battles WHERE id = %s)"
+            )
+            params.append(before)
+        query = (
+            "SELECT *, coalesce(busy_until > now(), false) AS busy FROM arena_battles"
+            f" WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT %s"
+        )
+        rows = await self._all(query, [*params, limit])
+        return [Battle.of(row) for row in rows]
+
+    # --- votes --------------------------------------------------------------------------
+
+    async def vote(
+        self,
+        battle_id: str,
+        owner: str,
+        decide: Callable[[Battle], NewVote],
+    ) -> tuple[Battle, VoteRecord] | None:
+        """`owner`'s vote on their battle, as `decide` makes it from the battle (locked
+        meanwhile), which is closed by it; None: no such battle of theirs. VoteRefused
+        when the battle cannot take it."""
+
+        async def work(conn: Conn) -> tuple[Battle, VoteRecord] | None:
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(_LOCK, [battle_id, owner])
+                row = await cur.fetchone()
+                if row is None:
+                    return None
+                battle = Battle.of(row)
+                refusal = _refusal(battle)
+                if refusal is not None:
+                    raise refusal
+                vote = decide(battle)
+                await cur.execute(
+                    _VOTE,
+                    [
+                        battle.id,
+                        vote.vote,
+                        owner,
+                        battle.teams,
+                        battle.scope.value,
+                        battle.team,
+                        battle.model_a,
+                        battle.model_b,
+                        Jsonb(battle.conversation_a),
+                        Jsonb(battle.conversation_b),
+                        vote.counts,
+                        vote.excluded_because,
+                        Jsonb(vote.revealed),
+                        Jsonb(vote.style_a),
+                        Jsonb(vote.style_b),
+                    ],
+                )
+                recorded = await cur.fetchone()
+                assert recorded is not None
+                await cur.execute(_VOTED, [battle.id])
+                return dataclasses.replace(battle, status=Status.VOTED), VoteRecord.of(recorded)
+
+        return await self._run(work)
+
+    async def votes_per_model(self) -> dict[str, int]:
+        """Votes each model took part in, counted or not (for drawing pairs)."""
+        rows = await self._all(_VOTE_COUNTS, [])
+        return {row["model"]: row["votes"] for row in rows}
+
+    async def board_votes(self, team: str | None) -> list[VoteRecord]:
+        """Every vote of a leaderboard, oldest first: the global one's (battles between
+        the platform's models), or a team's (its members' votes on the platform's models,
+        and everyone's on battles with the team's own)."""
+        if team is None:
+            where, params = "scope = 'global'", []
+        else:
+            where = "(scope = 'global' AND %s = ANY(teams)) OR (scope = 'team' AND team = %s)"
+            params = [team, team]
+        query = (
+            f"SELECT {_VOTE_COLUMNS} FROM arena_votes WHERE {where} ORDER BY voted_at, battle_id"
+        )
+        return [VoteRecord.of(row) for row in await self._all(query, params)]
+
+    async def votes(
+        self, voter: str | None, counts: bool | None, limit: int, before: str | None = None
+    ) -> list[VoteRecord]:
+        """Votes, newest first (`voter`'s or everyone's; counted ones, excluded ones or
+        both), after the cursor `before` (a battle id)."""
+        where, params = ["true"], list[Any]()
+        if voter is not None:
+            where.append("voter = %s")
+            params.append(voter)
+        if counts is not None:
+            where.append("counts = %s")
+            params.append(counts)
+        if before is not None:
+            where.append(
+                "(voted_at, battle_id) < (SELECT voted_at, battle_id FROM arena_votes"
+                " WHERE battle_id = %s)"
+            )
+            params.append(before)
+        query = (
+            f"SELECT {_VOTE_COLUMNS} FROM arena_votes WHERE {' AND '.join(where)}"
+            " ORDER BY voted_at DESC, battle_id DESC LIMIT %s"
+        )
+        return [VoteRecord.of(row) for row in await self._all(query, [*params, limit])]
+
+
+def _refusal(battle: Battle) -> VoteRefused | None:
+    if battle.status is Status.VOTED:
+        return VoteRefused("already_voted", f"the battle {battle.id} has its vote already")
+    if battle.status is Status.VOID:
+        reason = f": {battle.void_reason}" if battle.void_reason else ""
+        return VoteRefused("battle_void", f"the battle {battle.id} is void{reason}")
+    if battle.busy:
+        return VoteRefused(
+            "battle_busy", f"the battle {battle.id} is answering a turn: vote once it is done"
+        )
+    if battle.turns == 0:
+        return VoteRefused("battle_unanswered", f"the battle {battle.id} has no answers yet")
+    return None
