@@ -30,7 +30,16 @@ if TYPE_CHECKING:  # fixtures' types: conftest modules are pytest's to import
 pytestmark = pytest.mark.postgres
 
 NewPerson = Callable[..., "Person"]
-TABLES = {"alembic_version", "api_keys", "memberships", "teams", "users", "usage_outbox"}
+TABLES = {
+    "alembic_version",
+    "api_keys",
+    "memberships",
+    "teams",
+    "users",
+    "usage_outbox",
+    "arena_battles",
+    "arena_votes",
+}
 HEAD = "0004"  # the newest migration
 
 

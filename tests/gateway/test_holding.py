@@ -31,6 +31,7 @@ from modelserve.common.load_reports import LOAD_LABEL, LoadReport, lease_name, r
 from modelserve.common.modelserve import OWNER_LABEL
 from modelserve.common.tokens import TokenSettings, TokenSigner, TokenVerifier
 from modelserve.gateway.accounting import Decision
+from modelserve.gateway.arena.lanes import Kind, Lane, LaneEvent
 from modelserve.gateway.balancing import Endpoint
 from modelserve.gateway.discovery import Discovery
 from modelserve.gateway.dispatch import Dispatcher
@@ -41,6 +42,7 @@ from modelserve.gateway.loading.reporter import LoadReporter
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import install_openai_errors
 from modelserve.gateway.proxy import Proxy
+from modelserve.gateway.proxy_requests import CHAT as CHAT_OPERATION
 from modelserve.gateway.routes import health, openai, server_openai
 from modelserve.gateway.routing import RouteTable, Target, target_from_body
 from modelserve.gateway.scaled import Scaler
@@ -90,6 +92,7 @@ class Gateway:
     book: LoadBook
     metrics: GatewayMetrics
     upstream_port: int
+    proxy: Proxy
 
     def status(self, status: dict[str, Any], **options: Any) -> Target:
         """The server's status as the operator would write it, seen by discovery."""
@@ -208,7 +211,7 @@ async def gateway(
             headers = {"Authorization": f"Bearer {token}"}
             async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
                 proxy = app.state.proxy
-                yield Gateway(client, table, proxy.dispatcher.book, proxy.metrics, port)
+                yield Gateway(client, table, proxy.dispatcher.book, proxy.metrics, port, proxy)
     finally:
         await upstream.close()
 
@@ -246,6 +249,35 @@ def test_a_held_request_is_forwarded_once_its_model_has_a_ready_endpoint() -> No
                 "modelserve_gateway_hold_release_seconds_count"
             )
             assert released == 2
+
+    asyncio.run(scenario())
+
+
+def test_an_arena_side_for_a_sleeping_model_says_loading_then_answers_once_it_wakes() -> None:
+    """The arena's sides are the proxy's own responses, run in the gateway (`arena.lanes`):
+    one for a sleeping model is held like a client's request, and says so."""
+
+    async def scenario() -> None:
+        async with gateway() as gw:
+            target = gw.status(ASLEEP)
+            claims = await TokenVerifier.from_settings(TOKENS).verify(
+                TokenSigner.from_settings(TOKENS).sign("alice")
+            )
+            body = {**CHAT, "stream": True, "max_tokens": 4}
+            response = await gw.proxy.respond(claims, CHAT_OPERATION, target, body, {})
+            events: asyncio.Queue[LaneEvent] = asyncio.Queue()
+            lane = Lane("b", response, events, asyncio.Event())
+            run = asyncio.create_task(lane.run())
+            first = await asyncio.wait_for(events.get(), 10)
+            assert (first.side, first.kind) == ("b", Kind.LOADING)
+            await until(lambda: gw.held() == 1, "the side to be held")
+            gw.wake()
+            await asyncio.wait_for(run, 10)
+            kinds = []
+            while not events.empty():
+                kinds.append(events.get_nowait().kind)
+            assert Kind.DELTA in kinds and kinds[-1] is Kind.DONE, kinds
+            assert lane.text and gw.outcomes("forwarded") == 1
 
     asyncio.run(scenario())
 

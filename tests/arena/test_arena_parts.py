@@ -1,0 +1,190 @@
+"""Unit tests of the arena's parts: what gives a model away, how pairs are drawn, which
+board a battle feeds, and how a side's events are read from the proxy's response."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import random
+from typing import Any
+
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from modelserve.common.tokens import Claims
+from modelserve.gateway.arena.lanes import Kind, Lane, LaneEvent
+from modelserve.gateway.arena.pairing import draw_pair, scope_of
+from modelserve.gateway.arena.reveals import identity_terms, revealed
+from modelserve.gateway.arena.store import Scope as Board
+from modelserve.gateway.asgi import ExchangeResponse
+from modelserve.gateway.routing import Target
+
+# --- What gives a model away -------------------------------------------------------------
+
+
+def test_a_served_name_gives_away_its_family_and_maker() -> None:
+    assert identity_terms("Meta-Llama-3.1-8B-Instruct")[1:] == ["Llama", "Meta"]
+    assert {"SmolLM", "Hugging Face"} <= set(identity_terms("smollm2-135m-instruct"))
+    assert identity_terms("acme-helper") == ["acme-helper"]
+
+
+def test_an_answer_that_names_either_model_is_found() -> None:
+    answers = {
+        "a": ["I am SmolLM2, trained by Hugging Face."],
+        "b": ["Llamas live in the Andes; see the metadata."],
+    }
+    found = revealed(answers, ["smollm2-135m-instruct", "meta-llama-3-8b"])
+    assert {"side": "a", "term": "SmolLM"} in found
+    assert {"side": "a", "term": "Hugging Face"} in found
+    # "Llamas" is another word, "metadata" is not "Meta".
+    assert [f for f in found if f["side"] == "b"] == []
+    assert revealed({"a": ["Philosophy is hard."]}, ["phi-3-mini"]) == []
+    assert revealed({"b": ["As Phi-3, I can help."]}, ["phi-3-mini"]) == [
+        {"side": "b", "term": "Phi"}
+    ]
+
+
+# --- Pairs and boards ----------------------------------------------------------------------
+
+
+def test_pairs_are_two_models_in_random_order_weighted_toward_few_votes() -> None:
+    rng = random.Random(7)
+    votes = {"veteran": 10_000}
+    seen: collections.Counter[str] = collections.Counter()
+    firsts: collections.Counter[str] = collections.Counter()
+    for _ in range(3000):
+        pair = draw_pair(["veteran", "new-1", "new-2"], votes, rng)
+        assert len(set(pair)) == 2
+        seen.update(pair)
+        firsts[pair[0]] += 1
+    # 1/sqrt(10001) against 1: the veteran is drawn in few pairs, the new ones in nearly all.
+    assert seen["veteran"] < 200 < 2800 < seen["new-1"]
+    assert firsts["new-1"] > 1000 and firsts["new-2"] > 1000  # either side
+    with pytest.raises(ValueError):
+        draw_pair(["alone", "alone"], {}, rng)
+
+
+def _claims(sub: str, teams: list[str]) -> Claims:
+    return Claims(sub=sub, teams=teams, iss="i", aud="a", exp=0, iat=0, jti="j")
+
+
+def _target(name: str, *, platform: bool = False, team: str | None = None) -> Target:
+    return Target(
+        server_id=name,
+        namespace="ns",
+        name=name,
+        served_name=name,
+        endpoint="",
+        ready=True,
+        phase="Ready",
+        message="",
+        owner="someone",
+        team=team,
+        platform=platform,
+    )
+
+
+def test_the_board_of_a_battle_follows_its_models() -> None:
+    alice = _claims("alice", ["nlp"])
+    platform, ours = _target("p", platform=True), _target("t", team="nlp")
+    assert scope_of([platform, _target("q", platform=True)], alice) == (Board.GLOBAL, None)
+    assert scope_of([platform, ours], alice) == (Board.TEAM, "nlp")
+    assert scope_of([ours, _target("u", team="nlp")], alice) == (Board.TEAM, "nlp")
+    assert scope_of([platform, _target("own")], alice) == (Board.PRIVATE, None)
+    assert scope_of([ours, _target("v", team="vision")], alice) == (Board.PRIVATE, None)
+
+
+# --- A side's events -----------------------------------------------------------------------
+
+
+class Scripted(ExchangeResponse):
+    """A response that sends `messages` as they are (what the proxy would)."""
+
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.messages = messages
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        for message in self.messages:
+            await send(message)
+
+    def abandon(self) -> None:
+        pass
+
+
+def _head(status: int, content_type: bytes) -> dict[str, Any]:
+    return {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"Content-Type", content_type)],
+    }
+
+
+def _body(data: bytes) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": data, "more_body": True}
+
+
+def _chunk(content: str, finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+    return b"data: " + json.dumps({"model": "secret-name", "choices": [choice]}).encode() + b"\n\n"
+
+
+def _run(messages: list[dict[str, Any]]) -> tuple[Lane, list[LaneEvent]]:
+    async def scenario() -> tuple[Lane, list[LaneEvent]]:
+        events: asyncio.Queue[LaneEvent] = asyncio.Queue()
+        lane = Lane("a", Scripted(messages), events, asyncio.Event())
+        await lane.run()
+        found = []
+        while not events.empty():
+            found.append(events.get_nowait())
+        return lane, found
+
+    return asyncio.run(scenario())
+
+
+def test_a_stream_is_read_across_pieces_without_the_model_name() -> None:
+    stream = (
+        b": the model is loading\n\n" + _chunk("Hel") + _chunk("lo", "stop") + b"data: [DONE]\n\n"
+    )
+    pieces = [stream[i : i + 7] for i in range(0, len(stream), 7)]
+    lane, events = _run([_head(200, b"text/event-stream"), *map(_body, pieces)])
+    assert [e.kind for e in events] == [Kind.LOADING, Kind.DELTA, Kind.DELTA, Kind.DONE]
+    assert lane.text == "Hello" and events[-1].finish_reason == "stop"
+    assert all("secret" not in e.content for e in events)
+
+
+def test_failures_of_a_side_are_told_by_code_and_status() -> None:
+    error = {"error": {"message": "the model server ns/x failed", "code": "upstream_broken"}}
+    broken = [
+        _head(200, b"text/event-stream"),
+        _body(_chunk("One")),
+        _body(b"data: " + json.dumps(error).encode() + b"\n\n"),
+    ]
+    _, events = _run(broken)
+    assert (events[-1].kind, events[-1].code, events[-1].status) == (
+        Kind.FAILED,
+        "upstream_broken",
+        502,
+    )
+
+    refused = {"error": {"message": "rate", "code": "request_rate_exceeded"}}
+    _, events = _run([_head(429, b"application/json"), _body(json.dumps(refused).encode())])
+    assert (events[-1].kind, events[-1].code, events[-1].status) == (
+        Kind.FAILED,
+        "request_rate_exceeded",
+        429,
+    )
+
+    _, events = _run([_head(200, b"text/event-stream"), _body(_chunk("cut sho"))])
+    assert (events[-1].kind, events[-1].code) == (Kind.FAILED, "answer_incomplete")
+
+    _, events = _run([_head(200, b"text/event-stream"), _body(b"data: {not json\n\n")])
+    assert (events[-1].kind, events[-1].code) == (Kind.FAILED, "malformed_answer")
+
+
+def test_a_whole_answer_counts_as_one_piece() -> None:
+    answer = {"choices": [{"message": {"content": "Hi there"}, "finish_reason": "length"}]}
+    lane, events = _run([_head(200, b"application/json"), _body(json.dumps(answer).encode())])
+    assert [e.kind for e in events] == [Kind.DELTA, Kind.DONE]
+    assert lane.text == "Hi there" and events[-1].finish_reason == "length"
