@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import random
 from typing import Any
@@ -12,9 +13,10 @@ from typing import Any
 import pytest
 from starlette.types import Receive, Scope, Send
 
+from modelserve.common.modelserve import Algorithm, RewardKind, Scaling
 from modelserve.common.tokens import Claims
 from modelserve.gateway.arena.lanes import Kind, Lane, LaneEvent
-from modelserve.gateway.arena.pairing import draw_pair, scope_of
+from modelserve.gateway.arena.pairing import draw_pair, reward_models, scope_of
 from modelserve.gateway.arena.reveals import identity_terms, revealed
 from modelserve.gateway.arena.store import Scope as Board
 from modelserve.gateway.asgi import ExchangeResponse
@@ -83,6 +85,20 @@ def _target(name: str, *, platform: bool = False, team: str | None = None) -> Ta
         team=team,
         platform=platform,
     )
+
+
+def test_process_reward_models_are_not_drawn() -> None:
+    scored = dataclasses.replace(
+        _target("policy"),
+        scaling=Scaling(algorithm=Algorithm.BEST_OF_N, budget=4, reward_model="prm"),
+    )
+    judged = dataclasses.replace(
+        _target("judged"),
+        scaling=Scaling(
+            algorithm=Algorithm.BEST_OF_N, budget=4, reward_model="judge", reward=RewardKind.JUDGE
+        ),
+    )
+    assert reward_models([scored, judged, _target("plain")]) == {"prm"}
 
 
 def test_the_board_of_a_battle_follows_its_models() -> None:

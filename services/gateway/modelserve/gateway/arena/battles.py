@@ -20,7 +20,7 @@ from typing import Any
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
 from modelserve.gateway.arena import ratings
-from modelserve.gateway.arena.pairing import draw_pair, scope_of
+from modelserve.gateway.arena.pairing import draw_pair, reward_models, scope_of
 from modelserve.gateway.arena.requests import BattleRequest, ChatMessage, TurnRequest
 from modelserve.gateway.arena.reveals import assistant_texts, revealed
 from modelserve.gateway.arena.store import (
@@ -121,12 +121,16 @@ class Arena:
         return TurnResponse(self.store, self._proxy.metrics, turn)
 
     async def _draw(self, claims: Claims) -> list[str]:
-        """Two models the caller may use (ready, or asleep and able to wake)."""
-        usable = await usable_targets(claims, self._proxy.table, self._contracts)
+        """Two models the caller may use (ready, or asleep and able to wake), process
+        reward models left out."""
+        table = self._proxy.table
+        usable = await usable_targets(claims, table, self._contracts)
+        scorers = reward_models(table.servers())
         names = [
             target.served_name
             for target in usable
-            if isinstance(self._proxy.table.lookup(target.served_name, claims), Target)
+            if target.served_name not in scorers
+            and isinstance(table.lookup(target.served_name, claims), Target)
         ]
         if len(names) < 2:
             listed = ", ".join(names) or "none"

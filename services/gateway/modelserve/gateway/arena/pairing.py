@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
+from modelserve.common.modelserve import RewardKind
 from modelserve.common.tokens import Claims
 from modelserve.gateway.arena.store import Scope
 from modelserve.gateway.routing import Target
@@ -26,6 +27,17 @@ def draw_pair(names: Sequence[str], votes: Mapping[str, int], rng: random.Random
         pool.remove(chosen)
     rng.shuffle(pair)
     return pair
+
+
+def reward_models(servers: Iterable[Target]) -> set[str]:
+    """Served names that some server scores its answers with (its spec.scaling's
+    rewardModel, with reward `model`): process reward models, which do not chat."""
+    return {
+        server.scaling.reward_model
+        for server in servers
+        if server.scaling.reward_model is not None
+        and server.scaling.reward in (None, RewardKind.MODEL)
+    }
 
 
 def scope_of(targets: Sequence[Target], claims: Claims) -> tuple[Scope, str | None]:
