@@ -17,6 +17,9 @@ stdout; progress bars (uploads, registrations, jobs) and errors go to stderr.
     modelserve datagen run --model M --num-examples N --output-dir D ... [--wait]
     modelserve datagen get|resume JOB_ID | list
     modelserve generate MODEL PROMPT... [--max-tokens N] [--wait]
+    modelserve arena battle PROMPT [--model A --model B] [--max-tokens N] | turn ID PROMPT
+    modelserve arena vote BATTLE_ID a|b|tie|both_bad | battles [ID] | votes
+    modelserve arena leaderboard [--team T] [--style-control] [--bootstrap N] [--table]
 
 The gateway's URL comes from --url, MODELSERVE_URL or GATEWAY_URL; the token from --token
 or MODELSERVE_TOKEN. Exit status: 0, 1 for an error of the platform (its JSON on stderr),
@@ -33,6 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from modelserve.client.arena import commands as arena_commands
 from modelserve.client.errors import ModelServeError
 from modelserve.client.jobs import commands as job_commands
 from modelserve.client.progress import RegistrationBar, UploadBar
@@ -133,6 +137,8 @@ def run(client: Client, args: argparse.Namespace) -> BaseModel | Sequence[BaseMo
         return client.stop(args.server_id)
     if command in job_commands.COMMANDS:
         return job_commands.run(client, args)
+    if command == arena_commands.COMMAND:
+        return arena_commands.run(client, args)
     assert command == "chat", command
     return _chat(client, args)
 
@@ -204,6 +210,7 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--temperature", type=float)
     job_commands.add_commands(commands)
+    arena_commands.add_commands(commands)
     return main
 
 
@@ -212,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with Client(args.url, args.token, timeout=args.timeout) as client:
             answer = run(client, args)
-        print(_json(answer))
+        print(arena_commands.shown(args, answer) or _json(answer))
     except ModelServeError as error:
         print(json.dumps({"error": error.as_dict()}), file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import httpx
 
@@ -30,7 +30,18 @@ from modelserve.client.answers import (
     Upload,
     Version,
 )
-from modelserve.client.errors import ModelServeError
+from modelserve.client.arena import calls as arena_calls
+from modelserve.client.arena.answers import (
+    ArenaBattle,
+    ArenaBattles,
+    ArenaTurn,
+    ArenaVote,
+    ArenaVotes,
+    BattleEvent,
+    Leaderboard,
+)
+from modelserve.client.arena.events import EventReader, unfinished
+from modelserve.client.errors import ModelServeError, error_of
 from modelserve.client.jobs import calls as job_calls
 from modelserve.client.jobs.answers import (
     DataGenJob,
@@ -441,3 +452,143 @@ class Client:
 
     def get_generation(self, job_id: str) -> Generation:
         return self.send(job_calls.get_generation(job_id))
+
+    # --- the arena ------------------------------------------------------------------------
+
+    def _events(self, call: calls.Call[Any]) -> Iterator[BattleEvent]:
+        """The events of a streamed battle's or turn's call as they come, to [DONE]."""
+        reader = EventReader()
+        try:
+            with self._http.stream(
+                call.method,
+                self.settings.url(call.path),
+                params=call.query,
+                json=call.body,
+                headers=self.settings.headers(),
+            ) as response:
+                if response.status_code >= 400:
+                    raise error_of(response.status_code, response.read())
+                for line in response.iter_lines():
+                    event = reader.feed(line)
+                    if event is not None:
+                        yield event
+                    if reader.done:
+                        return
+        except httpx.TimeoutException as error:
+            raise ModelServeError("timeout", f"{call.method} {call.path}: {error!r}") from error
+        except httpx.HTTPError as error:
+            raise ModelServeError("unreachable", f"{self.settings.base_url}: {error}") from error
+        raise unfinished()
+
+    @overload
+    def battle(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        models: Sequence[str] | None = ...,
+        max_tokens: int | None = ...,
+        temperature: float | None = ...,
+        stream: Literal[True] = ...,
+    ) -> Iterator[BattleEvent]: ...
+    @overload
+    def battle(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        models: Sequence[str] | None = ...,
+        max_tokens: int | None = ...,
+        temperature: float | None = ...,
+        stream: Literal[False],
+    ) -> ArenaTurn: ...
+    def battle(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        models: Sequence[str] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stream: bool = True,
+    ) -> Iterator[BattleEvent] | ArenaTurn:
+        """A new battle: two models (`models`, a first; else two drawn at random and kept
+        hidden until the vote) answer `messages`. Its events as they come (the request is
+        sent when the iteration starts); with `stream=False`, both answers once whole."""
+        call = arena_calls.battle(
+            messages,
+            models=models,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stream=stream,
+        )
+        return self._events(call) if stream else self.send(call)
+
+    @overload
+    def battle_turn(
+        self,
+        battle_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        max_tokens: int | None = ...,
+        temperature: float | None = ...,
+        stream: Literal[True] = ...,
+    ) -> Iterator[BattleEvent]: ...
+    @overload
+    def battle_turn(
+        self,
+        battle_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        max_tokens: int | None = ...,
+        temperature: float | None = ...,
+        stream: Literal[False],
+    ) -> ArenaTurn: ...
+    def battle_turn(
+        self,
+        battle_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stream: bool = True,
+    ) -> Iterator[BattleEvent] | ArenaTurn:
+        """The next turn of an open battle: the same two models answer the new
+        `messages` (ending with the user's), as `battle` answers."""
+        call = arena_calls.battle_turn(
+            battle_id, messages, max_tokens=max_tokens, temperature=temperature, stream=stream
+        )
+        return self._events(call) if stream else self.send(call)
+
+    def vote(self, battle_id: str, vote: str) -> ArenaVote:
+        """The one vote on one's battle (a, b, tie, both_bad): both models revealed."""
+        return self.send(arena_calls.vote(battle_id, vote))
+
+    def get_battle(self, battle_id: str) -> ArenaBattle:
+        return self.send(arena_calls.get_battle(battle_id))
+
+    def list_battles(self, *, limit: int | None = None, after: str | None = None) -> ArenaBattles:
+        """One's battles, newest first, a page at a time (`after`: the last page's
+        `last_id`)."""
+        return self.send(arena_calls.list_battles(limit=limit, after=after))
+
+    def list_votes(
+        self,
+        *,
+        counts: bool | None = None,
+        voter: str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> ArenaVotes:
+        """One's votes (an admin's: everyone's, or `voter`'s), newest first; `counts`
+        False: only those that do not count."""
+        return self.send(
+            arena_calls.list_votes(counts=counts, voter=voter, limit=limit, after=after)
+        )
+
+    def leaderboard(
+        self, *, team: str | None = None, style_control: bool = False, bootstrap: int | None = None
+    ) -> Leaderboard:
+        """The global board, or `team`'s: Bradley-Terry ratings with `bootstrap` resamples'
+        95% intervals (the gateway's default without), win rates, ranks and the online
+        Elo."""
+        return self.send(
+            arena_calls.leaderboard(team=team, style_control=style_control, bootstrap=bootstrap)
+        )
