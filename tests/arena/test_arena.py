@@ -16,21 +16,26 @@ from aiohttp import web
 from modelserve.testbed.arena_platform import ArenaPlatform
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.platform import build_external_server, serve_external
+from modelserve.testbed.polling import wait_for
 from modelserve.testbed.threaded_http import ThreadedApp
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.llm]
 
 COUNT = [{"role": "user", "content": "Count from 1 to 5."}]
-FLAKY, NAMED = "arena-flaky", "llama-mini"
+FLAKY, NAMED, PICKY = "arena-flaky", "llama-mini", "arena-picky"
 
 
 class ScriptedServer(ThreadedApp):
     """An OpenAI server on loopback that serves `model` and streams `pieces` as its
-    answer; with `breaks`, it cuts the connection after the first piece."""
+    answer; with `breaks`, it cuts the connection after the first piece; with `refuses`,
+    it answers 400 to a conversation of more messages than that. It counts requests."""
 
-    def __init__(self, model: str, pieces: list[str], *, breaks: bool = False) -> None:
+    def __init__(
+        self, model: str, pieces: list[str], *, breaks: bool = False, refuses: int | None = None
+    ) -> None:
         super().__init__()
-        self.model, self.pieces, self.breaks = model, pieces, breaks
+        self.model, self.pieces, self.breaks, self.refuses = model, pieces, breaks, refuses
+        self.requests = 0
 
     def application(self) -> web.Application:
         app = web.Application()
@@ -47,6 +52,11 @@ class ScriptedServer(ThreadedApp):
         return b"data: " + json.dumps({**body, "model": self.model}).encode() + b"\n\n"
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        body = await request.json()
+        if self.refuses is not None and len(body["messages"]) > self.refuses:
+            error = {"message": "the prompt is too long", "code": "context_length_exceeded"}
+            return web.json_response({"error": error}, status=400)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         await response.write(self._chunk({"role": "assistant"}))
@@ -64,12 +74,18 @@ class ScriptedServer(ThreadedApp):
 
 @pytest.fixture(scope="module")
 def own_servers(arena_platform: ArenaPlatform, crds: KubeCluster) -> Iterator[None]:
-    """carol's server that breaks, dave's that names itself."""
+    """carol's servers: one that breaks, one that takes one turn only; dave's, that names
+    itself."""
     with (
         ScriptedServer(FLAKY, ["One, two"], breaks=True) as flaky,
+        ScriptedServer(PICKY, ["One, two."], refuses=1) as picky,
         ScriptedServer(NAMED, ["I am Llama, ", "a model made by Meta."]) as named,
     ):
-        for name, owner, server in (("flaky", "carol", flaky), ("named", "dave", named)):
+        for name, owner, server in (
+            ("flaky", "carol", flaky),
+            ("picky", "carol", picky),
+            ("named", "dave", named),
+        ):
             serve_external(
                 crds,
                 build_external_server(
@@ -139,6 +155,7 @@ def test_a_battle_streams_both_answers_anonymously_and_a_vote_reveals_them(
             assert model.encode() not in raw
         seen = alice.get(f"/arena/battles/{battle_id}").json()
         assert seen["models"] is None and seen["status"] == "open" and seen["anonymous"]
+        assert seen["scope"] is None  # which board would tell whose models they are
         assert [m["role"] for m in seen["conversations"]["a"]] == ["user", "assistant"]
 
         voted = alice.post(f"/arena/battles/{battle_id}/vote", json={"vote": "a"})
@@ -147,7 +164,8 @@ def test_a_battle_streams_both_answers_anonymously_and_a_vote_reveals_them(
         assert sorted(vote["models"].values()) == sorted(models)
         assert vote["counts"] is True and vote["excluded_because"] is None
         assert vote["scope"] == "global" and vote["voter"] == "alice"
-        assert alice.get(f"/arena/battles/{battle_id}").json()["models"] == vote["models"]
+        revealed = alice.get(f"/arena/battles/{battle_id}").json()
+        assert revealed["models"] == vote["models"] and revealed["scope"] == "global"
 
         after = alice.get("/arena/leaderboard").json()
     winner, loser = vote["models"]["a"], vote["models"]["b"]
@@ -192,6 +210,48 @@ def test_a_battle_goes_on_with_the_same_pair(arena_platform: ArenaPlatform) -> N
         assert listed["data"][0]["status"] == "voted"
 
 
+def test_later_turns_go_to_the_first_turns_servers(
+    arena_platform: ArenaPlatform, crds: KubeCluster
+) -> None:
+    """judy serves a model under a platform model's name once her battle started: her
+    requests for that name now go to hers, her battle's turns still to the platform's."""
+    models = arena_platform.models
+    with arena_platform.user("judy") as judy:
+        events, _ = battle(judy, {"messages": COUNT, "max_tokens": 8})
+        battle_id = events[0]["id"]
+        with ScriptedServer(models[0], ["judy's copy"]) as copy:
+            server = build_external_server(
+                "judys-copy",
+                arena_platform.users_namespace,
+                owner="judy",
+                served_name=models[0],
+                url=copy.url,
+            )
+            serve_external(crds, server)
+            try:
+                chat = {"model": models[0], "messages": COUNT, "max_tokens": 1}
+
+                def hers() -> bool:  # once the gateway has seen her server
+                    return judy.post("/v1/chat/completions", json=chat).status_code == 200 and (
+                        copy.requests > 0
+                    )
+
+                wait_for(hers, timeout=60, what="judy's requests to reach her copy")
+                asked = copy.requests
+                turn = judy.post(
+                    f"/arena/battles/{battle_id}/turns",
+                    json={"messages": COUNT, "max_tokens": 8, "stream": False},
+                )
+                assert turn.status_code == 200, turn.text
+                answers = turn.json()["answers"]
+                assert "judy's copy" not in (answers["a"]["content"], answers["b"]["content"])
+                assert copy.requests == asked
+            finally:
+                crds.kubectl("delete", "ms", "judys-copy", "-n", arena_platform.users_namespace)
+        vote = judy.post(f"/arena/battles/{battle_id}/vote", json={"vote": "a"}).json()
+    assert sorted(vote["models"].values()) == sorted(models)
+
+
 def test_named_models_are_compared_but_their_vote_does_not_count(
     arena_platform: ArenaPlatform,
 ) -> None:
@@ -232,6 +292,32 @@ def test_a_model_that_fails_mid_battle_voids_it(
         assert turn.status_code == 409 and error_code(turn) == "battle_void"
 
 
+def test_a_turn_a_model_refuses_is_forgotten_and_the_battle_goes_on(
+    arena_platform: ArenaPlatform, own_servers: None
+) -> None:
+    with arena_platform.user("carol") as carol:
+        body = {"messages": COUNT, "max_tokens": 8, "models": [arena_platform.models[0], PICKY]}
+        events, _ = battle(carol, body)
+        battle_id = events[0]["id"]
+        assert events[-2]["type"] == "turn"
+        with carol.stream(
+            "POST", f"/arena/battles/{battle_id}/turns", json={"messages": COUNT}
+        ) as response:
+            events, _ = read_events(response)
+        refused = [e for e in events[:-1] if e["type"] == "error"]
+        assert len(refused) == 1, events
+        assert refused[0]["side"] == "b" and refused[0]["code"] == "context_length_exceeded"
+        assert "forgotten" in refused[0]["message"]
+        whole = carol.post(
+            f"/arena/battles/{battle_id}/turns", json={"messages": COUNT, "stream": False}
+        )
+        assert whole.status_code == 400, whole.text
+        assert whole.json()["error"]["code"] == "context_length_exceeded"
+        seen = carol.get(f"/arena/battles/{battle_id}").json()
+        assert seen["status"] == "open" and seen["turns"] == 1 and not seen["busy"]
+        assert carol.post(f"/arena/battles/{battle_id}/vote", json={"vote": "a"}).status_code == 201
+
+
 def test_an_answer_that_names_a_model_keeps_the_vote_out(
     arena_platform: ArenaPlatform, own_servers: None
 ) -> None:
@@ -251,6 +337,12 @@ def test_an_answer_that_names_a_model_keeps_the_vote_out(
     assert {"side": named_side, "term": "Meta"} in vote["revealed"]
     # dave's own model: the battle feeds no leaderboard.
     assert vote["scope"] == "private"
+    # A model his contract leaves out is not his to name, as on /v1/models.
+    with arena_platform.user("dave") as dave:
+        other = dave.post(
+            "/arena/battles", json={"messages": COUNT, "models": list(arena_platform.models)}
+        )
+    assert other.status_code == 404 and error_code(other) == "model_not_found"
 
 
 def test_a_team_has_its_own_leaderboard(arena_platform: ArenaPlatform) -> None:
@@ -296,10 +388,23 @@ def test_bad_input_gets_clear_errors(arena_platform: ArenaPlatform) -> None:
             {"messages": []},
             {"messages": COUNT, "max_tokens": 0},
             {"messages": COUNT, "tools": []},
+            {"messages": [{"role": "user", "content": "a\u0000b"}]},
         ]
         for body in bodies:
             refused = heidi.post("/arena/battles", json=body)
             assert refused.status_code == 422, (body, refused.text)
+        long = "x" * 100_000
+        too_long = heidi.post(
+            "/arena/battles",
+            json={
+                "messages": [
+                    {"role": "user", "content": long},
+                    {"role": "assistant", "content": long},
+                    {"role": "user", "content": "and?"},
+                ]
+            },
+        )
+        assert too_long.status_code == 422 and error_code(too_long) == "conversation_too_long"
         bad_vote = heidi.post(f"/arena/battles/{battle_id}/vote", json={"vote": "c"})
         assert bad_vote.status_code == 422
         missing = heidi.post("/arena/battles/battle-nope/vote", json={"vote": "a"})

@@ -13,13 +13,16 @@ from typing import Any
 import pytest
 from starlette.types import Receive, Scope, Send
 
+from modelserve.common.errors import ApiError
 from modelserve.common.modelserve import Algorithm, RewardKind, Scaling
 from modelserve.common.tokens import Claims
 from modelserve.gateway.arena.lanes import Kind, Lane, LaneEvent
 from modelserve.gateway.arena.pairing import draw_pair, reward_models, scope_of
 from modelserve.gateway.arena.reveals import identity_terms, revealed
 from modelserve.gateway.arena.store import Scope as Board
+from modelserve.gateway.arena.turns import Turn, TurnResponse
 from modelserve.gateway.asgi import ExchangeResponse
+from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.routing import Target
 
 # --- What gives a model away -------------------------------------------------------------
@@ -89,16 +92,20 @@ def _target(name: str, *, platform: bool = False, team: str | None = None) -> Ta
 
 def test_process_reward_models_are_not_drawn() -> None:
     scored = dataclasses.replace(
-        _target("policy"),
+        _target("policy", platform=True),
         scaling=Scaling(algorithm=Algorithm.BEST_OF_N, budget=4, reward_model="prm"),
     )
     judged = dataclasses.replace(
-        _target("judged"),
+        _target("judged", platform=True),
         scaling=Scaling(
             algorithm=Algorithm.BEST_OF_N, budget=4, reward_model="judge", reward=RewardKind.JUDGE
         ),
     )
-    assert reward_models([scored, judged, _target("plain")]) == {"prm"}
+    # A tenant's server may name any model as its reward model: that removes none.
+    tenants = dataclasses.replace(
+        _target("theirs"), scaling=Scaling(algorithm=Algorithm.BEST_OF_N, reward_model="chat")
+    )
+    assert reward_models([scored, judged, tenants, _target("plain")]) == {"prm"}
 
 
 def test_the_board_of_a_battle_follows_its_models() -> None:
@@ -204,3 +211,43 @@ def test_a_whole_answer_counts_as_one_piece() -> None:
     lane, events = _run([_head(200, b"application/json"), _body(json.dumps(answer).encode())])
     assert [e.kind for e in events] == [Kind.DELTA, Kind.DONE]
     assert lane.text == "Hi there" and events[-1].finish_reason == "length"
+
+
+# --- A turn whose answers cannot be kept -----------------------------------------------
+
+
+class DownStore:
+    """The arena's store with its database gone (the one call a finished turn makes)."""
+
+    async def finish_turn(self, *_: Any) -> None:
+        raise ApiError(503, "database_unavailable", "the arena's database is unavailable")
+
+
+def test_a_turn_the_database_cannot_keep_says_so_instead_of_offering_a_vote() -> None:
+    answered = [_head(200, b"text/event-stream"), _body(_chunk("Hi", "stop") + b"data: [DONE]\n\n")]
+    turn = Turn(
+        "battle-1",
+        2,
+        "claim-1",
+        {"a": Scripted(answered), "b": Scripted(answered)},
+        {"a": [], "b": []},
+        stream=True,
+        seconds=60,
+    )
+    response = TurnResponse(DownStore(), GatewayMetrics(), turn)  # type: ignore[arg-type]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the client stays
+        return {}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(response({"type": "http"}, receive, send))  # type: ignore[arg-type]
+    raw = b"".join(m.get("body", b"") for m in sent).decode()
+    events = [line.removeprefix("data: ") for line in raw.splitlines() if line.startswith("data: ")]
+    assert json.loads(events[-2])["type"] == "error"
+    assert json.loads(events[-2])["code"] == "database_unavailable"
+    assert events[-1] == "[DONE]"
+    assert not any(e.startswith("{") and json.loads(e)["type"] == "turn" for e in events)

@@ -59,7 +59,8 @@ class ArenaBattle(Answer):
     busy: bool
     turns: int
     anonymous: bool
-    scope: str
+    # The board it feeds (global, team, private); for a drawn pair, None until the vote.
+    scope: str | None = None
     team: str | None = None
     models: Sides | None = None
     conversations: Conversations

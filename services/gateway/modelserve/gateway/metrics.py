@@ -149,8 +149,8 @@ class GatewayMetrics:
         )
         self.arena_turns = Counter(
             f"{PREFIX}_arena_turns",
-            "Arena battle turns by outcome: answered (both sides), void (a side failed) or "
-            "abandoned (the caller left first).",
+            "Arena battle turns by outcome: answered (both sides), void (a side failed), "
+            "refused (a side refused the turn), timeout, or abandoned (the caller left).",
             ["outcome"],
             registry=self.registry,
         )

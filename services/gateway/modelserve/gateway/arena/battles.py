@@ -11,6 +11,7 @@ the contract refuses refuses the battle, and what the other side reserved comes 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import random
 import uuid
@@ -21,7 +22,12 @@ from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
 from modelserve.gateway.arena import ratings
 from modelserve.gateway.arena.pairing import draw_pair, reward_models, scope_of
-from modelserve.gateway.arena.requests import BattleRequest, ChatMessage, TurnRequest
+from modelserve.gateway.arena.requests import (
+    MAX_CONVERSATION,
+    BattleRequest,
+    ChatMessage,
+    TurnRequest,
+)
 from modelserve.gateway.arena.reveals import assistant_texts, revealed
 from modelserve.gateway.arena.store import (
     ArenaStore,
@@ -44,6 +50,11 @@ from modelserve.gateway.usable_models import usable_targets
 
 # The request headers a side's request takes from the caller's.
 _PASSED_HEADERS = ("x-request-id",)
+# Leaderboards kept per replica, each while its votes stay the same: (team, style
+# control, rounds) -> (how many votes and the latest one, the board).
+BOARDS_KEPT = 32
+BoardKey = tuple[str | None, bool, int]
+BoardVotes = tuple[int, str | None]
 
 
 class Arena:
@@ -59,6 +70,12 @@ class Arena:
         self._contracts = contracts
         self._settings = settings
         self._rng = random.Random()
+        # One leaderboard fit at a time on this replica (they share the process with the
+        # proxy), and the latest boards, kept while their votes are the same.
+        self._fitting = asyncio.Lock()
+        self._boards: collections.OrderedDict[BoardKey, tuple[BoardVotes, dict[str, Any]]] = (
+            collections.OrderedDict()
+        )
 
     # --- battles ------------------------------------------------------------------------
 
@@ -67,12 +84,21 @@ class Arena:
     ) -> TurnResponse:
         """A new battle, its first turn ready to be answered."""
         anonymous = request.models is None
-        names = request.models or await self._draw(claims)
+        usable = await usable_targets(claims, self._proxy.table, self._contracts)
+        if request.models is None:
+            names = await self._draw(claims, usable)
+        else:
+            names = request.models
+            allowed = {target.served_name for target in usable}
+            for name in names:
+                if name not in allowed:
+                    raise ApiError(404, "model_not_found", f"you may use no model {name!r}")
         targets = [self._target(name, claims, anonymous=anonymous) for name in names]
         conversation = [_message(m) for m in request.messages]
+        _check_size(conversation)
         conversations = {side: list(conversation) for side in SIDES}
         responses = await self._prepare(claims, targets, conversations, request, headers, anonymous)
-        battle_id = f"battle-{uuid.uuid4().hex}"
+        battle_id, claim = f"battle-{uuid.uuid4().hex}", uuid.uuid4().hex
         scope, team = scope_of(targets, claims)
         try:
             await self.store.create(
@@ -82,49 +108,85 @@ class Arena:
                 scope=scope,
                 team=team,
                 models=(names[0], names[1]),
+                servers=(targets[0].server_id, targets[1].server_id),
                 anonymous=anonymous,
+                claim=claim,
                 lease_seconds=self._settings.arena_turn_seconds,
             )
         except BaseException:
             for response in responses.values():
                 response.abandon()
             raise
-        turn = Turn(battle_id, 1, responses, conversations, request.stream)
+        return self._turn(battle_id, 1, claim, responses, conversations, request.stream)
+
+    def _turn(
+        self,
+        battle_id: str,
+        number: int,
+        claim: str,
+        responses: dict[str, ExchangeResponse],
+        conversations: dict[str, list[Message]],
+        stream: bool,
+    ) -> TurnResponse:
+        seconds = self._settings.arena_turn_seconds
+        turn = Turn(battle_id, number, claim, responses, conversations, stream, seconds)
         return TurnResponse(self.store, self._proxy.metrics, turn)
 
     async def next_turn(
         self, claims: Claims, battle_id: str, request: TurnRequest, headers: Mapping[str, str]
     ) -> TurnResponse:
-        """The next turn of the caller's open battle, with the same two models."""
+        """The next turn of the caller's open battle: the same two servers answer."""
+        claim = uuid.uuid4().hex
         battle = await self.store.claim_turn(
-            battle_id, claims.sub, self._settings.arena_turn_seconds
+            battle_id, claims.sub, claim, self._settings.arena_turn_seconds
         )
         if battle is None:
             raise _not_answerable(await self._battle(claims, battle_id))
         try:
             targets = [
-                self._target(model, claims, anonymous=battle.anonymous)
-                for model in (battle.model_a, battle.model_b)
+                await self._server(battle, claim, server_id, claims)
+                for server_id in (battle.server_a, battle.server_b)
             ]
             added = [_message(m) for m in request.messages]
             conversations = {
                 "a": [*battle.conversation_a, *added],
                 "b": [*battle.conversation_b, *added],
             }
+            for conversation in conversations.values():
+                _check_size(conversation)
             responses = await self._prepare(
                 claims, targets, conversations, request, headers, battle.anonymous
             )
         except BaseException:
-            await self.store.release(battle.id)
+            await self.store.release(battle.id, claim)
             raise
-        turn = Turn(battle.id, battle.turns + 1, responses, conversations, request.stream)
-        return TurnResponse(self.store, self._proxy.metrics, turn)
+        number = battle.turns + 1
+        return self._turn(battle.id, number, claim, responses, conversations, request.stream)
 
-    async def _draw(self, claims: Claims) -> list[str]:
-        """Two models the caller may use (ready, or asleep and able to wake), process
+    async def _server(self, battle: Battle, claim: str, server_id: str, claims: Claims) -> Target:
+        """A side's server for a later turn: the one of the first turn, never another of
+        the same name (which could be the caller's own, and tell the model). Gone, or no
+        longer the caller's to use: the battle cannot go on, and is void."""
+        table = self._proxy.table
+        target = table.server(server_id)
+        if target is None or not target.may_use(claims):
+            reason = "a model of this battle is no longer served for you: the battle is void"
+            await self.store.void(battle.id, claim, reason)
+            raise ApiError(409, "battle_void", f"the battle {battle.id} is void: {reason}")
+        found = table.readiness(target)
+        if isinstance(found, Target):
+            return found
+        message = "a model of this battle cannot answer now: try the turn again later"
+        if not battle.anonymous:
+            message = found.message
+        raise ApiError(
+            503, "model_not_ready", message, headers={"Retry-After": str(found.retry_after)}
+        )
+
+    async def _draw(self, claims: Claims, usable: list[Target]) -> list[str]:
+        """Two of the models the caller may use (`usable`) that serve or can wake, process
         reward models left out."""
         table = self._proxy.table
-        usable = await usable_targets(claims, table, self._contracts)
         scorers = reward_models(table.servers())
         names = [
             target.served_name
@@ -241,21 +303,44 @@ class Arena:
                 403, "forbidden", f"only members of the team {team!r} see its leaderboard"
             )
         records = await self.store.board_votes(team)
-        counted = [record for record in records if record.counts]
-        excluded: dict[str, int] = {}
-        for record in records:
-            if not record.counts:
-                reason = record.excluded_because or "excluded"
-                excluded[reason] = excluded.get(reason, 0) + 1
         rounds = self._settings.arena_bootstrap_rounds if rounds is None else rounds
-        board = await asyncio.to_thread(
-            ratings.leaderboard,
-            [vote_of(record) for record in counted],
-            style_control=style_control,
-            rounds=rounds,
-            seed=0,
+        key: BoardKey = (team, style_control, rounds)
+        votes: BoardVotes = (len(records), records[-1].battle_id if records else None)
+        async with self._fitting:
+            cached = self._boards.get(key)
+            if cached is not None and cached[0] == votes:
+                self._boards.move_to_end(key)
+                return cached[1]
+            counted = [vote_of(record) for record in records if record.counts]
+            board = await asyncio.to_thread(
+                ratings.leaderboard, counted, style_control=style_control, rounds=rounds, seed=0
+            )
+            view = board_view(board, team, excluded_of(records))
+            self._boards[key] = (votes, view)
+            while len(self._boards) > BOARDS_KEPT:
+                self._boards.popitem(last=False)
+        return view
+
+
+def excluded_of(records: list[VoteRecord]) -> dict[str, int]:
+    """Votes that do not count, by reason."""
+    excluded: dict[str, int] = {}
+    for record in records:
+        if not record.counts:
+            reason = record.excluded_because or "excluded"
+            excluded[reason] = excluded.get(reason, 0) + 1
+    return excluded
+
+
+def _check_size(conversation: list[Message]) -> None:
+    size = sum(len(message["content"]) for message in conversation)
+    if size > MAX_CONVERSATION:
+        raise ApiError(
+            422,
+            "conversation_too_long",
+            f"a battle's conversation holds at most {MAX_CONVERSATION} characters; this one "
+            f"would hold {size}: start another battle",
         )
-        return board_view(board, team, excluded)
 
 
 def _message(message: ChatMessage) -> Message:
@@ -329,8 +414,10 @@ def vote_view(record: VoteRecord) -> dict[str, Any]:
 
 
 def battle_view(battle: Battle) -> dict[str, Any]:
-    """A battle as its owner sees it: the models only once it has its vote."""
+    """A battle as its owner sees it: the models only once it has its vote, and the board
+    it feeds (which tells whose models they are) only then too, if they were drawn."""
     voted = battle.status is Status.VOTED
+    told = voted or not battle.anonymous
     return {
         "id": battle.id,
         "object": "arena.battle",
@@ -338,8 +425,8 @@ def battle_view(battle: Battle) -> dict[str, Any]:
         "busy": battle.busy,
         "turns": battle.turns,
         "anonymous": battle.anonymous,
-        "scope": battle.scope.value,
-        "team": battle.team,
+        "scope": battle.scope.value if told else None,
+        "team": battle.team if told else None,
         "models": {"a": battle.model_a, "b": battle.model_b} if voted else None,
         "conversations": {"a": battle.conversation_a, "b": battle.conversation_b},
         "void_reason": battle.void_reason,

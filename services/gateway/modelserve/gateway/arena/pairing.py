@@ -30,12 +30,14 @@ def draw_pair(names: Sequence[str], votes: Mapping[str, int], rng: random.Random
 
 
 def reward_models(servers: Iterable[Target]) -> set[str]:
-    """Served names that some server scores its answers with (its spec.scaling's
-    rewardModel, with reward `model`): process reward models, which do not chat."""
+    """Served names that one of the platform's servers scores its answers with (its
+    spec.scaling's rewardModel, with reward `model`): process reward models, which do not
+    chat. A tenant's server names what it likes, so it removes nothing from the draws."""
     return {
         server.scaling.reward_model
         for server in servers
-        if server.scaling.reward_model is not None
+        if server.platform
+        and server.scaling.reward_model is not None
         and server.scaling.reward in (None, RewardKind.MODEL)
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from modelserve.gateway.arena.ratings import Outcome
 
@@ -12,6 +12,8 @@ from modelserve.gateway.arena.ratings import Outcome
 # smaller still: a side that cannot take the conversation voids the battle).
 MAX_CONTENT = 100_000
 MAX_MESSAGES = 100
+# The characters of one side's whole conversation, over all its turns.
+MAX_CONVERSATION = 200_000
 
 
 class ChatMessage(BaseModel):
@@ -19,6 +21,19 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=MAX_CONTENT)
+
+    @field_validator("content")
+    @classmethod
+    def _text(cls, content: str) -> str:
+        # What no model server (nor PostgreSQL's JSON) takes: refused now, not after
+        # both sides answered.
+        if "\x00" in content:
+            raise ValueError("a message may not hold a NUL character")
+        try:
+            content.encode()
+        except UnicodeEncodeError as error:
+            raise ValueError("a message must be valid Unicode text") from error
+        return content
 
 
 class _Answering(BaseModel):

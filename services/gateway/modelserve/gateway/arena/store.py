@@ -52,6 +52,8 @@ class Battle:
     team: str | None
     model_a: str
     model_b: str
+    server_a: str  # the server (ModelServe uid) of each side, for every turn
+    server_b: str
     anonymous: bool  # the pair was drawn at random, not named by the caller
     conversation_a: list[Message]
     conversation_b: list[Message]
@@ -72,6 +74,8 @@ class Battle:
             team=row["team"],
             model_a=row["model_a"],
             model_b=row["model_b"],
+            server_a=row["server_a"],
+            server_b=row["server_b"],
             anonymous=row["anonymous"],
             conversation_a=list(row["conversation_a"]),
             conversation_b=list(row["conversation_b"]),
@@ -144,25 +148,28 @@ _BATTLE = (
     " WHERE id = %s AND owner = %s"
 )
 _CREATE = (
-    "INSERT INTO arena_battles (id, owner, teams, scope, team, model_a, model_b, anonymous,"
-    " conversation_a, conversation_b, status, busy_until)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, '[]', '[]', 'open',"
+    "INSERT INTO arena_battles (id, owner, teams, scope, team, model_a, model_b, server_a,"
+    " server_b, anonymous, conversation_a, conversation_b, status, claim, busy_until)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '[]', '[]', 'open', %s,"
     " now() + make_interval(secs => %s))"
 )
 _CLAIM = (
-    "UPDATE arena_battles SET busy_until = now() + make_interval(secs => %s), updated_at = now()"
-    " WHERE id = %s AND owner = %s AND status = 'open'"
+    "UPDATE arena_battles SET claim = %s, busy_until = now() + make_interval(secs => %s),"
+    " updated_at = now() WHERE id = %s AND owner = %s AND status = 'open'"
     " AND (busy_until IS NULL OR busy_until <= now())"
     " RETURNING *, true AS busy"
 )
+# Only the turn that holds the lease (its `claim`) ends it: a turn that outlived its
+# lease changes nothing, whatever came after it.
+_HELD = " WHERE id = %s AND claim = %s AND status = 'open'"
 _FINISH = (
     "UPDATE arena_battles SET conversation_a = %s, conversation_b = %s, turns = turns + 1,"
-    " busy_until = NULL, updated_at = now() WHERE id = %s"
+    " claim = NULL, busy_until = NULL, updated_at = now()" + _HELD
 )
-_RELEASE = "UPDATE arena_battles SET busy_until = NULL, updated_at = now() WHERE id = %s"
+_RELEASE = "UPDATE arena_battles SET claim = NULL, busy_until = NULL, updated_at = now()" + _HELD
 _VOID = (
-    "UPDATE arena_battles SET status = 'void', void_reason = %s, busy_until = NULL,"
-    " updated_at = now() WHERE id = %s AND status = 'open'"
+    "UPDATE arena_battles SET status = 'void', void_reason = %s, claim = NULL,"
+    " busy_until = NULL, updated_at = now()" + _HELD
 )
 _LOCK = (
     "SELECT *, coalesce(busy_until > now(), false) AS busy FROM arena_battles"
@@ -176,7 +183,8 @@ _VOTE = (
 _VOTED = "UPDATE arena_battles SET status = 'voted', updated_at = now() WHERE id = %s"
 _VOTE_COUNTS = (
     "SELECT model, count(*) AS votes FROM (SELECT model_a AS model FROM arena_votes"
-    " UNION ALL SELECT model_b FROM arena_votes) AS sides GROUP BY model"
+    " WHERE scope <> 'private' UNION ALL SELECT model_b FROM arena_votes"
+    " WHERE scope <> 'private') AS sides GROUP BY model"
 )
 _VOTE_COLUMNS = (
     "battle_id, vote, voter, teams, scope, team, model_a, model_b, counts, excluded_because,"
@@ -239,10 +247,12 @@ class ArenaStore:
         scope: Scope,
         team: str | None,
         models: tuple[str, str],
+        servers: tuple[str, str],
         anonymous: bool,
+        claim: str,
         lease_seconds: float,
     ) -> None:
-        """A new battle, claimed for its first turn."""
+        """A new battle, claimed (by `claim`) for its first turn."""
         await self._execute(
             _CREATE,
             [
@@ -253,7 +263,10 @@ class ArenaStore:
                 team,
                 models[0],
                 models[1],
+                servers[0],
+                servers[1],
                 anonymous,
+                claim,
                 lease_seconds,
             ],
         )
@@ -263,23 +276,33 @@ class ArenaStore:
         row = await self._one(_BATTLE, [battle_id, owner])
         return Battle.of(row) if row is not None else None
 
-    async def claim_turn(self, battle_id: str, owner: str, lease_seconds: float) -> Battle | None:
-        """The battle, claimed for a turn; None when it is not open or busy."""
-        row = await self._one(_CLAIM, [lease_seconds, battle_id, owner])
+    async def claim_turn(
+        self, battle_id: str, owner: str, claim: str, lease_seconds: float
+    ) -> Battle | None:
+        """The battle, claimed by `claim` for a turn; None when it is not open or busy."""
+        row = await self._one(_CLAIM, [claim, lease_seconds, battle_id, owner])
         return Battle.of(row) if row is not None else None
 
     async def finish_turn(
-        self, battle_id: str, conversation_a: list[Message], conversation_b: list[Message]
+        self,
+        battle_id: str,
+        claim: str,
+        conversation_a: list[Message],
+        conversation_b: list[Message],
     ) -> None:
-        """Both answers of a turn, kept; the battle free for the next turn or a vote."""
-        await self._execute(_FINISH, [Jsonb(conversation_a), Jsonb(conversation_b), battle_id])
+        """Both answers of the turn of `claim`, kept; the battle free for the next turn
+        or a vote. Nothing, if that turn no longer holds the battle."""
+        await self._execute(
+            _FINISH, [Jsonb(conversation_a), Jsonb(conversation_b), battle_id, claim]
+        )
 
-    async def release(self, battle_id: str) -> None:
-        """A turn given up (its answers discarded): the battle as it was before it."""
-        await self._execute(_RELEASE, [battle_id])
+    async def release(self, battle_id: str, claim: str) -> None:
+        """The turn of `claim` given up (its answers discarded): the battle as before it."""
+        await self._execute(_RELEASE, [battle_id, claim])
 
-    async def void(self, battle_id: str, reason: str) -> None:
-        await self._execute(_VOID, [reason, battle_id])
+    async def void(self, battle_id: str, claim: str, reason: str) -> None:
+        """The battle void, by the turn of `claim` (while it holds it)."""
+        await self._execute(_VOID, [reason, battle_id, claim])
 
     async def battles(
         self, owner: str | None, limit: int, before: str | None = None

@@ -26,8 +26,9 @@ def _now() -> sa.Column[object]:
 
 
 def upgrade() -> None:
-    # One row per battle. `busy_until` is a lease: set while a turn is being answered (by
-    # one replica), cleared when it ends; a replica that dies mid-turn frees it at expiry.
+    # One row per battle. `busy_until` and `claim` are a lease: set while a turn is being
+    # answered (by one replica), cleared when it ends; a replica that dies mid-turn frees
+    # it at expiry.
     # `scope` says which leaderboard its vote feeds: global (platform models only), team
     # (a team's models, `team`), or private (a model of one user's own).
     op.create_table(
@@ -39,6 +40,10 @@ def upgrade() -> None:
         sa.Column("team", sa.String(255)),
         sa.Column("model_a", sa.String(255), nullable=False),
         sa.Column("model_b", sa.String(255), nullable=False),
+        # The servers (ModelServe uids) each side's requests go to, fixed at the start: a
+        # later turn goes to the same two, never to whatever the names point to then.
+        sa.Column("server_a", sa.String(64), nullable=False),
+        sa.Column("server_b", sa.String(64), nullable=False),
         sa.Column("anonymous", sa.Boolean, nullable=False),
         sa.Column("conversation_a", postgresql.JSONB, nullable=False),
         sa.Column("conversation_b", postgresql.JSONB, nullable=False),
@@ -46,6 +51,8 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("void_reason", sa.String),
         sa.Column("busy_until", sa.DateTime(timezone=True)),
+        # The turn holding the lease: only it may keep, forget or void its turn.
+        sa.Column("claim", sa.String(64)),
         _now(),
         sa.Column(
             "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
