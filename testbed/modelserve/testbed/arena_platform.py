@@ -7,12 +7,12 @@ import dataclasses
 import httpx
 
 from modelserve.common.tokens import TokenSigner
-from modelserve.testbed.gateway_accounts import admin_client, bearer_client, sign_up
+from modelserve.testbed.gateway_accounts import GatewayUsers, bearer_client
 from modelserve.testbed.platform import RunningService
 
 
 @dataclasses.dataclass
-class ArenaPlatform:
+class ArenaPlatform(GatewayUsers):
     """The gateway and the contract service as processes on the real control plane and
     PostgreSQL, with the operator; SmolLM2 served under two names in a platform
     namespace (two llama.cpp servers; the second with best-of-2 scaling by default), so
@@ -25,16 +25,6 @@ class ArenaPlatform:
     namespace: str  # the platform namespace
     users_namespace: str  # where users' own servers go
     _users: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def admin(self) -> httpx.Client:
-        return admin_client(self.gateway.url, self.signer)
-
-    def user(self, name: str, team: str | None = None) -> httpx.Client:
-        """A client of the gateway as `name` (made an account, and member of `team`, the
-        first time), with a token from signing in."""
-        if name not in self._users:
-            self._users[name] = sign_up(self.gateway.url, self.signer, name, team)
-        return bearer_client(self.gateway.url, self._users[name])
 
     def contracts(self) -> httpx.Client:
         """The contract service's API as the platform's admin."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from modelserve.common.tokens import TokenSigner
+from modelserve.testbed.platform import RunningService
 
 
 def bearer_client(gateway_url: str, token: str, timeout: float = 300) -> httpx.Client:
@@ -38,3 +39,22 @@ def sign_up(gateway_url: str, signer: TokenSigner, name: str, team: str | None) 
     assert signed.status_code == 200, signed.text
     token: str = signed.json()["access_token"]
     return token
+
+
+class GatewayUsers:
+    """`admin()` and `user()` clients of a platform of tests (a dataclass with these
+    attributes: the running gateway, its token signer, the tokens made so far)."""
+
+    gateway: RunningService
+    signer: TokenSigner
+    _users: dict[str, str]
+
+    def admin(self) -> httpx.Client:
+        return admin_client(self.gateway.url, self.signer)
+
+    def user(self, name: str, team: str | None = None) -> httpx.Client:
+        """A client of the gateway as `name` (made an account, and member of `team`, the
+        first time), with a token from signing in."""
+        if name not in self._users:
+            self._users[name] = sign_up(self.gateway.url, self.signer, name, team)
+        return bearer_client(self.gateway.url, self._users[name])

@@ -6,18 +6,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-import httpx
-
 from modelserve.common.database import open_pool
 from modelserve.common.tokens import TokenSigner
 from modelserve.jobs.store import JobStore
-from modelserve.testbed.gateway_accounts import admin_client, bearer_client, sign_up
+from modelserve.testbed.gateway_accounts import GatewayUsers
 from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningService
 
 
 @dataclasses.dataclass
-class JobPlatform:
+class JobPlatform(GatewayUsers):
     """The gateway (passing the jobs routes through, delegating to the jobs service), the
     contract service (limits and usage), the jobs service and SmolLM2 behind an `external`
     ModelServe in a platform namespace (every user may use it), all as processes on the
@@ -34,16 +32,6 @@ class JobPlatform:
     signer: TokenSigner
     admin_password: str
     _users: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def admin(self) -> httpx.Client:
-        return admin_client(self.gateway.url, self.signer)
-
-    def user(self, name: str, team: str | None = None) -> httpx.Client:
-        """A client of the gateway as `name` (made an account, and member of `team`, the
-        first time), with a token from signing in."""
-        if name not in self._users:
-            self._users[name] = sign_up(self.gateway.url, self.signer, name, team)
-        return bearer_client(self.gateway.url, self._users[name])
 
     def token(self, name: str) -> str:
         """The token `user(name)` made."""
