@@ -13,6 +13,9 @@
 
 PYTHON ?= python3
 VENV ?= .venv
+NPM ?= npm
+# npm's downloads are cached with the test bed's builds (CI clones fresh).
+NPM_CACHE ?= $(or $(MODELSERVE_CACHE),$(HOME)/.cache/modelserve)/npm
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
@@ -66,7 +69,7 @@ HELM_INSTALL = $(HELM_CMD) upgrade --install $(RELEASE) $(CHART) \
 .DEFAULT_GOAL := help
 # The steps of `make all` depend on each other in the order they are listed.
 .NOTPARALLEL:
-.PHONY: help dev test lint testbed venv deps clean-venv all check-deps cluster docker-build \
+.PHONY: help dev test lint testbed venv deps clean-venv all check-deps cluster docker-build ui ui-lint frontend \
 	docker-load infra operator-deploy services-deploy status logs port-forward db-shell stop \
 	clean
 
@@ -104,12 +107,32 @@ lint: venv
 	$(BIN)/shellcheck k3d/check-deps.sh k3d/webhook-client.sh
 
 ## test: lint, type-check and run every test against the real components
-test: testbed lint
+test: testbed lint ui-lint ui
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## dev: run the platform locally until Ctrl-C
-dev: testbed
+## dev: run the platform locally until Ctrl-C (the web UI on $$GATEWAY_URL/ui)
+dev: testbed ui
 	$(BIN)/modelserve-testbed up
+
+# --- The web UI (web/, docs/ui.md) ------------------------------------------------------
+
+web/node_modules/.installed: web/package-lock.json
+	cd web && $(NPM) ci --no-audit --no-fund --cache $(NPM_CACHE)
+	touch $@
+
+## ui: build the web UI into web/dist (the gateway serves it under /ui)
+ui: web/node_modules/.installed
+	cd web && $(NPM) run build
+
+## ui-lint: lint (eslint) and type-check (tsc) the web UI
+ui-lint: web/node_modules/.installed
+	cd web && $(NPM) run lint
+	cd web && $(NPM) run typecheck
+
+## frontend: the web UI's dev server on http://localhost:5173, against `make dev`'s
+## gateway (MODELSERVE_GATEWAY_URL, by default http://127.0.0.1:8200)
+frontend: web/node_modules/.installed
+	cd web && $(NPM) run dev
 
 clean-venv:
 	rm -rf $(VENV)

@@ -46,6 +46,8 @@ FIRST_DOWNLOAD = (
     'curl -X POST "$DOWNLOAD_URL/download/$SMOLLM2_MODEL_UUID"'
     ' -H "Authorization: Bearer $MODELSERVE_TOKEN"'
 )
+# The web UI's build (web/dist of this checkout).
+WEB_BUILD = Path(__file__).resolve().parents[3] / "web" / "dist"
 # The gateway's first admin; their password is new with each `up` ($GATEWAY_ADMIN_PASSWORD).
 GATEWAY_ADMIN = "admin"
 GATEWAY_SIGN_IN = (
@@ -380,6 +382,8 @@ def start_stack(folder: Path, ports: Ports, resources: ExitStack) -> Stack:
             "GATEWAY_KUBECONFIG": str(gateway_kubeconfig(kube)),
             # What GET /status shows as each server's endpoint.
             "GATEWAY_INGRESS_URL": f"http://127.0.0.1:{traefik_port}",
+            # The web UI under /ui, when it is built (`make dev` builds it: `make ui`).
+            **({"GATEWAY_UI_DIR": str(WEB_BUILD)} if (WEB_BUILD / "index.html").is_file() else {}),
         },
         port=gateway_port,
     )

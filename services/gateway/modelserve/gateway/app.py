@@ -46,6 +46,7 @@ from modelserve.gateway.routes import (
     verify,
 )
 from modelserve.gateway.settings import GatewaySettings
+from modelserve.gateway.ui import install_ui
 
 
 @contextlib.asynccontextmanager
@@ -137,6 +138,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # A server's own paths (/{server_id}/v1/…), after every other router: only a UUID
     # followed by /v1 matches them, so they could shadow none of the gateway's paths.
     app.include_router(server_openai.router)
+    # The web UI's build under /ui (docs/ui.md).
+    install_ui(app, settings.ui_dir)
     # Errors under /v1 and /{server_id}/v1 in OpenAI's shape, the platform's elsewhere.
     install_openai_errors(app)
     return app

@@ -132,6 +132,8 @@ class GatewaySettings(ServiceSettings):
     discovery_resync_seconds: float = Field(default=300.0, gt=0)
     # With a value, GET /metrics needs `Authorization: Bearer <it>`; without, it is open.
     metrics_token: SecretStr | None = None
+    # The web UI's build (web/dist, docs/ui.md), served under /ui; unset: /ui answers 404.
+    ui_dir: Path | None = None
 
     # Dynamic loading (ModelServes with spec.autoscaling). A request for such a model
     # that has no ready endpoint (asleep, waking, loading, being put to sleep) is held
