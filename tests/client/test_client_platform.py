@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shlex
 import subprocess
 import sys
 import uuid
@@ -24,13 +23,7 @@ SERVED = "smollm2-135m-instruct"  # what make dev serves
 
 def dev_env(dev: DevPlatform) -> dict[str, str]:
     """The variables of make dev's env file (`export KEY=value` lines)."""
-    found = {}
-    for line in (dev.state / "env").read_text().splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, _, value = words[1].partition("=")
-            found[key] = value
-    return found
+    return dev.env()
 
 
 def modelserve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

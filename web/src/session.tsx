@@ -29,26 +29,29 @@ interface Session {
 const KEY = "modelserve.session";
 const SessionContext = createContext<Session | null>(null);
 
-function load(): Stored | null {
+// The session this tab kept, if it is still valid; else null, and why it ended.
+function load(): { stored: Stored | null; notice: string | null } {
   const text = sessionStorage.getItem(KEY);
-  if (!text) return null;
+  if (!text) return { stored: null, notice: null };
+  let notice: string | null = null;
   try {
     const stored = JSON.parse(text) as Stored;
-    if (stored.expiresAt > Date.now()) return stored;
+    if (stored.expiresAt > Date.now()) return { stored, notice: null };
+    notice = "Your session expired. Sign in again.";
   } catch {
     // A damaged entry: as if signed out.
   }
   sessionStorage.removeItem(KEY);
-  return null;
+  return { stored: null, notice };
 }
 
 export function SessionProvider({ children }: { children: ReactNode }) {
+  const [initial] = useState(load);
   const [stored, setStored] = useState<Stored | null>(() => {
-    const found = load();
-    setBearer(found?.token ?? null, null);
-    return found;
+    setBearer(initial.stored?.token ?? null, null);
+    return initial.stored;
   });
-  const [notice, setNotice] = useState<string | null>(null);
+  const [notice, setNotice] = useState<string | null>(initial.notice);
 
   const signOut = useCallback((why?: string) => {
     sessionStorage.removeItem(KEY);

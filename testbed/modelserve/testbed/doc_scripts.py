@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -103,6 +104,16 @@ class DevPlatform:
 
     root: Path  # the checkout the pages' commands run in
     state: Path  # what `make dev` keeps in .dev/ (its env file: state / "env")
+
+    def env(self) -> dict[str, str]:
+        """The variables of its env file (`export KEY=value` lines): GATEWAY_URL, ..."""
+        found = {}
+        for line in (self.state / "env").read_text().splitlines():
+            words = shlex.split(line)
+            if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+                key, _, value = words[1].partition("=")
+                found[key] = value
+        return found
 
     def run(
         self, blocks: list[Block], folder: Path, env: Mapping[str, str] | None = None

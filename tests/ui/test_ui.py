@@ -1,0 +1,179 @@
+"""The web UI in a real browser (Debian's Chromium, driven by Playwright) against `make
+dev`'s platform: the gateway serving the UI's build (web/dist, made by `make ui`, which
+`make test` runs first) and every real service behind it.
+
+Screenshots of the pages are taken into the test's folder; with
+MODELSERVE_UPDATE_SCREENSHOTS=1 they are copied to docs/ui/, where docs/ui.md shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from modelserve.testbed.browser import ensure_chromium
+from modelserve.testbed.doc_scripts import DevPlatform
+
+pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.minio, pytest.mark.llm]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "ui"
+SERVED = "smollm2-135m-instruct"  # what make dev serves, as its admin
+SESSION = "modelserve.session"  # the UI's sessionStorage key
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = ensure_chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(executable))
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def platform(dev: DevPlatform) -> dict[str, str]:
+    """make dev's variables (GATEWAY_URL, GATEWAY_ADMIN_PASSWORD), its UI checked served."""
+    env = dev.env()
+    answer = httpx.get(f"{env['GATEWAY_URL']}/ui/", timeout=10)
+    assert answer.status_code == 200, f"the gateway serves no UI (make ui first): {answer.text}"
+    return env
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def sign_in(page: Page, env: dict[str, str], username: str, password: str) -> None:
+    page.goto(f"{env['GATEWAY_URL']}/ui/")
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def shoot(page: Page, name: str, folder: Path) -> None:
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("MODELSERVE_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(exist_ok=True)
+        shutil.copy(path, SCREENSHOTS / path.name)
+
+
+def new_user(env: dict[str, str], name: str) -> str:
+    """An account of the platform (made by its admin through the API): its password."""
+    password = f"{name}-password-for-ui-tests"
+    with httpx.Client(base_url=env["GATEWAY_URL"], timeout=30) as http:
+        signed = http.post(
+            "/auth/token",
+            json={"username": "admin", "password": env["GATEWAY_ADMIN_PASSWORD"]},
+        )
+        headers = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+        made = http.post("/users", json={"username": name, "password": password}, headers=headers)
+        assert made.status_code in (201, 409), made.text
+    return password
+
+
+def test_sign_in_the_servers_page_api_keys_and_sign_out(
+    page: Page, platform: dict[str, str], tmp_path: Path
+) -> None:
+    page.goto(f"{platform['GATEWAY_URL']}/ui/")
+    shoot(page, "sign-in", tmp_path)
+    sign_in(page, platform, "admin", platform["GATEWAY_ADMIN_PASSWORD"])
+
+    # Servers: make dev's SmolLM2 server, Ready, with its replicas.
+    expect(page.get_by_role("link", name="Servers")).to_have_attribute("aria-current", "page")
+    row = page.get_by_role("row").filter(has_text=SERVED).first
+    expect(row).to_be_visible(timeout=30_000)
+    expect(row).to_contain_text("Ready")
+    expect(row).to_contain_text("1 / 1 ready")
+    shoot(page, "servers", tmp_path)
+
+    # API keys: create one (its secret shown once), see it listed, revoke it.
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Name").fill("ui-test-key")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_label("New key")).to_contain_text("msk_")
+    key_row = page.get_by_role("row").filter(has_text="ui-test-key")
+    expect(key_row).to_have_count(1)
+    shoot(page, "api-keys", tmp_path)
+    page.once("dialog", lambda dialog: dialog.accept())
+    key_row.get_by_role("button", name="Revoke ui-test-key").click()
+    expect(page.get_by_role("row").filter(has_text="ui-test-key")).to_have_count(0)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert page.evaluate(f"sessionStorage.getItem('{SESSION}')") is None
+
+
+def test_a_wrong_password_is_said_in_words(page: Page, platform: dict[str, str]) -> None:
+    sign_in(page, platform, "admin", "not-the-password")
+    expect(page.get_by_role("alert")).to_contain_text("invalid")
+
+
+def test_an_expired_session_asks_to_sign_in_again(page: Page, platform: dict[str, str]) -> None:
+    sign_in(page, platform, "admin", platform["GATEWAY_ADMIN_PASSWORD"])
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    page.evaluate(
+        f"""() => {{
+            const session = JSON.parse(sessionStorage.getItem('{SESSION}'));
+            session.expiresAt = Date.now() - 1000;
+            sessionStorage.setItem('{SESSION}', JSON.stringify(session));
+        }}"""
+    )
+    page.reload()
+    expect(page.get_by_role("status")).to_contain_text("Your session expired")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert page.evaluate(f"sessionStorage.getItem('{SESSION}')") is None
+
+
+def test_a_token_the_platform_refuses_ends_the_session(
+    page: Page, platform: dict[str, str]
+) -> None:
+    sign_in(page, platform, "admin", platform["GATEWAY_ADMIN_PASSWORD"])
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    page.evaluate(
+        f"""() => {{
+            const session = JSON.parse(sessionStorage.getItem('{SESSION}'));
+            session.token = 'not-a-token';
+            sessionStorage.setItem('{SESSION}', JSON.stringify(session));
+        }}"""
+    )
+    page.reload()  # its first call answers 401
+    expect(page.get_by_role("status")).to_contain_text("Your session has ended")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_a_user_sees_only_their_own_servers(page: Page, platform: dict[str, str]) -> None:
+    password = new_user(platform, "ui-bob")
+    sign_in(page, platform, "ui-bob", password)
+    expect(page.get_by_role("cell", name="No servers. Serve a model above.")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text=SERVED)).to_have_count(0)
+
+
+def test_the_keyboard_and_a_narrow_window(browser: Browser, platform: dict[str, str]) -> None:
+    context = browser.new_context(viewport={"width": 480, "height": 800})
+    page = context.new_page()
+    try:
+        sign_in(page, platform, "admin", platform["GATEWAY_ADMIN_PASSWORD"])
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        # Nothing wider than the window.
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        # The first Tab reaches the skip link, which moves to the page.
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to the page")).to_be_focused()
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement && document.activeElement.tagName")
+        assert focused in ("A", "BUTTON")
+    finally:
+        context.close()
