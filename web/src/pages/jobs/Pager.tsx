@@ -1,0 +1,26 @@
+// Previous / Next over a list paginated by the server, with "x–y of N".
+
+interface PagerProps {
+  label: string; // what is paged, for the navigation's name
+  offset: number;
+  limit: number;
+  total: number;
+  shown: number; // rows on this page
+  onOffset: (offset: number) => void;
+}
+
+export function Pager({ label, offset, limit, total, shown, onOffset }: PagerProps) {
+  const first = offset + 1;
+  const last = offset + shown;
+  return (
+    <nav className="pager" aria-label={`Pages of ${label}`}>
+      <button type="button" disabled={offset <= 0} onClick={() => onOffset(Math.max(0, offset - limit))}>
+        Previous <span className="visually-hidden">page of {label}</span>
+      </button>
+      <span aria-live="polite">{shown === 0 ? `0 of ${total}` : `${first}–${last} of ${total}`}</span>
+      <button type="button" disabled={offset + limit >= total} onClick={() => onOffset(offset + limit)}>
+        Next <span className="visually-hidden">page of {label}</span>
+      </button>
+    </nav>
+  );
+}
