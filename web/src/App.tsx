@@ -1,8 +1,14 @@
 // The shell: sign-in, or the navigation and the page the URL names.
 
 import type { ComponentType } from "react";
+import { Admin } from "./pages/Admin";
+import { Arena } from "./pages/Arena";
+import { Jobs } from "./pages/Jobs";
 import { Keys } from "./pages/Keys";
+import { Models } from "./pages/Models";
+import { Playground } from "./pages/Playground";
 import { Servers } from "./pages/Servers";
+import { Telemetry } from "./pages/Telemetry";
 import { SignIn } from "./pages/SignIn";
 import { href, useRoute } from "./route";
 import { useSession } from "./session";
@@ -16,7 +22,13 @@ interface PageEntry {
 
 export const PAGES: PageEntry[] = [
   { path: "servers", title: "Servers", page: Servers },
+  { path: "models", title: "Models", page: Models },
+  { path: "playground", title: "Playground", page: Playground },
+  { path: "arena", title: "Arena", page: Arena },
+  { path: "jobs", title: "Jobs", page: Jobs },
+  { path: "telemetry", title: "GPUs and system", page: Telemetry },
   { path: "keys", title: "API keys", page: Keys },
+  { path: "admin", title: "Users and teams", page: Admin, adminOnly: true },
 ];
 
 export function App() {
