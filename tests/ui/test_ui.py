@@ -210,3 +210,52 @@ def test_every_page_opens_from_the_navigation_without_an_error(
         expect(page.get_by_role("alert")).to_have_count(0)
         shoot(page, path, tmp_path)
     assert errors == [], errors
+
+
+def test_the_playground_streams_an_answer_of_make_dev_s_model(
+    page: Page, platform: dict[str, str], tmp_path: Path
+) -> None:
+    sign_in(page, platform, "admin", platform["GATEWAY_ADMIN_PASSWORD"])
+    page.get_by_role("link", name="Playground").click()
+    model = page.get_by_role("combobox", name="Model", exact=True)
+    expect(model).to_contain_text(SERVED, timeout=30_000)
+    model.select_option(value=SERVED)
+    page.get_by_label("Max tokens").fill("8")
+    page.get_by_label("Temperature").fill("0")
+    page.get_by_label("Your message (Ctrl+Enter sends)").fill("Say hello.")
+    page.get_by_role("button", name="Send").click()
+    conversation = page.get_by_role("region", name="Conversation")
+    expect(conversation).to_contain_text("Say hello.")
+    answer = conversation.locator(".pg-assistant .pg-text")
+    expect(answer).not_to_have_text("", timeout=60_000)
+    expect(page.get_by_role("button", name="Send")).to_be_enabled(timeout=60_000)
+    expect(page.get_by_role("alert")).to_have_count(0)
+    shoot(page, "playground-answer", tmp_path)
+
+
+def test_an_admin_makes_a_user_who_can_then_sign_in(page: Page, platform: dict[str, str]) -> None:
+    sign_in(page, platform, "admin", platform["GATEWAY_ADMIN_PASSWORD"])
+    page.get_by_role("link", name="Users and teams").click()
+    page.get_by_label("Username").fill("ui-carol")
+    page.get_by_label("Password").fill("ui-carol-password")
+    page.get_by_role("button", name="Create user").click()
+    expect(page.get_by_role("row").filter(has_text="ui-carol").first).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, platform, "ui-carol", "ui-carol-password")
+    expect(page.get_by_text("ui-carol", exact=True)).to_be_visible()
+    # Not an admin: no Users and teams in the navigation.
+    expect(page.get_by_role("link", name="Users and teams")).to_have_count(0)
+
+
+def test_gpus_and_system_show_the_test_bed_s_nodes(
+    page: Page, platform: dict[str, str], tmp_path: Path
+) -> None:
+    sign_in(page, platform, "admin", platform["GATEWAY_ADMIN_PASSWORD"])
+    page.get_by_role("link", name="GPUs and system").click()
+    nodes = page.get_by_role("table", name="GPU nodes")
+    expect(nodes).to_contain_text("gpu-a100-0", timeout=30_000)
+    expect(nodes).to_contain_text("gpu-l4-0")
+    page.get_by_role("navigation", name="Telemetry").get_by_role("link", name="System").click()
+    expect(page.get_by_role("heading", name="System")).to_be_visible()
+    expect(page.get_by_role("alert")).to_have_count(0)
+    shoot(page, "system", tmp_path)
