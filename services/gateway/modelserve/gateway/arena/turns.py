@@ -107,10 +107,6 @@ class TurnResponse(ExchangeResponse):
         self._metrics = metrics
         self._turn = turn
 
-    def abandon(self) -> None:
-        for response in self._turn.responses.values():
-            response.abandon()
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         turn = self._turn
         events: asyncio.Queue[LaneEvent] = asyncio.Queue()
