@@ -27,6 +27,7 @@ from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.platform import RunningOperator, RunningService
 from modelserve.testbed.polling import wait_for
+from modelserve.testbed.processes import StartupError
 from modelserve.testbed.testing_clients import error_of
 from modelserve.testbed.testing_services import service_on_fresh_schema
 from modelserve.testbed.threaded_http import ThreadedApp
@@ -200,12 +201,18 @@ def gateway(
         "gateway", database_url, testbed_dir / "logs", settings, prefix="gateway_tenants"
     ) as service:
         with http(service.url, "root") as root:
+            last: list[str] = []
 
             def routed() -> bool:
-                listed = root.get("/v1/models").json().get("data", [])
+                answer = root.get("/v1/models")
+                last[:] = [f"{answer.status_code} {answer.text[:400]}"]
+                listed = answer.json().get("data", []) if answer.status_code == 200 else []
                 return {ALICES, CHAT, JUDGE} <= {model["id"] for model in listed}
 
-            wait_for(routed, timeout=90, what="the gateway to know the module's servers")
+            try:  # on a timeout, say what the gateway answered and logged
+                service.process.wait_until(routed, 90, "knowing the module's servers")
+            except StartupError as error:
+                raise AssertionError(f"{error}\nlast GET /v1/models: {last}") from error
         yield service.url
 
 
