@@ -8,84 +8,20 @@ MODELSERVE_UPDATE_SCREENSHOTS=1 they are copied to docs/ui/, where docs/ui.md sh
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from modelserve.testbed.browser import ensure_chromium
-from modelserve.testbed.doc_scripts import DevPlatform
+from modelserve.testbed.ui_session import SERVED, SESSION, new_user, shoot, sign_in
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.minio, pytest.mark.llm]
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "ui"
-SERVED = "smollm2-135m-instruct"  # what make dev serves, as its admin
-SESSION = "modelserve.session"  # the UI's sessionStorage key
 # The elements that reach past the window's right edge (tag, class, right edge): what
 # to look at when the window scrolls sideways.
 WIDER_THAN_THE_WINDOW = """() => [...document.querySelectorAll('body *')]
     .map((e) => [e.tagName, e.className, Math.round(e.getBoundingClientRect().right)])
     .filter(([, , right]) => right > window.innerWidth + 1).slice(0, 10)"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = ensure_chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(executable))
-        yield launched
-        launched.close()
-
-
-@pytest.fixture(scope="module")
-def platform(dev: DevPlatform) -> dict[str, str]:
-    """make dev's variables (GATEWAY_URL, GATEWAY_ADMIN_PASSWORD), its UI checked served."""
-    env = dev.env()
-    answer = httpx.get(f"{env['GATEWAY_URL']}/ui/", timeout=10)
-    assert answer.status_code == 200, f"the gateway serves no UI (make ui first): {answer.text}"
-    return env
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    opened = context.new_page()
-    yield opened
-    context.close()
-
-
-def sign_in(page: Page, env: dict[str, str], username: str, password: str) -> None:
-    page.goto(f"{env['GATEWAY_URL']}/ui/")
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def shoot(page: Page, name: str, folder: Path) -> None:
-    path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("MODELSERVE_UPDATE_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(exist_ok=True)
-        shutil.copy(path, SCREENSHOTS / path.name)
-
-
-def new_user(env: dict[str, str], name: str) -> str:
-    """An account of the platform (made by its admin through the API): its password."""
-    password = f"{name}-password-for-ui-tests"
-    with httpx.Client(base_url=env["GATEWAY_URL"], timeout=30) as http:
-        signed = http.post(
-            "/auth/token",
-            json={"username": "admin", "password": env["GATEWAY_ADMIN_PASSWORD"]},
-        )
-        headers = {"Authorization": f"Bearer {signed.json()['access_token']}"}
-        made = http.post("/users", json={"username": name, "password": password}, headers=headers)
-        assert made.status_code in (201, 409), made.text
-    return password
 
 
 def test_sign_in_the_servers_page_api_keys_and_sign_out(
