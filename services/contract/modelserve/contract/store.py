@@ -346,6 +346,25 @@ class Store:
             [value, since],
         )
 
+    async def daily_usage(
+        self, *, subject: str | None, team: str | None, days: int
+    ) -> list[dict[str, Any]]:
+        """Totals per UTC day, the last `days` days up to today, for one user or one team:
+        one row a day, oldest first, zeros for days without use. One query."""
+        column, value = ("subject", subject) if subject is not None else ("team", team)
+        return await fetch_all(
+            self._pool,
+            "WITH today AS (SELECT (now() AT TIME ZONE 'UTC')::date AS day)"
+            " SELECT d.day::date AS day, coalesce(sum(u.requests), 0)::bigint AS requests,"
+            " coalesce(sum(u.prompt_tokens), 0)::bigint AS prompt_tokens,"
+            " coalesce(sum(u.completion_tokens), 0)::bigint AS completion_tokens"
+            " FROM today, generate_series(today.day - (%s::int - 1), today.day, interval '1 day')"
+            " AS d(day)"
+            f" LEFT JOIN usage u ON u.day = d.day::date AND u.{column} = %s"
+            " GROUP BY d.day ORDER BY d.day",
+            [days, value],
+        )
+
     async def today(self) -> dt.date:
         async def work(conn: psycopg.AsyncConnection[Any]) -> dt.date:
             cur = await conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date")

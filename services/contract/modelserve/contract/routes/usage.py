@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from modelserve.common.auth import Caller, ServiceOrAdmin
 from modelserve.common.errors import ApiError
+from modelserve.common.tokens import Claims
 from modelserve.contract.deps import DeciderDep
 from modelserve.contract.policy import Principal
 from modelserve.contract.tables import BIGINT_MAX
@@ -58,6 +59,41 @@ class UsageReport(BaseModel):
     models: list[ModelUsage]
 
 
+class DayUsage(BaseModel):
+    day: dt.date
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class DailyUsage(BaseModel):
+    user: str | None
+    team: str | None
+    days: int
+    since: dt.date
+    until: dt.date  # today (UTC)
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    # One entry per UTC day from `since` to `until`, oldest first; zeros for days unused.
+    series: list[DayUsage]
+
+
+def _whose(claims: Claims, user: str | None, team: str | None) -> tuple[str | None, str | None]:
+    """The user or team a usage read is about, if the caller may read it: your own by
+    default; a team's for its members; anyone's for admins."""
+    if user is not None and team is not None:
+        raise ApiError(400, "bad_request", "ask for a user or a team, not both")
+    if team is None and user is None:
+        user = claims.sub
+    if not claims.is_admin:
+        if user is not None and user != claims.sub:
+            raise ApiError(403, "forbidden", "only admins read another user's usage")
+        if team is not None and team not in claims.teams:
+            raise ApiError(403, "forbidden", f"you are not a member of team {team}")
+    return user, team
+
+
 @router.post("/usage", response_model_exclude_none=True)
 async def record_usage(body: UsageRecord, _: ServiceOrAdmin, decider: DeciderDep) -> Recorded:
     found = await decider.record_usage(
@@ -84,15 +120,7 @@ async def read_usage(
 ) -> UsageReport:
     """Totals since the start of this UTC day or month: your own by default; a team's
     for its members; anyone's for admins."""
-    if user is not None and team is not None:
-        raise ApiError(400, "bad_request", "ask for a user or a team, not both")
-    if team is None and user is None:
-        user = claims.sub
-    if not claims.is_admin:
-        if user is not None and user != claims.sub:
-            raise ApiError(403, "forbidden", "only admins read another user's usage")
-        if team is not None and team not in claims.teams:
-            raise ApiError(403, "forbidden", f"you are not a member of team {team}")
+    user, team = _whose(claims, user, team)
     today = await decider.store.today()
     since = today if period == "day" else today.replace(day=1)
     rows = await decider.store.usage(subject=user, team=team, since=since)
@@ -106,4 +134,30 @@ async def read_usage(
         prompt_tokens=sum(m.prompt_tokens for m in models),
         completion_tokens=sum(m.completion_tokens for m in models),
         models=models,
+    )
+
+
+@router.get("/usage/daily")
+async def read_daily_usage(
+    claims: Caller,
+    decider: DeciderDep,
+    days: Annotated[int, Query(ge=1, le=90, description="UTC days up to today")] = 30,
+    user: str | None = None,
+    team: str | None = None,
+) -> DailyUsage:
+    """Requests and tokens per UTC day over the last `days` days, today included, one
+    entry a day (zeros for days without use): whose as for GET /usage."""
+    user, team = _whose(claims, user, team)
+    rows = await decider.store.daily_usage(subject=user, team=team, days=days)
+    series = [DayUsage.model_validate(row) for row in rows]
+    return DailyUsage(
+        user=user,
+        team=team,
+        days=days,
+        since=series[0].day,
+        until=series[-1].day,
+        requests=sum(d.requests for d in series),
+        prompt_tokens=sum(d.prompt_tokens for d in series),
+        completion_tokens=sum(d.completion_tokens for d in series),
+        series=series,
     )
