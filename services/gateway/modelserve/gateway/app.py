@@ -47,6 +47,7 @@ from modelserve.gateway.routes import (
 )
 from modelserve.gateway.settings import GatewaySettings
 from modelserve.gateway.ui import install_ui
+from modelserve.gateway.usage_view import routes as usage_routes
 
 
 @contextlib.asynccontextmanager
@@ -129,6 +130,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(servers.router)
     app.include_router(configure.router)
     app.include_router(jobs_routes.router)
+    app.include_router(usage_routes.router)
     app.include_router(arena_routes.router)
     app.include_router(openai.router)
     app.include_router(verify.router)

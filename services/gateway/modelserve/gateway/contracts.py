@@ -10,6 +10,7 @@ an API key cannot be forwarded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -48,6 +49,17 @@ class _MyContract(BaseModel):
 
 def _unavailable(detail: str) -> ApiError:
     return ApiError(503, "contract_unavailable", f"the contract service {detail}")
+
+
+def _refusal(response: httpx.Response) -> ApiError:
+    """The contract service's error answer as the gateway's: status, code, message kept."""
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        return _unavailable(f"answered {response.status_code}: {response.text[:200]}")
+    retry = response.headers.get("retry-after")
+    return ApiError(response.status_code, code, message, {"Retry-After": retry} if retry else None)
 
 
 class ContractClient:
@@ -99,3 +111,24 @@ class ContractClient:
             raise _unavailable(f"sent limits the gateway cannot read: {error}") from error
         scopes = [mine.limits, mine.team_limits]
         return [scope.models for scope in scopes if scope is not None and scope.models is not None]
+
+    async def read_as_caller(
+        self, path: str, authorization: str, params: Mapping[str, Any] | None = None
+    ) -> Any:
+        """GET `path` with the caller's own Authorization header (a JWT or an API key):
+        the contract service judges whose figures they may read. Its refusals are the
+        gateway's (status, code and message kept); no answer is 503."""
+        try:
+            response = await self._http.get(
+                f"{self._url}{path}",
+                params={k: v for k, v in (params or {}).items() if v is not None},
+                headers={"Authorization": authorization},
+            )
+        except httpx.HTTPError as error:
+            raise _unavailable(f"cannot be reached: {error}") from error
+        if response.status_code >= 400:
+            raise _refusal(response)
+        try:
+            return response.json()
+        except ValueError as error:
+            raise _unavailable(f"sent an answer that is not JSON: {error}") from error

@@ -1,0 +1,3 @@
+"""Usage and limits as the caller may read them: the contract service's GET /usage,
+GET /usage/daily and GET /contracts/me passed through as the caller (docs/contract.md).
+(`gateway/usage.py` is something else: the token usage of proxied answers.)"""
