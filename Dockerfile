@@ -6,9 +6,11 @@
 #   modelserve-nodeagent (the DaemonSet on GPU nodes that reads nvidia-smi),
 #   modelserve-jobs (the job engine: leased items of batch work, and /jobs),
 #   modelserve-fetch-model (the operator's init step that copies a model into a pod).
+# The gateway also serves the web UI's build (web/dist, made by `make ui`) under /ui.
 #
-#   docker build --build-arg VERSION=0.1.0 -t modelserve/modelserve:0.1.0 .
-#   (or `make docker-build`, which reads the version from pyproject.toml)
+#   make ui && docker build --build-arg VERSION=0.1.0 -t modelserve/modelserve:0.1.0 .
+#   (or `make docker-build`, which builds the UI first and reads the version from
+#   pyproject.toml)
 #
 # It lives at the repository root because the build context must be the root anyway
 # (pyproject.toml and every source folder), and .dockerignore is read from there.
@@ -47,6 +49,11 @@ RUN groupadd --system --gid 10001 modelserve \
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels "modelserve==${VERSION}" \
     && pip uninstall --no-cache-dir --yes setuptools wheel
+# The web UI: static files built by `make ui` (Vite), read-only and owned by root. Built
+# outside the image, so no Node.js base (which could not be pinned by digest here) and no
+# npm step reach it; a context without web/dist fails here rather than ship no UI.
+COPY web/dist /usr/share/modelserve/ui
+ENV GATEWAY_UI_DIR=/usr/share/modelserve/ui
 USER 10001:10001
 WORKDIR /home/modelserve
 # gateway, contract, download, the contract's admission webhook, the operator's health

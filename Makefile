@@ -168,7 +168,8 @@ cluster:
 	fi
 
 ## docker-build: build the image every component runs, modelserve/modelserve:<version>
-docker-build:
+## (the web UI first: the image serves its build)
+docker-build: ui
 	DOCKER_BUILDKIT=1 $(DOCKER) build --build-arg VERSION=$(VERSION) --tag $(IMAGE) .
 
 ## docker-load: copy the image into the k3d cluster's nodes (no registry needed)

@@ -359,6 +359,8 @@ def test_each_service_accepts_the_settings_it_is_given(
         assert settings.watch_namespaces == ",".join(SERVER_NAMESPACES)
         assert settings.platform_namespaces == NAMESPACE
         assert "FORWARDED_ALLOW_IPS" not in env  # trusts no proxy unless told
+        # The web UI from the build the image holds (Dockerfile).
+        assert str(settings.ui_dir) == "/usr/share/modelserve/ui"
     elif component == "contract":
         assert (settings.port, settings.webhook_port) == (8201, 8443)
         assert settings.delegating_users == (f"system:serviceaccount:{NAMESPACE}:{RELEASE}-gateway")
@@ -620,3 +622,14 @@ def test_every_value_is_documented() -> None:
     keys = dict(_documented_keys())
     assert len(keys) > 150
     assert [key for key, commented in keys.items() if not commented] == []
+
+
+def test_the_web_ui_can_be_turned_off(
+    offline_helm: Helm, clean_environment: pytest.MonkeyPatch
+) -> None:
+    objects = offline_helm.template(RELEASE, NAMESPACE, {"gateway": {"ui": {"enabled": False}}})
+    env = _environment(objects, "gateway", {})
+    assert env["GATEWAY_UI_DIR"] == ""
+    for name, value in env.items():
+        clean_environment.setenv(name, value)
+    assert SETTINGS["gateway"]().ui_dir is None  # /ui answers 404 ui_not_installed

@@ -107,9 +107,11 @@ def test_the_runtime_installs_only_the_wheels_and_no_build_tools(
     stages: list[Stage], version: str
 ) -> None:
     runtime = stage(stages, "runtime")
-    keywords = {kw for kw, _ in runtime.instructions}
-    # Nothing of the build context or the builder becomes a layer: no COPY, no ADD.
-    assert not keywords & {"COPY", "ADD"}
+    # Nothing of the build context or the builder becomes a layer but the web UI's static
+    # build, where the gateway's GATEWAY_UI_DIR finds it: no other COPY, no ADD.
+    assert runtime.all("COPY") == ["web/dist /usr/share/modelserve/ui"]
+    assert "GATEWAY_UI_DIR=/usr/share/modelserve/ui" in runtime.all("ENV")
+    assert not runtime.all("ADD")
     runs = " ".join(runtime.all("RUN"))
     for tool in ("apt-get", "gcc", "build-essential", "git "):
         assert tool not in runs
@@ -187,6 +189,13 @@ def test_the_context_holds_exactly_what_the_wheel_is_built_from(
 )
 def test_the_context_leaves_out(path: str, in_context: InContext) -> None:
     assert not in_context(path)
+
+
+def test_the_context_holds_the_web_ui_s_build_but_not_its_sources(in_context: InContext) -> None:
+    assert in_context("web/dist/index.html")
+    assert in_context("web/dist/assets/index-abc123.js")
+    for path in ("web/src/App.tsx", "web/package.json", "web/node_modules/react/index.js"):
+        assert not in_context(path), path
 
 
 def test_the_matcher_reads_docker_patterns_as_docker_does(in_context: InContext) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from modelserve.common.settings import ServiceSettings
@@ -132,7 +132,9 @@ class GatewaySettings(ServiceSettings):
     discovery_resync_seconds: float = Field(default=300.0, gt=0)
     # With a value, GET /metrics needs `Authorization: Bearer <it>`; without, it is open.
     metrics_token: SecretStr | None = None
-    # The web UI's build (web/dist, docs/ui.md), served under /ui; unset: /ui answers 404.
+    # The web UI's build (web/dist, docs/ui.md), served under /ui; unset or empty: /ui
+    # answers 404 (the image sets it to the build it holds; the chart empties it to turn
+    # the UI off).
     ui_dir: Path | None = None
 
     # Dynamic loading (ModelServes with spec.autoscaling). A request for such a model
@@ -179,6 +181,11 @@ class GatewaySettings(ServiceSettings):
     this long at most, so that a replica that dies mid-turn frees it."""
     arena_bootstrap_rounds: int = Field(default=100, ge=0, le=1000)
     """Bootstrap resamples of a leaderboard's intervals when a request names none."""
+
+    @field_validator("ui_dir", mode="before")
+    @classmethod
+    def _no_ui_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _lease_outlives_renewals(self) -> GatewaySettings:
