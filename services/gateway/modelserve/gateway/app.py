@@ -30,6 +30,7 @@ from modelserve.gateway.openai_errors import install_openai_errors
 from modelserve.gateway.operations import routes as operations_routes
 from modelserve.gateway.proxy_components import open_proxy
 from modelserve.gateway.registry import activation
+from modelserve.gateway.registry import downloads as download_routes
 from modelserve.gateway.registry import routes as registry_routes
 from modelserve.gateway.registry.client import RegistryClient
 from modelserve.gateway.registry.rollbacks import RollbackRecorder
@@ -127,6 +128,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(models.router)
     app.include_router(registry_routes.router)
     app.include_router(activation.router)
+    app.include_router(download_routes.router)
     app.include_router(servers.router)
     app.include_router(configure.router)
     app.include_router(jobs_routes.router)

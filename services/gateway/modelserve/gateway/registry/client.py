@@ -7,8 +7,10 @@ Two ways of asking, each on purpose:
   reads (`records`, `record`), and the automatic rollbacks the platform reports
   (`report_rollback`);
 - with the caller's own Authorization header: everything a person does to the registry
-  (register, uploads, set_active, active, history), so that the download service judges
-  what that person may see and do, exactly as if they had asked it directly.
+  (register, uploads, set_active, active, history) and to downloads (start, list,
+  follow, cancel, retry), so that the download service judges what that person may see
+  and do (and its contract, whether they may download), exactly as if they had asked it
+  directly.
 
 Errors: a refusal of the download service becomes an `ApiError` with its status, code and
 message (the gateway answers it as it was); a service that cannot be reached or answers
@@ -69,6 +71,19 @@ class RegistrationJob(_Passing):
     model_id: str
     kind: str
     state: str
+
+
+class DownloadJob(RegistrationJob):
+    """A download's job as `GET /status/{id}` of the download service gives it: state,
+    bytes, rate, ETA, error, … (a registration's job is one too, `kind` register)."""
+
+
+class StartedDownload(BaseModel):
+    """A download asked for: its job, and whether this request queued it (202) or found
+    it queued, copying or ready already (200)."""
+
+    job: DownloadJob
+    queued: bool
 
 
 class UploadPart(BaseModel):
@@ -293,3 +308,39 @@ class RegistryClient:
         entries: list[HistoryEntry] = _read(list[HistoryEntry], response.json())
         total = int(response.headers.get("x-total-count", len(entries)))
         return HistoryPage(entries=entries, total=total)
+
+    # --- downloads, as the caller ------------------------------------------------------------
+
+    async def start_download(
+        self, authorization: str, body: Mapping[str, Any], model_id: str | None = None
+    ) -> StartedDownload:
+        """`POST /download/{model_id}` (the seeds' call: upstream `<model_id>/`) when
+        `model_id` is given, else `POST /downloads` naming the source in `body`."""
+        path = f"/download/{quote(model_id, safe='')}" if model_id is not None else "/downloads"
+        response = await self._call("POST", path, authorization, json=dict(body))
+        job: DownloadJob = _read(DownloadJob, response.json())
+        return StartedDownload(job=job, queued=response.status_code == 202)
+
+    async def downloads(
+        self, authorization: str, *, state: str | None = None, limit: int = 100
+    ) -> list[DownloadJob]:
+        """The jobs the caller may see, newest first (the service pages by `limit` only)."""
+        params: dict[str, Any] = {"limit": limit}
+        if state is not None:
+            params["state"] = state
+        response = await self._call("GET", "/downloads", authorization, params=params)
+        jobs: list[DownloadJob] = _read(list[DownloadJob], response.json())
+        return jobs
+
+    async def download(self, authorization: str, model_id: str) -> DownloadJob:
+        path = f"/status/{quote(model_id, safe='')}"
+        response = await self._call("GET", path, authorization)
+        job: DownloadJob = _read(DownloadJob, response.json())
+        return job
+
+    async def manage_download(self, authorization: str, model_id: str, action: str) -> DownloadJob:
+        """`action` is `cancel` or `retry`."""
+        path = f"/download/{quote(model_id, safe='')}/{action}"
+        response = await self._call("POST", path, authorization)
+        job: DownloadJob = _read(DownloadJob, response.json())
+        return job
