@@ -13,6 +13,7 @@
 
 PYTHON ?= python3
 VENV ?= .venv
+NODE ?= node
 NPM ?= npm
 # npm's downloads are cached with the test bed's builds (CI clones fresh).
 NPM_CACHE ?= $(or $(MODELSERVE_CACHE),$(HOME)/.cache/modelserve)/npm
@@ -149,11 +150,12 @@ all: check-deps deps cluster docker-build docker-load infra operator-deploy serv
 	@echo "  Traefik             http://localhost:8080 (the gateway's and every model's routes)"
 	@echo "How to get a token and make a first call: $(HELM_CMD) get notes $(RELEASE) -n $(NAMESPACE)"
 
-## check-deps: are docker (and its engine), k3d, kubectl, helm and python installed and
-## new enough? Says what is missing and how to install it; fails if anything is.
+## check-deps: are docker (and its engine), k3d, kubectl, helm, python, node and npm
+## installed and new enough? Says what is missing and how to install it; fails if
+## anything is.
 check-deps:
 	@DOCKER='$(DOCKER)' K3D='$(K3D)' KUBECTL='$(KUBECTL)' HELM='$(HELM)' PYTHON='$(PYTHON)' \
-		sh k3d/check-deps.sh
+		NODE='$(NODE)' NPM='$(NPM)' sh k3d/check-deps.sh
 
 ## cluster: create the k3d cluster inference-cluster from k3d/cluster.yaml (or start it
 ## when it exists)

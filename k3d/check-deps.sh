@@ -1,7 +1,8 @@
 #!/bin/sh
 # `make check-deps`: are the tools that `make all` runs installed, and new enough?
 # Prints one line per tool and exits 1 when any is missing or too old. The commands come
-# from the environment as the Makefile passes them (DOCKER, K3D, KUBECTL, HELM, PYTHON),
+# from the environment as the Makefile passes them (DOCKER, K3D, KUBECTL, HELM, PYTHON,
+# NODE, NPM),
 # so a command may carry arguments ("kubectl --kubeconfig=...").
 set -u
 
@@ -10,6 +11,8 @@ K3D=${K3D:-k3d}
 KUBECTL=${KUBECTL:-kubectl}
 HELM=${HELM:-helm}
 PYTHON=${PYTHON:-python3}
+NODE=${NODE:-node}
+NPM=${NPM:-npm}
 
 problems=""
 
@@ -73,6 +76,9 @@ check kubectl "$KUBECTL" 1.25.0 "https://kubernetes.io/docs/tasks/tools/" versio
 check helm "$HELM" 3.12.0 "https://helm.sh/docs/intro/install/" version --short
 # Only for `make deps` (the virtual environment of the Python tools and tests).
 check python "$PYTHON" 3.11.0 "https://www.python.org/downloads/" --version
+# `make ui` builds the web UI that the image serves (Vite 8 needs Node.js 20.19 or newer).
+check node "$NODE" 20.19.0 "https://nodejs.org/en/download" --version
+check npm "$NPM" 9.0.0 "https://nodejs.org/en/download (npm comes with Node.js)" --version
 
 if [ -n "$problems" ]; then
     printf '\nmake all cannot run yet; missing or too old:%s\n' "$problems"

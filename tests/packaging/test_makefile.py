@@ -68,6 +68,8 @@ def fake_tools(folder: Path, *, kubectl: str = "v1.31.2", engine: bool = True) -
     k3d = fake_tool(folder, "k3d", 'echo "k3d version v5.7.4"; echo "k3s version v1.30.4-k3s1"')
     kube = fake_tool(folder, "kubectl", f'echo "Client Version: {kubectl}"')
     helm = fake_tool(folder, "helm", 'echo "v3.16.2+g13654a5"')
+    node = fake_tool(folder, "node", 'echo "v22.12.0"')
+    npm = fake_tool(folder, "npm", 'echo "10.9.0"')
     return {
         "DOCKER": str(docker),
         "K3D": str(k3d),
@@ -75,6 +77,8 @@ def fake_tools(folder: Path, *, kubectl: str = "v1.31.2", engine: bool = True) -
         "HELM": str(helm),
         # The interpreter of this test run: 3.11 or newer, as pyproject.toml asks.
         "PYTHON": sys.executable,
+        "NODE": str(node),
+        "NPM": str(npm),
     }
 
 
@@ -143,6 +147,7 @@ def test_make_all_goes_from_nothing_to_the_whole_release_in_order(
         first(r"sh k3d/check-deps\.sh"),
         first(r"-m venv \.venv"),
         first(r"k3d cluster create inference-cluster --config k3d/cluster\.yaml"),
+        first(r"^cd web && npm run build$"),  # the web UI, which the image holds
         first(rf"docker build --build-arg VERSION={re.escape(version)} --tag {image} \.$"),
         first(rf"k3d image import {image} --cluster inference-cluster"),
     ]
@@ -193,9 +198,15 @@ def test_every_step_can_be_pointed_elsewhere(make: MakeRunner, version: str) -> 
         "IMAGE_TAG=dev",
         "DOCKER=/opt/docker",
         "K3D=/opt/k3d",
+        "NPM=/opt/npm",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
+    lines = result.stdout.splitlines()
+    # The web UI is built first (its `npm ci` only where web/node_modules is older than
+    # the lockfile), since the image holds it.
+    ui = [line for line in lines if line.startswith(("cd web && ", "touch web/"))]
+    assert ui[-1] == "cd web && /opt/npm run build" and lines[: len(ui)] == ui
+    assert lines[len(ui) :] == [
         # The package version stays the one in pyproject.toml; only the tag changes.
         f"DOCKER_BUILDKIT=1 /opt/docker build --build-arg VERSION={version} "
         "--tag registry.example/ms:dev .",
@@ -245,7 +256,14 @@ def test_check_deps_passes_when_every_tool_is_there(make: MakeRunner, tmp_path: 
     tools = fake_tools(tmp_path / "bin")
     result = make("check-deps", *(f"{k}={v}" for k, v in tools.items()))
     assert result.returncode == 0, result.stdout + result.stderr
-    for line in ("docker   27.3.1", "k3d      5.7.4", "kubectl  1.31.2", "helm     3.16.2"):
+    for line in (
+        "docker   27.3.1",
+        "k3d      5.7.4",
+        "kubectl  1.31.2",
+        "helm     3.16.2",
+        "node     22.12.0",
+        "npm      10.9.0",
+    ):
         assert f"ok       {line}" in result.stdout
     assert "Everything make all needs is installed." in result.stdout
 
@@ -259,6 +277,8 @@ def test_check_deps_names_each_missing_tool_with_its_minimum_and_how_to_install_
         "K3D=no-such-k3d",
         "KUBECTL=no-such-kubectl",
         "HELM=no-such-helm",
+        "NODE=no-such-node",
+        "NPM=no-such-npm",
     )
     assert result.returncode != 0
     out = result.stdout
@@ -267,12 +287,14 @@ def test_check_deps_names_each_missing_tool_with_its_minimum_and_how_to_install_
         ("k3d", "5.5.0", "https://k3d.io/#installation"),
         ("kubectl", "1.25.0", "https://kubernetes.io/docs/tasks/tools/"),
         ("helm", "3.12.0", "https://helm.sh/docs/intro/install/"),
+        ("node", "20.19.0", "https://nodejs.org/en/download"),
+        ("npm", "9.0.0", "https://nodejs.org/en/download"),
     ):
         line = next(line for line in out.splitlines() if line.split()[1:2] == [name])
         assert line.startswith("MISSING"), line
         assert f"needs {minimum} or newer" in line
         assert hint in line
-    assert "missing or too old: docker k3d kubectl helm" in out
+    assert "missing or too old: docker k3d kubectl helm node npm" in out
 
 
 def test_check_deps_fails_on_a_tool_too_old_and_on_a_stopped_docker_engine(
