@@ -9,6 +9,7 @@ import { Models } from "./pages/Models";
 import { Playground } from "./pages/Playground";
 import { Servers } from "./pages/Servers";
 import { Telemetry } from "./pages/Telemetry";
+import { Usage } from "./pages/Usage";
 import { SignIn } from "./pages/SignIn";
 import { href, useRoute } from "./route";
 import { useSession } from "./session";
@@ -26,6 +27,7 @@ export const PAGES: PageEntry[] = [
   { path: "playground", title: "Playground", page: Playground },
   { path: "arena", title: "Arena", page: Arena },
   { path: "jobs", title: "Jobs", page: Jobs },
+  { path: "usage", title: "Usage and limits", page: Usage },
   { path: "telemetry", title: "GPUs and system", page: Telemetry },
   { path: "keys", title: "API keys", page: Keys },
   { path: "admin", title: "Users and teams", page: Admin, adminOnly: true },

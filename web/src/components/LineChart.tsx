@@ -1,6 +1,9 @@
 // A small line chart in SVG: time on the x axis, one line per series, a few ticks on each
 // axis and a legend. For screen readers it is one image whose label gives each series'
-// latest value, and a visually hidden table of those values.
+// latest value, and a visually hidden table of those values. The x axis reads as a clock
+// (minutes of the telemetry) or, with `axis="days"`, as UTC days (usage per day).
+
+import "./LineChart.css";
 
 export type Point = [t: number, value: number]; // t: ms since the epoch
 
@@ -19,6 +22,7 @@ export interface LineChartProps {
   yMax?: number; // default: a round number above the largest value
   maxGapMs?: number; // a line is broken where two points are further apart
   format?: (value: number) => string;
+  axis?: "clock" | "days"; // default "clock"
 }
 
 const WIDTH = 640;
@@ -51,10 +55,13 @@ function niceMax(value: number): number {
 }
 
 const TIME_STEPS_MS = [10, 15, 30, 60, 120, 300, 600, 1800, 3600].map((s) => s * 1000);
+const DAY_MS = 86_400_000;
+const DAY_STEPS_MS = [1, 2, 7, 14, 28].map((d) => d * DAY_MS);
 
-function timeTicks(from: number, to: number): number[] {
+function timeTicks(from: number, to: number, days: boolean): number[] {
   const span = to - from;
-  const step = TIME_STEPS_MS.find((s) => span / s <= 5) ?? span;
+  if (days && span < DAY_MS) return [from];
+  const step = (days ? DAY_STEPS_MS : TIME_STEPS_MS).find((s) => span / s <= 5) ?? span;
   const ticks: number[] = [];
   for (let t = Math.ceil(from / step) * step; t <= to; t += step) ticks.push(t);
   return ticks;
@@ -66,6 +73,10 @@ function clock(t: number, seconds: boolean): string {
     minute: "2-digit",
     second: seconds ? "2-digit" : undefined,
   });
+}
+
+function utcDay(t: number): string {
+  return new Date(t).toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
 }
 
 // A series' points split where two are further apart than maxGapMs.
@@ -95,6 +106,7 @@ export function LineChart({
   yMax,
   maxGapMs,
   format = defaultFormat,
+  axis = "clock",
 }: LineChartProps) {
   const visible = series.map((s) => ({ ...s, points: s.points.filter(([t]) => t >= from && t <= to) }));
   const values = visible.flatMap((s) => s.points.map(([, v]) => v));
@@ -114,8 +126,10 @@ export function LineChart({
       : `${title}, latest: ${latest
           .map(({ label, point }) => `${label} ${point ? shown(point[1]) : "no figure"}`)
           .join("; ")}`;
-  const xTicks = timeTicks(from, to);
+  const days = axis === "days";
+  const xTicks = timeTicks(from, to, days);
   const withSeconds = to - from < 120_000;
+  const at = (t: number, seconds: boolean) => (days ? utcDay(t) : clock(t, seconds));
 
   return (
     <figure className="line-chart">
@@ -138,7 +152,7 @@ export function LineChart({
           <g key={`x${tick}`}>
             <line x1={x(tick)} x2={x(tick)} y1={PAD.top + plotH} y2={PAD.top + plotH + 4} className="axis" />
             <text x={x(tick)} y={HEIGHT - 8} textAnchor="middle">
-              {clock(tick, withSeconds)}
+              {at(tick, withSeconds)}
             </text>
           </g>
         ))}
@@ -212,7 +226,7 @@ export function LineChart({
             <tr key={label}>
               <th scope="row">{label}</th>
               <td>{point ? shown(point[1]) : "no figure"}</td>
-              <td>{point ? clock(point[0], true) : ""}</td>
+              <td>{point ? at(point[0], true) : ""}</td>
             </tr>
           ))}
         </tbody>

@@ -4,8 +4,8 @@
 
 import { ErrorNote, Loading } from "../../components/Load";
 import { round, when, whyNoFigures } from "./format";
-import { LineChart } from "./LineChart";
-import type { Series } from "./LineChart";
+import { LineChart } from "../../components/LineChart";
+import type { Series } from "../../components/LineChart";
 import type { Allocation, GpuFigures, GpuInventory, GpuNode } from "./types";
 import type { History, Polled } from "./useTelemetry";
 import { POLL_MS } from "./useTelemetry";

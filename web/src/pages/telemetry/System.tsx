@@ -5,7 +5,7 @@
 import { Fragment } from "react";
 import { ErrorNote, Loading } from "../../components/Load";
 import { cores, duration, gib, percentOf, round, when } from "./format";
-import { LineChart } from "./LineChart";
+import { LineChart } from "../../components/LineChart";
 import type { SystemNode, SystemView } from "./types";
 import type { History, Polled } from "./useTelemetry";
 import { POLL_MS } from "./useTelemetry";

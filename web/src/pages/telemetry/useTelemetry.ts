@@ -5,7 +5,7 @@
 
 import { useEffect, useReducer } from "react";
 import { api, messageOf } from "../../api";
-import type { Point } from "./LineChart";
+import type { Point } from "../../components/LineChart";
 import type { GpuInventory, SystemView } from "./types";
 
 export const POLL_MS = 5000;
