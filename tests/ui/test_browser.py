@@ -127,6 +127,7 @@ PAGES = [
     ("playground", "Playground"),
     ("arena", "Arena"),
     ("jobs", "Jobs"),
+    ("usage", "Usage and limits"),
     ("telemetry", "GPUs and system"),
     ("keys", "API keys"),
     ("admin", "Users and teams"),

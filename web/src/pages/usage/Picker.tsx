@@ -66,7 +66,7 @@ function AdminPicker({ whose, onWhose }: { whose: Whose; onWhose: (whose: Whose)
     onWhose(kind === "me" || !trimmed ? { kind: "me" } : { kind, name: trimmed });
   };
   return (
-    <form className="usage-whose" onSubmit={submit} aria-label="Whose usage">
+    <form className="usage-whose" onSubmit={submit} aria-label="Show the usage of">
       <label>
         Whose usage
         <select value={kind} onChange={(event) => setKind(event.target.value as Whose["kind"])}>
