@@ -20,9 +20,13 @@ from kubernetes.client.exceptions import ApiException
 from modelserve.common.errors import ApiError
 from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, VERSION
 from modelserve.common.rollouts import MODEL_VERSION_ANNOTATION, ROLLOUT_ANNOTATION
+from modelserve.gateway.server_events import event_selectors
 from modelserve.gateway.servers import is_label_value
 
 T = TypeVar("T")
+# Objects as the API server returns them (JSON); named here, where `ServerStore.list`
+# would shadow `list` in the class.
+Objects = list[dict[str, Any]]
 # How the API server words a webhook's refusal; the contract service's message starts with
 # its reason code in brackets ("[max_replicas_exceeded] 3 replicas is over …").
 _WEBHOOK_DENIAL = re.compile(r'admission webhook "[^"]*" denied the request: (.*)', re.DOTALL)
@@ -100,6 +104,7 @@ class ServerStore:
 
     def __init__(self, api: k8s.ApiClient, namespaces: list[str] | None) -> None:
         self._objects = k8s.CustomObjectsApi(api)
+        self._core = k8s.CoreV1Api(api)
         self.namespaces = namespaces
 
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -199,3 +204,44 @@ class ServerStore:
             patch,
         )
         return patched
+
+    async def scale(self, body: dict[str, Any], replicas: int) -> int:
+        """Set the ModelServe's replicas through its scale subresource (as `kubectl scale`
+        does; the contract's webhook decides it as a `scale` for the server's owner); the
+        replicas the Scale then holds. A Scale takes no uid precondition: the name is the
+        one just listed, and names end in a random suffix."""
+        metadata = body["metadata"]
+        patch = {"spec": {"replicas": replicas}}
+        answer: dict[str, Any] = await _call(
+            "scale the server",
+            self._objects.patch_namespaced_custom_object_scale,
+            GROUP,
+            VERSION,
+            metadata["namespace"],
+            PLURAL,
+            metadata["name"],
+            patch,
+        )
+        held = (answer.get("spec") or {}).get("replicas")
+        return held if isinstance(held, int) else replicas
+
+    async def events(self, body: dict[str, Any]) -> Objects:
+        """The Events of the ModelServe's namespace that may be about it or its children
+        (one list per kind; `server_events` keeps the server's own)."""
+        metadata = body["metadata"]
+
+        async def listed(selector: str) -> Objects:
+            # The raw JSON: the typed client's models are not what the builders read.
+            answer = await _call(
+                "list the server's events",
+                self._core.list_namespaced_event,
+                metadata["namespace"],
+                field_selector=selector,
+                _preload_content=False,
+            )
+            items: Objects = json.loads(answer.data).get("items") or []
+            return items
+
+        selectors = event_selectors(metadata["uid"], metadata["name"])
+        lists = await asyncio.gather(*(listed(selector) for selector in selectors))
+        return [event for found in lists for event in found]

@@ -38,6 +38,8 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 # RFC 1123 label: what a namespace name is.
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
+# The CRD's bounds of spec.replicas.
+MAX_REPLICAS = 100
 DEFAULT_RUNTIME = {ModelFormat.GGUF: Runtime.LLAMACPP, ModelFormat.SAFETENSORS: Runtime.VLLM}
 # Before the operator has written a status.
 NO_STATUS_YET = "Pending"
@@ -56,7 +58,7 @@ class ServeRequest(BaseModel):
     runtime: Literal["vllm", "llamacpp"] | None = Field(
         default=None, description="default: llamacpp for gguf models, vllm for safetensors"
     )
-    replicas: int = Field(default=1, ge=0, le=100)
+    replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     gpus: int | None = Field(
         default=None, ge=0, le=16, description="per replica; default 1 for vllm, 0 for llamacpp"
     )
@@ -228,6 +230,37 @@ class ServerStatus(BaseModel):
     rollout: RolloutView | None = Field(
         default=None, description="the latest change of the server's model (set-active)"
     )
+    desired_replicas: int | None = Field(
+        default=None,
+        description="the replicas the operator runs or starts now (status.desiredReplicas: "
+        "spec.replicas, or the autoscaler's choice); null before its first status",
+    )
+    state: str | None = Field(
+        default=None,
+        description="loaded, loading, sleeping or unavailable: as /v1/models says of its "
+        "model, for this server",
+    )
+    conditions: list[ConditionView] = Field(
+        default_factory=list, description="status.conditions, as the operator wrote them"
+    )
+
+
+class ConditionView(BaseModel):
+    """One of the ModelServe's status.conditions (Kubernetes' standard condition)."""
+
+    type: str
+    status: str = Field(description="True, False or Unknown")
+    reason: str
+    message: str
+    last_transition_time: str | None
+
+
+class ScaleRequest(BaseModel):
+    """The body of `POST /scale/{server_id}`: the replicas to run (the CRD's bounds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int = Field(ge=0, le=MAX_REPLICAS, description="0 stops the pods, keeps the server")
 
 
 class RolloutView(BaseModel):
@@ -280,8 +313,54 @@ def endpoint(server_id: str, ingress_url: str | None) -> str:
     return f"{(ingress_url or '').rstrip('/')}{route(server_id)}v1"
 
 
-def server_status(body: dict[str, Any], *, ingress_url: str | None) -> ServerStatus:
-    """What `GET /status` says of the ModelServe object `body`."""
+def conditions(status: dict[str, Any]) -> list[ConditionView]:
+    """status.conditions, those that name a type."""
+    found = status.get("conditions")
+    return [
+        ConditionView(
+            type=str(c["type"]),
+            status=str(c.get("status") or "Unknown"),
+            reason=str(c.get("reason") or ""),
+            message=str(c.get("message") or ""),
+            last_transition_time=c.get("lastTransitionTime") or None,
+        )
+        for c in (found if isinstance(found, list) else [])
+        if isinstance(c, dict) and c.get("type")
+    ]
+
+
+def scale_refusal(body: dict[str, Any]) -> ApiError | None:
+    """Why the server's replicas cannot be set by hand, if they cannot (409)."""
+    metadata, spec = body["metadata"], body.get("spec") or {}
+    name = f"{metadata['namespace']}/{metadata['name']}"
+    if metadata.get("deletionTimestamp"):
+        return ApiError(409, "server_stopping", f"{name} is being deleted")
+    if spec.get("runtime") == Runtime.EXTERNAL.value:
+        return ApiError(
+            409, "server_not_scalable", f"{name} runs outside the cluster: it has no replicas"
+        )
+    autoscaling = spec.get("autoscaling")
+    if isinstance(autoscaling, dict):
+        low, high = autoscaling.get("minReplicas", 0), autoscaling.get("maxReplicas", "?")
+        return ApiError(
+            409,
+            "server_autoscaled",
+            f"{name} is autoscaled: its replicas follow its requests between {low} and "
+            f"{high} (spec.autoscaling)",
+        )
+    return None
+
+
+def scaled(body: dict[str, Any], replicas: int) -> dict[str, Any]:
+    """The ModelServe `body` with spec.replicas set (what a scale leaves)."""
+    return {**body, "spec": {**(body.get("spec") or {}), "replicas": replicas}}
+
+
+def server_status(
+    body: dict[str, Any], *, ingress_url: str | None, state: str | None = None
+) -> ServerStatus:
+    """What `GET /status` says of the ModelServe object `body` (`state`: its loading
+    state, which the route table knows)."""
     metadata = body["metadata"]
     labels = metadata.get("labels") or {}
     spec = body.get("spec") or {}
@@ -312,7 +391,14 @@ def server_status(body: dict[str, Any], *, ingress_url: str | None) -> ServerSta
         created=metadata.get("creationTimestamp"),
         model_version=_version(metadata, status),
         rollout=RolloutView.of(Rollout.from_status(status)),
+        desired_replicas=_count(status.get("desiredReplicas")),
+        state=state,
+        conditions=conditions(status),
     )
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _version(metadata: dict[str, Any], status: dict[str, Any]) -> str | None:

@@ -1,29 +1,44 @@
-"""Servers, the seeds' way: POST /serve, GET /status, GET /status/{id}, DELETE /stop/{id}.
+"""Servers, the seeds' way: POST /serve, GET /status, GET /status/{id}, DELETE /stop/{id};
+and POST /scale/{id}, GET /status/{id}/events.
 
-A server is a ModelServe labelled with its owner. A user sees and stops only their own;
-admins see and stop all. Someone else's server answers 404, exactly as one that does not
-exist: its id tells nobody that it is there.
+A server is a ModelServe labelled with its owner. A user sees, scales and stops only their
+own; admins all. Someone else's server answers 404, exactly as one that does not exist:
+its id tells nobody that it is there.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
 from modelserve.gateway.auth import Caller
-from modelserve.gateway.deps import ContractsDep, RegistryDep, ServersDep, SettingsDep
+from modelserve.gateway.deps import (
+    BookDep,
+    ContractsDep,
+    RegistryDep,
+    RoutesDep,
+    ServersDep,
+    SettingsDep,
+)
 from modelserve.gateway.kubeservers import ServerStore
+from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.models import find_model
+from modelserve.gateway.routing import RouteTable
+from modelserve.gateway.server_events import DEFAULT_EVENTS, MAX_EVENTS, EventView, server_events
+from modelserve.gateway.server_state import server_state
 from modelserve.gateway.servers import (
     STOPPING,
+    ScaleRequest,
     ServeRequest,
     ServerStatus,
     build_modelserve,
     new_suffix,
     owner_scope,
+    scale_refusal,
+    scaled,
     server_status,
 )
 
@@ -106,22 +121,81 @@ async def serve(
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+def _view(
+    item: dict[str, Any], ingress_url: str | None, routes: RouteTable, book: LoadBook
+) -> ServerStatus:
+    """The server as /status shows it, with its loading state."""
+    state = server_state(item, routes, book)
+    return server_status(item, ingress_url=ingress_url, state=state and state.value)
+
+
 @router.get("/status")
 async def list_servers(
-    claims: Caller, settings: SettingsDep, servers: ServersDep
+    claims: Caller, settings: SettingsDep, servers: ServersDep, routes: RoutesDep, book: BookDep
 ) -> list[ServerStatus]:
     """The caller's servers (an admin's: all), oldest first."""
     items = await servers.list(owner_scope(claims))
-    found = [server_status(item, ingress_url=settings.ingress_url) for item in items]
+    found = [_view(item, settings.ingress_url, routes, book) for item in items]
     return sorted(found, key=lambda server: (server.created or "", server.name))
 
 
 @router.get("/status/{server_id}")
 async def get_server(
-    server_id: str, claims: Caller, settings: SettingsDep, servers: ServersDep
+    server_id: str,
+    claims: Caller,
+    settings: SettingsDep,
+    servers: ServersDep,
+    routes: RoutesDep,
+    book: BookDep,
 ) -> ServerStatus:
     item = await _owned(servers, server_id, claims)
-    return server_status(item, ingress_url=settings.ingress_url)
+    return _view(item, settings.ingress_url, routes, book)
+
+
+@router.get("/status/{server_id}/events")
+async def get_server_events(
+    server_id: str,
+    claims: Caller,
+    servers: ServersDep,
+    limit: int = Query(default=DEFAULT_EVENTS, ge=1, le=MAX_EVENTS),
+) -> list[EventView]:
+    """The Kubernetes Events of the server's ModelServe, Deployment, ReplicaSets and pods,
+    newest first (at most `limit`)."""
+    item = await _owned(servers, server_id, claims)
+    metadata = item["metadata"]
+    found = await servers.events(item)
+    return server_events(found, uid=metadata["uid"], name=metadata["name"], limit=limit)
+
+
+@router.post("/scale/{server_id}")
+async def scale(
+    server_id: str,
+    body: ScaleRequest,
+    claims: Caller,
+    settings: SettingsDep,
+    contracts: ContractsDep,
+    servers: ServersDep,
+    routes: RoutesDep,
+    book: BookDep,
+) -> ServerStatus:
+    """Set the server's replicas (its ModelServe's scale subresource). The contract service
+    decides first, as for a serve; its webhook then decides for the server's owner."""
+    item = await _owned(servers, server_id, claims)
+    refusal = scale_refusal(item)
+    if refusal is not None:
+        raise refusal
+    metadata = item["metadata"]
+    if contracts is not None:
+        resource = {
+            "namespace": metadata["namespace"],
+            "name": metadata["name"],
+            "replicas": body.replicas,
+        }
+        decision = await contracts.decide(claims, "scale", resource)
+        if not decision.allowed:
+            raise ApiError(403, decision.reason, decision.message)
+    replicas = await servers.scale(item, body.replicas)
+    return _view(scaled(item, replicas), settings.ingress_url, routes, book)
 
 
 @router.delete("/stop/{server_id}")
@@ -131,5 +205,5 @@ async def stop(
     """Delete the server's ModelServe; its Deployment, Service and route go with it."""
     item = await _owned(servers, server_id, claims)
     await servers.delete(item)
-    stopped = server_status(item, ingress_url=settings.ingress_url)
+    stopped = server_status(item, ingress_url=settings.ingress_url, state=None)
     return stopped.model_copy(update={"status": STOPPING, "message": "deleted"})
