@@ -1,6 +1,7 @@
 // Models: the model records (downloaded and registered versions), each name's active
-// version and the rollout of its servers, set active / roll back, registering a version,
-// and the history of active versions (docs/registry.md).
+// version and the rollout of its servers, set active / roll back, downloading a model from
+// the upstream store and following it, registering a version, and the history of active
+// versions (docs/registry.md, docs/download.md).
 
 import { useCallback, useMemo, useState } from "react";
 import { api, messageOf } from "../api";
@@ -8,6 +9,8 @@ import { ErrorNote, Loading, useLoad } from "../components/Load";
 import { usePolling } from "./jobs/usePolling";
 import { ActivationNote } from "./models/ActivationNote";
 import { ActiveVersions } from "./models/ActiveVersions";
+import { DownloadForm } from "./models/DownloadForm";
+import { DownloadList } from "./models/DownloadList";
 import { History } from "./models/History";
 import { ModelTable } from "./models/ModelTable";
 import { RegisterForm } from "./models/RegisterForm";
@@ -21,6 +24,7 @@ export function Models({ route }: { route: string[] }) {
   const active = useLoad((signal) => api<ActiveModel[]>("/models/active", { signal }), []);
   const reloadActive = active.reload;
   const [version, setVersion] = useState(0);
+  const [started, setStarted] = useState(0); // bumped when a download is started
   const [activation, setActivation] = useState<Activation | null>(null);
   const [error, setError] = useState<string | null>(null);
   const live = rollingOut(active.data);
@@ -98,6 +102,8 @@ export function Models({ route }: { route: string[] }) {
         {active.data && <ActiveVersions active={active.data} live={live} onRollBack={rollBackModel} />}
       </section>
       <ModelTable key={nameInRoute} initialName={nameInRoute} activeIds={activeIds} version={version} onSetActive={setRecordActive} />
+      <DownloadForm onStarted={() => setStarted((n) => n + 1)} />
+      <DownloadList version={started + version} onReady={changed} />
       <RegisterForm onRegistered={changed} />
       <History active={byName} version={version} onRollBack={rollBackEntry} />
     </div>

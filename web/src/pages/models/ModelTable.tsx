@@ -94,6 +94,7 @@ export function ModelTable({ initialName, activeIds, version, onSetActive }: Pro
                         {record.id}
                         {active && <span className="badge"> active</span>}
                         <div className="muted">{record.format}</div>
+                        <div className="muted uri">{record.uri}</div>
                       </th>
                       <td>
                         {record.origin}

@@ -106,3 +106,21 @@ export function rollingOut(active: ActiveModel[] | null): boolean {
     }),
   );
 }
+
+// A download's job (GET /downloads, GET /downloads/{id}; the download service's
+// GET /status/{id}): a registration's job is one too, kind "register".
+export interface DownloadJob extends Registration {
+  source: string;
+  requested_by: string;
+  attempts: number;
+  files_done: number;
+  files_total: number | null;
+  created_at: string | null;
+  finished_at: string | null;
+}
+
+export const DOWNLOAD_STATES = ["queued", "transferring", "verifying", "ready", "failed", "cancelled"];
+
+export function downloadActive(state: string): boolean {
+  return !REGISTRATION_ENDED.includes(state);
+}
