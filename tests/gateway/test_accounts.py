@@ -402,3 +402,40 @@ def test_a_lost_team_or_a_new_password_revokes_tokens_at_once(
     token = accounts_gateway.sign_in(person.username, "a-new-password")
     with accounts_gateway.client(token) as client:
         assert client.get("/auth/me").json()["teams"] == ["revoking-team"]
+
+
+def test_users_teams_and_keys_come_by_page_with_their_total(
+    accounts_admin: httpx.Client, new_person: NewPerson
+) -> None:
+    for name in ("page-a", "page-b", "page-c"):
+        assert accounts_admin.post("/teams", json={"name": name}).status_code == 201
+    person = new_person()
+    for name in ("k1", "k2", "k3"):
+        assert person.client.post("/auth/keys", json={"name": name}).status_code == 201
+
+    everyone = accounts_admin.get("/users", params={"limit": 1000})
+    total = int(everyone.headers["X-Total-Count"])
+    assert total == len(everyone.json()) >= 2  # the admin and this person at least
+    names = [user["username"] for user in everyone.json()]
+    assert names == sorted(names)
+    pages = [
+        accounts_admin.get("/users", params={"limit": 2, "offset": offset}).json()
+        for offset in range(0, total, 2)
+    ]
+    assert [user["username"] for page in pages for user in page] == names
+    past = accounts_admin.get("/users", params={"offset": total})
+    assert (past.json(), past.headers["X-Total-Count"]) == ([], str(total))
+
+    teams = accounts_admin.get("/teams", params={"limit": 1000}).json()
+    page = accounts_admin.get("/teams", params={"limit": 2, "offset": 1})
+    assert page.json() == teams[1:3]
+    assert page.headers["X-Total-Count"] == str(len(teams))
+
+    keys = person.client.get("/auth/keys", params={"limit": 2, "offset": 1})
+    assert [key["name"] for key in keys.json()] == ["k2", "k3"]
+    assert keys.headers["X-Total-Count"] == "3"
+
+    for path in ("/users", "/teams"):
+        for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
+            assert accounts_admin.get(path, params=bad).status_code == 422, (path, bad)
+    assert person.client.get("/auth/keys", params={"limit": 0}).status_code == 422

@@ -1,9 +1,9 @@
-// Admin: users and teams (admins only). Users: GET /users (all of them: the gateway does
-// not paginate), POST /users, PATCH /users/{username}, PUT /users/{username}/password.
-// Teams: GET /teams, POST /teams, DELETE /teams/{name}, PUT / DELETE
-// /teams/{name}/members/{username}. The confirmations say what docs/api.md and
-// docs/gateway.md say a change revokes.
+// Admin: users and teams (admins only). Users: GET /users (by page), POST /users,
+// PATCH /users/{username}, PUT /users/{username}/password. Teams: GET /teams (by page),
+// POST /teams, DELETE /teams/{name}, PUT / DELETE /teams/{name}/members/{username}. The
+// confirmations say what docs/api.md and docs/gateway.md say a change revokes.
 
+import { useState } from "react";
 import { api } from "../api";
 import { ErrorNote, Loading, useLoad } from "../components/Load";
 import { currentRoute, href } from "../route";
@@ -11,26 +11,61 @@ import { useSession } from "../session";
 import { NewTeam, TeamsTable } from "./admin/Teams";
 import type { TeamRecord, UserRecord } from "./admin/types";
 import { NewUser, UsersTable } from "./admin/Users";
+import { loadPage } from "./jobs/paged";
+import { Pager } from "./jobs/Pager";
 import "./pages-admin-telemetry.css";
 
 const VIEWS = [
   { path: "users", title: "Users" },
   { path: "teams", title: "Teams" },
 ] as const;
+const PAGE = 50; // rows of a table
+// The names offered where a user's teams or a team's members are chosen: the most one
+// answer of GET /users or /teams holds.
+const CHOICES = 1000;
+
+interface Choices {
+  teams: TeamRecord[] | null;
+  users: UserRecord[] | null;
+}
 
 export function Admin({ route }: { route: string[] }) {
   const { user, isAdmin } = useSession();
   // Asked of everyone: for someone who is not an admin the platform's own answer (403)
   // is shown under the sentence below.
-  const users = useLoad((signal) => api<UserRecord[]>("/users", { signal }), []);
-  const teams = useLoad((signal) => api<TeamRecord[]>("/teams", { signal }), []);
+  const [userOffset, setUserOffset] = useState(0);
+  const [teamOffset, setTeamOffset] = useState(0);
+  const users = useLoad(
+    (signal) => loadPage<UserRecord>("/users", { limit: PAGE, offset: userOffset }, signal),
+    [userOffset],
+  );
+  const teams = useLoad(
+    (signal) => loadPage<TeamRecord>("/teams", { limit: PAGE, offset: teamOffset }, signal),
+    [teamOffset],
+  );
   const view = route[0] === "teams" ? "teams" : "users";
+  // Only the view shown needs the other list's names, for its pickers.
+  const choices = useLoad<Choices>(
+    (signal) =>
+      view === "users"
+        ? api<TeamRecord[]>("/teams", { query: { limit: CHOICES }, signal }).then((teamList) => ({
+            teams: teamList,
+            users: null,
+          }))
+        : api<UserRecord[]>("/users", { query: { limit: CHOICES }, signal }).then((userList) => ({
+            teams: null,
+            users: userList,
+          })),
+    [view],
+  );
   const page = currentRoute()[0] ?? "";
   const reloadUsers = users.reload;
   const reloadTeams = teams.reload;
-  const reloadBoth = () => {
+  const reloadChoices = choices.reload;
+  const reloadAll = () => {
     reloadUsers();
     reloadTeams();
+    reloadChoices();
   };
 
   if (!isAdmin && !users.data) {
@@ -56,30 +91,57 @@ export function Admin({ route }: { route: string[] }) {
           ))}
         </ul>
       </nav>
-      <ErrorNote error={teams.error} />
+      <ErrorNote error={choices.error} />
       {view === "users" ? (
         <section aria-labelledby="users-title">
           <h2 id="users-title">Users</h2>
-          <NewUser teams={teams.data ?? []} onCreated={reloadBoth} />
+          <NewUser teams={choices.data?.teams ?? []} onCreated={reloadAll} />
           <ErrorNote error={users.error} />
           <Loading loading={users.loading && !users.data} />
           {users.data && (
-            <UsersTable
-              users={users.data}
-              teams={teams.data ?? []}
-              me={user?.username}
-              onChanged={reloadBoth}
-            />
+            <>
+              <UsersTable
+                users={users.data.items}
+                total={users.data.total}
+                teams={choices.data?.teams ?? []}
+                me={user?.username}
+                onChanged={reloadAll}
+              />
+              <Pager
+                label="users"
+                offset={userOffset}
+                limit={PAGE}
+                total={users.data.total}
+                shown={users.data.items.length}
+                onOffset={setUserOffset}
+              />
+            </>
           )}
         </section>
       ) : (
         <section aria-labelledby="teams-title">
           <h2 id="teams-title">Teams</h2>
-          <NewTeam onCreated={reloadTeams} />
-          <ErrorNote error={users.error} />
+          <NewTeam onCreated={reloadAll} />
+          <ErrorNote error={teams.error} />
           <Loading loading={teams.loading && !teams.data} />
           {teams.data && (
-            <TeamsTable teams={teams.data} users={users.data} me={user?.username} onChanged={reloadBoth} />
+            <>
+              <TeamsTable
+                teams={teams.data.items}
+                total={teams.data.total}
+                users={choices.data?.users ?? null}
+                me={user?.username}
+                onChanged={reloadAll}
+              />
+              <Pager
+                label="teams"
+                offset={teamOffset}
+                limit={PAGE}
+                total={teams.data.total}
+                shown={teams.data.items.length}
+                onOffset={setTeamOffset}
+              />
+            </>
           )}
         </section>
       )}

@@ -1,9 +1,14 @@
-// API keys: the caller's keys (GET /auth/keys), a new one (its secret shown once), revoke.
+// API keys: the caller's keys by page (GET /auth/keys), a new one (its secret shown
+// once), revoke.
 
 import { useState } from "react";
 import type { FormEvent } from "react";
 import { api, messageOf } from "../api";
 import { ErrorNote, Loading, useLoad } from "../components/Load";
+import { loadPage } from "./jobs/paged";
+import { Pager } from "./jobs/Pager";
+
+const PAGE = 50;
 
 interface Key {
   id: string;
@@ -18,7 +23,11 @@ interface NewKey extends Key {
 }
 
 export function Keys() {
-  const keys = useLoad((signal) => api<Key[]>("/auth/keys", { signal }), []);
+  const [offset, setOffset] = useState(0);
+  const keys = useLoad(
+    (signal) => loadPage<Key>("/auth/keys", { limit: PAGE, offset }, signal),
+    [offset],
+  );
   const [name, setName] = useState("");
   const [days, setDays] = useState("30");
   const [made, setMade] = useState<NewKey | null>(null);
@@ -81,38 +90,48 @@ export function Keys() {
       <ErrorNote error={error ?? keys.error} />
       <Loading loading={keys.loading && !keys.data} />
       {keys.data && (
-        <table>
-          <caption>Your API keys</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Created</th>
-              <th scope="col">Expires</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {keys.data.length === 0 && (
+        <>
+          <table>
+            <caption>Your API keys, oldest first ({keys.data.total} in all)</caption>
+            <thead>
               <tr>
-                <td colSpan={4}>No keys yet.</td>
+                <th scope="col">Name</th>
+                <th scope="col">Created</th>
+                <th scope="col">Expires</th>
+                <th scope="col">
+                  <span className="visually-hidden">Actions</span>
+                </th>
               </tr>
-            )}
-            {keys.data.map((key) => (
-              <tr key={key.id}>
-                <td>{key.name}</td>
-                <td>{new Date(key.created_at).toLocaleString()}</td>
-                <td>{key.expires_at ? new Date(key.expires_at).toLocaleString() : "never"}</td>
-                <td>
-                  <button type="button" onClick={() => revoke(key)}>
-                    Revoke <span className="visually-hidden">{key.name}</span>
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {keys.data.items.length === 0 && (
+                <tr>
+                  <td colSpan={4}>No keys yet.</td>
+                </tr>
+              )}
+              {keys.data.items.map((key) => (
+                <tr key={key.id}>
+                  <td>{key.name}</td>
+                  <td>{new Date(key.created_at).toLocaleString()}</td>
+                  <td>{key.expires_at ? new Date(key.expires_at).toLocaleString() : "never"}</td>
+                  <td>
+                    <button type="button" onClick={() => revoke(key)}>
+                      Revoke <span className="visually-hidden">{key.name}</span>
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <Pager
+            label="API keys"
+            offset={offset}
+            limit={PAGE}
+            total={keys.data.total}
+            shown={keys.data.items.length}
+            onOffset={setOffset}
+          />
+        </>
       )}
     </>
   );

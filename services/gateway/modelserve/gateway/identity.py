@@ -470,10 +470,14 @@ class Identity:
             raise _not_found("user", username)
         return account
 
-    async def users(self) -> list[Account]:
-        return [
-            Account.from_row(row) for row in await self._rows(f"{_USERS} ORDER BY u.username", [])
-        ]
+    async def users(self, *, limit: int, offset: int) -> tuple[list[Account], int]:
+        """A page of the users by name, and how many there are in all."""
+        rows = await self._rows(f"{_USERS} ORDER BY u.username LIMIT %s OFFSET %s", [limit, offset])
+        return [Account.from_row(row) for row in rows], await self._count("users")
+
+    async def _count(self, table: str) -> int:
+        rows = await self._rows(f"SELECT count(*) AS n FROM {table}", [])
+        return int(rows[0]["n"])
 
     async def create_user(self, new: UserCreate) -> Account:
         password_hash = await self._hash(new.password)
@@ -552,9 +556,10 @@ class Identity:
 
     # --- teams ------------------------------------------------------------------------
 
-    async def teams(self) -> list[TeamPublic]:
-        rows = await self._rows(f"{_TEAMS} ORDER BY t.name", [])
-        return [TeamPublic.model_validate(row) for row in rows]
+    async def teams(self, *, limit: int, offset: int) -> tuple[list[TeamPublic], int]:
+        """A page of the teams by name, with their members, and how many there are."""
+        rows = await self._rows(f"{_TEAMS} ORDER BY t.name LIMIT %s OFFSET %s", [limit, offset])
+        return [TeamPublic.model_validate(row) for row in rows], await self._count("teams")
 
     async def team(self, name: str) -> TeamPublic:
         rows = await self._rows(f"{_TEAMS} WHERE t.name = %s", [name])
@@ -644,15 +649,22 @@ class Identity:
         )
         return ApiKeyCreated(**rows[0], key=parts.key)
 
-    async def keys(self, username: str) -> list[ApiKeyPublic]:
-        """The keys of `username` that are not revoked (expired ones included)."""
-        rows = await self._rows(
-            "SELECT k.id, k.name, k.created_at, k.expires_at FROM api_keys k"
-            " JOIN users u ON u.id = k.user_id"
-            " WHERE u.username = %s AND k.revoked_at IS NULL ORDER BY k.created_at, k.id",
-            [username],
+    async def keys(
+        self, username: str, *, limit: int, offset: int
+    ) -> tuple[list[ApiKeyPublic], int]:
+        """A page of the keys of `username` that are not revoked (expired ones included),
+        oldest first, and how many there are."""
+        mine = (
+            "FROM api_keys k JOIN users u ON u.id = k.user_id"
+            " WHERE u.username = %s AND k.revoked_at IS NULL"
         )
-        return [ApiKeyPublic.model_validate(row) for row in rows]
+        rows = await self._rows(
+            f"SELECT k.id, k.name, k.created_at, k.expires_at {mine}"
+            " ORDER BY k.created_at, k.id LIMIT %s OFFSET %s",
+            [username, limit, offset],
+        )
+        total = await self._rows(f"SELECT count(*) AS n {mine}", [username])
+        return [ApiKeyPublic.model_validate(row) for row in rows], int(total[0]["n"])
 
     async def revoke_key(self, key_id: str, owner: str | None) -> None:
         """Revoke the key `key_id` of `owner` (of anyone: None). Another user's key is

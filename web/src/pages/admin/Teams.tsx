@@ -1,4 +1,4 @@
-// Teams: the list with members (GET /teams), a new team (POST /teams), delete one
+// Teams: a page of the list with members (GET /teams), a new team (POST /teams), delete one
 // (DELETE /teams/{name}), add and remove members (PUT / DELETE
 // /teams/{name}/members/{username}). Removing a member or deleting a team revokes the
 // members' tokens: the confirmation says so.
@@ -54,11 +54,13 @@ export function NewTeam({ onCreated }: { onCreated: () => void }) {
 
 export function TeamsTable({
   teams,
+  total,
   users,
   me,
   onChanged,
 }: {
   teams: TeamRecord[];
+  total: number; // teams in all, on every page
   users: UserRecord[] | null;
   me: string | undefined;
   onChanged: () => void;
@@ -125,7 +127,7 @@ export function TeamsTable({
       <div className="table-scroll">
         <table>
           <caption>
-            Teams ({teams.length}: <code>GET /teams</code> answers them all, by name)
+            Teams by name ({total} in all)
           </caption>
           <thead>
             <tr>

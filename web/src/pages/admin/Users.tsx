@@ -1,4 +1,4 @@
-// Users: the list (GET /users), a new user (POST /users), a user's role, teams and
+// Users: a page of the list (GET /users), a new user (POST /users), a user's role, teams and
 // disabled flag (PATCH /users/{username}), a password (PUT /users/{username}/password).
 // Each change that revokes tokens says so before it is made.
 
@@ -145,11 +145,13 @@ type Open = { username: string; what: "edit" | "password" } | null;
 
 export function UsersTable({
   users,
+  total,
   teams,
   me,
   onChanged,
 }: {
   users: UserRecord[];
+  total: number; // users in all, on every page
   teams: TeamRecord[];
   me: string | undefined;
   onChanged: () => void;
@@ -173,7 +175,7 @@ export function UsersTable({
       <div className="table-scroll">
         <table>
           <caption>
-            Users ({users.length}: <code>GET /users</code> answers them all, by name)
+            Users by name ({total} in all)
           </caption>
           <thead>
             <tr>

@@ -20,6 +20,7 @@ from modelserve.common.tokens import SERVICE, Claims
 from modelserve.gateway.accounts import MAX_PASSWORD, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.deps import IdentityDep, SettingsDep
+from modelserve.gateway.paging import Limit, Offset, set_total
 
 router = APIRouter(tags=["auth"])
 _auth = APIRouter(prefix="/auth")
@@ -145,8 +146,17 @@ async def create_key(new: ApiKeyCreate, claims: Caller, identity: IdentityDep) -
 
 
 @_auth.get("/keys")
-async def list_keys(claims: Caller, identity: IdentityDep) -> list[ApiKeyPublic]:
-    return await identity.keys(claims.sub)
+async def list_keys(
+    claims: Caller,
+    identity: IdentityDep,
+    response: Response,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[ApiKeyPublic]:
+    """Your keys that are not revoked, oldest first, a page at a time (X-Total-Count)."""
+    keys, total = await identity.keys(claims.sub, limit=limit, offset=offset)
+    set_total(response, total)
+    return keys
 
 
 @_auth.delete("/keys/{key_id}", status_code=204)

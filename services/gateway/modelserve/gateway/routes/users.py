@@ -15,6 +15,7 @@ from modelserve.gateway.accounts import (
 )
 from modelserve.gateway.auth import Admin, Caller
 from modelserve.gateway.deps import IdentityDep
+from modelserve.gateway.paging import Limit, Offset, set_total
 
 router = APIRouter(tags=["users"])
 
@@ -25,8 +26,13 @@ async def create_user(new: UserCreate, _: Admin, identity: IdentityDep) -> UserP
 
 
 @router.get("/users")
-async def list_users(_: Admin, identity: IdentityDep) -> list[UserPublic]:
-    return [account.public() for account in await identity.users()]
+async def list_users(
+    _: Admin, identity: IdentityDep, response: Response, limit: Limit = 100, offset: Offset = 0
+) -> list[UserPublic]:
+    """Users by name, a page at a time (X-Total-Count: how many in all)."""
+    accounts, total = await identity.users(limit=limit, offset=offset)
+    set_total(response, total)
+    return [account.public() for account in accounts]
 
 
 @router.get("/users/{username}")
@@ -67,8 +73,13 @@ async def create_team(new: TeamCreate, _: Admin, identity: IdentityDep) -> TeamP
 
 
 @router.get("/teams")
-async def list_teams(_: Admin, identity: IdentityDep) -> list[TeamPublic]:
-    return await identity.teams()
+async def list_teams(
+    _: Admin, identity: IdentityDep, response: Response, limit: Limit = 100, offset: Offset = 0
+) -> list[TeamPublic]:
+    """Teams by name with their members, a page at a time (X-Total-Count: how many)."""
+    teams, total = await identity.teams(limit=limit, offset=offset)
+    set_total(response, total)
+    return teams
 
 
 @router.get("/teams/{name}")
