@@ -14,6 +14,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 NODE ?= node
+FRONTEND_PORT ?= 5173
 NPM ?= npm
 # npm's downloads are cached with the test bed's builds (CI clones fresh).
 NPM_CACHE ?= $(or $(MODELSERVE_CACHE),$(HOME)/.cache/modelserve)/npm
@@ -130,10 +131,10 @@ ui-lint: web/node_modules/.installed
 	cd web && $(NPM) run lint
 	cd web && $(NPM) run typecheck
 
-## frontend: the web UI's dev server on http://localhost:5173, against `make dev`'s
-## gateway (MODELSERVE_GATEWAY_URL, by default http://127.0.0.1:8200)
+## frontend: the web UI's dev server on http://localhost:5173 (FRONTEND_PORT), against
+## `make dev`'s gateway (MODELSERVE_GATEWAY_URL, by default http://127.0.0.1:8200)
 frontend: web/node_modules/.installed
-	cd web && $(NPM) run dev
+	cd web && $(NPM) run dev -- --port $(FRONTEND_PORT)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -35,7 +35,8 @@ export default defineConfig({
   base: "/ui/",
   plugins: [react()],
   server: {
-    port: 5173,
+    host: "127.0.0.1",
+    port: 5173, // `make frontend FRONTEND_PORT=…` picks another
     strictPort: true,
     proxy: Object.fromEntries(apiPaths.map((path) => [path, { target: gateway }])),
   },
