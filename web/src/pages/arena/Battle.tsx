@@ -1,5 +1,6 @@
 // One battle: a prompt, the two anonymous answers side by side as they stream, more
 // turns, then the vote that reveals the models (POST /arena/battles, …/turns, …/vote).
+// Max tokens and temperature, when given, go to both sides alike with each turn.
 
 import { useEffect, useReducer, useRef, useState } from "react";
 import type { FormEvent } from "react";
@@ -13,6 +14,8 @@ import { VoteBar, VoteOutcome } from "./Vote";
 export function Battle({ onVoted }: { onVoted: () => void }) {
   const [state, dispatch] = useReducer(onAction, NEW_BATTLE);
   const [prompt, setPrompt] = useState("");
+  const [maxTokens, setMaxTokens] = useState("");
+  const [temperature, setTemperature] = useState("");
   const controller = useRef<AbortController | null>(null);
 
   useEffect(() => () => controller.current?.abort(), []);
@@ -29,11 +32,11 @@ export function Battle({ onVoted }: { onVoted: () => void }) {
     dispatch({ kind: "ask", prompt: asked });
     setPrompt("");
     let ended = false;
+    const body: Record<string, unknown> = { messages: [{ role: "user", content: asked }], stream: true };
+    if (maxTokens) body.max_tokens = Number(maxTokens);
+    if (temperature) body.temperature = Number(temperature);
     try {
-      const response = await send(path, {
-        body: { messages: [{ role: "user", content: asked }], stream: true },
-        signal: abort.signal,
-      });
+      const response = await send(path, { body, signal: abort.signal });
       for await (const item of events(response)) {
         dispatch({ kind: "event", event: item });
         if (isFinal(item)) {
@@ -94,6 +97,31 @@ export function Battle({ onVoted }: { onVoted: () => void }) {
               disabled={answering}
             />
           </label>
+          <fieldset className="arena-settings" disabled={answering}>
+            <legend>Both sides answer with</legend>
+            <label>
+              Max tokens
+              <input
+                type="number"
+                min={1}
+                value={maxTokens}
+                onChange={(e) => setMaxTokens(e.target.value)}
+                placeholder="the platform's limit"
+              />
+            </label>
+            <label>
+              Temperature
+              <input
+                type="number"
+                min={0}
+                max={2}
+                step={0.1}
+                value={temperature}
+                onChange={(e) => setTemperature(e.target.value)}
+                placeholder="the servers' default"
+              />
+            </label>
+          </fieldset>
           <div className="arena-buttons">
             <button type="submit" disabled={answering || !prompt.trim()}>
               {state.id ? "Send the next turn" : "Start a battle"}

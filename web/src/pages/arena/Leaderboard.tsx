@@ -132,7 +132,9 @@ function BoardTable({ board }: { board: Board }) {
                 <td>
                   {m.ci ? (
                     <span className="arena-ci">
-                      {m.ci.lower.toFixed(1)}–{m.ci.upper.toFixed(1)}
+                      <span className="arena-ci-text">
+                        {m.ci.lower.toFixed(1)}–{m.ci.upper.toFixed(1)}
+                      </span>
                       <IntervalBar lower={m.ci.lower} upper={m.ci.upper} rating={m.rating} low={low} high={high} />
                     </span>
                   ) : (

@@ -17,7 +17,8 @@ export function EvalExamples({ jobId, live }: { jobId: string; live: boolean }) 
         query: { offset, limit: LIMIT },
         signal,
       }),
-    [jobId, offset],
+    // Once more when the job ends: its last examples may have finished after the last poll.
+    [jobId, offset, live],
   );
   usePolling(live, page.reload);
   const data = page.data;

@@ -1,6 +1,7 @@
-// Queue an evaluation (POST /eval/jobs): model, name, dataset_ref, max_samples. A dataset
-// of one's own is an OpenAI File uploaded first (POST /v1/files, purpose batch), whose
-// id is the dataset_ref; a shared one is named by its key under datasets/.
+// Queue an evaluation (POST /eval/jobs): model, name, dataset_ref, max_samples and
+// max_tokens. A dataset of one's own is an OpenAI File uploaded first (POST /v1/files,
+// purpose batch), whose id is the dataset_ref; a shared one is named by its key under
+// datasets/.
 
 import { useState } from "react";
 import type { FormEvent } from "react";
@@ -14,6 +15,7 @@ export function EvalForm({ onQueued }: { onQueued: () => void }) {
   const [name, setName] = useState("");
   const [dataset, setDataset] = useState("");
   const [maxSamples, setMaxSamples] = useState("");
+  const [maxTokens, setMaxTokens] = useState("");
   const [file, setFile] = useState<File | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -44,6 +46,7 @@ export function EvalForm({ onQueued }: { onQueued: () => void }) {
     setError(null);
     const body: Record<string, unknown> = { model_id: model, name, dataset_ref: dataset };
     if (maxSamples) body.max_samples = Number(maxSamples);
+    if (maxTokens) body.max_tokens = Number(maxTokens);
     try {
       setQueued(await api<EvalJob>("/eval/jobs", { body }));
       onQueued();
@@ -85,6 +88,17 @@ export function EvalForm({ onQueued }: { onQueued: () => void }) {
             value={maxSamples}
             onChange={(e) => setMaxSamples(e.target.value)}
             placeholder="all"
+          />
+        </label>
+        <label>
+          Max tokens per answer
+          <input
+            type="number"
+            min={1}
+            max={32768}
+            value={maxTokens}
+            onChange={(e) => setMaxTokens(e.target.value)}
+            placeholder="256"
           />
         </label>
         <button type="submit" disabled={busy}>
