@@ -6,6 +6,8 @@ service gave them."""
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -163,6 +165,36 @@ def test_an_admin_downloads_smollm2_through_the_gateway(
             "bucket_not_allowed")  # fmt: skip
     refused(admin.get("/downloads?state=sleeping"), 422, "invalid_request")
     refused(admin.get("/downloads?limit=0"), 422, "invalid_request")
+
+
+def raw(gateway: RunningService, client: httpx.Client, method: str, path: str) -> dict[str, Any]:
+    """Status and error of `path` sent as it is: httpx would resolve its dot segments."""
+    connection = http.client.HTTPConnection(
+        httpx.URL(gateway.url).host, httpx.URL(gateway.url).port
+    )
+    try:
+        connection.request(method, path, headers={"Authorization": client.headers["authorization"]})
+        answer = connection.getresponse()
+        return {"status": answer.status, **json.loads(answer.read())["error"]}
+    finally:
+        connection.close()
+
+
+def test_dot_segments_reach_no_other_route(gateway: RunningService, as_user: AsUser) -> None:
+    """`.` and `..` as a job's id are answered as ids no job can have, not passed on as a
+    path that the client would resolve (`/download/./cancel` is `/download/cancel`: a
+    download of the folder `cancel/`)."""
+    admin = as_user(gateway, "root", roles=("admin",))
+    for method, path, status, code in (
+        ("POST", "/downloads/./cancel", 404, "download_not_found"),
+        ("POST", "/downloads/../retry", 404, "download_not_found"),
+        ("GET", "/downloads/..", 404, "download_not_found"),
+        ("POST", "/download/.", 422, "invalid_model_id"),
+        ("POST", "/download/..", 422, "invalid_model_id"),
+    ):
+        answer = raw(gateway, admin, method, path)
+        assert (answer["status"], answer["code"]) == (status, code), (path, answer)
+    assert admin.get("/downloads").json() == []
 
 
 def test_users_download_what_their_contract_allows_and_see_only_their_own(

@@ -140,6 +140,15 @@ def _refusal(response: httpx.Response) -> ApiError:
     return ApiError(response.status_code, code, message, {"Retry-After": retry} if retry else None)
 
 
+def _job_path(template: str, model_id: str) -> str:
+    """`template` with the job's id, or the download service's 404 for an id no job can
+    have: asking would be pointless, and `.` or `..` (a dot segment, which the client
+    resolves) would reach another route."""
+    if not _MODEL_ID.match(model_id):
+        raise ApiError(404, "download_not_found", f"no download of model {model_id}")
+    return template.format(quote(model_id, safe=""))
+
+
 def _read(kind: Any, data: Any) -> Any:
     """`data` as `kind` (a model or a list of them), or 503: the gateway cannot read it."""
     try:
@@ -255,7 +264,7 @@ class RegistryClient:
 
     async def registration(self, authorization: str, model_id: str) -> RegistrationJob:
         """Where the registration (or download) of `model_id` stands."""
-        path = f"/status/{quote(model_id, safe='')}"
+        path = _job_path("/status/{}", model_id)
         job: RegistrationJob = _read(
             RegistrationJob, (await self._call("GET", path, authorization)).json()
         )
@@ -316,7 +325,12 @@ class RegistryClient:
     ) -> StartedDownload:
         """`POST /download/{model_id}` (the seeds' call: upstream `<model_id>/`) when
         `model_id` is given, else `POST /downloads` naming the source in `body`."""
-        path = f"/download/{quote(model_id, safe='')}" if model_id is not None else "/downloads"
+        if model_id is None:
+            path = "/downloads"
+        elif model_id in (".", ".."):  # a dot segment: the client would resolve it away
+            raise ApiError(422, "invalid_model_id", f"{model_id!r} is not a model id")
+        else:
+            path = f"/download/{quote(model_id, safe='')}"
         response = await self._call("POST", path, authorization, json=dict(body))
         job: DownloadJob = _read(DownloadJob, response.json())
         return StartedDownload(job=job, queued=response.status_code == 202)
@@ -333,14 +347,14 @@ class RegistryClient:
         return jobs
 
     async def download(self, authorization: str, model_id: str) -> DownloadJob:
-        path = f"/status/{quote(model_id, safe='')}"
+        path = _job_path("/status/{}", model_id)
         response = await self._call("GET", path, authorization)
         job: DownloadJob = _read(DownloadJob, response.json())
         return job
 
     async def manage_download(self, authorization: str, model_id: str, action: str) -> DownloadJob:
         """`action` is `cancel` or `retry`."""
-        path = f"/download/{quote(model_id, safe='')}/{action}"
+        path = _job_path("/download/{}/" + action, model_id)
         response = await self._call("POST", path, authorization)
         job: DownloadJob = _read(DownloadJob, response.json())
         return job
