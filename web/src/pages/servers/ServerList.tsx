@@ -1,0 +1,88 @@
+// The caller's servers (GET /status; admins: all), refreshed every few seconds: each
+// one's phase, loading state and replicas, a link to its detail, and Stop.
+
+import { useState } from "react";
+import { api, messageOf } from "../../api";
+import { ErrorNote, Loading, useLoad } from "../../components/Load";
+import { href } from "../../route";
+import { LoadState, Phase } from "./Badges";
+import { useEvery } from "./polling";
+import { stopServer } from "./stop";
+import { REFRESH_MS, desired, ownerOf } from "./types";
+import type { Server } from "./types";
+
+export function ServerList({ version }: { version: number }) {
+  const servers = useLoad((signal) => api<Server[]>("/status", { signal }), [version]);
+  const [error, setError] = useState<string | null>(null);
+  useEvery(servers.reload);
+
+  async function stop(server: Server) {
+    setError(null);
+    try {
+      if (await stopServer(server)) servers.reload();
+    } catch (failure) {
+      setError(messageOf(failure));
+    }
+  }
+
+  return (
+    <>
+      <ErrorNote error={error ?? servers.error} />
+      <Loading loading={servers.loading && !servers.data} />
+      {servers.data && (
+        <div className="sv-scroll">
+          <table className="sv-list">
+            <caption>Servers (refreshed every {REFRESH_MS / 1000} s)</caption>
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Model</th>
+                <th scope="col">Runtime</th>
+                <th scope="col">Status</th>
+                <th scope="col">State</th>
+                <th scope="col">Replicas</th>
+                <th scope="col">Owner</th>
+                <th scope="col">
+                  <span className="visually-hidden">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {servers.data.length === 0 && (
+                <tr>
+                  <td colSpan={8}>No servers. Serve a model above.</td>
+                </tr>
+              )}
+              {servers.data.map((server) => (
+                <tr key={server.server_id}>
+                  <td>
+                    <a href={href("servers", server.server_id)}>{server.name}</a>
+                    <div className="muted">{server.namespace}</div>
+                  </td>
+                  <td>{server.model}</td>
+                  <td>{server.runtime}</td>
+                  <td>
+                    <Phase phase={server.status} />
+                    {server.message && <div className="muted">{server.message}</div>}
+                  </td>
+                  <td>
+                    <LoadState state={server.state} />
+                  </td>
+                  <td>
+                    {server.ready_replicas} / {desired(server)} ready
+                  </td>
+                  <td>{ownerOf(server)}</td>
+                  <td>
+                    <button type="button" onClick={() => stop(server)}>
+                      Stop <span className="visually-hidden">{server.name}</span>
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
+  );
+}
