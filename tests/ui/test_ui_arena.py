@@ -121,7 +121,8 @@ def vote(page: Page, choice: str, outcome: str) -> dict[str, str]:
     page.get_by_role("button", name=choice).click()
     result = page.locator(".arena-outcome")
     expect(result).to_contain_text(f"You voted {outcome}.")
-    expect(result).to_contain_text("Your vote counts on the global leaderboard")
+    # The voter is in no team: the global board is the only one.
+    expect(result).to_contain_text("Your vote counts on the global leaderboard.")
     revealed = {}
     for side in ("a", "b"):
         heading = page.get_by_role("region", name=f"Model {side.upper()}", exact=True).locator("h3")

@@ -3,6 +3,7 @@
 import { useState } from "react";
 import { api, messageOf } from "../../api";
 import { ErrorNote } from "../../components/Load";
+import { useSession } from "../../session";
 import type { VoteResult } from "./battle";
 
 const CHOICES = [
@@ -48,10 +49,10 @@ const VOTED: Record<string, string> = {
   both_bad: "both are bad",
 };
 
-function fed(result: VoteResult): string {
+function fed(result: VoteResult, withTeams: boolean): string {
   if (!result.counts) return `Your vote is kept but does not count: ${whyNot(result)}.`;
   if (result.scope === "global") {
-    return "Your vote counts on the global leaderboard, and on your teams' boards.";
+    return `Your vote counts on the global leaderboard${withTeams ? ", and on your teams' boards" : ""}.`;
   }
   if (result.scope === "team" && result.team) return `Your vote counts on the leaderboard of the team ${result.team}.`;
   return "Your vote is kept but feeds no leaderboard: the battle had a model of one person's own, or models of two teams.";
@@ -67,6 +68,7 @@ function whyNot(result: VoteResult): string {
 }
 
 export function VoteOutcome({ result }: { result: VoteResult }) {
+  const { user } = useSession();
   return (
     <div className="notice arena-outcome" role="status">
       <p>
@@ -74,7 +76,7 @@ export function VoteOutcome({ result }: { result: VoteResult }) {
         was <strong>{result.models.b}</strong>.
       </p>
       <p>
-        {fed(result)}
+        {fed(result, (user?.teams.length ?? 0) > 0)}
       </p>
     </div>
   );
