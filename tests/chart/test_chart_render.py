@@ -632,4 +632,5 @@ def test_the_web_ui_can_be_turned_off(
     assert env["GATEWAY_UI_DIR"] == ""
     for name, value in env.items():
         clean_environment.setenv(name, value)
-    assert SETTINGS["gateway"]().ui_dir is None  # /ui answers 404 ui_not_installed
+    settings: Any = SETTINGS["gateway"]()
+    assert settings.ui_dir is None  # /ui answers 404 ui_not_installed
