@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -15,9 +15,12 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
+from modelserve.common.errors import ApiError
+
 logger = logging.getLogger(__name__)
 Connection = psycopg.AsyncConnection[Any]
 Params = dict[str, Any] | list[Any]
+T = TypeVar("T")
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -70,6 +73,25 @@ async def connection(pool: AsyncConnectionPool) -> AsyncIterator[Connection]:
         raise DatabaseUnavailable(f"no database connection within {pool.timeout:.0f} s") from error
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(f"the database is unavailable: {error}") from error
+
+
+async def run_for_clients(
+    pool: AsyncConnectionPool, work: Callable[[Connection], Awaitable[T]], *, what: str
+) -> T:
+    """`work` on a pooled connection, its failures as a client should hear them: the
+    database gone is 503 `database_unavailable` with Retry-After (the details, hosts and
+    users, go to the log only), a value PostgreSQL cannot hold (a NUL in a name) 422
+    `invalid_request`. `what` names the database: "the accounts database"."""
+    try:
+        async with connection(pool) as conn:
+            return await work(conn)
+    except DatabaseUnavailable as error:
+        logger.warning("%s: %s", what, error)
+        raise ApiError(
+            503, "database_unavailable", f"{what} is unavailable", {"Retry-After": "1"}
+        ) from error
+    except psycopg.DataError as error:
+        raise ApiError(422, "invalid_request", error.diag.message_primary or str(error)) from error
 
 
 async def fetch_one(pool: AsyncConnectionPool, query: str, params: Params) -> dict[str, Any] | None:

@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from modelserve.common.database import DatabaseUnavailable, connection, open_pool
+from modelserve.common.database import open_pool, run_for_clients
 from modelserve.common.errors import ApiError
 from modelserve.common.revocations import Revocations, RevocationsUnavailable, subject_digest
 from modelserve.common.tokens import Claims, TokenSigner, TokenVerifier
@@ -78,13 +78,6 @@ _TEAMS = """
     FROM teams t
 """
 logger = logging.getLogger(__name__)
-
-
-class IdentityUnavailable(ApiError):
-    """PostgreSQL cannot be reached right now; the client may retry."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(503, "database_unavailable", message, {"Retry-After": "1"})
 
 
 @dataclass(frozen=True)
@@ -225,17 +218,7 @@ class Identity:
         await self._pool.close()
 
     async def _run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
-        try:
-            async with connection(self._pool) as conn:
-                return await work(conn)
-        except DatabaseUnavailable as error:
-            # The details (hosts, users) are for the operator's log, not for clients.
-            logger.warning("accounts database: %s", error)
-            raise IdentityUnavailable("the accounts database is unavailable") from error
-        except psycopg.DataError as error:
-            # A value from the client that PostgreSQL cannot hold (a NUL in a name, say).
-            message = error.diag.message_primary or str(error)
-            raise ApiError(422, "invalid_request", message) from error
+        return await run_for_clients(self._pool, work, what="the accounts database")
 
     async def _rows(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
         async def work(conn: Conn) -> list[dict[str, Any]]:
@@ -449,7 +432,7 @@ class Identity:
     async def _revocation_source(self) -> Revocations:
         try:
             return await self.revocations()
-        except ApiError as error:  # IdentityUnavailable: the database cannot be reached
+        except ApiError as error:  # 503: the database cannot be reached
             raise RevocationsUnavailable(str(error.detail)) from None
 
     def _revoked_here(self) -> None:

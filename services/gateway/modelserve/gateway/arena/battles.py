@@ -302,15 +302,18 @@ class Arena:
             raise ApiError(
                 403, "forbidden", f"only members of the team {team!r} see its leaderboard"
             )
-        records = await self.store.board_votes(team)
         rounds = self._settings.arena_bootstrap_rounds if rounds is None else rounds
         key: BoardKey = (team, style_control, rounds)
-        votes: BoardVotes = (len(records), records[-1].battle_id if records else None)
+        # A board whose votes have not changed is answered from memory: the votes are read
+        # (and the ratings fitted) only when there are new ones.
+        votes: BoardVotes = await self.store.board_version(team)
         async with self._fitting:
             cached = self._boards.get(key)
             if cached is not None and cached[0] == votes:
                 self._boards.move_to_end(key)
                 return cached[1]
+            records = await self.store.board_votes(team)
+            votes = (len(records), records[-1].battle_id if records else None)
             counted = [vote_of(record) for record in records if record.counts]
             board = await asyncio.to_thread(
                 ratings.leaderboard, counted, style_control=style_control, rounds=rounds, seed=0

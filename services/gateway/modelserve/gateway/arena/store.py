@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -20,10 +19,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from modelserve.common.database import DatabaseUnavailable, connection
-from modelserve.common.errors import ApiError
+from modelserve.common.database import run_for_clients
 
-logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Message = dict[str, Any]
 Conn = psycopg.AsyncConnection[Any]
@@ -197,22 +194,7 @@ class ArenaStore:
         self._pool = pool
 
     async def _run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
-        try:
-            async with connection(self._pool) as conn:
-                return await work(conn)
-        except DatabaseUnavailable as error:
-            # The details (hosts, users) are for the operator's log, not for clients.
-            logger.warning("arena database: %s", error)
-            raise ApiError(
-                503,
-                "database_unavailable",
-                "the arena's database is unavailable",
-                headers={"Retry-After": "1"},
-            ) from error
-        except psycopg.DataError as error:
-            # A value from the client that PostgreSQL cannot hold (a NUL in a message).
-            message = error.diag.message_primary or str(error)
-            raise ApiError(422, "invalid_request", message) from error
+        return await run_for_clients(self._pool, work, what="the arena's database")
 
     async def _one(self, query: str, params: Sequence[Any]) -> dict[str, Any] | None:
         async def work(conn: Conn) -> dict[str, Any] | None:
@@ -383,15 +365,23 @@ class ArenaStore:
         """Every vote of a leaderboard, oldest first: the global one's (battles between
         the platform's models), or a team's (its members' votes on the platform's models,
         and everyone's on battles with the team's own)."""
-        if team is None:
-            where, params = "scope = 'global'", []
-        else:
-            where = "(scope = 'global' AND %s = ANY(teams)) OR (scope = 'team' AND team = %s)"
-            params = [team, team]
+        where, params = _board_scope(team)
         query = (
             f"SELECT {_VOTE_COLUMNS} FROM arena_votes WHERE {where} ORDER BY voted_at, battle_id"
         )
         return [VoteRecord.of(row) for row in await self._all(query, params)]
+
+    async def board_version(self, team: str | None) -> tuple[int, str | None]:
+        """What a leaderboard's votes are now, without reading them: how many, and the
+        last one's battle (votes are only ever added)."""
+        where, params = _board_scope(team)
+        row = await self._one(
+            "SELECT count(*) AS n, (array_agg(battle_id ORDER BY voted_at DESC, battle_id DESC))[1]"
+            f" AS last FROM arena_votes WHERE {where}",
+            params,
+        )
+        assert row is not None  # an aggregate always answers one row
+        return int(row["n"]), row["last"]
 
     async def votes(
         self, voter: str | None, counts: bool | None, limit: int, before: str | None = None
@@ -431,3 +421,11 @@ def _refusal(battle: Battle) -> VoteRefused | None:
     if battle.turns == 0:
         return VoteRefused("battle_unanswered", f"the battle {battle.id} has no answers yet")
     return None
+
+
+def _board_scope(team: str | None) -> tuple[str, list[Any]]:
+    """The votes of the global leaderboard, or of `team`'s (see `board_votes`)."""
+    if team is None:
+        return "scope = 'global'", []
+    where = "(scope = 'global' AND %s = ANY(teams)) OR (scope = 'team' AND team = %s)"
+    return where, [team, team]
