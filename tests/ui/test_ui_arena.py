@@ -119,7 +119,7 @@ def battle(page: Page, prompt: str) -> None:
 def vote(page: Page, choice: str, outcome: str) -> dict[str, str]:
     """Vote; the models revealed, by side."""
     page.get_by_role("button", name=choice).click()
-    result = page.locator(".arena-outcome")
+    result = page.get_by_role("status").filter(has_text="You voted")
     expect(result).to_contain_text(f"You voted {outcome}.")
     # The voter is in no team: the global board is the only one.
     expect(result).to_contain_text("Your vote counts on the global leaderboard.")

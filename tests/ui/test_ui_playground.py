@@ -46,10 +46,11 @@ def test_an_answer_s_tokens_show_their_logprobs_on_hover(
     spans = tokens.locator("span")
     expect(spans.first).to_be_visible()
     assert 1 <= spans.count() <= 8
-    panel = page.locator(".pg-token-panel")
+    first = spans.first
+    # The panel is what describes each token (aria-describedby).
+    panel = page.locator(f"[id='{first.get_attribute('aria-describedby')}']")
     expect(panel).to_contain_text("Hover over a token")
 
-    first = spans.first
     first.hover()
     # The panel describes the token hovered: its text, logprob, probability, and the other
     # tokens of its top 5; its title says the same.
