@@ -1,7 +1,7 @@
 """The Usage and limits page in a real browser against `make dev`'s platform: an admin's
 chat requests (made through the API first) show in today's totals, the per-model table
-and the chart of requests per day; a user sees only their own usage; the page fits a
-480 px wide window."""
+and the chart of requests per day; a user sees only their own usage, a member also their
+team's; the page fits a 480 px wide window."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from modelserve.testbed.ui_session import SERVED, admin_token, new_user, shoot, 
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.minio, pytest.mark.llm]
 
+# How long the page may take to read the usage and limits (the machine's CPUs are shared
+# with make dev's model server).
+LOADED_MS = 20_000
 # The elements that reach past the window's right edge (tag, class, right edge).
 WIDER_THAN_THE_WINDOW = """() => [...document.querySelectorAll('body *')]
     .map((e) => [e.tagName, e.className, Math.round(e.getBoundingClientRect().right)])
@@ -59,6 +62,9 @@ def open_usage(page: Page) -> None:
         "link", name="Usage and limits"
     ).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Usage and limits")
+    expect(page.get_by_role("heading", name="Today and this month")).to_be_visible(
+        timeout=LOADED_MS
+    )
 
 
 def requests_today(page: Page) -> int:
@@ -73,12 +79,11 @@ def test_an_admin_sees_their_requests_and_the_chart(
     sign_in(page, platform, "admin", platform["GATEWAY_ADMIN_PASSWORD"])
     open_usage(page)
     expect(page.get_by_text("Showing: You (admin)")).to_be_visible()
-    expect(page.get_by_role("heading", name="Today and this month")).to_be_visible()
     assert requests_today(page) >= admin_requests
     # The model make dev serves, in the per-model table.
     expect(page.get_by_role("row").filter(has_text=SERVED).first).to_be_visible()
     # The limits of the admin's contract (or "no limit"), as a table.
-    expect(page.get_by_role("table", name="Your limits")).to_be_visible()
+    expect(page.get_by_role("table", name="Your limits")).to_be_visible(timeout=LOADED_MS)
     expect(page.get_by_role("rowheader", name="Requests per minute")).to_be_visible()
     # The charts: one image each, whose label gives today's figure.
     chart = page.get_by_role("img", name="Requests per day", exact=False)
@@ -95,7 +100,7 @@ def test_an_admin_sees_their_requests_and_the_chart(
     page.get_by_label("User name").fill("nobody-used-this")
     page.get_by_role("button", name="Show").click()
     expect(page.get_by_text("Showing: User nobody-used-this")).to_be_visible()
-    expect(page.get_by_text("No model was used this month.")).to_be_visible()
+    expect(page.get_by_text("No model was used this month.")).to_be_visible(timeout=LOADED_MS)
     assert requests_today(page) == 0
     expect(page.get_by_role("alert")).to_have_count(0)
 
@@ -112,6 +117,26 @@ def test_a_user_sees_only_their_own_usage(
     # No way to name someone else: no admin form, no teams to pick.
     expect(page.get_by_label("User name")).to_have_count(0)
     expect(page.get_by_label("Whose usage")).to_have_count(0)
+    expect(page.get_by_role("img", name="Requests per day", exact=False)).to_be_visible()
+    expect(page.get_by_role("alert")).to_have_count(0)
+
+
+def test_a_member_picks_one_of_their_teams(page: Page, platform: dict[str, str]) -> None:
+    user, team = "ui-usage-dave", "ui-usage-team"
+    password = new_user(platform, user)
+    headers = {"Authorization": f"Bearer {admin_token(platform)}"}
+    with httpx.Client(base_url=platform["GATEWAY_URL"], headers=headers, timeout=30) as http:
+        made = http.post("/teams", json={"name": team})
+        assert made.status_code in (201, 409), made.text
+        joined = http.put(f"/teams/{team}/members/{user}")
+        assert joined.status_code == 200, joined.text
+    sign_in(page, platform, user, password)
+    open_usage(page)
+    page.get_by_label("Whose usage").select_option(label=f"Team {team}")
+    expect(page.get_by_text(f"Showing: Team {team}")).to_be_visible()
+    expect(page.get_by_text(f"Team {team} has no contract of its own")).to_be_visible(
+        timeout=LOADED_MS
+    )
     expect(page.get_by_role("img", name="Requests per day", exact=False)).to_be_visible()
     expect(page.get_by_role("alert")).to_have_count(0)
 

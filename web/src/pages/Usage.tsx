@@ -30,7 +30,9 @@ export function Usage() {
     [whose.kind, whose.kind === "me" ? "" : whose.name, days],
   );
   if (!user) return null;
-  const data = usage.data;
+  // While another user's, team's or span's figures load, the last ones are not shown
+  // under the new name.
+  const data = usage.loading ? null : usage.data;
   const limits = data && contract.data ? scopesOf(contract.data, whose, data) : null;
   return (
     <div className="usage-page">

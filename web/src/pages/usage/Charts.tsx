@@ -11,6 +11,8 @@ export function Charts({ daily }: { daily: DailyUsage }) {
     daily.series.map((d) => [dayStart(d.day), pick(d)]);
   const from = dayStart(daily.since);
   const to = dayStart(daily.until);
+  // Counts are whole: below 4 the axis would read 0.5, 1.5; from 0 to 4 it reads 1, 2, 3.
+  const wholeTop = (values: number[]) => (Math.max(0, ...values) < 4 ? 4 : undefined);
   return (
     <>
       <p className="muted">
@@ -24,6 +26,7 @@ export function Charts({ daily }: { daily: DailyUsage }) {
           unit=""
           from={from}
           to={to}
+          yMax={wholeTop(daily.series.map((d) => d.requests))}
           axis="days"
           format={count}
         />
@@ -36,6 +39,7 @@ export function Charts({ daily }: { daily: DailyUsage }) {
           unit=""
           from={from}
           to={to}
+          yMax={wholeTop(daily.series.flatMap((d) => [d.prompt_tokens, d.completion_tokens]))}
           axis="days"
           format={count}
         />
