@@ -174,3 +174,9 @@ def test_a_battle_its_vote_and_the_leaderboard(
     expect(page.get_by_text("Intervals from")).to_contain_text("bootstrap resamples")
     page.get_by_role("table", name="Global leaderboard").scroll_into_view_if_needed()
     shoot(page, "arena-leaderboard", tmp_path)
+
+    # In a 480 px window the page does not scroll sideways (the board scrolls inside it).
+    page.set_viewport_size({"width": 480, "height": 800})
+    page.get_by_role("button", name="New battle").click()
+    expect(page.get_by_label("Max tokens")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
