@@ -1,7 +1,8 @@
-"""The gateway's GET /usage, GET /usage/daily and GET /contracts/me: the contract
-service's answers and refusals passed on as the caller (the contract service judges whose
-usage they may read); without a contract service 404 `contract_not_configured`, one out of
-reach 503 `contract_unavailable`, never a 500."""
+"""The gateway's GET /usage, GET /usage/daily, GET /contracts/me and GET
+/contracts/limits: the contract service's answers and refusals passed on as the caller
+(the contract service judges whose usage and limits they may read); without a contract
+service 404 `contract_not_configured`, one out of reach 503 `contract_unavailable`, never
+a 500."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from modelserve.testbed.processes import free_port
 
 pytestmark = pytest.mark.postgres
 
-PATHS = ["/usage", "/usage/daily", "/contracts/me"]
+PATHS = ["/usage", "/usage/daily", "/contracts/me", "/contracts/limits"]
 Client = Callable[..., httpx.Client]
 
 
@@ -81,8 +82,15 @@ def test_usage_and_limits_as_the_caller(
     assert (mine["user"], mine["team"]) == (alice, team)
     assert mine == ok(direct.get("/contracts/me"))
 
+    mine_now = ok(me.get("/contracts/limits"))
+    assert mine_now == {"user": alice, "team": None, "limits": mine["limits"]}
+    assert ok(me.get("/contracts/limits", params={"team": team}))["limits"] is None
+
     admin = as_user(gateway, "root", roles=("admin",))
     assert ok(admin.get("/usage/daily", params={"user": alice, "days": 1}))["requests"] == 2
+    assert ok(admin.get("/contracts/limits", params={"user": alice}))["user"] == alice
+    refused = me.get("/contracts/limits", params={"user": "bob"})
+    assert refused.status_code == 403, refused.text
 
     # Refusals: the contract service's, status, code and message kept.
     other = me.get("/usage/daily", params={"user": "bob"})

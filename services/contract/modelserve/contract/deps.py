@@ -41,3 +41,18 @@ def acting_for(claims: Claims, named: Principal | None) -> Principal:
     if not (claims.is_service or claims.is_admin):
         raise ApiError(403, "service_only", "only platform services may ask for someone else")
     return named
+
+
+def readable(claims: Claims, user: str | None, team: str | None) -> tuple[str | None, str | None]:
+    """The user or team a read of usage or limits is about, if the caller may read it:
+    their own by default; a team's for its members; anyone's for admins."""
+    if user is not None and team is not None:
+        raise ApiError(400, "bad_request", "ask for a user or a team, not both")
+    if team is None and user is None:
+        user = claims.sub
+    if not claims.is_admin:
+        if user is not None and user != claims.sub:
+            raise ApiError(403, "forbidden", "only admins read another user's usage or limits")
+        if team is not None and team not in claims.teams:
+            raise ApiError(403, "forbidden", f"you are not a member of team {team}")
+    return user, team

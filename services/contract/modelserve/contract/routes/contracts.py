@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from modelserve.common.auth import Admin, Caller
 from modelserve.common.errors import ApiError
-from modelserve.contract.deps import DeciderDep
+from modelserve.contract.deps import DeciderDep, readable
 from modelserve.contract.policy import Principal
 from modelserve.contract.tables import Contract, Limits, SubjectKind
 
@@ -21,6 +21,14 @@ class MyContract(BaseModel):
     team: str | None
     # The contract of the team you act for by default, if it has one.
     team_limits: Limits | None
+
+
+class SubjectLimits(BaseModel):
+    user: str | None
+    team: str | None
+    # A user's: their contract over the defaults (the defaults without one). A team's: its
+    # contract; None when it has none (then no team limits apply).
+    limits: Limits | None
 
 
 @router.get("")
@@ -44,6 +52,20 @@ async def my_contract(claims: Caller, decider: DeciderDep) -> MyContract:
         team=team,
         team_limits=scopes[1].limits if len(scopes) > 1 else None,
     )
+
+
+@router.get("/limits")
+async def limits_of(
+    claims: Caller, decider: DeciderDep, user: str | None = None, team: str | None = None
+) -> SubjectLimits:
+    """The limits that hold for a user or a team, whose as for GET /usage: your own by
+    default; a team's for its members; anyone's for admins."""
+    user, team = readable(claims, user, team)
+    book = decider.book
+    if user is not None:
+        return SubjectLimits(user=user, team=None, limits=book.users.get(user, book.defaults))
+    assert team is not None
+    return SubjectLimits(user=None, team=team, limits=book.teams.get(team))
 
 
 @router.get("/{kind}/{name}")

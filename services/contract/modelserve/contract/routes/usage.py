@@ -10,9 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from modelserve.common.auth import Caller, ServiceOrAdmin
-from modelserve.common.errors import ApiError
-from modelserve.common.tokens import Claims
-from modelserve.contract.deps import DeciderDep
+from modelserve.contract.deps import DeciderDep, readable
 from modelserve.contract.policy import Principal
 from modelserve.contract.tables import BIGINT_MAX
 
@@ -79,21 +77,6 @@ class DailyUsage(BaseModel):
     series: list[DayUsage]
 
 
-def _whose(claims: Claims, user: str | None, team: str | None) -> tuple[str | None, str | None]:
-    """The user or team a usage read is about, if the caller may read it: your own by
-    default; a team's for its members; anyone's for admins."""
-    if user is not None and team is not None:
-        raise ApiError(400, "bad_request", "ask for a user or a team, not both")
-    if team is None and user is None:
-        user = claims.sub
-    if not claims.is_admin:
-        if user is not None and user != claims.sub:
-            raise ApiError(403, "forbidden", "only admins read another user's usage")
-        if team is not None and team not in claims.teams:
-            raise ApiError(403, "forbidden", f"you are not a member of team {team}")
-    return user, team
-
-
 @router.post("/usage", response_model_exclude_none=True)
 async def record_usage(body: UsageRecord, _: ServiceOrAdmin, decider: DeciderDep) -> Recorded:
     found = await decider.record_usage(
@@ -120,7 +103,7 @@ async def read_usage(
 ) -> UsageReport:
     """Totals since the start of this UTC day or month: your own by default; a team's
     for its members; anyone's for admins."""
-    user, team = _whose(claims, user, team)
+    user, team = readable(claims, user, team)
     today = await decider.store.today()
     since = today if period == "day" else today.replace(day=1)
     rows = await decider.store.usage(subject=user, team=team, since=since)
@@ -147,7 +130,7 @@ async def read_daily_usage(
 ) -> DailyUsage:
     """Requests and tokens per UTC day over the last `days` days, today included, one
     entry a day (zeros for days without use): whose as for GET /usage."""
-    user, team = _whose(claims, user, team)
+    user, team = readable(claims, user, team)
     rows = await decider.store.daily_usage(subject=user, team=team, days=days)
     series = [DayUsage.model_validate(row) for row in rows]
     return DailyUsage(

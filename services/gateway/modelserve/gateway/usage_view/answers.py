@@ -79,3 +79,12 @@ class MyContract(_Passing):
     limits: ContractLimits
     team: str | None
     team_limits: ContractLimits | None
+
+
+class SubjectLimits(_Passing):
+    """The limits that hold for a user (their contract over the defaults) or a team (its
+    contract; None: it has none)."""
+
+    user: str | None
+    team: str | None
+    limits: ContractLimits | None

@@ -1,8 +1,9 @@
-"""GET /usage, GET /usage/daily and GET /contracts/me of the contract service, passed
-through as the caller (their Authorization header, on the gateway's one client of the
-contract service), answers and refusals kept. Without a contract service
-(GATEWAY_CONTRACT_URL unset) they answer 404 `contract_not_configured`; one that cannot
-be reached, or answers what the gateway cannot read, is 503 `contract_unavailable`."""
+"""GET /usage, GET /usage/daily, GET /contracts/me and GET /contracts/limits of the
+contract service, passed through as the caller (their Authorization header, on the
+gateway's one client of the contract service), answers and refusals kept. Without a
+contract service (GATEWAY_CONTRACT_URL unset) they answer 404 `contract_not_configured`;
+one that cannot be reached, or answers what the gateway cannot read, is 503
+`contract_unavailable`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from modelserve.common.errors import ApiError
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.contracts import ContractClient
 from modelserve.gateway.deps import ContractsDep
-from modelserve.gateway.usage_view.answers import DailyUsage, MyContract, UsageReport
+from modelserve.gateway.usage_view.answers import (
+    DailyUsage,
+    MyContract,
+    SubjectLimits,
+    UsageReport,
+)
 
 router = APIRouter(tags=["usage"])
 Answer = TypeVar("Answer", bound=BaseModel)
@@ -86,3 +92,18 @@ async def my_contract(request: Request, _: Caller, contracts: ContractDep) -> My
     """Your limits (your contract over the defaults) and your default team's."""
     answer = await contracts.read_as_caller("/contracts/me", _authorization(request))
     return _read(MyContract, answer)
+
+
+@router.get("/contracts/limits")
+async def limits_of(
+    request: Request,
+    _: Caller,
+    contracts: ContractDep,
+    user: str | None = None,
+    team: str | None = None,
+) -> SubjectLimits:
+    """The limits that hold for a user (their contract over the defaults) or a team (its
+    contract, or none); whose as for GET /usage."""
+    params = {"user": user, "team": team}
+    answer = await contracts.read_as_caller("/contracts/limits", _authorization(request), params)
+    return _read(SubjectLimits, answer)
