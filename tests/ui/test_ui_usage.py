@@ -95,13 +95,16 @@ def test_an_admin_sees_their_requests_and_the_chart(
     expect(page.get_by_role("alert")).to_have_count(0)
     shoot(page, "usage", tmp_path)
 
-    # An admin reads another user's usage by name; the limits say they are not told.
+    # An admin reads another user's usage by name, against that user's limits.
     page.get_by_label("Whose usage").select_option("user")
     page.get_by_label("User name").fill("nobody-used-this")
     page.get_by_role("button", name="Show").click()
     expect(page.get_by_text("Showing: User nobody-used-this")).to_be_visible()
     expect(page.get_by_text("No model was used this month.")).to_be_visible(timeout=LOADED_MS)
     assert requests_today(page) == 0
+    expect(page.get_by_role("table", name="User nobody-used-this's limits")).to_be_visible(
+        timeout=LOADED_MS
+    )
     expect(page.get_by_role("alert")).to_have_count(0)
 
 

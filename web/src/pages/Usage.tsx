@@ -7,7 +7,7 @@ import { ErrorNote, Loading, useLoad } from "../components/Load";
 import { useSession } from "../session";
 import { Charts } from "./usage/Charts";
 import { LimitsPanel, scopesOf } from "./usage/Limits";
-import { loadContract, loadUsage } from "./usage/load";
+import { loadLimits, loadUsage } from "./usage/load";
 import { ModelTable } from "./usage/ModelTable";
 import { Picker } from "./usage/Picker";
 import { Totals } from "./usage/Totals";
@@ -24,16 +24,15 @@ export function Usage() {
   const { user, isAdmin } = useSession();
   const [whose, setWhose] = useState<Whose>({ kind: "me" });
   const [days, setDays] = useState(30);
-  const contract = useLoad((signal) => loadContract(signal), []);
-  const usage = useLoad(
-    (signal) => loadUsage(whose, days, signal),
-    [whose.kind, whose.kind === "me" ? "" : whose.name, days],
-  );
+  const name = whose.kind === "me" ? "" : whose.name;
+  const usage = useLoad((signal) => loadUsage(whose, days, signal), [whose.kind, name, days]);
+  const contract = useLoad((signal) => loadLimits(whose, signal), [whose.kind, name]);
   if (!user) return null;
   // While another user's, team's or span's figures load, the last ones are not shown
   // under the new name.
   const data = usage.loading ? null : usage.data;
-  const limits = data && contract.data ? scopesOf(contract.data, whose, data) : null;
+  const limitsView = contract.loading ? null : contract.data;
+  const limits = data && limitsView ? scopesOf(limitsView, whose, data) : null;
   return (
     <div className="usage-page">
       <Picker

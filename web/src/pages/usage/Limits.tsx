@@ -1,9 +1,9 @@
 // The contract's limits against what was used: the caller's own (their contract over the
-// defaults) and their default team's, as GET /contracts/me tells them. Another user's or
-// team's limits are not told to the caller by that route, and the page says so.
+// defaults) and their default team's (GET /contracts/me), or those of the user or team
+// picked (GET /contracts/limits: a user's contract over the defaults, a team's own).
 
 import { count, limit } from "./format";
-import type { Limits, MyContract, UsageReport, Whose } from "./types";
+import type { Limits, LimitsView, UsageReport, Whose } from "./types";
 
 interface Scope {
   title: string; // "Your limits", "Team nlp's limits"
@@ -12,33 +12,24 @@ interface Scope {
   used: { day: UsageReport; month: UsageReport } | null;
 }
 
-// The scopes whose limits apply to what the page shows, and a note where none can be shown.
+// The scopes whose limits apply to what the page shows, and a note where there are none.
 export function scopesOf(
-  contract: MyContract,
+  view: LimitsView,
   whose: Whose,
   usage: { day: UsageReport; month: UsageReport },
 ): { scopes: Scope[]; note: string | null } {
-  if (whose.kind === "me") {
+  if ("mine" in view) {
+    const contract = view.mine;
     const scopes: Scope[] = [{ title: "Your limits", limits: contract.limits, used: usage }];
     if (contract.team && contract.team_limits) {
       scopes.push({ title: `Team ${contract.team}'s limits`, limits: contract.team_limits, used: null });
     }
     return { scopes, note: null };
   }
-  if (whose.kind === "team" && whose.name === contract.team) {
-    if (!contract.team_limits) {
-      return { scopes: [], note: `Team ${whose.name} has no contract of its own: no team limits.` };
-    }
-    return {
-      scopes: [{ title: `Team ${whose.name}'s limits`, limits: contract.team_limits, used: usage }],
-      note: null,
-    };
-  }
-  const who = whose.kind === "user" ? `user ${whose.name}` : `team ${whose.name}`;
-  return {
-    scopes: [],
-    note: `The platform tells you your own limits and your default team's only, not those of ${who}.`,
-  };
+  const { limits } = view.picked;
+  const who = whose.kind === "user" ? `User ${whose.name}` : whose.kind === "team" ? `Team ${whose.name}` : "";
+  if (!limits) return { scopes: [], note: `${who} has no contract of its own: no team limits.` };
+  return { scopes: [{ title: `${who}'s limits`, limits, used: usage }], note: null };
 }
 
 function Budget({ scope }: { scope: Scope }) {

@@ -1,8 +1,16 @@
 // What the page reads: today's and this month's totals and the per-day series (one
-// request for the whole series), for whom the page shows; the caller's limits apart.
+// request for the whole series), for whom the page shows; their limits apart.
 
 import { api } from "../../api";
-import type { DailyUsage, MyContract, UsageReport, UsageView, Whose } from "./types";
+import type {
+  DailyUsage,
+  LimitsView,
+  MyContract,
+  SubjectLimits,
+  UsageReport,
+  UsageView,
+  Whose,
+} from "./types";
 
 export function whoseQuery(whose: Whose): { user?: string; team?: string } {
   if (whose.kind === "user") return { user: whose.name };
@@ -20,6 +28,7 @@ export async function loadUsage(whose: Whose, days: number, signal: AbortSignal)
   return { day, month, daily };
 }
 
-export function loadContract(signal: AbortSignal): Promise<MyContract> {
-  return api<MyContract>("/contracts/me", { signal });
+export async function loadLimits(whose: Whose, signal: AbortSignal): Promise<LimitsView> {
+  if (whose.kind === "me") return { mine: await api<MyContract>("/contracts/me", { signal }) };
+  return { picked: await api<SubjectLimits>("/contracts/limits", { query: whoseQuery(whose), signal }) };
 }

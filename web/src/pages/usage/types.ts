@@ -59,6 +59,17 @@ export interface MyContract {
   team_limits: Limits | null;
 }
 
+// The limits that hold for a user (their contract over the defaults) or a team (its
+// contract; null: it has none).
+export interface SubjectLimits {
+  user: string | null;
+  team: string | null;
+  limits: Limits | null;
+}
+
+// The limits the page shows: the caller's own and default team's, or those of whom they picked.
+export type LimitsView = { mine: MyContract } | { picked: SubjectLimits };
+
 // Whose usage the page shows.
 export type Whose = { kind: "me" } | { kind: "user"; name: string } | { kind: "team"; name: string };
 
