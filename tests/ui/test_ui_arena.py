@@ -44,7 +44,8 @@ def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"KUBECONFIG": env["KUBECONFIG"], "PATH": "/usr/bin:/bin"},
+        # HOME: kubectl keeps its discovery cache there (else in the working directory).
+        env={"KUBECONFIG": env["KUBECONFIG"], "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
     )
     assert ran.returncode == 0, ran.stderr
     return ran.stdout
