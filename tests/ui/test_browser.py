@@ -193,6 +193,6 @@ def test_gpus_and_system_show_the_test_bed_s_nodes(
     expect(nodes).to_contain_text("gpu-a100-0", timeout=30_000)
     expect(nodes).to_contain_text("gpu-l4-0")
     page.get_by_role("navigation", name="Telemetry").get_by_role("link", name="System").click()
-    expect(page.get_by_role("heading", name="System")).to_be_visible()
+    expect(page.get_by_role("heading", name="System", exact=True)).to_be_visible()
     expect(page.get_by_role("alert")).to_have_count(0)
     shoot(page, "system", tmp_path)

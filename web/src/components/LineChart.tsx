@@ -28,6 +28,13 @@ export interface LineChartProps {
 const WIDTH = 640;
 const HEIGHT = 220;
 const PAD = { left: 52, right: 12, top: 10, bottom: 28 };
+// A time label is about this wide: one closer than half of it to the right edge ends
+// there instead of being cut off.
+const LABEL_HALF = 32;
+
+function tickAnchor(at: number): "middle" | "end" {
+  return at > WIDTH - LABEL_HALF ? "end" : "middle";
+}
 const COLOURS = ["#1d4ed8", "#b45309", "#047857", "#9333ea", "#be123c", "#0e7490", "#4d7c0f", "#6b7280"];
 const DASHES = ["", "6 3", "2 3", "8 3 2 3"];
 
@@ -151,7 +158,7 @@ export function LineChart({
         {xTicks.map((tick) => (
           <g key={`x${tick}`}>
             <line x1={x(tick)} x2={x(tick)} y1={PAD.top + plotH} y2={PAD.top + plotH + 4} className="axis" />
-            <text x={x(tick)} y={HEIGHT - 8} textAnchor="middle">
+            <text x={x(tick)} y={HEIGHT - 8} textAnchor={tickAnchor(x(tick))}>
               {at(tick, withSeconds)}
             </text>
           </g>

@@ -11,8 +11,8 @@ import { useSession } from "../session";
 import { NewTeam, TeamsTable } from "./admin/Teams";
 import type { TeamRecord, UserRecord } from "./admin/types";
 import { NewUser, UsersTable } from "./admin/Users";
-import { loadPage } from "./jobs/paged";
-import { Pager } from "./jobs/Pager";
+import { loadPage } from "../components/paged";
+import { Pager } from "../components/Pager";
 import "./pages-admin-telemetry.css";
 
 const VIEWS = [

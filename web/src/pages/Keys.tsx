@@ -5,8 +5,8 @@ import { useState } from "react";
 import type { FormEvent } from "react";
 import { api, messageOf } from "../api";
 import { ErrorNote, Loading, useLoad } from "../components/Load";
-import { loadPage } from "./jobs/paged";
-import { Pager } from "./jobs/Pager";
+import { loadPage } from "../components/paged";
+import { Pager } from "../components/Pager";
 
 const PAGE = 50;
 

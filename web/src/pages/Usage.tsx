@@ -32,7 +32,7 @@ export function Usage() {
   // under the new name.
   const data = usage.loading ? null : usage.data;
   const limitsView = contract.loading ? null : contract.data;
-  const limits = data && limitsView ? scopesOf(limitsView, whose, data) : null;
+  const limits = data && limitsView ? scopesOf(limitsView, whose, data, isAdmin) : null;
   return (
     <div className="usage-page">
       <Picker

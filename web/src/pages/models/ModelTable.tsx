@@ -4,8 +4,8 @@
 import { useState } from "react";
 import { ErrorNote, Loading, useLoad } from "../../components/Load";
 import { bytes, when } from "../jobs/format";
-import { loadPage } from "../jobs/paged";
-import { Pager } from "../jobs/Pager";
+import { loadPage } from "../../components/paged";
+import { Pager } from "../../components/Pager";
 import type { ModelRecord } from "./types";
 
 const LIMIT = 25;

@@ -17,6 +17,7 @@ export function scopesOf(
   view: LimitsView,
   whose: Whose,
   usage: { day: UsageReport; month: UsageReport },
+  isAdmin: boolean,
 ): { scopes: Scope[]; note: string | null } {
   if ("mine" in view) {
     const contract = view.mine;
@@ -24,7 +25,11 @@ export function scopesOf(
     if (contract.team && contract.team_limits) {
       scopes.push({ title: `Team ${contract.team}'s limits`, limits: contract.team_limits, used: null });
     }
-    return { scopes, note: null };
+    // The contract service decides every request of an admin "admins are not limited".
+    const note = isAdmin
+      ? "You are an admin: no contract limits you. The limits below are what would hold without the admin role."
+      : null;
+    return { scopes, note };
   }
   const { limits } = view.picked;
   const who = whose.kind === "user" ? `User ${whose.name}` : whose.kind === "team" ? `Team ${whose.name}` : "";

@@ -1,7 +1,7 @@
 // One page of a list the platform paginates on the server: the rows, and how many there
 // are in all (its X-Total-Count header).
 
-import { send } from "../../api";
+import { send } from "../api";
 
 type Query = Record<string, string | number | undefined>;
 
