@@ -104,6 +104,16 @@ def test_users_serve_see_and_stop_their_own_servers_and_admins_all(
     assert in_namespace(alice.get("/status").json(), namespace) == {mine["name"]}
     assert in_namespace(bob.get("/status").json(), namespace) == {bobs["name"]}
     assert in_namespace(root.get("/status").json(), namespace) == {mine["name"], bobs["name"]}
+    # By page, oldest first, with the total.
+    everything = root.get("/status")
+    total = int(everything.headers["X-Total-Count"])
+    assert total == len(everything.json()) >= 2
+    pages = [root.get("/status", params={"limit": 1, "offset": n}).json() for n in range(total)]
+    # Ids only: a server's status may move on between two calls.
+    paged = [[server["server_id"] for server in page] for page in pages]
+    assert paged == [[server["server_id"]] for server in everything.json()]
+    assert root.get("/status", params={"offset": total}).json() == []
+    assert root.get("/status", params={"limit": 0}).status_code == 422
 
     # Someone else's server is not there for you: not to read, not to stop.
     for response in (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
@@ -26,6 +26,7 @@ from modelserve.gateway.deps import (
 from modelserve.gateway.kubeservers import ServerStore
 from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.models import find_model
+from modelserve.gateway.paging import Limit, Offset, set_total
 from modelserve.gateway.routing import RouteTable
 from modelserve.gateway.server_events import DEFAULT_EVENTS, MAX_EVENTS, EventView, server_events
 from modelserve.gateway.server_state import server_state
@@ -131,12 +132,22 @@ def _view(
 
 @router.get("/status")
 async def list_servers(
-    claims: Caller, settings: SettingsDep, servers: ServersDep, routes: RoutesDep, book: BookDep
+    claims: Caller,
+    settings: SettingsDep,
+    servers: ServersDep,
+    routes: RoutesDep,
+    book: BookDep,
+    response: Response,
+    limit: Limit = 1000,
+    offset: Offset = 0,
 ) -> list[ServerStatus]:
-    """The caller's servers (an admin's: all), oldest first."""
+    """The caller's servers (an admin's: all), oldest first, a page at a time
+    (X-Total-Count: how many in all)."""
     items = await servers.list(owner_scope(claims))
     found = [_view(item, settings.ingress_url, routes, book) for item in items]
-    return sorted(found, key=lambda server: (server.created or "", server.name))
+    found.sort(key=lambda server: (server.created or "", server.name))
+    set_total(response, len(found))
+    return found[offset : offset + limit]
 
 
 @router.get("/status/{server_id}")
