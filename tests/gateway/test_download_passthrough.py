@@ -224,6 +224,20 @@ def test_users_download_what_their_contract_allows_and_see_only_their_own(
     # Without a token, the gateway itself refuses.
     assert httpx.get(f"{gateway.url}/downloads").status_code == 401
 
+    # A page at a time, newest first, with the total (the service's X-Total-Count).
+    second = alice.post("/downloads", json={**source, "model_id": "alice-smol-2"})
+    assert second.status_code == 202, second.text
+    assert followed(alice, "alice-smol-2")[-1]["state"] == "ready"
+    pages = [alice.get("/downloads", params={"limit": 1, "offset": n}) for n in (0, 1, 2)]
+    assert [[j["model_id"] for j in page.json()] for page in pages] == [
+        ["alice-smol-2"],
+        ["alice-smol"],
+        [],
+    ]
+    assert {page.headers["X-Total-Count"] for page in pages} == {"2"}
+    assert bob.get("/downloads").headers["X-Total-Count"] == "0"
+    refused(alice.get("/downloads", params={"offset": -1}), 422, "invalid_request")
+
 
 def test_cancel_and_retry_through_the_gateway(
     gateway: RunningService,

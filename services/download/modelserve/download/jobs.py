@@ -297,18 +297,29 @@ class Jobs:
         return Download.model_validate(row) if row else None
 
     async def recent(
-        self, *, state: State | None = None, visible_to: str | None = None, limit: int = 100
-    ) -> list[Download]:
+        self,
+        *,
+        state: State | None = None,
+        visible_to: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Download], int]:
+        """A page of the jobs `visible_to` may see, newest first, and how many there are."""
+        where = f"""(%(state)s::text IS NULL OR state = %(state)s)
+              AND {visible_condition("downloads.model_id")}"""
+        params = {
+            "state": state.value if state else None,
+            "who": visible_to,
+            "limit": limit,
+            "offset": offset,
+        }
         rows = await self._all(
-            f"""
-            SELECT * FROM downloads
-            WHERE (%(state)s::text IS NULL OR state = %(state)s)
-              AND {visible_condition("downloads.model_id")}
-            ORDER BY created_at DESC LIMIT %(limit)s
-            """,
-            {"state": state.value if state else None, "who": visible_to, "limit": limit},
+            f"SELECT * FROM downloads WHERE {where}"
+            " ORDER BY created_at DESC, model_id LIMIT %(limit)s OFFSET %(offset)s",
+            params,
         )
-        return [Download.model_validate(row) for row in rows]
+        counted = await self._one(f"SELECT count(*) AS n FROM downloads WHERE {where}", params)
+        return [Download.model_validate(row) for row in rows], int(counted["n"] if counted else 0)
 
     async def cancel(self, model_id: str) -> Download | None:
         """Cancel a queued or running job (its worker notices at its next report)."""

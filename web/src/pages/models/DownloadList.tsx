@@ -1,11 +1,13 @@
-// Downloads (and registrations, which are jobs of the same engine), newest first, in one
-// request (GET /downloads?state=&limit=: the service pages by limit only), each with a
+// Downloads (and registrations, which are jobs of the same engine), newest first, a page
+// in one request (GET /downloads?state=&limit=&offset=, X-Total-Count), each with a
 // progress bar, bytes, rate and time left; refreshed every 1.5 s while one is moving.
 // Cancel and retry; a job that becomes ready tells the page, whose records then reload.
 
 import { useEffect, useRef, useState } from "react";
-import { api, messageOf } from "../../api";
+import { messageOf } from "../../api";
 import { ErrorNote, Loading, useLoad } from "../../components/Load";
+import { loadPage } from "../../components/paged";
+import { Pager } from "../../components/Pager";
 import { bytes, duration, when } from "../jobs/format";
 import { usePolling } from "../jobs/usePolling";
 import { manageDownload } from "./DownloadForm";
@@ -14,8 +16,7 @@ import type { DownloadJob } from "./types";
 import "./downloads.css";
 
 const WATCH_MS = 1500;
-const STEP = 20;
-const MOST = 1000; // the service's largest limit
+const PAGE = 20;
 
 const STATE_CLASS: Record<string, string> = {
   ready: "job-done",
@@ -45,14 +46,15 @@ interface Props {
 
 export function DownloadList({ version, onReady }: Props) {
   const [state, setState] = useState("");
-  const [limit, setLimit] = useState(STEP);
+  const [offset, setOffset] = useState(0);
   const [error, setError] = useState<string | null>(null);
   const jobs = useLoad(
-    (signal) => api<DownloadJob[]>("/downloads", { query: { state, limit }, signal }),
-    [state, limit, version],
+    (signal) =>
+      loadPage<DownloadJob>("/downloads", { state: state || undefined, limit: PAGE, offset }, signal),
+    [state, offset, version],
   );
   const reload = jobs.reload;
-  const moving = (jobs.data ?? []).filter((job) => downloadActive(job.state)).length;
+  const moving = (jobs.data?.items ?? []).filter((job) => downloadActive(job.state)).length;
   usePolling(moving > 0, reload, WATCH_MS);
 
   // The page's records reload when a job becomes ready after the list was first shown
@@ -60,7 +62,7 @@ export function DownloadList({ version, onReady }: Props) {
   const knownReady = useRef<Set<string> | null>(null);
   useEffect(() => {
     if (!jobs.data) return;
-    const ready = jobs.data.filter((job) => job.state === "ready").map((job) => job.model_id);
+    const ready = jobs.data.items.filter((job) => job.state === "ready").map((job) => job.model_id);
     if (knownReady.current === null) {
       knownReady.current = new Set(ready);
       return;
@@ -80,7 +82,7 @@ export function DownloadList({ version, onReady }: Props) {
     }
   }
 
-  const list = jobs.data;
+  const list = jobs.data?.items ?? null;
   return (
     <section aria-labelledby="downloads-title">
       <h2 id="downloads-title">Downloads and registrations</h2>
@@ -91,7 +93,7 @@ export function DownloadList({ version, onReady }: Props) {
             value={state}
             onChange={(e) => {
               setState(e.target.value);
-              setLimit(STEP);
+              setOffset(0);
             }}
           >
             <option value="">any</option>
@@ -174,11 +176,14 @@ export function DownloadList({ version, onReady }: Props) {
               </tbody>
             </table>
           </div>
-          {list.length >= limit && limit < MOST && (
-            <button type="button" onClick={() => setLimit(Math.min(MOST, limit + STEP))}>
-              Show {STEP} more downloads
-            </button>
-          )}
+          <Pager
+            label="downloads"
+            offset={offset}
+            limit={PAGE}
+            total={jobs.data?.total ?? list.length}
+            shown={list.length}
+            onOffset={setOffset}
+          />
         </>
       )}
     </section>

@@ -215,12 +215,18 @@ async def download_status(model_id: str, claims: Caller, jobs: JobsDep) -> Downl
 async def list_downloads(
     claims: Caller,
     jobs: JobsDep,
+    response: Response,
     state: State | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[DownloadStatus]:
-    """Newest first: every download for admins and services, one's own for users."""
-    mine = visible_to(claims)
-    return [status(job) for job in await jobs.recent(state=state, visible_to=mine, limit=limit)]
+    """Newest first, a page at a time (X-Total-Count: how many in all): every download
+    for admins and services, one's own for users."""
+    found, total = await jobs.recent(
+        state=state, visible_to=visible_to(claims), limit=limit, offset=offset
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return [status(job) for job in found]
 
 
 @router.post("/download/{model_id}/cancel")

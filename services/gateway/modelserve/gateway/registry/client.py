@@ -112,6 +112,11 @@ class HistoryPage(BaseModel):
     total: int
 
 
+class DownloadPage(BaseModel):
+    jobs: list[DownloadJob]
+    total: int
+
+
 class RollbackReport(BaseModel):
     """An automatic rollback of a rollout (`rollout_id`: the set_active's history id) on
     one server."""
@@ -336,15 +341,16 @@ class RegistryClient:
         return StartedDownload(job=job, queued=response.status_code == 202)
 
     async def downloads(
-        self, authorization: str, *, state: str | None = None, limit: int = 100
-    ) -> list[DownloadJob]:
-        """The jobs the caller may see, newest first (the service pages by `limit` only)."""
-        params: dict[str, Any] = {"limit": limit}
+        self, authorization: str, *, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> DownloadPage:
+        """A page of the jobs the caller may see, newest first, and how many there are."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
         if state is not None:
             params["state"] = state
         response = await self._call("GET", "/downloads", authorization, params=params)
         jobs: list[DownloadJob] = _read(list[DownloadJob], response.json())
-        return jobs
+        total = int(response.headers.get("x-total-count", len(jobs)))
+        return DownloadPage(jobs=jobs, total=total)
 
     async def download(self, authorization: str, model_id: str) -> DownloadJob:
         path = _job_path("/status/{}", model_id)

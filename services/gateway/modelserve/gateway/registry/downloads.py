@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.deps import RegistryDep
+from modelserve.gateway.paging import set_total
 from modelserve.gateway.registry.client import DownloadJob, StartedDownload
 
 router = APIRouter(tags=["downloads"])
@@ -99,14 +100,20 @@ async def download_source(
 @router.get("/downloads")
 async def list_downloads(
     request: Request,
+    response: Response,
     _: Caller,
     registry: RegistryDep,
     state: State | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[DownloadJob]:
-    """Downloads and registrations newest first, the newest `limit` (the service has no
-    offset): everyone's for admins, one's own for users."""
-    return await registry.downloads(_authorization(request), state=state, limit=limit)
+    """Downloads and registrations newest first, a page at a time (X-Total-Count: how
+    many in all): everyone's for admins, one's own for users."""
+    page = await registry.downloads(
+        _authorization(request), state=state, limit=limit, offset=offset
+    )
+    set_total(response, page.total)
+    return page.jobs
 
 
 @router.get("/downloads/{model_id}")
