@@ -286,3 +286,40 @@ def test_a_scale_is_held_to_the_owner_s_contract_by_the_decision_and_the_webhook
     assert within.status_code == 200, within.text
     assert spec_replicas(kube_api, namespace, name) == 2
     assert as_user(deciding, "alice").delete(f"/stop/{sid}").status_code == 200
+
+
+def test_a_scale_is_decided_for_the_server_s_team_not_the_caller_s_first(
+    crds: KubeCluster,
+    gateway_kube: str,
+    namespace: str,
+    kube_api: k8s.ApiClient,
+    webhook_contract: RunningContract,
+    model_store: ModelStore,
+    start_gateway: Callable[..., RunningService],
+    as_user: Callable[..., httpx.Client],
+) -> None:
+    """Dora is in two teams: a scale of her team `roomy`'s server is judged against
+    roomy's contract, as the webhook judges it, not against `tight`, her first team."""
+    contracts = webhook_contract.service
+    admin = as_user(contracts, "root", roles=("admin",))
+    models = ["Tiny-ST", "tiny-st"]
+    assert admin.put("/contracts/team/tight", json={"max_replicas": 1, "models": models})
+    assert admin.put("/contracts/team/roomy", json={"max_replicas": 4, "models": models})
+    gateway = start_gateway(
+        GATEWAY_KUBECONFIG=gateway_kube,
+        GATEWAY_DOWNLOAD_URL=model_store.url,
+        GATEWAY_NAMESPACE=namespace,
+        GATEWAY_CONTRACT_URL=contracts.url,
+    )
+    dora = as_user(gateway, "dora", teams=("tight", "roomy"))
+    served = dora.post("/serve", json={**SERVE, "team": "roomy"})
+    assert served.status_code == 201, served.text
+    sid, name = served.json()["server_id"], served.json()["name"]
+
+    scaled = dora.post(f"/scale/{sid}", json={"replicas": 3})
+    assert scaled.status_code == 200, scaled.text
+    assert spec_replicas(kube_api, namespace, name) == 3
+    over = dora.post(f"/scale/{sid}", json={"replicas": 5})  # roomy's own limit holds
+    assert over.status_code == 403, over.text
+    assert error_code(over) == "max_replicas_exceeded"
+    assert dora.delete(f"/stop/{sid}").status_code == 200

@@ -8,11 +8,12 @@ its id tells nobody that it is there.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
 from modelserve.common.errors import ApiError
+from modelserve.common.modelserve import TEAM_LABEL
 from modelserve.common.tokens import Claims
 from modelserve.gateway.auth import Caller
 from modelserve.gateway.deps import (
@@ -168,7 +169,7 @@ async def get_server_events(
     server_id: str,
     claims: Caller,
     servers: ServersDep,
-    limit: int = Query(default=DEFAULT_EVENTS, ge=1, le=MAX_EVENTS),
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = DEFAULT_EVENTS,
 ) -> list[EventView]:
     """The Kubernetes Events of the server's ModelServe, Deployment, ReplicaSets and pods,
     newest first (at most `limit`)."""
@@ -197,11 +198,16 @@ async def scale(
         raise refusal
     metadata = item["metadata"]
     if contracts is not None:
-        resource = {
+        resource: dict[str, Any] = {
             "namespace": metadata["namespace"],
             "name": metadata["name"],
             "replicas": body.replicas,
         }
+        # Counted against the server's team, as the webhook counts it for the owner (an
+        # admin outside that team is not limited and names none).
+        team = (metadata.get("labels") or {}).get(TEAM_LABEL)
+        if team is not None and team in claims.teams:
+            resource["team"] = team
         decision = await contracts.decide(claims, "scale", resource)
         if not decision.allowed:
             raise ApiError(403, decision.reason, decision.message)
