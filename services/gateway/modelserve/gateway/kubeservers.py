@@ -69,6 +69,10 @@ def api_error(error: ApiException, *, action: str) -> ApiError:
     return ApiError(503, "cluster_unavailable", f"the cluster could not {action}: {message}")
 
 
+# How long one list of a server's events may take (the API server's answer included).
+EVENTS_REQUEST_SECONDS = 10
+
+
 async def _call(action: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return await asyncio.to_thread(call, *args, **kwargs)
@@ -230,17 +234,20 @@ class ServerStore:
         (one list per kind; `server_events` keeps the server's own)."""
         metadata = body["metadata"]
 
-        async def listed(selector: str) -> Objects:
-            # The raw JSON: the typed client's models are not what the builders read.
-            answer = await _call(
-                "list the server's events",
-                self._core.list_namespaced_event,
+        def read(selector: str) -> Objects:
+            # The raw JSON (the typed client's models are not what the builders read), read
+            # in the thread too: the body comes off the socket with `.data`.
+            answer = self._core.list_namespaced_event(
                 metadata["namespace"],
                 field_selector=selector,
                 _preload_content=False,
+                _request_timeout=EVENTS_REQUEST_SECONDS,
             )
             items: Objects = json.loads(answer.data).get("items") or []
             return items
+
+        async def listed(selector: str) -> Objects:
+            return await _call("list the server's events", read, selector)
 
         selectors = event_selectors(metadata["uid"], metadata["name"])
         lists = await asyncio.gather(*(listed(selector) for selector in selectors))
