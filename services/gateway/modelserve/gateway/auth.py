@@ -1,6 +1,7 @@
 """Who is calling: a platform JWT or an API key (`msk_…`, looked up in the gateway's
 database), both checked against the revocation list, both as `Claims`. Routes take
-`Caller` or `Admin`.
+`Caller` or `Admin`; a pass-through to a peer service that judges the caller itself
+takes `CallerAuthorization`, the header as the caller sent it.
 
 The gateway's `TokenVerifier` (in `app.state.verifier`) is the one `Identity` made: its
 API keys and revocations come from the gateway's own database.
@@ -16,7 +17,7 @@ from modelserve.common.auth import verified
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import API_KEY_PREFIX, Claims, TokenVerifier
 
-__all__ = ["API_KEY_PREFIX", "Admin", "Caller", "authenticate"]
+__all__ = ["API_KEY_PREFIX", "Admin", "Caller", "CallerAuthorization", "authenticate"]
 
 
 async def authenticate(request: Request, authorization: str | None) -> Claims:
@@ -36,3 +37,11 @@ async def admin(claims: Annotated[Claims, Depends(caller)]) -> Claims:
 
 Caller = Annotated[Claims, Depends(caller)]
 Admin = Annotated[Claims, Depends(admin)]
+
+
+def caller_authorization(request: Request) -> str:
+    """The caller's Authorization header as they sent it (a JWT or an API key)."""
+    return request.headers.get("authorization", "")
+
+
+CallerAuthorization = Annotated[str, Depends(caller_authorization)]

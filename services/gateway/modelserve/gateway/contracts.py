@@ -2,10 +2,13 @@
 may they use. Both fail closed: a contract service that does not answer refuses (503).
 
 Decisions are asked as the platform service the gateway is (a service token) for the user
-named in `principal`, with the roles and teams of the token the gateway verified. A user's
-limits (`GET /contracts/me`) are only told to that user, so for them the gateway signs a
-short-lived token of the caller's own claims: it is the issuer of user tokens anyway, and
-an API key cannot be forwarded.
+named in `principal`, with the roles and teams of the token the gateway verified. For a
+user's model allowlists (from `GET /contracts/me`, only told to that user) the gateway
+signs a short-lived token of the caller's own claims: it is the issuer of user tokens
+anyway, and this works whatever the caller came with. The usage and limits pages
+(`read_as_caller`) forward the caller's own Authorization header instead, so that the
+contract service judges who reads what; an API key there is checked by the contract
+service with the gateway (`JWT_GATEWAY_URL`), as on every service.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims, TokenSigner
+from modelserve.gateway.peer_errors import peer_refusal
 
 # The name in the gateway's service token, for the contract and download services.
 SERVICE_NAME = "gateway"
@@ -49,17 +53,6 @@ class _MyContract(BaseModel):
 
 def _unavailable(detail: str) -> ApiError:
     return ApiError(503, "contract_unavailable", f"the contract service {detail}")
-
-
-def _refusal(response: httpx.Response) -> ApiError:
-    """The contract service's error answer as the gateway's: status, code, message kept."""
-    try:
-        error = response.json()["error"]
-        code, message = str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        return _unavailable(f"answered {response.status_code}: {response.text[:200]}")
-    retry = response.headers.get("retry-after")
-    return ApiError(response.status_code, code, message, {"Retry-After": retry} if retry else None)
 
 
 class ContractClient:
@@ -127,7 +120,7 @@ class ContractClient:
         except httpx.HTTPError as error:
             raise _unavailable(f"cannot be reached: {error}") from error
         if response.status_code >= 400:
-            raise _refusal(response)
+            raise peer_refusal(response, _unavailable)
         try:
             return response.json()
         except ValueError as error:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from modelserve.common.errors import ApiError
 from modelserve.common.model_versions import ActiveVersion, SetActiveAnswer
 from modelserve.common.rollouts import MODEL_VERSION_ANNOTATION, Rollout, running_model
-from modelserve.gateway.auth import Caller
+from modelserve.gateway.auth import Caller, CallerAuthorization
 from modelserve.gateway.deps import RegistryDep, ServersDep
 from modelserve.gateway.kubeservers import ServerStore
 from modelserve.gateway.servers import RolloutView, owner_scope
@@ -92,14 +92,13 @@ async def _servers_of(servers: ServerStore, owner: str | None, name: str) -> lis
 @router.post("/models/set_active")
 async def set_active(
     body: SetActiveRequest,
-    request: Request,
+    authorization: CallerAuthorization,
     claims: Caller,
     registry: RegistryDep,
     servers: ServersDep,
 ) -> Activation:
     """Make version `id` the active one of its model name and roll every server of the
     caller that serves that name to it. Setting an earlier version active is the rollback."""
-    authorization = request.headers.get("authorization", "")
     answer = await registry.set_active(authorization, body.id, reason=body.reason)
     followers = []
     for item in await _servers_of(servers, owner_scope(claims), answer.name):
@@ -120,7 +119,7 @@ async def set_active(
 
 @router.get("/models/active")
 async def active(
-    request: Request,
+    authorization: CallerAuthorization,
     claims: Caller,
     registry: RegistryDep,
     servers: ServersDep,
@@ -128,7 +127,6 @@ async def active(
 ) -> list[ActiveModel]:
     """The active version of each model name the caller may see (or of `name`), its last
     automatic rollback, and the caller's servers of that name with the version each runs."""
-    authorization = request.headers.get("authorization", "")
     found = await registry.active(authorization, name)
     items = await servers.list(owner_scope(claims)) if found else []
     return [

@@ -39,6 +39,7 @@ from modelserve.common.model_versions import (
 )
 from modelserve.common.tokens import TokenSigner
 from modelserve.gateway.contracts import SERVICE_NAME
+from modelserve.gateway.peer_errors import peer_refusal
 
 # The ids the download service gives models (its check_model_id).
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -134,17 +135,6 @@ def _unavailable(detail: str) -> ApiError:
     return ApiError(503, "download_unavailable", f"the download service {detail}")
 
 
-def _refusal(response: httpx.Response) -> ApiError:
-    """The download service's error answer as the gateway's, status and code kept."""
-    try:
-        error = response.json()["error"]
-        code, message = str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        return _unavailable(f"answered {response.status_code}: {response.text[:200]}")
-    retry = response.headers.get("retry-after")
-    return ApiError(response.status_code, code, message, {"Retry-After": retry} if retry else None)
-
-
 def _job_path(template: str, model_id: str) -> str:
     """`template` with the job's id, or the download service's 404 for an id no job can
     have: asking would be pointless, and `.` or `..` (a dot segment, which the client
@@ -204,7 +194,7 @@ class RegistryClient:
         except httpx.HTTPError as error:
             raise _unavailable(f"cannot be reached: {error}") from error
         if response.status_code >= 400:
-            raise _refusal(response)
+            raise peer_refusal(response, _unavailable)
         return response
 
     # --- model records (the gateway's own token) -------------------------------------------

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 
-from modelserve.gateway.auth import Caller
+from modelserve.gateway.auth import Caller, CallerAuthorization
 from modelserve.gateway.deps import RegistryDep
 from modelserve.gateway.paging import set_total
 from modelserve.gateway.registry.client import DownloadJob, StartedDownload
@@ -29,10 +29,6 @@ router = APIRouter(tags=["downloads"])
 _TEXT = r"^[^\x00-\x1f\x7f]*$"
 State = Literal["queued", "transferring", "verifying", "ready", "failed", "cancelled"]
 Action = Literal["cancel", "retry"]
-
-
-def _authorization(request: Request) -> str:
-    return request.headers.get("authorization", "")
 
 
 def _answered(started: StartedDownload, response: Response) -> DownloadJob:
@@ -73,7 +69,7 @@ class DownloadRequest(DownloadOptions):
 @router.post("/download/{model_id}", status_code=202)
 async def download_model(
     model_id: str,
-    request: Request,
+    authorization: CallerAuthorization,
     response: Response,
     _: Caller,
     registry: RegistryDep,
@@ -82,24 +78,26 @@ async def download_model(
     """Copy the upstream model `<model_id>/` of the default bucket (the seeds' call): 202
     when queued, 200 when it was queued, copying or ready already."""
     body = (options or DownloadOptions()).model_dump(exclude_unset=True)
-    started = await registry.start_download(_authorization(request), body, model_id)
+    started = await registry.start_download(authorization, body, model_id)
     return _answered(started, response)
 
 
 @router.post("/downloads", status_code=202)
 async def download_source(
-    body: DownloadRequest, request: Request, response: Response, _: Caller, registry: RegistryDep
+    body: DownloadRequest,
+    authorization: CallerAuthorization,
+    response: Response,
+    _: Caller,
+    registry: RegistryDep,
 ) -> DownloadJob:
     """Copy one object (`key`) or a folder (`prefix`) of an upstream bucket."""
-    started = await registry.start_download(
-        _authorization(request), body.model_dump(exclude_unset=True)
-    )
+    started = await registry.start_download(authorization, body.model_dump(exclude_unset=True))
     return _answered(started, response)
 
 
 @router.get("/downloads")
 async def list_downloads(
-    request: Request,
+    authorization: CallerAuthorization,
     response: Response,
     _: Caller,
     registry: RegistryDep,
@@ -109,40 +107,38 @@ async def list_downloads(
 ) -> list[DownloadJob]:
     """Downloads and registrations newest first, a page at a time (X-Total-Count: how
     many in all): everyone's for admins, one's own for users."""
-    page = await registry.downloads(
-        _authorization(request), state=state, limit=limit, offset=offset
-    )
+    page = await registry.downloads(authorization, state=state, limit=limit, offset=offset)
     set_total(response, page.total)
     return page.jobs
 
 
 @router.get("/downloads/{model_id}")
 async def download_status(
-    model_id: str, request: Request, _: Caller, registry: RegistryDep
+    model_id: str, authorization: CallerAuthorization, _: Caller, registry: RegistryDep
 ) -> DownloadJob:
     """State, bytes done and total, rate and ETA of one download (the download service's
     `GET /status/{model_id}`); 404 for one the caller may not see."""
-    return await registry.download(_authorization(request), model_id)
+    return await registry.download(authorization, model_id)
 
 
 async def _manage(
-    model_id: str, action: Action, request: Request, registry: RegistryDep
+    model_id: str, action: Action, authorization: str, registry: RegistryDep
 ) -> DownloadJob:
-    return await registry.manage_download(_authorization(request), model_id, action)
+    return await registry.manage_download(authorization, model_id, action)
 
 
 @router.post("/downloads/{model_id}/cancel")
 async def cancel_download(
-    model_id: str, request: Request, _: Caller, registry: RegistryDep
+    model_id: str, authorization: CallerAuthorization, _: Caller, registry: RegistryDep
 ) -> DownloadJob:
     """Stop a queued or running download (its requester, admins); 409 `not_running`."""
-    return await _manage(model_id, "cancel", request, registry)
+    return await _manage(model_id, "cancel", authorization, registry)
 
 
 @router.post("/downloads/{model_id}/retry", status_code=202)
 async def retry_download(
-    model_id: str, request: Request, _: Caller, registry: RegistryDep
+    model_id: str, authorization: CallerAuthorization, _: Caller, registry: RegistryDep
 ) -> DownloadJob:
     """Queue a failed or cancelled download again (its requester, admins); 409
     `not_finished`."""
-    return await _manage(model_id, "retry", request, registry)
+    return await _manage(model_id, "retry", authorization, registry)

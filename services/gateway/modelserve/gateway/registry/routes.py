@@ -7,20 +7,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from modelserve.common.model_versions import HistoryEntry
-from modelserve.gateway.auth import Caller
+from modelserve.gateway.auth import Caller, CallerAuthorization
 from modelserve.gateway.deps import RegistryDep
 from modelserve.gateway.registry.client import RegistrationJob, Upload
 
 router = APIRouter(tags=["registry"])
 _TEXT = r"^[^\x00-\x1f\x7f]*$"
-
-
-def _authorization(request: Request) -> str:
-    return request.headers.get("authorization", "")
 
 
 class RegisterRequest(BaseModel):
@@ -41,19 +37,19 @@ class RegisterRequest(BaseModel):
 
 @router.post("/models/register", status_code=202)
 async def register_model(
-    body: RegisterRequest, request: Request, _: Caller, registry: RegistryDep
+    body: RegisterRequest, authorization: CallerAuthorization, _: Caller, registry: RegistryDep
 ) -> RegistrationJob:
     """Register a version: 202 with the job that copies, hashes and records it."""
-    return await registry.register(_authorization(request), body.model_dump(exclude_unset=True))
+    return await registry.register(authorization, body.model_dump(exclude_unset=True))
 
 
 @router.get("/models/registrations/{model_id}")
 async def registration(
-    model_id: str, request: Request, _: Caller, registry: RegistryDep
+    model_id: str, authorization: CallerAuthorization, _: Caller, registry: RegistryDep
 ) -> RegistrationJob:
     """Where a registration stands: state, progress, error (the download service's
     `GET /status/{id}`)."""
-    return await registry.registration(_authorization(request), model_id)
+    return await registry.registration(authorization, model_id)
 
 
 class UploadRequest(BaseModel):
@@ -63,24 +59,26 @@ class UploadRequest(BaseModel):
 
 @router.post("/models/uploads", status_code=201)
 async def create_upload(
-    body: UploadRequest, request: Request, _: Caller, registry: RegistryDep
+    body: UploadRequest, authorization: CallerAuthorization, _: Caller, registry: RegistryDep
 ) -> Upload:
     """Open an upload: one presigned PUT (`url`) or presigned parts (`parts`)."""
-    return await registry.create_upload(_authorization(request), body.filename, body.size)
+    return await registry.create_upload(authorization, body.filename, body.size)
 
 
 @router.get("/models/uploads/{upload_id}")
-async def get_upload(upload_id: str, request: Request, _: Caller, registry: RegistryDep) -> Upload:
+async def get_upload(
+    upload_id: str, authorization: CallerAuthorization, _: Caller, registry: RegistryDep
+) -> Upload:
     """The upload, its URLs signed again while it is open."""
-    return await registry.upload(_authorization(request), upload_id)
+    return await registry.upload(authorization, upload_id)
 
 
 @router.delete("/models/uploads/{upload_id}", status_code=204)
 async def delete_upload(
-    upload_id: str, request: Request, _: Caller, registry: RegistryDep
+    upload_id: str, authorization: CallerAuthorization, _: Caller, registry: RegistryDep
 ) -> Response:
     """An open or completed upload given up: its staging object goes (409 once registered)."""
-    await registry.delete_upload(_authorization(request), upload_id)
+    await registry.delete_upload(authorization, upload_id)
     return Response(status_code=204)
 
 
@@ -95,16 +93,20 @@ class CompleteRequest(BaseModel):
 
 @router.post("/models/uploads/{upload_id}/complete")
 async def complete_upload(
-    upload_id: str, body: CompleteRequest, request: Request, _: Caller, registry: RegistryDep
+    upload_id: str,
+    body: CompleteRequest,
+    authorization: CallerAuthorization,
+    _: Caller,
+    registry: RegistryDep,
 ) -> Upload:
     """The bytes are all there: join the parts (multipart); then register it."""
     parts: list[dict[str, Any]] = [part.model_dump() for part in body.parts]
-    return await registry.complete_upload(_authorization(request), upload_id, parts)
+    return await registry.complete_upload(authorization, upload_id, parts)
 
 
 @router.get("/models/history")
 async def version_history(
-    request: Request,
+    authorization: CallerAuthorization,
     _: Caller,
     registry: RegistryDep,
     response: Response,
@@ -113,6 +115,6 @@ async def version_history(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[HistoryEntry]:
     """Changes of active versions the caller may see, newest first (X-Total-Count)."""
-    page = await registry.history(_authorization(request), name=name, limit=limit, offset=offset)
+    page = await registry.history(authorization, name=name, limit=limit, offset=offset)
     response.headers["X-Total-Count"] = str(page.total)
     return page.entries

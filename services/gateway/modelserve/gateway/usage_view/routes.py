@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ValidationError
 
 from modelserve.common.errors import ApiError
-from modelserve.gateway.auth import Caller
+from modelserve.gateway.auth import Caller, CallerAuthorization
 from modelserve.gateway.contracts import ContractClient
 from modelserve.gateway.deps import ContractsDep
 from modelserve.gateway.usage_view.answers import (
@@ -51,13 +51,9 @@ def _read(kind: type[Answer], answer: Any) -> Answer:
         ) from error
 
 
-def _authorization(request: Request) -> str:
-    return request.headers.get("authorization", "")
-
-
 @router.get("/usage")
 async def usage(
-    request: Request,
+    authorization: CallerAuthorization,
     _: Caller,
     contracts: ContractDep,
     period: Literal["day", "month"] = "month",
@@ -67,13 +63,13 @@ async def usage(
     """Totals since the start of this UTC day or month, per model: your own by default;
     a team's for its members; anyone's for admins."""
     params = {"period": period, "user": user, "team": team}
-    answer = await contracts.read_as_caller("/usage", _authorization(request), params)
+    answer = await contracts.read_as_caller("/usage", authorization, params)
     return _read(UsageReport, answer)
 
 
 @router.get("/usage/daily")
 async def daily_usage(
-    request: Request,
+    authorization: CallerAuthorization,
     _: Caller,
     contracts: ContractDep,
     days: Annotated[int, Query(ge=1, le=90, description="UTC days up to today")] = 30,
@@ -83,20 +79,22 @@ async def daily_usage(
     """Requests and tokens per UTC day over the last `days` days (zeros for days without
     use); whose as for GET /usage."""
     params = {"days": days, "user": user, "team": team}
-    answer = await contracts.read_as_caller("/usage/daily", _authorization(request), params)
+    answer = await contracts.read_as_caller("/usage/daily", authorization, params)
     return _read(DailyUsage, answer)
 
 
 @router.get("/contracts/me")
-async def my_contract(request: Request, _: Caller, contracts: ContractDep) -> MyContract:
+async def my_contract(
+    authorization: CallerAuthorization, _: Caller, contracts: ContractDep
+) -> MyContract:
     """Your limits (your contract over the defaults) and your default team's."""
-    answer = await contracts.read_as_caller("/contracts/me", _authorization(request))
+    answer = await contracts.read_as_caller("/contracts/me", authorization)
     return _read(MyContract, answer)
 
 
 @router.get("/contracts/limits")
 async def limits_of(
-    request: Request,
+    authorization: CallerAuthorization,
     _: Caller,
     contracts: ContractDep,
     user: str | None = None,
@@ -105,5 +103,5 @@ async def limits_of(
     """The limits that hold for a user (their contract over the defaults) or a team (its
     contract, or none); whose as for GET /usage."""
     params = {"user": user, "team": team}
-    answer = await contracts.read_as_caller("/contracts/limits", _authorization(request), params)
+    answer = await contracts.read_as_caller("/contracts/limits", authorization, params)
     return _read(SubjectLimits, answer)
