@@ -1,5 +1,7 @@
 // Previous / Next over a list paginated by the server, with "x–y of N".
 
+import { useEffect } from "react";
+
 interface PagerProps {
   label: string; // what is paged, for the navigation's name
   offset: number;
@@ -10,6 +12,12 @@ interface PagerProps {
 }
 
 export function Pager({ label, offset, limit, total, shown, onOffset }: PagerProps) {
+  // A page emptied under it (its last rows stopped, revoked or deleted) moves to the last
+  // page that has rows.
+  const stranded = shown === 0 && offset > 0 && total > 0;
+  useEffect(() => {
+    if (stranded) onOffset(Math.floor((total - 1) / limit) * limit);
+  }, [stranded, total, limit, onOffset]);
   const first = offset + 1;
   const last = offset + shown;
   return (

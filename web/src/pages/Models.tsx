@@ -6,7 +6,7 @@
 import { useCallback, useMemo, useState } from "react";
 import { api, messageOf } from "../api";
 import { ErrorNote, Loading, useLoad } from "../components/Load";
-import { usePolling } from "./jobs/usePolling";
+import { usePolling } from "../components/polling";
 import { ActivationNote } from "./models/ActivationNote";
 import { ActiveVersions } from "./models/ActiveVersions";
 import { DownloadForm } from "./models/DownloadForm";
@@ -28,7 +28,7 @@ export function Models({ route }: { route: string[] }) {
   const [activation, setActivation] = useState<Activation | null>(null);
   const [error, setError] = useState<string | null>(null);
   const live = rollingOut(active.data);
-  usePolling(live, reloadActive);
+  usePolling(live, active.refresh);
 
   const byName = useMemo(
     () => new Map((active.data ?? []).map((model) => [model.name, model])),

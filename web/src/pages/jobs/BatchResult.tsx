@@ -5,7 +5,7 @@ import { api } from "../../api";
 import { ErrorNote, Loading, useLoad } from "../../components/Load";
 import { DownloadButton } from "./Download";
 import { when } from "./format";
-import { usePolling } from "./usePolling";
+import { usePolling } from "../../components/polling";
 import type { Batch } from "./types";
 
 const MOVING = ["validating", "in_progress", "finalizing", "cancelling"];
@@ -23,7 +23,7 @@ function FileCell({ id, filename, label }: { id: string | null; filename: string
 export function BatchResult({ jobId }: { jobId: string }) {
   const batch = useLoad((signal) => api<Batch>(`/v1/batches/${encodeURIComponent(jobId)}`, { signal }), [jobId]);
   const data = batch.data;
-  usePolling(data !== null && MOVING.includes(data.status), batch.reload);
+  usePolling(data !== null && MOVING.includes(data.status), batch.refresh);
   return (
     <section aria-labelledby="batch-title">
       <h3 id="batch-title">Batch</h3>

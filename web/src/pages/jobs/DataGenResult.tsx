@@ -5,7 +5,7 @@ import { api } from "../../api";
 import { ErrorNote, Loading, useLoad } from "../../components/Load";
 import { DownloadButton } from "./Download";
 import { bytes } from "./format";
-import { usePolling } from "./usePolling";
+import { usePolling } from "../../components/polling";
 import { isActive } from "./types";
 import type { DataGenJob } from "./types";
 
@@ -15,7 +15,7 @@ export function DataGenResult({ jobId }: { jobId: string }) {
   const data = job.data;
   // `examples` stays null until the job has ended and its shards are written.
   const live = data !== null && (isActive(data.status) || (data.examples === null && data.status !== "failed"));
-  usePolling(live, job.reload);
+  usePolling(live, job.refresh);
   const rejected = data ? Object.entries(data.rejected) : [];
   return (
     <section aria-labelledby="datagen-title">

@@ -4,7 +4,7 @@
 import { useState } from "react";
 import { api } from "../../api";
 import { ErrorNote, Loading, useLoad } from "../../components/Load";
-import { usePolling } from "./usePolling";
+import { usePolling } from "../../components/polling";
 import type { EvalExamplePage } from "./types";
 
 const LIMIT = 25;
@@ -20,7 +20,7 @@ export function EvalExamples({ jobId, live }: { jobId: string; live: boolean }) 
     // Once more when the job ends: its last examples may have finished after the last poll.
     [jobId, offset, live],
   );
-  usePolling(live, page.reload);
+  usePolling(live, page.refresh);
   const data = page.data;
   const last = data ? Math.min(offset + LIMIT, data.total) : 0;
   return (

@@ -5,7 +5,7 @@ import { api } from "../../api";
 import { ErrorNote, Loading, useLoad } from "../../components/Load";
 import { EvalExamples } from "./EvalExamples";
 import { percent } from "./format";
-import { usePolling } from "./usePolling";
+import { usePolling } from "../../components/polling";
 import { isActive } from "./types";
 import type { EvalJob } from "./types";
 
@@ -13,7 +13,7 @@ export function EvalResult({ jobId }: { jobId: string }) {
   const job = useLoad((signal) => api<EvalJob>(`/eval/jobs/${encodeURIComponent(jobId)}`, { signal }), [jobId]);
   // A job whose examples are all finished stays "running" until its result is written.
   const live = job.data ? isActive(job.data.status) : false;
-  usePolling(live, job.reload);
+  usePolling(live, job.refresh);
   const data = job.data;
   const result = data?.result ?? null;
   return (

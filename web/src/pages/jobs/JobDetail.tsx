@@ -11,7 +11,7 @@ import { DataGenResult } from "./DataGenResult";
 import { EvalResult } from "./EvalResult";
 import { text, when } from "./format";
 import { JobProgress } from "./JobProgress";
-import { usePolling } from "./usePolling";
+import { usePolling } from "../../components/polling";
 import { isActive } from "./types";
 import type { Job } from "./types";
 
@@ -43,7 +43,7 @@ export function JobDetail({ id }: { id: string }) {
   const job = useLoad((signal) => api<Job>(`/jobs/${encodeURIComponent(id)}`, { signal }), [id]);
   const [error, setError] = useState<string | null>(null);
   const data = job.data;
-  usePolling(data !== null && isActive(data.status), job.reload);
+  usePolling(data !== null && isActive(data.status), job.refresh);
 
   async function cancel() {
     setError(null);

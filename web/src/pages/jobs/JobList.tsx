@@ -11,7 +11,7 @@ import { JobProgress } from "./JobProgress";
 import { JobStatsBar } from "./JobStatsBar";
 import { loadPage } from "../../components/paged";
 import { Pager } from "../../components/Pager";
-import { REFRESH_MS, usePolling } from "./usePolling";
+import { REFRESH_MS, usePolling } from "../../components/polling";
 import { isActive, JOB_STATUSES, JOB_TYPES } from "./types";
 import type { Job, JobStats } from "./types";
 
@@ -37,7 +37,13 @@ export function JobList({ version }: { version: number }) {
     reloadJobs();
     reloadStats();
   }, [reloadJobs, reloadStats]);
-  usePolling(live, reloadBoth);
+  const refreshJobs = jobs.refresh;
+  const refreshStats = stats.refresh;
+  const refreshBoth = useCallback(() => {
+    refreshJobs();
+    refreshStats();
+  }, [refreshJobs, refreshStats]);
+  usePolling(live, refreshBoth);
 
   async function cancel(job: Job) {
     setError(null);

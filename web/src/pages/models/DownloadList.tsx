@@ -9,7 +9,8 @@ import { ErrorNote, Loading, useLoad } from "../../components/Load";
 import { loadPage } from "../../components/paged";
 import { Pager } from "../../components/Pager";
 import { bytes, duration, when } from "../jobs/format";
-import { usePolling } from "../jobs/usePolling";
+import { usePolling } from "../../components/polling";
+import { useSession } from "../../session";
 import { manageDownload } from "./DownloadForm";
 import { DOWNLOAD_STATES, downloadActive } from "./types";
 import type { DownloadJob } from "./types";
@@ -45,6 +46,7 @@ interface Props {
 }
 
 export function DownloadList({ version, onReady }: Props) {
+  const { user, isAdmin } = useSession();
   const [state, setState] = useState("");
   const [offset, setOffset] = useState(0);
   const [error, setError] = useState<string | null>(null);
@@ -55,11 +57,15 @@ export function DownloadList({ version, onReady }: Props) {
   );
   const reload = jobs.reload;
   const moving = (jobs.data?.items ?? []).filter((job) => downloadActive(job.state)).length;
-  usePolling(moving > 0, reload, WATCH_MS);
+  usePolling(moving > 0, jobs.refresh, WATCH_MS);
 
   // The page's records reload when a job becomes ready after the list was first shown
   // (one seen moving, or one that was quicker than the first refresh).
   const knownReady = useRef<Set<string> | null>(null);
+  // Another page or filter: what is ready there is not news.
+  useEffect(() => {
+    knownReady.current = null;
+  }, [state, offset]);
   useEffect(() => {
     if (!jobs.data) return;
     const ready = jobs.data.items.filter((job) => job.state === "ready").map((job) => job.model_id);
@@ -72,6 +78,12 @@ export function DownloadList({ version, onReady }: Props) {
     fresh.forEach((id) => known.add(id));
     if (fresh.length > 0) onReady();
   }, [jobs.data, onReady]);
+
+  // Cancel and retry are the requester's (and admins'); one who only asked for the same
+  // model too sees the job but may not manage it (the service answers 403 not_owner).
+  function mayManage(job: DownloadJob): boolean {
+    return isAdmin || job.requested_by === user?.username;
+  }
 
   async function act(job: DownloadJob, action: "cancel" | "retry") {
     setError(null);
@@ -160,12 +172,12 @@ export function DownloadList({ version, onReady }: Props) {
                       <div className="muted">{when(job.created_at)}</div>
                     </td>
                     <td>
-                      {downloadActive(job.state) && (
+                      {mayManage(job) && downloadActive(job.state) && (
                         <button type="button" onClick={() => void act(job, "cancel")}>
                           Cancel <span className="visually-hidden">{job.model_id}</span>
                         </button>
                       )}
-                      {(job.state === "failed" || job.state === "cancelled") && (
+                      {mayManage(job) && (job.state === "failed" || job.state === "cancelled") && (
                         <button type="button" onClick={() => void act(job, "retry")}>
                           Retry <span className="visually-hidden">{job.model_id}</span>
                         </button>

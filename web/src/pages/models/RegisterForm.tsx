@@ -6,7 +6,7 @@ import type { FormEvent } from "react";
 import { api, messageOf } from "../../api";
 import { ErrorNote, useLoad } from "../../components/Load";
 import { bytes, duration, rate } from "../jobs/format";
-import { usePolling } from "../jobs/usePolling";
+import { usePolling } from "../../components/polling";
 import { REGISTRATION_ENDED } from "./types";
 import type { Registration } from "./types";
 
@@ -20,7 +20,7 @@ function Watch({ id, onReady }: { id: string; onReady: () => void }) {
   const data = job.data;
   const ended = data !== null && REGISTRATION_ENDED.includes(data.state);
   const ready = data?.state === "ready";
-  usePolling(!ended, job.reload, WATCH_MS);
+  usePolling(!ended, job.refresh, WATCH_MS);
   useEffect(() => {
     if (ready) onReady();
   }, [ready, onReady]);

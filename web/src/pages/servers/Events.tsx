@@ -3,8 +3,8 @@
 
 import { api } from "../../api";
 import { ErrorNote, Loading, useLoad } from "../../components/Load";
-import { useEvery } from "./polling";
-import { REFRESH_MS, when } from "./types";
+import { REFRESH_MS, usePolling } from "../../components/polling";
+import { when } from "./types";
 import type { ServerEvent } from "./types";
 
 export function Events({ serverId }: { serverId: string }) {
@@ -16,7 +16,7 @@ export function Events({ serverId }: { serverId: string }) {
       }),
     [serverId],
   );
-  useEvery(events.reload);
+  usePolling(events.status !== 404, events.refresh);
   const found = events.data;
   return (
     <section aria-labelledby="sv-events-title">

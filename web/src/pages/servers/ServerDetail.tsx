@@ -8,7 +8,7 @@ import { href } from "../../route";
 import { LoadState, Phase } from "./Badges";
 import { Conditions } from "./Conditions";
 import { Events } from "./Events";
-import { useEvery } from "./polling";
+import { usePolling } from "../../components/polling";
 import { ScaleForm } from "./ScaleForm";
 import { stopServer } from "./stop";
 import { desired, ownerOf, when } from "./types";
@@ -20,7 +20,8 @@ export function ServerDetail({ id }: { id: string }) {
     [id],
   );
   const [error, setError] = useState<string | null>(null);
-  useEvery(server.reload);
+  // A server that is gone (404: stopped, or never the caller's) is not asked again.
+  usePolling(server.status !== 404, server.refresh);
   const data = server.data;
 
   async function stop(found: Server) {

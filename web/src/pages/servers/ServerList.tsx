@@ -8,9 +8,9 @@ import { loadPage } from "../../components/paged";
 import { Pager } from "../../components/Pager";
 import { href } from "../../route";
 import { LoadState, Phase } from "./Badges";
-import { useEvery } from "./polling";
+import { REFRESH_MS, usePolling } from "../../components/polling";
 import { stopServer } from "./stop";
-import { REFRESH_MS, desired, ownerOf } from "./types";
+import { desired, ownerOf } from "./types";
 import type { Server } from "./types";
 
 const PAGE = 50;
@@ -22,7 +22,7 @@ export function ServerList({ version }: { version: number }) {
     [version, offset],
   );
   const [error, setError] = useState<string | null>(null);
-  useEvery(servers.reload);
+  usePolling(true, servers.refresh);
 
   async function stop(server: Server) {
     setError(null);

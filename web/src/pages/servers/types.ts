@@ -43,7 +43,6 @@ export interface ServerEvent {
 // The CRD's bounds of spec.replicas (POST /scale/{id} refuses others).
 export const MAX_REPLICAS = 100;
 
-export const REFRESH_MS = 3000;
 
 // What the server runs now: the operator's number (the autoscaler's with autoscaling),
 // else what its spec asks for.
