@@ -3,6 +3,7 @@ the real download service's records and the real contract service, decisions and
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,16 +105,25 @@ def test_users_serve_see_and_stop_their_own_servers_and_admins_all(
     assert in_namespace(alice.get("/status").json(), namespace) == {mine["name"]}
     assert in_namespace(bob.get("/status").json(), namespace) == {bobs["name"]}
     assert in_namespace(root.get("/status").json(), namespace) == {mine["name"], bobs["name"]}
-    # By page, oldest first, with the total.
-    everything = root.get("/status")
-    total = int(everything.headers["X-Total-Count"])
-    assert total == len(everything.json()) >= 2
-    pages = [root.get("/status", params={"limit": 1, "offset": n}).json() for n in range(total)]
-    # Ids only: a server's status may move on between two calls.
-    paged = [[server["server_id"] for server in page] for page in pages]
-    assert paged == [[server["server_id"]] for server in everything.json()]
-    assert root.get("/status", params={"offset": total}).json() == []
-    assert root.get("/status", params={"limit": 0}).status_code == 422
+    # By page, oldest first, with the total: a user of this test alone, with two servers
+    # (an admin's list holds other tests' servers, which come and go meanwhile).
+    pager = as_user(gateway, f"pager-{uuid.uuid4().hex[:8]}")
+    made = [pager.post("/serve", json={"model_uuid": "tiny-st"}) for _ in range(2)]
+    assert [answer.status_code for answer in made] == [201, 201], [a.text for a in made]
+    everything = pager.get("/status")
+    assert everything.headers["X-Total-Count"] == "2"
+    oldest_first = [server["server_id"] for server in everything.json()]
+    assert sorted(oldest_first) == sorted(answer.json()["server_id"] for answer in made)
+    pages = [pager.get("/status", params={"limit": 1, "offset": n}) for n in range(3)]
+    assert [[s["server_id"] for s in page.json()] for page in pages] == [
+        [oldest_first[0]],
+        [oldest_first[1]],
+        [],
+    ]
+    assert {page.headers["X-Total-Count"] for page in pages} == {"2"}
+    assert pager.get("/status", params={"limit": 0}).status_code == 422
+    for server_id in oldest_first:
+        assert pager.delete(f"/stop/{server_id}").status_code == 200
 
     # Someone else's server is not there for you: not to read, not to stop.
     for response in (

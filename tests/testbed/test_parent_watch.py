@@ -34,6 +34,11 @@ sys.exit(3)
 """
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_make_signalled_by_a_script_stops_its_child(tmp_path: Path, sig: signal.Signals) -> None:
     (tmp_path / "child.py").write_text(CHILD)
@@ -46,6 +51,9 @@ def test_make_signalled_by_a_script_stops_its_child(tmp_path: Path, sig: signal.
             stdout=out,
             stderr=subprocess.STDOUT,
             env=outside_make(),
+            # As from a terminal: a shell's background job (`cmd &`, as a CI script may
+            # start the tests) ignores SIGINT, and make would inherit that.
+            preexec_fn=_default_signals,
         )
         try:
             wait_for(lambda: "watching" in log.read_text(), timeout=120, what="the child to start")
