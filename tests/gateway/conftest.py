@@ -18,9 +18,15 @@ from pydantic import SecretStr
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.objectstores import MinioServer
-from modelserve.testbed.platform import RunningService, gateway_kubeconfig, start_service
+from modelserve.testbed.platform import (
+    RunningContract,
+    RunningService,
+    gateway_kubeconfig,
+    start_service,
+)
+from modelserve.testbed.platform import start_contract as start_contract_service
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.postgres import fresh_schema, schema_url
+from modelserve.testbed.postgres import create_schema, drop_schema, fresh_schema, schema_url
 from modelserve.testbed.testing_clients import token_clients
 from modelserve.testbed.testing_services import service_on_fresh_schema, service_starter
 
@@ -295,3 +301,35 @@ def gateway_kube(crds: KubeCluster) -> str:
     """Credentials of the gateway's own service account (services/gateway/deploy/rbac.yaml),
     so that every test that talks to the cluster also checks those permissions."""
     return str(gateway_kubeconfig(crds))
+
+
+@pytest.fixture
+def contract_with_webhook(
+    crds: KubeCluster,
+    namespace: str,
+    database_url: str,
+    testbed_dir: Path,
+    model_store: ModelStore,
+) -> Iterator[RunningContract]:
+    """The contract service with its admission webhook, for this test's namespace only,
+    letting the gateway's Kubernetes user act for the owners it labels; models come from
+    the tests' platform bucket."""
+    uri = model_store.gguf["uri"]
+    prefix = uri[: uri.index("/models/") + len("/models/")]
+    schema = create_schema(database_url, "gateway_webhook")
+    contract = start_contract_service(
+        crds,
+        testbed_dir,
+        schema_url(database_url, schema),
+        {
+            "JWT_SECRET": "gateway-tests-secret-of-at-least-32-bytes",
+            "CONTRACT_INVENTORY_SECONDS": "0",
+            "CONTRACT_DEFAULT_NAMESPACES": "*",
+            "CONTRACT_MODEL_PREFIX": prefix,
+        },
+        namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        name=f"gateway-tests-{namespace}",
+    )
+    yield contract
+    contract.stop(crds)
+    drop_schema(database_url, schema)

@@ -6,8 +6,7 @@ contract service and its admission webhook."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,9 +17,7 @@ from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, VERSION
 from modelserve.common.timestamps import epoch_seconds
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.platform import RunningContract, RunningOperator, RunningService
-from modelserve.testbed.platform import start_contract as start_contract_service
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.postgres import create_schema, drop_schema, schema_url
 
 if TYPE_CHECKING:  # a fixture's type: conftest modules are pytest's to import
     from tests.gateway.conftest import ModelStore
@@ -211,48 +208,17 @@ def test_a_server_s_conditions_state_events_and_scale(
     assert stopping.status_code in (404, 409), stopping.text  # being deleted, or gone
 
 
-@pytest.fixture
-def webhook_contract(
-    crds: KubeCluster,
-    namespace: str,
-    database_url: str,
-    testbed_dir: Path,
-    model_store: ModelStore,
-) -> Iterator[RunningContract]:
-    """The contract service with its admission webhook, for this test's namespace only,
-    letting the gateway's Kubernetes user act for the owners it labels."""
-    uri = model_store.folder["uri"]
-    prefix = uri[: uri.index("/models/") + len("/models/")]
-    schema = create_schema(database_url, "gateway_scale_webhook")
-    contract = start_contract_service(
-        crds,
-        testbed_dir,
-        schema_url(database_url, schema),
-        {
-            "JWT_SECRET": "gateway-tests-secret-of-at-least-32-bytes",
-            "CONTRACT_INVENTORY_SECONDS": "0",
-            "CONTRACT_DEFAULT_NAMESPACES": "*",
-            "CONTRACT_MODEL_PREFIX": prefix,
-        },
-        namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-        name=f"gateway-scale-{namespace}",
-    )
-    yield contract
-    contract.stop(crds)
-    drop_schema(database_url, schema)
-
-
 def test_a_scale_is_held_to_the_owner_s_contract_by_the_decision_and_the_webhook(
     crds: KubeCluster,
     gateway_kube: str,
     namespace: str,
     kube_api: k8s.ApiClient,
-    webhook_contract: RunningContract,
+    contract_with_webhook: RunningContract,
     model_store: ModelStore,
     start_gateway: Callable[..., RunningService],
     as_user: Callable[..., httpx.Client],
 ) -> None:
-    contracts = webhook_contract.service
+    contracts = contract_with_webhook.service
     admin = as_user(contracts, "root", roles=("admin",))
     limits = {"max_replicas": 2, "max_gpus": 8, "models": ["Tiny-ST", "tiny-st"]}
     assert admin.put("/contracts/user/alice", json=limits).status_code == 200
@@ -293,14 +259,14 @@ def test_a_scale_is_decided_for_the_server_s_team_not_the_caller_s_first(
     gateway_kube: str,
     namespace: str,
     kube_api: k8s.ApiClient,
-    webhook_contract: RunningContract,
+    contract_with_webhook: RunningContract,
     model_store: ModelStore,
     start_gateway: Callable[..., RunningService],
     as_user: Callable[..., httpx.Client],
 ) -> None:
     """Dora is in two teams: a scale of her team `roomy`'s server is judged against
     roomy's contract, as the webhook judges it, not against `tight`, her first team."""
-    contracts = webhook_contract.service
+    contracts = contract_with_webhook.service
     admin = as_user(contracts, "root", roles=("admin",))
     models = ["Tiny-ST", "tiny-st"]
     assert admin.put("/contracts/team/tight", json={"max_replicas": 1, "models": models})

@@ -4,8 +4,7 @@ the real download service's records and the real contract service, decisions and
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -16,9 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, TEAM_LABEL, VERSION
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.platform import RunningContract, RunningOperator, RunningService
-from modelserve.testbed.platform import start_contract as start_contract_service
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.postgres import create_schema, drop_schema, schema_url
 
 if TYPE_CHECKING:  # a fixture's type: conftest modules are pytest's to import
     from tests.gateway.conftest import ModelStore
@@ -158,38 +155,6 @@ def test_users_serve_see_and_stop_their_own_servers_and_admins_all(
         timeout=30,
         what="bob's ModelServe to be deleted",
     )
-
-
-@pytest.fixture
-def contract_with_webhook(
-    crds: KubeCluster,
-    namespace: str,
-    database_url: str,
-    testbed_dir: Path,
-    model_store: ModelStore,
-) -> Iterator[RunningContract]:
-    """The contract service with its admission webhook, for this test's namespace only,
-    letting the gateway's Kubernetes user act for the owners it labels; models come from
-    the tests' platform bucket."""
-    uri = model_store.gguf["uri"]
-    prefix = uri[: uri.index("/models/") + len("/models/")]
-    schema = create_schema(database_url, "gateway_webhook")
-    contract = start_contract_service(
-        crds,
-        testbed_dir,
-        schema_url(database_url, schema),
-        {
-            "JWT_SECRET": "gateway-tests-secret-of-at-least-32-bytes",
-            "CONTRACT_INVENTORY_SECONDS": "0",
-            "CONTRACT_DEFAULT_NAMESPACES": "*",
-            "CONTRACT_MODEL_PREFIX": prefix,
-        },
-        namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-        name=f"gateway-tests-{namespace}",
-    )
-    yield contract
-    contract.stop(crds)
-    drop_schema(database_url, schema)
 
 
 def test_the_contract_refuses_through_its_decision_and_through_its_webhook(
