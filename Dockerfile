@@ -8,7 +8,7 @@
 #   modelserve-fetch-model (the operator's init step that copies a model into a pod).
 # The gateway also serves the web UI's build (web/dist, made by `make ui`) under /ui.
 #
-#   make ui && docker build --build-arg VERSION=0.1.0 -t modelserve/modelserve:0.1.0 .
+#   make ui && docker build --build-arg VERSION=0.2.0 -t modelserve/modelserve:0.2.0 .
 #   (or `make docker-build`, which builds the UI first and reads the version from
 #   pyproject.toml)
 #
@@ -34,7 +34,7 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels --constraint docker/constraints
 
 # --- runtime: the slim base, the installed wheels and a user without privileges.
 FROM base AS runtime
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 LABEL org.opencontainers.image.title="modelserve" \
       org.opencontainers.image.description="ModelServe: operator, gateway, contract and download services" \
       org.opencontainers.image.version="${VERSION}" \

@@ -223,7 +223,7 @@ def test_every_component_runs_the_one_image_with_its_command(
 ) -> None:
     for component in COMPONENTS:
         (container,) = _deployment(rendered, component)["spec"]["template"]["spec"]["containers"]
-        assert container["image"] == "modelserve/modelserve:0.1.0"
+        assert container["image"] == "modelserve/modelserve:0.2.0"
         assert container["imagePullPolicy"] == "IfNotPresent"
         assert container["command"] == [f"modelserve-{component}"]
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
@@ -340,7 +340,7 @@ def test_each_service_accepts_the_settings_it_is_given(
     )
     if component == "operator":
         assert settings.health_host == "0.0.0.0" and settings.health_port == 8210
-        assert settings.fetch_image == "modelserve/modelserve:0.1.0"
+        assert settings.fetch_image == "modelserve/modelserve:0.2.0"
         assert settings.route_service == f"{RELEASE}-gateway"
         assert settings.route_service_namespace == NAMESPACE
         assert settings.route_service_port == 8200

@@ -41,7 +41,7 @@ def test_service_answers_health(
 
         response = wait_for(healthy, timeout=30, what=f"{service} to serve /health")
         assert response.status_code == 200
-        expected: dict[str, object] = {"status": "ok", "service": service, "version": "0.1.0"}
+        expected: dict[str, object] = {"status": "ok", "service": service, "version": "0.2.0"}
         if service == "gateway":  # and which models are loaded (none here: no cluster)
             expected |= {
                 "loaded_models": [],

@@ -95,7 +95,7 @@ def test_a_platform_command_runs_from_the_virtual_environment(tmp_path: Path) ->
     (scripts / "modelserve-fetch-model").touch()
     container = {
         "name": "fetch-model",
-        "image": "modelserve/modelserve:0.1.0",
+        "image": "modelserve/modelserve:0.2.0",
         "command": ["modelserve-fetch-model"],
         "env": [{"name": "MODEL_DIR", "value": "/models"}],
         "volumeMounts": [{"name": "cache", "mountPath": "/models"}],

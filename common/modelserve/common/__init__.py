@@ -1,3 +1,3 @@
 """Code every ModelServe component shares: settings, the health endpoint. Kept small."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

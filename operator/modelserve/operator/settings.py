@@ -37,7 +37,7 @@ class OperatorSettings(BaseSettings):
     startup_minutes: int = Field(default=30, ge=1)
 
     # The init step that copies the model from the platform store into the pod.
-    fetch_image: str = "modelserve/modelserve:0.1.0"
+    fetch_image: str = "modelserve/modelserve:0.2.0"
     model_store_endpoint: str = "modelserve-minio.modelserve.svc:9000"
     """The platform store (host:port) as the PODS reach it: the URLs are signed for it."""
     model_store_read_endpoint: str = ""
