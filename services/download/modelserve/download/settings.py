@@ -30,6 +30,9 @@ class DownloadSettings(ServiceSettings):
         validation_alias=_alias("DATABASE_URL", "DATABASE_URL"),
     )
     database_pool_size: int = Field(default=4, ge=1)
+    # Bring the schema to the newest revision at start-up (under a lock, so replicas may
+    # start together). Off where a deployment migrates in a job of its own.
+    migrate: bool = True
 
     # The upstream ("quant") store models come from. Only the buckets listed may be named
     # in a request; the first is where POST /download/{model_id} looks, under <model_id>/.
@@ -82,6 +85,10 @@ class DownloadSettings(ServiceSettings):
     # than lease_seconds belongs to a worker that died and is taken over.
     progress_seconds: float = Field(default=1.0, gt=0)
     lease_seconds: float = Field(default=30.0, gt=0)
+    # An attempt broken off because a store could not be reached (restarting, a network
+    # blip) is an outage, not a verdict on the model: the job is tried again once its
+    # lease runs out, until it has had this many attempts; then it fails.
+    store_outage_attempts: int = Field(default=20, ge=1)
     # Names this replica in the jobs table. Stable across restarts (a pod's name, the
     # host's), so that a restarted service takes its own jobs back without waiting.
     worker_id: str = Field(default_factory=socket.gethostname)

@@ -139,6 +139,12 @@ class Workers:
             logger.info("download %s stopped: %s", job.model_id, error)
             await self._discard(job, transfer, owned=False)
         except (TransferFailed, StoreError, InvalidSource) as error:
+            if self._outage(job, error):
+                # Kept as it is: its lease runs out and it is claimed again (the next
+                # attempt aborts the uploads left open), as after a database outage.
+                logger.warning("download %s: %s; tried again later", job.model_id, error)
+                await self._discard(job, transfer, owned=False)
+                return
             logger.warning("download %s failed: %s", job.model_id, error)
             await self._discard(job, transfer)
             await self._fail(job, error.code, str(error))
@@ -151,6 +157,14 @@ class Workers:
             logger.exception("download %s: unexpected error", job.model_id)
             await self._discard(job, transfer)
             await self._fail(job, "internal_error", f"{type(error).__name__}: {error}")
+
+    def _outage(self, job: Download, error: Exception) -> bool:
+        """Whether `error` is a store that could not be reached, with attempts left."""
+        return (
+            isinstance(error, StoreError)
+            and error.code == "store_unreachable"
+            and job.attempts < self.settings.store_outage_attempts
+        )
 
     async def _check_name(self, job: Download, name: str) -> None:
         """Before committing anything: a user's registration may add a version only to a

@@ -22,7 +22,13 @@ from modelserve.jobs.files.records import (
     is_file_id,
     new_file_id,
 )
-from modelserve.jobs.files.transfers import StoreWriter, form_boundary, read_object, receive_file
+from modelserve.jobs.files.transfers import (
+    StoreWriter,
+    form_boundary,
+    prefixed,
+    read_object,
+    receive_file,
+)
 from modelserve.jobs.files.views import FileDeleted, FileList, FileObject, file_list, file_object
 from modelserve.jobs.openai_errors import OpenAIError, OpenAIRoute
 
@@ -136,8 +142,12 @@ async def file_content(
 ) -> StreamingResponse:
     """The file's bytes, streamed from the platform store."""
     record = await visible_file(records, file_id, visible_to(claims))
+    chunks = read_object(objects, settings.store_bucket, record.key, record.bytes)
+    # The first range is read before the head goes out: a store that cannot be reached
+    # is then a 503 the client can act on, not a 200 whose body breaks off at once.
+    first = await anext(chunks, b"")
     return StreamingResponse(
-        read_object(objects, settings.store_bucket, record.key, record.bytes),
+        prefixed(first, chunks),
         media_type="application/octet-stream",
         headers={
             "Content-Length": str(record.bytes),

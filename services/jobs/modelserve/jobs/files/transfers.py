@@ -213,6 +213,14 @@ async def read_object(
         offset += length
 
 
+async def prefixed(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`first` (already read from `rest`), then the rest of `rest`."""
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
 @dataclass(frozen=True)
 class LineTooLong:
     """A line longer than `limit` bytes, in place of its bytes (which are not kept)."""
