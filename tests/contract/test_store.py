@@ -1,10 +1,12 @@
-"""The contract service's schema, on real PostgreSQL."""
+"""The contract service's schema, on real PostgreSQL. A database from before 0.1.0 (no
+version table, columns missing) is adopted by the migrations: brought to 0.1.0's schema."""
 
 from __future__ import annotations
 
 import psycopg
 
-from modelserve.contract.store import _UPSERT_SEEN, _seen_values, create_schema
+from modelserve.contract.migrations import VERSION_TABLE, upgrade
+from modelserve.contract.store import _UPSERT_SEEN, _seen_values
 from modelserve.contract.tables import Server
 
 
@@ -12,11 +14,12 @@ def test_a_database_from_before_gets_the_columns_added_since(
     database_url: str, db_schema: str
 ) -> None:
     url = f"{database_url}?options=-csearch_path%3D{db_schema}"
-    create_schema(url)
+    upgrade(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ALTER TABLE contracts DROP COLUMN downloads")
+        conn.execute(f"DROP TABLE {VERSION_TABLE}")
         conn.execute("INSERT INTO contracts (kind, name, max_servers) VALUES ('user', 'alice', 1)")
-    create_schema(url)  # as a new release starts on the old database
+    upgrade(url)  # as a new release starts on the old database
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT max_servers, downloads FROM contracts WHERE name = 'alice'"
@@ -30,12 +33,13 @@ def test_a_database_from_before_gets_the_reservation_columns(
     """Reservations name their request and when they were charged (since charging)."""
     url = f"{database_url}?options=-csearch_path%3D{db_schema}"
     added = ["charged_at", "model", "subject", "team"]
-    create_schema(url)
+    upgrade(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "ALTER TABLE reservations " + ", ".join(f"DROP COLUMN {column}" for column in added)
         )
-    create_schema(url)
+        conn.execute(f"DROP TABLE {VERSION_TABLE}")
+    upgrade(url)
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT column_name FROM information_schema.columns"
@@ -52,7 +56,7 @@ def test_the_ledgers_owner_outlives_a_modelserve_without_labels(
     """A ModelServe from before owner labels were stamped keeps the owner the ledger
     recorded for it: the inventory seeing it unlabelled does not make it nobody's."""
     url = f"{database_url}?options=-csearch_path%3D{db_schema}"
-    create_schema(url)
+    upgrade(url)
     old = Server(
         namespace="ns",
         name="m",

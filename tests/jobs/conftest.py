@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from modelserve.common.database import open_pool
 from modelserve.common.tokens import TokenSettings, TokenSigner
-from modelserve.jobs.schema import create_schema
+from modelserve.jobs import migrations
 from modelserve.jobs.store import JobStore
 from modelserve.testbed.job_platform import JobPlatform
 from modelserve.testbed.kube import KubeCluster
@@ -57,14 +57,14 @@ def jobs_tokens() -> TokenSettings:
 
 @pytest.fixture(scope="session")
 def open_store() -> Callable[[str], contextlib.AbstractAsyncContextManager[JobStore]]:
-    """`async with open_store(url) as store`: a JobStore, its tables made where missing."""
+    """`async with open_store(url) as store`: a JobStore, its schema migrated."""
     return opened_store
 
 
 @contextlib.asynccontextmanager
 async def opened_store(url: str) -> AsyncIterator[JobStore]:
-    """A JobStore on `url`, its tables made where missing."""
-    await asyncio.to_thread(create_schema, url)
+    """A JobStore on `url`, its schema migrated to the newest revision."""
+    await asyncio.to_thread(migrations.upgrade, url)
     pool = await open_pool(url, size=4, wait=5.0)
     try:
         yield JobStore(pool)

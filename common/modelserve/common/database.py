@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from sqlalchemy import create_engine
-from sqlmodel import SQLModel
 
 from modelserve.common.errors import ApiError
 
@@ -26,22 +24,6 @@ T = TypeVar("T")
 def sqlalchemy_url(url: str) -> str:
     """A libpq URL as SQLAlchemy takes it, with the psycopg (3) driver."""
     return url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-
-def create_tables(
-    url: str, lock: str, tables: Sequence[Any], then: Callable[[Any], None] | None = None
-) -> None:
-    """`tables` (SQLModel classes) created where missing, then `then(connection)`, all in
-    one transaction under an advisory lock named `lock`: replicas may start together."""
-    engine = create_engine(sqlalchemy_url(url))
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
-            SQLModel.metadata.create_all(conn, tables=[table.__table__ for table in tables])
-            if then is not None:
-                then(conn)
-    finally:
-        engine.dispose()
 
 
 class DatabaseUnavailable(RuntimeError):

@@ -51,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.database_url.get_secret_value(),
             settings.database_pool_size,
             settings.database_timeout,
+            migrate=settings.migrate,
         )
         decider = Decider(settings, store, ContractBook(default_limits(settings)))
         await decider.reload()

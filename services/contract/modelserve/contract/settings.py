@@ -31,6 +31,9 @@ class ContractSettings(ServiceSettings):
     database_pool_size: int = Field(default=4, ge=1)
     # How long a request waits for a database connection before it answers 503.
     database_timeout: float = Field(default=2.0, gt=0)
+    # Bring the schema to the newest revision at start-up (under a lock, so replicas may
+    # start together). Off where a deployment migrates in a job of its own.
+    migrate: bool = True
 
     # Global defaults: what a user or team without a contract of its own may do. A limit left
     # unset (empty) is no limit; allowlists are comma-separated patterns, `*` for any.

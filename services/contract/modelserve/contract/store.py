@@ -13,7 +13,6 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from importlib.resources import files
 from typing import Any, TypeVar
 
 import psycopg
@@ -22,12 +21,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from modelserve.common.database import (
     connection,
-    create_tables,
     fetch_all,
     fetch_one,
     listen,
     open_pool,
 )
+from modelserve.contract import migrations
 from modelserve.contract.policy import (
     CounterCharge,
     Decision,
@@ -39,33 +38,18 @@ from modelserve.contract.policy import (
 )
 from modelserve.contract.tables import (
     Contract,
-    Counter,
     Limits,
-    Reservation,
     Server,
     SubjectKind,
-    Usage,
-    UsageReceipt,
 )
 
 CHANNEL = "modelserve_contracts"
-TABLES = [Contract, Counter, Reservation, Server, Usage, UsageReceipt]
 T = TypeVar("T")
-OVER_LIMIT = "MS001"  # raised by contract_reserve; see functions.sql
+OVER_LIMIT = "MS001"  # raised by contract_reserve; see migrations/functions_0_1_0.sql
 # How long the id of a recorded usage is remembered, so that a sender's retry of it is
 # not counted again (the gateway retries an unsure delivery within minutes or hours); and
 # how long a reservation charged at its expiry waits for a late usage record to correct it.
 RECEIPT_DAYS = 7
-# Columns added after a table's first release: create_all makes missing tables, never
-# missing columns, so databases created before get them here.
-ADDED_COLUMNS = [
-    "ALTER TABLE contracts ADD COLUMN IF NOT EXISTS downloads boolean",
-    "ALTER TABLE contracts ADD COLUMN IF NOT EXISTS rate_limit_exempt_own_servers boolean",
-    "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS subject varchar",
-    "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS team varchar",
-    "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS model varchar",
-    "ALTER TABLE reservations ADD COLUMN IF NOT EXISTS charged_at timestamptz",
-]
 logger = logging.getLogger(__name__)
 
 
@@ -85,8 +69,9 @@ async def _reserve(
     ttl: float,
     request: Request | None = None,
 ) -> None:
-    """contract_reserve (functions.sql) for `charges`; over a limit it raises OVER_LIMIT.
-    A reservation records `request`: whose usage it is, should it be charged at expiry."""
+    """contract_reserve (migrations/functions_0_1_0.sql) for `charges`; over a limit it
+    raises OVER_LIMIT. A reservation records `request`: whose usage it is, should it be
+    charged at expiry."""
     await conn.execute(
         "SELECT contract_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         [
@@ -130,28 +115,22 @@ def _seen_values(server: Server) -> list[Any]:
     ]
 
 
-def create_schema(url: str) -> None:
-    """Tables and functions, created if missing; safe with several replicas starting."""
-
-    def columns_and_functions(conn: Any) -> None:
-        for statement in ADDED_COLUMNS:
-            conn.exec_driver_sql(statement)
-        functions = files("modelserve.contract").joinpath("functions.sql").read_text()
-        # Straight to psycopg: without parameters it reads `%` (as in %ROWTYPE) as text.
-        driver: Any = conn.connection.driver_connection
-        driver.execute(functions)
-
-    create_tables(url, "modelserve-contract", TABLES, columns_and_functions)
-
-
 class Store:
     def __init__(self, url: str, pool: AsyncConnectionPool) -> None:
         self._url = url
         self._pool = pool
 
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """For the readiness check's `SELECT 1`."""
+        return self._pool
+
     @classmethod
-    async def open(cls, url: str, size: int, wait: float) -> Store:
-        await asyncio.to_thread(create_schema, url)
+    async def open(cls, url: str, size: int, wait: float, *, migrate: bool = True) -> Store:
+        """The store on `url`; with `migrate`, its schema first brought to the newest
+        revision (off the event loop: Alembic is synchronous)."""
+        if migrate:
+            await asyncio.to_thread(migrations.upgrade, url)
         return cls(url, await open_pool(url, size=size, wait=wait, min_size=2))
 
     async def close(self) -> None:

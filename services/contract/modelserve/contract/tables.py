@@ -1,8 +1,9 @@
-"""The contract service's tables (SQLModel), created at start-up when missing.
+"""The contract service's tables (SQLModel); the migrations in `migrations/` make them.
 
 Counters, reservations and the server ledger are written only through the SQL functions
-of `functions.sql`, one statement per decision, so that every replica of the service
-sees and changes the same numbers under PostgreSQL's row locks.
+that the migrations make (`migrations/functions_0_1_0.sql`), one statement per decision,
+so that every replica of the service sees and changes the same numbers under PostgreSQL's
+row locks.
 """
 
 from __future__ import annotations

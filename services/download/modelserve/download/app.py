@@ -38,7 +38,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.http = http
         app.state.verifier = TokenVerifier.from_settings(settings.tokens, http)
         jobs = await Jobs.open(
-            settings.database_url.get_secret_value(), settings.database_pool_size
+            settings.database_url.get_secret_value(),
+            settings.database_pool_size,
+            migrate=settings.migrate,
         )
         app.state.jobs = jobs
         # The registry: registrations, uploads (signed for the endpoint clients reach) and

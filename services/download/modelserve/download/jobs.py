@@ -21,59 +21,25 @@ from psycopg_pool import AsyncConnectionPool
 from modelserve.common.database import (
     Params,
     connection,
-    create_tables,
     fetch_all,
     fetch_one,
     listen,
     open_pool,
 )
+from modelserve.download import migrations
 from modelserve.download.sources import Source, printable, source_uri
 from modelserve.download.tables import (
     ACTIVE,
     RETRYABLE,
     RUNNING,
-    Active,
     Download,
-    History,
     ModelRecord,
-    Requester,
     State,
-    Upload,
 )
 
 CHANNEL = "modelserve_downloads"
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
-
-
-# Columns added after the first release: `create_all` makes missing tables only, so the
-# tables of an earlier version get them here.
-_ADDED_COLUMNS = (
-    "ALTER TABLE downloads ADD COLUMN IF NOT EXISTS kind varchar NOT NULL DEFAULT 'download'",
-    "ALTER TABLE downloads ADD COLUMN IF NOT EXISTS tags jsonb",
-    "ALTER TABLE downloads ADD COLUMN IF NOT EXISTS source_label varchar",
-    "ALTER TABLE downloads ADD COLUMN IF NOT EXISTS name_checked_for varchar",
-    "ALTER TABLE models ADD COLUMN IF NOT EXISTS origin varchar NOT NULL DEFAULT 'download'",
-    "ALTER TABLE models ADD COLUMN IF NOT EXISTS tags jsonb NOT NULL DEFAULT '[]'::jsonb",
-    "ALTER TABLE models ADD COLUMN IF NOT EXISTS source_label varchar",
-    "CREATE INDEX IF NOT EXISTS models_name_created ON models (name, created_at, id)",
-)
-
-
-def _add_columns(conn: Any) -> None:
-    for statement in _ADDED_COLUMNS:
-        conn.exec_driver_sql(statement)
-
-
-def create_schema(url: str) -> None:
-    """Tables created if missing (and the columns of later versions added); safe with
-    several replicas starting at once."""
-    create_tables(
-        url,
-        "modelserve-download",
-        [Download, ModelRecord, Requester, Upload, Active, History],
-        then=_add_columns,
-    )
 
 
 # A job queued again (a new request for a failed model, or a retry): nothing of the last
@@ -135,8 +101,11 @@ class Jobs:
         self._pool = pool
 
     @classmethod
-    async def open(cls, url: str, size: int) -> Jobs:
-        await asyncio.to_thread(create_schema, url)
+    async def open(cls, url: str, size: int, *, migrate: bool = True) -> Jobs:
+        """The jobs on `url`; with `migrate`, the schema first brought to the newest
+        revision (off the event loop: Alembic is synchronous)."""
+        if migrate:
+            await asyncio.to_thread(migrations.upgrade, url)
         return cls(url, await open_pool(url, size=size, wait=5.0))
 
     async def close(self) -> None:

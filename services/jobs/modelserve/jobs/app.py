@@ -17,6 +17,7 @@ from modelserve.common.objects import ObjectStore
 from modelserve.common.service import create_service_app
 from modelserve.common.supervision import start_supervised
 from modelserve.common.tokens import TokenSigner, TokenVerifier
+from modelserve.jobs import migrations
 from modelserve.jobs.executors import Executor
 from modelserve.jobs.gateway import GatewayClient
 from modelserve.jobs.kinds import JobKind, job_kinds, routers
@@ -25,7 +26,6 @@ from modelserve.jobs.pacing import routes as pacing_routes
 from modelserve.jobs.pacing.pacer import Pacer
 from modelserve.jobs.pacing.profile import ProfileReader
 from modelserve.jobs.routes import jobs
-from modelserve.jobs.schema import create_schema
 from modelserve.jobs.settings import JobsSettings
 from modelserve.jobs.store import JobStore
 from modelserve.jobs.worker import Worker, build_pacer
@@ -55,7 +55,9 @@ def build_executors(
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: JobsSettings = app.state.settings
     url = settings.database_url.get_secret_value()
-    await asyncio.to_thread(create_schema, url)
+    if settings.migrate:
+        # Off the event loop: Alembic is synchronous.
+        await asyncio.to_thread(migrations.upgrade, url)
     limits = httpx.Limits(max_connections=settings.concurrency + 4)
     timeout = httpx.Timeout(settings.gateway_timeout_seconds, connect=10.0)
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:

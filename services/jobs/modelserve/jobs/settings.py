@@ -23,6 +23,9 @@ class JobsSettings(ServiceSettings):
         validation_alias=AliasChoices("JOBS_DATABASE_URL", "DATABASE_URL"),
     )
     database_pool_size: int = Field(default=4, ge=1)
+    # Bring the schema to the newest revision at start-up (under a lock, so replicas may
+    # start together). Off where a deployment migrates in a job of its own.
+    migrate: bool = True
 
     # The platform store, where a finished job's output file goes (`jobs/<id>/output.jsonl`);
     # also the seeds' MINIO_* names. No endpoint: outputs stay in job_items only.

@@ -1,16 +1,22 @@
-"""The engine's tables. A job is one row of `jobs`; its units of work are rows of
-`job_items`, keyed by (job_id, index). An item's output is written in the transaction
-that marks it done, fenced by its lease (owner and attempt), so an item taken again after
-its worker died is recorded once."""
+"""The jobs service's schema as release 0.1.0 made it, frozen here: revision 0001 makes
+it, and the adoption of a database from 0.1.0 or before brings one to it (the statements
+make only what is missing). Never edit these; a change of schema is a new revision.
+
+A job is one row of `jobs`; its units of work are rows of `job_items`, keyed by
+(job_id, index). An item's output is written in the transaction that marks it done,
+fenced by its lease (owner and attempt), so an item taken again after its worker died is
+recorded once."""
 
 from __future__ import annotations
 
-import psycopg
+TABLES = ("files", "job_items", "jobs")
 
 STATUSES = ("pending", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 
-_TABLES = (
+# What 0.1.0 ran at every start, on an empty database or on one of an earlier version
+# (every statement makes only what is missing).
+CREATE = (
     f"""
     CREATE TABLE IF NOT EXISTS jobs (
         id text PRIMARY KEY,
@@ -72,11 +78,3 @@ _TABLES = (
     """CREATE INDEX IF NOT EXISTS job_items_open ON job_items (job_id, index)
        WHERE state IN ('pending', 'running')""",
 )
-
-
-def create_schema(url: str) -> None:
-    """The tables, where missing, under an advisory lock: replicas may start together."""
-    with psycopg.connect(url) as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('modelserve-jobs'))")
-        for statement in _TABLES:
-            conn.execute(statement)
