@@ -20,6 +20,10 @@ NPM ?= npm
 NPM_CACHE ?= $(or $(MODELSERVE_CACHE),$(HOME)/.cache/modelserve)/npm
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# `make test` runs the tests on this many workers (pytest-xdist), each with a test bed of
+# its own; a test module runs whole on one worker, so its components start once.
+# 0: every test in one process, in file order.
+PYTEST_WORKERS ?= 2
 
 DOCKER ?= docker
 K3D ?= k3d
@@ -110,7 +114,7 @@ lint: venv
 
 ## test: lint, type-check and run every test against the real components
 test: testbed lint ui-lint ui
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## dev: run the platform locally until Ctrl-C (the web UI on $$GATEWAY_URL/ui)
 dev: testbed ui
