@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import yaml
 
 from modelserve.testbed.helm import CHART, Helm
 from modelserve.testbed.kube import KubeCluster
@@ -42,36 +41,6 @@ class Release:
     notes: str
 
 
-def _storage(kube: KubeCluster, storage_class: str, volumes: int) -> None:
-    """A storage class with no provisioner and `volumes` static volumes of it."""
-    objects: list[dict[str, Any]] = [
-        {
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "StorageClass",
-            "metadata": {"name": storage_class},
-            "provisioner": "kubernetes.io/no-provisioner",
-            "volumeBindingMode": "Immediate",
-            "reclaimPolicy": "Retain",
-        }
-    ]
-    for index in range(volumes):
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": f"{storage_class}-{index}"},
-                "spec": {
-                    "storageClassName": storage_class,
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "hostPath": {"path": f"/tmp/{storage_class}-{index}"},
-                },
-            }
-        )
-    kube.kubectl("apply", stdin=yaml.safe_dump_all(objects))
-
-
 def _servers(release: str) -> str:
     """The namespace where the release's ModelServes live (its serverNamespaces)."""
     return f"{release}-servers"
@@ -93,10 +62,12 @@ def _values(release: str, storage_class: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def release(cluster_helm: Helm, crds: KubeCluster) -> Iterator[Release]:
+def release(
+    cluster_helm: Helm, crds: KubeCluster, static_storage: Callable[[str, int], Any]
+) -> Iterator[Release]:
     name = f"modelserve-{uuid.uuid4().hex[:6]}"
     storage_class = f"{name}-test"
-    _storage(crds, storage_class, volumes=2)
+    storage = static_storage(storage_class, 2)
     values = cluster_helm.values_file(_values(name, storage_class), name)
     notes = cluster_helm(
         "install", name, str(CHART), "-n", name, "--create-namespace", "-f", str(values), *WAIT
@@ -105,9 +76,7 @@ def release(cluster_helm: Helm, crds: KubeCluster) -> Iterator[Release]:
     cluster_helm("uninstall", name, "-n", name, "--ignore-not-found", "--wait")
     crds.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false")
     crds.kubectl("delete", "namespace", _servers(name), "--ignore-not-found", "--wait=false")
-    volumes = [f"{storage_class}-{index}" for index in range(2)]
-    crds.kubectl("delete", "pv", *volumes, "--ignore-not-found", "--wait=false")
-    crds.kubectl("delete", "storageclass", storage_class, "--ignore-not-found")
+    storage.delete()
 
 
 def _items(kube: KubeCluster, kind: str, namespace: str) -> list[dict[str, Any]]:
@@ -115,6 +84,19 @@ def _items(kube: KubeCluster, kind: str, namespace: str) -> list[dict[str, Any]]
 
 
 def test_install_brings_every_pod_to_running(release: Release, crds: KubeCluster) -> None:
+    # The gateway's Deployment carries no replicas (its autoscaler's): it starts with one
+    # pod until the autoscaler's first sync raises it to minReplicas.
+    gateway = f"{release.name}-gateway"
+    wait_for(
+        lambda: (
+            crds.get_json("deployment", gateway, "-n", release.namespace)["status"].get(
+                "availableReplicas"
+            )
+            == 2
+        ),
+        timeout=120,
+        what="the gateway's autoscaler to bring it to its minReplicas",
+    )
     pods = _items(crds, "pods", release.namespace)
     by_component: dict[str, int] = {}
     for pod in pods:
