@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -33,7 +32,7 @@ from modelserve.contract.tables import (
     UsageReceipt,
 )
 from modelserve.testbed.postgres import fresh_schema, schema_url
-from modelserve.testbed.schema_dumps import dump_schema, load_dump
+from modelserve.testbed.schema_dumps import dump_schema, load_dump, table_rows, versions
 
 pytestmark = pytest.mark.postgres
 RELEASE_0_1_0 = Path(__file__).with_name("contract_0_1_0.sql")
@@ -63,19 +62,6 @@ ROWS = [
 def schema(database_url: str) -> Iterator[str]:
     with fresh_schema(database_url, "contract_migrations") as name:
         yield name
-
-
-def _all_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    with psycopg.connect(url) as conn:
-        return {
-            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
-            for table in sorted(TABLES)
-        }
-
-
-def _version(url: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(f"SELECT version_num FROM {migrations.VERSION_TABLE}").fetchall()
 
 
 async def _read_through_the_store(url: str) -> None:
@@ -129,17 +115,17 @@ def test_a_database_of_release_0_1_0_with_rows_is_adopted_and_keeps_them(
     with psycopg.connect(url) as conn:
         for statement in ROWS:
             conn.execute(statement, {"reservation": RESERVATION, "receipt": RECEIPT})
-    before = _all_rows(url)
+    before = table_rows(url, TABLES)
 
     with ThreadPoolExecutor(2) as pool:  # two replicas starting on it at once
         list(pool.map(lambda _: migrations.upgrade(url), range(2)))
 
-    assert _version(url) == [(migrations.head(),)]
-    assert _all_rows(url) == before
+    assert versions(url, migrations.VERSION_TABLE) == [(migrations.head(),)]
+    assert table_rows(url, TABLES) == before
     schema_after = dump_schema(database_url, schema)
     migrations.upgrade(url)  # a restart: nothing changes
     assert dump_schema(database_url, schema) == schema_after
-    assert _all_rows(url) == before
+    assert table_rows(url, TABLES) == before
     asyncio.run(_read_through_the_store(url))
 
 

@@ -5,7 +5,9 @@ compare two schemas object by object."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -52,3 +54,22 @@ def dump_schema(database_url: str, schema: str, *, exclude_tables: tuple[str, ..
         if line.strip() and not line.startswith(("--", "\\", "CREATE SCHEMA "))
     ]
     return "\n".join(kept).replace(f"{schema}.", "SCHEMA.")
+
+
+def table_rows(url: str, tables: Iterable[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table in `tables`, in a stable order: to tell that a migration
+    kept them all, unchanged."""
+    with psycopg.connect(url) as conn:
+        return {
+            table: conn.execute(
+                sql.SQL("SELECT * FROM {} ORDER BY 1, 2").format(sql.Identifier(table))
+            ).fetchall()
+            for table in sorted(tables)
+        }
+
+
+def versions(url: str, version_table: str) -> list[tuple[Any, ...]]:
+    """The rows of an Alembic version table: [(revision,)] where it is at one."""
+    with psycopg.connect(url) as conn:
+        query = sql.SQL("SELECT version_num FROM {}").format(sql.Identifier(version_table))
+        return conn.execute(query).fetchall()

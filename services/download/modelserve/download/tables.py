@@ -112,6 +112,9 @@ class ModelRecord(SQLModel, table=True):
     """A model in the platform store: what the gateway lists and a server loads."""
 
     __tablename__ = "models"
+    # GET /models pages by name and age; made by the migrations since 0.1.0, named here
+    # so that the models and the schema agree.
+    __table_args__ = (Index("models_name_created", "name", "created_at", "id"),)
 
     id: str = Field(primary_key=True)
     name: str
