@@ -1,10 +1,13 @@
 """Inference-time scaling through the gateway, end to end: the real SmolLM2 server behind
 an external ModelServe, the operator, PostgreSQL, and (for budget caps) the contract
-service."""
+service. Where a test must know which candidate wins, or hold the model server's answer
+until it has seen the gateway's keep-alive, a scripted OpenAI-shaped server on loopback
+(modelserve.testbed.scripted_openai) stands behind a second external ModelServe."""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
 from modelserve.testbed.platform import RunningOperator, RunningService
 from modelserve.testbed.polling import wait_for
+from modelserve.testbed.scripted_openai import Scripted, ScriptedServer
 from modelserve.testbed.testing_clients import metric
 from modelserve.testbed.testing_services import service_on_fresh_schema
 
@@ -32,6 +36,7 @@ QUESTION: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "What is 2 + 3? Answer with the number only."}
 ]
 SHORT = 12  # tokens per candidate: SmolLM2 on two CPU cores
+SCRIPTED = "scripted"  # the served name of the scripted server
 
 
 def modelserve(name: str, url: str, served: str) -> dict[str, Any]:
@@ -97,6 +102,45 @@ def gateway(
         yield service.url
 
 
+@pytest.fixture(scope="module")
+def scripted(
+    crds: KubeCluster, operator: RunningOperator, cluster_namespace: str, gateway: str
+) -> Iterator[ScriptedServer]:
+    """The scripted server behind an external ModelServe, routed by the gateway; each test
+    sets its `script` (and `gate`) first."""
+    with ScriptedServer(SCRIPTED, [Scripted("ready")]) as server:
+        body = modelserve("scripted", server.url, SCRIPTED)
+        crds.kubectl("apply", "-n", cluster_namespace, "-f", "-", stdin=yaml.safe_dump(body))
+
+        def routed() -> bool:
+            answer = scaled(gateway, {"model": SCRIPTED, "budget": 1})
+            return bool(answer.status_code == 200)
+
+        wait_for(routed, timeout=90, what="the gateway to route the scripted server")
+        yield server
+
+
+def chosen_text(trace: dict[str, Any]) -> str:
+    text: str = trace["candidates"][trace["selected"]]["text"]
+    return text
+
+
+def first_best(scores: list[float]) -> int:
+    """The candidate best-of-N and the step-wise algorithms must pick: the first of the
+    highest scores."""
+    return scores.index(max(scores))
+
+
+def majority_index(answers: list[str | None]) -> int:
+    """The candidate self-consistency must pick: the first with the most frequent answer
+    (the first candidate when none gave an answer)."""
+    given = [answer for answer in answers if answer is not None]
+    if not given:
+        return 0
+    counts = {answer: given.count(answer) for answer in given}
+    return answers.index(max(counts, key=lambda answer: counts[answer]))
+
+
 def token(subject: str, roles: tuple[str, ...] = ()) -> str:
     signer = TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET)))
     # alice owns the server; dora shares it through team nlp.
@@ -134,8 +178,9 @@ def test_self_consistency_with_the_openai_client(gateway: str, model: str) -> No
     assert trace["budget"] == 3
     assert len(trace["candidates"]) == 3
     assert 0 <= trace["selected"] < 3
-    chosen = trace["candidates"][trace["selected"]]
-    assert chat.choices[0].message.content == chosen["text"]
+    answers = [candidate["answer"] for candidate in trace["candidates"]]
+    assert trace["selected"] == majority_index(answers)
+    assert chat.choices[0].message.content == chosen_text(trace)
     # llama.cpp ignores n: three requests, their usage summed.
     assert trace["upstream_calls"] == 3
     assert chat.usage is not None and chat.usage.completion_tokens >= 3
@@ -168,7 +213,8 @@ def test_best_of_n_with_a_reward(
     assert trace["reward"] == reward
     scores = [candidate["score"] for candidate in trace["candidates"]]
     assert len(scores) == 3 and all(isinstance(score, float) for score in scores)
-    assert scores[trace["selected"]] == max(scores)
+    assert trace["selected"] == first_best(scores)
+    assert body["choices"][0]["message"]["content"] == chosen_text(trace)
     if reward == "judge":
         # SmolLM2 judged each distinct answer: more calls than the three candidates.
         assert trace["upstream_calls"] > 3
@@ -189,7 +235,45 @@ def test_stepwise_algorithms_run_against_smollm2(gateway: str, model: str, algor
     assert trace["algorithm"] == algorithm
     assert trace["rounds"] >= 1
     assert trace["candidates"]
-    assert answer.json()["choices"][0]["message"]["content"] is not None
+    scores = [candidate["score"] for candidate in trace["candidates"]]
+    assert trace["selected"] == first_best(scores)
+    assert answer.json()["choices"][0]["message"]["content"] == chosen_text(trace)
+
+
+def test_best_of_n_answers_the_best_candidate_not_the_first(
+    gateway: str, scripted: ScriptedServer
+) -> None:
+    # Seeded 0, candidate i is script[i] whatever order the three requests arrive in.
+    scripted.script = [
+        Scripted("It is 4", logprob=-2.0),
+        Scripted("It is 5", logprob=-0.1),
+        Scripted("It is 6", logprob=-1.0),
+    ]
+    body = {"model": SCRIPTED, "budget": 3, "algorithm": "best-of-n", "seed": 0}
+    answer = scaled(gateway, {**body, "scaling_trace": True})
+    assert answer.status_code == 200, answer.text
+    trace = answer.json()["scaling"]
+    assert trace["reward"] == "logprob"
+    assert [candidate["text"] for candidate in trace["candidates"]] == [
+        "It is 4",
+        "It is 5",
+        "It is 6",
+    ]
+    assert trace["selected"] == 1
+    assert answer.json()["choices"][0]["message"]["content"] == "It is 5"
+
+
+def test_self_consistency_answers_the_majority_not_the_first(
+    gateway: str, scripted: ScriptedServer
+) -> None:
+    scripted.script = [Scripted("Maybe 4"), Scripted("I say 5"), Scripted("Surely 5")]
+    body = {"model": SCRIPTED, "budget": 3, "algorithm": "self-consistency", "seed": 0}
+    answer = scaled(gateway, {**body, "scaling_trace": True})
+    assert answer.status_code == 200, answer.text
+    trace = answer.json()["scaling"]
+    assert [candidate["answer"] for candidate in trace["candidates"]] == ["4", "5", "5"]
+    assert trace["selected"] == 1
+    assert answer.json()["choices"][0]["message"]["content"] == "I say 5"
 
 
 def test_a_models_defaults_apply_and_budget_one_passes_through(
@@ -210,32 +294,49 @@ def test_a_models_defaults_apply_and_budget_one_passes_through(
         assert "scaling" not in plain.json()  # the model server's own answer
 
 
-def test_streamed_scaling_sends_keepalives_then_the_answer(gateway: str, model: str) -> None:
+def test_streamed_scaling_sends_keepalives_then_the_answer(
+    gateway: str, model: str, scripted: ScriptedServer
+) -> None:
+    scripted.script = [Scripted("Maybe 4"), Scripted("I say 5"), Scripted("Surely 5")]
     body = {
-        "model": model,
+        "model": SCRIPTED,
         "messages": QUESTION,
-        "max_tokens": SHORT,
         "stream": True,
         "stream_options": {"include_usage": True},
         "budget": 3,
         "algorithm": "self-consistency",
+        "seed": 0,
+        "scaling_trace": True,
     }
     headers = {"Authorization": f"Bearer {token('alice')}"}
-    with httpx.stream(
-        "POST", f"{gateway}/v1/chat/completions", json=body, headers=headers, timeout=120
-    ) as answer:
-        assert answer.status_code == 200
-        assert answer.headers["content-type"].startswith("text/event-stream")
-        lines = [line for line in answer.iter_lines() if line]
-    assert any(line.startswith(":") for line in lines)  # keep-alive comments first
-    events = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    # The scripted server holds every candidate until the test has read a keep-alive
+    # through the gateway: a gateway that buffered the stream could send none before the
+    # candidates, which then fail (503, after the gate's bound) and the answer never comes.
+    scripted.gate = threading.Event()
+    try:
+        with httpx.stream(
+            "POST", f"{gateway}/v1/chat/completions", json=body, headers=headers, timeout=120
+        ) as answer:
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            lines = answer.iter_lines()
+            first = next(line for line in lines if line)
+            assert first.startswith(":")  # a keep-alive comment, while candidates are held
+            scripted.gate.set()
+            rest = [line for line in lines if line]
+    finally:
+        scripted.gate.set()
+        scripted.gate = None
+    events = [line.removeprefix("data: ") for line in rest if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(event) for event in events[:-1]]
     text = "".join(
         chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks if chunk["choices"]
     )
-    assert text
-    assert chunks[-1]["usage"]["completion_tokens"] >= 3
+    trace = next(chunk["scaling"] for chunk in chunks if "scaling" in chunk)
+    assert trace["selected"] == 1
+    assert text == chosen_text(trace) == "I say 5"
+    assert chunks[-1]["usage"]["completion_tokens"] == 2 + 3 + 2  # one token a word
 
     # And with the official client: the chosen answer arrives as chat.completion.chunk.
     stream: openai.Stream[ChatCompletionChunk] = client(gateway).chat.completions.create(
