@@ -18,6 +18,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
+from modelserve.common import migrations as common_migrations
 from modelserve.common.database import sqlalchemy_url
 from modelserve.contract import migrations
 from modelserve.contract.policy import CounterCharge
@@ -31,6 +32,9 @@ from modelserve.contract.tables import (
     Usage,
     UsageReceipt,
 )
+from modelserve.download import migrations as download_migrations
+from modelserve.gateway import migrations as gateway_migrations
+from modelserve.jobs import migrations as jobs_migrations
 from modelserve.testbed.postgres import fresh_schema, schema_url
 from modelserve.testbed.schema_dumps import dump_schema, load_dump, table_rows, versions
 
@@ -182,3 +186,22 @@ def test_the_models_match_the_migrations(database_url: str, schema: str) -> None
             assert compare_metadata(context, SQLModel.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_the_services_share_one_schema_each_with_its_own_version(
+    database_url: str, schema: str
+) -> None:
+    """As the chart deploys them: every service on the one database (and schema), each
+    migrating its own tables and keeping its own version table."""
+    url = schema_url(database_url, schema)
+    services = (gateway_migrations, migrations, download_migrations, jobs_migrations)
+    for service in services:
+        service.upgrade(url)
+    for service in (migrations, download_migrations, jobs_migrations):
+        assert versions(url, service.VERSION_TABLE) == [(service.head(),)]
+    gateway_head = common_migrations.head(Path(gateway_migrations.__file__).parent)
+    assert versions(url, "alembic_version") == [(gateway_head,)]
+    schema_after = dump_schema(database_url, schema)
+    for service in reversed(services):  # restarts, in another order: nothing changes
+        service.upgrade(url)
+    assert dump_schema(database_url, schema) == schema_after

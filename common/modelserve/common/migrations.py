@@ -4,7 +4,8 @@ release before Alembic (0.1.0) made, which has the tables but no version table."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import os
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from alembic import command, context
@@ -51,6 +52,17 @@ def upgrade(
             command.upgrade(config, revision)
     finally:
         engine.dispose()
+
+
+def by_hand(upgrade: Callable[[str], None], variables: Sequence[str]) -> None:
+    """`python -m modelserve.<service>.migrations`: `upgrade` on the database of the first
+    of `variables` that is set (the service's own), without the rest of its settings."""
+    for name in variables:
+        url = os.environ.get(name)
+        if url:
+            upgrade(url)
+            return
+    raise SystemExit(f"set {variables[0]} to the database's URL")
 
 
 def head(location: Path) -> str:

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from modelserve.common.migrations import by_hand
 from modelserve.contract.migrations import upgrade
-from modelserve.contract.settings import ContractSettings
 
 if __name__ == "__main__":
-    upgrade(ContractSettings().database_url.get_secret_value())
+    by_hand(upgrade, ("CONTRACT_DATABASE_URL",))

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from modelserve.common.migrations import by_hand
 from modelserve.download.migrations import upgrade
-from modelserve.download.settings import DownloadSettings
 
 if __name__ == "__main__":
-    upgrade(DownloadSettings().database_url.get_secret_value())
+    by_hand(upgrade, ("DOWNLOAD_DATABASE_URL", "DATABASE_URL"))

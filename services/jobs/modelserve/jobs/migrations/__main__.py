@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from modelserve.common.migrations import by_hand
 from modelserve.jobs.migrations import upgrade
-from modelserve.jobs.settings import JobsSettings
 
 if __name__ == "__main__":
-    upgrade(JobsSettings().database_url.get_secret_value())
+    by_hand(upgrade, ("JOBS_DATABASE_URL", "DATABASE_URL"))
