@@ -115,8 +115,9 @@ def test_its_service_leads_to_its_pods_on_8203(rendered: Objects) -> None:
     ]
     container = _container(rendered, "jobs")
     assert container["ports"] == [{"name": "http", "containerPort": 8203, "protocol": "TCP"}]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
 

@@ -35,6 +35,8 @@ from modelserve.testbed.kube import KubeCluster
 RELEASE = "modelserve"
 NAMESPACE = "modelserve"
 COMPONENTS = ("operator", "gateway", "contract", "download", "jobs")
+# The FastAPI services: /ready, a preStop sleep, JSON logs.
+SERVICES = ("gateway", "contract", "download", "jobs")
 # Where ModelServes live by default: the contract's default namespaces and the release's.
 SERVER_NAMESPACES = ("default", "inference", NAMESPACE)
 SETTINGS: dict[str, type[BaseSettings]] = {
@@ -516,7 +518,11 @@ def test_probes_ask_each_component_s_health_endpoint(rendered: list[dict[str, An
     for component in COMPONENTS:
         (container,) = _deployment(rendered, component)["spec"]["template"]["spec"]["containers"]
         path, port_name, port = expected.get(component, ("/health", "http", 0))
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        # The services are ready when their dependencies answer (/ready), alive when
+        # they answer at all (/health).
+        ready = "/ready" if component in SERVICES else path
+        assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": port_name}
+        for probe in ("startupProbe", "livenessProbe"):
             assert container[probe]["httpGet"] == {"path": path, "port": port_name}
         ports = {item["name"]: item["containerPort"] for item in container["ports"]}
         wanted = {"gateway": 8200, "contract": 8201, "download": 8202, "jobs": 8203}.get(
@@ -524,6 +530,21 @@ def test_probes_ask_each_component_s_health_endpoint(rendered: list[dict[str, An
         )
         assert ports[port_name] == wanted
         assert container["resources"]["requests"]
+
+
+def test_services_drain_before_they_stop_and_log_json(rendered: list[dict[str, Any]]) -> None:
+    """The preStop sleep lets the endpoints drop a pod before SIGTERM; the pod's grace
+    outlasts the sleep and the service's own grace for requests in flight."""
+    for component in SERVICES:
+        pod = _deployment(rendered, component)["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
+        config = find(rendered, "ConfigMap", f"{RELEASE}-{component}")["data"]
+        prefix = component.upper()
+        assert config[f"{prefix}_LOG_FORMAT"] == "json"
+        grace = int(config[f"{prefix}_SHUTDOWN_GRACE_SECONDS"])
+        assert grace == 30
+        assert pod["terminationGracePeriodSeconds"] > 5 + grace
 
 
 def test_optional_objects_follow_their_switches(offline_helm: Helm) -> None:

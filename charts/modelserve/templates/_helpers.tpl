@@ -427,6 +427,47 @@ livenessProbe:
   failureThreshold: 3
 {{- end }}
 
+{{/* A service's probes (readiness on /ready: its dependencies answer; liveness and
+startup on /health: the process answers) and its preStop hook: a sleep, so that the
+endpoints drop the pod before SIGTERM stops its listening (the image's /bin/sleep, which
+every Kubernetes version runs, not the 1.30+ sleep action). */}}
+{{- define "modelserve.serviceProbes" -}}
+{{- $root := index . 0 }}
+{{- $port := index . 1 -}}
+startupProbe:
+  httpGet: {path: /health, port: {{ $port }}}
+  periodSeconds: 5
+  failureThreshold: 60
+readinessProbe:
+  httpGet: {path: /ready, port: {{ $port }}}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 2
+livenessProbe:
+  httpGet: {path: /health, port: {{ $port }}}
+  periodSeconds: 20
+  timeoutSeconds: 5
+  failureThreshold: 3
+lifecycle:
+  preStop:
+    exec:
+      command: [sleep, {{ $root.Values.shutdown.preStopSeconds | quote }}]
+{{- end }}
+
+{{/* The pod's terminationGracePeriodSeconds: the preStop sleep, then the grace for
+requests in flight, then 10 s to close what the service opened. */}}
+{{- define "modelserve.terminationGrace" -}}
+{{- add .Values.shutdown.preStopSeconds .Values.shutdown.graceSeconds 10 }}
+{{- end }}
+
+{{/* The settings of logs and shutdown that every service reads, under its prefix. */}}
+{{- define "modelserve.serviceRuntime" -}}
+{{- $root := index . 0 }}
+{{- $prefix := index . 1 -}}
+{{ $prefix }}_LOG_FORMAT: {{ $root.Values.logFormat | quote }}
+{{ $prefix }}_SHUTDOWN_GRACE_SECONDS: {{ $root.Values.shutdown.graceSeconds | quote }}
+{{- end }}
+
 {{/* The ports model servers listen on: the operator sets them, their NetworkPolicy opens them. */}}
 {{- define "modelserve.vllmPort" -}}8000{{- end }}
 {{- define "modelserve.llamacppPort" -}}8080{{- end }}

@@ -3,7 +3,9 @@
     {"error": {"code": "token_expired", "message": "the token expired at …"}}
 
 Handlers raise `ApiError`; FastAPI's own errors (404 for an unknown route, 422 for a
-body that does not validate) are turned into the same shape. Nothing leaks a traceback.
+body that does not validate) are turned into the same shape. Anything else a handler
+raises is a 500 `internal_error` that names the request's id (the traceback goes to the
+log once, by uvicorn, with that id; never to the client). Nothing leaks a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+from modelserve.common.request_ids import HEADER, current_request_id
 
 # Codes for the statuses FastAPI raises by itself.
 _STATUS_CODES = {
@@ -69,6 +73,22 @@ def answer_unavailable(app: FastAPI, error_type: type[Exception], code: str) -> 
     app.add_exception_handler(error_type, unavailable)
 
 
+async def internal_error(_: Request, __: Exception) -> JSONResponse:
+    """The answer to an exception no handler took. Starlette calls this from its outermost
+    middleware, outside the request-id middleware, hence the header set here; it raises
+    the exception again afterwards, and uvicorn logs its traceback (in the request's
+    context, so with its id)."""
+    request_id = current_request_id()
+    body = error_body(
+        "internal_error",
+        "the service failed on this request; quote the request id when reporting it",
+        request_id=request_id,
+    )
+    headers = {HEADER: request_id} if request_id is not None else None
+    return JSONResponse(body, status_code=500, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(Exception, internal_error)

@@ -1,18 +1,22 @@
-"""What every FastAPI service of ModelServe starts from: GET /health and a uvicorn runner."""
+"""What every FastAPI service of ModelServe starts from: GET /health (liveness), GET /ready
+(readiness), request ids, JSON errors, its logging and a uvicorn runner that drains
+requests in flight at shutdown."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import uvicorn
 import uvloop
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from modelserve.common import __version__
+from modelserve.common import __version__, logs
 from modelserve.common.errors import install_error_handlers
+from modelserve.common.readiness import Readiness, readiness
+from modelserve.common.request_ids import RequestIds
 from modelserve.common.settings import ServiceSettings
 
 
@@ -25,31 +29,58 @@ class Health(BaseModel):
 def create_service_app(
     service: str, settings: ServiceSettings, *, own_health: bool = False, **fastapi_options: Any
 ) -> FastAPI:
-    """A FastAPI app with the service's settings in `app.state`, JSON errors and a
-    token-free /health (unless the service has its own: `own_health`). `fastapi_options`
-    go to FastAPI (a lifespan, for example)."""
+    """A FastAPI app with the service's settings in `app.state`, request ids, JSON errors,
+    a token-free /health (unless the service has its own: `own_health`) and /ready (the
+    checks the lifespan puts in `app.state.readiness`). `fastapi_options` go to FastAPI
+    (a lifespan, for example)."""
     app = FastAPI(title=f"ModelServe {service}", version=__version__, **fastapi_options)
     app.state.settings = settings
+    app.state.service = service
+    app.add_middleware(RequestIds)
     install_error_handlers(app)
     if not own_health:
 
         @app.get("/health", tags=["health"])
         async def health() -> Health:
+            """Liveness: the process answers. No dependency is asked."""
             return Health(status="ok", service=service, version=__version__)
+
+    @app.get(
+        "/ready",
+        tags=["health"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "a check failed"}},
+    )
+    async def ready(request: Request) -> JSONResponse:
+        """Readiness: 200 when every check of this service passes, else 503 naming each
+        failing check and why."""
+        found = await readiness(getattr(request.app.state, "readiness", None))
+        status = 200 if found.status == "ready" else 503
+        return JSONResponse(found.model_dump(), status_code=status)
 
     return app
 
 
-def configure_logging(settings: ServiceSettings) -> None:
-    """The service's own loggers at its log level, beside uvicorn's."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def configure_logging(settings: ServiceSettings, service: str) -> None:
+    """The service's logs (and uvicorn's) at its level, in its format (`logs`)."""
+    logs.configure_logging(service, settings.log_level, settings.log_format)
+
+
+def server_options(settings: ServiceSettings) -> dict[str, Any]:
+    """uvicorn's options for every server of a service: its logs through the handler of
+    `configure_logging` (no configuration of uvicorn's own), and the grace that requests
+    in flight get after SIGTERM, while no new connection is accepted."""
+    return {
+        "host": settings.host,
+        "log_level": settings.log_level,
+        "log_config": None,
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+    }
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    configure_logging(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    configure_logging(settings, getattr(app.state, "service", app.title))
+    uvicorn.run(app, port=settings.port, **server_options(settings))
 
 
 def serve_all(configs: list[uvicorn.Config]) -> None:

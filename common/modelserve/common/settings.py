@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
 
@@ -17,6 +18,13 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # "json": one object per line (time, level, logger, message, service, request_id,
+    # exception), for a log pipeline; "text" for people reading a terminal.
+    log_format: Literal["json", "text"] = "text"
+    # Seconds that requests in flight (a long stream) may take to finish after SIGTERM,
+    # once the service stopped accepting new ones; then they are cut. The pod's
+    # terminationGracePeriodSeconds must be longer.
+    shutdown_grace_seconds: int = Field(default=30, ge=0)
 
 
 def split(value: str) -> list[str]:

@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 
 from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.errors import answer_unavailable, error_body, install_error_handlers
+from modelserve.common.readiness import database_check
+from modelserve.common.request_ids import RequestIds
 from modelserve.common.service import create_service_app
 from modelserve.common.supervision import start_supervised
 from modelserve.common.tokens import TokenVerifier
@@ -53,6 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.database_timeout,
             migrate=settings.migrate,
         )
+        app.state.readiness = {"database": database_check(store.pool)}
         decider = Decider(settings, store, ContractBook(default_limits(settings)))
         await decider.reload()
         tasks = [
@@ -96,6 +99,7 @@ def create_webhook_app(settings: ContractSettings) -> FastAPI:
         title="ModelServe contract admission", docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.settings = settings
+    app.add_middleware(RequestIds)
     install_error_handlers(app)
     app.include_router(admission.router)
     return app

@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from modelserve.common.service import configure_logging, serve_all
+from modelserve.common.service import configure_logging, serve_all, server_options
 from modelserve.common.settings import split
 from modelserve.contract.app import create_app, create_webhook_app
 from modelserve.contract.settings import ContractSettings
@@ -45,16 +45,10 @@ def client_checked(names: frozenset[str]) -> type[asyncio.Protocol]:
 
 def main() -> None:
     settings = ContractSettings()
-    configure_logging(settings)
+    configure_logging(settings, "contract")
     webhook = create_webhook_app(settings)
-    configs = [
-        uvicorn.Config(
-            create_app(settings, webhook),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-        )
-    ]
+    api = create_app(settings, webhook)
+    configs = [uvicorn.Config(api, port=settings.port, **server_options(settings))]
     if settings.tls_cert_file and settings.tls_key_file:
         if settings.webhook_client_ca_file is None:
             raise SystemExit(
@@ -64,9 +58,8 @@ def main() -> None:
         configs.append(
             uvicorn.Config(
                 webhook,
-                host=settings.host,
                 port=settings.webhook_port,
-                log_level=settings.log_level,
+                **server_options(settings),
                 ssl_certfile=settings.tls_cert_file,
                 ssl_keyfile=settings.tls_key_file,
                 ssl_ca_certs=str(settings.webhook_client_ca_file),

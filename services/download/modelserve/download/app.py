@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.errors import answer_unavailable
 from modelserve.common.objects import ObjectStore
+from modelserve.common.readiness import database_check
 from modelserve.common.service import create_service_app
 from modelserve.common.tokens import TokenVerifier
 from modelserve.download.jobs import Jobs
@@ -43,6 +44,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             migrate=settings.migrate,
         )
         app.state.jobs = jobs
+        # The stores are not checked: only a request to one would tell, and each has its
+        # own retries; their outage is a 503 of the route that needs them.
+        app.state.readiness = {"database": database_check(jobs.pool)}
         # The registry: registrations, uploads (signed for the endpoint clients reach) and
         # active versions, on the jobs' connections; the platform store for the checks
         # the routes make before queueing.

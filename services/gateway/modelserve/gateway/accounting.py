@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+from modelserve.common.request_ids import with_request_id
 from modelserve.common.tokens import Claims, TokenSigner
 from modelserve.gateway.contracts import SERVICE_NAME, principal_of
 from modelserve.gateway.upstream import UpstreamClient, UpstreamError
@@ -113,7 +114,9 @@ class Accounting:
         body = {"principal": principal_of(claims), "action": "infer", "resource": resource}
         try:
             status, answer = await self._http.post(
-                f"{self._url}/decide", json.dumps(body).encode(), self._token.headers()
+                f"{self._url}/decide",
+                json.dumps(body).encode(),
+                with_request_id(self._token.headers()),
             )
         except UpstreamError as error:
             raise ContractUnavailable(f"the contract service is unreachable: {error}") from error

@@ -13,12 +13,15 @@ import httpx
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
+from modelserve.common.readiness import Check, database_check, http_check, problem_check
+from modelserve.common.request_ids import carry_request_id
 from modelserve.common.service import create_service_app
 from modelserve.common.tokens import TokenSigner
 from modelserve.gateway.arena import routes as arena_routes
 from modelserve.gateway.arena.battles import Arena
 from modelserve.gateway.arena.store import ArenaStore
 from modelserve.gateway.contracts import ContractClient
+from modelserve.gateway.discovery import Discovery
 from modelserve.gateway.gpus import routes as gpu_routes
 from modelserve.gateway.gpus.cluster import GpuCluster
 from modelserve.gateway.identity import Identity
@@ -57,7 +60,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with contextlib.AsyncExitStack() as stack:
         # Calls to the platform's own services (contract, download, a JWKS): not the
         # proxy's client, which has its own limits.
-        services = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
+        # They carry the id of the request they are made for (`request_ids`).
+        services = await stack.enter_async_context(
+            httpx.AsyncClient(timeout=10.0, event_hooks={"request": [carry_request_id]})
+        )
         # Kubernetes (None without a cluster): servers are ModelServes, routes come from them.
         kube = load_api_client(settings)
         if kube is not None:
@@ -100,7 +106,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         # The OpenAI proxy: routes from watching ModelServes, the pool of connections to
         # model servers, metrics, inference accounting.
-        proxy = await open_proxy(settings, kube, signer, stack)
+        proxy, discovery = await open_proxy(settings, kube, signer, stack)
         app.state.proxy = proxy
         app.state.routes = proxy.table
         app.state.metrics = proxy.metrics
@@ -114,7 +120,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             recorder = RollbackRecorder(proxy.table, app.state.registry)
             recorder.start()
             stack.push_async_callback(recorder.close)
+        app.state.readiness = readiness_checks(settings, identity, discovery, services)
         yield
+
+
+def readiness_checks(
+    settings: GatewaySettings,
+    identity: Identity,
+    discovery: Discovery | None,
+    services: httpx.AsyncClient,
+) -> dict[str, Check]:
+    """What /ready asks: the database, the route table following the cluster (with
+    one), the contract service answering (with one: requests are refused without it)."""
+    checks = {"database": database_check(identity.pool)}
+    if discovery is not None:
+        checks["discovery"] = problem_check(discovery.problem)
+    if settings.contract_url:
+        health = f"{settings.contract_url.rstrip('/')}/health"
+        checks["contract"] = http_check(services, health, "the contract service")
+    return checks
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:

@@ -66,6 +66,15 @@ class Discovery:
     async def close(self) -> None:
         await self._watches.close()
 
+    def problem(self) -> str | None:
+        """Why the route table does not follow the cluster now (readiness), or None."""
+        if self._unlisted:
+            pending = sorted(
+                f"{what} in {scope or 'the cluster'}" for what, scope in self._unlisted
+            )
+            return f"not listed yet: {', '.join(pending)}"
+        return self._watches.problem()
+
     def _hand_over(self, callback: Callable[..., None], *args: Any) -> None:
         """Run `callback` on the event loop (called from the threads)."""
         if self._loop is not None and not self._watches.stopped:

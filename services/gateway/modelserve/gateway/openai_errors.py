@@ -24,7 +24,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from modelserve.common.errors import error_body
+from modelserve.common.errors import internal_error
+from modelserve.common.request_ids import HEADER, current_request_id
 from modelserve.gateway.metrics import GatewayMetrics
 
 OPENAI_PREFIX = "/v1"
@@ -157,7 +158,14 @@ def _as_openai(error: Exception) -> OpenAIError:
         return OpenAIError(
             error.status_code, str(error.detail), code=code, headers=dict(error.headers or {})
         )
-    return OpenAIError(500, "the gateway failed on this request", code="internal_error")
+    # Answered from outside the request-id middleware: the id goes in the header here.
+    request_id = current_request_id()
+    return OpenAIError(
+        500,
+        f"the gateway failed on this request (request id {request_id})",
+        code="internal_error",
+        headers={HEADER: request_id} if request_id is not None else None,
+    )
 
 
 async def _call(handler: Any, request: Request, error: Exception) -> Response:
@@ -166,13 +174,6 @@ async def _call(handler: Any, request: Request, error: Exception) -> Response:
         response = await response
     assert isinstance(response, Response)
     return response
-
-
-async def _internal_error(_: Request, __: Exception) -> Response:
-    # Starlette logs the exception after this answer; the client sees no traceback.
-    return JSONResponse(
-        error_body("internal_error", "the gateway failed on this request"), status_code=500
-    )
 
 
 def _by_path(platform: Callable[..., Any]) -> Callable[[Request, Exception], Awaitable[Response]]:
@@ -193,4 +194,4 @@ def install_openai_errors(app: FastAPI) -> None:
     handlers elsewhere."""
     for error_class in (HTTPException, RequestValidationError):
         app.add_exception_handler(error_class, _by_path(app.exception_handlers[error_class]))
-    app.add_exception_handler(Exception, _by_path(_internal_error))
+    app.add_exception_handler(Exception, _by_path(internal_error))

@@ -47,6 +47,7 @@ from fastapi import Request, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from modelserve.common.online_pressure import is_background, signal_headers
+from modelserve.common.request_ids import current_request_id
 from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decision
 from modelserve.gateway.asgi import CLIENT_CLOSED, ExchangeResponse, client_gone, send_json
@@ -83,8 +84,9 @@ from modelserve.gateway.usage import StreamMeter, Usage, inject_usage, usage_fro
 logger = logging.getLogger(__name__)
 # Denials that a wait can lift answer 429 (OpenAI's RateLimitError); the others 403.
 RATE_REASONS = frozenset({"request_rate_exceeded", "token_rate_exceeded", "token_budget_exhausted"})
-# The request headers a model server gets from the client; never its Authorization.
-_PASSED_HEADERS = ("accept", "x-request-id")
+# The request headers a model server gets from the client; never its Authorization. Its
+# X-Request-ID is the request's id (`request_ids`: the client's if it was safe, else new).
+_PASSED_HEADERS = ("accept",)
 # The head of a stream sent before the model server's (while a request is held).
 _STREAM_HEAD = [
     (b"content-type", b"text/event-stream"),
@@ -228,6 +230,9 @@ class Proxy:
             value = headers_in.get(name)
             if value is not None:
                 headers[name] = value
+        request_id = current_request_id()
+        if request_id is not None:
+            headers["x-request-id"] = request_id
         if found.api_key:
             headers["Authorization"] = f"Bearer {found.api_key}"
         return ProxyResponse(

@@ -36,12 +36,15 @@ async def open_proxy(
     kube: k8s.ApiClient | None,
     signer: TokenSigner,
     stack: contextlib.AsyncExitStack,
-) -> Proxy:
+) -> tuple[Proxy, Discovery | None]:
+    """The proxy, and the discovery that fills its table (None without a cluster), whose
+    state readiness reports."""
     metrics = GatewayMetrics()
     platform = split(settings.platform_namespaces)
     table = RouteTable(platform)
     # This replica's requests per server, which the operator reads from its Lease.
     book = LoadBook()
+    discovery = None
     if kube is not None:
         reporter = LoadReporter(
             kube,
@@ -110,7 +113,7 @@ async def open_proxy(
         reserved_tokens=settings.scaling_reserved_tokens,
         holder=holder,
     )
-    return Proxy(
+    proxy = Proxy(
         table,
         dispatcher,
         metrics,
@@ -121,6 +124,7 @@ async def open_proxy(
         scaler=scaler,
         holder=holder,
     )
+    return proxy, discovery
 
 
 def outbox_settings(settings: GatewaySettings) -> OutboxSettings:

@@ -65,10 +65,25 @@ class Watches:
         self._stopped = threading.Event()
         self._watches: list[k8s_watch.Watch] = []
         self._threads: list[threading.Thread] = []
+        # Why the last list or watch of a kind and scope failed, until a list succeeds
+        # again (written by the threads, read by readiness).
+        self._failing: dict[tuple[str, Scope], str] = {}
 
     @property
     def stopped(self) -> bool:
         return self._stopped.is_set()
+
+    def problem(self) -> str | None:
+        """What keeps the copy from following the cluster now, or None: a thread that
+        ended, or a list or watch that failed and has not listed again since."""
+        ended = [thread.name for thread in self._threads if not thread.is_alive()]
+        if ended and not self.stopped:
+            return f"watch threads ended: {', '.join(ended)}"
+        failing = [
+            f"{what} in {scope or 'the cluster'}: {reason}"
+            for (what, scope), reason in list(self._failing.items())
+        ]
+        return f"watching failed: {'; '.join(failing)}" if failing else None
 
     def start(self) -> None:
         for kind, scope in self._pairs:
@@ -92,17 +107,20 @@ class Watches:
         while not self._stopped.is_set():
             try:
                 version = self._list(kind, namespace)
+                self._failing.pop((kind.what, namespace), None)
                 self._watch(kind, namespace, version)
                 backoff = 1.0
             except ApiException as error:
                 if error.status == GONE:
                     continue  # our version is too old: list again now
                 logger.warning("watching %s failed (%s): %s", kind.what, error.status, error.reason)
-            except Exception:
+                self._failing[(kind.what, namespace)] = f"{error.status} {error.reason}"
+            except Exception as error:
                 if self._stopped.is_set():
                     return  # `close` cut the watch's connection
                 # A thread that died here would leave the routes frozen: log and go on.
                 logger.exception("watching %s failed", kind.what)
+                self._failing[(kind.what, namespace)] = repr(error)
             if self._stopped.wait(backoff):
                 return
             backoff = min(backoff * 2, MAX_BACKOFF)

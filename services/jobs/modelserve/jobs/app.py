@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse
 from modelserve.common.database import DatabaseUnavailable, open_pool
 from modelserve.common.errors import answer_unavailable, error_body
 from modelserve.common.objects import ObjectStore
+from modelserve.common.readiness import database_check, http_check
+from modelserve.common.request_ids import carry_request_id
 from modelserve.common.service import create_service_app
 from modelserve.common.supervision import start_supervised
 from modelserve.common.tokens import TokenSigner, TokenVerifier
@@ -60,9 +62,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrations.upgrade, url)
     limits = httpx.Limits(max_connections=settings.concurrency + 4)
     timeout = httpx.Timeout(settings.gateway_timeout_seconds, connect=10.0)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+    # Calls to the gateway carry the id of the request they are made for, if any.
+    hooks = {"request": [carry_request_id]}
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, event_hooks=hooks) as http:
         app.state.verifier = TokenVerifier.from_settings(settings.tokens, http)
         pool = await open_pool(url, size=settings.database_pool_size, wait=5.0)
+        checks = {"database": database_check(pool)}
+        if settings.gateway_url:
+            health = f"{settings.gateway_url.rstrip('/')}/health"
+            checks["gateway"] = http_check(http, health, "the gateway")
+        app.state.readiness = checks
         store = JobStore(pool)
         app.state.store = store
         config = settings.store()

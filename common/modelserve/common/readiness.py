@@ -1,0 +1,106 @@
+"""GET /ready: whether this replica can do its work now, apart from /health (it answers at
+all). A probe polls it every few seconds, so each check is one cheap call with a short
+timeout, and the checks run side by side.
+
+    200 {"status": "ready", "checks": {"database": {"ok": true, "detail": "ok"}}}
+    503 {"status": "not_ready",
+         "checks": {"database": {"ok": false, "detail": "no answer within 2 s"}}}
+
+A service lists its checks in `app.state.readiness` (name → check) when its lifespan has
+opened what they look at; until then it is not ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+
+# Seconds one check may take: below the chart's probe timeout (3 s).
+CHECK_SECONDS = 2.0
+
+# A check returns when all is well and raises (any error, its message the reason) when not.
+Check = Callable[[], Awaitable[None]]
+
+
+class NotReady(Exception):
+    """A check's reason, when there is no other error to tell it."""
+
+
+class CheckResult(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, CheckResult]
+
+
+async def _run(check: Check, seconds: float) -> CheckResult:
+    try:
+        async with asyncio.timeout(seconds):
+            await check()
+    except TimeoutError:
+        return CheckResult(ok=False, detail=f"no answer within {seconds:g} s")
+    # Any failure is the check's answer (a dropped connection, a refused login, ...): its
+    # reason goes to the prober, nothing is swallowed.
+    except Exception as error:  # noqa: BLE001
+        return CheckResult(ok=False, detail=str(error) or type(error).__name__)
+    return CheckResult(ok=True, detail="ok")
+
+
+async def readiness(
+    checks: Mapping[str, Check] | None, seconds: float = CHECK_SECONDS
+) -> Readiness:
+    """Every check at once; ready when all pass. No checks yet (None): still starting."""
+    if checks is None:
+        starting = CheckResult(ok=False, detail="the service is starting")
+        return Readiness(status="not_ready", checks={"startup": starting})
+    names = list(checks)
+    results = await asyncio.gather(*(_run(checks[name], seconds) for name in names))
+    status: Literal["ready", "not_ready"] = (
+        "ready" if all(result.ok for result in results) else "not_ready"
+    )
+    return Readiness(status=status, checks=dict(zip(names, results, strict=True)))
+
+
+def database_check(pool: AsyncConnectionPool, timeout: float = CHECK_SECONDS) -> Check:
+    """A real `SELECT 1` on a pooled connection (waiting at most `timeout` for one)."""
+
+    async def check() -> None:
+        async with pool.connection(timeout=timeout) as conn:
+            await conn.execute("SELECT 1")
+
+    return check
+
+
+def http_check(
+    http: httpx.AsyncClient, url: str, what: str, timeout: float = CHECK_SECONDS
+) -> Check:
+    """GET `url` (a peer's token-free /health) answers 200."""
+
+    async def check() -> None:
+        try:
+            answer = await http.get(url, timeout=timeout)
+        except httpx.HTTPError as error:
+            raise NotReady(f"{what} cannot be reached: {error!r}") from error
+        if answer.status_code != 200:
+            raise NotReady(f"{what} answered {answer.status_code}")
+
+    return check
+
+
+def problem_check(problem: Callable[[], str | None]) -> Check:
+    """A check over a state the service keeps: `problem()` says what is wrong, or None."""
+
+    async def check() -> None:
+        found = problem()
+        if found is not None:
+            raise NotReady(found)
+
+    return check

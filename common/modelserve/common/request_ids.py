@@ -1,0 +1,84 @@
+"""A request id for every HTTP request: the caller's `X-Request-ID` when it is safe to
+repeat, else a new one. It goes into a context variable, which the log formatter reads
+and the clients of other services send on, and back to the caller as a header.
+
+The middleware is plain ASGI, not Starlette's BaseHTTPMiddleware: it sits on the
+gateway's proxy path, where it must cost microseconds and must not buffer a stream.
+Each request runs in a task of its own, whose context is a copy: the id set here is seen
+by everything the request does (uvicorn's access and error logs included) and by no
+other request, so it is never reset.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar
+
+import httpx
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = "X-Request-ID"
+_HEADER = b"x-request-id"
+# A length and characters that are safe in a header, a log line and a URL: a caller's id
+# that breaks these rules is replaced, never echoed.
+MAX_LENGTH = 128
+_SAFE = re.compile(rb"[A-Za-z0-9._:@=+/-]{1,%d}" % MAX_LENGTH)
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def accepted(value: bytes) -> str | None:
+    """The caller's id if it is safe to carry on, else None."""
+    return value.decode("ascii") if _SAFE.fullmatch(value) else None
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def current_request_id() -> str | None:
+    return REQUEST_ID.get()
+
+
+def with_request_id(headers: Mapping[str, str]) -> dict[str, str]:
+    """`headers` and, inside a request, its id: for a call to another service."""
+    request_id = REQUEST_ID.get()
+    return {**headers, HEADER: request_id} if request_id is not None else dict(headers)
+
+
+async def carry_request_id(request: httpx.Request) -> None:
+    """An httpx request hook: the current request's id on every call of that client
+    (`event_hooks={"request": [carry_request_id]}`)."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None and HEADER not in request.headers:
+        request.headers[HEADER] = request_id
+
+
+class RequestIds:
+    """ASGI middleware: sets the request's id and answers it in `X-Request-ID`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == _HEADER:
+                request_id = accepted(value)
+                break
+        if request_id is None:
+            request_id = new_request_id()
+        REQUEST_ID.set(request_id)
+        header = (_HEADER, request_id.encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
