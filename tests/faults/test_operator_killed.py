@@ -190,7 +190,7 @@ def test_a_killed_operator_leaves_each_of_100_modelserves_whole_and_once(
         kind, name = child["kind"], child["metadata"]["name"]
         # The namespace holds nothing of these kinds but the operator's children.
         uid = controller_uid(child)
-        assert uid in by_uid, f"{kind} {name} is an orphan (controller {uid})"
+        assert uid is not None and uid in by_uid, f"{kind} {name} is an orphan ({uid})"
         owned[uid].append((kind, name))
     for uid, ms in by_uid.items():
         wanted = wanted_children(ModelServe.from_body(ms), operator_settings)
