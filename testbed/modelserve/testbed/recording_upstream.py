@@ -43,7 +43,14 @@ class RecordingUpstream(ThreadedApp):
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        # As the gateway, for the jobs service: a token that is never checked here.
+        app.router.add_post("/auth/delegate", self._delegate)
         return app
+
+    async def _delegate(self, _: web.Request) -> web.Response:
+        return web.json_response(
+            {"access_token": "recorded", "token_type": "bearer", "expires_in": 900}
+        )
 
     async def _models(self, _: web.Request) -> web.Response:
         models = [{"id": self.model, "object": "model"}]

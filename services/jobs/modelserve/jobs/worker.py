@@ -14,6 +14,7 @@ import psycopg
 
 from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.objects import StoreError
+from modelserve.common.request_ids import REQUEST_ID
 from modelserve.jobs.executors import Executors, ItemBusy, ItemFailed, ItemRetry
 from modelserve.jobs.outputs import FinishFailed, OutputWriter
 from modelserve.jobs.pacing.aimd import AimdSettings
@@ -50,6 +51,12 @@ def retry_delay(attempts: int, first: float, most: float) -> float:
     """Seconds before the next attempt of an item tried `attempts` times: `first`,
     doubling with each attempt, at most `most`."""
     return float(min(first * 2 ** max(attempts - 1, 0), most))
+
+
+def item_request_id(item: Item) -> str:
+    """`job-<job id>-<index>-<attempt>`: what the gateway, contract service and model
+    server log for this attempt at the item."""
+    return f"job-{item.job_id}-{item.index}-{item.attempts}"
 
 
 class Worker:
@@ -152,6 +159,9 @@ class Worker:
             logger.error("item %s/%d: %s", item.job_id, item.index, error, exc_info=error)
 
     async def _run_item(self, item: Item) -> None:
+        # The item's calls to the gateway (and the log lines written for it) carry an id
+        # that names it: each item runs in a task of its own, whose context this is.
+        REQUEST_ID.set(item_request_id(item))
         executor = self._executors[item.type]
         settings = self._settings
         try:
