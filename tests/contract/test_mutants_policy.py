@@ -91,18 +91,37 @@ def test_default_limits_read_the_settings_and_a_star_means_anything(
         default_runtimes="vllm, llamacpp",
         default_namespaces="default",
         default_budget_period="day",
+        default_max_replicas=5,
+        default_max_gpus=8,
+        default_max_servers=3,
+        default_max_budget=16,
+        default_requests_per_minute=60,
+        default_tokens_per_minute=6000,
+        default_token_budget=100000,
+        default_downloads=False,
     )
     limits = default_limits(settings)
     assert limits.models is None
     assert limits.runtimes == ["vllm", "llamacpp"]
     assert limits.namespaces == ["default"]
     assert limits.budget_period is Period.DAY
-    assert limits.max_replicas == settings.default_max_replicas
-    assert limits.downloads == settings.default_downloads
+    assert (limits.max_replicas, limits.max_gpus, limits.max_servers) == (5, 8, 3)
+    assert limits.max_budget == 16
+    assert (limits.requests_per_minute, limits.tokens_per_minute) == (60, 6000)
+    assert limits.token_budget == 100000
+    assert limits.downloads is False
+    named = default_limits(ContractSettings(default_models="smollm2-*, qwen"))
+    assert named.models == ["smollm2-*", "qwen"]
 
 
 def test_the_book_merges_a_users_contract_with_the_defaults_and_keeps_teams_as_they_are() -> None:
     book = ContractBook(Limits(max_replicas=5, namespaces=["default"]))
+    # Before any load: a user without a contract has the defaults; removing is harmless.
+    bob = book.scopes(Principal(subject="bob"), None)
+    assert [(s.key, s.limits) for s in bob] == [("user:bob", book.defaults)]
+    book.remove(SubjectKind.USER, "nobody")
+    book.put(Contract(kind=SubjectKind.TEAM, name="early", max_servers=1))
+    assert book.teams["early"].max_servers == 1
     book.load(
         [
             Contract(kind=SubjectKind.USER, name="alice", max_gpus=2),
