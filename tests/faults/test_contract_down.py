@@ -296,7 +296,8 @@ def test_a_minute_without_the_contract_service_fails_closed_and_loses_no_usage(
         assert outbox_ids(gateway_database) == waiting
 
         back = time.monotonic()
-        service.start()  # the same process, port and webhook registration as before
+        service.start()  # the same program, ports and webhook registration as before
+        figure("contract service down 60 s: restart to answering /health", since(back))
         wait_for(routed, timeout=60, what="a request allowed again", interval=0.1)
         answered += 1
         figure("contract service down 60 s: restart to the first allowed request", since(back))
