@@ -12,6 +12,7 @@ pinned below 8 for that reason.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ MAX_PARTS = 10_000
 
 # S3 error codes, in the words a person asking for a download needs.
 _CREDENTIALS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+
+logger = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -59,9 +62,9 @@ def explain(error: BaseException, store: str, what: str) -> StoreError:
         return StoreError(
             "store_error", f"the {store} store answered {error.code} for {what}: {error.message}"
         )
-    return StoreError(
-        "store_unreachable", f"the {store} store is unreachable ({error})", retryable=True
-    )
+    # urllib3's text names the store's address inside the cluster: logged, never answered.
+    logger.warning("the %s store is unreachable (%s): %s", store, what, error)
+    return StoreError("store_unreachable", f"the {store} store is unreachable", retryable=True)
 
 
 @dataclass(frozen=True)
