@@ -66,8 +66,8 @@ def _values(release: str, storage_class: str, servers: str) -> dict[str, Any]:
     }
 
 
-def _items(kube: KubeCluster, kind: str, namespace: str) -> list[dict[str, Any]]:
-    return list(kube.get_json(kind, "-n", namespace)["items"])
+def _items(kube: KubeCluster, kind: str, namespace: str, *more: str) -> list[dict[str, Any]]:
+    return list(kube.get_json(kind, "-n", namespace, *more)["items"])
 
 
 def _secret_data(kube: KubeCluster, namespace: str) -> dict[str, dict[str, str]]:
@@ -228,6 +228,16 @@ def test_upgrade_to_this_chart_keeps_state_and_adds_the_production_objects(
         lambda: _gateway_available(crds, release, hpa["spec"]["minReplicas"]),
         timeout=120,
         what="the autoscaler to hold the gateway at its minReplicas",
+    )
+    # ... after the upgrade had dropped it to one pod (what docs/operations.md warns of).
+    about_hpa = f"involvedObject.uid={hpa['metadata']['uid']}"
+    wait_for(
+        lambda: any(
+            event["reason"] == "SuccessfulRescale" and "below Spec.MinReplicas" in event["message"]
+            for event in _items(crds, "events", release.name, "--field-selector", about_hpa)
+        ),
+        timeout=60,
+        what="the autoscaler's rescale from one pod",
     )
     # The disruption controller counts each budget against the pods it selects: one pod of
     # each service may go at a time, and no more.
