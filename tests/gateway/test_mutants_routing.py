@@ -218,3 +218,13 @@ def test_drain_and_scheduling_details_are_read_only_where_they_apply() -> None:
     assert untokened.pod_drain_pods == frozenset()
     tokened = loading_from_status({"podDrain": {"token": "t2", "pods": ["p-1"]}})
     assert tokened.pod_drain_pods == frozenset({"p-1"})
+
+
+def test_a_server_without_a_message_is_named_with_its_phase_alone() -> None:
+    table = loaded()
+    quiet = body("a", phase="Deploying")
+    quiet["status"]["message"] = ""
+    add(table, quiet, ready=False)
+    answer = table.lookup("qwen-7b", ALICE)
+    assert isinstance(answer, NotReady)
+    assert answer.message == "the model 'qwen-7b' is not ready yet (team-a/a is Deploying)"

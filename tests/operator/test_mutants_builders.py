@@ -44,6 +44,7 @@ CASES: dict[str, dict[str, Any]] = {
         "resources": {"gpus": 2, "gpuType": "NVIDIA-L4", "cpu": "4", "memory": "16Gi"},
         "vllm": {"maxModelLen": 8192},
         "replicas": 2,
+        "env": [{"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"}],
     },
     # llama.cpp on CPU, one GGUF file.
     "llamacpp-cpu": {
@@ -80,3 +81,10 @@ def test_what_is_built_is_the_golden_objects(case: str) -> None:
     if os.environ.get("MODELSERVE_UPDATE_GOLDEN") == "1":
         golden.write_text(yaml.dump_all(built, Dumper=NoAliases, sort_keys=True))
     assert built == list(yaml.safe_load_all(golden.read_text()))
+
+
+def test_the_replicas_asked_for_override_the_specs() -> None:
+    # The autoscaler's count, not spec.replicas, while it manages the model.
+    ms = modelserve(CASES["vllm-cached"])
+    deployments = [c for c in build_children(ms, SETTINGS, 0) if c["kind"] == "Deployment"]
+    assert [d["spec"]["replicas"] for d in deployments] == [0]
