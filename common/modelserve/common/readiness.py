@@ -13,12 +13,15 @@ opened what they look at; until then it is not ready.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
 import httpx
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
+
+logger = logging.getLogger(__name__)
 
 # Seconds one check may take: below the chart's probe timeout (3 s).
 CHECK_SECONDS = 2.0
@@ -47,10 +50,14 @@ async def _run(check: Check, seconds: float) -> CheckResult:
             await check()
     except TimeoutError:
         return CheckResult(ok=False, detail=f"no answer within {seconds:g} s")
-    # Any failure is the check's answer (a dropped connection, a refused login, ...): its
-    # reason goes to the prober, nothing is swallowed.
+    except NotReady as error:
+        return CheckResult(ok=False, detail=str(error))
+    # Any other failure is the check's answer too (a dropped connection, a refused login,
+    # ...). /ready answers anyone, and a driver's text names hosts and ports inside the
+    # platform: the prober gets the error's type, the log its whole text.
     except Exception as error:  # noqa: BLE001
-        return CheckResult(ok=False, detail=str(error) or type(error).__name__)
+        logger.warning("readiness check failed: %r", error)
+        return CheckResult(ok=False, detail=type(error).__name__)
     return CheckResult(ok=True, detail="ok")
 
 
@@ -88,7 +95,8 @@ def http_check(
         try:
             answer = await http.get(url, timeout=timeout)
         except httpx.HTTPError as error:
-            raise NotReady(f"{what} cannot be reached: {error!r}") from error
+            logger.warning("readiness: %s cannot be reached: %r", what, error)
+            raise NotReady(f"{what} cannot be reached ({type(error).__name__})") from error
         if answer.status_code != 200:
             raise NotReady(f"{what} answered {answer.status_code}")
 

@@ -124,7 +124,8 @@ class Watches:
                     return  # `close` cut the watch's connection
                 # A thread that died here would leave the routes frozen: log and go on.
                 logger.exception("watching %s failed", kind.what)
-                self._failing[(kind.what, namespace)] = repr(error)
+                # Shown by the token-free /ready: the type, not the text (it names hosts).
+                self._failing[(kind.what, namespace)] = type(error).__name__
             if self._stopped.wait(backoff):
                 return
             backoff = min(backoff * 2, MAX_BACKOFF)
