@@ -1,6 +1,6 @@
 """The chart's production settings as rendered: PodDisruptionBudgets that can always be
-satisfied, the gateway's HorizontalPodAutoscaler, topology spread, measured resources;
-and the real API server accepting them."""
+satisfied, the gateway's HorizontalPodAutoscaler (opt-in), topology spread, measured
+resources; and the real API server accepting them."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from modelserve.testbed.kube import KubeCluster
 RELEASE = "modelserve"
 NAMESPACE = "modelserve"
 SERVICES = ("gateway", "contract", "download", "jobs")
+AUTOSCALING = {"gateway": {"autoscaling": {"enabled": True}}}
 
 
 def _kinds(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -90,8 +91,9 @@ def test_each_service_has_a_budget_that_selects_its_own_pods(
         ({"download": _min(1)}, "download"),
         ({"jobs": _max(0)}, "jobs"),
         ({"jobs": _max("0%")}, "jobs"),
-        # The gateway's autoscaler may go down to minReplicas (2).
+        # The gateway runs its replicas (2); with its autoscaler, as few as minReplicas (2).
         ({"gateway": _min(2)}, "gateway"),
+        ({"gateway": _min(2, autoscaling={"enabled": True}, replicas=3)}, "gateway"),
         ({"gateway": {"podDisruptionBudget": {"enabled": False}}}, "gateway"),
     ],
 )
@@ -109,13 +111,13 @@ def test_a_budget_that_would_block_every_drain_is_left_out(
         ({"contract": _min("50%")}, "contract", "minAvailable", "50%"),
         ({"download": _min(2, replicas=3)}, "download", "minAvailable", 2),
         ({"jobs": _max("25%")}, "jobs", "maxUnavailable", "25%"),
-        ({"gateway": _min(2, autoscaling={"minReplicas": 3})}, "gateway", "minAvailable", 2),
         (
-            {"gateway": _min(3, autoscaling={"enabled": False}, replicas=4)},
+            {"gateway": _min(2, autoscaling={"enabled": True, "minReplicas": 3}, replicas=1)},
             "gateway",
             "minAvailable",
-            3,
+            2,
         ),
+        ({"gateway": _min(3, replicas=4)}, "gateway", "minAvailable", 3),
     ],
 )
 def test_a_budget_that_leaves_room_is_made_as_given(
@@ -153,11 +155,25 @@ def test_the_schema_refuses_a_budget_that_is_no_count(offline_helm: Helm, value:
 # --- The gateway's HorizontalPodAutoscaler -------------------------------------------------
 
 
-def test_the_gateway_scales_on_cpu_and_its_deployment_leaves_replicas_to_it(
-    rendered: list[dict[str, Any]],
+def test_by_default_the_gateway_has_no_autoscaler_and_keeps_its_replicas(
+    offline_helm: Helm, rendered: list[dict[str, Any]]
 ) -> None:
-    (hpa,) = _kinds(rendered, "HorizontalPodAutoscaler").values()
+    # Opt-in: a Deployment without replicas drops to one pod on the `helm upgrade` from a
+    # release that set them, until an autoscaler's first sync.
+    assert not _kinds(rendered, "HorizontalPodAutoscaler")
+    assert _deployment(rendered, "gateway")["spec"]["replicas"] == 2
+    objects = offline_helm.template(RELEASE, NAMESPACE, {"gateway": {"replicas": 3}})
+    assert not _kinds(objects, "HorizontalPodAutoscaler")
+    assert _deployment(objects, "gateway")["spec"]["replicas"] == 3
+
+
+def test_the_autoscaler_turned_on_scales_on_cpu_and_the_deployment_leaves_replicas_to_it(
+    offline_helm: Helm,
+) -> None:
+    objects = offline_helm.template(RELEASE, NAMESPACE, AUTOSCALING)
+    (hpa,) = _kinds(objects, "HorizontalPodAutoscaler").values()
     assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["metadata"]["name"] == f"{RELEASE}-gateway"
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -173,29 +189,24 @@ def test_the_gateway_scales_on_cpu_and_its_deployment_leaves_replicas_to_it(
             },
         }
     ]
-    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
-    gateway = _deployment(rendered, "gateway")
+    behavior = hpa["spec"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
+    assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+    gateway = _deployment(objects, "gateway")
     assert "replicas" not in gateway["spec"]
     # A utilisation target is a share of the request: the gateway has one.
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["requests"]["cpu"]
     for component in ("contract", "download", "jobs", "operator"):
-        assert "replicas" in _deployment(rendered, component)["spec"]
-
-
-def test_without_autoscaling_the_deployment_has_its_replicas(offline_helm: Helm) -> None:
-    objects = offline_helm.template(
-        RELEASE, NAMESPACE, {"gateway": {"autoscaling": {"enabled": False}, "replicas": 3}}
-    )
-    assert not _kinds(objects, "HorizontalPodAutoscaler")
-    assert _deployment(objects, "gateway")["spec"]["replicas"] == 3
+        assert "replicas" in _deployment(objects, component)["spec"]
 
 
 def test_a_memory_target_adds_a_metric(offline_helm: Helm) -> None:
     objects = offline_helm.template(
         RELEASE,
         NAMESPACE,
-        {"gateway": {"autoscaling": {"targetMemoryUtilizationPercentage": 80}}},
+        {"gateway": {"autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 80}}},
     )
     (hpa,) = _kinds(objects, "HorizontalPodAutoscaler").values()
     assert [
@@ -234,8 +245,9 @@ def test_a_memory_target_adds_a_metric(offline_helm: Helm) -> None:
 def test_an_autoscaler_that_cannot_work_is_refused(
     offline_helm: Helm, args: tuple[str, ...], message: str
 ) -> None:
+    on = ("--set", "gateway.autoscaling.enabled=true")
     with pytest.raises(RuntimeError, match=re.escape(message)):
-        offline_helm("template", RELEASE, str(CHART), *args)
+        offline_helm("template", RELEASE, str(CHART), *on, *args)
 
 
 # --- Topology spread -----------------------------------------------------------------------
@@ -275,12 +287,17 @@ def test_spread_follows_the_replicas_and_the_switch(offline_helm: Helm) -> None:
         {
             "download": {"replicas": 2},
             "contract": {"replicas": 1},
-            "gateway": {"autoscaling": {"enabled": False}, "replicas": 1},
+            "gateway": {"replicas": 1},
         },
     )
     assert len(_spread(objects, "download")) == 2
     assert _spread(objects, "contract") == []
     assert _spread(objects, "gateway") == []
+    # Its autoscaler may run more than one pod (up to maxReplicas), whatever the replicas.
+    scaled = offline_helm.template(
+        RELEASE, NAMESPACE, {"gateway": {"autoscaling": {"enabled": True}, "replicas": 1}}
+    )
+    assert len(_spread(scaled, "gateway")) == 2
     off = offline_helm.template(
         RELEASE,
         NAMESPACE,
@@ -339,7 +356,11 @@ def test_the_api_server_accepts_the_production_objects_with_other_values(
     values = {
         "serverNamespaces": [],
         "gateway": {
-            "autoscaling": {"targetMemoryUtilizationPercentage": 80, "maxReplicas": 10},
+            "autoscaling": {
+                "enabled": True,
+                "targetMemoryUtilizationPercentage": 80,
+                "maxReplicas": 10,
+            },
             "podDisruptionBudget": {"minAvailable": "50%", "maxUnavailable": None},
         },
         "contract": {"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": None}},

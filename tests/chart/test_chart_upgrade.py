@@ -5,14 +5,18 @@ README there), so that the test needs no git history. It is installed into the t
 cluster (KWOK nodes: pods run without containers) with the values a user would give, and
 state is made that must survive: a ModelServe, the generated credentials, the volumes of
 PostgreSQL and MinIO. Then `helm upgrade` to the chart in the tree with the same values
-file, and `helm rollback` to 0.1.0. The tests run in file order on one release.
+file (the gateway keeps its two pods throughout), a second `helm upgrade` that turns the
+gateway's autoscaler on (the one-time dip the docs describe), and `helm rollback` to
+0.1.0. The tests run in file order on one release.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modelserve.testbed.gobuild import binary
 from modelserve.testbed.helm import CHART, Helm
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.polling import wait_for
@@ -190,6 +195,46 @@ def _gateway_available(kube: KubeCluster, release: Release, replicas: int) -> bo
     return bool(status.get("availableReplicas") == replicas == status.get("replicas"))
 
 
+class ReplicaWatch:
+    """spec.replicas of every version of the gateway's Deployment that the API server
+    reports while the watch runs: a drop that the autoscaler undoes seconds later shows
+    here, where a look before and after would miss it."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def seen(self) -> list[int]:
+        return [int(line) for line in self.out.read_text().split()]
+
+
+@contextmanager
+def _watching_replicas(kube: KubeCluster, release: Release, folder: Path) -> Iterator[ReplicaWatch]:
+    out = folder / "gateway-replicas.txt"
+    argv = [
+        str(binary("kubectl")),
+        f"--kubeconfig={kube.kubeconfig}",
+        "get",
+        "deployment",
+        f"{release.name}-gateway",
+        "-n",
+        release.name,
+        "--watch",
+        "--request-timeout=15m",
+        "-o",
+        'jsonpath={.spec.replicas}{"\\n"}',
+    ]
+    with out.open("w") as sink, (folder / "gateway-replicas.err").open("w") as errors:
+        watch = subprocess.Popen(argv, stdout=sink, stderr=errors)
+    try:
+        replicas = ReplicaWatch(out)
+        # kubectl prints the object as it is before it watches: from then on, nothing is missed.
+        wait_for(replicas.seen, timeout=30, what="the watch of the gateway's Deployment")
+        yield replicas
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+
+
 def test_the_previous_release_is_installed_with_state(
     release: Release, cluster_helm: Helm, crds: KubeCluster
 ) -> None:
@@ -205,11 +250,24 @@ def test_the_previous_release_is_installed_with_state(
 
 
 def test_upgrade_to_this_chart_keeps_state_and_adds_the_production_objects(
-    release: Release, cluster_helm: Helm, crds: KubeCluster
+    release: Release, cluster_helm: Helm, crds: KubeCluster, tmp_path: Path
 ) -> None:
-    cluster_helm(
-        "upgrade", release.name, str(CHART), "-n", release.name, "-f", str(release.values), *WAIT
-    )
+    with _watching_replicas(crds, release, tmp_path) as watch:
+        cluster_helm(
+            "upgrade",
+            release.name,
+            str(CHART),
+            "-n",
+            release.name,
+            "-f",
+            str(release.values),
+            *WAIT,
+        )
+        wait_for(
+            lambda: _gateway_available(crds, release, 2),
+            timeout=120,
+            what="the gateway's two pods of this chart",
+        )
 
     history = _history(cluster_helm, release)
     assert [(item["chart"], item["status"]) for item in history] == [
@@ -217,28 +275,15 @@ def test_upgrade_to_this_chart_keeps_state_and_adds_the_production_objects(
         (f"modelserve-{CURRENT_VERSION}", "deployed"),
     ]
     _assert_state_kept(crds, release)
-    # The new objects: a budget per service, the gateway's autoscaler.
+    # The autoscaler is opt-in: the Deployment keeps the replicas 0.1.0 set, and no version
+    # of it asked for fewer while the pods were replaced.
+    assert not _items(crds, "hpa", release.name)
+    deployment = crds.get_json("deployment", f"{release.name}-gateway", "-n", release.name)
+    assert deployment["spec"]["replicas"] == 2
+    assert set(watch.seen()) == {2}
+    # The new objects: a budget per service.
     budgets = {item["metadata"]["name"] for item in _items(crds, "pdb", release.name)}
     assert budgets == {f"{release.name}-{service}" for service in SERVICES}
-    (hpa,) = _items(crds, "hpa", release.name)
-    assert hpa["spec"]["scaleTargetRef"]["name"] == f"{release.name}-gateway"
-    # 0.1.0 set the gateway's replicas; this chart leaves them to the autoscaler, which
-    # brings the Deployment (reset to one pod by the upgrade) back to its minReplicas.
-    wait_for(
-        lambda: _gateway_available(crds, release, hpa["spec"]["minReplicas"]),
-        timeout=120,
-        what="the autoscaler to hold the gateway at its minReplicas",
-    )
-    # ... after the upgrade had dropped it to one pod (what docs/operations.md warns of).
-    about_hpa = f"involvedObject.uid={hpa['metadata']['uid']}"
-    wait_for(
-        lambda: any(
-            event["reason"] == "SuccessfulRescale" and "below Spec.MinReplicas" in event["message"]
-            for event in _items(crds, "events", release.name, "--field-selector", about_hpa)
-        ),
-        timeout=60,
-        what="the autoscaler's rescale from one pod",
-    )
     # The disruption controller counts each budget against the pods it selects: one pod of
     # each service may go at a time, and no more.
     wait_for(
@@ -266,14 +311,107 @@ def test_upgrade_to_this_chart_keeps_state_and_adds_the_production_objects(
     )
 
 
+def test_turning_the_autoscaler_on_drops_the_gateway_to_one_pod_until_its_first_sync(
+    release: Release, cluster_helm: Helm, crds: KubeCluster, tmp_path: Path
+) -> None:
+    gateway = f"{release.name}-gateway"
+    # minReplicas (2) equal to the running pods does not keep helm from removing the
+    # replicas field: its patch comes from the previous release's manifest (which set them)
+    # and the new one (which does not), whatever runs.
+    with _watching_replicas(crds, release, tmp_path) as watch:
+        cluster_helm(
+            "upgrade",
+            release.name,
+            str(CHART),
+            "-n",
+            release.name,
+            "-f",
+            str(release.values),
+            "--set",
+            "gateway.autoscaling.enabled=true",
+            *WAIT,
+        )
+        # Kubernetes sets the Deployment to one pod, then the autoscaler raises it again.
+        wait_for(
+            lambda: watch.seen()[-1] == 2 and 1 in watch.seen(),
+            timeout=120,
+            what="the autoscaler to raise the gateway back to its minReplicas",
+        )
+        wait_for(
+            lambda: _gateway_available(crds, release, 2),
+            timeout=120,
+            what="two gateways again",
+        )
+
+    seen = watch.seen()
+    assert seen[0] == 2
+    assert set(seen) == {1, 2}
+    # Down once, back once: 2 ... 1 ... 2.
+    assert seen.index(1) > 0
+    assert 2 in seen[seen.index(1) :]
+    (hpa,) = _items(crds, "hpa", release.name)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == gateway
+    assert hpa["spec"]["minReplicas"] == 2
+    about_hpa = f"involvedObject.uid={hpa['metadata']['uid']}"
+    wait_for(
+        lambda: any(
+            event["reason"] == "SuccessfulRescale" and "below Spec.MinReplicas" in event["message"]
+            for event in _items(crds, "events", release.name, "--field-selector", about_hpa)
+        ),
+        timeout=60,
+        what="the autoscaler's rescale from one pod",
+    )
+    deployment = crds.get_json("deployment", gateway, "-n", release.name)
+    assert deployment["spec"]["replicas"] == 2
+    manifest = cluster_helm("get", "manifest", release.name, "-n", release.name)
+    assert _owned_by_the_release(crds, release) == _objects_of(manifest)
+    _assert_state_kept(crds, release)
+
+
+def test_later_upgrades_leave_the_autoscaler_s_count_alone(
+    release: Release, cluster_helm: Helm, crds: KubeCluster, tmp_path: Path
+) -> None:
+    gateway = f"{release.name}-gateway"
+    # Three pods stand for a count the autoscaler chose: without metrics (the test bed has
+    # no metrics-server) it keeps any count between minReplicas and maxReplicas.
+    crds.kubectl("scale", "deployment", gateway, "-n", release.name, "--replicas=3")
+    wait_for(lambda: _gateway_available(crds, release, 3), timeout=120, what="three gateways")
+    with _watching_replicas(crds, release, tmp_path) as watch:
+        # A changed gateway setting: helm patches the Deployment and rolls its pods.
+        cluster_helm(
+            "upgrade",
+            release.name,
+            str(CHART),
+            "-n",
+            release.name,
+            "-f",
+            str(release.values),
+            "--set",
+            "gateway.autoscaling.enabled=true",
+            "--set",
+            "gateway.logLevel=debug",
+            *WAIT,
+        )
+        wait_for(
+            lambda: _gateway_available(crds, release, 3),
+            timeout=120,
+            what="three gateways of the new revision",
+        )
+    assert set(watch.seen()) == {3}
+    deployment = crds.get_json("deployment", gateway, "-n", release.name)
+    assert deployment["spec"]["replicas"] == 3
+    assert _history(cluster_helm, release)[-1]["status"] == "deployed"
+
+
 def test_rollback_to_the_previous_release_restores_it(
     release: Release, cluster_helm: Helm, crds: KubeCluster
 ) -> None:
+    # From the autoscaled revision: the Deployment gets 0.1.0's replicas back at once.
     cluster_helm("rollback", release.name, "1", "-n", release.name, *WAIT)
 
     history = _history(cluster_helm, release)
     assert (history[-1]["chart"], history[-1]["status"]) == ("modelserve-0.1.0", "deployed")
-    assert len(history) == 3
+    assert len(history) == 5
     _assert_state_kept(crds, release)
     assert not _items(crds, "pdb", release.name)
     assert not _items(crds, "hpa", release.name)
