@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from modelserve.common.request_ids import model_server_request_id
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.recording_upstream import answer_text
 from modelserve.testbed.request_path import RequestPath, chat_body, wait_routed
@@ -45,7 +46,7 @@ def test_the_callers_request_id_reaches_the_contract_service_and_the_model_serve
     assert answer.headers.get_list("x-request-id") == [request_id]
     assert answer.json()["choices"][0]["message"]["content"] == answer_text(20)
     # The model server was asked with it.
-    assert request_path.upstream.headers[-1]["x-request-id"] == request_id
+    assert request_path.upstream.headers[-1]["x-request-id"] == model_server_request_id(request_id)
     # The contract service logged its decision's request under that id (a JSON line with
     # the service's name), and the gateway its access line.
     contract_log = request_path.contract.process.log_path
@@ -82,7 +83,7 @@ def test_an_unsafe_request_id_is_replaced_by_one_the_gateway_makes(
     made = answer.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", made), made
     # The model server got the gateway's id, never the caller's.
-    assert request_path.upstream.headers[-1]["x-request-id"] == made
+    assert request_path.upstream.headers[-1]["x-request-id"] == made  # a UUID already
     # Without any id, one is made too (and another each time).
     first = httpx.get(f"{gateway.url}/health", timeout=10).headers["x-request-id"]
     second = httpx.get(f"{gateway.url}/health", timeout=10).headers["x-request-id"]
@@ -102,4 +103,18 @@ def test_a_stream_carries_the_request_id(request_path: RequestPath) -> None:
         assert answer.headers.get_list("x-request-id") == [request_id]
         text = "".join(answer.iter_text())
     assert text.rstrip().endswith("data: [DONE]")
-    assert request_path.upstream.headers[-1]["x-request-id"] == request_id
+    assert request_path.upstream.headers[-1]["x-request-id"] == model_server_request_id(request_id)
+
+
+def test_model_servers_get_the_id_as_a_uuid() -> None:
+    """llama-cpp-python's server answers 400 to an X-Request-ID that is not a UUID: ids
+    that are UUIDs go as they are, others as their UUID 5 (the same each time)."""
+    made = uuid.uuid4()
+    assert model_server_request_id(made.hex) == made.hex
+    assert model_server_request_id(str(made)) == str(made)
+    job_item = "job-gen_40f7a6d7c96c40d9884e5b20-0-1"
+    sent = model_server_request_id(job_item)
+    assert (
+        sent == str(uuid.uuid5(uuid.NAMESPACE_OID, job_item)) == model_server_request_id(job_item)
+    )
+    assert sent != model_server_request_id("job-gen_40f7a6d7c96c40d9884e5b20-0-2")

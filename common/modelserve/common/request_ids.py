@@ -42,6 +42,19 @@ def current_request_id() -> str | None:
     return REQUEST_ID.get()
 
 
+def model_server_request_id(request_id: str) -> str:
+    """The id as a model server gets it: a UUID. llama-cpp-python's server answers 400 to
+    an `X-Request-ID` that is not one (starlette-context checks it), so an id that is not
+    a UUID already (a caller's own, a job item's) goes as its UUID 5 in the OID namespace:
+    `python3 -c 'import sys, uuid; print(uuid.uuid5(uuid.NAMESPACE_OID, sys.argv[1]))' ID`
+    finds it in the model server's log."""
+    try:
+        uuid.UUID(request_id)
+    except ValueError:
+        return str(uuid.uuid5(uuid.NAMESPACE_OID, request_id))
+    return request_id
+
+
 def with_request_id(headers: Mapping[str, str]) -> dict[str, str]:
     """`headers` and, inside a request, its id: for a call to another service."""
     request_id = REQUEST_ID.get()

@@ -47,7 +47,7 @@ from fastapi import Request, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from modelserve.common.online_pressure import is_background, signal_headers
-from modelserve.common.request_ids import current_request_id
+from modelserve.common.request_ids import current_request_id, model_server_request_id
 from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decision
 from modelserve.gateway.asgi import CLIENT_CLOSED, ExchangeResponse, client_gone, send_json
@@ -232,7 +232,7 @@ class Proxy:
                 headers[name] = value
         request_id = current_request_id()
         if request_id is not None:
-            headers["x-request-id"] = request_id
+            headers["x-request-id"] = model_server_request_id(request_id)
         if found.api_key:
             headers["Authorization"] = f"Bearer {found.api_key}"
         return ProxyResponse(
