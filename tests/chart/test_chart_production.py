@@ -226,6 +226,11 @@ def test_a_memory_target_adds_a_metric(offline_helm: Helm) -> None:
             ("--set", "gateway.resources.requests.cpu=null"),
             "targetCPUUtilizationPercentage needs gateway.resources.requests.cpu",
         ),
+        # No resources at all: the same refusal, not a template error on a nil map.
+        (
+            ("--set", "gateway.resources=null"),
+            "targetCPUUtilizationPercentage needs gateway.resources.requests.cpu",
+        ),
         (
             (
                 "--set",
