@@ -7,8 +7,8 @@ latency stay flat? (issue 20, item 2).
 
 The whole platform as `make dev` runs it (`modelserve.testbed.stack`: the control plane
 with KWOK nodes, PostgreSQL, both MinIO stores, the contract, download, jobs services and
-the gateway, the operator, Traefik). The load runs as a user of a team, with a contract
-of their own, so every request is decided by the contract service and its usage recorded,
+the gateway, the operator, Traefik). The load runs as a user of a team (with an API key),
+with a contract of their own, so every request is decided by the contract service and its usage recorded,
 as in a real deployment (the limits are set far above the load), on a server of their own:
 SmolLM2-135M on llama.cpp (`POST /serve`, `--parallel 4`), in a pod that really runs.
 
@@ -136,7 +136,7 @@ def chat_body(model: str, max_tokens: int, **extra: Any) -> dict[str, Any]:
 
 def set_up_user(stack: Stack) -> tuple[str, list[str]]:
     """The soak's user, in a team, with a contract of their own and a server of their own:
-    SmolLM2 on llama.cpp (`POST /serve`, its pod really runs). Their token and the served
+    SmolLM2 on llama.cpp (`POST /serve`, its pod really runs). Their API key and the served
     names. (Not the test bed's llama-cpp-python server: it answers one request at a time,
     so under load the operator's probe of it times out and marks it Degraded.)"""
     admin = {"Authorization": f"Bearer {stack.admin_token}"}
@@ -154,7 +154,16 @@ def set_up_user(stack: Stack) -> tuple[str, list[str]]:
         timeout=30,
     )
     signed.raise_for_status()
-    token = str(signed.json()["access_token"])
+    # A sign-in token expires in minutes; a long-running client uses an API key.
+    session = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    made = httpx.post(
+        f"{stack.gateway.url}/auth/keys",
+        json={"name": "soak", "expires_in_days": 1},
+        headers=session,
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    token = str(made.json()["key"])
     served = serve(stack.gateway.url, token, {**SMOLLM2_SERVE_REQUEST, "served_name": SERVED})
     wanted = {served.served_name}
     user = {"Authorization": f"Bearer {token}"}
