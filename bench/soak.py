@@ -7,10 +7,11 @@ latency stay flat? (issue 20, item 2).
 
 The whole platform as `make dev` runs it (`modelserve.testbed.stack`: the control plane
 with KWOK nodes, PostgreSQL, both MinIO stores, the contract, download, jobs services and
-the gateway, the operator, Traefik). The load runs as a user of a team (with an API key),
-with a contract of their own, so every request is decided by the contract service and its usage recorded,
-as in a real deployment (the limits are set far above the load), on a server of their own:
-SmolLM2-135M on llama.cpp (`POST /serve`, `--parallel 4`), in a pod that really runs.
+the gateway, the operator, Traefik). The load runs as a user of a team, with an API key
+and a contract of their own, so every request is decided by the contract service and its
+usage recorded, as in a real deployment (the limits are set far above the load), on a
+server of their own: SmolLM2-135M on llama.cpp (`POST /serve`, `--parallel 4`), in a pod
+that really runs.
 
 `--clients` loops, each picking the next request by weight:
 
