@@ -41,6 +41,7 @@ def test_an_outage_of_the_database_is_a_503_and_passes(tmp_path: Path, signer: T
         error = down.json()["error"]
         assert error["code"] == "policy_store_unavailable"
         assert "database" in error["message"]
+        assert str(postgres.port) not in down.text  # where the database is: not answered
         assert service.process.running()  # it does not crash; it waits for the database
         postgres.resume()
 

@@ -11,6 +11,7 @@ on real PostgreSQL; the servers behind `external` ModelServes.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from kubernetes import client as k8s
 
 from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL, Runtime
 from modelserve.common.tokens import TokenSigner
+from modelserve.gateway.fanout import part_headers
 from modelserve.gateway.prompt_lists import fanned_out, merge_answers
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer, start_llm
@@ -176,6 +178,19 @@ def test_only_vllm_gets_the_list_as_it_is() -> None:
     for one in ("a", [1, 2, 3], ["a"], [[1, 2]]):
         assert not fanned_out(Runtime.LLAMACPP, {"prompt": one})
     assert fanned_out(Runtime.LLAMACPP, {"prompt": [[1, 2], [3]]})
+
+
+def test_each_prompt_goes_with_a_request_id_of_its_own() -> None:
+    """vLLM takes X-Request-ID as its engine's request id, unique among those it runs:
+    the parts of one request, sent at once, each get their own (a UUID, as model servers
+    get ids), the same for the same request and position."""
+    sent = {"x-request-id": "0f3c6a9e2d1b4c5a8e7f6a5b4c3d2e1f", "accept": "*/*"}
+    parts = [part_headers(sent, position) for position in range(16)]
+    ids = [headers["x-request-id"] for headers in parts]
+    assert len(set(ids)) == 16 and sent["x-request-id"] not in ids
+    assert all(str(uuid.UUID(value)) == value for value in ids)
+    assert part_headers(sent, 3) == parts[3] and parts[3]["accept"] == "*/*"
+    assert part_headers({"accept": "*/*"}, 1) == {"accept": "*/*"}
 
 
 def test_the_merge_counts_n_choices_per_prompt() -> None:

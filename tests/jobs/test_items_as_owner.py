@@ -148,3 +148,21 @@ def test_work_queued_before_the_owner_revoked_their_sessions_stops(
     time.sleep(1.1)
     after = create_chat_job(job_platform, open_store, "dave", "labs", 1)
     assert finished(job_platform, after) == {"status": "done", "done": 1, "failed": 0}
+
+
+def test_a_passed_through_answer_carries_one_request_id(job_platform: JobPlatform) -> None:
+    """The gateway sends the jobs service the request's id and answers it once itself
+    (the jobs service's own header is not passed back beside it)."""
+    with job_platform.user("quinn") as quinn:
+        asked = quinn.get("/jobs", headers={"X-Request-ID": "trace-jobs-quinn"})
+        made = quinn.get("/jobs")
+    assert asked.status_code == 200, asked.text
+    assert asked.headers.get_list("x-request-id") == ["trace-jobs-quinn"]
+    assert made.status_code == 200, made.text
+    (made_id,) = made.headers.get_list("x-request-id")
+
+    def logged() -> bool:
+        text = job_platform.jobs.process.log_path.read_text()
+        return "trace-jobs-quinn" in text and made_id in text
+
+    wait_for(logged, timeout=15, what="the jobs service to log both requests' ids")

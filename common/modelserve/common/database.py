@@ -54,7 +54,9 @@ async def connection(pool: AsyncConnectionPool) -> AsyncIterator[Connection]:
     except PoolTimeout as error:
         raise DatabaseUnavailable(f"no database connection within {pool.timeout:.0f} s") from error
     except psycopg.OperationalError as error:
-        raise DatabaseUnavailable(f"the database is unavailable: {error}") from error
+        # psycopg's text names the database's host and port: logged, never answered.
+        logger.warning("the database is unavailable: %s", error)
+        raise DatabaseUnavailable("the database is unavailable") from error
 
 
 async def run_for_clients(

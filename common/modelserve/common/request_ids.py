@@ -91,7 +91,9 @@ class RequestIds:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
+                # Once: an answer passed on from another service may carry that one's.
+                kept = [item for item in message.get("headers", ()) if item[0] != _HEADER]
+                message["headers"] = [*kept, header]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

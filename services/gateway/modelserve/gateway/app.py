@@ -96,7 +96,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.registry = RegistryClient(settings.download_url, services, signer)
         # The one client of the jobs service: its routes passed through as the caller.
         jobs_http = await stack.enter_async_context(
-            httpx.AsyncClient(limits=httpx.Limits(max_connections=settings.jobs_connections))
+            httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=settings.jobs_connections),
+                event_hooks={"request": [carry_request_id]},
+            )
         )
         app.state.jobs = JobsClient(settings.jobs_url, jobs_http, settings.jobs_timeout_seconds)
         app.state.contracts = (

@@ -67,12 +67,11 @@ class Discovery:
         await self._watches.close()
 
     def problem(self) -> str | None:
-        """Why the route table does not follow the cluster now (readiness), or None."""
+        """Why the route table does not follow the cluster now (readiness), or None. In
+        general words: /ready answers anyone, and which namespaces are watched and what
+        the API server refused are for the log (where each failure is written)."""
         if self._unlisted:
-            pending = sorted(
-                f"{what} in {scope or 'the cluster'}" for what, scope in self._unlisted
-            )
-            return f"not listed yet: {', '.join(pending)}"
+            return "not listed yet"
         return self._watches.problem()
 
     def _hand_over(self, callback: Callable[..., None], *args: Any) -> None:

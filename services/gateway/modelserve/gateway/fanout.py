@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from modelserve.common.request_ids import model_server_request_id
 from modelserve.gateway.dispatch import Dispatcher, NoReadyEndpoint
 from modelserve.gateway.routing import Target
 from modelserve.gateway.upstream import BrokenStream, UpstreamError
@@ -80,6 +81,16 @@ def _decoded(answer: Whole) -> dict[str, Any]:
     return found
 
 
+def part_headers(headers: Mapping[str, str], position: int) -> Mapping[str, str]:
+    """The headers of one part: its own request id, the UUID 5 of `<id>/<position>`. vLLM
+    takes `X-Request-ID` as its engine's request id, which must be unique among the
+    requests it runs, and the parts run at once."""
+    sent = headers.get("x-request-id")
+    if sent is None:
+        return headers
+    return {**headers, "x-request-id": model_server_request_id(f"{sent}/{position}")}
+
+
 async def fan_out(
     dispatcher: Dispatcher,
     target: Target,
@@ -99,7 +110,9 @@ async def fan_out(
         async with gate:
             # Past the first, the request is already counted running on the server: its
             # later parts go on through a drain, as a scaled request's later calls do.
-            found = await _part(dispatcher, target, path, body, headers, position > 0)
+            found = await _part(
+                dispatcher, target, path, body, part_headers(headers, position), position > 0
+            )
         if position == 0:
             result.first = found
         if found.status != 200:

@@ -71,7 +71,9 @@ class Watches:
         self._threads: list[threading.Thread] = []
         # Why the last list or watch of a kind and scope failed, until a list succeeds
         # again (written by the threads, read by readiness).
-        self._failing: dict[tuple[str, Scope], str] = {}
+        # The lists and watches that failed and have not listed since (their errors are
+        # logged where they happen).
+        self._failing: set[tuple[str, Scope]] = set()
 
     @property
     def stopped(self) -> bool:
@@ -82,12 +84,8 @@ class Watches:
         ended, or a list or watch that failed and has not listed again since."""
         ended = [thread.name for thread in self._threads if not thread.is_alive()]
         if ended and not self.stopped:
-            return f"watch threads ended: {', '.join(ended)}"
-        failing = [
-            f"{what} in {scope or 'the cluster'}: {reason}"
-            for (what, scope), reason in list(self._failing.items())
-        ]
-        return f"watching failed: {'; '.join(failing)}" if failing else None
+            return "a watch thread ended"
+        return "watching failed" if self._failing else None
 
     def start(self) -> None:
         for kind, scope in self._pairs:
@@ -111,21 +109,20 @@ class Watches:
         while not self._stopped.is_set():
             try:
                 version = self._list(kind, namespace)
-                self._failing.pop((kind.what, namespace), None)
+                self._failing.discard((kind.what, namespace))
                 self._watch(kind, namespace, version)
                 backoff = 1.0
             except ApiException as error:
                 if error.status == GONE:
                     continue  # our version is too old: list again now
                 logger.warning("watching %s failed (%s): %s", kind.what, error.status, error.reason)
-                self._failing[(kind.what, namespace)] = f"{error.status} {error.reason}"
-            except Exception as error:
+                self._failing.add((kind.what, namespace))
+            except Exception:
                 if self._stopped.is_set():
                     return  # `close` cut the watch's connection
                 # A thread that died here would leave the routes frozen: log and go on.
                 logger.exception("watching %s failed", kind.what)
-                # Shown by the token-free /ready: the type, not the text (it names hosts).
-                self._failing[(kind.what, namespace)] = type(error).__name__
+                self._failing.add((kind.what, namespace))
             if self._stopped.wait(backoff):
                 return
             backoff = min(backoff * 2, MAX_BACKOFF)

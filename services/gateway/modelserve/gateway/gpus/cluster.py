@@ -13,6 +13,7 @@ probe held up by a slow API server. An API server that refuses or does not answe
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import json
 import time
@@ -62,7 +63,9 @@ class TtlCache(Generic[T]):
         if self._value is not None and self._clock() - self._value[0] < self._seconds:
             return self._unwrap(self._value[1])
         if self._reading is None:
-            self._reading = asyncio.create_task(self._read(load))
+            # Shared by the requests that come meanwhile: not in the context (the request
+            # id of its logs) of the one that happened to start it.
+            self._reading = asyncio.create_task(self._read(load), context=contextvars.Context())
         if self._value is not None:
             return self._unwrap(self._value[1])
         try:
@@ -136,7 +139,9 @@ class GpuCluster:
 
     async def pods(self) -> list[dict[str, Any]]:
         if self._listing_pods is None:
-            listing = asyncio.ensure_future(self._call("list pods", self._list_pods))
+            listing = asyncio.get_running_loop().create_task(
+                self._call("list pods", self._list_pods), context=contextvars.Context()
+            )
             listing.add_done_callback(self._listed)
             self._listing_pods = listing
         return await asyncio.shield(self._listing_pods)

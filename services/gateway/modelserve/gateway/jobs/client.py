@@ -17,8 +17,10 @@ from modelserve.common.errors import ApiError
 
 # What a path keeps unencoded (RFC 3986's pchar and "/").
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
-# Headers of the caller's request that the jobs service reads.
-_REQUEST_HEADERS = ("authorization", "content-type", "accept", "x-request-id", "openai-beta")
+# Headers of the caller's request that the jobs service reads. Not X-Request-ID: the
+# request's id (the caller's if it was safe) goes with every call of this client, and the
+# gateway answers it itself.
+_REQUEST_HEADERS = ("authorization", "content-type", "accept", "openai-beta")
 # Headers of its answer that the caller reads (the raw body is passed on, so its length
 # holds: a client downloading a file sees how large it is).
 _ANSWER_HEADERS = (
@@ -28,7 +30,6 @@ _ANSWER_HEADERS = (
     "x-total-count",
     "retry-after",
     "www-authenticate",
-    "x-request-id",
 )
 
 
