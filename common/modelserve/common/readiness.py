@@ -8,12 +8,20 @@ timeout, and the checks run side by side.
 
 A service lists its checks in `app.state.readiness` (name → check) when its lifespan has
 opened what they look at; until then it is not ready.
+
+/ready is token-free and reachable through the ingress, and its checks take a connection
+from the service's small database pool (and, on the gateway, call the contract service).
+So callers share one evaluation (`ReadinessCache`): those that come while one runs wait
+for it, and its result answers for READY_CACHE_SECONDS after it, whatever it said. A flood
+of anonymous calls then costs at most one evaluation a second and cannot take the pool
+away from the kubelet's own probe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
@@ -25,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 # Seconds one check may take: below the chart's probe timeout (3 s).
 CHECK_SECONDS = 2.0
+
+# Seconds one evaluation of the checks answers every /ready call for: well below the
+# probe's period (5 s in the chart), so the probe still sees a change within one period.
+READY_CACHE_SECONDS = 1.0
 
 # A check returns when all is well and raises (any error, its message the reason) when not.
 Check = Callable[[], Awaitable[None]]
@@ -74,6 +86,39 @@ async def readiness(
         "ready" if all(result.ok for result in results) else "not_ready"
     )
     return Readiness(status=status, checks=dict(zip(names, results, strict=True)))
+
+
+class ReadinessCache:
+    """One evaluation of the checks at a time, its result reused for `seconds` after it
+    ended (a failing one too, no longer). Kept in `app.state.readiness_cache`: one per
+    app, used from its event loop only. `clock` is a monotonic clock in seconds."""
+
+    def __init__(
+        self, seconds: float = READY_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._last: tuple[float, Readiness] | None = None
+        self._running: asyncio.Task[Readiness] | None = None
+
+    async def get(self, evaluate: Callable[[], Awaitable[Readiness]]) -> Readiness:
+        """The last result while it is fresh, else that of the evaluation under way, else
+        of a new one (`evaluate()`)."""
+        if self._last is not None and self._clock() - self._last[0] < self.seconds:
+            return self._last[1]
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._evaluate(evaluate))
+        # Shielded: a caller that goes away (a probe's timeout) does not cancel the
+        # evaluation that the others wait for.
+        return await asyncio.shield(self._running)
+
+    async def _evaluate(self, evaluate: Callable[[], Awaitable[Readiness]]) -> Readiness:
+        try:
+            found = await evaluate()
+            self._last = (self._clock(), found)
+            return found
+        finally:
+            self._running = None
 
 
 def database_check(pool: AsyncConnectionPool, timeout: float = CHECK_SECONDS) -> Check:

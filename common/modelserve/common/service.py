@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from modelserve.common import __version__, logs
 from modelserve.common.errors import install_error_handlers
-from modelserve.common.readiness import Readiness, readiness
+from modelserve.common.readiness import Readiness, ReadinessCache, readiness
 from modelserve.common.request_ids import RequestIds
 from modelserve.common.settings import ServiceSettings
 
@@ -36,6 +36,7 @@ def create_service_app(
     app = FastAPI(title=f"ModelServe {service}", version=__version__, **fastapi_options)
     app.state.settings = settings
     app.state.service = service
+    app.state.readiness_cache = ReadinessCache()
     app.add_middleware(RequestIds)
     install_error_handlers(app)
     if not own_health:
@@ -53,8 +54,11 @@ def create_service_app(
     )
     async def ready(request: Request) -> JSONResponse:
         """Readiness: 200 when every check of this service passes, else 503 naming each
-        failing check and why."""
-        found = await readiness(getattr(request.app.state, "readiness", None))
+        failing check and why. Calls share one evaluation, reused for about a second
+        (`ReadinessCache`): anyone may call it."""
+        state = request.app.state
+        cache: ReadinessCache = state.readiness_cache
+        found = await cache.get(lambda: readiness(getattr(state, "readiness", None)))
         status = 200 if found.status == "ready" else 503
         return JSONResponse(found.model_dump(), status_code=status)
 
