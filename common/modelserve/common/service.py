@@ -5,6 +5,9 @@ requests in flight at shutdown."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -18,6 +21,9 @@ from modelserve.common.errors import install_error_handlers
 from modelserve.common.readiness import Readiness, ReadinessCache, readiness
 from modelserve.common.request_ids import RequestIds
 from modelserve.common.settings import ServiceSettings
+
+# What uvicorn's own handler takes: Ctrl+C and `kill`.
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Health(BaseModel):
@@ -87,14 +93,46 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
     uvicorn.run(app, port=settings.port, **server_options(settings))
 
 
+class _SignalledServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to `serve_all`. Each `Server.serve()` installs
+    its own handlers for SIGINT and SIGTERM, so of several in one process only the last
+    one's would run: it alone would drain, while the others kept accepting connections,
+    and then raise the signal again for the next, each with a grace of its own."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def serve_all(configs: list[uvicorn.Config]) -> None:
     """Several uvicorn servers in one process and event loop (uvloop, as `uvicorn.run`
     would pick): for example an API over HTTP and the same app over HTTPS. Only the
-    first should run the app's lifespan (`lifespan="off"` on the others)."""
-    servers = [uvicorn.Server(config) for config in configs]
+    first should run the app's lifespan (`lifespan="off"` on the others).
+
+    One handler serves them all: SIGTERM (or SIGINT) makes every server stop accepting
+    and drain at once, within the one grace; a second signal cuts what is left. Once all
+    have shut down the first signal is raised again, as uvicorn does, so the exit status
+    says what ended the process."""
+    servers = [_SignalledServer(config) for config in configs]
+    received: list[int] = []
+
+    def handle(sig: int) -> None:
+        received.append(sig)
+        for server in servers:
+            server.should_exit = True
+            server.force_exit = len(received) > 1
 
     async def run() -> None:
-        await asyncio.gather(*(server.serve() for server in servers))
+        loop = asyncio.get_running_loop()
+        for sig in HANDLED_SIGNALS:
+            loop.add_signal_handler(sig, handle, sig)
+        try:
+            await asyncio.gather(*(server.serve() for server in servers))
+        finally:
+            for sig in HANDLED_SIGNALS:
+                loop.remove_signal_handler(sig)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(run())
+    if received:
+        signal.raise_signal(received[0])
