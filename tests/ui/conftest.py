@@ -13,8 +13,12 @@ from modelserve.testbed.browser import ensure_chromium
 from modelserve.testbed.doc_scripts import DevPlatform
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module: Playwright's sync API keeps an event loop running in this thread while
+    it is open, so a test of another folder that runs after it on the same worker
+    (`make test` runs modules on two workers, in no fixed order) could not call
+    `asyncio.run`. Closed at the end of the module, it leaves none."""
     executable = ensure_chromium()
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(executable))
