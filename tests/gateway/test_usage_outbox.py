@@ -1,5 +1,6 @@
-"""The usage outbox against real PostgreSQL: replicas claim disjoint rows, a claim holds
-for its lease, a failed delivery waits longer each time, a delivered one is gone."""
+"""The usage outbox against real PostgreSQL: replicas claim disjoint rows and send each
+claim in one batch, a claim holds for its lease, a failed delivery waits longer each time,
+a delivered one is gone."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import dataclasses
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -39,9 +40,12 @@ def rows(database: str) -> dict[str, tuple[int, float]]:
     return {str(row[0]): (row[1], float(row[2])) for row in found}
 
 
+Sender = Callable[[Sequence[bytes]], Awaitable[list[tuple[int, bytes]]]]
+
+
 def run(
     database: str,
-    sends: list[Callable[[bytes], Awaitable[tuple[int, bytes]]]],
+    sends: list[Sender],
     work: Callable[[list[UsageOutbox]], Awaitable[Any]],
 ) -> Any:
     async def main() -> Any:
@@ -62,11 +66,14 @@ def test_replicas_share_the_outbox_without_sending_a_row_twice(gateway_database:
     migrations.upgrade(gateway_database)
     sent: list[list[str]] = [[], []]
 
-    def sender(replica: int) -> Callable[[bytes], Awaitable[tuple[int, bytes]]]:
-        async def send(record: bytes) -> tuple[int, bytes]:
-            sent[replica].append(json.loads(record)["id"])
+    batches: list[int] = []
+
+    def sender(replica: int) -> Sender:
+        async def send(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
+            sent[replica] += [json.loads(record)["id"] for record in records]
+            batches.append(len(records))
             await asyncio.sleep(0.05)  # both replicas' claims overlap
-            return (200, b"{}") if replica == 0 else (503, b"down")
+            return [(200, b"{}") if replica == 0 else (503, b"down")] * len(records)
 
         return send
 
@@ -83,6 +90,7 @@ def test_replicas_share_the_outbox_without_sending_a_row_twice(gateway_database:
 
     run(gateway_database, [sender(0), sender(1)], work)
     assert sorted(sent[0] + sent[1]) == sorted(ids)  # every row sent once, by one replica
+    assert sorted(batches) == [4, 6]  # each claim in one call
     left = rows(gateway_database)
     assert sorted(left) == sorted(sent[1])  # replica 1's were refused: they stay
     assert all(attempts == 1 and 25 < wait <= 30 for attempts, wait in left.values())
@@ -132,5 +140,5 @@ def test_past_its_queue_a_record_is_dropped_and_counted(gateway_database: str) -
     assert len(rows(gateway_database)) == 3
 
 
-async def refuse(_: bytes) -> tuple[int, bytes]:
-    return 0, b"the contract service is unreachable"
+async def refuse(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
+    return [(0, b"the contract service is unreachable")] * len(records)

@@ -1,41 +1,43 @@
 """Inference accounting with the contract service: may this request run, and what it used.
 
-Before forwarding, `decide` asks POST /decide (action `infer`, holding `max_tokens`).
-After the answer, `settle` hands the tokens really used to the usage outbox
-(`usage_outbox`), which keeps them in PostgreSQL until the contract's POST /usage has
-them, settling the decision's reservation: a request never waits for its usage to be
-delivered, and an outage of the contract service or a crash of the gateway loses none.
+Before forwarding, `decide` has the quota ledger (`quota.ledger`) decide in this process,
+from the principal's limits and the slices of their counters that the contract service
+leased to this replica: no round trip in the steady state. After the answer, `settle`
+hands the tokens really used, with what the request took from each counter (its holds),
+to the usage outbox (`usage_outbox`), which keeps them in PostgreSQL until the contract's
+POST /usage/batch has them: that settles the holds in the leases. A request never waits
+for its usage to be delivered, and an outage of the contract service or a crash of the
+gateway loses none.
 
 The gateway acts as a service here: a service token of its own, naming the user it acts
-for in `principal`. It fails closed: a decision that cannot be had refuses the request.
+for in `principal`. It fails closed: a decision that needs the contract service and
+cannot have it refuses the request.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
 import json
-import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from modelserve.common.request_ids import with_request_id
-from modelserve.common.tokens import Claims, TokenSigner
-from modelserve.gateway.contracts import SERVICE_NAME, principal_of
+from modelserve.common.tokens import Claims
+from modelserve.gateway.contracts import principal_of
+from modelserve.gateway.quota.client import ContractUnavailable as ContractUnavailable
+from modelserve.gateway.quota.client import ServiceToken as ServiceToken
+from modelserve.gateway.quota.ledger import Decision as Decision
+from modelserve.gateway.quota.ledger import QuotaLedger
 from modelserve.gateway.upstream import UpstreamClient, UpstreamError
-from modelserve.gateway.usage_outbox import Send, UsageOutbox
+from modelserve.gateway.usage_outbox import SendBatch, UsageOutbox
 
-
-class ContractUnavailable(Exception):
-    """No decision could be had (the service is down or answered an error)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    reason: str
-    message: str
-    team: str | None = None
-    reservation: str | None = None
+# Records in one POST /usage/batch (the contract service takes 1 to 1000).
+BATCH_LIMIT = 1000
+# Answers of POST /usage/batch that the records are sent one by one after: a contract
+# service without the route (older), or a batch it refuses as a whole (one bad record).
+_ONE_BY_ONE = frozenset({404, 405, 413, 422})
+# Records sent one by one at once in that case.
+ONE_BY_ONE_CONCURRENCY = 16
 
 
 def usage_record(
@@ -46,48 +48,28 @@ def usage_record(
     completion_tokens: int,
     usage_id: uuid.UUID,
 ) -> dict[str, Any]:
-    """The body of POST /usage for one request; `id` lets the contract count it once."""
+    """The usage record of one request; `id` lets the contract count it once, `counters`
+    say what the request took from each counter (and from which lease)."""
     return {
         "id": str(usage_id),
         "principal": principal_of(claims),
         "team": decision.team if decision else None,
         "model": model,
-        "reservation": decision.reservation if decision else None,
+        "reservation": None,
+        "counters": [
+            {"scope": hold.scope, "metric": hold.metric, "lease": hold.lease, "hold": hold.hold}
+            for hold in (decision.holds if decision else ())
+        ],
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
     }
 
 
-class ServiceToken:
-    """The gateway's own token, signed again when half of its life has passed."""
-
-    def __init__(self, signer: TokenSigner, lifetime: float) -> None:
-        self._signer = signer
-        self._lifetime = lifetime
-        self._token = ""
-        self._renew_at = 0.0
-
-    def header(self) -> str:
-        now = time.monotonic()
-        if now >= self._renew_at:
-            self._token = self._signer.service_token(SERVICE_NAME)
-            self._renew_at = now + self._lifetime / 2
-        return f"Bearer {self._token}"
-
-    def headers(self) -> dict[str, str]:
-        """A JSON request's headers, with this token."""
-        return {"Authorization": self.header(), "Content-Type": "application/json"}
-
-
 class Accounting:
     """The proxy's side of the contract service (`contracts` is the management routes')."""
 
-    def __init__(
-        self, url: str, http: UpstreamClient, token: ServiceToken, outbox: UsageOutbox
-    ) -> None:
-        self._url = url.rstrip("/")
-        self._http = http
-        self._token = token
+    def __init__(self, ledger: QuotaLedger, outbox: UsageOutbox) -> None:
+        self._ledger = ledger
         self._outbox = outbox
 
     async def decide(
@@ -103,36 +85,17 @@ class Accounting:
     ) -> Decision:
         """`prompts`: tokens are held for each prompt of a list; `server_owner` and
         `server_team` (the server's labels) let a contract exempt the caller's own
-        servers from its rate limits."""
-        resource: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "budget": budget}
-        if prompts != 1:
-            resource["prompts"] = prompts
-        if server_owner is not None:
-            resource["server_owner"] = server_owner
-        if server_team is not None:
-            resource["server_team"] = server_team
-        body = {"principal": principal_of(claims), "action": "infer", "resource": resource}
-        try:
-            status, answer = await self._http.post(
-                f"{self._url}/decide",
-                json.dumps(body).encode(),
-                with_request_id(self._token.headers()),
-            )
-        except UpstreamError as error:
-            raise ContractUnavailable(f"the contract service is unreachable: {error}") from error
-        if status != 200:
-            raise ContractUnavailable(f"the contract service answered {status}: {answer[:200]!r}")
-        try:
-            found: dict[str, Any] = json.loads(answer)
-            return Decision(
-                allowed=bool(found["allowed"]),
-                reason=str(found.get("reason", "")),
-                message=str(found.get("message", "")),
-                team=found.get("team"),
-                reservation=found.get("reservation"),
-            )
-        except (ValueError, KeyError, TypeError) as error:
-            raise ContractUnavailable("the contract service answered no decision") from error
+        servers from its rate limits. ContractUnavailable when the decision needs the
+        contract service (a principal to read, a grant) and it does not answer."""
+        return await self._ledger.decide(
+            claims,
+            model,
+            max_tokens,
+            budget,
+            prompts=prompts,
+            server_owner=server_owner,
+            server_team=server_team,
+        )
 
     def settle(
         self,
@@ -143,8 +106,8 @@ class Accounting:
         completion_tokens: int,
     ) -> None:
         """Put what a request used in the outbox. Always, even nothing, and even for a
-        failed or abandoned request: its reserved tokens come back now, rather than being
-        charged in full when the reservation expires. Never waits."""
+        failed or abandoned request: its holds are settled now, rather than counted in
+        full when their lease is given back or expires. Never waits."""
         usage_id = uuid.uuid4()
         self._outbox.add(
             usage_id,
@@ -152,15 +115,49 @@ class Accounting:
         )
 
 
-def usage_sender(url: str, http: UpstreamClient, token: ServiceToken) -> Send:
-    """How the outbox delivers a record: POST it to the contract's /usage; (status,
-    answer), status 0 when the service cannot be reached."""
-    usage_url = f"{url.rstrip('/')}/usage"
+def itemised(answer: bytes, records: int) -> list[tuple[int, bytes]]:
+    """A batch's 200 answer as one (200, result) per record; all were recorded (one
+    transaction) even when the answer does not itemise them."""
+    try:
+        results = json.loads(answer)["results"]
+    except (ValueError, KeyError, TypeError):
+        results = None
+    if not isinstance(results, list) or len(results) != records:
+        return [(200, b"{}")] * records
+    return [(200, json.dumps(result).encode()) for result in results]
 
-    async def send(record: bytes) -> tuple[int, bytes]:
+
+def usage_sender(url: str, http: UpstreamClient, token: ServiceToken) -> SendBatch:
+    """How the outbox delivers records: POST /usage/batch, up to BATCH_LIMIT a call (one
+    transaction at the contract: all recorded or none); one by one to POST /usage when the
+    contract service has no batch route or refuses a batch whole. (status, answer) per
+    record, status 0 when the service cannot be reached."""
+    batch_url = f"{url.rstrip('/')}/usage/batch"
+    one_url = f"{url.rstrip('/')}/usage"
+    gate = asyncio.Semaphore(ONE_BY_ONE_CONCURRENCY)
+
+    async def post(target: str, body: bytes) -> tuple[int, bytes]:
         try:
-            return await http.post(usage_url, record, token.headers())
+            return await http.post(target, body, token.headers())
         except UpstreamError as error:
             return 0, f"the contract service is {error.kind}: {error.detail}".encode()
+
+    async def one(record: bytes) -> tuple[int, bytes]:
+        async with gate:
+            return await post(one_url, record)
+
+    async def batch(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
+        status, answer = await post(batch_url, b'{"records":[' + b",".join(records) + b"]}")
+        if status == 200:
+            return itemised(answer, len(records))
+        if status in _ONE_BY_ONE:
+            return list(await asyncio.gather(*(one(record) for record in records)))
+        return [(status, answer)] * len(records)
+
+    async def send(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
+        answers: list[tuple[int, bytes]] = []
+        for start in range(0, len(records), BATCH_LIMIT):
+            answers += await batch(records[start : start + BATCH_LIMIT])
+        return answers
 
     return send

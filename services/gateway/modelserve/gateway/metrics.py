@@ -147,6 +147,24 @@ class GatewayMetrics:
             "their next try in the outbox.",
             registry=self.registry,
         )
+        self.quota_calls = Counter(
+            f"{PREFIX}_quota_lease_calls",
+            "Calls to the contract service's POST /leases, by purpose (principal: a "
+            "principal's limits read before a request; refresh: read again in the "
+            "background; grant: a slice short of a request's hold; refill: a slice refilled "
+            "ahead of need; housekeeping: the pass that renews and gives back; shutdown) "
+            "and result (ok, failed).",
+            ["purpose", "result"],
+            registry=self.registry,
+        )
+        self.quota_decisions = Counter(
+            f"{PREFIX}_quota_decisions",
+            "Inference decisions by path (local: decided in the gateway's process with no "
+            "call to the contract service; contract: the request waited for one, to read "
+            "the principal's limits or for a grant) and outcome (allowed, denied).",
+            ["path", "outcome"],
+            registry=self.registry,
+        )
         self.arena_turns = Counter(
             f"{PREFIX}_arena_turns",
             "Arena battle turns by outcome: answered (both sides), void (a side failed), "

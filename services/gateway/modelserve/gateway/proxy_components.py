@@ -7,12 +7,14 @@ requests for sleeping models), and (with a contract service) accounting."""
 from __future__ import annotations
 
 import contextlib
+import os
+import uuid
 
 from kubernetes import client as k8s
 
 from modelserve.common.settings import split
 from modelserve.common.tokens import TokenSigner
-from modelserve.gateway.accounting import Accounting, ServiceToken, usage_sender
+from modelserve.gateway.accounting import Accounting, usage_sender
 from modelserve.gateway.discovery import Discovery
 from modelserve.gateway.dispatch import Dispatcher
 from modelserve.gateway.kubeservers import served_namespaces
@@ -21,13 +23,16 @@ from modelserve.gateway.loading.holding import Holder
 from modelserve.gateway.loading.reporter import LoadReporter, default_replica_id
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.proxy import Proxy
+from modelserve.gateway.quota.client import LeaseClient, ServiceToken
+from modelserve.gateway.quota.ledger import QuotaLedger
 from modelserve.gateway.routing import RouteTable
 from modelserve.gateway.scaled import Scaler
 from modelserve.gateway.settings import GatewaySettings
 from modelserve.gateway.upstream import UpstreamClient
 from modelserve.gateway.usage_outbox import OutboxSettings, UsageOutbox
 
-# Connections to the contract service: /decide is on the hot path, /usage is batched.
+# Connections to the contract service: POST /leases (grants a request may wait for,
+# renewals), POST /usage/batch.
 CONTRACT_CONNECTIONS = 64
 
 
@@ -93,7 +98,16 @@ async def open_proxy(
             outbox_settings(settings),
         )
         stack.push_async_callback(outbox.close)  # before its client closes
-        accounting = Accounting(settings.contract_url, contract_http, token, outbox)
+        # Inference decided here, from quota leased to this process.
+        ledger = QuotaLedger(
+            LeaseClient(settings.contract_url, contract_http, token, quota_holder(settings)),
+            metrics,
+            refresh_seconds=settings.quota_refresh_seconds,
+            default_tokens=settings.default_reserved_tokens,
+        )
+        ledger.start()
+        stack.push_async_callback(ledger.close)  # gives its leases back, before the client
+        accounting = Accounting(ledger, outbox)
     dispatcher = Dispatcher(table, upstream, metrics, book)
     holder = Holder(
         table,
@@ -125,6 +139,15 @@ async def open_proxy(
         holder=holder,
     )
     return proxy, discovery
+
+
+def quota_holder(settings: GatewaySettings) -> str:
+    """Who holds this process's leases at the contract service: the replica, this
+    process (one of the replica's workers) and a random part (a process started again
+    with the same id holds none of the old one's leases)."""
+    if settings.replica_id:
+        return f"{settings.replica_id[:180]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return default_replica_id()
 
 
 def outbox_settings(settings: GatewaySettings) -> OutboxSettings:

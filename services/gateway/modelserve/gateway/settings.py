@@ -118,8 +118,16 @@ class GatewaySettings(ServiceSettings):
     # Usage records waiting in memory to be written to the outbox (only while the
     # database is slow or down); past this, new ones are dropped, logged and counted.
     usage_queue_size: int = Field(default=10_000, ge=1)
-    # How long an inference waits for the contract service's decision (connect, then read).
+    # How long a call to the contract service may take (connect, then read): POST
+    # /leases, which a request waits for when it needs a grant or its principal's limits.
     contract_timeout: float = Field(default=2.0, gt=0)
+    # Inference is decided in the gateway's process from quota the contract service
+    # leases to it (docs/gateway.md#contracts-and-usage). A principal's limits are read
+    # again when older than this (active principals' in the background, ahead of it), so
+    # that a contract change reaches decisions within it; 0: read before every request.
+    quota_refresh_seconds: float = Field(default=5.0, ge=0)
+    # Tokens held for a request that names no max_tokens (per prompt of a list).
+    default_reserved_tokens: int = Field(default=512, ge=0)
     # Ask streamed requests for their usage (`stream_options.include_usage`) when the
     # client did not, taking the extra usage chunk out of what the client receives. Off
     # for model servers that refuse the option.

@@ -4,10 +4,11 @@ service has it, so that neither a contract outage nor a crash of the gateway los
 - `add` (in the request path, never waiting) queues a record; the writer puts what is
   queued into the table `usage_outbox` with one INSERT per batch, within milliseconds.
 - The sender claims due rows (`FOR UPDATE SKIP LOCKED`, then a lease: every replica of
-  the gateway sends from the same table, none the same row at once), POSTs each to the
-  contract's /usage under its id, deletes the ones the contract has, and moves the others'
-  next try on by an exponential backoff. A row is never dropped; the contract counts an
-  id once, so a row sent again (its answer lost, its lease run out) is counted once.
+  the gateway sends from the same table, none the same row at once), sends them to the
+  contract in one batch (POST /usage/batch, each record under its id), deletes the ones
+  the contract has, and moves the others' next try on by an exponential backoff. A row
+  is never dropped; the contract counts an id once, so a row sent again (its answer
+  lost, its lease run out) is counted once.
 - Both loops run supervised: a failure is logged and the loop starts again.
 
 What only memory holds is a record between `add` and its INSERT (milliseconds, or while
@@ -36,16 +37,14 @@ from modelserve.gateway.metrics import GatewayMetrics
 logger = logging.getLogger(__name__)
 # Records put in the outbox with one INSERT.
 WRITE_BATCH = 500
-# Deliveries to the contract service in flight at once.
-SEND_CONCURRENCY = 16
 # How long a shutting-down gateway waits to write what is still queued.
 CLOSE_SECONDS = 5.0
 # Records dropped (the queue full) per line in the log.
 DROPS_PER_LOG = 1000
 
-# POST a record's JSON to the contract service: (status, answer); status 0 when it
-# could not be reached.
-Send = Callable[[bytes], Awaitable[tuple[int, bytes]]]
+# Send records (each one's JSON) to the contract service: one (status, answer) per
+# record, in order; status 0 when it could not be reached.
+SendBatch = Callable[[Sequence[bytes]], Awaitable[list[tuple[int, bytes]]]]
 
 _INSERT = (
     "INSERT INTO usage_outbox (id, record)"
@@ -102,7 +101,7 @@ class UsageOutbox:
     def __init__(
         self,
         pool: AsyncConnectionPool,
-        send: Send,
+        send: SendBatch,
         metrics: GatewayMetrics,
         settings: OutboxSettings,
     ) -> None:
@@ -117,7 +116,7 @@ class UsageOutbox:
 
     @classmethod
     async def open(
-        cls, url: str, send: Send, metrics: GatewayMetrics, settings: OutboxSettings
+        cls, url: str, send: SendBatch, metrics: GatewayMetrics, settings: OutboxSettings
     ) -> UsageOutbox:
         """Its own two connections (the writer's and the sender's); the loops started."""
         outbox = cls(await open_pool(url, size=2, wait=5.0), send, metrics, settings)
@@ -209,13 +208,9 @@ class UsageOutbox:
         rows = await self._claim()
         if not rows:
             return 0
-        gate = asyncio.Semaphore(SEND_CONCURRENCY)
-
-        async def deliver(row: Claimed) -> tuple[int, bytes]:
-            async with gate:
-                return await self._send(row.record)
-
-        answers = await asyncio.gather(*(deliver(row) for row in rows))
+        answers = await self._send([row.record for row in rows])
+        if len(answers) != len(rows):  # a sender's bug: try them all again later
+            answers = [(0, b"the sender answered for another number of records")] * len(rows)
         await self._settle(rows, answers)
         return len(rows)
 
