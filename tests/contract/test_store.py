@@ -14,7 +14,7 @@ def test_a_database_from_before_gets_the_columns_added_since(
     database_url: str, db_schema: str
 ) -> None:
     url = f"{database_url}?options=-csearch_path%3D{db_schema}"
-    upgrade(url)
+    upgrade(url, "0001")  # the schema of 0.1.0
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ALTER TABLE contracts DROP COLUMN downloads")
         conn.execute(f"DROP TABLE {VERSION_TABLE}")
@@ -33,7 +33,7 @@ def test_a_database_from_before_gets_the_reservation_columns(
     """Reservations name their request and when they were charged (since charging)."""
     url = f"{database_url}?options=-csearch_path%3D{db_schema}"
     added = ["charged_at", "model", "subject", "team"]
-    upgrade(url)
+    upgrade(url, "0001")  # the schema of 0.1.0
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "ALTER TABLE reservations " + ", ".join(f"DROP COLUMN {column}" for column in added)

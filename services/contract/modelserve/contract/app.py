@@ -23,7 +23,7 @@ from modelserve.common.supervision import start_supervised
 from modelserve.common.tokens import TokenVerifier
 from modelserve.contract.decisions import ContractBook, Decider, default_limits
 from modelserve.contract.inventory import Inventory, load_api_client
-from modelserve.contract.routes import admission, contracts, decide, usage
+from modelserve.contract.routes import admission, contracts, decide, leases, usage
 from modelserve.contract.settings import ContractSettings
 from modelserve.contract.store import Store
 
@@ -33,7 +33,7 @@ COUNTER_MINUTES = 2
 
 
 async def _housekeeping(store: Store, interval: float) -> None:
-    """Expired reservations charged, old per-minute counters deleted."""
+    """Expired reservations and leases charged, old per-minute counters deleted."""
     while True:
         await asyncio.sleep(interval)
         try:
@@ -62,7 +62,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             start_supervised("contract reload", lambda: store.listen(decider.reload)),
             start_supervised(
                 "reservation charging",
-                lambda: _housekeeping(store, min(60.0, settings.reservation_seconds)),
+                lambda: _housekeeping(
+                    store, min(60.0, settings.reservation_seconds, settings.lease_seconds)
+                ),
             ),
         ]
         api = None
@@ -113,6 +115,6 @@ def create_app(settings: ContractSettings, *peers: FastAPI) -> FastAPI:
     # Nothing is decided without the database (fail closed); the client may retry.
     answer_unavailable(app, DatabaseUnavailable, "policy_store_unavailable")
     app.add_exception_handler(psycopg.DataError, _invalid_value)
-    for module in (decide, usage, contracts):
+    for module in (decide, leases, usage, contracts):
         app.include_router(module.router)
     return app

@@ -180,30 +180,3 @@ class Decider:
                     f"platform admins may stop it, not {principal.subject}",
                 )
         return policy.allow(f"stop {resource.name} allowed", team)
-
-    async def record_usage(
-        self,
-        principal: Principal,
-        *,
-        team: str | None,
-        model: str,
-        reservation: uuid.UUID | None,
-        prompt_tokens: int,
-        completion_tokens: int,
-        usage_id: uuid.UUID | None = None,
-    ) -> bool | None:
-        token_charges = [
-            charge
-            for charge in policy.inference_charges(self.book.scopes(principal, team), 0)
-            if charge.metric.startswith("tokens/")
-        ]
-        return await self.store.record_usage(
-            reservation=reservation,
-            charges=token_charges,
-            subject=principal.subject,
-            team=team,
-            model=model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            usage_id=usage_id,
-        )

@@ -88,6 +88,10 @@ class ContractSettings(ServiceSettings):
     # tokens count as used (a late record corrects them). Looked for this often, at most
     # every 60 s.
     reservation_seconds: float = Field(default=600.0, gt=0)
+    # How long a lease (a slice of a limited counter granted to a gateway process, POST
+    # /leases) lives unless its holder renews it; one neither renewed nor given back by
+    # then is charged: what it still holds counts as used in its window.
+    lease_seconds: float = Field(default=30.0, gt=0)
     # Tokens reserved for an inference request that names no max_tokens.
     default_reserved_tokens: int = Field(default=512, ge=0)
 

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -60,6 +60,52 @@ class Request:
     subject: str
     team: str | None
     model: str
+
+
+@dataclass(frozen=True)
+class CounterEntry:
+    """One counter a usage record adds to: with a lease, that lease is settled (`hold`
+    leaves its reservation); without one (or one not found), the record's request or
+    tokens count in the current window. A `fallback` entry counts only when the record's
+    reservation is not found."""
+
+    scope: str
+    metric: str  # requests/minute, tokens/minute, tokens/day or tokens/month
+    lease: uuid.UUID | None = None
+    hold: int = 0
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One usage record as contract_record_usage takes it."""
+
+    id: uuid.UUID | None
+    subject: str
+    team: str | None
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    reservation: uuid.UUID | None
+    counters: Sequence[CounterEntry]
+
+
+@dataclass(frozen=True)
+class LeaseWant:
+    """A slice asked of one limited counter, in the current window of `unit`."""
+
+    scope: str
+    metric: str
+    unit: str
+    amount: int
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class LeaseGrant:
+    lease: uuid.UUID | None  # None: nothing granted, no lease made
+    granted: int
+    window_ends_in: float  # seconds from the database's now to the end of the window
 
 
 async def _reserve(
@@ -232,76 +278,135 @@ class Store:
         completion_tokens: int,
         usage_id: uuid.UUID | None = None,
     ) -> bool | None:
-        """Settle the reservation with the tokens really used (or, when it is unknown,
-        count them in `charges`' windows); add them to the day's usage. A reservation
-        charged at its expiry was counted then, as one request of its reserved tokens: it
-        is corrected to these tokens, in its windows and in the usage of the day it was
-        charged, and not counted as a second request.
-        Returns whether the reservation was found; None, counting nothing, when a usage
-        of this `usage_id` was recorded before."""
-        tokens = prompt_tokens + completion_tokens
+        """One usage record of the shape of POST /decide (record_usages): the reservation
+        settled with the tokens really used (or, when it is unknown, the tokens counted in
+        `charges`' windows). Returns whether the reservation was found; None, counting
+        nothing, when a usage of this `usage_id` was recorded before."""
+        entries = [
+            CounterEntry(c.scope, c.metric, fallback=reservation is not None) for c in charges
+        ]
+        record = UsageRow(
+            usage_id, subject, team, model, prompt_tokens, completion_tokens, reservation, entries
+        )
+        ((duplicate, found),) = await self.record_usages([record])
+        return None if duplicate else found
 
-        async def work(conn: psycopg.AsyncConnection[Any]) -> bool | None:
-            async with conn.transaction():
-                if usage_id is not None:
-                    cur = await conn.execute(
-                        "INSERT INTO usage_receipts (id) VALUES (%s)"
-                        " ON CONFLICT DO NOTHING RETURNING id",
-                        [usage_id],
-                    )
-                    if await cur.fetchone() is None:
-                        return None
-                found = False
-                charged = None
-                if reservation is not None:
-                    # Locked first, charged or not, so that contract_charge_expired cannot
-                    # charge it between this look and the settling.
-                    cur = await conn.execute(
-                        "SELECT charged_at IS NOT NULL AND subject IS NOT NULL"
-                        " AND model IS NOT NULL, (charged_at AT TIME ZONE 'UTC')::date,"
-                        " tokens, subject, coalesce(team, ''), model"
-                        " FROM reservations WHERE id = %s FOR UPDATE",
-                        [reservation],
-                    )
-                    row = await cur.fetchone()
-                    charged = row[1:] if row is not None and row[0] else None
-                    cur = await conn.execute(
-                        "SELECT contract_settle(%s, %s)", [reservation, tokens]
-                    )
-                    row = await cur.fetchone()
-                    found = bool(row and row[0])
-                if not found:  # the tokens are counted all the same, over any limit
-                    used = [replace(c, used=tokens, reserved=0, limit=None) for c in charges]
-                    await _reserve(conn, used, None, 0)
-                if charged is not None and found:
-                    day, held, *key = charged
-                    await conn.execute(
-                        "UPDATE usage SET prompt_tokens = prompt_tokens + %s,"
-                        " completion_tokens = greatest(completion_tokens + %s - %s, 0)"
-                        " WHERE day = %s AND subject = %s AND team = %s AND model = %s",
-                        [prompt_tokens, completion_tokens, held, day, *key],
-                    )
-                    return found
-                await conn.execute(
-                    "INSERT INTO usage AS u (day, subject, team, model, requests,"
-                    " prompt_tokens, completion_tokens)"
-                    " VALUES ((now() AT TIME ZONE 'UTC')::date, %s, %s, %s, 1, %s, %s)"
-                    " ON CONFLICT (day, subject, team, model) DO UPDATE SET"
-                    " requests = u.requests + 1,"
-                    " prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,"
-                    " completion_tokens = u.completion_tokens + excluded.completion_tokens",
-                    [subject, team or "", model, prompt_tokens, completion_tokens],
-                )
-                return found
+    async def record_usages(self, records: Sequence[UsageRow]) -> list[tuple[bool, bool]]:
+        """Record every usage record in one transaction, in one call of
+        contract_record_usage (migrations/functions_0002_leases.sql; set-based, whatever
+        the number of records): per record, (duplicate, reservation found), in order.
+
+        A record whose id was recorded before, or comes earlier in `records`, counts nothing.
+        Its reservation (the shape of POST /decide) is settled with the tokens really used;
+        one charged at its expiry was counted then, as one request of its reserved tokens,
+        and is corrected to these tokens, in its windows and in the usage of the day it was
+        charged, without a second request. Its counter entries settle their leases, or
+        count in the current windows without limit (`fallback` ones only when the
+        reservation is not found: its tokens count all the same)."""
+        entries = [(i, entry) for i, record in enumerate(records, 1) for entry in record.counters]
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[tuple[bool, bool]]:
+            cur = await conn.execute(
+                "SELECT r_duplicate, r_found FROM contract_record_usage("
+                "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ORDER BY r_ord",
+                [
+                    [r.id for r in records],
+                    [r.subject for r in records],
+                    [r.team for r in records],
+                    [r.model for r in records],
+                    [r.prompt_tokens for r in records],
+                    [r.completion_tokens for r in records],
+                    [r.reservation for r in records],
+                    [i for i, _ in entries],
+                    [e.scope for _, e in entries],
+                    [e.metric for _, e in entries],
+                    [e.lease for _, e in entries],
+                    [e.hold for _, e in entries],
+                    [e.fallback for _, e in entries],
+                ],
+            )
+            return [(bool(row[0]), bool(row[1])) for row in await cur.fetchall()]
+
+        return await self._run(work)
+
+    # --- leases ---------------------------------------------------------------------------
+
+    async def limits_of(
+        self, subject: str, team: str | None
+    ) -> tuple[Limits | None, Limits | None]:
+        """The user's own contract and the team's (None: none), as PostgreSQL has them now:
+        one query, never the replica's in-memory copy."""
+        rows = await fetch_all(
+            self._pool,
+            "SELECT * FROM contracts WHERE (kind = 'user' AND name = %s)"
+            " OR (kind = 'team' AND name = %s)",
+            [subject, team],
+        )
+        own: dict[str, Limits] = {}
+        for row in rows:
+            contract = Contract.model_validate(row)
+            own[contract.kind] = Limits.model_validate(
+                contract.model_dump(include=set(Limits.model_fields))
+            )
+        return own.get(SubjectKind.USER), own.get(SubjectKind.TEAM)
+
+    async def lease(
+        self,
+        holder: str,
+        *,
+        give_back: Sequence[tuple[uuid.UUID, int]],
+        renew: Sequence[uuid.UUID],
+        wants: Sequence[LeaseWant],
+        ttl: float,
+        keep: float,
+    ) -> tuple[list[LeaseGrant], list[uuid.UUID]]:
+        """One call of contract_leases, one transaction: `give_back` (lease, taken), then
+        `renew` (for `ttl` seconds), then the grants, each at most its want and what its
+        limit leaves. Returns a grant per want, in order, and the leases renewed."""
+
+        async def work(
+            conn: psycopg.AsyncConnection[Any],
+        ) -> tuple[list[LeaseGrant], list[uuid.UUID]]:
+            cur = await conn.execute(
+                "SELECT r_ord, r_lease, r_granted, r_window_ends_in FROM contract_leases("
+                "%s, %s::uuid[], %s::bigint[], %s::uuid[], %s::text[], %s::text[], %s::text[],"
+                " %s::bigint[], %s::bigint[], %s, %s)",
+                [
+                    holder,
+                    [lease for lease, _ in give_back],
+                    [taken for _, taken in give_back],
+                    list(renew),
+                    [w.scope for w in wants],
+                    [w.metric for w in wants],
+                    [w.unit for w in wants],
+                    [w.amount for w in wants],
+                    [w.limit for w in wants],
+                    ttl,
+                    keep,
+                ],
+            )
+            grants: dict[int, LeaseGrant] = {}
+            renewed: list[uuid.UUID] = []
+            for ordinal, lease, granted, ends_in in await cur.fetchall():
+                if ordinal is None:
+                    renewed.append(lease)
+                else:
+                    grants[ordinal] = LeaseGrant(lease, int(granted), float(ends_in))
+            return [grants[i] for i in range(1, len(wants) + 1)], renewed
 
         return await self._run(work)
 
     async def charge_expired(self) -> int:
-        """Charge the reservations that expired unsettled (contract_charge_expired), delete
-        the charged ones and usage receipts older than RECEIPT_DAYS; how many were charged."""
+        """Charge the reservations that expired unsettled (contract_charge_expired) and the
+        leases that expired not given back or not fully settled (contract_charge_leases),
+        in one statement; delete the charged ones older than RECEIPT_DAYS, and usage
+        receipts as old. How many were charged, reservations and leases together."""
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> int:
-            cur = await conn.execute("SELECT contract_charge_expired(%s)", [RECEIPT_DAYS * 86400.0])
+            cur = await conn.execute(
+                "SELECT contract_charge_expired(%s) + contract_charge_leases(%s)",
+                [RECEIPT_DAYS * 86400.0] * 2,
+            )
             row = await cur.fetchone()
             await conn.execute(
                 "DELETE FROM usage_receipts WHERE recorded_at < now() - make_interval(days => %s)",

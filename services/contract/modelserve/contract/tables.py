@@ -4,6 +4,7 @@ Counters, reservations and the server ledger are written only through the SQL fu
 that the migrations make (`migrations/functions_0_1_0.sql`), one statement per decision,
 so that every replica of the service sees and changes the same numbers under PostgreSQL's
 row locks.
+Leases are written only through the functions of `migrations/functions_0002_leases.sql`.
 """
 
 from __future__ import annotations
@@ -114,6 +115,34 @@ class Reservation(SQLModel, table=True):
     team: str | None = None
     model: str | None = None
     # When it expired unsettled and was charged; None while it is held.
+    charged_at: dt.datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class Lease(SQLModel, table=True):
+    """A slice of one limited counter (scope, metric, window) granted to one holder (a
+    gateway process), held in the counter's `reserved` until usage records settle it or
+    the holder gives back what it did not take. One not given back by `expires_at`, or
+    given back but not fully settled by then, is charged: what it still holds becomes
+    used (`charged_at`), and it is kept until `expires_at` again so that late records
+    correct it. Written only by the functions of migrations/functions_0002_leases.sql."""
+
+    __tablename__ = "leases"
+
+    id: uuid.UUID = Field(primary_key=True)
+    holder: str
+    scope: str
+    metric: str
+    window_start: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    granted: int = Field(sa_type=BigInteger)
+    # What the holder says its requests took, when it gave the lease back; None before.
+    taken: int | None = Field(default=None, sa_type=BigInteger)
+    # The holds of the usage records that settled it so far.
+    settled: int = Field(default=0, sa_type=BigInteger)
+    expires_at: dt.datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )
     charged_at: dt.datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )

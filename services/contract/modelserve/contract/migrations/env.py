@@ -6,14 +6,22 @@ from sqlmodel import SQLModel
 
 from modelserve.common.migrations import run_environment
 from modelserve.contract import migrations
-from modelserve.contract.tables import Contract, Counter, Reservation, Server, Usage, UsageReceipt
+from modelserve.contract.tables import (
+    Contract,
+    Counter,
+    Lease,
+    Reservation,
+    Server,
+    Usage,
+    UsageReceipt,
+)
 
 run_environment(
     what="the contract service",
     version_table=migrations.VERSION_TABLE,
     tables={
         table.__tablename__
-        for table in (Contract, Counter, Reservation, Server, Usage, UsageReceipt)
+        for table in (Contract, Counter, Lease, Reservation, Server, Usage, UsageReceipt)
     },
     metadata=SQLModel.metadata,
 )

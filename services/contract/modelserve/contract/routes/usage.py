@@ -3,40 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from modelserve.common.auth import Caller, ServiceOrAdmin
+from modelserve.contract import usage_records
 from modelserve.contract.deps import DeciderDep, readable
-from modelserve.contract.policy import Principal
-from modelserve.contract.tables import BIGINT_MAX
+from modelserve.contract.usage_records import Recorded, UsageRecord
 
 router = APIRouter(tags=["usage"])
 
 
-class UsageRecord(BaseModel):
-    # The sender's id for this record: one it sends again is counted once (the gateway
-    # retries deliveries it is unsure of). Without one, every delivery counts.
-    id: uuid.UUID | None = None
-    principal: Principal
-    team: str | None = None
-    model: str
-    # The reservation of the decision that allowed the request: its held tokens are
-    # replaced by the tokens really used.
-    reservation: uuid.UUID | None = None
-    prompt_tokens: int = Field(ge=0, le=BIGINT_MAX)
-    completion_tokens: int = Field(ge=0, le=BIGINT_MAX)
+class UsageBatch(BaseModel):
+    records: list[UsageRecord] = Field(min_length=1, max_length=1000)
 
 
-class Recorded(BaseModel):
-    recorded: bool
-    reservation_found: bool
-    # True: this record's id was recorded before, and nothing was counted again (the
-    # field is left out otherwise).
-    duplicate: bool | None = None
+class BatchRecorded(BaseModel):
+    # One per record, in the order sent.
+    results: list[Recorded]
 
 
 class ModelUsage(BaseModel):
@@ -79,18 +65,19 @@ class DailyUsage(BaseModel):
 
 @router.post("/usage", response_model_exclude_none=True)
 async def record_usage(body: UsageRecord, _: ServiceOrAdmin, decider: DeciderDep) -> Recorded:
-    found = await decider.record_usage(
-        body.principal,
-        team=body.team,
-        model=body.model,
-        reservation=body.reservation,
-        prompt_tokens=body.prompt_tokens,
-        completion_tokens=body.completion_tokens,
-        usage_id=body.id,
-    )
-    if found is None:
-        return Recorded(recorded=True, reservation_found=False, duplicate=True)
-    return Recorded(recorded=True, reservation_found=found)
+    (result,) = await usage_records.record(decider.store, decider.book, [body])
+    return result
+
+
+@router.post("/usage/batch", response_model_exclude_none=True)
+async def record_usage_batch(
+    body: UsageBatch, _: ServiceOrAdmin, decider: DeciderDep
+) -> BatchRecorded:
+    """Up to 1,000 records in one transaction (one SQL call, set-based): the gateway's
+    usage outbox sends its rows this way. A record counted before, or earlier in the same
+    batch, is a duplicate and counts nothing."""
+    results = await usage_records.record(decider.store, decider.book, body.records)
+    return BatchRecorded(results=results)
 
 
 @router.get("/usage")
