@@ -8,7 +8,7 @@ and can be made to fail, hang or stream without end on demand.
 - usage goes through the durable outbox: a contract outage and a gateway killed with
   SIGKILL lose none of it, and the contract counts each record once;
 - a request cut off by a killed gateway, which never has a usage record, is charged the
-  tokens it reserved once its reservation expires: never free.
+  tokens it held once the gateway's lease expires: never free.
 """
 
 from __future__ import annotations
@@ -447,7 +447,7 @@ def counters(database: str, user: str) -> dict[str, tuple[int, int]]:
     return {metric: (used, reserved) for metric, used, reserved in rows}
 
 
-def test_a_request_cut_off_by_a_killed_gateway_is_charged_its_reservation(
+def test_a_request_cut_off_by_a_killed_gateway_is_charged_with_its_lease(
     servers: None,
     gateway_kube: str,
     contract_with_database: Callable[..., tuple[RunningService, str]],
@@ -456,12 +456,18 @@ def test_a_request_cut_off_by_a_killed_gateway_is_charged_its_reservation(
     signer: TokenSigner,
     fake: FakeServer,
 ) -> None:
-    # Reservations expire after 3 s here (the contract looks for expired ones as often).
-    contract, database = contract_with_database(CONTRACT_RESERVATION_SECONDS="3")
+    # Leases expire after 3 s here (the contract looks for expired ones as often).
+    contract, database = contract_with_database(CONTRACT_LEASE_SECONDS="3")
+    put_contract(contract, signer, "gus", token_budget=100_000)
     fake.reset()
-    gateway = start_gateway(GATEWAY_KUBECONFIG=gateway_kube, GATEWAY_CONTRACT_URL=contract.url)
+    gateway = start_gateway(
+        GATEWAY_KUBECONFIG=gateway_kube,
+        GATEWAY_CONTRACT_URL=contract.url,
+        GATEWAY_USAGE_FLUSH_SECONDS="0.2",
+    )
     chat(gateway, signer, "gus", model="acct-words", max_tokens=8)  # routed, and counted
     recorded(contract, signer, "gus", 1)
+    before = PROMPT + COMPLETION  # the first request's, settled
     with httpx.Client(base_url=gateway.url, timeout=60) as http:
         request = http.build_request(
             "POST",
@@ -473,7 +479,12 @@ def test_a_request_cut_off_by_a_killed_gateway_is_charged_its_reservation(
         assert stream.status_code == 200
         lines = stream.iter_lines()
         assert '" 0"' in next(line for line in lines if line)
-        # The gateway dies mid-stream: SIGKILL, no usage record is ever written.
+        # Its 900 tokens are held in the gateway's lease, which the contract reserved
+        # whole: what the gateway holds (taken or not) is reserved at the contract.
+        used, held = counters(database, "gus")["tokens/month"]
+        assert used == before and held >= 900
+        # The gateway dies mid-stream: SIGKILL, no usage record is ever written, no
+        # lease given back.
         pid = gateway.process.pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
@@ -482,18 +493,19 @@ def test_a_request_cut_off_by_a_killed_gateway_is_charged_its_reservation(
                 pass
         stream.close()
     assert not outbox(gateway_database)
-    before = PROMPT + COMPLETION  # the first request's, settled
 
     def charged() -> dict[str, tuple[int, int]] | None:
         now = counters(database, "gus")
         return now if now and all(reserved == 0 for _, reserved in now.values()) else None
 
-    # Its 900 reserved tokens are used now, not given back; and it is one more request.
-    after = wait_for(charged, timeout=60, what="gus's reservation to expire")
-    assert after == {"tokens/month": (before + 900, 0)}
-    usage = recorded(contract, signer, "gus", 2)
+    # The lease expired unrenewed: all it held is used now, the 900 tokens of the request
+    # cut off among them (the rest of the lease is lost for this month's window).
+    after = wait_for(charged, timeout=60, what="gus's lease to expire")
+    assert after == {"tokens/month": (before + held, 0)}
+    # The usage report counts what was answered: the cut-off request has no record.
+    usage = usage_of(contract, signer, "gus")
     assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (
-        2,
+        1,
         PROMPT,
-        COMPLETION + 900,
+        COMPLETION,
     )

@@ -122,9 +122,10 @@ class GatewaySettings(ServiceSettings):
     # /leases, which a request waits for when it needs a grant or its principal's limits.
     contract_timeout: float = Field(default=2.0, gt=0)
     # Inference is decided in the gateway's process from quota the contract service
-    # leases to it (docs/gateway.md#contracts-and-usage). A principal's limits are read
-    # again when older than this (active principals' in the background, ahead of it), so
-    # that a contract change reaches decisions within it; 0: read before every request.
+    # leases to it (docs/gateway.md#decisions-from-leased-quota). A principal's limits
+    # are read again when older than this (active principals' in the background, ahead
+    # of it), so that a contract change reaches decisions within it; 0: read before
+    # every request.
     quota_refresh_seconds: float = Field(default=5.0, ge=0)
     # Tokens held for a request that names no max_tokens (per prompt of a list).
     default_reserved_tokens: int = Field(default=512, ge=0)

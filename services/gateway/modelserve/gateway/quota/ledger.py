@@ -129,6 +129,8 @@ class QuotaLedger:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # Grants under way join their slices first, to be given back with them.
+        await asyncio.gather(*set(self._asks.values()), return_exceptions=True)
         give_back = [
             GiveBack(lease.id, lease.taken)
             for piece in self._slices.values()
@@ -196,7 +198,7 @@ class QuotaLedger:
         tokens = min(resource.prompts * each, BIGINT_MAX)
         exempt = policy.rate_exempt(principal, resource, scopes)
         charges = policy.inference_charges(scopes, tokens, rate_exempt=exempt)
-        taken, asked = await self._take(charges)
+        taken, asked = await self._take(principal, charges)
         if isinstance(taken, CounterCharge):
             return _denied(policy.hit(taken)), asked
         own = " (own server: no rate limit)" if exempt else ""
@@ -240,18 +242,23 @@ class QuotaLedger:
             raise
         if answer.principal is None:
             raise ContractUnavailable("the contract service answered no principal")
+        return self._store_view(principal, answer.principal, sent, answer.ttl)
+
+    def _store_view(
+        self, principal: Principal, view: PrincipalView, sent: float, ttl: float
+    ) -> Entry:
         old = self._views.get(key_of(principal))
-        entry = self._views.put(principal, answer.principal, sent, answer.ttl)
-        if old is not None:
+        entry = self._views.put(principal, view, sent, ttl)
+        if old is not None and entry is not old:
             # Slices granted under other limits go back, to be granted anew under these.
-            for counter in changed(old.view, answer.principal):
+            for counter in changed(old.view, view):
                 self._retire_slice(counter)
         return entry
 
     # --- taking holds -----------------------------------------------------------------
 
     async def _take(
-        self, charges: Sequence[CounterCharge]
+        self, principal: Principal, charges: Sequence[CounterCharge]
     ) -> tuple[tuple[Hold, ...] | CounterCharge, bool]:
         """Every limited charge's hold from its slice, or none: (the holds, or the charge
         that would go over its limit; whether the contract was asked)."""
@@ -272,16 +279,17 @@ class QuotaLedger:
                 else:
                     picks.append((piece, lease, hold))
             if not short:
-                return self._taken(charges, picks, now), asked
+                return self._taken(principal, charges, picks, now), asked
             for charge, piece, _ in short:
                 if piece.exhausted(now):
                     return charge, asked
             asked = True
-            await self._wait_for_grants(short, now)
+            await self._wait_for_grants(principal, short, now)
         return short[0][0], asked
 
     def _taken(
         self,
+        principal: Principal,
         charges: Sequence[CounterCharge],
         picks: Sequence[tuple[Slice, Lease, int]],
         now: float,
@@ -290,7 +298,7 @@ class QuotaLedger:
         for piece, lease, hold in picks:
             piece.take(lease, hold, now)
             held[piece.key] = Hold(piece.scope, piece.metric, lease.id, hold)
-            self._refill_ahead(piece, hold, now)
+            self._refill_ahead(principal, piece, hold, now)
         return tuple(
             held.get((charge.scope, charge.metric)) or Hold(charge.scope, charge.metric, None, 0)
             for charge in charges
@@ -313,7 +321,7 @@ class QuotaLedger:
             piece.leases = []
 
     async def _wait_for_grants(
-        self, short: Sequence[tuple[CounterCharge, Slice, int]], now: float
+        self, principal: Principal, short: Sequence[tuple[CounterCharge, Slice, int]], now: float
     ) -> None:
         """Until a grant came for every short slice: the one under way, or a new ask
         (one call for all of them) for what is waiting plus a refill; the leases too
@@ -330,7 +338,7 @@ class QuotaLedger:
             wants.append((piece, amount, demand))
             retired += [GiveBack(lease.id, lease.taken) for lease in piece.retire(hold, now)]
         if wants:
-            waits.append(self._ask(wants, retired, "grant"))
+            waits.append(self._ask(principal, wants, retired, "grant"))
         for _, piece, hold in short:
             piece.waiting += hold
         try:
@@ -339,19 +347,25 @@ class QuotaLedger:
             for _, piece, hold in short:
                 piece.waiting -= hold
 
-    def _refill_ahead(self, piece: Slice, hold: int, now: float) -> None:
+    def _refill_ahead(self, principal: Principal, piece: Slice, hold: int, now: float) -> None:
         """A background ask when the slice runs low at its take rate; nobody waits."""
         if piece.key in self._asks:
             return
         amount = piece.refill_wanted(hold, now)
         if amount:
-            self._ask([(piece, amount, 0)], [], "refill")
+            self._ask(principal, [(piece, amount, 0)], [], "refill")
 
     def _ask(
-        self, wants: list[tuple[Slice, int, int]], retired: list[GiveBack], purpose: str
+        self,
+        principal: Principal,
+        wants: list[tuple[Slice, int, int]],
+        retired: list[GiveBack],
+        purpose: str,
     ) -> asyncio.Future[None]:
+        """A grant call for `wants` (slice, amount, demand), in the name of `principal`
+        (whose scopes the counters are), registered as the call under way for each."""
         give_back = retired + self._drain_give_backs()
-        task = asyncio.ensure_future(self._granted(wants, give_back, purpose))
+        task = asyncio.ensure_future(self._granted(principal, wants, give_back, purpose))
         keys = [piece.key for piece, _, _ in wants]
         for key in keys:
             self._asks[key] = task
@@ -359,21 +373,29 @@ class QuotaLedger:
         return task
 
     async def _granted(
-        self, wants: list[tuple[Slice, int, int]], give_back: list[GiveBack], purpose: str
+        self,
+        principal: Principal,
+        wants: list[tuple[Slice, int, int]],
+        give_back: list[GiveBack],
+        purpose: str,
     ) -> None:
-        """One POST /leases for `wants` (slice, amount, demand); each grant joins its
-        slice. A grant short of its demand makes the slice deny what does not fit for a
-        while; a refill short of its amount stops refills for as long."""
+        """One POST /leases; each grant joins its slice. A grant short of its demand
+        makes the slice deny what does not fit for a while; a refill short of its amount
+        stops refills for as long. The principal's limits come with the answer: read
+        again for free."""
         sent = time.monotonic()
         try:
             answer = await self._call(
                 purpose,
+                principal=principal_body(principal),
                 want=[Want(piece.scope, piece.metric, amount) for piece, amount, _ in wants],
                 give_back=give_back,
             )
         except ContractUnavailable:
             self._give_backs += give_back
             raise
+        if answer.principal is not None:
+            self._store_view(principal, answer.principal, sent, answer.ttl)
         if len(answer.leases) != len(wants):
             raise ContractUnavailable(
                 f"the contract service answered {len(answer.leases)} leases for {len(wants)} asked"
@@ -443,6 +465,9 @@ class QuotaLedger:
             except ContractUnavailable as error:
                 self._give_backs += give_back
                 logger.warning("leases not renewed nor given back: %s", error)
+            except asyncio.CancelledError:  # shutting down: close() gives them back
+                self._give_backs += give_back
+                raise
             else:
                 for piece, lease in renew:
                     if lease.id in answer.renewed:

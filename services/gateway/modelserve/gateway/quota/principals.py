@@ -70,13 +70,14 @@ class Views:
         return entry
 
     def put(self, principal: Principal, view: PrincipalView, read: float, ttl: float) -> Entry:
-        """Store a view just read; the previous one of the principal is returned in its
-        place for comparison by `changed`."""
+        """Store a view just read, unless a later read is stored already; the entry
+        stored now."""
         key = key_of(principal)
         old = self._entries.get(key)
+        if old is not None and old.read > read:
+            return old
         entry = Entry(principal, view, read, ttl, old.used if old else read)
-        if old is None or old.read <= read:
-            self._entries[key] = entry
+        self._entries[key] = entry
         return entry
 
     def get(self, key: Key) -> Entry | None:
