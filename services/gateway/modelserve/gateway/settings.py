@@ -18,6 +18,9 @@ class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", populate_by_name=True)
 
     port: int = 8200
+    # Worker processes serving the one port (uvicorn's workers, each a whole gateway with
+    # its own lifespan, pools and load report); see docs/gateway.md for what is per worker.
+    workers: int = Field(default=1, ge=1, le=64)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://modelserve@localhost:5432/modelserve"),
