@@ -24,6 +24,12 @@ from modelserve.common.settings import ServiceSettings
 
 # What uvicorn's own handler takes: Ctrl+C and `kill`.
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How long a worker process may leave the supervisor's ping unanswered before it is
+# killed and started again. uvicorn's 5 s is shorter than a spawned worker takes to
+# import the service on a busy machine (9 s seen with 2 cores under a load of 13): it
+# killed every worker before it could answer, over and over. A hung worker is still
+# caught, later; a pod's liveness probe catches the rest.
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 class Health(BaseModel):
@@ -91,6 +97,25 @@ def server_options(settings: ServiceSettings) -> dict[str, Any]:
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     configure_logging(settings, getattr(app.state, "service", app.title))
     uvicorn.run(app, port=settings.port, **server_options(settings))
+
+
+def serve_workers(factory: str, settings: ServiceSettings, service: str, workers: int) -> None:
+    """`workers` processes serving one port, as uvicorn runs them: this process binds the
+    socket and supervises (a worker that dies is started again), each worker builds its
+    own app by calling `factory` ("module:function", imported anew in the worker: workers
+    are spawned, not forked) and runs its lifespan. SIGTERM here reaches every worker,
+    which drains within the service's grace like a single process.
+
+    A worker's logging is its own: `factory` must configure it (`configure_logging`)."""
+    configure_logging(settings, service)
+    uvicorn.run(
+        factory,
+        factory=True,
+        workers=workers,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        port=settings.port,
+        **server_options(settings),
+    )
 
 
 class _SignalledServer(uvicorn.Server):
