@@ -439,3 +439,19 @@ def test_only_services_hold_leases(
             assert response.status_code == 403
             assert response.json()["error"]["code"] == "service_only"
     assert httpx.post(f"{contract.url}/leases", json=body).status_code == 401
+
+
+def test_values_postgresql_cannot_hold_are_the_clients_mistake(
+    gateway: httpx.Client, admin: httpx.Client, user: str
+) -> None:
+    """A NUL byte in a holder or a principal: 422 invalid_value, never a 500."""
+    put_contract(admin, "user", user, requests_per_minute=10)
+    for body in (
+        {"holder": "g\x00"},
+        {"holder": "g", "principal": {"subject": f"{user}\x00"}},
+        {"holder": "g\x00", "principal": {"subject": user},
+         "want": [want(f"user:{user}", "requests/minute", 1)]},
+    ):  # fmt: skip
+        response = gateway.post("/leases", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_value"

@@ -398,21 +398,26 @@ class Store:
 
     async def charge_expired(self) -> int:
         """Charge the reservations that expired unsettled (contract_charge_expired) and the
-        leases that expired not given back or not fully settled (contract_charge_leases),
-        in one statement; delete the charged ones older than RECEIPT_DAYS, and usage
-        receipts as old. How many were charged, reservations and leases together."""
+        leases that expired not given back or not fully settled (contract_charge_leases);
+        delete the charged ones older than RECEIPT_DAYS, and usage receipts as old. How
+        many were charged, reservations and leases together.
+
+        Two transactions, not one: each takes its rows (reservations, or leases) before
+        the counter rows, as every other writer does; one transaction holding the counter
+        rows of the first while it locks the rows of the second could deadlock with a
+        usage batch."""
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> int:
-            cur = await conn.execute(
-                "SELECT contract_charge_expired(%s) + contract_charge_leases(%s)",
-                [RECEIPT_DAYS * 86400.0] * 2,
-            )
-            row = await cur.fetchone()
+            charged = 0
+            for function in ("contract_charge_expired", "contract_charge_leases"):
+                cur = await conn.execute(f"SELECT {function}(%s)", [RECEIPT_DAYS * 86400.0])
+                row = await cur.fetchone()
+                charged += int(row[0]) if row else 0
             await conn.execute(
                 "DELETE FROM usage_receipts WHERE recorded_at < now() - make_interval(days => %s)",
                 [RECEIPT_DAYS],
             )
-            return int(row[0]) if row else 0
+            return charged
 
         return await self._run(work)
 
