@@ -141,8 +141,8 @@ def test_both_shapes_of_records_in_one_batch(
     with psycopg.connect(contract_database, autocommit=True) as conn:
         row = conn.execute("SELECT settled FROM leases WHERE id = %s", [lease]).fetchone()
         assert row == (3,)
-        row = conn.execute("SELECT count(*) FROM reservations WHERE id = %s", [reservation])
-        assert row.fetchone() == (0,)
+        left = conn.execute("SELECT count(*) FROM reservations WHERE id = %s", [reservation])
+        assert left.fetchone() == (0,)
 
 
 @pytest.mark.parametrize(
