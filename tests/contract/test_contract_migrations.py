@@ -13,7 +13,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
@@ -154,6 +156,29 @@ def test_an_adopted_database_has_the_schema_of_a_new_one(database_url: str) -> N
         load_dump(database_url, RELEASE_0_1_0, old)
         migrations.upgrade(schema_url(database_url, old))
         assert dump_schema(database_url, old) == dump_schema(database_url, new)
+
+
+def test_revision_0002_goes_down_to_exactly_0001(database_url: str) -> None:
+    """The leases' revision undone: the table gone, and the functions of 0.1.0 as 0001 made
+    them (0002 adds functions beside them and changes none)."""
+    with (
+        fresh_schema(database_url, "contract_down") as down,
+        fresh_schema(database_url, "contract_ref") as reference,
+    ):
+        migrations.upgrade(schema_url(database_url, reference), "0001")
+        url = schema_url(database_url, down)
+        migrations.upgrade(url)
+        config = Config()
+        config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+        engine = create_engine(sqlalchemy_url(url))
+        try:
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.downgrade(config, "0001")
+        finally:
+            engine.dispose()
+        assert versions(url, migrations.VERSION_TABLE) == [("0001",)]
+        assert dump_schema(database_url, down) == dump_schema(database_url, reference)
 
 
 def test_a_database_with_only_some_tables_of_0_1_0_is_not_adopted(
