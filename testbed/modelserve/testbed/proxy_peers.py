@@ -13,7 +13,7 @@ answer, with `enable_post_custom_auth_checks`). A key's own `max_budget` it chec
 for keys read from the database, and a proxy-wide `max_budget` without one it says it
 does not enforce; what a database would add to each request (the key read from its
 in-memory cache, spend written in batches in the background) is not measured.
-`check_litellm_limits` proves the two limits refuse, with a second key of tiny limits.
+`check_litellm_limits` proves the two limits refuse, with keys of tiny limits.
 
 Portkey's gateway (npm `@portkey-ai/gateway`) has no keys, budgets nor rate limits of
 its own in the open-source build: each request names its provider and upstream in
@@ -22,6 +22,7 @@ headers (`x-portkey-provider`, `x-portkey-custom-host`)."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,13 +36,17 @@ LITELLM_VERSION = "1.106.2"
 PORTKEY_VERSION = "1.15.2"
 LITELLM_MASTER_KEY = "sk-bench-master-key-0123456789abcdef"
 LITELLM_KEY = "sk-bench-key-0123456789abcdef"
-LITELLM_TIGHT_KEY = "sk-bench-tight-key-0123456789abcdef"
+LITELLM_RATE_KEY = "sk-bench-rate-key-0123456789abcdef"
+LITELLM_BUDGET_KEY = "sk-bench-budget-key-0123456789abcdef"
 # What LiteLLM charges per token of the stub (its own price list knows no `stub`): without
 # a price every answer costs 0 and LiteLLM skips budget checks for zero-cost models.
 LITELLM_COST_PER_TOKEN = 0.000001
-# The tight key's limits: two requests a minute, less than one answer's cost.
+# The tight keys' limits: two requests a minute; less than one answer's cost.
 TIGHT_RPM = 2
 TIGHT_BUDGET = 0.000001
+# LiteLLM adds an answer's cost to the key's spend after the answer: the budget refuses
+# the requests that come once it has.
+SPEND_SETTLES_SECONDS = 1.0
 
 # The custom auth function LiteLLM imports from the run's folder. Unknown keys are
 # refused as LiteLLM refuses an unknown virtual key.
@@ -93,11 +98,12 @@ def start_litellm(folder: Path, upstream: str, model: str, *, rpm: int, budget: 
     """LiteLLM's proxy (one worker) on `upstream` as `model`, with the bench's key held to
     `rpm` requests a minute and a `budget` (US dollars at LITELLM_COST_PER_TOKEN) for the
     model, both far above what a run sends so that every request is checked and none is
-    refused; and the tight key for `check_litellm_limits`."""
+    refused; and the tight keys of `check_litellm_limits`."""
     venv = litellm_venv()
     keys = {
         LITELLM_KEY: _key_limits("bench", rpm, budget, model),
-        LITELLM_TIGHT_KEY: _key_limits("tight", TIGHT_RPM, TIGHT_BUDGET, model),
+        LITELLM_RATE_KEY: _key_limits("tight-rate", TIGHT_RPM, budget, model),
+        LITELLM_BUDGET_KEY: _key_limits("tight-budget", rpm, TIGHT_BUDGET, model),
     }
     (folder / "bench_keys.py").write_text(_AUTH_MODULE.format(keys=json.dumps(keys)))
     config = folder / "litellm.yaml"
@@ -147,25 +153,36 @@ def start_litellm(folder: Path, upstream: str, model: str, *, rpm: int, budget: 
     )
 
 
-def check_litellm_limits(peer: Peer, model: str) -> str:
-    """Whether LiteLLM refuses the tight key past its rate and past its budget, in words.
-    The first answer spends more than the budget: the second is refused for the budget
-    (LiteLLM answers budget_exceeded) or the rate; the rate refuses the third at the
-    latest (TIGHT_RPM)."""
+def check_litellm_limits(peer: Peer, model: str) -> list[str]:
+    """Whether LiteLLM refuses past each limit, in words: a key with TIGHT_RPM requests a
+    minute must be refused its next one, and a key whose budget is less than one answer's
+    cost must be refused once that answer's cost was counted."""
     body = {"model": model, "messages": [{"role": "user", "content": "Say hello."}]}
-    headers = {"Authorization": f"Bearer {LITELLM_TIGHT_KEY}"}
-    seen: list[str] = []
+    found = []
     with httpx.Client(base_url=f"http://127.0.0.1:{peer.port}/v1", timeout=30) as client:
-        for _ in range(TIGHT_RPM + 1):
-            answer = client.post("/chat/completions", json=body, headers=headers)
-            kind = "ok" if answer.status_code == 200 else _error_type(answer)
-            seen.append(f"{answer.status_code} {kind}")
-    refused = [outcome for outcome in seen[1:] if not outcome.startswith("200")]
-    verdict = "enforced" if len(refused) == len(seen) - 1 else "NOT enforced"
-    return f"tight key ({TIGHT_RPM} rpm, ${TIGHT_BUDGET} budget): {', '.join(seen)}: {verdict}"
+
+        def ask(key: str) -> str:
+            answer = client.post(
+                "/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+            )
+            return f"{answer.status_code} " + ("ok" if answer.is_success else _error(answer))
+
+        rate = [ask(LITELLM_RATE_KEY) for _ in range(TIGHT_RPM + 1)]
+        enforced = rate[-1].startswith("429") and all(o.endswith("ok") for o in rate[:-1])
+        found.append(f"{TIGHT_RPM} rpm key: {', '.join(rate)}: {_enforced(enforced)}")
+        budget = [ask(LITELLM_BUDGET_KEY)]
+        time.sleep(SPEND_SETTLES_SECONDS)
+        budget.append(ask(LITELLM_BUDGET_KEY))
+        enforced = budget[0].endswith("ok") and "budget_exceeded" in budget[1]
+        found.append(f"${TIGHT_BUDGET} budget key: {', '.join(budget)}: {_enforced(enforced)}")
+    return found
 
 
-def _error_type(answer: httpx.Response) -> str:
+def _enforced(ok: bool) -> str:
+    return "enforced" if ok else "NOT enforced"
+
+
+def _error(answer: httpx.Response) -> str:
     try:
         error = answer.json().get("error", {})
     except ValueError:
