@@ -5,7 +5,6 @@ one batch; the batch is refused whole when it is empty, too long or has a wrong 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -179,12 +178,12 @@ def test_only_services_and_admins_record_batches(
     assert batch(admin, [record(user)]) == [FRESH]
 
 
-def test_a_batch_of_200_records_takes_well_under_a_millisecond_each(
+def test_batches_of_200_leased_records_settle_every_counter(
     gateway: httpx.Client, admin: httpx.Client, contract_database: str, user: str
 ) -> None:
-    """Set-based: one SQL call for the whole batch. 200 leased records of 4 counters each
-    (rates and budget of the user and a team), as the gateway's outbox sends them; the
-    best of five batches, HTTP and JSON included."""
+    """Five batches of 200 leased records of 4 counters each (rates and budget of the user
+    and a team), as the gateway's outbox sends them: every lease settled by each record
+    once. (What a batch costs is measured by bench/contract_decisions.py, not here.)"""
     team = f"team-{uuid.uuid4().hex[:6]}"
     limits = {"requests_per_minute": 10_000, "token_budget": 10**9}
     assert admin.put(f"/contracts/user/{user}", json=limits).is_success
@@ -210,7 +209,6 @@ def test_a_batch_of_200_records_takes_well_under_a_millisecond_each(
     def hold(metric: str) -> int:
         return 1 if metric.startswith("requests") else 64
 
-    best = float("inf")
     for _ in range(5):
         records = [
             {
@@ -223,11 +221,6 @@ def test_a_batch_of_200_records_takes_well_under_a_millisecond_each(
             }
             for _ in range(200)
         ]
-        started = time.perf_counter()
-        results = batch(gateway, records)
-        best = min(best, time.perf_counter() - started)
-        assert results == [FRESH] * 200
+        assert batch(gateway, records) == [FRESH] * 200
     assert counter(contract_database, scopes[0], "requests/minute") == (1000, 5000 - 1000)
     assert counter(contract_database, scopes[1], "tokens/month") == (30_000, 10**7 - 64_000)
-    print(f"a batch of 200 records: {best * 1000:.1f} ms, {best / 200 * 1000:.3f} ms a record")
-    assert best / 200 < 0.001
