@@ -1,13 +1,16 @@
 """The contract service killed (SIGKILL) and started again a minute later, with the gateway,
 the download service, the operator and the contract's admission webhook running.
 
-What users see meanwhile: inference is refused, fail closed, 503 `contract_unavailable`
-with Retry-After (nothing is answered that was not checked against a contract); so is
-`POST /serve`; `kubectl apply` of a ModelServe is refused by the API server (the webhook's
-`failurePolicy: Fail`), while `kubectl delete` passes (`failurePolicy: Ignore`). Usage of
-a stream that ends during the outage waits in the gateway's outbox. Once the service is
-back, with no other restart: requests, serving and the webhook work again, and every
-answered request is counted exactly once by the contract service.
+What users see meanwhile: inference goes on for a few seconds, decided in the gateway's
+process from the caller's limits as last read and the quota leased to it, until their
+time (CONTRACT_LEASE_SECONDS, 5 s here) runs out; then it is refused, fail closed, 503
+`contract_unavailable` with Retry-After (nothing is answered that was not checked against
+a contract read within that time); `POST /serve` is refused at once; `kubectl apply` of a
+ModelServe is refused by the API server (the webhook's `failurePolicy: Fail`), while
+`kubectl delete` passes (`failurePolicy: Ignore`). Usage of a stream that ends during the
+outage, and of the requests answered then, waits in the gateway's outbox. Once the
+service is back, with no other restart: requests, serving and the webhook work again,
+and every answered request is counted exactly once by the contract service.
 
 Builds on tests/gateway/test_usage_accounting.py's
 `test_usage_survives_a_contract_outage_and_a_killed_gateway` (the outbox across an outage
@@ -49,6 +52,8 @@ pytestmark = [pytest.mark.kube, pytest.mark.postgres, pytest.mark.minio]
 
 # How long the contract service stays down, as the issue asks: a minute.
 OUTAGE_SECONDS = 60.0
+# How long the gateway decides from what it last read of the contract service.
+LEASE_SECONDS = 5.0
 MODEL = "down-words"
 QUESTION = [{"role": "user", "content": "What is 2 + 3?"}]
 ADMIN_PASSWORD = "faults-admin-password"
@@ -135,6 +140,7 @@ def contract(
                 "CONTRACT_DEFAULT_NAMESPACES": "*",
                 "CONTRACT_ADMIN_GROUPS": "modelserve:admins,system:masters",
                 "CONTRACT_MODEL_PREFIX": f"s3://{platform_bucket}/models/",
+                "CONTRACT_LEASE_SECONDS": str(LEASE_SECONDS),
             },
             namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": namespace}},
             name=f"faults-{namespace}",
@@ -269,8 +275,24 @@ def test_a_minute_without_the_contract_service_fails_closed_and_loses_no_usage(
         stream.close()
         answered += 1
 
-        # Inference: fail closed, 503 in OpenAI's error shape, retry in a second.
-        refused = chat()
+        # Inference: decided from what the gateway last read (ann has no limits: her
+        # requests need no grant) until that is LEASE_SECONDS old, then fail closed: 503
+        # in OpenAI's error shape, retry in a second.
+        late: list[httpx.Response] = []
+
+        def refused_now() -> httpx.Response | None:
+            answer = chat()
+            if answer.status_code == 200:
+                late.append(answer)
+                return None
+            return answer
+
+        refused = wait_for(
+            refused_now, timeout=LEASE_SECONDS + 10, what="inference to be refused", interval=0.2
+        )
+        figure("contract service down: SIGKILL to the first refused request", since(down_since))
+        assert since(down_since) < LEASE_SECONDS + 2
+        answered += len(late)
         assert refused.status_code == 503, refused.text
         assert refused.headers["retry-after"] == "1"
         assert refused.json()["error"]["code"] == "contract_unavailable"
@@ -283,17 +305,22 @@ def test_a_minute_without_the_contract_service_fails_closed_and_loses_no_usage(
         refusal = kubectl_apply(crds, external("late", namespace, model_server.url))
         assert refusal is not None and "failed calling webhook" in refusal, refusal
         crds.kubectl("delete", "ms", "doomed", "-n", namespace, "--wait=false")
-        # The stream's usage is in the outbox, tried again and again, not dropped.
+
+        # The usage of the stream and of the requests answered after the kill is in the
+        # outbox, tried again and again, not dropped.
+        def all_waiting() -> list[str] | None:
+            ids = sorted(outbox_ids(gateway_database))
+            return ids if len(ids) == 1 + len(late) else None
+
         waiting = wait_for(
-            lambda: outbox_ids(gateway_database), timeout=30, what="the stream's usage"
+            all_waiting, timeout=30, what="the usage answered during the outage in the outbox"
         )
-        assert len(waiting) == 1
 
         # The rest of the minute: every request still refused the same way.
         while time.monotonic() - down_since < OUTAGE_SECONDS:
             assert chat().status_code == 503
             time.sleep(5)
-        assert outbox_ids(gateway_database) == waiting
+        assert sorted(outbox_ids(gateway_database)) == waiting
 
         back = time.monotonic()
         service.start()  # the same program, ports and webhook registration as before

@@ -24,6 +24,8 @@ NAMES = {
     "modelserve_gateway_upstream_retries": "counter",
     "modelserve_gateway_usage_records_dropped": "counter",
     "modelserve_gateway_usage_delivery_retries": "counter",
+    "modelserve_gateway_quota_lease_calls": "counter",
+    "modelserve_gateway_quota_decisions": "counter",
     "modelserve_gateway_arena_turns": "counter",
     "modelserve_gateway_arena_votes": "counter",
     "modelserve_gateway_scaling_requests": "counter",

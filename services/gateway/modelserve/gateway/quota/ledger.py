@@ -43,12 +43,21 @@ from modelserve.gateway.quota.client import (
     Want,
 )
 from modelserve.gateway.quota.principals import Entry, Views, changed, key_of, principal_body
-from modelserve.gateway.quota.slices import EXHAUSTED_SECONDS, Lease, Slice, hold_of
+from modelserve.gateway.quota.slices import (
+    EXHAUSTED_SECONDS,
+    MARGIN_SECONDS,
+    Lease,
+    Slice,
+    hold_of,
+)
 
 logger = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 1.0
 # Grants one request may wait for before it is denied (others kept taking what came).
 MAX_ROUNDS = 8
+# A grant that came too late in its window to be used: ask again this long after the
+# window's end (the contract's clock may be a little behind the gateway's estimate).
+WINDOW_SLACK_SECONDS = 0.05
 
 Counter = tuple[str, str]  # (scope, metric)
 
@@ -187,9 +196,8 @@ class QuotaLedger:
                 for charge in policy.inference_charges(scopes, 0)
                 if charge.metric.startswith("tokens/")
             )
-            return Decision(True, Reason.ADMIN.value, "admins are not limited", view.team, holds), (
-                False
-            )
+            admin = Decision(True, Reason.ADMIN.value, "admins are not limited", view.team, holds)
+            return admin, False
         for scope in scopes:
             denial = policy.check_request(Action.INFER, resource, scope)
             if denial is not None:
@@ -326,6 +334,10 @@ class QuotaLedger:
         """Until a grant came for every short slice: the one under way, or a new ask
         (one call for all of them) for what is waiting plus a refill; the leases too
         small for the hold go back with it."""
+        edge = max(piece.next_window for _, piece, _ in short)
+        if edge > now:  # a window ends in a moment: its grants would be of no use
+            await asyncio.sleep(edge - now)
+            now = time.monotonic()
         waits: list[asyncio.Future[None]] = []
         wants: list[tuple[Slice, int, int]] = []
         retired: list[GiveBack] = []
@@ -403,8 +415,17 @@ class QuotaLedger:
         now = time.monotonic()
         for (piece, amount, demand), grant in zip(wants, answer.leases, strict=True):
             window_end = sent + grant.window_ends_in
+            lease = None
             if grant.lease is not None and grant.granted > 0:
                 lease = Lease(grant.lease, grant.granted, window_end, sent, answer.ttl)
+            if window_end - MARGIN_SECONDS <= now:
+                # Granted in a window that ends before it could be used: back at once,
+                # and the requests wait for the next window rather than be denied.
+                piece.next_window = window_end + WINDOW_SLACK_SECONDS
+                if lease is not None:
+                    self._give_backs.append(GiveBack(lease.id, 0))
+                continue
+            if lease is not None:
                 if self._slices.get(piece.key) is piece:
                     piece.leases.append(lease)
                 else:  # retired while the call was under way

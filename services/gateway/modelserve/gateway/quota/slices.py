@@ -77,6 +77,8 @@ class Slice:
     bucket: int = 0
     # Holds of requests waiting for a grant to this slice right now.
     waiting: int = 0
+    # The last grant came too late in its window: ask again once the next has begun.
+    next_window: float = 0.0
 
     @property
     def key(self) -> tuple[str, str]:
