@@ -3,7 +3,7 @@ test bed's control plane, PostgreSQL and operator, an `external` ModelServe for 
 upstream (owned by `OWNER`), and then, one after the other, gateways with the settings
 each measurement needs, and a contract service on the same PostgreSQL.
 
-Unlike `routed.gateway`, which starts one gateway with the rest, this keeps the rest
+Unlike `routed.routed_gateway`, which starts one gateway with the rest, this keeps the rest
 running while gateways come and go: one worker or two, with or without the contract
 service, each measured alone on the machine."""
 
