@@ -14,8 +14,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from modelserve.gateway.auth import Caller
-from modelserve.gateway.deps import BookDep, ProxyDep, RoutesDep
+from modelserve.gateway.auth import Caller, caller
+from modelserve.gateway.deps import BookDep, RoutesDep
 from modelserve.gateway.loading.listing import status_of
 from modelserve.gateway.openai_errors import OPENAI_ERRORS, PROXIED_ERRORS
 from modelserve.gateway.openai_requests import (
@@ -26,7 +26,7 @@ from modelserve.gateway.openai_requests import (
     request_body,
 )
 from modelserve.gateway.proxy_requests import CHAT, COMPLETIONS, EMBEDDINGS, server_for
-from modelserve.gateway.routes.openai import model_object
+from modelserve.gateway.routes.openai import model_object, proxy_of
 
 router = APIRouter(prefix="/{server_id:uuid}/v1", tags=["openai"], responses=OPENAI_ERRORS)
 
@@ -47,21 +47,18 @@ async def list_server_models(
 
 
 @router.post("/chat/completions", responses=PROXIED_ERRORS, openapi_extra=_body(ChatRequest))
-async def server_chat_completions(
-    server_id: uuid.UUID, request: Request, claims: Caller, proxy: ProxyDep
-) -> Response:
-    return await proxy.forward_to_server(request, claims, CHAT, str(server_id))
+async def server_chat_completions(server_id: uuid.UUID, request: Request) -> Response:
+    claims = await caller(request)
+    return await proxy_of(request).forward_to_server(request, claims, CHAT, str(server_id))
 
 
 @router.post("/completions", responses=PROXIED_ERRORS, openapi_extra=_body(CompletionRequest))
-async def server_completions(
-    server_id: uuid.UUID, request: Request, claims: Caller, proxy: ProxyDep
-) -> Response:
-    return await proxy.forward_to_server(request, claims, COMPLETIONS, str(server_id))
+async def server_completions(server_id: uuid.UUID, request: Request) -> Response:
+    claims = await caller(request)
+    return await proxy_of(request).forward_to_server(request, claims, COMPLETIONS, str(server_id))
 
 
 @router.post("/embeddings", responses=PROXIED_ERRORS, openapi_extra=_body(EmbeddingRequest))
-async def server_embeddings(
-    server_id: uuid.UUID, request: Request, claims: Caller, proxy: ProxyDep
-) -> Response:
-    return await proxy.forward_to_server(request, claims, EMBEDDINGS, str(server_id))
+async def server_embeddings(server_id: uuid.UUID, request: Request) -> Response:
+    claims = await caller(request)
+    return await proxy_of(request).forward_to_server(request, claims, EMBEDDINGS, str(server_id))
