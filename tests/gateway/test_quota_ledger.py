@@ -180,6 +180,37 @@ def test_requests_that_fit_their_slice_cost_no_call(
     assert counter(database, "user:fay", "requests/minute") == (0, 10)
 
 
+def test_a_steady_stream_is_decided_in_the_process(
+    contract: tuple[RunningService, str], signer: TokenSigner
+) -> None:
+    service, database = contract
+    put_contract(service, signer, "user", "gus", requests_per_minute=100_000, token_budget=10**9)
+    metrics = GatewayMetrics()
+    early_in_a_minute()
+
+    async def work() -> list[Decision]:
+        decisions = []
+        async with ledger_of(service.url, signer, metrics=metrics) as ledger:
+            for _ in range(1000):  # about 400 a second for 2.5 s
+                decisions.append(await ledger.decide(claims("gus"), "m", 16))
+                await asyncio.sleep(0.0025)
+        return decisions
+
+    decisions = run(work)
+    assert all(d.allowed for d in decisions)
+    local = sample(metrics, "quota_decisions", path="local", outcome="allowed")
+    calls = {
+        purpose: sample(metrics, "quota_lease_calls", purpose=purpose, result="ok")
+        for purpose in ("principal", "refresh", "grant", "refill", "housekeeping")
+    }
+    print(f"\n1,000 decisions: {local:.0f} local; calls to POST /leases: {calls}")
+    # Refills ahead of need keep the slices full: requests wait for the first grant only.
+    assert local >= 995 and calls["grant"] <= 2 and sum(calls.values()) <= 25, (local, calls)
+    # All taken holds are still reserved (no usage records here), nothing else.
+    assert counter(database, "user:gus", "requests/minute") == (0, 1000)
+    assert counter(database, "user:gus", "tokens/month") == (0, 16_000)
+
+
 def test_exactly_the_limit_passes_concurrent_requests_of_two_processes(
     contract: tuple[RunningService, str], signer: TokenSigner
 ) -> None:

@@ -54,14 +54,14 @@ def test_a_hold_comes_whole_from_the_oldest_lease_with_room() -> None:
 
 
 def test_a_short_ask_wants_what_waits_plus_a_refill() -> None:
-    piece = Slice("user:a", "requests/minute", 100)
-    assert piece.short_ask(1) == (2, 1)  # no rate yet: the hold, and one more
+    piece = Slice("user:a", "requests/minute", 100, tick_started=T)
+    assert piece.short_ask(1, T) == (2, 1)  # no rate yet: the hold, and one more
     piece.waiting = 9
-    assert piece.short_ask(1) == (11, 10)
+    assert piece.short_ask(1, T) == (11, 10)
     piece.waiting, piece.rate = 0, 20.0
-    assert piece.short_ask(1) == (41, 1)  # two seconds of 20 a second
+    assert piece.short_ask(1, T) == (41, 1)  # two seconds of 20 a second
     tokens = Slice("user:a", "tokens/month", 10_000)
-    assert tokens.short_ask(0) == (1, 1)  # a hold of nothing still needs a lease
+    assert tokens.short_ask(0, T) == (1, 1)  # a hold of nothing still needs a lease
 
 
 def test_retiring_takes_out_the_leases_too_small_for_the_hold() -> None:
@@ -73,29 +73,31 @@ def test_retiring_takes_out_the_leases_too_small_for_the_hold() -> None:
 
 
 def test_refill_ahead_when_the_rest_lasts_under_a_second() -> None:
-    piece = Slice("user:a", "requests/minute", 100)
+    piece = Slice("user:a", "requests/minute", 100, tick_started=T)
     piece.leases = [lease(10)]
-    assert piece.refill_wanted(1, T) == 0  # no take rate yet
-    piece.tick(1.0)
-    piece.bucket = 8  # eight taken in the tick under way: 8 a second
-    assert piece.refill_wanted(1, T) == 0  # 10 left last longer than a second
+    assert piece.refill_wanted(1, T + 0.5) == 0  # no take rate yet
+    piece.bucket = 4  # four taken half a second into the tick: 8 a second
+    assert piece.refill_wanted(1, T + 0.5) == 0  # 10 left last longer than a second
     piece.leases[0].taken = 3
-    assert piece.refill_wanted(1, T) == 16  # 7 left: two seconds' worth
+    assert piece.refill_wanted(1, T + 0.5) == 16  # 7 left: two seconds' worth
     piece.refill_after = T + 1
-    assert piece.refill_wanted(1, T) == 0
+    assert piece.refill_wanted(1, T + 0.5) == 0
     piece.refill_after, piece.exhausted_until = 0, T + 1
-    assert piece.refill_wanted(1, T) == 0
+    assert piece.refill_wanted(1, T + 0.5) == 0
 
 
 def test_the_take_rate_is_smoothed_over_ticks() -> None:
-    piece = Slice("user:a", "requests/minute", 100)
+    piece = Slice("user:a", "requests/minute", 100, tick_started=T)
     piece.bucket = 10
-    piece.tick(1.0)
-    assert (piece.rate, piece.bucket) == (5.0, 0)
-    piece.tick(1.0)
+    piece.tick(T + 1)
+    assert (piece.rate, piece.bucket, piece.tick_started) == (5.0, 0, T + 1)
+    piece.tick(T + 2)
     assert piece.rate == 2.5
-    piece.bucket = 7
-    assert piece.take_rate() == 7.0
+    piece.bucket = 7  # in the first half of a tick: 14 a second
+    assert piece.take_rate(T + 2.5) == 14.0
+    piece.bucket = 1  # a request right at the start of a tick: measured over 0.1 s
+    assert piece.take_rate(T + 2.001) == 10.0
+    assert piece.take_rate(T + 2.9) == 2.5
 
 
 def test_housekeeping_renews_after_a_third_and_gives_back_the_rest() -> None:

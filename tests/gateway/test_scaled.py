@@ -379,6 +379,13 @@ def test_the_contract_caps_the_budget(gateway: str, model: str, contract: Runnin
         headers={"Authorization": f"Bearer {token('root', ('admin',))}"},
     )
     assert capped.status_code == 200, capped.text
+    # The gateway reads alice's contract again within GATEWAY_QUOTA_REFRESH_SECONDS (5 s).
+    capping = {"model": model, "budget": 4, "algorithm": "self-consistency", "max_tokens": 1}
+    wait_for(
+        lambda: scaled(gateway, capping).status_code == 403,
+        timeout=15,
+        what="the new cap to reach the gateway",
+    )
     ai = client(gateway)
     with pytest.raises(openai.PermissionDeniedError) as denied:
         ai.chat.completions.create(

@@ -318,7 +318,8 @@ class QuotaLedger:
             self._retire_slice(piece.key)
             piece = None
         if piece is None:
-            piece = Slice(scope, metric, limit, last_take=time.monotonic())
+            now = time.monotonic()
+            piece = Slice(scope, metric, limit, last_take=now, tick_started=now)
             self._slices[scope, metric] = piece
         return piece
 
@@ -346,7 +347,7 @@ class QuotaLedger:
             if pending is not None:
                 waits.append(pending)
                 continue
-            amount, demand = piece.short_ask(hold)
+            amount, demand = piece.short_ask(hold, now)
             wants.append((piece, amount, demand))
             retired += [GiveBack(lease.id, lease.taken) for lease in piece.retire(hold, now)]
         if wants:
@@ -448,13 +449,11 @@ class QuotaLedger:
     # --- housekeeping -----------------------------------------------------------------
 
     async def _housekeeping_loop(self) -> None:
-        last = time.monotonic()
         while True:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
             now = time.monotonic()
             for piece in self._slices.values():
-                piece.tick(now - last)
-            last = now
+                piece.tick(now)
             await self.housekeep()
 
     async def housekeep(self) -> None:

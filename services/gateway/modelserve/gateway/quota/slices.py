@@ -25,6 +25,8 @@ EXHAUSTED_SECONDS = 1.0
 REFILL_BELOW_SECONDS = 1.0
 # ... asking for this much of the take rate.
 REFILL_SECONDS = 2.0
+# The take rate of a tick under way is measured over this much time at least.
+MIN_RATE_SECONDS = 0.1
 
 
 def hold_of(metric: str, tokens: int) -> int:
@@ -72,9 +74,11 @@ class Slice:
     # No refill ahead until then (the last one got less than it asked for).
     refill_after: float = 0.0
     last_take: float = 0.0
-    # Units taken per second: smoothed over housekeeping ticks, plus the tick under way.
+    # Units taken per second: smoothed over housekeeping ticks, plus the tick under way
+    # (`bucket` taken since `tick_started`).
     rate: float = 0.0
     bucket: int = 0
+    tick_started: float = 0.0
     # Holds of requests waiting for a grant to this slice right now.
     waiting: int = 0
     # The last grant came too late in its window: ask again once the next has begun.
@@ -105,32 +109,35 @@ class Slice:
     def idle(self, now: float) -> bool:
         return now - self.last_take >= IDLE_SECONDS
 
-    def take_rate(self) -> float:
-        """Units per second, at least what the tick under way has taken so far."""
-        return max(self.rate, float(self.bucket))
+    def take_rate(self, now: float) -> float:
+        """Units per second: the smoothed rate, or the tick under way's if higher (so
+        that a slice just begun, or taken from faster, is not refilled in small steps)."""
+        elapsed = max(now - self.tick_started, MIN_RATE_SECONDS)
+        return max(self.rate, self.bucket / elapsed)
 
-    def tick(self, elapsed: float) -> None:
+    def tick(self, now: float) -> None:
         """A housekeeping tick: the bucket into the smoothed rate."""
+        elapsed = now - self.tick_started
         if elapsed > 0:
             self.rate = 0.5 * self.rate + 0.5 * self.bucket / elapsed
-        self.bucket = 0
+        self.bucket, self.tick_started = 0, now
 
     def refill_wanted(self, hold: int, now: float) -> int:
         """How much to ask for ahead of need (0: none): when what is left would last
         less than REFILL_BELOW_SECONDS at the take rate, REFILL_SECONDS of it."""
-        rate = self.take_rate()
+        rate = self.take_rate(now)
         if rate <= 0 or now < self.refill_after or self.exhausted(now):
             return 0
         if self.remaining(now) >= rate * REFILL_BELOW_SECONDS:
             return 0
         return max(hold, 1, math.ceil(rate * REFILL_SECONDS))
 
-    def short_ask(self, hold: int) -> tuple[int, int]:
+    def short_ask(self, hold: int, now: float) -> tuple[int, int]:
         """(amount, demand) of an ask for requests that do not fit: `demand` is what the
         waiting requests need (this one and the others waiting), `amount` that plus a
         refill ahead; never below 1 (a grant of nothing is no lease)."""
         demand = max(1, hold + self.waiting)
-        refill = max(hold, math.ceil(self.take_rate() * REFILL_SECONDS))
+        refill = max(hold, math.ceil(self.take_rate(now) * REFILL_SECONDS))
         return demand + refill, demand
 
     def retire(self, hold: int, now: float) -> list[Lease]:
