@@ -327,7 +327,8 @@ class ProxyResponse(ExchangeResponse):
         proxy, exchange = self._proxy, self._exchange
         target = exchange.target
         model, route = target.served_name, exchange.operation.route
-        proxy.metrics.in_flight.labels(model).inc()
+        in_flight = proxy.metrics.in_flight_of(model)
+        in_flight.inc()
         if exchange.background:
             send = self._with_signal(send)
         else:
@@ -349,11 +350,9 @@ class ProxyResponse(ExchangeResponse):
                 exchange.status = CLIENT_CLOSED
         finally:
             watcher.cancel()
-            proxy.metrics.in_flight.labels(model).dec()
-            proxy.metrics.requests.labels(model, route, str(exchange.status)).inc()
-            proxy.metrics.duration.labels(model, route).observe(
-                time.perf_counter() - exchange.started
-            )
+            in_flight.dec()
+            proxy.metrics.requests_of(model, route, str(exchange.status)).inc()
+            proxy.metrics.duration_of(model, route).observe(time.perf_counter() - exchange.started)
             if not exchange.background:
                 ok = exchange.status == 200 and exchange.usage is not None
                 proxy.pressure.finished(
@@ -509,7 +508,7 @@ class ProxyResponse(ExchangeResponse):
                 if first:
                     first = False
                     elapsed = time.perf_counter() - exchange.started
-                    proxy.metrics.first_token.labels(model, route).observe(elapsed)
+                    proxy.metrics.first_token_of(model, route).observe(elapsed)
                 passed = meter.feed(chunk)
                 if passed:
                     await send({"type": "http.response.body", "body": passed, "more_body": True})
