@@ -11,6 +11,7 @@ other request, so it is never reset.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ _HEADER = b"x-request-id"
 # that breaks these rules is replaced, never echoed.
 MAX_LENGTH = 128
 _SAFE = re.compile(rb"[A-Za-z0-9._:@=+/-]{1,%d}" % MAX_LENGTH)
+# 32 hex digits: a UUID as `uuid.UUID` reads it, and as `new_request_id` writes it.
+_HEX_UUID = re.compile(r"[0-9a-fA-F]{32}")
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -35,7 +38,12 @@ def accepted(value: bytes) -> str | None:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """A random UUID (version 4) as 32 hex digits, what `uuid.uuid4().hex` gives, made
+    without a `UUID` object (a third of the cost, on every request)."""
+    data = bytearray(os.urandom(16))
+    data[6] = (data[6] & 0x0F) | 0x40  # version 4
+    data[8] = (data[8] & 0x3F) | 0x80  # the variant of RFC 4122
+    return data.hex()
 
 
 def current_request_id() -> str | None:
@@ -48,6 +56,8 @@ def model_server_request_id(request_id: str) -> str:
     a UUID already (a caller's own, a job item's) goes as its UUID 5 in the OID namespace:
     `python3 -c 'import sys, uuid; print(uuid.uuid5(uuid.NAMESPACE_OID, sys.argv[1]))' ID`
     finds it in the model server's log."""
+    if _HEX_UUID.fullmatch(request_id):
+        return request_id  # a UUID already (every id the gateway made), read without parsing
     try:
         uuid.UUID(request_id)
     except ValueError:
