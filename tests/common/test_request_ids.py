@@ -47,8 +47,9 @@ def test_the_callers_request_id_reaches_the_contract_service_and_the_model_serve
     assert answer.json()["choices"][0]["message"]["content"] == answer_text(20)
     # The model server was asked with it.
     assert request_path.upstream.headers[-1]["x-request-id"] == model_server_request_id(request_id)
-    # The contract service logged its decision's request under that id (a JSON line with
-    # the service's name), and the gateway its access line.
+    # The contract service logged the call the decision waited for (the caller's limits,
+    # read for this new gateway's first request: POST /leases) under that id (a JSON line
+    # with the service's name), and the gateway its access line.
     contract_log = request_path.contract.process.log_path
     seen = wait_for(
         lambda: lines_with(contract_log, request_id),
@@ -56,7 +57,7 @@ def test_the_callers_request_id_reaches_the_contract_service_and_the_model_serve
         what="a contract log line with the request id",
     )
     assert all(line["service"] == "contract" for line in seen)
-    assert any("/decide" in line["message"] for line in seen), seen
+    assert any("/leases" in line["message"] for line in seen), seen
     gateway_lines = wait_for(
         lambda: lines_with(gateway.process.log_path, request_id),
         timeout=30,
