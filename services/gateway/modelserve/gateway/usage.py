@@ -31,8 +31,14 @@ _SEPARATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 
 def _last_event_end(data: bytes) -> int:
     """Where the last complete event of `data` ends (0: none is complete)."""
-    ends = [data.rfind(separator) + len(separator) for separator in _SEPARATORS]
-    return max((end for end, s in zip(ends, _SEPARATORS, strict=True) if end >= len(s)), default=0)
+    found = data.rfind(b"\n\n")
+    end = found + 2 if found >= 0 else 0
+    if b"\r" in data:  # the other separators have one (most streams have none)
+        for separator in _SEPARATORS[1:]:
+            found = data.rfind(separator)
+            if found >= 0:
+                end = max(end, found + len(separator))
+    return end
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,15 +103,17 @@ class StreamMeter:
         data = self._pending + chunk if self._pending else chunk
         cut = _last_event_end(data)
         self._pending = data[cut:]
-        if not self.done and b"data: [DONE]" in data[:cut]:
+        # Searched within the complete events without copying them (every chunk of
+        # every stream comes through here).
+        if not self.done and data.find(b"data: [DONE]", 0, cut) >= 0:
             self.done = True
-        if b'"usage"' not in data[:cut]:
+        if data.find(b'"usage"', 0, cut) < 0:
             # The common case, kept to a few scans in C over the whole chunk: no event
             # here reports usage, so none is split out; text events are only counted.
             self.text_chunks += len(_TEXT.findall(data, 0, cut))
             if not self._strip:
                 return chunk
-            return data[:cut]
+            return data if cut == len(data) else data[:cut]
         passed: list[bytes] = []
         start = 0
         for end in _EVENT_END.finditer(data, 0, cut):
