@@ -152,6 +152,10 @@ class UpstreamClient:
             # Bodies pass through as the server sent them (we ask for identity anyway).
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
+            # No cookie jar: one session carries every user's requests, so a cookie a
+            # model server set in its answer to one user would go with the next user's
+            # requests to that server (a session, an identity, across tenants).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
