@@ -58,8 +58,12 @@ def test_a_short_ask_wants_what_waits_plus_a_refill() -> None:
     assert piece.short_ask(1, T) == (2, 1)  # no rate yet: the hold, and one more
     piece.waiting = 9
     assert piece.short_ask(1, T) == (11, 10)
-    piece.waiting, piece.rate = 0, 20.0
-    assert piece.short_ask(1, T) == (41, 1)  # two seconds of 20 a second
+    piece.waiting, piece.rate = 0, 4.0
+    assert piece.short_ask(1, T) == (9, 1)  # two seconds of 4 a second
+    piece.rate = 20.0
+    assert piece.short_ask(1, T) == (26, 1)  # not 40: a quarter of the limit at most
+    piece.waiting = 49
+    assert piece.short_ask(1, T) == (75, 50)  # what waits is never cut
     tokens = Slice("user:a", "tokens/month", 10_000)
     assert tokens.short_ask(0, T) == (1, 1)  # a hold of nothing still needs a lease
 
@@ -73,13 +77,19 @@ def test_retiring_takes_out_the_leases_too_small_for_the_hold() -> None:
 
 
 def test_refill_ahead_when_the_rest_lasts_under_a_second() -> None:
-    piece = Slice("user:a", "requests/minute", 100, tick_started=T)
+    piece = Slice("user:a", "requests/minute", 1000, tick_started=T)
     piece.leases = [lease(10)]
     assert piece.refill_wanted(1, T + 0.5) == 0  # no take rate yet
     piece.bucket = 4  # four taken half a second into the tick: 8 a second
     assert piece.refill_wanted(1, T + 0.5) == 0  # 10 left last longer than a second
     piece.leases[0].taken = 3
     assert piece.refill_wanted(1, T + 0.5) == 16  # 7 left: two seconds' worth
+    piece.limit = 40
+    assert piece.refill_wanted(1, T + 0.5) == 10  # a quarter of the limit at most
+    assert piece.refill_wanted(40, T + 0.5) == 40  # a hold at least
+    piece.limit = 20
+    assert piece.refill_wanted(1, T + 0.5) == 0  # a quarter of the limit is left
+    piece.limit = 1000
     piece.refill_after = T + 1
     assert piece.refill_wanted(1, T + 0.5) == 0
     piece.refill_after, piece.exhausted_until = 0, T + 1

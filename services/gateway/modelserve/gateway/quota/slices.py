@@ -23,8 +23,12 @@ IDLE_SECONDS = 5.0
 EXHAUSTED_SECONDS = 1.0
 # Refill ahead when the remainder would last less than this at the take rate ...
 REFILL_BELOW_SECONDS = 1.0
-# ... asking for this much of the take rate.
+# ... asking for this much of the take rate, but never more than this share of the limit
+# in one ask (beyond what waiting requests need), nor while that much is left: a burst's
+# estimate of the rate would otherwise take a whole small limit into one replica, where
+# it is stranded until given back, or lost if the replica dies.
 REFILL_SECONDS = 2.0
+REFILL_SHARE = 0.25
 # The take rate of a tick under way is measured over this much time at least.
 MIN_RATE_SECONDS = 0.1
 
@@ -124,20 +128,29 @@ class Slice:
 
     def refill_wanted(self, hold: int, now: float) -> int:
         """How much to ask for ahead of need (0: none): when what is left would last
-        less than REFILL_BELOW_SECONDS at the take rate, REFILL_SECONDS of it."""
+        less than REFILL_BELOW_SECONDS at the take rate, REFILL_SECONDS of it (at most
+        REFILL_SHARE of the limit, at least a hold). Not while a share of the limit is
+        left: so a slice holds less than two shares beyond its requests' needs."""
         rate = self.take_rate(now)
         if rate <= 0 or now < self.refill_after or self.exhausted(now):
             return 0
-        if self.remaining(now) >= rate * REFILL_BELOW_SECONDS:
+        if self.remaining(now) >= min(rate * REFILL_BELOW_SECONDS, self._share()):
             return 0
-        return max(hold, 1, math.ceil(rate * REFILL_SECONDS))
+        return max(hold, 1, self._refill(rate))
+
+    def _share(self) -> int:
+        return max(1, math.ceil(self.limit * REFILL_SHARE))
+
+    def _refill(self, rate: float) -> int:
+        return min(math.ceil(rate * REFILL_SECONDS), self._share())
 
     def short_ask(self, hold: int, now: float) -> tuple[int, int]:
         """(amount, demand) of an ask for requests that do not fit: `demand` is what the
         waiting requests need (this one and the others waiting), `amount` that plus a
-        refill ahead; never below 1 (a grant of nothing is no lease)."""
+        refill ahead (at least one more hold); never below 1 (a grant of nothing is no
+        lease)."""
         demand = max(1, hold + self.waiting)
-        refill = max(hold, math.ceil(self.take_rate(now) * REFILL_SECONDS))
+        refill = max(hold, self._refill(self.take_rate(now)))
         return demand + refill, demand
 
     def retire(self, hold: int, now: float) -> list[Lease]:
