@@ -29,9 +29,11 @@ def test_a_request_holds_one_and_tokens_hold_their_count() -> None:
     assert hold_of("tokens/month", 0) == 0
 
 
-def test_a_lease_is_used_until_its_expiry_or_its_window_less_the_margin() -> None:
+def test_a_lease_is_used_until_its_expiry_less_the_margin_or_its_window_end() -> None:
     assert lease(5, ttl=30, window=60).deadline == T + 30 - MARGIN_SECONDS
-    assert lease(5, ttl=30, window=10).deadline == T + 10 - MARGIN_SECONDS
+    # Its window's end (counted from the send time) is never later than the contract's.
+    assert lease(5, ttl=30, window=10).deadline == T + 10
+    assert lease(5, ttl=30, window=10).usable(T + 9.99)
     short = lease(5, ttl=3)
     assert short.usable(T + 2.7)
     assert not short.usable(T + 3 - MARGIN_SECONDS)

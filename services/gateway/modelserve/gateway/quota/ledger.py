@@ -45,7 +45,6 @@ from modelserve.gateway.quota.client import (
 from modelserve.gateway.quota.principals import Entry, Views, changed, key_of, principal_body
 from modelserve.gateway.quota.slices import (
     EXHAUSTED_SECONDS,
-    MARGIN_SECONDS,
     Lease,
     Slice,
     hold_of,
@@ -419,7 +418,7 @@ class QuotaLedger:
             lease = None
             if grant.lease is not None and grant.granted > 0:
                 lease = Lease(grant.lease, grant.granted, window_end, sent, answer.ttl)
-            if window_end - MARGIN_SECONDS <= now:
+            if window_end <= now:
                 # Granted in a window that ends before it could be used: back at once,
                 # and the requests wait for the next window rather than be denied.
                 piece.next_window = window_end + WINDOW_SLACK_SECONDS

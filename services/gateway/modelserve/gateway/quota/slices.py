@@ -13,8 +13,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-# A lease stops being used this long before its computed deadline: room for the
-# monotonic clocks of two machines drifting apart, and for the last request's decision.
+# A lease stops being used this long before the contract's lease time runs out: room for
+# the monotonic clocks of two machines drifting apart, and for the last request's
+# decision. None before its window's end: that end, counted from the send time, is never
+# later than the contract's, and a hold is settled in its lease's window whenever its
+# usage record comes (a margin there stalled every request for its length at the turn of
+# each window).
 MARGIN_SECONDS = 0.25
 # A slice nobody took from for this long gives its leases back.
 IDLE_SECONDS = 5.0
@@ -56,7 +60,7 @@ class Lease:
     @property
     def deadline(self) -> float:
         """Until when requests may take from it."""
-        return min(self.renewed + self.ttl, self.window_end) - MARGIN_SECONDS
+        return min(self.renewed + self.ttl - MARGIN_SECONDS, self.window_end)
 
     def usable(self, now: float) -> bool:
         return now < self.deadline
