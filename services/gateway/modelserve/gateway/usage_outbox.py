@@ -46,9 +46,13 @@ DROPS_PER_LOG = 1000
 # record, in order; status 0 when it could not be reached.
 SendBatch = Callable[[Sequence[bytes]], Awaitable[list[tuple[int, bytes]]]]
 
+# One parameter, a JSON array of {"id", "record"}: joined from the records' JSON as it is
+# (two array parameters had psycopg escape every quote of every record, with a regex: 6%
+# of a policy-on gateway's CPU at 1,000 requests a second).
 _INSERT = (
     "INSERT INTO usage_outbox (id, record)"
-    " SELECT * FROM unnest(%s::uuid[], %s::text[]::jsonb[]) ON CONFLICT (id) DO NOTHING"
+    " SELECT (e->>'id')::uuid, e->'record' FROM jsonb_array_elements(%s::jsonb) AS e"
+    " ON CONFLICT (id) DO NOTHING"
 )
 _CLAIM = (
     "UPDATE usage_outbox SET attempts = attempts + 1,"
@@ -109,7 +113,8 @@ class UsageOutbox:
         self._send = send
         self._metrics = metrics
         self._settings = settings
-        self._pending: list[tuple[uuid.UUID, str]] = []
+        # Each queued record as an element of the INSERT's array (`_INSERT`).
+        self._pending: list[str] = []
         self._queued = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._dropped = 0
@@ -162,7 +167,7 @@ class UsageOutbox:
                     len(self._pending),
                 )
             return
-        self._pending.append((usage_id, json.dumps(record)))
+        self._pending.append(f'{{"id":"{usage_id}","record":{json.dumps(record)}}}')
         self._queued.set()
 
     # --- the writer ---------------------------------------------------------------------
@@ -186,9 +191,7 @@ class UsageOutbox:
         while self._pending:
             batch = self._pending[:WRITE_BATCH]
             async with connection(self._pool) as conn:
-                await conn.execute(
-                    _INSERT, [[usage_id for usage_id, _ in batch], [data for _, data in batch]]
-                )
+                await conn.execute(_INSERT, ["[" + ",".join(batch) + "]"])
             del self._pending[: len(batch)]
 
     # --- the sender ---------------------------------------------------------------------
