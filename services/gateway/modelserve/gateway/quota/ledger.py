@@ -33,7 +33,7 @@ from modelserve.common.tokens import Claims
 from modelserve.contract import policy
 from modelserve.contract.policy import Action, CounterCharge, Principal, Reason, Resource
 from modelserve.contract.tables import BIGINT_MAX
-from modelserve.gateway.metrics import GatewayMetrics
+from modelserve.gateway.metrics import Children, GatewayMetrics
 from modelserve.gateway.quota.client import (
     ContractUnavailable,
     GiveBack,
@@ -86,26 +86,6 @@ def _denied(decision: policy.Decision) -> Decision:
     return Decision(allowed=False, reason=decision.reason.value, message=decision.message)
 
 
-def _resource(
-    model: str,
-    max_tokens: int | None,
-    budget: int | None,
-    prompts: int,
-    server_owner: str | None,
-    server_team: str | None,
-) -> Resource:
-    """The request as the rules read it (built, not validated: the fields come from the
-    gateway's own parsing)."""
-    return Resource.model_construct(
-        model=model,
-        max_tokens=max_tokens,
-        budget=budget,
-        prompts=prompts,
-        server_owner=server_owner,
-        server_team=server_team,
-    )
-
-
 class QuotaLedger:
     """One per process: the principals' views, the slices and the housekeeping."""
 
@@ -119,6 +99,11 @@ class QuotaLedger:
     ) -> None:
         self._client = client
         self._metrics = metrics
+        self._decisions = Children(metrics.quota_decisions)
+        # Each request as the rules read it is a copy of this with its fields: not
+        # validated (they come from the gateway's own parsing), and a third of the cost
+        # of building a model anew.
+        self._blank = Resource()
         self._default_tokens = default_tokens
         self._views = Views(refresh_seconds)
         self._reads: dict[tuple[Any, ...], asyncio.Future[Entry]] = {}
@@ -172,15 +157,27 @@ class QuotaLedger:
     ) -> Decision:
         """Allow (with the holds taken) or deny an inference; ContractUnavailable when it
         needs the contract service and cannot have it."""
-        principal = Principal.model_construct(
-            subject=claims.sub, teams=list(claims.teams), roles=list(claims.roles)
+        key = (claims.sub, tuple(claims.teams), tuple(claims.roles))
+        entry = self._views.fresh(key, time.monotonic())
+        read = entry is None
+        if entry is None:
+            principal = Principal.model_construct(
+                subject=claims.sub, teams=list(claims.teams), roles=list(claims.roles)
+            )
+            entry = await self._entry(principal)
+        resource = self._blank.model_copy(
+            update={
+                "model": model,
+                "max_tokens": max_tokens,
+                "budget": budget,
+                "prompts": prompts,
+                "server_owner": server_owner,
+                "server_team": server_team,
+            }
         )
-        entry, read = await self._entry(principal)
-        resource = _resource(model, max_tokens, budget, prompts, server_owner, server_team)
-        decision, asked = await self._judge(principal, entry.view, resource)
+        decision, asked = await self._judge(entry.principal, entry.view, resource)
         path = "contract" if read or asked else "local"
-        outcome = "allowed" if decision.allowed else "denied"
-        self._metrics.quota_decisions.labels(path, outcome).inc()
+        self._decisions(path, "allowed" if decision.allowed else "denied").inc()
         return decision
 
     async def _judge(
@@ -212,20 +209,16 @@ class QuotaLedger:
         message = f"inference on {resource.model} allowed{own}"
         return Decision(True, Reason.ALLOWED.value, message, view.team, taken), asked
 
-    async def _entry(self, principal: Principal) -> tuple[Entry, bool]:
-        """The principal's view, read again if it is older than the refresh interval;
-        (view, whether it was read now)."""
-        key = key_of(principal)
-        entry = self._views.fresh(key, time.monotonic())
-        if entry is not None:
-            return entry, False
+    async def _entry(self, principal: Principal) -> Entry:
+        """The principal's view read now (it is older than the refresh interval, or was
+        never read); while the contract cannot be read, the last one until its deadline."""
         try:
-            return await self._read(principal, "principal"), True
+            return await self._read(principal, "principal")
         except ContractUnavailable:
-            fallback = self._views.fallback(key, time.monotonic())
+            fallback = self._views.fallback(key_of(principal), time.monotonic())
             if fallback is None:
                 raise
-            return fallback, True
+            return fallback
 
     async def _read(self, principal: Principal, purpose: str) -> Entry:
         """One read of a principal at a time: concurrent requests share it."""

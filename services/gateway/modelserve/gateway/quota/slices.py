@@ -138,7 +138,11 @@ class Slice:
         rate = self.take_rate(now)
         if rate <= 0 or now < self.refill_after or self.exhausted(now):
             return 0
-        if self.remaining(now) >= min(rate * REFILL_BELOW_SECONDS, self._share()):
+        enough = min(rate * REFILL_BELOW_SECONDS, self._share())
+        # The first lease alone usually answers, without a sum over them all.
+        if self.leases and self.leases[0].left >= enough and self.leases[0].usable(now):
+            return 0
+        if self.remaining(now) >= enough:
             return 0
         return max(hold, 1, self._refill(rate))
 
