@@ -22,6 +22,7 @@ from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.quota.client import ContractUnavailable, LeaseClient, ServiceToken
 from modelserve.gateway.quota.ledger import Decision, QuotaLedger
 from modelserve.gateway.upstream import UpstreamClient
+from modelserve.testbed.contract_limits import put_contract
 from modelserve.testbed.platform import RunningService
 from modelserve.testbed.polling import early_in_a_minute, wait_for
 from modelserve.testbed.processes import free_port
@@ -73,18 +74,6 @@ def contract(
     return contract_with_database(CONTRACT_LEASE_SECONDS="3")
 
 
-def put_contract(
-    contract: RunningService, signer: TokenSigner, kind: str, name: str, **limits: Any
-) -> None:
-    answer = httpx.put(
-        f"{contract.url}/contracts/{kind}/{name}",
-        json=limits,
-        headers={"Authorization": f"Bearer {signer.sign('root', roles=['admin'])}"},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-
-
 def contract_decides(
     contract: RunningService, signer: TokenSigner, subject: str, resource: dict[str, Any]
 ) -> dict[str, Any]:
@@ -123,7 +112,7 @@ def test_denials_are_the_contracts_own(
     contract: tuple[RunningService, str], signer: TokenSigner
 ) -> None:
     service, _ = contract
-    put_contract(service, signer, "user", "dee", models=["m-*"], max_budget=2, token_budget=100)
+    put_contract(service.url, signer, "user", "dee", models=["m-*"], max_budget=2, token_budget=100)
     cases: list[dict[str, Any]] = [
         {"model": "other", "max_tokens": 1},
         {"model": "m-1", "max_tokens": 1, "budget": 3},
@@ -150,7 +139,7 @@ def test_requests_that_fit_their_slice_cost_no_call(
     contract: tuple[RunningService, str], signer: TokenSigner
 ) -> None:
     service, database = contract
-    put_contract(service, signer, "user", "fay", requests_per_minute=10)
+    put_contract(service.url, signer, "user", "fay", requests_per_minute=10)
     metrics = GatewayMetrics()
     early_in_a_minute()
 
@@ -185,7 +174,9 @@ def test_a_steady_stream_is_decided_in_the_process(
     contract: tuple[RunningService, str], signer: TokenSigner
 ) -> None:
     service, database = contract
-    put_contract(service, signer, "user", "gus", requests_per_minute=100_000, token_budget=10**9)
+    put_contract(
+        service.url, signer, "user", "gus", requests_per_minute=100_000, token_budget=10**9
+    )
     metrics = GatewayMetrics()
     early_in_a_minute()
 
@@ -216,7 +207,7 @@ def test_exactly_the_limit_passes_concurrent_requests_of_two_processes(
     contract: tuple[RunningService, str], signer: TokenSigner
 ) -> None:
     service, database = contract
-    put_contract(service, signer, "team", "nlp", requests_per_minute=50)
+    put_contract(service.url, signer, "team", "nlp", requests_per_minute=50)
     early_in_a_minute()
 
     async def work() -> list[Decision]:
@@ -239,7 +230,7 @@ def test_what_was_not_taken_goes_back(
     contract: tuple[RunningService, str], signer: TokenSigner
 ) -> None:
     service, database = contract
-    put_contract(service, signer, "user", "gil", token_budget=10_000, budget_period="day")
+    put_contract(service.url, signer, "user", "gil", token_budget=10_000, budget_period="day")
 
     async def work() -> tuple[int, int]:
         async with ledger_of(service.url, signer) as ledger:
@@ -258,13 +249,13 @@ def test_a_contract_change_reaches_decisions_within_the_refresh_interval(
     contract: tuple[RunningService, str], signer: TokenSigner
 ) -> None:
     service, database = contract
-    put_contract(service, signer, "user", "hal", models=["a"], token_budget=1000)
+    put_contract(service.url, signer, "user", "hal", models=["a"], token_budget=1000)
 
     async def work() -> None:
         async with ledger_of(service.url, signer, refresh=0.5) as ledger:
             assert (await ledger.decide(claims("hal"), "a", 100)).allowed
             assert not (await ledger.decide(claims("hal"), "b", 100)).allowed
-            put_contract(service, signer, "user", "hal", models=["b"], token_budget=300)
+            put_contract(service.url, signer, "user", "hal", models=["b"], token_budget=300)
             await asyncio.sleep(0.6)
             assert not (await ledger.decide(claims("hal"), "a", 100)).allowed
             assert (await ledger.decide(claims("hal"), "b", 100)).allowed
@@ -281,7 +272,7 @@ def test_admins_are_not_limited_and_hold_nothing(
     contract: tuple[RunningService, str], signer: TokenSigner
 ) -> None:
     service, database = contract
-    put_contract(service, signer, "user", "root", requests_per_minute=0, token_budget=0)
+    put_contract(service.url, signer, "user", "root", requests_per_minute=0, token_budget=0)
 
     async def work() -> Decision:
         async with ledger_of(service.url, signer) as ledger:
@@ -306,7 +297,7 @@ def test_slices_keep_deciding_until_their_leases_run_out_without_the_contract(
     contract: tuple[RunningService, str], signer: TokenSigner
 ) -> None:
     service, _ = contract
-    put_contract(service, signer, "user", "jo", requests_per_minute=1000)
+    put_contract(service.url, signer, "user", "jo", requests_per_minute=1000)
     early_in_a_minute(margin=20)
 
     async def work() -> None:

@@ -25,6 +25,7 @@ import pytest
 
 from modelserve.common.modelserve import TEAM_LABEL
 from modelserve.common.tokens import TokenSigner
+from modelserve.testbed.contract_limits import put_contract
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.metered_server import COMPLETION_TOKENS, PROMPT_TOKENS, MeteredServer
 from modelserve.testbed.platform import (
@@ -108,18 +109,6 @@ def replicas(
     return started
 
 
-def put_contract(
-    contract: RunningService, signer: TokenSigner, kind: str, name: str, **limits: Any
-) -> None:
-    answer = httpx.put(
-        f"{contract.url}/contracts/{kind}/{name}",
-        json=limits,
-        headers={"Authorization": f"Bearer {signer.sign('root', roles=['admin'])}"},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-
-
 def burst(
     targets: list[str], tokens: list[str], count: int, body: dict[str, Any]
 ) -> list[httpx.Response]:
@@ -196,10 +185,10 @@ def test_a_rate_limit_lets_exactly_n_through_two_replicas(
     limit = 20
     name = f"q-{uuid.uuid4().hex[:6]}"
     if kind == "user":
-        put_contract(service, signer, "user", name, requests_per_minute=limit)
+        put_contract(service.url, signer, "user", name, requests_per_minute=limit)
         tokens, scope = [signer.sign(name, teams=[SHARING])], f"user:{name}"
     else:  # four members share the team's limit
-        put_contract(service, signer, "team", name, requests_per_minute=limit)
+        put_contract(service.url, signer, "team", name, requests_per_minute=limit)
         tokens = [signer.sign(f"{name}-{i}", teams=[name, SHARING]) for i in range(4)]
         scope = f"team:{name}"
     early_in_a_minute()
@@ -228,7 +217,7 @@ def test_a_killed_replica_loses_only_its_leases_unused_part(
     limit = 30
     user = f"k-{uuid.uuid4().hex[:6]}"
     scope, metric = f"user:{user}", "requests/minute"
-    put_contract(service, signer, "user", user, requests_per_minute=limit)
+    put_contract(service.url, signer, "user", user, requests_per_minute=limit)
     token = signer.sign(user, teams=[SHARING])
     doomed, survivor = replicas
     # The whole test within one minute: it needs about 15 s.
@@ -283,7 +272,7 @@ def test_a_token_budget_is_never_exceeded_and_usage_is_counted_once(
     service, database = contract
     budget, held = 1000, 100  # 128 answers of 15 tokens would be 1,920
     user = f"b-{uuid.uuid4().hex[:6]}"
-    put_contract(service, signer, "user", user, token_budget=budget, budget_period="day")
+    put_contract(service.url, signer, "user", user, token_budget=budget, budget_period="day")
     answers = burst(
         [gateway.url for gateway in replicas],
         [signer.sign(user, teams=[SHARING])],

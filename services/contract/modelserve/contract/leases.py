@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from modelserve.common.errors import ApiError
 from modelserve.contract import policy
-from modelserve.contract.policy import CounterCharge, Principal, Resource, Scope
+from modelserve.contract.policy import Principal, Resource, Scope
 from modelserve.contract.settings import ContractSettings
 from modelserve.contract.store import LeaseWant, Store
 from modelserve.contract.tables import BIGINT_MAX, Limits
@@ -73,21 +73,10 @@ class LeaseAnswer(BaseModel):
     renewed: list[uuid.UUID]
 
 
-def limited_counters(scopes: Sequence[Scope]) -> dict[tuple[str, str], CounterCharge]:
-    """The counters of `scopes` that a limit holds, by (scope, metric): what may be leased.
-    The others (the budget window of a scope without a budget) are counted from usage
-    records only."""
-    return {
-        (charge.scope, charge.metric): charge
-        for charge in policy.inference_charges(list(scopes), 0)
-        if charge.limit is not None
-    }
-
-
 def lease_wants(wants: Sequence[Want], scopes: Sequence[Scope], *, admin: bool) -> list[LeaseWant]:
     """Each want as the store grants it; a want of a counter that no limit of `scopes`
     holds is the client's mistake (422). Admins are never limited: they get nothing."""
-    limited = limited_counters(scopes)
+    limited = policy.limited_counters(scopes)
     planned = []
     for index, want in enumerate(wants):
         charge = limited.get((want.scope, want.metric))

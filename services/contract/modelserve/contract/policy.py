@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from enum import StrEnum
 from fnmatch import fnmatchcase
 
@@ -307,6 +308,17 @@ def inference_charges(
             if unit != "minute" or (limit is not None and not rate_exempt)
         ]
     return charges
+
+
+def limited_counters(scopes: Sequence[Scope]) -> dict[tuple[str, str], CounterCharge]:
+    """The counters of `scopes` that a limit holds, by (scope, metric): what may be leased.
+    The others (the budget window of a scope without a budget) are counted from usage
+    records only."""
+    return {
+        (charge.scope, charge.metric): charge
+        for charge in inference_charges(list(scopes), 0)
+        if charge.limit is not None
+    }
 
 
 def hit(charge: CounterCharge) -> Decision:

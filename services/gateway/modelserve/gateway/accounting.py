@@ -1,8 +1,8 @@
 """Inference accounting with the contract service: may this request run, and what it used.
 
-Before forwarding, `decide` has the quota ledger (`quota.ledger`) decide in this process,
-from the principal's limits and the slices of their counters that the contract service
-leased to this replica: no round trip in the steady state. After the answer, `settle`
+Before forwarding, the quota ledger (`quota.ledger`, `Accounting.ledger`) decides in this
+process, from the principal's limits and the slices of their counters that the contract
+service leased to this replica: no round trip in the steady state. After the answer, `settle`
 hands the tokens really used, with what the request took from each counter (its holds),
 to the usage outbox (`usage_outbox`), which keeps them in PostgreSQL until the contract's
 POST /usage/batch has them: that settles the holds in the leases. A request never waits
@@ -69,33 +69,11 @@ class Accounting:
     """The proxy's side of the contract service (`contracts` is the management routes')."""
 
     def __init__(self, ledger: QuotaLedger, outbox: UsageOutbox) -> None:
-        self._ledger = ledger
+        # Decides before forwarding (`QuotaLedger.decide`); ContractUnavailable when the
+        # decision needs the contract service (a principal to read, a grant) and it
+        # does not answer.
+        self.ledger = ledger
         self._outbox = outbox
-
-    async def decide(
-        self,
-        claims: Claims,
-        model: str,
-        max_tokens: int | None,
-        budget: int | None = None,
-        *,
-        prompts: int = 1,
-        server_owner: str | None = None,
-        server_team: str | None = None,
-    ) -> Decision:
-        """`prompts`: tokens are held for each prompt of a list; `server_owner` and
-        `server_team` (the server's labels) let a contract exempt the caller's own
-        servers from its rate limits. ContractUnavailable when the decision needs the
-        contract service (a principal to read, a grant) and it does not answer."""
-        return await self._ledger.decide(
-            claims,
-            model,
-            max_tokens,
-            budget,
-            prompts=prompts,
-            server_owner=server_owner,
-            server_team=server_team,
-        )
 
     def settle(
         self,

@@ -270,7 +270,7 @@ class Proxy:
         if budget is not None and self.scaler is not None:
             tokens = self.scaler.reservation(tokens, budget)
         try:
-            decision = await self.accounting.decide(
+            decision = await self.accounting.ledger.decide(
                 claims,
                 model,
                 tokens,

@@ -156,7 +156,10 @@ class QuotaLedger:
         server_team: str | None = None,
     ) -> Decision:
         """Allow (with the holds taken) or deny an inference; ContractUnavailable when it
-        needs the contract service and cannot have it."""
+        needs the contract service (a principal to read, a grant) and cannot have it.
+        `prompts`: tokens are held for each prompt of a list; `server_owner` and
+        `server_team` (the server's labels) let a contract exempt the caller's own
+        servers from its rate limits."""
         key = (claims.sub, tuple(claims.teams), tuple(claims.roles))
         entry = self._views.fresh(key, time.monotonic())
         read = entry is None

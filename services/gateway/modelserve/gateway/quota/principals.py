@@ -103,8 +103,8 @@ def limited(view: PrincipalView) -> dict[tuple[str, str], int]:
     """The limited counters of a view's scopes, (scope, metric) -> limit, as the rules
     charge them."""
     return {
-        (charge.scope, charge.metric): charge.limit
-        for charge in policy.inference_charges(list(view.scopes), 0)
+        key: charge.limit
+        for key, charge in policy.limited_counters(view.scopes).items()
         if charge.limit is not None
     }
 
