@@ -93,6 +93,14 @@ class GatewayMetrics:
             ["model", "algorithm"],
             registry=self.registry,
         )
+        self.scaling_skipped = Counter(
+            f"{PREFIX}_scaling_skipped",
+            "Chat completions that asked for scaling (a budget above 1) and were answered "
+            "unscaled, because scaling would drop what they use, by reason: tools, n, "
+            "logprobs.",
+            ["model", "reason"],
+            registry=self.registry,
+        )
         self.scaling_reward_seconds = Histogram(
             f"{PREFIX}_scaling_reward_seconds",
             "Time a scaled request spent scoring candidates.",
@@ -208,6 +216,7 @@ class GatewayMetrics:
         self.first_token_of = Children(self.first_token)
         self.in_flight_of = Children(self.in_flight)
         self._tokens_of = Children(self.tokens)
+        self.scaling_skipped_of = Children(self.scaling_skipped)
 
     def record_tokens(self, user: str, model: str, prompt: int, completion: int) -> None:
         if prompt:

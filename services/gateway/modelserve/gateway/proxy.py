@@ -29,7 +29,10 @@ one when a connection is refused) while the gateway's server sends the answer:
 - a completion request with a list of several prompts goes to a vLLM server as it is,
   and to any other as one request per prompt (`prompt_lists`, `fanout`: llama.cpp's
   servers take one prompt), merged into one answer; its tokens are reserved for every
-  prompt. A stream of such a list is refused (400); completions are never scaled.
+  prompt. A stream of such a list is refused (400); completions are never scaled;
+- a chat completion that asks for scaling but uses tools, `n` or logprobs (which the
+  algorithms would drop) goes on as a plain one, its answer's head saying why
+  (X-ModelServe-Unscaled) and the metric `scaling_skipped` counting it.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import Request, Response
@@ -77,7 +80,11 @@ from modelserve.gateway.proxy_requests import (
 from modelserve.gateway.routing import RouteTable, Target
 from modelserve.gateway.scaled import ScaledExchange, Scaler
 from modelserve.gateway.scaling_requests import FIELDS as SCALING_FIELDS
-from modelserve.gateway.scaling_requests import scaling_request
+from modelserve.gateway.scaling_requests import (
+    UNSCALED_HEADER,
+    scaling_request,
+    unscalable_reason,
+)
 from modelserve.gateway.upstream import UpstreamError, UpstreamResponse
 from modelserve.gateway.usage import StreamMeter, Usage, inject_usage, usage_from_body
 
@@ -200,6 +207,7 @@ class Proxy:
             # Before the contract reserves anything. Whether the request is held is
             # decided again right before it goes upstream (`_exchange_with`).
             self.holder.check_room(found)
+        unscaled = None
         if operation.scalable:
             # Inference-time scaling: its fields are ours, never a model server's.
             ours = any(field in payload for field in SCALING_FIELDS)
@@ -207,19 +215,26 @@ class Proxy:
             if ours:
                 body = compact(payload)
             if scaling.active and self.scaler is not None:
-                decision = await self._decide(claims, found, payload, scaling.budget)
-                return self.scaler.response(
-                    ScaledExchange(
-                        found,
-                        claims,
-                        payload,
-                        scaling,
-                        decision,
-                        started,
-                        operation.route,
+                # Never a silent change of the API: a request that scaling would strip
+                # of what it asked for is answered as if it had asked for no scaling.
+                unscaled = unscalable_reason(payload)
+                if unscaled is None:
+                    decision = await self._decide(claims, found, payload, scaling.budget)
+                    return self.scaler.response(
+                        ScaledExchange(
+                            found,
+                            claims,
+                            payload,
+                            scaling,
+                            decision,
+                            started,
+                            operation.route,
+                        )
                     )
-                )
         decision = await self._decide(claims, found, payload, None, prompts)
+        if unscaled is not None:
+            # Counted once the contract let it go on, as the request it became.
+            self.metrics.scaling_skipped_of(model, unscaled).inc()
         stream = payload.get("stream") is True
         strip_usage = False
         if stream and self._inject and inject_usage(payload):
@@ -250,6 +265,7 @@ class Proxy:
                 parts=parts,
                 per_prompt=payload["n"] if isinstance(payload.get("n"), int) else 1,
                 background=is_background(headers_in),
+                unscaled=unscaled,
             ),
         )
 
@@ -313,6 +329,7 @@ class Exchange:
     parts: list[bytes] | None = None  # one body per prompt, when fanned out
     per_prompt: int = 1  # choices per prompt (`n`), for the merged answer's indexes
     background: bool = False  # a job item: not online traffic, told the online signal
+    unscaled: str | None = None  # why a request that asked for scaling was not scaled
 
 
 class ProxyResponse(ExchangeResponse):
@@ -330,9 +347,13 @@ class ProxyResponse(ExchangeResponse):
         in_flight = proxy.metrics.in_flight_of(model)
         in_flight.inc()
         if exchange.background:
-            send = self._with_signal(send)
+            send = self._with_head(send, lambda: signal_headers(proxy.pressure.signal(model)))
         else:
             proxy.pressure.started(model)
+        unscaled = exchange.unscaled
+        if unscaled is not None:
+            # Every head this exchange sends (a held stream's too) says it.
+            send = self._with_head(send, lambda: {UNSCALED_HEADER: unscaled})
         work = asyncio.ensure_future(self._exchange_with(send))
         # The body was read: what `receive` says next is that the client went away.
         watcher = asyncio.ensure_future(client_gone(receive))
@@ -368,13 +389,14 @@ class ProxyResponse(ExchangeResponse):
         """Never to be sent: what the contract reserved for it comes back now."""
         self._account()
 
-    def _with_signal(self, send: Send) -> Send:
-        """`send` that adds the model's online signal to the answer's head."""
-        pressure, model = self._proxy.pressure, self._exchange.target.served_name
+    @staticmethod
+    def _with_head(send: Send, extra_headers: Callable[[], Mapping[str, str]]) -> Send:
+        """`send` that adds `extra_headers()` (made when the head goes out: the model's
+        online signal is read then) to the answer's head."""
 
         async def signalled(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = signal_headers(pressure.signal(model))
+                extra = extra_headers()
                 message = {
                     **message,
                     "headers": [

@@ -5,6 +5,10 @@ openai SDK's `extra_body`) or as headers (X-ModelServe-Budget, X-ModelServe-Algo
 the body wins. What it leaves out comes from the ModelServe's `spec.scaling`. A budget
 of 1 or the algorithm `none` is a plain pass-through. `scaling_trace: true` (or
 X-ModelServe-Trace: 1) adds the algorithm's trace to the answer, in `scaling`.
+
+A request that uses tools, several choices (`n`) or log-probabilities is answered
+unscaled (`unscalable_reason`): the algorithms compare candidates by their text, and
+would drop what the client asked for.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from modelserve.gateway.openai_errors import OpenAIError
 BUDGET_HEADER = "x-modelserve-budget"
 ALGORITHM_HEADER = "x-modelserve-algorithm"
 TRACE_HEADER = "x-modelserve-trace"
+# On the answer to a request that asked for scaling and was answered unscaled: why.
+UNSCALED_HEADER = "x-modelserve-unscaled"
 # Body fields of ours: taken out before a request goes to a model server.
 FIELDS = ("budget", "algorithm", "alg", "scaling_trace")
 MAX_BUDGET = 1024
@@ -77,6 +83,25 @@ def answer_pattern(pattern: str | None) -> re.Pattern[str] | None:
         raise OpenAIError(
             500, f"the model's answerPattern does not compile: {error}", code="bad_model_config"
         ) from error
+
+
+def unscalable_reason(payload: Mapping[str, Any]) -> str | None:
+    """Why a chat completion must go to its model server unscaled, or None when scaling
+    keeps its answer's shape: `tools` (tools or functions offered, or a `tool_choice`
+    other than "none"), `n` (several choices), `logprobs` (log-probabilities asked for);
+    the first that applies, in that order. The algorithms choose one candidate by its text:
+    tool calls, several choices and one candidate's logprobs would be lost."""
+    offered = any(
+        isinstance(payload.get(field), list) and payload[field] for field in ("tools", "functions")
+    )
+    if offered or payload.get("tool_choice", "none") not in ("none", None):
+        return "tools"
+    n = payload.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        return "n"
+    if payload.get("logprobs") is True or payload.get("top_logprobs") is not None:
+        return "logprobs"
+    return None
 
 
 def scaling_request(
