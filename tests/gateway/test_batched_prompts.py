@@ -26,6 +26,7 @@ from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL, Runtime
 from modelserve.common.tokens import TokenSigner
 from modelserve.gateway.fanout import part_headers
 from modelserve.gateway.prompt_lists import fanned_out, merge_answers
+from modelserve.testbed.contract_limits import put_contract
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer, start_llm
 from modelserve.testbed.platform import RunningOperator, RunningService
@@ -140,13 +141,6 @@ def complete(
 
 def _admin(signer: TokenSigner) -> dict[str, str]:
     return {"Authorization": f"Bearer {signer.sign('root', roles=['admin'])}"}
-
-
-def put_contract(contract: RunningService, signer: TokenSigner, user: str, **limits: Any) -> None:
-    answer = httpx.put(
-        f"{contract.url}/contracts/user/{user}", json=limits, headers=_admin(signer), timeout=30
-    )
-    assert answer.status_code == 200, answer.text
 
 
 def recorded(contract: RunningService, signer: TokenSigner, user: str, requests: int) -> Any:
@@ -300,7 +294,7 @@ def test_a_prompt_the_server_refuses_fails_the_list(
 def test_tokens_are_held_for_every_prompt(
     gateway: RunningService, module_contract: RunningService, signer: TokenSigner, llm: LlmServer
 ) -> None:
-    put_contract(module_contract, signer, "tia", token_budget=100)
+    put_contract(module_contract.url, signer, "user", "tia", token_budget=100)
     # 16 prompts x 8 tokens = 128 held: over the budget, though one prompt's 8 are not.
     over = complete(gateway, signer, "tia", model=llm.alias, prompt=PROMPTS, max_tokens=8)
     assert over.status_code == 429, over.text
@@ -320,7 +314,12 @@ def test_own_servers_are_exempt_from_the_rate_limit(
 ) -> None:
     """Ivy (team nlp) may send 2 requests a minute, but her team's server is exempt."""
     put_contract(
-        module_contract, signer, "ivy", requests_per_minute=2, rate_limit_exempt_own_servers=True
+        module_contract.url,
+        signer,
+        "user",
+        "ivy",
+        requests_per_minute=2,
+        rate_limit_exempt_own_servers=True,
     )
     # Routed first (as bob), so that ivy's requests are all counted.
     complete(gateway, signer, "bob", model=SHARED, prompt="Hi", max_tokens=1)

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
 from modelserve.common.tokens import TokenSigner
+from modelserve.testbed.contract_limits import put_contract
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.platform import RunningOperator, RunningService
 from modelserve.testbed.polling import wait_for
@@ -210,16 +211,6 @@ def recorded(contract: RunningService, signer: TokenSigner, user: str, requests:
     return wait_for(counted, timeout=30, what=f"{requests} requests of {user} to be counted")
 
 
-def put_contract(contract: RunningService, signer: TokenSigner, user: str, **limits: Any) -> None:
-    answer = httpx.put(
-        f"{contract.url}/contracts/user/{user}",
-        json=limits,
-        headers={"Authorization": f"Bearer {signer.sign('root', roles=['admin'])}"},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-
-
 # --- Scaled requests pay for what they made -----------------------------------------------
 
 
@@ -284,7 +275,7 @@ def test_a_scaled_request_without_max_tokens_reserves_for_every_candidate(
     gateway: RunningService, contract_service: RunningService, signer: TokenSigner
 ) -> None:
     # 512 tokens held per candidate: one answer fits a budget of 1000, three do not.
-    put_contract(contract_service, signer, "rex", token_budget=1000)
+    put_contract(contract_service.url, signer, "user", "rex", token_budget=1000)
     assert chat(gateway, signer, "rex", model="acct-words").status_code == 200
     recorded(contract_service, signer, "rex", 1)  # its 15 tokens settled, 512 given back
     scaled = chat(
@@ -458,7 +449,7 @@ def test_a_request_cut_off_by_a_killed_gateway_is_charged_with_its_lease(
 ) -> None:
     # Leases expire after 3 s here (the contract looks for expired ones as often).
     contract, database = contract_with_database(CONTRACT_LEASE_SECONDS="3")
-    put_contract(contract, signer, "gus", token_budget=100_000)
+    put_contract(contract.url, signer, "user", "gus", token_budget=100_000)
     fake.reset()
     gateway = start_gateway(
         GATEWAY_KUBECONFIG=gateway_kube,
