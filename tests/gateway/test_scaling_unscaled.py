@@ -22,9 +22,9 @@ import yaml
 from aiohttp import web
 from pydantic import SecretStr
 
-from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
+from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL, Algorithm, Scaling
 from modelserve.common.tokens import TokenSettings, TokenSigner
-from modelserve.gateway.scaling_requests import unscalable_reason
+from modelserve.gateway.scaling_requests import scaling_request, unscalable_reason
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.llm import LlmServer
 from modelserve.testbed.platform import RunningOperator, RunningService
@@ -86,6 +86,21 @@ def test_unscalable_reason(payload: dict[str, Any], reason: str | None) -> None:
     assert unscalable_reason(payload) == reason
 
 
+def test_a_request_that_asks_for_scaling_but_cannot_have_it_is_not_active() -> None:
+    # A model whose answer pattern does not compile: only a scaled request reads it.
+    defaults = Scaling(algorithm=Algorithm.BEST_OF_N, budget=4, answer_pattern="(unclosed")
+    payload = {"messages": QUESTION, "tools": TOOLS, "budget": 8}
+    scaling = scaling_request(payload, {}, defaults)
+    assert scaling.unscaled == "tools"
+    assert not scaling.active
+    assert "budget" not in payload  # ours, taken out all the same
+    # Asking for no scaling is not being skipped.
+    plain = scaling_request({"tools": TOOLS, "budget": 1}, {}, defaults)
+    assert plain.unscaled is None and not plain.active
+    scaled = scaling_request({"budget": 2}, {}, Scaling(algorithm=Algorithm.BEST_OF_N))
+    assert scaled.unscaled is None and scaled.active
+
+
 # --- an OpenAI-shaped model server with tools, n and logprobs ------------------------------
 
 
@@ -118,7 +133,8 @@ class ToolServer(ThreadedApp):
     @staticmethod
     def answer(body: dict[str, Any]) -> dict[str, Any]:
         """The whole answer to `body`, the same every time it is asked."""
-        n = body.get("n") if isinstance(body.get("n"), int) else 1
+        asked_n = body.get("n")
+        n = asked_n if isinstance(asked_n, int) else 1
         choices = []
         for index in range(n):
             if body.get("tools"):

@@ -80,11 +80,7 @@ from modelserve.gateway.proxy_requests import (
 from modelserve.gateway.routing import RouteTable, Target
 from modelserve.gateway.scaled import ScaledExchange, Scaler
 from modelserve.gateway.scaling_requests import FIELDS as SCALING_FIELDS
-from modelserve.gateway.scaling_requests import (
-    UNSCALED_HEADER,
-    scaling_request,
-    unscalable_reason,
-)
+from modelserve.gateway.scaling_requests import UNSCALED_HEADER, scaling_request
 from modelserve.gateway.upstream import UpstreamError, UpstreamResponse
 from modelserve.gateway.usage import StreamMeter, Usage, inject_usage, usage_from_body
 
@@ -215,22 +211,22 @@ class Proxy:
             if ours:
                 body = compact(payload)
             if scaling.active and self.scaler is not None:
-                # Never a silent change of the API: a request that scaling would strip
-                # of what it asked for is answered as if it had asked for no scaling.
-                unscaled = unscalable_reason(payload)
-                if unscaled is None:
-                    decision = await self._decide(claims, found, payload, scaling.budget)
-                    return self.scaler.response(
-                        ScaledExchange(
-                            found,
-                            claims,
-                            payload,
-                            scaling,
-                            decision,
-                            started,
-                            operation.route,
-                        )
+                decision = await self._decide(claims, found, payload, scaling.budget)
+                return self.scaler.response(
+                    ScaledExchange(
+                        found,
+                        claims,
+                        payload,
+                        scaling,
+                        decision,
+                        started,
+                        operation.route,
                     )
+                )
+            if self.scaler is not None:
+                # Never a silent change of the API: a request that scaling would strip
+                # of what it asked for goes on as if it had asked for no scaling.
+                unscaled = scaling.unscaled
         decision = await self._decide(claims, found, payload, None, prompts)
         if unscaled is not None:
             # Counted once the contract let it go on, as the request it became.

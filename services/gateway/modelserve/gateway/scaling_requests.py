@@ -41,10 +41,12 @@ class ScalingRequest:
     aggregation: Aggregation
     answer_pattern: re.Pattern[str] | None
     step_delimiter: str
+    # Why a request that asked for scaling goes unscaled (`unscalable_reason`), or None.
+    unscaled: str | None = None
 
     @property
     def active(self) -> bool:
-        return self.algorithm is not Algorithm.NONE and self.budget > 1
+        return self.algorithm is not Algorithm.NONE and self.budget > 1 and self.unscaled is None
 
 
 def _invalid(message: str, param: str) -> OpenAIError:
@@ -107,7 +109,9 @@ def unscalable_reason(payload: Mapping[str, Any]) -> str | None:
 def scaling_request(
     payload: dict[str, Any], headers: Mapping[str, str], defaults: Scaling
 ) -> ScalingRequest:
-    """The request's scaling, its own fields taken out of `payload`. 400 for a bad value."""
+    """The request's scaling, its own fields taken out of `payload`. 400 for a bad value.
+    One that asks for scaling but cannot have it says why in `unscaled`, and is not
+    `active`: it goes on as a plain request (the model's answer pattern is not read)."""
     body = {field: payload.pop(field) for field in FIELDS if field in payload}
     budget = defaults.budget
     if BUDGET_HEADER in headers:
@@ -122,7 +126,9 @@ def scaling_request(
             algorithm = _algorithm(body[field], field)
     trace = _flag(body.get("scaling_trace", headers.get(TRACE_HEADER, False)))
     reward = defaults.reward or (RewardKind.MODEL if defaults.reward_model else RewardKind.LOGPROB)
-    active = algorithm is not Algorithm.NONE and budget > 1
+    asked = algorithm is not Algorithm.NONE and budget > 1
+    unscaled = unscalable_reason(payload) if asked else None
+    active = asked and unscaled is None
     return ScalingRequest(
         algorithm=algorithm,
         budget=budget,
@@ -133,4 +139,5 @@ def scaling_request(
         # Only a scaled request reads it: a bad pattern must not fail plain requests.
         answer_pattern=answer_pattern(defaults.answer_pattern) if active else None,
         step_delimiter=defaults.step_delimiter,
+        unscaled=unscaled,
     )
