@@ -44,6 +44,38 @@ def test_the_route_answers_the_seeds_bodies_from_the_model(loop: Loop) -> None:
     assert answer.json()["choices"][0]["text"].strip()
 
 
+def test_structured_output_keeps_to_its_json_schema(loop: Loop) -> None:
+    """`response_format` with a JSON schema, in OpenAI's shape, goes through the gateway to
+    llama-server untouched, and its grammar holds the model's answer to the schema."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 24},
+            "founded": {"type": "integer", "minimum": 1, "maximum": 2100},
+        },
+        "required": ["city", "founded"],
+        "additionalProperties": False,
+    }
+    body = {
+        "model": SERVED_NAME,
+        "messages": [{"role": "user", "content": "Name a city and the year it was founded."}],
+        "max_tokens": 128,
+        "temperature": 0,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "city", "strict": True, "schema": schema},
+        },
+    }
+    answer = chat(loop, f"{loop.gateway.url}/v1/chat/completions", body)
+    assert answer.status_code == 200, answer.text
+    choice = answer.json()["choices"][0]
+    assert choice["finish_reason"] == "stop", choice
+    found = json.loads(choice["message"]["content"])
+    assert set(found) == {"city", "founded"}, found
+    assert isinstance(found["city"], str) and len(found["city"]) <= 24, found
+    assert isinstance(found["founded"], int) and 1 <= found["founded"] <= 2100, found
+
+
 def test_the_route_wants_a_token_of_someone_who_may_use_the_server(loop: Loop) -> None:
     url = f"{loop.route_url}/chat/completions"
     body = {"messages": HI, "max_tokens": 4}
