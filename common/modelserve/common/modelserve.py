@@ -135,6 +135,72 @@ class EnvVar(Wire):
     value: str = ""
 
 
+class TolerationOperator(StrEnum):
+    EXISTS = "Exists"
+    EQUAL = "Equal"
+
+
+class TaintEffect(StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class Toleration(Wire):
+    """One Kubernetes toleration of the model server's pods (the CRD checks its shape)."""
+
+    key: str | None = None
+    operator: TolerationOperator | None = None
+    value: str | None = None
+    effect: TaintEffect | None = None
+    toleration_seconds: int | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Toleration:
+        if self.operator is TolerationOperator.EXISTS and self.value:
+            raise ValueError("a toleration with operator Exists takes no value")
+        if not self.key and self.operator is not TolerationOperator.EXISTS:
+            raise ValueError("a toleration without a key needs operator Exists")
+        if self.toleration_seconds is not None and self.effect is not TaintEffect.NO_EXECUTE:
+            raise ValueError("tolerationSeconds only applies with effect NoExecute")
+        return self
+
+    def as_pod_field(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Affinity(Wire):
+    """The pod's Kubernetes affinity, as written: the API server checks its inside when the
+    operator applies the Deployment."""
+
+    node_affinity: dict[str, Any] | None = None
+    pod_affinity: dict[str, Any] | None = None
+    pod_anti_affinity: dict[str, Any] | None = None
+
+    def as_pod_field(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Placement(Wire):
+    """Where the model server's pods may run (spec.placement), added to what the operator
+    sets itself for GPUs."""
+
+    node_selector: dict[str, str] = {}
+    tolerations: tuple[Toleration, ...] = ()
+    affinity: Affinity | None = None
+    priority_class_name: str | None = None
+
+    @field_validator("node_selector")
+    @classmethod
+    def _no_gpu_product(cls, value: dict[str, str]) -> dict[str, str]:
+        if GPU_PRODUCT_LABEL in value:
+            raise ValueError(
+                f"spec.placement.nodeSelector may not name {GPU_PRODUCT_LABEL}: "
+                "use spec.resources.gpuType"
+            )
+        return value
+
+
 class VllmOptions(Wire):
     gpu_memory_utilization: float = 0.9
     prefix_caching: bool = True
@@ -224,6 +290,7 @@ class ModelServeSpec(Wire):
     resources: Resources = Resources()
     args: tuple[str, ...] = ()
     env: tuple[EnvVar, ...] = ()
+    placement: Placement = Placement()
     vllm: VllmOptions = VllmOptions()
     llamacpp: LlamacppOptions = LlamacppOptions()
     external: ExternalServer | None = None

@@ -198,13 +198,41 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
     }
 
 
+def placement(ms: ModelServe) -> Obj:
+    """Where the pods may run: the operator's GPU toleration and GPU-type node selector,
+    then the user's spec.placement added to them. The operator's entries stay whatever the
+    user writes: a toleration equal to the GPU one is not repeated, and the node selector
+    key nvidia.com/gpu.product is the operator's (spec.resources.gpuType; the CRD refuses
+    it in spec.placement.nodeSelector, and here the operator's value wins)."""
+    user = ms.spec.placement
+    tolerations: list[Obj] = []
+    node_selector: dict[str, str] = dict(user.node_selector)
+    if ms.spec.resources.gpus:
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+        if ms.spec.resources.gpu_type:
+            node_selector[GPU_PRODUCT_LABEL] = ms.spec.resources.gpu_type
+    for toleration in user.tolerations:
+        field = toleration.as_pod_field()
+        if field not in tolerations:
+            tolerations.append(field)
+    fields: Obj = {}
+    if tolerations:
+        fields["tolerations"] = tolerations
+    if node_selector:
+        fields["nodeSelector"] = node_selector
+    if user.affinity is not None and user.affinity.as_pod_field():
+        fields["affinity"] = user.affinity.as_pod_field()
+    if user.priority_class_name:
+        fields["priorityClassName"] = user.priority_class_name
+    return fields
+
+
 def build_deployment(
     ms: ModelServe, settings: OperatorSettings, replicas: int | None = None
 ) -> Obj:
     """The Deployment of `ms` running `replicas` (the autoscaler's number with
     spec.autoscaling; None: spec.replicas)."""
     server = server_container(ms, settings)
-    gpus = ms.spec.resources.gpus
     volumes: list[Obj] = [
         {"name": "model", "persistentVolumeClaim": {"claimName": cache_claim_name(ms)}}
         if ms.spec.model.cache.enabled
@@ -234,12 +262,7 @@ def build_deployment(
         # The drain, then time for the server to stop on SIGTERM.
         "terminationGracePeriodSeconds": settings.drain_seconds + 30,
     }
-    if gpus:
-        pod_spec["tolerations"] = [
-            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-        ]
-        if ms.spec.resources.gpu_type:
-            pod_spec["nodeSelector"] = {GPU_PRODUCT_LABEL: ms.spec.resources.gpu_type}
+    pod_spec.update(placement(ms))
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

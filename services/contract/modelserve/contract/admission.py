@@ -298,6 +298,11 @@ def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> 
         return None
     if not ms.spec.model.uri:
         return "[model_uri_refused] spec.model.uri is required"
+    if ms.spec.placement.priority_class_name and not who.admin:
+        return (
+            "[priority_class_not_allowed] only platform admins may set "
+            "spec.placement.priorityClassName: a higher priority preempts other tenants' pods"
+        )
     autoscaling = ms.spec.autoscaling
     if autoscaling and not who.admin and (autoscaling.pinned or autoscaling.priority > 0):
         return (

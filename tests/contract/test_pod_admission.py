@@ -1,0 +1,84 @@
+"""The admission webhook and the pod controls of a ModelServe that only platform admins may
+use: kubectl as a tenant is refused with the reason, an admin's same manifest is stored."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, VERSION
+from modelserve.testbed.gobuild import binary
+
+if TYPE_CHECKING:  # a fixture's type: conftest modules are pytest's to import
+    from tests.contract.conftest import AdmissionBed
+
+pytestmark = [pytest.mark.kube, pytest.mark.postgres]
+
+Namespaces = Callable[..., str]
+DENIED = re.compile(r'admission webhook "[^"]*contract\.modelserve\.io" denied the request:')
+
+
+def with_spec(name: str, owner: str | None = None, **spec: Any) -> dict[str, Any]:
+    """A valid llama.cpp-on-CPU ModelServe with `spec` added (labelled for `owner`)."""
+    metadata: dict[str, Any] = {"name": name}
+    if owner is not None:
+        metadata["labels"] = {OWNER_LABEL: owner}
+    model = {
+        "uri": "s3://inference-models/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "format": "gguf",
+        "servedName": "smollm2-135m-instruct",
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {"runtime": "llamacpp", "model": model, **spec},
+    }
+
+
+def apply(kubeconfig: Path, namespace: str, manifest: dict[str, Any]) -> tuple[bool, str]:
+    """kubectl apply as the kubeconfig's person: whether it was stored, and the webhook's
+    denial (reason code and message) on one line when it was not."""
+    result = subprocess.run(
+        [str(binary("kubectl")), f"--kubeconfig={kubeconfig}", "apply", "-n", namespace, "-f", "-"],
+        input=json.dumps(manifest),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    text = " ".join(result.stderr.split())  # kubectl wraps long lines
+    if result.returncode == 0:
+        return True, ""
+    assert DENIED.search(text), text
+    return False, DENIED.split(text, 1)[1].strip()
+
+
+def test_only_admins_choose_a_priority_class(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """A PriorityClass decides whose pods the scheduler preempts: tenants may not."""
+    namespace = enforced_namespace()
+    alice = f"alice-{uuid.uuid4().hex[:6]}"
+    admission.put_contract(alice, namespaces=[namespace])
+    tenant = admission.kubeconfig(alice)
+    placed = {"priorityClassName": "llm-high", "nodeSelector": {"pool": "inference"}}
+
+    stored, refused = apply(tenant, namespace, with_spec("mine", placement=placed))
+    assert not stored
+    assert refused.startswith("[priority_class_not_allowed]")
+    assert "spec.placement.priorityClassName" in refused
+    # The rest of placement is anyone's.
+    rest = with_spec("mine", placement={"nodeSelector": {"pool": "inference"}})
+    assert apply(tenant, namespace, rest) == (True, "")
+    admin = admission.admin_kubeconfig()
+    assert apply(admin, namespace, with_spec("theirs", alice, placement=placed)) == (True, "")
+    stored = admission.kube.get_json("ms", "theirs", "-n", namespace)["spec"]["placement"]
+    assert stored["priorityClassName"] == "llm-high"
