@@ -82,3 +82,38 @@ def test_only_admins_choose_a_priority_class(
     assert apply(admin, namespace, with_spec("theirs", alice, placement=placed)) == (True, "")
     stored = admission.kube.get_json("ms", "theirs", "-n", namespace)["spec"]["placement"]
     assert stored["priorityClassName"] == "llm-high"
+
+
+def test_env_from_sets_no_owned_variable_and_reads_secrets_for_admins_only(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """The keys of a ConfigMap are not known at admission: without a prefix one could be
+    LLAMA_ARG_HF_REPO and have llama.cpp download what no allowlist saw. A Secret in a
+    shared namespace may be another tenant's."""
+    namespace = enforced_namespace()
+    bob = f"bob-{uuid.uuid4().hex[:6]}"
+    admission.put_contract(bob, namespaces=[namespace])
+    tenant = admission.kubeconfig(bob)
+
+    for prefix in (None, "LLAMA_", "LLAMA_ARG_"):
+        source: dict[str, Any] = {"configMapRef": {"name": "tuning"}}
+        if prefix is not None:
+            source["prefix"] = prefix
+        stored, refused = apply(tenant, namespace, with_spec("mine", envFrom=[source]))
+        assert not stored
+        assert refused.startswith("[owned_flag] spec.envFrom[0] could set LLAMA_")
+    secret = {"secretRef": {"name": "tokens"}, "prefix": "APP_"}
+    stored, refused = apply(tenant, namespace, with_spec("mine", envFrom=[secret]))
+    assert not stored
+    assert refused.startswith("[env_from_not_allowed] spec.envFrom[0].secretRef")
+
+    config = {"configMapRef": {"name": "tuning"}, "prefix": "APP_"}
+    assert apply(tenant, namespace, with_spec("mine", envFrom=[config])) == (True, "")
+    admin = admission.admin_kubeconfig()
+    both = with_spec("theirs", bob, envFrom=[config, secret])
+    assert apply(admin, namespace, both) == (True, "")
+    # The operator's variables bind admins too.
+    unprefixed = with_spec("theirs", bob, envFrom=[{"configMapRef": {"name": "tuning"}}])
+    stored, refused = apply(admin, namespace, unprefixed)
+    assert not stored
+    assert refused.startswith("[owned_flag]")

@@ -1,7 +1,7 @@
-"""Placement and pod controls (spec.placement): the builders merge them with the operator's
-own GPU settings, the real API server refuses bad values with the field's name, and on the
-simulated cluster (KWOK nodes) they reach the Deployment the operator runs and steer where
-its pods land."""
+"""Placement and pod controls (spec.placement, CPU and memory limits, envFrom,
+imagePullSecrets): the builders merge them with the operator's own settings, the real API
+server refuses bad values with the field's name, and on the simulated cluster (KWOK nodes)
+they reach the Deployment the operator runs and steer where its pods land."""
 
 from __future__ import annotations
 
@@ -137,6 +137,71 @@ def test_the_spec_model_refuses_what_the_crd_refuses(
         modelserve(resources={"gpus": 1}, placement=placement)
 
 
+def test_limits_env_from_and_pull_secrets_reach_the_pod() -> None:
+    env_from = [
+        {"configMapRef": {"name": "tuning"}, "prefix": "APP_"},
+        {"secretRef": {"name": "tokens", "optional": True}, "prefix": "HF_"},
+    ]
+    deployment = build_deployment(
+        modelserve(
+            resources={
+                "gpus": 2,
+                "cpu": "4",
+                "cpuLimit": 8,
+                "memory": "16Gi",
+                "memoryLimit": "20Gi",
+            },
+            envFrom=env_from,
+            imagePullSecrets=[{"name": "registry"}],
+        ),
+        SETTINGS,
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert server["resources"] == {
+        "requests": {"cpu": "4", "memory": "16Gi"},
+        "limits": {"cpu": "8", "memory": "20Gi", "nvidia.com/gpu": "2"},
+    }
+    assert server["envFrom"] == env_from
+    # The operator's HOME stays in `env`, which Kubernetes puts before envFrom's keys.
+    assert server["env"][0] == {"name": "HOME", "value": "/tmp"}
+    assert "envFrom" not in pod["initContainers"][0]
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+
+
+def test_a_limit_alone_and_no_controls_at_all() -> None:
+    alone = build_deployment(modelserve(resources={"memoryLimit": "2Gi"}), SETTINGS)
+    assert server_of(alone)["resources"] == {"limits": {"memory": "2Gi"}}
+    plain = build_deployment(modelserve(resources={"gpus": 1}), SETTINGS)
+    assert "envFrom" not in server_of(plain)
+    assert "imagePullSecrets" not in plain["spec"]["template"]["spec"]
+
+
+def server_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"resources": {"cpu": "2", "cpuLimit": "1500m"}}, "cpuLimit (1500m) must not be below"),
+        ({"resources": {"memory": "1Gi", "memoryLimit": "1000Mi"}}, "memoryLimit (1000Mi)"),
+        ({"envFrom": [{"prefix": "A_"}]}, "names one configMapRef or one secretRef"),
+    ],
+)
+def test_the_spec_model_refuses_bad_limits_and_sources(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        modelserve(**spec)
+
+
+def test_equal_limits_and_requests_are_fine() -> None:
+    ms = modelserve(
+        resources={"cpu": "1", "cpuLimit": "1000m", "memory": "1Gi", "memoryLimit": 2**30}
+    )
+    assert ms.spec.resources.memory_limit == str(2**30)
+
+
 # --- The API server ----------------------------------------------------------------------
 
 
@@ -226,6 +291,66 @@ def test_bad_placement_is_refused_naming_the_field(
     assert crds.get_json("ms", "-n", namespace)["items"] == []
 
 
+@pytest.mark.kube
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        pytest.param(
+            {"resources": {"gpus": 1, "cpu": "2", "cpuLimit": "1500m"}},
+            "spec.resources.cpuLimit: Invalid value: spec.resources.cpuLimit must "
+            "not be below spec.resources.cpu",
+            id="cpu-limit-below-request",
+        ),
+        pytest.param(
+            {"resources": {"gpus": 1, "memory": "16Gi", "memoryLimit": "16G"}},
+            "spec.resources.memoryLimit must not be below spec.resources.memory",
+            id="memory-limit-below-request",
+        ),
+        pytest.param(
+            {"resources": {"gpus": 1, "cpuLimit": "two"}},
+            "spec.resources.cpuLimit in body should match",
+            id="cpu-limit-not-a-quantity",
+        ),
+        pytest.param(
+            {"envFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]},
+            "each spec.envFrom entry names one configMapRef or one secretRef",
+            id="env-from-two-sources",
+        ),
+        pytest.param(
+            {"envFrom": [{"configMapRef": {}}]},
+            "spec.envFrom[0].configMapRef.name: Required value",
+            id="env-from-without-name",
+        ),
+        pytest.param(
+            {"imagePullSecrets": [{"name": "registry"}, {"name": "registry"}]},
+            'spec.imagePullSecrets[1]: Duplicate value: {"name":"registry"}',
+            id="duplicate-pull-secret",
+        ),
+    ],
+)
+def test_bad_pod_controls_are_refused_naming_the_field(
+    crds: KubeCluster, namespace: str, changes: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(RuntimeError) as refused:
+        crds.kubectl("apply", "-n", namespace, stdin=manifest("controlled", {**VLLM, **changes}))
+    assert expected in " ".join(str(refused.value).split())
+    assert crds.get_json("ms", "-n", namespace)["items"] == []
+
+
+@pytest.mark.kube
+def test_integer_limits_and_requests_are_compared_as_quantities(
+    crds: KubeCluster, namespace: str
+) -> None:
+    """cpu 1 and cpuLimit 1000m are the same; integers are quantities too."""
+    resources = {"gpus": 1, "cpu": 1, "cpuLimit": "1000m", "memory": "1Gi", "memoryLimit": 2**31}
+    crds.kubectl(
+        "apply", "-n", namespace, stdin=manifest("limited", {**VLLM, "resources": resources})
+    )
+    stored = crds.get_json("ms", "limited", "-n", namespace)["spec"]["resources"]
+    assert stored["cpuLimit"] == "1000m"
+    assert stored["memoryLimit"] == 2**31
+
+
 # --- The operator on the simulated cluster -----------------------------------------------
 
 
@@ -262,7 +387,7 @@ def priority_class(crds: KubeCluster) -> Any:
 
 
 @pytest.mark.kube
-def test_placement_reaches_the_deployment_and_steers_the_pods(
+def test_pod_controls_reach_the_deployment_and_steer_the_pods(
     crds: KubeCluster,
     namespace: str,
     operator: RunningOperator,
@@ -289,8 +414,18 @@ def test_placement_reaches_the_deployment_and_steers_the_pods(
             ]
         }
     }
+    env_from = [{"configMapRef": {"name": "tuning", "optional": True}, "prefix": "APP_"}]
     spec = {
         **VLLM,
+        "resources": {
+            "gpus": 1,
+            "cpu": "1",
+            "cpuLimit": "2",
+            "memory": "1Gi",
+            "memoryLimit": "2Gi",
+        },
+        "envFrom": env_from,
+        "imagePullSecrets": [{"name": "registry"}],
         "placement": {
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "tolerations": [user_toleration],
@@ -309,6 +444,13 @@ def test_placement_reaches_the_deployment_and_steers_the_pods(
         "podAntiAffinity": ANTI_AFFINITY,
     }
     assert pod_template["priorityClassName"] == priority_class
+    assert pod_template["imagePullSecrets"] == [{"name": "registry"}]
+    server = pod_template["containers"][0]
+    assert server["envFrom"] == env_from
+    assert server["resources"] == {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"cpu": "2", "memory": "2Gi", "nvidia.com/gpu": "1"},
+    }
     (pod,) = get(crds, namespace, "pods", "-l", "llm.modelserve.io/modelserve=placed")["items"]
     assert pod["spec"]["nodeName"] == "gpu-l4-0"
     assert pod["spec"]["priority"] == 1000

@@ -6,7 +6,9 @@ operator's builders read, with the same names (camelCase on the wire) and defaul
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -117,22 +119,100 @@ class ModelSource(Wire):
         return bool(self.uri and self.uri.endswith("/"))
 
 
+# A Kubernetes quantity's suffixes, as multiples of the unit.
+_QUANTITY_SUFFIXES = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "P": Decimal(10**15),
+    "E": Decimal(10**18),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([eE][0-9]+|[KMGTPE]i|[mkMGTPE])?$")
+
+
+def quantity_value(text: str) -> Decimal | None:
+    """The number a Kubernetes quantity (8, 500m, 16Gi, 1e3) stands for; None if it is
+    not one."""
+    match = _QUANTITY.match(text)
+    if match is None:
+        return None
+    number, suffix = Decimal(match.group(1)), match.group(2) or ""
+    if suffix[:1] in ("e", "E"):
+        return number * Decimal(10) ** int(suffix[1:])
+    return number * _QUANTITY_SUFFIXES[suffix]
+
+
 class Resources(Wire):
     gpus: int = Field(default=0, ge=0)
     gpu_type: str | None = None
     # Quantities: the CRD takes 8 as well as "8" or "500m"; the builders want strings.
+    # cpu and memory are the pod's requests, the *_limit fields its limits.
     cpu: str | None = None
     memory: str | None = None
+    cpu_limit: str | None = None
+    memory_limit: str | None = None
 
-    @field_validator("cpu", "memory", mode="before")
+    @field_validator("cpu", "memory", "cpu_limit", "memory_limit", mode="before")
     @classmethod
     def _quantity(cls, value: object) -> object:
         return str(value) if isinstance(value, int | float) else value
+
+    @model_validator(mode="after")
+    def _limits_not_below_requests(self) -> Resources:
+        for request, limit, name in (
+            (self.cpu, self.cpu_limit, "cpu"),
+            (self.memory, self.memory_limit, "memory"),
+        ):
+            wanted = quantity_value(request) if request else None
+            most = quantity_value(limit) if limit else None
+            if wanted is not None and most is not None and most < wanted:
+                raise ValueError(
+                    f"spec.resources.{name}Limit ({limit}) must not be below "
+                    f"spec.resources.{name} ({request})"
+                )
+        return self
 
 
 class EnvVar(Wire):
     name: str
     value: str = ""
+
+
+class NameRef(Wire):
+    """A ConfigMap or Secret of the ModelServe's namespace, by name."""
+
+    name: str
+    optional: bool | None = None
+
+
+class EnvFromSource(Wire):
+    """Every key of one ConfigMap or Secret as environment variables (spec.envFrom)."""
+
+    prefix: str | None = None
+    config_map_ref: NameRef | None = None
+    secret_ref: NameRef | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvFromSource:
+        if (self.config_map_ref is None) == (self.secret_ref is None):
+            raise ValueError("each spec.envFrom entry names one configMapRef or one secretRef")
+        return self
+
+    def as_pod_field(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class LocalObjectReference(Wire):
+    name: str
 
 
 class TolerationOperator(StrEnum):
@@ -290,6 +370,8 @@ class ModelServeSpec(Wire):
     resources: Resources = Resources()
     args: tuple[str, ...] = ()
     env: tuple[EnvVar, ...] = ()
+    env_from: tuple[EnvFromSource, ...] = ()
+    image_pull_secrets: tuple[LocalObjectReference, ...] = ()
     placement: Placement = Placement()
     vllm: VllmOptions = VllmOptions()
     llamacpp: LlamacppOptions = LlamacppOptions()

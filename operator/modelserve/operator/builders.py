@@ -166,15 +166,25 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
     }
     if requests:
         resources["requests"] = requests
+    limits = {
+        key: value
+        for key, value in (
+            ("cpu", ms.spec.resources.cpu_limit),
+            ("memory", ms.spec.resources.memory_limit),
+        )
+        if value
+    }
     if ms.spec.resources.gpus:
-        resources["limits"] = {GPU_RESOURCE: str(ms.spec.resources.gpus)}
+        limits[GPU_RESOURCE] = str(ms.spec.resources.gpus)
+    if limits:
+        resources["limits"] = limits
     mounts = [
         {"name": "model", "mountPath": str(MODEL_DIR), "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     if ms.spec.runtime is Runtime.VLLM:
         mounts.append({"name": "shm", "mountPath": "/dev/shm"})
-    return {
+    container: Obj = {
         "name": SERVER_CONTAINER,
         "image": server.image,
         "args": list(server.args),
@@ -196,6 +206,10 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
         "readinessProbe": _probe("/health", server.port, 5, 3),
         "livenessProbe": _probe("/health", server.port, 10, 3),
     }
+    if ms.spec.env_from:
+        # Kubernetes gives `env` precedence over `envFrom`: HOME and spec.env stay.
+        container["envFrom"] = [source.as_pod_field() for source in ms.spec.env_from]
+    return container
 
 
 def placement(ms: ModelServe) -> Obj:
@@ -262,6 +276,8 @@ def build_deployment(
         # The drain, then time for the server to stop on SIGTERM.
         "terminationGracePeriodSeconds": settings.drain_seconds + 30,
     }
+    if ms.spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": ref.name} for ref in ms.spec.image_pull_secrets]
     pod_spec.update(placement(ms))
     return {
         "apiVersion": "apps/v1",

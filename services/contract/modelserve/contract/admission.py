@@ -34,7 +34,7 @@ from modelserve.common.modelserve import (
     ModelServe,
     Runtime,
 )
-from modelserve.common.owned_flags import owned_env, owned_flags
+from modelserve.common.owned_flags import OWNED_ENV, owned_env, owned_flags
 from modelserve.common.settings import split
 from modelserve.contract.policy import Action, Decision, Principal, Resource, with_recorded
 from modelserve.contract.settings import ContractSettings
@@ -276,6 +276,28 @@ def model_id_of(uri: str, prefix: str) -> str:
     return parts[0]
 
 
+def env_from_refusal(ms: ModelServe, who: Requester) -> str | None:
+    """Whether spec.envFrom could set a variable the operator owns (the keys of a ConfigMap
+    or Secret are not known here, so the prefix must rule it out: it may begin no owned
+    name), or reads a Secret for someone who is not an admin (a shared namespace holds
+    other tenants' Secrets)."""
+    owned = OWNED_ENV.get(ms.spec.runtime.value, frozenset())
+    for index, source in enumerate(ms.spec.env_from):
+        prefix = source.prefix or ""
+        clash = sorted(name for name in owned if name.startswith(prefix))
+        if clash:
+            return (
+                f"[owned_flag] spec.envFrom[{index}] could set {clash[0]}, which the operator "
+                f"owns: give it a prefix that no such name begins with (prefix {prefix!r})"
+            )
+        if source.secret_ref is not None and not who.admin:
+            return (
+                f"[env_from_not_allowed] spec.envFrom[{index}].secretRef: only platform admins "
+                "may put a Secret's keys into a model server's environment"
+            )
+    return None
+
+
 def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> str | None:
     """What the spec may not ask for, whatever the contract says (the URL of an external
     server is checked apart: it needs the resolver)."""
@@ -289,6 +311,9 @@ def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> 
     names = owned_env(runtime.value, [var.name for var in ms.spec.env])
     if names:
         return f"[owned_flag] spec.env may not set {names[0]}: the operator owns that option"
+    refusal = env_from_refusal(ms, who)
+    if refusal is not None:
+        return refusal
     if runtime is Runtime.EXTERNAL:
         if not who.admin and settings.external_for == "admins":
             return (
