@@ -117,3 +117,39 @@ def test_env_from_sets_no_owned_variable_and_reads_secrets_for_admins_only(
     stored, refused = apply(admin, namespace, unprefixed)
     assert not stored
     assert refused.startswith("[owned_flag]")
+
+
+def test_an_image_override_is_the_contracts_to_allow(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """spec.image runs what the platform did not build: no tenant may name one unless
+    their contract's `images` patterns allow it (none by default); admins may name any."""
+    namespace = enforced_namespace()
+    carol, dave = (f"{who}-{uuid.uuid4().hex[:6]}" for who in ("carol", "dave"))
+    admission.put_contract(carol, namespaces=[namespace])
+    admission.put_contract(dave, namespaces=[namespace], images=["registry.example/llm/*"])
+    mirror = "registry.example/llm/llama.cpp:server"
+    elsewhere = "docker.io/someone/miner:latest"
+
+    stored, refused = apply(admission.kubeconfig(carol), namespace, with_spec("c", image=mirror))
+    assert not stored
+    assert refused.startswith("[image_not_allowed]")
+    assert repr(mirror) in refused
+    daves = admission.kubeconfig(dave)
+    assert apply(daves, namespace, with_spec("d", image=mirror)) == (True, "")
+    stored, refused = apply(daves, namespace, with_spec("e", image=elsewhere))
+    assert not stored
+    assert refused.startswith("[image_not_allowed]")
+    assert "registry.example/llm/*" in refused
+    # Changing the image of an admitted server is decided again.
+    stored, refused = apply(daves, namespace, with_spec("d", image=elsewhere))
+    assert not stored
+    assert refused.startswith("[image_not_allowed]")
+
+    admin = admission.admin_kubeconfig()
+    assert apply(admin, namespace, with_spec("a", carol, image=elsewhere)) == (True, "")
+    assert admission.kube.get_json("ms", "a", "-n", namespace)["spec"]["image"] == elsewhere
+    stored_names = {
+        item["metadata"]["name"] for item in admission.kube.get_json("ms", "-n", namespace)["items"]
+    }
+    assert stored_names == {"a", "d"}

@@ -169,6 +169,23 @@ def test_limits_env_from_and_pull_secrets_reach_the_pod() -> None:
     assert pod["imagePullSecrets"] == [{"name": "registry"}]
 
 
+def test_an_image_override_replaces_the_runtimes_image_of_the_server_only() -> None:
+    image = "registry.example/llm/vllm-openai:v0.9.1"
+    deployment = build_deployment(modelserve(resources={"gpus": 1}, image=image), SETTINGS)
+    pod = deployment["spec"]["template"]["spec"]
+    assert server_of(deployment)["image"] == image
+    assert pod["initContainers"][0]["image"] == SETTINGS.fetch_image
+    plain = build_deployment(modelserve(resources={"gpus": 1}), SETTINGS)
+    assert server_of(plain)["image"] == SETTINGS.vllm_image
+    with pytest.raises(ValidationError, match=re.escape("leave out spec.image")):
+        ModelServe.from_body(
+            {
+                "metadata": {"name": "m", "namespace": "team-a", "uid": "uid-1"},
+                "spec": {"runtime": "external", "external": {"url": "http://x/v1"}, "image": image},
+            }
+        )
+
+
 def test_a_limit_alone_and_no_controls_at_all() -> None:
     alone = build_deployment(modelserve(resources={"memoryLimit": "2Gi"}), SETTINGS)
     assert server_of(alone)["resources"] == {"limits": {"memory": "2Gi"}}
@@ -322,6 +339,23 @@ def test_bad_placement_is_refused_naming_the_field(
             id="env-from-without-name",
         ),
         pytest.param(
+            {"image": "Not An Image"},
+            "spec.image in body should match",
+            id="image-not-a-reference",
+        ),
+        pytest.param(
+            {
+                "runtime": "external",
+                "model": None,
+                "resources": None,
+                "external": {"url": "http://llm.default.svc:8080/v1"},
+                "image": "vllm/vllm-openai:v0.9.1",
+            },
+            "runtime external runs elsewhere: the platform runs no image for it, leave out "
+            "spec.image",
+            id="image-on-external",
+        ),
+        pytest.param(
             {"imagePullSecrets": [{"name": "registry"}, {"name": "registry"}]},
             'spec.imagePullSecrets[1]: Duplicate value: {"name":"registry"}',
             id="duplicate-pull-secret",
@@ -331,8 +365,9 @@ def test_bad_placement_is_refused_naming_the_field(
 def test_bad_pod_controls_are_refused_naming_the_field(
     crds: KubeCluster, namespace: str, changes: dict[str, Any], expected: str
 ) -> None:
+    spec = {key: value for key, value in {**VLLM, **changes}.items() if value is not None}
     with pytest.raises(RuntimeError) as refused:
-        crds.kubectl("apply", "-n", namespace, stdin=manifest("controlled", {**VLLM, **changes}))
+        crds.kubectl("apply", "-n", namespace, stdin=manifest("controlled", spec))
     assert expected in " ".join(str(refused.value).split())
     assert crds.get_json("ms", "-n", namespace)["items"] == []
 
@@ -426,6 +461,7 @@ def test_pod_controls_reach_the_deployment_and_steer_the_pods(
         },
         "envFrom": env_from,
         "imagePullSecrets": [{"name": "registry"}],
+        "image": "registry.example/llm/vllm-openai:v0.9.1",
         "placement": {
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "tolerations": [user_toleration],
@@ -446,6 +482,7 @@ def test_pod_controls_reach_the_deployment_and_steer_the_pods(
     assert pod_template["priorityClassName"] == priority_class
     assert pod_template["imagePullSecrets"] == [{"name": "registry"}]
     server = pod_template["containers"][0]
+    assert server["image"] == "registry.example/llm/vllm-openai:v0.9.1"
     assert server["envFrom"] == env_from
     assert server["resources"] == {
         "requests": {"cpu": "1", "memory": "1Gi"},

@@ -371,6 +371,9 @@ class ModelServeSpec(Wire):
     args: tuple[str, ...] = ()
     env: tuple[EnvVar, ...] = ()
     env_from: tuple[EnvFromSource, ...] = ()
+    # The model server's image instead of the operator's for the runtime (the contract's
+    # `images` allowlist decides who may name which).
+    image: str | None = None
     image_pull_secrets: tuple[LocalObjectReference, ...] = ()
     placement: Placement = Placement()
     vllm: VllmOptions = VllmOptions()
@@ -378,6 +381,12 @@ class ModelServeSpec(Wire):
     external: ExternalServer | None = None
     scaling: Scaling = Scaling()
     autoscaling: Autoscaling | None = None
+
+    @model_validator(mode="after")
+    def _no_image_for_external(self) -> ModelServeSpec:
+        if self.runtime is Runtime.EXTERNAL and self.image is not None:
+            raise ValueError("runtime external runs elsewhere: leave out spec.image")
+        return self
 
     @property
     def most_replicas(self) -> int:

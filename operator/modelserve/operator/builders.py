@@ -186,7 +186,7 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
         mounts.append({"name": "shm", "mountPath": "/dev/shm"})
     container: Obj = {
         "name": SERVER_CONTAINER,
-        "image": server.image,
+        "image": ms.spec.image or server.image,
         "args": list(server.args),
         "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],
         # The root filesystem is read-only and the user has no home in the image: caches

@@ -360,6 +360,7 @@ def resource(review: Review, who: Requester, settings: ContractSettings) -> Reso
         model=ms.served_name,
         model_id=model_id,
         runtime=ms.spec.runtime.value,
+        image=ms.spec.image,
         replicas=ms.spec.most_replicas,
         gpus=ms.spec.resources.gpus,
         team=labels_of(review.object).get(TEAM_LABEL),

@@ -25,6 +25,7 @@ def default_limits(settings: ContractSettings) -> Limits:
     return Limits(
         models=patterns(settings.default_models),
         runtimes=patterns(settings.default_runtimes),
+        images=patterns(settings.default_images),
         namespaces=patterns(settings.default_namespaces),
         max_replicas=settings.default_max_replicas,
         max_gpus=settings.default_max_gpus,

@@ -38,6 +38,7 @@ class Reason(StrEnum):
     PLATFORM_NAMESPACE = "platform_namespace"
     MODEL = "model_not_allowed"
     RUNTIME = "runtime_not_allowed"
+    IMAGE = "image_not_allowed"
     NAMESPACE = "namespace_not_allowed"
     REPLICAS = "max_replicas_exceeded"
     GPUS = "max_gpus_exceeded"
@@ -69,6 +70,8 @@ class Resource(BaseModel):
     # model allowlists hold for it as well as for `model`, the served name.
     model_id: str | None = None
     runtime: str | None = None
+    # serve: the model server's image when the spec overrides the operator's (spec.image).
+    image: str | None = None
     replicas: int = Field(default=1, ge=0, le=INT_MAX)
     gpus: int = Field(default=0, ge=0, le=INT_MAX, description="per replica")
     budget: int | None = Field(
@@ -222,6 +225,12 @@ def check_request(action: Action, resource: Resource, scope: Scope) -> Decision 
         )
         if action is Action.SERVE and runtime is not None:
             return runtime
+        if action is Action.SERVE and resource.image is not None:
+            image = _outside(
+                Reason.IMAGE, f"{who} may not run image", resource.image, limits.images
+            )
+            if image is not None:
+                return image
         if limits.max_replicas is not None and resource.replicas > limits.max_replicas:
             return deny(
                 Reason.REPLICAS,

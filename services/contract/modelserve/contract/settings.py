@@ -39,6 +39,8 @@ class ContractSettings(ServiceSettings):
     # unset (empty) is no limit; allowlists are comma-separated patterns, `*` for any.
     default_models: str = Field(default="*", validation_alias=_default("MODELS"))
     default_runtimes: str = Field(default="*", validation_alias=_default("RUNTIMES"))
+    # The images a ModelServe's spec.image may name: none unless a contract allows some.
+    default_images: str = Field(default="", validation_alias=_default("IMAGES"))
     default_namespaces: str = Field(
         default="default,inference",
         validation_alias=AliasChoices("CONTRACT_DEFAULT_NAMESPACES", "ALLOWED_NAMESPACES"),

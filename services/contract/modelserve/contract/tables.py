@@ -43,6 +43,11 @@ class Limits(SQLModel):
         default=None, sa_column=_patterns(), description="model name patterns (fnmatch)"
     )
     runtimes: list[str] | None = Field(default=None, sa_column=_patterns())
+    images: list[str] | None = Field(
+        default=None,
+        sa_column=_patterns(),
+        description="image patterns (fnmatch) a ModelServe's spec.image may name",
+    )
     namespaces: list[str] | None = Field(default=None, sa_column=_patterns())
     max_replicas: int | None = Field(default=None, ge=0, le=INT_MAX, description="per server")
     max_gpus: int | None = Field(
