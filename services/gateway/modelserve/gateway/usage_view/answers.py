@@ -60,6 +60,8 @@ class ContractLimits(_Passing):
     models: list[str] | None = None
     runtimes: list[str] | None = None
     namespaces: list[str] | None = None
+    # The images a ModelServe's spec.image may name (none when empty: see docs/contract.md).
+    images: list[str] | None = None
     max_replicas: int | None = None
     max_gpus: int | None = None
     max_servers: int | None = None
