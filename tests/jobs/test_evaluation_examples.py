@@ -101,8 +101,11 @@ def test_request_bodies_ask_for_logprobs_and_a_trace_only_when_scaled() -> None:
     assert "budget" not in plain and "scaling_trace" not in plain
     one = request_body(example, "m", spec(budget=1, algorithm="none"))
     assert (one["budget"], one["algorithm"]) == (1, "none") and "scaling_trace" not in one
+    assert one["logprobs"] is True
     scaled = request_body(example, "m", spec(budget=2, algorithm="self-consistency"))
     assert scaled["scaling_trace"] is True
+    # Log-probabilities would have the gateway answer it unscaled.
+    assert "logprobs" not in scaled and "top_logprobs" not in scaled
 
 
 def answer(text: str, logprobs: list[float] | None = None) -> dict[str, Any]:

@@ -82,17 +82,19 @@ def parse_example(text: str) -> Example:
 
 
 def request_body(example: Example, model: str, spec: EvalSpec) -> dict[str, Any]:
-    """The chat completion that asks `example`: with the log-probabilities of the
-    answer's tokens (llama-cpp-python gives them only with `top_logprobs`), and the
-    spec's budget and algorithm when it scales."""
+    """The chat completion that asks `example`: the spec's budget and algorithm when it
+    scales, else the log-probabilities of the answer's tokens (llama-cpp-python gives
+    them only with `top_logprobs`). Never both: the gateway answers a request that asks
+    for scaling and log-probabilities unscaled (a scaled answer has none)."""
     body: dict[str, Any] = {
         "model": model,
         "messages": example.messages,
         "max_tokens": spec.max_tokens,
         "temperature": spec.temperature,
-        "logprobs": True,
-        "top_logprobs": 1,
     }
+    if not scales(spec):
+        body["logprobs"] = True
+        body["top_logprobs"] = 1
     if spec.budget is not None:
         body["budget"] = spec.budget
     if spec.algorithm is not None:
