@@ -488,6 +488,8 @@ class DrainDuringDecision:
     def __init__(self, gw: Callable[[], Gateway]) -> None:
         self._gw = gw
         self.settled = 0
+        # The proxy asks `Accounting.ledger` to decide: this one decides itself.
+        self.ledger = self
 
     async def decide(self, claims: Any, model: str, tokens: Any, budget: Any, **_: Any) -> Decision:
         self._gw().status({"phase": "Ready", "desiredReplicas": 1, "drain": {"token": "t-9"}})

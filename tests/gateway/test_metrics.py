@@ -31,6 +31,7 @@ NAMES = {
     "modelserve_gateway_scaling_requests": "counter",
     "modelserve_gateway_scaling_budget": "histogram",
     "modelserve_gateway_scaling_upstream_calls": "counter",
+    "modelserve_gateway_scaling_skipped": "counter",
     "modelserve_gateway_scaling_reward_seconds": "histogram",
     "modelserve_gateway_scaling_added_seconds": "histogram",
     "modelserve_gateway_held_requests": "gauge",
