@@ -6,13 +6,13 @@ operator's builders read, with the same names (camelCase on the wire) and defaul
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from kubernetes.utils import parse_quantity
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -119,36 +119,14 @@ class ModelSource(Wire):
         return bool(self.uri and self.uri.endswith("/"))
 
 
-# A Kubernetes quantity's suffixes, as multiples of the unit.
-_QUANTITY_SUFFIXES = {
-    "": Decimal(1),
-    "m": Decimal("0.001"),
-    "k": Decimal(10**3),
-    "M": Decimal(10**6),
-    "G": Decimal(10**9),
-    "T": Decimal(10**12),
-    "P": Decimal(10**15),
-    "E": Decimal(10**18),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
-}
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([eE][0-9]+|[KMGTPE]i|[mkMGTPE])?$")
-
-
 def quantity_value(text: str) -> Decimal | None:
     """The number a Kubernetes quantity (8, 500m, 16Gi, 1e3) stands for; None if it is
-    not one."""
-    match = _QUANTITY.match(text)
-    if match is None:
+    not one (the Kubernetes client's parser, as the gateway's /system reads them)."""
+    try:
+        value: Decimal = parse_quantity(text)
+    except ValueError:
         return None
-    number, suffix = Decimal(match.group(1)), match.group(2) or ""
-    if suffix[:1] in ("e", "E"):
-        return number * Decimal(10) ** int(suffix[1:])
-    return number * _QUANTITY_SUFFIXES[suffix]
+    return value
 
 
 class Resources(Wire):
@@ -187,6 +165,13 @@ class EnvVar(Wire):
     value: str = ""
 
 
+class PodField(Wire):
+    """A part of the spec that goes onto the pod as Kubernetes writes it."""
+
+    def as_pod_field(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
 class NameRef(Wire):
     """A ConfigMap or Secret of the ModelServe's namespace, by name."""
 
@@ -194,7 +179,7 @@ class NameRef(Wire):
     optional: bool | None = None
 
 
-class EnvFromSource(Wire):
+class EnvFromSource(PodField):
     """Every key of one ConfigMap or Secret as environment variables (spec.envFrom)."""
 
     prefix: str | None = None
@@ -206,9 +191,6 @@ class EnvFromSource(Wire):
         if (self.config_map_ref is None) == (self.secret_ref is None):
             raise ValueError("each spec.envFrom entry names one configMapRef or one secretRef")
         return self
-
-    def as_pod_field(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 class LocalObjectReference(Wire):
@@ -226,7 +208,7 @@ class TaintEffect(StrEnum):
     NO_EXECUTE = "NoExecute"
 
 
-class Toleration(Wire):
+class Toleration(PodField):
     """One Kubernetes toleration of the model server's pods (the CRD checks its shape)."""
 
     key: str | None = None
@@ -245,20 +227,14 @@ class Toleration(Wire):
             raise ValueError("tolerationSeconds only applies with effect NoExecute")
         return self
 
-    def as_pod_field(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
-
-class Affinity(Wire):
+class Affinity(PodField):
     """The pod's Kubernetes affinity, as written: the API server checks its inside when the
     operator applies the Deployment."""
 
     node_affinity: dict[str, Any] | None = None
     pod_affinity: dict[str, Any] | None = None
     pod_anti_affinity: dict[str, Any] | None = None
-
-    def as_pod_field(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 class Placement(Wire):

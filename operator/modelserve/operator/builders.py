@@ -234,8 +234,9 @@ def placement(ms: ModelServe) -> Obj:
         fields["tolerations"] = tolerations
     if node_selector:
         fields["nodeSelector"] = node_selector
-    if user.affinity is not None and user.affinity.as_pod_field():
-        fields["affinity"] = user.affinity.as_pod_field()
+    affinity = user.affinity.as_pod_field() if user.affinity is not None else None
+    if affinity:
+        fields["affinity"] = affinity
     if user.priority_class_name:
         fields["priorityClassName"] = user.priority_class_name
     return fields
