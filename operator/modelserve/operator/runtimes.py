@@ -70,6 +70,9 @@ def llamacpp_container(ms: ModelServe, settings: OperatorSettings) -> ServerCont
         ("--host", "0.0.0.0"),
         ("--port", str(settings.llamacpp_port)),
         ("--ctx-size", str(ms.spec.llamacpp.context_size)),
+        # Prometheus /metrics on the server's port (llamacpp:*), which llama-server serves
+        # only when asked; vLLM serves its own (vllm:*) always.
+        ("--metrics", None),
     ]
     if gpus:
         defaults.append(("--n-gpu-layers", "999"))  # every layer on the GPUs
