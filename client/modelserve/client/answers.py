@@ -246,3 +246,65 @@ class ChatCompletion(Answer):
     def content(self) -> str:
         """The first choice's text."""
         return self.choices[0].message.content or "" if self.choices else ""
+
+
+class Token(Answer):
+    """POST /auth/token: a platform JWT and its lifetime in seconds."""
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class Me(Answer):
+    """GET /auth/me: who the token stands for."""
+
+    username: str
+    roles: list[str] = []
+    teams: list[str] = []
+    expires_at: dt.datetime
+    api_key: str | None = None
+
+
+class ApiKey(Answer):
+    """One of one's API keys, as GET /auth/keys lists it (never the key itself)."""
+
+    id: str
+    name: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None = None
+
+
+class ApiKeyCreated(ApiKey):
+    """POST /auth/keys: the new key, whole, in this answer only (the gateway keeps a hash)."""
+
+    key: str
+
+
+class ChunkDelta(Answer):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChunkChoice(Answer):
+    index: int = 0
+    delta: ChunkDelta = ChunkDelta()
+    finish_reason: str | None = None
+
+
+class ChatChunk(Answer):
+    """One event of a streamed POST /v1/chat/completions (`chat.completion.chunk`)."""
+
+    id: str | None = None
+    model: str | None = None
+    choices: list[ChunkChoice] = []
+    usage: dict[str, Any] | None = None
+
+    @property
+    def content(self) -> str:
+        """The first choice's new text ('' for a chunk without any)."""
+        return (self.choices[0].delta.content or "") if self.choices else ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.choices[0].finish_reason if self.choices else None

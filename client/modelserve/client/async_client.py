@@ -17,17 +17,22 @@ from modelserve.client import calls
 from modelserve.client.answers import (
     Activation,
     ActiveModel,
+    ApiKey,
+    ApiKeyCreated,
+    ChatChunk,
     ChatCompletion,
     GpuStats,
     Health,
     HistoryEntry,
     Info,
     Logs,
+    Me,
     ModelRecord,
     PowerProfile,
     Registration,
     Server,
     SystemStats,
+    Token,
     Upload,
     Version,
 )
@@ -42,6 +47,8 @@ from modelserve.client.arena.answers import (
     Leaderboard,
 )
 from modelserve.client.arena.events import EventReader, unfinished
+from modelserve.client.chunks import ChunkReader
+from modelserve.client.chunks import unfinished as chat_unfinished
 from modelserve.client.errors import ModelServeError, error_of
 from modelserve.client.jobs import calls as job_calls
 from modelserve.client.jobs.answers import (
@@ -124,9 +131,13 @@ class AsyncClient:
         return await self.send(calls.system_stats())
 
     async def logs(
-        self, component: str, lines: int = 100, since_seconds: int | None = None
+        self,
+        component: str,
+        lines: int = 100,
+        since_seconds: int | None = None,
+        container: str | None = None,
     ) -> Logs:
-        return await self.send(calls.logs(component, lines, since_seconds))
+        return await self.send(calls.logs(component, lines, since_seconds, container))
 
     async def power_profile(self) -> PowerProfile:
         return await self.send(calls.power_profile())
@@ -276,6 +287,52 @@ class AsyncClient:
         """A chat completion through the gateway (`max_tokens`, `temperature`, `budget`,
         … go in `params`)."""
         return await self.send(calls.chat(model, messages, **params))
+
+    async def chat_stream(
+        self, model: str, messages: Sequence[Mapping[str, Any]], **params: Any
+    ) -> AsyncIterator[ChatChunk]:
+        """As Client.chat_stream: the chunks as they come, to `[DONE]`."""
+        call = calls.chat_stream(model, messages, **params)
+        try:
+            async with self._http.stream(
+                call.method,
+                self.settings.url(call.path),
+                json=call.body,
+                headers=self.settings.headers(),
+            ) as response:
+                if response.status_code >= 400:
+                    raise error_of(response.status_code, await response.aread())
+                reader = ChunkReader()
+                async for line in response.aiter_lines():
+                    chunk = reader.feed(line)
+                    if chunk is not None:
+                        yield chunk
+                    if reader.done:
+                        return
+        except httpx.TimeoutException as error:
+            raise ModelServeError("timeout", f"{call.method} {call.path}: {error!r}") from error
+        except httpx.HTTPError as error:
+            raise ModelServeError("unreachable", f"{self.settings.base_url}: {error}") from error
+        raise chat_unfinished()
+
+    # --- signing in and API keys ----------------------------------------------------------
+
+    async def sign_in(self, username: str, password: str) -> Token:
+        return await self.send(calls.sign_in(username, password))
+
+    async def me(self) -> Me:
+        return await self.send(calls.me())
+
+    async def create_key(self, name: str, *, expires_in_days: int | None = None) -> ApiKeyCreated:
+        return await self.send(calls.create_key(name, expires_in_days=expires_in_days))
+
+    async def list_keys(
+        self, *, limit: int | None = None, offset: int | None = None
+    ) -> list[ApiKey]:
+        return await self.send(calls.list_keys(limit=limit, offset=offset))
+
+    async def revoke_key(self, key_id: str) -> None:
+        await self.send(calls.revoke_key(key_id))
 
     # --- jobs -----------------------------------------------------------------------------
 

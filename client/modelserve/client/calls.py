@@ -15,17 +15,22 @@ from pydantic import TypeAdapter, ValidationError
 from modelserve.client.answers import (
     Activation,
     ActiveModel,
+    ApiKey,
+    ApiKeyCreated,
+    ChatChunk,
     ChatCompletion,
     GpuStats,
     Health,
     HistoryEntry,
     Info,
     Logs,
+    Me,
     ModelRecord,
     PowerProfile,
     Registration,
     Server,
     SystemStats,
+    Token,
     Upload,
     Version,
 )
@@ -106,8 +111,13 @@ def system_stats() -> Call[SystemStats]:
     return Call("GET", "/system", SystemStats.model_validate)
 
 
-def logs(component: str, lines: int = 100, since_seconds: int | None = None) -> Call[Logs]:
-    query = query_of(lines=lines, since_seconds=since_seconds)
+def logs(
+    component: str,
+    lines: int = 100,
+    since_seconds: int | None = None,
+    container: str | None = None,
+) -> Call[Logs]:
+    query = query_of(lines=lines, since_seconds=since_seconds, container=container)
     return Call("GET", f"/logs/{path_segment(component)}", Logs.model_validate, query)
 
 
@@ -228,9 +238,50 @@ def stop(server_id: str) -> Call[Server]:
 
 def chat(model: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> Call[ChatCompletion]:
     if params.get("stream"):
-        raise ValueError("chat answers whole completions: stream is not supported here")
+        raise ValueError("chat answers whole completions: chat_stream streams them")
     body = {"model": model, "messages": [dict(message) for message in messages], **params}
     return Call("POST", "/v1/chat/completions", ChatCompletion.model_validate, body=body)
+
+
+def chat_stream(
+    model: str, messages: Sequence[Mapping[str, Any]], **params: Any
+) -> Call[ChatChunk]:
+    """The streamed chat completion: each server-sent event's data is one `ChatChunk`
+    (the clients read them with chunks.ChunkReader)."""
+    body = {
+        "model": model,
+        "messages": [dict(message) for message in messages],
+        **params,
+        "stream": True,
+    }
+    return Call("POST", "/v1/chat/completions", ChatChunk.model_validate, body=body)
+
+
+# --- signing in and API keys ----------------------------------------------------------
+
+
+def sign_in(username: str, password: str) -> Call[Token]:
+    body = {"username": username, "password": password}
+    return Call("POST", "/auth/token", Token.model_validate, body=body)
+
+
+def me() -> Call[Me]:
+    return Call("GET", "/auth/me", Me.model_validate)
+
+
+def create_key(name: str, *, expires_in_days: int | None = None) -> Call[ApiKeyCreated]:
+    body: dict[str, Any] = {"name": name}
+    if expires_in_days is not None:
+        body["expires_in_days"] = expires_in_days
+    return Call("POST", "/auth/keys", ApiKeyCreated.model_validate, body=body)
+
+
+def list_keys(*, limit: int | None = None, offset: int | None = None) -> Call[list[ApiKey]]:
+    return Call("GET", "/auth/keys", list_of(ApiKey), query_of(limit=limit, offset=offset))
+
+
+def revoke_key(key_id: str) -> Call[None]:
+    return Call("DELETE", f"/auth/keys/{path_segment(key_id)}", _nothing)
 
 
 def delete_upload(upload_id: str) -> Call[None]:

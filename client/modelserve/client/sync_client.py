@@ -16,17 +16,22 @@ from modelserve.client import calls
 from modelserve.client.answers import (
     Activation,
     ActiveModel,
+    ApiKey,
+    ApiKeyCreated,
+    ChatChunk,
     ChatCompletion,
     GpuStats,
     Health,
     HistoryEntry,
     Info,
     Logs,
+    Me,
     ModelRecord,
     PowerProfile,
     Registration,
     Server,
     SystemStats,
+    Token,
     Upload,
     Version,
 )
@@ -41,6 +46,8 @@ from modelserve.client.arena.answers import (
     Leaderboard,
 )
 from modelserve.client.arena.events import EventReader, unfinished
+from modelserve.client.chunks import ChunkReader
+from modelserve.client.chunks import unfinished as chat_unfinished
 from modelserve.client.errors import ModelServeError, error_of
 from modelserve.client.jobs import calls as job_calls
 from modelserve.client.jobs.answers import (
@@ -122,8 +129,16 @@ class Client:
     def system_stats(self) -> SystemStats:
         return self.send(calls.system_stats())
 
-    def logs(self, component: str, lines: int = 100, since_seconds: int | None = None) -> Logs:
-        return self.send(calls.logs(component, lines, since_seconds))
+    def logs(
+        self,
+        component: str,
+        lines: int = 100,
+        since_seconds: int | None = None,
+        container: str | None = None,
+    ) -> Logs:
+        """A platform component's pod logs (admins), or a server's by its server_id
+        (`container`: `server`, the default, or `fetch-model`)."""
+        return self.send(calls.logs(component, lines, since_seconds, container))
 
     def power_profile(self) -> PowerProfile:
         return self.send(calls.power_profile())
@@ -269,6 +284,56 @@ class Client:
         """A chat completion through the gateway (`max_tokens`, `temperature`, `budget`,
         … go in `params`)."""
         return self.send(calls.chat(model, messages, **params))
+
+    def chat_stream(
+        self, model: str, messages: Sequence[Mapping[str, Any]], **params: Any
+    ) -> Iterator[ChatChunk]:
+        """The chat completion streamed: its chunks as they come (`chunk.content` is the
+        new text), to `[DONE]`. The request is sent when the iteration starts."""
+        call = calls.chat_stream(model, messages, **params)
+        try:
+            with self._http.stream(
+                call.method,
+                self.settings.url(call.path),
+                json=call.body,
+                headers=self.settings.headers(),
+            ) as response:
+                if response.status_code >= 400:
+                    raise error_of(response.status_code, response.read())
+                reader = ChunkReader()
+                for line in response.iter_lines():
+                    chunk = reader.feed(line)
+                    if chunk is not None:
+                        yield chunk
+                    if reader.done:
+                        return
+        except httpx.TimeoutException as error:
+            raise ModelServeError("timeout", f"{call.method} {call.path}: {error!r}") from error
+        except httpx.HTTPError as error:
+            raise ModelServeError("unreachable", f"{self.settings.base_url}: {error}") from error
+        raise chat_unfinished()
+
+    # --- signing in and API keys ----------------------------------------------------------
+
+    def sign_in(self, username: str, password: str) -> Token:
+        """POST /auth/token: a JWT for `username` (this client keeps using its own token;
+        make a new one with the answer's `access_token`)."""
+        return self.send(calls.sign_in(username, password))
+
+    def me(self) -> Me:
+        return self.send(calls.me())
+
+    def create_key(self, name: str, *, expires_in_days: int | None = None) -> ApiKeyCreated:
+        """A new API key for the caller: its `key` is in this answer only."""
+        return self.send(calls.create_key(name, expires_in_days=expires_in_days))
+
+    def list_keys(self, *, limit: int | None = None, offset: int | None = None) -> list[ApiKey]:
+        """The caller's keys that are not revoked, oldest first (never the keys)."""
+        return self.send(calls.list_keys(limit=limit, offset=offset))
+
+    def revoke_key(self, key_id: str) -> None:
+        """Revoke one's own key by its id (an admin: anyone's)."""
+        self.send(calls.revoke_key(key_id))
 
     # --- jobs -----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from modelserve.client.cli import output
 from modelserve.client.jobs.answers import Job, TypedJob
 from modelserve.client.jobs.bar import JobBar
 from modelserve.client.sync_client import Client
@@ -41,6 +42,7 @@ def _add_jobs(jobs: argparse.ArgumentParser) -> None:
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--limit", type=int)
     listing.add_argument("--offset", type=int)
+    listing.add_argument("--output", **output.OPTION)
     actions.add_parser("stats", help="how many jobs are in each state")
     for name, help in (("get", "one job"), ("cancel", "cancel a pending or running job")):
         actions.add_parser(name, help=help).add_argument("job_id")

@@ -1,55 +1,23 @@
-"""`modelserve`: the gateway's calls from a shell, over `Client`. Every answer is JSON on
-stdout; progress bars (uploads, registrations, jobs) and errors go to stderr.
-
-    modelserve health | info | version | gpu | system | power-profile [PROFILE]
-    modelserve logs COMPONENT [--lines N]
-    modelserve models [--name N] [--tag T]... [--origin O] [--limit L] [--offset O]
-    modelserve register MODEL_ID (--upload FILE | --uri S3_URI) [--name] [--source] [--tags]
-    modelserve registration MODEL_ID [--wait]
-    modelserve set-active MODEL_ID [--reason R] | active [--name N] | history [--name N]
-    modelserve serve (--model-name N | --model-uuid U) [--replicas] [--gpus] ...
-    modelserve status [SERVER_ID] | stop SERVER_ID
-    modelserve chat MODEL MESSAGE [--system S] [--max-tokens N] [--temperature T]
-    modelserve jobs list [--type T] [--status S] [--limit L] [--offset O] | stats
-    modelserve jobs get|cancel|wait JOB_ID
-    modelserve eval run --model M --dataset D [--name N] [--max-samples N] ... [--wait]
-    modelserve eval get|examples JOB_ID | list
-    modelserve datagen run --model M --num-examples N --output-dir D ... [--wait]
-    modelserve datagen get|resume JOB_ID | list
-    modelserve generate MODEL PROMPT... [--max-tokens N] [--wait]
-    modelserve arena battle PROMPT [--model A --model B] [--max-tokens N] | turn ID PROMPT
-    modelserve arena vote BATTLE_ID a|b|tie|both_bad | battles [ID] | votes
-    modelserve arena leaderboard [--team T] [--style-control] [--bootstrap N] [--table]
-
-The gateway's URL comes from --url, MODELSERVE_URL or GATEWAY_URL; the token from --token
-or MODELSERVE_TOKEN. Exit status: 0, 1 for an error of the platform (its JSON on stderr),
-2 for a usage error, 3 when a job waited for ended failed or cancelled.
-"""
+"""The CLI's arguments, and each command as the client's method (`run`): the answer that
+main prints, or None when the command printed it already (a streamed chat)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import BaseModel
 
 from modelserve.client.arena import commands as arena_commands
-from modelserve.client.errors import ModelServeError
+from modelserve.client.cli import chatting, output, serving, session
 from modelserve.client.jobs import commands as job_commands
 from modelserve.client.progress import RegistrationBar, UploadBar
 from modelserve.client.sync_client import Client
 
-
-def _json(answer: BaseModel | Sequence[BaseModel]) -> str:
-    value: Any = (
-        answer.model_dump(mode="json")
-        if isinstance(answer, BaseModel)
-        else [item.model_dump(mode="json") for item in answer]
-    )
-    return json.dumps(value, indent=2)
+Answer = BaseModel | Sequence[BaseModel] | dict[str, Any]
+OUTPUT = output.OPTION
 
 
 def _register(client: Client, args: argparse.Namespace) -> BaseModel:
@@ -76,31 +44,17 @@ def _wait(client: Client, model_id: str) -> BaseModel:
         return client.wait_for_registration(model_id, on_update=bar)
 
 
-def _serve(client: Client, args: argparse.Namespace) -> BaseModel:
-    fields = {
-        "replicas": args.replicas,
-        "gpus": args.gpus,
-        "gpu_type": args.gpu_type,
-        "runtime": args.runtime,
-        "runtime_params": args.runtime_params,
-        "served_name": args.served_name,
-        "namespace": args.namespace,
-    }
-    chosen = {key: value for key, value in fields.items() if value is not None}
-    return client.serve(model_name=args.model_name, model_uuid=args.model_uuid, **chosen)
-
-
-def _chat(client: Client, args: argparse.Namespace) -> BaseModel:
-    messages = [{"role": "system", "content": args.system}] if args.system else []
-    messages.append({"role": "user", "content": args.message})
-    params = {"max_tokens": args.max_tokens, "temperature": args.temperature}
-    return client.chat(
-        args.model, messages, **{key: value for key, value in params.items() if value is not None}
-    )
-
-
-def run(client: Client, args: argparse.Namespace) -> BaseModel | Sequence[BaseModel]:
-    """The answer of the command `args` names."""
+def run(
+    client: Client,
+    args: argparse.Namespace,
+    *,
+    terminal: bool = False,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> Answer | None:
+    """The answer of the command `args` names (`terminal`: whether stdout is one, which
+    chooses between a streamed chat and its JSON)."""
     command = args.command
     simple = {
         "health": client.health,
@@ -114,7 +68,7 @@ def run(client: Client, args: argparse.Namespace) -> BaseModel | Sequence[BaseMo
     if command == "power-profile":
         return client.set_power_profile(args.profile) if args.profile else client.power_profile()
     if command == "logs":
-        return client.logs(args.component, args.lines)
+        return client.logs(args.component, args.lines, args.since, args.container)
     if command == "models":
         return client.list_models(
             name=args.name, tag=args.tag, origin=args.origin, limit=args.limit, offset=args.offset
@@ -130,25 +84,40 @@ def run(client: Client, args: argparse.Namespace) -> BaseModel | Sequence[BaseMo
     if command == "history":
         return client.history(name=args.name, limit=args.limit)
     if command == "serve":
-        return _serve(client, args)
+        return serving.run(client, args, stderr=stderr or sys.stderr)
     if command == "status":
         return client.status(args.server_id) if args.server_id else client.status()
     if command == "stop":
         return client.stop(args.server_id)
+    if command in session.COMMANDS:
+        return session.run(client, args)
     if command in job_commands.COMMANDS:
         return job_commands.run(client, args)
     if command == arena_commands.COMMAND:
         return arena_commands.run(client, args)
     assert command == "chat", command
-    return _chat(client, args)
+    return chatting.run(
+        client,
+        args,
+        human=output.human(args, terminal),
+        stdin=stdin or sys.stdin,
+        stdout=stdout or sys.stdout,
+        stderr=stderr or sys.stderr,
+    )
 
 
-def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="modelserve", description=__doc__.split("\n")[0])
-    main.add_argument("--url", help="the gateway (default: $MODELSERVE_URL, $GATEWAY_URL)")
-    main.add_argument("--token", help="a JWT or an API key (default: $MODELSERVE_TOKEN)")
+def parser(description: str = "") -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="modelserve", description=description)
+    main.add_argument(
+        "--url", help="the gateway (default: $MODELSERVE_URL, $GATEWAY_URL, the saved login's)"
+    )
+    main.add_argument(
+        "--token", help="a JWT or an API key (default: $MODELSERVE_TOKEN, the saved login's)"
+    )
     main.add_argument("--timeout", type=float, help="seconds per request (default 60)")
+    main.add_argument("--output", choices=output.FORMATS, default=None, help=OUTPUT["help"])
     commands = main.add_subparsers(dest="command", required=True)
+    session.add_commands(commands)
     for name, help in (
         ("health", "GET /health"),
         ("info", "GET /info"),
@@ -159,15 +128,19 @@ def parser() -> argparse.ArgumentParser:
         commands.add_parser(name, help=help)
     power = commands.add_parser("power-profile", help="read, or (admins) choose, the profile")
     power.add_argument("profile", nargs="?", help="quiet, normal or max")
-    logs = commands.add_parser("logs", help="a component's or a server's pod logs")
-    logs.add_argument("component", help="a platform component, or a server_id")
-    logs.add_argument("--lines", type=int, default=100)
+    logs = commands.add_parser("logs", help="a server's pod logs, or (admins) a component's")
+    logs.add_argument("component", help="a server_id, or a platform component")
+    logs.add_argument("--lines", type=int, default=100, help="the last N of each (100)")
+    logs.add_argument("--since", type=int, help="only the last S seconds' lines")
+    logs.add_argument("--container", help="a server's: server (default) or fetch-model")
+    logs.add_argument("--output", **OUTPUT)
     models = commands.add_parser("models", help="the models one may serve")
     models.add_argument("--name")
     models.add_argument("--tag", action="append", help="repeatable: every one")
     models.add_argument("--origin", choices=("download", "register"))
     models.add_argument("--limit", type=int)
     models.add_argument("--offset", type=int)
+    models.add_argument("--output", **OUTPUT)
     register = commands.add_parser("register", help="register a version and wait for it")
     register.add_argument("model_id")
     checkpoint = register.add_mutually_exclusive_group(required=True)
@@ -185,45 +158,18 @@ def parser() -> argparse.ArgumentParser:
     set_active.add_argument("--reason")
     active = commands.add_parser("active", help="active versions and their servers")
     active.add_argument("--name")
+    active.add_argument("--output", **OUTPUT)
     history = commands.add_parser("history", help="changes of active versions, newest first")
     history.add_argument("--name")
     history.add_argument("--limit", type=int)
-    serve = commands.add_parser("serve", help="serve a model")
-    named = serve.add_mutually_exclusive_group(required=True)
-    named.add_argument("--model-name")
-    named.add_argument("--model-uuid")
-    serve.add_argument("--replicas", type=int)
-    serve.add_argument("--gpus", type=int)
-    serve.add_argument("--gpu-type")
-    serve.add_argument("--runtime", choices=("llamacpp", "vllm"))
-    serve.add_argument("--runtime-params")
-    serve.add_argument("--served-name")
-    serve.add_argument("--namespace")
+    history.add_argument("--output", **OUTPUT)
+    serving.add_command(commands, OUTPUT)
     status = commands.add_parser("status", help="one's servers, or one")
     status.add_argument("server_id", nargs="?")
+    status.add_argument("--output", **OUTPUT)
     stop = commands.add_parser("stop", help="stop a server")
     stop.add_argument("server_id")
-    chat = commands.add_parser("chat", help="one chat completion")
-    chat.add_argument("model")
-    chat.add_argument("message")
-    chat.add_argument("--system")
-    chat.add_argument("--max-tokens", type=int)
-    chat.add_argument("--temperature", type=float)
+    chatting.add_command(commands, OUTPUT)
     job_commands.add_commands(commands)
     arena_commands.add_commands(commands)
     return main
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        with Client(args.url, args.token, timeout=args.timeout) as client:
-            answer = run(client, args)
-        print(arena_commands.shown(args, answer) or _json(answer))
-    except ModelServeError as error:
-        print(json.dumps({"error": error.as_dict()}), file=sys.stderr)
-        return 1
-    except (ValueError, OSError) as error:
-        print(f"modelserve: {error}", file=sys.stderr)
-        return 2
-    return job_commands.exit_status(args, answer)
