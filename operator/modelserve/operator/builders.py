@@ -17,6 +17,7 @@ from modelserve.common.modelserve import (
     ModelServe,
     Runtime,
 )
+from modelserve.operator.routes import build_httproute
 from modelserve.operator.runtimes import MODEL_DIR, ServerContainer, server_container
 from modelserve.operator.settings import OperatorSettings
 
@@ -359,7 +360,10 @@ def build_children(
         return []
     children = [build_cache_claim(ms)] if ms.spec.model.cache.enabled else []
     children += [build_deployment(ms, settings, replicas), build_service(ms, settings)]
-    children += build_route(ms, settings)
+    if settings.route_kind == "httproute":
+        children.append(build_httproute(_meta(ms, ms.name), route_prefix(ms), settings))
+    else:
+        children += build_route(ms, settings)
     return children
 
 

@@ -31,6 +31,7 @@ PLURALS = {
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "Deployment": "deployments",
     "IngressRoute": "ingressroutes",
+    "HTTPRoute": "httproutes",
     "Middleware": "middlewares",
     "ModelServe": PLURAL,
     "Event": "events",

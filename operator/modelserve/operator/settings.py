@@ -6,6 +6,8 @@ so that a cluster can pin its own images without a change of code.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -68,13 +70,24 @@ class OperatorSettings(BaseSettings):
     on every wanted replica before the operator puts the previous one back; counted while
     replicas are wanted. Give large models the time they take to load (startup_minutes)."""
 
-    # Routes: Traefik's `/{server-id}/` leads to the gateway. A name with `@` is a Traefik
-    # service of another provider; else a Kubernetes Service (in another namespace than the
-    # ModelServe's, Traefik must allow cross-namespace references).
+    # Routes: `/{server-id}/` leads to the gateway. A name with `@` is a Traefik service of
+    # another provider (IngressRoutes only); else a Kubernetes Service (in another namespace
+    # than the ModelServe's, Traefik must allow cross-namespace references, and a Gateway
+    # API implementation needs a ReferenceGrant there).
     route_entrypoints: str = "web"
     route_service: str = "modelserve-gateway"
     route_service_namespace: str = "modelserve"
     route_service_port: int = 8200
+    route_kind: Literal["ingressroute", "httproute"] = "ingressroute"
+    """What each per-server route is: Traefik's IngressRoute, or a Gateway API HTTPRoute
+    (gateway.networking.k8s.io/v1) attached to the Gateway named below. The operator
+    deletes the routes of the other kind it owns, so switching leaves none behind."""
+    route_gateway_name: str = ""
+    """The Gateway an HTTPRoute attaches to (parentRefs); required for `httproute`."""
+    route_gateway_namespace: str = ""
+    """The Gateway's namespace; empty: the ModelServe's own."""
+    route_gateway_section_name: str = ""
+    """One listener of the Gateway (its name); empty: every listener that allows the route."""
 
     # Dynamic loading (ModelServes with spec.autoscaling)
     metrics_port: int = Field(default=8211, ge=0)
@@ -104,6 +117,24 @@ class OperatorSettings(BaseSettings):
             raise ValueError(
                 "OPERATOR_MODEL_URL_REFRESH_SECONDS must be less than "
                 "OPERATOR_MODEL_URL_EXPIRY_SECONDS: URLs would expire before they are renewed"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _httproute_has_a_kubernetes_backend(self) -> OperatorSettings:
+        if self.route_kind != "httproute":
+            return self
+        if "@" in self.route_service:
+            raise ValueError(
+                f"OPERATOR_ROUTE_KIND=httproute cannot lead to OPERATOR_ROUTE_SERVICE="
+                f"{self.route_service!r}: a Traefik service of another provider (name@provider) "
+                "has no Gateway API equivalent; name a Kubernetes Service (and its namespace "
+                "and port) instead, or keep OPERATOR_ROUTE_KIND=ingressroute"
+            )
+        if not self.route_gateway_name:
+            raise ValueError(
+                "OPERATOR_ROUTE_KIND=httproute needs OPERATOR_ROUTE_GATEWAY_NAME: the Gateway "
+                "each HTTPRoute attaches to"
             )
         return self
 
