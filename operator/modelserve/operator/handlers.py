@@ -56,6 +56,10 @@ CHILD_KINDS: tuple[tuple[str, ...], ...] = (
     ("v1", "services"),
     ("v1", "persistentvolumeclaims"),
     ("traefik.io", "v1alpha1", "ingressroutes"),
+    # Either kind of per-server route (OPERATOR_ROUTE_KIND), both watched: switching kinds
+    # prunes the other kind's routes. Where a kind's CRD is not installed, kopf watches
+    # nothing for it until it is.
+    ("gateway.networking.k8s.io", "v1", "httproutes"),
     # Made by earlier versions only (forward-auth): watched so that they are pruned.
     ("traefik.io", "v1alpha1", "middlewares"),
 )
