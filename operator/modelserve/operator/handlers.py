@@ -37,7 +37,9 @@ from modelserve.operator.builders import (
 )
 from modelserve.operator.cluster import Cluster, ClusterError
 from modelserve.operator.cluster import login as cluster_login
+from modelserve.operator.model_listing import store_listing
 from modelserve.operator.probing import ApiKey, ExternalProber, api_key_for
+from modelserve.operator.reconcile_metrics import ReconcileMetrics
 from modelserve.operator.refusals import spec_refusal
 from modelserve.operator.rollouts import decisions as rollouts
 from modelserve.operator.rollouts.metrics import RolloutMetrics
@@ -130,8 +132,11 @@ class Reconciler:
         store: ModelStore,
         autoscaler: Autoscaler,
         rollouts: RolloutTracker,
+        metrics: ReconcileMetrics,
     ) -> None:
         self.settings = settings
+        # Reconciles by outcome, their duration, ModelServes by phase (/metrics).
+        self.metrics = metrics
         # Set-active rollouts: which model each Deployment runs, and how a change ends.
         self.rollouts = rollouts
         # The replicas of ModelServes with spec.autoscaling: read by every build of a
@@ -193,10 +198,9 @@ class Reconciler:
         return self.locks.setdefault(key, asyncio.Lock())
 
     async def model_files(self, ms: ModelServe) -> str:
-        """The store Secret's content for `ms`: its files' digests and fresh URLs."""
-        uri = ms.spec.model.uri or ""
-        files = await asyncio.to_thread(self.store.resolve, uri)
-        return self.store.presign(uri, files)
+        """The store Secret's content for `ms`: its files' digests and fresh URLs (its
+        model's and its adapters')."""
+        return await store_listing(self.store, ms)
 
     def wanted(self, ms: ModelServe) -> set[tuple[str, str]]:
         """(kind, name) of the children `ms` should have: none while it is refused."""
@@ -491,6 +495,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
                 RolloutMetrics(metrics.registry),
                 operator_settings.rollout_deadline_seconds,
             ),
+            ReconcileMetrics(metrics.registry),
         )
         memo.reconciler = reconciler
         memo.metrics_server = None
@@ -578,13 +583,14 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     @kopf.on.update(*MS, id="reconcile", field="spec", registry=registry)
     async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         reconciler: Reconciler = memo.reconciler
-        ms = parse(body)
-        if ms.spec.runtime is Runtime.EXTERNAL:
-            reconciler.prober.track(ms)
-        else:
-            reconciler.prober.forget(ms.namespace, ms.name)
-        async with reconciler.lock((ms.namespace, ms.name)):
-            deployed = await reconciler.converge(reconciler.running(ms, body))
+        with reconciler.metrics.reconciling():
+            ms = parse(body)
+            if ms.spec.runtime is Runtime.EXTERNAL:
+                reconciler.prober.track(ms)
+            else:
+                reconciler.prober.forget(ms.namespace, ms.name)
+            async with reconciler.lock((ms.namespace, ms.name)):
+                deployed = await reconciler.converge(reconciler.running(ms, body))
         reconciler.autoscaler.wake()
         if deployed and not body.status:
             # A new ModelServe: the event of its new Deployment marks it for its first
@@ -592,6 +598,14 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             # that it handled the object, and at scale kopf would handle the creation twice.
             return
         reconciler.statuses.mark((ms.namespace, ms.name))
+
+    @kopf.on.event(*MS, id="phase-metrics", registry=registry)
+    async def phase_seen(
+        type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
+    ) -> None:
+        # From the watch, deletions included: ModelServes by the phase their status shows.
+        phase = None if type == "DELETED" else body.status.get("phase")
+        memo.reconciler.metrics.phase((namespace, name), phase)
 
     @kopf.on.delete(*MS, id="forget", optional=True, registry=registry)
     async def forget(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
