@@ -1,11 +1,13 @@
 """How every service logs: one handler on the root logger, in text for people (`make dev`)
 or in JSON, one object per line, for a log pipeline (the chart). uvicorn's own loggers,
 the access log among them, go through the same handler (uvicorn is given no logging
-configuration of its own), so that every line carries the request's id.
+configuration of its own), so that every line carries the request's id, and in a
+service that traces its requests (`trace_context`: the gateway) their trace and span ids.
 
     {"time": "2026-12-06T10:01:02.345Z", "level": "INFO", "logger": "uvicorn.access",
      "message": "127.0.0.1:50412 - \\"GET /health HTTP/1.1\\" 200", "service": "gateway",
-     "request_id": "4b1f…", "exception": "Traceback …"}
+     "request_id": "4b1f…", "trace_id": "0af7…", "span_id": "b7ad…",
+     "exception": "Traceback …"}
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import logging
 from typing import Literal
 
 from modelserve.common.request_ids import current_request_id
+from modelserve.common.trace_context import current_span
 
 LogFormat = Literal["json", "text"]
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(trace_id)s]: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,6 +39,9 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
             "request_id": current_request_id(),
         }
+        span = current_span()
+        entry["trace_id"] = span.trace_id if span is not None else None
+        entry["span_id"] = span.span_id if span is not None else None
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -44,10 +50,13 @@ class JsonFormatter(logging.Formatter):
 
 
 class _WithRequestId(logging.Filter):
-    """Gives text records a `request_id` field ("-" outside a request)."""
+    """Gives text records a `request_id` and a `trace_id` field ("-" outside a request,
+    or a service that does not trace)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id() or "-"
+        span = current_span()
+        record.trace_id = span.trace_id if span is not None else "-"
         return True
 
 

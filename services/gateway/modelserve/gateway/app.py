@@ -17,6 +17,7 @@ from modelserve.common.readiness import Check, database_check, http_check, probl
 from modelserve.common.request_ids import carry_request_id
 from modelserve.common.service import create_service_app
 from modelserve.common.tokens import TokenSigner
+from modelserve.common.trace_context import TraceContext, open_tracer
 from modelserve.gateway.arena import routes as arena_routes
 from modelserve.gateway.arena.battles import Arena
 from modelserve.gateway.arena.store import ArenaStore
@@ -58,6 +59,8 @@ from modelserve.gateway.usage_view import routes as usage_routes
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: GatewaySettings = app.state.settings
     async with contextlib.AsyncExitStack() as stack:
+        # The spans still to be exported go out last, once every request has ended.
+        stack.callback(app.state.tracer.close)
         # Calls to the platform's own services (contract, download, a JWKS): not the
         # proxy's client, which has its own limits.
         # They carry the id of the request they are made for (`request_ids`).
@@ -148,6 +151,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # The gateway's /health also says which models are loaded (with the common one's
     # status, service and version fields).
     app = create_service_app("gateway", settings, own_health=True, lifespan=lifespan)
+    # W3C trace context: each request's span, carried to the model servers and recorded
+    # with OpenTelemetry's SDK when a collector is named (docs/gateway.md#tracing).
+    app.state.tracer = open_tracer(settings.otlp_endpoint, "modelserve-gateway")
+    app.add_middleware(TraceContext, tracer=app.state.tracer)
     app.include_router(health.router)
     # The routes every request through the proxy takes come first: a request is matched
     # against each route in order (a few µs a route in FastAPI's included routers), and

@@ -58,6 +58,14 @@ class GatewaySettings(ServiceSettings):
     # The jobs service (/jobs, /v1/files, /v1/batches, /eval, /data_gen, /generate are
     # passed to it as the caller); unset: those routes answer 404 jobs_not_configured.
     jobs_url: str | None = None
+    # An OpenTelemetry collector's OTLP/HTTP base URL (`/v1/traces` is appended): each
+    # request's span and those of its calls to model servers are sent there. Unset (or
+    # empty), nothing is recorded and the SDK is not loaded; the trace context is still
+    # carried. OpenTelemetry's own variable sets it too.
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GATEWAY_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
     # A file upload or download through the gateway may wait this long for a read.
     jobs_timeout_seconds: float = Field(default=300.0, gt=0)
     # Requests to the jobs service at once (its own connections, apart from the
@@ -194,9 +202,9 @@ class GatewaySettings(ServiceSettings):
     arena_bootstrap_rounds: int = Field(default=100, ge=0, le=1000)
     """Bootstrap resamples of a leaderboard's intervals when a request names none."""
 
-    @field_validator("ui_dir", mode="before")
+    @field_validator("ui_dir", "otlp_endpoint", mode="before")
     @classmethod
-    def _no_ui_when_empty(cls, value: object) -> object:
+    def _none_when_empty(cls, value: object) -> object:
         return None if value == "" else value
 
     @model_validator(mode="after")

@@ -5,6 +5,11 @@ spent 60-130 µs of CPU per proxied JSON request where httpx spent 540-2,100 µs
 httpx's throughput fell from 1,800 to 470 requests/s between 1 and 256 requests in
 flight while aiohttp's stayed at 13,000-17,000. Only this module knows the library: the
 proxy sees `UpstreamClient`, `UpstreamResponse` and `UpstreamError`.
+
+Every call made for a request is a span of its trace (`trace_context`): a child of the
+request's span, named in the call's `traceparent`, from the send until the answer is
+released or aborted. Each call has a span of its own: a scaled request's candidates, the
+parts of a list of prompts, a retry on another endpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
+
+from modelserve.common.trace_context import Span, call_span
 
 # Not passed on to the client: hop-by-hop headers, and those the gateway's own server
 # writes (a second Date or Server, or a Content-Length for a body it re-frames).
@@ -86,8 +93,9 @@ class BrokenStream(UpstreamError):
 class UpstreamResponse:
     """An answer whose head has arrived; its body is read whole or chunk by chunk."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, span: Span | None = None) -> None:
         self._response = response
+        self._span = span
         self.status = response.status
         self.content_type = response.content_type
         self.headers = [
@@ -119,11 +127,32 @@ class UpstreamResponse:
     def release(self) -> None:
         """Done with a fully read answer: its connection goes back to the pool."""
         self._response.release()
+        self._end_span()
 
     def abort(self) -> None:
         """Give up on an answer mid-way: its connection is closed, which tells the model
         server that nobody waits for the rest (vLLM and llama.cpp then stop generating)."""
         self._response.close()
+        self._end_span()
+
+    def _end_span(self) -> None:
+        if self._span is not None:
+            self._span.end(self.status)
+            self._span = None
+
+
+def _failure(url: str, error: BaseException) -> UpstreamError | None:
+    """The UpstreamError a failed POST raises for `error` of aiohttp; None for anything
+    else (a cancellation, a bug), which goes on as it is."""
+    detail = f"{url}: {error!r}"
+    if isinstance(error, TimeoutError):
+        return UpstreamTimeout("the model server did not answer in time", detail)
+    if isinstance(error, _NO_ANSWER):
+        closed = isinstance(error, aiohttp.ServerDisconnectedError)
+        return NoAnswer("the model server is unreachable", detail, closed=closed)
+    if isinstance(error, aiohttp.ClientError):
+        return UpstreamError("the model server is unreachable", detail)
+    return None
 
 
 class UpstreamClient:
@@ -160,23 +189,23 @@ class UpstreamClient:
 
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
         """POST `body` to `url` and wait for the head of the answer."""
+        span = call_span("POST", {"http.request.method": "POST", "url.full": url})
+        if span is not None:
+            headers = {**headers, **span.headers()}
         try:
             # Never followed: a redirect would take the request, and an external server's
             # key with it, wherever the server says (the answer is the caller's to judge).
             response = await self._session.post(
                 url, data=body, headers=headers, allow_redirects=False
             )
-        except TimeoutError as error:
-            detail = f"{url}: {error!r}"
-            raise UpstreamTimeout("the model server did not answer in time", detail) from error
-        except _NO_ANSWER as error:
-            detail = f"{url}: {error!r}"
-            closed = isinstance(error, aiohttp.ServerDisconnectedError)
-            raise NoAnswer("the model server is unreachable", detail, closed=closed) from error
-        except aiohttp.ClientError as error:
-            detail = f"{url}: {error!r}"
-            raise UpstreamError("the model server is unreachable", detail) from error
-        return UpstreamResponse(response)
+        except BaseException as error:
+            if span is not None:
+                span.end(None)  # no answer
+            failure = _failure(url, error)
+            if failure is None:
+                raise
+            raise failure from error
+        return UpstreamResponse(response, span)
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         """A whole exchange: the status and body of the answer."""
