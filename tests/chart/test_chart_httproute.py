@@ -1,0 +1,101 @@
+"""operator.route: the chart switches the per-server routes to Gateway API HTTPRoutes,
+gives the operator the Gateway to attach them to, and grants the cross-namespace backend
+(a ReferenceGrant the real API server accepts)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from modelserve.operator.settings import OperatorSettings
+from modelserve.testbed.gateway_api import install_gateway_api_crds
+from modelserve.testbed.helm import CHART, Helm, find
+from modelserve.testbed.kube import KubeCluster
+
+RELEASE = "modelserve"
+NAMESPACE = "modelserve"
+HTTPROUTE = {
+    "operator": {
+        "route": {
+            "kind": "httproute",
+            "gateway": {"name": "public", "namespace": "ingress", "sectionName": "http"},
+        }
+    }
+}
+
+
+def _grants(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == "ReferenceGrant"]
+
+
+def test_the_operator_is_told_the_route_kind_and_gateway(
+    offline_helm: Helm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = offline_helm.template(RELEASE, NAMESPACE, HTTPROUTE)
+    config = find(objects, "ConfigMap", f"{RELEASE}-operator")["data"]
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    settings = OperatorSettings()
+    assert settings.route_kind == "httproute"
+    assert (
+        settings.route_gateway_name,
+        settings.route_gateway_namespace,
+        settings.route_gateway_section_name,
+    ) == ("public", "ingress", "http")
+    # The backend is the gateway's Kubernetes Service, never a Traefik service.
+    assert (settings.route_service, settings.route_service_namespace) == (
+        f"{RELEASE}-gateway",
+        NAMESPACE,
+    )
+
+
+def test_by_default_routes_are_ingressroutes_and_nothing_is_granted(offline_helm: Helm) -> None:
+    objects = offline_helm.template(RELEASE, NAMESPACE)
+    config = find(objects, "ConfigMap", f"{RELEASE}-operator")["data"]
+    assert config["OPERATOR_ROUTE_KIND"] == "ingressroute"
+    assert _grants(objects) == []
+
+
+def test_httproutes_of_the_server_namespaces_may_reach_the_gateway_service(
+    offline_helm: Helm,
+) -> None:
+    (grant,) = _grants(offline_helm.template(RELEASE, NAMESPACE, HTTPROUTE))
+    assert grant["metadata"]["namespace"] == NAMESPACE
+    assert grant["spec"]["from"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": namespace}
+        for namespace in ("default", "inference")
+    ]
+    assert grant["spec"]["to"] == [{"group": "", "kind": "Service", "name": f"{RELEASE}-gateway"}]
+
+    without = json.loads(json.dumps(HTTPROUTE))
+    without["operator"]["route"]["referenceGrant"] = False
+    assert _grants(offline_helm.template(RELEASE, NAMESPACE, without)) == []
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        ({"kind": "httproute"}, "/operator/route"),
+        ({"kind": "httproute", "gateway": {"name": ""}}, "/operator/route/gateway/name"),
+        ({"kind": "ingress"}, "/operator/route/kind"),
+    ],
+)
+def test_the_schema_refuses_an_httproute_without_a_gateway(
+    offline_helm: Helm, route: dict[str, Any], message: str
+) -> None:
+    values = offline_helm.values_file({"operator": {"route": route}}, "bad-route")
+    with pytest.raises(RuntimeError, match=message):
+        offline_helm("template", RELEASE, str(CHART), "-f", str(values))
+
+
+@pytest.mark.kube
+def test_the_api_server_accepts_the_reference_grant(
+    offline_helm: Helm, crds: KubeCluster, namespace: str
+) -> None:
+    install_gateway_api_crds(crds)
+    values = {**HTTPROUTE, "serverNamespaces": ["default"]}
+    (grant,) = _grants(offline_helm.template(RELEASE, namespace, values))
+    out = crds.kubectl("apply", "--dry-run=server", stdin=json.dumps(grant))
+    assert "referencegrant.gateway.networking.k8s.io" in out
