@@ -19,11 +19,13 @@ from modelserve.common.errors import answer_unavailable, error_body, install_err
 from modelserve.common.readiness import database_check
 from modelserve.common.request_ids import RequestIds
 from modelserve.common.service import create_service_app
+from modelserve.common.service_metrics import RequestTimer
 from modelserve.common.supervision import start_supervised
 from modelserve.common.tokens import TokenVerifier
 from modelserve.contract.decisions import ContractBook, Decider, default_limits
 from modelserve.contract.inventory import Inventory, load_api_client
-from modelserve.contract.routes import admission, contracts, decide, leases, usage
+from modelserve.contract.metrics import ContractMetrics
+from modelserve.contract.routes import admission, contracts, decide, leases, metrics, usage
 from modelserve.contract.settings import ContractSettings
 from modelserve.contract.store import Store
 
@@ -112,9 +114,11 @@ def create_app(settings: ContractSettings, *peers: FastAPI) -> FastAPI:
     and for `peers` (the webhook app)."""
     app = create_service_app("contract", settings, lifespan=lifespan)
     app.state.peers = list(peers)
+    app.state.metrics = ContractMetrics()
+    app.add_middleware(RequestTimer, histogram=app.state.metrics.requests)
     # Nothing is decided without the database (fail closed); the client may retry.
     answer_unavailable(app, DatabaseUnavailable, "policy_store_unavailable")
     app.add_exception_handler(psycopg.DataError, _invalid_value)
-    for module in (decide, leases, usage, contracts):
+    for module in (decide, leases, usage, contracts, metrics):
         app.include_router(module.router)
     return app

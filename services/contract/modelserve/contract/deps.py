@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
 from modelserve.contract.decisions import Decider
+from modelserve.contract.metrics import ContractMetrics
 from modelserve.contract.policy import Principal
 from modelserve.contract.settings import ContractSettings
 
@@ -25,7 +26,13 @@ async def _settings(request: Request) -> ContractSettings:
     return settings
 
 
+async def _metrics(request: Request) -> ContractMetrics:
+    metrics: ContractMetrics = request.app.state.metrics
+    return metrics
+
+
 DeciderDep = Annotated[Decider, Depends(_decider)]
+MetricsDep = Annotated[ContractMetrics, Depends(_metrics)]
 SettingsDep = Annotated[ContractSettings, Depends(_settings)]
 
 

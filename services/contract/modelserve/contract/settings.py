@@ -25,6 +25,8 @@ class ContractSettings(ServiceSettings):
 
     port: int = 8201
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+    # With a value, GET /metrics needs `Authorization: Bearer <it>`; without, it is open.
+    metrics_token: SecretStr | None = None
     # libpq URL; `?options=-csearch_path%3Dname` puts the tables in a schema of their own.
     database_url: SecretStr = SecretStr("postgresql://modelserve@localhost:5432/modelserve")
     # Few: on a small machine more connections only add contention (bench/contract_decisions.py).

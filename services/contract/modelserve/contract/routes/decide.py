@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from modelserve.common.auth import Caller
 from modelserve.common.errors import ApiError
-from modelserve.contract.deps import DeciderDep, acting_for
+from modelserve.contract.deps import DeciderDep, MetricsDep, acting_for
 from modelserve.contract.policy import Action, Decision, Principal, Resource
 
 router = APIRouter(tags=["decisions"])
@@ -29,7 +29,9 @@ class DecideRequest(BaseModel):
 
 
 @router.post("/decide", response_model_exclude_none=True)
-async def decide(body: DecideRequest, claims: Caller, decider: DeciderDep) -> Decision:
+async def decide(
+    body: DecideRequest, claims: Caller, decider: DeciderDep, metrics: MetricsDep
+) -> Decision:
     """Allowed or not, with a stable `reason` code and a message naming the limit hit.
 
     A denial is an answer, not an error: it comes with status 200.
@@ -47,4 +49,6 @@ async def decide(body: DecideRequest, claims: Caller, decider: DeciderDep) -> De
             f"a {body.action} decision needs resource.namespace and resource.name",
         )
     principal = acting_for(claims, body.principal)
-    return await decider.decide(principal, body.action, body.resource, record=not body.dry_run)
+    decision = await decider.decide(principal, body.action, body.resource, record=not body.dry_run)
+    metrics.decided(body.action, decision)
+    return decision
