@@ -6,6 +6,7 @@ operator's builders read, with the same names (camelCase on the wire) and defaul
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
@@ -257,6 +258,39 @@ class Placement(Wire):
         return value
 
 
+# A LoRA adapter's name: what clients put in `model` and what vLLM's --lora-modules takes
+# before its '=' (so no '=', ',' or space), like a served name without a slash.
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9._]{0,61}[A-Za-z0-9])?")
+MAX_ADAPTERS = 16
+
+
+class Adapter(Wire):
+    """A LoRA adapter of the served model (spec.adapters): clients name it in `model`, and
+    the gateway sends its requests to the base model's server, which loads every adapter
+    of its ModelServe at start."""
+
+    name: str
+    # s3://bucket/key.gguf (llamacpp: one GGUF file) or s3://bucket/prefix/ (vllm: a
+    # folder in PEFT layout), in the platform store as a model is.
+    uri: str
+    # llamacpp: the adapter's weight in a request for it (llama-server's per-request lora).
+    scale: float = Field(default=1.0, ge=0.0, le=8.0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not ADAPTER_NAME.fullmatch(value):
+            raise ValueError(
+                f"adapter name {value!r}: use 1 to 63 letters, digits, '-', '.' and '_', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @property
+    def is_folder(self) -> bool:
+        return self.uri.endswith("/")
+
+
 class VllmOptions(Wire):
     gpu_memory_utilization: float = 0.9
     prefix_caching: bool = True
@@ -342,6 +376,7 @@ class Autoscaling(Wire):
 class ModelServeSpec(Wire):
     runtime: Runtime
     model: ModelSource = ModelSource()
+    adapters: tuple[Adapter, ...] = Field(default=(), max_length=MAX_ADAPTERS)
     replicas: int = Field(default=1, ge=0)
     resources: Resources = Resources()
     args: tuple[str, ...] = ()
@@ -364,6 +399,32 @@ class ModelServeSpec(Wire):
             raise ValueError("runtime external runs elsewhere: leave out spec.image")
         return self
 
+    @model_validator(mode="after")
+    def _adapters_fit_the_runtime(self) -> ModelServeSpec:
+        names = [adapter.name for adapter in self.adapters]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"spec.adapters names {twice[0]!r} twice: each needs its own name")
+        if not self.adapters:
+            return self
+        if self.runtime is Runtime.EXTERNAL:
+            raise ValueError(
+                "runtime external runs elsewhere: the platform loads no adapter into it, "
+                "leave out spec.adapters"
+            )
+        for adapter in self.adapters:
+            if self.runtime is Runtime.LLAMACPP and adapter.is_folder:
+                raise ValueError(
+                    f"adapter {adapter.name!r}: runtime llamacpp loads an adapter from one "
+                    "GGUF file, s3://BUCKET/KEY.gguf, not a folder"
+                )
+            if self.runtime is Runtime.VLLM and not adapter.is_folder:
+                raise ValueError(
+                    f"adapter {adapter.name!r}: runtime vllm loads an adapter from a folder "
+                    "in PEFT layout (adapter_config.json and its weights): end its uri in /"
+                )
+        return self
+
     @property
     def most_replicas(self) -> int:
         """The most replicas this spec may run (what the contract's limits count): with
@@ -383,6 +444,18 @@ class ModelServe(BaseModel):
     uid: str
     generation: int
     spec: ModelServeSpec
+
+    @model_validator(mode="after")
+    def _adapter_names_not_the_model(self) -> ModelServe:
+        if any(adapter.name == self.served_name for adapter in self.spec.adapters):
+            raise ValueError(
+                f"spec.adapters: an adapter may not be named {self.served_name!r}, the "
+                "served name of the model itself"
+            )
+        return self
+
+    def adapter(self, name: str) -> Adapter | None:
+        return next((a for a in self.spec.adapters if a.name == name), None)
 
     @classmethod
     def from_body(cls, body: dict[str, Any] | Any) -> ModelServe:

@@ -12,8 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 # vLLM (`vllm serve <model> …`): the model comes first as a positional argument.
+# --lora-modules names the adapters (spec.adapters): a name the gateway does not know of.
 VLLM_FLAGS = frozenset(
-    {"--model", "--host", "--port", "--served-model-name", "--api-key", "--download-dir"}
+    {
+        "--model",
+        "--host",
+        "--port",
+        "--served-model-name",
+        "--api-key",
+        "--download-dir",
+        "--lora-modules",
+    }
 )
 # llama.cpp's llama-server: short and long names of the same options.
 LLAMACPP_FLAGS = frozenset(
@@ -45,6 +54,10 @@ LLAMACPP_FLAGS = frozenset(
         "--alias",
         "--api-key",
         "--api-key-file",
+        # The adapters of spec.adapters, in the order the gateway's per-request `lora` ids
+        # count them: another adapter would shift the ids or apply to every request.
+        "--lora",
+        "--lora-scaled",
     }
 )
 # llama-server reads the same options from these variables (the flags win over them, but a
