@@ -17,11 +17,20 @@ from modelserve.common.errors import answer_unavailable
 from modelserve.common.objects import ObjectStore
 from modelserve.common.readiness import database_check
 from modelserve.common.service import create_service_app
+from modelserve.common.service_metrics import RequestTimer
 from modelserve.common.tokens import TokenVerifier
 from modelserve.download.jobs import Jobs
+from modelserve.download.metrics import DownloadMetrics
 from modelserve.download.presigning import Presigner
 from modelserve.download.registry import Registry
-from modelserve.download.routes import active, downloads, models, registrations, uploads
+from modelserve.download.routes import (
+    active,
+    downloads,
+    metrics,
+    models,
+    registrations,
+    uploads,
+)
 from modelserve.download.settings import DownloadSettings
 from modelserve.download.versions import Versions
 from modelserve.download.worker import Workers
@@ -56,7 +65,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.presigner = Presigner(
             settings.platform_public(), dt.timedelta(seconds=settings.upload_url_seconds)
         )
-        workers = asyncio.create_task(Workers(settings, jobs, upstream, platform).run())
+        workers = asyncio.create_task(
+            Workers(settings, jobs, upstream, platform, app.state.metrics).run()
+        )
         workers.add_done_callback(_exit_unless_cancelled)
         try:
             yield
@@ -82,8 +93,11 @@ def _exit_unless_cancelled(workers: asyncio.Task[None]) -> None:
 
 def create_app(settings: DownloadSettings) -> FastAPI:
     app = create_service_app("download", settings, lifespan=lifespan)
+    app.state.metrics = DownloadMetrics()
+    app.add_middleware(RequestTimer, histogram=app.state.metrics.requests)
     answer_unavailable(app, DatabaseUnavailable, "database_unavailable")
     app.include_router(downloads.router)
+    app.include_router(metrics.router)
     # Before `models`: /models/active, /models/history, ... are not model ids.
     app.include_router(registrations.router)
     app.include_router(uploads.router)

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from modelserve.common.objects import ObjectStore
 from modelserve.download.jobs import Jobs
+from modelserve.download.metrics import DownloadMetrics
 from modelserve.download.presigning import Presigner
 from modelserve.download.registry import Registry
 from modelserve.download.settings import DownloadSettings
@@ -30,7 +31,13 @@ async def _http(request: Request) -> httpx.AsyncClient:
     return http
 
 
+async def _metrics(request: Request) -> DownloadMetrics:
+    metrics: DownloadMetrics = request.app.state.metrics
+    return metrics
+
+
 JobsDep = Annotated[Jobs, Depends(_jobs)]
+MetricsDep = Annotated[DownloadMetrics, Depends(_metrics)]
 SettingsDep = Annotated[DownloadSettings, Depends(_settings)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(_http)]
 

@@ -25,6 +25,8 @@ class DownloadSettings(ServiceSettings):
 
     port: int = 8202
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+    # With a value, GET /metrics needs `Authorization: Bearer <it>`; without, it is open.
+    metrics_token: SecretStr | None = None
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://modelserve@localhost:5432/modelserve"),
         validation_alias=_alias("DATABASE_URL", "DATABASE_URL"),

@@ -19,6 +19,7 @@ from modelserve.common.objects import ObjectStore, StoreError
 from modelserve.common.supervision import Backoff, supervised
 from modelserve.download.gguf_metadata import GgufMetadata, read_metadata
 from modelserve.download.jobs import Jobs, NameTaken
+from modelserve.download.metrics import DownloadMetrics
 from modelserve.download.records import build_record
 from modelserve.download.registration import UPLOADS_PREFIX
 from modelserve.download.registry import Registry
@@ -49,9 +50,15 @@ def job_source(job: Download) -> Source:
 
 class Workers:
     def __init__(
-        self, settings: DownloadSettings, jobs: Jobs, upstream: ObjectStore, platform: ObjectStore
+        self,
+        settings: DownloadSettings,
+        jobs: Jobs,
+        upstream: ObjectStore,
+        platform: ObjectStore,
+        metrics: DownloadMetrics,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.jobs = jobs
         self.upstream = upstream
         self.platform = platform
@@ -115,7 +122,22 @@ class Workers:
             logger.info("tagged %d stored file(s) of earlier model records", tagged)
 
     async def process(self, job: Download) -> None:
-        """One attempt at one job, to ready or failed (or nothing, if it was lost)."""
+        """One attempt at one job, counted and timed by how it ended."""
+        started = time.monotonic()
+        outcome = "failed"  # an error that escapes `_attempt`: the job is not finished
+        self.metrics.running.inc()
+        try:
+            outcome = await self._attempt(job)
+        finally:
+            self.metrics.running.dec()
+            self.metrics.attempts.labels(job.kind, outcome).inc()
+            self.metrics.attempt_seconds.labels(job.kind, outcome).observe(
+                time.monotonic() - started
+            )
+
+    async def _attempt(self, job: Download) -> str:
+        """One attempt at one job, to ready or failed (or nothing, if it was lost); its
+        outcome (`metrics.OUTCOMES`)."""
         logger.info("download %s: attempt %d", job.model_id, job.attempts)
         transfer: Transfer | None = None
         try:
@@ -135,28 +157,33 @@ class Workers:
                     raise Lost("cancelled or taken over before it was recorded")
                 logger.info("download %s: ready (%s)", job.model_id, record.uri)
                 await self._remove_upload(job)
+                return "ready"
         except (Lost, Cancelled) as error:
             logger.info("download %s stopped: %s", job.model_id, error)
             await self._discard(job, transfer, owned=False)
+            return "stopped"
         except (TransferFailed, StoreError, InvalidSource) as error:
             if self._outage(job, error):
                 # Kept as it is: its lease runs out and it is claimed again (the next
                 # attempt aborts the uploads left open), as after a database outage.
                 logger.warning("download %s: %s; tried again later", job.model_id, error)
                 await self._discard(job, transfer, owned=False)
-                return
+                return "retried"
             logger.warning("download %s failed: %s", job.model_id, error)
             await self._discard(job, transfer)
             await self._fail(job, error.code, str(error))
+            return "failed"
         except DatabaseUnavailable as error:
             # Nothing can be recorded; the lease runs out and the job is claimed again.
             logger.warning("download %s: %s", job.model_id, error)
             await self._discard(job, transfer, owned=False)
+            return "retried"
         except Exception as error:
             # A bug: this job fails with what is known, and the worker goes on with others.
             logger.exception("download %s: unexpected error", job.model_id)
             await self._discard(job, transfer)
             await self._fail(job, "internal_error", f"{type(error).__name__}: {error}")
+            return "failed"
 
     def _outage(self, job: Download, error: Exception) -> bool:
         """Whether `error` is a store that could not be reached, with attempts left."""
@@ -235,6 +262,8 @@ class Workers:
             with contextlib.suppress(BaseException):
                 await copying
             raise
+        finally:
+            self.metrics.copied.labels(job.kind).inc(transfer.progress.bytes_done)
 
     async def _report(
         self,
@@ -283,6 +312,7 @@ class Workers:
             logger.warning("leftovers of %s not removed: %s", transfer.plan.model_id, error)
 
     async def _fail(self, job: Download, code: str, message: str) -> None:
+        self.metrics.failures.labels(code).inc()
         try:
             await self.jobs.fail(job, code, message)
         except DatabaseUnavailable as error:
