@@ -21,7 +21,15 @@ import yaml
 
 from modelserve.testbed.cache import cache_root
 from modelserve.testbed.kube import KubeCluster
-from modelserve.testbed.processes import run
+from modelserve.testbed.processes import ManagedProcess, free_port, http_ok, run
+from modelserve.testbed.traefik import (
+    PING_ENTRYPOINT,
+    WEB_ENTRYPOINT,
+    RunningTraefik,
+    bound_account,
+    ensure_traefik,
+    traefik_crds,
+)
 
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 GATEWAY_API_VERSION = "v1.6.1"
@@ -133,3 +141,89 @@ def build_reference_grant(namespace: str, service: str, from_namespace: str) -> 
             "to": [{"group": "", "kind": "Service", "name": service}],
         },
     }
+
+
+def traefik_gateway_rbac() -> Path:
+    """Traefik's ClusterRole for its Gateway provider and the binding of its account, from
+    the documentation folder of Traefik's Go module (beside its CRDs)."""
+    return traefik_crds().with_name("kubernetes-gateway-rbac.yml")
+
+
+def _gateway_account_token(cluster: KubeCluster, folder: Path) -> Path:
+    """A token file of the account Traefik's Gateway RBAC binds, that RBAC applied."""
+    rbac = traefik_gateway_rbac()
+    namespace, name = bound_account(rbac)
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": namespace},
+    }
+    cluster.kubectl("apply", stdin=json.dumps(account))
+    cluster.kubectl("apply", "-f", str(rbac))
+    token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=24h").strip()
+    path = folder / "traefik-gateway-token"
+    path.write_text(token)
+    path.chmod(0o600)
+    return path
+
+
+def build_gateway_arguments(
+    *, port: int, ping_port: int, access_log: Path, api_server: str, token_file: Path, ca_file: Path
+) -> list[str]:
+    """Traefik with its Kubernetes Gateway provider only: entry point `web` on loopback
+    (a Gateway listener of the same port is served there), ping on another; nothing sent
+    to traefik.io."""
+    provider = "--providers.kubernetesGateway"
+    return [
+        "--global.checkNewVersion=false",
+        "--global.sendAnonymousUsage=false",
+        f"--entryPoints.{WEB_ENTRYPOINT}.address=127.0.0.1:{port}",
+        f"--entryPoints.{PING_ENTRYPOINT}.address=127.0.0.1:{ping_port}",
+        "--ping=true",
+        f"--ping.entryPoint={PING_ENTRYPOINT}",
+        "--providers.providersThrottleDuration=100ms",
+        f"{provider}=true",
+        f"{provider}.endpoint={api_server}",
+        f"{provider}.token={token_file}",
+        f"{provider}.certAuthFilePath={ca_file}",
+        f"{provider}.throttleDuration=0s",
+        "--log.level=INFO",
+        "--log.noColor=true",
+        "--accessLog=true",
+        f"--accessLog.filePath={access_log}",
+    ]
+
+
+def start_gateway_traefik(folder: Path, cluster: KubeCluster) -> RunningTraefik:
+    """Run Traefik as a Gateway API implementation of `cluster` (its GatewayClasses of
+    controller `traefik.io/gateway-controller`), entry point `web` on a free loopback port.
+
+    The cluster needs Gateway API's CRDs (`install_gateway_api_crds`). A Gateway's HTTP
+    listener on the entry point's port (`RunningTraefik.port`) is served there.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    port, ping_port = free_port(), free_port()
+    arguments = build_gateway_arguments(
+        port=port,
+        ping_port=ping_port,
+        access_log=folder / "logs" / f"traefik-gateway-{port}-access.log",
+        api_server=cluster.server,
+        token_file=_gateway_account_token(cluster, folder),
+        ca_file=cluster.ca,
+    )
+    process = ManagedProcess(
+        "traefik-gateway",
+        [ensure_traefik(), *arguments],
+        folder / "logs" / f"traefik-gateway-{port}.log",
+        # Either would win over the flags' endpoint and token.
+        env={"KUBECONFIG": "", "KUBERNETES_SERVICE_HOST": ""},
+    )
+    traefik = RunningTraefik(port, process)
+    try:
+        process.start()
+        ping = f"http://127.0.0.1:{ping_port}/ping"
+        process.wait_until(lambda: http_ok(ping), 60, "answering ping")
+    except BaseException:
+        traefik.stop()
+        raise
+    return traefik
