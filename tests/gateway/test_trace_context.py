@@ -42,7 +42,7 @@ from modelserve.testbed.testing_services import service_on_fresh_schema
 SECRET = "gateway-tests-secret-of-at-least-32-bytes"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
-TRACEPARENT_FORM = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])")
+TRACEPARENT_FORM = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-(0[0-3])")
 
 
 # --- the headers, as pure functions ------------------------------------------------------
@@ -53,9 +53,10 @@ TRACEPARENT_FORM = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])")
     [
         (f"00-{TRACE}-{PARENT}-01", TraceParent(TRACE, PARENT, 1)),
         (f"00-{TRACE}-{PARENT}-00", TraceParent(TRACE, PARENT, 0)),
-        # Flags other than `sampled` are not passed on.
-        (f"00-{TRACE}-{PARENT}-03", TraceParent(TRACE, PARENT, 1)),
-        (f"00-{TRACE}-{PARENT}-fe", TraceParent(TRACE, PARENT, 0)),
+        # `random` (level 2) is kept; flags not defined yet are not passed on.
+        (f"00-{TRACE}-{PARENT}-03", TraceParent(TRACE, PARENT, 3)),
+        (f"00-{TRACE}-{PARENT}-fd", TraceParent(TRACE, PARENT, 1)),
+        (f"00-{TRACE}-{PARENT}-fe", TraceParent(TRACE, PARENT, 2)),
         # A later version: its first four fields, what follows a dash ignored.
         (f"01-{TRACE}-{PARENT}-01", TraceParent(TRACE, PARENT, 1)),
         (f"cc-{TRACE}-{PARENT}-01-what-comes-later", TraceParent(TRACE, PARENT, 1)),
@@ -126,7 +127,8 @@ def test_the_plain_tracer_continues_the_callers_trace() -> None:
     }
     assert child.span_id != span.span_id
     fresh = tracer.server_span("POST", "/", None, None)
-    assert fresh.trace_id != TRACE and fresh.flags == 1 and "tracestate" not in fresh.headers()
+    # A new trace: sampled, and its id random.
+    assert fresh.trace_id != TRACE and fresh.flags == 3 and "tracestate" not in fresh.headers()
 
 
 # --- end to end --------------------------------------------------------------------------
@@ -300,7 +302,7 @@ def test_an_invalid_traceparent_starts_a_new_trace(
     answer = chat(gateway.url, llm.alias, {}, traceparent=header, tracestate="rojo=1")
     assert answer.status_code == 200, answer.text
     trace_id, _, flags = ids(answer.headers["traceparent"])
-    assert trace_id not in (TRACE, TRACE.upper(), "0" * 32) and flags == "01"
+    assert trace_id not in (TRACE, TRACE.upper(), "0" * 32) and flags == "03"
     [received] = relay.posted(before)
     assert ids(received.headers["traceparent"])[0] == trace_id
     # The state of a trace that was not taken up is not passed on.

@@ -27,7 +27,11 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 _TRACEPARENT = b"traceparent"
 _TRACESTATE = b"tracestate"
+# The flags defined so far: `sampled` (level 1), and `random` (level 2: the trace id's
+# last 7 bytes are random, as every trace id this module or OpenTelemetry's SDK makes).
 SAMPLED = 0x01
+RANDOM = 0x02
+KNOWN_FLAGS = SAMPLED | RANDOM
 # Version 00: `00-<trace id, 32 hex>-<parent id, 16 hex>-<flags, 2 hex>`, lowercase.
 # A later version starts the same way and may add fields after a dash; "ff" is invalid.
 _TRACEPARENT_FORM = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -65,8 +69,8 @@ def parse_traceparent(value: bytes) -> TraceParent | None:
         return None
     if len(value) != 55 and (version == b"00" or value[55:56] != b"-"):
         return None
-    # Of the flags only `sampled` is defined (level 1): the others are not passed on.
-    return TraceParent(trace_id.decode(), parent_id.decode(), int(flags, 16) & SAMPLED)
+    # Flags not defined yet are not passed on (the spec says to leave them unset).
+    return TraceParent(trace_id.decode(), parent_id.decode(), int(flags, 16) & KNOWN_FLAGS)
 
 
 def parse_tracestate(values: list[bytes]) -> str | None:
@@ -140,9 +144,9 @@ class Tracer:
         self, method: str, path: str, parent: TraceParent | None, state: str | None
     ) -> Span:
         """The span of a request from a caller whose span is `parent` (None: a new trace,
-        sampled, so that the servers it calls may record their part)."""
+        sampled, so that the servers it calls may record their part, and random)."""
         if parent is None:
-            return Span(new_trace_id(), new_span_id(), SAMPLED, None)
+            return Span(new_trace_id(), new_span_id(), SAMPLED | RANDOM, None)
         return Span(parent.trace_id, new_span_id(), parent.flags, state)
 
     def close(self) -> None:
