@@ -147,29 +147,36 @@ def test_login_saves_a_private_config_that_later_commands_use(
 
 def test_api_keys_are_made_listed_and_revoked(dev: DevPlatform, config: Path) -> None:
     env = dev.env()
-    admin = {"GATEWAY_URL": env["GATEWAY_URL"], "MODELSERVE_TOKEN": env["MODELSERVE_TOKEN"]}
+    url = env["GATEWAY_URL"]
+    # API keys belong to the gateway's accounts: sign in as its first admin.
+    _ok(
+        _run(config, "--url", url, "login", "--username", "admin", "--password-stdin",
+             stdin=env["GATEWAY_ADMIN_PASSWORD"] + "\n")
+    )  # fmt: skip
+    jwt = json.loads((config / "modelserve" / "config.json").read_text())["token"]
     name = f"cli-{uuid.uuid4().hex[:8]}"
 
-    created_run = _run(config, "keys", "create", name, "--expires-in-days", "1", **admin)
+    created_run = _run(config, "keys", "create", name, "--expires-in-days", "1")
     created = _ok(created_run)
     assert "only" in created_run.stderr  # the key is shown once
     assert created["name"] == name and created["key"].startswith("msk_")
     key_id, key = created["id"], created["key"]
 
-    listed = _ok(_run(config, "keys", "list", **admin))
+    listed = _ok(_run(config, "keys", "list"))
     assert key_id in {entry["id"] for entry in listed}
     assert all("key" not in entry for entry in listed)
-    table = _run(config, "--output", "table", "keys", "list", **admin)
+    table = _run(config, "--output", "table", "keys", "list")
     assert table.stdout.split()[:4] == ["ID", "NAME", "CREATED", "EXPIRES"]
     assert any(line.split()[:2] == [key_id, name] for line in table.stdout.splitlines())
+    assert _ok(_run(config, "--token", key, "whoami"))["api_key"] == key_id
 
-    # The key saved as the login: later commands use it, and /auth/me names it.
-    saved = _ok(
-        _run(config, "--url", env["GATEWAY_URL"], "login", "--api-key-stdin", stdin=key + "\n")
-    )
-    assert (saved["username"], saved["expires_at"]) == ("admin", None)
+    # The key saved as the login: later commands use it.
+    saved = _ok(_run(config, "login", "--api-key-stdin", stdin=key + "\n"))
+    assert (saved["url"], saved["username"], saved["expires_at"]) == (url, "admin", None)
     assert _ok(_run(config, "whoami"))["api_key"] == key_id
 
+    # Revoked with the JWT ($MODELSERVE_TOKEN wins over the saved key).
+    admin = {"MODELSERVE_TOKEN": jwt}
     assert _ok(_run(config, "keys", "revoke", key_id, **admin)) == {
         "id": key_id,
         "revoked": True,
@@ -183,7 +190,7 @@ def test_api_keys_are_made_listed_and_revoked(dev: DevPlatform, config: Path) ->
     error = wait_for(refused, timeout=30, what="the revoked key to be refused")
     assert error["status"] == 401
     gone = _error(_run(config, "keys", "revoke", key_id, **admin))
-    assert gone["status"] == 404
+    assert (gone["status"], gone["code"]) == (404, "key_not_found")
 
 
 def test_chat_streams_and_keeps_a_conversation(dev: DevPlatform, config: Path) -> None:
