@@ -53,6 +53,7 @@ from modelserve.common.online_pressure import is_background, signal_headers
 from modelserve.common.request_ids import current_request_id, model_server_request_id
 from modelserve.common.tokens import Claims
 from modelserve.gateway.accounting import Accounting, ContractUnavailable, Decision
+from modelserve.gateway.adapters import adapter_body, same_view
 from modelserve.gateway.asgi import CLIENT_CLOSED, ExchangeResponse, client_gone, send_json
 from modelserve.gateway.dispatch import Dispatcher, NoReadyEndpoint
 from modelserve.gateway.fanout import Whole, fan_out
@@ -138,7 +139,7 @@ class Proxy:
         self, request: Request, claims: Claims, operation: Operation, server_id: str
     ) -> Response:
         """A request of a server's own path: to that server, whatever `model` it names
-        (none: the server's served name; another: 400)."""
+        (none: the server's served name; one of its adapters: that adapter; another: 400)."""
         started = time.perf_counter()
         target = server_for(self.table, server_id, claims)
         target = routed(self.table.readiness(target), target.served_name)
@@ -149,6 +150,11 @@ class Proxy:
             payload["model"] = target.served_name
             body = compact(payload)
         elif payload["model"] != target.served_name:
+            adapter = target.as_adapter(payload["model"])
+            if adapter is not None:  # one of the server's adapters (spec.adapters)
+                return await self._send(
+                    request.headers, claims, operation, adapter, payload, body, started
+                )
             raise invalid(
                 f"the server {server_id} serves the model {target.served_name!r}, not "
                 f"{payload['model']!r}: leave `model` out, or name that one",
@@ -186,6 +192,7 @@ class Proxy:
         """Past the choice of the server, both doors alike: scaling, the contract's
         decision, then (held until the server serves, for an autoscaled one that does
         not yet) the exchange with an endpoint of `found`."""
+        body = adapter_body(found, payload, body)
         model = found.served_name
         prompts = prompt_count(payload) if operation.prompt_lists else 1
         parts = None
@@ -472,7 +479,7 @@ class ProxyResponse(ExchangeResponse):
                             }
                         )
 
-                exchange.target = await hold.ready(tick)
+                exchange.target = same_view(exchange.target, await hold.ready(tick))
         except OpenAIError as error:
             exchange.status = error.status_code
             body = openai_body(error.message, type=error.type, code=error.code)

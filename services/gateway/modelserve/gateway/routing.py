@@ -25,6 +25,10 @@ Only the first tier with a server of that name is used, ready or not: requests b
 over the servers of that tier alone, and a tier whose servers are all down answers "not
 ready" rather than falling through to the next. The gateway's
 own lookups (a reward model a ModelServe names, `find`) see platform servers only.
+
+A LoRA adapter of a server (spec.adapters) is a name of its own that resolves the same
+way, to a view of that server whose served name is the adapter's (`Target.as_adapter`):
+a request for it reaches the base model's servers, and is known by the adapter's name.
 """
 
 from __future__ import annotations
@@ -125,6 +129,15 @@ def loading_from_status(status: Mapping[str, Any]) -> Loading:
 
 
 @dataclasses.dataclass(frozen=True)
+class AdapterRoute:
+    """A LoRA adapter of a server (spec.adapters), as requests name it."""
+
+    name: str
+    index: int  # its place in spec.adapters: llama-server's id for it in `lora`
+    scale: float = 1.0  # its weight in a request for it (llama.cpp)
+
+
+@dataclasses.dataclass(frozen=True)
 class Target:
     """One server (ModelServe) and what the proxy needs to reach it."""
 
@@ -159,6 +172,27 @@ class Target:
     # status.model (what every replica last ran, Ready) and status.rollout (its latest change).
     model: ModelVersion | None = None
     rollout: Rollout | None = None
+    # spec.adapters: the LoRA adapters its servers load, each a model of its own name.
+    adapters: tuple[AdapterRoute, ...] = ()
+    # On the view of the server that a request for one of its adapters gets (`as_adapter`):
+    # the model's served name (`served_name` is then the adapter's). None: the model itself.
+    base_name: str | None = None
+
+    def as_adapter(self, name: str) -> Target | None:
+        """This server as a request for its adapter `name` sees it: the same server, its
+        served name the adapter's (the name contracts, metrics and usage know the
+        request by); None when it has no adapter of that name."""
+        if not any(adapter.name == name for adapter in self.adapters):
+            return None
+        base = self.base_name or self.served_name
+        return dataclasses.replace(self, served_name=name, base_name=base)
+
+    @property
+    def adapter(self) -> AdapterRoute | None:
+        """The adapter a request for this view asks for; None for the model itself."""
+        if self.base_name is None:
+            return None
+        return next((a for a in self.adapters if a.name == self.served_name), None)
 
     @property
     def rolling(self) -> bool:
@@ -270,6 +304,10 @@ def target_from_body(body: Mapping[str, Any]) -> Target:
         loading=loading_from_status(status),
         model=running_model(status),
         rollout=Rollout.from_status(status),
+        adapters=tuple(
+            AdapterRoute(adapter.name, index, adapter.scale)
+            for index, adapter in enumerate(ms.spec.adapters)
+        ),
     )
 
 
@@ -371,6 +409,12 @@ class RouteTable:
         by_name: dict[str, list[Target]] = {}
         for target in sorted(self._servers.values(), key=lambda t: (t.namespace, t.name)):
             by_name.setdefault(target.served_name, []).append(target)
+            # An adapter's name resolves as a served name does (tiers and all), to the
+            # server that loads it.
+            for adapter in target.adapters:
+                view = target.as_adapter(adapter.name)
+                if view is not None:
+                    by_name.setdefault(adapter.name, []).append(view)
         self._by_name = by_name
         self.changes.notify()
 

@@ -22,7 +22,8 @@ async def usable_targets(
 ) -> list[Target]:
     """One target per model the caller may use: servers they may use (`routing`) whose
     served name their contract allows, as GET /models narrows the platform's records;
-    every served name for admins, or without a contract service."""
+    every served name for admins, or without a contract service. A LoRA adapter is one
+    of these models by its own name, which the contract must allow."""
     targets = routes.models(claims)
     if contracts is None or claims.is_admin or not targets:
         return targets

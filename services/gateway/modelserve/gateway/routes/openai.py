@@ -30,14 +30,18 @@ router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
 
 def model_object(target: Target, status: ModelStatus) -> dict[str, Any]:
     """OpenAI's model object, with where the model stands (`state`: loaded, loading,
-    sleeping, unavailable) and its last use (`last_used`, epoch seconds or null)."""
-    return {
+    sleeping, unavailable) and its last use (`last_used`, epoch seconds or null). A LoRA
+    adapter names its model in `parent` and `root`, as vLLM lists one."""
+    found: dict[str, Any] = {
         "id": target.served_name,
         "object": "model",
         "created": target.created,
         "owned_by": target.owner or "modelserve",
         **status.fields(),
     }
+    if target.base_name is not None:
+        found["parent"] = found["root"] = target.base_name
+    return found
 
 
 def caller_model(
