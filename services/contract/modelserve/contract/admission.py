@@ -255,22 +255,20 @@ def label_refusal(review: Review, who: Requester) -> str | None:
     return None
 
 
-def model_id_of(uri: str, prefix: str) -> str:
+def model_id_of(uri: str, prefix: str, field: str = "spec.model.uri") -> str:
     """The model record's id in a uri under `prefix` (`s3://bucket/models/<id>/…`);
     Refused for a uri elsewhere or with odd segments."""
     if _CONTROL.search(uri):
-        raise Refused(f"[model_uri_refused] spec.model.uri {uri!r} holds control characters")
+        raise Refused(f"[model_uri_refused] {field} {uri!r} holds control characters")
     if not uri.startswith(prefix):
-        raise Refused(f"[model_uri_refused] spec.model.uri {uri!r} is not under {prefix}")
+        raise Refused(f"[model_uri_refused] {field} {uri!r} is not under {prefix}")
     parts = uri.removeprefix(prefix).split("/")
     inner = parts[:-1] if len(parts) > 1 and parts[-1] == "" else parts
     if len(inner) < 1 or any(part in ("", ".", "..") for part in inner):
-        raise Refused(
-            f"[model_uri_refused] spec.model.uri {uri!r} holds an empty, '.' or '..' segment"
-        )
+        raise Refused(f"[model_uri_refused] {field} {uri!r} holds an empty, '.' or '..' segment")
     if not _MODEL_ID.match(parts[0]) or len(parts) < 2:
         raise Refused(
-            f"[model_uri_refused] spec.model.uri {uri!r} names no model: expected "
+            f"[model_uri_refused] {field} {uri!r} names no model: expected "
             f"{prefix}<model-id>/<file or folder>"
         )
     return parts[0]
@@ -348,17 +346,31 @@ def resource(review: Review, who: Requester, settings: ContractSettings) -> Reso
     if refusal is not None:
         raise Refused(refusal)
     model_id = None
+    adapter_ids: list[str] = []
     if ms.spec.runtime is not Runtime.EXTERNAL and ms.spec.model.uri:
         prefix = settings.model_prefix
         if who.admin:
             model_id = _admin_model_id(ms.spec.model.uri, prefix)
         else:
             model_id = model_id_of(ms.spec.model.uri, prefix)
+        # An adapter comes from the store as a model does: the same prefix, the same
+        # allowlists for its record's id.
+        for index, adapter in enumerate(ms.spec.adapters):
+            field = f"spec.adapters[{index}].uri"
+            found = (
+                _admin_model_id(adapter.uri, prefix, field)
+                if who.admin
+                else model_id_of(adapter.uri, prefix, field)
+            )
+            if found is not None:
+                adapter_ids.append(found)
     return Resource(
         namespace=review.namespace,
         name=review.name,
         model=ms.served_name,
         model_id=model_id,
+        adapters=[adapter.name for adapter in ms.spec.adapters],
+        adapter_ids=adapter_ids,
         runtime=ms.spec.runtime.value,
         image=ms.spec.image,
         replicas=ms.spec.most_replicas,
@@ -367,10 +379,10 @@ def resource(review: Review, who: Requester, settings: ContractSettings) -> Reso
     )
 
 
-def _admin_model_id(uri: str, prefix: str) -> str | None:
+def _admin_model_id(uri: str, prefix: str, field: str = "spec.model.uri") -> str | None:
     """Admins may serve from anywhere in the store; a uri under the prefix still names its model."""
     try:
-        return model_id_of(uri, prefix)
+        return model_id_of(uri, prefix, field)
     except Refused:
         return None
 

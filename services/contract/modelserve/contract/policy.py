@@ -69,6 +69,11 @@ class Resource(BaseModel):
     # The model record the weights come from (`s3://<bucket>/models/<model-id>/…`): the
     # model allowlists hold for it as well as for `model`, the served name.
     model_id: str | None = None
+    # serve: the names of the ModelServe's LoRA adapters (spec.adapters) and the model
+    # records they come from: clients name an adapter as a model, so the model
+    # allowlists hold for each.
+    adapters: list[str] = Field(default=[], max_length=64)
+    adapter_ids: list[str] = Field(default=[], max_length=64)
     runtime: str | None = None
     # serve: the model server's image when the spec overrides the operator's (spec.image).
     image: str | None = None
@@ -192,6 +197,16 @@ def check_request(action: Action, resource: Resource, scope: Scope) -> Decision 
         )
         if weights is not None:
             return weights
+    for adapter in resource.adapters:
+        refused = _outside(Reason.MODEL, f"{who} may not use adapter", adapter, limits.models)
+        if refused is not None:
+            return refused
+    for adapter_id in resource.adapter_ids:
+        refused = _outside(
+            Reason.MODEL, f"{who} may not use adapter model id", adapter_id, limits.models
+        )
+        if refused is not None:
+            return refused
     if action is Action.DOWNLOAD:
         # False denies; None (a team contract that leaves it unset) leaves it to the user,
         # whose merged limits always hold the default.
