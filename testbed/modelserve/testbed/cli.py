@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from modelserve.testbed import gobuild, llama_server, llm, postgres, traefik
+from modelserve.testbed import gateway_api, gobuild, llama_server, llm, postgres, traefik
 from modelserve.testbed.cache import cache_root
 from modelserve.testbed.stack import Ports, start_stack
 
@@ -37,6 +37,12 @@ def build() -> None:
         _step(lambda: f"{folder} {module.version()} ready in {gobuild.build(module)}")  # noqa: B023 - called at once
     _step(lambda: f"PostgreSQL in {postgres.ensure_installed()}")
     _step(_traefik)
+    _step(
+        lambda: (
+            f"Gateway API {gateway_api.GATEWAY_API_VERSION} CRDs in "
+            f"{gateway_api.gateway_api_crds()}"
+        )
+    )
     _step(
         lambda: (
             f"llama-cpp-python {llm.LLAMA_CPP_PYTHON_VERSION} with "
