@@ -151,7 +151,54 @@ class EmbeddingRequest(_Request):
     dimensions: int | None = Field(default=None, ge=1, le=MAX_INT32)
 
 
-Shape = type[ChatRequest] | type[CompletionRequest] | type[EmbeddingRequest]
+def _input(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        return value
+    raise ValueError("must be a string or an array of input items (objects)")
+
+
+Input = Annotated[
+    Any,
+    AfterValidator(_input),
+    WithJsonSchema({"anyOf": [_STRING, {"type": "array", "items": {"type": "object"}}]}),
+]
+
+
+class ResponsesRequest(_Request):
+    """POST /v1/responses: what the gateway translates into a chat completion (see
+    `responses.requests`, which refuses what it cannot honour)."""
+
+    input: Input
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_INT32)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stream: bool | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    text: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    background: bool | None = None
+    previous_response_id: str | None = None
+
+
+class PassThroughRequest(_Request):
+    """POST /v1/rerank, /v1/score, /v1/tokenize, /v1/detokenize and the form of
+    /v1/audio/transcriptions: the gateway reads `model` (to route) and passes the rest
+    on as it is; the runtime checks its own fields."""
+
+
+Shape = (
+    type[ChatRequest]
+    | type[CompletionRequest]
+    | type[EmbeddingRequest]
+    | type[ResponsesRequest]
+    | type[PassThroughRequest]
+)
 
 
 class ShapeError(ValueError):

@@ -69,10 +69,13 @@ from modelserve.gateway.prompt_lists import (
     split_bodies,
 )
 from modelserve.gateway.proxy_requests import (
+    NOT_SERVED_STATUSES,
     Operation,
+    check_served,
     compact,
     invalid,
     max_tokens,
+    not_served,
     parse_body,
     read_body,
     routed,
@@ -130,7 +133,7 @@ class Proxy:
         """A request of `/v1/…`: to a server of its `model` that the caller may use."""
         started = time.perf_counter()
         body = await read_body(request, self._max_body)
-        payload = parse_body(body, operation)
+        payload = parse_body(body, operation, content_type=request.headers.get("content-type"))
         model: str = payload["model"]
         found = routed(self.table.lookup(model, claims), model)
         return await self._send(request.headers, claims, operation, found, payload, body, started)
@@ -145,7 +148,9 @@ class Proxy:
         target = routed(self.table.readiness(target), target.served_name)
         operation = operation.on_server()
         body = await read_body(request, self._max_body)
-        payload = parse_body(body, operation, model_required=False)
+        payload = parse_body(
+            body, operation, model_required=False, content_type=request.headers.get("content-type")
+        )
         if "model" not in payload:
             payload["model"] = target.served_name
             body = compact(payload)
@@ -180,6 +185,31 @@ class Proxy:
         )
 
     async def _send(
+        self,
+        headers_in: Mapping[str, str],
+        claims: Claims,
+        operation: Operation,
+        found: Target,
+        payload: dict[str, Any],
+        body: bytes,
+        started: float,
+    ) -> ExchangeResponse:
+        """An operation the target's runtime lacks is refused here; one of another API
+        (Responses) goes on as the chat completion it translates into, and its answer is
+        translated back on the way out."""
+        check_served(operation, found)
+        translation = operation.translation
+        if translation is None:
+            return await self._send_as_is(
+                headers_in, claims, operation, found, payload, body, started
+            )
+        chat = translation.request(payload)
+        response = await self._send_as_is(
+            headers_in, claims, operation, found, chat, compact(chat), started
+        )
+        return translation.response(response, payload)
+
+    async def _send_as_is(
         self,
         headers_in: Mapping[str, str],
         claims: Claims,
@@ -244,6 +274,9 @@ class Proxy:
             strip_usage = True
             body = compact(payload)
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+        if operation.multipart:
+            # A form goes on as it came: its boundary is in its content type.
+            headers["Content-Type"] = headers_in.get("content-type", "")
         for name in _PASSED_HEADERS:
             value = headers_in.get(name)
             if value is not None:
@@ -428,7 +461,11 @@ class ProxyResponse(ExchangeResponse):
             try:
                 answer = await stack.enter_async_context(
                     proxy.dispatcher.exchange(
-                        exchange.target, exchange.operation.path, exchange.body, exchange.headers
+                        exchange.target,
+                        exchange.operation.path,
+                        exchange.body,
+                        exchange.headers,
+                        from_root=exchange.operation.from_root,
                     )
                 )
             except NoReadyEndpoint as error:
@@ -441,7 +478,9 @@ class ProxyResponse(ExchangeResponse):
                 return
             completed = False
             try:
-                if answer.status >= 500:
+                if exchange.operation.optional and answer.status in NOT_SERVED_STATUSES:
+                    completed = await self._not_served(send, answer)
+                elif answer.status >= 500:
                     completed = await self._fail_status(send, answer)
                 elif 300 <= answer.status < 400:
                     completed = await self._fail_redirect(send, answer)
@@ -548,6 +587,28 @@ class ProxyResponse(ExchangeResponse):
             exchange.usage = meter.reported()
         await send({"type": "http.response.body", "body": meter.finish()})
         return True
+
+    async def _not_served(self, send: Send, answer: UpstreamResponse) -> bool:
+        """A pass-through the model server does not serve (404, 405, 501): the client's
+        404 says so, in OpenAI's shape; True when its answer was read to the end."""
+        exchange = self._exchange
+        try:
+            text, read = (await answer.read())[:500].decode(errors="replace"), True
+        except UpstreamError:
+            text, read = "", False
+        logger.info(
+            "model server of %s/%s does not serve %s (%d): %s",
+            exchange.target.namespace,
+            exchange.target.name,
+            exchange.operation.path,
+            answer.status,
+            text,
+        )
+        error = not_served(exchange.operation, exchange.target, answer.status)
+        exchange.status = error.status_code
+        body = openai_body(error.message, type=error.type, code=error.code)
+        await self._send_error(send, error.status_code, body, None)
+        return read
 
     async def _fail_status(self, send: Send, answer: UpstreamResponse) -> bool:
         """A 5xx of the model server: what it said goes to the log, never to the client

@@ -1,6 +1,9 @@
 """The OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions,
-/v1/embeddings, routed by `model` to a server that serves it (see `proxy`). A server's
-own paths, `/{server_id}/v1/…`, are in `server_openai`."""
+/v1/embeddings and /v1/responses (a chat completion underneath: `responses`), and the
+runtimes' own /v1/rerank, /v1/score, /v1/tokenize, /v1/detokenize and
+/v1/audio/transcriptions passed through to those that serve them; all routed by `model`
+to a server that serves it (see `proxy`). A server's own paths, `/{server_id}/v1/…`,
+are in `server_openai`."""
 
 from __future__ import annotations
 
@@ -18,10 +21,22 @@ from modelserve.gateway.openai_requests import (
     ChatRequest,
     CompletionRequest,
     EmbeddingRequest,
+    PassThroughRequest,
+    ResponsesRequest,
     request_body,
 )
 from modelserve.gateway.proxy import Proxy
-from modelserve.gateway.proxy_requests import CHAT, COMPLETIONS, EMBEDDINGS
+from modelserve.gateway.proxy_requests import (
+    CHAT,
+    COMPLETIONS,
+    DETOKENIZE,
+    EMBEDDINGS,
+    RERANK,
+    RESPONSES,
+    SCORE,
+    TOKENIZE,
+    TRANSCRIPTIONS,
+)
 from modelserve.gateway.routing import RouteTable, Target
 from modelserve.gateway.usable_models import usable_targets
 
@@ -102,3 +117,66 @@ async def completions(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     claims = await caller(request)
     return await proxy_of(request).forward(request, claims, EMBEDDINGS)
+
+
+@router.post("/responses", responses=PROXIED_ERRORS, openapi_extra=request_body(ResponsesRequest))
+async def responses(request: Request) -> Response:
+    """OpenAI's Responses API, answered by the model's chat completions."""
+    claims = await caller(request)
+    return await proxy_of(request).forward(request, claims, RESPONSES)
+
+
+# Passed through to the runtimes that serve them (docs/gateway.md has the table); a
+# model whose runtime does not answers 404 in OpenAI's shape.
+PASSED = request_body(PassThroughRequest)
+
+
+@router.post("/rerank", responses=PROXIED_ERRORS, openapi_extra=PASSED)
+async def rerank(request: Request) -> Response:
+    claims = await caller(request)
+    return await proxy_of(request).forward(request, claims, RERANK)
+
+
+@router.post("/score", responses=PROXIED_ERRORS, openapi_extra=PASSED)
+async def score(request: Request) -> Response:
+    claims = await caller(request)
+    return await proxy_of(request).forward(request, claims, SCORE)
+
+
+@router.post("/tokenize", responses=PROXIED_ERRORS, openapi_extra=PASSED)
+async def tokenize(request: Request) -> Response:
+    """The runtime's /tokenize (at its root, as vLLM and llama-server serve it)."""
+    claims = await caller(request)
+    return await proxy_of(request).forward(request, claims, TOKENIZE)
+
+
+@router.post("/detokenize", responses=PROXIED_ERRORS, openapi_extra=PASSED)
+async def detokenize(request: Request) -> Response:
+    claims = await caller(request)
+    return await proxy_of(request).forward(request, claims, DETOKENIZE)
+
+
+# A form: the audio file and its fields, `model` among them.
+FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "model": {"type": "string", "minLength": 1},
+                        "file": {"type": "string", "format": "binary"},
+                    },
+                    "required": ["model", "file"],
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/audio/transcriptions", responses=PROXIED_ERRORS, openapi_extra=FORM)
+async def audio_transcriptions(request: Request) -> Response:
+    claims = await caller(request)
+    return await proxy_of(request).forward(request, claims, TRANSCRIPTIONS)

@@ -1,5 +1,6 @@
 """A server's own OpenAI paths: `/{server_id}/v1/chat/completions`, `/completions`,
-`/embeddings` and `/models`, where Traefik's per-server route `/{server-id}/` leads
+`/embeddings`, `/responses`, `/rerank`, `/score`, `/tokenize`, `/detokenize` and
+`/models`, where Traefik's per-server route `/{server-id}/` leads
 (the path kept). They pass the same proxy as `/v1/…` (the contract's limits, usage,
 metrics, inference-time scaling), with the server named by its id instead of by `model`.
 
@@ -22,10 +23,23 @@ from modelserve.gateway.openai_requests import (
     ChatRequest,
     CompletionRequest,
     EmbeddingRequest,
+    PassThroughRequest,
+    ResponsesRequest,
     Shape,
     request_body,
 )
-from modelserve.gateway.proxy_requests import CHAT, COMPLETIONS, EMBEDDINGS, server_for
+from modelserve.gateway.proxy_requests import (
+    CHAT,
+    COMPLETIONS,
+    DETOKENIZE,
+    EMBEDDINGS,
+    RERANK,
+    RESPONSES,
+    SCORE,
+    TOKENIZE,
+    Operation,
+    server_for,
+)
 from modelserve.gateway.routes.openai import model_object, proxy_of
 
 router = APIRouter(prefix="/{server_id:uuid}/v1", tags=["openai"], responses=OPENAI_ERRORS)
@@ -62,3 +76,36 @@ async def server_completions(server_id: uuid.UUID, request: Request) -> Response
 async def server_embeddings(server_id: uuid.UUID, request: Request) -> Response:
     claims = await caller(request)
     return await proxy_of(request).forward_to_server(request, claims, EMBEDDINGS, str(server_id))
+
+
+@router.post("/responses", responses=PROXIED_ERRORS, openapi_extra=_body(ResponsesRequest))
+async def server_responses(server_id: uuid.UUID, request: Request) -> Response:
+    claims = await caller(request)
+    return await proxy_of(request).forward_to_server(request, claims, RESPONSES, str(server_id))
+
+
+# The pass-throughs of /v1 (not audio transcriptions: a form keeps its `model`, which
+# the gateway would have to write into it). One route each, as OpenAPI lists them.
+async def _passed(server_id: uuid.UUID, request: Request, operation: Operation) -> Response:
+    claims = await caller(request)
+    return await proxy_of(request).forward_to_server(request, claims, operation, str(server_id))
+
+
+@router.post("/rerank", responses=PROXIED_ERRORS, openapi_extra=_body(PassThroughRequest))
+async def server_rerank(server_id: uuid.UUID, request: Request) -> Response:
+    return await _passed(server_id, request, RERANK)
+
+
+@router.post("/score", responses=PROXIED_ERRORS, openapi_extra=_body(PassThroughRequest))
+async def server_score(server_id: uuid.UUID, request: Request) -> Response:
+    return await _passed(server_id, request, SCORE)
+
+
+@router.post("/tokenize", responses=PROXIED_ERRORS, openapi_extra=_body(PassThroughRequest))
+async def server_tokenize(server_id: uuid.UUID, request: Request) -> Response:
+    return await _passed(server_id, request, TOKENIZE)
+
+
+@router.post("/detokenize", responses=PROXIED_ERRORS, openapi_extra=_body(PassThroughRequest))
+async def server_detokenize(server_id: uuid.UUID, request: Request) -> Response:
+    return await _passed(server_id, request, DETOKENIZE)
