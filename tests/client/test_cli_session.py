@@ -314,3 +314,36 @@ def test_serve_waits_until_ready_then_logs_and_stop(dev: DevPlatform, config: Pa
     finally:
         stopped = _ok(_run(config, "stop", server_id, **where))
     assert stopped["status"] == "Stopping"
+
+
+def test_serve_wait_exits_3_for_a_server_that_fails(dev: DevPlatform, config: Path) -> None:
+    env = dev.env()
+    where = {"GATEWAY_URL": env["GATEWAY_URL"], "MODELSERVE_TOKEN": env["MODELSERVE_TOKEN"]}
+    ran = _run(
+        config,
+        "serve",
+        "--model-uuid",
+        env["SMOLLM2_MODEL_UUID"],
+        "--runtime",
+        "llamacpp",
+        "--served-name",
+        f"cli-fail-{uuid.uuid4().hex[:6]}",
+        "--runtime-params=--no-such-option",  # with `=`: a value that looks like an option
+        "--wait",
+        "--poll-interval",
+        "1",
+        "--failed-for",
+        "0",
+        "--max-wait",
+        "180",
+        **where,
+    )
+    assert ran.returncode == 3, ran.stderr
+    server = json.loads(ran.stdout)
+    try:
+        assert server["status"] == "Failed"
+        assert ran.stderr.splitlines()[-1].startswith(
+            f"modelserve: server {server['server_id']} Failed: "
+        )
+    finally:
+        _ok(_run(config, "stop", server["server_id"], **where))
