@@ -6,6 +6,7 @@ tables, streamed chat chunks, and when a wait for a server gives up."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import stat
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelserve.client import Client, ModelServeError
+from modelserve.client import Client, ModelServeError, Server
 from modelserve.client.chunks import ChunkReader
 from modelserve.client.cli import config, main, output, parser, run, serving, tables
 
@@ -184,3 +185,31 @@ def test_a_server_that_stays_failed_ends_the_wait(capsys: pytest.CaptureFixture[
     args = parser().parse_args(["serve", "--model-name", "m", "--wait"])
     assert serving.exit_status(args, server, sys.stderr) == serving.SERVER_FAILED
     assert "server u1 Failed: crashed" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_state_line_redraws_on_a_terminal_and_logs_changes_elsewhere() -> None:
+    fields = {"server_id": "u1", "name": "s", "namespace": "ns", "runtime": "llamacpp",
+              "replicas": 1, "ready_replicas": 0}  # fmt: skip
+    pending = Server(**fields, status="Pending", message="waiting")
+    ready = Server(**{**fields, "ready_replicas": 1}, status="Ready", message="")
+    terminal = _Terminal()
+    line = serving.StateLine(terminal)
+    for server, elapsed in ((pending, 0.0), (pending, 1.0), (ready, 2.0)):
+        line(server, elapsed)
+    line.close()
+    assert terminal.getvalue() == (
+        "\r| s: Pending 0/1 ready (0 s): waiting\x1b[K"
+        "\r/ s: Pending 0/1 ready (1 s): waiting\x1b[K"
+        "\r- s: Ready 1/1 ready (2 s)\x1b[K\n"
+    )
+    piped = io.StringIO()
+    line = serving.StateLine(piped)
+    for server, elapsed in ((pending, 0.0), (pending, 1.0), (ready, 2.0)):
+        line(server, elapsed)
+    line.close()
+    assert piped.getvalue() == "s: Pending 0/1 ready (0 s): waiting\ns: Ready 1/1 ready (2 s)\n"

@@ -61,7 +61,7 @@ def _line(stdin: TextIO) -> str:
 def _username(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> str:
     if args.username:
         return str(args.username)
-    if args.password_stdin or args.api_key_stdin:
+    if args.password_stdin:
         raise ValueError("with --password-stdin, name the user with --username")
     stderr.write("username: ")
     stderr.flush()
