@@ -120,7 +120,7 @@ def test_the_plain_tracer_continues_the_callers_trace() -> None:
     tracer = Tracer()
     span = tracer.server_span("POST", "/v1/chat/completions", TraceParent(TRACE, PARENT, 0), "a=1")
     assert span.trace_id == TRACE and span.span_id != PARENT and span.flags == 0
-    child = span.child("POST", {})
+    child = span.child("POST", "http://model-server/v1/chat/completions")
     assert child.headers() == {
         "traceparent": f"00-{TRACE}-{child.span_id}-00",
         "tracestate": "a=1",

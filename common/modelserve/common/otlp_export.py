@@ -10,9 +10,6 @@ provider is set: the spans of this module are the only ones the service records.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -31,6 +28,7 @@ class RecordedSpan(Span):
     """A span whose ids and times the SDK records."""
 
     __slots__ = ("_recorded", "_tracer")
+    recording = True
 
     def __init__(self, recorded: trace.Span, tracer: trace.Tracer, state: str | None) -> None:
         context = recorded.get_span_context()
@@ -43,12 +41,12 @@ class RecordedSpan(Span):
         self._recorded = recorded
         self._tracer = tracer
 
-    def child(self, name: str, attributes: Mapping[str, Any]) -> Span:
+    def child(self, method: str, url: str) -> Span:
         recorded = self._tracer.start_span(
-            name,
+            method,
             context=trace.set_span_in_context(self._recorded, Context()),
             kind=SpanKind.CLIENT,
-            attributes=attributes,
+            attributes={"http.request.method": method, "url.full": url},
         )
         return RecordedSpan(recorded, self._tracer, self.state)
 

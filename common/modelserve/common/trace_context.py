@@ -15,11 +15,9 @@ where it must cost microseconds and must not buffer a stream.
 from __future__ import annotations
 
 import dataclasses
-import os
+import random
 import re
-from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -96,12 +94,15 @@ def format_traceparent(trace_id: str, span_id: str, flags: int) -> str:
 
 
 def new_trace_id() -> str:
-    """16 random bytes in hex (all zeros, invalid, has a chance of 2^-128)."""
-    return os.urandom(16).hex()
+    """128 random bits in hex, never all zeros (invalid). Python's generator, as
+    OpenTelemetry's SDK uses: ids need to be unique, not secret, and it costs two thirds
+    of `os.urandom`'s system call."""
+    return f"{random.getrandbits(128) or 1:032x}"
 
 
 def new_span_id() -> str:
-    return os.urandom(8).hex()
+    """64 random bits in hex, never all zeros."""
+    return f"{random.getrandbits(64) or 1:016x}"
 
 
 class Span:
@@ -109,6 +110,8 @@ class Span:
     nothing (no exporter); `otlp_export.RecordedSpan` records it with OpenTelemetry's SDK."""
 
     __slots__ = ("flags", "span_id", "state", "trace_id")
+    # Whether anything is recorded: only then is a span's name worth making.
+    recording = False
 
     def __init__(self, trace_id: str, span_id: str, flags: int, state: str | None) -> None:
         self.trace_id = trace_id
@@ -127,9 +130,9 @@ class Span:
             found[TRACESTATE] = self.state
         return found
 
-    def child(self, name: str, attributes: Mapping[str, Any]) -> Span:
-        """A span for a call this span makes (to a model server, say): same trace, an id
-        of its own, named in the call's `traceparent`."""
+    def child(self, method: str, url: str) -> Span:
+        """A span for an HTTP call this span makes (to a model server, say): same trace,
+        an id of its own, named in the call's `traceparent`."""
         return Span(self.trace_id, new_span_id(), self.flags, self.state)
 
     def end(self, status: int | None = None, name: str | None = None) -> None:
@@ -170,10 +173,11 @@ def current_span() -> Span | None:
     return CURRENT_SPAN.get()
 
 
-def call_span(name: str, attributes: Mapping[str, Any]) -> Span | None:
-    """A child span of the current request's, for a call it makes; None outside one."""
+def call_span(method: str, url: str) -> Span | None:
+    """A child span of the current request's, for an HTTP call it makes; None outside
+    one (a job's call made by the gateway itself, the usage outbox's)."""
     span = CURRENT_SPAN.get()
-    return span.child(name, attributes) if span is not None else None
+    return span.child(method, url) if span is not None else None
 
 
 class TraceContext:
@@ -218,6 +222,9 @@ class TraceContext:
         try:
             await self.app(scope, receive, send_with_context)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None)
-            span.end(status, f"{scope['method']} {path}" if path else None)
+            name = None
+            if span.recording:
+                # The route that matched names the span (its template, not the path).
+                path = getattr(scope.get("route"), "path", None)
+                name = f"{scope['method']} {path}" if path else None
+            span.end(status, name)

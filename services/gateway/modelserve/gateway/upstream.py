@@ -189,7 +189,7 @@ class UpstreamClient:
 
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
         """POST `body` to `url` and wait for the head of the answer."""
-        span = call_span("POST", {"http.request.method": "POST", "url.full": url})
+        span = call_span("POST", url)
         if span is not None:
             headers = {**headers, **span.headers()}
         try:
