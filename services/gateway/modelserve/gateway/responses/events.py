@@ -7,7 +7,8 @@ Chat's `data:` chunks go in, in whatever pieces the network cut them; Responses'
 `.done` events; for each tool call, `response.output_item.added` (a `function_call`),
 `response.function_call_arguments.delta` per piece, then its `.done` events; last
 `response.completed` (or `response.incomplete` when the answer hit `max_output_tokens`)
-with the whole Response and its usage. An error in chat's stream becomes an `error`
+with the whole Response and its usage (and a scaled stream's trace, when asked, as its
+`scaling`). An error in chat's stream becomes an `error`
 event, and nothing follows it. SSE comments (the gateway's keep-alives while a model
 loads or candidates are generated) pass through as they are.
 """
@@ -68,6 +69,7 @@ class StreamTranslator:
         self._calls: dict[int, _Item] = {}  # by chat's tool-call index
         self._usage: Any = None
         self._finish: str | None = None
+        self._scaling: Any = None  # a scaled stream's trace, when asked
 
     def feed(self, chunk: bytes) -> bytes:
         out = self._start()
@@ -112,6 +114,8 @@ class StreamTranslator:
             return self._error(chunk["error"])
         if chunk.get("usage") is not None:
             self._usage = chunk["usage"]
+        if chunk.get("scaling") is not None:
+            self._scaling = chunk["scaling"]
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             return b""
@@ -238,6 +242,8 @@ class StreamTranslator:
             response_usage(self._usage),
             "max_output_tokens" if length else None,
         )
+        if self._scaling is not None:
+            response["scaling"] = self._scaling
         kind = "response.incomplete" if length else "response.completed"
         return out + self._event(kind, response=response)
 
