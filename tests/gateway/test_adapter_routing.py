@@ -102,3 +102,16 @@ def test_a_held_request_keeps_its_adapter() -> None:
     assert same_view(base, base) == base
     gone = target_from_body(body("smol", "alice"))  # its adapters were removed meanwhile
     assert same_view(poet, gone) == gone
+
+
+def test_the_tables_current_version_of_an_adapter_is_still_the_adapter() -> None:
+    """A scaled request's calls name the model by its target's served name, taken from
+    the table's current version once the server serves: for vLLM that must stay the
+    adapter's name."""
+    routes = table(body("smol", "alice", adapters=ADAPTERS))
+    poet = routes.nearest("poet", ALICE)[0]
+    assert routes.current(poet) == poet
+    base = routes.nearest("smol-base", ALICE)[0]
+    assert routes.current(base) == base
+    routes.replace([target_from_body(body("smol", "alice"))])
+    assert routes.current(poet).served_name == "smol-base"

@@ -525,8 +525,15 @@ class RouteTable:
 
     def current(self, target: Target) -> Target:
         """The table's version of `target` now (a request keeps the one it was routed
-        with, which may have changed since: a drain came); `target` itself once gone."""
-        return self._servers.get(target.server_id, target)
+        with, which may have changed since: a drain came); `target` itself once gone. A
+        request for an adapter keeps it while the server loads it (a scaled request's
+        calls name the model by the target's served name)."""
+        current = self._servers.get(target.server_id)
+        if current is None:
+            return target
+        if target.base_name is not None:
+            return current.as_adapter(target.served_name) or current
+        return current
 
     def choose(self, target: Target, exclude: Collection[str] = ()) -> Endpoint | None:
         """The endpoint of `target` for a request (see `balancing`), leaving out the URLs
