@@ -117,6 +117,8 @@ def test_tables_align_the_chosen_columns() -> None:
     assert lines[1].endswith("…") and len(lines[1].split()[-1]) == tables.WIDEST
     assert lines[2] == "u22        bb    -      vllm      1/1    Ready      -"
     assert tables.table("keys list", []) == "ID  NAME  CREATED  EXPIRES\n(none)"
+    key = {"id": "k1", "name": "n", "created_at": "2026-12-06T20:45:02.5+01:00"}
+    assert tables.table("keys list", [key]).splitlines()[1] == "k1  n     2026-12-06 19:45:02  -"
     assert tables.table("whoami", {"username": "ada", "teams": ["t"]}).splitlines() == [
         "FIELD     VALUE",
         "username  ada",
@@ -195,8 +197,8 @@ class _Terminal(io.StringIO):
 def test_the_state_line_redraws_on_a_terminal_and_logs_changes_elsewhere() -> None:
     fields = {"server_id": "u1", "name": "s", "namespace": "ns", "runtime": "llamacpp",
               "replicas": 1, "ready_replicas": 0}  # fmt: skip
-    pending = Server(**fields, status="Pending", message="waiting")
-    ready = Server(**{**fields, "ready_replicas": 1}, status="Ready", message="")
+    pending = Server.model_validate({**fields, "status": "Pending", "message": "waiting"})
+    ready = Server.model_validate({**fields, "ready_replicas": 1, "status": "Ready"})
     terminal = _Terminal()
     line = serving.StateLine(terminal)
     for server, elapsed in ((pending, 0.0), (pending, 1.0), (ready, 2.0)):

@@ -5,6 +5,7 @@ characters, so that a table pasted into an issue still reads."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -102,11 +103,27 @@ COLUMNS: dict[str, list[Column]] = {
 }
 
 
+def moment(text: str) -> str | None:
+    """An ISO 8601 time with its zone (as the API writes them) in UTC to the second,
+    `2026-12-06 19:45:02`; None for any other text."""
+    if len(text) < 19 or text[10] != "T":
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def cell(value: Any) -> str:
-    """One value as a cell: `-` for nothing, compact JSON for lists and objects, one line
-    at most WIDEST characters."""
+    """One value as a cell: `-` for nothing, a time in UTC to the second, compact JSON for
+    lists and objects, one line at most WIDEST characters."""
     if value is None or value == "":
         text = NONE
+    elif isinstance(value, str) and moment(value) is not None:
+        text = moment(value) or value
     elif isinstance(value, bool):
         text = "yes" if value else "no"
     elif isinstance(value, str | int | float):
