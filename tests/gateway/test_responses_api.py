@@ -322,8 +322,8 @@ def test_an_error_in_the_chat_stream_is_an_error_event_and_the_end() -> None:
 
 
 class ToolServer(ThreadedApp):
-    """Answers every chat completion with a call of `get_weather`, streamed when asked;
-    keeps the bodies it got."""
+    """Answers a chat completion that offers tools with a call of `get_weather`, streamed
+    when asked, and one without (whole) with "It is 5"; keeps the bodies it got."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -348,8 +348,11 @@ class ToolServer(ThreadedApp):
         }
         usage = {"prompt_tokens": 20, "completion_tokens": 7, "total_tokens": 27}
         if body.get("stream") is not True:
-            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
             choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            if not body.get("tools"):
+                message = {"role": "assistant", "content": "It is 5"}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
             return web.json_response(
                 {
                     "id": "chatcmpl-1",
@@ -668,3 +671,34 @@ def test_the_caller_must_sign_in_and_may_use_a_servers_own_path(
     assert (
         metric(gateway, "modelserve_gateway_requests_total", route="/{server_id}/v1/responses") >= 1
     )
+
+
+@pytest.mark.kube
+@pytest.mark.postgres
+def test_a_budget_scales_a_response_as_it_scales_a_chat_completion(
+    gateway: str, tools: ToolServer
+) -> None:
+    before = len(tools.requests)
+    scaling = {"budget": 3, "algorithm": "self-consistency", "scaling_trace": True}
+    raw = client(gateway).responses.with_raw_response.create(
+        model=TOOLING, input="What is 2 + 3?", extra_body=scaling
+    )
+    assert "x-modelserve-unscaled" not in raw.headers
+    response = raw.parse()
+    sent = tools.requests[before:]
+    assert len(sent) == 3  # the candidates
+    assert not set(scaling) & set(sent[0])  # the gateway's fields, never the server's
+    assert response.output_text == "It is 5"
+    trace = response.to_dict()["scaling"]
+    assert trace["algorithm"] == "self-consistency" and trace["budget"] == 3
+    # With tools it is answered unscaled, and says why, as a chat completion is.
+    before = len(tools.requests)
+    raw = client(gateway).responses.with_raw_response.create(
+        model=TOOLING,
+        input="Weather?",
+        tools=[TOOL],
+        extra_body={"budget": 3, "algorithm": "self-consistency"},
+    )
+    assert raw.headers["x-modelserve-unscaled"] == "tools"
+    assert len(tools.requests[before:]) == 1
+    assert raw.parse().output[0].type == "function_call"
