@@ -10,7 +10,9 @@ behind a relay on loopback that remembers the headers it was sent.
 
 from __future__ import annotations
 
+import contextvars
 import json
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +23,12 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from modelserve.common.logs import log_handler
 from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
 from modelserve.common.tokens import TokenSettings, TokenSigner
 from modelserve.common.trace_context import (
+    CURRENT_SPAN,
+    Span,
     TraceParent,
     Tracer,
     format_traceparent,
@@ -129,6 +134,27 @@ def test_the_plain_tracer_continues_the_callers_trace() -> None:
     fresh = tracer.server_span("POST", "/", None, None)
     # A new trace: sampled, and its id random.
     assert fresh.trace_id != TRACE and fresh.flags == 3 and "tracestate" not in fresh.headers()
+
+
+def test_log_lines_carry_the_trace_of_the_current_span() -> None:
+    record = logging.LogRecord("gateway", logging.INFO, __file__, 1, "answered", None, None)
+    json_format, text = log_handler("gateway", "json"), log_handler("gateway", "text")
+
+    def lines() -> tuple[dict[str, Any], str]:
+        text.filter(record)
+        return json.loads(json_format.format(record)), text.format(record)
+
+    outside, outside_text = contextvars.Context().run(lines)
+    assert outside["trace_id"] is None and outside["span_id"] is None
+    assert "[- -]: answered" in outside_text
+
+    def within() -> tuple[dict[str, Any], str]:
+        CURRENT_SPAN.set(Span(TRACE, PARENT, 1, None))
+        return lines()
+
+    inside, inside_text = contextvars.Context().run(within)
+    assert (inside["trace_id"], inside["span_id"]) == (TRACE, PARENT)
+    assert f"[- {TRACE}]: answered" in inside_text
 
 
 # --- end to end --------------------------------------------------------------------------
@@ -281,6 +307,29 @@ def test_each_candidate_of_a_scaled_request_is_a_span_of_the_trace(
     assert {trace_id for trace_id, _, _ in calls} == {TRACE}
     spans = {span for _, span, _ in calls}
     assert len(spans) == 3 and not spans & {PARENT, gateway_span}
+
+
+@pytest.mark.kube
+@pytest.mark.postgres
+@pytest.mark.llm
+def test_each_prompt_of_a_list_is_a_span_of_the_trace(
+    gateway: RunningService, relay: RecordingRelay, llm: LlmServer
+) -> None:
+    # llama.cpp's server takes one prompt a request: the gateway sends one per prompt.
+    before = len(relay.received)
+    answer = httpx.post(
+        f"{gateway.url}/v1/completions",
+        json={"model": llm.alias, "prompt": ["One", "Two"], "max_tokens": 2},
+        headers={"Authorization": f"Bearer {token()}", "traceparent": f"00-{TRACE}-{PARENT}-01"},
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["choices"]) == 2
+    gateway_span = ids(answer.headers["traceparent"])[1]
+    calls = [ids(found.headers["traceparent"]) for found in relay.posted(before)]
+    assert [trace_id for trace_id, _, _ in calls] == [TRACE, TRACE]
+    spans = {span for _, span, _ in calls}
+    assert len(spans) == 2 and gateway_span not in spans
 
 
 @pytest.mark.kube
