@@ -175,7 +175,7 @@ def current_span() -> Span | None:
 
 def call_span(method: str, url: str) -> Span | None:
     """A child span of the current request's, for an HTTP call it makes; None outside
-    one (a job's call made by the gateway itself, the usage outbox's)."""
+    one (the usage outbox's deliveries, the quota ledger's periodic refresh)."""
     span = CURRENT_SPAN.get()
     return span.child(method, url) if span is not None else None
 
