@@ -1,14 +1,16 @@
 """The `modelserve` command as a person uses it, against `make dev`'s platform (the
 session's one `dev`): login saves a private config that later commands use and logout
 removes; API keys made, listed and revoked (a revoked key is refused); tables and JSON;
-a chat streamed from the llama.cpp server, and a conversation on stdin; `serve --wait`
-on the test bed's cluster, the new server's logs, and its stop.
+a chat streamed from the llama.cpp server (and AsyncClient.chat_stream), and a
+conversation on stdin; `serve --wait` on the test bed's cluster (Ready, or exit 3 for a
+server that fails), the new server's logs, and its stop.
 
 Each command runs as its own process, with a config folder of the test's own and no
 token in its environment unless the test gives one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -21,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from modelserve.client import AsyncClient
 from modelserve.testbed.doc_scripts import DevPlatform
 from modelserve.testbed.polling import wait_for
 
@@ -202,9 +205,9 @@ def test_chat_streams_and_keeps_a_conversation(dev: DevPlatform, config: Path) -
         "text",
         "chat",
         SERVED,
-        "Count from 1 to 30, one per line.",
+        "Count from 1 to 100, one per line.",
         "--max-tokens",
-        "64",
+        "160",  # long enough that its tokens cannot all come in one read
         "--temperature",
         "0",
     ]
@@ -268,6 +271,17 @@ def test_chat_streams_and_keeps_a_conversation(dev: DevPlatform, config: Path) -
         **where,
     )
     assert spoken.returncode == 0 and len(spoken.stdout.splitlines()) >= 2, spoken.stderr
+
+    # AsyncClient.chat_stream: the same stream, as an async iterator.
+    pieces_async = asyncio.run(_streamed(where))
+    assert len(pieces_async) > 1 and "".join(pieces_async).strip()
+
+
+async def _streamed(where: dict[str, str]) -> list[str]:
+    async with AsyncClient(where["GATEWAY_URL"], where["MODELSERVE_TOKEN"]) as client:
+        messages = [{"role": "user", "content": "Count from 1 to 10."}]
+        stream = client.chat_stream(SERVED, messages, max_tokens=16, temperature=0)
+        return [chunk.content async for chunk in stream if chunk.content]
 
 
 def test_serve_waits_until_ready_then_logs_and_stop(dev: DevPlatform, config: Path) -> None:
