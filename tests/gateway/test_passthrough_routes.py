@@ -203,6 +203,29 @@ def test_llama_server_tokenizes_and_detokenizes_through_the_gateway(gateway: str
 @pytest.mark.kube
 @pytest.mark.postgres
 @pytest.mark.llm
+def test_the_gateways_root_tokenizes_as_vllm_serves_it(gateway: str) -> None:
+    before = counted(gateway, "/tokenize", "200")
+    tokens = post(gateway, "/tokenize", {"model": LLAMA, "content": "Hello world"})
+    assert tokens.status_code == 200, tokens.text
+    direct = post(gateway, "/v1/tokenize", {"model": LLAMA, "content": "Hello world"})
+    assert tokens.json() == direct.json()
+    text = post(gateway, "/detokenize", {"model": LLAMA, "tokens": tokens.json()["tokens"]})
+    assert text.status_code == 200, text.text
+    assert text.json()["content"].strip() == "Hello world"
+    wait_for(
+        lambda: counted(gateway, "/tokenize", "200") == before + 1,
+        timeout=10,
+        what="the root tokenize request to be counted under its own route",
+    )
+    # Its errors are OpenAI's too.
+    unknown = post(gateway, "/tokenize", {"model": "no-such-model", "content": "a"})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.kube
+@pytest.mark.postgres
+@pytest.mark.llm
 def test_a_servers_own_path_tokenizes_without_a_model(
     gateway: str, crds: KubeCluster, cluster_namespace: str
 ) -> None:
@@ -257,7 +280,7 @@ def test_what_the_model_server_does_not_serve_is_a_404_in_openais_shape(gateway:
 @pytest.mark.postgres
 @pytest.mark.llm
 def test_the_caller_must_sign_in(gateway: str) -> None:
-    for path in ("/v1/tokenize", "/v1/detokenize", "/v1/rerank", "/v1/score"):
+    for path in ("/v1/tokenize", "/v1/detokenize", "/v1/rerank", "/v1/score", "/tokenize"):
         answer = httpx.post(f"{gateway}{path}", json={"model": LLAMA, "content": "a"})
         assert answer.status_code == 401, path
         assert error_of(answer)["type"] == "authentication_error"

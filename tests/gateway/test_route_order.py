@@ -17,7 +17,7 @@ from modelserve.gateway.app import create_app
 from modelserve.gateway.routes import openai, server_openai, verify
 from modelserve.gateway.settings import GatewaySettings
 
-FIRST = (openai.router, server_openai.router, verify.router)
+FIRST = (openai.router, openai.root_router, server_openai.router, verify.router)
 _PARAM = re.compile(r"{([^}:]+)(?::([a-z]+))?}")
 _SAMPLES = {"uuid": str(uuid.UUID(int=7)), "path": "a/b", "int": "1", "float": "1.5"}
 
@@ -65,4 +65,5 @@ def test_the_proxy_routes_come_first() -> None:
     app = create_app(GatewaySettings(tokens=TokenSettings(development=True)))
     routers = [getattr(route, "original_router", None) for route in app.router.routes]
     assert routers.index(openai.router) <= 6
-    assert routers.index(server_openai.router) == routers.index(openai.router) + 1
+    assert routers.index(openai.root_router) == routers.index(openai.router) + 1
+    assert routers.index(server_openai.router) == routers.index(openai.router) + 2

@@ -160,9 +160,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # against each route in order (a few µs a route in FastAPI's included routers), and
     # the ~70 routes that came before them cost a chat completion about 0.25 ms of CPU.
     # No other path overlaps theirs (/v1/models…, /v1/chat/completions, /v1/completions,
-    # /v1/embeddings, /{uuid}/v1/…, /auth/verify), so the order changes which route
-    # answers no request (tests/gateway/test_route_order.py).
+    # /v1/embeddings, /tokenize, /detokenize, /{uuid}/v1/…, /auth/verify), so the order
+    # changes which route answers no request (tests/gateway/test_route_order.py).
     app.include_router(openai.router)
+    app.include_router(openai.root_router)
     # A server's own paths (/{server_id}/v1/…): only a UUID followed by /v1 matches them,
     # so they shadow none of the gateway's paths.
     app.include_router(server_openai.router)

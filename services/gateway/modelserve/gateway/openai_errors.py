@@ -119,8 +119,14 @@ def openai_response(error: OpenAIError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
 
+# Paths outside /v1 that answer as OpenAI's: vLLM's /tokenize and /detokenize.
+ROOT_OPENAI_PATHS = frozenset({"/tokenize", "/detokenize"})
+
+
 def _is_openai(request: Request) -> bool:
     path: str = request.scope["path"]
+    if path in ROOT_OPENAI_PATHS:
+        return True
     if path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/"):
         return True
     return _SERVER_OPENAI.match(path) is not None

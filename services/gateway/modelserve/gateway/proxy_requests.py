@@ -126,6 +126,9 @@ SCORE = passed_through("/v1/score", "/score", runtimes=frozenset({Runtime.VLLM, 
 # vLLM and llama-server serve these at their root, not under /v1.
 TOKENIZE = passed_through("/v1/tokenize", "/tokenize", from_root=True)
 DETOKENIZE = passed_through("/v1/detokenize", "/detokenize", from_root=True)
+# The same at the gateway's root too, where a vLLM user's client calls them.
+ROOT_TOKENIZE = passed_through("/tokenize", "/tokenize", from_root=True)
+ROOT_DETOKENIZE = passed_through("/detokenize", "/detokenize", from_root=True)
 TRANSCRIPTIONS = passed_through("/v1/audio/transcriptions", "/audio/transcriptions", multipart=True)
 
 

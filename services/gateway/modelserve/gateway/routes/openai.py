@@ -33,6 +33,8 @@ from modelserve.gateway.proxy_requests import (
     EMBEDDINGS,
     RERANK,
     RESPONSES,
+    ROOT_DETOKENIZE,
+    ROOT_TOKENIZE,
     SCORE,
     TOKENIZE,
     TRANSCRIPTIONS,
@@ -41,6 +43,8 @@ from modelserve.gateway.routing import RouteTable, Target
 from modelserve.gateway.usable_models import usable_targets
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
+# vLLM serves /tokenize and /detokenize at its root: the gateway offers them there too.
+root_router = APIRouter(tags=["openai"], responses=OPENAI_ERRORS)
 
 
 def model_object(target: Target, status: ModelStatus) -> dict[str, Any]:
@@ -180,3 +184,17 @@ FORM = {
 async def audio_transcriptions(request: Request) -> Response:
     claims = await caller(request)
     return await proxy_of(request).forward(request, claims, TRANSCRIPTIONS)
+
+
+@root_router.post("/tokenize", responses=PROXIED_ERRORS, openapi_extra=PASSED)
+async def root_tokenize(request: Request) -> Response:
+    """`/v1/tokenize` at the gateway's root, where vLLM's clients call it."""
+    claims = await caller(request)
+    return await proxy_of(request).forward(request, claims, ROOT_TOKENIZE)
+
+
+@root_router.post("/detokenize", responses=PROXIED_ERRORS, openapi_extra=PASSED)
+async def root_detokenize(request: Request) -> Response:
+    """`/v1/detokenize` at the gateway's root, where vLLM's clients call it."""
+    claims = await caller(request)
+    return await proxy_of(request).forward(request, claims, ROOT_DETOKENIZE)
