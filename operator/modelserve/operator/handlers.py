@@ -607,10 +607,21 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         phase = None if type == "DELETED" else body.status.get("phase")
         memo.reconciler.metrics.phase((namespace, name), phase)
 
-    @kopf.on.delete(*MS, id="forget", optional=True, registry=registry)
-    async def forget(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-        # Children go with the owner references; only in-memory state is ours to drop.
-        memo.reconciler.forget(namespace, name)
+    @kopf.on.event(*MS, id="forget", registry=registry)
+    async def forget(
+        type: str | None, namespace: str, name: str, memo: kopf.Memo, **_: Any
+    ) -> None:
+        """A ModelServe is gone: drop what the operator keeps of it in memory (its probe
+        target, autoscaling state and series, last status, locks). Its children go with
+        their owner references.
+
+        From the watch's DELETED event, not from a delete handler: kopf runs those only
+        while the object holds kopf's finalizer (an optional one runs never, as ModelServes
+        have none), and a finalizer would block every deletion while the operator is down.
+        A deletion while the watch is down and relisted is not seen: what it leaves is
+        dropped at the operator's next start."""
+        if type == "DELETED":
+            memo.reconciler.forget(namespace, name)
 
     # --- children: status follows them, drift is repaired ---------------------------------
 
