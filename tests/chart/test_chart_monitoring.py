@@ -168,3 +168,36 @@ def test_metrics_from_opens_each_metrics_port_to_prometheus(enabled: Objects) ->
 def test_a_bad_interval_is_refused(offline_helm: Helm) -> None:
     with pytest.raises(RuntimeError, match="interval"):
         offline_helm.template(RELEASE, NAMESPACE, {"metrics": {"podMonitor": {"interval": "fast"}}})
+
+
+@pytest.mark.parametrize("values", [{}, ENABLED], ids=["defaults", "monitors"])
+@pytest.mark.parametrize("component", ["contract", "download"])
+def test_contract_and_download_ask_for_the_token_their_monitors_send(
+    offline_helm: Helm, enabled: Objects, values: dict[str, Any], component: str
+) -> None:
+    """Their /metrics is protected in every install, monitored or not: the token is the
+    auth Secret's metrics-token, the one their ServiceMonitor sends."""
+    objects = enabled if values else offline_helm.template(RELEASE, NAMESPACE)
+    deployment = find(objects, "Deployment", f"{RELEASE}-{component}")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {entry["name"]: entry for entry in container["env"]}
+    reference = env[f"{component.upper()}_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]
+    monitor = find(enabled, "ServiceMonitor", f"{RELEASE}-{component}")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert reference == endpoint["authorization"]["credentials"]
+    assert reference == {"name": f"{RELEASE}-auth", "key": "metrics-token"}
+    secret = find(objects, "Secret", f"{RELEASE}-auth")
+    assert secret["data"]["metrics-token"]
+    config = find(objects, "ConfigMap", f"{RELEASE}-{component}")["data"]
+    assert f"{component.upper()}_METRICS_TOKEN" not in config  # a secret, never in a ConfigMap
+
+
+def test_an_existing_auth_secret_gives_them_its_token(offline_helm: Helm) -> None:
+    objects = offline_helm.template(RELEASE, NAMESPACE, {"auth": {"existingSecret": "mine"}})
+    for component in ("contract", "download"):
+        deployment = find(objects, "Deployment", f"{RELEASE}-{component}")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        (entry,) = [
+            e for e in container["env"] if e["name"] == f"{component.upper()}_METRICS_TOKEN"
+        ]
+        assert entry["valueFrom"]["secretKeyRef"] == {"name": "mine", "key": "metrics-token"}

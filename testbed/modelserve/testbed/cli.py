@@ -13,7 +13,15 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from modelserve.testbed import gateway_api, gobuild, llama_server, llm, postgres, traefik
+from modelserve.testbed import (
+    gateway_api,
+    gobuild,
+    llama_server,
+    llm,
+    postgres,
+    prometheus_operator,
+    traefik,
+)
 from modelserve.testbed.cache import cache_root
 from modelserve.testbed.stack import Ports, start_stack
 
@@ -41,6 +49,12 @@ def build() -> None:
         lambda: (
             f"Gateway API {gateway_api.GATEWAY_API_VERSION} CRDs in "
             f"{gateway_api.gateway_api_crds()}"
+        )
+    )
+    _step(
+        lambda: (
+            f"Prometheus Operator {prometheus_operator.PROMETHEUS_OPERATOR_VERSION} monitor "
+            f"CRDs in {prometheus_operator.monitor_crds()}"
         )
     )
     _step(
