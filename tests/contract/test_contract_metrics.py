@@ -1,18 +1,29 @@
 """The contract service's /metrics after real work: a real service on real PostgreSQL,
-with a metrics token, decides, grants and renews leases, and its counters move."""
+with a metrics token, decides, grants and renews leases, and its counters move; the
+contract service registered as the real API server's admission webhook counts the
+reviews that kubectl's writes send it."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelserve.common.modelserve import GROUP, KIND, VERSION
 from modelserve.common.tokens import TokenSigner
+from modelserve.testbed.gobuild import binary
 from modelserve.testbed.platform import RunningService, start_service
 from modelserve.testbed.testing_clients import token_clients
+
+if TYPE_CHECKING:  # a fixture's type: conftest modules are pytest's to import
+    from tests.contract.conftest import AdmissionBed
 
 TOKEN = "contract-metrics-token"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -105,6 +116,8 @@ def test_decisions_leases_and_request_times_are_counted(
     decisions = "modelserve_contract_decisions_total"
     assert moved(decisions, action="infer", outcome="allowed", reason="allowed") == 1
     assert moved(decisions, action="serve", outcome="denied", reason=reason) == 1
+    assert moved(decisions, source="decide") == 2
+    assert moved(decisions, source="admission") == 0
     assert moved("modelserve_contract_lease_grants_total", metric="tokens/minute") == 1
     assert moved("modelserve_contract_leased_total", metric="tokens/minute") == 7
     assert moved("modelserve_contract_lease_renewals_total") == 1
@@ -113,3 +126,64 @@ def test_decisions_leases_and_request_times_are_counted(
     assert moved(seconds, method="POST", route="/leases", status="200") == 2
     # Route templates, never raw paths: one series per route whatever the ids.
     assert not [labels for name, labels in after if name == seconds and user in str(labels)]
+
+
+def _server(name: str, **spec: Any) -> dict[str, Any]:
+    """A llama.cpp-on-CPU ModelServe with `spec` added."""
+    model = {
+        "uri": "s3://inference-models/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "format": "gguf",
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": {"runtime": "llamacpp", "model": model, **spec},
+    }
+
+
+def _kubectl(kubeconfig: Path, namespace: str, *args: str, manifest: Any = None) -> str:
+    """kubectl as the kubeconfig's person: its stderr, empty when it succeeded."""
+    result = subprocess.run(
+        [str(binary("kubectl")), f"--kubeconfig={kubeconfig}", "-n", namespace, *args],
+        input=None if manifest is None else json.dumps(manifest),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return "" if result.returncode == 0 else " ".join(result.stderr.split())
+
+
+@pytest.mark.kube
+@pytest.mark.postgres
+def test_admission_reviews_are_counted_as_decisions(
+    admission: AdmissionBed, enforced_namespace: Callable[..., str]
+) -> None:
+    """A tenant's create, refused create and delete through the API server: each is one
+    answer of the validating webhook, counted with source `admission`."""
+    namespace = enforced_namespace()
+    tenant_name = f"alice-{uuid.uuid4().hex[:6]}"
+    admission.put_contract(tenant_name, namespaces=[namespace])
+    tenant = admission.kubeconfig(tenant_name)
+    before = samples(admission.service)
+
+    assert _kubectl(tenant, namespace, "create", "-f", "-", manifest=_server("mine")) == ""
+    placed = _server("placed", placement={"priorityClassName": "llm-high"})
+    refused = _kubectl(tenant, namespace, "create", "-f", "-", manifest=placed)
+    assert "denied the request: [priority_class_not_allowed]" in refused, refused
+    assert _kubectl(tenant, namespace, "delete", "ms", "mine", "--wait=false") == ""
+
+    after = samples(admission.service)
+
+    def moved(**labels: str) -> float:
+        name = "modelserve_contract_decisions_total"
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    allowed = {"outcome": "allowed", "reason": "allowed"}
+    assert moved(source="admission", action="serve", **allowed) == 1
+    refusal = {"outcome": "denied", "reason": "priority_class_not_allowed"}
+    assert moved(source="admission", action="serve", **refusal) == 1
+    assert moved(source="admission", action="stop", **allowed) == 1
+    assert moved(source="admission") == 3
+    assert moved(source="decide") == 0

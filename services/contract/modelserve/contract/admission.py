@@ -452,6 +452,21 @@ def response(
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": answer}
 
 
+# The reason code in brackets that every refusal's message starts with.
+_REASON_CODE = re.compile(r"^\[([a-z0-9_]+)\]")
+
+
+def verdict(answer: dict[str, Any]) -> tuple[bool, str]:
+    """Whether an AdmissionReview answer allows, and its reason code for the metrics: the
+    code a refusal's message starts with (`refused` for one without), `allowed` for an
+    allowance (whose answer carries no message)."""
+    reply = answer["response"]
+    if reply["allowed"]:
+        return True, "allowed"
+    found = _REASON_CODE.match(reply.get("status", {}).get("message", ""))
+    return False, found.group(1) if found else "refused"
+
+
 def decision_response(uid: str, decision: Decision) -> dict[str, Any]:
     # kubectl prints the message after "admission webhook … denied the request: ".
     return response(uid, decision.allowed, f"[{decision.reason}] {decision.message}")

@@ -97,8 +97,9 @@ async def _invalid_value(_: Request, error: Exception) -> JSONResponse:
 
 
 def create_webhook_app(settings: ContractSettings) -> FastAPI:
-    """Only the admission routes; no documentation, no health route. Its state (decider,
-    inventory) is set by the API app's lifespan (`create_app(settings, webhook)`)."""
+    """Only the admission routes; no documentation, no health route. Its state comes from
+    the API app: its metrics from `create_app(settings, webhook)`, its decider and
+    inventory from that app's lifespan."""
     app = FastAPI(
         title="ModelServe contract admission", docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -115,6 +116,8 @@ def create_app(settings: ContractSettings, *peers: FastAPI) -> FastAPI:
     app = create_service_app("contract", settings, lifespan=lifespan)
     app.state.peers = list(peers)
     app.state.metrics = ContractMetrics()
+    for peer in peers:  # the webhook counts its decisions on the same registry
+        peer.state.metrics = app.state.metrics
     app.add_middleware(RequestTimer, histogram=app.state.metrics.requests)
     # Nothing is decided without the database (fail closed); the client may retry.
     answer_unavailable(app, DatabaseUnavailable, "policy_store_unavailable")

@@ -16,9 +16,10 @@ class ContractMetrics:
         self.requests = request_histogram("contract", self.registry)
         self.decisions = Counter(
             "modelserve_contract_decisions",
-            "Answers of POST /decide, by action, outcome (allowed, denied) and reason (the "
-            "Decision's stable code: allowed, admin, model_not_allowed, ...).",
-            ["action", "outcome", "reason"],
+            "Decisions, by source (decide: answers of POST /decide; admission: the "
+            "validating webhook's answers to the API server), action, outcome (allowed, "
+            "denied) and reason (the stable code: allowed, admin, model_not_allowed, ...).",
+            ["source", "action", "outcome", "reason"],
             registry=self.registry,
         )
         self.lease_grants = Counter(
@@ -48,7 +49,14 @@ class ContractMetrics:
 
     def decided(self, action: Action, decision: Decision) -> None:
         outcome = "allowed" if decision.allowed else "denied"
-        self.decisions.labels(action.value, outcome, decision.reason.value).inc()
+        self.decisions.labels("decide", action.value, outcome, decision.reason.value).inc()
+
+    def admitted(self, action: Action | None, allowed: bool, reason: str) -> None:
+        """One answer of the validating webhook; `action` is None for a review refused
+        before its operation was known (counted as action `unknown`)."""
+        outcome = "allowed" if allowed else "denied"
+        named = action.value if action is not None else "unknown"
+        self.decisions.labels("admission", named, outcome, reason).inc()
 
     def leased_out(self, request: LeaseRequest, answer: LeaseAnswer) -> None:
         for lease in answer.leases:

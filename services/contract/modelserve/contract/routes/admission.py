@@ -16,7 +16,7 @@ from modelserve.common.settings import split
 from modelserve.contract import admission
 from modelserve.contract.admission import Refused, Requester, Review
 from modelserve.contract.decisions import Decider
-from modelserve.contract.deps import DeciderDep, SettingsDep
+from modelserve.contract.deps import DeciderDep, MetricsDep, SettingsDep
 from modelserve.contract.external_urls import url_refusal
 from modelserve.contract.inventory import Inventory
 from modelserve.contract.policy import Action
@@ -55,15 +55,28 @@ async def mutate(request: Request, settings: SettingsDep) -> Any:
 
 
 @router.post(admission.PATH)
-async def review(request: Request, decider: DeciderDep, settings: SettingsDep) -> Any:
-    """Answers an AdmissionReview; writes nothing (the ledger follows the cluster)."""
+async def review(
+    request: Request, decider: DeciderDep, settings: SettingsDep, metrics: MetricsDep
+) -> Any:
+    """Answers an AdmissionReview, counted in the decisions metric (source `admission`);
+    writes nothing (the ledger follows the cluster). A malformed review is no decision."""
     body = await _body(request)
     try:
         review = Review.from_body(body)
     except admission.Malformed as error:
         return _malformed(error)
     except Refused as error:
-        return admission.response(admission.uid_of(body), False, str(error))
+        answer = admission.response(admission.uid_of(body), False, str(error))
+        metrics.admitted(None, *admission.verdict(answer))
+        return answer
+    answer = await _answer(review, request, decider, settings)
+    metrics.admitted(review.action, *admission.verdict(answer))
+    return answer
+
+
+async def _answer(
+    review: Review, request: Request, decider: Decider, settings: ContractSettings
+) -> dict[str, Any]:
     if review.changes_nothing_that_runs:
         return admission.response(review.uid, True)
     try:
