@@ -60,6 +60,16 @@ class Adapted:
             timeout=120,
         )
 
+    def server_models(self, subject: str) -> list[dict[str, Any]]:
+        """GET /{server-id}/v1/models of the server (its id: the ModelServe's uid)."""
+        uid = self.kube.get_json("ms", "smollm2", "-n", self.namespace)["metadata"]["uid"]
+        answer = httpx.get(
+            f"{self.gateway.url}/{uid}/v1/models", headers=self.headers(subject), timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        data: list[dict[str, Any]] = answer.json()["data"]
+        return data
+
     def pod_url(self) -> str:
         """The llama-server of the server's one pod, on the pod network."""
         (pod,) = self.kube.get_json(
@@ -163,6 +173,12 @@ def test_v1_models_lists_the_adapter_as_a_model_of_its_base(adapted: Adapted) ->
         f"{adapted.gateway.url}/v1/models/{ADAPTER}", headers=adapted.headers("alice"), timeout=30
     )
     assert one.status_code == 200 and one.json()["parent"] == BASE, one.text
+    # The server's own listing: its model, then its adapter, as /v1/models lists them.
+    on_server = adapted.server_models("alice")
+    assert [model["id"] for model in on_server] == [BASE, ADAPTER]
+    assert "parent" not in on_server[0]
+    assert (on_server[1]["parent"], on_server[1]["root"]) == (BASE, BASE)
+    assert on_server[1]["state"] == listed[ADAPTER]["state"]
 
 
 def test_a_request_for_the_adapter_is_answered_with_it_applied(adapted: Adapted) -> None:
@@ -192,7 +208,8 @@ def test_a_request_for_the_adapter_is_answered_with_it_applied(adapted: Adapted)
 
 def test_the_contracts_model_allowlist_holds_for_the_adapters_name(adapted: Adapted) -> None:
     """carol's contract allows the model but not its adapter: the adapter is not listed
-    for her, and a request for it is refused as for any model she may not use."""
+    for her (by /v1/models nor by the server's own /models), and a request for it is
+    refused as for any model she may not use."""
     put = httpx.put(
         f"{adapted.contract.url}/contracts/user/carol",
         json={"models": [BASE]},
@@ -208,6 +225,7 @@ def test_the_contracts_model_allowlist_holds_for_the_adapters_name(adapted: Adap
         f"{adapted.gateway.url}/v1/models/{ADAPTER}", headers=adapted.headers("carol"), timeout=30
     )
     assert one.status_code == 404, one.text
+    assert [model["id"] for model in adapted.server_models("carol")] == [BASE]
 
     refused = adapted.chat("carol", ADAPTER)
     assert refused.status_code == 403, refused.text

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from modelserve.gateway.auth import Caller, caller
-from modelserve.gateway.deps import BookDep, RoutesDep
+from modelserve.gateway.deps import BookDep, ContractsDep, RoutesDep
 from modelserve.gateway.loading.listing import status_of
 from modelserve.gateway.openai_errors import OPENAI_ERRORS, PROXIED_ERRORS
 from modelserve.gateway.openai_requests import (
@@ -41,6 +41,8 @@ from modelserve.gateway.proxy_requests import (
     server_for,
 )
 from modelserve.gateway.routes.openai import model_object, proxy_of
+from modelserve.gateway.routing import Target
+from modelserve.gateway.usable_models import allowed_name
 
 router = APIRouter(prefix="/{server_id:uuid}/v1", tags=["openai"], responses=OPENAI_ERRORS)
 
@@ -50,14 +52,32 @@ def _body(shape: Shape) -> dict[str, Any]:
     return request_body(shape, model_required=False)
 
 
+def adapter_views(target: Target) -> list[Target]:
+    """The server as a request for each of its LoRA adapters (spec.adapters) sees it, in
+    the order of spec.adapters."""
+    views = (target.as_adapter(adapter.name) for adapter in target.adapters)
+    return [view for view in views if view is not None]
+
+
 @router.get("/models")
 async def list_server_models(
-    server_id: uuid.UUID, claims: Caller, routes: RoutesDep, book: BookDep
+    server_id: uuid.UUID,
+    claims: Caller,
+    routes: RoutesDep,
+    contracts: ContractsDep,
+    book: BookDep,
 ) -> dict[str, Any]:
-    """The one model the server serves (ready or not), as `/v1/models` lists models,
-    with this server's state and last use."""
+    """The model the server serves (ready or not), then its LoRA adapters that the
+    caller's contract allows, each as `/v1/models` lists models (an adapter with `parent`
+    and `root`), with this server's state and last use."""
     target = server_for(routes, str(server_id), claims)
-    return {"object": "list", "data": [model_object(target, status_of([target], routes, book))]}
+    adapters = adapter_views(target)
+    if adapters and contracts is not None and not claims.is_admin:
+        allowlists = await contracts.model_allowlists(claims)
+        adapters = [view for view in adapters if allowed_name(view.served_name, allowlists)]
+    status = status_of([target], routes, book)
+    data = [model_object(view, status) for view in (target, *adapters)]
+    return {"object": "list", "data": data}
 
 
 @router.post("/chat/completions", responses=PROXIED_ERRORS, openapi_extra=_body(ChatRequest))
