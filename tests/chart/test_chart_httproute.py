@@ -1,6 +1,7 @@
 """operator.route: the chart switches the per-server routes to Gateway API HTTPRoutes,
-gives the operator the Gateway to attach them to, and grants the cross-namespace backend
-(a ReferenceGrant the real API server accepts)."""
+gives the operator the Gateway to attach them to, grants the cross-namespace backend
+(a ReferenceGrant the real API server accepts), and makes its own catch-all route to the
+gateway an HTTPRoute too (which that API server accepts as well)."""
 
 from __future__ import annotations
 
@@ -99,3 +100,93 @@ def test_the_api_server_accepts_the_reference_grant(
     (grant,) = _grants(offline_helm.template(RELEASE, namespace, values))
     out = crds.kubectl("apply", "--dry-run=server", stdin=json.dumps(grant))
     assert "referencegrant.gateway.networking.k8s.io" in out
+
+
+# --- The chart's own catch-all route to the gateway -------------------------------------
+
+
+def _routes(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_with_httproutes_the_catch_all_route_is_an_httproute_too(offline_helm: Helm) -> None:
+    """No Traefik on such a cluster: `/` reaches the gateway through the same Gateway as
+    the per-server routes, and no IngressRoute is rendered."""
+    values = {**HTTPROUTE, "ingressRoute": {"host": "llm.example.com"}}
+    objects = offline_helm.template(RELEASE, NAMESPACE, values)
+    assert _routes(objects, "IngressRoute") == []
+    (route,) = _routes(objects, "HTTPRoute")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert (route["metadata"]["name"], route["metadata"]["namespace"]) == (
+        f"{RELEASE}-gateway",
+        NAMESPACE,
+    )
+    assert route["spec"] == {
+        "parentRefs": [
+            {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "name": "public",
+                "namespace": "ingress",
+                "sectionName": "http",
+            }
+        ],
+        "hostnames": ["llm.example.com"],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": [
+                    {"group": "", "kind": "Service", "name": f"{RELEASE}-gateway", "port": 8200}
+                ],
+            }
+        ],
+    }
+
+
+def test_the_catch_all_httproute_defaults_to_a_gateway_of_its_namespace(
+    offline_helm: Helm,
+) -> None:
+    values = {"operator": {"route": {"kind": "httproute", "gateway": {"name": "public"}}}}
+    (route,) = _routes(offline_helm.template(RELEASE, NAMESPACE, values), "HTTPRoute")
+    assert route["spec"]["parentRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public"}
+    ]
+    assert "hostnames" not in route["spec"]
+    off = {**values, "ingressRoute": {"enabled": False}}
+    assert _routes(offline_helm.template(RELEASE, NAMESPACE, off), "HTTPRoute") == []
+
+
+def test_by_default_the_catch_all_route_is_traefiks(offline_helm: Helm) -> None:
+    objects = offline_helm.template(RELEASE, NAMESPACE)
+    assert _routes(objects, "HTTPRoute") == []
+    assert len(_routes(objects, "IngressRoute")) == 1
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        ({"tls": {"enabled": True}}, "/ingressRoute/tls/enabled"),
+        ({"middlewares": [{"name": "auth"}]}, "/ingressRoute/middlewares"),
+    ],
+)
+def test_the_schema_refuses_traefiks_options_with_an_httproute(
+    offline_helm: Helm, route: dict[str, Any], message: str
+) -> None:
+    """TLS and middlewares would be silently dropped from an HTTPRoute: refused instead.
+    With Traefik's IngressRoute they stay allowed."""
+    values = offline_helm.values_file({**HTTPROUTE, "ingressRoute": route}, "traefik-only")
+    with pytest.raises(RuntimeError, match=message):
+        offline_helm("template", RELEASE, str(CHART), "-f", str(values))
+    objects = offline_helm.template(RELEASE, NAMESPACE, {"ingressRoute": route})
+    assert len(_routes(objects, "IngressRoute")) == 1
+
+
+@pytest.mark.kube
+def test_the_api_server_accepts_the_catch_all_httproute(
+    offline_helm: Helm, crds: KubeCluster, namespace: str
+) -> None:
+    install_gateway_api_crds(crds)
+    values = {**HTTPROUTE, "ingressRoute": {"host": "llm.example.com"}}
+    (route,) = _routes(offline_helm.template(RELEASE, namespace, values), "HTTPRoute")
+    out = crds.kubectl("apply", "--dry-run=server", stdin=json.dumps(route))
+    assert "httproute.gateway.networking.k8s.io" in out
