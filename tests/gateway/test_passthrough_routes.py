@@ -5,13 +5,16 @@ not serve one.
 
 End to end: the gateway process (with the operator, PostgreSQL and the contract
 service) in front of a real llama.cpp server (`llama-server`, which serves /tokenize and
-/detokenize at its root and answers 501 to /v1/rerank without `--reranking`) and of
-llama-cpp-python's server (which serves none of them). Which runtimes are refused
+/detokenize at its root and answers 501 to /v1/rerank without `--reranking`), of
+llama-cpp-python's server (which serves none of them), and of a stand-in for a runtime
+that serves rerank, score and transcriptions (`Reranker`: the test bed has no vLLM, and
+no reranking or speech model), which records what reached it. Which runtimes are refused
 before anything is sent is a pure rule, checked on given targets.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from aiohttp import web
 from pydantic import SecretStr
 
 from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL, Runtime
@@ -42,10 +46,12 @@ from modelserve.testbed.platform import RunningOperator, RunningService
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.testing_clients import error_of, metric
 from modelserve.testbed.testing_services import service_on_fresh_schema
+from modelserve.testbed.threaded_http import ThreadedApp
 
 SECRET = "gateway-tests-secret-of-at-least-32-bytes"
 LLAMA = "pt-llama-server"  # served names: llama-server's ModelServe
 PYTHON = MODEL_ALIAS  # llama-cpp-python's (its alias: the probe looks for it)
+RERANKER = "pt-reranker"  # the stand-in's
 
 
 # --- the rule, on given targets ----------------------------------------------------------
@@ -120,6 +126,55 @@ def post(gateway: str, path: str, body: dict[str, Any], subject: str = "alice") 
     return httpx.post(f"{gateway}{path}", json=body, headers=headers, timeout=60)
 
 
+class Reranker(ThreadedApp):
+    """An external model server with vLLM's /v1/rerank, /v1/score and
+    /v1/audio/transcriptions (answers of their shape, made from what it was sent), which
+    keeps each request's path, content type and body as it arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[tuple[str, str, bytes]] = []
+
+    def application(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/rerank", self._rerank)
+        app.router.add_post("/v1/score", self._score)
+        app.router.add_post("/v1/audio/transcriptions", self._transcribe)
+        return app
+
+    async def _models(self, _: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": RERANKER, "object": "model"}]})
+
+    async def _keep(self, request: web.Request) -> bytes:
+        body = await request.read()
+        self.received.append((request.path, request.headers.get("Content-Type", ""), body))
+        return body
+
+    async def _rerank(self, request: web.Request) -> web.Response:
+        asked = json.loads(await self._keep(request))
+        results = [
+            {"index": i, "relevance_score": 1.0 / (i + 1)} for i in range(len(asked["documents"]))
+        ]
+        return web.json_response({"model": asked["model"], "results": results})
+
+    async def _score(self, request: web.Request) -> web.Response:
+        asked = json.loads(await self._keep(request))
+        return web.json_response(
+            {"object": "list", "data": [{"index": 0, "score": 0.25}]} | {"model": asked["model"]}
+        )
+
+    async def _transcribe(self, request: web.Request) -> web.Response:
+        body = await self._keep(request)
+        return web.json_response({"text": f"{len(body)} bytes"})
+
+
+@pytest.fixture(scope="module")
+def reranker() -> Iterator[Reranker]:
+    with Reranker() as server:
+        yield server
+
+
 @pytest.fixture(scope="module")
 def llama(testbed_dir: Path) -> Iterator[LlamaServer]:
     server = start_llama_server(
@@ -144,10 +199,12 @@ def gateway(
     module_contract: RunningService,
     llama: LlamaServer,
     llm: LlmServer,
+    reranker: Reranker,
 ) -> Iterator[str]:
     for body in (
         modelserve("pt-llama", llama.url, LLAMA),
         modelserve("pt-python", llm.url, PYTHON),
+        modelserve("pt-reranker", reranker.url, RERANKER),
     ):
         crds.kubectl("apply", "-n", cluster_namespace, "-f", "-", stdin=yaml.safe_dump(body))
     settings = {
@@ -171,7 +228,12 @@ def gateway(
                 for a in answers
             )
 
+        def reranker_routed() -> bool:
+            asked = {"model": RERANKER, "query": "q", "documents": ["d"]}
+            return post(service.url, "/v1/rerank", asked).status_code == 200
+
         wait_for(routed, timeout=120, what="the gateway to route both servers")
+        wait_for(reranker_routed, timeout=120, what="the gateway to route the stand-in")
         yield service.url
 
 
@@ -198,6 +260,51 @@ def test_llama_server_tokenizes_and_detokenizes_through_the_gateway(gateway: str
         timeout=10,
         what="the tokenize request to be counted",
     )
+
+
+@pytest.mark.kube
+@pytest.mark.postgres
+@pytest.mark.llm
+def test_rerank_and_score_pass_on_as_they_came(gateway: str, reranker: Reranker) -> None:
+    before = counted(gateway, "/v1/rerank", "200", model=RERANKER)
+    asked = {"model": RERANKER, "query": "which is red?", "documents": ["sky", "rose", "sea"]}
+    seen = len(reranker.received)
+    answer = post(gateway, "/v1/rerank", asked)
+    assert answer.status_code == 200, answer.text
+    assert [r["index"] for r in answer.json()["results"]] == [0, 1, 2]
+    path, content_type, body = reranker.received[seen]
+    assert path == "/v1/rerank" and content_type.startswith("application/json")
+    assert json.loads(body) == asked
+    wait_for(
+        lambda: counted(gateway, "/v1/rerank", "200", model=RERANKER) == before + 1,
+        timeout=10,
+        what="the rerank to be counted",
+    )
+    scored = post(gateway, "/v1/score", {"model": RERANKER, "text_1": "a", "text_2": "b"})
+    assert scored.status_code == 200, scored.text
+    assert scored.json()["data"] == [{"index": 0, "score": 0.25}]
+    assert reranker.received[-1][0] == "/v1/score"
+
+
+@pytest.mark.kube
+@pytest.mark.postgres
+@pytest.mark.llm
+def test_a_transcription_form_passes_on_whole(gateway: str, reranker: Reranker) -> None:
+    audio = bytes(range(256)) * 64  # binary, every byte value, 16 KiB
+    headers = {"Authorization": f"Bearer {token('alice')}"}
+    answer = httpx.post(
+        f"{gateway}/v1/audio/transcriptions",
+        data={"model": RERANKER, "language": "en"},
+        files={"file": ("speech.wav", audio, "audio/wav")},
+        headers=headers,
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    path, content_type, body = reranker.received[-1]
+    assert answer.json() == {"text": f"{len(body)} bytes"}
+    assert path == "/v1/audio/transcriptions"
+    assert content_type.startswith("multipart/form-data; boundary=")
+    assert audio in body and b'name="language"' in body and RERANKER.encode() in body
 
 
 @pytest.mark.kube
