@@ -21,13 +21,13 @@ import yaml
 
 from modelserve.testbed.cache import cache_root
 from modelserve.testbed.kube import KubeCluster
-from modelserve.testbed.processes import ManagedProcess, free_port, http_ok, run
+from modelserve.testbed.processes import free_port, run
 from modelserve.testbed.traefik import (
     PING_ENTRYPOINT,
     WEB_ENTRYPOINT,
     RunningTraefik,
     bound_account,
-    ensure_traefik,
+    run_traefik,
     traefik_crds,
 )
 
@@ -211,19 +211,4 @@ def start_gateway_traefik(folder: Path, cluster: KubeCluster) -> RunningTraefik:
         token_file=_gateway_account_token(cluster, folder),
         ca_file=cluster.ca,
     )
-    process = ManagedProcess(
-        "traefik-gateway",
-        [ensure_traefik(), *arguments],
-        folder / "logs" / f"traefik-gateway-{port}.log",
-        # Either would win over the flags' endpoint and token.
-        env={"KUBECONFIG": "", "KUBERNETES_SERVICE_HOST": ""},
-    )
-    traefik = RunningTraefik(port, process)
-    try:
-        process.start()
-        ping = f"http://127.0.0.1:{ping_port}/ping"
-        process.wait_until(lambda: http_ok(ping), 60, "answering ping")
-    except BaseException:
-        traefik.stop()
-        raise
-    return traefik
+    return run_traefik("traefik-gateway", port, ping_port, arguments, folder / "logs")

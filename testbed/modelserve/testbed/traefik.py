@@ -204,10 +204,17 @@ def start_traefik(
         token_file=_account_token(cluster, folder),
         ca_file=cluster.ca,
     )
+    return run_traefik("traefik", port, ping_port, arguments, folder / "logs")
+
+
+def run_traefik(
+    name: str, port: int, ping_port: int, arguments: list[str], logs: Path
+) -> RunningTraefik:
+    """Start Traefik with `arguments`, ready once its ping (on `ping_port`) answers."""
     process = ManagedProcess(
-        "traefik",
+        name,
         [ensure_traefik(), *arguments],
-        folder / "logs" / f"traefik-{port}.log",
+        logs / f"{name}-{port}.log",
         # Either would win over the flags' endpoint and token (in-cluster or kubeconfig
         # client), and Traefik would act as someone else than its own service account.
         env={"KUBECONFIG": "", "KUBERNETES_SERVICE_HOST": ""},
