@@ -18,6 +18,7 @@ from modelserve.testbed import (
     gobuild,
     llama_server,
     llm,
+    lws,
     postgres,
     prometheus_operator,
     traefik,
@@ -50,6 +51,9 @@ def build() -> None:
             f"Gateway API {gateway_api.GATEWAY_API_VERSION} CRDs in "
             f"{gateway_api.gateway_api_crds()}"
         )
+    )
+    _step(
+        lambda: f"LeaderWorkerSet {lws.lws_version()} in {lws.ensure_lws()}, {lws.lws_manifests()}"
     )
     _step(
         lambda: (
