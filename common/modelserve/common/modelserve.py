@@ -130,9 +130,16 @@ def quantity_value(text: str) -> Decimal | None:
     return value
 
 
+# The most nodes one replica may span (spec.resources.nodes), as the CRD says.
+MAX_NODES = 16
+
+
 class Resources(Wire):
     gpus: int = Field(default=0, ge=0)
     gpu_type: str | None = None
+    # A model spread over several nodes (see docs/multi-node.md): one replica is a group of
+    # this many pods, each with `gpus` GPUs. None: one pod per replica, as always.
+    nodes: int | None = Field(default=None, ge=2, le=MAX_NODES)
     # Quantities: the CRD takes 8 as well as "8" or "500m"; the builders want strings.
     # cpu and memory are the pod's requests, the *_limit fields its limits.
     cpu: str | None = None
@@ -373,6 +380,26 @@ class Autoscaling(Wire):
         return self
 
 
+class Parallelism(Wire):
+    """How vLLM splits a model spread over several nodes (spec.parallelism): `tensor` GPUs
+    share each layer, `pipeline` stages hold consecutive layers. Their product is every GPU
+    of the group (vLLM's world size)."""
+
+    tensor: int = Field(ge=1, le=128)
+    pipeline: int = Field(ge=1, le=MAX_NODES * 16)
+
+
+# The vLLM flags that spec.resources.nodes and spec.parallelism set: `args` with them too
+# would disagree with the group the operator makes (-tp and -pp are vLLM's short forms).
+PARALLEL_FLAGS = (
+    "--tensor-parallel-size",
+    "-tp",
+    "--pipeline-parallel-size",
+    "-pp",
+    "--distributed-executor-backend",
+)
+
+
 class ModelServeSpec(Wire):
     runtime: Runtime
     model: ModelSource = ModelSource()
@@ -392,6 +419,7 @@ class ModelServeSpec(Wire):
     external: ExternalServer | None = None
     scaling: Scaling = Scaling()
     autoscaling: Autoscaling | None = None
+    parallelism: Parallelism | None = None
 
     @model_validator(mode="after")
     def _no_image_for_external(self) -> ModelServeSpec:
@@ -424,6 +452,57 @@ class ModelServeSpec(Wire):
                     "in PEFT layout (adapter_config.json and its weights): end its uri in /"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _groups_fit(self) -> ModelServeSpec:
+        nodes = self.resources.nodes
+        if nodes is None:
+            if self.parallelism is not None:
+                raise ValueError(
+                    "spec.parallelism splits a model over several nodes: set "
+                    "spec.resources.nodes (2 or more) with it, or leave it out"
+                )
+            return self
+        if self.runtime is not Runtime.VLLM:
+            raise ValueError(
+                "spec.resources.nodes spreads a model over several nodes with vLLM over Ray: "
+                "only runtime vllm takes it"
+            )
+        if self.resources.gpus < 1:
+            raise ValueError(
+                "spec.resources.nodes needs spec.resources.gpus, the GPUs of each node, 1 or more"
+            )
+        if self.parallelism is not None:
+            product = self.parallelism.tensor * self.parallelism.pipeline
+            if product != nodes * self.resources.gpus:
+                raise ValueError(
+                    f"spec.parallelism: tensor x pipeline ({product}) must equal every GPU "
+                    f"of the group, spec.resources.nodes x spec.resources.gpus "
+                    f"({nodes * self.resources.gpus})"
+                )
+        for arg in self.args:
+            if arg.split("=", 1)[0] in PARALLEL_FLAGS:
+                raise ValueError(
+                    f"spec.args sets {arg.split('=', 1)[0]}, which spec.resources.nodes and "
+                    "spec.parallelism set for a model over several nodes: remove it"
+                )
+        return self
+
+    @property
+    def group_size(self) -> int:
+        """Pods per replica: spec.resources.nodes, or 1."""
+        return self.resources.nodes or 1
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        """vLLM's --tensor-parallel-size: spec.parallelism.tensor, else the GPUs of a pod
+        (vLLM's advice for several nodes: tensor within a node, pipeline across nodes)."""
+        return self.parallelism.tensor if self.parallelism else self.resources.gpus
+
+    @property
+    def pipeline_parallel_size(self) -> int:
+        """vLLM's --pipeline-parallel-size: spec.parallelism.pipeline, else the nodes."""
+        return self.parallelism.pipeline if self.parallelism else self.group_size
 
     @property
     def most_replicas(self) -> int:
