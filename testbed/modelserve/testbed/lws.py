@@ -30,6 +30,7 @@ from modelserve.testbed.cache import cache_root
 from modelserve.testbed.gobuild import GoModule, build
 from modelserve.testbed.kube import FakeNode, KubeCluster, build_node
 from modelserve.testbed.pki import CertificateAuthority
+from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import ManagedProcess, free_port, http_ok, port_open, run
 
 LWS_MODULE = GoModule(
@@ -186,9 +187,15 @@ def build_rbac(manifests: Path) -> list[dict[str, Any]]:
 
 def install_lws_crd(cluster: KubeCluster) -> None:
     """LWS's CRD in `cluster`, established (server-side: its schema embeds pod templates)."""
-    crd = str(lws_manifests() / "crd.yaml")
-    cluster.kubectl("apply", "--server-side", "-f", crd)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", "-f", crd)
+    cluster.kubectl("apply", "--server-side", "-f", str(lws_manifests() / "crd.yaml"))
+
+    def established() -> bool:
+        # Polled rather than `kubectl wait`, which fails when it reads the CRD before the
+        # API server gave it any condition at all.
+        conditions = cluster.get_json("crd", LWS_CRD).get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_for(established, timeout=30, what=f"CRD {LWS_CRD} established")
 
 
 @dataclass
