@@ -8,9 +8,10 @@ Deployment's (model fetch, volumes, security, placement, resources), with the se
 container's command changed.
 
 Where each flag is documented (checked December 2026):
-- `ray start --head --port=6379` and `ray start --address=HOST:6379 --block`: Ray's CLI
-  reference (docs.ray.io, "ray start"; `--block` keeps the command in the foreground, so
-  the container lives as long as the Ray node) and vLLM's "Distributed inference and
+- `ray start --head --port=6379` and `ray start --address=HOST:6379 --block`: Ray's
+  "Cluster Management CLI" page (docs.ray.io, cluster/cli, `ray start`: 6379 is the head's
+  default port; `--block` keeps the command in the foreground, so the container lives as
+  long as the Ray node) and vLLM's "Distributed inference and
   serving" page, which starts the head with `ray start --head` and workers with
   `ray start --address=<head address>`.
 - `--tensor-parallel-size`, `--pipeline-parallel-size`, `--distributed-executor-backend ray`:
