@@ -4,6 +4,7 @@ nodes by the real scheduler, labelled and given LWS's environment by its real we
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import urllib.error
 import urllib.request
@@ -56,7 +57,7 @@ def lws(lws_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture
 def lws_namespace(lws_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = request.node.name.replace("_", "-")[:50]
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
     lws_cluster.kubectl("create", "namespace", name)
     yield name
     lws_cluster.kubectl("delete", "namespace", name, "--wait=false")
@@ -78,13 +79,16 @@ def pod_template(role: str, gpus: int) -> dict[str, Any]:
     }
 
 
-def build_leader_worker_set(name: str, *, size: int, gpus: int) -> dict[str, Any]:
+def build_leader_worker_set(
+    name: str, *, size: int, gpus: int, subdomain_policy: str = "Shared"
+) -> dict[str, Any]:
     return {
         "apiVersion": f"{LWS_GROUP}/v1",
         "kind": "LeaderWorkerSet",
         "metadata": {"name": name},
         "spec": {
             "replicas": 1,
+            "networkConfig": {"subdomainPolicy": subdomain_policy},
             "leaderWorkerTemplate": {
                 "size": size,
                 "leaderTemplate": pod_template("leader", gpus),
@@ -180,16 +184,21 @@ def test_controller_is_healthy_with_its_webhooks_registered(
     assert refused.value.code in (401, 403)
 
 
+@pytest.mark.parametrize(
+    ("subdomain_policy", "subdomain"), [("Shared", "pair"), ("UniquePerReplica", "pair-0")]
+)
 def test_group_of_two_placed_on_two_gpu_nodes(
-    lws: RunningLWS, lws_cluster: KubeCluster, lws_namespace: str
+    lws: RunningLWS,
+    lws_cluster: KubeCluster,
+    lws_namespace: str,
+    subdomain_policy: str,
+    subdomain: str,
 ) -> None:
+    """The leader's address names the headless Service of the group's subdomain: one for
+    the whole set (Shared) or one per group (UniquePerReplica)."""
     name = "pair"
-    lws_cluster.kubectl(
-        "apply",
-        "-n",
-        lws_namespace,
-        stdin=json.dumps(build_leader_worker_set(name, size=2, gpus=8)),
-    )
+    manifest = build_leader_worker_set(name, size=2, gpus=8, subdomain_policy=subdomain_policy)
+    lws_cluster.kubectl("apply", "-n", lws_namespace, stdin=json.dumps(manifest))
     wait_for(
         lambda: (
             len(pods := pods_of(lws_cluster, lws_namespace, name)) == 2
@@ -204,7 +213,7 @@ def test_group_of_two_placed_on_two_gpu_nodes(
         "gpu-h100-0",
         "gpu-h100-1",
     }
-    leader_address = f"pair-0.pair.{lws_namespace}"
+    leader_address = f"pair-0.{subdomain}.{lws_namespace}"
     assert env_of(leader) == {
         LEADER_ADDRESS_ENV: leader_address,
         GROUP_SIZE_ENV: "2",
@@ -216,7 +225,7 @@ def test_group_of_two_placed_on_two_gpu_nodes(
         WORKER_INDEX_ENV: "1",
     }
     # The leader's address resolves through the headless Service LWS makes for the group.
-    service = lws_cluster.get_json("service", name, "-n", lws_namespace)
+    service = lws_cluster.get_json("service", subdomain, "-n", lws_namespace)
     assert service["spec"]["clusterIP"] == "None"
     wait_for(
         lambda: (

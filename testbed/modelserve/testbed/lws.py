@@ -291,5 +291,17 @@ def add_nodes(cluster: KubeCluster, nodes: tuple[FakeNode, ...]) -> None:
     """Register `nodes` with a running cluster; KWOK reports them Ready and runs (simulates)
     the pods bound to them."""
     cluster.kubectl("apply", stdin=yaml.safe_dump_all(build_node(node) for node in nodes))
-    names = [f"node/{node.name}" for node in nodes]
-    cluster.kubectl("wait", "--for=condition=Ready", "--timeout=60s", *names)
+    wanted = {node.name for node in nodes}
+
+    def all_ready() -> bool:
+        # Polled, as the CRD is: a node that KWOK has not yet given any condition would
+        # make `kubectl wait` fail instead of wait.
+        ready = {
+            item["metadata"]["name"]
+            for item in cluster.get_json("nodes")["items"]
+            for condition in item.get("status", {}).get("conditions") or []
+            if condition["type"] == "Ready" and condition["status"] == "True"
+        }
+        return wanted <= ready
+
+    wait_for(all_ready, timeout=60, what=f"nodes {sorted(wanted)} Ready")
