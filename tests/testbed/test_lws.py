@@ -121,7 +121,7 @@ def env_of(pod: dict[str, Any]) -> dict[str, str]:
 def delete_and_wait_empty(cluster: KubeCluster, namespace: str, name: str) -> None:
     cluster.kubectl("delete", "leaderworkerset", name, "-n", namespace, "--wait=true")
     wait_for(
-        lambda: not pods_of(cluster, namespace, name), timeout=60, what="the group's pods gone"
+        lambda: not pods_of(cluster, namespace, name), timeout=120, what="the group's pods gone"
     )
 
 
