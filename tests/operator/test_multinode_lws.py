@@ -120,5 +120,11 @@ def test_the_built_group_runs_on_two_gpu_nodes_behind_the_leader_service(
     assert wait_for(leader_endpoints, timeout=60, what="the leader Service's endpoints") == [
         leader["metadata"]["name"]
     ]
-    status = group_cluster.get_json("leaderworkerset", NAME, "-n", namespace)["status"]
-    assert (status["replicas"], status["readyReplicas"]) == (1, 1)
+
+    def ready_groups() -> int | None:
+        # LWS writes its status a moment after the pods turn Ready.
+        status = group_cluster.get_json("leaderworkerset", NAME, "-n", namespace).get("status")
+        ready: int | None = (status or {}).get("readyReplicas")
+        return ready
+
+    assert wait_for(ready_groups, timeout=60, what="the LeaderWorkerSet's readyReplicas") == 1
