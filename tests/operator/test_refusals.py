@@ -51,3 +51,17 @@ def test_a_server_refused_after_it_ran_keeps_nothing(
         kinds = [get(crds, namespace, kind)["items"] for kind in ("deployments", "services")]
         assert kinds == [[], []], kinds
         time.sleep(0.5)
+
+
+def test_a_model_over_several_nodes_is_refused_until_the_operator_serves_groups(
+    crds: KubeCluster, namespace: str
+) -> None:
+    """The CRD takes spec.resources.nodes (issue 23), but the reconcile loop does not build
+    LeaderWorkerSets yet: a one-pod Deployment would never load such a model, so the
+    operator says so and runs nothing."""
+    name = apply(crds, namespace, manifest("vllm-multinode.yaml"))
+    status = wait_phase(crds, namespace, name, "Failed")
+    assert "spec.resources.nodes" in status["message"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "MultiNodeNotYetServed")
+    assert not get(crds, namespace, "deployments")["items"]
