@@ -217,7 +217,17 @@ def test_the_verifying_services_get_the_key_set_not_a_secret(
         # Only the key of its own service token (see the next test), no other credential.
         assert _auth_keys(pod) == {"service-secret"}
     else:
-        assert f"{RELEASE}-auth" not in _secret_names(pod)
+        # Only the metrics token their /metrics asks for (a secretKeyRef gives the pod that
+        # one key), no other credential.
+        assert _auth_keys(pod) == {"metrics-token"}
+        mounted = {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+        whole = {
+            source["secretRef"]["name"]
+            for container in pod.get("containers", []) + pod.get("initContainers", [])
+            for source in container.get("envFrom", [])
+            if "secretRef" in source
+        }
+        assert f"{RELEASE}-auth" not in mounted | whole
         assert "JWT_SERVICE_SECRET" not in _env_names(rendered, component)
     assert f"{RELEASE}-jwt-key" not in _secret_names(pod)
     config = _config(rendered, component)

@@ -87,6 +87,8 @@ async def gateway(
     install_openai_errors(app)
     app.state.proxy, app.state.routes, app.state.metrics = proxy, table, metrics
     app.state.verifier = TokenVerifier.from_settings(TOKENS)
+    # No contract service: a server's own /models lists its adapters unfiltered.
+    app.state.contracts = None
     token = sign("alice")
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {token}"}
