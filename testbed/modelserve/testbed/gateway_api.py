@@ -26,7 +26,7 @@ from modelserve.testbed.traefik import (
     PING_ENTRYPOINT,
     WEB_ENTRYPOINT,
     RunningTraefik,
-    bound_account,
+    account_token,
     run_traefik,
     traefik_crds,
 )
@@ -149,24 +149,6 @@ def traefik_gateway_rbac() -> Path:
     return traefik_crds().with_name("kubernetes-gateway-rbac.yml")
 
 
-def _gateway_account_token(cluster: KubeCluster, folder: Path) -> Path:
-    """A token file of the account Traefik's Gateway RBAC binds, that RBAC applied."""
-    rbac = traefik_gateway_rbac()
-    namespace, name = bound_account(rbac)
-    account = {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": name, "namespace": namespace},
-    }
-    cluster.kubectl("apply", stdin=json.dumps(account))
-    cluster.kubectl("apply", "-f", str(rbac))
-    token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=24h").strip()
-    path = folder / "traefik-gateway-token"
-    path.write_text(token)
-    path.chmod(0o600)
-    return path
-
-
 def build_gateway_arguments(
     *, port: int, ping_port: int, access_log: Path, api_server: str, token_file: Path, ca_file: Path
 ) -> list[str]:
@@ -208,7 +190,7 @@ def start_gateway_traefik(folder: Path, cluster: KubeCluster) -> RunningTraefik:
         ping_port=ping_port,
         access_log=folder / "logs" / f"traefik-gateway-{port}-access.log",
         api_server=cluster.server,
-        token_file=_gateway_account_token(cluster, folder),
+        token_file=account_token(cluster, traefik_gateway_rbac(), folder / "traefik-gateway-token"),
         ca_file=cluster.ca,
     )
     return run_traefik("traefik-gateway", port, ping_port, arguments, folder / "logs")

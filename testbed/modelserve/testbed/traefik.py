@@ -148,9 +148,8 @@ def build_arguments(
     ]
 
 
-def _account_token(cluster: KubeCluster, folder: Path) -> Path:
-    """A token file of Traefik's service account, with Traefik's RBAC applied."""
-    rbac = traefik_rbac()
+def account_token(cluster: KubeCluster, rbac: Path, path: Path) -> Path:
+    """`path`, holding a token of the service account `rbac` binds, with `rbac` applied."""
     namespace, name = bound_account(rbac)
     account = {
         "apiVersion": "v1",
@@ -160,7 +159,6 @@ def _account_token(cluster: KubeCluster, folder: Path) -> Path:
     cluster.kubectl("apply", stdin=json.dumps(account))
     cluster.kubectl("apply", "-f", str(rbac))
     token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=24h").strip()
-    path = folder / "traefik-token"
     path.write_text(token)
     path.chmod(0o600)
     return path
@@ -201,7 +199,7 @@ def start_traefik(
         dynamic_file=dynamic_file,
         access_log=folder / "logs" / f"traefik-{port}-access.log",
         api_server=cluster.server,
-        token_file=_account_token(cluster, folder),
+        token_file=account_token(cluster, traefik_rbac(), folder / "traefik-token"),
         ca_file=cluster.ca,
     )
     return run_traefik("traefik", port, ping_port, arguments, folder / "logs")
