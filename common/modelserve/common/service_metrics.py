@@ -1,5 +1,6 @@
-"""What the contract and download services' /metrics share: the time each request takes,
-by route template, and the answer to GET /metrics, with the gateway's token rule.
+"""What the services' /metrics share: the time each request takes, by route template (the
+contract and download services), and the answer to GET /metrics with its token rule (the
+gateway's too).
 
 Without a token /metrics is open, as Prometheus scrapes in a cluster, and the service's
 NetworkPolicy decides who reaches it; with one (`<SERVICE>_METRICS_TOKEN`), GET /metrics

@@ -8,12 +8,9 @@ scrape config).
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from modelserve.common.errors import ApiError
+from modelserve.common.service_metrics import metrics_answer
 from modelserve.gateway.deps import MetricsDep, SettingsDep
 
 router = APIRouter(tags=["metrics"])
@@ -21,9 +18,4 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, metrics: MetricsDep, settings: SettingsDep) -> Response:
-    if settings.metrics_token is not None:
-        expected = f"Bearer {settings.metrics_token.get_secret_value()}"
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise ApiError(401, "token_invalid", "/metrics needs the metrics token")
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return metrics_answer(request, metrics.registry, settings.metrics_token)
