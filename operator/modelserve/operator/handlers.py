@@ -599,28 +599,25 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             return
         reconciler.statuses.mark((ms.namespace, ms.name))
 
-    @kopf.on.event(*MS, id="phase-metrics", registry=registry)
-    async def phase_seen(
+    @kopf.on.event(*MS, id="seen", registry=registry)
+    async def seen(
         type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any
     ) -> None:
-        # From the watch, deletions included: ModelServes by the phase their status shows.
-        phase = None if type == "DELETED" else body.status.get("phase")
-        memo.reconciler.metrics.phase((namespace, name), phase)
+        """Each event of the watch, deletions included: ModelServes by the phase their
+        status shows (/metrics), and a ModelServe gone is forgotten: what the operator
+        keeps of it in memory (its probe target, autoscaling state and series, last status,
+        locks) is dropped. Its children go with their owner references.
 
-    @kopf.on.event(*MS, id="forget", registry=registry)
-    async def forget(
-        type: str | None, namespace: str, name: str, memo: kopf.Memo, **_: Any
-    ) -> None:
-        """A ModelServe is gone: drop what the operator keeps of it in memory (its probe
-        target, autoscaling state and series, last status, locks). Its children go with
-        their owner references.
-
-        From the watch's DELETED event, not from a delete handler: kopf runs those only
-        while the object holds kopf's finalizer (an optional one runs never, as ModelServes
-        have none), and a finalizer would block every deletion while the operator is down.
-        A deletion while the watch is down and relisted is not seen: what it leaves is
-        dropped at the operator's next start."""
-        if type == "DELETED":
+        Deletions from the watch's DELETED event, not from a delete handler: kopf runs
+        those only while the object holds kopf's finalizer (an optional one runs never, as
+        ModelServes have none), and a finalizer would block every deletion while the
+        operator is down. A deletion while the watch is down and relisted is not seen: what
+        it leaves is dropped at the operator's next start."""
+        deleted = type == "DELETED"
+        memo.reconciler.metrics.phase(
+            (namespace, name), None if deleted else body.status.get("phase")
+        )
+        if deleted:
             memo.reconciler.forget(namespace, name)
 
     # --- children: status follows them, drift is repaired ---------------------------------
