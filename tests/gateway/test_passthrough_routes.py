@@ -5,10 +5,11 @@ not serve one.
 
 End to end: the gateway process (with the operator, PostgreSQL and the contract
 service) in front of a real llama.cpp server (`llama-server`, which serves /tokenize and
-/detokenize at its root and answers 501 to /v1/rerank without `--reranking`), of
+/detokenize at its root and answers 501 to /v1/rerank without `--reranking`), of a
+second one started with `--reranking` (which serves /v1/rerank), of
 llama-cpp-python's server (which serves none of them), and of a stand-in for a runtime
-that serves rerank, score and transcriptions (`Reranker`: the test bed has no vLLM, and
-no reranking or speech model), which records what reached it. Which runtimes are refused
+that serves rerank, score and transcriptions (`Reranker`: the test bed has no vLLM, which
+alone serves /v1/score, and no speech model), which records what reached it. Which runtimes are refused
 before anything is sent is a pure rule, checked on given targets.
 """
 
@@ -52,6 +53,7 @@ SECRET = "gateway-tests-secret-of-at-least-32-bytes"
 LLAMA = "pt-llama-server"  # served names: llama-server's ModelServe
 PYTHON = MODEL_ALIAS  # llama-cpp-python's (its alias: the probe looks for it)
 RERANKER = "pt-reranker"  # the stand-in's
+RERANKING = "pt-llama-reranking"  # llama-server's with --reranking
 
 
 # --- the rule, on given targets ----------------------------------------------------------
@@ -176,6 +178,20 @@ def reranker() -> Iterator[Reranker]:
 
 
 @pytest.fixture(scope="module")
+def reranking(testbed_dir: Path) -> Iterator[LlamaServer]:
+    """llama-server serving /v1/rerank (its scores from SmolLM2 mean nothing: what is
+    tested is that the gateway passes the request and the answer on)."""
+    server = start_llama_server(
+        testbed_dir / "passthrough-reranking",
+        parallel=2,
+        context=2048,
+        options=["--alias", RERANKING, "--reranking"],
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def llama(testbed_dir: Path) -> Iterator[LlamaServer]:
     server = start_llama_server(
         testbed_dir / "passthrough-llama",
@@ -200,11 +216,13 @@ def gateway(
     llama: LlamaServer,
     llm: LlmServer,
     reranker: Reranker,
+    reranking: LlamaServer,
 ) -> Iterator[str]:
     for body in (
         modelserve("pt-llama", llama.url, LLAMA),
         modelserve("pt-python", llm.url, PYTHON),
         modelserve("pt-reranker", reranker.url, RERANKER),
+        modelserve("pt-reranking", reranking.url, RERANKING),
     ):
         crds.kubectl("apply", "-n", cluster_namespace, "-f", "-", stdin=yaml.safe_dump(body))
     settings = {
@@ -229,8 +247,13 @@ def gateway(
             )
 
         def reranker_routed() -> bool:
-            asked = {"model": RERANKER, "query": "q", "documents": ["d"]}
-            return post(service.url, "/v1/rerank", asked).status_code == 200
+            return all(
+                post(
+                    service.url, "/v1/rerank", {"model": model, "query": "q", "documents": ["d"]}
+                ).status_code
+                == 200
+                for model in (RERANKER, RERANKING)
+            )
 
         wait_for(routed, timeout=120, what="the gateway to route both servers")
         wait_for(reranker_routed, timeout=120, what="the gateway to route the stand-in")
@@ -259,6 +282,25 @@ def test_llama_server_tokenizes_and_detokenizes_through_the_gateway(gateway: str
         lambda: counted(gateway, "/v1/tokenize", "200") == before + 1,
         timeout=10,
         what="the tokenize request to be counted",
+    )
+
+
+@pytest.mark.kube
+@pytest.mark.postgres
+@pytest.mark.llm
+def test_llama_server_reranks_through_the_gateway(gateway: str, reranking: LlamaServer) -> None:
+    asked = {"model": RERANKING, "query": "a red flower", "documents": ["blue sky", "red rose"]}
+    before = counted(gateway, "/v1/rerank", "200", model=RERANKING)
+    answer = post(gateway, "/v1/rerank", asked)
+    assert answer.status_code == 200, answer.text
+    direct = httpx.post(f"{reranking.url}/rerank", json=asked, timeout=60)
+    assert direct.status_code == 200, direct.text
+    assert answer.json()["results"] == direct.json()["results"]
+    assert {r["index"] for r in answer.json()["results"]} == {0, 1}
+    wait_for(
+        lambda: counted(gateway, "/v1/rerank", "200", model=RERANKING) == before + 1,
+        timeout=10,
+        what="llama-server's rerank to be counted",
     )
 
 
