@@ -9,8 +9,8 @@ service) in front of a real llama.cpp server (`llama-server`, which serves /toke
 second one started with `--reranking` (which serves /v1/rerank), of
 llama-cpp-python's server (which serves none of them), and of a stand-in for a runtime
 that serves rerank, score and transcriptions (`Reranker`: the test bed has no vLLM, which
-alone serves /v1/score, and no speech model), which records what reached it. Which runtimes are refused
-before anything is sent is a pure rule, checked on given targets.
+alone serves /v1/score, and no speech model), which records what reached it. Which
+runtimes are refused before anything is sent is a pure rule, checked on given targets.
 """
 
 from __future__ import annotations
