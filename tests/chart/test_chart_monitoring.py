@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from modelserve.common.modelserve import SERVER_CONTAINER, ModelServe
-from modelserve.operator.builders import NAME_LABEL, RUNTIME_LABEL, build_children
+from modelserve.operator.builders import NAME_LABEL, RUNTIME_LABEL
+from modelserve.operator.children import build_children
 from modelserve.operator.settings import OperatorSettings
 from modelserve.testbed.helm import Helm, find
 

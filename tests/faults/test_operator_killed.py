@@ -23,7 +23,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from modelserve.common.modelserve import ModelServe
-from modelserve.operator.builders import controller_uid, wanted_children
+from modelserve.operator.builders import controller_uid
+from modelserve.operator.children import wanted_children
 from modelserve.operator.settings import OperatorSettings
 from modelserve.testbed.kube import FakeNode, KubeCluster, start_cluster
 from modelserve.testbed.objectstores import MinioServer

@@ -9,14 +9,13 @@ import pytest
 
 from modelserve.common.modelserve import ModelServe
 from modelserve.operator.builders import (
-    build_children,
     build_deployment,
     build_route,
     build_service,
     build_store_secret,
     endpoint,
-    wanted_children,
 )
+from modelserve.operator.children import build_children, wanted_children
 from modelserve.operator.refusals import spec_refusal
 from modelserve.operator.settings import OperatorSettings
 

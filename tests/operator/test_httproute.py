@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from modelserve.common.modelserve import ModelServe
-from modelserve.operator.builders import build_children, wanted_children
+from modelserve.operator.children import build_children, wanted_children
 from modelserve.operator.settings import OperatorSettings
 from modelserve.testbed.gateway_api import install_gateway_api_crds
 from modelserve.testbed.kube import KubeCluster

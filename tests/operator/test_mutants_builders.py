@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from modelserve.common.modelserve import ModelServe
-from modelserve.operator.builders import build_children, build_store_secret
+from modelserve.operator.builders import build_store_secret
+from modelserve.operator.children import build_children
 from modelserve.operator.settings import OperatorSettings
 
 GOLDEN = Path(__file__).parent / "golden"

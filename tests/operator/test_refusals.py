@@ -3,16 +3,35 @@ admission webhook stands in front of it)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import time
 
 import pytest
 
 from modelserve.testbed.kube import KubeCluster
+from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.polling import wait_for
+from modelserve.testbed.seeding import tag_as_recorded
 from modelserve.testbed.testing_operator import apply, get, manifest, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
+
+
+def record_config(store: MinioServer, uri: str) -> None:
+    """A model under `uri` in the platform store as a download leaves it (a config.json
+    tagged with its digest): the operator serves only recorded models. KWOK never runs
+    the pods, so one small file will do."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    data = b"{}"
+    client = store.client()
+    if not client.bucket_exists(bucket):
+        client.make_bucket(bucket)
+    client.put_object(bucket, f"{prefix}config.json", io.BytesIO(data), len(data))
+    tag_as_recorded(
+        client, bucket, f"{prefix}config.json", hashlib.sha256(data).hexdigest(), "multinode"
+    )
 
 
 def test_args_that_set_an_operator_owned_flag_run_nothing(
@@ -53,15 +72,27 @@ def test_a_server_refused_after_it_ran_keeps_nothing(
         time.sleep(0.5)
 
 
-def test_a_model_over_several_nodes_is_refused_until_the_operator_serves_groups(
-    crds: KubeCluster, namespace: str
+def test_a_model_over_several_nodes_is_refused_where_leaderworkerset_is_not_installed(
+    crds: KubeCluster, namespace: str, platform_store: MinioServer
 ) -> None:
-    """The CRD takes spec.resources.nodes (issue 23), but the reconcile loop does not build
-    LeaderWorkerSets yet: a one-pod Deployment would never load such a model, so the
-    operator says so and runs nothing."""
-    name = apply(crds, namespace, manifest("vllm-multinode.yaml"))
+    """This cluster has no LeaderWorkerSet CRD (tests/operator/test_multinode_serving.py
+    runs one that has): the API server refuses the operator's LeaderWorkerSet, and the
+    operator says why in the status and keeps nothing of the server, rather than staying
+    Pending with a store Secret and a Service for pods that never come."""
+    body = manifest("vllm-multinode.yaml")
+    record_config(platform_store, body["spec"]["model"]["uri"])
+    name = apply(crds, namespace, body)
     status = wait_phase(crds, namespace, name, "Failed")
-    assert "spec.resources.nodes" in status["message"]
+    assert "install LeaderWorkerSet" in status["message"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "MultiNodeNotYetServed")
-    assert not get(crds, namespace, "deployments")["items"]
+    assert (ready["status"], ready["reason"]) == ("False", "LeaderWorkerSetMissing")
+    wait_for(
+        lambda: (
+            not any(
+                get(crds, namespace, kind)["items"]
+                for kind in ("deployments", "services", "secrets")
+            )
+        ),
+        timeout=30,
+        what="nothing of the refused server to remain",
+    )

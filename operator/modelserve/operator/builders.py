@@ -17,7 +17,6 @@ from modelserve.common.modelserve import (
     ModelServe,
     Runtime,
 )
-from modelserve.operator.routes import build_httproute
 from modelserve.operator.runtimes import MODEL_DIR, ServerContainer, server_container
 from modelserve.operator.settings import OperatorSettings
 
@@ -54,7 +53,7 @@ def selector_string(ms: ModelServe) -> str:
     return ",".join(f"{key}={value}" for key, value in selector(ms).items())
 
 
-def _meta(ms: ModelServe, name: str) -> Obj:
+def child_metadata(ms: ModelServe, name: str) -> Obj:
     return {
         "name": name,
         "namespace": ms.namespace,
@@ -101,7 +100,7 @@ def build_store_secret(ms: ModelServe, files: str) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(ms, store_secret_name(ms)),
+        "metadata": child_metadata(ms, store_secret_name(ms)),
         "type": "Opaque",
         # `data`, not `stringData`: a write-only field would make every apply a change.
         "data": {"files": base64.b64encode(files.encode()).decode()},
@@ -120,7 +119,7 @@ def build_cache_claim(ms: ModelServe) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta(ms, cache_claim_name(ms)),
+        "metadata": child_metadata(ms, cache_claim_name(ms)),
         "spec": spec,
     }
 
@@ -284,7 +283,7 @@ def build_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(ms, ms.name),
+        "metadata": child_metadata(ms, ms.name),
         "spec": {
             "replicas": ms.spec.replicas if replicas is None else replicas,
             "selector": {"matchLabels": selector(ms)},
@@ -303,7 +302,7 @@ def build_service(ms: ModelServe, settings: OperatorSettings) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(ms, ms.name),
+        "metadata": child_metadata(ms, ms.name),
         "spec": {
             "type": "ClusterIP",
             "selector": selector(ms),
@@ -335,7 +334,7 @@ def build_route(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:
     route = {
         "apiVersion": "traefik.io/v1alpha1",
         "kind": "IngressRoute",
-        "metadata": _meta(ms, ms.name),
+        "metadata": child_metadata(ms, ms.name),
         "spec": {
             "entryPoints": [e.strip() for e in settings.route_entrypoints.split(",") if e.strip()],
             "routes": [
@@ -348,32 +347,6 @@ def build_route(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:
         },
     }
     return [route]
-
-
-def build_children(
-    ms: ModelServe, settings: OperatorSettings, replicas: int | None = None
-) -> list[Obj]:
-    """What the cluster runs for `ms` besides its store Secret (which needs the store, see
-    `build_store_secret`), in the order it should be applied; `replicas` as for
-    `build_deployment`."""
-    if ms.spec.runtime is Runtime.EXTERNAL:
-        return []
-    children = [build_cache_claim(ms)] if ms.spec.model.cache.enabled else []
-    children += [build_deployment(ms, settings, replicas), build_service(ms, settings)]
-    if settings.route_kind == "httproute":
-        children.append(build_httproute(_meta(ms, ms.name), route_prefix(ms), settings))
-    else:
-        children += build_route(ms, settings)
-    return children
-
-
-def wanted_children(ms: ModelServe, settings: OperatorSettings) -> set[tuple[str, str]]:
-    """(kind, name) of every child `ms` should have now, the store Secret included; any
-    other child it owns is stale."""
-    wanted = {(c["kind"], c["metadata"]["name"]) for c in build_children(ms, settings)}
-    if ms.spec.runtime is not Runtime.EXTERNAL:
-        wanted.add(("Secret", store_secret_name(ms)))
-    return wanted
 
 
 def controller_uid(obj: Obj | Any) -> str | None:

@@ -30,6 +30,7 @@ PLURALS = {
     "Service": "services",
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "Deployment": "deployments",
+    "LeaderWorkerSet": "leaderworkersets",
     "IngressRoute": "ingressroutes",
     "HTTPRoute": "httproutes",
     "Middleware": "middlewares",

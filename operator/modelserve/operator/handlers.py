@@ -29,15 +29,15 @@ from modelserve.operator.builders import (
     MANAGED_BY,
     NAME_LABEL,
     OPERATOR,
-    build_children,
     build_store_secret,
     controller_uid,
     store_secret_name,
-    wanted_children,
 )
+from modelserve.operator.children import build_children, wanted_children
 from modelserve.operator.cluster import Cluster, ClusterError
 from modelserve.operator.cluster import login as cluster_login
 from modelserve.operator.model_listing import store_listing
+from modelserve.operator.multinode import LWS_KIND
 from modelserve.operator.probing import ApiKey, ExternalProber, api_key_for
 from modelserve.operator.reconcile_metrics import ReconcileMetrics
 from modelserve.operator.refusals import spec_refusal
@@ -65,8 +65,17 @@ CHILD_KINDS: tuple[tuple[str, ...], ...] = (
     # Made by earlier versions only (forward-auth): watched so that they are pruned.
     ("traefik.io", "v1alpha1", "middlewares"),
 )
-OWNED_KINDS = (("apps", "v1", "deployments"), *CHILD_KINDS)
+# The workloads: a Deployment, or a LeaderWorkerSet for a model over several nodes
+# (where LeaderWorkerSet is not installed, kopf watches nothing for it).
+LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
+WORKLOAD_KINDS = (("apps", "v1", "deployments"), LWS)
+WORKLOADS = ("Deployment", "LeaderWorkerSet")
+OWNED_KINDS = (*WORKLOAD_KINDS, *CHILD_KINDS)
 OURS: dict[str, Any] = {MANAGED_BY: OPERATOR, NAME_LABEL: kopf.PRESENT}
+LWS_MISSING = (
+    "spec.resources.nodes runs the model as a LeaderWorkerSet, and this cluster does not "
+    "serve leaderworkerset.x-k8s.io/v1: install LeaderWorkerSet (docs/multi-node.md)"
+)
 
 
 def parse(body: kopf.Body | dict[str, Any]) -> ModelServe:
@@ -114,6 +123,8 @@ class Indexes:
 
     modelserves: kopf.Index[Key, Any]
     deployments: kopf.Index[Key, DeploymentView]
+    # LeaderWorkerSets, seen as Deployments whose replicas are groups of pods.
+    groups: kopf.Index[Key, DeploymentView]
     pods: kopf.Index[Key, PodView]
     # Per child kind (plural), every child labelled as ours, by its ModelServe.
     owned: dict[str, kopf.Index[Key, OwnedChild]]
@@ -166,6 +177,8 @@ class Reconciler:
         except ClusterError as error:
             if error.gone:
                 return None  # deleted with its namespace: nothing left to reconcile
+            if error.status == 404 and obj["kind"] == LWS_KIND:
+                raise KindMissing(LWS_MISSING) from error
             if error.retryable:
                 raise kopf.TemporaryError(str(error), delay=5) from error
             raise kopf.PermanentError(str(error)) from error
@@ -182,6 +195,13 @@ class Reconciler:
                 raise kopf.TemporaryError(str(error), delay=5) from error
             raise kopf.PermanentError(str(error)) from error
         logger.info("deleted %s %s/%s: no longer wanted", obj["kind"], *_where(obj))
+
+    def workload(self, ms: ModelServe) -> DeploymentView | None:
+        """The Deployment of `ms` as last seen, or its LeaderWorkerSet for a model over
+        several nodes (the other kind, if still there, is being pruned)."""
+        index = self.indexes.groups if ms.spec.group_size > 1 else self.indexes.deployments
+        view: DeploymentView | None = _one(index.get((ms.namespace, ms.name)))
+        return view
 
     def replicas(self, ms: ModelServe) -> int:
         """The replicas the Deployment of `ms` runs now."""
@@ -230,9 +250,17 @@ class Reconciler:
             self.refusals[key] = refusal
             children = []
         deployed = False
-        for child in children:
-            stored = await self.apply(child)
-            deployed = deployed or (stored is not None and stored["kind"] == "Deployment")
+        try:
+            for child in children:
+                stored = await self.apply(child)
+                deployed = deployed or (stored is not None and stored["kind"] in WORKLOADS)
+        except KindMissing as missing:
+            # Tried again at each renewal of the model's URLs (model_url_refresh_seconds).
+            refused = Refusal("Ready", "LeaderWorkerSetMissing", str(missing))
+            if self.refusals.get(key) != refused:
+                logger.warning("refusing %s/%s: %s", *key, refused.message)
+            self.refusals[key] = refused
+            children = []
         await self.prune(ms, {(c["kind"], c["metadata"]["name"]) for c in children})
         return deployed
 
@@ -332,7 +360,7 @@ class Reconciler:
             ms = ModelServe.from_body(parent)
         except ValidationError:
             return  # the reconcile handler reports an invalid spec
-        deployment = _one(self.indexes.deployments.get(key))
+        deployment = self.workload(ms)
         pods = list(self.indexes.pods.get(key, []))
         autoscale = self.autoscaler.view(ms, parent.get("status"))
         refusal = spec_refusal(ms) or self.refusals.get(key)
@@ -402,6 +430,10 @@ class Reconciler:
         return True
 
 
+class KindMissing(RuntimeError):
+    """A child's kind is not served by this cluster (its CRD is not installed)."""
+
+
 def _where(obj: Any) -> tuple[str, str]:
     return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
@@ -414,7 +446,7 @@ def _child_key(obj: Any) -> tuple[str, str, str, str]:
 def _version(obj: Any) -> str:
     """A Deployment's generation (its status changes all the time), else resourceVersion."""
     meta = obj["metadata"]
-    return str(meta["generation"]) if obj["kind"] == "Deployment" else str(meta["resourceVersion"])
+    return str(meta["generation"]) if obj["kind"] in WORKLOADS else str(meta["resourceVersion"])
 
 
 def _comparable(status: dict[str, Any]) -> Any:
@@ -459,6 +491,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         memo: kopf.Memo,
         modelserves: kopf.Index[Key, Any],
         deployments: kopf.Index[Key, DeploymentView],
+        groups: kopf.Index[Key, DeploymentView],
         pods: kopf.Index[Key, PodView],
         **kwargs: Any,
     ) -> None:
@@ -486,7 +519,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             operator_settings,
             cluster,
             prober,
-            Indexes(modelserves, deployments, pods, owned),
+            Indexes(modelserves, deployments, groups, pods, owned),
             statuses,
             ModelStore(operator_settings),
             autoscaler,
@@ -566,6 +599,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     async def deployments(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> Any:
         return {(namespace, labels[NAME_LABEL]): DeploymentView.from_body(body)}
 
+    @kopf.index(*LWS, id="groups", labels=OURS, registry=registry)
+    async def groups(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> Any:
+        return {(namespace, labels[NAME_LABEL]): DeploymentView.from_body(body)}
+
     @kopf.index("v1", "pods", id="pods", labels=OURS, registry=registry)
     async def pods(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> Any:
         return {(namespace, labels[NAME_LABEL]): PodView.from_body(body)}
@@ -625,6 +662,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     @kopf.on.event(
         "apps", "v1", "deployments", id="deployment-changed", labels=OURS, registry=registry
     )
+    @kopf.on.event(*LWS, id="group-set-changed", labels=OURS, registry=registry)
     @kopf.on.event("v1", "pods", id="pod-changed", labels=OURS, registry=registry)
     async def workload_changed(
         type: str | None,
@@ -634,13 +672,13 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
-        """A Deployment or pod changed: repair the Deployment if it drifted, delete it if it
-        is no longer wanted; mark the status."""
+        """A workload (Deployment or LeaderWorkerSet) or pod changed: repair the workload
+        if it drifted, delete it if it is no longer wanted; mark the status."""
         reconciler: Reconciler = memo.reconciler
         parent = reconciler.owner(namespace, labels)
         if parent is None:
             return
-        if body["kind"] == "Deployment":
+        if body["kind"] in WORKLOADS:
             await _repair(reconciler, reconciler.running(parse(parent), parent), type, body)
         reconciler.statuses.mark((namespace, parent["metadata"]["name"]))
         reconciler.autoscaler.wake()

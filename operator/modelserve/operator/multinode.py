@@ -27,18 +27,24 @@ from __future__ import annotations
 
 import copy
 import shlex
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from modelserve.common.modelserve import SERVER_CONTAINER, ModelServe
 from modelserve.operator.builders import build_deployment, build_service
 from modelserve.operator.runtimes import vllm_container
 from modelserve.operator.settings import OperatorSettings
 
+if TYPE_CHECKING:  # status reads this module's labels
+    from modelserve.operator.status import PodView
+
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
 LWS_KIND = "LeaderWorkerSet"
 # LeaderWorkerSet labels every pod with its index in the group; the leader's is "0".
 WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
 LEADER_INDEX = "0"
+# ... and with the index of its group: scaling down removes the groups of the highest.
+GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
 # The Ray head's port (Ray's default GCS port), on the leader; workers reach it through
 # LWS_LEADER_ADDRESS, which LeaderWorkerSet sets in every container of a group.
 RAY_PORT = 6379
@@ -48,6 +54,21 @@ Obj = dict[str, Any]
 
 def is_multinode(ms: ModelServe) -> bool:
     return ms.spec.group_size >= 2
+
+
+def leaders_to_drain(pods: Sequence[PodView], keep: int) -> tuple[str, ...] | None:
+    """The leaders of the groups that go when a model over several nodes scales down to
+    `keep` groups, the highest index first: LeaderWorkerSet removes the groups of the
+    highest indexes (its leaders' StatefulSet removes the highest ordinals), and only a
+    leader serves HTTP. None when a fence cannot be built: a group that goes has no Ready
+    leader (it takes no request anyway), or none goes."""
+    going = sorted(
+        (pod for pod in pods if pod.leader_of is not None and pod.leader_of >= keep),
+        key=lambda pod: -(pod.leader_of or 0),
+    )
+    if not going or not all(pod.ready for pod in going):
+        return None
+    return tuple(pod.name for pod in going)
 
 
 def leader_vllm_args(ms: ModelServe, settings: OperatorSettings) -> tuple[str, ...]:

@@ -14,15 +14,6 @@ def spec_refusal(ms: ModelServe) -> Refusal | None:
     lock the gateway out."""
     if ms.spec.runtime is Runtime.EXTERNAL:
         return None
-    if ms.spec.resources.nodes:
-        # The builder exists (multinode.py), the reconcile loop does not use it yet: a
-        # one-pod Deployment of a model sized for several nodes would never load it.
-        return Refusal(
-            "Ready",
-            "MultiNodeNotYetServed",
-            "spec.resources.nodes asks for a model over several nodes, which this operator "
-            "does not serve yet (docs/multi-node.md): remove it to serve on one node",
-        )
     runtime = ms.spec.runtime.value
     flags = owned_flags(runtime, ms.spec.args)
     if flags:

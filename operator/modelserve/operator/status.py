@@ -19,6 +19,7 @@ from modelserve.operator.builders import (
     route_prefix,
     selector_string,
 )
+from modelserve.operator.multinode import GROUP_INDEX_LABEL, LEADER_INDEX, WORKER_INDEX_LABEL
 from modelserve.operator.settings import OperatorSettings
 
 PENDING, DEPLOYING, READY, DEGRADED, FAILED = "Pending", "Deploying", "Ready", "Degraded", "Failed"
@@ -45,9 +46,14 @@ class DeploymentView:
     updated_replicas: int
     progress_deadline_exceeded: bool
     model_uri: str | None = None  # the model its pod template fetches (MODEL_URI)
+    # A LeaderWorkerSet still replacing groups after a change of its templates.
+    update_in_progress: bool = False
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> DeploymentView:
+        """A Deployment's view, or a LeaderWorkerSet's (whose replicas are groups)."""
+        if body.get("kind") == "LeaderWorkerSet":
+            return cls._from_group_set(body)
         status = body.get("status") or {}
         conditions = status.get("conditions") or []
         return cls(
@@ -63,6 +69,31 @@ class DeploymentView:
             model_uri=_model_uri(((body.get("spec") or {}).get("template") or {}).get("spec")),
         )
 
+    @classmethod
+    def _from_group_set(cls, body: Mapping[str, Any]) -> DeploymentView:
+        """LeaderWorkerSet counts groups: `readyReplicas` those whose leader and workers
+        are all Ready, `updatedReplicas` those on the current templates. It publishes no
+        observedGeneration; its UpdateInProgress condition says that groups still run an
+        older template. No progress deadline either."""
+        status = body.get("status") or {}
+        generation = body["metadata"].get("generation", 0)
+        template = ((body.get("spec") or {}).get("leaderWorkerTemplate") or {}).get(
+            "leaderTemplate"
+        ) or {}
+        return cls(
+            generation=generation,
+            observed_generation=generation,
+            replicas=status.get("replicas", 0),
+            ready_replicas=status.get("readyReplicas", 0),
+            updated_replicas=status.get("updatedReplicas", 0),
+            progress_deadline_exceeded=False,
+            model_uri=_model_uri(template.get("spec")),
+            update_in_progress=any(
+                c.get("type") == "UpdateInProgress" and c.get("status") == "True"
+                for c in status.get("conditions") or []
+            ),
+        )
+
 
 @dataclass(frozen=True)
 class PodView:
@@ -74,10 +105,13 @@ class PodView:
     ready: bool = False  # its Ready condition is True
     created: float = 0.0  # its creation time, seconds since the epoch
     model_uri: str | None = None  # the model its fetch step copies (MODEL_URI)
+    # A LeaderWorkerSet's leader: the index of its group (None for any other pod).
+    leader_of: int | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PodView:
         status = body.get("status") or {}
+        labels = body["metadata"].get("labels") or {}
         unschedulable = next(
             (
                 c.get("message") or c.get("reason")
@@ -98,7 +132,17 @@ class PodView:
             ),
             created=epoch_seconds(body["metadata"].get("creationTimestamp")) or 0.0,
             model_uri=_model_uri(body.get("spec")),
+            leader_of=_leader_of(labels),
         )
+
+
+def _leader_of(labels: Mapping[str, str]) -> int | None:
+    """LeaderWorkerSet labels each pod with its group's index and its own index in the
+    group, the leader's being "0"."""
+    group = labels.get(GROUP_INDEX_LABEL, "")
+    if labels.get(WORKER_INDEX_LABEL) != LEADER_INDEX or not group.isdigit():
+        return None
+    return int(group)
 
 
 def _model_uri(spec: Mapping[str, Any] | None) -> str | None:
@@ -191,7 +235,8 @@ def compute_status(
         phase, message, conditions = _external(ms, probe)
         ready_replicas = 1 if phase == READY else 0
     else:
-        phase, message, conditions = _deployed(desired, deployment, pods, autoscale)
+        kind = "LeaderWorkerSet" if ms.spec.group_size > 1 else "Deployment"
+        phase, message, conditions = _deployed(desired, deployment, pods, autoscale, kind)
         ready_replicas = deployment.ready_replicas if deployment else 0
     status: dict[str, Any] = {
         "phase": phase,
@@ -256,12 +301,13 @@ def _deployed(
     deployment: DeploymentView | None,
     pods: Sequence[PodView],
     autoscale: AutoscaleView | None,
+    kind: str,
 ) -> tuple[str, str, Conditions]:
     if autoscale is not None and desired == 0 and autoscale.drain is None:
         message = autoscale.sleep_message or "asleep: 0 replicas until a request comes"
         return SLEEPING, message, [("Ready", False, SLEEPING, message)]
     if deployment is None:
-        return PENDING, "creating the Deployment", [("Ready", False, "Creating", "")]
+        return PENDING, f"creating the {kind}", [("Ready", False, "Creating", "")]
     live = [pod for pod in pods if not pod.deleting]
     ready = deployment.ready_replicas
     unschedulable = [pod.unschedulable for pod in live if pod.unschedulable]
@@ -270,6 +316,7 @@ def _deployed(
     rolled_out = (
         deployment.observed_generation >= deployment.generation
         and deployment.updated_replicas >= desired
+        and not deployment.update_in_progress
     )
     counts = f"{ready}/{desired} replicas ready"
     blocked = autoscale.blocked if autoscale else None

@@ -64,8 +64,9 @@ from modelserve.operator.autoscaling.decisions import (
 )
 from modelserve.operator.autoscaling.metrics import AutoscalerMetrics
 from modelserve.operator.autoscaling.reports import LoadReports
-from modelserve.operator.builders import build_deployment
+from modelserve.operator.children import build_workload
 from modelserve.operator.cluster import ClusterError
+from modelserve.operator.multinode import is_multinode, leaders_to_drain
 from modelserve.operator.refusals import spec_refusal
 from modelserve.operator.settings import OperatorSettings
 from modelserve.operator.status import PodView
@@ -262,7 +263,7 @@ class Autoscaler:
         # A gateway whose clock runs ahead would otherwise keep the model from ever
         # being idle.
         st.last_used = max(st.last_used, min(load.last_used, now))
-        deployment = next(iter(reconciler.indexes.deployments.get(key, [])), None)
+        deployment = reconciler.workload(ms)
         ready = deployment.ready_replicas if deployment else 0
         pods = [pod for pod in reconciler.indexes.pods.get(key, []) if not pod.deleting]
         desired = st.desired
@@ -298,9 +299,7 @@ class Autoscaler:
         if st.applied != desired and deployment is not None:
             async with reconciler.lock(key):
                 await reconciler.apply(
-                    build_deployment(
-                        reconciler.running(ms, parent), self.settings, replicas=desired
-                    )
+                    build_workload(reconciler.running(ms, parent), self.settings, replicas=desired)
                 )
             st.applied = desired
         if st.activating_since is not None and ready >= 1:
@@ -383,10 +382,13 @@ class Autoscaler:
         if st.pod_drain is None:
             if wanted >= current:
                 return scaled
-            chosen = pods_to_drain(
-                [PodLoad(p.name, p.ready, p.created, load.pods.get(p.name, 0)) for p in pods],
-                current - wanted,
-            )
+            if is_multinode(ms):
+                chosen = leaders_to_drain(pods, wanted)
+            else:
+                chosen = pods_to_drain(
+                    [PodLoad(p.name, p.ready, p.created, load.pods.get(p.name, 0)) for p in pods],
+                    current - wanted,
+                )
             if chosen is None:
                 return wanted  # pods not Ready go first anyway: no fence to build
             st.pod_drain = PodDrain(secrets.token_hex(8), chosen, now)
@@ -442,7 +444,8 @@ class Autoscaler:
                 ", ".join(going),
                 self.settings.replica_drain_seconds,
             )
-        for name in going:
+        for name in going if not is_multinode(ms) else ():
+            # (LeaderWorkerSet removes the highest groups, which are those drained.)
             await reconciler.cluster.annotate_pod(ms.namespace, name, {DELETION_COST: GOING_FIRST})
         st.pod_drain = dataclasses.replace(drain, pods=going, lowered_at=now)
         logger.info("%s/%s: %d -> %d, %s go", *key, current, target, ", ".join(going))
@@ -505,7 +508,7 @@ class Autoscaler:
         if st is None:
             return  # deleted (and forgotten) during an await of this pass
         before = st.view()
-        deployment = next(iter(reconciler.indexes.deployments.get(key, [])), None)
+        deployment = reconciler.workload(ms)
         ready = deployment.ready_replicas if deployment else 0
         short = short_of_gpus(list(reconciler.indexes.pods.get(key, [])))
         gpus = ms.spec.resources.gpus
