@@ -412,6 +412,10 @@ class StandIn:
     def lock(self, key: Key) -> asyncio.Lock:
         return asyncio.Lock()
 
+    def workload(self, ms: ModelServe) -> DeploymentView | None:
+        found: list[DeploymentView] = self.indexes.deployments.get((ms.namespace, ms.name), [])
+        return next(iter(found), None)
+
     async def apply(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         if (meta["namespace"], meta["name"]) in self.failing:
