@@ -826,3 +826,41 @@ def test_a_pod_drain_not_acknowledged_in_time_keeps_the_replicas() -> None:
     scaler.reports.update("ADDED", pod_lease("gw-a", clock.now, None, {"m-old": 1}))
     step(scaler, stand_in)
     assert state.desired == 2 and stand_in.annotated == []
+
+
+def group_pod(name: str, group: int, worker: int) -> PodView:
+    """A pod of a LeaderWorkerSet group, Ready; the leader is worker 0."""
+    return PodView(
+        name, None, None, None, False, ready=True, created=NOW - 100,
+        leader_of=group if worker == 0 else None,
+    )  # fmt: skip
+
+
+def test_a_model_over_several_nodes_fences_the_leader_of_its_highest_group() -> None:
+    """2 groups -> 1: LeaderWorkerSet removes group 1, so its leader is fenced (even while
+    it holds the only request, unlike a Deployment's least loaded pod) and no pod gets a
+    deletion cost (a StatefulSet does not read it)."""
+    clock = Clock()
+    scaler = autoscaler(clock)
+    found = body(
+        "m",
+        status={"desiredReplicas": 2, "activatedAt": rfc3339(NOW - 3600)},
+        min_replicas=1, max_replicas=2, target_requests=1, window_seconds=5,
+    )  # fmt: skip
+    found["spec"]["resources"] = {"gpus": 8, "nodes": 2}
+    stand_in = StandIn(found)
+    pods = [group_pod(f"m-{g}{'' if w == 0 else f'-{w}'}", g, w) for g in (0, 1) for w in (0, 1)]
+    stand_in.running(("ns", "m"), 2, pods)
+    scaler.reports.update("ADDED", pod_lease("gw-a", NOW, None, {"m-1": 1}))
+    step(scaler, stand_in)
+    clock.now = NOW + 60
+    state = scaler.states[("ns", "m")]
+    scaler.reports.update("ADDED", pod_lease("gw-a", clock.now, None, {}))
+    step(scaler, stand_in)
+    assert state.pod_drain is not None and state.pod_drain.pods == ("m-1",)
+    assert state.desired == 2
+
+    scaler.reports.update("ADDED", pod_lease("gw-a", clock.now, state.pod_drain.token, {}))
+    step(scaler, stand_in)
+    assert state.desired == 1
+    assert stand_in.annotated == []
