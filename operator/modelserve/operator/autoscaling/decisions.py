@@ -292,7 +292,9 @@ class Candidate:
     """Another awake model on the same GPU type, as the eviction choice sees it."""
 
     key: Key
-    gpus: int  # GPUs it holds: per replica times replicas placed
+    # GPUs it holds: those of each of its placed pods (every pod of a group over several
+    # nodes holds spec.resources.gpus of its own).
+    gpus: int
     pinned: bool
     priority: int
     busy: bool  # a request in flight or held on some live gateway replica

@@ -375,6 +375,7 @@ def resource(review: Review, who: Requester, settings: ContractSettings) -> Reso
         image=ms.spec.image,
         replicas=ms.spec.most_replicas,
         gpus=ms.spec.resources.gpus,
+        nodes=ms.spec.group_size,
         team=labels_of(review.object).get(TEAM_LABEL),
     )
 

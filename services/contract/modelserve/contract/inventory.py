@@ -24,6 +24,7 @@ from kubernetes import watch as k8s_watch
 from pydantic import ValidationError
 
 from modelserve.common.modelserve import GROUP, OWNER_LABEL, PLURAL, TEAM_LABEL, VERSION, ModelServe
+from modelserve.contract.policy import replica_gpus
 from modelserve.contract.store import Store
 from modelserve.contract.tables import Server
 
@@ -56,7 +57,8 @@ def server_of(body: dict[str, Any]) -> Server | None:
         owner=labels.get(OWNER_LABEL, ""),
         team=labels.get(TEAM_LABEL, ""),
         replicas=ms.spec.most_replicas,
-        gpus=ms.spec.resources.gpus,
+        # Every GPU of a replica: each pod of a group over several nodes holds its own.
+        gpus=replica_gpus(ms.spec.resources.gpus, ms.spec.group_size),
         model=ms.served_name,
         runtime=ms.spec.runtime.value,
     )

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from enum import StrEnum
 from fnmatch import fnmatchcase
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from modelserve.common.modelserve import MAX_NODES
 from modelserve.common.tokens import ADMIN
 from modelserve.contract.tables import BIGINT_MAX, INT_MAX, Limits, Period, Server
 
@@ -78,7 +79,15 @@ class Resource(BaseModel):
     # serve: the model server's image when the spec overrides the operator's (spec.image).
     image: str | None = None
     replicas: int = Field(default=1, ge=0, le=INT_MAX)
-    gpus: int = Field(default=0, ge=0, le=INT_MAX, description="per replica")
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        le=INT_MAX,
+        description="per pod: the one pod of a replica, or each pod of its group",
+    )
+    # serve: a model spread over several nodes (spec.resources.nodes) runs each replica as
+    # a group of this many pods, each with `gpus` GPUs; 1: one pod per replica.
+    nodes: int = Field(default=1, ge=1, le=MAX_NODES, description="pods per replica")
     budget: int | None = Field(
         default=None, ge=0, le=INT_MAX, description="inference-time scaling budget"
     )
@@ -90,6 +99,35 @@ class Resource(BaseModel):
     server_owner: str | None = None
     server_team: str | None = None
     team: str | None = None
+
+    @model_validator(mode="after")
+    def _replica_gpus_fit(self) -> Resource:
+        # The ledger keeps a replica's GPUs in one integer column.
+        if replica_gpus(self.gpus, self.nodes) > INT_MAX:
+            raise ValueError(f"gpus x nodes (the GPUs of one replica) must be at most {INT_MAX}")
+        return self
+
+
+def replica_gpus(gpus: int, nodes: int = 1) -> int:
+    """The GPUs one replica holds, which the GPU limits count: a replica of a model over
+    several nodes is a group of `nodes` pods with `gpus` GPUs each, and every one of them
+    is taken from the cluster while it runs."""
+    return gpus * nodes
+
+
+def wanted_gpus(resource: Resource) -> int:
+    """The GPUs a server like `resource` holds at most: every replica's whole group."""
+    return replica_gpus(resource.gpus, resource.nodes) * resource.replicas
+
+
+def gpus_in_words(resource: Resource) -> str:
+    """How a message names what a server of several nodes holds: its replicas and the
+    group each is ("2 replicas of 2 nodes x 4 GPUs"); empty for one pod per replica, whose
+    count says it all."""
+    if resource.nodes == 1:
+        return ""
+    replicas = "1 replica" if resource.replicas == 1 else f"{resource.replicas} replicas"
+    return f"{replicas} of {resource.nodes} nodes x {resource.gpus} GPUs"
 
 
 class Decision(BaseModel):
@@ -107,13 +145,14 @@ def with_recorded(resource: Resource, server: Server | None) -> Resource:
     """`resource` completed with what the ledger recorded of its server."""
     if server is None:
         return resource
-    return resource.model_copy(
-        update={
-            "model": resource.model or server.model,
-            "runtime": resource.runtime or server.runtime,
-            "gpus": resource.gpus or server.gpus,
-        }
-    )
+    update: dict[str, object] = {
+        "model": resource.model or server.model,
+        "runtime": resource.runtime or server.runtime,
+    }
+    if not resource.gpus:
+        # The ledger records every GPU of a replica as one figure (a group's gpus x nodes).
+        update.update(gpus=server.gpus, nodes=1)
+    return resource.model_copy(update=update)
 
 
 def allow(message: str, team: str | None = None) -> Decision:
@@ -247,10 +286,12 @@ def check_request(action: Action, resource: Resource, scope: Scope) -> Decision 
             if image is not None:
                 return image
         if limits.max_replicas is not None and resource.replicas > limits.max_replicas:
+            # A replica of a model over several nodes is its whole group, counted once.
+            groups = f" (each a group of {resource.nodes} nodes)" if resource.nodes > 1 else ""
             return deny(
                 Reason.REPLICAS,
-                f"{resource.replicas} replicas is over the limit of {limits.max_replicas} "
-                f"per server for {who}",
+                f"{resource.replicas} replicas{groups} is over the limit of "
+                f"{limits.max_replicas} per server for {who}",
                 limits.max_replicas,
             )
     return None
@@ -258,7 +299,8 @@ def check_request(action: Action, resource: Resource, scope: Scope) -> Decision 
 
 def check_totals(scope: Scope, servers: int, gpus: int, resource: Resource) -> Decision | None:
     """Whether one more server like `resource` fits next to the `servers` and `gpus` the
-    scope already runs (the server itself not among them)."""
+    scope already runs (the server itself not among them). A server's GPUs are every GPU
+    of every pod of its replicas: `wanted_gpus`."""
     limits, who = scope.limits, scope.label
     if limits.max_servers is not None and servers + 1 > limits.max_servers:
         return deny(
@@ -266,11 +308,13 @@ def check_totals(scope: Scope, servers: int, gpus: int, resource: Resource) -> D
             f"{who} already runs {servers} servers; the limit is {limits.max_servers}",
             limits.max_servers,
         )
-    wanted = resource.gpus * resource.replicas
+    wanted = wanted_gpus(resource)
     if limits.max_gpus is not None and gpus + wanted > limits.max_gpus:
+        words = gpus_in_words(resource)
+        more = f"{wanted} more: {words}" if words else f"{wanted} more"
         return deny(
             Reason.GPUS,
-            f"{who} would use {gpus + wanted} GPUs ({gpus} already, {wanted} more); "
+            f"{who} would use {gpus + wanted} GPUs ({gpus} already, {more}); "
             f"the limit is {limits.max_gpus}",
             limits.max_gpus,
         )

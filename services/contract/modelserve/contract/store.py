@@ -35,6 +35,7 @@ from modelserve.contract.policy import (
     Scope,
     check_totals,
     deny,
+    replica_gpus,
 )
 from modelserve.contract.tables import (
     Contract,
@@ -535,7 +536,8 @@ class Store:
                             owner,
                             team or "",
                             resource.replicas,
-                            resource.gpus,
+                            # Every GPU of a replica: a group's pods all hold theirs.
+                            replica_gpus(resource.gpus, resource.nodes),
                             resource.model or "",
                             resource.runtime or "",
                         ],

@@ -163,7 +163,9 @@ class Server(SQLModel, table=True):
     owner: str = Field(index=True)
     team: str = Field(default="", index=True)
     replicas: int
-    gpus: int  # per replica
+    # Per replica, every GPU of it: a replica of a model over several nodes is a group of
+    # pods, and this is the GPUs of all of them (spec.resources.gpus x nodes).
+    gpus: int
     model: str
     runtime: str
     # Seen in the cluster; a server decided on but never seen is dropped after a grace time.
