@@ -21,6 +21,9 @@ import httpx
 import pytest
 
 from modelserve.common.modelserve import GROUP, KIND, VERSION
+from modelserve.contract.inventory import server_of
+from modelserve.contract.policy import Resource, with_recorded
+from modelserve.contract.tables import Server
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.polling import wait_for
 
@@ -136,6 +139,20 @@ def test_a_group_is_2_to_16_pods_of_gpus_that_fit_the_ledger(client: Client, use
             json={"principal": {"subject": user}, "action": "serve", "resource": resource},
         )
         assert answer.status_code == 422, (nodes, gpus, answer.text)
+
+
+def test_the_ledger_holds_a_replicas_whole_group_and_a_scale_counts_it_once() -> None:
+    """Pure: the inventory's row of a 2 x 8 ModelServe, and a scale completed from it."""
+    body = group("g", gpus=8, nodes=2)
+    body["metadata"].update(namespace="ns", uid="u-1")
+    row = server_of(body)
+    assert row is not None and (row.replicas, row.gpus) == (1, 16)
+    recorded = Server(
+        namespace="ns", name="g", owner="o", replicas=1, gpus=16, model="m", runtime="vllm"
+    )
+    # A scale names no GPUs: the recorded 16 per replica, not 16 per pod of a group again.
+    scale = with_recorded(Resource(namespace="ns", name="g", replicas=2, nodes=2), recorded)
+    assert (scale.gpus, scale.nodes) == (16, 1)
 
 
 # --- kubectl, judged by the admission webhook ---------------------------------------------
