@@ -432,7 +432,8 @@ def test_external_stores_replace_the_in_chart_ones(offline_helm: Helm) -> None:
         if obj["kind"] == "NetworkPolicy" and obj["metadata"]["namespace"] == NAMESPACE
     }
     assert policies == {f"{RELEASE}-{component}" for component in COMPONENTS} | {
-        f"{RELEASE}-model-servers"
+        f"{RELEASE}-model-servers",
+        f"{RELEASE}-model-server-groups",
     }
 
 
