@@ -831,9 +831,8 @@ def test_a_pod_drain_not_acknowledged_in_time_keeps_the_replicas() -> None:
 def group_pod(name: str, group: int, worker: int) -> PodView:
     """A pod of a LeaderWorkerSet group, Ready; the leader is worker 0."""
     return PodView(
-        name, None, None, None, False, ready=True, created=NOW - 100,
-        leader_of=group if worker == 0 else None,
-    )  # fmt: skip
+        name, None, None, None, False, ready=True, created=NOW - 100, group=group, worker=worker
+    )
 
 
 def test_a_model_over_several_nodes_fences_the_leader_of_its_highest_group() -> None:

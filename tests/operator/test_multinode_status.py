@@ -96,6 +96,15 @@ def test_ready_only_when_every_group_is_ready_and_rolled_out() -> None:
     assert phase(ready) == ("Ready", "2/2 replicas ready")
     # One group's worker not Ready: LeaderWorkerSet counts that group as not ready.
     assert phase({**ready, "readyReplicas": 1})[0] == "Deploying"
+    # LeaderWorkerSet counts a group whose worker exists but is not Ready as ready; the
+    # operator does not: that group's vLLM cannot serve.
+    pods[3] = pod("big-3", group="1", worker="1", ready=False)
+    assert phase(ready) == ("Deploying", "1/2 replicas ready: rolling out")
+    found = compute_status(ms, SETTINGS, deployment=group_set(ready), pods=pods)
+    assert found["readyReplicas"] == 1
+    del pods[3]  # a group short of a pod is not ready either
+    assert phase(ready)[1] == "1/2 replicas ready: rolling out"
+    pods.append(pod("big-3", group="1", worker="1"))
     rolling = {
         **ready,
         "conditions": [{"type": "UpdateInProgress", "status": "True"}],

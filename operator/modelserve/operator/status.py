@@ -6,6 +6,7 @@ nothing here guesses: every phase and message comes from a field of a child.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from modelserve.operator.builders import (
     route_prefix,
     selector_string,
 )
-from modelserve.operator.multinode import GROUP_INDEX_LABEL, LEADER_INDEX, WORKER_INDEX_LABEL
+from modelserve.operator.multinode import GROUP_INDEX_LABEL, WORKER_INDEX_LABEL
 from modelserve.operator.settings import OperatorSettings
 
 PENDING, DEPLOYING, READY, DEGRADED, FAILED = "Pending", "Deploying", "Ready", "Degraded", "Failed"
@@ -105,8 +106,15 @@ class PodView:
     ready: bool = False  # its Ready condition is True
     created: float = 0.0  # its creation time, seconds since the epoch
     model_uri: str | None = None  # the model its fetch step copies (MODEL_URI)
-    # A LeaderWorkerSet's leader: the index of its group (None for any other pod).
-    leader_of: int | None = None
+    # A LeaderWorkerSet's pod: the index of its group, and its own index in the group
+    # (the leader's is 0); None for any other pod.
+    group: int | None = None
+    worker: int | None = None
+
+    @property
+    def leader_of(self) -> int | None:
+        """The group this pod leads, if it is a LeaderWorkerSet's leader."""
+        return self.group if self.worker == 0 else None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PodView:
@@ -132,17 +140,29 @@ class PodView:
             ),
             created=epoch_seconds(body["metadata"].get("creationTimestamp")) or 0.0,
             model_uri=_model_uri(body.get("spec")),
-            leader_of=_leader_of(labels),
+            group=_index(labels, GROUP_INDEX_LABEL),
+            worker=_index(labels, WORKER_INDEX_LABEL),
         )
 
 
-def _leader_of(labels: Mapping[str, str]) -> int | None:
+def _index(labels: Mapping[str, str], label: str) -> int | None:
     """LeaderWorkerSet labels each pod with its group's index and its own index in the
-    group, the leader's being "0"."""
-    group = labels.get(GROUP_INDEX_LABEL, "")
-    if labels.get(WORKER_INDEX_LABEL) != LEADER_INDEX or not group.isdigit():
-        return None
-    return int(group)
+    group."""
+    value = labels.get(label, "")
+    return int(value) if value.isdigit() else None
+
+
+def ready_groups(pods: Sequence[PodView], size: int) -> int:
+    """The groups of `size` pods whose every pod is there and Ready. LeaderWorkerSet's
+    own count (readyReplicas) asks only that the leader be Ready and the workers exist:
+    a group whose worker is not Ready does not serve (vLLM needs every GPU of it)."""
+    members: dict[int, list[PodView]] = {}
+    for pod in pods:
+        if pod.group is not None and not pod.deleting:
+            members.setdefault(pod.group, []).append(pod)
+    return sum(
+        1 for group in members.values() if len(group) == size and all(p.ready for p in group)
+    )
 
 
 def _model_uri(spec: Mapping[str, Any] | None) -> str | None:
@@ -225,6 +245,9 @@ def compute_status(
     if serving_uri is not None:
         pods = [pod for pod in pods if pod.model_uri in (None, serving_uri)]
     desired = autoscale.desired if autoscale else ms.spec.replicas
+    if deployment is not None and ms.spec.group_size > 1:
+        ready = min(deployment.ready_replicas, ready_groups(pods, ms.spec.group_size))
+        deployment = dataclasses.replace(deployment, ready_replicas=ready)
     if refusal is not None:
         phase, message = FAILED, refusal.message
         conditions: Conditions = [(refusal.condition, False, refusal.reason, refusal.message)]
