@@ -189,6 +189,46 @@ def test_a_server_that_stays_failed_ends_the_wait(capsys: pytest.CaptureFixture[
     assert "server u1 Failed: crashed" in capsys.readouterr().err
 
 
+def test_serve_nodes_and_parallelism_go_into_the_body() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"server_id": "u1", "name": "s", "namespace": "ns",
+                                         "runtime": "vllm", "replicas": 1, "ready_replicas": 0,
+                                         "nodes": 2, "status": "Pending"})  # fmt: skip
+
+    argv = ["serve", "--model-name", "llama-405b", "--gpus", "8", "--nodes", "2"]
+    with Client("http://gateway.test", "tok", transport=httpx.MockTransport(answer)) as client:
+        run(client, parser().parse_args(argv))
+        run(client, parser().parse_args([*argv, "--tensor", "8", "--pipeline", "2"]))
+    bodies = [json.loads(request.content) for request in seen]
+    assert bodies == [
+        {"model_name": "llama-405b", "gpus": 8, "nodes": 2},
+        {"model_name": "llama-405b", "gpus": 8, "nodes": 2,
+         "parallelism": {"tensor": 8, "pipeline": 2}},
+    ]  # fmt: skip
+    assert [request.url.path for request in seen] == ["/serve", "/serve"]
+
+
+def test_serve_tensor_without_pipeline_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--url", "http://127.0.0.1:1", "--token", "t", "serve", "--model-name", "m"]
+    assert main([*argv, "--nodes", "2", "--tensor", "8"]) == 2
+    assert "--tensor and --pipeline go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as raised:
+        parser().parse_args(["serve", "--model-name", "m", "--nodes", "two"])
+    assert raised.value.code == 2
+
+
+def test_serve_s_help_says_what_nodes_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parser().parse_args(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--nodes NODES spread the model over N nodes (2-16), --gpus on each" in text
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -12,7 +12,7 @@ stderr.
     modelserve register MODEL_ID (--upload FILE | --uri S3_URI) [--name] [--source] [--tags]
     modelserve registration MODEL_ID [--wait]
     modelserve set-active MODEL_ID [--reason R] | active [--name N] | history [--name N]
-    modelserve serve (--model-name N | --model-uuid U) [--replicas] [--gpus] ... [--wait]
+    modelserve serve (--model-name N | --model-uuid U) [--replicas] [--gpus] [--nodes] ... [--wait]
     modelserve status [SERVER_ID] | stop SERVER_ID
     modelserve chat MODEL [MESSAGE] [--system S] [--max-tokens N] [--temperature T]
                           [--no-stream]

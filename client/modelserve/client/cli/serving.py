@@ -26,7 +26,24 @@ def add_command(commands: Any, output: Any) -> None:
     named.add_argument("--model-name")
     named.add_argument("--model-uuid")
     serve.add_argument("--replicas", type=int)
-    serve.add_argument("--gpus", type=int)
+    serve.add_argument("--gpus", type=int, help="per replica; with --nodes, per node")
+    serve.add_argument(
+        "--nodes",
+        type=int,
+        help="spread the model over N nodes (2-16), --gpus on each: each replica is a "
+        "group of N pods (runtime vllm only)",
+    )
+    serve.add_argument(
+        "--tensor",
+        type=int,
+        help="with --nodes: vLLM's tensor parallel size (default: --gpus); "
+        "tensor x pipeline = nodes x gpus",
+    )
+    serve.add_argument(
+        "--pipeline",
+        type=int,
+        help="with --nodes: vLLM's pipeline parallel size (default: --nodes)",
+    )
     serve.add_argument("--gpu-type")
     serve.add_argument("--runtime", choices=("llamacpp", "vllm"))
     serve.add_argument("--runtime-params")
@@ -122,10 +139,22 @@ def wait_until_ready(
         sleep(poll_interval)
 
 
+def parallelism_of(args: argparse.Namespace) -> dict[str, int] | None:
+    """The body's `parallelism` from --tensor and --pipeline: both, or neither (then the
+    gateway gives vLLM tensor = gpus and pipeline = nodes)."""
+    if args.tensor is None and args.pipeline is None:
+        return None
+    if args.tensor is None or args.pipeline is None:
+        # A usage error (exit status 2), before anything is sent.
+        raise ValueError("--tensor and --pipeline go together: give both, or neither")
+    return {"tensor": args.tensor, "pipeline": args.pipeline}
+
+
 def run(client: Client, args: argparse.Namespace, *, stderr: TextIO) -> Server:
     fields = {
         "replicas": args.replicas,
         "gpus": args.gpus,
+        "nodes": args.nodes,
         "gpu_type": args.gpu_type,
         "runtime": args.runtime,
         "runtime_params": args.runtime_params,
@@ -134,6 +163,9 @@ def run(client: Client, args: argparse.Namespace, *, stderr: TextIO) -> Server:
         "team": args.team,
     }
     chosen = {key: value for key, value in fields.items() if value is not None}
+    parallelism = parallelism_of(args)
+    if parallelism is not None:
+        chosen["parallelism"] = parallelism
     server = client.serve(model_name=args.model_name, model_uuid=args.model_uuid, **chosen)
     if not args.wait:
         return server

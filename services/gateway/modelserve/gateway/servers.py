@@ -13,24 +13,29 @@ import shlex
 import string
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelserve.common.errors import ApiError
 from modelserve.common.modelserve import (
     GROUP,
     KIND,
+    MAX_NODES,
     OWNER_LABEL,
     TEAM_LABEL,
     VERSION,
     ModelFormat,
+    ModelServeSpec,
+    Parallelism,
     Runtime,
 )
 from modelserve.common.rollouts import MODEL_VERSION_ANNOTATION, Rollout, running_model
 from modelserve.common.tokens import Claims
 from modelserve.gateway.models import ModelRecord
 
-# The CRD's rule on names: at most 50 of [a-z0-9-], starting with a letter.
+# The CRD's rule on names: at most 50 of [a-z0-9-], starting with a letter; 49 with
+# spec.resources.nodes (LeaderWorkerSet's StatefulSets put NAME-GROUP-HASH in a label).
 MAX_NAME = 50
+MAX_GROUP_NAME = 49
 SUFFIX_LENGTH = 6
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 # A Kubernetes label value: at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends.
@@ -44,6 +49,13 @@ DEFAULT_RUNTIME = {ModelFormat.GGUF: Runtime.LLAMACPP, ModelFormat.SAFETENSORS: 
 # Before the operator has written a status.
 NO_STATUS_YET = "Pending"
 STOPPING = "Stopping"
+
+
+class ServeParallelism(Parallelism):
+    """`parallelism` of a POST /serve body: the ModelServe's spec.parallelism, its bounds,
+    and no other field."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ServeRequest(BaseModel):
@@ -60,7 +72,22 @@ class ServeRequest(BaseModel):
     )
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     gpus: int | None = Field(
-        default=None, ge=0, le=16, description="per replica; default 1 for vllm, 0 for llamacpp"
+        default=None,
+        ge=0,
+        le=16,
+        description="per replica (with nodes: per node); default 1 for vllm, 0 for llamacpp",
+    )
+    nodes: int | None = Field(
+        default=None,
+        ge=2,
+        le=MAX_NODES,
+        description="spread the model over this many nodes, `gpus` on each: each replica is "
+        "a group of this many pods (vllm only); default: one pod per replica",
+    )
+    parallelism: ServeParallelism | None = Field(
+        default=None,
+        description="with nodes: vLLM's tensor and pipeline sizes, tensor x pipeline = "
+        "nodes x gpus; default: tensor = gpus, pipeline = nodes",
     )
     gpu_type: str | None = Field(default=None, min_length=1, max_length=63)
     runtime_params: str | list[str] = Field(
@@ -108,8 +135,10 @@ def new_suffix() -> str:
     return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(SUFFIX_LENGTH))
 
 
-def server_name(model_name: str, suffix: str) -> str:
-    return f"{slug(model_name)}-{suffix}"
+def server_name(model_name: str, suffix: str, longest: int = MAX_NAME) -> str:
+    """A ModelServe name for `model_name`, at most `longest` characters."""
+    start = slug(model_name)[: longest - SUFFIX_LENGTH - 1].rstrip("-")
+    return f"{start}-{suffix}"
 
 
 def is_label_value(value: str) -> bool:
@@ -156,6 +185,48 @@ def _runtime(request: ServeRequest, record: ModelRecord) -> Runtime:
     return runtime
 
 
+def _check_nodes(request: ServeRequest, runtime: Runtime, gpus: int) -> None:
+    """A model over several nodes runs vLLM over Ray, with GPUs on every node: said in the
+    request's own words before the spec's checks would say it in the ModelServe's."""
+    if request.nodes is None:
+        return
+    if runtime is not Runtime.VLLM:
+        why = "" if request.runtime else ", the default for a gguf model"
+        raise ApiError(
+            422,
+            "nodes_need_vllm",
+            f"nodes spreads a model over several nodes with vLLM over Ray: only runtime "
+            f"vllm takes it, and this server's runtime is {runtime.value}{why}",
+        )
+    if gpus < 1:
+        raise ApiError(422, "gpus_required", "nodes needs gpus, the GPUs of each node: 1 or more")
+
+
+def checked_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec`, if the ModelServe's own model takes it (the rules the CRD and the operator
+    hold it to: tensor x pipeline, flags that nodes sets, …); else 422 with its reason."""
+    try:
+        ModelServeSpec.model_validate(spec)
+    except ValidationError as error:
+        reasons = "; ".join(_reason(detail) for detail in error.errors())
+        raise ApiError(
+            422,
+            "invalid_server_spec",
+            f"the ModelServe of this request would be refused: {reasons}. The request's "
+            "nodes, gpus, parallelism and runtime_params are its spec.resources.nodes, "
+            "spec.resources.gpus, spec.parallelism and spec.args",
+        ) from None
+    return spec
+
+
+def _reason(detail: Any) -> str:
+    """One of a ValidationError's errors in words: a model rule's own message as it wrote
+    it, a field's with the field's place."""
+    message = str(detail["msg"]).removeprefix("Value error, ")
+    place = ".".join(str(part) for part in detail["loc"])
+    return f"spec.{place}: {message}" if place else message
+
+
 def build_modelserve(
     request: ServeRequest,
     record: ModelRecord,
@@ -168,6 +239,7 @@ def build_modelserve(
     """The ModelServe that serves `record` as `request` asks, labelled for `owner`."""
     runtime = _runtime(request, record)
     gpus = request.gpus if request.gpus is not None else (1 if runtime is Runtime.VLLM else 0)
+    _check_nodes(request, runtime, gpus)
     if runtime is Runtime.VLLM and gpus < 1:
         raise ApiError(422, "gpus_required", "runtime vllm needs at least one GPU per replica")
     if request.gpu_type is not None and gpus < 1:
@@ -180,27 +252,33 @@ def build_modelserve(
     resources: dict[str, Any] = {"gpus": gpus}
     if request.gpu_type is not None:
         resources["gpuType"] = request.gpu_type
+    if request.nodes is not None:
+        resources["nodes"] = request.nodes
+    spec: dict[str, Any] = {
+        "runtime": runtime.value,
+        "model": {
+            "uri": record.uri,
+            "modelId": record.id,
+            "format": record.format,
+            "servedName": request.served_name or record.name,
+        },
+        "replicas": request.replicas,
+        "resources": resources,
+        "args": request.args(),
+    }
+    if request.parallelism is not None:
+        spec["parallelism"] = request.parallelism.model_dump(by_alias=True)
+    longest = MAX_NAME if request.nodes is None else MAX_GROUP_NAME
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
         "metadata": {
-            "name": server_name(record.name, suffix),
+            "name": server_name(record.name, suffix, longest),
             "namespace": check_namespace(namespace),
             "labels": labels,
             "annotations": annotations,
         },
-        "spec": {
-            "runtime": runtime.value,
-            "model": {
-                "uri": record.uri,
-                "modelId": record.id,
-                "format": record.format,
-                "servedName": request.served_name or record.name,
-            },
-            "replicas": request.replicas,
-            "resources": resources,
-            "args": request.args(),
-        },
+        "spec": checked_spec(spec),
     }
 
 
@@ -217,6 +295,11 @@ class ServerStatus(BaseModel):
     runtime: str
     replicas: int
     ready_replicas: int
+    nodes: int | None = Field(
+        default=None,
+        description="the nodes each replica spans, a group of pods (spec.resources.nodes); "
+        "null for one pod per replica",
+    )
     status: str = Field(description="Pending, Deploying, Ready, Degraded, Failed or Stopping")
     message: str
     endpoint: str = Field(description="the OpenAI base URL of this server, through the ingress")
@@ -384,6 +467,7 @@ def server_status(
         runtime=spec.get("runtime", ""),
         replicas=spec.get("replicas", 1),
         ready_replicas=status.get("readyReplicas", 0),
+        nodes=_count((spec.get("resources") or {}).get("nodes")),
         status=phase,
         message=message,
         endpoint=endpoint(server_id, ingress_url),

@@ -108,6 +108,9 @@ async def serve(
                     "runtime": spec["runtime"],
                     "replicas": spec["replicas"],
                     "gpus": spec["resources"]["gpus"],
+                    # Pods per replica, each with `gpus`: the contract counts every GPU of
+                    # a group over several nodes.
+                    "nodes": spec["resources"].get("nodes", 1),
                     "team": team,
                 },
             )
