@@ -9,8 +9,6 @@ is placed, and what is checked is what the operator applies and reports, not vLL
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import re
 import shlex
@@ -33,7 +31,7 @@ from modelserve.testbed.platform import (
     start_operator,
 )
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.seeding import tag_as_recorded
+from modelserve.testbed.seeding import record_config_only
 
 pytestmark = [pytest.mark.kube, pytest.mark.minio]
 
@@ -97,12 +95,7 @@ def lws(group_cluster: KubeCluster, bed_folder: Path) -> Iterator[RunningLWS]:
 @pytest.fixture(scope="module")
 def group_model(platform_store: MinioServer) -> str:
     """MODEL_URI in the platform store as a download leaves it (tagged with its digest)."""
-    bucket, _, prefix = MODEL_URI.removeprefix("s3://").partition("/")
-    data = b"{}"
-    client = platform_store.client()
-    client.put_object(bucket, f"{prefix}config.json", io.BytesIO(data), len(data))
-    digest = hashlib.sha256(data).hexdigest()
-    tag_as_recorded(client, bucket, f"{prefix}config.json", digest, "multinode-serving")
+    record_config_only(platform_store, MODEL_URI, "multinode-serving")
     return MODEL_URI
 
 

@@ -5,8 +5,6 @@ they reach the Deployment the operator runs and steer where its pods land."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import re
 import uuid
 from typing import Any
@@ -22,7 +20,7 @@ from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.platform import RunningOperator
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.seeding import tag_as_recorded
+from modelserve.testbed.seeding import record_config_only
 from modelserve.testbed.testing_operator import get, wait_phase
 
 SETTINGS = OperatorSettings(
@@ -392,14 +390,7 @@ def test_integer_limits_and_requests_are_compared_as_quantities(
 @pytest.fixture(scope="module")
 def placement_model(platform_store: MinioServer) -> None:
     """MODEL_URI in the platform store as a download leaves it (tagged with its digest)."""
-    bucket, _, prefix = MODEL_URI.removeprefix("s3://").partition("/")
-    data = b"{}"
-    client = platform_store.client()
-    if not client.bucket_exists(bucket):
-        client.make_bucket(bucket)
-    client.put_object(bucket, f"{prefix}config.json", io.BytesIO(data), len(data))
-    digest = hashlib.sha256(data).hexdigest()
-    tag_as_recorded(client, bucket, f"{prefix}config.json", digest, "placement-test")
+    record_config_only(platform_store, MODEL_URI, "placement-test")
 
 
 @pytest.fixture

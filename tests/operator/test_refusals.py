@@ -3,8 +3,6 @@ admission webhook stands in front of it)."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import time
 
@@ -13,25 +11,10 @@ import pytest
 from modelserve.testbed.kube import KubeCluster
 from modelserve.testbed.objectstores import MinioServer
 from modelserve.testbed.polling import wait_for
-from modelserve.testbed.seeding import tag_as_recorded
+from modelserve.testbed.seeding import record_config_only
 from modelserve.testbed.testing_operator import apply, get, manifest, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-
-def record_config(store: MinioServer, uri: str) -> None:
-    """A model under `uri` in the platform store as a download leaves it (a config.json
-    tagged with its digest): the operator serves only recorded models. KWOK never runs
-    the pods, so one small file will do."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    data = b"{}"
-    client = store.client()
-    if not client.bucket_exists(bucket):
-        client.make_bucket(bucket)
-    client.put_object(bucket, f"{prefix}config.json", io.BytesIO(data), len(data))
-    tag_as_recorded(
-        client, bucket, f"{prefix}config.json", hashlib.sha256(data).hexdigest(), "multinode"
-    )
 
 
 def test_args_that_set_an_operator_owned_flag_run_nothing(
@@ -80,7 +63,7 @@ def test_a_model_over_several_nodes_is_refused_where_leaderworkerset_is_not_inst
     operator says why in the status and keeps nothing of the server, rather than staying
     Pending with a store Secret and a Service for pods that never come."""
     body = manifest("vllm-multinode.yaml")
-    record_config(platform_store, body["spec"]["model"]["uri"])
+    record_config_only(platform_store, body["spec"]["model"]["uri"], "multinode")
     name = apply(crds, namespace, body)
     status = wait_phase(crds, namespace, name, "Failed")
     assert "install LeaderWorkerSet" in status["message"]

@@ -70,6 +70,20 @@ def tag_as_recorded(client: Minio, bucket: str, key: str, sha256: str, model_id:
     client.set_object_tags(bucket, key, tags)
 
 
+def record_config_only(store: MinioServer, uri: str, model_id: str) -> None:
+    """A model under the s3:// prefix `uri` in `store` as a download leaves it, with one
+    small file (config.json, tagged with its digest): enough for the operator to serve it
+    on KWOK nodes, where the pods never read it."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    data = b"{}"
+    client = store.client()
+    if not client.bucket_exists(bucket):
+        client.make_bucket(bucket)
+    client.put_object(bucket, f"{prefix}config.json", io.BytesIO(data), len(data))
+    digest = hashlib.sha256(data).hexdigest()
+    tag_as_recorded(client, bucket, f"{prefix}config.json", digest, model_id)
+
+
 def place_smollm2(store: MinioServer, model: Path, bucket: str = PLATFORM_BUCKET) -> str:
     """Put the SmolLM2 GGUF where a download would have left it in the platform store, with
     the download service's tags, for tests of serving that do not test downloading; its
