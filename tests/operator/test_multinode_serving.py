@@ -473,3 +473,57 @@ def test_a_deleted_modelserve_leaves_nothing(
     except TimeoutError as error:
         raise AssertionError(f"{error}; left: {remaining}") from error
     assert cluster.get_json("ms", "-n", namespace)["items"] == []
+
+
+def test_leaving_several_nodes_prunes_the_group_and_back_prunes_the_deployment(
+    group_cluster: KubeCluster, group_operator: RunningOperator, group_namespace: str
+) -> None:
+    """spec.resources.nodes removed: the operator deletes the LeaderWorkerSet (and with it
+    its StatefulSets and pods) and runs a Deployment instead, behind the same Service, now
+    selecting its pod; set again, the Deployment goes and a group comes back."""
+    cluster, namespace = group_cluster, group_namespace
+    apply(cluster, namespace, modelserve())
+    wait_ready(cluster, namespace, groups=1)
+
+    cluster.kubectl(
+        "patch", "ms", NAME, "-n", namespace, "--type=json",
+        "-p", json.dumps([{"op": "remove", "path": "/spec/resources/nodes"}]),
+    )  # fmt: skip
+
+    def one_pod_served() -> dict[str, Any] | None:
+        found = cluster.get_json("ms", NAME, "-n", namespace)
+        status: dict[str, Any] = found.get("status") or {}
+        deployments = cluster.get_json("deployments", "-n", namespace)["items"]
+        settled = (
+            status.get("phase") == "Ready"
+            and status.get("observedGeneration") == found["metadata"]["generation"]
+            and [d["metadata"]["name"] for d in deployments] == [NAME]
+            and not cluster.get_json(LWS_RESOURCE, "-n", namespace)["items"]
+            and not group_pods(cluster, namespace)
+        )
+        return status if settled else None
+
+    status = wait_until(cluster, namespace, one_pod_served, "one pod served, the group gone")
+    assert status["message"] == "1/1 replicas ready"
+    assert cluster.get_json("statefulsets", "-n", namespace)["items"] == []
+    selector = cluster.get_json("service", NAME, "-n", namespace)["spec"]["selector"]
+    assert INDEX_LABEL not in selector
+
+    def deployment_endpoint() -> list[str] | None:
+        found = leader_endpoints(cluster, namespace)
+        return found if len(found) == 1 and found[0] not in group_names else None
+
+    group_names = {f"{NAME}-0", f"{NAME}-0-1"}
+    (served,) = wait_until(
+        cluster, namespace, deployment_endpoint, "the Deployment's pod behind the Service"
+    )
+    assert served.startswith(f"{NAME}-")
+
+    patch_spec(cluster, namespace, NAME, resources={"gpus": 8, "nodes": 2})
+    wait_ready(cluster, namespace, groups=1)
+    wait_until(
+        cluster,
+        namespace,
+        lambda: not cluster.get_json("deployments", "-n", namespace)["items"] or None,
+        "the Deployment gone",
+    )
