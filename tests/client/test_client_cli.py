@@ -255,3 +255,11 @@ def test_the_state_line_redraws_on_a_terminal_and_logs_changes_elsewhere() -> No
         line(server, elapsed)
     line.close()
     assert piped.getvalue() == "s: Pending 0/1 ready (0 s): waiting\ns: Ready 1/1 ready (2 s)\n"
+
+
+def test_a_server_answer_says_how_many_nodes_each_replica_spans() -> None:
+    fields = {"server_id": "u1", "name": "s", "namespace": "ns", "runtime": "vllm",
+              "replicas": 1, "ready_replicas": 0, "status": "Pending"}  # fmt: skip
+    assert Server.model_validate({**fields, "nodes": 2}).nodes == 2
+    assert Server.model_validate({**fields, "nodes": None}).nodes is None
+    assert Server.model_validate(fields).nodes is None

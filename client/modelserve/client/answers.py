@@ -220,6 +220,8 @@ class Server(Answer):
     message: str = ""
     endpoint: str | None = None
     model_version: str | None = None
+    # The pods of each replica's group, for a model over several nodes; None: one pod.
+    nodes: int | None = None
 
 
 class ChatMessage(Answer):
