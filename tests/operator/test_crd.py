@@ -397,6 +397,22 @@ def test_kubectl_get_shows_the_printer_columns(crds: KubeCluster, namespace: str
 
 
 @pytest.mark.kube
+def test_kubectl_get_wide_shows_the_nodes_of_a_group(crds: KubeCluster, namespace: str) -> None:
+    """A model over several nodes says how many in `-o wide`; one pod per replica, nothing."""
+
+    def nodes_column() -> str:
+        header, row = crds.kubectl("get", "ms", "-n", namespace, "-o", "wide").splitlines()
+        start, end = header.index("NODES"), header.index("LAST-REQUEST")
+        return row[start:end].strip()
+
+    apply(crds, namespace, {**VLLM, "resources": {"gpus": 8, "nodes": 2}})
+    assert nodes_column() == "2"
+    crds.kubectl("patch", f"ms/{NAME}", "-n", namespace, "--type=json",
+                 "-p", '[{"op": "remove", "path": "/spec/resources/nodes"}]')  # fmt: skip
+    assert nodes_column() == ""
+
+
+@pytest.mark.kube
 def test_status_is_written_through_its_subresource_only(crds: KubeCluster, namespace: str) -> None:
     apply(crds, namespace, VLLM)
     crds.kubectl("apply", "-n", namespace, stdin=manifest(VLLM, status={"phase": "Ready"}))
