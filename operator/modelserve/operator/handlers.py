@@ -37,7 +37,7 @@ from modelserve.operator.children import build_children, wanted_children
 from modelserve.operator.cluster import Cluster, ClusterError
 from modelserve.operator.cluster import login as cluster_login
 from modelserve.operator.model_listing import store_listing
-from modelserve.operator.multinode import LWS_KIND
+from modelserve.operator.multinode import LWS_KIND, is_multinode
 from modelserve.operator.probing import ApiKey, ExternalProber, api_key_for
 from modelserve.operator.reconcile_metrics import ReconcileMetrics
 from modelserve.operator.refusals import spec_refusal
@@ -199,7 +199,7 @@ class Reconciler:
     def workload(self, ms: ModelServe) -> DeploymentView | None:
         """The Deployment of `ms` as last seen, or its LeaderWorkerSet for a model over
         several nodes (the other kind, if still there, is being pruned)."""
-        index = self.indexes.groups if ms.spec.group_size > 1 else self.indexes.deployments
+        index = self.indexes.groups if is_multinode(ms) else self.indexes.deployments
         view: DeploymentView | None = _one(index.get((ms.namespace, ms.name)))
         return view
 
@@ -230,7 +230,7 @@ class Reconciler:
 
     async def converge(self, ms: ModelServe) -> bool:
         """Apply every child `ms` wants, delete every child it owns and no longer wants.
-        Whether a Deployment was applied. The caller holds the ModelServe's lock."""
+        Whether a workload was applied. The caller holds the ModelServe's lock."""
         key = (ms.namespace, ms.name)
         refusal = spec_refusal(ms)
         children: list[dict[str, Any]] = []
@@ -245,9 +245,7 @@ class Reconciler:
             self.refusals.pop(key, None)
             children += build_children(ms, self.settings, self.replicas(ms))
         else:
-            if self.refusals.get(key) != refusal:
-                logger.warning("refusing %s/%s: %s", *key, refusal.message)
-            self.refusals[key] = refusal
+            self._refuse(key, refusal)
             children = []
         deployed = False
         try:
@@ -256,13 +254,16 @@ class Reconciler:
                 deployed = deployed or (stored is not None and stored["kind"] in WORKLOADS)
         except KindMissing as missing:
             # Tried again at each renewal of the model's URLs (model_url_refresh_seconds).
-            refused = Refusal("Ready", "LeaderWorkerSetMissing", str(missing))
-            if self.refusals.get(key) != refused:
-                logger.warning("refusing %s/%s: %s", *key, refused.message)
-            self.refusals[key] = refused
+            self._refuse(key, Refusal("Ready", "LeaderWorkerSetMissing", str(missing)))
             children = []
         await self.prune(ms, {(c["kind"], c["metadata"]["name"]) for c in children})
         return deployed
+
+    def _refuse(self, key: Key, refusal: Refusal) -> None:
+        """Remember why `key` runs nothing (its status says so); logged when it is news."""
+        if self.refusals.get(key) != refusal:
+            logger.warning("refusing %s/%s: %s", *key, refusal.message)
+        self.refusals[key] = refusal
 
     async def prune(self, ms: ModelServe, wanted: set[tuple[str, str]]) -> None:
         """Delete what `ms` controls and does not want: found in the indexes, and its
@@ -444,7 +445,7 @@ def _child_key(obj: Any) -> tuple[str, str, str, str]:
 
 
 def _version(obj: Any) -> str:
-    """A Deployment's generation (its status changes all the time), else resourceVersion."""
+    """A workload's generation (its status changes all the time), else resourceVersion."""
     meta = obj["metadata"]
     return str(meta["generation"]) if obj["kind"] in WORKLOADS else str(meta["resourceVersion"])
 

@@ -20,7 +20,7 @@ from modelserve.operator.builders import (
     route_prefix,
     selector_string,
 )
-from modelserve.operator.multinode import GROUP_INDEX_LABEL, WORKER_INDEX_LABEL
+from modelserve.operator.multinode import GROUP_INDEX_LABEL, WORKER_INDEX_LABEL, is_multinode
 from modelserve.operator.settings import OperatorSettings
 
 PENDING, DEPLOYING, READY, DEGRADED, FAILED = "Pending", "Deploying", "Ready", "Degraded", "Failed"
@@ -72,8 +72,9 @@ class DeploymentView:
 
     @classmethod
     def _from_group_set(cls, body: Mapping[str, Any]) -> DeploymentView:
-        """LeaderWorkerSet counts groups: `readyReplicas` those whose leader and workers
-        are all Ready, `updatedReplicas` those on the current templates. It publishes no
+        """LeaderWorkerSet counts groups: `readyReplicas` those whose leader is Ready and
+        whose workers' pods all exist (`compute_status` asks more, with `ready_groups`),
+        `updatedReplicas` those on the current templates. It publishes no
         observedGeneration; its UpdateInProgress condition says that groups still run an
         older template. No progress deadline either."""
         status = body.get("status") or {}
@@ -245,7 +246,7 @@ def compute_status(
     if serving_uri is not None:
         pods = [pod for pod in pods if pod.model_uri in (None, serving_uri)]
     desired = autoscale.desired if autoscale else ms.spec.replicas
-    if deployment is not None and ms.spec.group_size > 1:
+    if deployment is not None and is_multinode(ms):
         ready = min(deployment.ready_replicas, ready_groups(pods, ms.spec.group_size))
         deployment = dataclasses.replace(deployment, ready_replicas=ready)
     if refusal is not None:
@@ -258,7 +259,7 @@ def compute_status(
         phase, message, conditions = _external(ms, probe)
         ready_replicas = 1 if phase == READY else 0
     else:
-        kind = "LeaderWorkerSet" if ms.spec.group_size > 1 else "Deployment"
+        kind = "LeaderWorkerSet" if is_multinode(ms) else "Deployment"
         phase, message, conditions = _deployed(desired, deployment, pods, autoscale, kind)
         ready_replicas = deployment.ready_replicas if deployment else 0
     status: dict[str, Any] = {

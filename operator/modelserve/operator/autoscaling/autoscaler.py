@@ -444,9 +444,11 @@ class Autoscaler:
                 ", ".join(going),
                 self.settings.replica_drain_seconds,
             )
-        for name in going if not is_multinode(ms) else ():
-            # (LeaderWorkerSet removes the highest groups, which are those drained.)
-            await reconciler.cluster.annotate_pod(ms.namespace, name, {DELETION_COST: GOING_FIRST})
+        if not is_multinode(ms):  # LeaderWorkerSet removes the drained (highest) groups
+            for name in going:
+                await reconciler.cluster.annotate_pod(
+                    ms.namespace, name, {DELETION_COST: GOING_FIRST}
+                )
         st.pod_drain = dataclasses.replace(drain, pods=going, lowered_at=now)
         logger.info("%s/%s: %d -> %d, %s go", *key, current, target, ", ".join(going))
         return target

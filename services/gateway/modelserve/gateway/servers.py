@@ -124,11 +124,11 @@ class ServeRequest(BaseModel):
 
 def slug(text: str) -> str:
     """`text` as the start of a ModelServe name: lowercase letters, digits and '-',
-    starting with a letter (at most MAX_NAME - SUFFIX_LENGTH - 1 characters)."""
+    starting with a letter (`server_name` cuts it to length)."""
     words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     if not words or not words[0].isalpha():
         words = f"m-{words}".rstrip("-")
-    return words[: MAX_NAME - SUFFIX_LENGTH - 1].rstrip("-")
+    return words
 
 
 def new_suffix() -> str:
