@@ -32,6 +32,7 @@ from modelserve.gateway.kube import load_api_client
 from modelserve.gateway.kubeservers import ServerStore, served_namespaces
 from modelserve.gateway.openai_errors import install_openai_errors
 from modelserve.gateway.operations import routes as operations_routes
+from modelserve.gateway.plain_routes import install_plain_routes
 from modelserve.gateway.proxy_components import open_proxy
 from modelserve.gateway.registry import activation
 from modelserve.gateway.registry import downloads as download_routes
@@ -159,6 +160,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # The routes every request through the proxy takes come first: a request is matched
     # against each route in order (a few µs a route in FastAPI's included routers), and
     # the ~70 routes that came before them cost a chat completion about 0.25 ms of CPU.
+    # (A POST of /v1/chat/completions and the other OpenAI paths is not matched at all:
+    # `install_plain_routes` below calls its endpoint by its path; a server's own paths
+    # and /v1/models still are.)
     # No other path overlaps theirs (/v1/models…, /v1/chat/completions, /v1/completions,
     # /v1/embeddings, /tokenize, /detokenize, /{uuid}/v1/…, /auth/verify), so the order
     # changes which route answers no request (tests/gateway/test_route_order.py).
@@ -188,4 +192,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     install_ui(app, settings.ui_dir)
     # Errors under /v1 and /{server_id}/v1 in OpenAI's shape, the platform's elsewhere.
     install_openai_errors(app)
+    # The proxy's routes without FastAPI's routing: a dictionary lookup and the endpoint
+    # (`plain_routes`); last, once their routes and the error handlers are in place.
+    install_plain_routes(app, (openai.router, openai.root_router), openai.PLAIN)
     return app

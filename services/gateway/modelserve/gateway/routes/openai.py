@@ -198,3 +198,20 @@ async def root_detokenize(request: Request) -> Response:
     """`/v1/detokenize` at the gateway's root, where vLLM's clients call it."""
     claims = await caller(request)
     return await proxy_of(request).forward(request, claims, ROOT_DETOKENIZE)
+
+
+# Called straight from ASGI on a POST of their path (`plain_routes`): they take the
+# request alone, and the proxy does the rest.
+PLAIN = (
+    chat_completions,
+    completions,
+    embeddings,
+    responses,
+    rerank,
+    score,
+    tokenize,
+    detokenize,
+    audio_transcriptions,
+    root_tokenize,
+    root_detokenize,
+)
