@@ -29,7 +29,9 @@ keep-alive connection (p50/p99); an open loop at `--rate` requests a second for
 the most requests per second (`hey`, `--concurrency` at once, for `--seconds`); streamed
 tokens per second (`--streams` concurrent streams of `--chunks` events, for `--seconds`,
 each event counted as it arrives). The CPU each server used is read from /proc (for
-workers, the parent and all its children). The load generators run on the same machine.
+workers, the parent and all its children), over the whole run and per answer in the
+most-requests phase ("CPU µs/req": with the load generators on the same CPUs, the rate
+a target reaches depends on what they leave it; its CPU per answer does not).
 
 `--profile FILE`: py-spy samples the one-worker gateway with policy on during its
 fixed-rate phase; its collapsed stacks go to FILE, and the top 25 functions by own time
@@ -118,6 +120,7 @@ class Figures:
     errors: int = 0
     tokens_per_second: float = math.nan
     cpu_seconds: float = math.nan
+    cpu_us_per_request: float = math.nan
     notes: list[str] = field(default_factory=list)
 
 
@@ -184,8 +187,9 @@ def latency(target: Target, requests: int) -> tuple[float, float]:
     return percentile(times, 50) * 1000, percentile(times, 99) * 1000
 
 
-def throughput(target: Target, seconds: float, concurrency: int) -> tuple[float, int]:
-    """Requests per second from `hey`, and how many answers were not 200."""
+def throughput(target: Target, seconds: float, concurrency: int) -> tuple[float, int, int]:
+    """Requests per second from `hey`, how many answers were not 200, and how many
+    answers there were."""
     args = [binary("hey"), "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST"]
     args += ["-T", "application/json", "-d", json.dumps(CHAT)]
     for name, value in target.headers.items():
@@ -201,7 +205,7 @@ def throughput(target: Target, seconds: float, concurrency: int) -> tuple[float,
         raise RuntimeError(f"hey printed no rate for {target.name}:\n{output}")
     rps = float(found.group(1))
     codes = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", output)}
-    return rps, sum(n for code, n in codes.items() if code != 200)
+    return rps, sum(n for code, n in codes.items() if code != 200), sum(codes.values())
 
 
 async def _streams(target: Target, seconds: float, streams: int) -> float:
@@ -280,7 +284,10 @@ def measure(
     print(f"  {target.name}: {args.rate} requests/s ({args.seconds:g} s)", flush=True)
     figures.fixed = open_loop(target, args, folder, profile)
     print(f"  {target.name}: the most requests/s ({args.seconds:g} s)", flush=True)
-    figures.rps, figures.errors = throughput(target, args.seconds, args.concurrency)
+    cpu = process_cpu_seconds(target.process)
+    figures.rps, figures.errors, answered = throughput(target, args.seconds, args.concurrency)
+    # The target's CPU per answer at its most: what it would serve on a CPU of its own.
+    figures.cpu_us_per_request = (process_cpu_seconds(target.process) - cpu) / answered * 1e6
     print(f"  {target.name}: streaming ({args.seconds:g} s)", flush=True)
     try:
         figures.tokens_per_second = streaming(target, args.seconds, args.streams)
@@ -348,7 +355,7 @@ def report(results: dict[str, Figures], args: argparse.Namespace) -> None:
     print(
         f"  {'target':<10}{'seq p50':>9}{'seq p99':>9}{rate + ' p50':>13}{'p99':>10}"
         f"{'added p50':>11}{'added p99':>11}{'non-2xx':>8}{'max RPS':>9}{'non-200':>8}"
-        f"{'stream tok/s':>13}{'vs direct':>10}{'CPU s':>7}"
+        f"{'stream tok/s':>13}{'vs direct':>10}{'CPU s':>7}{'CPU µs/req':>11}"
     )
     direct = results["direct"]
     assert direct.fixed is not None
@@ -364,6 +371,7 @@ def report(results: dict[str, Figures], args: argparse.Namespace) -> None:
             f"  {name:<10}{f.p50_ms:>9.3f}{f.p99_ms:>9.3f}{fixed.p50_ms:>13.3f}"
             f"{fixed.p99_ms:>10.3f}{add50:>11}{add99:>11}{failed:>8}{f.rps:>9.0f}"
             f"{f.errors:>8}{f.tokens_per_second:>13.0f}{ratio:>10.2f}{f.cpu_seconds:>7.1f}"
+            f"{f.cpu_us_per_request:>11.0f}"
         )
         if fixed.throughput < 0.95 * fixed.rate:
             print(f"  {'':<10}kept up with {fixed.throughput:,.0f} of {fixed.rate:,} requests/s")
@@ -395,6 +403,14 @@ def targets(results: dict[str, Figures], args: argparse.Namespace) -> None:
         for name, figures in peers.items():
             if name != best:
                 print(f"      ({one.rps / figures.rps:.2f} x {name}'s {figures.rps:,.0f})")
+        # The load generator and the stub share the CPUs: the CPU each target spent per
+        # answer says what it would serve with a CPU of its own.
+        for name, figures in peers.items():
+            print(
+                f"      CPU per answer at the most: {one.cpu_us_per_request:,.0f} µs, "
+                f"{figures.cpu_us_per_request / one.cpu_us_per_request:.2f} x less than "
+                f"{name}'s {figures.cpu_us_per_request:,.0f} µs"
+            )
     if two is not None:
         scale = two.rps / one.rps
         print(f"    two workers {scale:.2f} x one (>= 1.7: {verdict(scale >= 1.7)})")

@@ -1,10 +1,19 @@
-"""The HTTP client of the hot path: to model servers (and the contract's /decide).
+"""The HTTP client of the hot path: to model servers (and the contract's /decide, its
+leases and usage).
 
-aiohttp, chosen on measurement (bench/gateway_http_clients.py, loopback, uvloop): it
-spent 60-130 µs of CPU per proxied JSON request where httpx spent 540-2,100 µs, and
-httpx's throughput fell from 1,800 to 470 requests/s between 1 and 256 requests in
-flight while aiohttp's stayed at 13,000-17,000. Only this module knows the library: the
-proxy sees `UpstreamClient`, `UpstreamResponse` and `UpstreamError`.
+HTTP/1.1 on the event loop's transports with httptools' parser (`upstream_wire`), kept
+alive per server. aiohttp was the client before it, chosen on measurement over httpx
+(bench/gateway_http_clients.py: 60-130 µs of CPU per proxied JSON request against
+540-2,100 µs); on the proxy's path aiohttp still took about a fifth of the gateway's CPU,
+most of it machinery the proxy never uses (a task per request to write its body, cookies,
+redirects). Only this module and `upstream_wire` know the wire: the proxy sees
+`UpstreamClient`, `UpstreamResponse` and `UpstreamError`.
+
+What the proxy relies on: no cookie is kept (one client carries every user's requests:
+a cookie a model server set for one must never go with another's), no redirect is
+followed (it could take the request, and an external server's key, anywhere), bodies
+pass through as the server sent them (no Accept-Encoding is asked, nothing decoded), and
+no proxy from the environment is used.
 
 Every call made for a request is a span of its trace (`trace_context`): a child of the
 request's span, named in the call's `traceparent`, from the send until the answer is
@@ -14,11 +23,11 @@ parts of a list of prompts, a retry on another endpoint.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Mapping
 
-import aiohttp
-
 from modelserve.common.trace_context import Span, call_span
+from modelserve.gateway.upstream_wire import Answer, Wire, WireError, address, request_bytes
 
 # Not passed on to the client: hop-by-hop headers, and those the gateway's own server
 # writes (a second Date or Server, or a Content-Length for a body it re-frames).
@@ -39,12 +48,6 @@ _NOT_PASSED = frozenset(
         b"x-request-id",
     }
 )
-
-
-# Raised by `post` before the head of an answer arrived, with no answer byte read: a
-# refused or failed connect (ClientConnectorError is a ClientOSError), a reset, or a
-# connection the server closed. Timeouts are caught before these.
-_NO_ANSWER = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
 
 
 # Seconds a pooled connection to a model server may stay idle (below their 5 s).
@@ -90,49 +93,49 @@ class BrokenStream(UpstreamError):
     kind = "stream"
 
 
+def _media_type(headers: list[tuple[bytes, bytes]]) -> str:
+    """The answer's media type, lowercased, without its parameters."""
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value.split(b";", 1)[0].strip().lower().decode("latin-1")
+    return "application/octet-stream"
+
+
 class UpstreamResponse:
     """An answer whose head has arrived; its body is read whole or chunk by chunk."""
 
-    def __init__(self, response: aiohttp.ClientResponse, span: Span | None = None) -> None:
-        self._response = response
+    def __init__(self, answer: Answer, span: Span | None = None) -> None:
+        self._answer = answer
         self._span = span
-        self.status = response.status
-        self.content_type = response.content_type
+        self.status = answer.status
+        self.content_type = _media_type(answer.headers)
         self.headers = [
-            (name, value) for name, value in response.raw_headers if name.lower() not in _NOT_PASSED
+            (name, value) for name, value in answer.headers if name.lower() not in _NOT_PASSED
         ]
 
     async def read(self) -> bytes:
         try:
-            return await self._response.read()
-        except TimeoutError as error:
-            raise UpstreamTimeout("the model server stopped sending its answer") from error
-        except aiohttp.ClientError as error:
-            raise BrokenStream("the model server broke off its answer", repr(error)) from error
+            return await self._answer.read()
+        except WireError as error:
+            raise _broken(error) from error
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, in the pieces the network delivers."""
-        content = self._response.content
         try:
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    return
+            async for chunk in self._answer.pieces():
                 yield chunk
-        except TimeoutError as error:
-            raise UpstreamTimeout("the model server stopped sending its answer") from error
-        except aiohttp.ClientError as error:
-            raise BrokenStream("the model server broke off its answer", repr(error)) from error
+        except WireError as error:
+            raise _broken(error) from error
 
     def release(self) -> None:
         """Done with a fully read answer: its connection goes back to the pool."""
-        self._response.release()
+        self._answer.release()
         self._end_span()
 
     def abort(self) -> None:
         """Give up on an answer mid-way: its connection is closed, which tells the model
         server that nobody waits for the rest (vLLM and llama.cpp then stop generating)."""
-        self._response.close()
+        self._answer.abort()
         self._end_span()
 
     def _end_span(self) -> None:
@@ -141,51 +144,63 @@ class UpstreamResponse:
             self._span = None
 
 
-def _failure(url: str, error: BaseException) -> UpstreamError | None:
-    """The UpstreamError a failed POST raises for `error` of aiohttp; None for anything
-    else (a cancellation, a bug), which goes on as it is."""
-    detail = f"{url}: {error!r}"
-    if isinstance(error, TimeoutError):
-        return UpstreamTimeout("the model server did not answer in time", detail)
-    if isinstance(error, _NO_ANSWER):
-        closed = isinstance(error, aiohttp.ServerDisconnectedError)
-        return NoAnswer("the model server is unreachable", detail, closed=closed)
-    if isinstance(error, aiohttp.ClientError):
+def _broken(error: WireError) -> UpstreamError:
+    """The error of an answer that failed after its head."""
+    if error.timeout:
+        return UpstreamTimeout("the model server stopped sending its answer", str(error))
+    return BrokenStream("the model server broke off its answer", str(error))
+
+
+def _failure(url: str, error: WireError | ValueError) -> UpstreamError:
+    """The UpstreamError of a POST that failed before the head of its answer."""
+    detail = f"{url}: {error}"
+    if isinstance(error, ValueError):
         return UpstreamError("the model server is unreachable", detail)
-    return None
+    if error.timeout:
+        return UpstreamTimeout("the model server did not answer in time", detail)
+    if not error.answered:
+        return NoAnswer("the model server is unreachable", detail, closed=error.closed)
+    return UpstreamError("the model server is unreachable", detail)
 
 
 class UpstreamClient:
-    """One pool of keep-alive connections, made at start-up and closed at shutdown.
+    """Keep-alive connections to each server (host and port), opened as requests need
+    them and closed at shutdown.
 
-    `connections` limits the connections to each server (host and port), so that one
-    busy server cannot take every connection from the others.
+    `connections` limits the connections in use to each server, so that one busy server
+    cannot take every connection from the others: a request past it waits its turn.
     """
 
     def __init__(self, *, connections: int, connect_timeout: float, read_timeout: float) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=0,
-                limit_per_host=connections,
-                # Model servers close idle connections after 5 s (llama-server's httplib,
-                # vLLM's uvicorn). A pooled connection reused just as the server closes it
-                # fails before any answer, and a server with one replica has no other
-                # endpoint to retry on: let idle ones go first.
-                keepalive_timeout=IDLE_SECONDS,
-            ),
-            # No total: a long generation streams for minutes. The read timeout applies
-            # between two reads, so a silent server is caught and a talking one is not.
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=connect_timeout, sock_read=read_timeout
-            ),
-            # Bodies pass through as the server sent them (we ask for identity anyway).
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-            # No cookie jar: one session carries every user's requests, so a cookie a
-            # model server set in its answer to one user would go with the next user's
-            # requests to that server (a session, an identity, across tenants).
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        self._connections = connections
+        # The read timeout applies between two reads (and to the head), so a silent
+        # server is caught and a talking one is not: a long generation streams for minutes.
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._ssl = ssl.create_default_context()
+        self._wires: dict[tuple[str, str, int], Wire] = {}
+
+    def _wire(self, peer: tuple[str, str, int]) -> Wire:
+        wire = self._wires.get(peer)
+        if wire is None:
+            # Model servers close idle connections after 5 s (llama-server's httplib,
+            # vLLM's uvicorn). A pooled connection reused just as the server closes it
+            # fails before any answer, and a server with one replica has no other
+            # endpoint to retry on: idle ones go first.
+            wire = Wire(
+                peer,
+                limit=self._connections,
+                idle_seconds=IDLE_SECONDS,
+                ssl_context=self._ssl,
+                on_empty=self._forget,
+            )
+            self._wires[peer] = wire
+        return wire
+
+    def _forget(self, wire: Wire) -> None:
+        """A server's pool holds nothing any more (its pod is gone, say): dropped."""
+        if self._wires.get(wire.peer) is wire:
+            del self._wires[wire.peer]
 
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
         """POST `body` to `url` and wait for the head of the answer."""
@@ -193,27 +208,33 @@ class UpstreamClient:
         if span is not None:
             headers = {**headers, **span.headers()}
         try:
-            # Never followed: a redirect would take the request, and an external server's
-            # key with it, wherever the server says (the answer is the caller's to judge).
-            response = await self._session.post(
-                url, data=body, headers=headers, allow_redirects=False
+            where = address(url)
+            data = request_bytes(where, body, headers)
+            answer = await self._wire(where.peer).exchange(
+                data, self._connect_timeout, self._read_timeout
             )
-        except BaseException as error:
+        except (WireError, ValueError) as error:
             if span is not None:
                 span.end(None)  # no answer
-            failure = _failure(url, error)
-            if failure is None:
-                raise
-            raise failure from error
-        return UpstreamResponse(response, span)
+            raise _failure(url, error) from error
+        except BaseException:
+            if span is not None:
+                span.end(None)
+            raise
+        return UpstreamResponse(answer, span)
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         """A whole exchange: the status and body of the answer."""
         response = await self.send(url, body, headers)
         try:
-            return response.status, await response.read()
-        finally:
-            response.release()
+            status, data = response.status, await response.read()
+        except BaseException:
+            response.abort()
+            raise
+        response.release()
+        return status, data
 
     async def close(self) -> None:
-        await self._session.close()
+        for wire in list(self._wires.values()):
+            wire.close()
+        self._wires.clear()
