@@ -6,6 +6,7 @@ test_proxy.py and the others reach /v1/chat/completions through them)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from typing import Any
 
 import httpx
@@ -50,7 +51,7 @@ async def with_path(request: Request, item: str) -> Response:
     return JSONResponse({"item": item})
 
 
-def by(scope: dict[str, Any]) -> str:
+def by(scope: MutableMapping[str, Any]) -> str:
     return "fastapi" if FASTAPI_MARK in scope else "plain"
 
 

@@ -118,7 +118,7 @@ def plain_routes(
         )
         if any(takes) or route.param_convertors or dependant.request_param_name is None:
             raise ValueError(f"{route.path}: a plain route takes the request alone")
-        for method in route.methods:
+        for method in route.methods or ():
             found[(method, route.path)] = route
         wanted.discard(route.endpoint)
     if wanted:
