@@ -1,4 +1,5 @@
-"""Which HTTP client should the gateway proxy with: httpx.AsyncClient or aiohttp.ClientSession?
+"""Which HTTP client should the gateway proxy with: httpx.AsyncClient, aiohttp.ClientSession
+or its own (`modelserve.gateway.upstream.UpstreamClient`, HTTP/1.1 over httptools)?
 
     .venv/bin/python bench/gateway_http_clients.py [--requests 4000] [--chunks 64]
                                                    [--concurrency 1,16,64,256]
@@ -11,7 +12,7 @@ chat-completion bodies from each client, as the proxy does, under uvloop:
 - SSE: a POST (to /stream, or asking `"stream":true`) answered with `--chunks` server-sent
   events, each read as it arrives (a streamed request).
 
-Both clients get the same pool size (the largest concurrency). For each client and
+Every client gets the same pool size (the largest concurrency). For each client and
 concurrency the script prints requests (or chunks) per second and the latency
 percentiles, and the CPU the client's process spent per request: on one gateway worker
 that CPU time, not the wall clock, caps throughput.
@@ -31,6 +32,7 @@ import aiohttp
 import httpx
 import uvloop
 
+from modelserve.gateway.upstream import UpstreamClient
 from modelserve.testbed.measuring import percentile
 from modelserve.testbed.polling import wait_for
 from modelserve.testbed.processes import free_port, port_open
@@ -166,9 +168,32 @@ def aiohttp_client(base: str, pool: int) -> tuple[Client, Callable[[], Awaitable
     return call, session.close
 
 
+def gateway_client(base: str, pool: int) -> tuple[Client, Callable[[], Awaitable[None]]]:
+    """The gateway's own, as the proxy uses it (`upstream`)."""
+    client = UpstreamClient(connections=pool, connect_timeout=5.0, read_timeout=30.0)
+
+    async def call(stream: bool) -> int:
+        if not stream:
+            _, body = await client.post(f"{base}/v1/chat/completions", BODY, HEADERS)
+            return len(body)
+        received = 0
+        answer = await client.send(f"{base}/stream", BODY, HEADERS)
+        try:
+            async for chunk in answer.chunks():
+                received += len(chunk)
+        except BaseException:
+            answer.abort()
+            raise
+        answer.release()
+        return received
+
+    return call, client.close
+
+
 CLIENTS: dict[str, Callable[[str, int], tuple[Client, Callable[[], Awaitable[None]]]]] = {
     "httpx": httpx_client,
     "aiohttp": aiohttp_client,
+    "gateway": gateway_client,
 }
 
 

@@ -340,3 +340,26 @@ def test_an_answer_broken_off_is_a_broken_stream() -> None:
                 await http.close()
 
     asyncio.run(run())
+
+
+def test_bytes_no_request_asked_for_close_the_connection() -> None:
+    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        while await read_request(reader, s) is not None:
+            writer.write(OK)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(OK)  # an answer to no request
+
+    async def run() -> Server:
+        async with scripted(chatty) as server:
+            http = client()
+            try:
+                for _ in range(2):
+                    assert await http.post(url(server), b"{}", {}) == (200, b"{}")
+                    await asyncio.sleep(0.2)
+            finally:
+                await http.close()
+        return server
+
+    # The second request does not read the first one's stray answer as its own.
+    assert asyncio.run(run()).connections == 2

@@ -181,6 +181,11 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._head is None or self._complete:
+            # Bytes no request asked for (on an idle connection, or after a whole answer):
+            # what follows on this connection cannot be trusted to belong to the next one.
+            self.close()
+            return
         self._answered = True
         try:
             self._parser.feed_data(data)
