@@ -31,7 +31,10 @@ tokens per second (`--streams` concurrent streams of `--chunks` events, for `--s
 each event counted as it arrives). The CPU each server used is read from /proc (for
 workers, the parent and all its children), over the whole run and per answer in the
 most-requests phase ("CPU µs/req": with the load generators on the same CPUs, the rate
-a target reaches depends on what they leave it; its CPU per answer does not).
+a target reaches depends on what they leave it; its CPU per answer does not). A gateway
+with the policy on counts the contract service's and PostgreSQL's CPU as its own, and
+each of its phases ends once the usage it recorded has been delivered to the contract
+service (the outbox is empty), so that the next phase does not pay for it.
 
 `--profile FILE`: py-spy samples the one-worker gateway with policy on during its
 fixed-rate phase; its collapsed stacks go to FILE, and the top 25 functions by own time
@@ -50,6 +53,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import http.client
 import io
 import json
@@ -61,7 +65,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +75,7 @@ import psycopg
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.measuring import cpu_seconds, percentile, revision, scratch_folder
 from modelserve.testbed.open_loop import FixedRate, fixed_rate
+from modelserve.testbed.platform import RunningService
 from modelserve.testbed.processes import ManagedProcess, descendants, free_port, http_ok
 from modelserve.testbed.proxy_bed import OWNER, ProxyBed, proxy_bed
 from modelserve.testbed.proxy_peers import (
@@ -105,6 +110,11 @@ class Target:
     process: ManagedProcess
     host: str = "127.0.0.1"
     prefix: str = "/v1"  # the path before /chat/completions
+    # Work a phase leaves behind (usage records not yet delivered), waited for after it.
+    backlog: Callable[[], int] | None = None
+    # Processes whose CPU is the target's too (the contract service and PostgreSQL, for a
+    # gateway with the policy on: its decisions' and its usage's share of the work).
+    also: tuple[ManagedProcess, ...] = ()
 
     @property
     def url(self) -> str:
@@ -129,6 +139,10 @@ def process_cpu_seconds(process: ManagedProcess) -> float:
     if not process.pid:
         return math.nan
     return cpu_seconds(descendants([process.pid]), waited_children=True)
+
+
+def target_cpu_seconds(target: Target) -> float:
+    return sum(process_cpu_seconds(process) for process in (target.process, *target.also))
 
 
 def start_stub(folder: Path, chunks: int) -> tuple[ManagedProcess, int]:
@@ -259,8 +273,15 @@ def open_loop(
 def settle(target: Target, timeout: float = 60) -> None:
     """Wait until the target answers one request quickly again: a target that could not
     keep up with the fixed rate still works through what it queued (answers its clients
-    no longer wait for), which would count against the next phase."""
+    no longer wait for), which would count against the next phase. A gateway with the
+    policy on also delivers the phase's usage to the contract service: that is waited
+    for too (it costs the gateway, the contract service and PostgreSQL CPU)."""
     deadline = time.monotonic() + timeout
+    while target.backlog is not None and target.backlog() > 0:
+        if time.monotonic() > deadline:
+            print(f"  {target.name}: usage still undelivered after {timeout:g} s", flush=True)
+            break
+        time.sleep(0.2)
     while time.monotonic() < deadline:
         started = time.perf_counter()
         try:
@@ -278,22 +299,23 @@ def measure(
     target: Target, args: argparse.Namespace, folder: Path, profile: Path | None = None
 ) -> Figures:
     figures = Figures()
-    before = process_cpu_seconds(target.process)
+    before = target_cpu_seconds(target)
     print(f"  {target.name}: latency ({args.requests} sequential)", flush=True)
     figures.p50_ms, figures.p99_ms = latency(target, args.requests)
     print(f"  {target.name}: {args.rate} requests/s ({args.seconds:g} s)", flush=True)
     figures.fixed = open_loop(target, args, folder, profile)
     print(f"  {target.name}: the most requests/s ({args.seconds:g} s)", flush=True)
-    cpu = process_cpu_seconds(target.process)
+    cpu = target_cpu_seconds(target)
     figures.rps, figures.errors, answered = throughput(target, args.seconds, args.concurrency)
+    settle(target)  # its usage delivered too: that CPU is the answers' as well
     # The target's CPU per answer at its most: what it would serve on a CPU of its own.
-    figures.cpu_us_per_request = (process_cpu_seconds(target.process) - cpu) / answered * 1e6
+    figures.cpu_us_per_request = (target_cpu_seconds(target) - cpu) / answered * 1e6
     print(f"  {target.name}: streaming ({args.seconds:g} s)", flush=True)
     try:
         figures.tokens_per_second = streaming(target, args.seconds, args.streams)
     except (RuntimeError, aiohttp.ClientError) as error:
         figures.notes.append(f"streaming failed: {error}")
-    figures.cpu_seconds = process_cpu_seconds(target.process) - before
+    figures.cpu_seconds = target_cpu_seconds(target) - before
     return figures
 
 
@@ -309,14 +331,22 @@ def recorded_requests(bed: ProxyBed) -> int:
     return int(row[0]) if row else 0
 
 
+def outbox_rows(bed: ProxyBed) -> int:
+    """Usage records the gateway has yet to deliver to the contract service."""
+    with psycopg.connect(bed.postgres.dsn("gateway_bench")) as conn:
+        row = conn.execute("SELECT count(*) FROM usage_outbox").fetchone()
+    return int(row[0]) if row else 0
+
+
 def measure_gateway(
     bed: ProxyBed,
     workers: int,
-    contract_url: str | None,
+    contract: RunningService | None,
     code: dict[str, str],
     args: argparse.Namespace,
     folder: Path,
 ) -> Figures:
+    contract_url = contract.url if contract is not None else None
     name = f"gw{workers}-{'on' if contract_url else 'off'}"
     settings = {"GATEWAY_WORKERS": str(workers), **code}
     if contract_url:
@@ -327,6 +357,9 @@ def measure_gateway(
         port = int(service.url.rsplit(":", 1)[1])
         headers = {"Authorization": f"Bearer {bed.caller_token()}"}
         target = Target(name, port, headers, service.process)
+        if contract is not None:
+            also = (contract.process, bed.postgres.process)
+            target = dataclasses.replace(target, backlog=lambda: outbox_rows(bed), also=also)
         figures = measure(target, args, folder, profile)
     if contract_url:
         # The gateway sent what its outbox held before it stopped.
@@ -464,15 +497,14 @@ def main() -> None:
         results["direct"] = measure(Target("direct", port, {}, stub), args, folder)
         code = stack.enter_context(code_from(args.code_from, folder))
         bed = stack.enter_context(proxy_bed(folder, upstream, MODEL))
-        contract_url = None
+        contract = None
         if "on" in args.policy:
             contract = stack.enter_context(bed.contract(CONTRACT, code))
-            contract_url = contract.url
             print(f"  contract of {OWNER!r}: {CONTRACT}")
         for workers in map(int, args.workers):
             for policy in args.policy:
-                url = contract_url if policy == "on" else None
-                figures = measure_gateway(bed, workers, url, code, args, folder)
+                service = contract if policy == "on" else None
+                figures = measure_gateway(bed, workers, service, code, args, folder)
                 results[f"gw{workers}-{policy}"] = figures
         peers: list[tuple[str, Peer]] = []
         if not args.skip_litellm:
