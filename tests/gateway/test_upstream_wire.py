@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,7 @@ from modelserve.gateway.upstream import (
     UpstreamTimeout,
 )
 from modelserve.gateway.upstream_wire import HIGH_WATER
+from modelserve.testbed.pki import CertificateAuthority
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
@@ -49,7 +52,7 @@ async def read_request(reader: asyncio.StreamReader, server: Server) -> bytes | 
 
 
 @contextlib.asynccontextmanager
-async def scripted(script: Script) -> AsyncIterator[Server]:
+async def scripted(script: Script, tls: ssl.SSLContext | None = None) -> AsyncIterator[Server]:
     server = Server()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -61,7 +64,7 @@ async def scripted(script: Script) -> AsyncIterator[Server]:
         finally:
             writer.close()
 
-    listening = await asyncio.start_server(handle, "127.0.0.1", 0)
+    listening = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
     server.port = listening.sockets[0].getsockname()[1]
     async with listening:
         yield server
@@ -363,3 +366,37 @@ def test_bytes_no_request_asked_for_close_the_connection() -> None:
 
     # The second request does not read the first one's stray answer as its own.
     assert asyncio.run(run()).connections == 2
+
+
+def server_tls(ca: CertificateAuthority) -> ssl.SSLContext:
+    pair = ca.issue("server", "model-server", hosts=("127.0.0.1",), server=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pair.cert, pair.key)
+    return context
+
+
+def test_https_is_verified_against_the_trusted_authorities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trusted = CertificateAuthority(tmp_path / "trusted", "trusted-ca")
+    stranger = CertificateAuthority(tmp_path / "stranger", "stranger-ca")
+    # The system's trust store, as OpenSSL reads it, holds the trusted authority alone.
+    monkeypatch.setenv("SSL_CERT_FILE", str(trusted.pair.cert))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+    async def run() -> tuple[tuple[int, bytes], BaseException, Server]:
+        http = client()
+        try:
+            async with scripted(answer_each, server_tls(trusted)) as server:
+                answered = await http.post(f"https://127.0.0.1:{server.port}/v1/x", b"{}", {})
+            async with scripted(answer_each, server_tls(stranger)) as unknown:
+                with pytest.raises(UpstreamError) as raised:
+                    await http.post(f"https://127.0.0.1:{unknown.port}/v1/x", b"{}", {})
+        finally:
+            await http.close()
+        return answered, raised.value, unknown
+
+    answered, refused, unknown = asyncio.run(run())
+    assert answered == (200, b"{}")
+    assert "CERTIFICATE_VERIFY_FAILED" in getattr(refused, "detail", "")
+    assert unknown.requests == []  # nothing was sent to a server not proven to be the one
