@@ -400,3 +400,35 @@ def test_https_is_verified_against_the_trusted_authorities(
     assert answered == (200, b"{}")
     assert "CERTIFICATE_VERIFY_FAILED" in getattr(refused, "detail", "")
     assert unknown.requests == []  # nothing was sent to a server not proven to be the one
+
+
+def test_an_idle_connection_is_closed_after_the_idle_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("modelserve.gateway.upstream.IDLE_SECONDS", 0.3)
+    closed: list[float] = []
+
+    async def patient(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server
+    ) -> None:
+        while await read_request(reader, s) is not None:
+            writer.write(OK)
+        closed.append(asyncio.get_running_loop().time())
+
+    async def run() -> tuple[Server, float]:
+        async with scripted(patient) as server:
+            http = client()
+            try:
+                assert await http.post(url(server), b"{}", {}) == (200, b"{}")
+                answered = asyncio.get_running_loop().time()
+                await asyncio.sleep(1.0)  # no request meanwhile
+                assert await http.post(url(server), b"{}", {}) == (200, b"{}")
+            finally:
+                await http.close()
+        return server, answered
+
+    server, answered = asyncio.run(run())
+    # The client closed the first connection by itself, about when it had been idle 0.3 s;
+    # the second request had a new one.
+    assert closed and 0.2 <= closed[0] - answered < 0.9
+    assert server.connections == 2

@@ -342,6 +342,7 @@ class Wire:
         self._busy: set[Connection] = set()
         # Connections in use or promised to a request whose turn came (at most `limit`).
         self._taken = 0
+        self._sweep_timer: asyncio.TimerHandle | None = None
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def exchange(self, data: bytes, connect_timeout: float, read_timeout: float) -> Answer:
@@ -419,16 +420,39 @@ class Wire:
         if keep and not conn.closed:
             conn.idle()
             self._idle.append(conn)
+            if self._sweep_timer is None:
+                self._sweep_timer = self.loop.call_later(self._idle_seconds, self._sweep)
         else:
             conn.close()
         self._next_turn()
+        self._check_empty()
 
     def forget(self, conn: Connection) -> None:
         """A connection closed: an idle one is gone from the pool."""
         if conn in self._idle:
             self._idle.remove(conn)
-            if not (self._idle or self._busy or self._waiting) and self._on_empty is not None:
-                self._on_empty(self)
+            self._check_empty()
+
+    def _sweep(self) -> None:
+        """Close the connections idle for `idle_seconds`: a server that went away without
+        closing them (its node gone) would otherwise keep them open for good."""
+        self._sweep_timer = None
+        now = time.monotonic()
+        for conn in [c for c in self._idle if now - c.idle_since >= self._idle_seconds]:
+            conn.close()  # its connection_lost takes it out of the pool
+            if conn in self._idle:
+                self._idle.remove(conn)
+        if self._idle:
+            oldest = min(conn.idle_since for conn in self._idle)
+            delay = max(0.0, oldest + self._idle_seconds - now)
+            self._sweep_timer = self.loop.call_later(delay, self._sweep)
+        self._check_empty()
+
+    def _check_empty(self) -> None:
+        """A pool that holds nothing any more is dropped by its client (`on_empty`)."""
+        empty = not (self._taken or self._idle or self._waiting)
+        if empty and self._on_empty is not None:
+            self._on_empty(self)
 
     def _next_turn(self) -> None:
         """Give free connections to the requests waiting for one, in order."""
@@ -439,6 +463,9 @@ class Wire:
                 turn.set_result(None)
 
     def close(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         for conn in [*self._idle, *self._busy]:
             conn.close()
         self._idle.clear()
