@@ -18,7 +18,7 @@ from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.errors import answer_unavailable, error_body, install_error_handlers
 from modelserve.common.readiness import database_check
 from modelserve.common.request_ids import RequestIds
-from modelserve.common.service import create_service_app
+from modelserve.common.service import NO_FASTAPI_TELEMETRY, create_service_app
 from modelserve.common.service_metrics import RequestTimer
 from modelserve.common.supervision import start_supervised
 from modelserve.common.tokens import TokenVerifier
@@ -101,7 +101,11 @@ def create_webhook_app(settings: ContractSettings) -> FastAPI:
     the API app: its metrics from `create_app(settings, webhook)`, its decider and
     inventory from that app's lifespan."""
     app = FastAPI(
-        title="ModelServe contract admission", docs_url=None, redoc_url=None, openapi_url=None
+        title="ModelServe contract admission",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        telemetry=NO_FASTAPI_TELEMETRY,
     )
     app.state.settings = settings
     app.add_middleware(RequestIds)
