@@ -53,7 +53,19 @@ def operator_status(
         if last.get("message") != "waiting for the operator" and wanted(last):
             return last
         time.sleep(0.25)
-    raise AssertionError(f"the operator's status of {server_id} within 60 s: last {last!r}")
+    raise AssertionError(
+        f"the operator's status of {server_id} within 60 s: last {described(last)} ({last!r})"
+    )
+
+
+def described(status: dict[str, Any]) -> str:
+    """A GET /status answer's phase, message and conditions, for an assertion's message (a
+    string: pytest shortens the repr of anything else)."""
+    conditions = [
+        f"{c['type']}={c['status']} {c['reason']}: {c['message']}"
+        for c in status.get("conditions") or []
+    ]
+    return f"{status.get('status')}: {status.get('message')}; conditions {conditions}"
 
 
 def condition(status: dict[str, Any], kind: str) -> tuple[str, str] | None:
@@ -168,17 +180,17 @@ def test_users_serve_see_and_stop_their_own_servers_and_admins_all(
     # The status is the operator's, read from the ModelServe. Bob's server runs on pods that
     # KWOK plays (vLLM is not run here): it is on its way, or ready, or waits for a GPU.
     bobs_status = operator_status(bob, bobs["server_id"], lambda _: True)
-    assert bobs_status["status"] in ("Pending", "Deploying", "Ready"), bobs_status
+    assert bobs_status["status"] in ("Pending", "Deploying", "Ready"), described(bobs_status)
     # Alice's is llama.cpp, whose pods the test bed really runs: llama-server loads the
     # weights fetched from the store, and Tiny-Chat's are a GGUF magic and 4 KiB of zeros
     # (model_store). So the fetch succeeds, the server exits at once, and the operator's
     # verdict, a second or two after its first status, is Failed with the crash loop as the
     # reason: the phase the gateway must then report, whatever the machine's load.
     status = operator_status(alice, mine["server_id"], lambda status: status["status"] == "Failed")
-    assert status["route"] == f"/{mine['server_id']}/", status
-    assert "server: CrashLoopBackOff" in status["message"], status
-    assert condition(status, "ModelAvailable") == ("True", "Fetched"), status
-    assert condition(status, "Ready") == ("False", "Failed"), status
+    assert status["route"] == f"/{mine['server_id']}/", described(status)
+    assert "server: CrashLoopBackOff" in status["message"], described(status)
+    assert condition(status, "ModelAvailable") == ("True", "Fetched"), described(status)
+    assert condition(status, "Ready") == ("False", "Failed"), described(status)
     operators = get_modelserve(kube_api, namespace, mine["name"])
     assert operators is not None
     pods = k8s.CoreV1Api(kube_api).list_namespaced_pod(
@@ -190,7 +202,7 @@ def test_users_serve_see_and_stop_their_own_servers_and_admins_all(
         for server in pod.status.container_statuses or []
         if server.name == "server" and server.restart_count
     ]
-    assert crashed, [pod.status.to_dict() for pod in pods.items]
+    assert crashed, str([pod.status.to_dict() for pod in pods.items])
     logs = server_logs(kube_api, namespace, crashed[0])
     assert "failed to load model" in logs, logs[-2000:]
 
