@@ -80,9 +80,17 @@ def test_replicas_share_the_outbox_without_sending_a_row_twice(gateway_database:
     ids = [str(uuid.uuid4()) for _ in range(10)]
 
     async def work(outboxes: list[UsageOutbox]) -> None:
+        # A third replica writes the rows and stops before it sends them: due for the others.
+        writer = UsageOutbox(
+            await open_pool(gateway_database, size=1, wait=5), refuse, GatewayMetrics(), SETTINGS
+        )
         for usage_id in ids:
-            outboxes[0].add(uuid.UUID(usage_id), {"id": usage_id, "principal": {"subject": "a"}})
-        await outboxes[0].write_pending()
+            writer.add(uuid.UUID(usage_id), {"id": usage_id, "principal": {"subject": "a"}})
+        await writer.write_pending()
+        await writer.close()
+        assert all(
+            attempts == 0 and wait <= 0 for attempts, wait in rows(gateway_database).values()
+        )
         claimed = await asyncio.gather(*(outbox.send_due() for outbox in outboxes))
         assert sorted(claimed) == [4, 6]  # a batch is 6 rows: 6 and the 4 left
         # Nothing is due now: the delivered rows are gone, the failed ones wait.
@@ -94,6 +102,70 @@ def test_replicas_share_the_outbox_without_sending_a_row_twice(gateway_database:
     left = rows(gateway_database)
     assert sorted(left) == sorted(sent[1])  # replica 1's were refused: they stay
     assert all(attempts == 1 and 25 < wait <= 30 for attempts, wait in left.values())
+
+
+def test_a_replica_sends_what_it_wrote_without_claiming_it_again(gateway_database: str) -> None:
+    migrations.upgrade(gateway_database)
+    sent: list[list[str]] = [[], []]
+
+    def sender(replica: int) -> Sender:
+        async def send(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
+            sent[replica] += [json.loads(record)["id"] for record in records]
+            return [(200, b"{}")] * len(records)
+
+        return send
+
+    ids = [str(uuid.uuid4()) for _ in range(8)]
+
+    async def work(outboxes: list[UsageOutbox]) -> None:
+        writer, other = outboxes
+        for usage_id in ids:
+            writer.add(uuid.UUID(usage_id), {"id": usage_id})
+        await writer.write_pending()
+        # Written claimed for the writer's sender, as a claim would hold them.
+        assert all(
+            attempts == 1 and 55 < wait <= 60 for attempts, wait in rows(gateway_database).values()
+        )
+        assert await other.send_due() == 0  # nothing due for another replica
+        assert await writer.send_due() == 6  # a batch from memory: no claim
+        assert await writer.send_due() == 2
+        assert rows(gateway_database) == {}  # delivered, deleted
+        # What a replica wrote and did not send when it stops is due at once, for any.
+        for usage_id in ids[:3]:
+            writer.add(uuid.UUID(usage_id), {"id": usage_id})
+        await writer.write_pending()
+
+    run(gateway_database, [sender(0), sender(1)], work)
+    assert sent == [ids, []]
+    left = rows(gateway_database)
+    assert sorted(left) == sorted(ids[:3])
+    assert all(attempts == 0 and wait <= 0 for attempts, wait in left.values())
+
+
+def test_the_writer_hands_over_at_most_its_queue_and_writes_the_rest_due(
+    gateway_database: str,
+) -> None:
+    migrations.upgrade(gateway_database)
+    small = dataclasses.replace(SETTINGS, queue_size=4)
+
+    async def main() -> None:
+        outbox = UsageOutbox(
+            await open_pool(gateway_database, size=1, wait=5), refuse, GatewayMetrics(), small
+        )
+        try:
+            for batch in (3, 2):
+                for _ in range(batch):
+                    usage_id = uuid.uuid4()
+                    outbox.add(usage_id, {"id": str(usage_id)})
+                await outbox.write_pending()
+            written = rows(gateway_database)
+            # The first three went to the sender; two more would pass its four: due.
+            assert sorted(attempts for attempts, _ in written.values()) == [0, 0, 1, 1, 1]
+            assert await outbox.send_due() == 5  # its three, and the two claimed
+        finally:
+            await outbox.close()
+
+    asyncio.run(main())
 
 
 def test_a_refused_row_waits_longer_each_time_and_is_never_dropped(gateway_database: str) -> None:

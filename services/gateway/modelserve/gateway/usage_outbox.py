@@ -3,12 +3,16 @@ service has it, so that neither a contract outage nor a crash of the gateway los
 
 - `add` (in the request path, never waiting) queues a record; the writer puts what is
   queued into the table `usage_outbox` with one INSERT per batch, within milliseconds.
-- The sender claims due rows (`FOR UPDATE SKIP LOCKED`, then a lease: every replica of
-  the gateway sends from the same table, none the same row at once), sends them to the
-  contract in one batch (POST /usage/batch, each record under its id), deletes the ones
-  the contract has, and moves the others' next try on by an exponential backoff. A row
-  is never dropped; the contract counts an id once, so a row sent again (its answer
-  lost, its lease run out) is counted once.
+  It writes the rows already claimed for this replica (as the sender would claim them)
+  and hands them to its sender in memory, up to `queue_size` of them waiting: a row then
+  costs PostgreSQL an INSERT and a DELETE, not an UPDATE besides.
+- The sender sends what the writer handed it and, beside it, claims due rows (`FOR
+  UPDATE SKIP LOCKED`, then a lease: every replica of the gateway sends from the same
+  table, none the same row at once): rows whose delivery failed, and those of a replica
+  that died. It sends them to the contract in one batch (POST /usage/batch, each record
+  under its id), deletes the ones the contract has, and moves the others' next try on by
+  an exponential backoff. A row is never dropped; the contract counts an id once, so a
+  row sent again (its answer lost, its lease run out) is counted once.
 - Both loops run supervised: a failure is logged and the loop starts again.
 
 What only memory holds is a record between `add` and its INSERT (milliseconds, or while
@@ -18,6 +22,7 @@ the database is down: up to `queue_size` records, then they are dropped and coun
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -54,6 +59,13 @@ _INSERT = (
     " SELECT (e->>'id')::uuid, e->'record' FROM jsonb_array_elements(%s::jsonb) AS e"
     " ON CONFLICT (id) DO NOTHING"
 )
+# The same, the rows claimed for this replica's sender (as `_CLAIM` claims them).
+_INSERT_CLAIMED = (
+    "INSERT INTO usage_outbox (id, record, attempts, next_attempt_at)"
+    " SELECT (e->>'id')::uuid, e->'record', 1, now() + make_interval(secs => %s)"
+    " FROM jsonb_array_elements(%s::jsonb) AS e"
+    " ON CONFLICT (id) DO NOTHING"
+)
 _CLAIM = (
     "UPDATE usage_outbox SET attempts = attempts + 1,"
     " next_attempt_at = now() + make_interval(secs => %s)"
@@ -62,6 +74,11 @@ _CLAIM = (
     " RETURNING id, record::text, attempts"
 )
 _DELETE = "DELETE FROM usage_outbox WHERE id = ANY(%s::uuid[])"
+# Rows claimed at their INSERT and never sent (the gateway stopping): due again, now.
+_RELEASE = (
+    "UPDATE usage_outbox SET attempts = greatest(attempts - 1, 0), next_attempt_at = now()"
+    " WHERE id = ANY(%s::uuid[])"
+)
 _RETRY = (
     "UPDATE usage_outbox AS o SET next_attempt_at = now() + make_interval(secs => f.delay),"
     " last_error = f.error"
@@ -113,8 +130,10 @@ class UsageOutbox:
         self._send = send
         self._metrics = metrics
         self._settings = settings
-        # Each queued record as an element of the INSERT's array (`_INSERT`).
-        self._pending: list[str] = []
+        # Each queued record: its id and its JSON.
+        self._pending: list[tuple[uuid.UUID, str]] = []
+        # Rows written claimed for this replica, for its sender, oldest first.
+        self._written: collections.deque[Claimed] = collections.deque()
         self._queued = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._dropped = 0
@@ -133,7 +152,7 @@ class UsageOutbox:
 
     async def close(self) -> None:
         """Stop sending (what is in the table stays there for the next start or another
-        replica), write what is still queued, briefly, and close the pool."""
+        replica, due at once), write what is still queued, briefly, and close the pool."""
         sender, writer = self._tasks or (None, None)
         for task in (sender, writer):
             if task is not None:
@@ -141,7 +160,7 @@ class UsageOutbox:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         try:
-            await asyncio.wait_for(self.write_pending(), timeout=CLOSE_SECONDS)
+            await asyncio.wait_for(self._write_and_release(), timeout=CLOSE_SECONDS)
         except (TimeoutError, DatabaseUnavailable, psycopg.Error) as error:
             logger.error(
                 "%d usage records not written to the outbox at shutdown: %s",
@@ -150,6 +169,14 @@ class UsageOutbox:
             )
             self._metrics.usage_dropped.inc(len(self._pending))
         await self._pool.close()
+
+    async def _write_and_release(self) -> None:
+        await self.write_pending(hand_over=False)
+        if self._written:  # claimed for a sender that stopped: due for whoever sends next
+            ids = [row.id for row in self._written]
+            async with connection(self._pool) as conn:
+                await conn.execute(_RELEASE, [ids])
+            self._written.clear()
 
     # --- the request path ---------------------------------------------------------------
 
@@ -167,7 +194,7 @@ class UsageOutbox:
                     len(self._pending),
                 )
             return
-        self._pending.append(f'{{"id":"{usage_id}","record":{json.dumps(record)}}}')
+        self._pending.append((usage_id, json.dumps(record)))
         self._queued.set()
 
     # --- the writer ---------------------------------------------------------------------
@@ -186,12 +213,23 @@ class UsageOutbox:
                 await asyncio.sleep(self._settings.retry_seconds)
                 self._queued.set()
 
-    async def write_pending(self) -> None:
-        """Everything queued into the table, a batch per INSERT; what fails stays queued."""
+    async def write_pending(self, *, hand_over: bool = True) -> None:
+        """Everything queued into the table, a batch per INSERT; what fails stays queued.
+        A batch goes to this replica's sender, claimed as it is written, while fewer than
+        `queue_size` rows wait there (and `hand_over`); otherwise it is written due, for
+        the claims of any replica."""
+        lease = self._settings.lease_seconds
         while self._pending:
             batch = self._pending[:WRITE_BATCH]
+            array = "[" + ",".join(f'{{"id":"{i}","record":{r}}}' for i, r in batch) + "]"
+            claimed = hand_over and len(self._written) + len(batch) <= self._settings.queue_size
             async with connection(self._pool) as conn:
-                await conn.execute(_INSERT, ["[" + ",".join(batch) + "]"])
+                if claimed:
+                    await conn.execute(_INSERT_CLAIMED, [lease, array])
+                else:
+                    await conn.execute(_INSERT, [array])
+            if claimed:
+                self._written.extend(Claimed(i, r.encode(), 1) for i, r in batch)
             del self._pending[: len(batch)]
 
     # --- the sender ---------------------------------------------------------------------
@@ -207,8 +245,17 @@ class UsageOutbox:
                 await asyncio.sleep(self._settings.flush_seconds)
 
     async def send_due(self) -> int:
-        """One round: claim due rows, send them, settle each; how many were claimed."""
-        rows = await self._claim()
+        """One round: the rows the writer handed over and, up to the batch size, due rows
+        claimed from the table; send them, settle each. How many were sent."""
+        size = self._settings.batch_size
+        written = self._written
+        rows = [written.popleft() for _ in range(min(size, len(written)))]
+        if len(rows) < size:
+            try:
+                rows += await self._claim(size - len(rows))
+            except BaseException:
+                written.extendleft(reversed(rows))  # sent on the next round
+                raise
         if not rows:
             return 0
         answers = await self._send([row.record for row in rows])
@@ -217,10 +264,9 @@ class UsageOutbox:
         await self._settle(rows, answers)
         return len(rows)
 
-    async def _claim(self) -> list[Claimed]:
-        settings = self._settings
+    async def _claim(self, limit: int) -> list[Claimed]:
         async with connection(self._pool) as conn:
-            cur = await conn.execute(_CLAIM, [settings.lease_seconds, settings.batch_size])
+            cur = await conn.execute(_CLAIM, [self._settings.lease_seconds, limit])
             found = await cur.fetchall()
         return [Claimed(row[0], row[1].encode(), row[2]) for row in found]
 
