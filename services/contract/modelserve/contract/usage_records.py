@@ -68,36 +68,51 @@ class Recorded(BaseModel):
 
 
 def usage_row(record: UsageRecord, book: ContractBook) -> UsageRow:
-    """`record` as the store records it. A record of the shape of POST /decide counts its
-    tokens in the principal's token windows should its reservation be gone (`fallback`)."""
+    """`record` as the store records it (JSON-ready: built here, field by field, since
+    this runs for every record of every batch). A record of the shape of POST /decide
+    counts its tokens in the principal's token windows should its reservation be gone
+    (`fallback`)."""
+    counters: list[CounterEntry]
     if record.counters is not None:
-        entries = [CounterEntry(c.scope, c.metric, c.lease, c.hold) for c in record.counters]
-    else:
-        entries = [
-            CounterEntry(charge.scope, charge.metric, fallback=record.reservation is not None)
-            for charge in policy.inference_charges(book.scopes(record.principal, record.team), 0)
-            if charge.metric.startswith("tokens/")
+        counters = [
+            {
+                "scope": c.scope,
+                "metric": c.metric,
+                "lease": None if c.lease is None else c.lease.hex,
+                "hold": c.hold,
+                "fallback": False,
+            }
+            for c in record.counters
         ]
-    return UsageRow(
-        id=record.id,
-        subject=record.principal.subject,
-        team=record.team,
-        model=record.model,
-        prompt_tokens=record.prompt_tokens,
-        completion_tokens=record.completion_tokens,
-        reservation=record.reservation,
-        counters=entries,
-    )
+    else:
+        fallback = record.reservation is not None
+        charges = policy.inference_charges(book.scopes(record.principal, record.team), 0)
+        counters = [
+            {"scope": c.scope, "metric": c.metric, "lease": None, "hold": 0, "fallback": fallback}
+            for c in charges
+            if c.metric.startswith("tokens/")
+        ]
+    return {
+        "id": None if record.id is None else record.id.hex,
+        "subject": record.principal.subject,
+        "team": record.team,
+        "model": record.model,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "reservation": None if record.reservation is None else record.reservation.hex,
+        "counters": counters,
+    }
 
 
 async def record(
     store: Store, book: ContractBook, records: Sequence[UsageRecord]
 ) -> list[Recorded]:
-    """Every record in one transaction; an answer per record, in order."""
+    """Every record in one transaction; an answer per record, in order. There are only
+    three answers: each is made once per call and listed as often as it comes."""
     results = await store.record_usages([usage_row(r, book) for r in records])
-    return [
-        Recorded(recorded=True, reservation_found=False, duplicate=True)
-        if duplicate
-        else Recorded(recorded=True, reservation_found=found)
-        for duplicate, found in results
-    ]
+    duplicate = Recorded(recorded=True, reservation_found=False, duplicate=True)
+    answers = {
+        False: Recorded(recorded=True, reservation_found=False),
+        True: Recorded(recorded=True, reservation_found=True),
+    }
+    return [duplicate if was_duplicate else answers[found] for was_duplicate, found in results]
