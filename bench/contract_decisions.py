@@ -22,16 +22,20 @@ With the gateway's service token it takes one lease of each counter per user (`P
 /leases`), then sends `POST /usage/batch`, one batch of `--batch` records at a time for
 `--seconds`, each record settling its 4 leases (a hold of 1 request, 64 tokens), records
 spread over the users in turn. Prints the time of a batch call per record (p50/p99 over
-batches), records per second, the CPU the contract service and PostgreSQL used per 1,000
-records, then the time of the SQL call alone (`contract_record_usage`, as the service
-makes it, through psycopg) for batches built the same way.
+batches), records per second, the CPU the contract service and the bench's PostgreSQL
+server used per record, then the time and this process's CPU per record of the service's
+recording alone (`usage_records.record`: rows built, the batch as one jsonb parameter,
+one SQL call and its commit; no HTTP, parsing or validation) for batches built the same
+way.
 
-On the 2-core development machine (2026-12-06), two runs of `.venv/bin/python
+On the 2-core development machine (2026-12-07), five runs of `.venv/bin/python
 bench/contract_decisions.py --usage-batch --seconds 20` (1,000 users, 50 teams, batches
-of 200) printed, first run / second run: through HTTP p50 0.256 / 0.335 ms a record, p99
-0.815 / 0.975 ms; 3,084 / 2,549 records/s; per 1,000 records 0.121 / 0.144 s of the
-contract service's CPU and 0.179 / 0.215 s of PostgreSQL's; the SQL call alone p50
-0.184 / 0.288 ms a record, p99 0.241 / 0.333 ms.
+of 200) printed: through HTTP p50 0.26 to 0.34 ms a record, p99 0.85 to 0.98 ms; 2,600
+to 3,100 records/s; 91 to 108 µs of the contract service's CPU and 203 to 247 µs of
+PostgreSQL's a record; the recording alone p50 0.18 to 0.27 ms and 23 to 29 µs of CPU a
+record. Five runs interleaved with them, of the service from before the batch was one
+jsonb parameter (13 lists, written as array text by psycopg): 140 to 169 µs of the
+service's CPU a record, 80 to 102 µs for the recording alone.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from modelserve.contract.store import Store
 from modelserve.contract.tables import Limits
 from modelserve.testbed.measuring import CLOCK_TICKS, cpu_seconds, percentile
 from modelserve.testbed.platform import RunningService, start_service
-from modelserve.testbed.postgres import start_postgres
+from modelserve.testbed.postgres import PostgresServer, start_postgres
 from modelserve.testbed.processes import ManagedProcess
 
 SECRET = "bench-secret-of-at-least-thirty-two-bytes"
@@ -68,18 +72,29 @@ def service_cpu_seconds(process: ManagedProcess) -> float:
     return cpu_seconds([process.pid] if process.pid else [], waited_children=True)
 
 
-def postgres_cpu_seconds() -> float:
-    """All postgres processes (the server forks one per connection)."""
-    total = 0
+def postgres_cpu_seconds(server: PostgresServer) -> float:
+    """The bench's PostgreSQL server: its process and all below it (the server forks one
+    per connection), not other servers on the same machine."""
+    root = server.process.pid
+    if root is None:
+        return 0.0
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            fields = stat.read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        if "(postgres)" in text:
-            fields = text.rsplit(")", 1)[1].split()
-            total += sum(int(value) for value in fields[11:13])
-    return total / CLOCK_TICKS
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])  # state, ppid, …
+        ticks[pid] = sum(int(value) for value in fields[11:13])
+    ours = {root}
+    while True:
+        below = {pid for pid, parent in parents.items() if parent in ours} - ours
+        if not below:
+            break
+        ours |= below
+    return sum(ticks.get(pid, 0) for pid in ours) / CLOCK_TICKS
 
 
 def setup_contracts(url: str, admin: str, users: list[str], teams: list[str]) -> None:
@@ -320,6 +335,7 @@ def report_per_record(title: str, seconds: list[float], size: int) -> None:
 
 def run_usage_batches(
     services: list[RunningService],
+    postgres: PostgresServer,
     database: str,
     signer: TokenSigner,
     options: argparse.Namespace,
@@ -366,12 +382,15 @@ def run_usage_batches(
 
     with httpx.Client(timeout=60) as client:
         send(client, 5, 60)  # warm up
-        cpu_before = sum(service_cpu_seconds(s.process) for s in services), postgres_cpu_seconds()
+        cpu_before = (
+            sum(service_cpu_seconds(s.process) for s in services),
+            postgres_cpu_seconds(postgres),
+        )
         began = time.perf_counter()
         took = send(client, None, options.seconds)
         elapsed = time.perf_counter() - began
         service_cpu = sum(service_cpu_seconds(s.process) for s in services) - cpu_before[0]
-        pg_cpu = postgres_cpu_seconds() - cpu_before[1]
+        pg_cpu = postgres_cpu_seconds(postgres) - cpu_before[1]
     records = len(took) * size
     report_per_record("POST /usage/batch, one batch at a time", took, size)
     print(
@@ -388,7 +407,10 @@ def run_usage_batches(
 
 
 def run_decisions(
-    services: list[RunningService], signer: TokenSigner, options: argparse.Namespace
+    services: list[RunningService],
+    postgres: PostgresServer,
+    signer: TokenSigner,
+    options: argparse.Namespace,
 ) -> None:
     users = [f"user-{i:05d}" for i in range(options.users)]
     teams = [f"team-{i:03d}" for i in range(options.teams)]
@@ -415,13 +437,13 @@ def run_decisions(
     urls = [service.url for service in services]
     asyncio.run(sequential(urls, tokens, work(300, 1)))  # warm up
     report("one at a time", asyncio.run(sequential(urls, tokens, work(3000, 2))))
-    cpu_before = [service_cpu_seconds(s.process) for s in services], postgres_cpu_seconds()
+    cpu_before = [service_cpu_seconds(s.process) for s in services], postgres_cpu_seconds(postgres)
     client_before = time.process_time()
     latencies, denied, elapsed = asyncio.run(
         concurrent(urls, tokens, work(20000, 3), options.concurrency, options.seconds)
     )
     service_cpu = sum(service_cpu_seconds(s.process) for s in services) - sum(cpu_before[0])
-    pg_cpu = postgres_cpu_seconds() - cpu_before[1]
+    pg_cpu = postgres_cpu_seconds(postgres) - cpu_before[1]
     client_cpu = time.process_time() - client_before
     report(f"{options.concurrency} in flight", latencies)
     print(
@@ -468,9 +490,9 @@ def main() -> None:
                 services.append(start_service("contract", folder, settings))
             signer = TokenSigner.from_settings(TokenSettings(secret=SecretStr(SECRET)))
             if options.usage_batch:
-                run_usage_batches(services, database, signer, options)
+                run_usage_batches(services, postgres, database, signer, options)
             else:
-                run_decisions(services, signer, options)
+                run_decisions(services, postgres, signer, options)
         finally:
             for service in services:
                 service.stop()
