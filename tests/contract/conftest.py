@@ -79,6 +79,20 @@ def client(contract: RunningService, signer: TokenSigner) -> Iterator[Callable[.
 
 
 @pytest.fixture
+def gateway(contract: RunningService, signer: TokenSigner) -> Iterator[httpx.Client]:
+    """A client of `contract` with a service token, as the gateway has."""
+    with token_clients(signer) as make:
+        yield make(contract.url, "service:gateway", roles=("service",))
+
+
+@pytest.fixture
+def admin(contract: RunningService, signer: TokenSigner) -> Iterator[httpx.Client]:
+    """A client of `contract` with an admin's token."""
+    with token_clients(signer) as make:
+        yield make(contract.url, "root", roles=("admin",))
+
+
+@pytest.fixture
 def user() -> str:
     """A user name no other test uses: contracts and counters are per user."""
     return f"u-{uuid.uuid4().hex[:8]}"

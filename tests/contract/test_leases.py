@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,19 +18,6 @@ from modelserve.common.tokens import TokenSigner
 from modelserve.testbed.platform import RunningService
 from modelserve.testbed.polling import early_in_a_minute
 from modelserve.testbed.testing_clients import token_clients
-
-
-@pytest.fixture
-def gateway(contract: RunningService, signer: TokenSigner) -> Iterator[httpx.Client]:
-    """A client with a service token, as the gateway has."""
-    with token_clients(signer) as make:
-        yield make(contract.url, "service:gateway", roles=("service",))
-
-
-@pytest.fixture
-def admin(contract: RunningService, signer: TokenSigner) -> Iterator[httpx.Client]:
-    with token_clients(signer) as make:
-        yield make(contract.url, "root", roles=("admin",))
 
 
 def put_contract(admin: httpx.Client, kind: str, name: str, **limits: Any) -> None:

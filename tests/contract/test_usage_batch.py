@@ -6,7 +6,6 @@ one batch; the batch is refused whole when it is empty, too long or has a wrong 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,18 +19,6 @@ from modelserve.testbed.testing_clients import token_clients
 
 FRESH = {"recorded": True, "reservation_found": False}
 DUPLICATE = {"recorded": True, "reservation_found": False, "duplicate": True}
-
-
-@pytest.fixture
-def gateway(contract: RunningService, signer: TokenSigner) -> Iterator[httpx.Client]:
-    with token_clients(signer) as make:
-        yield make(contract.url, "service:gateway", roles=("service",))
-
-
-@pytest.fixture
-def admin(contract: RunningService, signer: TokenSigner) -> Iterator[httpx.Client]:
-    with token_clients(signer) as make:
-        yield make(contract.url, "root", roles=("admin",))
 
 
 def record(user: str, tokens: int = 10, **more: Any) -> dict[str, Any]:

@@ -9,34 +9,17 @@ test_usage_batch.py checks the answers and the counting rules one by one)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
-import pytest
 
-from modelserve.common.tokens import TokenSigner
-from modelserve.testbed.platform import RunningService
 from modelserve.testbed.polling import early_in_a_minute
-from modelserve.testbed.testing_clients import token_clients
 
 BIGINT_MAX = 2**63 - 1
 FRESH = {"recorded": True, "reservation_found": False}
 FOUND = {"recorded": True, "reservation_found": True}
 DUPLICATE = {"recorded": True, "reservation_found": False, "duplicate": True}
-
-
-@pytest.fixture
-def gateway(contract: RunningService, signer: TokenSigner) -> Iterator[httpx.Client]:
-    with token_clients(signer) as make:
-        yield make(contract.url, "service:gateway", roles=("service",))
-
-
-@pytest.fixture
-def admin(contract: RunningService, signer: TokenSigner) -> Iterator[httpx.Client]:
-    with token_clients(signer) as make:
-        yield make(contract.url, "root", roles=("admin",))
 
 
 def counters_of(database: str, scopes: list[str]) -> dict[tuple[str, str], tuple[int, int]]:
