@@ -104,17 +104,19 @@ class GatewaySettings(ServiceSettings):
     # Request bodies over this are refused with 413 before they reach a model server.
     max_body_bytes: int = Field(default=8 << 20, ge=1024)
     # Token usage goes through a durable outbox (the table usage_outbox in this database):
-    # each settled request is written there (batched INSERTs, within milliseconds), and a
-    # sender delivers due rows to the contract service this often, under their ids (which
-    # it counts once), deleting each once the contract has it.
+    # each settled request is written there (batched INSERTs, within milliseconds, the rows
+    # claimed for this replica's sender), and the sender delivers them and other due rows
+    # to the contract service this often, under their ids (which it counts once),
+    # deleting each once the contract has it.
     usage_flush_seconds: float = Field(default=1.0, gt=0)
     # A delivery that failed is tried again after this, doubled with every failure of
     # the same record, up to `usage_retry_max_seconds`: nothing is ever dropped.
     usage_retry_seconds: float = Field(default=1.0, gt=0)
     usage_retry_max_seconds: float = Field(default=300.0, gt=0)
-    # Rows one sender claims at a time (FOR UPDATE SKIP LOCKED: replicas share the
-    # outbox), and how long a claim holds: a replica that dies while delivering leaves
-    # its rows to the others after this.
+    # Rows one sender delivers at a time (what its writer handed it, then rows claimed
+    # FOR UPDATE SKIP LOCKED: replicas share the outbox), and how long a claim holds (a
+    # row written claimed too): a replica that dies leaves its rows to the others after
+    # this.
     usage_batch_size: int = Field(default=200, ge=1, le=10_000)
     usage_lease_seconds: float = Field(default=60.0, gt=0)
     # Inference-time scaling: upstream calls one scaled request may have in flight (per
@@ -128,6 +130,8 @@ class GatewaySettings(ServiceSettings):
     scaling_reserved_tokens: int = Field(default=512, ge=0)
     # Usage records waiting in memory to be written to the outbox (only while the
     # database is slow or down); past this, new ones are dropped, logged and counted.
+    # Also the most written rows that wait in memory for this replica's sender; past
+    # that, rows are written due, for any replica's claim.
     usage_queue_size: int = Field(default=10_000, ge=1)
     # How long a call to the contract service may take (connect, then read): POST
     # /leases, which a request waits for when it needs a grant or its principal's limits.
