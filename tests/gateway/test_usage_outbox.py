@@ -142,6 +142,43 @@ def test_a_replica_sends_what_it_wrote_without_claiming_it_again(gateway_databas
     assert all(attempts == 0 and wait <= 0 for attempts, wait in left.values())
 
 
+def test_what_a_dead_replica_wrote_is_sent_by_another_after_the_lease(
+    gateway_database: str,
+) -> None:
+    migrations.upgrade(gateway_database)
+    short = dataclasses.replace(SETTINGS, lease_seconds=1)
+    sent: list[str] = []
+
+    async def send(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
+        sent.extend(json.loads(record)["id"] for record in records)
+        return [(200, b"{}")] * len(records)
+
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+
+    async def main() -> None:
+        dead = UsageOutbox(
+            await open_pool(gateway_database, size=1, wait=5), refuse, GatewayMetrics(), short
+        )
+        for usage_id in ids:
+            dead.add(uuid.UUID(usage_id), {"id": usage_id})
+        await dead.write_pending()
+        # It dies: its connections go, nothing of close() runs (the rows stay claimed).
+        await dead._pool.close()
+        other = UsageOutbox(
+            await open_pool(gateway_database, size=1, wait=5), send, GatewayMetrics(), short
+        )
+        try:
+            assert await other.send_due() == 0  # claimed by the dead replica
+            await asyncio.sleep(1.2)  # its lease runs out
+            assert await other.send_due() == 3
+        finally:
+            await other.close()
+
+    asyncio.run(main())
+    assert sorted(sent) == sorted(ids)
+    assert rows(gateway_database) == {}
+
+
 def test_the_writer_hands_over_at_most_its_queue_and_writes_the_rest_due(
     gateway_database: str,
 ) -> None:
