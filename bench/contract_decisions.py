@@ -59,10 +59,10 @@ from modelserve.contract import usage_records as recording
 from modelserve.contract.decisions import ContractBook
 from modelserve.contract.store import Store
 from modelserve.contract.tables import Limits
-from modelserve.testbed.measuring import CLOCK_TICKS, cpu_seconds, percentile
+from modelserve.testbed.measuring import cpu_seconds, percentile
 from modelserve.testbed.platform import RunningService, start_service
 from modelserve.testbed.postgres import PostgresServer, start_postgres
-from modelserve.testbed.processes import ManagedProcess
+from modelserve.testbed.processes import ManagedProcess, descendants
 
 SECRET = "bench-secret-of-at-least-thirty-two-bytes"
 
@@ -76,25 +76,7 @@ def postgres_cpu_seconds(server: PostgresServer) -> float:
     """The bench's PostgreSQL server: its process and all below it (the server forks one
     per connection), not other servers on the same machine."""
     root = server.process.pid
-    if root is None:
-        return 0.0
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])  # state, ppid, …
-        ticks[pid] = sum(int(value) for value in fields[11:13])
-    ours = {root}
-    while True:
-        below = {pid for pid, parent in parents.items() if parent in ours} - ours
-        if not below:
-            break
-        ours |= below
-    return sum(ticks.get(pid, 0) for pid in ours) / CLOCK_TICKS
+    return cpu_seconds(descendants([root])) if root is not None else 0.0
 
 
 def setup_contracts(url: str, admin: str, users: list[str], teams: list[str]) -> None:

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict, TypeVar
 
@@ -111,6 +111,16 @@ FROM jsonb_to_record(%s::jsonb) AS b(
 ) AS u
 ORDER BY u.r_ord
 """
+
+
+def unleased(charges: Iterable[CounterCharge], fallback: bool) -> list[CounterEntry]:
+    """The entries of counters a record was charged to without a lease (the shape of POST
+    /decide): they count in the current windows, `fallback` ones only when the record's
+    reservation is not found."""
+    return [
+        {"scope": c.scope, "metric": c.metric, "lease": None, "hold": 0, "fallback": fallback}
+        for c in charges
+    ]
 
 
 def usage_batch(records: Sequence[UsageRow]) -> str:
@@ -326,7 +336,6 @@ class Store:
         settled with the tokens really used (or, when it is unknown, the tokens counted in
         `charges`' windows). Returns whether the reservation was found; None, counting
         nothing, when a usage of this `usage_id` was recorded before."""
-        fallback = reservation is not None
         record: UsageRow = {
             "id": None if usage_id is None else usage_id.hex,
             "subject": subject,
@@ -335,16 +344,7 @@ class Store:
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "reservation": None if reservation is None else reservation.hex,
-            "counters": [
-                {
-                    "scope": c.scope,
-                    "metric": c.metric,
-                    "lease": None,
-                    "hold": 0,
-                    "fallback": fallback,
-                }
-                for c in charges
-            ],
+            "counters": unleased(charges, fallback=reservation is not None),
         }
         ((duplicate, found),) = await self.record_usages([record])
         return None if duplicate else found

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, model_validator
 from modelserve.contract import policy
 from modelserve.contract.decisions import ContractBook
 from modelserve.contract.policy import Principal
-from modelserve.contract.store import CounterEntry, Store, UsageRow
+from modelserve.contract.store import CounterEntry, Store, UsageRow, unleased
 from modelserve.contract.tables import BIGINT_MAX
 
 Metric = Literal["requests/minute", "tokens/minute", "tokens/day", "tokens/month"]
@@ -85,13 +85,11 @@ def usage_row(record: UsageRecord, book: ContractBook) -> UsageRow:
             for c in record.counters
         ]
     else:
-        fallback = record.reservation is not None
         charges = policy.inference_charges(book.scopes(record.principal, record.team), 0)
-        counters = [
-            {"scope": c.scope, "metric": c.metric, "lease": None, "hold": 0, "fallback": fallback}
-            for c in charges
-            if c.metric.startswith("tokens/")
-        ]
+        counters = unleased(
+            (c for c in charges if c.metric.startswith("tokens/")),
+            fallback=record.reservation is not None,
+        )
     return {
         "id": None if record.id is None else record.id.hex,
         "subject": record.principal.subject,
