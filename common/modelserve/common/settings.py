@@ -25,6 +25,10 @@ class ServiceSettings(BaseSettings):
     # once the service stopped accepting new ones; then they are cut. The pod's
     # terminationGracePeriodSeconds must be longer.
     shutdown_grace_seconds: int = Field(default=30, ge=0)
+    # New container objects (more made than freed) after which Python's garbage collector
+    # walks its youngest generation, once the service has started (CPython's own: 700);
+    # the heap startup built is frozen then (`collector`).
+    gc_young_threshold: int = Field(default=20_000, ge=700, le=10_000_000)
 
 
 def split(value: str) -> list[str]:
