@@ -17,7 +17,6 @@ cannot have it refuses the request.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -93,18 +92,6 @@ class Accounting:
         )
 
 
-def itemised(answer: bytes, records: int) -> list[tuple[int, bytes]]:
-    """A batch's 200 answer as one (200, result) per record; all were recorded (one
-    transaction) even when the answer does not itemise them."""
-    try:
-        results = json.loads(answer)["results"]
-    except (ValueError, KeyError, TypeError):
-        results = None
-    if not isinstance(results, list) or len(results) != records:
-        return [(200, b"{}")] * records
-    return [(200, json.dumps(result).encode()) for result in results]
-
-
 def usage_sender(url: str, http: UpstreamClient, token: ServiceToken) -> SendBatch:
     """How the outbox delivers records: POST /usage/batch, up to BATCH_LIMIT a call (one
     transaction at the contract: all recorded or none); one by one to POST /usage when the
@@ -126,8 +113,8 @@ def usage_sender(url: str, http: UpstreamClient, token: ServiceToken) -> SendBat
 
     async def batch(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
         status, answer = await post(batch_url, b'{"records":[' + b",".join(records) + b"]}")
-        if status == 200:
-            return itemised(answer, len(records))
+        if status == 200:  # one transaction: every record was recorded
+            return [(200, answer)] * len(records)
         if status in _ONE_BY_ONE:
             return list(await asyncio.gather(*(one(record) for record in records)))
         return [(status, answer)] * len(records)
