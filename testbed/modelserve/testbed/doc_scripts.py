@@ -145,11 +145,15 @@ def dev_platform(root: Path, folder: Path) -> Iterator[DevPlatform]:
             [cli, "up", "--any-ports", "--state", state], stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            wait_for(
-                lambda: up.poll() is None and "Ctrl-C stops everything." in log_path.read_text(),
-                timeout=300,
-                what="make dev's summary",
-            )
+
+            def summary_shown() -> bool:
+                shown = "Ctrl-C stops everything." in log_path.read_text()
+                if up.poll() is not None:
+                    tail = "\n".join(log_path.read_text().splitlines()[-40:])
+                    raise RuntimeError(f"modelserve-testbed up exited ({up.returncode}):\n{tail}")
+                return shown
+
+            wait_for(summary_shown, timeout=300, what="make dev's summary")
             yield DevPlatform(root, state)
         finally:
             up.terminate()

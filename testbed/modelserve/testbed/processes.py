@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,12 +20,50 @@ class StartupError(RuntimeError):
     """A component did not come up; the message carries the tail of its log."""
 
 
+LOWEST_PORT = 10_000  # below it live the components' well-known ports (5432, 6443, 9000...)
+
+
+def outgoing_ports(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> range:
+    """The kernel's ephemeral range: the ports it gives outgoing connections."""
+    try:
+        low, high = (int(word) for word in path.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
+    """A TCP port on loopback that nothing listens on right now.
+
+    It is drawn at random from outside the kernel's ephemeral range: a port the kernel
+    picked (bind to 0) can be taken by any process's outgoing connection in the moment
+    before the server meant for it binds, and then that server fails with "address already
+    in use". At random, from the system's entropy, so that parallel test workers do not
+    draw the same sequence."""
+    outgoing = outgoing_ports()
+    spans = [
+        span
+        for span in (range(LOWEST_PORT, outgoing.start), range(outgoing.stop, 65536))
+        if len(span)
+    ]
+    total = sum(len(span) for span in spans)
+    for _ in range(100 if total else 0):
+        draw = secrets.randbelow(total)
+        for span in spans:
+            if draw < len(span):
+                port = span[draw]
+                break
+            draw -= len(span)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        sock.bind(("127.0.0.1", 0))  # no room outside the ephemeral range: the kernel's pick
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
