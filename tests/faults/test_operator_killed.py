@@ -145,6 +145,14 @@ def ready(ms: dict[str, Any]) -> bool:
     )
 
 
+def story(operator: RunningOperator, name: str) -> str:
+    """What the operator's log (both processes') says of ModelServe `name`: when a test
+    fails, the only account of a race there is."""
+    lines = operator.process.log_path.read_text(errors="replace").splitlines()
+    told = [line for line in lines if name in line or "Traceback" in line]
+    return "\n".join(told[-80:])
+
+
 def test_a_killed_operator_leaves_each_of_100_modelserves_whole_and_once(
     cluster: KubeCluster,
     api: k8s.ApiClient,
@@ -196,7 +204,8 @@ def test_a_killed_operator_leaves_each_of_100_modelserves_whole_and_once(
     for uid, ms in by_uid.items():
         wanted = wanted_children(ModelServe.from_body(ms), operator_settings)
         made = owned[uid]
-        assert Counter(made) == Counter(wanted), (ms["metadata"]["name"], made, wanted)
+        name = ms["metadata"]["name"]
+        assert Counter(made) == Counter(wanted), (name, made, wanted, story(operator, name))
         status = ms["status"]
         assert (status["replicas"], status["readyReplicas"]) == (1, 1), status
         assert status["endpoint"] and status["route"], status

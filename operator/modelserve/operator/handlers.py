@@ -185,7 +185,8 @@ class Reconciler:
         self.applied[_child_key(stored)] = _version(stored)
         return stored
 
-    async def delete(self, obj: dict[str, Any]) -> None:
+    async def delete(self, obj: dict[str, Any], why: str) -> None:
+        """Delete a child of ours; the log says which and `why`."""
         try:
             await self.cluster.delete(obj)
         except ClusterError as error:
@@ -194,7 +195,7 @@ class Reconciler:
             if error.retryable:
                 raise kopf.TemporaryError(str(error), delay=5) from error
             raise kopf.PermanentError(str(error)) from error
-        logger.info("deleted %s %s/%s: no longer wanted", obj["kind"], *_where(obj))
+        logger.info("deleted %s %s/%s: %s", obj["kind"], *_where(obj), why)
 
     def workload(self, ms: ModelServe) -> DeploymentView | None:
         """The Deployment of `ms` as last seen, or its LeaderWorkerSet for a model over
@@ -224,9 +225,13 @@ class Reconciler:
 
     def wanted(self, ms: ModelServe) -> set[tuple[str, str]]:
         """(kind, name) of the children `ms` should have: none while it is refused."""
-        if spec_refusal(ms) or (ms.namespace, ms.name) in self.refusals:
+        if self.refused(ms):
             return set()
         return wanted_children(ms, self.settings)
+
+    def refused(self, ms: ModelServe) -> Refusal | None:
+        """Why the operator runs nothing for `ms`, if it runs nothing."""
+        return spec_refusal(ms) or self.refusals.get((ms.namespace, ms.name))
 
     async def converge(self, ms: ModelServe) -> bool:
         """Apply every child `ms` wants, delete every child it owns and no longer wants.
@@ -256,7 +261,8 @@ class Reconciler:
             # Tried again at each renewal of the model's URLs (model_url_refresh_seconds).
             self._refuse(key, Refusal("Ready", "LeaderWorkerSetMissing", str(missing)))
             children = []
-        await self.prune(ms, {(c["kind"], c["metadata"]["name"]) for c in children})
+        wanted = {(c["kind"], c["metadata"]["name"]) for c in children}
+        await self.prune(ms, wanted, why=f"refused: {refusal.message}" if refusal else "")
         return deployed
 
     def _refuse(self, key: Key, refusal: Refusal) -> None:
@@ -265,20 +271,21 @@ class Reconciler:
             logger.warning("refusing %s/%s: %s", *key, refusal.message)
         self.refusals[key] = refusal
 
-    async def prune(self, ms: ModelServe, wanted: set[tuple[str, str]]) -> None:
+    async def prune(self, ms: ModelServe, wanted: set[tuple[str, str]], why: str = "") -> None:
         """Delete what `ms` controls and does not want: found in the indexes, and its
-        store Secret by name (Secrets are not watched)."""
+        store Secret by name (Secrets are not watched). `why` it wants none, if it does not."""
         key = (ms.namespace, ms.name)
+        why = why or "no longer wanted (pruned)"
         for index in self.indexes.owned.values():
             for child in list(index.get(key, [])):
                 if child.owner_uid == ms.uid and (child.kind, child.name) not in wanted:
-                    await self.delete(child.ref())
+                    await self.delete(child.ref(), why)
         secret = store_secret_name(ms)
         if ("Secret", secret) in wanted:
             return
         found = await self.cluster.read_secret(ms.namespace, secret)
         if found is not None and controller_uid(found) == ms.uid:
-            await self.delete(found)
+            await self.delete(found, why)
 
     async def renew(self, key: Key) -> None:
         """Sign new URLs for a served ModelServe's model (its objects and digests read
@@ -364,7 +371,7 @@ class Reconciler:
         deployment = self.workload(ms)
         pods = list(self.indexes.pods.get(key, []))
         autoscale = self.autoscaler.view(ms, parent.get("status"))
-        refusal = spec_refusal(ms) or self.refusals.get(key)
+        refusal = self.refused(ms)
         rollout = serving = None
         if refusal is None and ms.spec.runtime is not Runtime.EXTERNAL:
             before = self.reported.get(key) or parent.get("status") or {}
@@ -709,7 +716,8 @@ async def _repair(
     """A child of `ms` changed: delete it if `ms` no longer wants it, put it back as we
     built it if someone else changed or deleted it. A child `ms` no longer wants (pruned,
     or `ms` is refused) is never put back: its deletion is the end of it."""
-    if (body["kind"], body.metadata.name) in reconciler.wanted(ms):
+    wanted = reconciler.wanted(ms)
+    if (body["kind"], body.metadata.name) in wanted:
         if reconciler.drifted(event, body):
             built = {
                 (child["kind"], child["metadata"]["name"]): child
@@ -719,7 +727,9 @@ async def _repair(
             if child is not None:
                 await reconciler.apply(child)
     elif event != "DELETED" and controller_uid(body) == ms.uid:
-        await reconciler.delete(dict(body))
+        refusal = reconciler.refused(ms)
+        why = f"refused: {refusal.message}" if refusal else "no longer wanted"
+        await reconciler.delete(dict(body), f"{why} (seen {event or 'listed'})")
 
 
 def _api_key_reader(cluster: Cluster) -> Callable[[ModelServe], Awaitable[ApiKey]]:
