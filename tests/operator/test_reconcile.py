@@ -252,3 +252,33 @@ def test_the_operator_needed_nothing_beyond_its_rbac(operator: RunningOperator) 
         if "forbidden" in line.lower() and "being terminated" not in line
     ]
     assert not refused, "\n".join(refused)
+
+
+def test_a_server_without_its_service_is_not_ready(crds: KubeCluster, namespace: str) -> None:
+    """Its replica serves and nothing routes to it: a quota forbids Services in the
+    namespace, so the operator cannot make the Service (nor, after it, the route). The
+    status says what is missing and is not Ready; once the Service can be made, Ready."""
+    crds.kubectl("create", "quota", "no-services", "-n", namespace, "--hard=services=0")
+    name = apply(crds, namespace, manifest("llamacpp-cpu.yaml", spec__replicas=1))
+
+    def replica_ready() -> dict[str, Any] | None:
+        status: dict[str, Any] = get(crds, namespace, "ms", name).get("status") or {}
+        return status if status.get("readyReplicas") == 1 else None
+
+    status = wait_for(replica_ready, timeout=90, what=f"{name}'s replica to be ready")
+    assert status["phase"] == "Deploying", status
+    assert (
+        status["message"] == f"1/1 replicas ready: creating the IngressRoute {name}, Service {name}"
+    )
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Deploying")
+    assert not get(crds, namespace, "services")["items"]
+
+    crds.kubectl("delete", "quota", "no-services", "-n", namespace)
+    # The refused write was not retried (a 403 is not); a change of spec converges again.
+    crds.kubectl(
+        "patch", "-n", namespace, "ms", name, "--type=merge", "-p", '{"spec": {"replicas": 2}}'
+    )
+    status = wait_phase(crds, namespace, name, "Ready")
+    assert status["message"] == "2/2 replicas ready"
+    assert get(crds, namespace, "service", name)["metadata"]["name"] == name

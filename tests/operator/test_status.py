@@ -168,3 +168,14 @@ def test_an_init_step_backing_off_reports_why_its_last_try_failed() -> None:
         "fetch-model exited with code 1: fetch-model: refusing m.gguf"
     )
     assert conditions(status)["ModelAvailable"] == ("False", "FetchFailed")
+
+
+def test_ready_replicas_without_their_route_are_deploying_not_ready() -> None:
+    missing = ["IngressRoute m", "Service m"]
+    status = compute_status(MS, SETTINGS, deployment=deployment(2), pods=[], missing=missing)
+    assert (status["phase"], status["readyReplicas"]) == ("Deploying", 2)
+    assert status["message"] == "2/2 replicas ready: creating the IngressRoute m, Service m"
+    assert conditions(status)["Ready"] == ("False", "Deploying")
+    # What is missing matters only to a server that would otherwise be Ready.
+    starting = compute_status(MS, SETTINGS, deployment=deployment(0), pods=[], missing=missing)
+    assert starting["message"] == "0/2 replicas ready: starting"

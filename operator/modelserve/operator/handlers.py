@@ -233,6 +233,23 @@ class Reconciler:
         """Why the operator runs nothing for `ms`, if it runs nothing."""
         return spec_refusal(ms) or self.refusals.get((ms.namespace, ms.name))
 
+    def missing(self, ms: ModelServe) -> list[str]:
+        """The children `ms` wants that the watches have not shown (yet), as "Service
+        ms-a", but for its workload (its status speaks of that already) and its store
+        Secret (not watched, and applied before the others)."""
+        key = (ms.namespace, ms.name)
+        present = {
+            (child.kind, child.name)
+            for index in self.indexes.owned.values()
+            for child in index.get(key, [])
+            if child.owner_uid == ms.uid
+        }
+        return sorted(
+            f"{kind} {name}"
+            for kind, name in wanted_children(ms, self.settings) - present
+            if kind != "Secret" and kind not in WORKLOADS
+        )
+
     async def converge(self, ms: ModelServe) -> bool:
         """Apply every child `ms` wants, delete every child it owns and no longer wants.
         Whether a workload was applied. The caller holds the ModelServe's lock."""
@@ -373,7 +390,9 @@ class Reconciler:
         autoscale = self.autoscaler.view(ms, parent.get("status"))
         refusal = self.refused(ms)
         rollout = serving = None
+        missing: list[str] = []
         if refusal is None and ms.spec.runtime is not Runtime.EXTERNAL:
+            missing = self.missing(ms)
             before = self.reported.get(key) or parent.get("status") or {}
             rollout = self.rollouts.look(ms, parent, before, deployment, pods, autoscale)
             if rollout.started:
@@ -390,6 +409,7 @@ class Reconciler:
             autoscale=autoscale,
             rollout=rollout.to_status() if rollout else None,
             serving_uri=serving,
+            missing=missing,
         )
         if await self.report(parent, status) and rollout is not None:
             await self.rollouts.announce(parent, rollout)
@@ -706,6 +726,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             parent = reconciler.owner(namespace, labels)
             if parent is not None:
                 await _repair(reconciler, reconciler.running(parse(parent), parent), type, body)
+                # A route made or gone makes the server Ready or not (`Reconciler.missing`).
+                reconciler.statuses.mark((namespace, parent["metadata"]["name"]))
 
     return registry
 

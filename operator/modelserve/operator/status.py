@@ -237,11 +237,14 @@ def compute_status(
     autoscale: AutoscaleView | None = None,
     rollout: Mapping[str, Any] | None = None,
     serving_uri: str | None = None,
+    missing: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The whole `status` of `ms`, given what its children report right now (and, with
     spec.autoscaling, what the autoscaler decided; `rollout`: status.model and
     status.rollout as the rollout decided them, `serving_uri` the model the Deployment
-    runs: pods of another model are on their way out, their failures are not the server's)."""
+    runs: pods of another model are on their way out, their failures are not the server's;
+    `missing`: the children other than the workload and the store Secret that the cluster
+    does not show yet, such as "Service ms-a": a server is not Ready without its route)."""
     previous_conditions = (previous or {}).get("conditions") or []
     if serving_uri is not None:
         pods = [pod for pod in pods if pod.model_uri in (None, serving_uri)]
@@ -260,7 +263,7 @@ def compute_status(
         ready_replicas = 1 if phase == READY else 0
     else:
         kind = "LeaderWorkerSet" if is_multinode(ms) else "Deployment"
-        phase, message, conditions = _deployed(desired, deployment, pods, autoscale, kind)
+        phase, message, conditions = _deployed(desired, deployment, pods, autoscale, kind, missing)
         ready_replicas = deployment.ready_replicas if deployment else 0
     status: dict[str, Any] = {
         "phase": phase,
@@ -326,6 +329,7 @@ def _deployed(
     pods: Sequence[PodView],
     autoscale: AutoscaleView | None,
     kind: str,
+    missing: Sequence[str] = (),
 ) -> tuple[str, str, Conditions]:
     if autoscale is not None and desired == 0 and autoscale.drain is None:
         message = autoscale.sleep_message or "asleep: 0 replicas until a request comes"
@@ -366,6 +370,10 @@ def _deployed(
     problems = fetch_failures or failures
     if desired == 0:
         phase, message = PENDING, "scaled to zero replicas"
+    elif ready >= desired and rolled_out and missing:
+        # Its replicas serve, and nothing routes to them yet (an operator that restarted
+        # half-way through, or someone deleted the Service and it is being made again).
+        phase, message = DEPLOYING, f"{counts}: creating the {', '.join(missing)}"
     elif ready >= desired and rolled_out:
         phase, message = READY, counts
     elif deployment.progress_deadline_exceeded or (problems and not ready):
