@@ -56,15 +56,26 @@ def test_reconciles_their_duration_and_phases_are_counted(
     # Every phase is exported from the start, even at 0.
     phases = {dict(labels)["phase"] for name, labels in before if name.endswith("_modelserves")}
     assert {"Pending", "Deploying", "Ready", "Degraded", "Failed", "Sleeping"} <= phases
-    ready_before = before[("modelserve_operator_modelserves", (("phase", "Ready"),))]
 
     name = apply(crds, namespace, manifest("vllm-1gpu.yaml"))
     wait_phase(crds, namespace, name, "Ready")
 
+    # The gauge counts every ModelServe of the cluster, those of other tests too (their
+    # namespaces are deleted in the background): it must agree with the cluster's count.
+    def ready_now() -> tuple[float, int, set[str]]:
+        found = samples(operator)
+        items = crds.get_json("ms", "--all-namespaces")["items"]
+        ready = {
+            f"{ms['metadata']['namespace']}/{ms['metadata']['name']}"
+            for ms in items
+            if (ms.get("status") or {}).get("phase") == "Ready"
+        }
+        return found[("modelserve_operator_modelserves", (("phase", "Ready"),))], len(ready), ready
+
     def counted() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
         found = samples(operator)
-        ready = found[("modelserve_operator_modelserves", (("phase", "Ready"),))]
-        return found if ready >= ready_before + 1 else None
+        gauge, in_cluster, ready = ready_now()
+        return found if gauge == in_cluster and f"{namespace}/{name}" in ready else None
 
     after = wait_for(counted, timeout=30, what="the Ready ModelServe in the phase gauge")
     assert reconciles(after, "success") >= reconciles(before, "success") + 1
@@ -76,8 +87,8 @@ def test_reconciles_their_duration_and_phases_are_counted(
     crds.kubectl("delete", "-n", namespace, "ms", name)
 
     def forgotten() -> bool:
-        ready = samples(operator)[("modelserve_operator_modelserves", (("phase", "Ready"),))]
-        return ready == ready_before
+        gauge, in_cluster, ready = ready_now()
+        return gauge == in_cluster and f"{namespace}/{name}" not in ready
 
     wait_for(forgotten, timeout=30, what="the deleted ModelServe to leave the phase gauge")
 
