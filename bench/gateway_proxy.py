@@ -61,6 +61,7 @@ import math
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tarfile
@@ -479,6 +480,8 @@ def main() -> None:
     parser.add_argument("--code-from", metavar="COMMIT", help="services from this commit")
     parser.add_argument("--keep-logs", type=Path)
     args = parser.parse_args()
+    # A `kill` ends the run through the finally blocks: no gateway or cluster left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if args.profile is not None:
         args.profile = args.profile.resolve()
     print(f"gateway_proxy: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
