@@ -251,3 +251,40 @@ def test_past_its_queue_a_record_is_dropped_and_counted(gateway_database: str) -
 
 async def refuse(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
     return [(0, b"the contract service is unreachable")] * len(records)
+
+
+def test_a_full_batch_goes_at_once_and_a_partial_one_waits_for_the_flush(
+    gateway_database: str,
+) -> None:
+    """With an hour between flushes, five records (a batch is six) wait; the sixth makes
+    the batch full, and the sender sends all six without waiting for the hour."""
+    migrations.upgrade(gateway_database)
+    sent: list[int] = []
+
+    async def send(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
+        sent.append(len(records))
+        return [(200, b"{}")] * len(records)
+
+    async def add(outbox: UsageOutbox, count: int) -> None:
+        for _ in range(count):
+            usage_id = uuid.uuid4()
+            outbox.add(usage_id, {"id": str(usage_id)})
+
+    async def main() -> tuple[list[int], list[int]]:
+        outbox = await UsageOutbox.open(gateway_database, send, GatewayMetrics(), SETTINGS)
+        try:
+            await add(outbox, 5)
+            await asyncio.sleep(1.0)  # written (milliseconds) and handed over, not sent
+            partial = list(sent)
+            await add(outbox, 1)
+            for _ in range(100):
+                if sent:
+                    break
+                await asyncio.sleep(0.05)
+            return partial, list(sent)
+        finally:
+            await outbox.close()
+
+    partial, full = asyncio.run(main())
+    assert (partial, full) == ([], [6])
+    assert rows(gateway_database) == {}
