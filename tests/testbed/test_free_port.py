@@ -3,12 +3,12 @@ outgoing connection cannot take one before its server binds it."""
 
 from __future__ import annotations
 
+import secrets
 import socket
 from pathlib import Path
 
 import pytest
 
-from modelserve.testbed import processes
 from modelserve.testbed.processes import LOWEST_PORT, free_port, outgoing_ports
 
 
@@ -31,7 +31,7 @@ def test_a_port_someone_listens_on_is_passed_over(monkeypatch: pytest.MonkeyPatc
         port = taken.getsockname()[1]
         other = free_port()
         draws = iter([ports.index(port), ports.index(other)])
-        monkeypatch.setattr(processes.secrets, "randbelow", lambda _: next(draws))
+        monkeypatch.setattr(secrets, "randbelow", lambda _: next(draws))
         assert free_port() == other
 
 
