@@ -6,14 +6,13 @@ service has it, so that neither a contract outage nor a crash of the gateway los
   It writes the rows already claimed for this replica (as the sender would claim them)
   and hands them to its sender in memory, up to `queue_size` of them waiting: a row then
   costs PostgreSQL an INSERT and a DELETE, not an UPDATE besides.
-- The sender sends what the writer handed it, as soon as a batch is full and at least
-  every `flush_seconds`, and, beside it, claims due rows (`FOR UPDATE SKIP LOCKED`, then
-  a lease: every replica of the gateway sends from the same table, none the same row at
-  once): rows whose delivery failed, and those of a replica that died. It sends them to
-  the contract in one batch (POST /usage/batch, each record under its id), deletes the
-  ones the contract has, and moves the others' next try on by an exponential backoff. A
-  row is never dropped; the contract counts an id once, so a row sent again (its answer
-  lost, its lease run out) is counted once.
+- The sender sends what the writer handed it and, beside it, claims due rows (`FOR
+  UPDATE SKIP LOCKED`, then a lease: every replica of the gateway sends from the same
+  table, none the same row at once): rows whose delivery failed, and those of a replica
+  that died. It sends them to the contract in one batch (POST /usage/batch, each record
+  under its id), deletes the ones the contract has, and moves the others' next try on by
+  an exponential backoff. A row is never dropped; the contract counts an id once, so a
+  row sent again (its answer lost, its lease run out) is counted once.
 - Both loops run supervised: a failure is logged and the loop starts again.
 
 What only memory holds is a record between `add` and its INSERT (milliseconds, or while
@@ -132,11 +131,6 @@ class UsageOutbox:
         # Rows written claimed for this replica, for its sender, oldest first.
         self._written: collections.deque[Claimed] = collections.deque()
         self._queued = asyncio.Event()
-        # Set when a full batch waits for the sender, which then sends it at once rather
-        # than after `flush_seconds`: batches spread out as they fill, not sent back to
-        # back once a second (each one's work in the contract service and PostgreSQL is
-        # CPU taken from the requests in flight).
-        self._full = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._dropped = 0
 
@@ -229,8 +223,6 @@ class UsageOutbox:
                 await conn.execute(_INSERT, [attempts, wait, array])
             if claimed:
                 self._written.extend(Claimed(i, r.encode(), 1) for i, r in batch)
-                if len(self._written) >= self._settings.batch_size:
-                    self._full.set()
             del self._pending[: len(batch)]
 
     # --- the sender ---------------------------------------------------------------------
@@ -243,14 +235,7 @@ class UsageOutbox:
                 logger.warning("usage outbox unreadable, trying again: %s", error)
                 claimed = 0
             if claimed < self._settings.batch_size:
-                await self._next_round()
-
-    async def _next_round(self) -> None:
-        """Wait until a full batch of handed-over rows waits, or `flush_seconds`."""
-        self._full.clear()
-        if len(self._written) < self._settings.batch_size:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self._settings.flush_seconds)
+                await asyncio.sleep(self._settings.flush_seconds)
 
     async def send_due(self) -> int:
         """One round: the rows the writer handed over and, up to the batch size, due rows
