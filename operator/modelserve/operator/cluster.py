@@ -58,6 +58,12 @@ class ClusterError(RuntimeError):
     def retryable(self) -> bool:
         return self.status is None or self.status >= 500 or self.status in (409, 429)
 
+    @property
+    def over_quota(self) -> bool:
+        """Refused by a ResourceQuota of the namespace: worth trying again (someone may
+        raise the quota or free room), unlike any other 403."""
+        return self.status == 403 and "exceeded quota" in str(self)
+
 
 def login(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
     """In a pod: its service account; elsewhere: $KUBECONFIG or ~/.kube/config."""

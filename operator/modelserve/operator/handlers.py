@@ -72,6 +72,8 @@ WORKLOAD_KINDS = (("apps", "v1", "deployments"), LWS)
 WORKLOADS = ("Deployment", "LeaderWorkerSet")
 OWNED_KINDS = (*WORKLOAD_KINDS, *CHILD_KINDS)
 OURS: dict[str, Any] = {MANAGED_BY: OPERATOR, NAME_LABEL: kopf.PRESENT}
+# A child the namespace's ResourceQuota refuses: the reconcile is tried again this often.
+QUOTA_RETRY_SECONDS = 15
 LWS_MISSING = (
     "spec.resources.nodes runs the model as a LeaderWorkerSet, and this cluster does not "
     "serve leaderworkerset.x-k8s.io/v1: install LeaderWorkerSet (docs/multi-node.md)"
@@ -181,6 +183,8 @@ class Reconciler:
                 raise KindMissing(LWS_MISSING) from error
             if error.retryable:
                 raise kopf.TemporaryError(str(error), delay=5) from error
+            if error.over_quota:
+                raise kopf.TemporaryError(str(error), delay=QUOTA_RETRY_SECONDS) from error
             raise kopf.PermanentError(str(error)) from error
         self.applied[_child_key(stored)] = _version(stored)
         return stored
