@@ -62,7 +62,7 @@ def test_reconciles_their_duration_and_phases_are_counted(
 
     # The gauge counts every ModelServe of the cluster, those of other tests too (their
     # namespaces are deleted in the background): it must agree with the cluster's count.
-    def ready_now() -> tuple[float, int, set[str]]:
+    def ready_now() -> tuple[dict[tuple[str, tuple[tuple[str, str], ...]], float], int, set[str]]:
         found = samples(operator)
         items = crds.get_json("ms", "--all-namespaces")["items"]
         ready = {
@@ -70,12 +70,14 @@ def test_reconciles_their_duration_and_phases_are_counted(
             for ms in items
             if (ms.get("status") or {}).get("phase") == "Ready"
         }
-        return found[("modelserve_operator_modelserves", (("phase", "Ready"),))], len(ready), ready
+        return found, len(ready), ready
+
+    def gauge(found: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+        return found[("modelserve_operator_modelserves", (("phase", "Ready"),))]
 
     def counted() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
-        found = samples(operator)
-        gauge, in_cluster, ready = ready_now()
-        return found if gauge == in_cluster and f"{namespace}/{name}" in ready else None
+        found, in_cluster, ready = ready_now()
+        return found if gauge(found) == in_cluster and f"{namespace}/{name}" in ready else None
 
     after = wait_for(counted, timeout=30, what="the Ready ModelServe in the phase gauge")
     assert reconciles(after, "success") >= reconciles(before, "success") + 1
@@ -87,8 +89,8 @@ def test_reconciles_their_duration_and_phases_are_counted(
     crds.kubectl("delete", "-n", namespace, "ms", name)
 
     def forgotten() -> bool:
-        gauge, in_cluster, ready = ready_now()
-        return gauge == in_cluster and f"{namespace}/{name}" not in ready
+        found, in_cluster, ready = ready_now()
+        return gauge(found) == in_cluster and f"{namespace}/{name}" not in ready
 
     wait_for(forgotten, timeout=30, what="the deleted ModelServe to leave the phase gauge")
 

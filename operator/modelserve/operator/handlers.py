@@ -237,17 +237,21 @@ class Reconciler:
         """Why the operator runs nothing for `ms`, if it runs nothing."""
         return spec_refusal(ms) or self.refusals.get((ms.namespace, ms.name))
 
+    def owned(self, ms: ModelServe) -> list[OwnedChild]:
+        """The children `ms` controls, as the watches last showed them (not its Secret)."""
+        key = (ms.namespace, ms.name)
+        return [
+            child
+            for index in self.indexes.owned.values()
+            for child in index.get(key, [])
+            if child.owner_uid == ms.uid
+        ]
+
     def missing(self, ms: ModelServe) -> list[str]:
         """The children `ms` wants that the watches have not shown (yet), as "Service
         ms-a", but for its workload (its status speaks of that already) and its store
         Secret (not watched, and applied before the others)."""
-        key = (ms.namespace, ms.name)
-        present = {
-            (child.kind, child.name)
-            for index in self.indexes.owned.values()
-            for child in index.get(key, [])
-            if child.owner_uid == ms.uid
-        }
+        present = {(child.kind, child.name) for child in self.owned(ms)}
         return sorted(
             f"{kind} {name}"
             for kind, name in wanted_children(ms, self.settings) - present
@@ -283,7 +287,7 @@ class Reconciler:
             self._refuse(key, Refusal("Ready", "LeaderWorkerSetMissing", str(missing)))
             children = []
         wanted = {(c["kind"], c["metadata"]["name"]) for c in children}
-        await self.prune(ms, wanted, why=f"refused: {refusal.message}" if refusal else "")
+        await self.prune(ms, wanted, _deletion_reason(refusal, "no longer wanted (pruned)"))
         return deployed
 
     def _refuse(self, key: Key, refusal: Refusal) -> None:
@@ -292,15 +296,12 @@ class Reconciler:
             logger.warning("refusing %s/%s: %s", *key, refusal.message)
         self.refusals[key] = refusal
 
-    async def prune(self, ms: ModelServe, wanted: set[tuple[str, str]], why: str = "") -> None:
-        """Delete what `ms` controls and does not want: found in the indexes, and its
-        store Secret by name (Secrets are not watched). `why` it wants none, if it does not."""
-        key = (ms.namespace, ms.name)
-        why = why or "no longer wanted (pruned)"
-        for index in self.indexes.owned.values():
-            for child in list(index.get(key, [])):
-                if child.owner_uid == ms.uid and (child.kind, child.name) not in wanted:
-                    await self.delete(child.ref(), why)
+    async def prune(self, ms: ModelServe, wanted: set[tuple[str, str]], why: str) -> None:
+        """Delete what `ms` controls and does not want (`why`, for the log): found in the
+        indexes, and its store Secret by name (Secrets are not watched)."""
+        for child in self.owned(ms):
+            if (child.kind, child.name) not in wanted:
+                await self.delete(child.ref(), why)
         secret = store_secret_name(ms)
         if ("Secret", secret) in wanted:
             return
@@ -742,8 +743,7 @@ async def _repair(
     """A child of `ms` changed: delete it if `ms` no longer wants it, put it back as we
     built it if someone else changed or deleted it. A child `ms` no longer wants (pruned,
     or `ms` is refused) is never put back: its deletion is the end of it."""
-    wanted = reconciler.wanted(ms)
-    if (body["kind"], body.metadata.name) in wanted:
+    if (body["kind"], body.metadata.name) in reconciler.wanted(ms):
         if reconciler.drifted(event, body):
             built = {
                 (child["kind"], child["metadata"]["name"]): child
@@ -753,9 +753,13 @@ async def _repair(
             if child is not None:
                 await reconciler.apply(child)
     elif event != "DELETED" and controller_uid(body) == ms.uid:
-        refusal = reconciler.refused(ms)
-        why = f"refused: {refusal.message}" if refusal else "no longer wanted"
+        why = _deletion_reason(reconciler.refused(ms), "no longer wanted")
         await reconciler.delete(dict(body), f"{why} (seen {event or 'listed'})")
+
+
+def _deletion_reason(refusal: Refusal | None, otherwise: str) -> str:
+    """Why a child is deleted, for the log: its ModelServe's refusal, if refused."""
+    return f"refused: {refusal.message}" if refusal else otherwise
 
 
 def _api_key_reader(cluster: Cluster) -> Callable[[ModelServe], Awaitable[ApiKey]]:

@@ -147,11 +147,11 @@ def dev_platform(root: Path, folder: Path) -> Iterator[DevPlatform]:
         try:
 
             def summary_shown() -> bool:
-                shown = "Ctrl-C stops everything." in log_path.read_text()
+                text = log_path.read_text()
                 if up.poll() is not None:
-                    tail = "\n".join(log_path.read_text().splitlines()[-40:])
+                    tail = "\n".join(text.splitlines()[-40:])
                     raise RuntimeError(f"modelserve-testbed up exited ({up.returncode}):\n{tail}")
-                return shown
+                return "Ctrl-C stops everything." in text
 
             wait_for(summary_shown, timeout=300, what="make dev's summary")
             yield DevPlatform(root, state)

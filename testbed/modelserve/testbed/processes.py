@@ -41,19 +41,10 @@ def free_port() -> int:
     in use". At random, from the system's entropy, so that parallel test workers do not
     draw the same sequence."""
     outgoing = outgoing_ports()
-    spans = [
-        span
-        for span in (range(LOWEST_PORT, outgoing.start), range(outgoing.stop, 65536))
-        if len(span)
-    ]
-    total = sum(len(span) for span in spans)
-    for _ in range(100 if total else 0):
-        draw = secrets.randbelow(total)
-        for span in spans:
-            if draw < len(span):
-                port = span[draw]
-                break
-            draw -= len(span)
+    for _ in range(100):
+        port = LOWEST_PORT + secrets.randbelow(65536 - LOWEST_PORT)
+        if port in outgoing:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -61,7 +52,7 @@ def free_port() -> int:
                 continue
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))  # no room outside the ephemeral range: the kernel's pick
+        sock.bind(("127.0.0.1", 0))  # none found outside the ephemeral range: the kernel's pick
         chosen: int = sock.getsockname()[1]
         return chosen
 
