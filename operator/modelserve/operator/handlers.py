@@ -165,6 +165,9 @@ class Reconciler:
         self.indexes = indexes
         # ModelServes whose status is to be computed again.
         self.statuses = statuses
+        # ModelServes whose child could not be put back or deleted after a watch event
+        # (`_repair`): converged again, by one drainer, until it goes through.
+        self.repairs = WorkQueue()
         # Each child as we last applied it, keyed by (namespace, owner, kind, name): a child
         # seen in another version was changed by someone else.
         self.applied: dict[tuple[str, str, str, str], str] = {}
@@ -348,6 +351,32 @@ class Reconciler:
                     await self.renew(key)
                 except Exception:  # one ModelServe's trouble stops no other renewal
                     logger.exception("renewing the URLs of %s/%s failed", *key)
+
+    def repair_later(self, key: Key, error: kopf.TemporaryError) -> None:
+        """Converge `key` again in `error.delay` seconds: a child of it could not be put
+        back (or deleted) for a moment, and no watch event may come to try again."""
+        delay = error.delay if error.delay is not None else 5.0
+        logger.warning("repairing %s/%s failed, tried again in %.0f s: %s", *key, delay, error)
+        asyncio.get_running_loop().call_later(delay, self.repairs.mark, key)
+
+    async def repair(self, key: Key) -> None:
+        """The repairs queue's work: converge ModelServe `key` as a reconcile would, unless
+        it is gone or going; tried again while the cluster refuses it for a moment."""
+        parent = self.parent(*key)
+        if parent is None:
+            return
+        try:
+            ms = self.running(ModelServe.from_body(parent), parent)
+        except ValidationError:
+            return  # the reconcile handler reports an invalid spec
+        try:
+            async with self.lock(key):
+                await self.converge(ms)
+        except kopf.TemporaryError as error:
+            self.repair_later(key, error)
+        except kopf.PermanentError as error:
+            logger.error("repairing %s/%s failed: %s", *key, error)
+        self.statuses.mark(key)
 
     def drifted(self, event: str | None, body: kopf.Body) -> bool:
         """Whether someone else deleted or changed a child since we last applied it.
@@ -592,6 +621,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
                 asyncio.create_task(statuses.drain(reconciler.refresh))
                 for _ in range(operator_settings.status_writers)
             ),
+            asyncio.create_task(reconciler.repairs.drain(reconciler.repair)),
         ]
 
     @kopf.on.cleanup(id="stop", registry=registry)
@@ -742,19 +772,24 @@ async def _repair(
 ) -> None:
     """A child of `ms` changed: delete it if `ms` no longer wants it, put it back as we
     built it if someone else changed or deleted it. A child `ms` no longer wants (pruned,
-    or `ms` is refused) is never put back: its deletion is the end of it."""
-    if (body["kind"], body.metadata.name) in reconciler.wanted(ms):
-        if reconciler.drifted(event, body):
-            built = {
-                (child["kind"], child["metadata"]["name"]): child
-                for child in build_children(ms, reconciler.settings, reconciler.replicas(ms))
-            }
-            child = built.get((body["kind"], body.metadata.name))
-            if child is not None:
-                await reconciler.apply(child)
-    elif event != "DELETED" and controller_uid(body) == ms.uid:
-        why = _deletion_reason(reconciler.refused(ms), "no longer wanted")
-        await reconciler.delete(dict(body), f"{why} (seen {event or 'listed'})")
+    or `ms` is refused) is never put back: its deletion is the end of it. Refused for a
+    moment (a conflict, a 5xx, a full quota), the whole ModelServe is converged again
+    later (`Reconciler.repairs`): no other event may come for a child that is gone."""
+    try:
+        if (body["kind"], body.metadata.name) in reconciler.wanted(ms):
+            if reconciler.drifted(event, body):
+                built = {
+                    (child["kind"], child["metadata"]["name"]): child
+                    for child in build_children(ms, reconciler.settings, reconciler.replicas(ms))
+                }
+                child = built.get((body["kind"], body.metadata.name))
+                if child is not None:
+                    await reconciler.apply(child)
+        elif event != "DELETED" and controller_uid(body) == ms.uid:
+            why = _deletion_reason(reconciler.refused(ms), "no longer wanted")
+            await reconciler.delete(dict(body), f"{why} (seen {event or 'listed'})")
+    except kopf.TemporaryError as error:
+        reconciler.repair_later((ms.namespace, ms.name), error)
 
 
 def _deletion_reason(refusal: Refusal | None, otherwise: str) -> str:
