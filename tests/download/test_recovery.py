@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -63,6 +64,7 @@ def big_model(upstream_store: MinioServer, upstream_bucket: str) -> tuple[str, s
 @pytest.mark.parametrize("same_worker", [True, False], ids=["restarted", "other-replica"])
 def test_killed_mid_transfer_ends_with_one_verified_copy(
     same_worker: bool,
+    tmp_path: Path,
     start_download: Callable[..., RunningService],
     signer: TokenSigner,
     big_model: tuple[str, str],
@@ -72,16 +74,18 @@ def test_killed_mid_transfer_ends_with_one_verified_copy(
 ) -> None:
     model_id, digest = big_model
     key = f"models/{model_id}/weights.gguf"
-    first = start_download(**SLOW, DOWNLOAD_LEASE_SECONDS="3")
+    work = {"DOWNLOAD_WORK_DIR": str(tmp_path)}
+    first = start_download(**SLOW, **work, DOWNLOAD_LEASE_SECONDS="3")
     with admin_client(first, signer) as client:
         assert client.post(f"/download/{model_id}").status_code == 202
         wait_transferring(client, model_id)
         assert platform_store.open_uploads(platform_bucket, key) != []
     first.process.kill()
+    assert [p.name for p in tmp_path.glob(f"download-{model_id}-*")] != []  # left behind
 
     # The same service started again takes its job back at once; another replica
     # (another worker id) takes it once the dead one's lease has run out.
-    second = start_download(**({} if same_worker else {"DOWNLOAD_WORKER_ID": "replica-2"}))
+    second = start_download(**work, **({} if same_worker else {"DOWNLOAD_WORKER_ID": "replica-2"}))
     with admin_client(second, signer) as client:
         job = wait_finished(client, model_id)
         assert job["state"] == "ready", job
@@ -94,8 +98,11 @@ def test_killed_mid_transfer_ends_with_one_verified_copy(
         for item in platform_store.client().list_objects(platform_bucket, recursive=True)
     ] == [key]
     assert stored_sha256(platform_store, platform_bucket, key) == digest
-    # The killed attempt's multipart upload was aborted, not left to expire.
+    # The killed attempt's multipart upload was aborted, not left to expire, and what it
+    # kept on disk was removed when the service started (the second attempt's, when it
+    # ended).
     assert platform_store.open_uploads(platform_bucket, key) == []
+    assert list(tmp_path.glob("download-*")) == []
 
 
 def test_cancel_leaves_nothing_and_retry_copies_again(

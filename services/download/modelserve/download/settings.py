@@ -7,6 +7,8 @@ MINIO_ACCESS_KEY, MINIO_SECRET_KEY, MINIO_SECURE) and the database to DATABASE_U
 from __future__ import annotations
 
 import socket
+import tempfile
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -83,6 +85,11 @@ class DownloadSettings(ServiceSettings):
     part_size: int = Field(default=16 << 20, ge=MIN_PART_SIZE)
     # The first bytes of a GGUF file kept to read its header (vocabularies make it long).
     gguf_header_bytes: int = Field(default=64 << 20, ge=1 << 20)
+    # Where attempts keep those bytes, a directory each (`workdirs`); what killed attempts
+    # left there is removed at start.
+    work_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "modelserve-download"
+    )
     # A worker renews its hold on a job every progress_seconds; a job whose hold is older
     # than lease_seconds belongs to a worker that died and is taken over.
     progress_seconds: float = Field(default=1.0, gt=0)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import tempfile
 import time
 from pathlib import Path
 
 from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.objects import ObjectStore, StoreError
 from modelserve.common.supervision import Backoff, supervised
+from modelserve.download import workdirs
 from modelserve.download.gguf_metadata import GgufMetadata, read_metadata
 from modelserve.download.jobs import Jobs, NameTaken
 from modelserve.download.metrics import DownloadMetrics
@@ -74,6 +74,7 @@ class Workers:
         """`settings.jobs` workers, a listener that wakes them and the back-fill of object
         tags, each supervised (restarted with backoff when it fails); until cancelled."""
         backoff = Backoff(self.settings.restart_seconds, self.settings.restart_max_seconds)
+        await self._sweep()
         await supervised(
             "taking back interrupted downloads", self._take_back, backoff, until_done=True
         )
@@ -101,6 +102,22 @@ class Workers:
                     await asyncio.wait_for(self.wake.wait(), self.settings.poll_seconds)
                 continue
             await self.process(job)
+
+    async def _sweep(self) -> None:
+        """Remove what attempts killed with their process left in the work directory."""
+        root = self.settings.work_dir
+        try:
+            removed, used = await asyncio.to_thread(workdirs.sweep, root)
+        except OSError as error:
+            logger.warning("what killed attempts left in %s stays there: %s", root, error)
+            return
+        if removed:
+            logger.info(
+                "removed %d work directories of killed attempts from %s (%.1f MiB)",
+                removed,
+                root,
+                used / (1 << 20),
+            )
 
     async def _take_back(self) -> None:
         """Jobs this worker held before it restarted are taken over at once."""
@@ -141,8 +158,8 @@ class Workers:
         logger.info("download %s: attempt %d", job.model_id, job.attempts)
         transfer: Transfer | None = None
         try:
-            with tempfile.TemporaryDirectory(prefix=f"download-{job.model_id}-") as workdir:
-                transfer = await self._prepare(job, Path(workdir))
+            with workdirs.workdir(self.settings.work_dir, f"download-{job.model_id}-") as path:
+                transfer = await self._prepare(job, path)
                 await self._copy(job, transfer)
                 await self._report(job, transfer, state=State.VERIFYING)
                 outcome = transfer.verify()
