@@ -64,7 +64,7 @@ def target() -> Target:
 
 @contextlib.asynccontextmanager
 async def gateway(
-    *ports: int,
+    *ports: int, inject_stream_usage: bool = True
 ) -> AsyncIterator[tuple[httpx.AsyncClient, RouteTable, GatewayMetrics]]:
     """The proxy's routes over a table where `qwen`'s Service has an endpoint per port."""
     table = RouteTable()
@@ -79,7 +79,7 @@ async def gateway(
         Dispatcher(table, upstream, metrics),
         metrics,
         max_body_bytes=1 << 20,
-        inject_stream_usage=True,
+        inject_stream_usage=inject_stream_usage,
     )
     app = FastAPI()
     app.include_router(openai.router)
@@ -412,5 +412,51 @@ def test_a_server_s_own_paths_fill_in_its_model_and_check_the_caller() -> None:
             assert (
                 await client.post("/not-a-uuid/v1/chat/completions", json=seed)
             ).status_code == 404
+
+    asyncio.run(scenario())
+
+
+def test_without_stream_usage_injection_a_stream_goes_as_asked_counted_by_its_chunks() -> None:
+    """GATEWAY_INJECT_STREAM_USAGE=false, for servers that refuse `stream_options`: the
+    request reaches the server as the client sent it, the stream comes back unchanged,
+    and its completion tokens are counted one a text chunk."""
+    sent: list[dict[str, Any]] = []
+    chunks = [{"choices": [{"index": 0, "delta": {"content": t}}]} for t in ("Hel", "lo", "!")]
+    events = b"".join(b"data: %s\n\n" % json.dumps(c).encode() for c in chunks)
+    events += b"data: [DONE]\n\n"
+
+    async def recording(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        sent.append(json.loads(await reader.readexactly(length)))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(events), events)
+        )
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        async with (
+            serving(recording) as port,
+            gateway(port, inject_stream_usage=False) as (
+                client,
+                _,
+                metrics,
+            ),
+        ):
+            answer = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+            assert answer.status_code == 200
+            assert answer.content == events
+            assert sent == [{**CHAT, "stream": True}]  # no stream_options added
+            out = metrics.registry.get_sample_value(
+                "modelserve_gateway_tokens_total",
+                {"user": "alice", "model": MODEL, "direction": "out"},
+            )
+            assert out == 3
 
     asyncio.run(scenario())
