@@ -354,6 +354,52 @@ def test_users_cannot_register_the_models_prefix_or_what_holds_it(
     assert denied.json()["error"]["code"] == "source_not_visible"
 
 
+def test_users_cannot_register_what_the_jobs_service_keeps_for_its_users(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    platform_bucket: str,
+    platform_store: MinioServer,
+    wait_finished: Wait,
+) -> None:
+    """The jobs service keeps every tenant's files and outputs in the same bucket (as the
+    chart deploys it): a registration, which copies a folder into a model of the caller's,
+    would hand bob alice's batch input. Refused for users, down to one object and up to a
+    folder above the prefixes; admins may."""
+    bob = client("bob")
+    for key in (
+        "files/alice/file-1234",
+        "batches/batch_1/output.jsonl",
+        "jobs/eval_1/output.jsonl",
+        "datagen/alice/shard-0.jsonl",
+    ):
+        platform_store.put(platform_bucket, key, b'{"secret": "alice"}\n')
+    for uri in (
+        "files/",
+        "files/alice/",
+        "files/alice/file-1234",
+        "batches/batch_1/",
+        "jobs/",
+        "datagen/alice/shard-0.jsonl",
+        "datagen/bob/../alice/",
+    ):
+        answer = bob.post(
+            "/models/register", json={"id": "grab", "uri": f"s3://{platform_bucket}/{uri}"}
+        )
+        assert answer.status_code in (403, 422), (uri, answer.text)
+        if answer.status_code == 403:
+            assert answer.json()["error"]["code"] == "source_not_visible", answer.text
+    assert bob.get("/downloads").json() == []
+    assert bob.get("/models/grab").status_code == 404
+    # What lies outside every prefix a service keeps is still a user's to register.
+    platform_store.put(platform_bucket, "shared/readme.gguf", b"GGUF" + bytes(16))
+    shared = {"id": "bob-shared", "uri": f"s3://{platform_bucket}/shared/"}
+    assert bob.post("/models/register", json=shared).status_code == 202
+    assert wait_finished(bob, "bob-shared")["state"] == "ready"
+    # An admin may (putting a data set into a model is theirs to decide).
+    taken = {"id": "admin-files", "uri": f"s3://{platform_bucket}/files/alice/"}
+    assert admin.post("/models/register", json=taken).status_code == 202
+
+
 def test_a_user_adds_versions_only_to_names_of_their_own_registrations(
     client: Callable[..., httpx.Client],
     admin: httpx.Client,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from modelserve.common import bucket_layout
 from modelserve.download.sources import (
     MODELS_PREFIX,
     InvalidSource,
@@ -17,7 +18,7 @@ from modelserve.download.sources import (
 )
 from modelserve.download.transfers import part_size_for
 
-UPLOADS_PREFIX = "uploads/"
+UPLOADS_PREFIX = bucket_layout.UPLOADS
 MAX_TAGS = 32
 # S3's largest object.
 MAX_UPLOAD_SIZE = 5 << 40

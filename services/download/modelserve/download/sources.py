@@ -15,6 +15,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from modelserve.common import bucket_layout
+
 # Object names of the upstream store are trusted no more than a user's input: they
 # become keys in the platform store and file names in a model server's volume.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -27,7 +29,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Model ids made from a source (the general form) are stable: asking twice for the same
 # bucket and key gives the same model, so the work is done once.
 _SOURCE_NAMESPACE = uuid.UUID("1f6b2b9e-55d3-4c5e-9a59-3c8d1c0e7a41")
-MODELS_PREFIX = "models/"
+MODELS_PREFIX = bucket_layout.MODELS
 # Ids that are paths of their own under /models/ (GET /models/active, …): a model with one
 # of them could not be read at /models/{id}.
 RESERVED_MODEL_IDS = frozenset(

@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from modelserve.common import bucket_layout
 from modelserve.common.database import DatabaseUnavailable, connection
 from modelserve.common.objects import ObjectStore, StoreError
 from modelserve.jobs.store import Job
@@ -34,7 +35,7 @@ Cursor = psycopg.AsyncCursor[dict[str, Any]]
 
 
 def output_key(job_id: str) -> str:
-    return f"jobs/{job_id}/output.jsonl"
+    return f"{bucket_layout.JOB_OUTPUTS}{job_id}/output.jsonl"
 
 
 def json_line(value: Any) -> bytes:

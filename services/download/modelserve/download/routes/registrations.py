@@ -8,6 +8,7 @@ import asyncio
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from modelserve.common import bucket_layout
 from modelserve.common.auth import Caller
 from modelserve.common.errors import ApiError
 from modelserve.common.objects import ObjectStore, StoreError
@@ -88,10 +89,20 @@ async def _checked_uri(uri: str, claims: Claims, settings: SettingsDep, jobs: Jo
     if claims.is_admin or claims.is_service:
         return source
     # Users register what is theirs to see: their uploads (by upload_id), objects of models
-    # they can see (inside `models/<id>/`), and what lies outside both prefixes. Nothing
-    # that holds either prefix: `models/` itself (or a folder above it) is every model.
+    # they can see (inside `models/<id>/`), and what lies outside both prefixes and those
+    # where the jobs service keeps tenants' files and outputs (the same bucket, in the
+    # chart). Nothing that holds any of them: `models/` itself (or a folder above it) is
+    # every model.
     if reaches(source, UPLOADS_PREFIX):
         raise ApiError(403, "use_upload_id", "register an upload by its upload_id")
+    kept = [prefix for prefix in bucket_layout.JOBS_PREFIXES if reaches(source, prefix)]
+    if kept:
+        raise ApiError(
+            403,
+            "source_not_visible",
+            f"{uri} holds what the jobs service keeps for its users ({', '.join(kept)}):"
+            " only admins and services may register it",
+        )
     if reaches(source, MODELS_PREFIX):
         stored = stored_model(source)
         if stored is None or await jobs.model(stored, visible_to=claims.sub) is None:

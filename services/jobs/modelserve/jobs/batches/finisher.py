@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from modelserve.common import bucket_layout
 from modelserve.jobs.batches.executor import request_id
 from modelserve.jobs.files.records import INSERT, insert_params, new_file_id
 from modelserve.jobs.outputs import JobFiles, json_line
@@ -68,7 +69,7 @@ async def _write(
                     add_usage(usage, row["output"])
                 yield json_line(build(job.id, row))
 
-    key = f"batches/{job.id}/{name}.jsonl"
+    key = f"{bucket_layout.BATCHES}{job.id}/{name}.jsonl"
     count, size = await files.upload(key, lines())
     file_id = new_file_id()
     params = insert_params(

@@ -11,10 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from modelserve.common import bucket_layout
 from modelserve.jobs.datagen.examples import Example
 
 KIND = "data_gen"
-HOME = "datagen"
+HOME = bucket_layout.DATAGEN.rstrip("/")
 _SEGMENT = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 MAX_KEY_CHARS = 512
 # Items one job may have, resumes included; its finisher's near-duplicate search over that

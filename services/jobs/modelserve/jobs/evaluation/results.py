@@ -18,6 +18,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from modelserve.common import bucket_layout
 from modelserve.common.database import fetch_all
 from modelserve.jobs.evaluation.examples import EvalSpec
 from modelserve.jobs.outputs import JobFiles, json_line
@@ -25,7 +26,7 @@ from modelserve.jobs.store import Job
 
 
 def examples_key(job_id: str) -> str:
-    return f"jobs/{job_id}/examples.jsonl"
+    return f"{bucket_layout.JOB_OUTPUTS}{job_id}/examples.jsonl"
 
 
 def example_record(row: Mapping[str, Any]) -> dict[str, Any]:

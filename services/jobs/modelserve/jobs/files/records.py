@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
+from modelserve.common import bucket_layout
 from modelserve.common.database import connection, fetch_all, fetch_one
 
 Order = Literal["asc", "desc"]
@@ -48,7 +49,7 @@ def is_file_id(text: str) -> bool:
 
 def file_key(owner: str, file_id: str) -> str:
     """Where a file's content lies in the platform store."""
-    return f"files/{owner}/{file_id}"
+    return f"{bucket_layout.FILES}{owner}/{file_id}"
 
 
 INSERT = """
