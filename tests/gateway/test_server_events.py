@@ -34,10 +34,42 @@ def test_a_server_s_events_are_its_own_and_its_children_s_not_a_longer_name_s() 
     assert [is_server_event(e, UID, NAME) for e in theirs] == [False] * 5
 
 
+def test_a_neighbour_named_with_this_server_as_prefix_keeps_its_events() -> None:
+    """`llama` and `llama-x7k2p` in one namespace: the leader of llama-x7k2p's
+    LeaderWorkerSet (`llama-x7k2p-0`) has the shape of a worker of `llama`, and is not
+    `llama`'s; nor are llama-x7k2p's ReplicaSets and pods. `llama`'s own, leader and
+    worker pods included, are."""
+    neighbours = {"llama", NAME}
+    theirs = [
+        event("Pod", f"{NAME}-0"),
+        event("Pod", f"{NAME}-0-1"),
+        event("Pod", f"{NAME}-76d6497696-7v4td"),
+        event("ReplicaSet", f"{NAME}-76d6497696"),
+    ]
+    assert [is_server_event(e, "llama-uid", "llama", neighbours) for e in theirs] == [False] * 4
+    # What a prefix alone would take, but no shape of a child of `llama` fits.
+    shapeless = [event("Pod", "llama-abc-12345"), event("ReplicaSet", "llama-UPPER")]
+    assert [is_server_event(e, "llama-uid", "llama") for e in shapeless] == [False] * 2
+    mine = [
+        event("Pod", "llama-0"),
+        event("Pod", "llama-0-1"),
+        event("Pod", "llama-12-3"),
+        event("ReplicaSet", "llama-5b8c9f7d4"),
+        event("Pod", "llama-5b8c9f7d4-q2wzx"),
+    ]
+    assert [is_server_event(e, "llama-uid", "llama", neighbours) for e in mine] == [True] * 5
+    found = server_events(
+        theirs + mine, uid="llama-uid", name="llama", limit=50, neighbours=neighbours
+    )
+    assert sorted(view.object for view in found) == sorted(
+        f"{e['involvedObject']['kind']}/{e['involvedObject']['name']}" for e in mine
+    )
+
+
 def test_events_come_newest_first_once_each_and_bounded() -> None:
     old = event(
         "Pod",
-        f"{NAME}-abc-12345",
+        f"{NAME}-76d6497696-7v4td",
         metadata={"uid": "e1"},
         lastTimestamp="2026-01-01T10:00:00Z",
         count=3,
@@ -59,7 +91,7 @@ def test_events_come_newest_first_once_each_and_bounded() -> None:
     found = server_events([old, new, old], uid=UID, name=NAME, limit=10)
     assert [(e.object, e.count, e.source) for e in found] == [
         (f"ModelServe/{NAME}", 2, "modelserve-operator"),
-        (f"Pod/{NAME}-abc-12345", 3, "default-scheduler"),
+        (f"Pod/{NAME}-76d6497696-7v4td", 3, "default-scheduler"),
     ]
     assert (found[0].type, found[0].reason, found[0].message) == (
         "Warning",

@@ -229,6 +229,12 @@ class ServerStore:
         held = (answer.get("spec") or {}).get("replicas")
         return held if isinstance(held, int) else replicas
 
+    async def names_in(self, namespace: str) -> tuple[str, ...]:
+        """The names of the ModelServes of `namespace`, everyone's."""
+        call, args = list_call(self._objects, namespace)
+        found = await _call("list servers", call, *args)
+        return tuple(item["metadata"]["name"] for item in found["items"])
+
     async def events(self, body: dict[str, Any]) -> Objects:
         """The Events of the ModelServe's namespace that may be about it or its children
         (one list per kind; `server_events` keeps the server's own)."""

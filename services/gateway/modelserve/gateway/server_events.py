@@ -2,15 +2,25 @@
 
 A server's events are those of its ModelServe (the operator's phases, rollouts and
 scaling; selected by uid, so not those of an older server of the same name) and of the
-children its Deployment makes: the Deployment (named as the ModelServe), its ReplicaSets
-(`<name>-<hash>`) and their pods (`<name>-<hash>-<suffix>`). The names are matched
-exactly by shape: the pods of `llama-x7k2p-2` are not those of `llama-x7k2p`.
+children its workload makes, matched by name, exactly by shape:
+
+- its Deployment (named as the ModelServe), its ReplicaSets (`<name>-<hash>`) and their
+  pods (`<name>-<hash>-<suffix>`), the hash and suffix in the alphabet Kubernetes makes
+  them of (`bcdfghjklmnpqrstvwxz2456789`; a suffix is 5 long);
+- a server over several nodes (LeaderWorkerSet): its leaders' pods (`<name>-<group>`)
+  and workers' (`<name>-<group>-<worker>`), by number.
+
+A name of that shape may be another server's: `llama-2-0` is a worker of `llama` and
+the leader of `llama-2`. Such a name is the server's only if no other ModelServe of its
+namespace (`neighbours`) has a longer name it fits: the pods of `llama-x7k2p-2` are not
+those of `llama-x7k2p`, and no tenant reads another's events by naming a server as a
+prefix of theirs.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -19,8 +29,17 @@ from modelserve.common.timestamps import epoch_seconds
 
 DEFAULT_EVENTS = 50
 MAX_EVENTS = 200
-# A pod-template hash and a pod's random suffix: letters and digits, never a '-'.
-_PART = "[a-z0-9]+"
+# The characters of a pod-template hash and of a pod's random suffix
+# (k8s.io/apimachinery's rand.SafeEncodeString and rand.String).
+_SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
+_HASH = f"{_SAFE}{{1,10}}"
+_SUFFIX = f"{_SAFE}{{5}}"
+_NUMBER = "(?:0|[1-9][0-9]*)"
+# What follows `<name>-` in each kind of child's name.
+_CHILD_NAMES = {
+    "ReplicaSet": re.compile(_HASH),
+    "Pod": re.compile(f"{_HASH}-{_SUFFIX}|{_NUMBER}|{_NUMBER}-{_NUMBER}"),
+}
 
 
 class EventView(BaseModel):
@@ -47,20 +66,32 @@ def event_selectors(uid: str, name: str) -> list[str]:
     ]
 
 
-def is_server_event(event: Mapping[str, Any], uid: str, name: str) -> bool:
-    """Whether `event` is about the server `name` (ModelServe `uid`) or its children."""
+def _is_child(kind: str, involved: str, name: str) -> bool:
+    """Whether an object of `kind` named `involved` has the shape of a child of `name`."""
+    shape = _CHILD_NAMES.get(kind)
+    return (
+        shape is not None
+        and involved.startswith(f"{name}-")
+        and shape.fullmatch(involved, len(name) + 1) is not None
+    )
+
+
+def is_server_event(
+    event: Mapping[str, Any], uid: str, name: str, neighbours: Collection[str] = ()
+) -> bool:
+    """Whether `event` is about the server `name` (ModelServe `uid`) or its children;
+    `neighbours`: the names of the other ModelServes of its namespace."""
     involved = event.get("involvedObject") or {}
-    kind, involved_name = involved.get("kind"), str(involved.get("name") or "")
+    kind, involved_name = str(involved.get("kind") or ""), str(involved.get("name") or "")
     if involved.get("uid") == uid:
         return True
     if kind == "Deployment":
         return involved_name == name
-    prefix = re.escape(name)
-    if kind == "ReplicaSet":
-        return re.fullmatch(f"{prefix}-{_PART}", involved_name) is not None
-    if kind == "Pod":
-        return re.fullmatch(f"{prefix}-{_PART}-{_PART}", involved_name) is not None
-    return False
+    if not _is_child(kind, involved_name, name):
+        return False
+    return not any(
+        len(other) > len(name) and _is_child(kind, involved_name, other) for other in neighbours
+    )
 
 
 def _first(*values: object) -> str | None:
@@ -107,13 +138,18 @@ def event_view(event: Mapping[str, Any]) -> EventView:
 
 
 def server_events(
-    events: Iterable[Mapping[str, Any]], *, uid: str, name: str, limit: int
+    events: Iterable[Mapping[str, Any]],
+    *,
+    uid: str,
+    name: str,
+    limit: int,
+    neighbours: Collection[str] = (),
 ) -> list[EventView]:
     """The newest `limit` of `events` (several lists, which may overlap) that are about
-    the server, newest first."""
+    the server, newest first; `neighbours` as for `is_server_event`."""
     unique: dict[str, Mapping[str, Any]] = {}
     for event in events:
-        if is_server_event(event, uid, name):
+        if is_server_event(event, uid, name, neighbours):
             key = str((event.get("metadata") or {}).get("uid") or id(event))
             unique[key] = event
     ordered = sorted(

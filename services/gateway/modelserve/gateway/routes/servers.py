@@ -8,6 +8,7 @@ its id tells nobody that it is there.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -178,8 +179,14 @@ async def get_server_events(
     newest first (at most `limit`)."""
     item = await _owned(servers, server_id, claims)
     metadata = item["metadata"]
-    found = await servers.events(item)
-    return server_events(found, uid=metadata["uid"], name=metadata["name"], limit=limit)
+    # Other servers of its namespace may have names it is a prefix of: their pods and
+    # ReplicaSets are theirs (`server_events`).
+    found, neighbours = await asyncio.gather(
+        servers.events(item), servers.names_in(metadata["namespace"])
+    )
+    return server_events(
+        found, uid=metadata["uid"], name=metadata["name"], limit=limit, neighbours=neighbours
+    )
 
 
 @router.post("/scale/{server_id}")
