@@ -111,9 +111,14 @@ def test_a_large_file_uploads_in_parts_then_registers(
 
     parts = put_all(upload, data)
     # Only the uploader (or an admin) completes or registers it.
+    # Another user's upload is as unknown to bob as one that does not exist: 404, no name.
+    unknown = bob.get(f"/models/uploads/{'0' * 32}").json()
     other = bob.post(f"/models/uploads/{upload_id}/complete", json={"parts": parts})
-    assert other.status_code == 403
-    assert other.json()["error"]["code"] == "not_uploader"
+    assert other.status_code == 404
+    assert other.json()["error"]["code"] == unknown["error"]["code"] == "upload_not_found"
+    assert "alice" not in other.text
+    read = bob.get(f"/models/uploads/{upload_id}")
+    assert (read.status_code, read.json()["error"]["code"]) == (404, "upload_not_found")
     for wrong in (parts[:2], [*parts, {"part_number": 4, "etag": "x"}], [parts[0]] * 3):
         refused = alice.post(f"/models/uploads/{upload_id}/complete", json={"parts": wrong})
         assert refused.status_code == 422, refused.text
@@ -126,12 +131,8 @@ def test_a_large_file_uploads_in_parts_then_registers(
     done = alice.post(f"/models/uploads/{upload_id}/complete", json={"parts": parts[::-1]})
     assert done.status_code == 200, done.text
     assert done.json()["state"] == "complete"
-    assert (
-        bob.post("/models/register", json={"id": "big-1", "upload_id": upload_id}).json()["error"][
-            "code"
-        ]
-        == "not_uploader"
-    )
+    taken = bob.post("/models/register", json={"id": "big-1", "upload_id": upload_id})
+    assert (taken.status_code, taken.json()["error"]["code"]) == (404, "upload_not_found")
     registered = alice.post(
         "/models/register", json={"id": "big-1", "name": "big", "upload_id": upload_id}
     )

@@ -159,8 +159,8 @@ def test_uploads_through_the_gateway(
         assert put.status_code == 200, put.text
         parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
     refused = bob.post(f"/models/uploads/{big['upload_id']}/complete", json={"parts": parts})
-    assert refused.status_code == 403
-    assert refused.json()["error"]["code"] == "not_uploader"
+    assert refused.status_code == 404  # another's upload is as unknown as none
+    assert refused.json()["error"]["code"] == "upload_not_found"
     wrong = alice.post(f"/models/uploads/{big['upload_id']}/complete", json={"parts": parts[:1]})
     assert wrong.status_code == 422
     assert wrong.json()["error"]["code"] == "invalid_parts"
@@ -185,7 +185,7 @@ def test_uploads_through_the_gateway(
 
     # An upload given up is deleted through the gateway too; a registered one is kept.
     dropped = alice.post("/models/uploads", json={"filename": "d.gguf", "size": 10}).json()
-    assert bob.delete(f"/models/uploads/{dropped['upload_id']}").status_code == 403
+    assert bob.delete(f"/models/uploads/{dropped['upload_id']}").status_code == 404
     assert alice.delete(f"/models/uploads/{dropped['upload_id']}").status_code == 204
     assert alice.get(f"/models/uploads/{dropped['upload_id']}").status_code == 404
     kept = alice.delete(f"/models/uploads/{upload_id}")

@@ -98,11 +98,13 @@ def _answer(upload: Upload, presigner: Presigner) -> UploadAnswer:
 
 
 async def own_upload(registry: Registry, upload_id: str, claims: Claims) -> Upload:
+    """The upload `upload_id`, if it is the caller's (an admin's or service's: anyone's).
+    Another user's is as unknown as one that does not exist: 404, no name."""
     upload = await registry.upload(upload_id) if is_upload_id(upload_id) else None
-    if upload is None:
+    if upload is None or (
+        upload.created_by != claims.sub and not (claims.is_admin or claims.is_service)
+    ):
         raise ApiError(404, "upload_not_found", f"no upload {upload_id}")
-    if upload.created_by != claims.sub and not (claims.is_admin or claims.is_service):
-        raise ApiError(403, "not_uploader", f"upload {upload_id} is {upload.created_by}'s")
     return upload
 
 
