@@ -346,6 +346,11 @@ def test_an_answer_that_names_a_model_keeps_the_vote_out(
 
 
 def test_a_team_has_its_own_leaderboard(arena_platform: ArenaPlatform) -> None:
+    with arena_platform.user("grace") as grace:
+        own = grace.post(
+            "/arena/battles", json={"messages": COUNT, "max_tokens": 4, "stream": False}
+        )
+        assert own.status_code == 200, own.text
     with arena_platform.user("frank", team="nlp") as frank:
         # Greedy answers to a count: no model names itself, so the vote counts.
         events, _ = battle(frank, {"messages": COUNT, "max_tokens": 8, "temperature": 0})
@@ -360,6 +365,14 @@ def test_a_team_has_its_own_leaderboard(arena_platform: ArenaPlatform) -> None:
     with arena_platform.user("grace") as grace:
         refused = grace.get("/arena/leaderboard", params={"team": "nlp"})
         assert refused.status_code == 403 and error_code(refused) == "forbidden"
+        # frank's battle as a cursor is as unknown to grace as one that never was: her
+        # older battle does not follow it, which would tell her when it was made.
+        for cursor in (battle_id, "0" * 32):
+            page = grace.get("/arena/battles", params={"after": cursor}).json()
+            assert page["data"] == [], (cursor, page)
+            votes = grace.get("/arena/votes", params={"after": cursor}).json()
+            assert votes["data"] == [], (cursor, votes)
+        assert [b["id"] for b in grace.get("/arena/battles").json()["data"]] == [own.json()["id"]]
 
 
 def test_bad_input_gets_clear_errors(arena_platform: ArenaPlatform) -> None:

@@ -125,6 +125,13 @@ def test_a_user_sees_only_their_own_files_and_admins_all(job_platform: JobPlatfo
         with pytest.raises(openai.NotFoundError):
             call(made.id)
     assert made.id not in {f.id for f in george.files.list().data}
+    # Another's file as a cursor is as unknown as a file that never was: george's page
+    # after it says nothing of when it was made, or that it exists.
+    george.files.create(file=("his.jsonl", CONTENT), purpose="batch")
+    for order in ("asc", "desc"):
+        foreign = george.files.list(after=made.id, order=order)
+        unknown = george.files.list(after="file-" + "0" * 24, order=order)
+        assert [f.id for f in foreign.data] == [f.id for f in unknown.data] == []
     with job_platform.admin() as admin:
         seen = admin.get(f"/v1/files/{made.id}")
         assert seen.status_code == 200 and seen.json()["id"] == made.id

@@ -295,10 +295,12 @@ class ArenaStore:
             where.append("owner = %s")
             params.append(owner)
         if before is not None:
+            # The cursor is looked up among the same battles: another's says nothing.
             where.append(
-                "(created_at, id) < (SELECT created_at, id FROM arena_battles WHERE id = %s)"
+                "(created_at, id) < (SELECT created_at, id FROM arena_battles WHERE id = %s"
+                " AND (%s::text IS NULL OR owner = %s))"
             )
-            params.append(before)
+            params += [before, owner, owner]
         query = (
             "SELECT *, coalesce(busy_until > now(), false) AS busy FROM arena_battles"
             f" WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT %s"
@@ -398,9 +400,9 @@ class ArenaStore:
         if before is not None:
             where.append(
                 "(voted_at, battle_id) < (SELECT voted_at, battle_id FROM arena_votes"
-                " WHERE battle_id = %s)"
+                " WHERE battle_id = %s AND (%s::text IS NULL OR voter = %s))"
             )
-            params.append(before)
+            params += [before, voter, voter]
         query = (
             f"SELECT {_VOTE_COLUMNS} FROM arena_votes WHERE {' AND '.join(where)}"
             " ORDER BY voted_at DESC, battle_id DESC LIMIT %s"

@@ -40,7 +40,8 @@ async def page_batches(
         SELECT * FROM jobs WHERE type = %(type)s
           AND (%(who)s::text IS NULL OR owner = %(who)s)
           AND (%(after)s::text IS NULL OR (created_at, id) <
-               (SELECT created_at, id FROM jobs WHERE id = %(after)s))
+               (SELECT created_at, id FROM jobs WHERE id = %(after)s
+                  AND (%(who)s::text IS NULL OR owner = %(who)s)))
         ORDER BY created_at DESC, id DESC LIMIT %(limit)s
         """,
         {"type": JOB_TYPE, "who": who, "after": after, "limit": limit + 1},

@@ -119,7 +119,7 @@ class FileRecords:
             SELECT * FROM files WHERE {_VISIBLE}
               AND (%(purpose)s::text IS NULL OR purpose = %(purpose)s)
               AND (%(after)s::text IS NULL OR (created_at, id) {compare}
-                   (SELECT created_at, id FROM files WHERE id = %(after)s))
+                   (SELECT created_at, id FROM files WHERE id = %(after)s AND {_VISIBLE}))
             ORDER BY created_at {direction}, id {direction}
             LIMIT %(limit)s
             """,
