@@ -341,6 +341,11 @@ def test_an_api_key_is_shown_once_and_works_like_a_token(
         assert (me.json()["roles"], me.json()["teams"]) == (["user"], ["keys-team"])
         assert me.json()["api_key"] == key["id"]
         assert program.get("/users").status_code == 403  # a user's key is a user's
+        # A key makes no keys: one would outlive the other's expiry and revocation.
+        minted = program.post("/auth/keys", json={"name": "forever"})
+        assert minted.status_code == 403, minted.text
+        assert minted.json()["error"]["code"] == "key_cannot_create_keys"
+        assert [k["id"] for k in person.client.get("/auth/keys").json()] == [key["id"]]
 
         assert person.client.delete(f"/auth/keys/{key['id']}").status_code == 204
         revoked = program.get("/auth/me")

@@ -141,7 +141,15 @@ async def me(claims: Caller) -> Me:
 
 @_auth.post("/keys", status_code=201)
 async def create_key(new: ApiKeyCreate, claims: Caller, identity: IdentityDep) -> ApiKeyCreated:
-    """The key is in this answer and nowhere else: the gateway keeps only its hash."""
+    """The key is in this answer and nowhere else: the gateway keeps only its hash. Only a
+    signed-in session makes keys: a key (or a job's token acting for one) making another
+    would outlive its own expiry and revocation."""
+    if claims.key_id is not None:
+        raise ApiError(
+            403,
+            "key_cannot_create_keys",
+            "an API key cannot create API keys: sign in with a password (POST /auth/token)",
+        )
     return await identity.create_key(claims.sub, new)
 
 
