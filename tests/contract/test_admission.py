@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from modelserve.common.modelserve import GROUP, KIND, OWNER_LABEL, TEAM_LABEL, VERSION
+from modelserve.common.rollouts import ROLLOUT_ANNOTATION
 from modelserve.contract.admission import PATH
 from modelserve.testbed.gobuild import binary
 from modelserve.testbed.pki import KeyPair
@@ -375,6 +376,43 @@ def test_nobody_but_the_owner_changes_or_deletes_a_server(
     admin = Kubectl(admission.admin_kubeconfig())
     admin.ok("label", "ms/hers", "reviewed=yes", "-n", namespace)
     admin.ok("delete", "ms/hers", "-n", namespace)
+
+
+def test_only_the_gateway_and_admins_set_a_servers_rollout_id(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """The rollout id names a change the registry made (set_active): a rollback of that
+    rollout, which the gateway reports, moves the name's active version back. Nobody else
+    sets it: not on a create, not by annotating a server, theirs or another's (an
+    annotation-only update is otherwise allowed). Left as it is, or removed, it is
+    anyone's to keep."""
+    namespace = enforced_namespace()
+    alice, bob = person("alice"), person("bob")
+    for who in (alice, bob):
+        admission.put_contract(who, max_replicas=3, namespaces=[namespace])
+    owner = as_person(admission, alice)
+    forged = modelserve("forged")
+    forged["metadata"]["annotations"] = {ROLLOUT_ANNOTATION: "7"}
+    assert owner.refused("apply", "-n", namespace, manifest=forged).startswith(
+        "[rollout_annotation_forged]"
+    )
+    owner.ok("apply", "-n", namespace, manifest=modelserve("hers"))
+    for kubectl in (owner, as_person(admission, bob)):
+        refused = kubectl.refused("annotate", "ms/hers", f"{ROLLOUT_ANNOTATION}=7", "-n", namespace)
+        assert refused.startswith("[rollout_annotation_forged]"), refused
+        assert "POST /models/set_active" in refused
+
+    gateway = Kubectl(admission.gateway_kubeconfig)
+    gateway.ok("annotate", "ms/hers", f"{ROLLOUT_ANNOTATION}=7", "-n", namespace)
+    # Kept as it is through the owner's other changes; removed by them if they like.
+    owner.ok("annotate", "ms/hers", "note=mine", "-n", namespace)
+    owner.refused("annotate", "--overwrite", "ms/hers", f"{ROLLOUT_ANNOTATION}=8", "-n", namespace)
+    owner.ok("annotate", "ms/hers", f"{ROLLOUT_ANNOTATION}-", "-n", namespace)
+    Kubectl(admission.admin_kubeconfig()).ok(
+        "annotate", "ms/hers", f"{ROLLOUT_ANNOTATION}=9", "-n", namespace
+    )
+    stored = admission.kube.get_json("ms/hers", "-n", namespace)["metadata"]["annotations"]
+    assert (stored[ROLLOUT_ANNOTATION], stored["note"]) == ("9", "mine")
 
 
 def test_owner_and_team_labels_name_the_requester(

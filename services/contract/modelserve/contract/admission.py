@@ -35,6 +35,7 @@ from modelserve.common.modelserve import (
     Runtime,
 )
 from modelserve.common.owned_flags import OWNED_ENV, owned_env, owned_flags
+from modelserve.common.rollouts import ROLLOUT_ANNOTATION
 from modelserve.common.settings import split
 from modelserve.contract.policy import Action, Decision, Principal, Resource, with_recorded
 from modelserve.contract.settings import ContractSettings
@@ -253,6 +254,28 @@ def label_refusal(review: Review, who: Requester) -> str | None:
             f"{who.user} is not a member"
         )
     return None
+
+
+def rollout_annotation_refusal(review: Review, who: Requester) -> str | None:
+    """Whether the request sets or changes a ModelServe's rollout id, which only the
+    gateway (its POST /models/set_active, as a delegating user) and admins may: the
+    operator reports a rollback of that rollout to the registry, which then moves the
+    name's active version back. Set by anyone, it would let them roll back another
+    tenant's version. Removing it, or leaving it as it is, is anyone's to do."""
+    if who.admin or who.delegating or review.sub_resource:
+        return None
+    new = annotations_of(review.object).get(ROLLOUT_ANNOTATION)
+    if new is None or new == annotations_of(review.old_object).get(ROLLOUT_ANNOTATION):
+        return None
+    return (
+        f"[rollout_annotation_forged] the annotation {ROLLOUT_ANNOTATION} is set by the"
+        f" gateway's POST /models/set_active only: {who.user} cannot set or change it"
+    )
+
+
+def annotations_of(body: dict[str, Any]) -> dict[str, str]:
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return annotations if isinstance(annotations, dict) else {}
 
 
 def model_id_of(uri: str, prefix: str, field: str = "spec.model.uri") -> str:

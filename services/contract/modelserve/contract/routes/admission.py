@@ -77,6 +77,9 @@ async def review(
 async def _answer(
     review: Review, request: Request, decider: Decider, settings: ContractSettings
 ) -> dict[str, Any]:
+    forged = admission.rollout_annotation_refusal(review, admission.requester(review, settings))
+    if forged is not None:
+        return admission.response(review.uid, False, forged)
     if review.changes_nothing_that_runs:
         return admission.response(review.uid, True)
     try:
