@@ -122,6 +122,18 @@ def sign(subject: str) -> str:
     return TokenSigner.from_settings(TOKENS).sign(subject)
 
 
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, Any]]:
+    """The path and JSON body of one request a server of this test reads."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    body: dict[str, Any] = json.loads(await reader.readexactly(length))
+    return head.split(b" ")[1].decode(), body
+
+
 def answer_with(body: bytes) -> bytes:
     head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
     return head % len(body) + body
@@ -343,14 +355,7 @@ def test_a_server_s_own_paths_fill_in_its_model_and_check_the_caller() -> None:
     sent: list[tuple[str, dict[str, Any]]] = []
 
     async def recording(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        path = head.split(b" ")[1].decode()
-        sent.append((path, json.loads(await reader.readexactly(length))))
+        sent.append(await read_request(reader))
         usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
         writer.write(answer_with(json.dumps({"choices": [], "usage": usage}).encode()))
         await writer.drain()
@@ -426,13 +431,7 @@ def test_without_stream_usage_injection_a_stream_goes_as_asked_counted_by_its_ch
     events += b"data: [DONE]\n\n"
 
     async def recording(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        sent.append(json.loads(await reader.readexactly(length)))
+        sent.append((await read_request(reader))[1])
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"content-length: %d\r\n\r\n%s" % (len(events), events)
