@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -171,9 +171,10 @@ class Reconciler:
         # Each child as we last applied it, keyed by (namespace, owner, kind, name): a child
         # seen in another version was changed by someone else.
         self.applied: dict[tuple[str, str, str, str], str] = {}
-        # The status last written per ModelServe: the watch's copy lags our own writes, and
-        # comparing with it would write the same status again on every child event.
-        self.reported: dict[Key, Any] = {}
+        # The status last written per ModelServe, with the uid of the object it was written
+        # to (`last_written`): the watch's copy lags our own writes, and comparing with it
+        # would write the same status again on every child event.
+        self.reported: dict[Key, tuple[str, Any]] = {}
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Apply one child; returns it as stored (None if its namespace is going away)."""
@@ -219,7 +220,7 @@ class Reconciler:
     def running(self, ms: ModelServe, parent: Any) -> ModelServe:
         """`ms` with the model its Deployment runs now (`rollouts.serving_uri`), judged by
         the status this operator last wrote (the watch's copy may lag it)."""
-        status = self.reported.get((ms.namespace, ms.name)) or parent.get("status") or {}
+        status = last_written(self.reported, parent) or parent.get("status") or {}
         return self.rollouts.serving(ms, parent, status)
 
     def lock(self, key: Key) -> asyncio.Lock:
@@ -427,7 +428,7 @@ class Reconciler:
         missing: list[str] = []
         if refusal is None and ms.spec.runtime is not Runtime.EXTERNAL:
             missing = self.missing(ms)
-            before = self.reported.get(key) or parent.get("status") or {}
+            before = last_written(self.reported, parent) or parent.get("status") or {}
             rollout = self.rollouts.look(ms, parent, before, deployment, pods, autoscale)
             if rollout.started:
                 rollout = await self._checked(ms, rollout)
@@ -473,7 +474,7 @@ class Reconciler:
         Whether it was written."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        previous = self.reported.get(key) or _comparable(dict(body.get("status") or {}))
+        previous = last_written(self.reported, body) or _comparable(dict(body.get("status") or {}))
         if previous == _comparable(status):
             return False
         if status["observedGeneration"] < previous.get("observedGeneration", 0):
@@ -481,7 +482,7 @@ class Reconciler:
             # next computation, from the newer copy.
             return False  # computed from a copy of the ModelServe older than the last written
         await self.cluster.patch_status(meta["namespace"], meta["name"], status)
-        self.reported[key] = _comparable(status)
+        self.reported[key] = (meta.get("uid", ""), _comparable(status))
         if previous.get("phase") != status["phase"]:
             kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
             try:
@@ -509,6 +510,15 @@ def _version(obj: Any) -> str:
     """A workload's generation (its status changes all the time), else resourceVersion."""
     meta = obj["metadata"]
     return str(meta["generation"]) if obj["kind"] in WORKLOADS else str(meta["resourceVersion"])
+
+
+def last_written(reported: Mapping[Key, tuple[str, Any]], body: Mapping[str, Any]) -> Any:
+    """The status this operator last wrote to the ModelServe `body`, or None: one written
+    to an earlier object of its name (deleted, and made again, perhaps by someone else)
+    says nothing of this one, least of all which model it runs."""
+    meta = body["metadata"]
+    uid, status = reported.get((meta["namespace"], meta["name"]), (None, None))
+    return status if uid is not None and uid == meta.get("uid") else None
 
 
 def _comparable(status: dict[str, Any]) -> Any:
