@@ -306,4 +306,4 @@ def enforced_namespace(admission: AdmissionBed) -> Iterator[Callable[..., str]]:
 
     yield make
     if made:
-        kube.kubectl("delete", "namespace", *made, "--wait=false")
+        kube.kubectl("delete", "namespace", *made, "--wait=false", "--ignore-not-found")

@@ -362,8 +362,16 @@ def test_nobody_but_the_owner_changes_or_deletes_a_server(
         ("patch", "ms/hers", "--type=merge", "-p", json.dumps({"spec": {"args": ["--temp", "2"]}})),
         ("label", "ms/hers", "note=bob-was-here"),
         ("label", "--overwrite", "ms/hers", f"{OWNER_LABEL}={bob}"),
+        # Metadata alone, but not anyone's: an owner reference to an object of bob's would
+        # have the garbage collector delete her server with it; a finalizer would keep her
+        # from deleting it.
+        ("patch", "ms/hers", "--type=merge", "-p", json.dumps({"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "bobs", "uid": str(uuid.uuid4())}
+        ]}})),
+        ("patch", "ms/hers", "--type=merge", "-p",
+         json.dumps({"metadata": {"finalizers": ["example.com/bob"]}})),
         ("delete", "ms/hers", "--wait=false"),
-    ]
+    ]  # fmt: skip
     for args in attempts:
         refused = kubectl.refused(*args, "-n", namespace)
         assert refused.startswith("[not_owner]"), (args, refused)
@@ -371,6 +379,7 @@ def test_nobody_but_the_owner_changes_or_deletes_a_server(
     stored = admission.kube.get_json("ms/hers", "-n", namespace)
     assert stored["spec"]["replicas"] == 1
     assert stored["metadata"]["labels"] == {OWNER_LABEL: alice}
+    assert "ownerReferences" not in stored["metadata"] and "finalizers" not in stored["metadata"]
 
     as_person(admission, alice).ok("scale", "ms/hers", "--replicas=2", "-n", namespace)
     admin = Kubectl(admission.admin_kubeconfig())
@@ -462,6 +471,29 @@ def test_owner_and_team_labels_name_the_requester(
     kubectl.ok("create", "-n", namespace, manifest=generated)
     names = set(modelserves(admission, namespace)) - {"mine"}
     assert len(names) == 1 and names.pop().startswith("gen-"), names
+
+
+def test_a_namespace_with_users_servers_is_deleted_whole(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """Deleting a namespace deletes its ModelServes through Kubernetes' namespace
+    controller, which owns none of them: the webhook lets Kubernetes' own controllers
+    delete (as it lets the owner), or the namespace would stay Terminating for good."""
+    namespace = enforced_namespace()
+    alice = person("alice")
+    admission.put_contract(alice, max_replicas=3, namespaces=[namespace])
+    as_person(admission, alice).ok("apply", "-n", namespace, manifest=modelserve("hers"))
+    admission.kube.kubectl("delete", "namespace", namespace, "--wait=false")
+
+    def gone() -> bool:
+        found = admission.kube.get_json("namespaces")["items"]
+        return namespace not in {item["metadata"]["name"] for item in found}
+
+    try:
+        wait_for(gone, timeout=90, interval=0.5, what=f"namespace {namespace} to be deleted")
+    except TimeoutError as error:
+        conditions = admission.kube.get_json(f"namespace/{namespace}").get("status", {})
+        raise AssertionError(f"{namespace} stays: {conditions}") from error
 
 
 def test_platform_namespaces_are_for_platform_admins(

@@ -114,10 +114,12 @@ class Review:
         if operation not in ("CREATE", "UPDATE", "DELETE"):
             raise Refused(f"[invalid_review] operation {operation!r} is not decided here")
         obj = _mapping(request.get("object"), "request.object")
+        old = _mapping(request.get("oldObject"), "request.oldObject")
         # A create with generateName names no object in the request; the validating webhook
-        # sees the generated name in the object (the mutating one sees none yet).
+        # sees the generated name in the object (the mutating one sees none yet). Each
+        # deletion of a collection (a namespace's) names its object in the old one only.
         name = _text(request.get("name"), "request.name") or str(
-            (obj.get("metadata") or {}).get("name") or ""
+            (obj.get("metadata") or {}).get("name") or (old.get("metadata") or {}).get("name") or ""
         )
         return cls(
             uid=uid,
@@ -128,7 +130,7 @@ class Review:
             namespace=_text(request.get("namespace"), "request.namespace"),
             name=name,
             object=obj,
-            old_object=_mapping(request.get("oldObject"), "request.oldObject"),
+            old_object=old,
             dry_run=bool(request.get("dryRun")),
         )
 
@@ -172,6 +174,7 @@ class Requester:
     teams: tuple[str, ...]
     admin: bool
     delegating: bool
+    system: bool = False  # one of Kubernetes' own controllers (CONTRACT_SYSTEM_CONTROLLERS)
 
 
 def requester(review: Review, settings: ContractSettings) -> Requester:
@@ -181,6 +184,7 @@ def requester(review: Review, settings: ContractSettings) -> Requester:
         teams=tuple(g.removeprefix(prefix) for g in review.groups if g.startswith(prefix)),
         admin=bool(set(split(settings.admin_groups)) & set(review.groups)),
         delegating=review.user in split(settings.delegating_users),
+        system=review.user in split(settings.system_controllers),
     )
 
 
@@ -271,6 +275,27 @@ def rollout_annotation_refusal(review: Review, who: Requester) -> str | None:
         f"[rollout_annotation_forged] the annotation {ROLLOUT_ANNOTATION} is set by the"
         f" gateway's POST /models/set_active only: {who.user} cannot set or change it"
     )
+
+
+def metadata_refusal(review: Review, who: Requester) -> str | None:
+    """Whether an update of metadata only (`changes_nothing_that_runs`) changes what only
+    the server's owner, admins, the gateway and Kubernetes' controllers may: its owner
+    references (the garbage collector deletes a server whose owner is gone: another's
+    reference would let them delete it) and its finalizers (one added would keep its
+    owner from deleting it)."""
+    if who.admin or who.delegating or who.system:
+        return None
+    new, old = review.object.get("metadata") or {}, review.old_object.get("metadata") or {}
+    changed = [
+        field
+        for field in ("ownerReferences", "finalizers")
+        if (new.get(field) or []) != (old.get(field) or [])
+    ]
+    if not changed:
+        return None
+    owner = labels_of(review.old_object).get(OWNER_LABEL)
+    refusal = owner_refusal(review, who.user, owner)
+    return f"{refusal} (its {' and '.join(changed)})" if refusal else None
 
 
 def annotations_of(body: dict[str, Any]) -> dict[str, str]:

@@ -112,6 +112,15 @@ class ContractSettings(ServiceSettings):
     webhook_client_names: str = "kube-apiserver-webhook-client"
     # Kubernetes users acting for someone else: the user is in the ModelServe's owner label.
     delegating_users: str = "system:serviceaccount:modelserve:modelserve-gateway"
+    # Kubernetes' own controllers: they delete ModelServes (a namespace deleted, an owner
+    # gone) and drop owner references and finalizers, for no user; the webhook lets them.
+    # With the controller manager's --use-service-account-credentials (kubeadm, k3s), each
+    # controller has its service account; without it, the manager's own user.
+    system_controllers: str = (
+        "system:serviceaccount:kube-system:namespace-controller,"
+        "system:serviceaccount:kube-system:generic-garbage-collector,"
+        "system:kube-controller-manager"
+    )
     # A Kubernetes group named <prefix><team> makes its members part of the team.
     team_group_prefix: str = "modelserve:team:"
     admin_groups: str = "modelserve:admins"

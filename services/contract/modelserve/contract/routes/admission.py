@@ -77,11 +77,13 @@ async def review(
 async def _answer(
     review: Review, request: Request, decider: Decider, settings: ContractSettings
 ) -> dict[str, Any]:
-    forged = admission.rollout_annotation_refusal(review, admission.requester(review, settings))
+    who = admission.requester(review, settings)
+    forged = admission.rollout_annotation_refusal(review, who)
     if forged is not None:
         return admission.response(review.uid, False, forged)
     if review.changes_nothing_that_runs:
-        return admission.response(review.uid, True)
+        refusal = admission.metadata_refusal(review, who)
+        return admission.response(review.uid, refusal is None, refusal or "")
     try:
         return await _judge(review, request, decider, settings)
     except Refused as error:
@@ -103,7 +105,7 @@ async def _judge(
     if review.action is Action.STOP:
         # From the object's own labels: a deletion is judged even with the database away.
         owner = admission.labels_of(review.old_object).get(OWNER_LABEL)
-        if not who.admin:
+        if not (who.admin or who.system):
             subject = admission.principal(who, review).subject
             _refuse(admission.owner_refusal(review, subject, owner))
         return admission.response(review.uid, True)
