@@ -559,8 +559,18 @@ def test_what_runs_is_bounded_by_the_platform_not_the_args(
     external["spec"]["model"] = {"servedName": "smollm2-external"}
     refused = kubectl.refused("apply", "-n", namespace, manifest=external)
     assert refused.startswith("[external_not_allowed]")
+    # The model that scores a scaled model's answers is a model it uses: every scaled
+    # request calls it. Another than the contract allows is refused.
+    judged = with_spec(
+        "f", scaling={"algorithm": "best-of-n", "budget": 4, "rewardModel": "qwen-prm"}
+    )
+    reward = kubectl.refused("apply", "-n", namespace, manifest=judged)
+    assert reward.startswith("[model_not_allowed]")
+    assert "reward model 'qwen-prm'" in reward
     assert modelserves(admission, namespace) == {}
     kubectl.ok("apply", "-n", namespace, manifest=modelserve("fine"))
+    judged["spec"]["scaling"]["rewardModel"] = "smollm2-judge"
+    kubectl.ok("apply", "-n", namespace, manifest=judged)
 
 
 # --- The webhook endpoint itself: only the API server reaches it, and it writes nothing.

@@ -419,6 +419,7 @@ def resource(review: Review, who: Requester, settings: ContractSettings) -> Reso
         model_id=model_id,
         adapters=[adapter.name for adapter in ms.spec.adapters],
         adapter_ids=adapter_ids,
+        reward_model=ms.spec.scaling.reward_model,
         runtime=ms.spec.runtime.value,
         image=ms.spec.image,
         replicas=ms.spec.most_replicas,

@@ -75,6 +75,9 @@ class Resource(BaseModel):
     # allowlists hold for each.
     adapters: list[str] = Field(default=[], max_length=64)
     adapter_ids: list[str] = Field(default=[], max_length=64)
+    # serve: the served name of the model that scores its answers (spec.scaling.rewardModel):
+    # every scaled request calls it, so the model allowlists hold for it too.
+    reward_model: str | None = Field(default=None, max_length=253)
     runtime: str | None = None
     # serve: the model server's image when the spec overrides the operator's (spec.image).
     image: str | None = None
@@ -243,6 +246,12 @@ def check_request(action: Action, resource: Resource, scope: Scope) -> Decision 
     for adapter_id in resource.adapter_ids:
         refused = _outside(
             Reason.MODEL, f"{who} may not use adapter model id", adapter_id, limits.models
+        )
+        if refused is not None:
+            return refused
+    if resource.reward_model is not None:
+        refused = _outside(
+            Reason.MODEL, f"{who} may not use reward model", resource.reward_model, limits.models
         )
         if refused is not None:
             return refused
