@@ -552,6 +552,14 @@ def test_what_runs_is_bounded_by_the_platform_not_the_args(
         owned = kubectl.refused("apply", "-n", namespace, manifest=with_spec("d", args=args))
         assert owned.startswith("[owned_flag]")
         assert f"may not set {flag}" in owned
+    # $(A) is the kubelet's to expand, after this check: A=--api-key=x would slip through.
+    expanded = with_spec("d", args=["$(A)"], env=[{"name": "A", "value": "--api-key=x"}])
+    refused = kubectl.refused("apply", "-n", namespace, manifest=expanded)
+    assert refused.startswith("[arg_expansion]") and "'$(A)'" in refused
+    # The NVIDIA runtime would show the container every GPU of the node.
+    every_gpu = with_spec("d", env=[{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}])
+    refused = kubectl.refused("apply", "-n", namespace, manifest=every_gpu)
+    assert refused.startswith("[owned_flag]") and "NVIDIA_VISIBLE_DEVICES" in refused
 
     external = with_spec(
         "e", runtime="external", external={"url": "http://127.0.0.1:1/v1"}, model={}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
-from modelserve.common.owned_flags import flag_name, owned_env, owned_flags
+from modelserve.common.owned_flags import expanded_args, flag_name, owned_env, owned_flags
 from modelserve.contract.admission import (
     Malformed,
     Refused,
@@ -57,6 +57,12 @@ def test_other_flags_and_values_pass() -> None:
     assert flag_name("-") is None and flag_name("value") is None
     assert owned_env("llamacpp", ["LLAMA_ARG_HF_REPO", "HF_HOME"]) == ["LLAMA_ARG_HF_REPO"]
     assert owned_env("vllm", ["VLLM_API_KEY", "HF_HOME"]) == ["VLLM_API_KEY"]
+    gpus = ["NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "CUDA_VISIBLE_DEVICES"]
+    assert owned_env("llamacpp", gpus) == owned_env("vllm", gpus) == gpus[:2]
+    assert expanded_args(["--ctx-size", "$(CTX)", "a$$(b)", "cost: $5 (max)"]) == [
+        "$(CTX)",
+        "a$$(b)",
+    ]
     # llama-server takes whole option names only: a prefix is another (unknown) option.
     assert owned_flags("llamacpp", ["--hos", "x"]) == []
 

@@ -102,6 +102,12 @@ def test_env_from_sets_no_owned_variable_and_reads_secrets_for_admins_only(
         stored, refused = apply(tenant, namespace, with_spec("mine", envFrom=[source]))
         assert not stored
         assert refused.startswith("[owned_flag] spec.envFrom[0] could set LLAMA_")
+    # Nor the variables that choose the GPUs a container sees.
+    for prefix in ("NV", "NVIDIA_", "NVIDIA_VISIBLE"):
+        source = {"configMapRef": {"name": "tuning"}, "prefix": prefix}
+        stored, refused = apply(tenant, namespace, with_spec("mine", envFrom=[source]))
+        assert not stored
+        assert "could set NVIDIA_VISIBLE_DEVICES" in refused, refused
     secret = {"secretRef": {"name": "tokens"}, "prefix": "APP_"}
     stored, refused = apply(tenant, namespace, with_spec("mine", envFrom=[secret]))
     assert not stored

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 from modelserve.common.modelserve import ModelServe
@@ -96,12 +95,10 @@ def test_the_leader_starts_a_ray_head_then_vllm_over_ray() -> None:
         build_leader_worker_set(ms, SETTINGS)["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
     )
 
-    shell, dash_c, script = leader["command"]
-    assert (shell, dash_c) == ("/bin/sh", "-c")
+    shell, dash_c, script, name, *words = leader["command"]
+    assert (shell, dash_c, name) == ("/bin/sh", "-c", "sh")
     assert "args" not in leader
-    head, serve = script.split(" && exec ")
-    assert head == f"ray start --head --port={RAY_PORT}"
-    words = shlex.split(serve)
+    assert script == f'ray start --head --port={RAY_PORT} && exec "$@"'
     assert words[:3] == ["vllm", "serve", "/models/model"]
     assert flag(words, "--tensor-parallel-size") == "8"
     assert flag(words, "--pipeline-parallel-size") == "2"
@@ -124,14 +121,18 @@ def test_explicit_parallelism_and_user_args_reach_vllm() -> None:
     assert args[-2:] == ("--max-num-seqs", "64")
 
 
-def test_user_args_with_shell_characters_stay_one_word() -> None:
-    ms = modelserve(args=["--chat-template", "{{ x }}; rm -rf /"])
+def test_user_args_are_never_part_of_the_shell_s_script() -> None:
+    """The script runs `"$@"`: the arguments, the user's among them, are its parameters,
+    which no shell parses, even once the kubelet has put a variable's value in one."""
+    hostile = ["--chat-template", "{{ x }}; rm -rf /", "--max-num-seqs='$(X)'; id; echo '"]
+    ms = modelserve(args=hostile)
     leader = server(
         build_leader_worker_set(ms, SETTINGS)["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
     )
 
-    serve = leader["command"][2].split(" && exec ")[1]
-    assert shlex.split(serve)[-2:] == ["--chat-template", "{{ x }}; rm -rf /"]
+    script = leader["command"][2]
+    assert script == f'ray start --head --port={RAY_PORT} && exec "$@"'
+    assert leader["command"][-3:] == hostile
 
 
 def test_workers_join_the_leaders_ray_head_and_serve_nothing() -> None:

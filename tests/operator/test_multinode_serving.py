@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -430,9 +429,10 @@ def test_a_spec_change_replaces_the_whole_group(
     assert new_revision != old_revision
     assert worker["metadata"]["labels"][REVISION_LABEL] == new_revision
     (server,) = leader["spec"]["containers"]
-    shell, flag, script = server["command"]
+    shell, flag, script, _, *words = server["command"]
     assert (shell, flag) == ("/bin/sh", "-c")
-    assert "--max-model-len=8192" in shlex.split(script)
+    assert script.endswith('exec "$@"')
+    assert "--max-model-len=8192" in words
     (ray_node,) = worker["spec"]["containers"]
     assert "--max-model-len=8192" not in " ".join(ray_node["command"])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,36 @@ def test_args_that_set_an_operator_owned_flag_run_nothing(
     assert "'--hf-repo'" in status["message"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "OwnedFlag")
+    assert not get(crds, namespace, "deployments")["items"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason", "named"),
+    [
+        # The kubelet would expand $(A) from spec.env after every check: an owned flag.
+        (
+            {"spec__args": ["$(A)"], "spec__env": [{"name": "A", "value": "--api-key=x"}]},
+            "ArgExpansion",
+            "'$(A)'",
+        ),
+        # Every GPU of the node, other tenants' too, under the NVIDIA container runtime.
+        ({"spec__env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]}, "OwnedFlag", ""),
+    ],
+    ids=["expansion", "gpus"],
+)
+def test_args_expanded_later_or_gpu_variables_run_nothing(
+    crds: KubeCluster,
+    namespace: str,
+    smollm2_uri: str,
+    spec: dict[str, Any],
+    reason: str,
+    named: str,
+) -> None:
+    name = apply(crds, namespace, manifest("llamacpp-cpu.yaml", **spec))
+    status = wait_phase(crds, namespace, name, "Failed")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", reason)
+    assert (named or "NVIDIA_VISIBLE_DEVICES") in status["message"]
     assert not get(crds, namespace, "deployments")["items"]
 
 

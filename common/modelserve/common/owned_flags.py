@@ -79,6 +79,10 @@ LLAMACPP_ENV = frozenset(
     }
 )
 OWNED_FLAGS = {"vllm": VLLM_FLAGS, "llamacpp": LLAMACPP_FLAGS}
+# Every runtime: the NVIDIA container runtime gives a container the GPUs these name
+# (`NVIDIA_VISIBLE_DEVICES=all`: every GPU of the node, other tenants' too), and the device
+# plugin sets them for the GPUs the pod was given.
+GPU_ENV_PREFIX = "NVIDIA_"
 # vLLM reads its API key from the environment as well as from --api-key.
 VLLM_ENV = frozenset({"VLLM_API_KEY"})
 OWNED_ENV = {"vllm": VLLM_ENV, "llamacpp": LLAMACPP_ENV}
@@ -120,6 +124,15 @@ def owned_flags(runtime: str, args: Iterable[str]) -> list[str]:
 
 
 def owned_env(runtime: str, names: Iterable[str]) -> list[str]:
-    """The environment variable names among `names` that set an option the operator owns."""
+    """The environment variable names among `names` that set an option the operator owns,
+    or the GPUs the container sees (`NVIDIA_*`, for every runtime)."""
     owned = OWNED_ENV.get(runtime, frozenset())
-    return [name for name in names if name in owned]
+    return [name for name in names if name in owned or name.startswith(GPU_ENV_PREFIX)]
+
+
+def expanded_args(args: Iterable[str]) -> list[str]:
+    """The arguments among `args` that Kubernetes would expand (`$(NAME)`, from the
+    container's environment) when it starts the container: after every check of the args,
+    so that `$(A)` with `A=--api-key=x` in `spec.env` would set an owned flag unseen. An
+    escaped `$$(` is refused too (the value itself can be written instead)."""
+    return [arg for arg in args if "$(" in arg]

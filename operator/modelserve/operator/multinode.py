@@ -26,7 +26,6 @@ Where each flag is documented (checked December 2026):
 from __future__ import annotations
 
 import copy
-import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -91,9 +90,11 @@ def leader_vllm_args(ms: ModelServe, settings: OperatorSettings) -> tuple[str, .
 
 def _leader_command(ms: ModelServe, settings: OperatorSettings) -> list[str]:
     # `exec`: vLLM becomes the shell's process and gets the pod's SIGTERM. vLLM waits for
-    # the workers' GPUs to join the Ray cluster before it loads the model.
-    serve = shlex.join(["vllm", "serve", *leader_vllm_args(ms, settings)])
-    return ["/bin/sh", "-c", f"ray start --head --port={RAY_PORT} && exec {serve}"]
+    # the workers' GPUs to join the Ray cluster before it loads the model. Its arguments
+    # (the user's among them) are the script's own ("$@"), never a part of its text: no
+    # shell parses them, whatever the kubelet put in them.
+    script = f'ray start --head --port={RAY_PORT} && exec "$@"'
+    return ["/bin/sh", "-c", script, "sh", "vllm", "serve", *leader_vllm_args(ms, settings)]
 
 
 def _worker_command() -> list[str]:

@@ -34,7 +34,13 @@ from modelserve.common.modelserve import (
     ModelServe,
     Runtime,
 )
-from modelserve.common.owned_flags import OWNED_ENV, owned_env, owned_flags
+from modelserve.common.owned_flags import (
+    GPU_ENV_PREFIX,
+    OWNED_ENV,
+    expanded_args,
+    owned_env,
+    owned_flags,
+)
 from modelserve.common.rollouts import ROLLOUT_ANNOTATION
 from modelserve.common.settings import split
 from modelserve.contract.policy import Action, Decision, Principal, Resource, with_recorded
@@ -331,6 +337,8 @@ def env_from_refusal(ms: ModelServe, who: Requester) -> str | None:
     for index, source in enumerate(ms.spec.env_from):
         prefix = source.prefix or ""
         clash = sorted(name for name in owned if name.startswith(prefix))
+        if GPU_ENV_PREFIX.startswith(prefix) or prefix.startswith(GPU_ENV_PREFIX):
+            clash.append(f"{GPU_ENV_PREFIX}VISIBLE_DEVICES")
         if clash:
             return (
                 f"[owned_flag] spec.envFrom[{index}] could set {clash[0]}, which the operator "
@@ -354,9 +362,18 @@ def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> 
             f"[owned_flag] spec.args may not set {flags[0]}: the operator sets it "
             "(model, address, served name, API key)"
         )
+    expanded = expanded_args(ms.spec.args)
+    if expanded:
+        return (
+            f"[arg_expansion] spec.args may not hold {expanded[0]!r}: Kubernetes would put a"
+            " variable's value there after this check; write the value itself"
+        )
     names = owned_env(runtime.value, [var.name for var in ms.spec.env])
     if names:
-        return f"[owned_flag] spec.env may not set {names[0]}: the operator owns that option"
+        return (
+            f"[owned_flag] spec.env may not set {names[0]}: the operator owns that option"
+            " (NVIDIA_*: the GPUs the container sees)"
+        )
     refusal = env_from_refusal(ms, who)
     if refusal is not None:
         return refusal
