@@ -103,6 +103,9 @@ def test_the_model_id_comes_from_the_uri() -> None:
         "http://[::1]/v1",
         "http://[fd00::1]/v1",
         "http://[::ffff:127.0.0.1]/v1",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",  # NAT64 of 169.254.169.254
+        "http://[2002:a9fe:a9fe::1]/v1",  # 6to4
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/v1",  # Teredo
         "http://0.0.0.0/v1",
         "http://203.0.113.9/v1?",
         "http://203.0.113.9/x#",

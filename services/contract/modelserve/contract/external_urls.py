@@ -3,8 +3,9 @@ inside the cluster, so a URL must not lead it to itself or to anything private.
 
 Refused: URLs that are not plain http(s) (userinfo, a query or a fragment: a trailing `?`
 would make the path the platform appends the caller's), and hosts that are, or resolve
-to, loopback, link-local, private (RFC 1918, RFC 4193), CGNAT, unspecified, multicast, or
-the cluster's pod and service ranges. Hosts or networks in the allowlist are let through.
+to, loopback, link-local, private (RFC 1918, RFC 4193), CGNAT, unspecified, multicast, an
+IPv6 address carrying an IPv4 one (NAT64, 6to4, Teredo), or the cluster's pod and service
+ranges. Hosts or networks in the allowlist are let through.
 The address is checked when the ModelServe is admitted; the components that call the URL
 follow no redirects.
 """
@@ -37,6 +38,11 @@ REFUSED_NETWORKS: tuple[Network, ...] = tuple(
         "fe80::/10",  # link-local
         "fc00::/7",  # unique local (RFC 4193)
         "ff00::/8",  # multicast
+        # IPv6 addresses that carry an IPv4 one, which a gateway on the way reaches:
+        "64:ff9b::/96",  # NAT64 (RFC 6052): 64:ff9b::a9fe:a9fe is 169.254.169.254
+        "64:ff9b:1::/48",  # NAT64, local use (RFC 8215)
+        "2002::/16",  # 6to4 (RFC 3056)
+        "2001::/32",  # Teredo (RFC 4380)
     )
 )
 RESOLVE_SECONDS = 2.0
