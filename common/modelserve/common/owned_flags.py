@@ -130,6 +130,18 @@ def owned_env(runtime: str, names: Iterable[str]) -> list[str]:
     return [name for name in names if name in owned or name.startswith(GPU_ENV_PREFIX)]
 
 
+def env_prefix_clash(runtime: str, prefix: str) -> str | None:
+    """An owned variable that keys put under `prefix` (`envFrom`, whose keys are not known
+    beforehand) could set, or None: a prefix must begin no owned name, and be begun by no
+    GPU variable's prefix nor begin with it."""
+    clash = sorted(name for name in OWNED_ENV.get(runtime, frozenset()) if name.startswith(prefix))
+    if clash:
+        return clash[0]
+    if GPU_ENV_PREFIX.startswith(prefix) or prefix.startswith(GPU_ENV_PREFIX):
+        return f"{GPU_ENV_PREFIX}VISIBLE_DEVICES"
+    return None
+
+
 def expanded_args(args: Iterable[str]) -> list[str]:
     """The arguments among `args` that Kubernetes would expand (`$(NAME)`, from the
     container's environment) when it starts the container: after every check of the args,

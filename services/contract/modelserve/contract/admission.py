@@ -35,8 +35,7 @@ from modelserve.common.modelserve import (
     Runtime,
 )
 from modelserve.common.owned_flags import (
-    GPU_ENV_PREFIX,
-    OWNED_ENV,
+    env_prefix_clash,
     expanded_args,
     owned_env,
     owned_flags,
@@ -333,15 +332,12 @@ def env_from_refusal(ms: ModelServe, who: Requester) -> str | None:
     or Secret are not known here, so the prefix must rule it out: it may begin no owned
     name), or reads a Secret for someone who is not an admin (a shared namespace holds
     other tenants' Secrets)."""
-    owned = OWNED_ENV.get(ms.spec.runtime.value, frozenset())
     for index, source in enumerate(ms.spec.env_from):
         prefix = source.prefix or ""
-        clash = sorted(name for name in owned if name.startswith(prefix))
-        if GPU_ENV_PREFIX.startswith(prefix) or prefix.startswith(GPU_ENV_PREFIX):
-            clash.append(f"{GPU_ENV_PREFIX}VISIBLE_DEVICES")
+        clash = env_prefix_clash(ms.spec.runtime.value, prefix)
         if clash:
             return (
-                f"[owned_flag] spec.envFrom[{index}] could set {clash[0]}, which the operator "
+                f"[owned_flag] spec.envFrom[{index}] could set {clash}, which the operator "
                 f"owns: give it a prefix that no such name begins with (prefix {prefix!r})"
             )
         if source.secret_ref is not None and not who.admin:

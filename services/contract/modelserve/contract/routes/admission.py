@@ -85,7 +85,7 @@ async def _answer(
         refusal = admission.metadata_refusal(review, who)
         return admission.response(review.uid, refusal is None, refusal or "")
     try:
-        return await _judge(review, request, decider, settings)
+        return await _judge(review, who, request, decider, settings)
     except Refused as error:
         return admission.response(review.uid, False, str(error))
     except DatabaseUnavailable as error:
@@ -96,9 +96,12 @@ async def _answer(
 
 
 async def _judge(
-    review: Review, request: Request, decider: Decider, settings: ContractSettings
+    review: Review,
+    who: admission.Requester,
+    request: Request,
+    decider: Decider,
+    settings: ContractSettings,
 ) -> dict[str, Any]:
-    who = admission.requester(review, settings)
     refusal = admission.platform_refusal(review, who, settings)
     if refusal is not None:
         raise Refused(refusal)
