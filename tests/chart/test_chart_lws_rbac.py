@@ -4,8 +4,8 @@ makes of it, on a cluster of this module's own (the session's cluster keeps no
 LeaderWorkerSet CRD, which other tests count on): with LeaderWorkerSet's CRD the operator's
 account applies, lists, watches and deletes a LeaderWorkerSet through the operator's own
 client and may do nothing more to it; without the CRD its apply is refused with 404, not
-403. The install's notes name the missing API. And the chart's NetworkPolicy that lets the
-pods of a group reach each other."""
+403. The install's notes name the missing API. And the fence of each group, which the chart
+leaves to the operator."""
 
 from __future__ import annotations
 
@@ -136,45 +136,34 @@ def _notes(helm: Helm, *args: str) -> str:
     return out[out.index("NOTES:") :]
 
 
-def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """Whether a label selector (matchLabels, and matchExpressions with Exists) selects
-    `labels`."""
-    expressions = selector.get("matchExpressions", [])
-    assert {expression["operator"] for expression in expressions} <= {"Exists"}
-    return selector.get("matchLabels", {}).items() <= labels.items() and all(
-        expression["key"] in labels for expression in expressions
-    )
+NETWORK_POLICY_RULE = {
+    "apiGroups": ["networking.k8s.io"],
+    "resources": ["networkpolicies"],
+    "verbs": VERBS,
+}
 
 
-def test_the_pods_of_a_group_may_reach_each_other_where_policies_are_enforced(
-    rendered: list[dict[str, Any]],
+def test_groups_are_fenced_by_the_operator_where_the_chart_makes_policies(
+    offline_helm: Helm, rendered: list[dict[str, Any]]
 ) -> None:
-    """A group's workers join the leader's Ray head (6379), and Ray and NCCL connect both
-    ways on ports of their choosing: the model servers' policy (the gateway on 8000 and
-    8080 only) would keep a group from ever forming."""
-    policies = {
-        obj["metadata"]["namespace"]: obj["spec"]
-        for obj in rendered
-        if obj["kind"] == "NetworkPolicy"
-        and obj["metadata"]["name"] == f"{RELEASE}-model-server-groups"
-    }
-    assert sorted(policies) == sorted(["default", "inference", NAMESPACE])
-    # The pods LeaderWorkerSet makes of the operator's templates carry their labels and
-    # LeaderWorkerSet's own; a one-pod server's (a Deployment's) do not.
-    group = _leader_worker_set()["spec"]["leaderWorkerTemplate"]
-    lws_labels = {"leaderworkerset.sigs.k8s.io/name": "llama-405b"}
-    leader = {**group["leaderTemplate"]["metadata"]["labels"], **lws_labels}
-    worker = {**group["workerTemplate"]["metadata"]["labels"], **lws_labels}
-    single = group["leaderTemplate"]["metadata"]["labels"]
-    for spec in policies.values():
-        assert spec["policyTypes"] == ["Ingress"]
-        (rule,) = spec["ingress"]
-        assert "ports" not in rule  # every port
-        (peer,) = rule["from"]
-        assert set(peer) == {"podSelector"}  # the policy's own namespace only
-        for selector in (spec["podSelector"], peer["podSelector"]):
-            assert _selects(selector, leader) and _selects(selector, worker)
-            assert not _selects(selector, single)
+    """A group's workers join the leader's Ray head (6379, no authentication), and Ray and
+    NCCL connect both ways on ports of their choosing. A chart policy cannot name "the pods
+    of the same server", so it opens none of that: the operator makes one NetworkPolicy
+    per such server (its builder's tests say what it selects), with the same verbs as on
+    its other children, wherever the chart makes the other policies."""
+    assert NETWORK_POLICY_RULE in find(rendered, "ClusterRole", OPERATOR)["rules"]
+    config = find(rendered, "ConfigMap", OPERATOR)["data"]
+    assert config["OPERATOR_GROUP_NETWORK_POLICY"] == "true"
+    for policy in rendered:
+        if policy["kind"] != "NetworkPolicy":
+            continue
+        for rule in policy["spec"]["ingress"]:
+            assert rule.get("ports"), f"{policy['metadata']['name']} opens every port"
+    # Without the chart's policies, a policy of the operator's alone would shut the gateway
+    # out of those pods: no fence then.
+    bare = offline_helm.template(RELEASE, NAMESPACE, {"networkPolicy": {"enabled": False}})
+    assert not [obj for obj in bare if obj["kind"] == "NetworkPolicy"]
+    assert find(bare, "ConfigMap", OPERATOR)["data"]["OPERATOR_GROUP_NETWORK_POLICY"] == "false"
 
 
 # --- on the API server -------------------------------------------------------------------

@@ -433,7 +433,6 @@ def test_external_stores_replace_the_in_chart_ones(offline_helm: Helm) -> None:
     }
     assert policies == {f"{RELEASE}-{component}" for component in COMPONENTS} | {
         f"{RELEASE}-model-servers",
-        f"{RELEASE}-model-server-groups",
     }
 
 

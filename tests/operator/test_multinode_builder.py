@@ -1,4 +1,5 @@
-"""The LeaderWorkerSet of a model spread over several nodes, checked without a cluster."""
+"""The LeaderWorkerSet of a model spread over several nodes, and the NetworkPolicy that
+fences its groups in, checked without a cluster."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from typing import Any
 
 from modelserve.common.modelserve import ModelServe
 from modelserve.operator.builders import build_deployment, build_service, endpoint
+from modelserve.operator.children import build_children, wanted_children
 from modelserve.operator.multinode import (
     RAY_PORT,
     WORKER_INDEX_LABEL,
+    build_group_policy,
     build_leader_service,
     build_leader_worker_set,
     is_multinode,
@@ -182,3 +185,53 @@ def test_only_a_group_of_two_or_more_is_multinode() -> None:
     assert is_multinode(modelserve())
     single = modelserve(resources={"gpus": 8})
     assert not is_multinode(single)
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) == {"matchLabels"}
+    return bool(selector["matchLabels"].items() <= labels.items())
+
+
+def test_a_group_accepts_every_port_from_its_own_pods_and_none_from_another_group() -> None:
+    """Ray's head (6379) has no authentication, and Ray and NCCL pick their ports at start:
+    the policy names pods, not ports, and only those of this server."""
+    ms = modelserve()
+    policy = build_group_policy(ms)
+    other = modelserve().model_copy(update={"name": "llama-405b-x7k2p"})
+    lws_labels = {"leaderworkerset.sigs.k8s.io/name": "llama-405b", WORKER_INDEX_LABEL: "1"}
+
+    assert (policy["apiVersion"], policy["kind"]) == ("networking.k8s.io/v1", "NetworkPolicy")
+    assert policy["metadata"]["name"] == "llama-405b-group"
+    assert (
+        policy["metadata"]["ownerReferences"]
+        == build_deployment(ms, SETTINGS)["metadata"]["ownerReferences"]
+    )
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert "ports" not in rule  # every port
+    (peer,) = rule["from"]
+    assert set(peer) == {"podSelector"}  # the policy's own namespace only
+    group = build_leader_worker_set(ms, SETTINGS)["spec"]["leaderWorkerTemplate"]
+    for role in ("leaderTemplate", "workerTemplate"):
+        pod = {**group[role]["metadata"]["labels"], **lws_labels}
+        assert _selects(spec["podSelector"], pod)
+        assert _selects(peer["podSelector"], pod)
+    others = build_leader_worker_set(other, SETTINGS)["spec"]["leaderWorkerTemplate"]
+    stranger = {**others["workerTemplate"]["metadata"]["labels"], **lws_labels}
+    assert not _selects(peer["podSelector"], stranger)
+    assert not _selects(spec["podSelector"], stranger)
+
+
+def test_the_fence_comes_before_the_group_and_only_where_it_is_turned_on() -> None:
+    fenced = SETTINGS.model_copy(update={"group_network_policy": True})
+    ms = modelserve()
+
+    kinds = [child["kind"] for child in build_children(ms, fenced)]
+    assert kinds.index("NetworkPolicy") < kinds.index("LeaderWorkerSet")
+    assert ("NetworkPolicy", "llama-405b-group") in wanted_children(ms, fenced)
+    # Off (the default): none, and one made before is no longer wanted (pruned).
+    assert "NetworkPolicy" not in [child["kind"] for child in build_children(ms, SETTINGS)]
+    # A one-node server has no group to fence.
+    single = modelserve(resources={"gpus": 8})
+    assert "NetworkPolicy" not in [child["kind"] for child in build_children(single, fenced)]

@@ -47,6 +47,8 @@ SET_LABEL = "leaderworkerset.sigs.k8s.io/name"
 INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
 REVISION_LABEL = "leaderworkerset.sigs.k8s.io/template-revision-hash"
 LWS_RESOURCE = "leaderworkersets.leaderworkerset.x-k8s.io"
+POLICY_RESOURCE = "networkpolicies.networking.k8s.io"
+FENCE = f"{NAME}-group"
 # Everything a ModelServe's children could leave in its namespace.
 LEFTOVER_KINDS = ",".join(
     (
@@ -56,6 +58,7 @@ LEFTOVER_KINDS = ",".join(
         "pods",
         "services",
         "ingressroutes.traefik.io",
+        POLICY_RESOURCE,
         "secrets",
     )
 )
@@ -107,13 +110,15 @@ def group_operator(
     bed_folder: Path,
 ) -> Iterator[RunningOperator]:
     """`modelserve-operator` with its service account's credentials (operator/deploy/
-    rbac.yaml), started once LWS's CRD is there; its log is bed_folder/logs/operator.log."""
+    rbac.yaml), started once LWS's CRD is there, fencing groups in with NetworkPolicies as
+    the chart's does; its log is bed_folder/logs/operator.log."""
     settings = {
         "OPERATOR_MODEL_STORE_ENDPOINT": group_cluster.expose_to_pods(platform_store.port),
         "OPERATOR_MODEL_STORE_ACCESS_KEY": platform_store.access_key,
         "OPERATOR_MODEL_STORE_SECRET_KEY": platform_store.secret_key,
         "OPERATOR_ROUTE_SERVICE": "modelserve-gateway@file",
         "OPERATOR_DRAIN_SECONDS": "2",
+        "OPERATOR_GROUP_NETWORK_POLICY": "true",
     }
     running = start_operator(operator_kubeconfig(group_cluster), bed_folder / "logs", settings)
     yield running
@@ -326,6 +331,50 @@ def test_a_group_is_placed_on_two_gpu_nodes_behind_a_leader_service(
     ) == [f"{NAME}-0"]
 
 
+def _selects(selector: dict[str, Any], pod: dict[str, Any]) -> bool:
+    assert set(selector) == {"matchLabels"}
+    return bool(selector["matchLabels"].items() <= pod["metadata"]["labels"].items())
+
+
+def test_a_group_is_fenced_in_by_its_own_network_policy_put_back_if_deleted(
+    group_cluster: KubeCluster, group_operator: RunningOperator, group_namespace: str
+) -> None:
+    """The pods of a group accept every port from each other (Ray's head, NCCL) and from no
+    other server's pods. The test bed's network enforces no policy: what is checked is the
+    object the operator keeps, against the labels of the pods that really run."""
+    cluster, namespace = group_cluster, group_namespace
+    apply(cluster, namespace, modelserve())
+    apply(cluster, namespace, modelserve("other"))
+    wait_ready(cluster, namespace, groups=1)
+    wait_ready(cluster, namespace, groups=1, name="other")
+
+    policy = cluster.get_json(POLICY_RESOURCE, FENCE, "-n", namespace)
+    owner = cluster.get_json("ms", NAME, "-n", namespace)
+    (reference,) = policy["metadata"]["ownerReferences"]
+    assert (reference["kind"], reference["uid"]) == (KIND, owner["metadata"]["uid"])
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert "ports" not in rule
+    (peer,) = rule["from"]
+    ours, theirs = group_pods(cluster, namespace), group_pods(cluster, namespace, "other")
+    assert len(ours) == len(theirs) == 2
+    for pod in ours:
+        assert _selects(spec["podSelector"], pod) and _selects(peer["podSelector"], pod)
+    for pod in theirs:
+        assert not _selects(spec["podSelector"], pod) and not _selects(peer["podSelector"], pod)
+
+    def put_back() -> dict[str, Any] | None:
+        found = cluster.get_json(POLICY_RESOURCE, "-n", namespace)["items"]
+        fences = [item for item in found if item["metadata"]["name"] == FENCE]
+        return fences[0] if fences and fences[0]["metadata"]["uid"] != uid else None
+
+    uid = policy["metadata"]["uid"]
+    cluster.kubectl("delete", POLICY_RESOURCE, FENCE, "-n", namespace)
+    again = wait_until(cluster, namespace, put_back, "the deleted NetworkPolicy put back")
+    assert again["spec"] == spec
+
+
 def test_scaling_adds_and_removes_whole_groups(
     group_cluster: KubeCluster, group_operator: RunningOperator, group_namespace: str
 ) -> None:
@@ -450,6 +499,7 @@ def test_a_deleted_modelserve_leaves_nothing(
     assert present() == [
         f"ingressroute.traefik.io/{NAME}",
         f"leaderworkerset.leaderworkerset.x-k8s.io/{NAME}",
+        f"networkpolicy.networking.k8s.io/{FENCE}",
         f"pod/{NAME}-0",
         f"pod/{NAME}-0-1",
         f"secret/{NAME}-model-store",
@@ -479,8 +529,9 @@ def test_leaving_several_nodes_prunes_the_group_and_back_prunes_the_deployment(
     group_cluster: KubeCluster, group_operator: RunningOperator, group_namespace: str
 ) -> None:
     """spec.resources.nodes removed: the operator deletes the LeaderWorkerSet (and with it
-    its StatefulSets and pods) and runs a Deployment instead, behind the same Service, now
-    selecting its pod; set again, the Deployment goes and a group comes back."""
+    its StatefulSets and pods) and the group's NetworkPolicy, and runs a Deployment
+    instead, behind the same Service, now selecting its pod; set again, the Deployment
+    goes and a group (and its policy) comes back."""
     cluster, namespace = group_cluster, group_namespace
     apply(cluster, namespace, modelserve())
     wait_ready(cluster, namespace, groups=1)
@@ -499,6 +550,7 @@ def test_leaving_several_nodes_prunes_the_group_and_back_prunes_the_deployment(
             and status.get("observedGeneration") == found["metadata"]["generation"]
             and [d["metadata"]["name"] for d in deployments] == [NAME]
             and not cluster.get_json(LWS_RESOURCE, "-n", namespace)["items"]
+            and not cluster.get_json(POLICY_RESOURCE, "-n", namespace)["items"]
             and not group_pods(cluster, namespace)
         )
         return status if settled else None
@@ -521,6 +573,7 @@ def test_leaving_several_nodes_prunes_the_group_and_back_prunes_the_deployment(
 
     patch_spec(cluster, namespace, NAME, resources={"gpus": 8, "nodes": 2})
     wait_ready(cluster, namespace, groups=1)
+    assert cluster.get_json(POLICY_RESOURCE, FENCE, "-n", namespace)["metadata"]["name"] == FENCE
     wait_until(
         cluster,
         namespace,

@@ -1,6 +1,7 @@
-"""Every child of a ModelServe, in the order they are applied: which workload (a
-Deployment, or a LeaderWorkerSet for a model over several nodes), its Service, its route
-and its cache claim. Pure, as the builders it puts together."""
+"""Every child of a ModelServe, in the order they are applied: its cache claim, the
+NetworkPolicy of a model over several nodes (where the operator makes them), which
+workload (a Deployment, or a LeaderWorkerSet for a model over several nodes), its Service
+and its route. Pure, as the builders it puts together."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from modelserve.operator.builders import (
     store_secret_name,
 )
 from modelserve.operator.multinode import (
+    build_group_policy,
     build_leader_service,
     build_leader_worker_set,
     is_multinode,
@@ -41,7 +43,10 @@ def build_children(
     if ms.spec.runtime is Runtime.EXTERNAL:
         return []
     children = [build_cache_claim(ms)] if ms.spec.model.cache.enabled else []
-    service = build_leader_service if is_multinode(ms) else build_service
+    multinode = is_multinode(ms)
+    if multinode and settings.group_network_policy:  # fenced before its pods exist
+        children.append(build_group_policy(ms))
+    service = build_leader_service if multinode else build_service
     children += [build_workload(ms, settings, replicas), service(ms, settings)]
     if settings.route_kind == "httproute":
         children.append(build_httproute(child_metadata(ms, ms.name), route_prefix(ms), settings))

@@ -33,6 +33,7 @@ PLURALS = {
     "LeaderWorkerSet": "leaderworkersets",
     "IngressRoute": "ingressroutes",
     "HTTPRoute": "httproutes",
+    "NetworkPolicy": "networkpolicies",
     "Middleware": "middlewares",
     "ModelServe": PLURAL,
     "Event": "events",

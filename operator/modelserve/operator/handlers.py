@@ -64,6 +64,9 @@ CHILD_KINDS: tuple[tuple[str, ...], ...] = (
     ("gateway.networking.k8s.io", "v1", "httproutes"),
     # Made by earlier versions only (forward-auth): watched so that they are pruned.
     ("traefik.io", "v1alpha1", "middlewares"),
+    # The fence of a model over several nodes (OPERATOR_GROUP_NETWORK_POLICY); watched with
+    # the setting off too, so that turning it off prunes them.
+    ("networking.k8s.io", "v1", "networkpolicies"),
 )
 # The workloads: a Deployment, or a LeaderWorkerSet for a model over several nodes
 # (where LeaderWorkerSet is not installed, kopf watches nothing for it).

@@ -1,4 +1,5 @@
-"""A model spread over several nodes: the LeaderWorkerSet and the leader-only Service.
+"""A model spread over several nodes: the LeaderWorkerSet, the leader-only Service and the
+group's NetworkPolicy.
 
 With `spec.resources.nodes` one replica is a group of pods (LeaderWorkerSet,
 `sigs.k8s.io/lws`): the leader starts a Ray head and then vLLM's server, the other pods
@@ -30,7 +31,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelserve.common.modelserve import SERVER_CONTAINER, ModelServe
-from modelserve.operator.builders import build_deployment, build_service
+from modelserve.operator.builders import (
+    MANAGED_BY,
+    NAME_LABEL,
+    OPERATOR,
+    build_deployment,
+    build_service,
+    child_metadata,
+)
 from modelserve.operator.runtimes import vllm_container
 from modelserve.operator.settings import OperatorSettings
 
@@ -47,6 +55,8 @@ GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
 # The Ray head's port (Ray's default GCS port), on the leader; workers reach it through
 # LWS_LEADER_ADDRESS, which LeaderWorkerSet sets in every container of a group.
 RAY_PORT = 6379
+NETWORK_POLICY_API_VERSION = "networking.k8s.io/v1"
+NETWORK_POLICY_KIND = "NetworkPolicy"
 
 Obj = dict[str, Any]
 
@@ -178,3 +188,29 @@ def build_leader_service(ms: ModelServe, settings: OperatorSettings) -> Obj:
     service = build_service(ms, settings)
     service["spec"]["selector"] = {**service["spec"]["selector"], WORKER_INDEX_LABEL: LEADER_INDEX}
     return service
+
+
+def group_policy_name(ms: ModelServe) -> str:
+    return f"{ms.name}-group"
+
+
+def build_group_policy(ms: ModelServe) -> Obj:
+    """The fence of a server's groups (OPERATOR_GROUP_NETWORK_POLICY): its pods accept
+    connections on any port from its own pods, and from no other pod by this policy.
+
+    The workers join the leader's Ray head (6379, with no authentication), and Ray and NCCL
+    then connect both ways on ports they choose at start, so no port list will do; what
+    this policy does name is whose pods: those the operator labelled with this server's
+    name, which no other ModelServe's pods carry. The gateway's requests (and Prometheus's
+    scrapes) come in by the policy the chart puts on every model server's pods."""
+    own = {MANAGED_BY: OPERATOR, NAME_LABEL: ms.name}
+    return {
+        "apiVersion": NETWORK_POLICY_API_VERSION,
+        "kind": NETWORK_POLICY_KIND,
+        "metadata": child_metadata(ms, group_policy_name(ms)),
+        "spec": {
+            "podSelector": {"matchLabels": own},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": dict(own)}}]}],
+        },
+    }

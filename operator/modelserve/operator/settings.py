@@ -89,6 +89,13 @@ class OperatorSettings(BaseSettings):
     route_gateway_section_name: str = ""
     """One listener of the Gateway (its name); empty: every listener that allows the route."""
 
+    group_network_policy: bool = False
+    """A NetworkPolicy per model over several nodes (spec.resources.nodes), made before its
+    LeaderWorkerSet: the pods of its groups accept connections on every port from each
+    other and from no other pod. Turn it on only beside policies that let the gateway
+    reach the servers (the chart's `networkPolicy.enabled` does both): a pod that any
+    policy selects accepts only what some policy allows."""
+
     # Dynamic loading (ModelServes with spec.autoscaling)
     metrics_port: int = Field(default=8211, ge=0)
     """Prometheus /metrics of the operator, on `health_host`; 0: none."""
