@@ -45,6 +45,9 @@ PREFIX = "s3://inference-models/models/"
         ("vllm", ["--api-ke=secret"], "--api-ke=secret"),
         ("llamacpp", ["--hf-repo-draft", "someone/draft"], "--hf-repo-draft"),
         ("llamacpp", ["-mmu", "http://evil/mmproj.gguf"], "-mmu"),
+        # Where media may be fetched from is the platform's.
+        ("vllm", ["--allowed-media-domains", "169.254.169.254"], "--allowed-media-domains"),
+        ("vllm", ["--allowed-local-media-path=/"], "--allowed-local-media-path=/"),
     ],
 )
 def test_operator_owned_flags_are_found(runtime: str, args: list[str], flag: str) -> None:
@@ -57,6 +60,8 @@ def test_other_flags_and_values_pass() -> None:
     assert flag_name("-") is None and flag_name("value") is None
     assert owned_env("llamacpp", ["LLAMA_ARG_HF_REPO", "HF_HOME"]) == ["LLAMA_ARG_HF_REPO"]
     assert owned_env("vllm", ["VLLM_API_KEY", "HF_HOME"]) == ["VLLM_API_KEY"]
+    redirects = ["VLLM_MEDIA_URL_ALLOW_REDIRECTS"]
+    assert owned_env("vllm", redirects) == redirects
     gpus = ["NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "CUDA_VISIBLE_DEVICES"]
     assert owned_env("llamacpp", gpus) == owned_env("vllm", gpus) == gpus[:2]
     assert expanded_args(["--ctx-size", "$(CTX)", "a$$(b)", "cost: $5 (max)"]) == [

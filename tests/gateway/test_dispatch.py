@@ -459,3 +459,45 @@ def test_without_stream_usage_injection_a_stream_goes_as_asked_counted_by_its_ch
             assert out == 3
 
     asyncio.run(scenario())
+
+
+def test_a_media_url_into_the_cluster_is_refused_before_the_model_server_sees_it() -> None:
+    """The model server would fetch it from inside the cluster (the metadata service, a
+    Service, the gateway itself): both doors refuse it with 400, naming the field, and
+    pass a `data:` URL on as it came."""
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def recording(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sent.append(await read_request(reader))
+        writer.write(answer_with(json.dumps({"choices": []}).encode()))
+        await writer.drain()
+        writer.close()
+
+    def with_image(url: str) -> dict[str, Any]:
+        part = {"type": "image_url", "image_url": {"url": url}}
+        content = [{"type": "text", "text": "What is it?"}, part]
+        return {**CHAT, "messages": [{"role": "user", "content": content}]}
+
+    async def scenario() -> None:
+        async with serving(recording) as port, gateway(port) as (client, _, _):
+            for path in ("/v1/chat/completions", f"/{SERVER_ID}/v1/chat/completions"):
+                for url in (
+                    "http://169.254.169.254/latest/meta-data/iam/",
+                    f"http://127.0.0.1:{port}/v1/models",
+                    "http://localhost:8200/auth/keys",
+                    "file:///var/run/secrets/kubernetes.io/serviceaccount/token",
+                ):
+                    answer = await client.post(path, json=with_image(url))
+                    assert answer.status_code == 400, answer.text
+                    error = answer.json()["error"]
+                    assert error["code"] == "media_url_not_allowed"
+                    assert error["param"] == "messages[0].content[1].image_url.url"
+                    assert error["type"] == "invalid_request_error"
+            assert sent == []
+
+            inline = with_image("data:image/png;base64,iVBORw0KGgo=")
+            answer = await client.post("/v1/chat/completions", json=inline)
+            assert answer.status_code == 200, answer.text
+            assert sent == [("/v1/chat/completions", inline)]
+
+    asyncio.run(scenario())

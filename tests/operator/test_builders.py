@@ -65,6 +65,24 @@ def test_vllm_deployment_asks_for_gpus_and_runs_tensor_parallel() -> None:
     assert {v["name"] for v in pod["volumes"]} == {"model", "shm", "tmp"}
 
 
+def test_vllm_follows_no_redirect_of_a_media_url_and_fetches_from_the_listed_domains() -> None:
+    """A public media URL the gateway let through may not redirect vLLM into the cluster;
+    OPERATOR_VLLM_ALLOWED_MEDIA_DOMAINS, when set, is vLLM's own allowlist."""
+    container = server(build_deployment(modelserve(), SETTINGS))
+    assert {"name": "VLLM_MEDIA_URL_ALLOW_REDIRECTS", "value": "0"} in container["env"]
+    assert "--allowed-media-domains" not in container["args"]
+
+    listed = SETTINGS.model_copy(
+        update={"vllm_allowed_media_domains": "upload.wikimedia.org  images.example.com"}
+    )
+    args = server(build_deployment(modelserve(), listed))["args"]
+    at = args.index("--allowed-media-domains")
+    assert args[at + 1 : at + 3] == ["upload.wikimedia.org", "images.example.com"]
+    llamacpp = server(build_deployment(modelserve(runtime="llamacpp", resources={}), listed))
+    assert "--allowed-media-domains" not in llamacpp["args"]
+    assert "VLLM_MEDIA_URL_ALLOW_REDIRECTS" not in {env["name"] for env in llamacpp["env"]}
+
+
 def test_probes_are_on_health_and_startup_is_patient() -> None:
     container = server(build_deployment(modelserve(), SETTINGS))
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):

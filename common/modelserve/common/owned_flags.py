@@ -13,6 +13,9 @@ from collections.abc import Iterable
 
 # vLLM (`vllm serve <model> …`): the model comes first as a positional argument.
 # --lora-modules names the adapters (spec.adapters): a name the gateway does not know of.
+# Where media may be fetched from is the platform's (any caller's request can name a URL
+# that the server then fetches inside the cluster): OPERATOR_VLLM_ALLOWED_MEDIA_DOMAINS,
+# and no local files.
 VLLM_FLAGS = frozenset(
     {
         "--model",
@@ -22,6 +25,8 @@ VLLM_FLAGS = frozenset(
         "--api-key",
         "--download-dir",
         "--lora-modules",
+        "--allowed-media-domains",
+        "--allowed-local-media-path",
     }
 )
 # llama.cpp's llama-server: short and long names of the same options.
@@ -83,8 +88,9 @@ OWNED_FLAGS = {"vllm": VLLM_FLAGS, "llamacpp": LLAMACPP_FLAGS}
 # (`NVIDIA_VISIBLE_DEVICES=all`: every GPU of the node, other tenants' too), and the device
 # plugin sets them for the GPUs the pod was given.
 GPU_ENV_PREFIX = "NVIDIA_"
-# vLLM reads its API key from the environment as well as from --api-key.
-VLLM_ENV = frozenset({"VLLM_API_KEY"})
+# vLLM reads its API key from the environment as well as from --api-key; the operator
+# turns off redirects of media URLs (a public URL that redirects into the cluster).
+VLLM_ENV = frozenset({"VLLM_API_KEY", "VLLM_MEDIA_URL_ALLOW_REDIRECTS"})
 OWNED_ENV = {"vllm": VLLM_ENV, "llamacpp": LLAMACPP_ENV}
 # vLLM parses its options with argparse, which takes any unambiguous prefix of a long
 # option (`--hos` for `--host`); llama-server's own parser takes only whole names.

@@ -193,6 +193,7 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
         # (vLLM's, Triton's, Hugging Face's) go below $HOME, on the /tmp emptyDir.
         "env": [
             {"name": "HOME", "value": "/tmp"},
+            *({"name": name, "value": value} for name, value in server.env),
             *({"name": env.name, "value": env.value} for env in ms.spec.env),
         ],
         "resources": resources,

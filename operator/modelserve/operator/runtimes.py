@@ -1,4 +1,5 @@
-"""What each runtime's server container runs: image, port and command-line flags."""
+"""What each runtime's server container runs: image, port, command-line flags and the
+environment the operator sets."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class ServerContainer:
     image: str
     port: int
     args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def model_path(ms: ModelServe) -> str:
@@ -87,9 +89,15 @@ def vllm_container(ms: ModelServe, settings: OperatorSettings) -> ServerContaine
         # lists it with the served model as its parent).
         modules = [f"{a.name}={adapter_path(ms, a)}" for a in ms.spec.adapters]
         defaults += [("--enable-lora", None), ("--lora-modules", modules)]
+    domains = settings.vllm_allowed_media_domains.split()
+    if domains:
+        defaults.append(("--allowed-media-domains", domains))
     # The image's entrypoint is `vllm serve`; the model path comes first.
     args = (model_path(ms), *merge_flags(defaults, ms.spec.args))
-    return ServerContainer(settings.vllm_image, settings.vllm_port, args)
+    # A media URL the gateway let through (a public one) may not redirect vLLM elsewhere:
+    # vLLM's own switch ("Multimodal Inputs", docs.vllm.ai).
+    env = (("VLLM_MEDIA_URL_ALLOW_REDIRECTS", "0"),)
+    return ServerContainer(settings.vllm_image, settings.vllm_port, args, env)
 
 
 def llamacpp_container(ms: ModelServe, settings: OperatorSettings) -> ServerContainer:

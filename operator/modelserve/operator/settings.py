@@ -31,6 +31,10 @@ class OperatorSettings(BaseSettings):
     # Runtimes
     vllm_image: str = "vllm/vllm-openai:v0.33.0"
     vllm_port: int = 8000
+    vllm_allowed_media_domains: str = ""
+    """Space-separated domains vLLM servers may fetch media URLs from
+    (`--allowed-media-domains`); empty: the flag is not given, and the gateway's check
+    (GATEWAY_MEDIA_URL_HOSTS, or public addresses only) is the one that applies."""
     llamacpp_image: str = "ghcr.io/ggml-org/llama.cpp:server"
     llamacpp_cuda_image: str = "ghcr.io/ggml-org/llama.cpp:server-cuda"
     llamacpp_port: int = 8080

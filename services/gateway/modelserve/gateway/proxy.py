@@ -59,6 +59,7 @@ from modelserve.gateway.dispatch import Dispatcher, NoReadyEndpoint
 from modelserve.gateway.fanout import Whole, fan_out
 from modelserve.gateway.jobs.pressure import OnlinePressure
 from modelserve.gateway.loading.holding import Holder
+from modelserve.gateway.media_urls import MediaRules, MediaUrls
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.openai_errors import OpenAIError, error_type, openai_body
 from modelserve.gateway.prompt_lists import (
@@ -111,6 +112,7 @@ class Proxy:
         *,
         max_body_bytes: int,
         inject_stream_usage: bool,
+        media: MediaUrls | None = None,
         accounting: Accounting | None = None,
         scaler: Scaler | None = None,
         holder: Holder | None = None,
@@ -125,6 +127,8 @@ class Proxy:
         self.holder = holder
         self._max_body = max_body_bytes
         self._inject = inject_stream_usage
+        # The media URLs a model server would fetch: checked before anything else.
+        self.media = media or MediaUrls(MediaRules())
         self.fanout_concurrency = fanout_concurrency
         # Online requests and their latency per model, told to job items (jobs/pressure).
         self.pressure = pressure or OnlinePressure()
@@ -222,6 +226,7 @@ class Proxy:
         """Past the choice of the server, both doors alike: scaling, the contract's
         decision, then (held until the server serves, for an autoscaled one that does
         not yet) the exchange with an endpoint of `found`."""
+        await self.media.check(payload)
         body = adapter_body(found, payload, body)
         model = found.served_name
         prompts = prompt_count(payload) if operation.prompt_lists else 1

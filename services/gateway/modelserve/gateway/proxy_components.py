@@ -21,6 +21,7 @@ from modelserve.gateway.kubeservers import served_namespaces
 from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.loading.holding import Holder
 from modelserve.gateway.loading.reporter import LoadReporter, default_replica_id
+from modelserve.gateway.media_urls import MediaRules, MediaUrls
 from modelserve.gateway.metrics import GatewayMetrics
 from modelserve.gateway.proxy import Proxy
 from modelserve.gateway.quota.client import LeaseClient, ServiceToken
@@ -133,6 +134,7 @@ async def open_proxy(
         metrics,
         max_body_bytes=settings.max_body_bytes,
         inject_stream_usage=settings.inject_stream_usage,
+        media=MediaUrls(MediaRules.of(settings.remote_media, settings.media_url_hosts)),
         fanout_concurrency=settings.fanout_concurrency,
         accounting=accounting,
         scaler=scaler,

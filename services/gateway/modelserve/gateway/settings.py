@@ -148,6 +148,13 @@ class GatewaySettings(ServiceSettings):
     # client did not, taking the extra usage chunk out of what the client receives. Off
     # for model servers that refuse the option.
     inject_stream_usage: bool = True
+    # Media URLs in chat messages (`image_url`, `video_url`, `audio_url`), which model
+    # servers fetch from inside the cluster (modelserve.gateway.media_urls): false, only
+    # data: URLs pass; otherwise http(s) URLs whose host is, or resolves to, public
+    # addresses only, or, with GATEWAY_MEDIA_URL_HOSTS (comma-separated `host` or
+    # `*.domain`), only URLs of those hosts.
+    remote_media: bool = True
+    media_url_hosts: str = ""
     # A completion with a list of prompts, to a server that takes one prompt a request
     # (llama.cpp, external): this many of its prompts in flight at once.
     fanout_concurrency: int = Field(default=8, ge=1, le=256)
