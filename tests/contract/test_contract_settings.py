@@ -33,3 +33,14 @@ def test_a_bad_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONTRACT_DEFAULT_MAX_GPUS", "many")
     with pytest.raises(ValueError, match=r"default_max_gpus|MAX_GPUS"):
         ContractSettings()
+
+
+def test_the_cache_bound_is_a_quantity_or_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ContractSettings().max_cache_size == "1Ti"
+    monkeypatch.setenv("CONTRACT_MAX_CACHE_SIZE", " 500Gi ")
+    assert ContractSettings().max_cache_size == "500Gi"
+    monkeypatch.setenv("CONTRACT_MAX_CACHE_SIZE", "")
+    assert ContractSettings().max_cache_size == ""  # no bound
+    monkeypatch.setenv("CONTRACT_MAX_CACHE_SIZE", "lots")
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        ContractSettings()

@@ -84,6 +84,42 @@ def test_only_admins_choose_a_priority_class(
     assert stored["priorityClassName"] == "llm-high"
 
 
+def test_a_tenant_s_model_cache_is_bounded_and_of_the_default_class(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """The cache is a volume the cluster provisions, and bills, as soon as it is claimed:
+    a tenant's is at most CONTRACT_MAX_CACHE_SIZE (1Ti by default) and of the cluster's
+    default StorageClass (CONTRACT_CACHE_STORAGE_CLASSES names none by default)."""
+    namespace = enforced_namespace()
+    carol = f"carol-{uuid.uuid4().hex[:6]}"
+    admission.put_contract(carol, namespaces=[namespace])
+    tenant = admission.kubeconfig(carol)
+
+    def cached(name: str, owner: str | None = None, **cache: Any) -> dict[str, Any]:
+        manifest = with_spec(name, owner)
+        manifest["spec"]["model"]["cache"] = {"enabled": True, **cache}
+        return manifest
+
+    stored, refused = apply(tenant, namespace, cached("huge", size="2Ti"))
+    assert not stored
+    assert refused.startswith("[cache_not_allowed] spec.model.cache.size 2Ti is over the 1Ti")
+    stored, refused = apply(tenant, namespace, cached("fast", storageClassName="premium-rwo"))
+    assert not stored
+    assert refused.startswith("[cache_not_allowed] spec.model.cache.storageClassName")
+    assert "'premium-rwo'" in refused and "default class only" in refused
+    # Within the bound, of the default class: stored; a disabled cache's size is no volume.
+    assert apply(tenant, namespace, cached("mine", size="1Ti")) == (True, "")
+    off = with_spec("off")
+    off["spec"]["model"]["cache"] = {"enabled": False, "size": "100Ti"}
+    assert apply(tenant, namespace, off) == (True, "")
+    # Growing it past the bound later is refused the same way.
+    stored, refused = apply(tenant, namespace, cached("mine", size="1025Gi"))
+    assert not stored and refused.startswith("[cache_not_allowed]")
+    admin = admission.admin_kubeconfig()
+    theirs = cached("theirs", carol, size="4Ti", storageClassName="premium-rwo")
+    assert apply(admin, namespace, theirs) == (True, "")
+
+
 def test_env_from_sets_no_owned_variable_and_reads_secrets_for_admins_only(
     admission: AdmissionBed, enforced_namespace: Namespaces
 ) -> None:

@@ -33,6 +33,7 @@ from modelserve.common.modelserve import (
     VERSION,
     ModelServe,
     Runtime,
+    quantity_value,
 )
 from modelserve.common.owned_flags import (
     env_prefix_clash,
@@ -382,6 +383,9 @@ def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> 
         return None
     if not ms.spec.model.uri:
         return "[model_uri_refused] spec.model.uri is required"
+    refusal = cache_refusal(ms, who, settings)
+    if refusal is not None:
+        return refusal
     if ms.spec.placement.priority_class_name and not who.admin:
         return (
             "[priority_class_not_allowed] only platform admins may set "
@@ -393,6 +397,34 @@ def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> 
             "[autoscaling_not_allowed] only platform admins may pin a model or raise its "
             "priority (spec.autoscaling.pinned, priority): either decides which tenants' "
             "models are put to sleep to make room for others"
+        )
+    return None
+
+
+def cache_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> str | None:
+    """Whether a tenant's model cache is larger than CONTRACT_MAX_CACHE_SIZE, or of a
+    StorageClass not in CONTRACT_CACHE_STORAGE_CLASSES: the claim is a volume the cluster
+    provisions (and bills) at once, and its class decides what kind, and whether it is
+    kept after the claim goes."""
+    cache = ms.spec.model.cache
+    if not cache.enabled or who.admin:
+        return None
+    size, limit = quantity_value(cache.size), quantity_value(settings.max_cache_size or "0")
+    if size is None:
+        return f"[cache_not_allowed] spec.model.cache.size {cache.size!r} is not a quantity"
+    if settings.max_cache_size and limit is not None and size > limit:
+        return (
+            f"[cache_not_allowed] spec.model.cache.size {cache.size} is over the "
+            f"{settings.max_cache_size} a tenant's model cache may have "
+            "(CONTRACT_MAX_CACHE_SIZE)"
+        )
+    classes = split(settings.cache_storage_classes)
+    name = cache.storage_class_name
+    if name and name not in classes:
+        allowed = ", ".join(classes) or "none: the cluster's default class only"
+        return (
+            f"[cache_not_allowed] spec.model.cache.storageClassName {name!r} is not one "
+            f"tenants may name (CONTRACT_CACHE_STORAGE_CLASSES: {allowed})"
         )
     return None
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from modelserve.common.modelserve import quantity_value
 from modelserve.common.settings import ServiceSettings
 from modelserve.common.tokens import TokenSettings
 
@@ -140,6 +141,19 @@ class ContractSettings(ServiceSettings):
     cluster_cidrs: str = ""
     # Hosts or CIDRs that admins open to everyone's external URLs, comma-separated.
     external_allowed: str = ""
+    # A tenant's model cache (spec.model.cache, a PersistentVolumeClaim the operator makes):
+    # at most this size (a Kubernetes quantity; empty: any), and of the cluster's default
+    # StorageClass unless it names one of these (comma-separated; empty: none). Admins may
+    # ask for any.
+    max_cache_size: str = "1Ti"
+    cache_storage_classes: str = ""
+
+    @field_validator("max_cache_size")
+    @classmethod
+    def _a_quantity(cls, value: str) -> str:
+        if value.strip() and quantity_value(value.strip()) is None:
+            raise ValueError(f"{value!r} is not a Kubernetes quantity (such as 500Gi)")
+        return value.strip()
 
     # The server ledger follows the cluster's ModelServes: a list, then a watch that is
     # renewed (with a new list) every this many seconds (0: never; then the service needs no
