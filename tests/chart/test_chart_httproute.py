@@ -190,3 +190,28 @@ def test_the_api_server_accepts_the_catch_all_httproute(
     (route,) = _routes(offline_helm.template(RELEASE, namespace, values), "HTTPRoute")
     out = crds.kubectl("apply", "--dry-run=server", stdin=json.dumps(route))
     assert "httproute.gateway.networking.k8s.io" in out
+
+
+def test_the_per_server_routes_get_the_platform_route_s_host_middlewares_and_tls(
+    offline_helm: Helm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {
+        "ingressRoute": {
+            "host": "llm.example.com",
+            "middlewares": [{"name": "ip-allowlist", "namespace": "edge"}, {"name": "https"}],
+            "tls": {"enabled": True, "secretName": "llm-tls"},
+        }
+    }
+    objects = offline_helm.template(RELEASE, NAMESPACE, values)
+    config = find(objects, "ConfigMap", f"{RELEASE}-operator")["data"]
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    settings = OperatorSettings()
+    assert settings.route_host == "llm.example.com"
+    # A middleware without a namespace is the release's, as on the chart's own route.
+    assert settings.route_middlewares == f"edge/ip-allowlist,{NAMESPACE}/https"
+    assert (settings.route_tls, settings.route_tls_cert_resolver) == (True, "")
+    defaults = find(offline_helm.template(RELEASE, NAMESPACE), "ConfigMap", f"{RELEASE}-operator")
+    assert "OPERATOR_ROUTE_HOST" not in defaults["data"]  # empty: any host
+    assert "OPERATOR_ROUTE_MIDDLEWARES" not in defaults["data"]
+    assert defaults["data"]["OPERATOR_ROUTE_TLS"] == "false"

@@ -168,6 +168,42 @@ def test_route_to_a_traefik_service_of_another_provider() -> None:
     ]
 
 
+def test_a_route_has_the_platform_route_s_host_middlewares_and_tls() -> None:
+    """A per-server route is no way around what the platform's own route to the gateway
+    has (the chart's ingressRoute): its host, its middlewares (named in their namespace:
+    the route lives in the server's) and its TLS."""
+    settings = SETTINGS.model_copy(
+        update={
+            "route_host": "llm.example.com",
+            "route_middlewares": "edge/ip-allowlist, rate-limit",
+            "route_tls": True,
+        }
+    )
+    (route,) = build_route(modelserve(), settings)
+    rule = route["spec"]["routes"][0]
+    assert rule["match"] == "Host(`llm.example.com`) && PathPrefix(`/uid-1/`)"
+    assert rule["middlewares"] == [
+        {"name": "ip-allowlist", "namespace": "edge"},
+        {"name": "rate-limit", "namespace": "modelserve"},
+    ]
+    assert route["spec"]["tls"] == {}  # the certificate Traefik has for the host
+    resolved = settings.model_copy(update={"route_tls_cert_resolver": "letsencrypt"})
+    (route,) = build_route(modelserve(), resolved)
+    assert route["spec"]["tls"] == {"certResolver": "letsencrypt"}
+    # By default: any host, no middleware, no TLS.
+    (plain,) = build_route(modelserve(), SETTINGS)
+    assert "tls" not in plain["spec"]
+
+
+@pytest.mark.parametrize("host", ["a`) || PathPrefix(`/", "-x.example.com", "a..b", "x" * 64])
+def test_a_route_host_must_be_a_host_name(host: str) -> None:
+    with pytest.raises(ValueError, match="is not a host name"):
+        OperatorSettings.model_validate({**SETTINGS.model_dump(), "route_host": host})
+    assert OperatorSettings.model_validate({"route_host": "LLM.Example.com"}).route_host == (
+        "llm.example.com"
+    )
+
+
 def test_a_replaced_replica_drains_before_it_stops() -> None:
     pod = build_deployment(modelserve(), SETTINGS)["spec"]["template"]["spec"]
     server = pod["containers"][0]

@@ -93,6 +93,12 @@ def test_the_gateway_namespace_and_listener_are_optional() -> None:
     ]
 
 
+def test_the_httproute_matches_the_platform_route_s_host() -> None:
+    route = _route(OperatorSettings.model_validate({**GATEWAY, "route_host": "llm.example.com"}))
+    assert route["spec"]["hostnames"] == ["llm.example.com"]
+    assert "hostnames" not in _route(OperatorSettings.model_validate(GATEWAY))["spec"]
+
+
 def test_the_default_is_still_an_ingressroute() -> None:
     settings = OperatorSettings()
     assert settings.route_kind == "ingressroute"

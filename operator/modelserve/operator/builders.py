@@ -332,22 +332,38 @@ def build_route(ms: ModelServe, settings: OperatorSettings) -> list[Obj]:
     same authentication, limits, token budgets and usage accounting as one on `/v1`, and
     reaches a Ready endpoint of the server chosen by the gateway (one data path).
     """
+    match = f"PathPrefix(`{route_prefix(ms)}/`)"
+    if settings.route_host:
+        match = f"Host(`{settings.route_host}`) && {match}"
+    rule: Obj = {"kind": "Rule", "match": match, "services": [route_service(settings)]}
+    middlewares = route_middlewares(settings)
+    if middlewares:
+        rule["middlewares"] = middlewares
+    spec: Obj = {
+        "entryPoints": [e.strip() for e in settings.route_entrypoints.split(",") if e.strip()],
+        "routes": [rule],
+    }
+    if settings.route_tls:
+        resolver = settings.route_tls_cert_resolver
+        spec["tls"] = {"certResolver": resolver} if resolver else {}
     route = {
         "apiVersion": "traefik.io/v1alpha1",
         "kind": "IngressRoute",
         "metadata": child_metadata(ms, ms.name),
-        "spec": {
-            "entryPoints": [e.strip() for e in settings.route_entrypoints.split(",") if e.strip()],
-            "routes": [
-                {
-                    "kind": "Rule",
-                    "match": f"PathPrefix(`{route_prefix(ms)}/`)",
-                    "services": [route_service(settings)],
-                }
-            ],
-        },
+        "spec": spec,
     }
     return [route]
+
+
+def route_middlewares(settings: OperatorSettings) -> list[Obj]:
+    """OPERATOR_ROUTE_MIDDLEWARES as an IngressRoute's middlewares, each with its namespace
+    (a route in a server namespace would look for a bare name in its own)."""
+    found: list[Obj] = []
+    for entry in settings.route_middlewares.split(","):
+        namespace, _, name = entry.strip().rpartition("/")
+        if name:
+            found.append({"name": name, "namespace": namespace or settings.route_service_namespace})
+    return found
 
 
 def controller_uid(obj: Obj | Any) -> str | None:

@@ -48,17 +48,18 @@ def build_httproute(metadata: Obj, prefix: str, settings: OperatorSettings) -> O
     `prefix` its route prefix (`/{server-id}`). A PathPrefix matches whole path segments,
     so `/{server-id}/` never matches another server whose id merely starts the same.
     """
+    spec: Obj = {"parentRefs": [parent_ref(settings)]}
+    if settings.route_host:
+        spec["hostnames"] = [settings.route_host]
+    spec["rules"] = [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": f"{prefix}/"}}],
+            "backendRefs": [backend_ref(settings)],
+        }
+    ]
     return {
         "apiVersion": HTTPROUTE_API_VERSION,
         "kind": HTTPROUTE_KIND,
         "metadata": metadata,
-        "spec": {
-            "parentRefs": [parent_ref(settings)],
-            "rules": [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": f"{prefix}/"}}],
-                    "backendRefs": [backend_ref(settings)],
-                }
-            ],
-        },
+        "spec": spec,
     }

@@ -6,10 +6,15 @@ so that a cluster can pin its own images without a change of code.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A DNS name, as Traefik's Host() and an HTTPRoute's hostnames take it.
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
 
 class OperatorSettings(BaseSettings):
@@ -92,6 +97,17 @@ class OperatorSettings(BaseSettings):
     """The Gateway's namespace; empty: the ModelServe's own."""
     route_gateway_section_name: str = ""
     """One listener of the Gateway (its name); empty: every listener that allows the route."""
+    # What the platform's own route to the gateway has (the chart's `ingressRoute`), so
+    # that a per-server route is no way around it.
+    route_host: str = ""
+    """The host every per-server route matches (HTTPRoute: its hostnames); empty: any."""
+    route_middlewares: str = ""
+    """Traefik middlewares of every per-server IngressRoute, comma-separated
+    `namespace/name` (a bare `name`: in OPERATOR_ROUTE_SERVICE_NAMESPACE)."""
+    route_tls: bool = False
+    """Per-server IngressRoutes are served over TLS, with the certificate Traefik has for
+    the host (the platform route's) unless a resolver is named."""
+    route_tls_cert_resolver: str = ""
 
     group_network_policy: bool = False
     """A NetworkPolicy per model over several nodes (spec.resources.nodes), made before its
@@ -130,6 +146,14 @@ class OperatorSettings(BaseSettings):
                 "OPERATOR_MODEL_URL_EXPIRY_SECONDS: URLs would expire before they are renewed"
             )
         return self
+
+    @field_validator("route_host")
+    @classmethod
+    def _a_host_name(cls, value: str) -> str:
+        host = value.strip().lower()
+        if host and not _HOST.match(host):
+            raise ValueError(f"OPERATOR_ROUTE_HOST {value!r} is not a host name")
+        return host
 
     @model_validator(mode="after")
     def _httproute_has_a_kubernetes_backend(self) -> OperatorSettings:
