@@ -14,12 +14,15 @@ import psycopg
 import pytest
 
 from modelserve.common.store_tags import MODEL_ID_TAG, SHA256_TAG
+from modelserve.common.tokens import TokenSigner
 from modelserve.download.jobs import Jobs, NameTaken
 from modelserve.download.registry import Registry
 from modelserve.download.sources import Source
 from modelserve.download.tables import Download, ModelRecord
 from modelserve.testbed.llm import ensure_runtime
 from modelserve.testbed.objectstores import MinioServer
+from modelserve.testbed.platform import RunningService
+from modelserve.testbed.testing_clients import token_clients
 
 pytestmark = [pytest.mark.postgres, pytest.mark.minio]
 
@@ -433,6 +436,55 @@ def test_a_user_adds_versions_only_to_names_of_their_own_registrations(
     assert added.status_code == 202, added.text
     register(alice, wait_finished, id="a-2", name="alice-own", uri=checkpoint)
     register(alice, wait_finished, id="a-3", name="alice-own", uri=checkpoint)
+
+
+def test_a_user_downloads_under_no_name_another_user_registered_to(
+    start_download: Callable[..., RunningService],
+    contract_service: RunningService,
+    signer: TokenSigner,
+    upstream_store: MinioServer,
+    upstream_bucket: str,
+    checkpoint: str,
+    wait_finished: Wait,
+) -> None:
+    """A downloaded version makes a name the platform's: under alice's registered name,
+    bob's download would lock her out of it (her next version, her set_active) and put
+    his weights behind her `POST /serve` of the name. Refused when asked (an explicit
+    `name`), and when recorded (a name that comes from the file)."""
+    service = start_download(DOWNLOAD_CONTRACT_URL=contract_service.url)
+    root = signer.sign("root", roles=("admin",))
+    for user in ("alice", "bob"):  # contracts that let both download anything
+        answer = httpx.put(
+            f"{contract_service.url}/contracts/user/{user}",
+            json={"downloads": True, "models": ["*"]},
+            headers={"Authorization": f"Bearer {root}"},
+        )
+        assert answer.status_code == 200, answer.text
+    with token_clients(signer) as make:
+        alice, bob = make(service.url, "alice", ()), make(service.url, "bob", ())
+        register(alice, wait_finished, id="a-1", name="acme-llm", uri=checkpoint)
+        register(alice, wait_finished, id="a-2", name="model.gguf", uri=checkpoint)
+        upstream_store.put(upstream_bucket, "smol/model.gguf", b"GGUF" + bytes(32))
+
+        body = {"key": "smol/model.gguf", "model_id": "b-x", "name": "acme-llm"}
+        refused = bob.post("/downloads", json=body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "name_not_yours"
+        assert bob.get("/status/b-x").status_code == 404  # nothing queued
+        # Named by its file (model.gguf, alice's too): refused when it is recorded.
+        queued = bob.post("/downloads", json={"key": "smol/model.gguf", "model_id": "b-y"})
+        assert queued.status_code == 202, queued.text
+        failed = wait_finished(bob, "b-y")
+        assert (failed["state"], failed["error"]["code"]) == ("failed", "name_not_yours")
+        names = alice.get("/models", params={"name": "acme-llm"}).json()
+        assert [m["id"] for m in names] == ["a-1"]
+        # Her own download under her own name is hers to make; a new name is anyone's.
+        mine = {"key": "smol/model.gguf", "model_id": "a-dl", "name": "acme-llm"}
+        assert alice.post("/downloads", json=mine).status_code == 202
+        assert wait_finished(alice, "a-dl")["state"] == "ready"
+        fresh = {"key": "smol/model.gguf", "model_id": "b-z", "name": "bobs-llm"}
+        assert bob.post("/downloads", json=fresh).status_code == 202
+        assert wait_finished(bob, "b-z")["state"] == "ready"
 
 
 def test_the_name_is_claimed_under_its_lock_when_the_version_is_recorded(

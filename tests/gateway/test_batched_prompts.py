@@ -305,6 +305,25 @@ def test_tokens_are_held_for_every_prompt(
     assert len(fits.json()["choices"]) == 12
 
 
+def test_tokens_are_held_for_every_answer_and_by_llama_cpp_s_own_length(
+    gateway: RunningService, module_contract: RunningService, signer: TokenSigner, llm: LlmServer
+) -> None:
+    """`n` answers of `max_tokens` each are n times the tokens; llama.cpp reads its
+    `n_predict` before `max_tokens`, so that is the length held."""
+    put_contract(module_contract.url, signer, "user", "uma", token_budget=100)
+    prompt = "One two three"
+    over = complete(gateway, signer, "uma", model=llm.alias, prompt=prompt, max_tokens=8, n=16)
+    assert over.status_code == 429, over.text
+    assert "128 more tokens" in over.json()["error"]["message"]
+    longer = complete(
+        gateway, signer, "uma", model=llm.alias, prompt=prompt, max_tokens=1, n_predict=200
+    )
+    assert longer.status_code == 429, longer.text
+    assert "200 more tokens" in longer.json()["error"]["message"]
+    fits = complete(gateway, signer, "uma", model=llm.alias, prompt=prompt, max_tokens=90)
+    assert fits.status_code == 200, fits.text
+
+
 def test_own_servers_are_exempt_from_the_rate_limit(
     gateway: RunningService,
     module_contract: RunningService,

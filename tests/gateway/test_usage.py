@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from modelserve.gateway.proxy_requests import answers_per_prompt, max_tokens
 from modelserve.gateway.scaled import CallMeter, reservation
 from modelserve.gateway.scaling.lm import Usage as LmUsage
 from modelserve.gateway.usage import StreamMeter, Usage, inject_usage, usage_from_body
@@ -112,6 +113,21 @@ def test_a_scaled_request_reserves_for_every_candidate() -> None:
     assert reservation(None, 3, 512) == 1536
     assert reservation(100, 3, 512) == 300
     assert reservation(0, 4, 512) == 0
+    # Step-wise without max_tokens: each path may grow to 16 steps of 256 tokens.
+    assert reservation(None, 3, 512, stepwise=True) == 3 * 16 * 256
+    assert reservation(100, 3, 512, stepwise=True) == 300
+
+
+def test_the_length_held_is_the_one_the_server_reads_for_every_answer() -> None:
+    assert max_tokens({"max_tokens": 8}) == 8
+    assert max_tokens({"max_tokens": 8, "max_completion_tokens": 20}) == 20
+    assert max_tokens({"max_tokens": 1, "n_predict": 200}) == 200  # llama.cpp reads it first
+    assert max_tokens({"max_tokens": 1, "n_predict": -1}) is None  # no limit: the default
+    assert max_tokens({"max_tokens": True}) is None
+    assert answers_per_prompt({}) == 1
+    assert answers_per_prompt({"n": 16}) == 16
+    assert answers_per_prompt({"n": 2, "best_of": 5}) == 5
+    assert answers_per_prompt({"n": True}) == 1
 
 
 def test_each_answered_call_counts_with_the_tokens_it_reports() -> None:

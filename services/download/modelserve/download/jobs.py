@@ -33,6 +33,7 @@ from modelserve.download.tables import (
     RETRYABLE,
     RUNNING,
     Download,
+    Kind,
     ModelRecord,
     State,
 )
@@ -83,6 +84,17 @@ def visible_condition(model_id: str) -> str:
 NAME_TAKEN = """EXISTS (SELECT 1 FROM models m WHERE m.name = %(name)s
     AND %(who)s::text IS NOT NULL
     AND NOT (m.origin = 'register' AND m.requested_by = %(who)s))"""
+# A user's download may go under a name that is new, the platform's (downloaded versions
+# only) or theirs, never under a name another user registered versions to: it would lock
+# them out of their own name, and of its set_active.
+DOWNLOAD_NAME_TAKEN = """EXISTS (SELECT 1 FROM models m WHERE m.name = %(name)s
+    AND %(who)s::text IS NOT NULL
+    AND m.origin = 'register' AND m.requested_by <> %(who)s)"""
+
+
+def name_taken(kind: Kind) -> str:
+    """Whether the name is not open to a user (`who`), for a job of `kind` (SQL)."""
+    return DOWNLOAD_NAME_TAKEN if kind == Kind.DOWNLOAD else NAME_TAKEN
 
 
 class NameTaken(PermissionError):
@@ -159,6 +171,9 @@ class Jobs:
             "name": name,
             "sha256": sha256,
             "requested_by": requested_by,
+            # A user's: the name the model is recorded under is checked for them when it
+            # is known (from the file, if not given) and under its lock when recorded.
+            "checked": None if privileged else requested_by,
             "finished": _states(RETRYABLE),
         }
 
@@ -171,9 +186,10 @@ class Jobs:
                 await cur.execute(
                     f"""
                     INSERT INTO downloads (model_id, source_bucket, source_key, source_prefix,
-                                           name, expected_sha256, state, requested_by)
+                                           name, expected_sha256, state, requested_by,
+                                           name_checked_for)
                     VALUES (%(model_id)s, %(bucket)s, %(key)s, %(prefix)s, %(name)s,
-                            %(sha256)s, 'queued', %(requested_by)s)
+                            %(sha256)s, 'queued', %(requested_by)s, %(checked)s)
                     ON CONFLICT (model_id) DO UPDATE SET
                         source_bucket = excluded.source_bucket,
                         source_key = excluded.source_key,
@@ -182,7 +198,8 @@ class Jobs:
                         expected_sha256 = excluded.expected_sha256,
                         requested_by = excluded.requested_by,
                         kind = 'download', tags = NULL, source_label = NULL,
-                        name_checked_for = NULL, created_at = now(), {_REQUEUE}
+                        name_checked_for = excluded.name_checked_for, created_at = now(),
+                        {_REQUEUE}
                     WHERE downloads.state = ANY(%(finished)s)
                     RETURNING *
                     """,
@@ -233,13 +250,16 @@ class Jobs:
             "requested_by": requested_by,
             "finished": _states(RETRYABLE),
             "privileged": privileged,
+            # Retried later, it is still a user's download (`submit`).
+            "checked": None if privileged else requested_by,
         }
         recorded = await self._one(
             """
             INSERT INTO downloads (model_id, source_bucket, source_key, source_prefix, name,
-                                   state, error_code, error, requested_by, finished_at)
+                                   state, error_code, error, requested_by, finished_at,
+                                   name_checked_for)
             VALUES (%(model_id)s, %(bucket)s, %(key)s, %(prefix)s, %(name)s, 'failed',
-                    %(code)s, %(message)s, %(requested_by)s, now())
+                    %(code)s, %(message)s, %(requested_by)s, now(), %(checked)s)
             ON CONFLICT (model_id) DO UPDATE SET
                 source_bucket = excluded.source_bucket,
                 source_key = excluded.source_key,
@@ -247,7 +267,8 @@ class Jobs:
                 name = excluded.name,
                 state = 'failed', error_code = excluded.error_code, error = excluded.error,
                 requested_by = excluded.requested_by, kind = 'download', tags = NULL,
-                source_label = NULL, name_checked_for = NULL, bytes_done = 0, files_done = 0,
+                source_label = NULL, name_checked_for = excluded.name_checked_for,
+                bytes_done = 0, files_done = 0,
                 rate = NULL, created_at = now(), updated_at = now(), finished_at = now()
             WHERE downloads.state = ANY(%(finished)s)
               AND (%(privileged)s OR downloads.requested_by = %(requested_by)s)
@@ -432,9 +453,9 @@ class Jobs:
         return row is not None
 
     async def finish(self, job: Download, record: ModelRecord) -> bool:
-        """Mark the job ready and write its model record, both or neither. A user's
-        registration (`name_checked_for`) checks that the name is open to them under the
-        name's lock, so two users cannot both claim a new name; NameTaken otherwise."""
+        """Mark the job ready and write its model record, both or neither. A user's job
+        (`name_checked_for`) checks that the name is open to them under the name's lock,
+        so two users cannot both claim a new name; NameTaken otherwise."""
         values = record.model_dump(exclude={"created_at", "updated_at"})
         values["files"] = Jsonb(values["files"])
         values["tags"] = Jsonb(values["tags"])
@@ -445,7 +466,7 @@ class Jobs:
                 if job.name_checked_for is not None:
                     await lock_name(cur, record.name)
                     await cur.execute(
-                        f"SELECT {NAME_TAKEN} AS taken",
+                        f"SELECT {name_taken(job.kind)} AS taken",
                         {"name": record.name, "who": job.name_checked_for},
                     )
                     taken = await cur.fetchone()

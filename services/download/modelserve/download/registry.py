@@ -16,9 +16,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from modelserve.common.database import connection, fetch_all, fetch_one
-from modelserve.download.jobs import NAME_TAKEN, notify_workers, visible_condition
+from modelserve.download.jobs import name_taken, notify_workers, visible_condition
 from modelserve.download.sources import Source
-from modelserve.download.tables import RETRYABLE, Download, ModelRecord, Upload
+from modelserve.download.tables import RETRYABLE, Download, Kind, ModelRecord, Upload
 
 
 class ModelExists(RuntimeError):
@@ -55,11 +55,12 @@ class Registry:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def name_is_open_to(self, name: str, who: str | None) -> bool:
-        """Whether `who` may add a version to model name `name`: it is new, or every
-        version of it is one they registered (any name, for `who` None)."""
+    async def name_is_open_to(self, name: str, who: str | None, kind: Kind = Kind.REGISTER) -> bool:
+        """Whether `who` may add a version to model name `name`: for a registration, it is
+        new, or every version of it is one they registered; for a download, no other user
+        registered a version of it (any name, for `who` None)."""
         row = await fetch_one(
-            self._pool, f"SELECT {NAME_TAKEN} AS taken", {"name": name, "who": who}
+            self._pool, f"SELECT {name_taken(kind)} AS taken", {"name": name, "who": who}
         )
         return not (row and row["taken"])
 

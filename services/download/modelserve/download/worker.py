@@ -36,7 +36,13 @@ class Lost(RuntimeError):
     """The job is no longer this worker's: cancelled, or taken over by another."""
 
 
-def _name_taken(name: str, who: str | None) -> TransferFailed:
+def _name_taken(name: str, who: str | None, kind: Kind = Kind.REGISTER) -> TransferFailed:
+    if kind == Kind.DOWNLOAD:
+        return TransferFailed(
+            "name_not_yours",
+            f"model name {name!r} has versions another user registered: {who} may not"
+            " download under it; name another",
+        )
     return TransferFailed(
         "name_not_yours",
         f"model name {name!r} has versions that {who} did not register (a downloaded "
@@ -212,17 +218,18 @@ class Workers:
 
     async def _check_name(self, job: Download, name: str) -> None:
         """Before committing anything: a user's registration may add a version only to a
-        name that is new or holds only versions they registered (checked again, under the
-        name's lock, when it is recorded)."""
+        name that is new or holds only versions they registered, a user's download only
+        to one no other user registered versions to (checked again, under the name's lock,
+        when it is recorded)."""
         who = job.name_checked_for
-        if who is not None and not await self.registry.name_is_open_to(name, who):
-            raise _name_taken(name, who)
+        if who is not None and not await self.registry.name_is_open_to(name, who, job.kind):
+            raise _name_taken(name, who, job.kind)
 
     async def _finish(self, job: Download, record: ModelRecord) -> bool:
         try:
             return await self.jobs.finish(job, record)
         except NameTaken as error:
-            raise _name_taken(record.name, job.name_checked_for) from error
+            raise _name_taken(record.name, job.name_checked_for, job.kind) from error
 
     async def _remove_upload(self, job: Download) -> None:
         """A registered upload's staging copy is not needed any more."""

@@ -72,6 +72,7 @@ from modelserve.gateway.prompt_lists import (
 from modelserve.gateway.proxy_requests import (
     NOT_SERVED_STATUSES,
     Operation,
+    answers_per_prompt,
     check_served,
     compact,
     invalid,
@@ -85,7 +86,11 @@ from modelserve.gateway.proxy_requests import (
 from modelserve.gateway.routing import RouteTable, Target
 from modelserve.gateway.scaled import ScaledExchange, Scaler
 from modelserve.gateway.scaling_requests import FIELDS as SCALING_FIELDS
-from modelserve.gateway.scaling_requests import UNSCALED_HEADER, scaling_request
+from modelserve.gateway.scaling_requests import (
+    UNSCALED_HEADER,
+    ScalingRequest,
+    scaling_request,
+)
 from modelserve.gateway.upstream import UpstreamError, UpstreamResponse
 from modelserve.gateway.usage import StreamMeter, Usage, inject_usage, usage_from_body
 
@@ -253,7 +258,7 @@ class Proxy:
             if ours:
                 body = compact(payload)
             if scaling.active and self.scaler is not None:
-                decision = await self._decide(claims, found, payload, scaling.budget)
+                decision = await self._decide(claims, found, payload, scaling)
                 return self.scaler.response(
                     ScaledExchange(
                         found,
@@ -315,17 +320,21 @@ class Proxy:
         claims: Claims,
         found: Target,
         payload: dict[str, Any],
-        budget: int | None,
+        scaling: ScalingRequest | None,
         prompts: int = 1,
     ) -> Decision | None:
         """The contract's word; a scaled request holds tokens for all its candidates, a
-        list of prompts for every prompt."""
+        list of prompts for every prompt, and each prompt for every answer of it (`n`)."""
         if self.accounting is None:
             return None
         model = found.served_name
         tokens = max_tokens(payload)
-        if budget is not None and self.scaler is not None:
-            tokens = self.scaler.reservation(tokens, budget)
+        budget = None
+        if scaling is not None and self.scaler is not None:
+            budget = scaling.budget
+            tokens = self.scaler.reservation(tokens, scaling)
+        else:
+            prompts *= answers_per_prompt(payload)
         try:
             decision = await self.accounting.ledger.decide(
                 claims,

@@ -276,5 +276,22 @@ def routed(found: Lookup, model: str) -> Target:
 
 
 def max_tokens(payload: dict[str, Any]) -> int | None:
-    value = payload.get("max_completion_tokens", payload.get("max_tokens"))
-    return value if isinstance(value, int) and value >= 0 else None
+    """The most tokens the request may generate per answer, as its model server reads it:
+    llama.cpp's own `n_predict` comes before `max_tokens` (a negative one is no limit, as
+    a request that names none)."""
+    if "n_predict" in payload:
+        value = payload["n_predict"]
+    else:
+        value = payload.get("max_completion_tokens", payload.get("max_tokens"))
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def answers_per_prompt(payload: dict[str, Any]) -> int:
+    """How many answers the model server generates for each prompt: `n`, or a
+    completion's `best_of` when larger (both 1 to 128, checked with the request's shape)."""
+    copies = 1
+    for field in ("n", "best_of"):
+        value = payload.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value > copies:
+            copies = value
+    return copies

@@ -51,7 +51,7 @@ from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
 from modelserve.gateway.scaling import algorithms
 from modelserve.gateway.scaling.lm import Prompt, Usage
 from modelserve.gateway.scaling.openai_lm import MalformedAnswer, OpenAIChatLM, Post
-from modelserve.gateway.scaling.results import Options, Result
+from modelserve.gateway.scaling.results import DEFAULT_OPTIONS, Options, Result
 from modelserve.gateway.scaling.reward_model import ProcessRewardModel
 from modelserve.gateway.scaling.rewards import LlmJudge, MeanLogprob, Reward, RewardError
 from modelserve.gateway.scaling_requests import ScalingRequest
@@ -72,6 +72,8 @@ _NOT_SAMPLING = frozenset(
         "stop",
         "logprobs",
         "top_logprobs",
+        # llama.cpp's own length, which it reads before max_tokens: the algorithms set it.
+        "n_predict",
     }
 )
 # Pieces of the chosen answer in a stream (characters): small enough to look like one.
@@ -281,9 +283,10 @@ class Scaler:
         self._keepalive = keepalive_seconds
         self._reserved_tokens = reserved_tokens
 
-    def reservation(self, max_tokens: int | None, budget: int) -> int:
+    def reservation(self, max_tokens: int | None, scaling: ScalingRequest) -> int:
         """The tokens to hold for a scaled request: every candidate's."""
-        return reservation(max_tokens, budget, self._reserved_tokens)
+        stepwise = scaling.algorithm in (Algorithm.PARTICLE_FILTERING, Algorithm.BEAM_SEARCH)
+        return reservation(max_tokens, scaling.budget, self._reserved_tokens, stepwise=stepwise)
 
     def response(self, exchange: ScaledExchange) -> ScaledResponse:
         return ScaledResponse(self, exchange)
@@ -408,10 +411,19 @@ class Scaler:
             )
 
 
-def reservation(max_tokens: int | None, budget: int, per_candidate: int) -> int:
-    """Tokens held for `budget` candidates of `max_tokens` each (`per_candidate` each
-    when the request names none)."""
-    return budget * (max_tokens if max_tokens is not None else per_candidate)
+def reservation(
+    max_tokens: int | None, budget: int, per_candidate: int, *, stepwise: bool = False
+) -> int:
+    """Tokens held for `budget` candidates of `max_tokens` each. When the request names
+    none: `per_candidate` each, or for a step-wise algorithm (particle filtering, beam
+    search) what a path may grow to, its steps times their tokens."""
+    if max_tokens is not None:
+        each = max_tokens
+    elif stepwise:
+        each = DEFAULT_OPTIONS.max_steps * DEFAULT_OPTIONS.step_max_tokens
+    else:
+        each = per_candidate
+    return budget * each
 
 
 # What an algorithm may fail with, short of a bug.

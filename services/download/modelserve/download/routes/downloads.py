@@ -12,9 +12,10 @@ from modelserve.common.auth import Caller
 from modelserve.common.errors import ApiError
 from modelserve.common.tokens import Claims
 from modelserve.download.access import check_download, decision_name, may_manage, visible_to
-from modelserve.download.deps import HttpDep, JobsDep, SettingsDep
+from modelserve.download.deps import HttpDep, JobsDep, RegistryDep, SettingsDep
 from modelserve.download.jobs import Jobs, ModelIdTaken
 from modelserve.download.records import DownloadStatus, status
+from modelserve.download.registry import Registry
 from modelserve.download.settings import DownloadSettings
 from modelserve.download.sources import (
     TEXT_PATTERN,
@@ -26,7 +27,7 @@ from modelserve.download.sources import (
     refused_model_id,
     source_model_id,
 )
-from modelserve.download.tables import Download, State
+from modelserve.download.tables import Download, Kind, State
 
 router = APIRouter(tags=["downloads"])
 
@@ -83,6 +84,7 @@ async def _start(
     request: Request,
     response: Response,
     jobs: Jobs,
+    registry: Registry,
     settings: DownloadSettings,
     http: HttpDep,
 ) -> DownloadStatus:
@@ -114,6 +116,16 @@ async def _start(
         )
         where = f" (recorded as the failed download {recorded})" if recorded_as else ""
         raise ApiError(422, error.code, f"{error}{where}") from error
+    privileged = claims.is_admin or claims.is_service
+    name = options.name
+    who = None if privileged else claims.sub
+    if name is not None and not await registry.name_is_open_to(name, who, Kind.DOWNLOAD):
+        raise ApiError(
+            403,
+            "name_not_yours",
+            f"model name {name!r} has versions another user registered: {claims.sub} may"
+            " not download under it; name another",
+        )
     try:
         job, queued = await jobs.submit(
             model_id,
@@ -138,6 +150,7 @@ async def download_model(
     request: Request,
     response: Response,
     jobs: JobsDep,
+    registry: RegistryDep,
     settings: SettingsDep,
     http: HttpDep,
     options: Annotated[DownloadOptions | None, Body()] = None,
@@ -156,6 +169,7 @@ async def download_model(
         request=request,
         response=response,
         jobs=jobs,
+        registry=registry,
         settings=settings,
         http=http,
     )
@@ -168,6 +182,7 @@ async def download_source(
     request: Request,
     response: Response,
     jobs: JobsDep,
+    registry: RegistryDep,
     settings: SettingsDep,
     http: HttpDep,
 ) -> DownloadStatus:
@@ -182,6 +197,7 @@ async def download_source(
         request=request,
         response=response,
         jobs=jobs,
+        registry=registry,
         settings=settings,
         http=http,
     )

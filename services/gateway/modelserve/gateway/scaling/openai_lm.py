@@ -41,7 +41,7 @@ COMPLETIONS_PATH = "/v1/completions"
 _OURS = frozenset(
     {"model", "messages", "prompt", "n", "stream", "stream_options", "logprobs", "top_logprobs"}
     | {"max_tokens", "max_completion_tokens", "stop", "temperature", "echo"}
-    | {"continue_final_message", "add_generation_prompt"}
+    | {"continue_final_message", "add_generation_prompt", "n_predict"}
 )
 
 
