@@ -108,6 +108,8 @@ def test_n_requests_get_different_seeds() -> None:
 def test_the_clients_sampling_cannot_override_ours() -> None:
     post = RecordingPost()
     sampling = {"stream": True, "n": 9, "model": "other", "top_k": 20, "logprobs": True}
+    # llama.cpp's own: a length read before max_tokens, probabilities instead of logprobs.
+    sampling |= {"n_predict": -1, "post_sampling_probs": True}
     lm = OpenAIChatLM(post, model="smol", supports_n=True, sampling=sampling)
     asyncio.run(lm.generate(PROMPT, n=2))
     _, body = post.requests[0]
@@ -116,6 +118,7 @@ def test_the_clients_sampling_cannot_override_ours() -> None:
     assert body["model"] == "smol"
     assert body["top_k"] == 20
     assert "logprobs" not in body
+    assert "n_predict" not in body and "post_sampling_probs" not in body
 
 
 def test_vllm_continues_the_final_message_with_its_flags() -> None:
@@ -218,6 +221,10 @@ def test_reading_logprobs_of_chat_and_text_completions() -> None:
     assert (
         parse_answer(chat_answer(["x"]), stopped_by_strings=False).samples[0].token_logprobs is None
     )
+    # llama.cpp's post-sampling probabilities: their logs.
+    probs = chat_answer(["ab"], logprobs={"content": [{"token": "a", "prob": 0.5}]})
+    (logprob,) = parse_answer(probs, stopped_by_strings=False).samples[0].token_logprobs or ()
+    assert logprob == pytest.approx(-0.6931, abs=1e-4)
 
 
 def test_malformed_answers() -> None:
@@ -225,6 +232,10 @@ def test_malformed_answers() -> None:
         parse_answer({"choices": []}, stopped_by_strings=False)
     with pytest.raises(MalformedAnswer):
         parse_answer({"choices": [{"index": "first"}]}, stopped_by_strings=False)
+    for token in ({"token": "a"}, {"token": "a", "logprob": "low"}, "a", {"prob": 0}):
+        broken = chat_answer(["a"], logprobs={"content": [token]})
+        with pytest.raises(MalformedAnswer, match="no logprob"):
+            parse_answer(broken, stopped_by_strings=False)
 
     async def one_sample(path: str, body: dict[str, Any]) -> dict[str, Any]:
         return chat_answer(["only one"])

@@ -438,7 +438,11 @@ def _error(error: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
     if isinstance(error, UpstreamError):
         body = openai_body(str(error), type="server_error", code=f"upstream_{error.kind}")
         return error.status, body, {}
-    return 502, openai_body(str(error), type="server_error", code="scaling_failed"), {}
+    if isinstance(error, MalformedAnswer | RewardError):
+        return 502, openai_body(str(error), type="server_error", code="scaling_failed"), {}
+    # Not one the algorithms expect (a bug, or an answer read wrong): no detail leaves.
+    message = f"the scaling algorithm failed ({type(error).__name__}); the gateway's log says why"
+    return 502, openai_body(message, type="server_error", code="scaling_failed"), {}
 
 
 class ScaledResponse(ExchangeResponse):
@@ -466,10 +470,14 @@ class ScaledResponse(ExchangeResponse):
         finally:
             for task in (work, gone):
                 task.cancel()
-            # Its outcome, if any, was read above; a cancelled one ends here.
-            with contextlib.suppress(asyncio.CancelledError, *FAILURES):
-                await work
-            self._scaler.account(exchange, result, status)
+            try:
+                # Its outcome, if any, was read above; a cancelled one ends here.
+                await asyncio.wait({work})
+                if not work.cancelled():
+                    work.exception()  # read, if the client left as it failed
+            finally:
+                # Whatever became of it: the calls that answered are counted.
+                self._scaler.account(exchange, result, status)
 
     async def _whole(
         self, send: Send, work: asyncio.Task[Result], gone: asyncio.Task[None]
@@ -479,7 +487,7 @@ class ScaledResponse(ExchangeResponse):
             return CLIENT_CLOSED, None  # the client left: `finally` cancels the algorithm
         try:
             result = work.result()
-        except FAILURES as error:
+        except Exception as error:  # noqa: BLE001 - any failure is answered, and logged
             status, body, headers = _error(error)
             self._log(error)
             await send_json(send, status, body, headers)
@@ -511,7 +519,7 @@ class ScaledResponse(ExchangeResponse):
         exchange = self._exchange
         try:
             result = work.result()
-        except FAILURES as error:
+        except Exception as error:  # noqa: BLE001 - any failure is answered, and logged
             status, body, _ = _error(error)
             self._log(error)
             await _body(send, b"data: " + json.dumps(body).encode() + b"\n\n", more=False)
@@ -526,10 +534,12 @@ class ScaledResponse(ExchangeResponse):
         return 200, result
 
     def _log(self, error: BaseException) -> None:
+        model = self._exchange.target.served_name
+        if not isinstance(error, FAILURES):  # a bug of ours, or an answer we misread
+            logger.error("scaling for %s failed", model, exc_info=error)
+            return
         detail = getattr(error, "detail", "")
-        logger.warning(
-            "scaling for %s failed: %s %s", self._exchange.target.served_name, error, detail
-        )
+        logger.warning("scaling for %s failed: %s %s", model, error, detail)
 
 
 async def _body(send: Send, data: bytes, *, more: bool = True) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -41,7 +42,7 @@ COMPLETIONS_PATH = "/v1/completions"
 _OURS = frozenset(
     {"model", "messages", "prompt", "n", "stream", "stream_options", "logprobs", "top_logprobs"}
     | {"max_tokens", "max_completion_tokens", "stop", "temperature", "echo"}
-    | {"continue_final_message", "add_generation_prompt", "n_predict"}
+    | {"continue_final_message", "add_generation_prompt", "n_predict", "post_sampling_probs"}
 )
 
 
@@ -257,11 +258,24 @@ def _ended_itself(choice: Mapping[str, Any], stopped_by_strings: bool) -> bool |
     return None
 
 
+def _token_logprob(token: Any) -> float:
+    """A chat answer's token's log-probability: its `logprob`, or the log of llama.cpp's
+    `prob` (`post_sampling_probs`); MalformedAnswer for neither."""
+    if isinstance(token, Mapping):
+        value = token.get("logprob")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        prob = token.get("prob")
+        if isinstance(prob, int | float) and not isinstance(prob, bool) and prob > 0:
+            return math.log(prob)
+    raise MalformedAnswer("a token of the answer's logprobs has no logprob")
+
+
 def _token_logprobs(logprobs: Any) -> tuple[float, ...] | None:
     if not isinstance(logprobs, Mapping):
         return None
     if isinstance(logprobs.get("content"), list):  # chat
-        return tuple(float(token["logprob"]) for token in logprobs["content"])
+        return tuple(_token_logprob(token) for token in logprobs["content"])
     if isinstance(logprobs.get("token_logprobs"), list):  # text completion
         return tuple(float(value) for value in logprobs["token_logprobs"] if value is not None)
     return None
