@@ -284,3 +284,33 @@ def test_users_see_the_changes_whose_versions_they_may_both_see(
     past = admin.get("/models/history", params={"offset": 10})
     assert (past.json(), past.headers["X-Total-Count"]) == ([], "3")
     assert alice.get("/models/history", params={"offset": 5}).headers["X-Total-Count"] == "1"
+
+
+def test_set_active_again_names_the_previous_version_only_to_who_may_see_it(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    versions: Callable[..., list[dict[str, Any]]],
+    download_database: str,
+    upstream_store: MinioServer,
+    upstream_bucket: str,
+    wait_finished: Wait,
+) -> None:
+    """An admin's registered version, then a download, active in turn under one name: a
+    user who sees the download alone learns nothing of the version before it."""
+    import psycopg
+
+    versions(admin, "shared", "adm-1")
+    assert admin.post("/models/set_active", json={"id": "adm-1"}).status_code == 200
+    upstream_store.put(upstream_bucket, "shared/model.gguf", b"GGUF" + bytes(32))
+    body = {"key": "shared/model.gguf", "model_id": "dl-2", "name": "shared"}
+    assert admin.post("/downloads", json=body).status_code == 202
+    assert wait_finished(admin, "dl-2")["state"] == "ready"
+    with psycopg.connect(download_database, autocommit=True) as conn:  # as bob's download would
+        conn.execute("INSERT INTO download_requesters (model_id, subject) VALUES ('dl-2', 'bob')")
+    assert admin.post("/models/set_active", json={"id": "dl-2"}).json()["changed"] is True
+
+    again = client("bob").post("/models/set_active", json={"id": "dl-2"})
+    assert again.status_code == 200, again.text
+    assert (again.json()["changed"], again.json()["previous"]) == (False, None)
+    seen = admin.post("/models/set_active", json={"id": "dl-2"}).json()
+    assert seen["previous"]["id"] == "adm-1"

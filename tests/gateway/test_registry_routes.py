@@ -161,6 +161,12 @@ def test_uploads_through_the_gateway(
     refused = bob.post(f"/models/uploads/{big['upload_id']}/complete", json={"parts": parts})
     assert refused.status_code == 404  # another's upload is as unknown as none
     assert refused.json()["error"]["code"] == "upload_not_found"
+    # A dot segment is no id: it would reach another route of the download service.
+    for path in ("/models/uploads/%2E%2E", "/models/uploads/../complete"):
+        odd = alice.get(path) if "complete" not in path else alice.post(path, json={})
+        assert odd.status_code == 404, (path, odd.text)
+    dots = alice.get("/models/uploads/%2E%2E")
+    assert dots.json()["error"]["code"] == "upload_not_found"
     wrong = alice.post(f"/models/uploads/{big['upload_id']}/complete", json={"parts": parts[:1]})
     assert wrong.status_code == 422
     assert wrong.json()["error"]["code"] == "invalid_parts"

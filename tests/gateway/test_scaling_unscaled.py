@@ -443,3 +443,14 @@ def test_a_real_tool_call_request_to_smollm2_is_answered_unscaled(
     assert choice["message"].get("tool_calls") or choice["message"].get("content") is not None
     assert "scaling" not in answer.json()
     assert skipped(gateway, "tools", llm.alias) == counted + 1
+
+
+def test_a_budget_in_other_digits_is_a_400_not_a_500() -> None:
+    from modelserve.gateway.openai_errors import OpenAIError
+
+    for budget in ("\u00b2", "\u0663"):  # superscript two, Arabic-Indic three
+        with pytest.raises(OpenAIError) as refused:
+            scaling_request({"budget": budget}, {}, Scaling(algorithm=Algorithm.BEST_OF_N))
+        assert (refused.value.status_code, refused.value.code) == (400, "invalid_scaling")
+        with pytest.raises(OpenAIError):
+            scaling_request({}, {"x-modelserve-budget": budget}, Scaling())

@@ -93,16 +93,19 @@ class Versions:
                 if current is not None and current["model_id"] == model_id:
                     # The set_active that made it active: the rollout the servers run (the
                     # pointer's own history_id may be an automatic rollback's).
+                    # Its previous version only if the caller may see that one too.
                     await cur.execute(
-                        """
-                        SELECT id, from_id FROM model_history
-                        WHERE name = %s AND to_id = %s AND action = 'set_active'
+                        f"""
+                        SELECT h.id, h.from_id,
+                            h.from_id IS NOT NULL AND {visible_condition("h.from_id")} AS visible
+                        FROM model_history h
+                        WHERE name = %(name)s AND to_id = %(id)s AND action = 'set_active'
                         ORDER BY id DESC LIMIT 1
                         """,
-                        [name, model_id],
+                        {"name": name, "id": model_id, "who": who},
                     )
                     made = await cur.fetchone()
-                    before = made["from_id"] if made else None
+                    before = made["from_id"] if made and made["visible"] else None
                     return SetActiveAnswer(
                         name=name,
                         id=model_id,

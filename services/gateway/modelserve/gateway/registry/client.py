@@ -43,6 +43,8 @@ from modelserve.gateway.peer_errors import peer_refusal
 
 # The ids the download service gives models (its check_model_id).
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The download service's upload ids (32 hex digits).
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _PAGE = 1000  # the download service's largest page of GET /models
 
 
@@ -142,6 +144,14 @@ def _job_path(template: str, model_id: str) -> str:
     if not _MODEL_ID.match(model_id):
         raise ApiError(404, "download_not_found", f"no download of model {model_id}")
     return template.format(quote(model_id, safe=""))
+
+
+def _upload_path(template: str, upload_id: str) -> str:
+    """`template` with the upload's id, or the download service's 404 for an id no upload
+    has (`.` or `..` would reach another of its routes)."""
+    if not _UPLOAD_ID.match(upload_id):
+        raise ApiError(404, "upload_not_found", f"no upload {upload_id!r} of yours")
+    return template.format(upload_id)
 
 
 def _read(kind: Any, data: Any) -> Any:
@@ -272,17 +282,17 @@ class RegistryClient:
         return upload
 
     async def upload(self, authorization: str, upload_id: str) -> Upload:
-        path = f"/models/uploads/{quote(upload_id, safe='')}"
+        path = _upload_path("/models/uploads/{}", upload_id)
         upload: Upload = _read(Upload, (await self._call("GET", path, authorization)).json())
         return upload
 
     async def delete_upload(self, authorization: str, upload_id: str) -> None:
-        await self._call("DELETE", f"/models/uploads/{quote(upload_id, safe='')}", authorization)
+        await self._call("DELETE", _upload_path("/models/uploads/{}", upload_id), authorization)
 
     async def complete_upload(
         self, authorization: str, upload_id: str, parts: Sequence[Mapping[str, Any]]
     ) -> Upload:
-        path = f"/models/uploads/{quote(upload_id, safe='')}/complete"
+        path = _upload_path("/models/uploads/{}/complete", upload_id)
         body = {"parts": [dict(part) for part in parts]}
         response = await self._call("POST", path, authorization, json=body)
         upload: Upload = _read(Upload, response.json())
