@@ -132,6 +132,7 @@ def test_rollbacks_are_recorded_once_and_move_the_pointer_only_if_it_did_not_mov
         "restored_id": "r-v1",
         "reason": "rollout_failed",
         "message": "r-v2 did not become Ready in 300 s: CrashLoopBackOff",
+        "platform_server": True,
     }
     # Only platform services report rollbacks.
     for caller in (admin, client("alice")):
@@ -197,6 +198,7 @@ def test_bad_rollback_reports(
     admin.post("/models/set_active", json={"id": "b-v1"})
     rollout = admin.post("/models/set_active", json={"id": "b-v2"}).json()["history_id"]
     base = {"rollout_id": rollout, "server": "ns/s", "server_uid": "u", "failed_id": "b-v2"}
+    base["platform_server"] = True
     for body, status, code in (
         ({**base, "rollout_id": 999_999}, 404, "rollout_not_found"),
         ({**base, "failed_id": "o-v1"}, 422, "not_this_rollout"),
@@ -214,11 +216,44 @@ def test_bad_rollback_reports(
     first = admin.post("/models/set_active", json={"id": "o-v1"}).json()["history_id"]
     removed = operator.post(
         "/models/rollbacks",
-        json={"rollout_id": first, "server": "ns/o", "server_uid": "u", "failed_id": "o-v1"},
+        json={
+            "rollout_id": first,
+            "server": "ns/o",
+            "server_uid": "u",
+            "failed_id": "o-v1",
+            "server_owner": "root",
+        },  # the actor's own server
     )
     assert removed.status_code == 201, removed.text
     assert removed.json()["pointer_moved"] is True
     assert [a["name"] for a in admin.get("/models/active").json()] == ["trainee"]
+
+
+def test_a_tenants_server_rolled_by_an_admin_rolls_back_only_itself(
+    client: Callable[..., httpx.Client],
+    admin: httpx.Client,
+    versions: Callable[..., list[dict[str, Any]]],
+) -> None:
+    """An admin's set_active rolls every server of the name, tenants' too; a tenant can
+    make theirs fail at will (a bad flag), so its rollback moves no one else's version:
+    only the platform's servers and the actor's own do."""
+    operator = client("service:operator", roles=("service",))
+    versions(admin, "shared", "s-v1", "s-v2")
+    admin.post("/models/set_active", json={"id": "s-v1"})
+    rollout = admin.post("/models/set_active", json={"id": "s-v2"}).json()["history_id"]
+    report = {"rollout_id": rollout, "server": "team-c/mine", "server_uid": "uid-c",
+              "failed_id": "s-v2", "server_owner": "carol"}  # fmt: skip
+    for body in (report, {k: v for k, v in report.items() if k != "server_owner"}):
+        refused = operator.post("/models/rollbacks", json=body)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "not_the_actors_server"
+    (active,) = admin.get("/models/active", params={"name": "shared"}).json()
+    assert (active["id"], active["last_rollback"]) == ("s-v2", None)
+    history = admin.get("/models/history", params={"name": "shared"}).json()
+    assert [h["action"] for h in history] == ["set_active", "set_active"]
+    # The actor's own server, or one of the platform's: the name goes back.
+    mine = {**report, "server_uid": "uid-r", "server_owner": "root"}
+    assert operator.post("/models/rollbacks", json=mine).json()["pointer_moved"] is True
 
 
 def test_a_report_without_restored_id_restores_the_rollouts_from_id(
@@ -231,6 +266,7 @@ def test_a_report_without_restored_id_restores_the_rollouts_from_id(
     admin.post("/models/set_active", json={"id": "n-v1"})
     rollout = admin.post("/models/set_active", json={"id": "n-v2"}).json()["history_id"]
     report = {"rollout_id": rollout, "server": "ns/s", "server_uid": "u", "failed_id": "n-v2"}
+    report["platform_server"] = True
     answer = operator.post("/models/rollbacks", json=report)
     assert answer.status_code == 201, answer.text
     assert (answer.json()["entry"]["to_id"], answer.json()["pointer_moved"]) == ("n-v1", True)
@@ -249,6 +285,7 @@ def test_set_active_of_the_active_version_answers_the_set_active_that_made_it(
     made = admin.post("/models/set_active", json={"id": "u-v1"}).json()["history_id"]
     rollout = admin.post("/models/set_active", json={"id": "u-v2"}).json()["history_id"]
     report = {"rollout_id": rollout, "server": "ns/s", "server_uid": "u", "failed_id": "u-v2"}
+    report["platform_server"] = True
     rolled = operator.post("/models/rollbacks", json={**report, "restored_id": "u-v1"}).json()
     (active,) = admin.get("/models/active").json()
     assert active["history_id"] == rolled["entry"]["id"]  # the pointer's: the rollback
@@ -272,6 +309,7 @@ def test_users_see_the_changes_whose_versions_they_may_both_see(
     first = admin.post("/models/set_active", json={"id": "h-v1"}).json()["history_id"]
     rollout = admin.post("/models/set_active", json={"id": "h-admin"}).json()["history_id"]
     report = {"rollout_id": rollout, "server": "ns/s", "server_uid": "u", "failed_id": "h-admin"}
+    report["platform_server"] = True
     assert operator.post("/models/rollbacks", json=report).status_code == 201
 
     history = alice.get("/models/history")

@@ -40,6 +40,9 @@ def test_a_rollback_of_a_registry_change_is_reported_with_both_versions() -> Non
         "restored_id": None,  # the registry's: where the set_active found the pointer
         "reason": "ServerFailed",
         "message": "the server runs v1 again: pod p: server: CrashLoopBackOff",
+        # Whose: only the platform's and the set_active's actor's move the name back.
+        "server_owner": None,
+        "platform_server": False,
     }
 
 

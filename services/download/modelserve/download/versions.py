@@ -44,6 +44,11 @@ class NotThisRollout(ValueError):
     """A rollback report whose versions are not those of the rollout it names."""
 
 
+class NotTheActorsServer(PermissionError):
+    """A rollback report of a server that is neither the platform's nor the set_active's
+    actor's: its owner cannot move the name back for everyone."""
+
+
 def _both_visible(row: str) -> str:
     """A condition: both versions of history row `row` are visible to `who` (a side
     that is NULL, no version, counts as visible)."""
@@ -233,23 +238,34 @@ class Versions:
         restored_id: str | None,
         reason: str | None,
         message: str | None,
+        server_owner: str | None = None,
+        platform_server: bool = False,
     ) -> RollbackAnswer:
         """Record the automatic rollback of rollout `rollout_id` on a server, once per
         (rollout, server uid); the name's pointer moves back to `restored_id` (or is
         removed, with none) only if it still points at `failed_id`. The report must be of
         that very change: `failed_id` its to_id, `restored_id` its from_id (None: its
-        from_id); NotThisRollout otherwise."""
+        from_id); NotThisRollout otherwise. And of a server of the platform's or of the
+        set_active's actor: a tenant's server that an admin's set_active rolled, which its
+        owner can make fail at will, rolls only itself back (NotTheActorsServer)."""
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> RollbackAnswer:
             async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(
-                    """SELECT name, from_id, to_id FROM model_history
+                    """SELECT name, from_id, to_id, actor FROM model_history
                        WHERE id = %s AND action = 'set_active'""",
                     [rollout_id],
                 )
                 rollout = await cur.fetchone()
                 if rollout is None:
                     raise RolloutNotFound(rollout_id)
+                actors = server_owner is not None and server_owner == rollout["actor"]
+                if not (platform_server or actors):
+                    raise NotTheActorsServer(
+                        f"{server} is {server_owner or 'nobody'}'s, not a platform server nor"
+                        f" one of {rollout['actor']}, who made rollout {rollout_id}: its"
+                        " rollback is its own, the name's active version stays"
+                    )
                 name, restored = rollout["name"], restored_id or rollout["from_id"]
                 if failed_id != rollout["to_id"] or restored != rollout["from_id"]:
                     raise NotThisRollout(

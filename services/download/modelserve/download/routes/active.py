@@ -22,6 +22,7 @@ from modelserve.download.deps import VersionsDep
 from modelserve.download.sources import TEXT_PATTERN, is_model_id, printable
 from modelserve.download.versions import (
     NameNotOpen,
+    NotTheActorsServer,
     NotThisRollout,
     RolloutNotFound,
     VersionNotFound,
@@ -95,6 +96,10 @@ class RollbackReport(BaseModel):
     restored_id: str | None = Field(default=None, max_length=256, pattern=TEXT_PATTERN)
     reason: str | None = Field(default=None, max_length=256, pattern=TEXT_PATTERN)
     message: str | None = Field(default=None, max_length=4096)
+    server_owner: str | None = Field(
+        default=None, max_length=253, pattern=TEXT_PATTERN, description="its owner label"
+    )
+    platform_server: bool = Field(default=False, description="in a platform namespace")
 
 
 @router.post("/models/rollbacks", status_code=201)
@@ -115,6 +120,8 @@ async def report_rollback(
             restored_id=body.restored_id,
             reason=body.reason,
             message=printable(body.message, limit=4096),
+            server_owner=body.server_owner,
+            platform_server=body.platform_server,
         )
     except RolloutNotFound as error:
         raise ApiError(
@@ -122,6 +129,8 @@ async def report_rollback(
         ) from error
     except NotThisRollout as error:
         raise ApiError(422, "not_this_rollout", str(error)) from error
+    except NotTheActorsServer as error:
+        raise ApiError(409, "not_the_actors_server", str(error)) from error
     if answer.duplicate:
         response.status_code = 200
     return answer

@@ -47,6 +47,9 @@ def rollback_report(target: Target) -> dict[str, Any] | None:
         "restored_id": None,
         "reason": rollout.reason or None,
         "message": f"the server runs {rollout.source} again: {rollout.message}",
+        # Whose it is: only the platform's and the set_active's actor's move the name back.
+        "server_owner": target.owner,
+        "platform_server": target.platform,
     }
 
 
