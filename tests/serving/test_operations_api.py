@@ -285,6 +285,12 @@ def test_version_reads_the_cluster(bed: Bed) -> None:
     ]
     assert {"image": image, "runtime": "llamacpp", "deployments": 1} in body["runtime_images"]
     assert body["unavailable"] == {}
+    # A server's image is its owner's business: another tenant sees only what they may use.
+    stranger = bed.get("/version", "mallory").json()
+    assert image not in [found["image"] for found in stranger["runtime_images"]]
+    assert image in [
+        found["image"] for found in bed.get("/version", "root", admin=True).json()["runtime_images"]
+    ]
 
 
 def test_info_and_config(bed: Bed) -> None:

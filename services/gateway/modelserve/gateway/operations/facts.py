@@ -7,7 +7,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from modelserve.common import __version__
-from modelserve.common.modelserve import SERVER_CONTAINER, Aggregation, Algorithm, RewardKind
+from modelserve.common.modelserve import (
+    SERVER_CONTAINER,
+    SERVER_LABEL,
+    Aggregation,
+    Algorithm,
+    RewardKind,
+)
 from modelserve.common.settings import split
 from modelserve.gateway.scaling_requests import MAX_BUDGET
 from modelserve.gateway.settings import GatewaySettings
@@ -71,6 +77,12 @@ def build_info(settings: GatewaySettings, *, cluster: bool) -> dict[str, Any]:
             "concurrency": settings.scaling_concurrency,
         },
     }
+
+
+def server_of(deployment: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, ModelServe name) of one of the operator's Deployments."""
+    metadata = deployment["metadata"]
+    return metadata.get("namespace", ""), (metadata.get("labels") or {}).get(SERVER_LABEL, "")
 
 
 def runtime_images(deployments: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

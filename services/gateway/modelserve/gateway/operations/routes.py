@@ -18,11 +18,16 @@ from modelserve.common.errors import ApiError
 from modelserve.common.settings import split
 from modelserve.common.tokens import Claims
 from modelserve.gateway.auth import Admin, Caller
-from modelserve.gateway.deps import KubeDep, ServersDep, SettingsDep
+from modelserve.gateway.deps import KubeDep, RoutesDep, ServersDep, SettingsDep
 from modelserve.gateway.kubeservers import ServerStore, served_namespaces
 from modelserve.gateway.operations import logs
 from modelserve.gateway.operations.cluster import ClusterReadError, ClusterReads
-from modelserve.gateway.operations.facts import build_info, build_version, runtime_images
+from modelserve.gateway.operations.facts import (
+    build_info,
+    build_version,
+    runtime_images,
+    server_of,
+)
 from modelserve.gateway.operations.nodes import build_nodes
 from modelserve.gateway.operations.platform_pods import platform_pods
 from modelserve.gateway.operations.procfs import read_host, read_process
@@ -50,8 +55,11 @@ async def info(_: Caller, settings: SettingsDep, kube: KubeDep) -> dict[str, Any
 
 
 @router.get("/version")
-async def version(_: Caller, settings: SettingsDep, kube: KubeDep) -> dict[str, Any]:
-    """API, platform, Python and Kubernetes versions, and the model servers' images."""
+async def version(
+    claims: Caller, settings: SettingsDep, kube: KubeDep, routes: RoutesDep
+) -> dict[str, Any]:
+    """API, platform, Python and Kubernetes versions, and the images of the model servers
+    the caller may use (admins: all): a tenant's `spec.image` is theirs."""
     unavailable: dict[str, str] = {}
     if kube is None:
         unavailable = {"kubernetes_version": NO_CLUSTER, "runtime_images": NO_CLUSTER}
@@ -64,6 +72,9 @@ async def version(_: Caller, settings: SettingsDep, kube: KubeDep) -> dict[str, 
         _attempt(reads.server_version(), "kubernetes_version", unavailable),
         _attempt(reads.server_deployments(namespaces), "runtime_images", unavailable),
     )
+    if deployments is not None and not (claims.is_admin or claims.is_service):
+        usable = {(t.namespace, t.name) for t in routes.servers() if t.may_use(claims)}
+        deployments = [d for d in deployments if server_of(d) in usable]
     images = runtime_images(deployments) if deployments is not None else None
     return build_version(kubernetes_version=found, images=images, unavailable=unavailable)
 
