@@ -33,6 +33,11 @@ def _message(error: ApiException) -> str:
     return str(error.reason or error)
 
 
+# Each read of the operations API: connect and read, seconds (a kubelet that does not
+# answer a log read must not hold one of the gateway's threads for long).
+READ_SECONDS = (5.0, 20.0)
+
+
 class ClusterReadError(Exception):
     """The API server refused a read, or could not be reached; `status` is its HTTP
     status (None when unreachable)."""
@@ -43,16 +48,18 @@ class ClusterReadError(Exception):
 
 
 async def _read(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """`call`'s raw answer body (JSON decoded unless `raw`)."""
+    """`call`'s raw answer body (JSON decoded unless `raw`), within READ_SECONDS."""
     raw = kwargs.pop("raw", False)
 
     def run() -> Any:
-        response = call(*args, _preload_content=False, **kwargs)
+        response = call(*args, _preload_content=False, _request_timeout=READ_SECONDS, **kwargs)
         data = response.data
         return data.decode("utf-8", errors="replace") if raw else json.loads(data)
 
     try:
         return await asyncio.to_thread(run)
+    except ValueError as error:  # not JSON: no answer of the API server's
+        raise ClusterReadError(f"the cluster's answer to {what} is not JSON", None) from error
     except ApiException as error:
         raise ClusterReadError(
             f"the cluster refused to {what} ({error.status}): {_message(error)}", error.status

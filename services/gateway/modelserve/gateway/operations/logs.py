@@ -32,6 +32,8 @@ SERVER_POD_LABEL = SERVER_LABEL
 SERVER_CONTAINERS = (SERVER_CONTAINER, FETCH_CONTAINER)
 DEFAULT_LINES = 100
 MAX_LINES = 5000
+# `since_seconds` at most: a year (the API server reads it as an int64).
+MAX_SINCE_SECONDS = 366 * 24 * 3600
 
 
 def is_server_id(component: str) -> bool:

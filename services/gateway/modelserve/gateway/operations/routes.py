@@ -186,7 +186,7 @@ async def component_logs(
     servers: ServersDep,
     kube: KubeDep,
     lines: Annotated[int, Query(ge=1, le=logs.MAX_LINES)] = logs.DEFAULT_LINES,
-    since_seconds: Annotated[int | None, Query(ge=1)] = None,
+    since_seconds: Annotated[int | None, Query(ge=1, le=logs.MAX_SINCE_SECONDS)] = None,
     container: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
 ) -> dict[str, Any] | Response:
     """The last `lines` lines of each container of the component's pods (JSON, or text
