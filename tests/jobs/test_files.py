@@ -170,3 +170,51 @@ def test_a_file_over_the_size_limit_is_refused_and_leaves_nothing(
     assert [f["filename"] for f in listed["data"]] == ["ok.jsonl"]
     kept = store.client().list_objects(job_platform.bucket, prefix="files/hana/", recursive=True)
     assert [item.object_name for item in kept] == [f"files/hana/{fits.json()['id']}"]
+
+
+def test_a_form_of_many_fields_is_refused_before_it_is_read_whole(
+    job_platform: JobPlatform,
+) -> None:
+    """Fields besides the file are kept in memory: at most 16 of them (each 1 KiB at
+    most), so that a form of thousands is a 400, not a heap."""
+    boundary = "many-fields"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="f{n}"\r\n\r\n{"x" * 1000}\r\n'
+        for n in range(200)
+    ]
+    body = "".join(parts) + f"--{boundary}--\r\n"
+    with job_platform.user("ivan") as client:
+        answer = client.post(
+            "/v1/files",
+            content=body.encode(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+    assert answer.status_code == 400, answer.text
+    assert "more than 16 fields" in answer.json()["error"]["message"]
+
+
+def test_a_json_body_over_the_service_s_cap_is_413(
+    job_platform: JobPlatform, start_jobs: Callable[..., RunningService]
+) -> None:
+    """Bodies other than uploads are read whole: a replica of its own with a 2 KiB cap
+    (the platform's is 8 MiB) refuses a larger one before any route has it, and still
+    takes an upload larger than that."""
+    store = job_platform.store
+    small = start_jobs(
+        JOBS_STORE_ENDPOINT=store.endpoint,
+        JOBS_STORE_ACCESS_KEY=store.access_key,
+        JOBS_STORE_SECRET_KEY=store.secret_key,
+        JOBS_STORE_BUCKET=job_platform.bucket,
+        JOBS_MAX_BODY_BYTES="2048",
+    )
+    job_platform.user("jill").close()
+    headers = {"Authorization": f"Bearer {job_platform.token('jill')}"}
+    with httpx.Client(base_url=small.url, headers=headers, timeout=60) as replica:
+        body = {"model": "m", "prompt": "x" * 4096}
+        refused = replica.post("/generate", json=body)
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["error"]["code"] == "body_too_large"
+        upload = replica.post(
+            "/v1/files", files={"file": ("ok.jsonl", CONTENT * 100)}, data={"purpose": "batch"}
+        )
+        assert upload.status_code == 200, upload.text

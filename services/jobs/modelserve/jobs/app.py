@@ -11,6 +11,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from modelserve.common.body_limit import BodyLimit
 from modelserve.common.database import DatabaseUnavailable, open_pool
 from modelserve.common.errors import answer_unavailable, error_body
 from modelserve.common.objects import ObjectStore
@@ -117,6 +118,8 @@ async def _unstorable(_: Request, error: Exception) -> JSONResponse:
 
 def create_app(settings: JobsSettings) -> FastAPI:
     app = create_service_app("jobs", settings, lifespan=lifespan)
+    # JSON bodies are read whole; an upload streams to the store under its own limit.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, streamed=("/v1/files",))
     answer_unavailable(app, DatabaseUnavailable, "database_unavailable")
     app.add_exception_handler(psycopg.DataError, _unstorable)
     app.include_router(jobs.router)

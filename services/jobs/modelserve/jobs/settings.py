@@ -56,6 +56,8 @@ class JobsSettings(ServiceSettings):
     # The OpenAI Batch API (docs/batches.md): the largest file /v1/files takes (OpenAI's
     # limit for a batch input file is 200 MB), and the most requests in one batch.
     files_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    # Any other request body (a batch, an evaluation, a generation: JSON, read whole).
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     batch_max_requests: int = Field(default=50_000, ge=1)
 
     # Items run at once by this replica, and at most per model (job traffic stays below

@@ -20,6 +20,8 @@ PART_SIZE = 8 << 20
 READ_SIZE = 1 << 20
 # A form field other than the file (`purpose`) is short, and so is a part's header.
 FIELD_MAX = 1024
+# Fields of a form besides its file (the Files API names two: `purpose` and `file`).
+FIELDS_MAX = 16
 HEADER_MAX = 8 * 1024
 
 
@@ -156,12 +158,19 @@ async def receive_file(
     upload = Upload()
     current: _Part | None = None
     value = bytearray()
+    fields = 0
     try:
         async for chunk in chunks:
             parser.write(chunk)
             for kind, payload in events.events:
                 if isinstance(payload, _Part):
                     current, value = payload, bytearray()
+                    if current.name != "file":
+                        fields += 1
+                        if fields > FIELDS_MAX:
+                            raise OpenAIError(
+                                400, f"the form has more than {FIELDS_MAX} fields besides `file`"
+                            )
                     if current.name == "file":
                         if upload.filename is not None:
                             raise OpenAIError(400, "one `file` per upload", param="file")
