@@ -195,6 +195,21 @@ def test_bad_lines_fail_alone_and_max_samples_counts_examples(
     assert [r["expected"] for r in records if r["error"] is None] == ["4", "7"]
 
 
+def test_a_dataset_with_a_line_over_a_mib_is_refused_whole(job_platform: JobPlatform) -> None:
+    """An example is kept in PostgreSQL with its job: a line of 1 MiB and more (a file
+    with no newline at all, say) is refused, and no job is left behind."""
+    good = json.dumps({"prompt": "Say 1.", "answer": "1"})
+    huge = json.dumps({"prompt": "x" * (1 << 20), "answer": "1"})
+    key = put_dataset(job_platform, [good, huge, good])
+    body = {"model_id": job_platform.model, "name": "huge", "dataset_ref": key, "max_tokens": 2}
+    with job_platform.user("petra") as petra:
+        answer = petra.post("/eval/jobs", json=body)
+        assert answer.status_code == 400, answer.text[:300]
+        error = answer.json()["error"]
+        assert error["code"] == "dataset_refused" and "line 2" in error["message"], error
+        assert petra.get("/eval/jobs").json() == []
+
+
 def test_jobs_and_datasets_per_caller(job_platform: JobPlatform) -> None:
     key = put_dataset(job_platform, [json.dumps({"prompt": "Say 1.", "answer": "1"})])
     body = {"model_id": job_platform.model, "name": "mine", "max_tokens": 2}

@@ -18,6 +18,10 @@ from modelserve.common.objects import ObjectInfo, ObjectStore
 
 DATASETS = "datasets/"
 CHUNK = 1 << 20
+# One example (a line) at most this long, and at most this many of a dataset without
+# max_samples: an example is kept in PostgreSQL with the job, all in one transaction.
+LINE_MAX_BYTES = 1 << 20
+MAX_ITEMS = 100_000
 MAX_KEY_BYTES = 1024
 
 
@@ -52,7 +56,11 @@ async def dataset_items(
     objects: ObjectStore, bucket: str, info: ObjectInfo, *, limit: int | None
 ) -> AsyncIterator[dict[str, Any]]:
     """One item per non-blank line of the dataset (`{"line", "text"}`, lines counted
-    from 1), at most `limit`; read in chunks of the version `info` describes."""
+    from 1), at most `limit` (or MAX_ITEMS); read in chunks of the version `info`
+    describes. DatasetRefused for a line over LINE_MAX_BYTES, or more than MAX_ITEMS
+    examples without a `limit`."""
+    if limit is None:
+        limit = MAX_ITEMS + 1  # one more: to tell "exactly the cap" from "over it"
     pending = b""
     number = count = 0
     offset = 0
@@ -64,14 +72,24 @@ async def dataset_items(
             )
             offset += length
             *lines, pending = pending.split(b"\n")
+            if len(pending) > LINE_MAX_BYTES:
+                raise DatasetRefused(
+                    f"line {number + len(lines) + 1} of the dataset is over {LINE_MAX_BYTES} bytes"
+                )
         else:
             lines, pending = [pending], b""
         for raw in lines:
             number += 1
+            if len(raw) > LINE_MAX_BYTES:
+                raise DatasetRefused(f"line {number} of the dataset is over {LINE_MAX_BYTES} bytes")
             text = raw.decode("utf-8", errors="replace").rstrip("\r")
             if not text.strip():
                 continue
-            yield {"line": number, "text": text}
             count += 1
-            if limit is not None and count >= limit:
+            if count > MAX_ITEMS:
+                raise DatasetRefused(
+                    f"the dataset has more than {MAX_ITEMS} examples: give max_samples"
+                )
+            yield {"line": number, "text": text}
+            if count >= limit:
                 return

@@ -16,7 +16,12 @@ from modelserve.common.errors import ApiError
 from modelserve.common.objects import ObjectStore, StoreError
 from modelserve.common.tokens import Claims
 from modelserve.jobs.deps import CallerDep, StoreDep, visible_to
-from modelserve.jobs.evaluation.datasets import DatasetRefused, dataset_items, dataset_key
+from modelserve.jobs.evaluation.datasets import (
+    MAX_ITEMS,
+    DatasetRefused,
+    dataset_items,
+    dataset_key,
+)
 from modelserve.jobs.evaluation.examples import EvalSpec
 from modelserve.jobs.evaluation.results import example_page
 from modelserve.jobs.files.records import FileRecords
@@ -42,7 +47,7 @@ class EvalRequest(BaseModel):
     name: str = Field(min_length=1, max_length=256)
     dataset_ref: str = Field(min_length=1, max_length=1024)
     metrics: list[Metric] = ["accuracy"]
-    max_samples: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_samples: int | None = Field(default=None, ge=1, le=MAX_ITEMS)
     per_example_logging: bool = True
     max_tokens: int = Field(default=256, ge=1, le=32_768)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -187,6 +192,8 @@ async def create_eval_job(
             key_id=claims.key_id,
             job_id=f"eval_{uuid.uuid4().hex[:24]}",
         )
+    except DatasetRefused as error:
+        raise ApiError(400, "dataset_refused", str(error)) from error
     except ValueError as error:
         raise ApiError(400, "empty_dataset", f"s3://{bucket}/{key} has no examples") from error
     except StoreError as error:
