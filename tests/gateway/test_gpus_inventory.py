@@ -4,6 +4,7 @@ in test_gpus_cluster.py)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from modelserve.common.gpu_reports import (
@@ -277,6 +278,13 @@ def test_a_report_survives_its_lease() -> None:
     assert lease["metadata"]["labels"] == {"llm.modelserve.io/gpu-report": "true"}
     assert lease["spec"]["leaseDurationSeconds"] == 30
     assert gpu_report_from_lease(lease) == sent
+    # One Lease per node: another node's name or holder carries no report of this one.
+    moved = copy.deepcopy(lease)
+    moved["metadata"]["name"] = "modelserve-gpu-gpu-h100-9"
+    assert gpu_report_from_lease(moved) is None
+    held = copy.deepcopy(lease)
+    held["spec"]["holderIdentity"] = "gpu-h100-9"
+    assert gpu_report_from_lease(held) is None
     lease["metadata"]["annotations"]["llm.modelserve.io/gpu-report"] = "{not json"
     assert gpu_report_from_lease(lease) is None
     assert gpu_report_from_lease({"metadata": {"labels": {}}}) is None

@@ -3,6 +3,8 @@ refusals."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from modelserve.common.gpu_reports import GpuFigures
 from modelserve.nodeagent.power import Plan, outcome, plan_limits
 from modelserve.nodeagent.smi import Limits
@@ -52,3 +54,42 @@ def test_refusals_are_classified() -> None:
         refused = outcome(plan, 4, message)
         assert (refused.result, refused.limit_w) == (result, None), message
         assert refused.message == f"nvidia-smi -pl exited 4: {message}"
+
+
+def test_a_definite_refusal_is_not_asked_again_a_timeout_is() -> None:
+    """`-pl` answered "not permitted" gives the same answer next time: asked once for a
+    target. A timeout (exit 124) or an unknown failure may pass next time: asked again."""
+    from kubernetes import client as k8s
+
+    from modelserve.common.power_profiles import (
+        DEFAULT_PROFILES,
+        build_configmap_data,
+        current_profile,
+    )
+    from modelserve.nodeagent.agent import NodeAgent
+    from modelserve.nodeagent.settings import NodeAgentSettings
+
+    asked: list[list[str]] = []
+    answers = {"0": (4, "Insufficient Permissions"), "1": (124, "timed out")}
+
+    def run(command: list[str], timeout: float) -> tuple[int, str]:
+        asked.append(command)
+        if "-pl" not in command:
+            return 0, "0, 100.00, 400.00\n1, 100.00, 400.00\n"
+        return answers[command[command.index("-i") + 1]]
+
+    class Agent(NodeAgent):
+        def read_profile(self) -> Any:
+            return current_profile(build_configmap_data("quiet", DEFAULT_PROFILES))
+
+    settings = NodeAgentSettings(node_name="gpu-0", apply_power_limits=True)
+    agent = Agent(settings, k8s.ApiClient(), run=run)
+    gpus = (
+        GpuFigures(index=0, uuid="GPU-a", power_limit_w=400.0),
+        GpuFigures(index=1, uuid="GPU-b", power_limit_w=400.0),
+    )
+    for _ in range(3):
+        report = agent.apply_power(gpus)
+        assert [r.result for r in report.gpus] == ["not_permitted", "failed"]
+    set_calls = [c[c.index("-i") + 1] for c in asked if "-pl" in c]
+    assert set_calls == ["0", "1", "1", "1"]

@@ -210,15 +210,20 @@ def build_gpu_lease(report: GpuReport, namespace: str) -> dict[str, Any]:
 
 
 def gpu_report_from_lease(body: Mapping[str, Any]) -> GpuReport | None:
-    """The report a Lease carries; None for a Lease that is not one (or unreadable)."""
+    """The report a Lease carries; None for a Lease that is not one (or unreadable), or
+    that speaks for another node than its name and holder say: one Lease per node, so
+    that a report cannot stand in for another node's."""
     lease = read_report_lease(body, GPU_REPORT_LABEL, GPU_REPORT_ANNOTATION)
     if lease is None:
         return None
     payload = lease.payload
+    node = str(payload.get("node") or lease.holder)
+    if lease.holder != node or lease.name != gpu_lease_name(node):
+        return None
     try:
         power = payload.get("power")
         return GpuReport(
-            node=str(payload.get("node") or lease.holder),
+            node=node,
             renewed=lease.renewed,
             duration=lease.duration,
             gpus=tuple(GpuFigures.from_wire(gpu) for gpu in payload.get("gpus") or []),

@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 REQUEST_SECONDS = 5
 NOT_FOUND = 404
 API_FAILURES = (ApiException, HTTPError, OSError)
+# Answers of `nvidia-smi -pl` that asking again would not change; a timeout or another
+# failure is tried again at the next pass.
+DEFINITE = ("not_permitted", "not_supported")
 # (exit status, stdout and stderr together)
 Runner = Callable[[list[str], float], tuple[int, str]]
 
@@ -74,7 +77,8 @@ class NodeAgent:
         self._leases = k8s.CoordinationV1Api(api)
         self._run = run
         self._clock = clock
-        # Refusals of `-pl` by (GPU index, watts): not asked again until the target changes.
+        # Definite refusals of `-pl` by (GPU index, watts): not asked again until the target
+        # changes.
         self._refused: dict[tuple[int, float], PowerResult] = {}
 
     @property
@@ -163,7 +167,8 @@ class NodeAgent:
                 logger.info("GPU %s: power limit %s (%s)", plan.index, plan.limit_w, plan.message)
             else:
                 logger.warning("GPU %s: %s", plan.index, result.message)
-                self._refused[(plan.index, plan.limit_w)] = result
+                if result.result in DEFINITE:  # asked again, the same answer
+                    self._refused[(plan.index, plan.limit_w)] = result
             done.append(result)
         return _with(base, gpus=tuple(done))
 
