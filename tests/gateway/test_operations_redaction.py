@@ -60,3 +60,23 @@ def test_urls() -> None:
     assert redact_url("http://[::1]:8080/", query=False) == "http://[::1]:8080/"
     assert redact_url("not a url", query=False) is None
     assert redact_url("http://host:notaport/", query=False) is None
+
+
+def test_plain_urls_lose_users_query_values_and_unreadable_credentials() -> None:
+    """A setting that is no secret may still hold one in its URL: a token as the user
+    (`https://<token>@host`), an `api_key` in the query, a password in a URL that does
+    not parse (a port out of range)."""
+    shown, redacted = redacted_settings(
+        GatewaySettings(
+            tokens=TokenSettings(secret=SecretStr(JWT_SECRET)),
+            contract_url="http://svc:pa55word@contract:99999/",
+            jobs_url="https://ghp_T0KEN@jobs:8203/",
+            otlp_endpoint="https://collector/v1/traces?api_key=SECRETKEY",
+        )
+    )
+    text = json.dumps(shown)
+    assert [s for s in ("pa55word", "ghp_T0KEN", "SECRETKEY") if s in text] == []
+    assert shown["contract_url"] == REDACTED
+    assert shown["jobs_url"] == "https://***@jobs:8203/"
+    assert shown["otlp_endpoint"] == "https://collector/v1/traces?api_key=***"
+    assert {"contract_url", "jobs_url", "otlp_endpoint"} <= set(redacted)

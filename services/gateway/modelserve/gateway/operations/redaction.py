@@ -4,8 +4,10 @@ by "***" (pure).
 Redacted: every SecretStr (keys, passwords, tokens, the database URL), except that a
 secret URL keeps its scheme, user, host, port and path and loses its password and every
 query value (which may carry one); any other text whose field name says it is a password,
-secret or token; the password of any other URL. Paths (to a key file, say) are shown: a
-path grants nothing.
+secret or token; the user, password and query values of any other URL (a user alone may
+be a token: `https://<token>@host`), and the whole of a text that looks like a URL with
+credentials but cannot be read as one. Paths (to a key file, say) are shown: a path grants
+nothing.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ REDACTED = "***"
 _SECRET_NAME = re.compile(r"password|secret|token(?!s$)|credential|private", re.IGNORECASE)
 
 
-def redact_url(url: str, *, query: bool) -> str | None:
-    """`url` without its password (and, with `query`, without its query values); None if
-    it is no URL with a host."""
+def redact_url(url: str, *, query: bool, user: bool = False) -> str | None:
+    """`url` without its password (with `query`, without its query values; with `user`,
+    without its user either); None if it is no URL with a host."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -35,8 +37,8 @@ def redact_url(url: str, *, query: bool) -> str | None:
     if port is not None:
         netloc = f"{netloc}:{port}"
     if parts.username is not None:
-        user = parts.username + (f":{REDACTED}" if parts.password is not None else "")
-        netloc = f"{user}@{netloc}"
+        name = REDACTED if user else parts.username
+        netloc = f"{name}{f':{REDACTED}' if parts.password is not None else ''}@{netloc}"
     kept = parts.query
     if query and kept:
         kept = urlencode(
@@ -57,7 +59,9 @@ def _value(name: str, value: Any, path: str, redacted: list[str]) -> Any:
         if _SECRET_NAME.search(name):
             redacted.append(path)
             return REDACTED
-        shown = redact_url(value, query=False)
+        shown = redact_url(value, query=True, user=True)
+        if shown is None and "://" in value and "@" in value.split("://", 1)[1].split("/")[0]:
+            shown = REDACTED  # credentials, perhaps, in a URL that cannot be read
         if shown is not None and shown != value:
             redacted.append(path)
             return shown
