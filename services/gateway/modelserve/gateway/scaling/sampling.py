@@ -6,6 +6,8 @@ server supports `n`, N concurrent ones where it does not.
 
 from __future__ import annotations
 
+import asyncio
+
 from modelserve.common.answers import extract_answer, majority
 from modelserve.common.modelserve import Algorithm
 from modelserve.gateway.scaling.lm import Generation, LanguageModel, Prompt
@@ -57,7 +59,11 @@ async def self_consistency(
     candidate's score is its answer's share of the votes (0 without an answer)."""
     meter = Meter()
     samples = await _samples(meter, lm, prompt, budget, options)
-    answers = [extract_answer(sample.text, options.answer_pattern) for sample in samples]
+    # A pattern may take up to PATTERN_SECONDS a sample: off the event loop, which
+    # every other request of the process shares.
+    answers = await asyncio.to_thread(
+        lambda: [extract_answer(sample.text, options.answer_pattern) for sample in samples]
+    )
     vote = majority(answers)
     candidates = [
         Candidate(
