@@ -370,6 +370,9 @@ def test_nobody_but_the_owner_changes_or_deletes_a_server(
         ]}})),
         ("patch", "ms/hers", "--type=merge", "-p",
          json.dumps({"metadata": {"finalizers": ["example.com/bob"]}})),
+        # Her annotations: the version she runs, what the operator last handled.
+        ("annotate", "ms/hers", "llm.modelserve.io/model-version=bobs"),
+        ("annotate", "ms/hers", "llm.modelserve.io/last-handled-configuration={}"),
         ("delete", "ms/hers", "--wait=false"),
     ]  # fmt: skip
     for args in attempts:
@@ -380,8 +383,19 @@ def test_nobody_but_the_owner_changes_or_deletes_a_server(
     assert stored["spec"]["replicas"] == 1
     assert stored["metadata"]["labels"] == {OWNER_LABEL: alice}
     assert "ownerReferences" not in stored["metadata"] and "finalizers" not in stored["metadata"]
+    assert "llm.modelserve.io/model-version" not in (stored["metadata"].get("annotations") or {})
 
     as_person(admission, alice).ok("scale", "ms/hers", "--replicas=2", "-n", namespace)
+    as_person(admission, alice).ok("annotate", "ms/hers", "note=mine", "-n", namespace)
+    # The operator keeps kopf's state in annotations (CONTRACT_OPERATOR_USERS), and no more.
+    operator = Kubectl(admission.kubeconfig("system:serviceaccount:modelserve:modelserve-operator"))
+    operator.ok("annotate", "ms/hers", "llm.modelserve.io/last-handled-configuration={}",
+                "-n", namespace)  # fmt: skip
+    refused = operator.refused(
+        "patch", "ms/hers", "--type=merge", "-p",
+        json.dumps({"metadata": {"finalizers": ["example.com/operator"]}}), "-n", namespace,
+    )  # fmt: skip
+    assert refused.startswith("[not_owner]"), refused
     admin = Kubectl(admission.admin_kubeconfig())
     admin.ok("label", "ms/hers", "reviewed=yes", "-n", namespace)
     admin.ok("delete", "ms/hers", "-n", namespace)

@@ -181,6 +181,7 @@ class Requester:
     admin: bool
     delegating: bool
     system: bool = False  # one of Kubernetes' own controllers (CONTRACT_SYSTEM_CONTROLLERS)
+    operator: bool = False  # the platform's operator (CONTRACT_OPERATOR_USERS)
 
 
 def requester(review: Review, settings: ContractSettings) -> Requester:
@@ -191,6 +192,7 @@ def requester(review: Review, settings: ContractSettings) -> Requester:
         admin=bool(set(split(settings.admin_groups)) & set(review.groups)),
         delegating=review.user in split(settings.delegating_users),
         system=review.user in split(settings.system_controllers),
+        operator=review.user in split(settings.operator_users),
     )
 
 
@@ -287,21 +289,22 @@ def metadata_refusal(review: Review, who: Requester) -> str | None:
     """Whether an update of metadata only (`changes_nothing_that_runs`) changes what only
     the server's owner, admins, the gateway and Kubernetes' controllers may: its owner
     references (the garbage collector deletes a server whose owner is gone: another's
-    reference would let them delete it) and its finalizers (one added would keep its
-    owner from deleting it)."""
+    reference would let them delete it), its finalizers (one added would keep its owner
+    from deleting it) and its annotations (the version it runs, kopf's record of what the
+    operator last handled), which the operator may change too."""
     if who.admin or who.delegating or who.system:
         return None
     new, old = review.object.get("metadata") or {}, review.old_object.get("metadata") or {}
-    changed = [
-        field
-        for field in ("ownerReferences", "finalizers")
-        if (new.get(field) or []) != (old.get(field) or [])
-    ]
+    fields = ("ownerReferences", "finalizers") if who.operator else _GUARDED_METADATA
+    changed = [field for field in fields if (new.get(field) or []) != (old.get(field) or [])]
     if not changed:
         return None
     owner = labels_of(review.old_object).get(OWNER_LABEL)
     refusal = owner_refusal(review, who.user, owner)
     return f"{refusal} (its {' and '.join(changed)})" if refusal else None
+
+
+_GUARDED_METADATA = ("ownerReferences", "finalizers", "annotations")
 
 
 def annotations_of(body: dict[str, Any]) -> dict[str, str]:

@@ -113,6 +113,9 @@ class ContractSettings(ServiceSettings):
     webhook_client_names: str = "kube-apiserver-webhook-client"
     # Kubernetes users acting for someone else: the user is in the ModelServe's owner label.
     delegating_users: str = "system:serviceaccount:modelserve:modelserve-gateway"
+    # The operator's Kubernetes user: it writes kopf's state into every ModelServe's
+    # annotations, which nobody else but the owner, admins and the gateway may change.
+    operator_users: str = "system:serviceaccount:modelserve:modelserve-operator"
     # Kubernetes' own controllers: they delete ModelServes (a namespace deleted, an owner
     # gone) and drop owner references and finalizers, for no user; the webhook lets them.
     # With the controller manager's --use-service-account-credentials (kubeadm, k3s), each
