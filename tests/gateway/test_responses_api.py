@@ -163,6 +163,14 @@ def test_input_items_tools_and_text_format_become_chats() -> None:
             "input[0].content[0].type",
         ),
         ({"text": {"format": {"type": "xml"}}}, "text.format.type"),
+        ({"prompt": 0}, "prompt"),  # 0 is not False
+        ({"max_tool_calls": 0}, "max_tool_calls"),
+        # What passes through is checked as a chat completion's fields: the tokens held
+        # for the request are read from them.
+        ({"n": "128"}, "n"),
+        ({"n": 100_000}, "n"),
+        ({"max_completion_tokens": "100000"}, "max_completion_tokens"),
+        ({"messages": [{"role": "user", "content": "other"}]}, "messages"),
     ],
 )
 def test_what_the_gateway_cannot_honour_is_refused_naming_it(

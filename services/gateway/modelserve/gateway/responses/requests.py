@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelserve.gateway.openai_errors import OpenAIError
+from modelserve.gateway.openai_requests import ChatRequest, ShapeError, check_shape
 
 # Translated into the chat completion (or read for the Response only).
 _TRANSLATED = frozenset(
@@ -51,6 +52,9 @@ _REFUSED = {
     "max_tool_calls": "the gateway runs no tools itself, so `max_tool_calls` has no meaning",
 }
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
+# A chat completion's own fields, which the translation writes from `input`: never taken
+# from the request as they are.
+_CHAT_OWN = ("messages",)
 
 
 def refused(message: str, param: str, code: str = "unsupported_parameter") -> OpenAIError:
@@ -90,13 +94,23 @@ def chat_request(payload: dict[str, Any]) -> dict[str, Any]:
         chat["stream"] = True
         # Responses' last event carries the usage: always asked of the model server.
         chat["stream_options"] = {"include_usage": True}
+    # What passed through is checked as a chat completion's fields are (`n` an integer of
+    # 1 to 128, ...): the tokens held for it are read from them.
+    try:
+        check_shape(chat, ChatRequest)
+    except ShapeError as error:
+        raise refused(error.message, error.param, error.code) from None
     return chat
 
 
 def _refuse_unsupported(payload: dict[str, Any]) -> None:
     for field, why in _REFUSED.items():
-        if payload.get(field) not in (None, False):
+        value = payload.get(field)
+        if value is not None and value is not False:  # 0 is no False here
             raise refused(f"`{field}` is not supported by this gateway: {why}", field)
+    for field in _CHAT_OWN:
+        if field in payload:
+            raise refused(f"`{field}` is not a Responses field: the conversation is `input`", field)
     if payload.get("store") is True:
         raise refused(
             "`store: true` is not supported by this gateway: responses are not stored; "
