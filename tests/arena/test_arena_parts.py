@@ -251,3 +251,49 @@ def test_a_turn_the_database_cannot_keep_says_so_instead_of_offering_a_vote() ->
     assert json.loads(events[-2])["code"] == "database_unavailable"
     assert events[-1] == "[DONE]"
     assert not any(e.startswith("{") and json.loads(e)["type"] == "turn" for e in events)
+
+
+def test_a_later_turn_asks_the_same_adapter_of_the_same_server() -> None:
+    """A side drawn as a LoRA adapter of a server answers every turn as that adapter (the
+    battle keeps the server's id and the model's name); an adapter gone voids it."""
+    from types import SimpleNamespace
+
+    from modelserve.gateway.arena.battles import Arena
+    from modelserve.gateway.balancing import Endpoint
+    from modelserve.gateway.endpoints import ServiceSlice
+    from modelserve.gateway.routing import RouteTable, target_from_body
+
+    body = {
+        "metadata": {"name": "qwen", "namespace": "modelserve", "uid": "uid-qwen", "labels": {}},
+        "spec": {
+            "runtime": "llamacpp",
+            "model": {"uri": "s3://b/models/m/m.gguf", "servedName": "qwen-base"},
+            "adapters": [{"name": "sql-lora", "uri": "s3://b/models/l/l.gguf"}],
+        },
+        "status": {"phase": "Ready"},
+    }
+    table = RouteTable(platform_namespaces=("modelserve",))
+    table.replace([target_from_body(body)])
+    endpoint = Endpoint("http://127.0.0.1:9/v1", pod="qwen-0")  # never dialled
+    table.endpoints.upsert(ServiceSlice("modelserve", "qwen-abcde", "qwen", (endpoint,)))
+    table.synced = True
+    voided: list[str] = []
+
+    async def void(battle_id: str, claim: str, reason: str) -> None:
+        voided.append(reason)
+
+    arena = Arena(SimpleNamespace(void=void), SimpleNamespace(table=table), None, None)  # type: ignore[arg-type]
+    battle = SimpleNamespace(id="battle-1", anonymous=True)
+    claims = Claims(sub="ann", teams=[], roles=[], iss="m", aud="m", exp=2**40, iat=0, jti="t")
+
+    async def scenario() -> None:
+        side = await arena._server(battle, "c", "uid-qwen", "sql-lora", claims)  # type: ignore[arg-type]
+        assert (side.served_name, side.base_name) == ("sql-lora", "qwen-base")
+        assert side.adapter is not None and side.adapter.name == "sql-lora"
+        base = await arena._server(battle, "c", "uid-qwen", "qwen-base", claims)  # type: ignore[arg-type]
+        assert (base.served_name, base.adapter) == ("qwen-base", None)
+        with pytest.raises(ApiError) as gone:
+            await arena._server(battle, "c", "uid-qwen", "poet-lora", claims)  # type: ignore[arg-type]
+        assert gone.value.code == "battle_void" and voided
+
+    asyncio.run(scenario())

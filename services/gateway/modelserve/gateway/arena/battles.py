@@ -144,8 +144,11 @@ class Arena:
             raise _not_answerable(await self._battle(claims, battle_id))
         try:
             targets = [
-                await self._server(battle, claim, server_id, claims)
-                for server_id in (battle.server_a, battle.server_b)
+                await self._server(battle, claim, server_id, model, claims)
+                for server_id, model in (
+                    (battle.server_a, battle.model_a),
+                    (battle.server_b, battle.model_b),
+                )
             ]
             added = [_message(m) for m in request.messages]
             conversations = {
@@ -163,12 +166,17 @@ class Arena:
         number = battle.turns + 1
         return self._turn(battle.id, number, claim, responses, conversations, request.stream)
 
-    async def _server(self, battle: Battle, claim: str, server_id: str, claims: Claims) -> Target:
+    async def _server(
+        self, battle: Battle, claim: str, server_id: str, model: str, claims: Claims
+    ) -> Target:
         """A side's server for a later turn: the one of the first turn, never another of
-        the same name (which could be the caller's own, and tell the model). Gone, or no
-        longer the caller's to use: the battle cannot go on, and is void."""
+        the same name (which could be the caller's own, and tell the model), and as the
+        same model of it (`model`: the server's own, or one of its LoRA adapters). Gone,
+        or no longer the caller's to use: the battle cannot go on, and is void."""
         table = self._proxy.table
         target = table.server(server_id)
+        if target is not None and target.served_name != model:
+            target = target.as_adapter(model)  # None: the adapter is gone
         if target is None or not target.may_use(claims):
             reason = "a model of this battle is no longer served for you: the battle is void"
             await self.store.void(battle.id, claim, reason)
