@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from modelserve.common.modelserve import OWNER_LABEL, TEAM_LABEL
-from modelserve.common.owned_flags import expanded_args, flag_name, owned_env, owned_flags
+from modelserve.common.owned_flags import (
+    env_prefix_clash,
+    expanded_args,
+    flag_name,
+    owned_env,
+    owned_flags,
+)
 from modelserve.contract.admission import (
     Malformed,
     Refused,
@@ -70,6 +76,24 @@ def test_other_flags_and_values_pass() -> None:
     ]
     # llama-server takes whole option names only: a prefix is another (unknown) option.
     assert owned_flags("llamacpp", ["--hos", "x"]) == []
+
+
+def test_what_takes_code_or_weights_from_elsewhere_is_for_admins_only() -> None:
+    """A tokenizer or config of the hub, a repository's code run in the server, the hub
+    itself: a tenant's server runs the model the platform fetched, offline."""
+    for args in (["--trust-remote-code"], ["--tokenizer", "evil/tok"], ["--trust-remote"]):
+        assert owned_flags("vllm", args) == []  # an admin's to set
+        assert owned_flags("vllm", args, admin=False) == [args[0]]
+    for name in ("HF_ENDPOINT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        assert owned_env("vllm", [name]) == []
+        assert owned_env("vllm", [name], admin=False) == [name]
+    # llama.cpp's downloads by variable are nobody's: the flags are owned already.
+    assert owned_env("llamacpp", ["LLAMA_ARG_HFD_REPO", "LLAMA_ARG_MMPROJ_URL"]) == [
+        "LLAMA_ARG_HFD_REPO",
+        "LLAMA_ARG_MMPROJ_URL",
+    ]
+    assert env_prefix_clash("vllm", "HF_") is None
+    assert env_prefix_clash("vllm", "HF_", admin=False) == "HF_ENDPOINT"
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,34 @@ def test_a_tenant_s_model_cache_is_bounded_and_of_the_default_class(
     assert apply(admin, namespace, theirs) == (True, "")
 
 
+def test_only_admins_let_a_server_take_code_or_weights_from_the_hub(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """A tokenizer of the hub with its code run in the server, or the hub's address: a
+    tenant's server runs the model the platform fetched."""
+    namespace = enforced_namespace()
+    dan = f"dan-{uuid.uuid4().hex[:6]}"
+    admission.put_contract(dan, namespaces=[namespace])
+    tenant = admission.kubeconfig(dan)
+
+    def vllm(name: str, owner: str | None = None, **spec: Any) -> dict[str, Any]:
+        manifest = with_spec(name, owner, runtime="vllm", resources={"gpus": 1}, **spec)
+        manifest["spec"]["model"]["uri"] = "s3://inference-models/models/smollm2/"
+        return manifest
+
+    for spec in (
+        {"args": ["--tokenizer", "evil/tok", "--trust-remote-code"]},
+        {"env": [{"name": "HF_ENDPOINT", "value": "http://10.0.0.9/"}]},
+        {"envFrom": [{"prefix": "HF_", "configMapRef": {"name": "hub"}}]},
+    ):
+        stored, refused = apply(tenant, namespace, vllm("mine", **spec))
+        assert not stored
+        assert refused.startswith(("[flag_not_allowed]", "[owned_flag]")), refused
+    admin = admission.admin_kubeconfig()
+    trusted = vllm("theirs", dan, args=["--trust-remote-code"])
+    assert apply(admin, namespace, trusted) == (True, "")
+
+
 def test_env_from_sets_no_owned_variable_and_reads_secrets_for_admins_only(
     admission: AdmissionBed, enforced_namespace: Namespaces
 ) -> None:

@@ -83,6 +83,16 @@ def test_vllm_follows_no_redirect_of_a_media_url_and_fetches_from_the_listed_dom
     assert "VLLM_MEDIA_URL_ALLOW_REDIRECTS" not in {env["name"] for env in llamacpp["env"]}
 
 
+def test_a_server_without_gpus_sees_none_whatever_its_image_says() -> None:
+    """CUDA images set NVIDIA_VISIBLE_DEVICES=all: under the NVIDIA container runtime a
+    pod that asked for no GPU would see every GPU of its node."""
+    for runtime in ("vllm", "llamacpp"):
+        cpu = server(build_deployment(modelserve(runtime=runtime, resources={}), SETTINGS))
+        assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in cpu["env"], runtime
+    gpu = server(build_deployment(modelserve(resources={"gpus": 2}), SETTINGS))
+    assert "NVIDIA_VISIBLE_DEVICES" not in {env["name"] for env in gpu["env"]}  # the plugin's
+
+
 def test_probes_are_on_health_and_startup_is_patient() -> None:
     container = server(build_deployment(modelserve(), SETTINGS))
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):

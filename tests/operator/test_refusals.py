@@ -110,3 +110,43 @@ def test_a_model_over_several_nodes_is_refused_where_leaderworkerset_is_not_inst
         timeout=30,
         what="nothing of the refused server to remain",
     )
+
+
+def test_a_name_another_object_holds_is_left_to_it(
+    crds: KubeCluster, namespace: str, smollm2_uri: str
+) -> None:
+    """A ModelServe whose Service would be an existing one (`kubernetes` in `default`, a
+    tenant's own): applied by force, that Service would become the server's, be changed
+    and go with it. It is left as it is; the ModelServe is Failed, NameTaken, until the
+    name is free."""
+    body = manifest("llamacpp-cpu.yaml")
+    name = body["metadata"]["name"]
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": {"app": "theirs"}},
+        "spec": {"ports": [{"port": 443, "targetPort": 6443}]},
+    }
+    crds.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(theirs))
+    apply(crds, namespace, body)
+    status = wait_phase(crds, namespace, name, "Failed")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NameTaken")
+    assert f"Service {namespace}/{name} exists" in ready["message"]
+    kept = crds.get_json("service", name, "-n", namespace)
+    assert "ownerReferences" not in kept["metadata"]
+    assert kept["metadata"]["labels"] == {"app": "theirs"}
+    assert "selector" not in kept["spec"]
+    assert not get(crds, namespace, "deployments")["items"]
+
+    # Freed, and the spec changed: served.
+    crds.kubectl("delete", "service", name, "-n", namespace)
+    crds.kubectl("patch", "ms", name, "-n", namespace, "--type=merge",
+                 "-p", json.dumps({"spec": {"args": ["--ctx-size", "1024"]}}))  # fmt: skip
+    wait_for(
+        lambda: get(crds, namespace, "deployments")["items"],
+        timeout=60,
+        what="the Deployment once the name is free",
+    )
+    owned = crds.get_json("service", name, "-n", namespace)["metadata"]["ownerReferences"]
+    assert [ref["kind"] for ref in owned] == ["ModelServe"]

@@ -67,8 +67,15 @@ LLAMACPP_FLAGS = frozenset(
 )
 # llama-server reads the same options from these variables (the flags win over them, but a
 # variable for an option the operator does not pass, like the Hugging Face repo, would act).
+# Those of the owned flags, and of the other downloads it can make: a draft model from
+# Hugging Face, a projector from a URL.
 LLAMACPP_ENV = frozenset(
     {
+        "LLAMA_ARG_HFD_REPO",
+        "LLAMA_ARG_HF_REPO_DRAFT",
+        "LLAMA_ARG_MMPROJ_URL",
+        "LLAMA_ARG_MODELS_DIR",
+        "LLAMA_ARG_MODELS_PRESET",
         "LLAMA_ARG_MODEL",
         "LLAMA_ARG_MODEL_URL",
         "LLAMA_ARG_HF_REPO",
@@ -84,6 +91,28 @@ LLAMACPP_ENV = frozenset(
     }
 )
 OWNED_FLAGS = {"vllm": VLLM_FLAGS, "llamacpp": LLAMACPP_FLAGS}
+# What only platform admins may set: where a server takes code or weights from besides
+# the model the operator fetched (a tokenizer or draft model of the Hugging Face hub, the
+# hub itself, code of a repository run in the server). A tenant's server runs its model,
+# offline: the operator sets HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 for vLLM.
+ADMIN_FLAGS = {
+    "vllm": frozenset(
+        {
+            "--trust-remote-code",
+            "--tokenizer",
+            "--tokenizer-revision",
+            "--revision",
+            "--code-revision",
+            "--hf-config-path",
+            "--hf-overrides",
+            "--hf-token",
+            "--speculative-config",
+        }
+    ),
+}
+ADMIN_ENV = {
+    "vllm": frozenset({"HF_ENDPOINT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"}),
+}
 # Every runtime: the NVIDIA container runtime gives a container the GPUs these name
 # (`NVIDIA_VISIBLE_DEVICES=all`: every GPU of the node, other tenants' too), and the device
 # plugin sets them for the GPUs the pod was given.
@@ -108,10 +137,13 @@ def flag_name(arg: str) -> str | None:
     return name
 
 
-def owned_flags(runtime: str, args: Iterable[str]) -> list[str]:
-    """The arguments among `args` that set a flag the operator owns for `runtime`, as given;
-    for a runtime that takes abbreviations, a long option that begins an owned one too."""
+def owned_flags(runtime: str, args: Iterable[str], *, admin: bool = True) -> list[str]:
+    """The arguments among `args` that set a flag the operator owns for `runtime`, as given
+    (for anyone but an admin (`admin` False), one of ADMIN_FLAGS too); for a runtime that
+    takes abbreviations, a long option that begins such a one too."""
     owned = OWNED_FLAGS.get(runtime, frozenset())
+    if not admin:
+        owned = owned | ADMIN_FLAGS.get(runtime, frozenset())
     abbreviating = runtime in ABBREVIATING
 
     def sets_owned(arg: str) -> bool:
@@ -129,18 +161,24 @@ def owned_flags(runtime: str, args: Iterable[str]) -> list[str]:
     return [arg for arg in args if sets_owned(arg)]
 
 
-def owned_env(runtime: str, names: Iterable[str]) -> list[str]:
-    """The environment variable names among `names` that set an option the operator owns,
-    or the GPUs the container sees (`NVIDIA_*`, for every runtime)."""
+def owned_env(runtime: str, names: Iterable[str], *, admin: bool = True) -> list[str]:
+    """The environment variable names among `names` that set an option the operator owns
+    (for anyone but an admin, one of ADMIN_ENV too), or the GPUs the container sees
+    (`NVIDIA_*`, for every runtime)."""
     owned = OWNED_ENV.get(runtime, frozenset())
+    if not admin:
+        owned = owned | ADMIN_ENV.get(runtime, frozenset())
     return [name for name in names if name in owned or name.startswith(GPU_ENV_PREFIX)]
 
 
-def env_prefix_clash(runtime: str, prefix: str) -> str | None:
-    """An owned variable that keys put under `prefix` (`envFrom`, whose keys are not known
-    beforehand) could set, or None: a prefix must begin no owned name, and be begun by no
-    GPU variable's prefix nor begin with it."""
-    clash = sorted(name for name in OWNED_ENV.get(runtime, frozenset()) if name.startswith(prefix))
+def env_prefix_clash(runtime: str, prefix: str, *, admin: bool = True) -> str | None:
+    """An owned variable (for anyone but an admin, one of ADMIN_ENV too) that keys put under
+    `prefix` (`envFrom`, whose keys are not known beforehand) could set, or None: a prefix
+    must begin no such name, and be begun by no GPU variable's prefix nor begin with it."""
+    owned = OWNED_ENV.get(runtime, frozenset())
+    if not admin:
+        owned = owned | ADMIN_ENV.get(runtime, frozenset())
+    clash = sorted(name for name in owned if name.startswith(prefix))
     if clash:
         return clash[0]
     if GPU_ENV_PREFIX.startswith(prefix) or prefix.startswith(GPU_ENV_PREFIX):

@@ -174,7 +174,8 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
         )
         if value
     }
-    if ms.spec.resources.gpus:
+    no_gpu = not ms.spec.resources.gpus
+    if not no_gpu:
         limits[GPU_RESOURCE] = str(ms.spec.resources.gpus)
     if limits:
         resources["limits"] = limits
@@ -193,6 +194,10 @@ def _server_container(ms: ModelServe, settings: OperatorSettings, server: Server
         # (vLLM's, Triton's, Hugging Face's) go below $HOME, on the /tmp emptyDir.
         "env": [
             {"name": "HOME", "value": "/tmp"},
+            # No GPU asked for, none seen: under the NVIDIA container runtime an image's
+            # own NVIDIA_VISIBLE_DEVICES=all (CUDA images set it) would show every GPU of
+            # the node, other tenants' too. With GPUs, the device plugin names them.
+            *([{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}] if no_gpu else []),
             *({"name": name, "value": value} for name, value in server.env),
             *({"name": env.name, "value": env.value} for env in ms.spec.env),
         ],

@@ -191,15 +191,23 @@ class Cluster:
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         """One Secret, read by name in its namespace (the operator lists or watches none);
         None if there is no such Secret."""
+        return await self.read("v1", "Secret", namespace, name)
+
+    async def read(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """One object, read by name; None if there is none."""
         try:
-            secret: dict[str, Any] = await self._call(
-                f"read secret {namespace}/{name}", "GET", path("v1", "Secret", namespace, name)
+            found: dict[str, Any] = await self._call(
+                f"read {PLURALS[kind]} {namespace}/{name}",
+                "GET",
+                path(api_version, kind, namespace, name),
             )
         except ClusterError as error:
             if error.status == 404:
                 return None
             raise
-        return secret
+        return found
 
     async def delete(self, obj: dict[str, Any]) -> None:
         """Delete the child `obj` (as stored: its uid is a precondition, so an object made

@@ -180,8 +180,11 @@ class Reconciler:
         self.reported: dict[Key, tuple[str, Any]] = {}
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        """Apply one child; returns it as stored (None if its namespace is going away)."""
+        """Apply one child; returns it as stored (None if its namespace is going away).
+        NameTaken when an object of its kind and name is there already and is not its
+        ModelServe's: applied by force, it would become theirs (and go with it)."""
         try:
+            await self._check_name(obj)
             stored = await self.cluster.apply(obj)
         except ClusterError as error:
             if error.gone:
@@ -195,6 +198,30 @@ class Reconciler:
             raise kopf.PermanentError(str(error)) from error
         self.applied[_child_key(stored)] = _version(stored)
         return stored
+
+    async def _check_name(self, obj: dict[str, Any]) -> None:
+        """NameTaken unless `obj`'s name is free or already its ModelServe's: as the
+        watches show the children (a read only for one they do not show), or, for a
+        Secret (not watched), as this process last applied it."""
+        uid = controller_uid(obj)
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["labels"][NAME_LABEL])
+        shown = (
+            child
+            for index in self.indexes.owned.values()
+            for child in index.get(key, [])
+            if child.kind == obj["kind"] and child.name == meta["name"]
+        )
+        if any(child.owner_uid == uid for child in shown):
+            return
+        if obj["kind"] == "Secret" and _child_key(obj) in self.applied:
+            return
+        found = await self.cluster.read(obj["apiVersion"], obj["kind"], *_where(obj))
+        if found is not None and controller_uid(found) != uid:
+            raise NameTaken(
+                f"{obj['kind']} {meta['namespace']}/{meta['name']} exists and is not this"
+                " server's: the operator leaves it as it is; give the ModelServe another name"
+            )
 
     async def delete(self, obj: dict[str, Any], why: str) -> None:
         """Delete a child of ours; the log says which and `why`."""
@@ -292,6 +319,10 @@ class Reconciler:
         except KindMissing as missing:
             # Tried again at each renewal of the model's URLs (model_url_refresh_seconds).
             self._refuse(key, Refusal("Ready", "LeaderWorkerSetMissing", str(missing)))
+            children = []
+        except NameTaken as taken:
+            # Tried again at each change of the spec and renewal of the model's URLs.
+            self._refuse(key, Refusal("Ready", "NameTaken", str(taken)))
             children = []
         wanted = {(c["kind"], c["metadata"]["name"]) for c in children}
         await self.prune(ms, wanted, _deletion_reason(refusal, "no longer wanted (pruned)"))
@@ -498,6 +529,10 @@ class Reconciler:
 
 class KindMissing(RuntimeError):
     """A child's kind is not served by this cluster (its CRD is not installed)."""
+
+
+class NameTaken(RuntimeError):
+    """A child's name is held by an object that is not its ModelServe's."""
 
 
 def _where(obj: Any) -> tuple[str, str]:
@@ -797,7 +832,11 @@ async def _repair(
                 }
                 child = built.get((body["kind"], body.metadata.name))
                 if child is not None:
-                    await reconciler.apply(child)
+                    try:
+                        await reconciler.apply(child)
+                    except NameTaken:  # deleted, and another's made meanwhile: the
+                        # whole server is converged again, and refused (NameTaken)
+                        reconciler.repairs.mark((ms.namespace, ms.name))
         elif event != "DELETED" and controller_uid(body) == ms.uid:
             why = _deletion_reason(reconciler.refused(ms), "no longer wanted")
             await reconciler.delete(dict(body), f"{why} (seen {event or 'listed'})")

@@ -11,6 +11,9 @@ from modelserve.common.modelserve import Adapter, ModelServe, Runtime
 from modelserve.operator.settings import OperatorSettings
 
 MODEL_DIR = PurePosixPath("/models")
+# Hugging Face's switches that keep a vLLM server off the hub (huggingface_hub's and
+# transformers' documented environment variables).
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 # Where the init step leaves spec.adapters, beside the model (see `adapter_path`).
 ADAPTER_DIR = "adapters"
 
@@ -95,8 +98,12 @@ def vllm_container(ms: ModelServe, settings: OperatorSettings) -> ServerContaine
     # The image's entrypoint is `vllm serve`; the model path comes first.
     args = (model_path(ms), *merge_flags(defaults, ms.spec.args))
     # A media URL the gateway let through (a public one) may not redirect vLLM elsewhere:
-    # vLLM's own switch ("Multimodal Inputs", docs.vllm.ai).
-    env = (("VLLM_MEDIA_URL_ALLOW_REDIRECTS", "0"),)
+    # vLLM's own switch ("Multimodal Inputs", docs.vllm.ai). And the server runs the model
+    # the operator fetched, offline: nothing from the Hugging Face hub (a tokenizer, a
+    # config, code), unless an admin's spec.env says otherwise.
+    given = {env.name for env in ms.spec.env}
+    offline = [(name, "1") for name in OFFLINE_ENV if name not in given]
+    env = (("VLLM_MEDIA_URL_ALLOW_REDIRECTS", "0"), *offline)
     return ServerContainer(settings.vllm_image, settings.vllm_port, args, env)
 
 

@@ -338,7 +338,7 @@ def env_from_refusal(ms: ModelServe, who: Requester) -> str | None:
     other tenants' Secrets)."""
     for index, source in enumerate(ms.spec.env_from):
         prefix = source.prefix or ""
-        clash = env_prefix_clash(ms.spec.runtime.value, prefix)
+        clash = env_prefix_clash(ms.spec.runtime.value, prefix, admin=who.admin)
         if clash:
             return (
                 f"[owned_flag] spec.envFrom[{index}] could set {clash}, which the operator "
@@ -374,6 +374,14 @@ def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> 
             f"[owned_flag] spec.env may not set {names[0]}: the operator owns that option"
             " (NVIDIA_*: the GPUs the container sees)"
         )
+    if not who.admin:
+        flags = owned_flags(runtime.value, ms.spec.args, admin=False)
+        names = owned_env(runtime.value, [var.name for var in ms.spec.env], admin=False)
+        if flags or names:
+            return (
+                f"[flag_not_allowed] only platform admins may set {(flags or names)[0]}: it"
+                " takes code or weights from elsewhere than the model the platform fetched"
+            )
     refusal = env_from_refusal(ms, who)
     if refusal is not None:
         return refusal
