@@ -117,16 +117,21 @@ def test_denials_are_the_contracts_own(
         {"model": "other", "max_tokens": 1},
         {"model": "m-1", "max_tokens": 1, "budget": 3},
         {"model": "m-1", "max_tokens": 101},
+        {"model": "m-1", "max_tokens": 2**62},
     ]
 
     async def work() -> list[Decision]:
         async with ledger_of(service.url, signer) as ledger:
-            return [
+            decided = [
                 await ledger.decide(
                     claims("dee"), case["model"], case["max_tokens"], case.get("budget")
                 )
                 for case in cases
             ]
+            # More than the whole budget is denied here: nothing of it was asked for, so
+            # no other replica is kept from the rest (nor a 503 for an ask over 2^63).
+            assert ("user:dee", "tokens/month") not in ledger.held()
+            return decided
 
     mine = run(work)
     for decision, case in zip(mine, cases, strict=True):

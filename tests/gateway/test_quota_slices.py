@@ -68,6 +68,12 @@ def test_a_short_ask_wants_what_waits_plus_a_refill() -> None:
     assert piece.short_ask(1, T) == (75, 50)  # what waits is never cut
     tokens = Slice("user:a", "tokens/month", 10_000)
     assert tokens.short_ask(0, T) == (1, 1)  # a hold of nothing still needs a lease
+    # Never over the limit: the rest would only sit in this process, away from the
+    # other replicas (and past 2^63, the contract refuses the ask).
+    assert tokens.short_ask(9_000, T) == (10_000, 9_000)
+    tokens.waiting = 5_000
+    assert tokens.short_ask(9_000, T) == (10_000, 10_000)
+    assert tokens.short_ask(2**62, T) == (10_000, 10_000)
 
 
 def test_retiring_takes_out_the_leases_too_small_for_the_hold() -> None:

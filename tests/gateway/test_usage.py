@@ -11,7 +11,13 @@ import pytest
 from modelserve.gateway.proxy_requests import answers_per_prompt, max_tokens
 from modelserve.gateway.scaled import CallMeter, reservation
 from modelserve.gateway.scaling.lm import Usage as LmUsage
-from modelserve.gateway.usage import StreamMeter, Usage, inject_usage, usage_from_body
+from modelserve.gateway.usage import (
+    MAX_REPORTED_TOKENS,
+    StreamMeter,
+    Usage,
+    inject_usage,
+    usage_from_body,
+)
 from modelserve.gateway.usage_outbox import retry_delay
 
 
@@ -137,3 +143,13 @@ def test_each_answered_call_counts_with_the_tokens_it_reports() -> None:
     meter.count({"choices": []})  # no usage: one call, no tokens
     meter.count({"usage": {"prompt_tokens": -3, "completion_tokens": "many"}})
     assert meter.used == LmUsage(calls=4, prompt_tokens=17, completion_tokens=5)
+
+
+def test_a_count_no_model_could_report_is_clamped_not_trusted() -> None:
+    """An `external` server is someone's: 10^23 tokens would overflow every counter the
+    contract keeps (and leave the record undeliverable)."""
+    huge = b'{"usage": {"prompt_tokens": 99999999999999999999999, "completion_tokens": 7}}'
+    assert usage_from_body(huge) == Usage(MAX_REPORTED_TOKENS, 7)
+    assert usage_from_body(b'{"usage": {"prompt_tokens": true, "completion_tokens": -3}}') == (
+        Usage(0, 0)
+    )

@@ -56,6 +56,7 @@ from modelserve.gateway.scaling.reward_model import ProcessRewardModel
 from modelserve.gateway.scaling.rewards import LlmJudge, MeanLogprob, Reward, RewardError
 from modelserve.gateway.scaling_requests import ScalingRequest
 from modelserve.gateway.upstream import UpstreamError
+from modelserve.gateway.usage import reported_tokens
 
 logger = logging.getLogger(__name__)
 # Fields the algorithms set themselves, or that make no sense for several candidates.
@@ -111,11 +112,8 @@ def call_usage_of(answer: Mapping[str, Any]) -> Usage:
     if not isinstance(usage, Mapping):
         return Usage(1, 0, 0)
 
-    def tokens(name: str) -> int:
-        value = usage.get(name)
-        return value if isinstance(value, int) and value > 0 else 0
-
-    return Usage(1, tokens("prompt_tokens"), tokens("completion_tokens"))
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return Usage(1, reported_tokens(prompt), reported_tokens(completion))
 
 
 def poster(

@@ -47,8 +47,22 @@ class Usage:
     completion_tokens: int = 0
 
 
+# The most tokens one answer is believed to report, each of prompt and completion (an
+# int32: no model's context is longer). A server that reports more (an `external` one of
+# someone's, say) is counted this much, not enough to overflow a counter.
+MAX_REPORTED_TOKENS = 2**31 - 1
+
+
+def reported_tokens(value: Any) -> int:
+    """A token count as a model server reported it: 0 for anything but a non-negative
+    integer, at most MAX_REPORTED_TOKENS."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return 0
+    return min(value, MAX_REPORTED_TOKENS)
+
+
 def _tokens(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+    return reported_tokens(value)
 
 
 def _usage(found: Any) -> Usage | None:

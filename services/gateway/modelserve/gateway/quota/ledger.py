@@ -275,6 +275,11 @@ class QuotaLedger:
             for charge in limited:
                 assert charge.limit is not None
                 hold = hold_of(charge.metric, charge.reserved)
+                if hold > charge.limit:
+                    # More than the whole limit: never granted, denied as the contract
+                    # would (asking would only pull the rest of the limit into this
+                    # process, away from the other replicas).
+                    return charge, asked
                 piece = self._slice(charge.scope, charge.metric, charge.limit)
                 lease = piece.lease_for(hold, now)
                 if lease is None:

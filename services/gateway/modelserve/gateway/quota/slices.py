@@ -155,11 +155,11 @@ class Slice:
     def short_ask(self, hold: int, now: float) -> tuple[int, int]:
         """(amount, demand) of an ask for requests that do not fit: `demand` is what the
         waiting requests need (this one and the others waiting), `amount` that plus a
-        refill ahead (at least one more hold); never below 1 (a grant of nothing is no
-        lease)."""
-        demand = max(1, hold + self.waiting)
+        refill ahead (at least one more hold); neither over the limit, never below 1 (a
+        grant of nothing is no lease)."""
+        demand = max(1, min(hold + self.waiting, self.limit))
         refill = max(hold, self._refill(self.take_rate(now)))
-        return demand + refill, demand
+        return min(demand + refill, max(1, self.limit)), demand
 
     def retire(self, hold: int, now: float) -> list[Lease]:
         """The leases that cannot hold `hold`, out of the slice (to be given back with the

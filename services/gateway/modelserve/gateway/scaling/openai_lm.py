@@ -30,6 +30,7 @@ from typing import Any
 from modelserve.common.modelserve import Runtime
 from modelserve.gateway.scaling.concurrency import gather_all
 from modelserve.gateway.scaling.lm import Generation, Generations, Message, Prompt, Usage, total
+from modelserve.gateway.usage import reported_tokens
 
 # POST `body` (JSON) to `path` on the model server, e.g. "/v1/chat/completions" or
 # "/pooling" (from the server's root, not its /v1 base); the answer's JSON. Raises for
@@ -224,8 +225,11 @@ def parse_answer(answer: Mapping[str, Any], *, stopped_by_strings: bool) -> Gene
 
 def call_usage(answer: Mapping[str, Any]) -> Usage:
     """One upstream call, with the tokens its answer reports."""
-    usage = answer.get("usage") or {}
-    return Usage(1, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    usage = answer.get("usage")
+    if not isinstance(usage, Mapping):
+        return Usage(1, 0, 0)
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return Usage(1, reported_tokens(prompt), reported_tokens(completion))
 
 
 def _sample(choice: Mapping[str, Any], stopped_by_strings: bool) -> Generation:
