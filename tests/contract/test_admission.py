@@ -204,15 +204,16 @@ def test_a_deleted_server_no_longer_counts(
     admission: AdmissionBed, enforced_namespace: Namespaces
 ) -> None:
     """max_servers counts what the webhook admitted; DELETE takes the server off the ledger
-    at once. A finalizer holds the deleted object (as the operator's does), so the
-    inventory still lists it: only the deletion webhook can have dropped it."""
+    at once. A finalizer (an admin's: a tenant may set none) holds the deleted object, so
+    the inventory still lists it: only the deletion webhook can have dropped it."""
     namespace = enforced_namespace()
     alice = person("alice")
     admission.put_contract(alice, max_servers=1, namespaces=[namespace])
     kubectl = as_person(admission, alice)
-    first = modelserve("first")
-    first["metadata"]["finalizers"] = [HOLD]
-    kubectl.ok("apply", "-n", namespace, manifest=first)
+    admin = Kubectl(admission.admin_kubeconfig())
+    kubectl.ok("apply", "-n", namespace, manifest=modelserve("first"))
+    hold = json.dumps({"metadata": {"finalizers": [HOLD]}})
+    admin.ok("patch", "ms/first", "-n", namespace, "--type=merge", "-p", hold)
 
     second = kubectl.refused("apply", "-n", namespace, manifest=modelserve("second"))
     assert second.startswith("[max_servers_exceeded]")
@@ -224,7 +225,7 @@ def test_a_deleted_server_no_longer_counts(
         assert terminating["metadata"]["deletionTimestamp"]
         kubectl.ok("apply", "-n", namespace, manifest=modelserve("second"))
     finally:
-        kubectl.ok("patch", "ms/first", "-n", namespace, "--type=json", "-p", RELEASE)
+        admin.ok("patch", "ms/first", "-n", namespace, "--type=json", "-p", RELEASE)
     assert modelserves(admission, namespace) == {"second": 1}
 
 
@@ -377,6 +378,9 @@ def test_nobody_but_the_owner_changes_or_deletes_a_server(
     ]  # fmt: skip
     for args in attempts:
         refused = kubectl.refused(*args, "-n", namespace)
+        if "finalizers" in " ".join(args):  # nobody's but admins', the owner's neither
+            assert refused.startswith("[finalizer_not_allowed]"), (args, refused)
+            continue
         assert refused.startswith("[not_owner]"), (args, refused)
         assert f"belongs to {alice}" in refused
     stored = admission.kube.get_json("ms/hers", "-n", namespace)
@@ -395,10 +399,35 @@ def test_nobody_but_the_owner_changes_or_deletes_a_server(
         "patch", "ms/hers", "--type=merge", "-p",
         json.dumps({"metadata": {"finalizers": ["example.com/operator"]}}), "-n", namespace,
     )  # fmt: skip
-    assert refused.startswith("[not_owner]"), refused
+    assert refused.startswith("[finalizer_not_allowed]"), refused
     admin = Kubectl(admission.admin_kubeconfig())
     admin.ok("label", "ms/hers", "reviewed=yes", "-n", namespace)
     admin.ok("delete", "ms/hers", "-n", namespace)
+
+
+def test_no_tenant_keeps_a_deleted_server_running_for_free(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """The ledger stops counting a server once it is deleted: a finalizer of the owner's
+    (the object stays Terminating, its Deployment with it) or an orphaning delete (its
+    Deployment stays) would keep its pods and GPUs counted against no one."""
+    namespace = enforced_namespace()
+    erin = person("erin")
+    admission.put_contract(erin, namespaces=[namespace])
+    owner = as_person(admission, erin)
+    held = modelserve("held")
+    held["metadata"]["finalizers"] = ["example.com/keep"]
+    refused = owner.refused("apply", "-n", namespace, manifest=held)
+    assert refused.startswith("[finalizer_not_allowed]"), refused
+    owner.ok("apply", "-n", namespace, manifest=modelserve("mine"))
+    refused = owner.refused(
+        "patch", "ms/mine", "--type=merge", "-p",
+        json.dumps({"metadata": {"finalizers": ["example.com/keep"]}}), "-n", namespace,
+    )  # fmt: skip
+    assert refused.startswith("[finalizer_not_allowed]"), refused
+    refused = owner.refused("delete", "ms/mine", "--cascade=orphan", "-n", namespace)
+    assert refused.startswith("[orphan_not_allowed]"), refused
+    owner.ok("delete", "ms/mine", "--wait=false", "-n", namespace)
 
 
 def test_only_the_gateway_and_admins_set_a_servers_rollout_id(

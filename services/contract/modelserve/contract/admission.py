@@ -106,6 +106,7 @@ class Review:
     object: dict[str, Any]
     old_object: dict[str, Any]
     dry_run: bool
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # a DELETE's options
 
     @classmethod
     def from_body(cls, body: Any) -> Review:
@@ -138,6 +139,7 @@ class Review:
             object=obj,
             old_object=old,
             dry_run=bool(request.get("dryRun")),
+            options=request.get("options") if isinstance(request.get("options"), dict) else {},
         )
 
     @property
@@ -305,6 +307,39 @@ def metadata_refusal(review: Review, who: Requester) -> str | None:
 
 
 _GUARDED_METADATA = ("ownerReferences", "finalizers", "annotations")
+
+
+def finalizer_refusal(review: Review, who: Requester) -> str | None:
+    """Whether the request sets or changes finalizers, which only admins, the gateway and
+    Kubernetes' controllers may: one the owner added would keep a deleted server's pods
+    (and GPUs) running while the ledger no longer counts it."""
+    if who.admin or who.delegating or who.system or review.operation == "DELETE":
+        return None
+    new = (review.object.get("metadata") or {}).get("finalizers") or []
+    old = (review.old_object.get("metadata") or {}).get("finalizers") or []
+    if new == old:
+        return None
+    return (
+        f"[finalizer_not_allowed] only platform admins set the finalizers of "
+        f"{review.namespace}/{review.name}: a finalizer keeps a deleted server running"
+    )
+
+
+def orphan_refusal(review: Review, who: Requester) -> str | None:
+    """Whether a DELETE would leave the server's children behind (`propagationPolicy:
+    Orphan`): its pods would keep their GPUs with no ModelServe to count them."""
+    if who.admin or who.system or review.operation != "DELETE":
+        return None
+    orphan = review.options.get("propagationPolicy") == "Orphan" or (
+        review.options.get("orphanDependents") is True
+    )
+    if not orphan:
+        return None
+    return (
+        f"[orphan_not_allowed] {review.namespace}/{review.name} is deleted with its"
+        " children (its pods would keep running, counted against no one): delete it"
+        " without --cascade=orphan"
+    )
 
 
 def annotations_of(body: dict[str, Any]) -> dict[str, str]:

@@ -78,7 +78,11 @@ async def _answer(
     review: Review, request: Request, decider: Decider, settings: ContractSettings
 ) -> dict[str, Any]:
     who = admission.requester(review, settings)
-    forged = admission.rollout_annotation_refusal(review, who)
+    forged = (
+        admission.rollout_annotation_refusal(review, who)
+        or admission.finalizer_refusal(review, who)
+        or admission.orphan_refusal(review, who)
+    )
     if forged is not None:
         return admission.response(review.uid, False, forged)
     if review.changes_nothing_that_runs:
