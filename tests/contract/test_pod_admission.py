@@ -64,7 +64,8 @@ def apply(kubeconfig: Path, namespace: str, manifest: dict[str, Any]) -> tuple[b
 def test_only_admins_choose_a_priority_class(
     admission: AdmissionBed, enforced_namespace: Namespaces
 ) -> None:
-    """A PriorityClass decides whose pods the scheduler preempts: tenants may not."""
+    """A PriorityClass decides whose pods the scheduler preempts, pull Secrets are
+    registry credentials of the namespace: tenants may set neither."""
     namespace = enforced_namespace()
     alice = f"alice-{uuid.uuid4().hex[:6]}"
     admission.put_contract(alice, namespaces=[namespace])
@@ -78,6 +79,10 @@ def test_only_admins_choose_a_priority_class(
     # The rest of placement is anyone's.
     rest = with_spec("mine", placement={"nodeSelector": {"pool": "inference"}})
     assert apply(tenant, namespace, rest) == (True, "")
+    # Registry credentials: a Secret of the namespace, perhaps another tenant's.
+    pulled = with_spec("pulled", imagePullSecrets=[{"name": "bobs-registry"}])
+    stored, refused = apply(tenant, namespace, pulled)
+    assert not stored and refused.startswith("[pull_secret_not_allowed]"), refused
     admin = admission.admin_kubeconfig()
     assert apply(admin, namespace, with_spec("theirs", alice, placement=placed)) == (True, "")
     stored = admission.kube.get_json("ms", "theirs", "-n", namespace)["spec"]["placement"]

@@ -432,6 +432,11 @@ def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> 
     refusal = cache_refusal(ms, who, settings)
     if refusal is not None:
         return refusal
+    if ms.spec.image_pull_secrets and not who.admin:
+        return (
+            "[pull_secret_not_allowed] only platform admins may set spec.imagePullSecrets: "
+            "a namespace may hold other tenants' registry credentials"
+        )
     if ms.spec.placement.priority_class_name and not who.admin:
         return (
             "[priority_class_not_allowed] only platform admins may set "
