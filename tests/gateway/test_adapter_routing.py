@@ -7,8 +7,11 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from modelserve.common.tokens import Claims
 from modelserve.gateway.adapters import adapter_body, lora_field, same_view
+from modelserve.gateway.openai_errors import OpenAIError
 from modelserve.gateway.routing import RouteTable, Target, Unknown, target_from_body
 
 NOW = int(time.time())
@@ -73,6 +76,11 @@ def test_llamacpp_requests_carry_every_adapters_scale() -> None:
     assert sent["lora"] == [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 0.5}]
     assert sent["cache_prompt"] is False
     assert payload == sent  # changed in place, for the calls made of it later
+    # A form (an audio transcription) cannot carry the scales: llama-server would apply
+    # every adapter at its own.
+    with pytest.raises(OpenAIError) as refused:
+        adapter_body(base, {"model": "smol-base"}, b"--form--", form=True)
+    assert (refused.value.status_code, refused.value.code) == (400, "adapters_need_json")
 
 
 def test_other_servers_get_the_body_as_it_came() -> None:
@@ -91,6 +99,7 @@ def test_other_servers_get_the_body_as_it_came() -> None:
         assert isinstance(target, Target)
         payload: dict[str, Any] = {"model": "x"}
         assert adapter_body(target, payload, b"as it came") == b"as it came"
+        assert adapter_body(target, payload, b"a form", form=True) == b"a form"
         assert payload == {"model": "x"}
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelserve.common.modelserve import Runtime
+from modelserve.gateway.openai_errors import OpenAIError
 from modelserve.gateway.proxy_requests import compact
 from modelserve.gateway.routing import Target
 
@@ -35,12 +36,22 @@ def lora_field(target: Target) -> list[dict[str, Any]]:
     ]
 
 
-def adapter_body(target: Target, payload: dict[str, Any], body: bytes) -> bytes:
+def adapter_body(
+    target: Target, payload: dict[str, Any], body: bytes, *, form: bool = False
+) -> bytes:
     """The body to send `target` for `payload` (changed in place, for the calls made of
     it later: scaling's candidates, a list's prompts): `body` itself unless the server is
-    a llama.cpp one with adapters."""
+    a llama.cpp one with adapters. A multipart `form` cannot carry the adapters' scales
+    (and llama-server would apply each at its own): 400 for such a server."""
     if target.runtime is not Runtime.LLAMACPP or not target.adapters:
         return body
+    if form:
+        raise OpenAIError(
+            400,
+            f"the server of {target.served_name!r} is a llama.cpp one with LoRA adapters: a"
+            " multipart request cannot say which of them to apply",
+            code="adapters_need_json",
+        )
     payload["lora"] = lora_field(target)
     payload["cache_prompt"] = False
     return compact(payload)

@@ -232,7 +232,7 @@ class Proxy:
         decision, then (held until the server serves, for an autoscaled one that does
         not yet) the exchange with an endpoint of `found`."""
         await self.media.check(payload)
-        body = adapter_body(found, payload, body)
+        body = adapter_body(found, payload, body, form=operation.multipart)
         model = found.served_name
         prompts = prompt_count(payload) if operation.prompt_lists else 1
         parts = None
