@@ -169,7 +169,7 @@ function SideColumn({ side, state }: { side: Side; state: BattleState }) {
               </p>
               {answer.loading && (
                 <p className="arena-loading" role="status">
-                  Loading the model… (it was asleep; its answer follows once it serves)
+                  A model of this battle is waking up… (an answer follows once it serves)
                 </p>
               )}
               {current && !answer.loading && !answer.text && !answer.finish && (

@@ -75,8 +75,12 @@ function onEvent(state: BattleState, event: unknown): BattleState {
   switch (event.type) {
     case "battle":
       return { ...state, id: text(event.id) ?? state.id };
-    case "loading":
-      return side ? withSide(state, side, (a) => ({ ...a, loading: true })) : state;
+    case "loading": {
+      // No side is named (it would tell the model): each side not answering yet waits.
+      const waiting = (a: Answer): Answer => (a.text || a.finish ? a : { ...a, loading: true });
+      if (side) return withSide(state, side, (a) => ({ ...a, loading: true }));
+      return withSide(withSide(state, "a", waiting), "b", waiting);
+    }
     case "delta":
       return side
         ? withSide(state, side, (a) => ({ ...a, loading: false, text: a.text + (text(event.content) ?? "") }))

@@ -5,7 +5,7 @@ Streamed, it is one server-sent event stream with two lanes, each event a JSON o
 with a `type` (docs/arena.md):
 
     {"type": "battle", "id": "battle-…", "turn": 1}
-    {"type": "loading", "side": "b"}                  the model of side b is being woken
+    {"type": "loading"}                               a model of the battle is being woken
     {"type": "delta", "side": "a", "content": "Hel"}
     {"type": "done", "side": "a", "finish_reason": "stop"}
     {"type": "turn", "id": "battle-…", "turn": 1, "vote": "/arena/battles/…/vote"}
@@ -157,9 +157,11 @@ class TurnResponse(ExchangeResponse):
                 body = {"type": "done", "side": event.side, "finish_reason": event.finish_reason}
             elif event.kind is Kind.DELTA:
                 body = {"type": "delta", "side": event.side, "content": event.content}
-            elif event.kind is Kind.LOADING and event.side not in loading:
+            elif event.kind is Kind.LOADING and not loading:
+                # Once, and without the side: which side's model sleeps (GET /v1/models
+                # says which models do) would tell the model before the vote.
                 loading.add(event.side)
-                body = {"type": "loading", "side": event.side}
+                body = {"type": "loading"}
             else:  # a keep-alive of a side: one of ours, so the stream stays open
                 if self._turn.stream:
                     await send(
