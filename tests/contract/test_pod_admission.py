@@ -153,6 +153,47 @@ def test_only_admins_let_a_server_take_code_or_weights_from_the_hub(
     assert apply(admin, namespace, trusted) == (True, "")
 
 
+def test_a_tenant_s_placement_is_about_their_own_server(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """Tolerations of other taints than the GPU one (a pool kept for someone), or pod
+    (anti-)affinity about other pods than the server's own: the scheduler would let a
+    tenant onto nodes kept for others, or keep others' servers off the nodes it holds."""
+    namespace = enforced_namespace()
+    fay = f"fay-{uuid.uuid4().hex[:6]}"
+    admission.put_contract(fay, namespaces=[namespace])
+    tenant = admission.kubeconfig(fay)
+    others = {"matchLabels": {"app.kubernetes.io/name": "modelserve-server"}}
+    own = {"matchLabels": {"llm.modelserve.io/modelserve": "mine"}}
+    hostname = "kubernetes.io/hostname"
+    refused_placements = [
+        {"tolerations": [{"operator": "Exists"}]},
+        {"tolerations": [{"key": "dedicated", "value": "team-b", "effect": "NoSchedule"}]},
+        {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": others, "topologyKey": hostname}]}}},
+        {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": own, "topologyKey": hostname, "namespaceSelector": {}}]}}},
+        {"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "podAffinityTerm": {"labelSelector": others,
+                                              "topologyKey": hostname}}]}}},
+    ]  # fmt: skip
+    for placed in refused_placements:
+        stored, refused = apply(tenant, namespace, with_spec("mine", placement=placed))
+        assert not stored, placed
+        assert refused.startswith("[placement_not_allowed]"), refused
+    fine = {
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "nodeSelector": {"pool": "inference"},
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 50, "podAffinityTerm": {"labelSelector": own, "topologyKey": hostname}}
+        ]}},
+    }  # fmt: skip
+    assert apply(tenant, namespace, with_spec("mine", placement=fine)) == (True, "")
+    admin = admission.admin_kubeconfig()
+    anything = with_spec("theirs", fay, placement=refused_placements[0])
+    assert apply(admin, namespace, anything) == (True, "")
+
+
 def test_env_from_sets_no_owned_variable_and_reads_secrets_for_admins_only(
     admission: AdmissionBed, enforced_namespace: Namespaces
 ) -> None:

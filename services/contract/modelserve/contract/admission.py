@@ -29,6 +29,7 @@ from modelserve.common.modelserve import (
     GROUP,
     OWNER_LABEL,
     PLURAL,
+    SERVER_LABEL,
     TEAM_LABEL,
     VERSION,
     ModelServe,
@@ -429,7 +430,7 @@ def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> 
         return None
     if not ms.spec.model.uri:
         return "[model_uri_refused] spec.model.uri is required"
-    refusal = cache_refusal(ms, who, settings)
+    refusal = cache_refusal(ms, who, settings) or placement_refusal(ms, who, settings)
     if refusal is not None:
         return refusal
     if ms.spec.image_pull_secrets and not who.admin:
@@ -476,6 +477,67 @@ def cache_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) ->
         return (
             f"[cache_not_allowed] spec.model.cache.storageClassName {name!r} is not one "
             f"tenants may name (CONTRACT_CACHE_STORAGE_CLASSES: {allowed})"
+        )
+    return None
+
+
+def placement_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> str | None:
+    """Whether a tenant's spec.placement reaches beyond their own server: a toleration of
+    a taint not in CONTRACT_TENANT_TOLERATION_KEYS (a taint keeps nodes for someone; one
+    without a key tolerates them all), or a pod (anti-)affinity term about other pods
+    than the server's own (required anti-affinity is kept by the scheduler for the pods
+    it selects too: it would keep other tenants' servers off the nodes it holds) or about
+    other namespaces."""
+    if who.admin:
+        return None
+    placement = ms.spec.placement
+    allowed = split(settings.tenant_toleration_keys)
+    for index, toleration in enumerate(placement.tolerations):
+        if toleration.key not in allowed:
+            what = f"the taint {toleration.key!r}" if toleration.key else "every taint"
+            return (
+                f"[placement_not_allowed] spec.placement.tolerations[{index}] tolerates {what}:"
+                f" tenants may tolerate {', '.join(allowed) or 'no taint'}"
+                " (CONTRACT_TENANT_TOLERATION_KEYS)"
+            )
+    affinity = placement.affinity
+    for field, terms in (
+        ("podAffinity", affinity.pod_affinity if affinity else None),
+        ("podAntiAffinity", affinity.pod_anti_affinity if affinity else None),
+    ):
+        for where, term in _pod_affinity_terms(terms):
+            refusal = _term_refusal(term, ms.name)
+            if refusal is not None:
+                return f"[placement_not_allowed] spec.placement.affinity.{field}.{where} {refusal}"
+    return None
+
+
+def _pod_affinity_terms(terms: Any) -> list[tuple[str, Any]]:
+    """(where, term) of every PodAffinityTerm of a podAffinity or podAntiAffinity."""
+    if not isinstance(terms, dict):
+        return []
+    found: list[tuple[str, Any]] = []
+    required = terms.get("requiredDuringSchedulingIgnoredDuringExecution") or []
+    preferred = terms.get("preferredDuringSchedulingIgnoredDuringExecution") or []
+    for index, term in enumerate(required if isinstance(required, list) else [required]):
+        found.append((f"requiredDuringSchedulingIgnoredDuringExecution[{index}]", term))
+    for index, weighted in enumerate(preferred if isinstance(preferred, list) else [preferred]):
+        term = weighted.get("podAffinityTerm") if isinstance(weighted, dict) else weighted
+        found.append((f"preferredDuringSchedulingIgnoredDuringExecution[{index}]", term))
+    return found
+
+
+def _term_refusal(term: Any, name: str) -> str | None:
+    if not isinstance(term, dict):
+        return "is not an object"
+    if term.get("namespaces") or term.get("namespaceSelector") is not None:
+        return "names other namespaces: a tenant's terms are about their namespace only"
+    selector = term.get("labelSelector") or {}
+    labels = selector.get("matchLabels") if isinstance(selector, dict) else None
+    if not isinstance(labels, dict) or labels.get(SERVER_LABEL) != name:
+        return (
+            f"selects other pods than this server's: its labelSelector.matchLabels must"
+            f" hold {SERVER_LABEL}: {name}"
         )
     return None
 

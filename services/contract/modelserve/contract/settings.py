@@ -150,6 +150,9 @@ class ContractSettings(ServiceSettings):
     # ask for any.
     max_cache_size: str = "1Ti"
     cache_storage_classes: str = ""
+    # The taints a tenant's spec.placement.tolerations may name (comma-separated keys): a
+    # taint keeps a pool of nodes for someone; admins may tolerate any.
+    tenant_toleration_keys: str = "nvidia.com/gpu"
 
     @field_validator("max_cache_size")
     @classmethod
