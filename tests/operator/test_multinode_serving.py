@@ -486,6 +486,33 @@ def test_a_spec_change_replaces_the_whole_group(
     assert "--max-model-len=8192" not in " ".join(ray_node["command"])
 
 
+def test_a_group_s_service_name_held_by_another_server_is_said_not_lost(
+    group_cluster: KubeCluster, group_operator: RunningOperator, group_namespace: str
+) -> None:
+    """LeaderWorkerSet names group 0's headless Service `<name>-0` and makes none when
+    that name is taken: another ModelServe called `llama-405b-0` would leave the group's
+    workers without their leader for good. The operator says so and runs nothing."""
+    cluster, namespace = group_cluster, group_namespace
+    apply(cluster, namespace, modelserve(f"{NAME}-0", resources={"gpus": 8}))
+    wait_until(
+        cluster,
+        namespace,
+        lambda: cluster.get_json("services", "-n", namespace)["items"] or None,
+        "the other server's Service",
+    )
+    apply(cluster, namespace, modelserve())
+
+    def failed() -> dict[str, Any] | None:
+        status: dict[str, Any] = cluster.get_json("ms", NAME, "-n", namespace).get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = wait_until(cluster, namespace, failed, f"{NAME} Failed")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "NameTaken"
+    assert f"Service {namespace}/{NAME}-0 exists" in ready["message"]
+    assert cluster.get_json(LWS_RESOURCE, "-n", namespace)["items"] == []
+
+
 def test_a_deleted_modelserve_leaves_nothing(
     group_cluster: KubeCluster, group_operator: RunningOperator, group_namespace: str
 ) -> None:

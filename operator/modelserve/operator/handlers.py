@@ -223,6 +223,26 @@ class Reconciler:
                 " server's: the operator leaves it as it is; give the ModelServe another name"
             )
 
+    async def _check_group_names(self, ms: ModelServe) -> None:
+        """NameTaken when a Service that LeaderWorkerSet would make for a group of `ms`
+        (`<name>-<index>`, the headless Service its workers find the leader by) is there
+        and is not its: LeaderWorkerSet makes none then, and the group's workers would
+        never find their leader (another ModelServe named `<name>-0`, say)."""
+        for index in range(self.replicas(ms)):
+            name = f"{ms.name}-{index}"
+            found = await self.cluster.read("v1", "Service", ms.namespace, name)
+            owners = (found or {}).get("metadata", {}).get("ownerReferences") or []
+            # LeaderWorkerSet v0.7.0 makes it owned by the group's leader pod, of the same
+            # name (pod_controller.go); owned by the set itself is its too.
+            theirs = {(LWS_KIND, ms.name), ("Pod", name)}
+            if found is not None and not any(
+                (owner.get("kind"), owner.get("name")) in theirs for owner in owners
+            ):
+                raise NameTaken(
+                    f"Service {ms.namespace}/{name} exists and is not LeaderWorkerSet's: group"
+                    f" {index} of this server needs that name; give the ModelServe another name"
+                )
+
     async def delete(self, obj: dict[str, Any], why: str) -> None:
         """Delete a child of ours; the log says which and `why`."""
         try:
@@ -313,6 +333,8 @@ class Reconciler:
             children = []
         deployed = False
         try:
+            if children and is_multinode(ms):
+                await self._check_group_names(ms)
             for child in children:
                 stored = await self.apply(child)
                 deployed = deployed or (stored is not None and stored["kind"] in WORKLOADS)
