@@ -46,6 +46,15 @@ def test_a_rollback_of_a_registry_change_is_reported_with_both_versions() -> Non
     }
 
 
+def test_the_report_sent_keeps_whose_server_it_is() -> None:
+    from modelserve.gateway.registry.client import RollbackReport
+
+    report = rollback_report(target(rolled_back()))
+    assert report is not None
+    sent = RollbackReport(**{**report, "server_owner": "alice"}).model_dump()
+    assert (sent["server_owner"], sent["platform_server"]) == ("alice", False)
+
+
 def test_other_rollouts_are_not_reported() -> None:
     progressing = Rollout("42", OLD, NEW, Phase.PROGRESSING, started_at="2027-01-15T08:00:00Z")
     assert rollback_report(target(progressing)) is None

@@ -131,6 +131,9 @@ class RollbackReport(BaseModel):
     restored_id: str | None = None
     reason: str | None = None
     message: str | None = None
+    # Whose the server is: only the platform's and the set_active's actor's move the name.
+    server_owner: str | None = None
+    platform_server: bool = False
 
 
 def _unavailable(detail: str) -> ApiError:
