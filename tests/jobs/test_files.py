@@ -5,6 +5,7 @@ the gateway unchanged; a user sees only their own files; errors are in OpenAI's 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -140,21 +141,36 @@ def test_a_user_sees_only_their_own_files_and_admins_all(job_platform: JobPlatfo
     assert fiona.files.retrieve(made.id).id == made.id
 
 
-def test_a_file_over_the_size_limit_is_refused_and_leaves_nothing(
-    job_platform: JobPlatform, start_jobs: Callable[..., RunningService]
-) -> None:
-    """A replica of its own with a 1000-byte limit (the platform's is OpenAI's 200 MB)."""
+@contextlib.contextmanager
+def replica_of_its_own(
+    job_platform: JobPlatform,
+    start_jobs: Callable[..., RunningService],
+    user: str,
+    **settings: str,
+) -> Iterator[httpx.Client]:
+    """A client of `user` for a jobs replica of its own, with `settings` (JOBS_*) over the
+    platform's store."""
     store = job_platform.store
-    small = start_jobs(
+    replica = start_jobs(
         JOBS_STORE_ENDPOINT=store.endpoint,
         JOBS_STORE_ACCESS_KEY=store.access_key,
         JOBS_STORE_SECRET_KEY=store.secret_key,
         JOBS_STORE_BUCKET=job_platform.bucket,
-        JOBS_FILES_MAX_BYTES="1000",
+        **settings,
     )
-    job_platform.user("hana").close()
-    headers = {"Authorization": f"Bearer {job_platform.token('hana')}"}
-    with httpx.Client(base_url=small.url, headers=headers, timeout=60) as replica:
+    job_platform.user(user).close()
+    headers = {"Authorization": f"Bearer {job_platform.token(user)}"}
+    with httpx.Client(base_url=replica.url, headers=headers, timeout=60) as client:
+        yield client
+
+
+def test_a_file_over_the_size_limit_is_refused_and_leaves_nothing(
+    job_platform: JobPlatform, start_jobs: Callable[..., RunningService]
+) -> None:
+    """A replica of its own with a 1000-byte limit (the platform's is OpenAI's 200 MB)."""
+    with replica_of_its_own(job_platform, start_jobs, "hana", JOBS_FILES_MAX_BYTES="1000") as (
+        replica
+    ):
         # Its Content-Length is within the form's margin: the limit is found while the
         # body streams in, and the upload to the store is aborted.
         big = replica.post(
@@ -168,7 +184,8 @@ def test_a_file_over_the_size_limit_is_refused_and_leaves_nothing(
         assert fits.status_code == 200, fits.text
         listed = replica.get("/v1/files").json()
     assert [f["filename"] for f in listed["data"]] == ["ok.jsonl"]
-    kept = store.client().list_objects(job_platform.bucket, prefix="files/hana/", recursive=True)
+    store = job_platform.store.client()
+    kept = store.list_objects(job_platform.bucket, prefix="files/hana/", recursive=True)
     assert [item.object_name for item in kept] == [f"files/hana/{fits.json()['id']}"]
 
 
@@ -199,17 +216,9 @@ def test_a_json_body_over_the_service_s_cap_is_413(
     """Bodies other than uploads are read whole: a replica of its own with a 2 KiB cap
     (the platform's is 8 MiB) refuses a larger one before any route has it, and still
     takes an upload larger than that."""
-    store = job_platform.store
-    small = start_jobs(
-        JOBS_STORE_ENDPOINT=store.endpoint,
-        JOBS_STORE_ACCESS_KEY=store.access_key,
-        JOBS_STORE_SECRET_KEY=store.secret_key,
-        JOBS_STORE_BUCKET=job_platform.bucket,
-        JOBS_MAX_BODY_BYTES="2048",
-    )
-    job_platform.user("jill").close()
-    headers = {"Authorization": f"Bearer {job_platform.token('jill')}"}
-    with httpx.Client(base_url=small.url, headers=headers, timeout=60) as replica:
+    with replica_of_its_own(job_platform, start_jobs, "jill", JOBS_MAX_BODY_BYTES="2048") as (
+        replica
+    ):
         body = {"model": "m", "prompt": "x" * 4096}
         refused = replica.post("/generate", json=body)
         assert refused.status_code == 413, refused.text
