@@ -27,6 +27,16 @@ HTTPROUTE = {
 }
 
 
+def operator_settings(
+    objects: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> OperatorSettings:
+    """The operator's settings as its rendered ConfigMap gives them."""
+    config = find(objects, "ConfigMap", f"{RELEASE}-operator")["data"]
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    return OperatorSettings()
+
+
 def _grants(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] == "ReferenceGrant"]
 
@@ -35,10 +45,7 @@ def test_the_operator_is_told_the_route_kind_and_gateway(
     offline_helm: Helm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     objects = offline_helm.template(RELEASE, NAMESPACE, HTTPROUTE)
-    config = find(objects, "ConfigMap", f"{RELEASE}-operator")["data"]
-    for name, value in config.items():
-        monkeypatch.setenv(name, value)
-    settings = OperatorSettings()
+    settings = operator_settings(objects, monkeypatch)
     assert settings.route_kind == "httproute"
     assert (
         settings.route_gateway_name,
@@ -203,10 +210,7 @@ def test_the_per_server_routes_get_the_platform_route_s_host_middlewares_and_tls
         }
     }
     objects = offline_helm.template(RELEASE, NAMESPACE, values)
-    config = find(objects, "ConfigMap", f"{RELEASE}-operator")["data"]
-    for name, value in config.items():
-        monkeypatch.setenv(name, value)
-    settings = OperatorSettings()
+    settings = operator_settings(objects, monkeypatch)
     assert settings.route_host == "llm.example.com"
     # A middleware without a namespace is the release's, as on the chart's own route.
     assert settings.route_middlewares == f"edge/ip-allowlist,{NAMESPACE}/https"

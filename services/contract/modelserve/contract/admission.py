@@ -292,13 +292,12 @@ def metadata_refusal(review: Review, who: Requester) -> str | None:
     """Whether an update of metadata only (`changes_nothing_that_runs`) changes what only
     the server's owner, admins, the gateway and Kubernetes' controllers may: its owner
     references (the garbage collector deletes a server whose owner is gone: another's
-    reference would let them delete it), its finalizers (one added would keep its owner
-    from deleting it) and its annotations (the version it runs, kopf's record of what the
-    operator last handled), which the operator may change too."""
+    reference would let them delete it) and its annotations (the version it runs, kopf's
+    record of what the operator last handled), which the operator may change too."""
     if who.admin or who.delegating or who.system:
         return None
     new, old = review.object.get("metadata") or {}, review.old_object.get("metadata") or {}
-    fields = ("ownerReferences", "finalizers") if who.operator else _GUARDED_METADATA
+    fields = ("ownerReferences",) if who.operator else _GUARDED_METADATA
     changed = [field for field in fields if (new.get(field) or []) != (old.get(field) or [])]
     if not changed:
         return None
@@ -307,7 +306,8 @@ def metadata_refusal(review: Review, who: Requester) -> str | None:
     return f"{refusal} (its {' and '.join(changed)})" if refusal else None
 
 
-_GUARDED_METADATA = ("ownerReferences", "finalizers", "annotations")
+# Finalizers are `finalizer_refusal`'s (nobody's but admins', the owner's neither).
+_GUARDED_METADATA = ("ownerReferences", "annotations")
 
 
 def finalizer_refusal(review: Review, who: Requester) -> str | None:

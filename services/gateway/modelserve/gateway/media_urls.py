@@ -85,10 +85,13 @@ class MediaRules:
         )
 
 
+def _is_data(url: str) -> bool:
+    return url.split(":", 1)[0].strip().lower() == "data" if ":" in url else False
+
+
 def shape_refusal(url: str, rules: MediaRules) -> str | None:
     """Why `url` may not be passed on whatever its host resolves to, or None."""
-    scheme = url.split(":", 1)[0].strip().lower() if ":" in url else ""
-    if scheme == "data":
+    if _is_data(url):
         return None
     if not rules.remote:
         return "only data: URLs are allowed for media here (GATEWAY_REMOTE_MEDIA=false)"
@@ -129,7 +132,7 @@ class MediaUrls:
     async def refusal(self, url: str) -> str | None:
         rules = self.rules
         why = shape_refusal(url, rules)
-        if why is not None or url.split(":", 1)[0].strip().lower() == "data":
+        if why is not None or _is_data(url):
             return why
         host = (urlsplit(url.strip()).hostname or "").lower().rstrip(".")
         if rules.hosts:

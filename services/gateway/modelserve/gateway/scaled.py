@@ -50,13 +50,12 @@ from modelserve.gateway.openai_errors import OpenAIError, openai_body
 from modelserve.gateway.routing import NotReady, RouteTable, Target, Unknown
 from modelserve.gateway.scaling import algorithms
 from modelserve.gateway.scaling.lm import Prompt, Usage
-from modelserve.gateway.scaling.openai_lm import MalformedAnswer, OpenAIChatLM, Post
+from modelserve.gateway.scaling.openai_lm import MalformedAnswer, OpenAIChatLM, Post, call_usage
 from modelserve.gateway.scaling.results import DEFAULT_OPTIONS, Options, Result
 from modelserve.gateway.scaling.reward_model import ProcessRewardModel
 from modelserve.gateway.scaling.rewards import LlmJudge, MeanLogprob, Reward, RewardError
 from modelserve.gateway.scaling_requests import ScalingRequest
 from modelserve.gateway.upstream import UpstreamError
-from modelserve.gateway.usage import reported_tokens
 
 logger = logging.getLogger(__name__)
 # Fields the algorithms set themselves, or that make no sense for several candidates.
@@ -103,17 +102,7 @@ class CallMeter:
     used: Usage = dataclasses.field(default_factory=Usage)
 
     def count(self, answer: Mapping[str, Any]) -> None:
-        self.used = self.used + call_usage_of(answer)
-
-
-def call_usage_of(answer: Mapping[str, Any]) -> Usage:
-    """One call and the tokens its answer reports (none, where it reports nonsense)."""
-    usage = answer.get("usage")
-    if not isinstance(usage, Mapping):
-        return Usage(1, 0, 0)
-
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    return Usage(1, reported_tokens(prompt), reported_tokens(completion))
+        self.used = self.used + call_usage(answer)
 
 
 def poster(

@@ -61,14 +61,11 @@ def reported_tokens(value: Any) -> int:
     return min(value, MAX_REPORTED_TOKENS)
 
 
-def _tokens(value: Any) -> int:
-    return reported_tokens(value)
-
-
 def _usage(found: Any) -> Usage | None:
     if not isinstance(found, dict):
         return None
-    return Usage(_tokens(found.get("prompt_tokens")), _tokens(found.get("completion_tokens")))
+    prompt, completion = found.get("prompt_tokens"), found.get("completion_tokens")
+    return Usage(reported_tokens(prompt), reported_tokens(completion))
 
 
 def usage_from_body(body: bytes) -> Usage | None:
