@@ -44,3 +44,16 @@ def test_the_cache_bound_is_a_quantity_or_empty(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CONTRACT_MAX_CACHE_SIZE", "lots")
     with pytest.raises(ValueError, match="not a Kubernetes quantity"):
         ContractSettings()
+
+
+@pytest.mark.parametrize(("variable", "default"), [("CPU", "32"), ("MEMORY", "256Gi")])
+def test_the_pod_bounds_are_quantities_or_empty(
+    monkeypatch: pytest.MonkeyPatch, variable: str, default: str
+) -> None:
+    field = f"max_{variable.lower()}"
+    assert getattr(ContractSettings(), field) == default
+    monkeypatch.setenv(f"CONTRACT_MAX_{variable}", "")
+    assert getattr(ContractSettings(), field) == ""  # no bound
+    monkeypatch.setenv(f"CONTRACT_MAX_{variable}", "all of it")
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        ContractSettings()

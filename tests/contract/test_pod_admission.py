@@ -125,6 +125,39 @@ def test_a_tenant_s_model_cache_is_bounded_and_of_the_default_class(
     assert apply(admin, namespace, theirs) == (True, "")
 
 
+def test_a_tenant_s_pod_reserves_at_most_the_bounded_cpu_and_memory(
+    admission: AdmissionBed, enforced_namespace: Namespaces
+) -> None:
+    """What a pod requests is kept for it on its node: a tenant's server pod reserves at
+    most CONTRACT_MAX_CPU (32) and CONTRACT_MAX_MEMORY (256Gi), a limit standing for the
+    request where none is set (Kubernetes then requests the limit)."""
+    namespace = enforced_namespace()
+    erin = f"erin-{uuid.uuid4().hex[:6]}"
+    admission.put_contract(erin, namespaces=[namespace])
+    tenant = admission.kubeconfig(erin)
+
+    stored, refused = apply(tenant, namespace, with_spec("cores", resources={"cpu": "33"}))
+    assert not stored
+    assert refused.startswith(
+        "[resources_not_allowed] spec.resources.cpu 33 is over the 32 a tenant's server pod"
+    )
+    assert "(CONTRACT_MAX_CPU)" in refused
+    only_limit = with_spec("ram", resources={"memoryLimit": "257Gi"})
+    stored, refused = apply(tenant, namespace, only_limit)
+    assert not stored
+    assert refused.startswith("[resources_not_allowed] spec.resources.memoryLimit 257Gi")
+    # At the bounds, and a limit above a request within them (a limit reserves nothing):
+    # stored; growing the request past a bound later is refused the same way.
+    fits = with_spec("fits", resources={"cpu": "32000m", "memory": "256Gi", "cpuLimit": 64})
+    assert apply(tenant, namespace, fits) == (True, "")
+    grown = with_spec("fits", resources={"cpu": "32", "memory": "300Gi"})
+    stored, refused = apply(tenant, namespace, grown)
+    assert not stored and refused.startswith("[resources_not_allowed] spec.resources.memory ")
+    admin = admission.admin_kubeconfig()
+    theirs = with_spec("theirs", erin, resources={"cpu": 200, "memory": "2Ti"})
+    assert apply(admin, namespace, theirs) == (True, "")
+
+
 def test_only_admins_let_a_server_take_code_or_weights_from_the_hub(
     admission: AdmissionBed, enforced_namespace: Namespaces
 ) -> None:

@@ -430,7 +430,11 @@ def spec_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> 
         return None
     if not ms.spec.model.uri:
         return "[model_uri_refused] spec.model.uri is required"
-    refusal = cache_refusal(ms, who, settings) or placement_refusal(ms, who, settings)
+    refusal = (
+        cache_refusal(ms, who, settings)
+        or resources_refusal(ms, who, settings)
+        or placement_refusal(ms, who, settings)
+    )
     if refusal is not None:
         return refusal
     if ms.spec.image_pull_secrets and not who.admin:
@@ -478,6 +482,34 @@ def cache_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) ->
             f"[cache_not_allowed] spec.model.cache.storageClassName {name!r} is not one "
             f"tenants may name (CONTRACT_CACHE_STORAGE_CLASSES: {allowed})"
         )
+    return None
+
+
+def resources_refusal(ms: ModelServe, who: Requester, settings: ContractSettings) -> str | None:
+    """Whether a tenant's server pod reserves more CPU or memory than CONTRACT_MAX_CPU or
+    CONTRACT_MAX_MEMORY: what a pod requests is kept for it on its node whether it uses it
+    or not, so a pod asking for a GPU node's every core keeps other tenants' pods off the
+    GPUs it leaves free. Where only a limit is set, Kubernetes requests as much."""
+    if who.admin:
+        return None
+    wanted = ms.spec.resources
+    for field, request, limit, most, setting in (
+        ("cpu", wanted.cpu, wanted.cpu_limit, settings.max_cpu, "CONTRACT_MAX_CPU"),
+        ("memory", wanted.memory, wanted.memory_limit, settings.max_memory, "CONTRACT_MAX_MEMORY"),
+    ):
+        asked = request or limit
+        if not asked or not most:
+            continue
+        if not request:
+            field += "Limit"
+        value, bound = quantity_value(asked), quantity_value(most)
+        if value is None:
+            return f"[resources_not_allowed] spec.resources.{field} {asked!r} is not a quantity"
+        if bound is not None and value > bound:
+            return (
+                f"[resources_not_allowed] spec.resources.{field} {asked} is over the {most} "
+                f"a tenant's server pod may reserve ({setting})"
+            )
     return None
 
 

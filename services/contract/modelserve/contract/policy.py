@@ -364,11 +364,13 @@ def inference_charges(
 ) -> list[CounterCharge]:
     """One request counted and `tokens` reserved in each scope's rate and budget windows.
 
-    Budget windows (a day, a month) are counted whether limited or not, so that a budget
-    set later starts from the truth; per-minute windows only under a limit, since a new
-    one is a minute away, and never for a `rate_exempt` request (its own server's load is
-    the caller's business). Sorted by (scope, metric): the order in which every writer
-    locks counter rows, so that concurrent decisions never deadlock.
+    The budget window of the scope's period (a day or a month) is counted whether limited
+    or not, so that a budget set later starts from the truth (the other period's is not:
+    a contract switched from day to month counts its month from then); per-minute
+    windows only under a limit, since a new one is a minute away, and never for a
+    `rate_exempt` request (its own server's load is the caller's business). Sorted by
+    (scope, metric): the order in which every writer locks counter rows, so that
+    concurrent decisions never deadlock.
     """
     charges: list[CounterCharge] = []
     for scope in sorted(scopes, key=lambda scope: scope.key):

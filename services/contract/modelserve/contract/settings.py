@@ -150,11 +150,17 @@ class ContractSettings(ServiceSettings):
     # ask for any.
     max_cache_size: str = "1Ti"
     cache_storage_classes: str = ""
+    # The CPU and memory a tenant's server pod may reserve (spec.resources.cpu and memory,
+    # or their limits where no request is set, as Kubernetes then requests the limit):
+    # Kubernetes quantities; empty: any. A pod's reservation keeps other tenants' pods off
+    # the GPUs of its node that it leaves free. Admins may ask for any.
+    max_cpu: str = "32"
+    max_memory: str = "256Gi"
     # The taints a tenant's spec.placement.tolerations may name (comma-separated keys): a
     # taint keeps a pool of nodes for someone; admins may tolerate any.
     tenant_toleration_keys: str = "nvidia.com/gpu"
 
-    @field_validator("max_cache_size")
+    @field_validator("max_cache_size", "max_cpu", "max_memory")
     @classmethod
     def _a_quantity(cls, value: str) -> str:
         if value.strip() and quantity_value(value.strip()) is None:
