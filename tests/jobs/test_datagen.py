@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from modelserve.jobs.datagen.seeds import default_seeds
 from modelserve.jobs.datagen.similarity import rouge_l, tokens
+from modelserve.testbed.gateway_accounts import bearer_client
 from modelserve.testbed.job_platform import JobPlatform
 from modelserve.testbed.polling import wait_for
 
@@ -235,6 +237,58 @@ def test_resume_a_failed_job_adds_its_items_again(job_platform: JobPlatform) -> 
     shipped = {seed.instruction for seed in default_seeds()}
     assert len(inputs) == 4
     assert all({e["instruction"] for e in i["examples"]} <= shipped for i in inputs)
+
+
+def item_errors(platform: JobPlatform, job_id: str) -> list[str | None]:
+    """Each item's error code, in order (None: it did not fail)."""
+    with psycopg.connect(platform.jobs_database) as conn:
+        rows = conn.execute(
+            "SELECT error->>'code' FROM job_items WHERE job_id = %s ORDER BY index", [job_id]
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_the_owner_resuming_a_job_asks_for_its_work_anew(job_platform: JobPlatform) -> None:
+    """Items run as their job's owner, refused once the owner has revoked their sessions
+    after queueing it (a password change). An admin resuming the job leaves it queued when
+    it was, so its new items are refused too; its owner resuming it, signed in again, asks
+    for the work anew, and it runs."""
+    user = unique("ida")
+    with job_platform.user(user) as ida:
+        created = ida.post(
+            "/data_gen/jobs",
+            json={
+                "model_id": "no-such-model",
+                "strategy": "self_instruct",
+                "config": {"num_examples": 1, "output_dir": "anew", "overgenerate": 1.0},
+            },
+        )
+        assert created.status_code == 202, created.text
+        job_id = created.json()["job_id"]
+        finished(ida, job_id)
+    [unserved] = item_errors(job_platform, job_id)
+    assert unserved is not None and unserved != "owner_not_allowed"
+    password = f"{user}-changed-password-2"
+    with job_platform.admin() as admin:
+        changed = admin.put(f"/users/{user}/password", json={"password": password})
+        assert changed.status_code == 204, changed.text
+        resumed = admin.post(f"/data_gen/jobs/{job_id}/resume")
+        assert resumed.status_code == 202, resumed.text
+        assert finished(admin, job_id)["resumes"] == 1
+    assert item_errors(job_platform, job_id) == [unserved, "owner_not_allowed"]
+    # Revocation is by whole seconds: a request in the second of the change is before it.
+    time.sleep(1.1)
+    signed = httpx.post(
+        f"{job_platform.gateway.url}/auth/token",
+        json={"username": user, "password": password},
+        timeout=30,
+    )
+    assert signed.status_code == 200, signed.text
+    with bearer_client(job_platform.gateway.url, signed.json()["access_token"]) as ida:
+        resumed = ida.post(f"/data_gen/jobs/{job_id}/resume")
+        assert resumed.status_code == 202, resumed.text
+        assert finished(ida, job_id)["resumes"] == 2
+    assert item_errors(job_platform, job_id) == [unserved, "owner_not_allowed", unserved]
 
 
 def test_each_caller_sees_their_own_jobs(job_platform: JobPlatform) -> None:

@@ -245,6 +245,52 @@ def test_the_per_model_cap_and_job_types_limit_claims(
     asyncio.run(scenario())
 
 
+def test_claims_serve_the_owner_with_the_fewest_items_running_first(
+    jobs_database: str, jobs_tokens: TokenSettings, open_store: StoreOpener
+) -> None:
+    """One owner's large job does not hold back another's later one: each claim takes an
+    item of the owner with the fewest items running, the oldest job among equals."""
+
+    async def scenario() -> None:
+        async with open_store(jobs_database) as store:
+            big = await store.create(
+                type="chat", owner="big", team=None, model="m", spec={}, inputs=chat(5)
+            )
+            older = await store.create(
+                type="chat", owner="small", team=None, model="m", spec={}, inputs=chat(1)
+            )
+            newer = await store.create(
+                type="chat", owner="small", team=None, model="m", spec={}, inputs=chat(1)
+            )
+            claimed = []
+            for _ in range(7):
+                item = await store.claim("w", lease=30, types=["chat"], full_models=[])
+                assert item is not None
+                claimed.append((item.job_id, item.index))
+            assert await store.claim("w", lease=30, types=["chat"], full_models=[]) is None
+            assert claimed == [
+                (big.id, 0),
+                (older.id, 0),
+                (big.id, 1),
+                (newer.id, 0),
+                (big.id, 2),
+                (big.id, 3),
+                (big.id, 4),
+            ]
+            # Running items count across an owner's jobs: a newer job of the owner with
+            # fewer running goes first.
+            await store.create(
+                type="chat", owner="big", team=None, model="m", spec={}, inputs=chat(1)
+            )
+            third = await store.create(
+                type="chat", owner="small", team=None, model="m", spec={}, inputs=chat(1)
+            )
+            item = await store.claim("w", lease=30, types=["chat"], full_models=[])
+            assert item is not None and item.job_id == third.id
+
+    asyncio.run(scenario())
+
+
 def test_bad_items_fail_one_by_one_and_a_job_of_only_bad_items_fails(
     jobs_database: str, jobs_tokens: TokenSettings, open_store: StoreOpener
 ) -> None:

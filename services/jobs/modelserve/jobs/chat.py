@@ -38,5 +38,5 @@ class ChatExecutor:
             item.input,
             owner=item.job_owner,
             key_id=item.key_id,
-            since=item.job_created_at,
+            since=item.job_queued_at,
         )

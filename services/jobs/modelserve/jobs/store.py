@@ -47,7 +47,8 @@ class Job(BaseModel):
 
 class Item(BaseModel):
     """An item as its worker holds it: the lease (`owner`, `attempts`) fences its writes;
-    its job's owner (`job_owner`, `team`, `key_id`: whose request it is) and `spec`."""
+    its job's owner (`job_owner`, `team`, `key_id`: whose request it is, and
+    `job_queued_at`: when they asked for it) and `spec`."""
 
     job_id: str
     index: int
@@ -60,7 +61,7 @@ class Item(BaseModel):
     team: str | None = None
     key_id: str | None = None
     spec: dict[str, Any] = {}
-    job_created_at: dt.datetime | None = None
+    job_queued_at: dt.datetime | None = None
 
 
 class Stats(BaseModel):
@@ -240,8 +241,9 @@ class JobStore:
         default_cap: int | None = None,
         max_attempts: int | None = None,
     ) -> Item | None:
-        """The next item of the oldest open job of one of `types`: pending, or running
-        under a lease that ran out (its worker died). Items of models in `full_models`
+        """The next item of an open job of one of `types`: pending, or running under a
+        lease that ran out (its worker died); of the jobs of the owners with the fewest
+        items running now first, the oldest first among those. Items of models in `full_models`
         (at this worker's cap) are left to others. The job becomes running.
 
         `caps` (by model; `default_cap` for models it does not name) bounds the items
@@ -453,18 +455,53 @@ class _Again:
     full: str | None
 
 
-# A claim's pick: the next claimable item of an open job, its row locked.
-_PICK = """
-    SELECT i.job_id, i.index, i.state, i.attempts, i.lease_owner, j.model
-    FROM job_items i JOIN jobs j ON j.id = i.job_id
+# An item a claim may take: pending and not waiting out a back-off, or running under a
+# lease that ran out (its worker died).
+_CLAIMABLE = """
+    ((i.state = 'pending' AND (i.lease_until IS NULL OR i.lease_until < now()))
+     OR (i.state = 'running' AND i.lease_until < now()))
+"""
+
+# The open jobs with an item to claim, in the order claims serve them: first the jobs of
+# the owners with the fewest items running now, so that one owner's large job does not
+# hold back everyone's; among those, the oldest first.
+_PICK_JOBS = f"""
+    WITH running AS (
+        SELECT j.owner, count(*) AS n FROM job_items i JOIN jobs j ON j.id = i.job_id
+        WHERE i.state = 'running' AND i.lease_until > now()
+        GROUP BY j.owner
+    )
+    SELECT j.id FROM jobs j LEFT JOIN running r ON r.owner = j.owner
     WHERE j.status IN ('pending', 'running') AND j.type = ANY(%(types)s)
       AND NOT (coalesce(j.model, '') = ANY(%(full)s))
-      AND ((i.state = 'pending' AND (i.lease_until IS NULL OR i.lease_until < now()))
-           OR (i.state = 'running' AND i.lease_until < now()))
-    ORDER BY j.created_at, i.job_id, i.index
+      AND EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = j.id AND {_CLAIMABLE})
+    ORDER BY coalesce(r.n, 0), j.created_at, j.id
+"""
+
+# A claim's pick: the next claimable item of one open job, its row locked.
+_PICK = f"""
+    SELECT i.job_id, i.index, i.state, i.attempts, i.lease_owner, j.model
+    FROM job_items i JOIN jobs j ON j.id = i.job_id
+    WHERE i.job_id = %(job)s AND j.status IN ('pending', 'running') AND {_CLAIMABLE}
+    ORDER BY i.index
     LIMIT 1
     FOR UPDATE OF i SKIP LOCKED
 """
+
+
+async def _pick(
+    cur: psycopg.AsyncCursor[dict[str, Any]], types: Sequence[str], full: set[str]
+) -> dict[str, Any] | None:
+    """The next item to claim, its row locked: of the first job in _PICK_JOBS' order with
+    an item no other claim holds."""
+    await cur.execute(_PICK_JOBS, {"types": list(types), "full": list(full)})
+    for job in await cur.fetchall():
+        await cur.execute(_PICK, {"job": job["id"]})
+        picked = await cur.fetchone()
+        if picked is not None:
+            return picked
+    return None
+
 
 # Items of a model whose lease is live, whatever their job's status: a cancelled job's
 # running items still hold a server's slot until their worker learns it, which is at
@@ -493,8 +530,7 @@ async def _claim_once(
     """One try of a claim in the caller's transaction: the claimed item; None when there
     is nothing to claim; _Again when the picked item's model is at its cap or the item
     was failed as `worker_lost`."""
-    await cur.execute(_PICK, {"types": list(types), "full": list(full)})
-    picked = await cur.fetchone()
+    picked = await _pick(cur, types, full)
     if picked is None:
         return None
     model = picked["model"] or ""
@@ -538,7 +574,8 @@ async def _claim_once(
         WHERE i.job_id = %(job)s AND i.index = %(index)s AND j.id = i.job_id
         RETURNING i.job_id, i.index, i.attempts, i.lease_owner AS owner,
                   j.type, j.model, i.input, j.owner AS job_owner, j.team,
-                  j.key_id, j.spec, j.created_at AS job_created_at
+                  j.key_id, j.spec,
+                  COALESCE(j.queued_at, j.created_at) AS job_queued_at
         """,
         {"worker": worker, "lease": lease, "job": picked["job_id"], "index": picked["index"]},
     )

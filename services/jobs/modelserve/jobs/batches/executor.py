@@ -64,7 +64,7 @@ class BatchExecutor:
             line["body"],
             owner=item.job_owner,
             key_id=item.key_id,
-            since=item.job_created_at,
+            since=item.job_queued_at,
         )
         response = response_of(answer, item.job_id, item.index)
         if answer.status != 200:

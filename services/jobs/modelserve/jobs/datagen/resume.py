@@ -5,6 +5,7 @@ says what that means) in one transaction that holds the job's row."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -58,11 +59,28 @@ def rng_for(job_id: str, round_: int) -> random.Random:
     return random.Random(f"{job_id}/{round_}")
 
 
-async def resume(pool: AsyncConnectionPool, job_id: str, *, visible_to: str | None) -> Job | None:
+@dataclasses.dataclass(frozen=True)
+class Resumer:
+    """Who asks for the resumption: `visible_to` as for reads (None: admins and services,
+    who may resume anyone's job); `sub`, `key_id` and `team` as their token says."""
+
+    visible_to: str | None
+    sub: str
+    key_id: str | None
+    team: str | None
+
+
+async def resume(pool: AsyncConnectionPool, job_id: str, resumer: Resumer) -> Job | None:
     """Re-open a finished data-generation job: its pending items run again and the new
     items it needs are added (their prompts mix seeds with the job's own examples);
     its result is cleared so that its shards are written again once it finishes. None
-    when there is no such job for the caller; ResumeRefused when it cannot resume."""
+    when there is no such job for the caller; ResumeRefused when it cannot resume.
+
+    Its owner resuming it asks for the work anew: its items run from then on with the
+    owner's present credentials (the key, or none, and team of this request), so a job
+    whose owner has since revoked their sessions runs again. Anyone else resuming it
+    (an admin, a service) leaves the owner's request as it was: the owner's revocation
+    still stops it."""
     async with (
         connection(pool) as conn,
         conn.transaction(),
@@ -72,7 +90,7 @@ async def resume(pool: AsyncConnectionPool, job_id: str, *, visible_to: str | No
             """SELECT * FROM jobs WHERE id = %(id)s AND type = %(type)s
                  AND (%(who)s::text IS NULL OR owner = %(who)s)
                FOR UPDATE""",
-            {"id": job_id, "type": KIND, "who": visible_to},
+            {"id": job_id, "type": KIND, "who": resumer.visible_to},
         )
         row = await cur.fetchone()
         if row is None:
@@ -114,11 +132,21 @@ async def resume(pool: AsyncConnectionPool, job_id: str, *, visible_to: str | No
                     await copy.write_row([job_id, job.total + offset, Jsonb(value)])
         resumed: dict[str, Any] = {**job.spec, "resumes": spec.resumes + 1}
         await cur.execute(
-            """UPDATE jobs SET total = total + %s,
+            """UPDATE jobs SET total = total + %(added)s,
                    status = CASE WHEN started_at IS NULL THEN 'pending' ELSE 'running' END,
-                   finished_at = NULL, error = NULL, result = NULL, spec = %s
-               WHERE id = %s RETURNING *""",
-            [added, Jsonb(resumed), job_id],
+                   finished_at = NULL, error = NULL, result = NULL, spec = %(spec)s,
+                   queued_at = CASE WHEN %(anew)s THEN now() ELSE queued_at END,
+                   key_id = CASE WHEN %(anew)s THEN %(key_id)s ELSE key_id END,
+                   team = CASE WHEN %(anew)s THEN %(team)s ELSE team END
+               WHERE id = %(id)s RETURNING *""",
+            {
+                "added": added,
+                "spec": Jsonb(resumed),
+                "anew": resumer.sub == job.owner,
+                "key_id": resumer.key_id,
+                "team": resumer.team,
+                "id": job_id,
+            },
         )
         updated = await cur.fetchone()
     return Job.model_validate(updated)

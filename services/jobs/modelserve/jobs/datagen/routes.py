@@ -25,7 +25,13 @@ from modelserve.jobs.datagen.plan import (
     item_inputs,
     resolve_key,
 )
-from modelserve.jobs.datagen.resume import output_lock, output_taken, resume, rng_for
+from modelserve.jobs.datagen.resume import (
+    Resumer,
+    output_lock,
+    output_taken,
+    resume,
+    rng_for,
+)
 from modelserve.jobs.datagen.seeds import (
     MAX_SEED_FILE_BYTES,
     BadSeeds,
@@ -250,7 +256,13 @@ async def resume_job(job_id: str, store: StoreDep, claims: CallerDep) -> DataGen
     items the missing examples need are added; its shards are written again (the
     examples kept before stay, in the same order) when it finishes."""
     try:
-        job = await resume(store.pool, job_id, visible_to=visible_to(claims))
+        resumer = Resumer(
+            visible_to=visible_to(claims),
+            sub=claims.sub,
+            key_id=claims.key_id,
+            team=claims.teams[0] if claims.teams else None,
+        )
+        job = await resume(store.pool, job_id, resumer)
     except ResumeRefused as refused:
         raise ApiError(409, refused.code, str(refused)) from refused
     if job is None:

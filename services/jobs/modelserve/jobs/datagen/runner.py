@@ -63,7 +63,7 @@ class SelfInstructExecutor:
             body,
             owner=item.job_owner,
             key_id=item.key_id,
-            since=item.job_created_at,
+            since=item.job_queued_at,
         )
         try:
             choice = answer["choices"][0]

@@ -34,7 +34,7 @@ class EvalExecutor:
             request_body(example, item.model or "", spec),
             owner=item.job_owner,
             key_id=item.key_id,
-            since=item.job_created_at,
+            since=item.job_queued_at,
         )
         try:
             return judge(example, answer, spec.answer_pattern)

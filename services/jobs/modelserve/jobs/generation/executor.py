@@ -56,6 +56,6 @@ class GenerateExecutor:
             body,
             owner=item.job_owner,
             key_id=item.key_id,
-            since=item.job_created_at,
+            since=item.job_queued_at,
         )
         return generation(answer)
