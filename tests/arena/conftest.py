@@ -83,6 +83,7 @@ def arena_platform(
                     "GATEWAY_PLATFORM_NAMESPACES": namespace,
                     "GATEWAY_CONTRACT_URL": contract.url,
                     "GATEWAY_USAGE_FLUSH_SECONDS": "0.2",
+                    "GATEWAY_ARENA_COUNTED_VOTES_PER_DAY": "2",
                 },
             )
             stack.callback(gateway.stop)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -373,6 +374,42 @@ def test_a_team_has_its_own_leaderboard(arena_platform: ArenaPlatform) -> None:
             votes = grace.get("/arena/votes", params={"after": cursor}).json()
             assert votes["data"] == [], (cursor, votes)
         assert [b["id"] for b in grace.get("/arena/battles").json()["data"]] == [own.json()["id"]]
+
+
+def test_one_voter_s_votes_count_up_to_the_daily_limit(arena_platform: ArenaPlatform) -> None:
+    """GATEWAY_ARENA_COUNTED_VOTES_PER_DAY (2 on this platform): a voter's later votes of
+    the day are kept, revealed and listed, but carry no board; three votes sent at once
+    are judged one at a time, so two count."""
+    with arena_platform.user("kim", team="ranked") as kim:
+        battles = []
+        for _ in range(3):
+            events, _ = battle(kim, {"messages": COUNT, "max_tokens": 8, "temperature": 0})
+            battles.append(events[0]["id"])
+
+        def vote(battle_id: str) -> dict[str, Any]:
+            answer = kim.post(f"/arena/battles/{battle_id}/vote", json={"vote": "a"})
+            assert answer.status_code == 201, answer.text
+            voted: dict[str, Any] = answer.json()
+            return voted
+
+        with ThreadPoolExecutor(3) as pool:
+            votes = list(pool.map(vote, battles))
+        assert sorted((v["counts"], v["excluded_because"] or "") for v in votes) == [
+            (False, "daily_limit"),
+            (True, ""),
+            (True, ""),
+        ]
+        [late] = [v for v in votes if not v["counts"]]
+        assert sorted(late["models"].values()) == sorted(arena_platform.models)
+        excluded = kim.get("/arena/votes", params={"counts": "false"}).json()["data"]
+        assert [v["battle_id"] for v in excluded] == [late["battle_id"]]
+        board = kim.get("/arena/leaderboard", params={"team": "ranked", "bootstrap": 20}).json()
+        assert board["votes"] == 2 and board["excluded"] == {"daily_limit": 1}
+        # A board asked with fewer resamples, then the same again: the same intervals.
+        fewer = kim.get("/arena/leaderboard", params={"team": "ranked", "bootstrap": 5}).json()
+        assert fewer["bootstrap_rounds"] == 5 and fewer["votes"] == 2
+        again = kim.get("/arena/leaderboard", params={"team": "ranked", "bootstrap": 20}).json()
+        assert again == board
 
 
 def test_bad_input_gets_clear_errors(arena_platform: ArenaPlatform) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from modelserve.gateway.arena.ratings import (
+    Fit,
     Outcome,
     Style,
     Vote,
@@ -231,6 +232,18 @@ def test_more_votes_narrow_the_intervals() -> None:
     for s, big in zip(small.standings, large.standings, strict=True):
         assert s.model == big.model
         assert big.upper - big.lower < s.upper - s.lower
+
+
+def test_a_fit_draws_only_the_resamples_it_lacks_and_answers_as_a_fresh_one() -> None:
+    """Asked 10, then 4, then 12 rounds, a Fit draws 12 resamples in all, and each board
+    is the one a fit of exactly that many rounds gives: cycling `rounds` costs no refits."""
+    votes = three_models(2)
+    fit = Fit(votes, seed=3)
+    for rounds, drawn in ((10, 10), (4, 10), (12, 12), (0, 12)):
+        assert fit.leaderboard(rounds) == leaderboard(votes, rounds=rounds, seed=3)
+        assert fit.rounds_drawn == drawn
+    with pytest.raises(ValueError, match="0 or more"):
+        fit.leaderboard(-1)
 
 
 def test_bootstrap_is_seeded_and_rounds_zero_collapses() -> None:

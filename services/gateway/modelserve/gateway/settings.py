@@ -212,6 +212,10 @@ class GatewaySettings(ServiceSettings):
     this long at most, so that a replica that dies mid-turn frees it."""
     arena_bootstrap_rounds: int = Field(default=100, ge=0, le=1000)
     """Bootstrap resamples of a leaderboard's intervals when a request names none."""
+    arena_counted_votes_per_day: int = Field(default=50, ge=0)
+    """The votes of one voter that count on the leaderboards in a UTC day; later ones are
+    kept but do not count (`daily_limit`), so that one person voting on many battles
+    cannot carry a board alone. 0: no limit."""
 
     @field_validator("ui_dir", "otlp_endpoint", mode="before")
     @classmethod

@@ -50,11 +50,20 @@ from modelserve.gateway.usable_models import usable_targets
 
 # The request headers a side's request takes from the caller's.
 _PASSED_HEADERS = ("x-request-id",)
-# Leaderboards kept per replica, each while its votes stay the same: (team, style
-# control, rounds) -> (how many votes and the latest one, the board).
+# Leaderboard fits kept per replica, each while its votes stay the same: (team, style
+# control) -> (how many votes and the latest one, the fit, the excluded votes by reason).
+# A fit keeps its bootstrap resamples, so any `bootstrap` up to the most asked is answered
+# without fitting again.
 BOARDS_KEPT = 32
-BoardKey = tuple[str | None, bool, int]
+BoardKey = tuple[str | None, bool]
 BoardVotes = tuple[int, str | None]
+
+
+@dataclasses.dataclass
+class _Board:
+    votes: BoardVotes
+    fit: ratings.Fit
+    excluded: dict[str, int]
 
 
 class Arena:
@@ -73,9 +82,7 @@ class Arena:
         # One leaderboard fit at a time on this replica (they share the process with the
         # proxy), and the latest boards, kept while their votes are the same.
         self._fitting = asyncio.Lock()
-        self._boards: collections.OrderedDict[BoardKey, tuple[BoardVotes, dict[str, Any]]] = (
-            collections.OrderedDict()
-        )
+        self._boards: collections.OrderedDict[BoardKey, _Board] = collections.OrderedDict()
 
     # --- battles ------------------------------------------------------------------------
 
@@ -287,7 +294,9 @@ class Arena:
             return judged(battle, vote)
 
         try:
-            voted = await self.store.vote(battle_id, claims.sub, decide)
+            voted = await self.store.vote(
+                battle_id, claims.sub, decide, self._settings.arena_counted_votes_per_day
+            )
         except VoteRefused as refusal:
             raise ApiError(409, refusal.code, str(refusal)) from refusal
         if voted is None:
@@ -311,26 +320,31 @@ class Arena:
                 403, "forbidden", f"only members of the team {team!r} see its leaderboard"
             )
         rounds = self._settings.arena_bootstrap_rounds if rounds is None else rounds
-        key: BoardKey = (team, style_control, rounds)
+        key: BoardKey = (team, style_control)
         # A board whose votes have not changed is answered from memory: the votes are read
-        # (and the ratings fitted) only when there are new ones.
+        # (and the ratings fitted) only when there are new ones, and only the resamples of
+        # a larger `bootstrap` than any asked before are drawn.
         votes: BoardVotes = await self.store.board_version(team)
         async with self._fitting:
-            cached = self._boards.get(key)
-            if cached is not None and cached[0] == votes:
+            board = self._boards.get(key)
+            if board is not None and board.votes == votes:
                 self._boards.move_to_end(key)
-                return cached[1]
-            records = await self.store.board_votes(team)
-            votes = (len(records), records[-1].battle_id if records else None)
-            counted = [vote_of(record) for record in records if record.counts]
-            board = await asyncio.to_thread(
-                ratings.leaderboard, counted, style_control=style_control, rounds=rounds, seed=0
-            )
-            view = board_view(board, team, excluded_of(records))
-            self._boards[key] = (votes, view)
-            while len(self._boards) > BOARDS_KEPT:
-                self._boards.popitem(last=False)
-        return view
+            else:
+                records = await self.store.board_votes(team)
+                votes = (len(records), records[-1].battle_id if records else None)
+                counted = [vote_of(record) for record in records if record.counts]
+                fit = await asyncio.to_thread(
+                    ratings.Fit, counted, style_control=style_control, seed=0
+                )
+                board = _Board(votes, fit, excluded_of(records))
+                self._boards[key] = board
+                while len(self._boards) > BOARDS_KEPT:
+                    self._boards.popitem(last=False)
+            if board.fit.rounds_drawn < rounds:
+                table = await asyncio.to_thread(board.fit.leaderboard, rounds)
+            else:
+                table = board.fit.leaderboard(rounds)
+        return board_view(table, team, board.excluded)
 
 
 def excluded_of(records: list[VoteRecord]) -> dict[str, int]:

@@ -249,25 +249,108 @@ def online_elo(votes: Sequence[Vote], *, k: float = 32.0, base: float = 1000.0) 
     return elo
 
 
-def _bootstrap(
-    design: _Design, theta: FloatArray, rounds: int, seed: int
-) -> tuple[FloatArray, FloatArray]:
-    """Per model, the 2.5th and 97.5th percentiles of the rating over the resamples."""
-    n, m = len(design.target), len(design.models)
-    rng = np.random.default_rng(seed)
-    samples = np.full((rounds, m), np.nan)
-    for r in range(rounds if m else 0):
-        weight = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(np.float64)
-        present = (np.bincount(design.ia, weight, m) + np.bincount(design.ib, weight, m)) > 0
-        beta = _fit(design, weight, theta)[:m]
-        samples[r, present] = _to_elo(beta[present])
-    rating = _to_elo(theta[:m])
+def _percentiles(rating: FloatArray, samples: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per model, the 2.5th and 97.5th percentiles of its rating over the resamples in
+    which it appears (its rating where it appears in none)."""
     lower, upper = rating.copy(), rating.copy()
-    for j in range(m):
+    for j in range(len(rating)):
         seen = samples[~np.isnan(samples[:, j]), j]
         if seen.size:
             lower[j], upper[j] = np.percentile(seen, [2.5, 97.5])
     return lower, upper
+
+
+class Fit:
+    """The ratings of one set of votes, and the bootstrap resamples drawn for it so far.
+
+    Resamples are drawn in order from one numpy Generator seeded by `seed`, so the first
+    r of them are the same however many were drawn: `leaderboard(rounds)` draws only
+    those it lacks, and answers the same as a fit that drew exactly `rounds`. A caller
+    keeping a Fit pays for at most the most rounds ever asked, whatever the order in
+    which different `rounds` are asked."""
+
+    def __init__(self, votes: Sequence[Vote], *, style_control: bool = False, seed: int = 0):
+        _check(votes)
+        self.votes = len(votes)
+        self.style_control = style_control
+        self._design = _design(votes, style_control)
+        m = len(self._design.models)
+        self._theta = _fit(
+            self._design, np.ones(len(votes)), np.zeros(m + self._design.style.shape[1])
+        )
+        self._rng = np.random.default_rng(seed)
+        self._samples: list[FloatArray] = []
+        self._elo = online_elo(votes)
+        models = self._design.models
+        self._wins, self._losses, self._ties = (dict.fromkeys(models, 0) for _ in range(3))
+        for vote in votes:
+            if vote.outcome == "a":
+                self._wins[vote.model_a] += 1
+                self._losses[vote.model_b] += 1
+            elif vote.outcome == "b":
+                self._wins[vote.model_b] += 1
+                self._losses[vote.model_a] += 1
+            else:
+                self._ties[vote.model_a] += 1
+                self._ties[vote.model_b] += 1
+
+    @property
+    def rounds_drawn(self) -> int:
+        return len(self._samples)
+
+    def _draw(self, rounds: int) -> None:
+        design, n, m = self._design, len(self._design.target), len(self._design.models)
+        while m and len(self._samples) < rounds:
+            weight = np.bincount(self._rng.integers(0, n, size=n), minlength=n).astype(np.float64)
+            present = (np.bincount(design.ia, weight, m) + np.bincount(design.ib, weight, m)) > 0
+            beta = _fit(design, weight, self._theta)[:m]
+            sample = np.full(m, np.nan)
+            sample[present] = _to_elo(beta[present])
+            self._samples.append(sample)
+
+    def leaderboard(self, rounds: int) -> Leaderboard:
+        """The whole table, with intervals from the first `rounds` resamples (0:
+        lower=upper=rating)."""
+        if rounds < 0:
+            raise ValueError(f"rounds must be 0 or more, not {rounds}")
+        self._draw(rounds)
+        models, m = self._design.models, len(self._design.models)
+        rating = _to_elo(self._theta[:m])
+        drawn = self._samples[:rounds]
+        samples = np.array(drawn) if drawn else np.empty((0, m))
+        lower, upper = _percentiles(rating, samples)
+        standings = []
+        for j, model in enumerate(models):
+            wins, losses, ties = self._wins[model], self._losses[model], self._ties[model]
+            played = wins + losses + ties
+            standings.append(
+                Standing(
+                    model=model,
+                    rating=float(rating[j]),
+                    lower=float(lower[j]),
+                    upper=float(upper[j]),
+                    rank=1 + int(np.count_nonzero(lower > upper[j])),
+                    votes=played,
+                    wins=wins,
+                    losses=losses,
+                    ties=ties,
+                    win_rate=wins / played if played else 0.0,
+                    elo=self._elo[model],
+                )
+            )
+        standings.sort(key=lambda s: (-s.rating, s.model))
+        coefficients = (
+            dict(zip(STYLE_FEATURES, map(float, self._theta[m:]), strict=True))
+            if self.style_control
+            else None
+        )
+        return Leaderboard(
+            standings=standings,
+            votes=self.votes,
+            bootstrap_rounds=rounds,
+            style_control=self.style_control,
+            style_coefficients=coefficients,
+        )
 
 
 def leaderboard(
@@ -276,56 +359,6 @@ def leaderboard(
     """The whole table; `rounds` bootstrap resamples of the votes (with replacement, numpy
     Generator seeded by `seed`), each refitted, for the intervals. rounds=0: lower=upper=rating.
     """
-    _check(votes)
     if rounds < 0:
         raise ValueError(f"rounds must be 0 or more, not {rounds}")
-    design = _design(votes, style_control)
-    m = len(design.models)
-    theta = _fit(design, np.ones(len(votes)), np.zeros(m + design.style.shape[1]))
-    rating = _to_elo(theta[:m])
-    lower, upper = _bootstrap(design, theta, rounds, seed)
-    elo = online_elo(votes)
-
-    wins = dict.fromkeys(design.models, 0)
-    losses = dict.fromkeys(design.models, 0)
-    ties = dict.fromkeys(design.models, 0)
-    for vote in votes:
-        if vote.outcome == "a":
-            wins[vote.model_a] += 1
-            losses[vote.model_b] += 1
-        elif vote.outcome == "b":
-            wins[vote.model_b] += 1
-            losses[vote.model_a] += 1
-        else:
-            ties[vote.model_a] += 1
-            ties[vote.model_b] += 1
-
-    standings = []
-    for j, model in enumerate(design.models):
-        played = wins[model] + losses[model] + ties[model]
-        standings.append(
-            Standing(
-                model=model,
-                rating=float(rating[j]),
-                lower=float(lower[j]),
-                upper=float(upper[j]),
-                rank=1 + int(np.count_nonzero(lower > upper[j])),
-                votes=played,
-                wins=wins[model],
-                losses=losses[model],
-                ties=ties[model],
-                win_rate=wins[model] / played if played else 0.0,
-                elo=elo[model],
-            )
-        )
-    standings.sort(key=lambda s: (-s.rating, s.model))
-    coefficients = (
-        dict(zip(STYLE_FEATURES, map(float, theta[m:]), strict=True)) if style_control else None
-    )
-    return Leaderboard(
-        standings=standings,
-        votes=len(votes),
-        bootstrap_rounds=rounds,
-        style_control=style_control,
-        style_coefficients=coefficients,
-    )
+    return Fit(votes, style_control=style_control, seed=seed).leaderboard(rounds)

@@ -177,6 +177,13 @@ _VOTE = (
     " conversation_a, conversation_b, counts, excluded_because, revealed, style_a, style_b)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *"
 )
+# One voter's votes are judged one at a time, so that two at once cannot both pass the
+# daily limit; then their counted votes of the UTC day so far.
+_VOTER_LOCK = "SELECT pg_advisory_xact_lock(hashtext('modelserve-arena-voter'), hashtext(%s))"
+_COUNTED_TODAY = (
+    "SELECT count(*) AS n FROM arena_votes WHERE voter = %s AND counts"
+    " AND voted_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+)
 _VOTED = "UPDATE arena_battles SET status = 'voted', updated_at = now() WHERE id = %s"
 _VOTE_COUNTS = (
     "SELECT model, count(*) AS votes FROM (SELECT model_a AS model FROM arena_votes"
@@ -315,10 +322,13 @@ class ArenaStore:
         battle_id: str,
         owner: str,
         decide: Callable[[Battle], NewVote],
+        counted_per_day: int = 0,
     ) -> tuple[Battle, VoteRecord] | None:
         """`owner`'s vote on their battle, as `decide` makes it from the battle (locked
         meanwhile), which is closed by it; None: no such battle of theirs. VoteRefused
-        when the battle cannot take it."""
+        when the battle cannot take it. A vote that would count after `counted_per_day`
+        counted votes of `owner` in this UTC day is kept as not counting (`daily_limit`;
+        0: no limit)."""
 
         async def work(conn: Conn) -> tuple[Battle, VoteRecord] | None:
             async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -331,6 +341,14 @@ class ArenaStore:
                 if refusal is not None:
                     raise refusal
                 vote = decide(battle)
+                if vote.counts and counted_per_day:
+                    await cur.execute(_VOTER_LOCK, [owner])
+                    await cur.execute(_COUNTED_TODAY, [owner])
+                    counted = await cur.fetchone()
+                    if counted is not None and counted["n"] >= counted_per_day:
+                        vote = dataclasses.replace(
+                            vote, counts=False, excluded_because="daily_limit"
+                        )
                 await cur.execute(
                     _VOTE,
                     [
