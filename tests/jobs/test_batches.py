@@ -328,3 +328,8 @@ def test_nul_characters_in_ids_cursors_and_names_are_refused_never_a_500(
         refused = erin.post("/v1/batches", json=odd)
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"]["param"] == "metadata"
+        # A null `metadata`, as the openai client sends `metadata=None`: none.
+        made_none = erin.post("/v1/batches", json={**odd, "metadata": None})
+        assert made_none.status_code == 200, made_none.text
+        assert made_none.json()["metadata"] is None
+        assert erin.post(f"/v1/batches/{made_none.json()['id']}/cancel").status_code == 200

@@ -99,9 +99,14 @@ def test_request_bodies_ask_for_logprobs_and_a_trace_only_when_scaled() -> None:
     plain = request_body(example, "m", spec())
     assert plain["logprobs"] is True and plain["top_logprobs"] == 1
     assert "budget" not in plain and "scaling_trace" not in plain
-    one = request_body(example, "m", spec(budget=1, algorithm="none"))
-    assert (one["budget"], one["algorithm"]) == (1, "none") and "scaling_trace" not in one
-    assert one["logprobs"] is True
+    # Asked not to scale (a budget of 1, or `none` under any budget): log-probabilities,
+    # never the scaling fields beside them, and `none` so the model's defaults do not scale.
+    for unscaled in (spec(budget=1, algorithm="none"), spec(budget=4, algorithm="none")):
+        one = request_body(example, "m", unscaled)
+        assert one["algorithm"] == "none" and "budget" not in one and "scaling_trace" not in one
+        assert one["logprobs"] is True
+    one = request_body(example, "m", spec(budget=1, algorithm="best-of-n"))
+    assert one["algorithm"] == "none" and one["logprobs"] is True and "budget" not in one
     scaled = request_body(example, "m", spec(budget=2, algorithm="self-consistency"))
     assert scaled["scaling_trace"] is True
     # Log-probabilities would have the gateway answer it unscaled.

@@ -71,6 +71,29 @@ def test_a_purpose_other_than_batch_is_refused_in_openai_shape(
     assert error["type"] == "invalid_request_error" and "batch" in error["message"]
 
 
+def test_what_no_route_takes_under_v1_is_answered_in_openai_shape(
+    job_platform: JobPlatform,
+) -> None:
+    """A method a route lacks (405) and a path no route has (404), through the gateway:
+    OpenAI's shape under /v1, as for the routes' own errors; the platform's elsewhere."""
+    with job_platform.user("fiona") as fiona:
+        for method, path, status, kind in (
+            ("DELETE", "/v1/batches/batch_" + "0" * 24, 405, "invalid_request_error"),
+            ("GET", "/v1/batches/batch_" + "0" * 24 + "/cancel", 405, "invalid_request_error"),
+            ("GET", "/v1/files/file-" + "0" * 24 + "/more", 404, "not_found_error"),
+        ):
+            answer = fiona.request(method, path)
+            assert answer.status_code == status, (path, answer.text)
+            error = answer.json()["error"]
+            assert set(error) == {"message", "type", "param", "code"}, (path, error)
+            assert error["type"] == kind and error["code"], (path, error)
+        platform = fiona.get("/jobs/not-a-route/at-all")
+        assert platform.status_code == 404 and set(platform.json()["error"]) == {
+            "code",
+            "message",
+        }
+
+
 def curl_form(boundary: str, filename: str, content: bytes) -> Iterator[bytes]:
     """The body `curl -F file=@<filename> -F purpose=batch` sends: the file part before
     `purpose` (the openai client sends `purpose` first), here in chunks of 1 MiB."""

@@ -24,6 +24,7 @@ from modelserve.jobs import migrations
 from modelserve.jobs.executors import Executor
 from modelserve.jobs.gateway import GatewayClient
 from modelserve.jobs.kinds import JobKind, job_kinds, routers
+from modelserve.jobs.openai_errors import install_openai_errors
 from modelserve.jobs.outputs import OutputWriter
 from modelserve.jobs.pacing import routes as pacing_routes
 from modelserve.jobs.pacing.pacer import Pacer
@@ -122,6 +123,7 @@ def create_app(settings: JobsSettings) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, streamed=("/v1/files",))
     answer_unavailable(app, DatabaseUnavailable, "database_unavailable")
     app.add_exception_handler(psycopg.DataError, _unstorable)
+    install_openai_errors(app)
     app.include_router(jobs.router)
     app.include_router(pacing_routes.router)
     for router in routers():

@@ -8,15 +8,18 @@ OpenAI's SDKs read `error.message` and map the status to an exception class, and
 gateway passes these answers through unchanged. The routers of `files` and `batches` use
 `OpenAIRoute`, which turns every error of their handlers and dependencies (an `ApiError`
 from authentication, FastAPI's validation errors, a database or store that cannot be
-reached: 503) into this shape; the service's other
-routes keep the platform's."""
+reached: 503) into this shape. `install_openai_errors` does the same for what no route
+handles, under /v1 (a path no route has: 404, a method it lacks: 405, an unexpected
+failure: 500); the service's other routes keep the platform's shape."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -126,3 +129,37 @@ class OpenAIRoute(APIRoute):
                 return openai_response(as_openai(error))
 
         return handle
+
+
+# The platform's answers' headers that a rewritten body replaces.
+_BODY_HEADERS = frozenset({"content-length", "content-type"})
+
+
+def _by_path(platform: Callable[..., Any]) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """`platform`'s answer to an error, in OpenAI's shape under /v1: its status, headers,
+    code and message (with the request id of a 500 in it) kept."""
+
+    async def handle(request: Request, error: Exception) -> Response:
+        answer = platform(request, error)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        assert isinstance(answer, Response)
+        if not request.url.path.startswith("/v1/"):
+            return answer
+        given = json.loads(bytes(answer.body))["error"]
+        message = str(given.get("message") or "")
+        if given.get("request_id"):
+            message = f"{message} (request id {given['request_id']})"
+        body = openai_body(message, type=error_type(answer.status_code), code=given.get("code"))
+        headers = {k: v for k, v in answer.headers.items() if k.lower() not in _BODY_HEADERS}
+        return JSONResponse(body, status_code=answer.status_code, headers=headers)
+
+    return handle
+
+
+def install_openai_errors(app: FastAPI) -> None:
+    """Answer every error the app's handlers answer in OpenAI's shape under /v1 (install
+    it after them): what `OpenAIRoute` does not see, since no route took the request or
+    its failure was unexpected."""
+    for error_class, platform in list(app.exception_handlers.items()):
+        app.add_exception_handler(error_class, _by_path(platform))

@@ -41,12 +41,17 @@ class BatchCreate(BaseModel):
     input_file_id: str
     endpoint: Endpoint
     completion_window: Literal["24h"]
-    metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)] = {}
+    # null as OpenAI takes it (the openai client sends `metadata=None` as null): none.
+    metadata: (
+        Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)] | None
+    ) = None
 
     @field_validator("metadata")
     @classmethod
-    def _storable(cls, metadata: dict[str, str]) -> dict[str, str]:
+    def _storable(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
         """PostgreSQL keeps no NUL character nor lone surrogate (jsonb refuses them)."""
+        if metadata is None:
+            return None
         if not all(storable_text(text) for pair in metadata.items() for text in pair):
             raise ValueError("keys and values hold no NUL character nor lone surrogate")
         return metadata

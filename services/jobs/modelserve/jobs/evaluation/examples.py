@@ -92,16 +92,20 @@ def request_body(example: Example, model: str, spec: EvalSpec) -> dict[str, Any]
         "max_tokens": spec.max_tokens,
         "temperature": spec.temperature,
     }
-    if not scales(spec):
-        body["logprobs"] = True
-        body["top_logprobs"] = 1
-    if spec.budget is not None:
-        body["budget"] = spec.budget
-    if spec.algorithm is not None:
-        body["algorithm"] = spec.algorithm
     if scales(spec):
+        if spec.budget is not None:
+            body["budget"] = spec.budget
+        if spec.algorithm is not None:
+            body["algorithm"] = spec.algorithm
         # The trace (candidates and their answers) goes to the per-example log.
         body["scaling_trace"] = True
+        return body
+    body["logprobs"] = True
+    body["top_logprobs"] = 1
+    if spec.budget is not None or spec.algorithm is not None:
+        # Asked not to scale (a budget of 1, or `none`): so that the model's own
+        # defaults do not scale it either.
+        body["algorithm"] = "none"
     return body
 
 

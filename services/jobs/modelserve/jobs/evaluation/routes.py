@@ -85,7 +85,7 @@ class EvalJobView(BaseModel):
 
 
 def build_spec(body: EvalRequest, dataset: str) -> EvalSpec:
-    scaled = body.budget is not None and body.budget > 1
+    scaled = body.budget is not None and body.budget > 1 and body.algorithm != "none"
     temperature = body.temperature
     if temperature is None:
         temperature = SCALED_TEMPERATURE if scaled else 0.0
