@@ -11,7 +11,7 @@ from modelserve.client import calls
 from modelserve.client.cli import parser
 from modelserve.client.errors import ModelServeError
 from modelserve.client.jobs import calls as job_calls
-from modelserve.client.jobs.answers import DataGenJob, Job
+from modelserve.client.jobs.answers import DataGenJob, EvalJob, Job
 from modelserve.client.jobs.commands import exit_status
 
 A_JOB = {
@@ -138,7 +138,24 @@ def test_a_typed_job_is_polled_at_its_own_route() -> None:
     assert isinstance(call.parse(view), DataGenJob)
     assert not job.finished  # done, but its shards are not written yet
     assert DataGenJob.model_validate({**view, "examples": 2}).finished
-    assert DataGenJob.model_validate({**view, "status": "cancelled"}).finished
+    # Cancelled too: its shards are written a moment after it ends.
+    cancelled = {**view, "status": "cancelled"}
+    assert not DataGenJob.model_validate(cancelled).finished
+    assert DataGenJob.model_validate({**cancelled, "examples": 1}).finished
+    evaluation = {
+        "job_id": "eval_7",
+        "type": "eval",
+        "name": "n",
+        "dataset_ref": "r",
+        "dataset": "d",
+        "status": "cancelled",
+        "progress": view["progress"],
+        "created_at": view["created_at"],
+        "result": None,
+    }
+    assert not EvalJob.model_validate(evaluation).finished
+    result = {"accuracy": 0.5, "total_samples": 2, "correct": 1}
+    assert EvalJob.model_validate({**evaluation, "result": result}).finished
 
 
 def test_only_a_wait_for_a_job_that_did_not_end_done_exits_3() -> None:

@@ -47,7 +47,8 @@ class Version(Answer):
     platform_version: str | None = None
     python_version: str | None = None
     kubernetes_version: str | None = None
-    runtime_images: list[dict[str, Any]] = []
+    # "unavailable" when the gateway could not read them.
+    runtime_images: list[dict[str, Any]] | str = []
 
 
 class GpuTotals(Answer):

@@ -147,12 +147,13 @@ class BattleEvent(Answer):
     """One event of a battle's stream; `type` says which fields it has:
 
     - `battle`: `id`, `turn`: the stream's first;
-    - `loading`: `side`: that side's model is being woken;
+    - `loading`: a model of the battle is being woken (which side is not said);
     - `delta`: `side`, `content`: a piece of that side's answer;
     - `done`: `side`, `finish_reason`: that side's answer is whole;
     - `turn`: `id`, `turn`, `vote`: both answers are kept; vote, or go on;
     - `void`: `id`, `side`, `code`, `message`: a side failed, the battle is void;
-    - `error`: `id`, `code`, `message`: the turn was not kept; send it again.
+    - `error`: `id`, `side`, `code`, `message`: the turn was refused or not kept; send it
+      again.
     """
 
     type: str

@@ -71,13 +71,14 @@ class SideBySide:
         self._pending = {side: "" for side in SIDES}
 
     def __call__(self, event: BattleEvent) -> None:
+        if event.type == "loading":  # which side is not said
+            self._print("a model of the battle is being woken")
+            return
         side = event.side
         if side not in self._pending:
             return
         label = side.upper()
-        if event.type == "loading":
-            self._print(f"{label} │ (its model is being woken)")
-        elif event.type == "delta":
+        if event.type == "delta":
             lines = (self._pending[side] + (event.content or "")).split("\n")
             self._pending[side] = lines.pop()
             for line in lines:

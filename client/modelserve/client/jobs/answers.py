@@ -114,6 +114,11 @@ class EvalJob(TypedJob):
     started_at: dt.datetime | None = None
     result: EvalResult | None = None
 
+    @property
+    def finished(self) -> bool:
+        """Ended, with its result: a cancelled job's is written a moment after it ends."""
+        return self.status in FINISHED and self.result is not None
+
 
 class EvalExample(Answer):
     """One example's record: the judgement, or the `error` of a line that is no example
@@ -177,10 +182,8 @@ class DataGenJob(TypedJob):
 
     @property
     def finished(self) -> bool:
-        """Ended, and (unless cancelled) its shards written: a done job's `examples` is
-        set a moment after its last item."""
-        if self.status == "cancelled":
-            return True
+        """Ended, and its shards written: a job's `examples` is set a moment after it
+        ends, cancelled or not."""
         return self.status in FINISHED and self.examples is not None
 
 
