@@ -8,7 +8,7 @@ import json
 import pytest
 
 from modelserve.client import calls
-from modelserve.client.answers import Registration
+from modelserve.client.answers import Registration, Version
 from modelserve.client.errors import ModelServeError, error_of
 from modelserve.client.settings import ClientSettings
 from modelserve.client.waiting import settled
@@ -133,3 +133,15 @@ def test_waiting_for_a_registration() -> None:
     assert (raised.value.code, raised.value.status) == ("not_gguf", None)
     with pytest.raises(ModelServeError, match="registration_cancelled"):
         settled(_job("cancelled"))
+
+
+def test_a_version_whose_runtime_images_could_not_be_read_is_read() -> None:
+    """GET /version says "unavailable" where it cannot read the cluster (operations-api.md)."""
+    answer = {
+        "api_version": "v1",
+        "platform_version": "0.1.0",
+        "python_version": "3.11.7",
+        "kubernetes_version": "unavailable",
+        "runtime_images": "unavailable",
+    }
+    assert calls.version().parse(answer) == Version(**answer)
