@@ -300,6 +300,9 @@ def test_a_minute_without_the_contract_service_fails_closed_and_loses_no_usage(
         not_served = serve()
         assert not_served.status_code == 503, not_served.text
         assert not_served.json()["error"]["code"] == "contract_unavailable"
+        # Liveness asks nothing of it: /health with a token answers as without one.
+        alive = http.get("/health", headers=ann)
+        assert alive.status_code == 200 and alive.json()["status"] == "ok", alive.text
         # kubectl: create refused by the API server (the webhook fails closed), delete
         # let through (it fails open: nobody is kept from stopping a server).
         refusal = kubectl_apply(crds, external("late", namespace, model_server.url))

@@ -457,6 +457,19 @@ def test_without_stream_usage_injection_a_stream_goes_as_asked_counted_by_its_ch
                 {"user": "alice", "model": MODEL, "direction": "out"},
             )
             assert out == 3
+            # The Responses API's streams alike: sent without stream_options, answered
+            # with the text and a Response whose usage the server did not tell.
+            asked = {"model": MODEL, "input": "Hi", "stream": True}
+            answer = await client.post("/v1/responses", json=asked)
+            assert answer.status_code == 200, answer.text
+            assert "stream_options" not in sent[1] and sent[1]["stream"] is True
+            done = [
+                json.loads(line.removeprefix("data: "))
+                for line in answer.text.splitlines()
+                if line.startswith("data: ") and '"response.completed"' in line
+            ]
+            assert [d["response"]["output"][0]["content"][0]["text"] for d in done] == ["Hello!"]
+            assert done[0]["response"]["usage"] is None
 
     asyncio.run(scenario())
 

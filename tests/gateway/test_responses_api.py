@@ -141,8 +141,11 @@ def test_input_items_tools_and_text_format_become_chats() -> None:
         "type": "json_schema",
         "json_schema": {"name": "city", "schema": schema},
     }
-    # The usage comes in the last event: always asked of the model server.
+    # The usage comes in the last event: asked of the model server, unless the gateway
+    # asks no stream for it (GATEWAY_INJECT_STREAM_USAGE=false).
     assert chat["stream"] is True and chat["stream_options"] == {"include_usage": True}
+    plain = chat_request({"model": "m", "stream": True, "input": "Hi"}, ask_usage=False)
+    assert plain["stream"] is True and "stream_options" not in plain
 
 
 @pytest.mark.parametrize(

@@ -355,6 +355,7 @@ def test_streamed_scaling_sends_keepalives_then_the_answer(
     [
         ({"budget": 0}, {}),
         ({"budget": "many"}, {}),
+        ({"budget": "8"}, {}),
         ({"budget": 5000}, {}),
         ({"budget": True}, {}),
         ({"algorithm": "monte-carlo"}, {}),
@@ -462,10 +463,10 @@ def test_configure_is_for_admins_and_sets_the_modelserve(
     )
     unknown = httpx.post(f"{gateway}/configure", json={"model": "nothing"}, headers=admin)
     assert unknown.status_code == 404
-    bad = httpx.post(
-        f"{gateway}/configure", json={"model": model, "rm_agg_method": "median"}, headers=admin
-    )
-    assert bad.status_code == 400
+    for wrong in ({"rm_agg_method": "median"}, {"budget": 0}, {"alg": "bogus"}, {"x": 1}):
+        bad = httpx.post(f"{gateway}/configure", json={"model": model, **wrong}, headers=admin)
+        assert bad.status_code == 400, (wrong, bad.text)
+        assert bad.json()["error"]["code"] == "bad_request", bad.text
 
     def defaulted() -> bool:
         answer = scaled(gateway, {"model": model, "scaling_trace": True})

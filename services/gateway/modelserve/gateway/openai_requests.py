@@ -247,7 +247,7 @@ def _inlined(node: Any, definitions: dict[str, Any]) -> Any:
     return node
 
 
-def request_body(shape: Shape, *, model_required: bool = True) -> dict[str, Any]:
+def request_body(shape: type[BaseModel], *, model_required: bool = True) -> dict[str, Any]:
     """The route's request body in OpenAPI (`openapi_extra`), its definitions inlined;
     `model` required unless a server's own path fills it in."""
     schema = shape.model_json_schema()

@@ -212,7 +212,7 @@ class Proxy:
             return await self._send_as_is(
                 headers_in, claims, operation, found, payload, body, started
             )
-        chat = translation.request(payload)
+        chat = translation.request(payload, ask_usage=self._inject)
         response = await self._send_as_is(
             headers_in, claims, operation, found, chat, compact(chat), started
         )

@@ -46,8 +46,10 @@ SERVER_PREFIX = "/{server_id}"
 class Translation(Protocol):
     """An operation of another API that the proxy sends as a chat completion."""
 
-    def request(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """The chat completion of a request (checked of the operation's shape)."""
+    def request(self, payload: dict[str, Any], *, ask_usage: bool) -> dict[str, Any]:
+        """The chat completion of a request (checked of the operation's shape); a stream
+        asks the model server for its usage when `ask_usage`
+        (GATEWAY_INJECT_STREAM_USAGE)."""
 
     def response(self, inner: ExchangeResponse, payload: dict[str, Any]) -> ExchangeResponse:
         """`inner`, the chat completion's response, as the answer to `payload`."""

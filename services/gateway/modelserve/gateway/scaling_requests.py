@@ -54,7 +54,8 @@ def _invalid(message: str, param: str) -> OpenAIError:
 
 
 def _budget(value: Any, param: str) -> int:
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+    """The budget of the body's field (an integer) or of the header (its digits)."""
+    if param == BUDGET_HEADER and value.strip().isascii() and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BUDGET:
         raise _invalid(f"budget must be an integer from 1 to {MAX_BUDGET}", param)

@@ -61,8 +61,10 @@ def refused(message: str, param: str, code: str = "unsupported_parameter") -> Op
     return OpenAIError(400, message, code=code, param=param)
 
 
-def chat_request(payload: dict[str, Any]) -> dict[str, Any]:
-    """The chat completion of a Responses request (its shape checked already)."""
+def chat_request(payload: dict[str, Any], *, ask_usage: bool = True) -> dict[str, Any]:
+    """The chat completion of a Responses request (its shape checked already). A stream
+    asks the model server for its usage unless `ask_usage` is False (model servers that
+    refuse `stream_options`: GATEWAY_INJECT_STREAM_USAGE=false)."""
     _refuse_unsupported(payload)
     messages: list[dict[str, Any]] = []
     instructions = payload.get("instructions")
@@ -92,8 +94,9 @@ def chat_request(payload: dict[str, Any]) -> dict[str, Any]:
         chat["response_format"] = response_format
     if payload.get("stream") is True:
         chat["stream"] = True
-        # Responses' last event carries the usage: always asked of the model server.
-        chat["stream_options"] = {"include_usage": True}
+        # Responses' last event carries the usage, so it is asked of the model server.
+        if ask_usage:
+            chat["stream_options"] = {"include_usage": True}
     # What passed through is checked as a chat completion's fields are (`n` an integer of
     # 1 to 128, ...): the tokens held for it are read from them.
     try:

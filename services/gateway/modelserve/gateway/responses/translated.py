@@ -115,8 +115,8 @@ def translated_body(request: dict[str, Any], body: bytes) -> bytes:
 class ResponsesTranslation:
     """What the proxy asks of a translated operation (`proxy_requests.Translation`)."""
 
-    def request(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return chat_request(payload)
+    def request(self, payload: dict[str, Any], *, ask_usage: bool) -> dict[str, Any]:
+        return chat_request(payload, ask_usage=ask_usage)
 
     def response(self, inner: ExchangeResponse, payload: dict[str, Any]) -> ExchangeResponse:
         return TranslatedResponse(inner, payload)

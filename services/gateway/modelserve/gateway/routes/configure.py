@@ -10,15 +10,16 @@ another ModelServe, named by `rm_name`, which has its own devices.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Body
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelserve.common.errors import ApiError
 from modelserve.common.modelserve import Aggregation, Algorithm, RewardKind
 from modelserve.gateway.auth import Admin
 from modelserve.gateway.deps import ServersDep, SettingsDep
+from modelserve.gateway.openai_requests import request_body
 from modelserve.gateway.servers import server_status
 
 router = APIRouter(tags=["scaling"])
@@ -74,11 +75,29 @@ def scaling_patch(body: Configure) -> dict[str, Any]:
     return patch
 
 
-@router.post("/configure")
+def parsed(payload: dict[str, Any]) -> Configure:
+    """The body as a Configure, or a 400 naming its first bad field (the seeds' service
+    answered 400 to a bad configuration, not FastAPI's 422)."""
+    try:
+        return Configure.model_validate(payload)
+    except ValidationError as error:
+        problems = [
+            f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}"
+            for e in error.errors()
+        ]
+        raise ApiError(400, "bad_request", "; ".join(problems)) from None
+
+
+@router.post("/configure", openapi_extra=request_body(Configure, model_required=False))
 async def configure(
-    body: Configure, _: Admin, servers: ServersDep, settings: SettingsDep
+    payload: Annotated[dict[str, Any], Body()],
+    _: Admin,
+    servers: ServersDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
-    """Set the scaling defaults of every server of `model`; 404 when none serves it."""
+    """Set the scaling defaults of every server of `model`; 404 when none serves it, 400
+    for a bad value."""
+    body = parsed(payload)
     patch = scaling_patch(body)
     serving = [
         item
