@@ -209,19 +209,25 @@ def test_resume_a_cancelled_job_keeps_what_it_had(job_platform: JobPlatform) -> 
             assert finished(erin, job_id)["status"] == "done"
 
 
+def queue_unserved(client: httpx.Client, num_examples: int, output_dir: str) -> dict[str, Any]:
+    """A data-generation job of a model nobody serves (its items fail): its view."""
+    created = client.post(
+        "/data_gen/jobs",
+        json={
+            "model_id": "no-such-model",
+            "strategy": "self_instruct",
+            "config": {"num_examples": num_examples, "output_dir": output_dir, "overgenerate": 1.0},
+        },
+    )
+    assert created.status_code == 202, created.text
+    job: dict[str, Any] = created.json()
+    return job
+
+
 def test_resume_a_failed_job_adds_its_items_again(job_platform: JobPlatform) -> None:
     user = unique("fay")
     with job_platform.user(user) as fay:
-        created = fay.post(
-            "/data_gen/jobs",
-            json={
-                "model_id": "no-such-model",
-                "strategy": "self_instruct",
-                "config": {"num_examples": 2, "output_dir": "nothing", "overgenerate": 1.0},
-            },
-        )
-        assert created.status_code == 202, created.text
-        job = created.json()
+        job = queue_unserved(fay, 2, "nothing")
         # No seed set given: the shipped one.
         assert job["seed_set"] == {"source": "default", "count": len(default_seeds())}
         failed = finished(fay, job["job_id"])
@@ -255,16 +261,7 @@ def test_the_owner_resuming_a_job_asks_for_its_work_anew(job_platform: JobPlatfo
     for the work anew, and it runs."""
     user = unique("ida")
     with job_platform.user(user) as ida:
-        created = ida.post(
-            "/data_gen/jobs",
-            json={
-                "model_id": "no-such-model",
-                "strategy": "self_instruct",
-                "config": {"num_examples": 1, "output_dir": "anew", "overgenerate": 1.0},
-            },
-        )
-        assert created.status_code == 202, created.text
-        job_id = created.json()["job_id"]
+        job_id = queue_unserved(ida, 1, "anew")["job_id"]
         finished(ida, job_id)
     [unserved] = item_errors(job_platform, job_id)
     assert unserved is not None and unserved != "owner_not_allowed"
@@ -294,16 +291,7 @@ def test_the_owner_resuming_a_job_asks_for_its_work_anew(job_platform: JobPlatfo
 def test_each_caller_sees_their_own_jobs(job_platform: JobPlatform) -> None:
     owner, other = unique("gus"), unique("hal")
     with job_platform.user(owner) as gus, job_platform.user(other) as hal:
-        created = gus.post(
-            "/data_gen/jobs",
-            json={
-                "model_id": "no-such-model",
-                "strategy": "self_instruct",
-                "config": {"num_examples": 1, "output_dir": "mine", "overgenerate": 1.0},
-            },
-        )
-        assert created.status_code == 202, created.text
-        job_id = created.json()["job_id"]
+        job_id = queue_unserved(gus, 1, "mine")["job_id"]
         finished(gus, job_id)
         for answer in (
             hal.get(f"/data_gen/jobs/{job_id}"),
