@@ -5,13 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from modelserve.common.modelserve import ModelServe
-from modelserve.common.rollouts import ModelVersion, Phase, Rollout
+from modelserve.common.rollouts import (
+    MODEL_VERSION_ANNOTATION,
+    ROLLOUT_ANNOTATION,
+    ModelVersion,
+    Phase,
+    Rollout,
+)
 from modelserve.operator.rollouts.decisions import (
     DEADLINE_EXCEEDED,
     FETCH_FAILED,
     NOT_RECORDED,
     SERVER_FAILED,
     Observed,
+    new_change,
     refused,
     requested,
     serving_uri,
@@ -182,3 +189,24 @@ def test_the_annotations_name_the_version_and_the_change() -> None:
     running = with_model_uri(ms, OLD.uri)
     assert running.spec.model.uri == OLD.uri and ms.spec.model.uri == NEW.uri
     assert with_model_uri(ms, NEW.uri) is ms
+
+
+def test_a_new_change_id_for_the_same_model_is_a_new_change() -> None:
+    """A set_active of the model a server was rolled back from patches only the change's
+    id: the status is looked at again (and starts the rollout) when that id is one the
+    status has not recorded, and the annotations describe the spec's uri."""
+    uri = "s3://b/models/v3/m.gguf"
+
+    def body(rollout_id: str, recorded: str | None, version: str = "v3") -> dict[str, Any]:
+        annotations = {MODEL_VERSION_ANNOTATION: version, ROLLOUT_ANNOTATION: rollout_id}
+        status = {"rollout": {"id": recorded, "phase": "RolledBack"}} if recorded else {}
+        return {
+            "metadata": {"annotations": annotations},
+            "spec": {"model": {"uri": uri}},
+            "status": status,
+        }
+
+    assert new_change(body("5", "3"))
+    assert not new_change(body("3", "3"))  # recorded already
+    assert not new_change(body("5", None))  # no rollout yet: the spec's own change
+    assert not new_change(body("5", "3", version="v9"))  # annotations of another uri

@@ -236,6 +236,25 @@ def test_register_set_active_and_an_automatic_rollback_in_the_history(
     ]
     assert history[0]["server"] == f"{namespace}/{server['name']}"
 
+    # The version rolled back from, set active again: its server, whose spec still names
+    # it, is rolled out to it anew under the new history entry, and rolled back again.
+    again = set_active(gateway, "trainee-step-3000")
+    assert again["changed"] and [s["server_id"] for s in again["servers"]] == [server["server_id"]]
+
+    def retried() -> dict[str, Any] | None:
+        rollout = active(gateway)["servers"][0]["rollout"] or {}
+        anew = rollout.get("id") == str(again["history_id"])
+        return rollout if anew and rollout.get("phase") != "Progressing" else None
+
+    rollout = wait_for(retried, timeout=300, what="the second rollout to step-3000 to end")
+    assert (rollout["phase"], rollout["reason"]) == ("RolledBack", "ServerFailed"), rollout
+    wait_for(
+        lambda: active(gateway)["id"] == "trainee-step-2000",
+        timeout=60,
+        what="the registry to record the second rollback",
+    )
+    wait_ready(crds, namespace, server["name"], 2)
+
     # An earlier version set active is the rollback people do.
     set_active(gateway, "trainee-step-1000")
     assert rollout_ends(gateway, "trainee-step-1000")["servers"][0]["version"] == (

@@ -789,6 +789,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         )
         if deleted:
             memo.reconciler.forget(namespace, name)
+        elif rollouts.new_change(body):
+            # A set_active of the model the spec names already (one it was rolled back
+            # from): only the change's id is new, which no spec handler sees; the next
+            # look at its status starts the new rollout.
+            memo.reconciler.statuses.mark((namespace, name))
 
     # --- children: status follows them, drift is repaired ---------------------------------
 

@@ -60,6 +60,19 @@ def requested(ms: ModelServe, annotations: Mapping[str, str]) -> tuple[ModelVers
     return ModelVersion(uri, version), annotations.get(ROLLOUT_ANNOTATION, "")
 
 
+def new_change(body: Mapping[str, Any]) -> bool:
+    """Whether the spec asks for a change (its rollout id, believed as `requested` believes
+    it) other than the one its status recorded last: a set_active of the model the spec
+    names already, after a rollback from it, changes nothing else."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    rollout_id = annotations.get(ROLLOUT_ANNOTATION)
+    version = annotations.get(MODEL_VERSION_ANNOTATION)
+    uri = ((body.get("spec") or {}).get("model") or {}).get("uri") or ""
+    recorded = ((body.get("status") or {}).get("rollout") or {}).get("id")
+    believed = bool(rollout_id and version and f"/models/{version}/" in uri)
+    return believed and recorded is not None and recorded != rollout_id
+
+
 def _same_change(rollout: Rollout | None, wanted: ModelVersion, rollout_id: str) -> bool:
     return (
         rollout is not None

@@ -20,7 +20,12 @@ from pydantic import BaseModel, Field
 
 from modelserve.common.errors import ApiError
 from modelserve.common.model_versions import ActiveVersion, SetActiveAnswer
-from modelserve.common.rollouts import MODEL_VERSION_ANNOTATION, Rollout, running_model
+from modelserve.common.rollouts import (
+    MODEL_VERSION_ANNOTATION,
+    ROLLOUT_ANNOTATION,
+    Rollout,
+    running_model,
+)
 from modelserve.gateway.auth import Caller, CallerAuthorization
 from modelserve.gateway.deps import RegistryDep, ServersDep
 from modelserve.gateway.kubeservers import ServerStore
@@ -103,7 +108,11 @@ async def set_active(
     followers = []
     for item in await _servers_of(servers, owner_scope(claims), answer.name):
         spec_uri = ((item.get("spec") or {}).get("model") or {}).get("uri")
-        if spec_uri == answer.uri:
+        annotations = item["metadata"].get("annotations") or {}
+        # Already this activation's: nothing to do. The same uri under an earlier one (a
+        # server rolled back from this version, whose spec still names it) is patched with
+        # this activation's rollout id, which the operator rolls out again.
+        if spec_uri == answer.uri and annotations.get(ROLLOUT_ANNOTATION) == str(answer.history_id):
             followers.append(_server_version(item))
             continue
         try:
