@@ -555,6 +555,16 @@ def test_platform_namespaces_are_for_platform_admins(
         denied = as_person(admission, alice).refused(*args, "-n", namespace)
         assert denied.startswith("[platform_namespace]")
     admin.ok("delete", "ms/reward", "-n", namespace)
+    # The namespace itself deleted: Kubernetes' namespace controller deletes the
+    # ModelServes in it, which the webhook lets it do there too.
+    admin.ok("apply", "-n", namespace, manifest=modelserve("left", owner=alice))
+    admission.kube.kubectl("delete", "namespace", namespace, "--wait=false")
+
+    def gone() -> bool:
+        found = admission.kube.get_json("namespaces")["items"]
+        return namespace not in {item["metadata"]["name"] for item in found}
+
+    wait_for(gone, timeout=90, interval=0.5, what=f"the platform namespace {namespace} to go")
 
 
 def test_what_runs_is_bounded_by_the_platform_not_the_args(

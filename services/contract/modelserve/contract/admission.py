@@ -225,7 +225,12 @@ def principal(who: Requester, review: Review, recorded: Server | None = None) ->
 
 
 def platform_refusal(review: Review, who: Requester, settings: ContractSettings) -> str | None:
+    """Whether the request changes a ModelServe of a platform namespace, which only
+    admins do: Kubernetes' controllers delete there too (a namespace deleted goes whole,
+    garbage collection follows owners)."""
     if who.admin or review.namespace not in split(settings.platform_namespaces):
+        return None
+    if who.system and review.operation == "DELETE":
         return None
     return (
         f"[platform_namespace] {review.namespace} is a platform namespace: only platform "
