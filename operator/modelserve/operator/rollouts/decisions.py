@@ -54,10 +54,16 @@ def requested(ms: ModelServe, annotations: Mapping[str, str]) -> tuple[ModelVers
     change with no version and no id, not one of the registry's (whose history it would
     otherwise write into)."""
     uri = ms.spec.model.uri or ""
-    version = annotations.get(MODEL_VERSION_ANNOTATION) or None
-    if version is None or f"/models/{version}/" not in uri:
+    version = _believed_version(uri, annotations)
+    if version is None:
         return ModelVersion(uri), ""
     return ModelVersion(uri, version), annotations.get(ROLLOUT_ANNOTATION, "")
+
+
+def _believed_version(uri: str, annotations: Mapping[str, str]) -> str | None:
+    """The version the annotations name, if they describe `uri`."""
+    version = annotations.get(MODEL_VERSION_ANNOTATION) or None
+    return version if version is not None and f"/models/{version}/" in uri else None
 
 
 def new_change(body: Mapping[str, Any]) -> bool:
@@ -66,10 +72,9 @@ def new_change(body: Mapping[str, Any]) -> bool:
     names already, after a rollback from it, changes nothing else."""
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     rollout_id = annotations.get(ROLLOUT_ANNOTATION)
-    version = annotations.get(MODEL_VERSION_ANNOTATION)
     uri = ((body.get("spec") or {}).get("model") or {}).get("uri") or ""
     recorded = ((body.get("status") or {}).get("rollout") or {}).get("id")
-    believed = bool(rollout_id and version and f"/models/{version}/" in uri)
+    believed = bool(rollout_id) and _believed_version(uri, annotations) is not None
     return believed and recorded is not None and recorded != rollout_id
 
 

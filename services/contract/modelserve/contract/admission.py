@@ -498,15 +498,13 @@ def resources_refusal(ms: ModelServe, who: Requester, settings: ContractSettings
     if who.admin:
         return None
     wanted = ms.spec.resources
-    for field, request, limit, most, setting in (
+    for name, request, limit, most, setting in (
         ("cpu", wanted.cpu, wanted.cpu_limit, settings.max_cpu, "CONTRACT_MAX_CPU"),
         ("memory", wanted.memory, wanted.memory_limit, settings.max_memory, "CONTRACT_MAX_MEMORY"),
     ):
-        asked = request or limit
+        asked, field = (request, name) if request else (limit, f"{name}Limit")
         if not asked or not most:
             continue
-        if not request:
-            field += "Limit"
         value, bound = quantity_value(asked), quantity_value(most)
         if value is None:
             return f"[resources_not_allowed] spec.resources.{field} {asked!r} is not a quantity"

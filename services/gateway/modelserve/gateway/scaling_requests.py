@@ -54,9 +54,6 @@ def _invalid(message: str, param: str) -> OpenAIError:
 
 
 def _budget(value: Any, param: str) -> int:
-    """The budget of the body's field (an integer) or of the header (its digits)."""
-    if param == BUDGET_HEADER and value.strip().isascii() and value.strip().isdigit():
-        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BUDGET:
         raise _invalid(f"budget must be an integer from 1 to {MAX_BUDGET}", param)
     return value
@@ -116,7 +113,9 @@ def scaling_request(
     body = {field: payload.pop(field) for field in FIELDS if field in payload}
     budget = defaults.budget
     if BUDGET_HEADER in headers:
-        budget = _budget(headers[BUDGET_HEADER], BUDGET_HEADER)
+        digits = headers[BUDGET_HEADER].strip()
+        header = int(digits) if digits.isascii() and digits.isdigit() else digits
+        budget = _budget(header, BUDGET_HEADER)
     if "budget" in body:
         budget = _budget(body["budget"], "budget")
     algorithm = defaults.algorithm

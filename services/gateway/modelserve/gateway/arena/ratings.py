@@ -359,6 +359,4 @@ def leaderboard(
     """The whole table; `rounds` bootstrap resamples of the votes (with replacement, numpy
     Generator seeded by `seed`), each refitted, for the intervals. rounds=0: lower=upper=rating.
     """
-    if rounds < 0:
-        raise ValueError(f"rounds must be 0 or more, not {rounds}")
     return Fit(votes, style_control=style_control, seed=seed).leaderboard(rounds)

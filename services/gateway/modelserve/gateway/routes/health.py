@@ -56,20 +56,17 @@ async def health(
 ) -> dict[str, Any]:
     claims = await _caller(request)
     servers: dict[str, list[Target]] = {}
-    usable: list[Target] | None = None
     if claims is not None:
         try:
-            usable = await usable_targets(claims, routes, contracts)
+            for target in await usable_targets(claims, routes, contracts):
+                servers[target.served_name] = routes.nearest(target.served_name, claims)
         except ApiError:
             # The contract service unreachable: liveness answers as to no token.
             claims = None
-    if claims is None or usable is None:
+    if claims is None:
         for target in routes.servers():
             if target.platform:
                 servers.setdefault(target.served_name, []).append(target)
-    else:
-        for target in usable:
-            servers[target.served_name] = routes.nearest(target.served_name, claims)
     statuses = {name: status_of(found, routes, book) for name, found in servers.items()}
     lists = health_lists(statuses)
     loaded: list[str] = lists["loaded_models"]

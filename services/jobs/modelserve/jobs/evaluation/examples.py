@@ -110,9 +110,14 @@ def request_body(example: Example, model: str, spec: EvalSpec) -> dict[str, Any]
 
 
 def scales(spec: EvalSpec) -> bool:
-    """Whether the gateway will scale the examples' requests (a budget over 1 under an
-    algorithm other than `none`; without one, the model's default algorithm)."""
-    return spec.budget is not None and spec.budget > 1 and spec.algorithm != "none"
+    """Whether the gateway will scale the examples' requests."""
+    return scaled_by(spec.budget, spec.algorithm)
+
+
+def scaled_by(budget: int | None, algorithm: str | None) -> bool:
+    """A budget over 1 under an algorithm other than `none` (without one, the model's
+    default algorithm)."""
+    return budget is not None and budget > 1 and algorithm != "none"
 
 
 def scaling_summary(trace: Any) -> dict[str, Any] | None:

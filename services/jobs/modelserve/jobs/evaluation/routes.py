@@ -22,7 +22,7 @@ from modelserve.jobs.evaluation.datasets import (
     dataset_items,
     dataset_key,
 )
-from modelserve.jobs.evaluation.examples import EvalSpec
+from modelserve.jobs.evaluation.examples import EvalSpec, scaled_by
 from modelserve.jobs.evaluation.results import example_page
 from modelserve.jobs.files.records import FileRecords
 from modelserve.jobs.progress import Progress, job_progress
@@ -85,10 +85,9 @@ class EvalJobView(BaseModel):
 
 
 def build_spec(body: EvalRequest, dataset: str) -> EvalSpec:
-    scaled = body.budget is not None and body.budget > 1 and body.algorithm != "none"
     temperature = body.temperature
     if temperature is None:
-        temperature = SCALED_TEMPERATURE if scaled else 0.0
+        temperature = SCALED_TEMPERATURE if scaled_by(body.budget, body.algorithm) else 0.0
     return EvalSpec(
         name=body.name,
         dataset_ref=body.dataset_ref,
