@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modelserve.testbed.crd_reference import COMMAND, load_crd, render
+from modelserve.testbed.crd_reference import COMMAND, code, load_crd, render
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "modelserve-reference.md"
@@ -59,3 +59,22 @@ def test_a_changed_crd_changes_the_reference() -> None:
     spec["properties"]["replicas"]["default"] = 2
     assert render(changed) != render(crd)
     assert "| `spec.replicas` | integer |  | `2` |" in render(changed)
+
+
+def test_every_cel_rule_of_the_crd_is_listed() -> None:
+    """Rules on a list's items too (an adapter's name): the reference lists every rule
+    the API server enforces."""
+    crd_rules = _all_rules(load_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    reference = REFERENCE.read_text()
+    assert len(crd_rules) >= 30
+    assert [rule for rule in crd_rules if code(rule) not in reference] == []
+
+
+def _all_rules(node: object) -> list[str]:
+    """The `rule` of every x-kubernetes-validations entry anywhere under `node`."""
+    if isinstance(node, list):
+        return [rule for value in node for rule in _all_rules(value)]
+    if not isinstance(node, dict):
+        return []
+    own = [entry["rule"] for entry in node.get("x-kubernetes-validations", [])]
+    return own + [rule for value in node.values() for rule in _all_rules(value)]

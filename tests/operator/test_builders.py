@@ -101,6 +101,31 @@ def test_probes_are_on_health_and_startup_is_patient() -> None:
     assert startup["periodSeconds"] * startup["failureThreshold"] == 30 * 60
 
 
+@pytest.mark.parametrize(
+    ("minutes", "rollout", "deadline"), [(30, 1800.0, 1800), (60, 900.5, 3600), (5, 900.5, 901)]
+)
+def test_the_deployment_makes_progress_for_as_long_as_a_model_may_take_to_start(
+    minutes: int, rollout: float, deadline: int
+) -> None:
+    """Kubernetes' default progress deadline (600 s) would call a large model's first
+    load Failed."""
+    settings = SETTINGS.model_copy(
+        update={"startup_minutes": minutes, "rollout_deadline_seconds": rollout}
+    )
+    assert build_deployment(modelserve(), settings)["spec"]["progressDeadlineSeconds"] == deadline
+
+
+def test_the_workload_names_the_generation_it_is_applied_for() -> None:
+    ms = modelserve().model_copy(update={"generation": 7})
+    deployment = build_deployment(ms, SETTINGS)
+    assert deployment["metadata"]["labels"]["llm.modelserve.io/generation"] == "7"
+    assert "annotations" not in deployment["metadata"]  # they would be a new generation
+    # Not on the pods: a change of the spec that changes nothing in them replaces none.
+    assert (
+        "llm.modelserve.io/generation" not in deployment["spec"]["template"]["metadata"]["labels"]
+    )
+
+
 def test_users_args_come_last_and_replace_our_defaults() -> None:
     ms = modelserve(
         args=["--gpu-memory-utilization=0.5", "--max-num-seqs", "8"], vllm={"prefixCaching": False}

@@ -515,3 +515,42 @@ def test_gpu_type_and_the_users_node_selector_are_merged_on_the_cluster(
     scheduled = wait_for(pending, timeout=60, what="the pod of merged to be judged")
     assert scheduled["status"] == "False"
     assert "node(s) didn't match Pod's node affinity/selector" in scheduled["message"]
+
+
+@pytest.mark.kube
+def test_a_deployment_the_api_server_refuses_is_a_warning_event_on_the_modelserve(
+    crds: KubeCluster, namespace: str, operator: RunningOperator, placement_model: None
+) -> None:
+    """A label selector's operator is checked by the API server only in the Deployment: the
+    operator cannot apply it, and says so on the ModelServe (kubectl describe)."""
+    term = {"labelSelector": {"matchExpressions": [{"key": "app", "operator": "Near"}]}}
+    affinity = {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "podAffinityTerm": {**term, "topologyKey": "kubernetes.io/hostname"}}
+            ]
+        }
+    }
+    crds.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        stdin=manifest("refused", {**VLLM, "placement": {"affinity": affinity}}),
+    )
+
+    def warned() -> Any:
+        events = get(crds, namespace, "events", "--field-selector", "involvedObject.name=refused")
+        return [
+            event
+            for event in events["items"]
+            if event["reason"] == "NotApplied" and event["type"] == "Warning"
+        ]
+
+    (event, *_) = wait_for(warned, timeout=60, what="a NotApplied event")
+    assert event["involvedObject"]["kind"] == "ModelServe"
+    assert event["message"].startswith("Deployment refused not applied: ")
+    assert "Near" in event["message"]
+    assert (
+        get(crds, namespace, "deployments", "-l", "llm.modelserve.io/modelserve=refused")["items"]
+        == []
+    )

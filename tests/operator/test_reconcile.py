@@ -169,6 +169,33 @@ def test_spec_change_rolls_the_deployment(crds: KubeCluster, namespace: str) -> 
     assert args.count("--ctx-size") == 1
 
 
+def test_kubectl_wait_for_ready_waits_for_the_change(crds: KubeCluster, namespace: str) -> None:
+    """`kubectl wait --for=condition=Ready` right after a change returns once the change runs:
+    the condition speaks for a generation only once the Deployment was applied for it
+    and rolled out, however soon the operator writes the status."""
+    name = apply(crds, namespace, manifest("llamacpp-cpu.yaml", spec__replicas=1))
+    wait_phase(crds, namespace, name, "Ready")
+    apply(
+        crds,
+        namespace,
+        manifest("llamacpp-cpu.yaml", spec__replicas=1, spec__args=["--ctx-size", "1536"]),
+    )
+    crds.kubectl("wait", "-n", namespace, f"ms/{name}", "--for=condition=Ready", "--timeout=60s")
+    ms = get(crds, namespace, "ms", name)
+    deployment = get(crds, namespace, "deployment", name)
+    assert ms["status"]["observedGeneration"] == ms["metadata"]["generation"]
+    assert deployment["metadata"]["labels"]["llm.modelserve.io/generation"] == str(
+        ms["metadata"]["generation"]
+    )
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == [
+        "--ctx-size",
+        "1536",
+    ]
+    rollout = deployment["status"]
+    assert rollout["observedGeneration"] == deployment["metadata"]["generation"]
+    assert rollout.get("updatedReplicas") == rollout.get("readyReplicas") == 1
+
+
 def test_deleting_the_modelserve_removes_every_child(crds: KubeCluster, namespace: str) -> None:
     name = apply(crds, namespace, manifest("llamacpp-cpu.yaml"))
     wait_phase(crds, namespace, name, "Ready")

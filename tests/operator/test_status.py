@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from modelserve.common.modelserve import ModelServe
@@ -106,6 +107,30 @@ def test_rollout_in_progress_is_deploying() -> None:
     assert status["phase"] == "Deploying"  # the Deployment has not seen its new spec yet
 
 
+def test_a_workload_not_yet_applied_for_the_spec_does_not_speak_for_it() -> None:
+    """MS is at generation 2; the Deployment the watch shows was applied for 1: the status
+    (and every condition) is what generation 1 came to, so `kubectl wait
+    --for=condition=Ready` on generation 2 keeps waiting."""
+    older = dataclasses.replace(deployment(2), applied_for=1)
+    status = compute_status(MS, SETTINGS, deployment=older, pods=[])
+    assert status["phase"] == "Ready"
+    assert status["observedGeneration"] == 1
+    assert {c["observedGeneration"] for c in status["conditions"]} == {1}
+    current = dataclasses.replace(deployment(2), applied_for=2)
+    assert compute_status(MS, SETTINGS, deployment=current, pods=[])["observedGeneration"] == 2
+
+
+def test_a_started_rollout_is_deploying_until_the_workload_runs_its_model() -> None:
+    """Every pod of the old model is Ready, and the rollout to the new one has started: the
+    Deployment still fetches the old model, so the server is not rolled out."""
+    old = dataclasses.replace(deployment(2), model_uri="s3://b/old.gguf")
+    status = compute_status(MS, SETTINGS, deployment=old, pods=[], serving_uri="s3://b/m.gguf")
+    assert (status["phase"], conditions(status)["Ready"]) == ("Deploying", ("False", "Deploying"))
+    new = dataclasses.replace(deployment(2), model_uri="s3://b/m.gguf")
+    status = compute_status(MS, SETTINGS, deployment=new, pods=[], serving_uri="s3://b/m.gguf")
+    assert status["phase"] == "Ready"
+
+
 def test_no_deployment_yet_is_pending() -> None:
     assert compute_status(MS, SETTINGS, deployment=None, pods=[])["phase"] == "Pending"
 
@@ -138,6 +163,22 @@ def test_external_status_follows_the_probe() -> None:
     assert (down["phase"], conditions(down)["Ready"]) == ("Degraded", ("False", "ProbeFailed"))
     up = compute_status(ms, SETTINGS, deployment=None, pods=[], probe=ProbeResult(True, "ok"))
     assert (up["phase"], up["readyReplicas"], up["endpoint"]) == ("Ready", 1, "http://h/v1")
+    assert next(c for c in pending["conditions"] if c["type"] == "Ready")["message"] == (
+        "waiting for the first probe"
+    )
+
+
+def test_a_server_turned_external_drops_its_workload_fields() -> None:
+    ms = ModelServe.from_body(
+        {
+            "metadata": {"name": "x", "namespace": "ns", "uid": "u"},
+            "spec": {"runtime": "external", "external": {"url": "http://h/v1"}},
+        }
+    )
+    before = {"desiredReplicas": 2, "model": {"uri": "s3://b/m.gguf"}, "rollout": {"id": "r"}}
+    status = compute_status(ms, SETTINGS, deployment=None, pods=[], previous=before)
+    # A merge patch: None deletes them.
+    assert {field: status[field] for field in before} == dict.fromkeys(before)
 
 
 def test_a_refused_modelserve_is_failed_with_the_reason() -> None:

@@ -6,6 +6,7 @@ Nothing here talks to the cluster; the handlers apply what these return.
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 from modelserve.common.modelserve import (
@@ -23,6 +24,11 @@ from modelserve.operator.settings import OperatorSettings
 OPERATOR = "modelserve-operator"
 NAME_LABEL = SERVER_LABEL
 RUNTIME_LABEL = "llm.modelserve.io/runtime"
+# On the workload: the ModelServe generation it was last applied for, so that a status
+# computed from a workload not yet showing a spec change does not claim that change. A
+# label: a Deployment's annotations count as its spec (a change of them is a new
+# generation of the Deployment, and they are copied to its ReplicaSets).
+GENERATION_LABEL = "llm.modelserve.io/generation"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 # Every container of a model-server pod: no privilege to gain, no capability, nothing
 # written outside its volumes (/tmp is an emptyDir).
@@ -69,6 +75,13 @@ def child_metadata(ms: ModelServe, name: str) -> Obj:
             }
         ],
     }
+
+
+def progress_deadline(settings: OperatorSettings) -> int:
+    """The Deployment's progressDeadlineSeconds: the start-up probe's allowance or the
+    rollout deadline, whichever is longer (Kubernetes' default, 600 s, is shorter than
+    a large model's load)."""
+    return max(settings.startup_minutes * 60, math.ceil(settings.rollout_deadline_seconds))
 
 
 def store_secret_name(ms: ModelServe) -> str:
@@ -286,12 +299,17 @@ def build_deployment(
     if ms.spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": ref.name} for ref in ms.spec.image_pull_secrets]
     pod_spec.update(placement(ms))
+    metadata = child_metadata(ms, ms.name)
+    metadata["labels"] = {**metadata["labels"], GENERATION_LABEL: str(ms.generation)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": child_metadata(ms, ms.name),
+        "metadata": metadata,
         "spec": {
             "replicas": ms.spec.replicas if replicas is None else replicas,
+            # As long as a model may take to fetch and start: a rollout is not Failed
+            # before its pods could have been Ready.
+            "progressDeadlineSeconds": progress_deadline(settings),
             "selector": {"matchLabels": selector(ms)},
             # GPUs are scarce: replace pods one by one rather than asking for a surge.
             "strategy": {

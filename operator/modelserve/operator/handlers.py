@@ -195,9 +195,33 @@ class Reconciler:
                 raise kopf.TemporaryError(str(error), delay=5) from error
             if error.over_quota:
                 raise kopf.TemporaryError(str(error), delay=QUOTA_RETRY_SECONDS) from error
+            await self._warn_not_applied(obj, error)
             raise kopf.PermanentError(str(error)) from error
         self.applied[_child_key(stored)] = _version(stored)
         return stored
+
+    async def _warn_not_applied(self, obj: dict[str, Any], error: ClusterError) -> None:
+        """A Warning Event (reason NotApplied) on the child's ModelServe: the API server
+        refused the child for good, so what was there before (if anything) stays, and
+        `kubectl describe ms` says why."""
+        meta = obj["metadata"]
+        owner = next(iter(meta.get("ownerReferences") or []), None)
+        if owner is None:
+            return
+        involved = {
+            "apiVersion": owner["apiVersion"],
+            "kind": owner["kind"],
+            "metadata": {
+                "name": owner["name"],
+                "namespace": meta["namespace"],
+                "uid": owner["uid"],
+            },
+        }
+        message = f"{obj['kind']} {meta['name']} not applied: {error}"
+        try:
+            await self.cluster.post_event(involved, "Warning", "NotApplied", message)
+        except ClusterError as failed:
+            logger.warning("no event for %s: %s", message, failed)
 
     async def _check_name(self, obj: dict[str, Any]) -> None:
         """NameTaken unless `obj`'s name is free or already its ModelServe's: as the

@@ -16,6 +16,7 @@ from modelserve.common.modelserve import FETCH_CONTAINER, ModelServe, Runtime
 from modelserve.common.timestamps import epoch_seconds, rfc3339
 from modelserve.operator.autoscaling.decisions import AutoscaleView
 from modelserve.operator.builders import (
+    GENERATION_LABEL,
     endpoint,
     route_prefix,
     selector_string,
@@ -27,6 +28,8 @@ PENDING, DEPLOYING, READY, DEGRADED, FAILED = "Pending", "Deploying", "Ready", "
 SLEEPING = "Sleeping"
 # The autoscaler's status fields; the status write is a merge patch, where None deletes.
 AUTOSCALER_FIELDS = ("drain", "podDrain", "activatedAt", "lastRequestTime")
+# Status fields of a server's workload and its models (none for an external server).
+WORKLOAD_FIELDS = ("desiredReplicas", "model", "rollout")
 # Container states that will not fix themselves without a change of spec or image.
 FAILING_REASONS = {
     "CrashLoopBackOff",
@@ -49,6 +52,9 @@ class DeploymentView:
     model_uri: str | None = None  # the model its pod template fetches (MODEL_URI)
     # A LeaderWorkerSet still replacing groups after a change of its templates.
     update_in_progress: bool = False
+    # The ModelServe generation it was last applied for (GENERATION_LABEL); None
+    # for one applied by an operator that did not write it.
+    applied_for: int | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> DeploymentView:
@@ -68,6 +74,7 @@ class DeploymentView:
                 for c in conditions
             ),
             model_uri=_model_uri(((body.get("spec") or {}).get("template") or {}).get("spec")),
+            applied_for=_applied_for(body),
         )
 
     @classmethod
@@ -94,6 +101,7 @@ class DeploymentView:
                 c.get("type") == "UpdateInProgress" and c.get("status") == "True"
                 for c in status.get("conditions") or []
             ),
+            applied_for=_applied_for(body),
         )
 
 
@@ -164,6 +172,11 @@ def ready_groups(pods: Sequence[PodView], size: int) -> int:
     return sum(
         1 for group in members.values() if len(group) == size and all(p.ready for p in group)
     )
+
+
+def _applied_for(body: Mapping[str, Any]) -> int | None:
+    value = (body["metadata"].get("labels") or {}).get(GENERATION_LABEL, "")
+    return int(value) if value.isdigit() else None
 
 
 def _model_uri(spec: Mapping[str, Any] | None) -> str | None:
@@ -248,6 +261,10 @@ def compute_status(
     previous_conditions = (previous or {}).get("conditions") or []
     if serving_uri is not None:
         pods = [pod for pod in pods if pod.model_uri in (None, serving_uri)]
+        if deployment is not None and deployment.model_uri not in (None, serving_uri):
+            # A rollout has started and the workload is not yet applied with its model:
+            # not rolled out, though every pod of the old model may be Ready.
+            deployment = dataclasses.replace(deployment, update_in_progress=True)
     desired = autoscale.desired if autoscale else ms.spec.replicas
     if deployment is not None and is_multinode(ms):
         ready = min(deployment.ready_replicas, ready_groups(pods, ms.spec.group_size))
@@ -265,6 +282,12 @@ def compute_status(
         kind = "LeaderWorkerSet" if is_multinode(ms) else "Deployment"
         phase, message, conditions = _deployed(desired, deployment, pods, autoscale, kind, missing)
         ready_replicas = deployment.ready_replicas if deployment else 0
+    # The generation this status speaks for: the spec's, unless the workload it was
+    # computed from was last applied for an older one (the watch has not shown the
+    # change yet, or applying it failed).
+    observed = ms.generation
+    if refusal is None and deployment is not None and deployment.applied_for is not None:
+        observed = min(observed, deployment.applied_for)
     status: dict[str, Any] = {
         "phase": phase,
         "message": message,
@@ -274,14 +297,17 @@ def compute_status(
         "endpoint": endpoint(ms, settings),
         "serverId": ms.server_id,
         "route": f"{route_prefix(ms)}/" if ms.spec.runtime is not Runtime.EXTERNAL else "",
-        "observedGeneration": ms.generation,
+        "observedGeneration": observed,
         "conditions": [
-            _condition(kind, ok, reason, text, ms.generation, previous_conditions)
+            _condition(kind, ok, reason, text, observed, previous_conditions)
             for kind, ok, reason, text in conditions
         ],
     }
     if ms.spec.runtime is not Runtime.EXTERNAL:
         status["desiredReplicas"] = 0 if refusal else desired
+    else:
+        # A server turned external keeps no field of the workload it had.
+        status.update({field: None for field in WORKLOAD_FIELDS if field in (previous or {})})
     if rollout is not None:
         status.update(rollout)
     if autoscale is not None:
@@ -317,7 +343,8 @@ Conditions = list[tuple[str, bool, str, str]]
 
 def _external(ms: ModelServe, probe: ProbeResult | None) -> tuple[str, str, Conditions]:
     if probe is None:
-        return PENDING, "waiting for the first probe", [("Ready", False, "NotProbed", "")]
+        message = "waiting for the first probe"
+        return PENDING, message, [("Ready", False, "NotProbed", message)]
     if probe.ok:
         return READY, probe.message, [("Ready", True, "ProbeSucceeded", probe.message)]
     return DEGRADED, probe.message, [("Ready", False, "ProbeFailed", probe.message)]
@@ -335,7 +362,8 @@ def _deployed(
         message = autoscale.sleep_message or "asleep: 0 replicas until a request comes"
         return SLEEPING, message, [("Ready", False, SLEEPING, message)]
     if deployment is None:
-        return PENDING, f"creating the {kind}", [("Ready", False, "Creating", "")]
+        message = f"creating the {kind}"
+        return PENDING, message, [("Ready", False, "Creating", message)]
     live = [pod for pod in pods if not pod.deleting]
     ready = deployment.ready_replicas
     unschedulable = [pod.unschedulable for pod in live if pod.unschedulable]

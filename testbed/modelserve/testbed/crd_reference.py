@@ -105,6 +105,9 @@ def rules(schema: dict[str, Any], path: str) -> Iterator[list[str]]:
         yield [code(where) if where else "the object", code(rule["rule"]), cell(rule["message"])]
     for name, child in schema.get("properties", {}).items():
         yield from rules(child, f"{path}.{name}" if path else name)
+    items = schema.get("items")
+    if isinstance(items, dict):  # the rules of each item of a list
+        yield from rules(items, f"{path}[]")
 
 
 def render(crd: dict[str, Any]) -> str:
