@@ -308,6 +308,6 @@ def test_v1_models_follows_the_callers_contract(
         hidden = carol.get(f"/v1/models/{ALICES}")
         assert hidden.status_code == 404
         error = error_of(hidden)
-        assert (error["type"], error["code"]) == ("not_found_error", "model_not_found")
+        assert (error["type"], error["code"]) == ("invalid_request_error", "model_not_found")
     with http(gateway, "root") as root:  # admins see every model
         assert {ALICES, CHAT, JUDGE} <= {m["id"] for m in root.get("/v1/models").json()["data"]}

@@ -328,6 +328,9 @@ def test_nul_characters_in_ids_cursors_and_names_are_refused_never_a_500(
         refused = erin.post("/v1/batches", json=odd)
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"]["param"] == "metadata"
+        long_key = {**odd, "metadata": {"k" * 65: "v"}}
+        refused = erin.post("/v1/batches", json=long_key)
+        assert (refused.status_code, refused.json()["error"]["param"]) == (400, "metadata")
         # A null `metadata`, as the openai client sends `metadata=None`: none.
         made_none = erin.post("/v1/batches", json={**odd, "metadata": None})
         assert made_none.status_code == 200, made_none.text

@@ -50,6 +50,8 @@ def test_the_openai_client_uploads_lists_reads_and_deletes_a_file(
     following = client.files.list(limit=1, order="asc", after=made.id)
     assert [f.id for f in following.data] == [second.id]
     assert [f.id for f in client.files.list(purpose="batch_output").data] == []
+    # Any purpose OpenAI names lists, even one this service never holds.
+    assert client.files.list(purpose="fine-tune").data == []
 
     deleted = client.files.delete(made.id)
     assert (deleted.id, deleted.deleted) == (made.id, True)

@@ -84,12 +84,14 @@ class OpenAIError(HTTPException):
 
 
 def model_not_found(model: str) -> OpenAIError:
-    """OpenAI's answer for a model that does not exist, or that the caller may not use."""
+    """OpenAI's answer for a model that does not exist, or that the caller may not use,
+    word for word and of OpenAI's type for it (not `not_found_error`)."""
     return OpenAIError(
         404,
         f"The model `{model}` does not exist or you do not have access to it.",
         code="model_not_found",
         param="model",
+        type="invalid_request_error",
     )
 
 

@@ -52,6 +52,8 @@ class BatchCreate(BaseModel):
         """PostgreSQL keeps no NUL character nor lone surrogate (jsonb refuses them)."""
         if metadata is None:
             return None
+        if any(len(key) > 64 for key in metadata):
+            raise ValueError("a key of metadata is at most 64 characters, as OpenAI's")
         if not all(storable_text(text) for pair in metadata.items() for text in pair):
             raise ValueError("keys and values hold no NUL character nor lone surrogate")
         return metadata

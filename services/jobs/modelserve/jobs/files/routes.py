@@ -114,7 +114,7 @@ async def create_file(
 async def list_files(
     claims: CallerDep,
     records: RecordsDep,
-    purpose: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")] = None,
+    purpose: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_-]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
     after: Annotated[str | None, Query(pattern=FILE_ID_PATTERN)] = None,
     order: Order = "desc",
