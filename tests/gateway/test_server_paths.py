@@ -112,6 +112,13 @@ def test_the_seeds_bodies_without_a_model_are_answered(
     with http(gateway, "alice") as alice:
         listed = alice.get(f"/{server_id}/v1/models").json()
         assert [model["id"] for model in listed["data"]] == [llm.alias]
+        # One of them, as the openai client's models.retrieve asks on this base URL.
+        one = alice.get(f"/{server_id}/v1/models/{llm.alias}")
+        assert one.status_code == 200, one.text
+        assert one.json() == listed["data"][0]
+        unknown = alice.get(f"/{server_id}/v1/models/not-{llm.alias}")
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["code"] == "model_not_found"
         chat = alice.post(f"/{server_id}/v1/chat/completions", json={**SEED_CHAT, "max_tokens": 16})
         assert chat.status_code == 200, chat.text
         assert chat.json()["choices"][0]["message"]["content"]

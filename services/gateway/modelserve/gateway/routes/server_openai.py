@@ -15,10 +15,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from modelserve.common.tokens import Claims
 from modelserve.gateway.auth import Caller, caller
+from modelserve.gateway.contracts import ContractClient
 from modelserve.gateway.deps import BookDep, ContractsDep, RoutesDep
+from modelserve.gateway.loading.book import LoadBook
 from modelserve.gateway.loading.listing import status_of
-from modelserve.gateway.openai_errors import OPENAI_ERRORS, PROXIED_ERRORS
+from modelserve.gateway.openai_errors import OPENAI_ERRORS, PROXIED_ERRORS, model_not_found
 from modelserve.gateway.openai_requests import (
     ChatRequest,
     CompletionRequest,
@@ -41,7 +44,7 @@ from modelserve.gateway.proxy_requests import (
     server_for,
 )
 from modelserve.gateway.routes.openai import model_object, proxy_of
-from modelserve.gateway.routing import Target
+from modelserve.gateway.routing import RouteTable, Target
 from modelserve.gateway.usable_models import allowed_name
 
 router = APIRouter(prefix="/{server_id:uuid}/v1", tags=["openai"], responses=OPENAI_ERRORS)
@@ -70,14 +73,41 @@ async def list_server_models(
     """The model the server serves (ready or not), then its LoRA adapters that the
     caller's contract allows, each as `/v1/models` lists models (an adapter with `parent`
     and `root`), with this server's state and last use."""
-    target = server_for(routes, str(server_id), claims)
+    data = await _server_models(str(server_id), claims, routes, contracts, book)
+    return {"object": "list", "data": data}
+
+
+@router.get("/models/{model:path}")
+async def retrieve_server_model(
+    server_id: uuid.UUID,
+    model: str,
+    claims: Caller,
+    routes: RoutesDep,
+    contracts: ContractsDep,
+    book: BookDep,
+) -> dict[str, Any]:
+    """One model of those `GET /{server_id}/v1/models` lists; any other is unknown (404
+    `model_not_found`), as OpenAI answers."""
+    for found in await _server_models(str(server_id), claims, routes, contracts, book):
+        if found["id"] == model:
+            return found
+    raise model_not_found(model)
+
+
+async def _server_models(
+    server_id: str,
+    claims: Claims,
+    routes: RouteTable,
+    contracts: ContractClient | None,
+    book: LoadBook,
+) -> list[dict[str, Any]]:
+    target = server_for(routes, server_id, claims)
     adapters = adapter_views(target)
     if adapters and contracts is not None and not claims.is_admin:
         allowlists = await contracts.model_allowlists(claims)
         adapters = [view for view in adapters if allowed_name(view.served_name, allowlists)]
     status = status_of([target], routes, book)
-    data = [model_object(view, status) for view in (target, *adapters)]
-    return {"object": "list", "data": data}
+    return [model_object(view, status) for view in (target, *adapters)]
 
 
 @router.post("/chat/completions", responses=PROXIED_ERRORS, openapi_extra=_body(ChatRequest))
