@@ -393,7 +393,7 @@ def test_what_the_model_server_does_not_serve_is_a_404_in_openais_shape(gateway:
     missing = post(gateway, "/v1/tokenize", {"model": PYTHON, "content": "Hello"})
     assert missing.status_code == 404
     error = error_of(missing)
-    assert (error["type"], error["code"]) == ("not_found_error", "endpoint_not_supported")
+    assert (error["type"], error["code"]) == ("invalid_request_error", "endpoint_not_supported")
     assert PYTHON in error["message"] and "/v1/tokenize" in error["message"]
     # llama-server without --reranking answers 501 to /v1/rerank: a 404 too.
     before = counted(gateway, "/v1/rerank", "404")
@@ -432,7 +432,7 @@ def test_the_caller_must_sign_in(gateway: str) -> None:
     for path in ("/v1/tokenize", "/v1/detokenize", "/v1/rerank", "/v1/score", "/tokenize"):
         answer = httpx.post(f"{gateway}{path}", json={"model": LLAMA, "content": "a"})
         assert answer.status_code == 401, path
-        assert error_of(answer)["type"] == "authentication_error"
+        assert error_of(answer)["type"] == "invalid_request_error"
 
 
 @pytest.mark.kube

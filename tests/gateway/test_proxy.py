@@ -530,7 +530,7 @@ def test_bad_requests_are_4xx_in_openai_shape(gateway: str, tokens: dict[str, st
         assert http.post("/v1/chat/completions", json=extra).status_code == 200
         route = http.get("/v1/no-such-route")
         assert route.status_code == 404
-        assert error_of(route)["type"] == "not_found_error"
+        assert error_of(route)["type"] == "invalid_request_error"
 
 
 def test_bad_or_expired_tokens_are_401_in_openai_shape(
@@ -551,7 +551,7 @@ def test_bad_or_expired_tokens_are_401_in_openai_shape(
             answer = http.post("/v1/chat/completions", json=body)
             assert answer.status_code == 401
             error = error_of(answer)
-            assert (error["type"], error["code"]) == ("authentication_error", code)
+            assert (error["type"], error["code"]) == ("invalid_request_error", code)
             assert http.get("/v1/models").status_code == 401
     with pytest.raises(openai.AuthenticationError):
         client(gateway, expired).models.list()

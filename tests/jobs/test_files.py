@@ -82,7 +82,7 @@ def test_what_no_route_takes_under_v1_is_answered_in_openai_shape(
         for method, path, status, kind in (
             ("DELETE", "/v1/batches/batch_" + "0" * 24, 405, "invalid_request_error"),
             ("GET", "/v1/batches/batch_" + "0" * 24 + "/cancel", 405, "invalid_request_error"),
-            ("GET", "/v1/files/file-" + "0" * 24 + "/more", 404, "not_found_error"),
+            ("GET", "/v1/files/file-" + "0" * 24 + "/more", 404, "invalid_request_error"),
         ):
             answer = fiona.request(method, path)
             assert answer.status_code == status, (path, answer.text)

@@ -34,11 +34,14 @@ OPENAI_PREFIX = "/v1"
 _SERVER_OPENAI = re.compile(r"/[^/]+/v1(/|$)")
 
 # OpenAI's error types by status, for errors that do not name one.
+# A bad key and an unknown model, file or path are `invalid_request_error` as OpenAI
+# answers them (its codes: invalid_api_key, model_not_found); the others are named as
+# the openai client's exception classes are.
 _TYPES = {
     400: "invalid_request_error",
-    401: "authentication_error",
+    401: "invalid_request_error",
     403: "permission_error",
-    404: "not_found_error",
+    404: "invalid_request_error",
     405: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
@@ -84,14 +87,12 @@ class OpenAIError(HTTPException):
 
 
 def model_not_found(model: str) -> OpenAIError:
-    """OpenAI's answer for a model that does not exist, or that the caller may not use,
-    word for word and of OpenAI's type for it (not `not_found_error`)."""
+    """OpenAI's answer for a model that does not exist, or that the caller may not use."""
     return OpenAIError(
         404,
         f"The model `{model}` does not exist or you do not have access to it.",
         code="model_not_found",
         param="model",
-        type="invalid_request_error",
     )
 
 

@@ -29,11 +29,14 @@ from modelserve.common.database import DatabaseUnavailable
 from modelserve.common.objects import StoreError
 
 # OpenAI's error types by status.
+# A bad key and an unknown model, file or path are `invalid_request_error` as OpenAI
+# answers them (its codes: invalid_api_key, model_not_found); the others are named as
+# the openai client's exception classes are.
 _TYPES = {
     400: "invalid_request_error",
-    401: "authentication_error",
+    401: "invalid_request_error",
     403: "permission_error",
-    404: "not_found_error",
+    404: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
