@@ -50,7 +50,9 @@ class DeploymentView:
     updated_replicas: int
     progress_deadline_exceeded: bool
     model_uri: str | None = None  # the model its pod template fetches (MODEL_URI)
-    # A LeaderWorkerSet still replacing groups after a change of its templates.
+    # Not rolled out whatever its counts say: a LeaderWorkerSet still replacing groups
+    # after a change of its templates, or a workload whose template still fetches the
+    # model a started rollout moves away from (`compute_status`).
     update_in_progress: bool = False
     # The ModelServe generation it was last applied for (GENERATION_LABEL); None
     # for one applied by an operator that did not write it.
